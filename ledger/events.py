@@ -1,0 +1,285 @@
+"""The facts the ledger records: one frozen msgspec struct per event type.
+
+Every type is a member of the tagged union ``Fact`` (tag field ``type``). Lines
+of an NDJSON import are decoded once, at the boundary, by ``decode_line``; the
+rest of the code only ever sees validated, immutable facts.
+
+Schema evolution rule: add fields only with defaults; never change a field's
+type. Anything else is a new event type.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime
+from typing import Annotated, Any, Final, Literal, TypeAlias
+
+import msgspec
+
+from ledger.errors import BadInput
+from ledger.policy import PolicyFile
+
+# Timestamps must carry an explicit offset (INTERFACE.md section 1).
+Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]
+# Identifiers and names: non-empty, bounded, printable on one line.
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=512, pattern=r"^[^\x00-\x1f\x7f]+$")]
+Text = Annotated[str, msgspec.Meta(max_length=10_000)]
+MonthStr = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$")]
+
+Impact = Literal["outage", "degraded", "none"]
+ExclusionCategory = Literal[
+    "customer_isp", "customer_equipment", "customer_action", "third_party", "internet_failure"
+]
+EXCLUSION_CATEGORIES: Final = frozenset(ExclusionCategory.__args__)  # type: ignore[attr-defined]
+EXCLUDABLE_CATEGORIES: Final = EXCLUSION_CATEGORIES | {"force_majeure"}
+
+
+class _Fact(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="type"):
+    """Common envelope fields; ``position`` and ``recorded_at`` are set by the ledger.
+
+    On import they are accepted (that is what ``ledger events`` prints): ``position``
+    is ignored and assigned afresh, ``recorded_at`` is kept.
+    """
+
+    id: Name | None = None
+    position: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    recorded_at: Timestamp | None = None
+
+
+def _interval_check(starts_at: datetime, ends_at: datetime) -> None:
+    if ends_at <= starts_at:
+        raise ValueError("`ends_at` must be after `starts_at`")
+
+
+class ProbeFailed(_Fact, frozen=True, tag="probe_failed"):
+    service: Name
+    probe: Name
+    at: Timestamp
+    detail: Text | None = None
+
+
+class ProbeRecovered(_Fact, frozen=True, tag="probe_recovered"):
+    service: Name
+    probe: Name
+    at: Timestamp
+
+
+class IncidentOpened(_Fact, frozen=True, tag="incident_opened"):
+    service: Name
+    incident: Name
+    at: Timestamp
+    impact: Impact
+    title: Text | None = None
+    severity: Text | int | None = None
+
+
+class IncidentResolved(_Fact, frozen=True, tag="incident_resolved"):
+    incident: Name
+    at: Timestamp
+
+
+class MaintenanceAnnounced(_Fact, frozen=True, tag="maintenance_announced"):
+    service: Name
+    maintenance: Name
+    announced_at: Timestamp
+    starts_at: Timestamp
+    ends_at: Timestamp
+    title: Text | None = None
+
+    def __post_init__(self) -> None:
+        _interval_check(self.starts_at, self.ends_at)
+
+
+class MaintenanceCancelled(_Fact, frozen=True, tag="maintenance_cancelled"):
+    maintenance: Name
+    at: Timestamp
+
+
+class MaintenanceCompleted(_Fact, frozen=True, tag="maintenance_completed"):
+    maintenance: Name
+    at: Timestamp
+
+
+class ForceMajeureDeclared(_Fact, frozen=True, tag="force_majeure_declared"):
+    service: Name
+    declaration: Name
+    starts_at: Timestamp
+    ends_at: Timestamp
+    reason: Text
+
+    def __post_init__(self) -> None:
+        _interval_check(self.starts_at, self.ends_at)
+
+
+class ExclusionDeclared(_Fact, frozen=True, tag="exclusion_declared"):
+    service: Name
+    exclusion: Name
+    category: ExclusionCategory
+    starts_at: Timestamp
+    ends_at: Timestamp
+    reason: Text
+    contract: Name | None = None
+
+    def __post_init__(self) -> None:
+        _interval_check(self.starts_at, self.ends_at)
+
+
+class ExclusionRevoked(_Fact, frozen=True, tag="exclusion_revoked"):
+    ref: Name
+    reason: Text
+
+
+class CreditClaimFiled(_Fact, frozen=True, tag="credit_claim_filed"):
+    contract: Name
+    month: MonthStr
+    at: Timestamp
+
+
+class ContractRegistered(_Fact, frozen=True, tag="contract_registered"):
+    """Version 1 of a contract's policy (the TOML file, as recorded)."""
+
+    policy: PolicyFile
+
+
+class ContractAmended(_Fact, frozen=True, tag="contract_amended"):
+    """A later version of a contract's policy, in force from ``policy.contract.effective_from``."""
+
+    policy: PolicyFile
+
+    def __post_init__(self) -> None:
+        if self.policy.contract.effective_from is None:
+            raise ValueError("`policy.contract.effective_from` is required to amend a contract")
+
+
+Fact: TypeAlias = (
+    ProbeFailed
+    | ProbeRecovered
+    | IncidentOpened
+    | IncidentResolved
+    | MaintenanceAnnounced
+    | MaintenanceCancelled
+    | MaintenanceCompleted
+    | ForceMajeureDeclared
+    | ExclusionDeclared
+    | ExclusionRevoked
+    | CreditClaimFiled
+    | ContractRegistered
+    | ContractAmended
+)
+
+FACT_TYPES: Final[dict[str, type[_Fact]]] = {
+    cls.__struct_config__.tag: cls  # type: ignore[misc]
+    for cls in Fact.__args__  # type: ignore[attr-defined]
+}
+
+# Operational facts: what `ledger append` accepts (contracts go through `ledger contract`).
+OPS_TYPES: Final = tuple(t for t in FACT_TYPES if not t.startswith("contract_"))
+
+
+class Recorded(msgspec.Struct, frozen=True):
+    """A fact as the ledger holds it: content plus what the ledger added on append."""
+
+    position: int
+    recorded_at: datetime
+    id: str
+    fact: Fact
+
+
+class StoredState(msgspec.Struct, frozen=True, array_like=True):
+    """What goes into the event store's ``state`` column (position is the row's)."""
+
+    id: str
+    recorded_at: datetime
+    fact: Fact
+
+
+_line_decoder: Final = msgspec.json.Decoder(Fact)
+_state_decoder: Final = msgspec.json.Decoder(StoredState)
+_encoder: Final = msgspec.json.Encoder(order="sorted")
+_FIELD_RE: Final = re.compile(r"`\$\.([^`]*)`")
+
+
+def strip_envelope(fact: Fact) -> Fact:
+    """The fact's content alone: without id, position and recorded_at."""
+    if fact.id is None and fact.position is None and fact.recorded_at is None:
+        return fact
+    return msgspec.structs.replace(fact, id=None, position=None, recorded_at=None)
+
+
+def canonical(fact: Fact) -> bytes:
+    """Canonical JSON of a fact's content (sorted keys, no envelope, no null options)."""
+    content = strip_envelope(fact)
+    # Dropping None options makes `"detail": null` and an absent `detail` the same fact.
+    raw = msgspec.to_builtins(content, order="sorted")
+    return _encoder.encode({k: v for k, v in raw.items() if v is not None})
+
+
+def derive_id(fact: Fact) -> str:
+    """The id of a fact recorded without one: a hash of its canonical content."""
+    return "sha256:" + hashlib.sha256(canonical(fact)).hexdigest()[:40]
+
+
+def fact_id(fact: Fact) -> str:
+    """The idempotency key: the given ``id``, else one derived from content."""
+    return fact.id if fact.id is not None else derive_id(fact)
+
+
+def _explain(exc: msgspec.MsgspecError) -> str:
+    msg = str(exc)
+    match = _FIELD_RE.search(msg)
+    if match:
+        field = match.group(1) or "line"
+        msg = re.sub(r"\s*-\s*at `\$[^`]*`", "", msg)
+        if field == "type" and msg.startswith("Invalid value"):
+            msg = "unknown event type" + msg[len("Invalid value") :]
+        return f"field `{field}`: {msg}"
+    return msg
+
+
+def decode_fact(data: bytes | str) -> Fact:
+    """Decode one JSON object into a validated fact; raises BadInput with a one-line reason."""
+    try:
+        return _line_decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise BadInput(_explain(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise BadInput(f"not valid JSON: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"not valid UTF-8: {exc.reason} at byte {exc.start}") from None
+    except RecursionError:
+        raise BadInput("JSON nested too deeply") from None
+
+
+def fact_from_fields(fact_type: str, fields: dict[str, Any]) -> Fact:
+    """Build a fact from loose command-line fields (values as strings)."""
+    if fact_type not in FACT_TYPES:
+        raise BadInput(f"unknown event type `{fact_type}`")
+    payload = {"type": fact_type, **fields}
+    return decode_fact(_encoder.encode(payload))
+
+
+def encode_state(id_: str, recorded_at: datetime, fact: Fact) -> bytes:
+    """The bytes stored for a fact: envelope fields live outside the fact."""
+    return _encoder.encode(StoredState(id=id_, recorded_at=recorded_at, fact=strip_envelope(fact)))
+
+
+def decode_state(position: int, state: bytes) -> Recorded:
+    """Inverse of ``encode_state`` for a row at ``position``."""
+    s = _state_decoder.decode(state)
+    return Recorded(position=position, recorded_at=s.recorded_at, id=s.id, fact=s.fact)
+
+
+def export_line(rec: Recorded) -> bytes:
+    """One NDJSON line as ``ledger events`` prints it (imports back unchanged)."""
+    raw = msgspec.to_builtins(rec.fact, order="sorted")
+    body = {k: v for k, v in raw.items() if v is not None}
+    body["id"] = rec.id
+    body["position"] = rec.position
+    body["recorded_at"] = msgspec.to_builtins(rec.recorded_at)
+    return _encoder.encode(body)
+
+
+def fact_service(fact: Fact) -> str | None:
+    """The service a fact is about, where the fact names one."""
+    return getattr(fact, "service", None)

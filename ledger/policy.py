@@ -1,0 +1,339 @@
+"""Contract policies: the TOML file as recorded (``PolicyFile``) and its resolved form (``Policy``).
+
+``PolicyFile`` mirrors INTERFACE.md section 3 field for field; it is what the
+``contract_registered`` / ``contract_amended`` events carry, so a policy
+round-trips through the ledger unchanged. ``resolve`` turns it into ``Policy``,
+with Decimals, durations and time zones, which is what projections use.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import time, timedelta
+from decimal import Decimal
+from typing import Annotated, Final, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import msgspec
+
+from ledger.errors import BadInput
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=512, pattern=r"^[^\x00-\x1f\x7f]+$")]
+# Decimal strings, never floats: "99.97", "1200.00".
+DecimalStr = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,15}(\.[0-9]{1,12})?$")]
+MonthStr = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$")]
+DurationStr = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+HoursStr = Annotated[str, msgspec.Meta(pattern=r"^[0-2][0-9]:[0-5][0-9]-[0-2][0-9]:[0-5][0-9]$")]
+
+Formula = Literal["downtime_over_total", "maintenance_out_of_total"]
+Nonconforming = Literal["downtime", "emergency"]
+Excludable = Literal[
+    "force_majeure",
+    "customer_isp",
+    "customer_equipment",
+    "customer_action",
+    "third_party",
+    "internet_failure",
+]
+
+
+class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class ContractSection(_Section, frozen=True):
+    id: Name
+    customer: Annotated[str, msgspec.Meta(max_length=1000)]
+    service: Name
+    timezone: Name
+    currency: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
+    monthly_fee: DecimalStr | None = None
+    annual_fee: DecimalStr | None = None
+    effective_from: MonthStr | None = None
+
+
+class AvailabilitySection(_Section, frozen=True):
+    target: DecimalStr
+    formula: Formula = "downtime_over_total"
+    outage_when: Literal["any", "all"] | Annotated[int, msgspec.Meta(ge=1)] = "any"
+    probes: tuple[Name, ...] = ()
+    excludable: tuple[Excludable, ...] = ()
+
+
+class MaintenanceSection(_Section, frozen=True):
+    min_notice: DurationStr
+    outside_business_hours: bool = False
+    nonconforming: Nonconforming = "downtime"
+
+
+class CalendarSection(_Section, frozen=True):
+    timezone: Name | None = None
+    holidays: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")] | None = None
+    business_hours: HoursStr = "09:00-17:00"
+
+
+class Tier(_Section, frozen=True):
+    below: DecimalStr
+    percent: DecimalStr
+
+
+class LongOutageSection(_Section, frozen=True):
+    over: DurationStr
+    per_started_day: bool = True
+
+
+class CreditsSection(_Section, frozen=True):
+    tiers: tuple[Tier, ...] = ()
+    cap_percent: DecimalStr | None = None
+    claim_deadline_days: Annotated[int, msgspec.Meta(ge=0, le=366)] | None = None
+    long_outage: LongOutageSection | None = None
+
+
+class PolicyFile(_Section, frozen=True):
+    """A policy TOML file, as written and as recorded in the ledger."""
+
+    contract: ContractSection
+    availability: AvailabilitySection
+    maintenance: MaintenanceSection | None = None
+    calendar: CalendarSection | None = None
+    credits: CreditsSection | None = None
+
+
+# --- resolved form -----------------------------------------------------------
+
+
+class Notice(msgspec.Struct, frozen=True):
+    """Minimum notice for maintenance: a fixed duration or N business days."""
+
+    fixed: timedelta | None = None
+    business_days: int | None = None
+
+    def describe(self) -> str:
+        if self.business_days is not None:
+            n = self.business_days
+            return f"{n} business day{'s' if n != 1 else ''}"
+        assert self.fixed is not None
+        return format_duration(self.fixed)
+
+
+class MaintenanceRules(msgspec.Struct, frozen=True):
+    min_notice: Notice
+    outside_business_hours: bool
+    nonconforming: Nonconforming
+
+
+class CalendarRules(msgspec.Struct, frozen=True):
+    timezone: ZoneInfo
+    holidays: str | None  # "CA", "BE", "CA-ON" (country, optional subdivision)
+    opens: time
+    closes: time
+
+
+class Tiers(msgspec.Struct, frozen=True):
+    below: Decimal
+    percent: Decimal
+
+
+class CreditRules(msgspec.Struct, frozen=True):
+    tiers: tuple[Tiers, ...]
+    cap_percent: Decimal | None
+    claim_deadline_days: int | None
+    long_outage_over: timedelta | None
+    long_outage_per_started_day: bool
+
+
+class Policy(msgspec.Struct, frozen=True):
+    """A policy version resolved for computation."""
+
+    contract_id: str
+    customer: str
+    service: str
+    timezone: ZoneInfo
+    currency: str
+    monthly_fee: Decimal
+    annual_fee: Decimal
+    effective_from: str | None
+    target: Decimal
+    formula: Formula
+    outage_when: Literal["any", "all"] | int
+    probes: tuple[str, ...]
+    excludable: frozenset[str]
+    maintenance: MaintenanceRules | None
+    calendar: CalendarRules
+    credits: CreditRules | None
+    source: PolicyFile
+
+
+_DURATION_RE: Final = re.compile(r"^\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*(?:(\d+)\s*s)?\s*$")
+_BUSINESS_RE: Final = re.compile(r"^\s*(\d+)\s+business\s+days?\s*$")
+
+
+def parse_duration(text: str, field: str) -> timedelta:
+    """Parse "24h", "90m", "1h30m", "2d" into an exact timedelta."""
+    m = _DURATION_RE.match(text)
+    if not m or not any(m.groups()):
+        raise BadInput(f"field `{field}`: expected a duration like \"24h\" or \"90m\", got {text!r}")
+    d, h, mi, s = (int(g) if g else 0 for g in m.groups())
+    return timedelta(days=d, hours=h, minutes=mi, seconds=s)
+
+
+def parse_notice(text: str, field: str) -> Notice:
+    """Parse a notice: a duration, or "N business days"."""
+    m = _BUSINESS_RE.match(text)
+    if m:
+        return Notice(business_days=int(m.group(1)))
+    return Notice(fixed=parse_duration(text, field))
+
+
+def format_duration(d: timedelta) -> str:
+    """Short human form: "24 h", "90 min", "1 h 30 min"."""
+    total = int(d.total_seconds())
+    h, rem = divmod(total, 3600)
+    m, s = divmod(rem, 60)
+    parts = []
+    if h:
+        parts.append(f"{h} h")
+    if m:
+        parts.append(f"{m} min")
+    if s or not parts:
+        parts.append(f"{s} s")
+    return " ".join(parts)
+
+
+def _zone(name: str, field: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, IsADirectoryError):
+        raise BadInput(f"field `{field}`: unknown time zone {name!r}") from None
+
+
+def _clock(text: str, field: str) -> time:
+    h, m = (int(p) for p in text.split(":"))
+    if h == 24 and m == 0:
+        return time.max
+    if h > 23:
+        raise BadInput(f"field `{field}`: hour out of range in {text!r}")
+    return time(h, m)
+
+
+def _percent(text: str, field: str) -> Decimal:
+    value = Decimal(text)
+    if value > 100:
+        raise BadInput(f"field `{field}`: a percentage must be between 0 and 100, got {text}")
+    return value
+
+
+def resolve(pf: PolicyFile) -> Policy:
+    """Check a policy file's cross-field rules and resolve it for computation."""
+    c, a = pf.contract, pf.availability
+    tz = _zone(c.timezone, "contract.timezone")
+    if (c.monthly_fee is None) == (c.annual_fee is None):
+        raise BadInput("field `contract.monthly_fee`: give exactly one of monthly_fee and annual_fee")
+    if c.monthly_fee is not None:
+        monthly = Decimal(c.monthly_fee)
+        annual = monthly * 12
+    else:
+        annual = Decimal(str(c.annual_fee))
+        monthly = annual / 12
+    if len(set(a.probes)) != len(a.probes):
+        raise BadInput("field `availability.probes`: a probe is listed twice")
+    if isinstance(a.outage_when, int) and a.outage_when > len(a.probes):
+        raise BadInput(
+            f"field `availability.outage_when`: quorum {a.outage_when} exceeds the "
+            f"{len(a.probes)} probes listed"
+        )
+    maintenance = None
+    if pf.maintenance is not None:
+        maintenance = MaintenanceRules(
+            min_notice=parse_notice(pf.maintenance.min_notice, "maintenance.min_notice"),
+            outside_business_hours=pf.maintenance.outside_business_hours,
+            nonconforming=pf.maintenance.nonconforming,
+        )
+    cal = pf.calendar or CalendarSection()
+    opens_s, closes_s = cal.business_hours.split("-")
+    opens = _clock(opens_s, "calendar.business_hours")
+    closes = _clock(closes_s, "calendar.business_hours")
+    if closes <= opens:
+        raise BadInput(f"field `calendar.business_hours`: closes before it opens: {cal.business_hours!r}")
+    if cal.holidays is not None:
+        _check_holidays(cal.holidays)
+    calendar = CalendarRules(
+        timezone=_zone(cal.timezone, "calendar.timezone") if cal.timezone else tz,
+        holidays=cal.holidays,
+        opens=opens,
+        closes=closes,
+    )
+    credits = None
+    if pf.credits is not None:
+        cr = pf.credits
+        if not cr.tiers:
+            raise BadInput("field `credits.tiers`: at least one tier is required")
+        tiers = tuple(
+            Tiers(
+                below=_percent(t.below, f"credits.tiers[{i}].below"),
+                percent=Decimal(t.percent),
+            )
+            for i, t in enumerate(cr.tiers)
+        )
+        if len({t.below for t in tiers}) != len(tiers):
+            raise BadInput("field `credits.tiers`: two tiers have the same `below` threshold")
+        lo = cr.long_outage
+        credits = CreditRules(
+            tiers=tiers,
+            cap_percent=Decimal(cr.cap_percent) if cr.cap_percent is not None else None,
+            claim_deadline_days=cr.claim_deadline_days,
+            long_outage_over=parse_duration(lo.over, "credits.long_outage.over") if lo else None,
+            long_outage_per_started_day=lo.per_started_day if lo else True,
+        )
+    return Policy(
+        contract_id=c.id,
+        customer=c.customer,
+        service=c.service,
+        timezone=tz,
+        currency=c.currency,
+        monthly_fee=monthly,
+        annual_fee=annual,
+        effective_from=c.effective_from,
+        target=_percent(a.target, "availability.target"),
+        formula=a.formula,
+        outage_when=a.outage_when,
+        probes=a.probes,
+        excludable=frozenset(a.excludable),
+        maintenance=maintenance,
+        calendar=calendar,
+        credits=credits,
+        source=pf,
+    )
+
+
+def _check_holidays(code: str) -> None:
+    import holidays  # deferred: importing the calendars costs start-up time
+
+    country, _, subdiv = code.partition("-")
+    supported = holidays.list_supported_countries()
+    if country not in supported:
+        raise BadInput(f"field `calendar.holidays`: no public-holiday calendar for {country!r}")
+    if subdiv and subdiv not in supported[country]:
+        raise BadInput(f"field `calendar.holidays`: {country} has no subdivision {subdiv!r}")
+
+
+_toml_decoder_type: Final = PolicyFile
+
+
+def load_policy(data: bytes, source: str = "policy") -> PolicyFile:
+    """Decode and validate a policy TOML file; raises BadInput naming the field."""
+    try:
+        pf = msgspec.toml.decode(data, type=_toml_decoder_type)
+    except msgspec.ValidationError as exc:
+        msg = str(exc)
+        m = re.search(r"`\$\.([^`]*)`", msg)
+        if m:
+            msg = f"field `{m.group(1)}`: " + re.sub(r"\s*-\s*at `\$\.[^`]*`", "", msg)
+        raise BadInput(f"{source}: {msg}") from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{source}: not valid TOML: {exc}") from None
+    try:
+        resolve(pf)
+    except BadInput as exc:
+        raise BadInput(f"{source}: {exc}") from None
+    return pf
