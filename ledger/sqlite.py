@@ -1,0 +1,161 @@
+"""SQLite backend: the eventsourcing SQLite application recorder plus the ledger's chain table.
+
+The recorder's ``rowid`` is the position: SQLite reuses no rowid while nothing
+is deleted, and a rolled-back import leaves no gap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, Final
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
+
+from ledger.events import Recorded, decode_state
+from ledger.store import GENESIS, ChainRow, Head, LedgerRecorder
+
+PAGE: Final = 5000
+
+
+class _Session:
+    def __init__(self, recorder: SQLiteLedgerRecorder, c: SQLiteCursor) -> None:
+        self.recorder = recorder
+        self.c = c
+
+    def head(self) -> Head:
+        self.c.execute("SELECT position, hash, recorded_at FROM ledger_chain ORDER BY position DESC LIMIT 1")
+        row = self.c.fetchone()
+        if row is None:
+            return Head(0, GENESIS, None)
+        return Head(row[0], row[1], datetime.fromisoformat(row[2]))
+
+    def existing(self, originator_ids: Sequence[UUID]) -> set[UUID]:
+        found: set[UUID] = set()
+        ids = [o.hex for o in originator_ids]
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            self.c.execute(
+                f"SELECT originator_id FROM {self.recorder.events_table_name} "  # noqa: S608
+                f"WHERE originator_id IN ({marks})",
+                chunk,
+            )
+            found.update(UUID(r[0]) for r in self.c.fetchall())
+        return found
+
+    def insert(self, events: Sequence[StoredEvent]) -> list[int]:
+        ids = self.recorder._insert_events(self.c, events)  # noqa: SLF001  (the recorder's own insert)
+        assert ids is not None
+        return list(ids)
+
+    def insert_chain(self, rows: Sequence[ChainRow]) -> None:
+        self.c.executemany(
+            "INSERT INTO ledger_chain (position, hash, recorded_at) VALUES (?, ?, ?)",
+            [(r.position, r.hash, r.recorded_at.isoformat()) for r in rows],
+        )
+
+
+class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerRecorder):
+    """The eventsourcing SQLite application recorder, with the ledger's chain and append lock."""
+
+    def __init__(self, datastore: SQLiteDatastore, events_table_name: str = "stored_events") -> None:
+        super().__init__(datastore, events_table_name)
+
+    def construct_create_table_statements(self) -> list[str]:
+        statements = super().construct_create_table_statements()
+        statements.append(
+            "CREATE TABLE IF NOT EXISTS ledger_chain ("
+            "position INTEGER PRIMARY KEY, hash TEXT NOT NULL, recorded_at TEXT NOT NULL)"
+        )
+        return statements
+
+    @contextmanager
+    def write_session(self) -> Iterator[_Session]:
+        with self.datastore.transaction(commit=True) as c:
+            # A write as the first statement takes SQLite's write lock at once, so
+            # concurrent importers queue on the busy timeout instead of failing later.
+            c.execute("UPDATE ledger_chain SET hash = hash WHERE 0")
+            yield _Session(self, c)
+
+    def read_records(self, start: int = 1, stop: int | None = None) -> Iterator[Recorded]:
+        pos = start
+        while True:
+            limit = PAGE if stop is None else min(PAGE, stop - pos + 1)
+            if limit <= 0:
+                return
+            with self.datastore.transaction(commit=False) as c:
+                c.execute(
+                    f"SELECT rowid, state FROM {self.events_table_name} "  # noqa: S608
+                    "WHERE rowid >= ? ORDER BY rowid LIMIT ?",
+                    (pos, limit),
+                )
+                rows = c.fetchall()
+            for row in rows:
+                yield decode_state(row[0], row[1])
+            if len(rows) < limit:
+                return
+            pos = rows[-1][0] + 1
+
+    def read_chain(self, start: int = 1) -> Iterator[ChainRow]:
+        pos = start
+        while True:
+            with self.datastore.transaction(commit=False) as c:
+                c.execute(
+                    "SELECT position, hash, recorded_at FROM ledger_chain "
+                    "WHERE position >= ? ORDER BY position LIMIT ?",
+                    (pos, PAGE),
+                )
+                rows = c.fetchall()
+            for row in rows:
+                yield ChainRow(row[0], row[1], datetime.fromisoformat(row[2]))
+            if len(rows) < PAGE:
+                return
+            pos = rows[-1][0] + 1
+
+    def read_raw(self, start: int = 1) -> Iterator[tuple[int, UUID, str, bytes]]:
+        pos = start
+        while True:
+            with self.datastore.transaction(commit=False) as c:
+                c.execute(
+                    f"SELECT rowid, originator_id, topic, state FROM {self.events_table_name} "  # noqa: S608
+                    "WHERE rowid >= ? ORDER BY rowid LIMIT ?",
+                    (pos, PAGE),
+                )
+                rows = c.fetchall()
+            for row in rows:
+                yield row[0], UUID(row[1]), row[2], bytes(row[3])
+            if len(rows) < PAGE:
+                return
+            pos = rows[-1][0] + 1
+
+    def last_position(self) -> int:
+        return self.max_notification_id() or 0
+
+    def position_at(self, instant: datetime) -> int:
+        # recorded_at never decreases with position, so the chain table answers by bisection.
+        lo, hi = 0, self.last_position()
+        with self.datastore.transaction(commit=False) as c:
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                c.execute("SELECT recorded_at FROM ledger_chain WHERE position = ?", (mid,))
+                row = c.fetchone()
+                if row is not None and datetime.fromisoformat(row[0]) <= instant:
+                    lo = mid
+                else:
+                    hi = mid - 1
+        return lo
+
+    def close(self) -> None:
+        self.datastore.close()
+
+
+def open_sqlite(path: str, **kwargs: Any) -> SQLiteLedgerRecorder:
+    """Open (creating if needed) the SQLite ledger at ``path``."""
+    datastore = SQLiteDatastore(db_name=path, lock_timeout=kwargs.get("lock_timeout", 120))
+    recorder = SQLiteLedgerRecorder(datastore)
+    recorder.create_table()
+    return recorder

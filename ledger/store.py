@@ -1,0 +1,207 @@
+"""The store port: how facts are appended and read, independent of the database.
+
+Facts are stored with the ``eventsourcing`` library's application recorders
+(one table, ``stored_events``): each fact is a stream of its own whose
+``originator_id`` is a UUIDv5 of the fact's idempotency key, at version 1, so
+the recorder's primary key makes a second copy impossible. The recorder's
+notification id is the fact's global ``position``. Beside it, ``ledger_chain``
+holds a hash chain (one row per position) written in the same transaction.
+
+Backends (``ledger.sqlite``, ``ledger.postgres``) provide a ``WriteSession``
+under an exclusive write lock; everything else lives here, once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from itertools import islice
+from typing import Final, NamedTuple, Protocol
+from uuid import UUID, uuid5
+
+import msgspec
+from eventsourcing.persistence import StoredEvent
+
+from ledger.errors import BadInput
+from ledger.events import Fact, Recorded, canonical, decode_state, encode_state, fact_id
+
+# Namespace for originator ids: uuid5(NAMESPACE, fact id).
+NAMESPACE: Final = UUID("6f1c5a52-8f1e-4d55-9b53-2f4c0c1e7a10")
+GENESIS: Final = "0" * 64
+BATCH: Final = 2000
+
+
+class Head(NamedTuple):
+    """The last recorded position, its chain hash and its recorded_at."""
+
+    position: int
+    hash: str
+    recorded_at: datetime | None
+
+
+class ChainRow(NamedTuple):
+    position: int
+    hash: str
+    recorded_at: datetime
+
+
+class AppendResult(msgspec.Struct, frozen=True):
+    """What an append or import did."""
+
+    appended: int
+    skipped: int
+    first_position: int | None
+    last_position: int | None
+
+
+class WriteSession(Protocol):
+    """One write transaction holding the store's exclusive append lock."""
+
+    def head(self) -> Head: ...
+
+    def existing(self, originator_ids: Sequence[UUID]) -> set[UUID]: ...
+
+    def insert(self, events: Sequence[StoredEvent]) -> list[int]: ...
+
+    def insert_chain(self, rows: Sequence[ChainRow]) -> None: ...
+
+
+class LedgerRecorder(ABC):
+    """What the ledger needs from a backend beyond the eventsourcing recorder API."""
+
+    @abstractmethod
+    def write_session(self) -> AbstractContextManager[WriteSession]:
+        """Open a transaction with the exclusive append lock; commit on success."""
+
+    @abstractmethod
+    def read_records(self, start: int = 1, stop: int | None = None) -> Iterator[Recorded]:
+        """Recorded facts from position ``start`` to ``stop`` inclusive, in order."""
+
+    @abstractmethod
+    def read_chain(self, start: int = 1) -> Iterator[ChainRow]:
+        """Chain rows from ``start``, in position order."""
+
+    @abstractmethod
+    def read_raw(self, start: int = 1) -> Iterator[tuple[int, UUID, str, bytes]]:
+        """Raw rows (position, originator_id, topic, state) in position order, for verification."""
+
+    @abstractmethod
+    def last_position(self) -> int:
+        """The highest recorded position (0 for an empty ledger)."""
+
+    @abstractmethod
+    def position_at(self, instant: datetime) -> int:
+        """The highest position recorded at or before ``instant`` (0 if none)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections."""
+
+
+def originator_id(id_: str) -> UUID:
+    """The event-store stream id of the fact with idempotency key ``id_``."""
+    return uuid5(NAMESPACE, id_)
+
+
+def chain_hash(prev: str, position: int, recorded_at: datetime, id_: str, fact: Fact) -> str:
+    """Hash linking one fact to the one before it (content, position, recorded_at, previous hash)."""
+    h = hashlib.sha256()
+    h.update(prev.encode())
+    h.update(b"\n%d\n" % position)
+    h.update(msgspec.json.encode(recorded_at))
+    h.update(b"\n")
+    h.update(msgspec.json.encode(id_))
+    h.update(b"\n")
+    h.update(canonical(fact))
+    return h.hexdigest()
+
+
+def _batches(items: Iterable[tuple[int, Fact]], size: int) -> Iterator[list[tuple[int, Fact]]]:
+    it = iter(items)
+    while batch := list(islice(it, size)):
+        yield batch
+
+
+def append_stream(
+    recorder: LedgerRecorder,
+    items: Iterable[tuple[int, Fact]],
+    clock: Callable[[], datetime],
+    *,
+    batch_size: int = BATCH,
+    label: str = "line",
+    progress: Callable[[int], None] | None = None,
+) -> AppendResult:
+    """Append facts all-or-nothing, in order, skipping ids already recorded.
+
+    ``items`` pairs each fact with its line number (used in error messages) and
+    may be a lazy stream: facts are written in batches inside one transaction,
+    so memory stays bounded whatever the input's size. Any error rolls the
+    whole stream back.
+    """
+    appended = skipped = 0
+    first: int | None = None
+    last: int | None = None
+    with recorder.write_session() as session:
+        head = session.head()
+        prev_hash, last_at = head.hash, head.recorded_at
+        now = clock()
+        for batch in _batches(items, batch_size):
+            seen: dict[UUID, None] = {}
+            fresh: list[tuple[int, Fact, str, UUID]] = []
+            for lineno, fact in batch:
+                id_ = fact_id(fact)
+                oid = originator_id(id_)
+                if oid in seen:
+                    skipped += 1
+                    continue
+                seen[oid] = None
+                fresh.append((lineno, fact, id_, oid))
+            already = session.existing(list(seen))
+            stored: list[StoredEvent] = []
+            kept: list[tuple[datetime, str, Fact]] = []
+            for lineno, fact, id_, oid in fresh:
+                if oid in already:
+                    skipped += 1
+                    continue
+                at = fact.recorded_at
+                if at is None:
+                    at = now if last_at is None or now >= last_at else last_at
+                elif last_at is not None and at < last_at:
+                    raise BadInput(
+                        f"{label} {lineno}: field `recorded_at`: {at.isoformat()} is earlier than "
+                        f"{last_at.isoformat()}, which the store already holds"
+                    )
+                last_at = at
+                stored.append(
+                    StoredEvent(
+                        originator_id=oid,
+                        originator_version=1,
+                        topic=type(fact).__struct_config__.tag,  # type: ignore[arg-type]
+                        state=encode_state(id_, at, fact),
+                    )
+                )
+                kept.append((at, id_, fact))
+            if progress is not None:
+                progress(len(batch))
+            if not stored:
+                continue
+            new_positions = session.insert(stored)
+            rows = []
+            for pos, (at, id_, fact) in zip(new_positions, kept, strict=True):
+                prev_hash = chain_hash(prev_hash, pos, at, id_, fact)
+                rows.append(ChainRow(pos, prev_hash, at))
+            session.insert_chain(rows)
+            appended += len(stored)
+            if first is None:
+                first = new_positions[0]
+            last = new_positions[-1]
+    return AppendResult(appended, skipped, first, last)
+
+
+def decode_records(rows: Iterable[tuple[int, bytes]]) -> Iterator[Recorded]:
+    """Decode stored rows (position, state) into recorded facts."""
+    for position, state in rows:
+        yield decode_state(position, state)
