@@ -48,7 +48,7 @@ class _Session:
         return found
 
     def insert(self, events: Sequence[StoredEvent]) -> list[int]:
-        ids = self.recorder._insert_events(self.c, events)  # noqa: SLF001  (the recorder's own insert)
+        ids = self.recorder._insert_events(self.c, events)
         assert ids is not None
         return list(ids)
 

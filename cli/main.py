@@ -1,0 +1,331 @@
+"""The ``ledger`` command line: parse, one call into the application, render."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any, BinaryIO, NoReturn, TypeVar
+
+import click
+import msgspec
+
+from ledger.application import Ledger, open_ledger, store_url
+from ledger.errors import BadInput, LedgerError
+from ledger.events import OPS_TYPES, decode_fact, export_line, fact_from_fields
+from ledger.policy import load_policy
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Context:
+    """What subcommands share: the store URL and, once opened, the ledger."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._ledger: Ledger | None = None
+
+    def ledger(self, *, create: bool = True) -> Ledger:
+        if self._ledger is None:
+            self._ledger = open_ledger(self.url, create=create)
+        return self._ledger
+
+    def close(self) -> None:
+        if self._ledger is not None:
+            self._ledger.close()
+            self._ledger = None
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+def _timestamp(value: str | None, option: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        ts = msgspec.json.decode(msgspec.json.encode(value), type=datetime)
+    except msgspec.ValidationError:
+        raise BadInput(f"{option} {value!r}: expected an RFC 3339 timestamp with an offset") from None
+    if ts.tzinfo is None:
+        raise BadInput(f"{option} {value!r}: the timestamp has no offset")
+    return ts
+
+
+class Failure(click.ClickException):
+    """A one-line error with its own exit code (2: bad input, 1: anything else, 3: verify failed)."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+class LedgerGroup(click.Group):
+    """Turns every failure below it into one line and a non-zero exit, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except BadInput as exc:
+            raise Failure(str(exc), 2) from None
+        except LedgerError as exc:
+            raise Failure(str(exc), 1) from None
+        except BrokenPipeError:
+            # `ledger events | head`: the reader left; nothing worth a message.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise click.exceptions.Exit(1) from None
+        except Exception as exc:
+            if os.environ.get("LEDGER_DEBUG"):
+                raise
+            raise Failure(_describe(exc), 1) from None
+
+
+@click.group(cls=LedgerGroup)
+@click.option("--store", envvar="LEDGER_STORE", default=None, metavar="URL",
+              help="sqlite:///PATH (default sqlite:///ledger.db) or postgresql://USER@HOST:PORT/DB.")
+@click.version_option(package_name="availability-ledger")
+@click.pass_context
+def cli(ctx: click.Context, store: str | None) -> None:
+    """An event-sourced availability ledger for SaaS service level agreements."""
+    obj = Context(store_url(store))
+    ctx.obj = obj
+    ctx.call_on_close(obj.close)
+
+
+@cli.command()
+@pass_ctx
+def init(ctx: Context) -> None:
+    """Create the store (idempotent)."""
+    ledger = ctx.ledger()
+    click.echo(f"ledger ready at {ctx.url} ({ledger.recorder.last_position()} events)")
+
+
+@cli.group()
+def contract() -> None:
+    """Record and inspect contract policies."""
+
+
+@contract.command("register")
+@click.argument("file", type=click.File("rb"))
+@pass_ctx
+def contract_register(ctx: Context, file: BinaryIO) -> None:
+    """Record version 1 of the contract in FILE.toml."""
+    policy = load_policy(file.read(), source=getattr(file, "name", "policy"))
+    v = ctx.ledger().register_contract(policy)
+    click.echo(f"contract {v.contract} version {v.version} at position {v.position}")
+
+
+@contract.command("amend")
+@click.argument("file", type=click.File("rb"))
+@pass_ctx
+def contract_amend(ctx: Context, file: BinaryIO) -> None:
+    """Record a new version of a contract, in force from its effective_from month."""
+    policy = load_policy(file.read(), source=getattr(file, "name", "policy"))
+    v = ctx.ledger().amend_contract(policy)
+    click.echo(f"contract {v.contract} version {v.version} (from {v.effective_from}) "
+               f"at position {v.position}")
+
+
+@contract.command("list")
+@pass_ctx
+def contract_list(ctx: Context) -> None:
+    """List registered contracts with their latest version."""
+    versions = ctx.ledger(create=False).contracts()
+    for cid in sorted(versions):
+        last = versions[cid][-1]
+        c = last.policy.contract
+        click.echo(f"{cid}\t{c.customer}\tservice={c.service}\tversions={last.version}\ttimezone={c.timezone}")
+
+
+@contract.command("show")
+@click.argument("contract_id")
+@pass_ctx
+def contract_show(ctx: Context, contract_id: str) -> None:
+    """Show every recorded version of a contract as JSON."""
+    from projections.contracts import find
+
+    versions = find(ctx.ledger(create=False).contracts(), contract_id)
+    click.echo(msgspec.json.format(msgspec.json.encode(versions)).decode())
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("event_type", required=False)
+@click.option("--json", "json_text", metavar="JSON", help="The whole event as one JSON object.")
+@click.pass_context
+def append(click_ctx: click.Context, event_type: str | None, json_text: str | None) -> None:
+    """Append one event: TYPE --field value ..., or --json '{...}'. Prints its position."""
+    ctx = click_ctx.find_object(Context)
+    assert ctx is not None
+    if json_text is not None:
+        if event_type is not None or click_ctx.args:
+            raise BadInput("give either --json or TYPE with --field value options, not both")
+        fact = decode_fact(json_text.encode())
+    else:
+        if event_type is None:
+            raise BadInput(f"missing event TYPE (one of: {', '.join(OPS_TYPES)}) or --json")
+        fact = fact_from_fields(event_type, _fields(click_ctx.args))
+    result = ctx.ledger().append(fact)
+    if result.appended:
+        click.echo(str(result.first_position))
+    else:
+        click.echo("already recorded (nothing appended)", err=True)
+
+
+def _fields(args: list[str]) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    it = iter(args)
+    for arg in it:
+        if not arg.startswith("--") or len(arg) < 3:
+            raise BadInput(f"unexpected argument {arg!r}: expected --field value")
+        name, eq, value = arg[2:].partition("=")
+        if not eq:
+            try:
+                value = next(it)
+            except StopIteration:
+                raise BadInput(f"option --{name} needs a value") from None
+        key = name.replace("-", "_")
+        if key in fields:
+            raise BadInput(f"field `{key}` given twice")
+        fields[key] = value
+    return fields
+
+
+@cli.command("import")
+@click.argument("file", type=click.File("rb"))
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
+@pass_ctx
+def import_(ctx: Context, file: BinaryIO, quiet: bool) -> None:
+    """Append every event of an NDJSON FILE (- for stdin), all or nothing."""
+    ledger = ctx.ledger()
+    show = not quiet and sys.stderr.isatty()
+    if show:
+        with click.progressbar(length=_size(file), label="importing", file=sys.stderr) as bar:
+            result = ledger.import_lines(_counting(file, bar.update))
+    else:
+        result = ledger.import_lines(iter(file))
+    if not quiet:
+        span = f" (positions {result.first_position}-{result.last_position})" if result.appended else ""
+        click.echo(f"imported {result.appended} events, {result.skipped} already recorded{span}", err=True)
+
+
+def _size(file: BinaryIO) -> int | None:
+    try:
+        return os.fstat(file.fileno()).st_size or None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _counting(file: BinaryIO, update: Callable[[int], None]) -> Iterator[bytes]:
+    for line in file:
+        update(len(line))
+        yield line
+
+
+@cli.command()
+@click.option("--service", help="Only events about this service (and the facts that refer to them).")
+@click.option("--since", metavar="TIMESTAMP", help="Only events whose time is at or after this.")
+@click.option("--until", metavar="TIMESTAMP", help="Only events whose time is before this.")
+@pass_ctx
+def events(ctx: Context, service: str | None, since: str | None, until: str | None) -> None:
+    """Print recorded events as NDJSON, with id, position and recorded_at."""
+    start, end = _timestamp(since, "--since"), _timestamp(until, "--until")
+    out = sys.stdout.buffer
+    for rec in ctx.ledger(create=False).events(service, start, end):
+        out.write(export_line(rec))
+        out.write(b"\n")
+    out.flush()
+
+
+@cli.command()
+@click.option("--contract", "contract_id", required=True, help="Contract id.")
+@click.option("--month", required=True, metavar="YYYY-MM", help="Month, in the contract's time zone.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
+              show_default=True)
+@click.option("--intervals", is_flag=True, help="CSV: one row per interval instead of the summary row.")
+@pass_ctx
+def report(ctx: Context, contract_id: str, month: str, fmt: str, intervals: bool) -> None:
+    """The month's availability, every downtime exclusion with its reason, and the credit owed."""
+    from projections.model import to_json
+    from projections.render import report_csv, report_table
+
+    ev = ctx.ledger(create=False).report(contract_id, month)
+    if fmt == "json":
+        click.echo(to_json(ev.report).decode())
+    elif fmt == "csv":
+        click.echo(report_csv([ev.report], intervals=intervals), nl=False)
+    else:
+        click.echo(report_table(ev.report), nl=False)
+
+
+@cli.command()
+@click.option("--contract", "contract_id", required=True, help="Contract id.")
+@click.option("--month", required=True, metavar="YYYY-MM", help="Month, in the contract's time zone.")
+@click.option("--as-of", "as_of", metavar="TIMESTAMP", help="Replay what was recorded up to this instant.")
+@click.option("--position", type=int, metavar="N", help="Replay what was recorded up to position N.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@pass_ctx
+def audit(ctx: Context, contract_id: str, month: str, as_of: str | None, position: int | None,
+          fmt: str) -> None:
+    """Replay a month as the ledger knew it at a past point, and explain every figure."""
+    from projections.model import to_json
+    from projections.render import audit_text
+
+    a = ctx.ledger(create=False).audit(contract_id, month, as_of=_timestamp(as_of, "--as-of"),
+                                       position=position)
+    if fmt == "json":
+        click.echo(to_json(a).decode())
+    else:
+        click.echo(audit_text(a), nl=False)
+
+
+@cli.command()
+@click.option("--expect", metavar="HASH", help="Also check that the head hash is this published value.")
+@pass_ctx
+def verify(ctx: Context, expect: str | None) -> None:
+    """Check that no recorded event was altered, removed, inserted or reordered."""
+    from ledger.verify import verify as run_verify
+
+    result = run_verify(ctx.ledger(create=False).recorder)
+    if not result.ok:
+        _fail(f"verify: {result.problem}", code=3)
+    if expect is not None and result.head != expect.removeprefix("sha256:"):
+        _fail(f"verify: head hash is sha256:{result.head} at position {result.position}, "
+              f"not the expected {expect}", code=3)
+    click.echo(f"ok: {result.position} events, chain intact; head sha256:{result.head}")
+
+
+@cli.command()
+@pass_ctx
+def demo(ctx: Context) -> None:
+    """Record a generated month for the four example contracts and print their availability."""
+    from ledger.demo_run import run_demo
+    from projections.render import summary_table
+
+    reports = run_demo(ctx.ledger())
+    click.echo(summary_table(reports), nl=False)
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    raise Failure(message, code)
+
+
+def _describe(exc: Exception) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    name = type(exc).__module__.split(".")[0]
+    if name in ("psycopg", "psycopg_pool", "sqlite3", "eventsourcing"):
+        return f"store: {text}"
+    return f"{type(exc).__name__}: {text}"
+
+
+def main() -> None:
+    """Entry point of the ``ledger`` console script."""
+    cli.main(prog_name="ledger")
+
+
+if __name__ == "__main__":
+    main()

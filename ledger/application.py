@@ -1,0 +1,299 @@
+"""The ledger application: one object the command line (and tests) drive.
+
+Composition root: ``open_ledger(url)`` builds it from a store URL. The clock
+is injected, so nothing below the edges reads the time itself.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Final
+
+import msgspec
+
+from ledger.errors import BadInput, NotFound, StoreError
+from ledger.events import (
+    ContractAmended,
+    ContractRegistered,
+    CreditClaimFiled,
+    ExclusionDeclared,
+    ExclusionRevoked,
+    Fact,
+    ForceMajeureDeclared,
+    IncidentOpened,
+    IncidentResolved,
+    MaintenanceAnnounced,
+    MaintenanceCancelled,
+    MaintenanceCompleted,
+    Recorded,
+    decode_fact,
+    fact_service,
+)
+from ledger.policy import PolicyFile, resolve
+from ledger.store import AppendResult, LedgerRecorder, append_stream
+from projections.contracts import ContractVersion, contract_versions, find, in_force
+from projections.model import Audit, Evaluation
+
+DEFAULT_STORE: Final = "sqlite:///ledger.db"
+MAX_LINE: Final = 16 * 1024 * 1024  # bytes; a longer line is refused without reading it whole
+
+
+def utc_now() -> datetime:
+    """The wall clock, in UTC (the only place the ledger reads it)."""
+    return datetime.now(UTC)
+
+
+class Ledger:
+    """Append facts, read them back, and evaluate contract months."""
+
+    def __init__(self, recorder: LedgerRecorder, clock: Callable[[], datetime] = utc_now) -> None:
+        self.recorder = recorder
+        self.clock = clock
+
+    def close(self) -> None:
+        self.recorder.close()
+
+    # --- writing ---------------------------------------------------------------
+
+    def append(self, fact: Fact) -> AppendResult:
+        """Append one fact (idempotent on its id)."""
+        self._check_contract_fact(fact)
+        return append_stream(self.recorder, [(1, fact)], self.clock, label="event")
+
+    def append_facts(self, facts: Iterable[Fact]) -> AppendResult:
+        """Append many facts in one all-or-nothing transaction (idempotent on ids)."""
+        checked = ((n, f) for n, f in enumerate(facts, 1) if self._check_contract_fact(f) is None)
+        return append_stream(self.recorder, checked, self.clock, label="event")
+
+    def import_lines(
+        self, lines: Iterable[bytes], progress: Callable[[int], None] | None = None
+    ) -> AppendResult:
+        """Import NDJSON lines all-or-nothing; a bad line is reported by its number."""
+        return append_stream(self.recorder, self._decode_lines(lines), self.clock, progress=progress)
+
+    def _decode_lines(self, lines: Iterable[bytes]) -> Iterator[tuple[int, Fact]]:
+        for lineno, line in enumerate(lines, 1):
+            if len(line) > MAX_LINE:
+                raise BadInput(f"line {lineno}: longer than {MAX_LINE} bytes")
+            if not line.strip():
+                continue
+            try:
+                fact = decode_fact(line)
+                self._check_contract_fact(fact)
+            except BadInput as exc:
+                raise BadInput(f"line {lineno}: {exc}") from None
+            yield lineno, fact
+
+    def _check_contract_fact(self, fact: Fact) -> None:
+        if isinstance(fact, ContractRegistered | ContractAmended):
+            try:
+                resolve(fact.policy)
+            except BadInput as exc:
+                raise BadInput(f"policy: {exc}") from None
+
+    def register_contract(self, policy: PolicyFile) -> ContractVersion:
+        """Record version 1 of a contract; re-registering the same file changes nothing."""
+        existing = self.contracts().get(policy.contract.id)
+        if existing:
+            if existing[0].policy == policy and len(existing) == 1:
+                return existing[0]
+            raise BadInput(
+                f"contract `{policy.contract.id}` is already registered "
+                f"(version {len(existing)}); use `ledger contract amend`"
+            )
+        if policy.contract.effective_from is not None:
+            raise BadInput("field `contract.effective_from`: only an amendment has an effective_from")
+        self.append(ContractRegistered(policy=policy))
+        return self.contracts()[policy.contract.id][0]
+
+    def amend_contract(self, policy: PolicyFile) -> ContractVersion:
+        """Record a new version of a contract, in force from its ``effective_from`` month."""
+        versions = self.contracts().get(policy.contract.id)
+        if not versions:
+            raise NotFound(f"contract `{policy.contract.id}` is not registered; register it first")
+        if policy.contract.effective_from is None:
+            raise BadInput("field `contract.effective_from`: required to amend a contract (\"YYYY-MM\")")
+        if versions[-1].policy == policy:
+            return versions[-1]
+        self.append(ContractAmended(policy=policy))
+        return self.contracts()[policy.contract.id][-1]
+
+    # --- reading ---------------------------------------------------------------
+
+    def records(self, upto: int | None = None) -> Iterator[Recorded]:
+        """Every recorded fact up to position ``upto`` (all if None), in order."""
+        return self.recorder.read_records(1, upto)
+
+    def contracts(self, upto: int | None = None) -> dict[str, list[ContractVersion]]:
+        """Every contract's versions as recorded up to ``upto``."""
+        return contract_versions(self.records(upto))
+
+    def events(
+        self,
+        service: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Iterator[Recorded]:
+        """Recorded facts, filtered by service (with the facts that refer to its ids) and time."""
+        related = _related_ids(self.records(), service) if service is not None else None
+        for rec in self.records():
+            if related is not None and not _concerns(rec.fact, service, related):
+                continue
+            if not _in_window(rec.fact, since, until):
+                continue
+            yield rec
+
+    def evaluate(self, contract: str, month: str, *, upto: int | None = None,
+                 replay_point: datetime | None = None) -> Evaluation:
+        """Evaluate one contract-month from the facts recorded up to position ``upto``."""
+        from projections.availability import evaluate  # deferred: the fold is heavy to import
+
+        _check_month(month)
+        last = self.recorder.last_position() if upto is None else upto
+        records = list(self.records(last))
+        version = in_force(find(contract_versions(records), contract), month)
+        policy = resolve(version.policy)
+        return evaluate(records, policy, version.version, month, as_of_position=last,
+                        replay_point=replay_point)
+
+    def report(self, contract: str, month: str) -> Evaluation:
+        """The month's figures as the ledger knows them now."""
+        return self.evaluate(contract, month)
+
+    def audit(self, contract: str, month: str, *, as_of: datetime | None = None,
+              position: int | None = None) -> Audit:
+        """Replay only what was recorded up to a point in time or a position, and explain it."""
+        if as_of is not None and position is not None:
+            raise BadInput("give --as-of or --position, not both")
+        last = self.recorder.last_position()
+        replay_point: datetime | None = None
+        if as_of is not None:
+            upto = self.recorder.position_at(as_of)
+            replay_point = as_of
+        elif position is not None:
+            if position < 0 or position > last:
+                raise BadInput(f"--position {position}: the ledger holds positions 1 to {last}")
+            upto = position
+            replay_point = self._recorded_at(position) if position else None
+        else:
+            upto = last
+        if upto == 0:
+            raise NotFound("nothing was recorded at that point")
+        ev = self.evaluate(contract, month, upto=upto, replay_point=replay_point)
+        return Audit(as_of=as_of, as_of_position=upto, report=ev.report, explanation=ev.explanation)
+
+    def _recorded_at(self, position: int) -> datetime:
+        for rec in self.recorder.read_records(position, position):
+            return rec.recorded_at
+        raise NotFound(f"no event at position {position}")
+
+
+def _check_month(month: str) -> None:
+    try:
+        year, mon = (int(p) for p in month.split("-"))
+        ok = len(month) == 7 and 1 <= mon <= 12 and 1 <= year <= 9998
+    except ValueError:
+        ok = False
+    if not ok:
+        raise BadInput(f"--month {month!r}: expected YYYY-MM")
+
+
+def _related_ids(records: Iterable[Recorded], service: str) -> set[tuple[str, str]]:
+    """Ids (by kind) of incidents, windows, exclusions and contracts of ``service``."""
+    ids: set[tuple[str, str]] = set()
+    for rec in records:
+        f = rec.fact
+        if isinstance(f, IncidentOpened) and f.service == service:
+            ids.add(("incident", f.incident))
+        elif isinstance(f, MaintenanceAnnounced) and f.service == service:
+            ids.add(("maintenance", f.maintenance))
+        elif isinstance(f, ForceMajeureDeclared) and f.service == service:
+            ids.add(("ref", f.declaration))
+        elif isinstance(f, ExclusionDeclared) and f.service == service:
+            ids.add(("ref", f.exclusion))
+        elif isinstance(f, ContractRegistered | ContractAmended) and f.policy.contract.service == service:
+            ids.add(("contract", f.policy.contract.id))
+    return ids
+
+
+def _concerns(fact: Fact, service: str | None, related: set[tuple[str, str]]) -> bool:
+    own = fact_service(fact)
+    if own is not None:
+        return own == service
+    if isinstance(fact, IncidentResolved):
+        return ("incident", fact.incident) in related
+    if isinstance(fact, MaintenanceCancelled | MaintenanceCompleted):
+        return ("maintenance", fact.maintenance) in related
+    if isinstance(fact, ExclusionRevoked):
+        return ("ref", fact.ref) in related
+    if isinstance(fact, CreditClaimFiled):
+        return ("contract", fact.contract) in related
+    if isinstance(fact, ContractRegistered | ContractAmended):
+        return ("contract", fact.policy.contract.id) in related
+    return False
+
+
+def _span(fact: Fact) -> tuple[datetime, datetime] | None:
+    """The stretch of time a fact is about (None for facts outside time, like corrections)."""
+    if isinstance(fact, MaintenanceAnnounced | ForceMajeureDeclared | ExclusionDeclared):
+        return fact.starts_at, fact.ends_at
+    at = getattr(fact, "at", None)
+    return (at, at) if isinstance(at, datetime) else None
+
+
+def _in_window(fact: Fact, since: datetime | None, until: datetime | None) -> bool:
+    span = _span(fact)
+    if span is None:
+        return True
+    start, end = span
+    if since is not None and end < since:
+        return False
+    return not (until is not None and start >= until)
+
+
+# --- composition root ----------------------------------------------------------
+
+
+def store_url(url: str | None) -> str:
+    """The store URL from the option, ``LEDGER_STORE``, or the default."""
+    return url or os.environ.get("LEDGER_STORE") or DEFAULT_STORE
+
+
+def sqlite_path(url: str) -> str:
+    """``sqlite:///rel/path`` -> ``rel/path``; ``sqlite:////abs/path`` -> ``/abs/path``."""
+    path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else url[len("sqlite://") :]
+    if not path:
+        raise StoreError(f"store URL {url!r}: no file path")
+    return path
+
+
+def open_recorder(url: str, *, create: bool = True) -> LedgerRecorder:
+    """Open the store a URL names (``sqlite:///...`` or ``postgresql://...``)."""
+    if url.startswith("sqlite:"):
+        from ledger.sqlite import open_sqlite
+
+        path = sqlite_path(url)
+        if not create and path != ":memory:" and not os.path.exists(path):
+            raise StoreError(f"no ledger at {path} (run `ledger init` first)")
+        parent = os.path.dirname(path)
+        if parent and not os.path.isdir(parent):
+            raise StoreError(f"store URL {url!r}: directory {parent} does not exist")
+        return open_sqlite(path)
+    if url.startswith(("postgresql:", "postgres:")):
+        from ledger.postgres import open_postgres
+
+        return open_postgres(url)
+    raise StoreError(f"store URL {url!r}: expected sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
+
+
+def open_ledger(url: str | None = None, *, create: bool = True,
+                clock: Callable[[], datetime] = utc_now) -> Ledger:
+    """Build the ledger application from a store URL."""
+    return Ledger(open_recorder(store_url(url), create=create), clock)
+
+
+def to_builtins(value: object) -> object:
+    """msgspec builtins for rendering (Decimals as strings)."""
+    return msgspec.to_builtins(value)

@@ -1,0 +1,167 @@
+"""Rendering of reports and audits as text, tables and CSV (pure: values in, strings out)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Final
+
+from projections.model import Audit, Report
+
+SUMMARY_FIELDS: Final = (
+    "contract", "month", "timezone", "policy_version", "total_seconds", "outage_seconds",
+    "maintenance_seconds", "excused_seconds", "downtime_seconds", "availability_percent",
+    "target_percent", "target_met", "credit_percent", "credit_amount", "credit_long_outage_amount",
+    "credit_currency", "credit_claim", "credit_payable", "as_of_position", "digest",
+)
+INTERVAL_FIELDS: Final = ("contract", "month", "start", "end", "seconds", "kind", "reason", "events")
+
+
+def seconds(value: Decimal) -> str:
+    """Seconds as printed in JSON: an integer when whole, else exact decimals."""
+    return f"{value.normalize():f}" if value != value.to_integral_value() else str(int(value))
+
+
+def hms(value: Decimal) -> str:
+    """Seconds as "1 h 02 min 03.5 s" for people."""
+    whole = int(value)
+    frac = value - whole
+    h, rem = divmod(whole, 3600)
+    m, s = divmod(rem, 60)
+    sec = f"{s}" if not frac else f"{Decimal(s) + frac:f}"
+    if h:
+        return f"{h} h {m:02d} min {sec} s"
+    if m:
+        return f"{m} min {sec} s"
+    return f"{sec} s"
+
+
+def _ts(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def _row(r: Report) -> list[str]:
+    c = r.credit
+    return [
+        r.contract, r.month, r.timezone, str(r.policy_version), seconds(r.total_seconds),
+        seconds(r.outage_seconds), seconds(r.maintenance_seconds), seconds(r.excused_seconds),
+        seconds(r.downtime_seconds), r.availability_percent, r.target_percent,
+        "true" if r.target_met else "false", c.percent, c.amount, c.long_outage_amount, c.currency,
+        c.claim, "true" if c.payable else "false", str(r.as_of_position), r.digest,
+    ]
+
+
+def report_csv(reports: Sequence[Report], *, intervals: bool = False) -> str:
+    """One CSV row per contract-month, or with ``intervals`` one row per interval."""
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    if intervals:
+        w.writerow(INTERVAL_FIELDS)
+        for r in reports:
+            for i in r.intervals:
+                w.writerow([r.contract, r.month, _ts(i.start), _ts(i.end), seconds(i.seconds), i.kind,
+                            i.reason, " ".join(str(e) for e in i.events)])
+    else:
+        w.writerow(SUMMARY_FIELDS)
+        for r in reports:
+            w.writerow(_row(r))
+    return out.getvalue()
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: frozenset[int] = frozenset()) -> str:
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(cells)
+        ).rstrip()
+
+    sep = "  ".join("-" * w for w in widths)
+    return "\n".join([line(headers), sep, *(line(r) for r in rows)]) + "\n"
+
+
+def summary_table(reports: Sequence[Report]) -> str:
+    """One line per contract-month: availability against target and the credit."""
+    headers = ["contract", "month", "availability", "target", "met", "downtime", "maintenance",
+               "excused", "credit", "claim", "payable"]
+    rows = [
+        [r.contract, r.month, r.availability_percent + " %", r.target_percent + " %",
+         "yes" if r.target_met else "NO", hms(r.downtime_seconds), hms(r.maintenance_seconds),
+         hms(r.excused_seconds), f"{r.credit.amount} {r.credit.currency} ({r.credit.percent} %)",
+         r.credit.claim, "yes" if r.credit.payable else "no"]
+        for r in reports
+    ]
+    return _table(headers, rows, right=frozenset({2, 3, 5, 6, 7, 8}))
+
+
+def report_table(r: Report) -> str:
+    """A month report for people: the figures, then every interval with its reason."""
+    c = r.credit
+    lines = [
+        f"Contract {r.contract}, {r.month} ({r.timezone}), policy version {r.policy_version}",
+        "",
+        f"  total        {seconds(r.total_seconds):>12} s  {hms(r.total_seconds)}",
+        f"  outage       {seconds(r.outage_seconds):>12} s  {hms(r.outage_seconds)}",
+        f"  maintenance  {seconds(r.maintenance_seconds):>12} s  {hms(r.maintenance_seconds)}",
+        f"  excused      {seconds(r.excused_seconds):>12} s  {hms(r.excused_seconds)}",
+        f"  downtime     {seconds(r.downtime_seconds):>12} s  {hms(r.downtime_seconds)}",
+        "",
+        f"  availability {r.availability_percent} % (target {r.target_percent} %: "
+        f"{'met' if r.target_met else 'NOT met'})",
+        f"  credit       {c.amount} {c.currency} ({c.percent} % of the monthly fee"
+        f"{', long outage ' + c.long_outage_amount if c.long_outage_amount != '0.00' else ''}); "
+        f"claim {c.claim}; {'payable' if c.payable else 'not payable'}",
+        f"  as of position {r.as_of_position}; digest {r.digest}",
+        "",
+    ]
+    if r.intervals:
+        rows = [[_ts(i.start), _ts(i.end), seconds(i.seconds), i.kind,
+                 ",".join(str(e) for e in i.events), i.reason] for i in r.intervals]
+        lines.append(_table(["start", "end", "seconds", "kind", "events", "reason"], rows,
+                            right=frozenset({2})))
+    else:
+        lines.append("No outage recorded in this month.\n")
+    return "\n".join(lines)
+
+
+def audit_text(a: Audit) -> str:
+    """The auditor's walk-through: every figure in order, with the events behind it."""
+    r, e = a.report, a.explanation
+    point = (
+        f"as recorded up to {_ts(a.as_of)} (position {a.as_of_position})"
+        if a.as_of is not None
+        else f"as recorded up to position {a.as_of_position}"
+    )
+    out = [
+        f"Audit of contract {r.contract}, month {r.month}, {point}",
+        f"Policy version {e.policy_version}; digest {r.digest}",
+        f"Month: {_ts(e.month_start)} to {_ts(e.month_end)} ({r.timezone}); "
+        f"open outages run to {_ts(e.horizon)}",
+        "",
+        "Intervals of outage:",
+    ]
+    if not r.intervals:
+        out.append("  (none)")
+    for n, i in enumerate(r.intervals, 1):
+        out.append(f"  {n}. {_ts(i.start)} .. {_ts(i.end)}  {seconds(i.seconds)} s  {i.kind.upper()}")
+        out.append(f"     because {i.reason}")
+        out.append(f"     events: {', '.join(str(p) for p in i.events) or '-'}")
+    if e.findings:
+        out.append("")
+        out.append("Findings:")
+        for f in e.findings:
+            refs = f" [events {', '.join(str(p) for p in f.events)}]" if f.events else ""
+            out.append(f"  - {f.kind} {f.ref}: {f.text}{refs}")
+    out.append("")
+    out.append("Figures:")
+    for s in e.steps:
+        refs = f" [events {', '.join(str(p) for p in s.events)}]" if s.events else ""
+        out.append(f"  {s.figure} = {s.value}")
+        if s.how:
+            out.append(f"      {s.how}{refs}")
+        elif refs:
+            out.append(f"     {refs}")
+    return "\n".join(out) + "\n"
