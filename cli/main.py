@@ -63,12 +63,25 @@ class Failure(click.ClickException):
         click.echo(f"error: {self.format_message()}", err=True)
 
 
+def _usage(exc: click.UsageError) -> Failure:
+    where = exc.ctx.command_path if exc.ctx is not None else "ledger"
+    return Failure(f"{exc.format_message()} (see `{where} --help`)", 2)
+
+
 class LedgerGroup(click.Group):
     """Turns every failure below it into one line and a non-zero exit, never a traceback."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            raise _usage(exc) from None
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise _usage(exc) from None
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except BadInput as exc:

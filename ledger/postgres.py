@@ -25,6 +25,7 @@ from ledger.events import Recorded, decode_state
 from ledger.store import GENESIS, ChainRow, Head, LedgerRecorder
 
 PAGE: Final = 5000
+SCHEMA_LOCK: Final = 0x1ED6E5  # advisory lock key held while creating the schema
 
 
 class _Session:
@@ -181,5 +182,14 @@ def open_postgres(url: str, *, pool_size: int = 2) -> PostgresLedgerRecorder:
     args = parse_postgres_url(url)
     datastore = PostgresDatastore(**args, pool_size=pool_size, max_overflow=2, connect_timeout=10)
     recorder = PostgresLedgerRecorder(datastore)
-    recorder.create_table()
+    with datastore.get_connection() as conn:
+        row = conn.execute("SELECT to_regclass('ledger_chain') IS NOT NULL AS ready").fetchone()
+        if row is None or not row["ready"]:
+            # DDL run by two processes at once fails ("tuple concurrently updated"):
+            # whoever creates the schema holds an advisory lock while doing it.
+            conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
+            try:
+                recorder.create_table()
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
     return recorder

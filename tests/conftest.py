@@ -1,0 +1,101 @@
+"""Shared fixtures: stores on both backends, a fixed clock, the CLI runner."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ledger.application import Ledger, open_ledger
+from tests.pgserver import postgres_server, scratch_database
+
+BACKENDS = ("sqlite", "postgres")
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> Iterator[str]:
+    """Admin URL of a real PostgreSQL server (started if none runs; never skipped)."""
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture
+def pg_url(pg_admin_url: str) -> Iterator[str]:
+    """A fresh, uniquely named PostgreSQL database for one test."""
+    with scratch_database(pg_admin_url) as url:
+        yield url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'ledger.db'}"
+
+
+@pytest.fixture(params=BACKENDS)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each store-level test runs once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ledger.db'}"
+    else:
+        admin = request.getfixturevalue("pg_admin_url")
+        with scratch_database(admin) as url:
+            yield url
+
+
+class StepClock:
+    """A test clock: starts at a fixed instant and moves on by one second per reading."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(seconds=1)
+        return self.now
+
+
+@pytest.fixture
+def clock() -> StepClock:
+    return StepClock()
+
+
+@pytest.fixture
+def ledger(store_url: str, clock: StepClock) -> Iterator[Ledger]:
+    led = open_ledger(store_url, clock=clock)
+    try:
+        yield led
+    finally:
+        led.close()
+
+
+@pytest.fixture
+def make_ledger(clock: StepClock) -> Iterator[Callable[[str], Ledger]]:
+    opened: list[Ledger] = []
+
+    def make(url: str) -> Ledger:
+        led = open_ledger(url, clock=clock)
+        opened.append(led)
+        return led
+
+    yield make
+    for led in opened:
+        led.close()
+
+
+@pytest.fixture
+def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.delenv("LEDGER_STORE", raising=False)
+    monkeypatch.setenv("COLUMNS", "200")
+    return CliRunner()
+
+
+@pytest.fixture
+def examples_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "ledger" / "examples"
+
+
+def pytest_report_header() -> str:
+    return f"ledger tests: LEDGER_TEST_PG={os.environ.get('LEDGER_TEST_PG', '(auto)')}"

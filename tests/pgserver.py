@@ -1,0 +1,134 @@
+"""A real PostgreSQL server for the tests: the one already running, or a throwaway cluster.
+
+Order of preference:
+1. ``LEDGER_TEST_PG`` (a libpq URL to a server where we may create databases);
+2. a server on 127.0.0.1:5432 (user ``postgres``, trust auth), started with
+   ``pg_ctlcluster`` if the cluster exists but is down;
+3. a throwaway cluster made with ``initdb`` and ``pg_ctl`` in a temporary
+   directory on a free port, removed at the end.
+If none of these works the PostgreSQL tests fail loudly: they are never skipped.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+
+
+def _reachable(url: str) -> bool:
+    try:
+        with psycopg.connect(url, connect_timeout=3, autocommit=True) as conn:
+            conn.execute("SELECT 1")
+        return True
+    except psycopg.Error:
+        return False
+
+
+def _bin(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)
+    return candidates[0] if candidates else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _as_postgres_user(cmd: list[str]) -> list[str]:
+    # initdb and postgres refuse to run as root; run them as the `postgres` account.
+    if os.geteuid() == 0:
+        runuser = shutil.which("runuser")
+        if runuser is None:
+            raise RuntimeError("running as root and no `runuser` to start PostgreSQL as `postgres`")
+        return [runuser, "-u", "postgres", "--", *cmd]
+    return cmd
+
+
+@contextmanager
+def postgres_server() -> Iterator[str]:
+    """Yield an admin URL (``postgresql://user@host:port/postgres``) for a live server."""
+    env_url = os.environ.get("LEDGER_TEST_PG")
+    if env_url:
+        if not _reachable(env_url):
+            raise RuntimeError(f"LEDGER_TEST_PG={env_url} is not reachable")
+        yield env_url
+        return
+    default = "postgresql://postgres@127.0.0.1:5432/postgres"
+    if _reachable(default):
+        yield default
+        return
+    ctlcluster = shutil.which("pg_ctlcluster")
+    if ctlcluster and glob.glob("/etc/postgresql/*/main"):
+        version = sorted(os.listdir("/etc/postgresql"))[-1]
+        subprocess.run([ctlcluster, "--skip-systemctl-redirect", version, "main", "start"],
+                       capture_output=True, check=False, timeout=60)
+        for _ in range(30):
+            if _reachable(default):
+                yield default
+                return
+            time.sleep(0.5)
+    with _throwaway_cluster() as url:
+        yield url
+
+
+@contextmanager
+def _throwaway_cluster() -> Iterator[str]:
+    initdb, pg_ctl = _bin("initdb"), _bin("pg_ctl")
+    if not initdb or not pg_ctl:
+        raise RuntimeError("no PostgreSQL server reachable and no initdb/pg_ctl to start one")
+    root = tempfile.mkdtemp(prefix="ledger-pg-")
+    os.chmod(root, 0o755)
+    data, sock = os.path.join(root, "data"), os.path.join(root, "sock")
+    os.mkdir(sock)
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+        shutil.chown(sock, "postgres", "postgres")
+    port = _free_port()
+    try:
+        subprocess.run(_as_postgres_user([initdb, "-D", data, "-U", "postgres", "-A", "trust",
+                                          "--no-sync", "-E", "UTF8"]),
+                       check=True, capture_output=True, timeout=120)
+        opts = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off"
+        subprocess.run(_as_postgres_user([pg_ctl, "-D", data, "-o", opts, "-l",
+                                          os.path.join(root, "log"), "-w", "start"]),
+                       check=True, capture_output=True, timeout=120)
+        url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        if not _reachable(url):
+            raise RuntimeError(f"throwaway PostgreSQL cluster on port {port} did not come up")
+        yield url
+    finally:
+        subprocess.run(_as_postgres_user([pg_ctl, "-D", data, "-m", "immediate", "stop"]),
+                       capture_output=True, check=False, timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def with_db(admin_url: str, dbname: str) -> str:
+    """The admin URL pointed at another database."""
+    return admin_url.rsplit("/", 1)[0] + "/" + dbname
+
+
+@contextmanager
+def scratch_database(admin_url: str) -> Iterator[str]:
+    """A uniquely named database, dropped afterwards."""
+    name = "ledger_test_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield with_db(admin_url, name)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
