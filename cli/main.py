@@ -55,9 +55,9 @@ def _timestamp(value: str | None, option: str) -> datetime | None:
 class Failure(click.ClickException):
     """A one-line error with its own exit code (2: bad input, 1: anything else, 3: verify failed)."""
 
-    def __init__(self, message: str, exit_code: int = 1) -> None:
+    def __init__(self, message: str, code: int = 1) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        self.exit_code = code  # type: ignore[misc]  # click declares it on the class
 
     def show(self, file: Any = None) -> None:
         click.echo(f"error: {self.format_message()}", err=True)
@@ -217,6 +217,7 @@ def import_(ctx: Context, file: BinaryIO, quiet: bool) -> None:
     ledger = ctx.ledger()
     show = not quiet and sys.stderr.isatty()
     if show:
+        bar: click._termui_impl.ProgressBar[int]
         with click.progressbar(length=_size(file), label="importing", file=sys.stderr) as bar:
             result = ledger.import_lines(_counting(file, bar.update))
     else:

@@ -64,8 +64,12 @@ class Ledger:
 
     def append_facts(self, facts: Iterable[Fact]) -> AppendResult:
         """Append many facts in one all-or-nothing transaction (idempotent on ids)."""
-        checked = ((n, f) for n, f in enumerate(facts, 1) if self._check_contract_fact(f) is None)
-        return append_stream(self.recorder, checked, self.clock, label="event")
+        return append_stream(self.recorder, self._checked(facts), self.clock, label="event")
+
+    def _checked(self, facts: Iterable[Fact]) -> Iterator[tuple[int, Fact]]:
+        for n, fact in enumerate(facts, 1):
+            self._check_contract_fact(fact)
+            yield n, fact
 
     def import_lines(
         self, lines: Iterable[bytes], progress: Callable[[int], None] | None = None

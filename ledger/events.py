@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import typing
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal, TypeAlias
 
@@ -169,8 +170,7 @@ Fact: TypeAlias = (
 )
 
 FACT_TYPES: Final[dict[str, type[_Fact]]] = {
-    cls.__struct_config__.tag: cls  # type: ignore[misc]
-    for cls in Fact.__args__  # type: ignore[attr-defined]
+    str(cls.__struct_config__.tag): cls for cls in typing.get_args(Fact)
 }
 
 # Operational facts: what `ledger append` accepts (contracts go through `ledger contract`).
@@ -194,8 +194,8 @@ class StoredState(msgspec.Struct, frozen=True, array_like=True):
     fact: Fact
 
 
-_line_decoder: Final = msgspec.json.Decoder(Fact)
-_state_decoder: Final = msgspec.json.Decoder(StoredState)
+_line_decoder: Final[msgspec.json.Decoder[Fact]] = msgspec.json.Decoder(Fact)
+_state_decoder: Final[msgspec.json.Decoder[StoredState]] = msgspec.json.Decoder(StoredState)
 _encoder: Final = msgspec.json.Encoder(order="sorted")
 _FIELD_RE: Final = re.compile(r"`\$\.([^`]*)`")
 
