@@ -1,0 +1,113 @@
+"""Calendar arithmetic: month bounds in a zone, business days and business hours.
+
+Everything here is pure. Instants go in and come out as aware datetimes; the
+results are in UTC so that callers can subtract them without surprises.
+
+Wall-clock times that do not exist (a DST gap) or exist twice (a DST fold) are
+resolved the PEP 495 way with ``fold=0``: an ambiguous time is its *first*
+occurrence, and a time inside a gap is read with the offset in force before the
+gap, which lands it as many minutes after the gap as it was into it (02:30 in a
+02:00->03:00 gap becomes 03:30). That rule is deterministic and never moves an
+instant backwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from ledger.policy import CalendarRules
+
+_DAY = timedelta(days=1)
+
+
+def parse_month(month: str) -> tuple[int, int]:
+    """Year and month number of a "YYYY-MM" string."""
+    year_s, _, month_s = month.partition("-")
+    year, mon = int(year_s), int(month_s)
+    if not 1 <= mon <= 12 or len(year_s) != 4 or len(month_s) != 2:
+        raise ValueError(f"not a month (YYYY-MM): {month!r}")
+    return year, mon
+
+
+def first_of_next_month(year: int, mon: int) -> date:
+    """The first day of the month after ``year``-``mon``."""
+    return date(year + 1, 1, 1) if mon == 12 else date(year, mon + 1, 1)
+
+
+def local_instant(day: date, clock: time, tz: ZoneInfo) -> datetime:
+    """The UTC instant of wall-clock ``clock`` on ``day`` in ``tz`` (gaps and folds: fold=0)."""
+    if clock == time.max:
+        # "24:00" closes a business day: that is the next local midnight, not 23:59:59.999999.
+        return local_instant(day + _DAY, time(0), tz)
+    return datetime.combine(day, clock, tzinfo=tz).astimezone(UTC)
+
+
+def local_midnight(day: date, tz: ZoneInfo) -> datetime:
+    """The UTC instant at which ``day`` begins in ``tz``."""
+    return local_instant(day, time(0), tz)
+
+
+def month_bounds(month: str, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """[start, end) of ``month`` in ``tz``, as aware UTC datetimes (DST months are 1 h off)."""
+    year, mon = parse_month(month)
+    return local_midnight(date(year, mon, 1), tz), local_midnight(first_of_next_month(year, mon), tz)
+
+
+@lru_cache(maxsize=256)
+def holiday_dates(code: str, year: int) -> frozenset[date]:
+    """Public holidays of ``code`` ("CA", "BE", "CA-ON") in ``year``; cached per (code, year)."""
+    import holidays  # deferred: the package's import costs start-up time
+
+    country, _, subdiv = code.partition("-")
+    table = holidays.country_holidays(country, subdiv=subdiv or None, years=year)
+    return frozenset(table.keys())
+
+
+def is_business_day(day: date, calendar: CalendarRules) -> bool:
+    """Monday to Friday and not a public holiday of the calendar's country (if it names one)."""
+    if day.weekday() >= 5:
+        return False
+    return calendar.holidays is None or day not in holiday_dates(calendar.holidays, day.year)
+
+
+def add_business_days(instant: datetime, n: int, calendar: CalendarRules) -> datetime:
+    """``instant`` moved forward ``n`` business days in the calendar's zone, same wall-clock time (UTC)."""
+    if n < 0:
+        raise ValueError("n must be >= 0")
+    local = instant.astimezone(calendar.timezone)
+    day, left = local.date(), n
+    while left:
+        day += _DAY
+        if is_business_day(day, calendar):
+            left -= 1
+    # Keep the wall-clock time; a time that falls in a gap or fold on the target day is
+    # resolved with fold=0 (see the module docstring), whatever fold the start had.
+    return local_instant(day, local.time().replace(tzinfo=None), calendar.timezone)
+
+
+def business_intervals(
+    start: datetime, end: datetime, calendar: CalendarRules
+) -> Iterator[tuple[datetime, datetime]]:
+    """The pieces of [start, end) that fall in business hours, in order, as UTC datetimes."""
+    tz = calendar.timezone
+    # Compare in UTC: datetimes sharing one ZoneInfo compare by wall clock, wrong in a DST fold.
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    # One day of slack each side: a business day's hours may sit across a UTC date line.
+    day = start.astimezone(tz).date() - _DAY
+    last = end.astimezone(tz).date() + _DAY
+    while day <= last:
+        if is_business_day(day, calendar):
+            opens = local_instant(day, calendar.opens, tz)
+            closes = local_instant(day, calendar.closes, tz)
+            lo, hi = max(opens, start), min(closes, end)
+            if lo < hi:
+                yield lo, hi
+        day += _DAY
+
+
+def overlaps_business_hours(start: datetime, end: datetime, calendar: CalendarRules) -> bool:
+    """Whether [start, end) shares any instant with the calendar's business hours."""
+    return next(business_intervals(start, end, calendar), None) is not None
