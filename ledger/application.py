@@ -32,7 +32,7 @@ from ledger.events import (
     fact_service,
 )
 from ledger.policy import PolicyFile, resolve
-from ledger.store import AppendResult, LedgerRecorder, append_stream
+from ledger.store import AppendResult, LedgerRecorder, append_stream, reference_key
 from projections.contracts import ContractVersion, contract_versions, find, in_force
 from projections.model import Audit, Evaluation
 
@@ -132,7 +132,23 @@ class Ledger:
 
     def contracts(self, upto: int | None = None) -> dict[str, list[ContractVersion]]:
         """Every contract's versions as recorded up to ``upto``."""
-        return contract_versions(self.records(upto))
+        last = self.recorder.last_position() if upto is None else upto
+        return contract_versions(self.recorder.read_key_prefix("k:", last))
+
+    def month_records(self, contract: str, month: str, upto: int) -> tuple[ContractVersion, list[Recorded]]:
+        """The version in force for a contract-month and every fact its figures can depend on.
+
+        Read through the key index: the contract's versions, its service's facts,
+        the corrections that refer to their ids, and its claims. The fold would
+        ignore everything else, so the figures equal those from the whole ledger.
+        """
+        versions = find(contract_versions(self.recorder.read_keyed(["k:" + contract], upto)), contract)
+        version = in_force(versions, month)
+        own = list(self.recorder.read_keyed(["s:" + version.policy.contract.service, "c:" + contract], upto))
+        refs = sorted({key for rec in own if (key := reference_key(rec.fact)) is not None})
+        related = list(self.recorder.read_keyed(refs, upto)) if refs else []
+        records = sorted([*own, *related], key=lambda r: r.position)
+        return version, records
 
     def events(
         self,
@@ -156,8 +172,7 @@ class Ledger:
 
         _check_month(month)
         last = self.recorder.last_position() if upto is None else upto
-        records = list(self.records(last))
-        version = in_force(find(contract_versions(records), contract), month)
+        version, records = self.month_records(contract, month, last)
         policy = resolve(version.policy)
         return evaluate(records, policy, version.version, month, as_of_position=last,
                         replay_point=replay_point)

@@ -7,6 +7,7 @@ so an import that rolled back (or was killed) leaves no gap in positions.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -18,13 +19,14 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg import Cursor
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Composed, Identifier
 
 from ledger.errors import StoreError
 from ledger.events import Recorded, decode_state
-from ledger.store import GENESIS, ChainRow, Head, LedgerRecorder
+from ledger.store import GENESIS, ChainRow, Head, LedgerRecorder, prefix_end
 
 PAGE: Final = 5000
+REFUSE_FUNCTION: Final = "ledger_refuse_change"  # trigger function behind append-only tables
 SCHEMA_LOCK: Final = 0x1ED6E5  # advisory lock key held while creating the schema
 
 
@@ -55,6 +57,11 @@ class _Session:
         self.curs.execute(self.r.insert_events_statement, (pg_events,))
         return [row["notification_id"] for row in self.curs.fetchall()]
 
+    def insert_index(self, rows: Sequence[tuple[str, int]]) -> None:
+        with self.curs.copy(self.r.sql_copy_index) as copy:
+            for row in rows:
+                copy.write_row(row)
+
     def insert_chain(self, rows: Sequence[ChainRow]) -> None:
         with self.curs.copy(self.r.sql_copy_chain) as copy:
             for r in rows:
@@ -75,6 +82,29 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
                 "position bigint PRIMARY KEY, hash text NOT NULL, recorded_at timestamptz NOT NULL)"
             ).format(schema=schema, chain=chain)
         )
+        self.sql_create_statements.extend(
+            append_only_statements(self.datastore.schema, (self.events_table_name, "ledger_chain"))
+        )
+        index = Identifier("ledger_index")
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {schema}.{index} ("
+                "key text NOT NULL, position bigint NOT NULL, PRIMARY KEY (key, position))"
+            ).format(schema=schema, index=index)
+        )
+        self.sql_copy_index = SQL("COPY {schema}.{index} (key, position) FROM STDIN").format(
+            schema=schema, index=index
+        )
+        self.sql_read_keyed = SQL(
+            "SELECT e.notification_id, e.state FROM {schema}.{index} i JOIN {schema}.{table} e "
+            "ON e.notification_id = i.position WHERE i.key = ANY(%s) AND i.position <= %s "
+            "ORDER BY i.position"
+        ).format(schema=schema, index=index, table=table)
+        self.sql_read_prefix = SQL(
+            "SELECT e.notification_id, e.state FROM {schema}.{index} i JOIN {schema}.{table} e "
+            "ON e.notification_id = i.position WHERE i.key >= %s AND i.key < %s AND i.position <= %s "
+            "ORDER BY i.position"
+        ).format(schema=schema, index=index, table=table)
         self.sql_head = SQL(
             "SELECT position, hash, recorded_at FROM {schema}.{chain} ORDER BY position DESC LIMIT 1"
         ).format(schema=schema, chain=chain)
@@ -148,6 +178,20 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
                 return
             pos = rows[-1]["notification_id"] + 1
 
+    def read_keyed(self, keys: Sequence[str], upto: int) -> Iterator[Recorded]:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self.sql_read_keyed, (list(keys), upto))
+            rows = curs.fetchall()
+        for row in rows:
+            yield decode_state(row["notification_id"], bytes(row["state"]))
+
+    def read_key_prefix(self, prefix: str, upto: int) -> Iterator[Recorded]:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self.sql_read_prefix, (prefix, prefix_end(prefix), upto))
+            rows = curs.fetchall()
+        for row in rows:
+            yield decode_state(row["notification_id"], bytes(row["state"]))
+
     def last_position(self) -> int:
         return self.max_notification_id() or 0
 
@@ -183,7 +227,7 @@ def open_postgres(url: str, *, pool_size: int = 2) -> PostgresLedgerRecorder:
     datastore = PostgresDatastore(**args, pool_size=pool_size, max_overflow=2, connect_timeout=10)
     recorder = PostgresLedgerRecorder(datastore)
     with datastore.get_connection() as conn:
-        row = conn.execute("SELECT to_regclass('ledger_chain') IS NOT NULL AS ready").fetchone()
+        row = conn.execute("SELECT to_regclass('ledger_index') IS NOT NULL AS ready").fetchone()
         if row is None or not row["ready"]:
             # DDL run by two processes at once fails ("tuple concurrently updated"):
             # whoever creates the schema holds an advisory lock while doing it.
@@ -193,3 +237,98 @@ def open_postgres(url: str, *, pool_size: int = 2) -> PostgresLedgerRecorder:
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
     return recorder
+
+
+# --- append-only enforcement and least-privilege roles --------------------------
+
+
+def append_only_statements(schema: str, tables: Sequence[str]) -> list[Composed]:
+    """DDL making ``tables`` refuse UPDATE, DELETE and TRUNCATE for every role (idempotent).
+
+    Privileges alone do not protect the ledger from its own owner or a superuser;
+    triggers do, unless someone deliberately disables them (``ALTER TABLE ...
+    DISABLE TRIGGER`` or ``session_replication_role = replica``), which is what
+    the hash chain and a published head are there to catch.
+    """
+    s = Identifier(schema)
+    fn = Identifier(REFUSE_FUNCTION)
+    statements = [
+        SQL(
+            "CREATE OR REPLACE FUNCTION {s}.{fn}() RETURNS trigger LANGUAGE plpgsql AS $fn$ "
+            "BEGIN RAISE EXCEPTION 'ledger: % on %.% refused: the ledger is append-only', "
+            "TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME USING ERRCODE = 'insufficient_privilege'; END $fn$"
+        ).format(s=s, fn=fn)
+    ]
+    for table in tables:
+        t = Identifier(table)
+        # CREATE OR REPLACE TRIGGER (PostgreSQL 14+) keeps re-running the schema DDL harmless.
+        statements.append(
+            SQL(
+                "CREATE OR REPLACE TRIGGER ledger_append_only_row BEFORE UPDATE OR DELETE ON {s}.{t} "
+                "FOR EACH ROW EXECUTE FUNCTION {s}.{fn}()"
+            ).format(s=s, t=t, fn=fn)
+        )
+        statements.append(
+            SQL(
+                "CREATE OR REPLACE TRIGGER ledger_append_only_truncate BEFORE TRUNCATE ON {s}.{t} "
+                "FOR EACH STATEMENT EXECUTE FUNCTION {s}.{fn}()"
+            ).format(s=s, t=t, fn=fn)
+        )
+    return statements
+
+
+def _ident(name: str) -> str:
+    # Bare when safe, so that ledger/sql/roles.sql reads like hand-written SQL.
+    if re.fullmatch(r"[a-z_][a-z0-9_]*", name):
+        return name
+    return '"' + name.replace('"', '""') + '"'
+
+
+def roles_sql(schema: str = "public", events_table: str = "stored_events", prefix: str = "ledger") -> str:
+    """The SQL script that creates the ledger's roles and grants (ledger/sql/roles.sql is its default)."""
+    sc, ev, ch = _ident(schema), _ident(events_table), _ident("ledger_chain")
+    appender_literal = f"{prefix}_appender".replace("'", "''")
+    appender, auditor, reporting = (_ident(f"{prefix}_{r}") for r in ("appender", "auditor", "reporting"))
+    everyone = f"{appender}, {auditor}, {reporting}"
+    qualified = f"{sc}.{ev}".replace("'", "''")
+    lines = ["-- Roles: created once per cluster, NOLOGIN; grant them to login roles."]
+    for role in (appender, auditor, reporting):
+        lines.append(
+            f"DO $roles$ BEGIN CREATE ROLE {role} NOLOGIN; "
+            "EXCEPTION WHEN duplicate_object THEN NULL; END $roles$;"
+        )
+    lines += [
+        "",
+        "-- Start from nothing on the ledger's tables, so re-running this script also removes extras.",
+        f"GRANT USAGE ON SCHEMA {sc} TO {everyone};",
+        f"REVOKE ALL ON {sc}.{ev}, {sc}.{ch} FROM {everyone};",
+        "",
+        "-- The appender writes new facts and reads what it must check (head, existing ids).",
+        f"GRANT SELECT, INSERT ON {sc}.{ev}, {sc}.{ch} TO {appender};",
+        "-- LOCK TABLE ... IN EXCLUSIVE MODE (which serialises appends) needs UPDATE, DELETE or",
+        "-- TRUNCATE privilege; UPDATE is the least of them, and the append-only trigger refuses",
+        "-- every actual UPDATE for every role.",
+        f"GRANT UPDATE ON {sc}.{ev} TO {appender};",
+        "-- Positions come from the notification-id sequence: nextval needs USAGE, and the",
+        "-- gap-free reset under the table lock (setval) needs UPDATE.",
+        "DO $roles$ BEGIN EXECUTE format('GRANT USAGE, UPDATE ON SEQUENCE %s TO %I', "
+        f"pg_get_serial_sequence('{qualified}', 'notification_id'), '{appender_literal}'); "
+        "END $roles$;",
+        "-- NOTIFY needs no privilege.",
+        "",
+        "-- Auditors (ledger verify, audit) and reporting jobs only read.",
+        f"GRANT SELECT ON {sc}.{ev}, {sc}.{ch} TO {auditor}, {reporting};",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def create_roles(recorder: PostgresLedgerRecorder, prefix: str = "ledger") -> list[str]:
+    """Create (or bring up to date) the NOLOGIN roles ``{prefix}_appender``, ``_auditor``, ``_reporting``."""
+    script = roles_sql(recorder.datastore.schema, recorder.events_table_name, prefix)
+    with recorder.datastore.transaction(commit=True) as curs:
+        # Two processes granting on the same objects at once fail ("tuple concurrently
+        # updated"); the schema lock serialises them as it does table creation.
+        curs.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+        curs.execute(script.encode(), prepare=False)
+    return [f"{prefix}_{r}" for r in ("appender", "auditor", "reporting")]

@@ -16,7 +16,7 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 
 from ledger.events import Recorded, decode_state
-from ledger.store import GENESIS, ChainRow, Head, LedgerRecorder
+from ledger.store import GENESIS, ChainRow, Head, LedgerRecorder, prefix_end
 
 PAGE: Final = 5000
 
@@ -52,6 +52,9 @@ class _Session:
         assert ids is not None
         return list(ids)
 
+    def insert_index(self, rows: Sequence[tuple[str, int]]) -> None:
+        self.c.executemany("INSERT INTO ledger_index (key, position) VALUES (?, ?)", rows)
+
     def insert_chain(self, rows: Sequence[ChainRow]) -> None:
         self.c.executemany(
             "INSERT INTO ledger_chain (position, hash, recorded_at) VALUES (?, ?, ?)",
@@ -71,6 +74,11 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerRecorder):
             "CREATE TABLE IF NOT EXISTS ledger_chain ("
             "position INTEGER PRIMARY KEY, hash TEXT NOT NULL, recorded_at TEXT NOT NULL)"
         )
+        statements.append(
+            "CREATE TABLE IF NOT EXISTS ledger_index ("
+            "key TEXT NOT NULL, position INTEGER NOT NULL, PRIMARY KEY (key, position)) WITHOUT ROWID"
+        )
+        statements.extend(append_only_statements((self.events_table_name, "ledger_chain")))
         return statements
 
     @contextmanager
@@ -132,6 +140,34 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerRecorder):
                 return
             pos = rows[-1][0] + 1
 
+    def read_keyed(self, keys: Sequence[str], upto: int) -> Iterator[Recorded]:
+        rows: list[tuple[int, bytes]] = []
+        with self.datastore.transaction(commit=False) as c:
+            for i in range(0, len(keys), 500):
+                chunk = list(keys[i : i + 500])
+                c.execute(
+                    f"SELECT e.rowid, e.state FROM ledger_index i JOIN {self.events_table_name} e "  # noqa: S608
+                    f"ON e.rowid = i.position WHERE i.key IN ({','.join('?' * len(chunk))}) "
+                    "AND i.position <= ?",
+                    [*chunk, upto],
+                )
+                rows.extend((r[0], r[1]) for r in c.fetchall())
+        rows.sort()
+        for position, state in rows:
+            yield decode_state(position, state)
+
+    def read_key_prefix(self, prefix: str, upto: int) -> Iterator[Recorded]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT e.rowid, e.state FROM ledger_index i JOIN {self.events_table_name} e "  # noqa: S608
+                "ON e.rowid = i.position WHERE i.key >= ? AND i.key < ? AND i.position <= ? "
+                "ORDER BY i.position",
+                (prefix, prefix_end(prefix), upto),
+            )
+            rows = c.fetchall()
+        for row in rows:
+            yield decode_state(row[0], row[1])
+
     def last_position(self) -> int:
         return self.max_notification_id() or 0
 
@@ -151,6 +187,26 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerRecorder):
 
     def close(self) -> None:
         self.datastore.close()
+
+
+def append_only_statements(tables: Sequence[str]) -> list[str]:
+    """Triggers making ``tables`` refuse UPDATE and DELETE (idempotent).
+
+    Anyone who can write the file can drop them; they stop mistakes and casual
+    edits, and the hash chain catches the rest. SQLite has no TRUNCATE: a
+    ``DELETE`` without ``WHERE`` fires the DELETE trigger (triggers disable the
+    truncate optimisation). The append lock (``UPDATE ledger_chain ... WHERE 0``)
+    touches no row, so a FOR EACH ROW trigger never fires for it.
+    """
+    statements = []
+    for table in tables:
+        for op in ("UPDATE", "DELETE"):
+            statements.append(
+                f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} "
+                f"BEGIN SELECT RAISE(ABORT, 'ledger: {op} on {table} refused: "
+                "the ledger is append-only'); END"
+            )
+    return statements
 
 
 def open_sqlite(path: str, **kwargs: Any) -> SQLiteLedgerRecorder:

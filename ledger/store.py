@@ -26,7 +26,25 @@ import msgspec
 from eventsourcing.persistence import StoredEvent
 
 from ledger.errors import BadInput
-from ledger.events import Fact, Recorded, canonical, decode_state, encode_state, fact_id
+from ledger.events import (
+    ContractAmended,
+    ContractRegistered,
+    CreditClaimFiled,
+    ExclusionDeclared,
+    ExclusionRevoked,
+    Fact,
+    ForceMajeureDeclared,
+    IncidentOpened,
+    IncidentResolved,
+    MaintenanceAnnounced,
+    MaintenanceCancelled,
+    MaintenanceCompleted,
+    Recorded,
+    canonical,
+    decode_state,
+    encode_state,
+    fact_id,
+)
 
 # Namespace for originator ids: uuid5(NAMESPACE, fact id).
 NAMESPACE: Final = UUID("6f1c5a52-8f1e-4d55-9b53-2f4c0c1e7a10")
@@ -68,6 +86,8 @@ class WriteSession(Protocol):
 
     def insert_chain(self, rows: Sequence[ChainRow]) -> None: ...
 
+    def insert_index(self, rows: Sequence[tuple[str, int]]) -> None: ...
+
 
 class LedgerRecorder(ABC):
     """What the ledger needs from a backend beyond the eventsourcing recorder API."""
@@ -89,6 +109,14 @@ class LedgerRecorder(ABC):
         """Raw rows (position, originator_id, topic, state) in position order, for verification."""
 
     @abstractmethod
+    def read_keyed(self, keys: Sequence[str], upto: int) -> Iterator[Recorded]:
+        """Facts indexed under any of ``keys`` (see ``index_key``) up to ``upto``, in position order."""
+
+    @abstractmethod
+    def read_key_prefix(self, prefix: str, upto: int) -> Iterator[Recorded]:
+        """Facts whose index key starts with ``prefix``, up to ``upto``, in position order."""
+
+    @abstractmethod
     def last_position(self) -> int:
         """The highest recorded position (0 for an empty ledger)."""
 
@@ -99,6 +127,47 @@ class LedgerRecorder(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release connections."""
+
+
+def index_key(fact: Fact) -> str:
+    """The one key a fact is found by: its service, or the id it refers to, or its contract.
+
+    A contract-month reads its service's facts, then the corrections that refer
+    to their ids, then its claims and versions: never the rest of the ledger.
+    """
+    match fact:
+        case ContractRegistered() | ContractAmended():
+            return "k:" + fact.policy.contract.id
+        case IncidentResolved():
+            return "i:" + fact.incident
+        case MaintenanceCancelled() | MaintenanceCompleted():
+            return "m:" + fact.maintenance
+        case ExclusionRevoked():
+            return "x:" + fact.ref
+        case CreditClaimFiled():
+            return "c:" + fact.contract
+        case _:
+            return "s:" + fact.service
+
+
+def reference_key(fact: Fact) -> str | None:
+    """The index key of the corrections that may refer to this fact's id."""
+    match fact:
+        case IncidentOpened():
+            return "i:" + fact.incident
+        case MaintenanceAnnounced():
+            return "m:" + fact.maintenance
+        case ForceMajeureDeclared():
+            return "x:" + fact.declaration
+        case ExclusionDeclared():
+            return "x:" + fact.exclusion
+        case _:
+            return None
+
+
+def prefix_end(prefix: str) -> str:
+    """The smallest string greater than every string starting with ``prefix``."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
 def originator_id(id_: str) -> UUID:
@@ -194,6 +263,7 @@ def append_stream(
                 prev_hash = chain_hash(prev_hash, pos, at, id_, fact)
                 rows.append(ChainRow(pos, prev_hash, at))
             session.insert_chain(rows)
+            session.insert_index([(index_key(k[2]), r.position) for r, k in zip(rows, kept, strict=True)])
             appended += len(stored)
             if first is None:
                 first = new_positions[0]
