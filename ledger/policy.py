@@ -280,7 +280,9 @@ def resolve(pf: PolicyFile) -> Policy:
         lo = cr.long_outage
         credits = CreditRules(
             tiers=tiers,
-            cap_percent=_percent(cr.cap_percent, "credits.cap_percent") if cr.cap_percent is not None else None,
+            cap_percent=(
+                _percent(cr.cap_percent, "credits.cap_percent") if cr.cap_percent is not None else None
+            ),
             claim_deadline_days=cr.claim_deadline_days,
             long_outage_over=parse_duration(lo.over, "credits.long_outage.over") if lo else None,
             long_outage_per_started_day=lo.per_started_day if lo else True,

@@ -1,13 +1,25 @@
-"""Tamper evidence: re-walk the hash chain and name the first position that does not hold."""
+"""Tamper evidence: re-walk the hash chain and name the first position that does not hold.
+
+The event log (``stored_events``) and the chain (``ledger_chain``) are read side
+by side, in position order. Every problem is reported at the lowest position
+where the two stories diverge, and ``position`` in the result is the last one
+that still holds, so an operator knows what can be trusted.
+
+The chain alone cannot catch someone who rewrites it consistently after an
+edit; a head hash published earlier can (``expect``).
+"""
 
 from __future__ import annotations
 
 from itertools import zip_longest
+from typing import Final
 
 import msgspec
 
 from ledger.events import decode_state
 from ledger.store import GENESIS, LedgerRecorder, chain_hash, originator_id
+
+LOWEST: Final = -(2**63)  # the smallest position either database can hold
 
 
 class VerifyResult(msgspec.Struct, frozen=True):
@@ -19,34 +31,57 @@ class VerifyResult(msgspec.Struct, frozen=True):
     problem: str | None = None
 
 
-def verify(recorder: LedgerRecorder) -> VerifyResult:
-    """Recompute every link of the chain from the stored events and compare."""
+def verify(recorder: LedgerRecorder, expect: str | None = None) -> VerifyResult:
+    """Recompute every link of the chain from the stored events and compare.
+
+    ``expect`` is a head hash published earlier (``sha256:`` prefix optional):
+    the recomputed chain must pass through it, whatever was appended since.
+    """
+    want = expect.removeprefix("sha256:").lower() if expect is not None else None
+    seen_expected = False
     prev, expected, last_at = GENESIS, 1, None
 
     def bad(problem: str) -> VerifyResult:
         return VerifyResult(False, expected - 1, prev, problem)
 
-    for raw, link in zip_longest(recorder.read_raw(), recorder.read_chain()):
+    # From the lowest possible position, not 1: a row slipped in at 0 or below would be
+    # invisible to every reader, yet its id would make the ledger skip a later fact.
+    for raw, link in zip_longest(recorder.read_raw(LOWEST), recorder.read_chain(LOWEST)):
         if raw is None:
             return bad(f"position {link.position}: event removed (the chain records it, the log does not)")
         pos, oid, topic, state = raw
-        if pos != expected:
-            return bad(f"position {expected}: event removed (the log jumps from {expected - 1} to {pos})")
+        if pos < expected:
+            # Below a position already verified: a row slipped in with a made-up number.
+            return bad(f"position {pos}: event inserted (out of sequence)")
         if link is None:
+            # The log goes on where the chain ends: rows added behind the ledger's back.
             return bad(f"position {pos}: event inserted (not in the chain)")
+        if pos > expected:
+            return bad(f"position {expected}: event removed (the log jumps from {expected - 1} to {pos})")
         if link.position != pos:
-            first = min(pos, link.position)
-            return bad(f"position {first}: the chain and the log disagree (removed or inserted)")
+            if link.position > pos:
+                return bad(f"position {pos}: chain row removed (the chain jumps to {link.position})")
+            return bad(f"position {link.position}: chain row inserted (out of sequence)")
         try:
             rec = decode_state(pos, state)
-        except (msgspec.MsgspecError, ValueError, TypeError):
+        except (msgspec.MsgspecError, ValueError, TypeError, RecursionError):
             return bad(f"position {pos}: stored content altered (no longer a valid event)")
         if originator_id(rec.id) != oid or topic != type(rec.fact).__struct_config__.tag:
-            return bad(f"position {pos}: stored content altered (id or type does not match its row)")
+            return bad(f"position {pos}: stored content altered or moved (id or type does not match its row)")
         if rec.recorded_at != link.recorded_at or (last_at is not None and rec.recorded_at < last_at):
             return bad(f"position {pos}: recorded_at altered or out of order")
         digest = chain_hash(prev, pos, rec.recorded_at, rec.id, rec.fact)
         if digest != link.hash:
             return bad(f"position {pos}: content, order or chain altered (hash does not match)")
         prev, expected, last_at = digest, expected + 1, rec.recorded_at
+        if digest == want:
+            seen_expected = True
+    if want is not None and not seen_expected and want != GENESIS:
+        # Each link hashes its own position, so the published hash can only be met at
+        # the position it was published for; never meeting it means history was rewritten.
+        return VerifyResult(
+            False, expected - 1, prev,
+            f"published head sha256:{want} is not on the chain: the chain was recomputed "
+            f"(or the head is not from this ledger); current head sha256:{prev} at position {expected - 1}",
+        )
     return VerifyResult(True, expected - 1, prev)
