@@ -785,7 +785,7 @@ def test_contract_facts_are_ignored() -> None:
     assert msgspec.structs.replace(after, as_of_position=before.as_of_position) == before
 
 
-# --- rules chosen where the spec is silent (docs/notes-availability.md) ----------------------------------
+# --- rules chosen where the spec is silent (docs/decisions.md) ----------------------------------
 
 
 def test_nonconforming_downtime_window_does_not_block_an_exclusion() -> None:
