@@ -12,7 +12,8 @@ How it works, in three passes (all O(n log n) in the number of relevant facts):
    (kind, reason, events) merge into the report's intervals.
 
 No floats anywhere: durations are integers, ratios are ``Fraction``.
-The interpretations where INTERFACE.md is silent are in docs/decisions.md ("Availability, maintenance, exclusions and credits").
+The interpretations where INTERFACE.md is silent are in docs/decisions.md
+("Availability, maintenance, exclusions and credits").
 """
 
 from __future__ import annotations
