@@ -50,13 +50,16 @@ EVENTS = "".join(
     json.dumps(e) + "\n"
     for e in [
         {"type": "probe_failed", "service": "platform", "probe": "paris", "at": "2026-10-04T09:00:00Z"},
-        {"type": "probe_failed", "service": "platform", "probe": "frankfurt", "at": "2026-10-04T08:59:00Z"},
+        {"type": "probe_failed", "service": "platform", "probe": "frankfurt",
+         "at": "2026-10-04T08:59:00Z"},
         {"type": "probe_recovered", "service": "platform", "probe": "paris", "at": "2026-10-04T09:30:00Z"},
-        {"type": "probe_recovered", "service": "platform", "probe": "frankfurt", "at": "2026-10-04T09:31:00Z"},
+        {"type": "probe_recovered", "service": "platform", "probe": "frankfurt",
+         "at": "2026-10-04T09:31:00Z"},
         {"type": "probe_failed", "service": "platform", "probe": "paris", "at": "2026-11-04T09:00:00Z"},
         {"type": "probe_failed", "service": "platform", "probe": "frankfurt", "at": "2026-11-04T09:00:00Z"},
         {"type": "probe_recovered", "service": "platform", "probe": "paris", "at": "2026-11-04T09:01:00Z"},
-        {"type": "probe_recovered", "service": "platform", "probe": "frankfurt", "at": "2026-11-04T09:01:00Z"},
+        {"type": "probe_recovered", "service": "platform", "probe": "frankfurt",
+         "at": "2026-11-04T09:01:00Z"},
     ]
 )
 
@@ -111,7 +114,8 @@ def test_report_is_byte_identical_on_every_run(runner: CliRunner, url: str) -> N
 
 
 def test_csv_and_table(runner: CliRunner, url: str) -> None:
-    out = run(runner, url, "report", "--contract", "acme-2026", "--month", "2026-10", "--format", "csv").stdout
+    base = ("report", "--contract", "acme-2026", "--month", "2026-10")
+    out = run(runner, url, *base, "--format", "csv").stdout
     rows = list(csv.DictReader(io.StringIO(out)))
     assert len(rows) == 1
     assert rows[0]["availability_percent"] == "99.9328"

@@ -102,7 +102,9 @@ class StoreContract:
 
     def test_derived_id_makes_identical_content_idempotent(self, led: Ledger) -> None:
         line = b'{"type":"probe_failed","service":"w","probe":"p","at":"2026-10-04T09:15:00Z"}'
-        same_with_null = b'{"detail":null,"at":"2026-10-04T09:15:00Z","probe":"p","service":"w","type":"probe_failed"}'
+        same_with_null = (
+            b'{"detail":null,"at":"2026-10-04T09:15:00Z","probe":"p","service":"w","type":"probe_failed"}'
+        )
         assert led.import_lines([line]).appended == 1
         assert led.import_lines([same_with_null]).appended == 0
 
@@ -139,13 +141,13 @@ class StoreContract:
             for i in range(5000)
         ]
         lines.append(b'{"type":"probe_failed"}')
-        with pytest.raises(BadInput, match="^line 5001: "):
+        with pytest.raises(BadInput, match=r"^line 5001: "):
             led.import_lines(lines)
         assert led.recorder.last_position() == 0
         assert list(led.records()) == []
 
     def test_blank_lines_are_skipped_but_counted(self, led: Ledger) -> None:
-        with pytest.raises(BadInput, match="^line 3: "):
+        with pytest.raises(BadInput, match=r"^line 3: "):
             led.import_lines([GOOD[0], b"\n", b"{}"])
 
     def test_export_import_round_trip_keeps_recorded_at(self, led: Ledger, clock: StepClock,
@@ -216,8 +218,8 @@ class StoreContract:
 
 class TestSQLiteStore(StoreContract):
     @pytest.fixture
-    def url(self, tmp_path: Path) -> Iterator[str]:
-        yield f"sqlite:///{tmp_path / 'ledger.db'}"
+    def url(self, tmp_path: Path) -> str:
+        return f"sqlite:///{tmp_path / 'ledger.db'}"
 
 
 @pytest.mark.postgres
