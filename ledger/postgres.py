@@ -27,6 +27,7 @@ from ledger.store import GENESIS, ChainRow, Head, LedgerRecorder, prefix_end
 
 PAGE: Final = 5000
 REFUSE_FUNCTION: Final = "ledger_refuse_change"  # trigger function behind append-only tables
+SIDE_TABLES: Final = ("ledger_chain", "ledger_index")  # written with the events, in the same transaction
 SCHEMA_LOCK: Final = 0x1ED6E5  # advisory lock key held while creating the schema
 
 
@@ -286,7 +287,9 @@ def _ident(name: str) -> str:
 
 def roles_sql(schema: str = "public", events_table: str = "stored_events", prefix: str = "ledger") -> str:
     """The SQL script that creates the ledger's roles and grants (ledger/sql/roles.sql is its default)."""
-    sc, ev, ch = _ident(schema), _ident(events_table), _ident("ledger_chain")
+    sc, ev = _ident(schema), _ident(events_table)
+    # Every table the append path writes in one transaction: the log, the chain, the key index.
+    tables = ", ".join(f"{sc}.{_ident(t)}" for t in (events_table, *SIDE_TABLES))
     appender_literal = f"{prefix}_appender".replace("'", "''")
     appender, auditor, reporting = (_ident(f"{prefix}_{r}") for r in ("appender", "auditor", "reporting"))
     everyone = f"{appender}, {auditor}, {reporting}"
@@ -301,10 +304,10 @@ def roles_sql(schema: str = "public", events_table: str = "stored_events", prefi
         "",
         "-- Start from nothing on the ledger's tables, so re-running this script also removes extras.",
         f"GRANT USAGE ON SCHEMA {sc} TO {everyone};",
-        f"REVOKE ALL ON {sc}.{ev}, {sc}.{ch} FROM {everyone};",
+        f"REVOKE ALL ON {tables} FROM {everyone};",
         "",
         "-- The appender writes new facts and reads what it must check (head, existing ids).",
-        f"GRANT SELECT, INSERT ON {sc}.{ev}, {sc}.{ch} TO {appender};",
+        f"GRANT SELECT, INSERT ON {tables} TO {appender};",
         "-- LOCK TABLE ... IN EXCLUSIVE MODE (which serialises appends) needs UPDATE, DELETE or",
         "-- TRUNCATE privilege; UPDATE is the least of them, and the append-only trigger refuses",
         "-- every actual UPDATE for every role.",
@@ -317,7 +320,7 @@ def roles_sql(schema: str = "public", events_table: str = "stored_events", prefi
         "-- NOTIFY needs no privilege.",
         "",
         "-- Auditors (ledger verify, audit) and reporting jobs only read.",
-        f"GRANT SELECT ON {sc}.{ev}, {sc}.{ch} TO {auditor}, {reporting};",
+        f"GRANT SELECT ON {tables} TO {auditor}, {reporting};",
         "",
     ]
     return "\n".join(lines)
