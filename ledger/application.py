@@ -212,7 +212,8 @@ class Ledger:
 def _check_month(month: str) -> None:
     try:
         year, mon = (int(p) for p in month.split("-"))
-        ok = len(month) == 7 and 1 <= mon <= 12 and 1 <= year <= 9998
+        # Years 2..9998 keep every zone's month bounds inside what datetime can hold.
+        ok = len(month) == 7 and 1 <= mon <= 12 and 2 <= year <= 9998
     except ValueError:
         ok = False
     if not ok:

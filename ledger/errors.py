@@ -1,8 +1,25 @@
 """Errors that reach the user as one line and a non-zero exit."""
 
+from __future__ import annotations
+
+import re
+from typing import Final
+
+# Everything str.splitlines() splits on: escaped so that a message stays one line
+# whatever the input echoed in it (an unknown field name may contain a line break).
+_BREAKS: Final = re.compile("[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+
+
+def one_line(message: str) -> str:
+    """The message with every line break escaped (``\\n``, ``\\u2028``...)."""
+    return _BREAKS.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), message)
+
 
 class LedgerError(Exception):
-    """Base class: the message is shown to the user as it is."""
+    """Base class: the message is shown to the user as it is, on one line."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(one_line(message))
 
 
 class BadInput(LedgerError):

@@ -93,6 +93,12 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
                 "key text NOT NULL, position bigint NOT NULL, PRIMARY KEY (key, position))"
             ).format(schema=schema, index=index)
         )
+        # The index decides what a contract-month reads: it is as append-only as the log.
+        self.sql_create_statements.extend(append_only_statements(self.datastore.schema, ("ledger_index",)))
+        self.sql_read_index = SQL(
+            "SELECT key, position FROM {schema}.{index} WHERE (key, position) > (%s, %s) "
+            "ORDER BY key, position LIMIT %s"
+        ).format(schema=schema, index=index)
         self.sql_copy_index = SQL("COPY {schema}.{index} (key, position) FROM STDIN").format(
             schema=schema, index=index
         )
@@ -193,6 +199,18 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
         for row in rows:
             yield decode_state(row["notification_id"], bytes(row["state"]))
 
+    def read_index(self) -> Iterator[tuple[str, int]]:
+        key, pos = "", -(2**62)
+        while True:
+            with self.datastore.get_connection() as conn, conn.cursor() as curs:
+                curs.execute(self.sql_read_index, (key, pos, PAGE))
+                rows = curs.fetchall()
+            for row in rows:
+                yield row["key"], row["position"]
+            if len(rows) < PAGE:
+                return
+            key, pos = rows[-1]["key"], rows[-1]["position"]
+
     def last_position(self) -> int:
         return self.max_notification_id() or 0
 
@@ -228,7 +246,11 @@ def open_postgres(url: str, *, pool_size: int = 2) -> PostgresLedgerRecorder:
     datastore = PostgresDatastore(**args, pool_size=pool_size, max_overflow=2, connect_timeout=10)
     recorder = PostgresLedgerRecorder(datastore)
     with datastore.get_connection() as conn:
-        row = conn.execute("SELECT to_regclass('ledger_index') IS NOT NULL AS ready").fetchone()
+        # Ready when the last object the schema creates exists (older stores get the rest).
+        row = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'ledger_append_only_truncate' "
+            "AND tgrelid = to_regclass('ledger_index')) AS ready"
+        ).fetchone()
         if row is None or not row["ready"]:
             # DDL run by two processes at once fails ("tuple concurrently updated"):
             # whoever creates the schema holds an advisory lock while doing it.

@@ -78,7 +78,7 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerRecorder):
             "CREATE TABLE IF NOT EXISTS ledger_index ("
             "key TEXT NOT NULL, position INTEGER NOT NULL, PRIMARY KEY (key, position)) WITHOUT ROWID"
         )
-        statements.extend(append_only_statements((self.events_table_name, "ledger_chain")))
+        statements.extend(append_only_statements((self.events_table_name, "ledger_chain", "ledger_index")))
         return statements
 
     @contextmanager
@@ -167,6 +167,22 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerRecorder):
             rows = c.fetchall()
         for row in rows:
             yield decode_state(row[0], row[1])
+
+    def read_index(self) -> Iterator[tuple[str, int]]:
+        key, pos = "", -(2**62)
+        while True:
+            with self.datastore.transaction(commit=False) as c:
+                c.execute(
+                    "SELECT key, position FROM ledger_index WHERE (key, position) > (?, ?) "
+                    "ORDER BY key, position LIMIT ?",
+                    (key, pos, PAGE),
+                )
+                rows = c.fetchall()
+            for row in rows:
+                yield row[0], row[1]
+            if len(rows) < PAGE:
+                return
+            key, pos = rows[-1][0], rows[-1][1]
 
     def last_position(self) -> int:
         return self.max_notification_id() or 0

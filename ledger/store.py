@@ -117,6 +117,10 @@ class LedgerRecorder(ABC):
         """Facts whose index key starts with ``prefix``, up to ``upto``, in position order."""
 
     @abstractmethod
+    def read_index(self) -> Iterator[tuple[str, int]]:
+        """Every (key, position) row of the key index, in key order."""
+
+    @abstractmethod
     def last_position(self) -> int:
         """The highest recorded position (0 for an empty ledger)."""
 

@@ -11,13 +11,15 @@ edit; a head hash published earlier can (``expect``).
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from itertools import zip_longest
 from typing import Final
 
 import msgspec
 
 from ledger.events import decode_state
-from ledger.store import GENESIS, LedgerRecorder, chain_hash, originator_id
+from ledger.store import GENESIS, LedgerRecorder, chain_hash, index_key, originator_id
 
 LOWEST: Final = -(2**63)  # the smallest position either database can hold
 
@@ -31,6 +33,21 @@ class VerifyResult(msgspec.Struct, frozen=True):
     problem: str | None = None
 
 
+_MOD: Final = 2**256
+
+
+def _row_hash(key: str, position: int) -> int:
+    return int.from_bytes(hashlib.sha256(b"%d\x00" % position + key.encode()).digest(), "big")
+
+
+def _index_sum(rows: Iterable[tuple[str, int]]) -> int:
+    """An order-free hash of a set of index rows: the sum of their hashes."""
+    total = 0
+    for key, position in rows:
+        total = (total + _row_hash(key, position)) % _MOD
+    return total
+
+
 def verify(recorder: LedgerRecorder, expect: str | None = None) -> VerifyResult:
     """Recompute every link of the chain from the stored events and compare.
 
@@ -40,6 +57,7 @@ def verify(recorder: LedgerRecorder, expect: str | None = None) -> VerifyResult:
     want = expect.removeprefix("sha256:").lower() if expect is not None else None
     seen_expected = False
     prev, expected, last_at = GENESIS, 1, None
+    index_sum = 0
 
     def bad(problem: str) -> VerifyResult:
         return VerifyResult(False, expected - 1, prev, problem)
@@ -74,8 +92,15 @@ def verify(recorder: LedgerRecorder, expect: str | None = None) -> VerifyResult:
         if digest != link.hash:
             return bad(f"position {pos}: content, order or chain altered (hash does not match)")
         prev, expected, last_at = digest, expected + 1, rec.recorded_at
+        index_sum = (index_sum + _row_hash(index_key(rec.fact), pos)) % _MOD
         if digest == want:
             seen_expected = True
+    if index_sum != _index_sum(recorder.read_index()):
+        return VerifyResult(
+            False, expected - 1, prev,
+            "the key index does not match the events (rows altered, added or removed): "
+            "reports read through it could miss or invent facts",
+        )
     if want is not None and not seen_expected and want != GENESIS:
         # Each link hashes its own position, so the published hash can only be met at
         # the position it was published for; never meeting it means history was rewritten.

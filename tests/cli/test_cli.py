@@ -141,7 +141,7 @@ def test_verify_reports_the_head(runner: CliRunner, url: str) -> None:
     head = result.stdout.split("head ")[1].strip()
     assert head.startswith("sha256:")
     assert run(runner, url, "verify", "--expect", head).exit_code == 0
-    wrong = run(runner, url, "verify", "--expect", "sha256:" + "0" * 64)
+    wrong = run(runner, url, "verify", "--expect", "sha256:" + "f" * 64)
     assert wrong.exit_code == 3
 
 

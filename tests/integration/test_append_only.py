@@ -69,6 +69,7 @@ class TestSQLiteAppendOnly:
         finally:
             conn.close()
         assert names == ["ledger_chain_no_delete", "ledger_chain_no_update",
+                         "ledger_index_no_delete", "ledger_index_no_update",
                          "stored_events_no_delete", "stored_events_no_update"]
 
     def test_append_lock_is_still_taken_first(self, led: Ledger, path: str) -> None:
@@ -139,7 +140,7 @@ class TestPostgresAppendOnly:
                 "SELECT c.relname, t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
                 "WHERE NOT t.tgisinternal ORDER BY 1, 2"
             ).fetchall()
-        assert rows == [(table, name) for table in ("ledger_chain", "stored_events")
+        assert rows == [(table, name) for table in ("ledger_chain", "ledger_index", "stored_events")
                         for name in ("ledger_append_only_row", "ledger_append_only_truncate")]
         assert led.import_lines([LINE % 1]).first_position == len(GOOD) + 1
 

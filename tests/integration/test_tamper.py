@@ -176,10 +176,22 @@ class TamperContract:
         head = verify(led.recorder).head
         raw.execute("DELETE FROM stored_events WHERE POS = %s", (N,))
         raw.execute("DELETE FROM ledger_chain WHERE position = %s", (N,))
+        raw.execute("DELETE FROM ledger_index WHERE position = %s", (N,))
         assert verify(led.recorder).ok
         result = verify(led.recorder, expect=head)
         assert not result.ok
         assert "not on the chain" in (result.problem or "")
+
+    def test_key_index_row_removed_or_forged(self, led: Ledger, raw: Tamper, url: str,
+                                             runner: CliRunner) -> None:
+        # Hiding a fact from contract-month reads, without touching the log or the chain.
+        raw.execute("DELETE FROM ledger_index WHERE position = %s", (2,))
+        result = verify(led.recorder)
+        assert not result.ok
+        assert "key index" in (result.problem or "")
+        cli_result = runner.invoke(cli, ["--store", url, "verify"])
+        assert cli_result.exit_code == 3
+        assert "key index" in cli_result.stderr
 
     def test_event_inserted_at_the_end(self, led: Ledger, raw: Tamper, url: str, runner: CliRunner) -> None:
         last = list(led.records())[-1]

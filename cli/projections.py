@@ -1,0 +1,55 @@
+"""``ledger projections``: the SQL tables reporting jobs read (docs/reporting.md)."""
+
+from __future__ import annotations
+
+import click
+
+from ledger.application import Ledger
+
+
+def _ledger() -> tuple[Ledger, str]:
+    # Imported here: cli.main registers this group, so a top-level import would be circular.
+    from cli.main import Context
+
+    ctx = click.get_current_context().find_object(Context)
+    assert ctx is not None, "the projections group runs under the `ledger` command"
+    return ctx.ledger(create=False), ctx.url
+
+
+@click.group()
+def projections() -> None:
+    """SQL tables for reporting jobs, kept up to date from the ledger."""
+
+
+@projections.command()
+def rebuild() -> None:
+    """Reset the reporting tables and their tracking, and recompute every contract-month."""
+    from ledger.reporting import rebuild as run_rebuild
+
+    ledger, _ = _ledger()
+    r = run_rebuild(ledger)
+    click.echo(f"rebuilt reporting: {r.pairs} contract-months from {r.events} events "
+               f"in {r.seconds:.2f} s ({r.events_per_second:,.0f} events/s)")
+
+
+@projections.command()
+def status() -> None:
+    """Per projection: the tracked position, the ledger's head and the lag in events."""
+    from ledger.reporting import status as get_status
+
+    ledger, _ = _ledger()
+    for s in get_status(ledger):
+        click.echo(f"{s.projection}\tposition={s.position}\thead={s.head}\tlag={s.lag}")
+
+
+@projections.command()
+@click.option("--once", is_flag=True, help="Catch up with the ledger's head and exit.")
+@click.option("--interval", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
+              metavar="S", help="Seconds between polls (SQLite; PostgreSQL is notified of new events).")
+def run(once: bool, interval: float) -> None:
+    """Keep the reporting tables up to date (until SIGTERM or Ctrl-C, or once with --once)."""
+    from ledger.reporting import run as run_worker
+
+    ledger, url = _ledger()
+    position = run_worker(ledger, url, once=once, interval=interval)
+    click.echo(f"reporting at position {position}")
