@@ -343,6 +343,11 @@ def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
+from cli.projections import projections  # noqa: E402  (the group needs `cli` defined first)
+
+cli.add_command(projections)
+
+
 def main() -> None:
     """Entry point of the ``ledger`` console script."""
     cli.main(prog_name="ledger")

@@ -36,7 +36,14 @@ EXCLUSION_CATEGORIES: Final = frozenset(ExclusionCategory.__args__)  # type: ign
 EXCLUDABLE_CATEGORIES: Final = EXCLUSION_CATEGORIES | {"force_majeure"}
 
 
-class _Fact(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="type"):
+class _Fact(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    tag_field="type",
+    omit_defaults=True,  # an absent option and `null` encode alike: one canonical form
+):
     """Common envelope fields; ``position`` and ``recorded_at`` are set by the ledger.
 
     On import they are accepted (that is what ``ledger events`` prints): ``position``
@@ -209,15 +216,17 @@ def strip_envelope(fact: Fact) -> Fact:
 
 def canonical(fact: Fact) -> bytes:
     """Canonical JSON of a fact's content (sorted keys, no envelope, no null options)."""
-    content = strip_envelope(fact)
-    # Dropping None options makes `"detail": null` and an absent `detail` the same fact.
-    raw = msgspec.to_builtins(content, order="sorted")
-    return _encoder.encode({k: v for k, v in raw.items() if v is not None})
+    return _encoder.encode(strip_envelope(fact))
+
+
+def derive_id_from(canon: bytes) -> str:
+    """The derived id for a fact whose canonical JSON is ``canon``."""
+    return "sha256:" + hashlib.sha256(canon).hexdigest()[:40]
 
 
 def derive_id(fact: Fact) -> str:
     """The id of a fact recorded without one: a hash of its canonical content."""
-    return "sha256:" + hashlib.sha256(canonical(fact)).hexdigest()[:40]
+    return derive_id_from(canonical(fact))
 
 
 def fact_id(fact: Fact) -> str:
@@ -259,9 +268,20 @@ def fact_from_fields(fact_type: str, fields: dict[str, Any]) -> Fact:
     return decode_fact(_encoder.encode(payload))
 
 
+class _StateOut(msgspec.Struct, frozen=True, array_like=True):
+    id: str
+    recorded_at: datetime
+    fact: msgspec.Raw
+
+
 def encode_state(id_: str, recorded_at: datetime, fact: Fact) -> bytes:
     """The bytes stored for a fact: envelope fields live outside the fact."""
-    return _encoder.encode(StoredState(id=id_, recorded_at=recorded_at, fact=strip_envelope(fact)))
+    return encode_state_raw(id_, recorded_at, canonical(fact))
+
+
+def encode_state_raw(id_: str, recorded_at: datetime, canon: bytes) -> bytes:
+    """``encode_state`` from the fact's canonical JSON, when it is already at hand."""
+    return _encoder.encode(_StateOut(id=id_, recorded_at=recorded_at, fact=msgspec.Raw(canon)))
 
 
 def decode_state(position: int, state: bytes) -> Recorded:

@@ -15,6 +15,7 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 
+from ledger.errors import StoreError
 from ledger.events import Recorded, decode_state
 from ledger.store import GENESIS, ChainRow, Head, LedgerRecorder, prefix_end
 
@@ -48,9 +49,21 @@ class _Session:
         return found
 
     def insert(self, events: Sequence[StoredEvent]) -> list[int]:
-        ids = self.recorder._insert_events(self.c, events)
-        assert ids is not None
-        return list(ids)
+        # The recorder's own insert runs one statement per event to learn each rowid. Under
+        # the write lock the rowids are known in advance (SQLite gives MAX(rowid) + 1 to
+        # each new row), so one executemany does the same work several times faster.
+        table = self.recorder.events_table_name
+        self.c.execute(f"SELECT COALESCE(MAX(rowid), 0) FROM {table}")  # noqa: S608
+        start = int(self.c.fetchone()[0]) + 1
+        self.c.executemany(
+            self.recorder.insert_events_statement,
+            [(e.originator_id.hex, e.originator_version, e.topic, e.state) for e in events],  # type: ignore[union-attr]
+        )
+        self.c.execute(f"SELECT MAX(rowid) FROM {table}")  # noqa: S608
+        end = int(self.c.fetchone()[0])
+        if end != start + len(events) - 1:
+            raise StoreError(f"positions {start}..{end} for {len(events)} events: the log is not append-only")
+        return list(range(start, end + 1))
 
     def insert_index(self, rows: Sequence[tuple[str, int]]) -> None:
         self.c.executemany("INSERT INTO ledger_index (key, position) VALUES (?, ?)", rows)

@@ -20,7 +20,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from itertools import islice
 from typing import Final, NamedTuple, Protocol
-from uuid import UUID, uuid5
+from uuid import UUID
 
 import msgspec
 from eventsourcing.persistence import StoredEvent
@@ -42,8 +42,8 @@ from ledger.events import (
     Recorded,
     canonical,
     decode_state,
-    encode_state,
-    fact_id,
+    derive_id_from,
+    encode_state_raw,
 )
 
 # Namespace for originator ids: uuid5(NAMESPACE, fact id).
@@ -176,20 +176,29 @@ def prefix_end(prefix: str) -> str:
 
 def originator_id(id_: str) -> UUID:
     """The event-store stream id of the fact with idempotency key ``id_``."""
-    return uuid5(NAMESPACE, id_)
+    return _originator_id(id_)
 
 
 def chain_hash(prev: str, position: int, recorded_at: datetime, id_: str, fact: Fact) -> str:
     """Hash linking one fact to the one before it (content, position, recorded_at, previous hash)."""
-    h = hashlib.sha256()
-    h.update(prev.encode())
-    h.update(b"\n%d\n" % position)
-    h.update(msgspec.json.encode(recorded_at))
-    h.update(b"\n")
-    h.update(msgspec.json.encode(id_))
-    h.update(b"\n")
-    h.update(canonical(fact))
-    return h.hexdigest()
+    return _link(prev, position, msgspec.json.encode(recorded_at), id_, canonical(fact))
+
+
+def _link(prev: str, position: int, recorded_at_json: bytes, id_: str, canon: bytes) -> str:
+    return hashlib.sha256(
+        b"%s\n%d\n%s\n%s\n%s" % (prev.encode(), position, recorded_at_json, msgspec.json.encode(id_), canon)
+    ).hexdigest()
+
+
+_NS_BYTES: Final = NAMESPACE.bytes
+
+
+def _originator_id(id_: str) -> UUID:
+    # uuid5 by hand: the same value as uuid.uuid5(NAMESPACE, id_), without its per-call overhead.
+    h = bytearray(hashlib.sha1(_NS_BYTES + id_.encode()).digest()[:16])
+    h[6] = (h[6] & 0x0F) | 0x50
+    h[8] = (h[8] & 0x3F) | 0x80
+    return UUID(bytes=bytes(h))
 
 
 def _batches(items: Iterable[tuple[int, Fact]], size: int) -> Iterator[list[tuple[int, Fact]]]:
@@ -221,21 +230,23 @@ def append_stream(
         head = session.head()
         prev_hash, last_at = head.hash, head.recorded_at
         now = clock()
+        at_json: bytes | None = None
         for batch in _batches(items, batch_size):
             seen: dict[UUID, None] = {}
-            fresh: list[tuple[int, Fact, str, UUID]] = []
+            fresh: list[tuple[int, Fact, str, UUID, bytes]] = []
             for lineno, fact in batch:
-                id_ = fact_id(fact)
-                oid = originator_id(id_)
+                canon = canonical(fact)  # once: for the derived id, the stored state and the chain
+                id_ = fact.id if fact.id is not None else derive_id_from(canon)
+                oid = _originator_id(id_)
                 if oid in seen:
                     skipped += 1
                     continue
                 seen[oid] = None
-                fresh.append((lineno, fact, id_, oid))
+                fresh.append((lineno, fact, id_, oid, canon))
             already = session.existing(list(seen))
             stored: list[StoredEvent] = []
-            kept: list[tuple[datetime, str, Fact]] = []
-            for lineno, fact, id_, oid in fresh:
+            kept: list[tuple[datetime, bytes, str, Fact, bytes]] = []
+            for lineno, fact, id_, oid, canon in fresh:
                 if oid in already:
                     skipped += 1
                     continue
@@ -247,27 +258,31 @@ def append_stream(
                         f"{label} {lineno}: field `recorded_at`: {at.isoformat()} is earlier than "
                         f"{last_at.isoformat()}, which the store already holds"
                     )
+                if at is not last_at or at_json is None:
+                    at_json = msgspec.json.encode(at)  # one import shares one instant: encode it once
                 last_at = at
                 stored.append(
                     StoredEvent(
                         originator_id=oid,
                         originator_version=1,
                         topic=type(fact).__struct_config__.tag,  # type: ignore[arg-type]
-                        state=encode_state(id_, at, fact),
+                        state=encode_state_raw(id_, at, canon),
                     )
                 )
-                kept.append((at, id_, fact))
+                kept.append((at, at_json, id_, fact, canon))
             if progress is not None:
                 progress(len(batch))
             if not stored:
                 continue
             new_positions = session.insert(stored)
             rows = []
-            for pos, (at, id_, fact) in zip(new_positions, kept, strict=True):
-                prev_hash = chain_hash(prev_hash, pos, at, id_, fact)
+            keys = []
+            for pos, (at, at_json, id_, fact, canon) in zip(new_positions, kept, strict=True):
+                prev_hash = _link(prev_hash, pos, at_json, id_, canon)
                 rows.append(ChainRow(pos, prev_hash, at))
+                keys.append((index_key(fact), pos))
             session.insert_chain(rows)
-            session.insert_index([(index_key(k[2]), r.position) for r, k in zip(rows, kept, strict=True)])
+            session.insert_index(keys)
             appended += len(stored)
             if first is None:
                 first = new_positions[0]

@@ -1,0 +1,260 @@
+"""The reporting tables on both stores: equal to `ledger report --format json`, rebuilt or incremental.
+
+Reporting jobs read the tables with plain SQL, so that is how these tests read them.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import psycopg
+import pytest
+from click.testing import CliRunner, Result
+from psycopg.rows import dict_row
+
+from cli.main import cli
+from cli.projections import projections
+from ledger.application import Ledger
+from ledger.demo import demo_facts, example_policy_paths
+from ledger.events import ExclusionRevoked, Fact, fact_from_fields
+from ledger.policy import load_policy
+from ledger.reporting import Evaluator
+from projections.affected import Known
+from projections.model import Report, to_json
+
+MONTH = "2026-10"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _register_group() -> Iterator[None]:
+    """The lead wires `projections` into cli.main; until then the tests add it themselves."""
+    added = "projections" not in cli.commands
+    if added:
+        cli.add_command(projections)
+    yield
+    if added:
+        cli.commands.pop("projections", None)
+
+
+def ledger_cli(runner: CliRunner, url: str, *args: str) -> Result:
+    result = runner.invoke(cli, ["--store", url, *args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def register(ledger: Ledger) -> list[str]:
+    return [
+        ledger.register_contract(load_policy(p.read_bytes(), source=p.name)).contract
+        for p in example_policy_paths()
+    ]
+
+
+# --- reading the tables as a reporting job would -----------------------------------
+
+
+def query(url: str, sql: str) -> list[dict[str, Any]]:
+    if url.startswith("sqlite"):
+        conn = sqlite3.connect(url[len("sqlite:///") :])
+        conn.row_factory = sqlite3.Row
+        try:
+            return [dict(r) for r in conn.execute(sql).fetchall()]
+        finally:
+            conn.close()
+    with psycopg.connect(url, row_factory=dict_row) as pg:
+        return list(pg.execute(sql.encode()).fetchall())
+
+
+def _instant(value: Any) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
+
+
+def assert_tables_match_reports(url: str, runner: CliRunner, *, rebuilt: bool) -> int:
+    """Every row of the three tables equals `ledger report --format json`, field by field."""
+    monthly = {
+        (r["contract"], r["month"]): r for r in query(url, "SELECT * FROM report_monthly_availability")
+    }
+    credits = {(r["contract"], r["month"]): r for r in query(url, "SELECT * FROM report_credit_entitlements")}
+    intervals: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in query(url, "SELECT * FROM report_downtime_intervals ORDER BY contract, month, seq"):
+        intervals.setdefault((r["contract"], r["month"]), []).append(r)
+    assert monthly.keys() == credits.keys()
+    assert set(intervals) <= set(monthly)
+    table = "tracking" if url.startswith("sqlite") else "reporting_tracking"
+    tracked = query(url, f"SELECT * FROM {table} WHERE application_name = 'ledger'")[0]["notification_id"]  # noqa: S608
+    for (contract, month), row in sorted(monthly.items()):
+        out = ledger_cli(runner, url, "report", "--contract", contract, "--month", month, "--format", "json")
+        rep = msgspec.json.decode(out.stdout, type=Report)
+        for name in ("policy_version", "timezone", "availability_percent", "target_percent", "digest"):
+            assert row[name] == getattr(rep, name), (contract, month, name)
+        for name in (
+            "total_seconds",
+            "outage_seconds",
+            "maintenance_seconds",
+            "excused_seconds",
+            "downtime_seconds",
+        ):
+            assert Decimal(str(row[name])) == getattr(rep, name), (contract, month, name)
+            assert str(row[name]) == str(getattr(rep, name)), "exact decimal text, no float"
+        assert bool(row["target_met"]) is rep.target_met
+        if rebuilt:
+            assert row["as_of_position"] == rep.as_of_position
+        else:
+            # A row keeps the position it was computed at; the view as a whole is at `tracked`.
+            assert row["as_of_position"] <= tracked == rep.as_of_position
+        c = credits[(contract, month)]
+        for name in ("percent", "amount", "long_outage_amount", "currency", "claim"):
+            assert c[name] == getattr(rep.credit, name), (contract, month, name)
+        assert bool(c["payable"]) is rep.credit.payable
+        got = intervals.get((contract, month), [])
+        assert len(got) == len(rep.intervals)
+        for seq, (r, i) in enumerate(zip(got, rep.intervals, strict=True), 1):
+            assert r["seq"] == seq
+            assert _instant(r["start"]) == i.start
+            assert _instant(r["end"]) == i.end
+            assert Decimal(str(r["seconds"])) == i.seconds
+            assert (r["kind"], r["reason"]) == (i.kind, i.reason)
+            assert r["events"] == " ".join(str(p) for p in i.events)
+    return len(monthly)
+
+
+def held_pairs(ledger: Ledger) -> set[tuple[str, str]]:
+    known = Known()
+    known.add_all(ledger.records())
+    return {(c, m) for c, months in known.all_held().items() for m in months}
+
+
+# --- tests ---------------------------------------------------------------------------
+
+
+def test_grouped_evaluation_is_byte_identical_to_ledger_report(ledger: Ledger) -> None:
+    from ledger.demo_run import run_demo
+
+    run_demo(ledger)
+    run_demo(ledger, "2026-11")
+    known = Known()
+    known.add_all(ledger.records())
+    evaluator = Evaluator(known)
+    pairs = held_pairs(ledger)
+    assert len(pairs) >= 15
+    for contract, month in sorted(pairs):
+        assert to_json(evaluator.report((contract, month), known.position)) == to_json(
+            ledger.report(contract, month).report
+        )
+
+
+def test_rebuild_gives_tables_equal_to_reports(ledger: Ledger, store_url: str, runner: CliRunner) -> None:
+    from ledger.demo_run import run_demo
+
+    run_demo(ledger)
+    out = ledger_cli(runner, store_url, "projections", "rebuild")
+    assert "rebuilt reporting: 10 contract-months" in out.stdout
+    assert assert_tables_match_reports(store_url, runner, rebuilt=True) == len(held_pairs(ledger)) == 10
+    head = ledger.recorder.last_position()
+    status = ledger_cli(runner, store_url, "projections", "status").stdout
+    assert status == f"reporting\tposition={head}\thead={head}\tlag=0\n"
+
+
+def _batches() -> list[list[Fact]]:
+    """The demo month in three batches, shuffled (facts arrive out of time order), then corrections."""
+    facts = demo_facts(MONTH)
+    shuffled = facts[:]
+    random.Random(3).shuffle(shuffled)
+    third = len(shuffled) // 3
+    revocation = ExclusionRevoked(ref="workspace-2026-10-fm-1", reason="it was our own change", id="rev-late")
+    late_claim = fact_from_fields(
+        "credit_claim_filed",
+        {"contract": "sla-d-2026", "month": "2026-09", "at": "2026-11-20T10:00:00Z", "id": "claim-late"},
+    )
+    return [shuffled[:third], shuffled[third : 2 * third], shuffled[2 * third :], [revocation, late_claim]]
+
+
+def test_incremental_runs_keep_tables_equal_to_reports(
+    ledger: Ledger, store_url: str, runner: CliRunner
+) -> None:
+    register(ledger)
+    assert any(getattr(f, "declaration", None) == "workspace-2026-10-fm-1" for f in demo_facts(MONTH))
+    ledger_cli(runner, store_url, "projections", "run", "--once")
+    for batch in _batches():
+        ledger.append_facts(batch)
+        lag = ledger_cli(runner, store_url, "projections", "status").stdout
+        assert f"lag={len(batch)}" in lag
+        out = ledger_cli(runner, store_url, "projections", "run", "--once")
+        assert out.stdout == f"reporting at position {ledger.recorder.last_position()}\n"
+        assert assert_tables_match_reports(store_url, runner, rebuilt=False) == len(held_pairs(ledger))
+    ledger_cli(runner, store_url, "projections", "rebuild")
+    assert assert_tables_match_reports(store_url, runner, rebuilt=True) == len(held_pairs(ledger))
+
+
+def test_projection_commands_on_a_missing_store_fail_in_one_line(tmp_path: Path, runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["--store", f"sqlite:///{tmp_path / 'none.db'}", "projections", "status"])
+    assert result.exit_code != 0
+    assert result.stderr.strip().startswith("error: no ledger at")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def _worker(url: str, *args: str) -> subprocess.Popen[str]:
+    code = (
+        "import sys; from cli.main import cli; from cli.projections import projections; "
+        "cli.add_command(projections); cli.main(sys.argv[1:], prog_name='ledger')"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, "-c", code, "--store", url, "projections", "run", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_two_workers_on_one_postgres_never_double_count(
+    pg_url: str, make_ledger: Any, runner: CliRunner
+) -> None:
+    ledger: Ledger = make_ledger(pg_url)
+    register(ledger)
+    ledger_cli(runner, pg_url, "projections", "status")  # creates the view's tables
+    ledger.append_facts(_batches()[0])
+    # Two catch-up workers race for the same backlog: one commits it, the other's tracking
+    # insert fails, and it skips ahead instead of crashing.
+    once = [_worker(pg_url, "--once") for _ in range(2)]
+    for w in once:
+        out, err = w.communicate(timeout=60)
+        assert w.returncode == 0, err
+        assert out == f"reporting at position {ledger.recorder.last_position()}\n"
+    # Two long-running workers follow new facts through LISTEN/NOTIFY (ProjectionRunner).
+    workers = [_worker(pg_url, "--interval", "0.2") for _ in range(2)]
+    try:
+        for batch in _batches()[1:]:
+            for fact in batch:
+                ledger.append(fact)  # one notification each: both workers race for every position
+        head = ledger.recorder.last_position()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if f"position={head}\t" in ledger_cli(runner, pg_url, "projections", "status").stdout:
+                break
+            time.sleep(0.2)
+        assert all(w.poll() is None for w in workers), [w.communicate()[1] for w in workers]
+    finally:
+        for w in workers:
+            w.send_signal(signal.SIGTERM)
+        results = [w.communicate(timeout=30) for w in workers]
+    for w, (_out, err) in zip(workers, results, strict=True):
+        assert w.returncode == 0, err
+    assert (
+        f"position={head}\thead={head}\tlag=0" in ledger_cli(runner, pg_url, "projections", "status").stdout
+    )
+    assert assert_tables_match_reports(pg_url, runner, rebuilt=False) == len(held_pairs(ledger))
