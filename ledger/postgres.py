@@ -43,16 +43,17 @@ class _Session:
             return Head(0, GENESIS, None)
         return Head(row["position"], row["hash"], row["recorded_at"])
 
-    def existing(self, originator_ids: Sequence[UUID]) -> set[UUID]:
-        self.curs.execute(self.r.sql_existing, (list(originator_ids),))
-        return {row["originator_id"] for row in self.curs.fetchall()}
+    def existing(self, originator_ids: Sequence[str]) -> set[str]:
+        self.curs.execute(self.r.sql_existing, ([UUID(hex=o) for o in originator_ids],))
+        return {row["originator_id"].hex for row in self.curs.fetchall()}
 
     def insert(self, events: Sequence[StoredEvent]) -> list[int]:
         # Under the table lock nobody else takes ids, so setting the sequence to the
         # current maximum makes the new positions follow on without a gap.
         self.curs.execute(self.r.sql_reset_sequence)
         pg_events = [
-            self.r.construct_pg_stored_event(e.originator_id, e.originator_version, e.topic, e.state)
+            self.r.construct_pg_stored_event(UUID(hex=str(e.originator_id)), e.originator_version, e.topic,
+                                             e.state)
             for e in events
         ]
         self.curs.execute(self.r.insert_events_statement, (pg_events,))

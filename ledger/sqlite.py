@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Final
 from uuid import UUID
 
@@ -20,6 +21,12 @@ from ledger.events import Recorded, decode_state
 from ledger.store import GENESIS, ChainRow, Head, LedgerRecorder, prefix_end
 
 PAGE: Final = 5000
+
+
+@lru_cache(maxsize=64)
+def _iso(instant: datetime) -> str:
+    # One import shares one recorded_at: format it once, not once per row.
+    return instant.isoformat()
 
 
 class _Session:
@@ -34,9 +41,9 @@ class _Session:
             return Head(0, GENESIS, None)
         return Head(row[0], row[1], datetime.fromisoformat(row[2]))
 
-    def existing(self, originator_ids: Sequence[UUID]) -> set[UUID]:
-        found: set[UUID] = set()
-        ids = [o.hex for o in originator_ids]
+    def existing(self, originator_ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        ids = list(originator_ids)
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
             marks = ",".join("?" * len(chunk))
@@ -45,7 +52,7 @@ class _Session:
                 f"WHERE originator_id IN ({marks})",
                 chunk,
             )
-            found.update(UUID(r[0]) for r in self.c.fetchall())
+            found.update(r[0] for r in self.c.fetchall())
         return found
 
     def insert(self, events: Sequence[StoredEvent]) -> list[int]:
@@ -57,7 +64,7 @@ class _Session:
         start = int(self.c.fetchone()[0]) + 1
         self.c.executemany(
             self.recorder.insert_events_statement,
-            [(e.originator_id.hex, e.originator_version, e.topic, e.state) for e in events],  # type: ignore[union-attr]
+            [(e.originator_id, e.originator_version, e.topic, e.state) for e in events],
         )
         self.c.execute(f"SELECT MAX(rowid) FROM {table}")  # noqa: S608
         end = int(self.c.fetchone()[0])
@@ -71,7 +78,7 @@ class _Session:
     def insert_chain(self, rows: Sequence[ChainRow]) -> None:
         self.c.executemany(
             "INSERT INTO ledger_chain (position, hash, recorded_at) VALUES (?, ?, ?)",
-            [(r.position, r.hash, r.recorded_at.isoformat()) for r in rows],
+            [(r.position, r.hash, _iso(r.recorded_at)) for r in rows],
         )
 
 
