@@ -44,20 +44,28 @@ class _Session:
         return Head(row["position"], row["hash"], row["recorded_at"])
 
     def existing(self, originator_ids: Sequence[str]) -> set[str]:
-        self.curs.execute(self.r.sql_existing, ([UUID(hex=o) for o in originator_ids],))
+        self.curs.execute(self.r.sql_existing, (list(originator_ids),))
         return {row["originator_id"].hex for row in self.curs.fetchall()}
 
     def insert(self, events: Sequence[StoredEvent]) -> list[int]:
         # Under the table lock nobody else takes ids, so setting the sequence to the
-        # current maximum makes the new positions follow on without a gap.
+        # current maximum makes the new positions follow on without a gap, and in row
+        # order: COPY (several times faster than the recorder's INSERT of a composite
+        # array) then needs no RETURNING to know them. The count is checked after.
         self.curs.execute(self.r.sql_reset_sequence)
-        pg_events = [
-            self.r.construct_pg_stored_event(UUID(hex=str(e.originator_id)), e.originator_version, e.topic,
-                                             e.state)
-            for e in events
-        ]
-        self.curs.execute(self.r.insert_events_statement, (pg_events,))
-        return [row["notification_id"] for row in self.curs.fetchall()]
+        row = self.curs.fetchone()
+        assert row is not None
+        start = int(row["setval"])
+        with self.curs.copy(self.r.sql_copy_events) as copy:
+            for e in events:
+                # 32 hex digits are valid uuid input; the text format skips building UUIDs.
+                copy.write_row((e.originator_id, e.originator_version, e.topic, e.state))
+        self.curs.execute(self.r.max_notification_id_statement)
+        top = self.curs.fetchone()
+        end = int(top["max"]) if top is not None else -1
+        if end != start + len(events) - 1:
+            raise StoreError(f"positions {start}..{end} for {len(events)} events: the log is not append-only")
+        return list(range(start, end + 1))
 
     def insert_index(self, rows: Sequence[tuple[str, int]]) -> None:
         with self.curs.copy(self.r.sql_copy_index) as copy:
@@ -100,6 +108,9 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
             "SELECT key, position FROM {schema}.{index} WHERE (key, position) > (%s, %s) "
             "ORDER BY key, position LIMIT %s"
         ).format(schema=schema, index=index)
+        self.sql_copy_events = SQL(
+            "COPY {schema}.{table} (originator_id, originator_version, topic, state) FROM STDIN"
+        ).format(schema=schema, table=table)
         self.sql_copy_index = SQL("COPY {schema}.{index} (key, position) FROM STDIN").format(
             schema=schema, index=index
         )
@@ -117,7 +128,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
             "SELECT position, hash, recorded_at FROM {schema}.{chain} ORDER BY position DESC LIMIT 1"
         ).format(schema=schema, chain=chain)
         self.sql_existing = SQL(
-            "SELECT originator_id FROM {schema}.{table} WHERE originator_id = ANY(%s)"
+            "SELECT originator_id FROM {schema}.{table} WHERE originator_id = ANY(%s::uuid[])"
         ).format(schema=schema, table=table)
         qualified = f"{self.datastore.schema}.{self.events_table_name}"
         self.sql_reset_sequence = SQL(
