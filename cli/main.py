@@ -354,4 +354,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Under `python -m cli.main` this file runs as `__main__`; subcommand modules import
+    # `cli.main`, so run that module's group rather than a second copy of it.
+    from cli.main import main as entry
+
+    entry()

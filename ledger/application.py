@@ -7,7 +7,7 @@ is injected, so nothing below the edges reads the time itself.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Final
 
@@ -48,9 +48,11 @@ def utc_now() -> datetime:
 class Ledger:
     """Append facts, read them back, and evaluate contract months."""
 
-    def __init__(self, recorder: LedgerRecorder, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(self, recorder: LedgerRecorder, clock: Callable[[], datetime] = utc_now,
+                 url: str | None = None) -> None:
         self.recorder = recorder
         self.clock = clock
+        self.url = url  # where it was opened from: worker processes open their own connection
 
     def close(self) -> None:
         self.recorder.close()
@@ -144,11 +146,21 @@ class Ledger:
         """
         versions = find(contract_versions(self.recorder.read_keyed(["k:" + contract], upto)), contract)
         version = in_force(versions, month)
-        own = list(self.recorder.read_keyed(["s:" + version.policy.contract.service, "c:" + contract], upto))
+        return version, self.service_records([version.policy.contract.service], [contract], upto)
+
+    def service_records(self, services: Sequence[str], contracts: Sequence[str], upto: int,
+                        *, with_contracts: bool = False) -> list[Recorded]:
+        """Facts about ``services``, the corrections referring to them, and the claims of ``contracts``.
+
+        With ``with_contracts``, the contracts' versions too. In position order.
+        """
+        keys = [*("s:" + s for s in services), *("c:" + c for c in contracts)]
+        if with_contracts:
+            keys += ["k:" + c for c in contracts]
+        own = list(self.recorder.read_keyed(keys, upto))
         refs = sorted({key for rec in own if (key := reference_key(rec.fact)) is not None})
         related = list(self.recorder.read_keyed(refs, upto)) if refs else []
-        records = sorted([*own, *related], key=lambda r: r.position)
-        return version, records
+        return sorted([*own, *related], key=lambda r: r.position)
 
     def events(
         self,
@@ -311,7 +323,8 @@ def open_recorder(url: str, *, create: bool = True) -> LedgerRecorder:
 def open_ledger(url: str | None = None, *, create: bool = True,
                 clock: Callable[[], datetime] = utc_now) -> Ledger:
     """Build the ledger application from a store URL."""
-    return Ledger(open_recorder(store_url(url), create=create), clock)
+    resolved = store_url(url)
+    return Ledger(open_recorder(resolved, create=create), clock, resolved)
 
 
 def to_builtins(value: object) -> object:

@@ -16,16 +16,19 @@ tracking row only moves forward, so a worker that lost the race for a position
 gets an IntegrityError from the library, rolls back, and skips ahead.
 
 ``rebuild`` resets the view and its tracking and recomputes every contract-month
-from one read of the ledger.
+service by service through the key index.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import signal
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import suppress
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -56,6 +59,7 @@ from ledger.events import Recorded, decode_state
 from ledger.policy import Policy, resolve
 from ledger.store import LedgerRecorder
 from projections.affected import Known, Pair, affected, walk_back
+from projections.contracts import ContractVersion
 from projections.model import Report
 
 APP_NAME: Final = "ledger"  # the tracked application: positions are the ledger's notification ids
@@ -500,19 +504,82 @@ class RebuildResult(msgspec.Struct, frozen=True):
         return self.events / self.seconds if self.seconds > 0 else float("inf")
 
 
-def rebuild(ledger: Ledger) -> RebuildResult:
-    """Reset the view and its tracking, then recompute every contract-month from one read of the ledger."""
+PARALLEL_FROM: Final = 50_000  # events; below this, starting worker processes costs more than it saves
+
+
+def rebuild(ledger: Ledger, *, workers: int | None = None) -> RebuildResult:
+    """Reset the view and its tracking, then recompute every contract-month, one service at a time.
+
+    Each group of services (contracts whose versions name several services join
+    theirs) is read once through the key index and evaluated on its own, so memory
+    is bounded by the largest service, not by the ledger, and facts no contract is
+    about are never read. Groups are independent, so on a large ledger they are
+    shared out among worker processes (one per core), each with its own connection.
+    """
     started = time.perf_counter()
     view = open_view(ledger.recorder)
-    known = Known()
-    known.add_all(ledger.recorder.read_records())
-    evaluator = Evaluator(known)
-    head = known.position
-    reports = [
-        evaluator.report((cid, month), head) for cid, months in known.all_held().items() for month in months
-    ]
+    head = ledger.recorder.last_position()
+    groups = [(sorted(s), sorted(c)) for s, c in _service_groups(ledger.contracts(head))]
+    if workers is None:
+        workers = min(os.cpu_count() or 1, 4) if head >= PARALLEL_FROM else 1
+    reports: list[Report] = []
+    if workers > 1 and len(groups) > 1 and ledger.url is not None:
+        chunks = [groups[i::workers * 4] for i in range(workers * 4)]
+        context = multiprocessing.get_context("spawn")  # no fork: the parent holds connections and threads
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            for part in pool.map(_evaluate_groups, [ledger.url] * len(chunks), chunks, [head] * len(chunks)):
+                reports += part
+        reports.sort(key=lambda r: (r.contract, r.month))
+    else:
+        reports = _groups_reports(ledger, groups, head)
     view.reset(reports, Tracking(APP_NAME, head) if head else None)
     return RebuildResult(events=head, pairs=len(reports), seconds=time.perf_counter() - started)
+
+
+def _groups_reports(ledger: Ledger, groups: Sequence[tuple[list[str], list[str]]], head: int) -> list[Report]:
+    reports: list[Report] = []
+    for services, contracts in groups:
+        known = Known()
+        known.add_all(ledger.service_records(services, contracts, head, with_contracts=True))
+        evaluator = Evaluator(known)
+        for cid, months in known.all_held().items():
+            reports += [evaluator.report((cid, month), head) for month in months]
+    return reports
+
+
+def _evaluate_groups(url: str, groups: Sequence[tuple[list[str], list[str]]], head: int) -> list[Report]:
+    """Worker process: evaluate some service groups from the ledger at ``url`` as of ``head``."""
+    from ledger.application import open_ledger
+
+    ledger = open_ledger(url, create=False)
+    try:
+        return _groups_reports(ledger, groups, head)
+    finally:
+        ledger.close()
+
+
+def _service_groups(versions: dict[str, list[ContractVersion]]) -> list[tuple[set[str], set[str]]]:
+    """Services joined by the contracts that name them (across versions), with those contracts."""
+    parent: dict[str, str] = {}
+
+    def root(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for vs in versions.values():
+        services = [v.policy.contract.service for v in vs]
+        for other in services[1:]:
+            parent[root(other)] = root(services[0])
+        root(services[0])
+    groups: dict[str, tuple[set[str], set[str]]] = {}
+    for cid, vs in sorted(versions.items()):
+        named = {v.policy.contract.service for v in vs}
+        g = groups.setdefault(root(next(iter(named))), (set(), set()))
+        g[0].update(named)
+        g[1].add(cid)
+    return [groups[k] for k in sorted(groups)]
 
 
 class Status(msgspec.Struct, frozen=True):

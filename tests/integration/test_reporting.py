@@ -167,6 +167,23 @@ def test_rebuild_gives_tables_equal_to_reports(ledger: Ledger, store_url: str, r
     assert status == f"reporting\tposition={head}\thead={head}\tlag=0\n"
 
 
+def test_parallel_rebuild_writes_the_same_tables(ledger: Ledger, store_url: str) -> None:
+    from ledger.demo_run import run_demo
+    from ledger.reporting import rebuild
+
+    run_demo(ledger)
+    tables = ("report_monthly_availability", "report_downtime_intervals", "report_credit_entitlements")
+
+    def snapshot() -> list[list[dict[str, Any]]]:
+        return [query(store_url, f"SELECT * FROM {t} ORDER BY 1, 2, 3") for t in tables]  # noqa: S608
+
+    serial = rebuild(ledger, workers=1)
+    before = snapshot()
+    parallel = rebuild(ledger, workers=2)
+    assert (parallel.pairs, parallel.events) == (serial.pairs, serial.events) == (10, serial.events)
+    assert snapshot() == before
+
+
 def _batches() -> list[list[Fact]]:
     """The demo month in three batches, shuffled (facts arrive out of time order), then corrections."""
     facts = demo_facts(MONTH)

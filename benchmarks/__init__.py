@@ -1,0 +1,1 @@
+"""Benchmarks: a seeded generator of realistic monitoring data and the measuring script."""
