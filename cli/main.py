@@ -13,7 +13,7 @@ import msgspec
 
 from ledger.application import Ledger, open_ledger, store_url
 from ledger.errors import BadInput, LedgerError, one_line
-from ledger.events import OPS_TYPES, decode_fact, export_line, fact_from_fields
+from ledger.events import OPS_TYPES, decode_fact, export_line, fact_from_fields, fact_id
 from ledger.lines import bounded_lines
 from ledger.policy import load_policy
 
@@ -191,11 +191,14 @@ def append(click_ctx: click.Context, event_type: str | None, json_text: str | No
         if event_type is None:
             raise BadInput(f"missing event TYPE (one of: {', '.join(OPS_TYPES)}) or --json")
         fact = fact_from_fields(event_type, _fields(click_ctx.args))
-    result = ctx.ledger().append(fact)
+    ledger = ctx.ledger()
+    result = ledger.append(fact)
     if result.appended:
         click.echo(str(result.first_position))
     else:
-        click.echo("already recorded (nothing appended)", err=True)
+        # Idempotent: the same answer as the first time, and a note that nothing was added.
+        click.echo(str(ledger.recorder.position_of(fact_id(fact))))
+        click.echo("already recorded: nothing appended", err=True)
 
 
 def _fields(args: list[str]) -> dict[str, str]:

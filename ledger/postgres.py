@@ -23,7 +23,7 @@ from psycopg.sql import SQL, Composed, Identifier
 
 from ledger.errors import StoreError
 from ledger.events import Recorded, decode_state
-from ledger.store import GENESIS, ChainRow, Head, LedgerRecorder, prefix_end
+from ledger.store import GENESIS, ChainRow, Head, LedgerRecorder, originator_id, prefix_end
 
 PAGE: Final = 5000
 REFUSE_FUNCTION: Final = "ledger_refuse_change"  # trigger function behind append-only tables
@@ -108,6 +108,9 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
             "SELECT key, position FROM {schema}.{index} WHERE (key, position) > (%s, %s) "
             "ORDER BY key, position LIMIT %s"
         ).format(schema=schema, index=index)
+        self.sql_position_of = SQL(
+            "SELECT notification_id FROM {schema}.{table} WHERE originator_id = %s"
+        ).format(schema=schema, table=table)
         self.sql_copy_events = SQL(
             "COPY {schema}.{table} (originator_id, originator_version, topic, state) FROM STDIN"
         ).format(schema=schema, table=table)
@@ -210,6 +213,12 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
             rows = curs.fetchall()
         for row in rows:
             yield decode_state(row["notification_id"], bytes(row["state"]))
+
+    def position_of(self, id_: str) -> int | None:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self.sql_position_of, (originator_id(id_),))
+            row = curs.fetchone()
+        return None if row is None else int(row["notification_id"])
 
     def read_index(self) -> Iterator[tuple[str, int]]:
         key, pos = "", -(2**62)

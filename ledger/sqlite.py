@@ -18,7 +18,7 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLite
 
 from ledger.errors import StoreError
 from ledger.events import Recorded, decode_state
-from ledger.store import GENESIS, ChainRow, Head, LedgerRecorder, prefix_end
+from ledger.store import GENESIS, ChainRow, Head, LedgerRecorder, originator_id, prefix_end
 
 PAGE: Final = 5000
 
@@ -190,6 +190,15 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerRecorder):
             rows = c.fetchall()
         for row in rows:
             yield decode_state(row[0], row[1])
+
+    def position_of(self, id_: str) -> int | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT rowid FROM {self.events_table_name} WHERE originator_id = ?",  # noqa: S608
+                (originator_id(id_).hex,),
+            )
+            row = c.fetchone()
+        return None if row is None else int(row[0])
 
     def read_index(self) -> Iterator[tuple[str, int]]:
         key, pos = "", -(2**62)

@@ -121,6 +121,10 @@ class LedgerRecorder(ABC):
         """Facts whose index key starts with ``prefix``, up to ``upto``, in position order."""
 
     @abstractmethod
+    def position_of(self, id_: str) -> int | None:
+        """The position of the fact recorded with idempotency key ``id_``, if any."""
+
+    @abstractmethod
     def read_index(self) -> Iterator[tuple[str, int]]:
         """Every (key, position) row of the key index, in key order."""
 

@@ -66,6 +66,8 @@ def test_append_json(runner: CliRunner, url: str) -> None:
     assert result.stdout.strip() == "1"
     again = run(runner, url, "append", "--json", LINES.splitlines()[0])
     assert again.exit_code == 0
+    assert again.stdout.strip() == "1"  # the position it was recorded at
+    assert "already recorded" in again.stderr
     assert len(events(runner, url)) == 1
 
 
