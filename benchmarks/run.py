@@ -115,13 +115,6 @@ def ledger_cmd(url: str, *args: str) -> list[str]:
     return [sys.executable, "-m", "cli.main", "--store", url, *args]
 
 
-def has_projections_command() -> bool:
-    """Whether the CLI has grown ``ledger projections`` (then rebuild is timed through it)."""
-    from cli.main import cli
-
-    return "projections" in getattr(cli, "commands", {})
-
-
 # --- stores --------------------------------------------------------------------------
 
 
@@ -310,119 +303,6 @@ def naive_env(store: str, workdir: Path) -> Iterator[dict[str, str]]:
 # --- rebuild -------------------------------------------------------------------------
 
 
-def rebuild_all(url: str) -> dict[str, Any]:
-    """Read every event back and evaluate every (contract, month) pair, as ``Ledger.evaluate`` does.
-
-    ``Ledger.evaluate`` reads the whole store for each pair; doing that for
-    thousands of pairs would measure nothing useful, so this reads once and routes
-    each fact to its service (facts without a service follow the incident,
-    window, exclusion or contract they name), then folds each contract's months
-    over its service's facts with the same ``evaluate``. It holds every fact in
-    memory: this is today's baseline, to be replaced by ``ledger projections
-    rebuild``.
-    """
-    from datetime import UTC, datetime
-
-    from ledger.application import open_ledger
-    from ledger.events import (
-        ContractAmended,
-        ContractRegistered,
-        CreditClaimFiled,
-        ExclusionDeclared,
-        ExclusionRevoked,
-        ForceMajeureDeclared,
-        IncidentOpened,
-        IncidentResolved,
-        MaintenanceAnnounced,
-        MaintenanceCancelled,
-        MaintenanceCompleted,
-        ProbeFailed,
-        ProbeRecovered,
-        Recorded,
-    )
-    from ledger.policy import resolve
-    from projections.availability import evaluate
-    from projections.contracts import contract_versions, in_force
-
-    t0 = time.perf_counter()
-    led = open_ledger(url, create=False)
-    last = led.recorder.last_position()
-    by_service: dict[str, list[Recorded]] = {}
-    owner: dict[tuple[str, str], str] = {}  # (kind, name) -> service
-    pending: dict[tuple[str, str], list[Recorded]] = {}  # referring facts seen before what they refer to
-    contracts: list[Recorded] = []
-    lo_at: datetime | None = None  # the months to evaluate: those the probes report on
-    hi_at: datetime | None = None
-    n = 0
-
-    def place(service: str, key: tuple[str, str] | None, rec: Recorded) -> None:
-        by_service.setdefault(service, []).append(rec)
-        if key is not None:
-            owner[key] = service
-            by_service[service].extend(pending.pop(key, ()))
-
-    def refer(key: tuple[str, str], rec: Recorded) -> None:
-        svc = owner.get(key)
-        if svc is None:
-            pending.setdefault(key, []).append(rec)
-        else:
-            by_service[svc].append(rec)
-
-    for rec in led.records():
-        n += 1
-        f = rec.fact
-        if isinstance(f, ProbeFailed | ProbeRecovered):
-            by_service.setdefault(f.service, []).append(rec)
-            if lo_at is None or f.at < lo_at:
-                lo_at = f.at
-            if hi_at is None or f.at > hi_at:
-                hi_at = f.at
-        elif isinstance(f, IncidentOpened):
-            place(f.service, ("incident", f.incident), rec)
-        elif isinstance(f, MaintenanceAnnounced):
-            place(f.service, ("maintenance", f.maintenance), rec)
-        elif isinstance(f, ForceMajeureDeclared):
-            place(f.service, ("ref", f.declaration), rec)
-        elif isinstance(f, ExclusionDeclared):
-            place(f.service, ("ref", f.exclusion), rec)
-        elif isinstance(f, IncidentResolved):
-            refer(("incident", f.incident), rec)
-        elif isinstance(f, MaintenanceCancelled | MaintenanceCompleted):
-            refer(("maintenance", f.maintenance), rec)
-        elif isinstance(f, ExclusionRevoked):
-            refer(("ref", f.ref), rec)
-        elif isinstance(f, CreditClaimFiled):
-            refer(("contract", f.contract), rec)
-        elif isinstance(f, ContractRegistered | ContractAmended):
-            contracts.append(rec)
-            place(f.policy.contract.service, ("contract", f.policy.contract.id), rec)
-    read_s = time.perf_counter() - t0
-    months = [] if lo_at is None or hi_at is None else _months_between(
-        lo_at.astimezone(UTC).strftime("%Y-%m"), hi_at.astimezone(UTC).strftime("%Y-%m"))
-    versions = contract_versions(contracts)
-    pairs = 0
-    for _, vs in sorted(versions.items()):
-        records = sorted(by_service.get(vs[0].policy.contract.service, []), key=lambda r: r.position)
-        for month in months:
-            v = in_force(vs, month)
-            evaluate(records, resolve(v.policy), v.version, month, as_of_position=last)
-            pairs += 1
-    led.close()
-    seconds = time.perf_counter() - t0
-    return {"events": n, "pairs": pairs, "months": len(months), "read_s": read_s, "seconds": seconds}
-
-
-def _months_between(lo: str, hi: str) -> list[str]:
-    if lo > hi:
-        return []
-    y, m = (int(p) for p in lo.split("-"))
-    out = []
-    while f"{y:04d}-{m:02d}" <= hi:
-        out.append(f"{y:04d}-{m:02d}")
-        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
-    return out
-
-
 # --- measuring -----------------------------------------------------------------------
 
 
@@ -480,16 +360,8 @@ def measure_size(cfg: Config, store: str, size: int) -> SizeResult:
              figure="audit", store=store, events=size, seconds=aud, runs=aud_runs,
              contract=contract, month=month, ok=aud < REPORT_MAX_S)
 
-        if has_projections_command():
-            # Through the console script's entry point, not `-m cli.main`: under `-m` the
-            # module runs as __main__ and cli/projections.py's `from cli.main import Context`
-            # loads a second copy whose Context class the click context does not hold.
-            reb = run_child([sys.executable, "-c", "from cli.main import main; main()",
-                             "--store", url, "projections", "rebuild"])
-            how, pairs = "ledger projections rebuild", None
-        else:
-            reb = run_child([sys.executable, "-m", "benchmarks.run", "--rebuild-worker", url])
-            how, pairs = "read all + evaluate every contract-month", json.loads(reb.stdout)["pairs"]
+        reb = run_child(ledger_cmd(url, "projections", "rebuild"))
+        how, pairs = "ledger projections rebuild", None
         events = size + len(contracts)
         reb_evs = events / reb.seconds
         emit(cfg, f"rebuild {store} {events} events {reb.seconds:.1f} s {reb_evs:.0f} ev/s "
@@ -557,11 +429,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "results.json")
     ap.add_argument("--workdir", type=Path, help="data and SQLite stores (default benchmarks/data)")
     ap.add_argument("--keep", action="store_true", help="keep the stores for inspection")
-    ap.add_argument("--rebuild-worker", metavar="URL", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.rebuild_worker:
-        print(json.dumps(rebuild_all(args.rebuild_worker)))
-        return
     quick = bool(args.quick)
     sizes = [int(s) for s in (args.sizes or ("15000,50000" if quick else "1000000,10000000")).split(",")]
     cfg = Config(
