@@ -11,8 +11,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Final
 
-import msgspec
-
 from ledger.errors import BadInput, NotFound, StoreError
 from ledger.events import (
     ContractAmended,
@@ -326,7 +324,3 @@ def open_ledger(url: str | None = None, *, create: bool = True,
     resolved = store_url(url)
     return Ledger(open_recorder(resolved, create=create), clock, resolved)
 
-
-def to_builtins(value: object) -> object:
-    """msgspec builtins for rendering (Decimals as strings)."""
-    return msgspec.to_builtins(value)

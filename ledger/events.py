@@ -32,8 +32,6 @@ Impact = Literal["outage", "degraded", "none"]
 ExclusionCategory = Literal[
     "customer_isp", "customer_equipment", "customer_action", "third_party", "internet_failure"
 ]
-EXCLUSION_CATEGORIES: Final = frozenset(ExclusionCategory.__args__)  # type: ignore[attr-defined]
-EXCLUDABLE_CATEGORIES: Final = EXCLUSION_CATEGORIES | {"force_majeure"}
 
 
 class _Fact(

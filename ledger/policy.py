@@ -319,13 +319,10 @@ def _check_holidays(code: str) -> None:
         raise BadInput(f"field `calendar.holidays`: {country} has no subdivision {subdiv!r}")
 
 
-_toml_decoder_type: Final = PolicyFile
-
-
 def load_policy(data: bytes, source: str = "policy") -> PolicyFile:
     """Decode and validate a policy TOML file; raises BadInput naming the field."""
     try:
-        pf = msgspec.toml.decode(data, type=_toml_decoder_type)
+        pf = msgspec.toml.decode(data, type=PolicyFile)
     except msgspec.ValidationError as exc:
         msg = str(exc)
         m = re.search(r"`\$\.([^`]*)`", msg)

@@ -41,7 +41,6 @@ from ledger.events import (
     MaintenanceCompleted,
     Recorded,
     canonical,
-    decode_state,
     derive_id_from,
     encode_state_raw,
 )
@@ -297,9 +296,3 @@ def append_stream(
                 first = new_positions[0]
             last = new_positions[-1]
     return AppendResult(appended, skipped, first, last)
-
-
-def decode_records(rows: Iterable[tuple[int, bytes]]) -> Iterator[Recorded]:
-    """Decode stored rows (position, state) into recorded facts."""
-    for position, state in rows:
-        yield decode_state(position, state)
