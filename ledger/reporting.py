@@ -24,16 +24,17 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import tempfile
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import suppress
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import singledispatchmethod
-from typing import Any, Final, NamedTuple
+from typing import IO, Any, Final, NamedTuple
 from uuid import UUID
 
 import msgspec
@@ -140,8 +141,8 @@ class ReportingView(ABC):
         """In one transaction: move tracking forward, replace the rows of ``pairs`` by ``reports``."""
 
     @abstractmethod
-    def reset(self, reports: Sequence[Report], tracking: Tracking | None) -> None:
-        """In one transaction: empty the view and its tracking, then write ``reports`` and ``tracking``."""
+    def reset(self, chunks: Iterable[Sequence[Report]], tracking: Tracking | None) -> None:
+        """In one transaction: empty the view and its tracking, then write the reports and ``tracking``."""
 
     @abstractmethod
     def wall_to_wall(self) -> set[Pair]:
@@ -202,12 +203,13 @@ class SQLiteReportingView(SQLiteTrackingRecorder, ReportingView):
                 c.executemany(f"DELETE FROM {table} WHERE contract = ? AND month = ?", keys)  # noqa: S608
             self._write(c, reports)
 
-    def reset(self, reports: Sequence[Report], tracking: Tracking | None) -> None:
+    def reset(self, chunks: Iterable[Sequence[Report]], tracking: Tracking | None) -> None:
         with self.datastore.transaction(commit=True) as c:
             c.execute("DELETE FROM tracking WHERE application_name = ?", (APP_NAME,))
             for table in TABLES:
                 c.execute(f"DELETE FROM {table}")  # noqa: S608
-            self._write(c, reports)
+            for reports in chunks:
+                self._write(c, reports)
             if tracking is not None:
                 self._insert_tracking(c, tracking)
 
@@ -270,12 +272,13 @@ class PostgresReportingView(PostgresTrackingRecorder, ReportingView):
                 curs.execute(stmt, ([k[0] for k in keys], [k[1] for k in keys]))
             self._write(curs, reports)
 
-    def reset(self, reports: Sequence[Report], tracking: Tracking | None) -> None:
+    def reset(self, chunks: Iterable[Sequence[Report]], tracking: Tracking | None) -> None:
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(self.sql_reset_tracking, (APP_NAME,))
             for stmt in self.sql_delete_all:
                 curs.execute(stmt)
-            self._write(curs, reports)
+            for reports in chunks:
+                self._write(curs, reports)
             if tracking is not None:
                 self._insert_tracking(curs, tracking)
 
@@ -515,6 +518,8 @@ def rebuild(ledger: Ledger, *, workers: int | None = None) -> RebuildResult:
     is bounded by the largest service, not by the ledger, and facts no contract is
     about are never read. Groups are independent, so on a large ledger they are
     shared out among worker processes (one per core), each with its own connection.
+    Finished reports wait in a temporary file, not in memory, and are written in
+    one short transaction at the end, so readers never see a half-built view.
     """
     started = time.perf_counter()
     view = open_view(ledger.recorder)
@@ -522,18 +527,37 @@ def rebuild(ledger: Ledger, *, workers: int | None = None) -> RebuildResult:
     groups = [(sorted(s), sorted(c)) for s, c in _service_groups(ledger.contracts(head))]
     if workers is None:
         workers = min(os.cpu_count() or 1, 4) if head >= PARALLEL_FROM else 1
-    reports: list[Report] = []
-    if workers > 1 and len(groups) > 1 and ledger.url is not None:
-        chunks = [groups[i::workers * 4] for i in range(workers * 4)]
-        context = multiprocessing.get_context("spawn")  # no fork: the parent holds connections and threads
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            for part in pool.map(_evaluate_groups, [ledger.url] * len(chunks), chunks, [head] * len(chunks)):
-                reports += part
-        reports.sort(key=lambda r: (r.contract, r.month))
-    else:
-        reports = _groups_reports(ledger, groups, head)
-    view.reset(reports, Tracking(APP_NAME, head) if head else None)
-    return RebuildResult(events=head, pairs=len(reports), seconds=time.perf_counter() - started)
+    chunks = [groups[i : i + GROUPS_PER_TASK] for i in range(0, len(groups), GROUPS_PER_TASK)]
+    pairs = 0
+    with tempfile.TemporaryFile() as spool:
+        if workers > 1 and len(chunks) > 1 and ledger.url is not None:
+            context = multiprocessing.get_context("spawn")  # no fork: the parent holds connections
+            with ProcessPoolExecutor(workers, mp_context=context) as pool:
+                for part in pool.map(_evaluate_groups, [ledger.url] * len(chunks), chunks,
+                                     [head] * len(chunks)):
+                    pairs += _spool(spool, part)
+        else:
+            for chunk in chunks:
+                pairs += _spool(spool, _groups_reports(ledger, chunk, head))
+        spool.seek(0)
+        view.reset(_unspool(spool), Tracking(APP_NAME, head) if head else None)
+    return RebuildResult(events=head, pairs=pairs, seconds=time.perf_counter() - started)
+
+
+GROUPS_PER_TASK: Final = 25
+_spool_decoder: Final = msgspec.msgpack.Decoder(list[Report])
+
+
+def _spool(spool: IO[bytes], reports: list[Report]) -> int:
+    data = msgspec.msgpack.encode(reports)
+    spool.write(len(data).to_bytes(8, "big"))
+    spool.write(data)
+    return len(reports)
+
+
+def _unspool(spool: IO[bytes]) -> Iterator[list[Report]]:
+    while size := spool.read(8):
+        yield _spool_decoder.decode(spool.read(int.from_bytes(size, "big")))
 
 
 def _groups_reports(ledger: Ledger, groups: Sequence[tuple[list[str], list[str]]], head: int) -> list[Report]:
