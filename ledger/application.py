@@ -15,22 +15,15 @@ from ledger.errors import BadInput, NotFound, StoreError
 from ledger.events import (
     ContractAmended,
     ContractRegistered,
-    CreditClaimFiled,
     ExclusionDeclared,
-    ExclusionRevoked,
     Fact,
     ForceMajeureDeclared,
-    IncidentOpened,
-    IncidentResolved,
     MaintenanceAnnounced,
-    MaintenanceCancelled,
-    MaintenanceCompleted,
     Recorded,
     decode_fact,
-    fact_service,
 )
 from ledger.policy import PolicyFile, resolve
-from ledger.store import AppendResult, LedgerRecorder, append_stream, reference_key
+from ledger.store import AppendResult, LedgerRecorder, append_stream, index_key, reference_key
 from projections.contracts import ContractVersion, contract_versions, find, in_force
 from projections.model import Audit, Evaluation
 
@@ -167,9 +160,9 @@ class Ledger:
         until: datetime | None = None,
     ) -> Iterator[Recorded]:
         """Recorded facts, filtered by service (with the facts that refer to its ids) and time."""
-        related = _related_ids(self.records(), service) if service is not None else None
+        related = _related_keys(self.records(), service) if service is not None else None
         for rec in self.records():
-            if related is not None and not _concerns(rec.fact, service, related):
+            if related is not None and index_key(rec.fact) not in related:
                 continue
             if not _in_window(rec.fact, since, until):
                 continue
@@ -230,39 +223,18 @@ def _check_month(month: str) -> None:
         raise BadInput(f"--month {month!r}: expected YYYY-MM")
 
 
-def _related_ids(records: Iterable[Recorded], service: str) -> set[tuple[str, str]]:
-    """Ids (by kind) of incidents, windows, exclusions and contracts of ``service``."""
-    ids: set[tuple[str, str]] = set()
+def _related_keys(records: Iterable[Recorded], service: str) -> set[str]:
+    """Index keys of the facts about ``service``: its own, and those of the ids and contracts it has."""
+    own = "s:" + service
+    keys = {own}
     for rec in records:
         f = rec.fact
-        if isinstance(f, IncidentOpened) and f.service == service:
-            ids.add(("incident", f.incident))
-        elif isinstance(f, MaintenanceAnnounced) and f.service == service:
-            ids.add(("maintenance", f.maintenance))
-        elif isinstance(f, ForceMajeureDeclared) and f.service == service:
-            ids.add(("ref", f.declaration))
-        elif isinstance(f, ExclusionDeclared) and f.service == service:
-            ids.add(("ref", f.exclusion))
-        elif isinstance(f, ContractRegistered | ContractAmended) and f.policy.contract.service == service:
-            ids.add(("contract", f.policy.contract.id))
-    return ids
-
-
-def _concerns(fact: Fact, service: str | None, related: set[tuple[str, str]]) -> bool:
-    own = fact_service(fact)
-    if own is not None:
-        return own == service
-    if isinstance(fact, IncidentResolved):
-        return ("incident", fact.incident) in related
-    if isinstance(fact, MaintenanceCancelled | MaintenanceCompleted):
-        return ("maintenance", fact.maintenance) in related
-    if isinstance(fact, ExclusionRevoked):
-        return ("ref", fact.ref) in related
-    if isinstance(fact, CreditClaimFiled):
-        return ("contract", fact.contract) in related
-    if isinstance(fact, ContractRegistered | ContractAmended):
-        return ("contract", fact.policy.contract.id) in related
-    return False
+        if isinstance(f, ContractRegistered | ContractAmended):
+            if f.policy.contract.service == service:
+                keys |= {"k:" + f.policy.contract.id, "c:" + f.policy.contract.id}
+        elif index_key(f) == own and (ref := reference_key(f)) is not None:
+            keys.add(ref)
+    return keys
 
 
 def _span(fact: Fact) -> tuple[datetime, datetime] | None:
