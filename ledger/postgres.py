@@ -147,11 +147,11 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
         ).format(schema=schema, table=table)
         self.sql_read_raw = SQL(
             "SELECT notification_id, originator_id, topic, state FROM {schema}.{table} "
-            "WHERE notification_id >= %s ORDER BY notification_id LIMIT %s"
+            "WHERE notification_id >= %s AND notification_id <= %s ORDER BY notification_id LIMIT %s"
         ).format(schema=schema, table=table)
         self.sql_read_chain = SQL(
             "SELECT position, hash, recorded_at FROM {schema}.{chain} "
-            "WHERE position >= %s ORDER BY position LIMIT %s"
+            "WHERE position >= %s AND position <= %s ORDER BY position LIMIT %s"
         ).format(schema=schema, chain=chain)
         self.sql_position_at = SQL(
             "SELECT COALESCE(MAX(position), 0) AS p FROM {schema}.{chain} WHERE recorded_at <= %s"
@@ -164,41 +164,29 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
             self._notify_channel(curs)
             yield _Session(self, curs)
 
-    def read_records(self, start: int = 1, stop: int | None = None) -> Iterator[Recorded]:
+    def _pages(self, query: SQL | Composed, key: str, start: int, stop: int | None) -> Iterator[DictRow]:
+        """Rows of ``query`` (parameters: first, last, limit) from ``start`` to ``stop``, a page at a time."""
         pos, end = start, stop if stop is not None else 2**62
         while pos <= end:
             with self.datastore.get_connection() as conn, conn.cursor() as curs:
-                curs.execute(self.sql_read, (pos, end, PAGE))
+                curs.execute(query, (pos, end, PAGE))
                 rows = curs.fetchall()
-            for row in rows:
-                yield decode_state(row["notification_id"], bytes(row["state"]))
+            yield from rows
             if len(rows) < PAGE:
                 return
-            pos = rows[-1]["notification_id"] + 1
+            pos = rows[-1][key] + 1
+
+    def read_records(self, start: int = 1, stop: int | None = None) -> Iterator[Recorded]:
+        for row in self._pages(self.sql_read, "notification_id", start, stop):
+            yield decode_state(row["notification_id"], bytes(row["state"]))
 
     def read_chain(self, start: int = 1) -> Iterator[ChainRow]:
-        pos = start
-        while True:
-            with self.datastore.get_connection() as conn, conn.cursor() as curs:
-                curs.execute(self.sql_read_chain, (pos, PAGE))
-                rows = curs.fetchall()
-            for row in rows:
-                yield ChainRow(row["position"], row["hash"], row["recorded_at"])
-            if len(rows) < PAGE:
-                return
-            pos = rows[-1]["position"] + 1
+        for row in self._pages(self.sql_read_chain, "position", start, None):
+            yield ChainRow(row["position"], row["hash"], row["recorded_at"])
 
     def read_raw(self, start: int = 1) -> Iterator[tuple[int, UUID, str, bytes]]:
-        pos = start
-        while True:
-            with self.datastore.get_connection() as conn, conn.cursor() as curs:
-                curs.execute(self.sql_read_raw, (pos, PAGE))
-                rows = curs.fetchall()
-            for row in rows:
-                yield row["notification_id"], row["originator_id"], row["topic"], bytes(row["state"])
-            if len(rows) < PAGE:
-                return
-            pos = rows[-1]["notification_id"] + 1
+        for row in self._pages(self.sql_read_raw, "notification_id", start, None):
+            yield row["notification_id"], row["originator_id"], row["topic"], bytes(row["state"])
 
     def read_keyed(self, keys: Sequence[str], upto: int) -> Iterator[Recorded]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:

@@ -112,56 +112,41 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerRecorder):
             c.execute("PRAGMA cache_size = -65536")
             yield _Session(self, c)
 
-    def read_records(self, start: int = 1, stop: int | None = None) -> Iterator[Recorded]:
-        pos = start
-        while True:
-            limit = PAGE if stop is None else min(PAGE, stop - pos + 1)
-            if limit <= 0:
-                return
+    def _pages(self, query: str, start: int, stop: int | None) -> Iterator[Any]:
+        """Rows of ``query`` (parameters: first, last, limit; position first) a page at a time."""
+        pos, end = start, stop if stop is not None else 2**62
+        while pos <= end:
             with self.datastore.transaction(commit=False) as c:
-                c.execute(
-                    f"SELECT rowid, state FROM {self.events_table_name} "  # noqa: S608
-                    "WHERE rowid >= ? ORDER BY rowid LIMIT ?",
-                    (pos, limit),
-                )
+                c.execute(query, (pos, end, PAGE))
                 rows = c.fetchall()
-            for row in rows:
-                yield decode_state(row[0], row[1])
-            if len(rows) < limit:
+            yield from rows
+            if len(rows) < PAGE:
                 return
             pos = rows[-1][0] + 1
+
+    def read_records(self, start: int = 1, stop: int | None = None) -> Iterator[Recorded]:
+        query = (
+            f"SELECT rowid, state FROM {self.events_table_name} "  # noqa: S608
+            "WHERE rowid >= ? AND rowid <= ? ORDER BY rowid LIMIT ?"
+        )
+        for row in self._pages(query, start, stop):
+            yield decode_state(row[0], row[1])
 
     def read_chain(self, start: int = 1) -> Iterator[ChainRow]:
-        pos = start
-        while True:
-            with self.datastore.transaction(commit=False) as c:
-                c.execute(
-                    "SELECT position, hash, recorded_at FROM ledger_chain "
-                    "WHERE position >= ? ORDER BY position LIMIT ?",
-                    (pos, PAGE),
-                )
-                rows = c.fetchall()
-            for row in rows:
-                yield ChainRow(row[0], row[1], datetime.fromisoformat(row[2]))
-            if len(rows) < PAGE:
-                return
-            pos = rows[-1][0] + 1
+        query = (
+            "SELECT position, hash, recorded_at FROM ledger_chain "
+            "WHERE position >= ? AND position <= ? ORDER BY position LIMIT ?"
+        )
+        for row in self._pages(query, start, None):
+            yield ChainRow(row[0], row[1], datetime.fromisoformat(row[2]))
 
     def read_raw(self, start: int = 1) -> Iterator[tuple[int, UUID, str, bytes]]:
-        pos = start
-        while True:
-            with self.datastore.transaction(commit=False) as c:
-                c.execute(
-                    f"SELECT rowid, originator_id, topic, state FROM {self.events_table_name} "  # noqa: S608
-                    "WHERE rowid >= ? ORDER BY rowid LIMIT ?",
-                    (pos, PAGE),
-                )
-                rows = c.fetchall()
-            for row in rows:
-                yield row[0], UUID(row[1]), row[2], bytes(row[3])
-            if len(rows) < PAGE:
-                return
-            pos = rows[-1][0] + 1
+        query = (
+            f"SELECT rowid, originator_id, topic, state FROM {self.events_table_name} "  # noqa: S608
+            "WHERE rowid >= ? AND rowid <= ? ORDER BY rowid LIMIT ?"
+        )
+        for row in self._pages(query, start, None):
+            yield row[0], UUID(row[1]), row[2], bytes(row[3])
 
     def read_keyed(self, keys: Sequence[str], upto: int) -> Iterator[Recorded]:
         rows: list[tuple[int, bytes]] = []
