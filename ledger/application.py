@@ -160,13 +160,17 @@ class Ledger:
         until: datetime | None = None,
     ) -> Iterator[Recorded]:
         """Recorded facts, filtered by service (with the facts that refer to its ids) and time."""
-        related = _related_keys(self.records(), service) if service is not None else None
-        for rec in self.records():
-            if related is not None and index_key(rec.fact) not in related:
-                continue
-            if not _in_window(rec.fact, since, until):
-                continue
-            yield rec
+        source: Iterable[Recorded] = self.records()
+        if service is not None:
+            # Through the key index: the service's facts and the contract versions name the
+            # keys of everything else that belongs to it; the rest of the ledger is never read.
+            last = self.recorder.last_position()
+            versions = self.recorder.read_key_prefix("k:", last)
+            about = [*versions, *self.recorder.read_keyed(["s:" + service], last)]
+            source = self.recorder.read_keyed(sorted(_related_keys(about, service)), last)
+        for rec in source:
+            if _in_window(rec.fact, since, until):
+                yield rec
 
     def evaluate(self, contract: str, month: str, *, upto: int | None = None,
                  replay_point: datetime | None = None) -> Evaluation:
