@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
-from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
@@ -23,7 +22,7 @@ from psycopg.sql import SQL, Composed, Identifier
 
 from ledger.errors import StoreError
 from ledger.events import Recorded, decode_state
-from ledger.store import GENESIS, ChainRow, Head, LedgerRecorder, originator_id, prefix_end
+from ledger.store import GENESIS, OLD_FORMAT, ChainRow, Head, LedgerRecorder, prefix_end
 
 PAGE: Final = 5000
 REFUSE_FUNCTION: Final = "ledger_refuse_change"  # trigger function behind append-only tables
@@ -45,7 +44,7 @@ class _Session:
 
     def existing(self, originator_ids: Sequence[str]) -> set[str]:
         self.curs.execute(self.r.sql_existing, (list(originator_ids),))
-        return {row["originator_id"].hex for row in self.curs.fetchall()}
+        return {row["originator_id"] for row in self.curs.fetchall()}
 
     def insert(self, events: Sequence[StoredEvent]) -> list[int]:
         # Under the table lock nobody else takes ids, so setting the sequence to the
@@ -58,7 +57,6 @@ class _Session:
         start = int(row["setval"])
         with self.curs.copy(self.r.sql_copy_events) as copy:
             for e in events:
-                # 32 hex digits are valid uuid input; the text format skips building UUIDs.
                 copy.write_row((e.originator_id, e.originator_version, e.topic, e.state))
         self.curs.execute(self.r.max_notification_id_statement)
         top = self.curs.fetchone()
@@ -131,7 +129,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
             "SELECT position, hash, recorded_at FROM {schema}.{chain} ORDER BY position DESC LIMIT 1"
         ).format(schema=schema, chain=chain)
         self.sql_existing = SQL(
-            "SELECT originator_id FROM {schema}.{table} WHERE originator_id = ANY(%s::uuid[])"
+            "SELECT originator_id FROM {schema}.{table} WHERE originator_id = ANY(%s::text[])"
         ).format(schema=schema, table=table)
         qualified = f"{self.datastore.schema}.{self.events_table_name}"
         self.sql_reset_sequence = SQL(
@@ -184,7 +182,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
         for row in self._pages(self.sql_read_chain, "position", start, None):
             yield ChainRow(row["position"], row["hash"], row["recorded_at"])
 
-    def read_raw(self, start: int = 1) -> Iterator[tuple[int, UUID, str, bytes]]:
+    def read_raw(self, start: int = 1) -> Iterator[tuple[int, str, str, bytes]]:
         for row in self._pages(self.sql_read_raw, "notification_id", start, None):
             yield row["notification_id"], row["originator_id"], row["topic"], bytes(row["state"])
 
@@ -204,7 +202,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
 
     def position_of(self, id_: str) -> int | None:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(self.sql_position_of, (originator_id(id_),))
+            curs.execute(self.sql_position_of, (id_,))
             row = curs.fetchone()
         return None if row is None else int(row["notification_id"])
 
@@ -252,7 +250,10 @@ def parse_postgres_url(url: str) -> dict[str, Any]:
 def open_postgres(url: str, *, pool_size: int = 2) -> PostgresLedgerRecorder:
     """Open the PostgreSQL ledger at ``url``, creating its tables if needed."""
     args = parse_postgres_url(url)
-    datastore = PostgresDatastore(**args, pool_size=pool_size, max_overflow=2, connect_timeout=10)
+    # Stream ids are the facts' own ids (text), so the primary key is the idempotency key itself.
+    datastore = PostgresDatastore(
+        **args, pool_size=pool_size, max_overflow=2, connect_timeout=10, originator_id_type="text"
+    )
     recorder = PostgresLedgerRecorder(datastore)
     with datastore.get_connection() as conn:
         # Ready when the last object the schema creates exists (older stores get the rest).
@@ -268,6 +269,14 @@ def open_postgres(url: str, *, pool_size: int = 2) -> PostgresLedgerRecorder:
                 recorder.create_table()
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
+        kind = conn.execute(
+            "SELECT data_type FROM information_schema.columns WHERE table_schema = %s "
+            "AND table_name = %s AND column_name = 'originator_id'",
+            (datastore.schema, recorder.events_table_name),
+        ).fetchone()
+    if kind is not None and kind["data_type"] != "text":
+        recorder.close()
+        raise StoreError(OLD_FORMAT)
     return recorder
 
 

@@ -35,7 +35,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from functools import singledispatchmethod
 from typing import IO, Any, Final, NamedTuple
-from uuid import UUID
 
 import msgspec
 from eventsourcing.application import Application
@@ -355,12 +354,12 @@ class Evaluator:
 class LedgerEvent(msgspec.Struct, frozen=True):
     """A ledger notification as a domain event for the library's subscription machinery."""
 
-    originator_id: UUID
+    originator_id: str
     originator_version: int
     record: Recorded
 
 
-class MsgspecMapper(Mapper[UUID]):
+class MsgspecMapper(Mapper[str]):
     """Decodes the ledger's stored state (msgspec JSON) into ``LedgerEvent``s."""
 
     def __init__(self) -> None:
@@ -374,18 +373,18 @@ class MsgspecMapper(Mapper[UUID]):
         record = decode_state(stored_event.id, bytes(stored_event.state))
         oid = stored_event.originator_id
         version = stored_event.originator_version
-        return LedgerEvent(oid if isinstance(oid, UUID) else UUID(oid), version, record)
+        return LedgerEvent(str(oid), version, record)
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
         raise NotImplementedError("facts are appended through ledger.store, not through the mapper")
 
 
-class LedgerApplication(Application[UUID]):
+class LedgerApplication(Application[str]):
     """The ledger as an eventsourcing application, for ``ProjectionRunner`` (PostgreSQL only)."""
 
     name = APP_NAME
 
-    def construct_mapper(self) -> Mapper[UUID]:
+    def construct_mapper(self) -> Mapper[str]:
         return MsgspecMapper()
 
     def construct_recorder(self) -> Any:
@@ -636,6 +635,7 @@ def _postgres_env(url: str) -> dict[str, str]:
         "POSTGRES_PORT": str(args["port"]),
         "POSTGRES_USER": str(args["user"]),
         "POSTGRES_PASSWORD": str(args["password"]),
+        "POSTGRES_ORIGINATOR_ID_TYPE": "text",  # stream ids are fact ids (ledger.postgres)
         # The tables exist already (open_view made them under a lock); concurrent DDL fails.
         "CREATE_TABLE": "false",
     }

@@ -11,14 +11,13 @@ from contextlib import contextmanager
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, Final
-from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 
 from ledger.errors import StoreError
 from ledger.events import Recorded, decode_state
-from ledger.store import GENESIS, ChainRow, Head, LedgerRecorder, originator_id, prefix_end
+from ledger.store import GENESIS, OLD_FORMAT, ChainRow, Head, LedgerRecorder, prefix_end
 
 PAGE: Final = 5000
 
@@ -140,13 +139,13 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerRecorder):
         for row in self._pages(query, start, None):
             yield ChainRow(row[0], row[1], datetime.fromisoformat(row[2]))
 
-    def read_raw(self, start: int = 1) -> Iterator[tuple[int, UUID, str, bytes]]:
+    def read_raw(self, start: int = 1) -> Iterator[tuple[int, str, str, bytes]]:
         query = (
             f"SELECT rowid, originator_id, topic, state FROM {self.events_table_name} "  # noqa: S608
             "WHERE rowid >= ? AND rowid <= ? ORDER BY rowid LIMIT ?"
         )
         for row in self._pages(query, start, None):
-            yield row[0], UUID(row[1]), row[2], bytes(row[3])
+            yield row[0], row[1], row[2], bytes(row[3])
 
     def read_keyed(self, keys: Sequence[str], upto: int) -> Iterator[Recorded]:
         rows: list[tuple[int, bytes]] = []
@@ -180,7 +179,7 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerRecorder):
         with self.datastore.transaction(commit=False) as c:
             c.execute(
                 f"SELECT rowid FROM {self.events_table_name} WHERE originator_id = ?",  # noqa: S608
-                (originator_id(id_).hex,),
+                (id_,),
             )
             row = c.fetchone()
         return None if row is None else int(row[0])
@@ -247,4 +246,11 @@ def open_sqlite(path: str, **kwargs: Any) -> SQLiteLedgerRecorder:
     datastore = SQLiteDatastore(db_name=path, lock_timeout=kwargs.get("lock_timeout", 120))
     recorder = SQLiteLedgerRecorder(datastore)
     recorder.create_table()
+    with datastore.transaction(commit=False) as c:
+        # Stream ids are fact ids; a store whose first stream id is not its fact's id predates that.
+        c.execute(f"SELECT originator_id, state FROM {recorder.events_table_name} ORDER BY rowid LIMIT 1")  # noqa: S608
+        row = c.fetchone()
+    if row is not None and decode_state(1, row[1]).id != row[0]:
+        recorder.close()
+        raise StoreError(OLD_FORMAT)
     return recorder

@@ -2,7 +2,7 @@
 
 Facts are stored with the ``eventsourcing`` library's application recorders
 (one table, ``stored_events``): each fact is a stream of its own whose
-``originator_id`` is a UUIDv5 of the fact's idempotency key, at version 1, so
+``originator_id`` is the fact's idempotency key itself (text), at version 1, so
 the recorder's primary key makes a second copy impossible. The recorder's
 notification id is the fact's global ``position``. Beside it, ``ledger_chain``
 holds a hash chain (one row per position) written in the same transaction.
@@ -20,7 +20,6 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from itertools import islice
 from typing import Final, NamedTuple, Protocol
-from uuid import UUID
 
 import msgspec
 from eventsourcing.persistence import StoredEvent
@@ -45,8 +44,6 @@ from ledger.events import (
     encode_state_raw,
 )
 
-# Namespace for originator ids: uuid5(NAMESPACE, fact id).
-NAMESPACE: Final = UUID("6f1c5a52-8f1e-4d55-9b53-2f4c0c1e7a10")
 GENESIS: Final = "0" * 64
 BATCH: Final = 2000
 
@@ -80,11 +77,11 @@ class WriteSession(Protocol):
     def head(self) -> Head: ...
 
     def existing(self, originator_ids: Sequence[str]) -> set[str]:
-        """Which of these originator ids (32 hex digits) are recorded already."""
+        """Which of these originator ids (fact ids) are recorded already."""
         ...
 
     def insert(self, events: Sequence[StoredEvent]) -> list[int]:
-        """Insert events whose ``originator_id`` is 32 hex digits; return their positions."""
+        """Insert events whose ``originator_id`` is the fact id; return their positions."""
         ...
 
     def insert_chain(self, rows: Sequence[ChainRow]) -> None: ...
@@ -108,7 +105,7 @@ class LedgerRecorder(ABC):
         """Chain rows from ``start``, in position order."""
 
     @abstractmethod
-    def read_raw(self, start: int = 1) -> Iterator[tuple[int, UUID, str, bytes]]:
+    def read_raw(self, start: int = 1) -> Iterator[tuple[int, str, str, bytes]]:
         """Raw rows (position, originator_id, topic, state) in position order, for verification."""
 
     @abstractmethod
@@ -176,14 +173,16 @@ def reference_key(fact: Fact) -> str | None:
             return None
 
 
+OLD_FORMAT: Final = (
+    "this store was written by an earlier ledger format (uuid5 stream ids); the ledger now uses "
+    "fact ids as stream ids: export it with the earlier version's `ledger events` and import "
+    "that into a new store"
+)
+
+
 def prefix_end(prefix: str) -> str:
     """The smallest string greater than every string starting with ``prefix``."""
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)
-
-
-def originator_id(id_: str) -> UUID:
-    """The event-store stream id of the fact with idempotency key ``id_``."""
-    return UUID(hex=_originator_hex(id_))
 
 
 def chain_hash(prev: str, position: int, recorded_at: datetime, id_: str, fact: Fact) -> str:
@@ -195,18 +194,6 @@ def _link(prev: str, position: int, recorded_at_json: bytes, id_: str, canon: by
     return hashlib.sha256(
         b"%s\n%d\n%s\n%s\n%s" % (prev.encode(), position, recorded_at_json, msgspec.json.encode(id_), canon)
     ).hexdigest()
-
-
-_NS_BYTES: Final = NAMESPACE.bytes
-
-
-def _originator_hex(id_: str) -> str:
-    # uuid5 by hand, as 32 hex digits: uuid.uuid5(NAMESPACE, id_).hex without building a UUID,
-    # which costs more than the hashing on a bulk import.
-    h = bytearray(hashlib.sha1(_NS_BYTES + id_.encode()).digest()[:16])
-    h[6] = (h[6] & 0x0F) | 0x50
-    h[8] = (h[8] & 0x3F) | 0x80
-    return h.hex()
 
 
 def _batches(items: Iterable[tuple[int, Fact]], size: int) -> Iterator[list[tuple[int, Fact]]]:
@@ -241,21 +228,20 @@ def append_stream(
         at_json: bytes | None = None
         for batch in _batches(items, batch_size):
             seen: dict[str, None] = {}
-            fresh: list[tuple[int, Fact, str, str, bytes]] = []
+            fresh: list[tuple[int, Fact, str, bytes]] = []
             for lineno, fact in batch:
                 canon = canonical(fact)  # once: for the derived id, the stored state and the chain
                 id_ = fact.id if fact.id is not None else derive_id_from(canon)
-                oid = _originator_hex(id_)
-                if oid in seen:
+                if id_ in seen:
                     skipped += 1
                     continue
-                seen[oid] = None
-                fresh.append((lineno, fact, id_, oid, canon))
+                seen[id_] = None
+                fresh.append((lineno, fact, id_, canon))
             already = session.existing(list(seen))
             stored: list[StoredEvent] = []
             kept: list[tuple[datetime, bytes, str, Fact, bytes]] = []
-            for lineno, fact, id_, oid, canon in fresh:
-                if oid in already:
+            for lineno, fact, id_, canon in fresh:
+                if id_ in already:
                     skipped += 1
                     continue
                 at = fact.recorded_at
@@ -271,7 +257,7 @@ def append_stream(
                 last_at = at
                 stored.append(
                     StoredEvent(
-                        originator_id=oid,
+                        originator_id=id_,
                         originator_version=1,
                         topic=type(fact).__struct_config__.tag,  # type: ignore[arg-type]
                         state=encode_state_raw(id_, at, canon),

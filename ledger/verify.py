@@ -19,7 +19,7 @@ from typing import Final
 import msgspec
 
 from ledger.events import decode_state
-from ledger.store import GENESIS, LedgerRecorder, chain_hash, index_key, originator_id
+from ledger.store import GENESIS, LedgerRecorder, chain_hash, index_key
 
 LOWEST: Final = -(2**63)  # the smallest position either database can hold
 
@@ -84,7 +84,7 @@ def verify(recorder: LedgerRecorder, expect: str | None = None) -> VerifyResult:
             rec = decode_state(pos, state)
         except (msgspec.MsgspecError, ValueError, TypeError, RecursionError):
             return bad(f"position {pos}: stored content altered (no longer a valid event)")
-        if originator_id(rec.id) != oid or topic != type(rec.fact).__struct_config__.tag:
+        if rec.id != oid or topic != type(rec.fact).__struct_config__.tag:
             return bad(f"position {pos}: stored content altered or moved (id or type does not match its row)")
         if rec.recorded_at != link.recorded_at or (last_at is not None and rec.recorded_at < last_at):
             return bad(f"position {pos}: recorded_at altered or out of order")

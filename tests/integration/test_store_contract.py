@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -10,10 +11,12 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 
 from ledger.application import Ledger, open_ledger
-from ledger.errors import BadInput
-from ledger.events import ProbeFailed, export_line
+from ledger.errors import BadInput, StoreError
+from ledger.events import ProbeFailed, encode_state, export_line
+from ledger.postgres import parse_postgres_url
 from ledger.verify import verify
 from tests.conftest import StepClock
 from tests.pgserver import scratch_database
@@ -216,10 +219,29 @@ class StoreContract:
         assert verify(led.recorder).ok
 
 
+    def test_stream_id_is_the_fact_id(self, led: Ledger) -> None:
+        led.import_lines(GOOD)
+        raw = list(led.recorder.read_raw())
+        assert [oid for _, oid, _, _ in raw] == [r.id for r in led.records()]
+        assert led.recorder.position_of("e1") == raw[0][0]
+        assert led.recorder.position_of("nope") is None
+
+
 class TestSQLiteStore(StoreContract):
     @pytest.fixture
     def url(self, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'ledger.db'}"
+
+    def test_a_store_of_the_earlier_format_is_refused(self, tmp_path: Path) -> None:
+        # The earlier format keyed streams by uuid5(namespace, id): a re-import would duplicate.
+        path = tmp_path / "old.db"
+        open_ledger(f"sqlite:///{path}").close()
+        at = datetime(2026, 1, 1, tzinfo=UTC)
+        state = encode_state("e1", at, ProbeFailed(service="w", probe="p", at=at))
+        with sqlite3.connect(path) as conn:
+            conn.execute("INSERT INTO stored_events VALUES (?, 1, 'probe_failed', ?)", ("0" * 32, state))
+        with pytest.raises(StoreError, match="earlier ledger format"):
+            open_ledger(f"sqlite:///{path}")
 
 
 @pytest.mark.postgres
@@ -228,3 +250,13 @@ class TestPostgresStore(StoreContract):
     def url(self, pg_admin_url: str) -> Iterator[str]:
         with scratch_database(pg_admin_url) as url:
             yield url
+
+    def test_a_store_of_the_earlier_format_is_refused(self, pg_admin_url: str) -> None:
+        # The earlier format had uuid stream ids (the library's default column type).
+        with scratch_database(pg_admin_url) as url:
+            a = parse_postgres_url(url)
+            datastore = PostgresDatastore(**a, originator_id_type="uuid")
+            PostgresApplicationRecorder(datastore).create_table()
+            datastore.close()
+            with pytest.raises(StoreError, match="earlier ledger format"):
+                open_ledger(url)

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 import msgspec
 import psycopg
@@ -22,7 +21,7 @@ from click.testing import CliRunner
 from cli.main import cli
 from ledger.application import Ledger, open_ledger
 from ledger.events import ProbeFailed, decode_state, encode_state
-from ledger.store import GENESIS, chain_hash, originator_id
+from ledger.store import GENESIS, chain_hash
 from ledger.verify import verify
 from tests.conftest import StepClock
 from tests.integration.test_store_contract import GOOD
@@ -40,9 +39,6 @@ class Tamper:
         """Run ``sql`` (``%s`` placeholders, ``POS`` for the position column) and commit."""
         raise NotImplementedError
 
-    def oid(self, value: UUID) -> Any:
-        return value
-
     def ts(self, value: datetime) -> Any:
         return value
 
@@ -59,7 +55,7 @@ class Tamper:
         self.execute(
             "INSERT INTO stored_events (originator_id, originator_version, topic, state, POS) "
             "VALUES (%s, 1, 'probe_failed', %s, %s)",
-            (self.oid(originator_id(id_)), encode_state(id_, at, fact), position),
+            (id_, encode_state(id_, at, fact), position),
         )
 
 
@@ -80,9 +76,6 @@ class SQLiteTamper(Tamper):
             return rows
         finally:
             conn.close()
-
-    def oid(self, value: UUID) -> Any:
-        return value.hex
 
     def ts(self, value: datetime) -> Any:
         return value.isoformat()
