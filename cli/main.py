@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, BinaryIO, NoReturn, TypeVar
 
@@ -14,7 +14,6 @@ import msgspec
 from ledger.application import Ledger, open_ledger, store_url
 from ledger.errors import BadInput, LedgerError, one_line
 from ledger.events import OPS_TYPES, decode_fact, export_line, fact_from_fields, fact_id
-from ledger.lines import bounded_lines
 from ledger.policy import load_policy
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -231,9 +230,9 @@ def import_(ctx: Context, file: BinaryIO, quiet: bool) -> None:
     if show:
         bar: click._termui_impl.ProgressBar[int]
         with click.progressbar(length=_size(file), label="importing", file=sys.stderr) as bar:
-            result = ledger.import_lines(_counting(file, bar.update))
+            result = ledger.import_file(file, bar.update)
     else:
-        result = ledger.import_lines(bounded_lines(file))
+        result = ledger.import_file(file)
     if not quiet:
         span = f" (positions {result.first_position}-{result.last_position})" if result.appended else ""
         click.echo(f"imported {result.appended} events, {result.skipped} already recorded{span}", err=True)
@@ -244,12 +243,6 @@ def _size(file: BinaryIO) -> int | None:
         return os.fstat(file.fileno()).st_size or None
     except (OSError, ValueError, AttributeError):
         return None
-
-
-def _counting(file: BinaryIO, update: Callable[[int], None]) -> Iterator[bytes]:
-    for line in bounded_lines(file):
-        update(len(line))
-        yield line
 
 
 @cli.command()

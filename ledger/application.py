@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Final
+from typing import BinaryIO, Final
 
 from ledger.errors import BadInput, NotFound, StoreError
 from ledger.events import (
@@ -20,15 +20,34 @@ from ledger.events import (
     ForceMajeureDeclared,
     MaintenanceAnnounced,
     Recorded,
-    decode_fact,
 )
+from ledger.ingest import PARALLEL_FROM, check_fact, prepare_fact, prepare_lines, prepared_batches
 from ledger.policy import PolicyFile, resolve
-from ledger.store import AppendResult, LedgerRecorder, append_stream, index_key, reference_key
+from ledger.store import (
+    BATCH,
+    AppendResult,
+    LedgerRecorder,
+    Prepared,
+    append_prepared,
+    index_key,
+    reference_key,
+)
 from projections.contracts import ContractVersion, contract_versions, find, in_force
 from projections.model import Audit, Evaluation
 
 DEFAULT_STORE: Final = "sqlite:///ledger.db"
-MAX_LINE: Final = 16 * 1024 * 1024  # bytes; a longer line is refused without reading it whole
+
+
+def _prepared_facts(facts: Iterable[Fact]) -> Iterator[list[Prepared]]:
+    batch: list[Prepared] = []
+    for n, fact in enumerate(facts, 1):
+        check_fact(fact)
+        batch.append(prepare_fact(n, fact))
+        if len(batch) >= BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def utc_now() -> datetime:
@@ -52,43 +71,31 @@ class Ledger:
 
     def append(self, fact: Fact) -> AppendResult:
         """Append one fact (idempotent on its id)."""
-        self._check_contract_fact(fact)
-        return append_stream(self.recorder, [(1, fact)], self.clock, label="event")
+        return self.append_facts([fact])
 
     def append_facts(self, facts: Iterable[Fact]) -> AppendResult:
         """Append many facts in one all-or-nothing transaction (idempotent on ids)."""
-        return append_stream(self.recorder, self._checked(facts), self.clock, label="event")
-
-    def _checked(self, facts: Iterable[Fact]) -> Iterator[tuple[int, Fact]]:
-        for n, fact in enumerate(facts, 1):
-            self._check_contract_fact(fact)
-            yield n, fact
+        return append_prepared(self.recorder, _prepared_facts(facts), self.clock, label="event")
 
     def import_lines(
-        self, lines: Iterable[bytes], progress: Callable[[int], None] | None = None
+        self, lines: Iterable[bytes | str], progress: Callable[[int], None] | None = None
     ) -> AppendResult:
-        """Import NDJSON lines all-or-nothing; a bad line is reported by its number."""
-        return append_stream(self.recorder, self._decode_lines(lines), self.clock, progress=progress)
+        """Import NDJSON lines all-or-nothing, prepared in this process; a bad line is named by number."""
+        return append_prepared(self.recorder, prepare_lines(lines), self.clock, progress=progress)
 
-    def _decode_lines(self, lines: Iterable[bytes]) -> Iterator[tuple[int, Fact]]:
-        for lineno, line in enumerate(lines, 1):
-            if len(line) > MAX_LINE:
-                raise BadInput(f"line {lineno}: longer than {MAX_LINE} bytes")
-            if not line.strip():
-                continue
-            try:
-                fact = decode_fact(line)
-                self._check_contract_fact(fact)
-            except BadInput as exc:
-                raise BadInput(f"line {lineno}: {exc}") from None
-            yield lineno, fact
+    def import_file(
+        self, file: BinaryIO, progress: Callable[[int], None] | None = None, *,
+        parallel_from: int = PARALLEL_FROM,
+    ) -> AppendResult:
+        """Import an NDJSON stream all-or-nothing; a large one is decoded in a second process.
 
-    def _check_contract_fact(self, fact: Fact) -> None:
-        if isinstance(fact, ContractRegistered | ContractAmended):
-            try:
-                resolve(fact.policy)
-            except BadInput as exc:
-                raise BadInput(f"policy: {exc}") from None
+        ``progress`` gets the number of input bytes consumed.
+        """
+        batches = prepared_batches(file, progress, parallel_from=parallel_from)
+        try:
+            return append_prepared(self.recorder, batches, self.clock)
+        finally:
+            batches.close()  # stops the preparing process at once if the write failed
 
     def register_contract(self, policy: PolicyFile) -> ContractVersion:
         """Record version 1 of a contract; re-registering the same file changes nothing."""

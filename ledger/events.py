@@ -192,11 +192,16 @@ class Recorded(msgspec.Struct, frozen=True):
 
 
 class StoredState(msgspec.Struct, frozen=True, array_like=True):
-    """What goes into the event store's ``state`` column (position is the row's)."""
+    """What goes into the event store's ``state`` column (position is the row's).
+
+    ``link`` is the hash chain through this fact (``ledger.store.chain_hash``): the
+    previous link, the position, ``recorded_at``, the id and the canonical content.
+    """
 
     id: str
     recorded_at: datetime
     fact: Fact
+    link: str
 
 
 _line_decoder: Final[msgspec.json.Decoder[Fact]] = msgspec.json.Decoder(Fact)
@@ -266,24 +271,24 @@ def fact_from_fields(fact_type: str, fields: dict[str, Any]) -> Fact:
     return decode_fact(_encoder.encode(payload))
 
 
-class _StateOut(msgspec.Struct, frozen=True, array_like=True):
-    id: str
-    recorded_at: datetime
-    fact: msgspec.Raw
+def encode_state(id_: str, recorded_at: datetime, fact: Fact, link: str) -> bytes:
+    """The bytes stored for a fact: envelope fields and the chain link live outside the fact."""
+    return state_bytes(_encoder.encode(id_), _encoder.encode(recorded_at), canonical(fact), link.encode())
 
 
-def encode_state(id_: str, recorded_at: datetime, fact: Fact) -> bytes:
-    """The bytes stored for a fact: envelope fields live outside the fact."""
-    return encode_state_raw(id_, recorded_at, canonical(fact))
+def state_bytes(id_json: bytes, recorded_at_json: bytes, canon: bytes, link: bytes) -> bytes:
+    """``encode_state`` from JSON pieces already at hand (what msgspec would encode, byte for byte)."""
+    return b'[%s,%s,%s,"%s"]' % (id_json, recorded_at_json, canon, link)
 
 
-def encode_state_raw(id_: str, recorded_at: datetime, canon: bytes) -> bytes:
-    """``encode_state`` from the fact's canonical JSON, when it is already at hand."""
-    return _encoder.encode(_StateOut(id=id_, recorded_at=recorded_at, fact=msgspec.Raw(canon)))
+def decode_stored(position: int, state: bytes) -> tuple[Recorded, str]:
+    """A stored row's fact and its chain link."""
+    s = _state_decoder.decode(state)
+    return Recorded(position=position, recorded_at=s.recorded_at, id=s.id, fact=s.fact), s.link
 
 
 def decode_state(position: int, state: bytes) -> Recorded:
-    """Inverse of ``encode_state`` for a row at ``position``."""
+    """Inverse of ``encode_state`` for a row at ``position`` (the link left out)."""
     s = _state_decoder.decode(state)
     return Recorded(position=position, recorded_at=s.recorded_at, id=s.id, fact=s.fact)
 

@@ -1,4 +1,4 @@
-"""PostgreSQL backend: the eventsourcing PostgreSQL application recorder plus the ledger's chain.
+"""PostgreSQL backend: the eventsourcing PostgreSQL application recorder plus the ledger's key index.
 
 The recorder serialises appends with an EXCLUSIVE table lock. Under that lock
 the notification-id sequence is reset to the table's maximum before inserting,
@@ -10,23 +10,21 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
-from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
 
 from ledger.errors import StoreError
-from ledger.events import Recorded, decode_state
-from ledger.store import GENESIS, OLD_FORMAT, ChainRow, Head, LedgerRecorder, prefix_end
+from ledger.events import Recorded, decode_state, decode_stored
+from ledger.store import GENESIS, OLD_FORMAT, Head, LedgerRecorder, prefix_end
 
 PAGE: Final = 5000
 REFUSE_FUNCTION: Final = "ledger_refuse_change"  # trigger function behind append-only tables
-SIDE_TABLES: Final = ("ledger_chain", "ledger_index")  # written with the events, in the same transaction
+SIDE_TABLES: Final = ("ledger_index",)  # written with the events, in the same transaction
 SCHEMA_LOCK: Final = 0x1ED6E5  # advisory lock key held while creating the schema
 
 
@@ -40,58 +38,48 @@ class _Session:
         row = self.curs.fetchone()
         if row is None:
             return Head(0, GENESIS, None)
-        return Head(row["position"], row["hash"], row["recorded_at"])
+        rec, link = decode_stored(row["notification_id"], bytes(row["state"]))
+        return Head(row["notification_id"], link, rec.recorded_at)
+
+    def next_position(self) -> int:
+        # Under the table lock nobody else takes ids, so setting the sequence to the current
+        # maximum makes the new positions follow on without a gap, and in row order: COPY
+        # (several times faster than the recorder's INSERT of a composite array) then needs
+        # no RETURNING to know them. The count is checked after.
+        self.curs.execute(self.r.sql_reset_sequence)
+        row = self.curs.fetchone()
+        assert row is not None
+        return int(row["setval"])
 
     def existing(self, originator_ids: Sequence[str]) -> set[str]:
         self.curs.execute(self.r.sql_existing, (list(originator_ids),))
         return {row["originator_id"] for row in self.curs.fetchall()}
 
-    def insert(self, events: Sequence[StoredEvent]) -> list[int]:
-        # Under the table lock nobody else takes ids, so setting the sequence to the
-        # current maximum makes the new positions follow on without a gap, and in row
-        # order: COPY (several times faster than the recorder's INSERT of a composite
-        # array) then needs no RETURNING to know them. The count is checked after.
-        self.curs.execute(self.r.sql_reset_sequence)
-        row = self.curs.fetchone()
-        assert row is not None
-        start = int(row["setval"])
+    def insert(self, events: Sequence[tuple[str, int, str, bytes]], start: int) -> None:
         with self.curs.copy(self.r.sql_copy_events) as copy:
             for e in events:
-                copy.write_row((e.originator_id, e.originator_version, e.topic, e.state))
+                copy.write_row(e)
         self.curs.execute(self.r.max_notification_id_statement)
         top = self.curs.fetchone()
         end = int(top["max"]) if top is not None else -1
         if end != start + len(events) - 1:
             raise StoreError(f"positions {start}..{end} for {len(events)} events: the log is not append-only")
-        return list(range(start, end + 1))
 
     def insert_index(self, rows: Sequence[tuple[str, int]]) -> None:
         with self.curs.copy(self.r.sql_copy_index) as copy:
             for row in rows:
                 copy.write_row(row)
 
-    def insert_chain(self, rows: Sequence[ChainRow]) -> None:
-        with self.curs.copy(self.r.sql_copy_chain) as copy:
-            for r in rows:
-                copy.write_row((r.position, r.hash, r.recorded_at))
-
 
 class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
-    """The eventsourcing PostgreSQL application recorder, with the ledger's chain table."""
+    """The eventsourcing PostgreSQL application recorder, with the ledger's key index."""
 
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events") -> None:
         super().__init__(datastore, events_table_name=events_table_name)
         schema = Identifier(self.datastore.schema)
         table = Identifier(self.events_table_name)
-        chain = Identifier("ledger_chain")
-        self.sql_create_statements.append(
-            SQL(
-                "CREATE TABLE IF NOT EXISTS {schema}.{chain} ("
-                "position bigint PRIMARY KEY, hash text NOT NULL, recorded_at timestamptz NOT NULL)"
-            ).format(schema=schema, chain=chain)
-        )
         self.sql_create_statements.extend(
-            append_only_statements(self.datastore.schema, (self.events_table_name, "ledger_chain"))
+            append_only_statements(self.datastore.schema, (self.events_table_name,))
         )
         index = Identifier("ledger_index")
         self.sql_create_statements.append(
@@ -126,8 +114,8 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
             "ORDER BY i.position"
         ).format(schema=schema, index=index, table=table)
         self.sql_head = SQL(
-            "SELECT position, hash, recorded_at FROM {schema}.{chain} ORDER BY position DESC LIMIT 1"
-        ).format(schema=schema, chain=chain)
+            "SELECT notification_id, state FROM {schema}.{table} ORDER BY notification_id DESC LIMIT 1"
+        ).format(schema=schema, table=table)
         self.sql_existing = SQL(
             "SELECT originator_id FROM {schema}.{table} WHERE originator_id = ANY(%s::text[])"
         ).format(schema=schema, table=table)
@@ -136,9 +124,6 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
             "SELECT setval(pg_get_serial_sequence({qualified}, 'notification_id'), "
             "COALESCE((SELECT MAX(notification_id) FROM {schema}.{table}), 0) + 1, false)"
         ).format(qualified=qualified, schema=schema, table=table)
-        self.sql_copy_chain = SQL("COPY {schema}.{chain} (position, hash, recorded_at) FROM STDIN").format(
-            schema=schema, chain=chain
-        )
         self.sql_read = SQL(
             "SELECT notification_id, state FROM {schema}.{table} "
             "WHERE notification_id >= %s AND notification_id <= %s ORDER BY notification_id LIMIT %s"
@@ -147,13 +132,6 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
             "SELECT notification_id, originator_id, topic, state FROM {schema}.{table} "
             "WHERE notification_id >= %s AND notification_id <= %s ORDER BY notification_id LIMIT %s"
         ).format(schema=schema, table=table)
-        self.sql_read_chain = SQL(
-            "SELECT position, hash, recorded_at FROM {schema}.{chain} "
-            "WHERE position >= %s AND position <= %s ORDER BY position LIMIT %s"
-        ).format(schema=schema, chain=chain)
-        self.sql_position_at = SQL(
-            "SELECT COALESCE(MAX(position), 0) AS p FROM {schema}.{chain} WHERE recorded_at <= %s"
-        ).format(schema=schema, chain=chain)
 
     @contextmanager
     def write_session(self) -> Iterator[_Session]:
@@ -177,10 +155,6 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
     def read_records(self, start: int = 1, stop: int | None = None) -> Iterator[Recorded]:
         for row in self._pages(self.sql_read, "notification_id", start, stop):
             yield decode_state(row["notification_id"], bytes(row["state"]))
-
-    def read_chain(self, start: int = 1) -> Iterator[ChainRow]:
-        for row in self._pages(self.sql_read_chain, "position", start, None):
-            yield ChainRow(row["position"], row["hash"], row["recorded_at"])
 
     def read_raw(self, start: int = 1) -> Iterator[tuple[int, str, str, bytes]]:
         for row in self._pages(self.sql_read_raw, "notification_id", start, None):
@@ -220,13 +194,6 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
 
     def last_position(self) -> int:
         return self.max_notification_id() or 0
-
-    def position_at(self, instant: datetime) -> int:
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(self.sql_position_at, (instant,))
-            row = curs.fetchone()
-        assert row is not None
-        return int(row["p"])
 
     def close(self) -> None:
         self.datastore.close()
@@ -328,7 +295,7 @@ def _ident(name: str) -> str:
 def roles_sql(schema: str = "public", events_table: str = "stored_events", prefix: str = "ledger") -> str:
     """The SQL script that creates the ledger's roles and grants (ledger/sql/roles.sql is its default)."""
     sc, ev = _ident(schema), _ident(events_table)
-    # Every table the append path writes in one transaction: the log, the chain, the key index.
+    # Every table the append path writes in one transaction: the log (with its chain) and the key index.
     tables = ", ".join(f"{sc}.{_ident(t)}" for t in (events_table, *SIDE_TABLES))
     appender_literal = f"{prefix}_appender".replace("'", "''")
     appender, auditor, reporting = (_ident(f"{prefix}_{r}") for r in ("appender", "auditor", "reporting"))

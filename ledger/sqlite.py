@@ -1,4 +1,4 @@
-"""SQLite backend: the eventsourcing SQLite application recorder plus the ledger's chain table.
+"""SQLite backend: the eventsourcing SQLite application recorder plus the ledger's key index.
 
 The recorder's ``rowid`` is the position: SQLite reuses no rowid while nothing
 is deleted, and a rolled-back import leaves no gap.
@@ -8,24 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
-from functools import lru_cache
 from typing import Any, Final
 
-from eventsourcing.persistence import StoredEvent
+import msgspec
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 
 from ledger.errors import StoreError
-from ledger.events import Recorded, decode_state
-from ledger.store import GENESIS, OLD_FORMAT, ChainRow, Head, LedgerRecorder, prefix_end
+from ledger.events import Recorded, decode_state, decode_stored
+from ledger.store import GENESIS, OLD_FORMAT, Head, LedgerRecorder, prefix_end
 
 PAGE: Final = 5000
-
-
-@lru_cache(maxsize=64)
-def _iso(instant: datetime) -> str:
-    # One import shares one recorded_at: format it once, not once per row.
-    return instant.isoformat()
 
 
 class _Session:
@@ -34,11 +26,19 @@ class _Session:
         self.c = c
 
     def head(self) -> Head:
-        self.c.execute("SELECT position, hash, recorded_at FROM ledger_chain ORDER BY position DESC LIMIT 1")
+        self.c.execute(
+            f"SELECT rowid, state FROM {self.recorder.events_table_name} ORDER BY rowid DESC LIMIT 1"  # noqa: S608
+        )
         row = self.c.fetchone()
         if row is None:
             return Head(0, GENESIS, None)
-        return Head(row[0], row[1], datetime.fromisoformat(row[2]))
+        rec, link = decode_stored(row[0], row[1])
+        return Head(row[0], link, rec.recorded_at)
+
+    def next_position(self) -> int:
+        # SQLite gives MAX(rowid) + 1 to each new row while nothing is deleted.
+        self.c.execute(f"SELECT COALESCE(MAX(rowid), 0) FROM {self.recorder.events_table_name}")  # noqa: S608
+        return int(self.c.fetchone()[0]) + 1
 
     def existing(self, originator_ids: Sequence[str]) -> set[str]:
         found: set[str] = set()
@@ -54,35 +54,21 @@ class _Session:
             found.update(r[0] for r in self.c.fetchall())
         return found
 
-    def insert(self, events: Sequence[StoredEvent]) -> list[int]:
-        # The recorder's own insert runs one statement per event to learn each rowid. Under
-        # the write lock the rowids are known in advance (SQLite gives MAX(rowid) + 1 to
-        # each new row), so one executemany does the same work several times faster.
-        table = self.recorder.events_table_name
-        self.c.execute(f"SELECT COALESCE(MAX(rowid), 0) FROM {table}")  # noqa: S608
-        start = int(self.c.fetchone()[0]) + 1
-        self.c.executemany(
-            self.recorder.insert_events_statement,
-            [(e.originator_id, e.originator_version, e.topic, e.state) for e in events],
-        )
-        self.c.execute(f"SELECT MAX(rowid) FROM {table}")  # noqa: S608
+    def insert(self, events: Sequence[tuple[str, int, str, bytes]], start: int) -> None:
+        # The recorder's own insert runs one statement per event to learn each rowid; under
+        # the write lock they are known in advance, so one executemany does the same work.
+        self.c.executemany(self.recorder.insert_events_statement, events)
+        self.c.execute(f"SELECT MAX(rowid) FROM {self.recorder.events_table_name}")  # noqa: S608
         end = int(self.c.fetchone()[0])
         if end != start + len(events) - 1:
             raise StoreError(f"positions {start}..{end} for {len(events)} events: the log is not append-only")
-        return list(range(start, end + 1))
 
     def insert_index(self, rows: Sequence[tuple[str, int]]) -> None:
         self.c.executemany("INSERT INTO ledger_index (key, position) VALUES (?, ?)", rows)
 
-    def insert_chain(self, rows: Sequence[ChainRow]) -> None:
-        self.c.executemany(
-            "INSERT INTO ledger_chain (position, hash, recorded_at) VALUES (?, ?, ?)",
-            [(r.position, r.hash, _iso(r.recorded_at)) for r in rows],
-        )
-
 
 class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerRecorder):
-    """The eventsourcing SQLite application recorder, with the ledger's chain and append lock."""
+    """The eventsourcing SQLite application recorder, with the ledger's key index and append lock."""
 
     def __init__(self, datastore: SQLiteDatastore, events_table_name: str = "stored_events") -> None:
         super().__init__(datastore, events_table_name)
@@ -90,14 +76,10 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerRecorder):
     def construct_create_table_statements(self) -> list[str]:
         statements = super().construct_create_table_statements()
         statements.append(
-            "CREATE TABLE IF NOT EXISTS ledger_chain ("
-            "position INTEGER PRIMARY KEY, hash TEXT NOT NULL, recorded_at TEXT NOT NULL)"
-        )
-        statements.append(
             "CREATE TABLE IF NOT EXISTS ledger_index ("
             "key TEXT NOT NULL, position INTEGER NOT NULL, PRIMARY KEY (key, position)) WITHOUT ROWID"
         )
-        statements.extend(append_only_statements((self.events_table_name, "ledger_chain", "ledger_index")))
+        statements.extend(append_only_statements((self.events_table_name, "ledger_index")))
         return statements
 
     @contextmanager
@@ -105,7 +87,7 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerRecorder):
         with self.datastore.transaction(commit=True) as c:
             # A write as the first statement takes SQLite's write lock at once, so
             # concurrent importers queue on the busy timeout instead of failing later.
-            c.execute("UPDATE ledger_chain SET hash = hash WHERE 0")
+            c.execute("UPDATE ledger_index SET key = key WHERE 0")
             # Originator ids are random, so a large import touches index pages all over the
             # file; a bigger page cache (bounded, whatever the store's size) keeps them in memory.
             c.execute("PRAGMA cache_size = -65536")
@@ -130,14 +112,6 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerRecorder):
         )
         for row in self._pages(query, start, stop):
             yield decode_state(row[0], row[1])
-
-    def read_chain(self, start: int = 1) -> Iterator[ChainRow]:
-        query = (
-            "SELECT position, hash, recorded_at FROM ledger_chain "
-            "WHERE position >= ? AND position <= ? ORDER BY position LIMIT ?"
-        )
-        for row in self._pages(query, start, None):
-            yield ChainRow(row[0], row[1], datetime.fromisoformat(row[2]))
 
     def read_raw(self, start: int = 1) -> Iterator[tuple[int, str, str, bytes]]:
         query = (
@@ -203,20 +177,6 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerRecorder):
     def last_position(self) -> int:
         return self.max_notification_id() or 0
 
-    def position_at(self, instant: datetime) -> int:
-        # recorded_at never decreases with position, so the chain table answers by bisection.
-        lo, hi = 0, self.last_position()
-        with self.datastore.transaction(commit=False) as c:
-            while lo < hi:
-                mid = (lo + hi + 1) // 2
-                c.execute("SELECT recorded_at FROM ledger_chain WHERE position = ?", (mid,))
-                row = c.fetchone()
-                if row is not None and datetime.fromisoformat(row[0]) <= instant:
-                    lo = mid
-                else:
-                    hi = mid - 1
-        return lo
-
     def close(self) -> None:
         self.datastore.close()
 
@@ -227,7 +187,7 @@ def append_only_statements(tables: Sequence[str]) -> list[str]:
     Anyone who can write the file can drop them; they stop mistakes and casual
     edits, and the hash chain catches the rest. SQLite has no TRUNCATE: a
     ``DELETE`` without ``WHERE`` fires the DELETE trigger (triggers disable the
-    truncate optimisation). The append lock (``UPDATE ledger_chain ... WHERE 0``)
+    truncate optimisation). The append lock (``UPDATE ledger_index ... WHERE 0``)
     touches no row, so a FOR EACH ROW trigger never fires for it.
     """
     statements = []
@@ -241,6 +201,13 @@ def append_only_statements(tables: Sequence[str]) -> list[str]:
     return statements
 
 
+def _current_format(originator_id: str, state: bytes) -> bool:
+    try:
+        return decode_stored(1, state)[0].id == originator_id
+    except (msgspec.MsgspecError, ValueError):
+        return False
+
+
 def open_sqlite(path: str, **kwargs: Any) -> SQLiteLedgerRecorder:
     """Open (creating if needed) the SQLite ledger at ``path``."""
     datastore = SQLiteDatastore(db_name=path, lock_timeout=kwargs.get("lock_timeout", 120))
@@ -250,7 +217,7 @@ def open_sqlite(path: str, **kwargs: Any) -> SQLiteLedgerRecorder:
         # Stream ids are fact ids; a store whose first stream id is not its fact's id predates that.
         c.execute(f"SELECT originator_id, state FROM {recorder.events_table_name} ORDER BY rowid LIMIT 1")  # noqa: S608
         row = c.fetchone()
-    if row is not None and decode_state(1, row[1]).id != row[0]:
+    if row is not None and not _current_format(row[0], row[1]):
         recorder.close()
         raise StoreError(OLD_FORMAT)
     return recorder

@@ -4,8 +4,10 @@ Facts are stored with the ``eventsourcing`` library's application recorders
 (one table, ``stored_events``): each fact is a stream of its own whose
 ``originator_id`` is the fact's idempotency key itself (text), at version 1, so
 the recorder's primary key makes a second copy impossible. The recorder's
-notification id is the fact's global ``position``. Beside it, ``ledger_chain``
-holds a hash chain (one row per position) written in the same transaction.
+notification id is the fact's global ``position``. Each stored state carries
+its link of a hash chain over the whole log (``chain_hash``); ``ledger_index``
+(key, position), written in the same transaction, lets a contract-month read
+only its own facts.
 
 Backends (``ledger.sqlite``, ``ledger.postgres``) provide a ``WriteSession``
 under an exclusive write lock; everything else lives here, once.
@@ -18,11 +20,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
-from itertools import islice
 from typing import Final, NamedTuple, Protocol
 
 import msgspec
-from eventsourcing.persistence import StoredEvent
 
 from ledger.errors import BadInput
 from ledger.events import (
@@ -40,8 +40,7 @@ from ledger.events import (
     MaintenanceCompleted,
     Recorded,
     canonical,
-    derive_id_from,
-    encode_state_raw,
+    state_bytes,
 )
 
 GENESIS: Final = "0" * 64
@@ -56,12 +55,6 @@ class Head(NamedTuple):
     recorded_at: datetime | None
 
 
-class ChainRow(NamedTuple):
-    position: int
-    hash: str
-    recorded_at: datetime
-
-
 class AppendResult(msgspec.Struct, frozen=True):
     """What an append or import did."""
 
@@ -74,17 +67,24 @@ class AppendResult(msgspec.Struct, frozen=True):
 class WriteSession(Protocol):
     """One write transaction holding the store's exclusive append lock."""
 
-    def head(self) -> Head: ...
+    def head(self) -> Head:
+        """The last recorded position, its link and recorded_at, as this transaction sees them."""
+        ...
+
+    def next_position(self) -> int:
+        """The position the next inserted row will get (nobody else can take it under the lock)."""
+        ...
 
     def existing(self, originator_ids: Sequence[str]) -> set[str]:
         """Which of these originator ids (fact ids) are recorded already."""
         ...
 
-    def insert(self, events: Sequence[StoredEvent]) -> list[int]:
-        """Insert events whose ``originator_id`` is the fact id; return their positions."""
-        ...
+    def insert(self, events: Sequence[tuple[str, int, str, bytes]], start: int) -> None:
+        """Insert (originator_id = fact id, version 1, topic, state) rows at ``start``, ``start + 1``...
 
-    def insert_chain(self, rows: Sequence[ChainRow]) -> None: ...
+        Raises StoreError if they did not land there (the states' links hash their positions).
+        """
+        ...
 
     def insert_index(self, rows: Sequence[tuple[str, int]]) -> None: ...
 
@@ -99,10 +99,6 @@ class LedgerRecorder(ABC):
     @abstractmethod
     def read_records(self, start: int = 1, stop: int | None = None) -> Iterator[Recorded]:
         """Recorded facts from position ``start`` to ``stop`` inclusive, in order."""
-
-    @abstractmethod
-    def read_chain(self, start: int = 1) -> Iterator[ChainRow]:
-        """Chain rows from ``start``, in position order."""
 
     @abstractmethod
     def read_raw(self, start: int = 1) -> Iterator[tuple[int, str, str, bytes]]:
@@ -128,9 +124,20 @@ class LedgerRecorder(ABC):
     def last_position(self) -> int:
         """The highest recorded position (0 for an empty ledger)."""
 
-    @abstractmethod
     def position_at(self, instant: datetime) -> int:
-        """The highest position recorded at or before ``instant`` (0 if none)."""
+        """The highest position recorded at or before ``instant`` (0 if none).
+
+        ``recorded_at`` never decreases with position, so bisection finds it.
+        """
+        lo, hi = 0, self.last_position()
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            rec = next(self.read_records(mid, mid), None)
+            if rec is not None and rec.recorded_at <= instant:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
 
     @abstractmethod
     def close(self) -> None:
@@ -187,98 +194,93 @@ def prefix_end(prefix: str) -> str:
 
 def chain_hash(prev: str, position: int, recorded_at: datetime, id_: str, fact: Fact) -> str:
     """Hash linking one fact to the one before it (content, position, recorded_at, previous hash)."""
-    return _link(prev, position, msgspec.json.encode(recorded_at), id_, canonical(fact))
+    json = msgspec.json.encode
+    return link_bytes(prev.encode(), position, json(recorded_at), json(id_), canonical(fact)).decode()
 
 
-def _link(prev: str, position: int, recorded_at_json: bytes, id_: str, canon: bytes) -> str:
-    return hashlib.sha256(
-        b"%s\n%d\n%s\n%s\n%s" % (prev.encode(), position, recorded_at_json, msgspec.json.encode(id_), canon)
-    ).hexdigest()
+def link_bytes(prev: bytes, position: int, recorded_at_json: bytes, id_json: bytes, canon: bytes) -> bytes:
+    """``chain_hash`` from JSON pieces already at hand, as ASCII hex bytes."""
+    data = b"%s\n%d\n%s\n%s\n%s" % (prev, position, recorded_at_json, id_json, canon)
+    return hashlib.sha256(data).hexdigest().encode()
 
 
-def _batches(items: Iterable[tuple[int, Fact]], size: int) -> Iterator[list[tuple[int, Fact]]]:
-    it = iter(items)
-    while batch := list(islice(it, size)):
-        yield batch
+# A fact ready to append, from ``ledger.ingest``: (line number, id, id as JSON, type tag,
+# index key, canonical JSON, its own recorded_at as JSON or None).
+Prepared = tuple[int, str, bytes, str, str, bytes, bytes | None]
+_decode_instant: Final = msgspec.json.Decoder(datetime).decode
 
 
-def append_stream(
+def append_prepared(
     recorder: LedgerRecorder,
-    items: Iterable[tuple[int, Fact]],
+    batches: Iterable[Sequence[Prepared]],
     clock: Callable[[], datetime],
     *,
-    batch_size: int = BATCH,
     label: str = "line",
     progress: Callable[[int], None] | None = None,
 ) -> AppendResult:
-    """Append facts all-or-nothing, in order, skipping ids already recorded.
+    """Append prepared facts all-or-nothing, in order, skipping ids already recorded.
 
-    ``items`` pairs each fact with its line number (used in error messages) and
-    may be a lazy stream: facts are written in batches inside one transaction,
-    so memory stays bounded whatever the input's size. Any error rolls the
-    whole stream back.
+    ``batches`` may be a lazy stream (see ``ledger.ingest``): each batch is
+    written as it comes, inside one transaction, so memory stays bounded
+    whatever the input's size. Any error rolls the whole stream back.
+    ``progress`` gets the number of facts of each batch.
     """
     appended = skipped = 0
     first: int | None = None
     last: int | None = None
     with recorder.write_session() as session:
         head = session.head()
-        prev_hash, last_at = head.hash, head.recorded_at
+        prev = head.hash.encode()
+        last_at = head.recorded_at
         now = clock()
-        at_json: bytes | None = None
-        for batch in _batches(items, batch_size):
-            seen: dict[str, None] = {}
-            fresh: list[tuple[int, Fact, str, bytes]] = []
-            for lineno, fact in batch:
-                canon = canonical(fact)  # once: for the derived id, the stored state and the chain
-                id_ = fact.id if fact.id is not None else derive_id_from(canon)
-                if id_ in seen:
+        # Facts without their own recorded_at get the import's instant, never below the store's.
+        default_at = now if last_at is None or now >= last_at else last_at
+        default_json = msgspec.json.encode(default_at)
+        for batch in batches:
+            seen: set[str] = set()
+            fresh: list[Prepared] = []
+            for row in batch:
+                if row[1] in seen:
                     skipped += 1
-                    continue
-                seen[id_] = None
-                fresh.append((lineno, fact, id_, canon))
+                else:
+                    seen.add(row[1])
+                    fresh.append(row)
             already = session.existing(list(seen))
-            stored: list[StoredEvent] = []
-            kept: list[tuple[datetime, bytes, str, Fact, bytes]] = []
-            for lineno, fact, id_, canon in fresh:
+            if progress is not None:
+                progress(len(batch))
+            if len(already) == len(fresh):
+                skipped += len(fresh)
+                continue
+            # Positions are known before the insert (the lock is held), so each state can
+            # carry its chain link: the link hashes the position.
+            start = pos = session.next_position()
+            events: list[tuple[str, int, str, bytes]] = []
+            keys: list[tuple[str, int]] = []
+            for lineno, id_, id_json, topic, key, canon, own_at in fresh:
                 if id_ in already:
                     skipped += 1
                     continue
-                at = fact.recorded_at
-                if at is None:
-                    at = now if last_at is None or now >= last_at else last_at
-                elif last_at is not None and at < last_at:
-                    raise BadInput(
-                        f"{label} {lineno}: field `recorded_at`: {at.isoformat()} is earlier than "
-                        f"{last_at.isoformat()}, which the store already holds"
-                    )
-                if at is not last_at or at_json is None:
-                    at_json = msgspec.json.encode(at)  # one import shares one instant: encode it once
-                last_at = at
-                stored.append(
-                    StoredEvent(
-                        originator_id=id_,
-                        originator_version=1,
-                        topic=type(fact).__struct_config__.tag,  # type: ignore[arg-type]
-                        state=encode_state_raw(id_, at, canon),
-                    )
-                )
-                kept.append((at, at_json, id_, fact, canon))
-            if progress is not None:
-                progress(len(batch))
-            if not stored:
-                continue
-            new_positions = session.insert(stored)
-            rows = []
-            keys = []
-            for pos, (at, at_json, id_, fact, canon) in zip(new_positions, kept, strict=True):
-                prev_hash = _link(prev_hash, pos, at_json, id_, canon)
-                rows.append(ChainRow(pos, prev_hash, at))
-                keys.append((index_key(fact), pos))
-            session.insert_chain(rows)
+                if own_at is None:
+                    if last_at is None or last_at <= default_at:
+                        at_json, last_at = default_json, default_at
+                    else:  # an earlier line of this import carried a later recorded_at
+                        at_json = msgspec.json.encode(last_at)
+                else:
+                    at, at_json = _decode_instant(own_at), own_at
+                    if last_at is not None and at < last_at:
+                        raise BadInput(
+                            f"{label} {lineno}: field `recorded_at`: {at.isoformat()} is earlier than "
+                            f"{last_at.isoformat()}, which the store already holds"
+                        )
+                    last_at = at
+                prev = link_bytes(prev, pos, at_json, id_json, canon)
+                events.append((id_, 1, topic, state_bytes(id_json, at_json, canon, prev)))
+                keys.append((key, pos))
+                pos += 1
+            session.insert(events, start)
             session.insert_index(keys)
-            appended += len(stored)
+            appended += len(events)
             if first is None:
-                first = new_positions[0]
-            last = new_positions[-1]
+                first = start
+            last = pos - 1
     return AppendResult(appended, skipped, first, last)

@@ -24,7 +24,7 @@ from tests.integration.test_store_contract import GOOD, snapshot
 from tests.pgserver import scratch_database
 
 REPO = Path(__file__).resolve().parents[2]
-TABLES = ("stored_events", "ledger_chain")
+TABLES = ("stored_events", "ledger_index")
 LINE = b'{"type":"probe_failed","service":"w","probe":"p%d","at":"2026-10-04T09:15:00Z"}'
 
 
@@ -42,16 +42,17 @@ class TestSQLiteAppendOnly:
 
     @pytest.mark.parametrize("table", TABLES)
     @pytest.mark.parametrize("statement", [
-        "UPDATE {t} SET rowid = rowid WHERE rowid = 2",
-        "DELETE FROM {t} WHERE rowid = 2",
+        "UPDATE {t} SET {c} = {c} WHERE {c} = 2",
+        "DELETE FROM {t} WHERE {c} = 2",
         "DELETE FROM {t}",  # SQLite's TRUNCATE: triggers turn the truncate optimisation off
     ])
     def test_changes_are_refused(self, led: Ledger, path: str, table: str, statement: str) -> None:
         before = snapshot(led)
+        column = "rowid" if table == "stored_events" else "position"  # the index has no rowid
         conn = sqlite3.connect(path)
         try:
             with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-                conn.execute(statement.format(t=table))
+                conn.execute(statement.format(t=table, c=column))
             conn.rollback()
         finally:
             conn.close()
@@ -68,8 +69,7 @@ class TestSQLiteAppendOnly:
             names = sorted(r[0] for r in rows)
         finally:
             conn.close()
-        assert names == ["ledger_chain_no_delete", "ledger_chain_no_update",
-                         "ledger_index_no_delete", "ledger_index_no_update",
+        assert names == ["ledger_index_no_delete", "ledger_index_no_update",
                          "stored_events_no_delete", "stored_events_no_update"]
 
     def test_append_lock_is_still_taken_first(self, led: Ledger, path: str) -> None:
@@ -140,7 +140,7 @@ class TestPostgresAppendOnly:
                 "SELECT c.relname, t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
                 "WHERE NOT t.tgisinternal ORDER BY 1, 2"
             ).fetchall()
-        assert rows == [(table, name) for table in ("ledger_chain", "ledger_index", "stored_events")
+        assert rows == [(table, name) for table in ("ledger_index", "stored_events")
                         for name in ("ledger_append_only_row", "ledger_append_only_truncate")]
         assert led.import_lines([LINE % 1]).first_position == len(GOOD) + 1
 
@@ -208,11 +208,11 @@ class TestPostgresRoles:
         with psycopg.connect(url, options=f"-c role={prefix}_appender") as conn:
             for statement, error in [
                 ("UPDATE stored_events SET topic = topic", psycopg.errors.InsufficientPrivilege),  # trigger
-                ("UPDATE ledger_chain SET hash = hash", psycopg.errors.InsufficientPrivilege),
+                ("UPDATE ledger_index SET key = key", psycopg.errors.InsufficientPrivilege),
                 ("DELETE FROM stored_events", psycopg.errors.InsufficientPrivilege),
-                ("DELETE FROM ledger_chain", psycopg.errors.InsufficientPrivilege),
+                ("DELETE FROM ledger_index", psycopg.errors.InsufficientPrivilege),
                 ("TRUNCATE stored_events", psycopg.errors.InsufficientPrivilege),
-                ("DROP TABLE ledger_chain", psycopg.errors.InsufficientPrivilege),
+                ("DROP TABLE ledger_index", psycopg.errors.InsufficientPrivilege),
                 ("ALTER TABLE stored_events DISABLE TRIGGER ALL", psycopg.errors.InsufficientPrivilege),
                 ("SET session_replication_role = replica", psycopg.errors.InsufficientPrivilege),
             ]:

@@ -31,7 +31,7 @@ def big_file(path: Path) -> Path:
 
 
 def export(led: Ledger) -> list[bytes]:
-    return [export_line(r) for r in led.records()] + [repr(c).encode() for c in led.recorder.read_chain()]
+    return [export_line(r) for r in led.records()] + [repr(r).encode() for r in led.recorder.read_raw()]
 
 
 def wait_for(condition: Callable[[], bool], proc: subprocess.Popen[bytes], what: str) -> None:

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 from cli.main import cli
 from ledger.application import Ledger, open_ledger
-from ledger.events import ProbeFailed, decode_state, encode_state
+from ledger.events import ProbeFailed, decode_state, decode_stored, encode_state
 from ledger.store import GENESIS, chain_hash
 from ledger.verify import verify
 from tests.conftest import StepClock
@@ -39,9 +39,6 @@ class Tamper:
         """Run ``sql`` (``%s`` placeholders, ``POS`` for the position column) and commit."""
         raise NotImplementedError
 
-    def ts(self, value: datetime) -> Any:
-        return value
-
     def state(self, position: int) -> bytes:
         return bytes(self.execute("SELECT state FROM stored_events WHERE POS = %s", (position,))[0][0])
 
@@ -51,11 +48,16 @@ class Tamper:
     def renumber(self, old: int, new: int) -> None:
         self.execute("UPDATE stored_events SET POS = %s WHERE POS = %s", (new, old))
 
-    def insert_event(self, position: int, id_: str, at: datetime, fact: ProbeFailed) -> None:
+    def link(self, position: int) -> str:
+        """The chain link stored with the event at ``position``."""
+        return decode_stored(position, self.state(position))[1]
+
+    def insert_event(self, position: int, id_: str, at: datetime, fact: ProbeFailed,
+                     link: str = "f" * 64) -> None:
         self.execute(
             "INSERT INTO stored_events (originator_id, originator_version, topic, state, POS) "
             "VALUES (%s, 1, 'probe_failed', %s, %s)",
-            (id_, encode_state(id_, at, fact), position),
+            (id_, encode_state(id_, at, fact, link), position),
         )
 
 
@@ -76,9 +78,6 @@ class SQLiteTamper(Tamper):
             return rows
         finally:
             conn.close()
-
-    def ts(self, value: datetime) -> Any:
-        return value.isoformat()
 
 
 class PostgresTamper(Tamper):
@@ -148,7 +147,8 @@ class TamperContract:
         changed = value + timedelta(minutes=5) if isinstance(value, datetime) else (
             "2026-09" if field == "month" else value + "!")
         raw.set_state(position, encode_state(rec.id, rec.recorded_at,
-                                             msgspec.structs.replace(fact, **{field: changed})))
+                                             msgspec.structs.replace(fact, **{field: changed}),
+                                             raw.link(position)))
         self.expect_failure(led, url, runner, position, "hash does not match")
 
     def test_state_garbled(self, led: Ledger, raw: Tamper, url: str, runner: CliRunner) -> None:
@@ -160,15 +160,21 @@ class TamperContract:
         self.expect_failure(led, url, runner, 4, "event removed")
 
     def test_last_event_removed(self, led: Ledger, raw: Tamper, url: str, runner: CliRunner) -> None:
+        # The log alone is a valid shorter chain; its key-index row still names it.
         raw.execute("DELETE FROM stored_events WHERE POS = %s", (N,))
-        self.expect_failure(led, url, runner, N, "event removed")
+        result = verify(led.recorder)
+        assert not result.ok
+        assert "key index" in (result.problem or "")
+        assert result.position == N - 1
+        cli_result = runner.invoke(cli, ["--store", url, "verify"])
+        assert cli_result.exit_code == 3
+        assert "key index" in cli_result.stderr
 
-    def test_last_event_removed_with_its_chain_row(self, led: Ledger, raw: Tamper, url: str,
-                                                    runner: CliRunner) -> None:
-        # Cutting the tail cleanly leaves a valid shorter chain: only a published head shows it.
+    def test_tail_cut_cleanly(self, led: Ledger, raw: Tamper, url: str, runner: CliRunner) -> None:
+        # Cutting the tail and its index rows leaves a valid shorter chain: only a published head
+        # shows it (as with any hash chain: it proves what follows from a head, not where it ends).
         head = verify(led.recorder).head
         raw.execute("DELETE FROM stored_events WHERE POS = %s", (N,))
-        raw.execute("DELETE FROM ledger_chain WHERE position = %s", (N,))
         raw.execute("DELETE FROM ledger_index WHERE position = %s", (N,))
         assert verify(led.recorder).ok
         result = verify(led.recorder, expect=head)
@@ -190,7 +196,17 @@ class TamperContract:
         last = list(led.records())[-1]
         fact = ProbeFailed(service="web", probe="forged", at=last.recorded_at)
         raw.insert_event(N + 1, "forged-1", last.recorded_at, fact)
-        self.expect_failure(led, url, runner, N + 1, "event inserted")
+        self.expect_failure(led, url, runner, N + 1, "hash does not match")
+
+    def test_event_appended_with_a_valid_link_needs_its_index_row(self, led: Ledger, raw: Tamper) -> None:
+        # A forger who computes the link writes what an honest append writes, except the index row.
+        last = list(led.records())[-1]
+        fact = ProbeFailed(service="web", probe="forged", at=last.recorded_at)
+        link = chain_hash(raw.link(N), N + 1, last.recorded_at, "forged-1", fact)
+        raw.insert_event(N + 1, "forged-1", last.recorded_at, fact, link)
+        result = verify(led.recorder)
+        assert not result.ok
+        assert "key index" in (result.problem or "")
 
     def test_event_inserted_in_the_middle(self, led: Ledger, raw: Tamper, url: str,
                                           runner: CliRunner) -> None:
@@ -217,50 +233,47 @@ class TamperContract:
         raw.set_state(5, a)
         self.expect_failure(led, url, runner, 2, "altered or moved")
 
-    @pytest.mark.parametrize(("a", "b", "words"), [(2, 4, "hash does not match"), (3, 6, "out of order")])
+    @pytest.mark.parametrize(("a", "b"), [(2, 4), (3, 6)])
     def test_two_rows_swapped(self, led: Ledger, raw: Tamper, url: str, runner: CliRunner,
-                              a: int, b: int, words: str) -> None:
-        # Whole rows change places (ids and content together): only the chain knows the order
-        # within one import (same recorded_at); across imports recorded_at goes backwards.
+                              a: int, b: int) -> None:
+        # Whole rows change places (ids, content and links together): each link hashes the
+        # position it was written at, within one import (same recorded_at) and across two.
         raw.renumber(a, -a)
         raw.renumber(b, a)
         raw.renumber(-a, b)
-        self.expect_failure(led, url, runner, a, words)
+        self.expect_failure(led, url, runner, a, "hash does not match")
 
     def test_recorded_at_altered_in_the_event(self, led: Ledger, raw: Tamper, url: str,
                                               runner: CliRunner) -> None:
         rec = decode_state(5, raw.state(5))
-        raw.set_state(5, encode_state(rec.id, rec.recorded_at - timedelta(days=30), rec.fact))
+        raw.set_state(5, encode_state(rec.id, rec.recorded_at - timedelta(days=30), rec.fact, raw.link(5)))
         self.expect_failure(led, url, runner, 5, "recorded_at")
 
-    def test_recorded_at_altered_in_the_chain(self, led: Ledger, raw: Tamper, url: str,
-                                              runner: CliRunner) -> None:
-        rec = list(led.records())[4]
-        raw.execute("UPDATE ledger_chain SET recorded_at = %s WHERE position = 5",
-                    (raw.ts(rec.recorded_at + timedelta(hours=1)),))
-        self.expect_failure(led, url, runner, 5, "recorded_at")
+    def test_recorded_at_moved_later(self, led: Ledger, raw: Tamper, url: str, runner: CliRunner) -> None:
+        # Later is still in order: the link, which hashes recorded_at, gives it away.
+        rec = decode_state(5, raw.state(5))
+        raw.set_state(5, encode_state(rec.id, rec.recorded_at + timedelta(hours=1), rec.fact, raw.link(5)))
+        self.expect_failure(led, url, runner, 5, "hash does not match")
 
-    def test_chain_row_altered(self, led: Ledger, raw: Tamper, url: str, runner: CliRunner) -> None:
-        raw.execute("UPDATE ledger_chain SET hash = %s WHERE position = 6", ("f" * 64,))
+    def test_link_altered(self, led: Ledger, raw: Tamper, url: str, runner: CliRunner) -> None:
+        rec = decode_state(6, raw.state(6))
+        raw.set_state(6, encode_state(rec.id, rec.recorded_at, rec.fact, "f" * 64))
         self.expect_failure(led, url, runner, 6, "hash does not match")
-
-    def test_chain_row_removed(self, led: Ledger, raw: Tamper, url: str, runner: CliRunner) -> None:
-        raw.execute("DELETE FROM ledger_chain WHERE position = 2")
-        self.expect_failure(led, url, runner, 2, "chain row removed")
 
     def test_chain_recomputed_after_an_edit(self, led: Ledger, raw: Tamper, url: str,
                                             runner: CliRunner) -> None:
-        mid = list(led.recorder.read_chain())[3].hash  # a head published after the first import
+        mid = raw.link(4)  # a head published after the first import
         published = verify(led.recorder).head
         # Alter event 3 and rewrite the chain consistently from there on.
         rec = decode_state(3, raw.state(3))
         forged = msgspec.structs.replace(rec.fact, title="nothing happened")  # type: ignore[call-arg]
-        raw.set_state(3, encode_state(rec.id, rec.recorded_at, forged))
+        early = raw.link(2)  # one published before the edited position
+        raw.set_state(3, encode_state(rec.id, rec.recorded_at, forged, raw.link(3)))
         prev = GENESIS
         for p, state in sorted(raw.execute("SELECT POS, state FROM stored_events")):
             r = decode_state(p, bytes(state))
             prev = chain_hash(prev, p, r.recorded_at, r.id, r.fact)
-            raw.execute("UPDATE ledger_chain SET hash = %s WHERE position = %s", (prev, p))
+            raw.set_state(p, encode_state(r.id, r.recorded_at, r.fact, prev))
         # The chain holds together again: plain verify cannot tell.
         assert verify(led.recorder).ok
         plain = runner.invoke(cli, ["--store", url, "verify"])
@@ -277,7 +290,6 @@ class TamperContract:
         assert not result.ok
         assert "not on the chain" in (result.problem or "")
         # While a head published on the honest chain, before the edited position, still holds.
-        early = list(led.recorder.read_chain())[1].hash
         assert verify(led.recorder, expect=f"sha256:{early}").ok
 
     def test_published_head_holds_after_honest_appends(self, led: Ledger) -> None:

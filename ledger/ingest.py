@@ -1,0 +1,282 @@
+"""Turning input into rows ready to append, in this process or in a second one.
+
+An import does two kinds of work: decoding and validating each line (msgspec,
+canonical JSON, the fact's id and index key), and writing (duplicate check,
+``recorded_at``, positions, the hash chain, the inserts). The first needs no
+store, so for a large input it runs in a child process while this one writes:
+on two cores the two halves overlap. ``prepared_batches`` decides which: input
+that ends within ``PARALLEL_FROM`` bytes is prepared here (a child costs a
+fraction of a second to start), anything longer in a child.
+
+The child (``child_main``, a fresh interpreter) reads the input on its stdin,
+written by a feeding thread, and sends back batches of ``Prepared`` rows
+(length-prefixed msgpack) on its stdout; a bad line comes back as the same
+one-line message the in-process path would raise. Either way the writer sees
+the same rows in the same order, so the two paths record byte-identical
+ledgers (a test holds them to it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import io
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Generator, Iterable, Iterator
+from typing import IO, BinaryIO, Final, cast
+
+import msgspec
+
+from ledger.errors import BadInput, LedgerError, StoreError
+from ledger.events import ContractAmended, ContractRegistered, Fact, canonical, decode_fact, derive_id_from
+from ledger.policy import resolve
+from ledger.store import BATCH, Prepared, index_key
+
+MAX_LINE: Final = 16 * 1024 * 1024  # bytes; a longer line is refused without reading it whole
+CHUNK: Final = 1 << 20  # bytes handed to the child at a time
+PARALLEL_FROM: Final = 4 * CHUNK  # input at least this long is prepared in a child process
+
+
+_json: Final = msgspec.json.Encoder()
+_ROWS, _ERROR, _FAILED = 0, 1, 2  # kinds of message from the child
+
+
+def check_fact(fact: Fact) -> None:
+    """Cross-field checks msgspec cannot make: a contract fact's policy must resolve."""
+    if isinstance(fact, ContractRegistered | ContractAmended):
+        try:
+            resolve(fact.policy)
+        except BadInput as exc:
+            raise BadInput(f"policy: {exc}") from None
+
+
+def prepare_fact(lineno: int, fact: Fact) -> Prepared:
+    """The row the writer needs for one validated fact (canonical JSON computed once)."""
+    canon = canonical(fact)
+    id_ = fact.id if fact.id is not None else derive_id_from(canon)
+    at = None if fact.recorded_at is None else _json.encode(fact.recorded_at)
+    tag: str = type(fact).__struct_config__.tag  # type: ignore[assignment]
+    return (lineno, id_, _json.encode(id_), tag, index_key(fact), canon, at)
+
+
+def prepare_line(lineno: int, line: bytes | str, limit: int = MAX_LINE) -> Prepared | None:
+    """Decode and check one NDJSON line (None for a blank one); errors name the line."""
+    if len(line) > limit:
+        raise BadInput(f"line {lineno}: longer than {limit} bytes")
+    if not line.strip():
+        return None
+    try:
+        fact = decode_fact(line)
+        check_fact(fact)
+    except BadInput as exc:
+        raise BadInput(f"line {lineno}: {exc}") from None
+    return prepare_fact(lineno, fact)
+
+
+def prepare_lines(lines: Iterable[bytes | str], batch_size: int = BATCH) -> Iterator[list[Prepared]]:
+    """Batches of prepared rows from lines, in this process."""
+    batch: list[Prepared] = []
+    for lineno, line in enumerate(lines, 1):
+        row = prepare_line(lineno, line)
+        if row is not None:
+            batch.append(row)
+            if len(batch) >= batch_size:
+                yield batch
+                batch = []
+    if batch:
+        yield batch
+
+
+class LineSplitter:
+    """Cuts a byte stream into lines as ``bounded_lines`` does, refusing one longer than ``limit``.
+
+    A partial line is kept only up to ``limit`` bytes: past that it is refused
+    at once, so an endless line costs at most ``limit`` plus one chunk.
+    """
+
+    def __init__(self, limit: int = MAX_LINE) -> None:
+        self.limit = limit
+        self.lineno = 0
+        self.partial = b""
+
+    def feed(self, chunk: bytes) -> list[tuple[int, bytes]]:
+        """The complete lines (newline kept) that ``chunk`` finishes, numbered."""
+        data = self.partial + chunk if self.partial else chunk
+        pieces = data.split(b"\n")
+        self.partial = pieces.pop()
+        out = []
+        for piece in pieces:
+            self.lineno += 1
+            if len(piece) >= self.limit:  # with its newline, longer than the limit
+                raise BadInput(f"line {self.lineno}: longer than {self.limit} bytes")
+            out.append((self.lineno, piece + b"\n"))
+        if len(self.partial) > self.limit:
+            raise BadInput(f"line {self.lineno + 1}: longer than {self.limit} bytes")
+        return out
+
+    def finish(self) -> list[tuple[int, bytes]]:
+        """The last line, if the input does not end with a newline."""
+        if not self.partial:
+            return []
+        self.lineno += 1
+        last, self.partial = self.partial, b""
+        return [(self.lineno, last)]
+
+
+def _prepare_numbered(lines: list[tuple[int, bytes]], limit: int, out: list[Prepared]) -> None:
+    for lineno, line in lines:
+        row = prepare_line(lineno, line, limit)
+        if row is not None:
+            out.append(row)
+
+
+def child_main(limit: int = MAX_LINE, batch_size: int = BATCH) -> None:
+    """The preparing process: NDJSON on stdin; framed msgpack batches of prepared rows on stdout.
+
+    Each message is a 4-byte big-endian length and msgpack ``[kind, bytes consumed,
+    payload]``. It never prints a traceback: a bad line or a failure is a message.
+    """
+    gc.disable()  # it builds no cycles; collection passes over millions of short-lived facts cost time
+    encode = msgspec.msgpack.Encoder().encode
+    inbox: io.BufferedReader = sys.stdin.buffer  # type: ignore[assignment]
+    outbox = sys.stdout.buffer
+    try:
+        splitter = LineSplitter(limit)
+        rows: list[Prepared] = []
+        consumed = 0
+        while True:
+            chunk = inbox.read1(CHUNK)
+            lines = splitter.feed(chunk) if chunk else splitter.finish()
+            _prepare_numbered(lines, limit, rows)
+            consumed += len(chunk)
+            if len(rows) >= batch_size or not chunk:
+                _send(outbox, encode((_ROWS, consumed, rows)))
+                rows, consumed = [], 0
+            if not chunk:
+                _send(outbox, encode((_ROWS, 0, None)))
+                return
+    except BadInput as exc:
+        _send_quietly(outbox, encode((_ERROR, 0, str(exc))))
+    except (OSError, KeyboardInterrupt):
+        return  # the writer has gone or is going (it failed or was stopped): nobody to tell
+    except Exception as exc:
+        _send_quietly(outbox, encode((_FAILED, 0, f"{type(exc).__name__}: {exc}")))
+
+
+def _send(outbox: BinaryIO, message: bytes) -> None:
+    outbox.write(len(message).to_bytes(4, "big"))
+    outbox.write(message)
+    outbox.flush()
+
+
+def _send_quietly(outbox: BinaryIO, message: bytes) -> None:
+    with contextlib.suppress(OSError):
+        _send(outbox, message)
+
+
+def _feed(file: BinaryIO, first: bytes, inbox: BinaryIO) -> None:
+    """Hand the input to the child, then close its stdin for the end."""
+    try:
+        chunk = first
+        while chunk:
+            inbox.write(chunk)
+            chunk = file.read(CHUNK)
+        inbox.close()
+    except (OSError, ValueError):
+        pass  # the child stopped (a bad line) or the import was abandoned: the writer knows
+
+
+def _read_at_least(file: BinaryIO, size: int) -> bytes:
+    """Up to ``size`` bytes, fewer only at the end of the input (pipes return short reads)."""
+    parts, have = [], 0
+    while have < size:
+        part = file.read(size - have)
+        if not part:
+            break
+        parts.append(part)
+        have += len(part)
+    return b"".join(parts)
+
+
+def prepared_batches(
+    file: BinaryIO,
+    progress: Callable[[int], None] | None = None,
+    *,
+    limit: int = MAX_LINE,
+    parallel_from: int = PARALLEL_FROM,
+    batch_size: int = BATCH,
+) -> Generator[list[Prepared], None, None]:
+    """Batches of prepared rows from an NDJSON stream; ``progress`` gets the bytes consumed."""
+    head = _read_at_least(file, parallel_from)
+    if len(head) < parallel_from:
+        splitter = LineSplitter(limit)
+        rows: list[Prepared] = []
+        _prepare_numbered([*splitter.feed(head), *splitter.finish()], limit, rows)
+        for i in range(0, len(rows), batch_size):
+            yield rows[i : i + batch_size]
+        if progress is not None:
+            progress(len(head))
+        return
+    yield from _in_child(file, head, progress, limit, batch_size)
+
+
+def _in_child(
+    file: BinaryIO, head: bytes, progress: Callable[[int], None] | None, limit: int, batch_size: int
+) -> Generator[list[Prepared], None, None]:
+    # A fresh interpreter, not multiprocessing: nothing of this process (its connections,
+    # threads or __main__ module) is copied or re-imported.
+    code = f"from ledger.ingest import child_main; child_main({limit}, {batch_size})"
+    with tempfile.TemporaryFile() as err:
+        child = subprocess.Popen(
+            [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err
+        )
+        assert child.stdin is not None
+        assert child.stdout is not None
+        feeder = threading.Thread(target=_feed, args=(file, head, child.stdin), daemon=True)
+        feeder.start()
+        finished = False
+        try:
+            yield from _receive(child.stdout, progress)
+            finished = True
+        except StoreError:
+            child.wait(timeout=5)
+            err.seek(0)
+            last = err.read().decode(errors="replace").strip().splitlines()[-1:]
+            raise StoreError(
+                f"import: the process preparing lines stopped (exit code {child.returncode})"
+                + (f": {last[0]}" if last else "")
+            ) from None
+        finally:
+            # Stopped early (a bad line, an error while writing, an interrupt): the child's
+            # work is no longer wanted. Its end closes its stdin, which ends the feeder.
+            if not finished:
+                child.kill()
+            child.wait()
+            child.stdout.close()
+            feeder.join(timeout=5)
+            with contextlib.suppress(OSError):
+                child.stdin.close()
+
+
+def _receive(stream: IO[bytes], progress: Callable[[int], None] | None) -> Iterator[list[Prepared]]:
+    decode = msgspec.msgpack.Decoder().decode
+    while True:
+        size = stream.read(4)
+        message = stream.read(int.from_bytes(size, "big")) if len(size) == 4 else b""
+        if not message:
+            raise StoreError("import: the process preparing lines stopped")
+        kind, consumed, payload = decode(message)
+        if kind == _ERROR:
+            raise BadInput(payload)
+        if kind == _FAILED:
+            raise LedgerError(f"import: preparing lines failed: {payload}")
+        if payload is None:
+            return
+        if progress is not None and consumed:
+            progress(consumed)
+        if payload:
+            # Lists, not tuples, after msgpack: the writer only unpacks them.
+            yield cast(list[Prepared], payload)

@@ -1,0 +1,166 @@
+"""Imports prepared in a second process: same ledger as in-process, same errors, nothing half-written."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from ledger.application import Ledger, open_ledger
+from ledger.errors import BadInput, StoreError
+from ledger.ingest import CHUNK, MAX_LINE
+from ledger.verify import verify
+from tests.conftest import StepClock
+from tests.integration.test_store_contract import snapshot
+
+REPO = Path(__file__).resolve().parents[2]
+LINE = b'{"type":"probe_failed","service":"svc-%d","probe":"p","at":"2026-10-04T09:%02d:00Z","id":"e%d"}'
+
+
+def lines(n: int, start: int = 0) -> list[bytes]:
+    return [LINE % (i % 7, i % 60, i) for i in range(start, start + n)]
+
+
+def data(rows: list[bytes]) -> bytes:
+    return b"\n".join(rows) + b"\n"
+
+
+def children() -> set[int]:
+    """This process's child pids (Linux /proc)."""
+    found: set[int] = set()
+    for task in os.listdir(f"/proc/{os.getpid()}/task"):
+        with open(f"/proc/{os.getpid()}/task/{task}/children") as f:
+            found.update(int(p) for p in f.read().split())
+    return found
+
+
+@pytest.fixture
+def pair(store_url: str, tmp_path: Path) -> Iterator[tuple[Ledger, Ledger]]:
+    """A ledger on the store under test and a second one (SQLite) to compare against."""
+    a = open_ledger(store_url, clock=StepClock())
+    b = open_ledger(f"sqlite:///{tmp_path / 'other.db'}", clock=StepClock())
+    try:
+        yield a, b
+    finally:
+        a.close()
+        b.close()
+
+
+def test_child_process_records_what_in_process_records(pair: tuple[Ledger, Ledger]) -> None:
+    a, b = pair
+    rows = lines(5000)
+    # Duplicates inside the file and across batches, a blank line, an export line with recorded_at.
+    rows += [rows[10], b"", rows[4999]]
+    rows.append(b'{"type":"probe_recovered","service":"svc-1","probe":"p","at":"2026-10-04T10:00:00Z",'
+                b'"recorded_at":"2026-11-01T12:00:05Z"}')
+    before = set(children())
+    via_child = a.import_file(io.BytesIO(data(rows)), parallel_from=1)
+    in_process = b.import_lines(rows)
+    assert via_child == in_process
+    assert via_child.appended == 5001
+    assert via_child.skipped == 2
+    assert list(a.recorder.read_raw()) == list(b.recorder.read_raw())  # states and links, byte for byte
+    assert verify(a.recorder).ok
+    assert children() <= before  # the preparing process is gone
+
+
+def test_progress_counts_every_input_byte(ledger: Ledger) -> None:
+    body = data(lines(3 * CHUNK // 100))
+    seen: list[int] = []
+    ledger.import_file(io.BytesIO(body), seen.append, parallel_from=1)
+    assert sum(seen) == len(body)
+
+
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+def test_bad_line_in_the_child_keeps_nothing(ledger: Ledger, where: str) -> None:
+    ledger.import_lines(lines(3))
+    before = snapshot(ledger)
+    rows = lines(20000, start=100)
+    index = {"first": 0, "middle": 10000, "last": 19999}[where]
+    rows[index] = b'{"type":"probe_failed","service":"w","probe":"p","at":"2026-10-04T09:15:00"}'
+    with pytest.raises(BadInput, match=rf"^line {index + 1}: field `at`"):
+        ledger.import_file(io.BytesIO(data(rows)), parallel_from=1)
+    assert snapshot(ledger) == before
+    assert ledger.import_lines(lines(1, start=50000)).first_position == 4
+
+
+def test_overlong_line_in_the_child(ledger: Ledger) -> None:
+    body = data(lines(100)) + b'{"type":"probe_failed","detail":"' + b"x" * (MAX_LINE + 10) + b'"}\n'
+    with pytest.raises(BadInput, match=rf"^line 101: longer than {MAX_LINE} bytes$"):
+        ledger.import_file(io.BytesIO(body), parallel_from=1)
+    assert ledger.recorder.last_position() == 0
+
+
+def test_writer_side_error_stops_the_child(ledger: Ledger) -> None:
+    # recorded_at earlier than the store's is found by the writer, not by the child.
+    ledger.import_lines(lines(2))
+    rows = lines(20000, start=10)
+    rows[15000] = (b'{"type":"probe_failed","service":"w","probe":"p","at":"2026-10-04T09:15:00Z",'
+                   b'"recorded_at":"2001-01-01T00:00:00Z"}')
+    before = set(children())
+    with pytest.raises(BadInput, match=r"^line 15001: field `recorded_at`"):
+        ledger.import_file(io.BytesIO(data(rows)), parallel_from=1)
+    assert ledger.recorder.last_position() == 2
+    assert children() <= before
+
+
+def test_child_killed_mid_import_keeps_nothing(ledger: Ledger) -> None:
+    ledger.import_lines(lines(2))
+    before = snapshot(ledger)
+    known = children()
+    killed: list[int] = []
+
+    def kill_child(_: int) -> None:
+        if not killed:
+            for pid in children() - known:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+
+    with pytest.raises(StoreError, match="process preparing lines stopped"):
+        ledger.import_file(io.BytesIO(data(lines(50000, start=10))), kill_child, parallel_from=1)
+    assert killed
+    assert snapshot(ledger) == before
+
+
+def test_cli_import_of_a_large_stdin(tmp_path: Path) -> None:
+    # More than PARALLEL_FROM bytes through a pipe: the child path, as `ledger import -`.
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    rows = lines(40000)
+    body = data(rows)
+    proc = subprocess.run([sys.executable, "-m", "cli.main", "--store", url, "import", "-"], input=body,
+                          cwd=REPO, capture_output=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stderr.decode().startswith("imported 40000 events, 0 already recorded")
+    bad = data([*lines(40000, start=100000)[:-1], b'{"type":"probe_failed"'])
+    proc = subprocess.run([sys.executable, "-m", "cli.main", "--store", url, "import", "-"], input=bad,
+                          cwd=REPO, capture_output=True, timeout=300, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.decode().splitlines() == [proc.stderr.decode().strip()]
+    assert proc.stderr.decode().startswith("error: line 40000: not valid JSON")
+    led = open_ledger(url)
+    try:
+        assert led.recorder.last_position() == 40000
+        assert verify(led.recorder).ok
+    finally:
+        led.close()
+
+
+def test_position_at_bisects_the_log(store_url: str) -> None:
+    led = open_ledger(store_url, clock=StepClock(datetime(2026, 11, 1, tzinfo=UTC)))
+    try:
+        for i in range(5):
+            led.import_lines(lines(3, start=10 * i))
+        stamps = [r.recorded_at for r in led.records()]
+        assert led.recorder.position_at(stamps[0].replace(year=2000)) == 0
+        for i in range(5):
+            assert led.recorder.position_at(stamps[3 * i]) == 3 * i + 3
+        assert led.recorder.position_at(stamps[-1].replace(year=2100)) == 15
+    finally:
+        led.close()
