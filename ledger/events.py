@@ -204,7 +204,7 @@ class StoredState(msgspec.Struct, frozen=True, array_like=True):
     link: str
 
 
-_line_decoder: Final[msgspec.json.Decoder[Fact]] = msgspec.json.Decoder(Fact)
+FACT_DECODER: Final[msgspec.json.Decoder[Fact]] = msgspec.json.Decoder(Fact)
 _state_decoder: Final[msgspec.json.Decoder[StoredState]] = msgspec.json.Decoder(StoredState)
 _encoder: Final = msgspec.json.Encoder(order="sorted")
 _FIELD_RE: Final = re.compile(r"`\$\.([^`]*)`")
@@ -252,7 +252,7 @@ def _explain(exc: msgspec.MsgspecError) -> str:
 def decode_fact(data: bytes | str) -> Fact:
     """Decode one JSON object into a validated fact; raises BadInput with a one-line reason."""
     try:
-        return _line_decoder.decode(data)
+        return FACT_DECODER.decode(data)
     except msgspec.ValidationError as exc:
         raise BadInput(_explain(exc)) from None
     except msgspec.DecodeError as exc:

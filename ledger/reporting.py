@@ -21,6 +21,7 @@ service by service through the key index.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import signal
@@ -561,12 +562,20 @@ def _unspool(spool: IO[bytes]) -> Iterator[list[Report]]:
 
 def _groups_reports(ledger: Ledger, groups: Sequence[tuple[list[str], list[str]]], head: int) -> list[Report]:
     reports: list[Report] = []
-    for services, contracts in groups:
-        known = Known()
-        known.add_all(ledger.service_records(services, contracts, head, with_contracts=True))
-        evaluator = Evaluator(known)
-        for cid, months in known.all_held().items():
-            reports += [evaluator.report((cid, month), head) for month in months]
+    # A group's facts and indexes are freed by reference counting when the next one starts;
+    # cyclic collection passes over them while they live cost ~15 % and find nothing.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for services, contracts in groups:
+            known = Known()
+            known.add_all(ledger.service_records(services, contracts, head, with_contracts=True))
+            evaluator = Evaluator(known)
+            for cid, months in known.all_held().items():
+                reports += [evaluator.report((cid, month), head) for month in months]
+    finally:
+        if enabled:
+            gc.enable()
     return reports
 
 

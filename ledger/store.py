@@ -150,19 +150,21 @@ def index_key(fact: Fact) -> str:
     A contract-month reads its service's facts, then the corrections that refer
     to their ids, then its claims and versions: never the rest of the ledger.
     """
-    match fact:
-        case ContractRegistered() | ContractAmended():
-            return "k:" + fact.policy.contract.id
-        case IncidentResolved():
-            return "i:" + fact.incident
-        case MaintenanceCancelled() | MaintenanceCompleted():
-            return "m:" + fact.maintenance
-        case ExclusionRevoked():
-            return "x:" + fact.ref
-        case CreditClaimFiled():
-            return "c:" + fact.contract
-        case _:
-            return "s:" + fact.service
+    if isinstance(fact, ContractRegistered | ContractAmended):
+        return "k:" + fact.policy.contract.id
+    # A table, not a match statement: this runs once per imported line.
+    prefix, field = _KEY_FIELD.get(type(fact), ("s:", "service"))
+    key: str = prefix + getattr(fact, field)
+    return key
+
+
+_KEY_FIELD: Final[dict[type, tuple[str, str]]] = {
+    IncidentResolved: ("i:", "incident"),
+    MaintenanceCancelled: ("m:", "maintenance"),
+    MaintenanceCompleted: ("m:", "maintenance"),
+    ExclusionRevoked: ("x:", "ref"),
+    CreditClaimFiled: ("c:", "contract"),
+}
 
 
 def reference_key(fact: Fact) -> str | None:
