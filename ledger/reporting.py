@@ -58,7 +58,7 @@ from ledger.application import Ledger
 from ledger.errors import StoreError
 from ledger.events import Recorded, decode_state
 from ledger.policy import Policy, resolve
-from ledger.store import LedgerRecorder
+from ledger.store import LedgerRecorder, reference_key
 from projections.affected import Known, Pair, affected, walk_back
 from projections.contracts import ContractVersion
 from projections.model import Report
@@ -335,8 +335,12 @@ class Evaluator:
         self.known = known
         self._policies: dict[tuple[str, int], Policy] = {}
 
-    def report(self, pair: Pair, upto: int) -> Report:
-        """The pair's report from the facts folded so far (``upto`` is the last position folded)."""
+    def report(self, pair: Pair, upto: int, records: list[Recorded] | None = None) -> Report:
+        """The pair's report from the facts folded so far (``upto`` is the last position folded).
+
+        ``records``: what ``Known.positions_for`` named, fetched by the caller, when the
+        index keeps positions only.
+        """
         from projections.availability import evaluate
 
         contract, month = pair
@@ -345,7 +349,8 @@ class Evaluator:
         policy = self._policies.get(key)
         if policy is None:
             policy = self._policies[key] = resolve(version.policy)
-        records = self.known.records_for(contract, month)
+        if records is None:
+            records = self.known.records_for(contract, month)
         return evaluate(records, policy, version.version, month, as_of_position=upto).report
 
 
@@ -532,8 +537,9 @@ def rebuild(ledger: Ledger, *, workers: int | None = None) -> RebuildResult:
     with tempfile.TemporaryFile() as spool:
         if workers > 1 and len(chunks) > 1 and ledger.url is not None:
             context = multiprocessing.get_context("spawn")  # no fork: the parent holds connections
-            with ProcessPoolExecutor(workers, mp_context=context) as pool:
-                for part in pool.map(_evaluate_groups, [ledger.url] * len(chunks), chunks,
+            with ProcessPoolExecutor(workers, mp_context=context, initializer=_open_worker_ledger,
+                                     initargs=(ledger.url,)) as pool:
+                for part in pool.map(_evaluate_groups, chunks,
                                      [head] * len(chunks)):
                     pairs += _spool(spool, part)
         else:
@@ -544,7 +550,8 @@ def rebuild(ledger: Ledger, *, workers: int | None = None) -> RebuildResult:
     return RebuildResult(events=head, pairs=pairs, seconds=time.perf_counter() - started)
 
 
-GROUPS_PER_TASK: Final = 25
+# Small tasks: the parent holds one task's reports at a time, and they grow with the months.
+GROUPS_PER_TASK: Final = 2
 _spool_decoder: Final = msgspec.msgpack.Decoder(list[Report])
 
 
@@ -568,26 +575,54 @@ def _groups_reports(ledger: Ledger, groups: Sequence[tuple[list[str], list[str]]
     gc.disable()
     try:
         for services, contracts in groups:
-            known = Known()
-            known.add_all(ledger.service_records(services, contracts, head, with_contracts=True))
-            evaluator = Evaluator(known)
-            for cid, months in known.all_held().items():
-                reports += [evaluator.report((cid, month), head) for month in months]
+            reports += _group_reports(ledger.recorder, services, contracts, head)
     finally:
         if enabled:
             gc.enable()
     return reports
 
 
-def _evaluate_groups(url: str, groups: Sequence[tuple[list[str], list[str]]], head: int) -> list[Report]:
-    """Worker process: evaluate some service groups from the ledger at ``url`` as of ``head``."""
+def _group_reports(
+    reader: LedgerRecorder, services: list[str], contracts: list[str], head: int
+) -> list[Report]:
+    """Every held month of one service group, in memory bounded by a month, not by the history.
+
+    The group's facts are streamed once through the key index into a ``Known`` that
+    keeps positions only (plus the references to their ids, read second); then each
+    contract-month fetches just the facts ``positions_for`` names, is evaluated, and
+    its facts are dropped. A service with years of history costs a few small tuples
+    per fact, not the facts themselves.
+    """
+    known = Known(keep=False)
+    refs: set[str] = set()
+    keys = [*("s:" + s for s in services), *("c:" + c for c in contracts), *("k:" + c for c in contracts)]
+    for rec in reader.read_keyed(keys, head):
+        known.add(rec)
+        if (ref := reference_key(rec.fact)) is not None:
+            refs.add(ref)
+    if refs:
+        known.add_all(reader.read_keyed(sorted(refs), head))
+    evaluator = Evaluator(known)
+    reports: list[Report] = []
+    for cid, months in known.all_held().items():
+        for month in months:
+            records = list(reader.read_positions(known.positions_for(cid, month)))
+            reports.append(evaluator.report((cid, month), head, records))
+    return reports
+
+
+_worker_ledger: list[Ledger] = []  # a worker process's own connection, opened once
+
+
+def _open_worker_ledger(url: str) -> None:
     from ledger.application import open_ledger
 
-    ledger = open_ledger(url, create=False)
-    try:
-        return _groups_reports(ledger, groups, head)
-    finally:
-        ledger.close()
+    _worker_ledger.append(open_ledger(url, create=False))
+
+
+def _evaluate_groups(groups: Sequence[tuple[list[str], list[str]]], head: int) -> list[Report]:
+    """Worker process: evaluate some service groups as of ``head``."""
+    return _groups_reports(_worker_ledger[0], groups, head)
 
 
 def _service_groups(versions: dict[str, list[ContractVersion]]) -> list[tuple[set[str], set[str]]]:

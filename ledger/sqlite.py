@@ -137,6 +137,19 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerRecorder):
         for position, state in rows:
             yield decode_state(position, state)
 
+    def read_positions(self, positions: Sequence[int]) -> Iterator[Recorded]:
+        for i in range(0, len(positions), 500):
+            chunk = list(positions[i : i + 500])
+            with self.datastore.transaction(commit=False) as c:
+                c.execute(
+                    f"SELECT rowid, state FROM {self.events_table_name} "  # noqa: S608
+                    f"WHERE rowid IN ({','.join('?' * len(chunk))}) ORDER BY rowid",
+                    chunk,
+                )
+                rows = c.fetchall()
+            for row in rows:
+                yield decode_state(row[0], row[1])
+
     def read_key_prefix(self, prefix: str, upto: int) -> Iterator[Recorded]:
         with self.datastore.transaction(commit=False) as c:
             c.execute(

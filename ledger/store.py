@@ -109,6 +109,10 @@ class LedgerRecorder(ABC):
         """Facts indexed under any of ``keys`` (see ``index_key``) up to ``upto``, in position order."""
 
     @abstractmethod
+    def read_positions(self, positions: Sequence[int]) -> Iterator[Recorded]:
+        """The facts at ``positions`` (ascending, as given), in position order."""
+
+    @abstractmethod
     def read_key_prefix(self, prefix: str, upto: int) -> Iterator[Recorded]:
         """Facts whose index key starts with ``prefix``, up to ``upto``, in position order."""
 

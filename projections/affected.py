@@ -70,6 +70,8 @@ from ledger.events import (
 from projections.contracts import ContractVersion, contract_versions
 
 Pair: TypeAlias = tuple[str, str]  # (contract, "YYYY-MM")
+# What ``Known`` keeps of a fact: the record itself, or (``keep=False``) only its position.
+Item: TypeAlias = Recorded | int
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _US: Final = timedelta(microseconds=1)
@@ -113,13 +115,13 @@ class _Service:
 
     first: int = _INF
     last: int = -_INF
-    # Probe and incident steps in the fold's order: (at, rank, key, impact, position, record).
-    steps: list[tuple[int, int, str, int, int, Recorded]] = field(default_factory=list)
+    # Probe and incident steps in the fold's order: (at, rank, key, impact, position, item).
+    steps: list[tuple[int, int, str, int, int, Item]] = field(default_factory=list)
     sorted_upto: int = 0  # steps[:sorted_upto] are sorted; appends after that are not
     quiet: list[int] | None = None  # instants when nothing is down (None: recompute)
     ats: list[int] = field(default_factory=list)  # steps' instants, once sorted
-    windows: dict[str, list[Recorded]] = field(default_factory=lambda: defaultdict(list))
-    exclusions: list[tuple[int, int, Recorded]] = field(default_factory=list)
+    windows: dict[str, list[Item]] = field(default_factory=lambda: defaultdict(list))
+    exclusions: list[tuple[int, int, Item, str]] = field(default_factory=list)  # start, end, item, id
     incidents: set[str] = field(default_factory=set)
 
     def see(self, us: int) -> None:
@@ -131,23 +133,29 @@ class _Service:
 class Known:
     """An index of every fact recorded so far: contracts, services, referents, claims.
 
-    Fed in position order with ``add``; everything else reads it.
+    Fed in position order with ``add``; everything else reads it. With ``keep=False``
+    it keeps positions instead of records (contract versions excepted), for a caller
+    that fetches what ``positions_for`` names one month at a time: a service's whole
+    history then costs a few small tuples per fact. That mode also accepts the
+    references after the facts they refer to, out of position order.
     """
 
+    keep: bool = True
     position: int = 0
     contract_records: list[Recorded] = field(default_factory=list)
     versions: dict[str, list[ContractVersion]] = field(default_factory=dict)
     services: dict[str, _Service] = field(default_factory=lambda: defaultdict(_Service))
     contracts_of_service: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     zones: dict[str, tuple[ZoneInfo, ...]] = field(default_factory=dict)
-    claims: dict[str, list[Recorded]] = field(default_factory=lambda: defaultdict(list))
+    # Claims by contract: (month, item).
+    claims: dict[str, list[tuple[str, Item]]] = field(default_factory=lambda: defaultdict(list))
     # Reference targets: id -> services that opened it / (service, start, end) of each window.
     incident_services: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
-    resolutions: dict[str, list[Recorded]] = field(default_factory=lambda: defaultdict(list))
+    resolutions: dict[str, list[tuple[int, int, Item]]] = field(default_factory=lambda: defaultdict(list))
     window_spans: dict[str, list[tuple[str, int, int]]] = field(default_factory=lambda: defaultdict(list))
     exclusion_spans: dict[str, list[tuple[str, int, int]]] = field(default_factory=lambda: defaultdict(list))
-    maintenance_refs: dict[str, list[Recorded]] = field(default_factory=lambda: defaultdict(list))
-    revocations: dict[str, list[Recorded]] = field(default_factory=lambda: defaultdict(list))
+    maintenance_refs: dict[str, list[Item]] = field(default_factory=lambda: defaultdict(list))
+    revocations: dict[str, list[Item]] = field(default_factory=lambda: defaultdict(list))
 
     def add_all(self, records: Iterable[Recorded]) -> None:
         """Fold many records, in position order."""
@@ -155,10 +163,13 @@ class Known:
             self.add(rec)
 
     def add(self, rec: Recorded) -> None:
-        """Fold one record (positions must increase)."""
+        """Fold one record (positions must increase, unless ``keep`` is off)."""
         if rec.position <= self.position:
-            raise ValueError(f"position {rec.position} already folded (at {self.position})")
-        self.position = rec.position
+            if self.keep:
+                raise ValueError(f"position {rec.position} already folded (at {self.position})")
+        else:
+            self.position = rec.position
+        item: Item = rec if self.keep else rec.position
         f = rec.fact
         match f:
             case ProbeFailed() | ProbeRecovered():
@@ -166,47 +177,45 @@ class Known:
                 at = _us(f.at)
                 s.see(at)
                 rank = _FIRST if isinstance(f, ProbeFailed) else _SECOND
-                self._step(s, (at, rank, "p:" + f.probe, 0, rec.position, rec))
+                self._step(s, (at, rank, "p:" + f.probe, 0, rec.position, item))
             case IncidentOpened():
                 s = self.services[f.service]
                 at = _us(f.at)
                 s.see(at)
-                self._step(s, (at, _FIRST, "i:" + f.incident, _IMPACT_RANK[f.impact], rec.position, rec))
+                self._step(s, (at, _FIRST, "i:" + f.incident, _IMPACT_RANK[f.impact], rec.position, item))
                 if f.incident not in s.incidents:
                     s.incidents.add(f.incident)
                     self.incident_services[f.incident].add(f.service)
                     # Resolutions recorded before the opening now belong to this service too.
-                    for res in self.resolutions[f.incident]:
-                        assert isinstance(res.fact, IncidentResolved)
-                        rat = _us(res.fact.at)
+                    for rat, rpos, res in self.resolutions[f.incident]:
                         s.see(rat)
-                        self._step(s, (rat, _SECOND, "i:" + f.incident, 0, res.position, res))
+                        self._step(s, (rat, _SECOND, "i:" + f.incident, 0, rpos, res))
             case IncidentResolved():
-                self.resolutions[f.incident].append(rec)
                 at = _us(f.at)
+                self.resolutions[f.incident].append((at, rec.position, item))
                 for service in self.incident_services.get(f.incident, ()):
                     s = self.services[service]
                     s.see(at)
-                    self._step(s, (at, _SECOND, "i:" + f.incident, 0, rec.position, rec))
+                    self._step(s, (at, _SECOND, "i:" + f.incident, 0, rec.position, item))
             case MaintenanceAnnounced():
                 s = self.services[f.service]
                 start, end = _us(f.starts_at), _us(f.ends_at)
                 s.see(start)
-                s.windows[f.maintenance].append(rec)
+                s.windows[f.maintenance].append(item)
                 self.window_spans[f.maintenance].append((f.service, start, end))
             case MaintenanceCancelled() | MaintenanceCompleted():
-                self.maintenance_refs[f.maintenance].append(rec)
+                self.maintenance_refs[f.maintenance].append(item)
             case ForceMajeureDeclared() | ExclusionDeclared():
                 s = self.services[f.service]
                 start, end = _us(f.starts_at), _us(f.ends_at)
                 s.see(start)
-                s.exclusions.append((start, end, rec))
                 xid = f.declaration if isinstance(f, ForceMajeureDeclared) else f.exclusion
+                s.exclusions.append((start, end, item, xid))
                 self.exclusion_spans[xid].append((f.service, start, end))
             case ExclusionRevoked():
-                self.revocations[f.ref].append(rec)
+                self.revocations[f.ref].append(item)
             case CreditClaimFiled():
-                self.claims[f.contract].append(rec)
+                self.claims[f.contract].append((f.month, item))
             case ContractRegistered() | ContractAmended():
                 self.contract_records.append(rec)
                 self.versions = contract_versions(self.contract_records)
@@ -218,7 +227,7 @@ class Known:
                 )
 
     @staticmethod
-    def _step(s: _Service, step: tuple[int, int, str, int, int, Recorded]) -> None:
+    def _step(s: _Service, step: tuple[int, int, str, int, int, Item]) -> None:
         s.steps.append(step)
         s.quiet = None
 
@@ -241,9 +250,8 @@ class Known:
             lo = min(month_of(first, tz) for tz in zones)
             hi = max(month_of(last, tz) for tz in zones)
             months.update(months_from(lo, hi))
-        for rec in self.claims.get(contract, []):
-            assert isinstance(rec.fact, CreditClaimFiled)
-            months.add(rec.fact.month)
+        for month, _ in self.claims.get(contract, []):
+            months.add(month)
         return sorted(months) if zones else []
 
     def all_held(self) -> dict[str, list[str]]:
@@ -273,14 +281,24 @@ class Known:
         touch that stretch come whole (all versions of a window id), with their
         references; claims only for the month.
         """
+        if not self.keep:
+            raise ValueError("this index keeps positions only: use positions_for")
+        unique: dict[int, Recorded] = {}
+        for item in self._picked(contract, month):
+            assert isinstance(item, Recorded)
+            unique[item.position] = item
+        return [unique[p] for p in sorted(unique)]
+
+    def positions_for(self, contract: str, month: str) -> list[int]:
+        """The positions of ``records_for`` (either mode), ascending."""
+        picked = self._picked(contract, month)
+        return sorted({item if isinstance(item, int) else item.position for item in picked})
+
+    def _picked(self, contract: str, month: str) -> list[Item]:
         version = self.version_in_force(contract, month)
         policy = version.policy
         s = self.services.get(policy.contract.service)
-        out: list[Recorded] = [
-            r
-            for r in self.claims.get(contract, [])
-            if isinstance(r.fact, CreditClaimFiled) and r.fact.month == month
-        ]
+        out: list[Item] = [item for m, item in self.claims.get(contract, []) if m == month]
         if s is None:
             return out
         tz = ZoneInfo(policy.contract.timezone)
@@ -293,18 +311,15 @@ class Known:
         hi = quiet[j] if j < len(quiet) else _INF
         a, b = bisect_right(s.ats, lo), bisect_right(s.ats, hi)
         out.extend(st[5] for st in s.steps[a:b])
-        for mid, recs in s.windows.items():
+        for mid, items in s.windows.items():
             if any(st <= hi and en >= lo for _, st, en in self.window_spans[mid]):
-                out.extend(recs)
+                out.extend(items)
                 out.extend(self.maintenance_refs.get(mid, []))
-        for st, en, rec in s.exclusions:
+        for st, en, item, xid in s.exclusions:
             if st <= hi and en >= lo:
-                out.append(rec)
-                fx = rec.fact
-                xid = fx.declaration if isinstance(fx, ForceMajeureDeclared) else getattr(fx, "exclusion", "")
+                out.append(item)
                 out.extend(self.revocations.get(xid, []))
-        unique = {r.position: r for r in out}
-        return [unique[p] for p in sorted(unique)]
+        return out
 
     def last_quiet_before(self, service: str, us: int) -> int | None:
         """The last instant before ``us`` after which no probe or incident of ``service`` was down."""
