@@ -539,8 +539,7 @@ def rebuild(ledger: Ledger, *, workers: int | None = None) -> RebuildResult:
             context = multiprocessing.get_context("spawn")  # no fork: the parent holds connections
             with ProcessPoolExecutor(workers, mp_context=context, initializer=_open_worker_ledger,
                                      initargs=(ledger.url,)) as pool:
-                for part in pool.map(_evaluate_groups, chunks,
-                                     [head] * len(chunks)):
+                for part in pool.map(_evaluate_groups, chunks, [head] * len(chunks)):
                     pairs += _spool(spool, part)
         else:
             for chunk in chunks:
@@ -550,32 +549,37 @@ def rebuild(ledger: Ledger, *, workers: int | None = None) -> RebuildResult:
     return RebuildResult(events=head, pairs=pairs, seconds=time.perf_counter() - started)
 
 
-# Small tasks: the parent holds one task's reports at a time, and they grow with the months.
-GROUPS_PER_TASK: Final = 2
+GROUPS_PER_TASK: Final = 10
 _spool_decoder: Final = msgspec.msgpack.Decoder(list[Report])
 
 
-def _spool(spool: IO[bytes], reports: list[Report]) -> int:
-    data = msgspec.msgpack.encode(reports)
-    spool.write(len(data).to_bytes(8, "big"))
-    spool.write(data)
-    return len(reports)
+def _spool(spool: IO[bytes], part: list[tuple[int, bytes]]) -> int:
+    """Append a task's groups (count, msgpack of their reports) to the spool; the count."""
+    for _, data in part:
+        spool.write(len(data).to_bytes(8, "big"))
+        spool.write(data)
+    return sum(n for n, _ in part)
 
 
 def _unspool(spool: IO[bytes]) -> Iterator[list[Report]]:
+    """One group's reports at a time: what the parent holds while writing."""
     while size := spool.read(8):
         yield _spool_decoder.decode(spool.read(int.from_bytes(size, "big")))
 
 
-def _groups_reports(ledger: Ledger, groups: Sequence[tuple[list[str], list[str]]], head: int) -> list[Report]:
-    reports: list[Report] = []
+def _groups_reports(
+    ledger: Ledger, groups: Sequence[tuple[list[str], list[str]]], head: int
+) -> list[tuple[int, bytes]]:
+    """Each group's report count and reports, encoded: compact to hold and to hand to the parent."""
+    reports: list[tuple[int, bytes]] = []
     # A group's facts and indexes are freed by reference counting when the next one starts;
     # cyclic collection passes over them while they live cost ~15 % and find nothing.
     enabled = gc.isenabled()
     gc.disable()
     try:
         for services, contracts in groups:
-            reports += _group_reports(ledger.recorder, services, contracts, head)
+            group = _group_reports(ledger.recorder, services, contracts, head)
+            reports.append((len(group), msgspec.msgpack.encode(group)))
     finally:
         if enabled:
             gc.enable()
@@ -620,7 +624,7 @@ def _open_worker_ledger(url: str) -> None:
     _worker_ledger.append(open_ledger(url, create=False))
 
 
-def _evaluate_groups(groups: Sequence[tuple[list[str], list[str]]], head: int) -> list[Report]:
+def _evaluate_groups(groups: Sequence[tuple[list[str], list[str]]], head: int) -> list[tuple[int, bytes]]:
     """Worker process: evaluate some service groups as of ``head``."""
     return _groups_reports(_worker_ledger[0], groups, head)
 
