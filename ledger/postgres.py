@@ -120,16 +120,13 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
         self.sql_copy_index = SQL("COPY {schema}.{index} (key, position) FROM STDIN (FORMAT BINARY)").format(
             schema=schema, index=index
         )
-        self.sql_read_keyed = SQL(
-            "SELECT e.notification_id, e.state FROM {schema}.{index} i JOIN {schema}.{table} e "
-            "ON e.notification_id = i.position WHERE i.key = ANY(%s) AND i.position <= %s "
-            "ORDER BY i.position"
-        ).format(schema=schema, index=index, table=table)
-        self.sql_read_prefix = SQL(
-            "SELECT e.notification_id, e.state FROM {schema}.{index} i JOIN {schema}.{table} e "
-            "ON e.notification_id = i.position WHERE i.key >= %s AND i.key < %s AND i.position <= %s "
-            "ORDER BY i.position"
-        ).format(schema=schema, index=index, table=table)
+        self.sql_keyed_positions = SQL(
+            "SELECT position FROM {schema}.{index} WHERE key = ANY(%s) AND position <= %s ORDER BY position"
+        ).format(schema=schema, index=index)
+        self.sql_prefix_positions = SQL(
+            "SELECT position FROM {schema}.{index} WHERE key >= %s AND key < %s AND position <= %s "
+            "ORDER BY position"
+        ).format(schema=schema, index=index)
         self.sql_head = SQL(
             "SELECT notification_id, state FROM {schema}.{table} ORDER BY notification_id DESC LIMIT 1"
         ).format(schema=schema, table=table)
@@ -202,8 +199,12 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
             yield row[0], row[1], row[2], row[3]
 
     def read_keyed(self, keys: Sequence[str], upto: int) -> Iterator[Recorded]:
-        for row in self._fetch(self.sql_read_keyed, (list(keys), upto)):
-            yield decode_state(row[0], row[1])
+        # Positions first, then the rows by position: a join lets the planner guess the row
+        # count from the commonest keys (a service's thousands of facts), and for sixty
+        # reference keys holding 44 facts it merged the whole log (6 s at 10M events). An
+        # array of positions is estimated exactly, so the fetch is always an index walk.
+        positions = [row[0] for row in self._fetch(self.sql_keyed_positions, (list(keys), upto))]
+        yield from self.read_positions(positions)
 
     def read_positions(self, positions: Sequence[int]) -> Iterator[Recorded]:
         for i in range(0, len(positions), PAGE):
@@ -211,8 +212,8 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
                 yield decode_state(row[0], row[1])
 
     def read_key_prefix(self, prefix: str, upto: int) -> Iterator[Recorded]:
-        for row in self._fetch(self.sql_read_prefix, (prefix, prefix_end(prefix), upto)):
-            yield decode_state(row[0], row[1])
+        rows = self._fetch(self.sql_prefix_positions, (prefix, prefix_end(prefix), upto))
+        yield from self.read_positions([row[0] for row in rows])
 
     def position_of(self, id_: str) -> int | None:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
