@@ -198,20 +198,20 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
         for row in self._pages(self.sql_read_raw, start, None):
             yield row[0], row[1], row[2], row[3]
 
-    def read_keyed(self, keys: Sequence[str], upto: int) -> Iterator[Recorded]:
+    def read_keyed_states(self, keys: Sequence[str], upto: int) -> Iterator[tuple[int, bytes]]:
         # Positions first, then the rows by position: a join lets the planner guess the row
         # count from the commonest keys (a service's thousands of facts), and for sixty
         # reference keys holding 44 facts it merged the whole log (6 s at 10M events). An
         # array of positions is estimated exactly, so the fetch is always an index walk.
         positions = [row[0] for row in self._fetch(self.sql_keyed_positions, (list(keys), upto))]
-        yield from self.read_positions(positions)
+        yield from self.read_position_states(positions)
 
-    def read_positions(self, positions: Sequence[int]) -> Iterator[Recorded]:
+    def read_position_states(self, positions: Sequence[int]) -> Iterator[tuple[int, bytes]]:
         for i in range(0, len(positions), PAGE):
             # A text array literal: psycopg's list dumper costs more per element than the fetch.
             literal = "{" + ",".join(map(str, positions[i : i + PAGE])) + "}"
             for row in self._fetch(self.sql_read_positions, (literal,)):
-                yield decode_state(row[0], row[1])
+                yield row[0], row[1]
 
     def read_key_prefix(self, prefix: str, upto: int) -> Iterator[Recorded]:
         rows = self._fetch(self.sql_prefix_positions, (prefix, prefix_end(prefix), upto))

@@ -590,31 +590,50 @@ def _groups_reports(
     return reports
 
 
+# Stored states a rebuild worker keeps to fold each month without reading it again.
+STATE_BUDGET: Final = 32 * 1024 * 1024  # bytes
+
+
 def _group_reports(
     reader: LedgerRecorder, services: list[str], contracts: list[str], head: int
 ) -> list[Report]:
-    """Every held month of one service group, in memory bounded by a month, not by the history.
+    """Every held month of one service group, in memory bounded by a budget, not by the history.
 
     The group's facts are streamed once through the key index into a ``Known`` that
     keeps positions only (plus the references to their ids, read second); then each
-    contract-month fetches just the facts ``positions_for`` names, is evaluated, and
-    its facts are dropped. A service with years of history costs a few small tuples
-    per fact, not the facts themselves.
+    contract-month decodes just the facts ``positions_for`` names, is evaluated, and
+    its facts are dropped. The stored states (a few hundred bytes each, not the
+    decoded facts) are kept up to ``STATE_BUDGET`` bytes; a state past it is read
+    again by position when its month comes.
     """
     known = Known(keep=False)
+    states: dict[int, bytes] = {}
+    room = STATE_BUDGET
     refs: set[str] = set()
+
+    def fold(rows: Iterable[tuple[int, bytes]], collect: bool) -> None:
+        nonlocal room
+        for position, state in rows:
+            rec = decode_state(position, state)
+            known.add(rec)
+            if len(state) <= room:
+                states[position] = state
+                room -= len(state)
+            if collect and (ref := reference_key(rec.fact)) is not None:
+                refs.add(ref)
+
     keys = [*("s:" + s for s in services), *("c:" + c for c in contracts), *("k:" + c for c in contracts)]
-    for rec in reader.read_keyed(keys, head):
-        known.add(rec)
-        if (ref := reference_key(rec.fact)) is not None:
-            refs.add(ref)
+    fold(reader.read_keyed_states(keys, head), collect=True)
     if refs:
-        known.add_all(reader.read_keyed(sorted(refs), head))
+        fold(reader.read_keyed_states(sorted(refs), head), collect=False)
     evaluator = Evaluator(known)
     reports: list[Report] = []
     for cid, months in known.all_held().items():
         for month in months:
-            records = list(reader.read_positions(known.positions_for(cid, month)))
+            positions = known.positions_for(cid, month)
+            missing = [p for p in positions if p not in states]
+            fetched = dict(reader.read_position_states(missing)) if missing else {}
+            records = [decode_state(p, states[p] if p in states else fetched[p]) for p in positions]
             reports.append(evaluator.report((cid, month), head, records))
     return reports
 

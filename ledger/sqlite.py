@@ -121,7 +121,7 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerRecorder):
         for row in self._pages(query, start, None):
             yield row[0], row[1], row[2], bytes(row[3])
 
-    def read_keyed(self, keys: Sequence[str], upto: int) -> Iterator[Recorded]:
+    def read_keyed_states(self, keys: Sequence[str], upto: int) -> Iterator[tuple[int, bytes]]:
         rows: list[tuple[int, bytes]] = []
         with self.datastore.transaction(commit=False) as c:
             for i in range(0, len(keys), 500):
@@ -134,10 +134,9 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerRecorder):
                 )
                 rows.extend((r[0], r[1]) for r in c.fetchall())
         rows.sort()
-        for position, state in rows:
-            yield decode_state(position, state)
+        yield from rows
 
-    def read_positions(self, positions: Sequence[int]) -> Iterator[Recorded]:
+    def read_position_states(self, positions: Sequence[int]) -> Iterator[tuple[int, bytes]]:
         for i in range(0, len(positions), 500):
             chunk = list(positions[i : i + 500])
             with self.datastore.transaction(commit=False) as c:
@@ -148,7 +147,7 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerRecorder):
                 )
                 rows = c.fetchall()
             for row in rows:
-                yield decode_state(row[0], row[1])
+                yield row[0], row[1]
 
     def read_key_prefix(self, prefix: str, upto: int) -> Iterator[Recorded]:
         with self.datastore.transaction(commit=False) as c:

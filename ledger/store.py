@@ -40,6 +40,7 @@ from ledger.events import (
     MaintenanceCompleted,
     Recorded,
     canonical,
+    decode_state,
     state_bytes,
 )
 
@@ -105,12 +106,22 @@ class LedgerRecorder(ABC):
         """Raw rows (position, originator_id, topic, state) in position order, for verification."""
 
     @abstractmethod
+    def read_keyed_states(self, keys: Sequence[str], upto: int) -> Iterator[tuple[int, bytes]]:
+        """(position, stored state) of the facts indexed under any of ``keys`` up to ``upto``, in order."""
+
     def read_keyed(self, keys: Sequence[str], upto: int) -> Iterator[Recorded]:
         """Facts indexed under any of ``keys`` (see ``index_key``) up to ``upto``, in position order."""
+        for position, state in self.read_keyed_states(keys, upto):
+            yield decode_state(position, state)
 
     @abstractmethod
+    def read_position_states(self, positions: Sequence[int]) -> Iterator[tuple[int, bytes]]:
+        """(position, stored state) at ``positions`` (ascending), in position order."""
+
     def read_positions(self, positions: Sequence[int]) -> Iterator[Recorded]:
         """The facts at ``positions`` (ascending, as given), in position order."""
+        for position, state in self.read_position_states(positions):
+            yield decode_state(position, state)
 
     @abstractmethod
     def read_key_prefix(self, prefix: str, upto: int) -> Iterator[Recorded]:

@@ -20,7 +20,8 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger.events import ContractAmended, ContractRegistered, Fact, Recorded, fact_id
+from ledger import reporting
+from ledger.events import ContractAmended, ContractRegistered, Fact, Recorded, encode_state, fact_id
 from ledger.policy import load_policy, resolve
 from ledger.reporting import APP_NAME, Evaluator, ReportingProjection, _group_reports, _service_groups
 from ledger.store import index_key
@@ -314,15 +315,21 @@ def test_grouped_and_cut_records_give_byte_identical_reports(
 
 
 class _KeyedReader(_Reader):
-    """What the streaming rebuild reads: facts by index key, and by position."""
+    """What the streaming rebuild reads: stored states by index key, and by position."""
 
-    def read_keyed(self, keys: Sequence[str], upto: int) -> Iterator[Recorded]:
+    def __init__(self, records: Sequence[Recorded]) -> None:
+        super().__init__(records)
+        self.states = {r.position: encode_state(r.id, r.recorded_at, r.fact, "0" * 64) for r in records}
+        self.fetched = 0
+
+    def read_keyed_states(self, keys: Sequence[str], upto: int) -> Iterator[tuple[int, bytes]]:
         wanted = set(keys)
-        return (r for r in self.records if r.position <= upto and index_key(r.fact) in wanted)
+        return ((r.position, self.states[r.position]) for r in self.records
+                if r.position <= upto and index_key(r.fact) in wanted)
 
-    def read_positions(self, positions: Sequence[int]) -> Iterator[Recorded]:
-        by_position = {r.position: r for r in self.records}
-        return (by_position[p] for p in positions)
+    def read_position_states(self, positions: Sequence[int]) -> Iterator[tuple[int, bytes]]:
+        self.fetched += len(positions)
+        return ((p, self.states[p]) for p in positions)
 
 
 @SETTINGS
@@ -335,13 +342,22 @@ def test_rebuild_keeping_positions_only_gives_byte_identical_reports(
     records, _ = ledger
     known = Known()
     known.add_all(records)
-    reader = _KeyedReader(records)
     groups = _service_groups(known.versions)
-    got = {}
-    for services, contracts in groups:
-        for r in _group_reports(reader, sorted(services), sorted(contracts), len(records)):  # type: ignore[arg-type]
-            got[(r.contract, r.month)] = to_json(r)
-    assert got == {pair: to_json(r) for pair, r in full_reports(records).items()}
+    want = {pair: to_json(r) for pair, r in full_reports(records).items()}
+    # Every state kept, none kept (each month read again by position), and some kept.
+    for budget in (reporting.STATE_BUDGET, 0, 600):
+        reader = _KeyedReader(records)
+        got = {}
+        saved, reporting.STATE_BUDGET = reporting.STATE_BUDGET, budget  # type: ignore[misc]
+        try:
+            for services, contracts in groups:
+                for r in _group_reports(reader, sorted(services), sorted(contracts), len(records)):  # type: ignore[arg-type]
+                    got[(r.contract, r.month)] = to_json(r)
+        finally:
+            reporting.STATE_BUDGET = saved  # type: ignore[misc]
+        assert got == want
+        if budget == reporting.STATE_BUDGET:
+            assert reader.fetched == 0
     light = Known(keep=False)
     light.add_all(records)
     for cid, months in known.all_held().items():
