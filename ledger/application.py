@@ -21,13 +21,11 @@ from ledger.events import (
     MaintenanceAnnounced,
     Recorded,
 )
-from ledger.ingest import PARALLEL_FROM, check_fact, prepare_fact, prepare_lines, prepared_batches
+from ledger.ingest import PARALLEL_FROM, prepare_facts, prepare_lines, prepared_batches
 from ledger.policy import PolicyFile, resolve
 from ledger.store import (
-    BATCH,
     AppendResult,
     LedgerRecorder,
-    Prepared,
     append_prepared,
     index_key,
     reference_key,
@@ -36,18 +34,6 @@ from projections.contracts import ContractVersion, contract_versions, find, in_f
 from projections.model import Audit, Evaluation
 
 DEFAULT_STORE: Final = "sqlite:///ledger.db"
-
-
-def _prepared_facts(facts: Iterable[Fact]) -> Iterator[list[Prepared]]:
-    batch: list[Prepared] = []
-    for n, fact in enumerate(facts, 1):
-        check_fact(fact)
-        batch.append(prepare_fact(n, fact))
-        if len(batch) >= BATCH:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def utc_now() -> datetime:
@@ -75,7 +61,7 @@ class Ledger:
 
     def append_facts(self, facts: Iterable[Fact]) -> AppendResult:
         """Append many facts in one all-or-nothing transaction (idempotent on ids)."""
-        return append_prepared(self.recorder, _prepared_facts(facts), self.clock, label="event")
+        return append_prepared(self.recorder, prepare_facts(facts), self.clock, label="event")
 
     def import_lines(
         self, lines: Iterable[bytes | str], progress: Callable[[int], None] | None = None

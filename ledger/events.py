@@ -289,8 +289,7 @@ def decode_stored(position: int, state: bytes) -> tuple[Recorded, str]:
 
 def decode_state(position: int, state: bytes) -> Recorded:
     """Inverse of ``encode_state`` for a row at ``position`` (the link left out)."""
-    s = _state_decoder.decode(state)
-    return Recorded(position=position, recorded_at=s.recorded_at, id=s.id, fact=s.fact)
+    return decode_stored(position, state)[0]
 
 
 def export_line(rec: Recorded) -> bytes:

@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable, Generator, Iterable, Iterator
+from itertools import islice
 from typing import IO, BinaryIO, Final, cast
 
 import msgspec
@@ -84,22 +85,32 @@ def prepare_line(lineno: int, line: bytes | str, limit: int = MAX_LINE) -> Prepa
     return prepare_fact(lineno, fact)
 
 
-def prepare_lines(lines: Iterable[bytes | str], batch_size: int = BATCH) -> Iterator[list[Prepared]]:
-    """Batches of prepared rows from lines, in this process."""
-    batch: list[Prepared] = []
-    for lineno, line in enumerate(lines, 1):
-        row = prepare_line(lineno, line)
-        if row is not None:
-            batch.append(row)
-            if len(batch) >= batch_size:
-                yield batch
-                batch = []
-    if batch:
+def batched(rows: Iterable[Prepared], size: int = BATCH) -> Iterator[list[Prepared]]:
+    """``rows`` in lists of ``size`` (the last one shorter)."""
+    it = iter(rows)
+    while batch := list(islice(it, size)):
         yield batch
 
 
+def prepare_lines(lines: Iterable[bytes | str], batch_size: int = BATCH) -> Iterator[list[Prepared]]:
+    """Batches of prepared rows from lines, in this process."""
+    rows = (prepare_line(lineno, line) for lineno, line in enumerate(lines, 1))
+    return batched((row for row in rows if row is not None), batch_size)
+
+
+def prepare_facts(facts: Iterable[Fact], batch_size: int = BATCH) -> Iterator[list[Prepared]]:
+    """Batches of prepared rows from facts built in code, numbered from 1 for error messages."""
+
+    def rows() -> Iterator[Prepared]:
+        for n, fact in enumerate(facts, 1):
+            check_fact(fact)
+            yield prepare_fact(n, fact)
+
+    return batched(rows(), batch_size)
+
+
 class LineSplitter:
-    """Cuts a byte stream into lines as ``bounded_lines`` does, refusing one longer than ``limit``.
+    """Cuts a byte stream into lines (newline kept), refusing one longer than ``limit`` bytes.
 
     A partial line is kept only up to ``limit`` bytes: past that it is refused
     at once, so an endless line costs at most ``limit`` plus one chunk.
@@ -143,8 +154,7 @@ def _prepare_numbered(lines: list[tuple[int, bytes]], limit: int, out: list[Prep
             continue
         try:
             fact = decode(line)
-            if isinstance(fact, ContractRegistered | ContractAmended):
-                check_fact(fact)
+            check_fact(fact)
         except (msgspec.MsgspecError, UnicodeDecodeError, RecursionError, BadInput):
             prepare_line(lineno, line, limit)
             raise
@@ -233,8 +243,7 @@ def prepared_batches(
         splitter = LineSplitter(limit)
         rows: list[Prepared] = []
         _prepare_numbered([*splitter.feed(head), *splitter.finish()], limit, rows)
-        for i in range(0, len(rows), batch_size):
-            yield rows[i : i + batch_size]
+        yield from batched(rows, batch_size)
         if progress is not None:
             progress(len(head))
         return

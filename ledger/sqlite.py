@@ -88,8 +88,9 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerRecorder):
             # A write as the first statement takes SQLite's write lock at once, so
             # concurrent importers queue on the busy timeout instead of failing later.
             c.execute("UPDATE ledger_index SET key = key WHERE 0")
-            # Originator ids are random, so a large import touches index pages all over the
-            # file; a bigger page cache (bounded, whatever the store's size) keeps them in memory.
+            # A large import touches many pages of the log's primary key and of the key index
+            # (one hot spot per service); a bigger page cache, bounded whatever the store's
+            # size, keeps them in memory until the commit.
             c.execute("PRAGMA cache_size = -65536")
             yield _Session(self, c)
 
