@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import io
+import queue
 import subprocess
 import sys
 import tempfile
@@ -47,6 +48,7 @@ from ledger.store import BATCH, Prepared, index_key
 MAX_LINE: Final = 16 * 1024 * 1024  # bytes; a longer line is refused without reading it whole
 CHUNK: Final = 1 << 20  # bytes handed to the child at a time
 PARALLEL_FROM: Final = 4 * CHUNK  # input at least this long is prepared in a child process
+READ_AHEAD: Final = 8  # batches from the child held while the writer is busy
 
 
 _json: Final = msgspec.json.Encoder()
@@ -290,9 +292,7 @@ def _in_child(
 
 def _receive(stream: IO[bytes], progress: Callable[[int], None] | None) -> Iterator[list[Prepared]]:
     decode = msgspec.msgpack.Decoder().decode
-    while True:
-        size = stream.read(4)
-        message = stream.read(int.from_bytes(size, "big")) if len(size) == 4 else b""
+    for message in _messages(stream):
         if not message:
             raise StoreError("import: the process preparing lines stopped")
         kind, consumed, payload = decode(message)
@@ -307,3 +307,36 @@ def _receive(stream: IO[bytes], progress: Callable[[int], None] | None) -> Itera
         if payload:
             # Lists, not tuples, after msgpack: the writer only unpacks them.
             yield cast(list[Prepared], payload)
+
+
+def _messages(stream: IO[bytes]) -> Iterator[bytes]:
+    """The child's framed messages, read ahead on a thread (b"" when the stream ends early).
+
+    A batch is larger than a pipe's buffer: without a reader the child would wait
+    for the writer to take each one, and the writer for the child.
+    """
+    inbox: queue.Queue[bytes] = queue.Queue(maxsize=READ_AHEAD)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            while not stop.is_set():
+                size = stream.read(4)
+                message = stream.read(int.from_bytes(size, "big")) if len(size) == 4 else b""
+                inbox.put(message)
+                if not message:
+                    return
+        except (OSError, ValueError):
+            inbox.put(b"")  # the stream was closed under us: the caller has stopped anyway
+
+    reader = threading.Thread(target=read, name="ledger-import-reader", daemon=True)
+    reader.start()
+    try:
+        while message := inbox.get():
+            yield message
+        yield b""
+    finally:
+        stop.set()
+        with contextlib.suppress(queue.Empty):
+            while True:  # unblock a reader waiting for room; the child is killed by our caller
+                inbox.get_nowait()

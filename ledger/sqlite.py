@@ -8,19 +8,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import msgspec
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 
 from ledger.errors import StoreError
 from ledger.events import Recorded, decode_state, decode_stored
-from ledger.store import GENESIS, OLD_FORMAT, Head, LedgerRecorder, prefix_end
+from ledger.store import GENESIS, OLD_FORMAT, Head, LedgerRecorder, Packed, prefix_end
 
 PAGE: Final = 5000
 
 
 class _Session:
+    overlaps = False  # executemany binds each row holding the interpreter lock
+
     def __init__(self, recorder: SQLiteLedgerRecorder, c: SQLiteCursor) -> None:
         self.recorder = recorder
         self.c = c
@@ -54,17 +56,20 @@ class _Session:
             found.update(r[0] for r in self.c.fetchall())
         return found
 
-    def insert(self, events: Sequence[tuple[str, int, str, bytes]], start: int) -> None:
+    def pack(self, events: Sequence[tuple[str, int, str, bytes]], keys: Sequence[tuple[str, int]],
+             start: int) -> Packed:
+        return Packed(events, keys, start, len(events))
+
+    def insert(self, packed: Packed) -> None:
         # The recorder's own insert runs one statement per event to learn each rowid; under
         # the write lock they are known in advance, so one executemany does the same work.
+        events = cast(Sequence[tuple[str, int, str, bytes]], packed.events)
         self.c.executemany(self.recorder.insert_events_statement, events)
         self.c.execute(f"SELECT MAX(rowid) FROM {self.recorder.events_table_name}")  # noqa: S608
         end = int(self.c.fetchone()[0])
-        if end != start + len(events) - 1:
-            raise StoreError(f"positions {start}..{end} for {len(events)} events: the log is not append-only")
-
-    def insert_index(self, rows: Sequence[tuple[str, int]]) -> None:
-        self.c.executemany("INSERT INTO ledger_index (key, position) VALUES (?, ?)", rows)
+        packed.check(end)
+        self.c.executemany("INSERT INTO ledger_index (key, position) VALUES (?, ?)",
+                           cast(Sequence[tuple[str, int]], packed.index))
 
 
 class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerRecorder):

@@ -15,16 +15,20 @@ under an exclusive write lock; everything else lives here, once.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence, Set
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, NamedTuple, Protocol
+from typing import Any, Final, NamedTuple, Protocol, TypeVar, cast
 
 import msgspec
 
-from ledger.errors import BadInput
+from ledger.errors import BadInput, StoreError
 from ledger.events import (
     ContractAmended,
     ContractRegistered,
@@ -45,6 +49,7 @@ from ledger.events import (
 )
 
 GENESIS: Final = "0" * 64
+T = TypeVar("T")
 BATCH: Final = 2000
 
 
@@ -68,6 +73,10 @@ class AppendResult(msgspec.Struct, frozen=True):
 class WriteSession(Protocol):
     """One write transaction holding the store's exclusive append lock."""
 
+    # Whether inserts are worth running on a thread of their own: they are when a server
+    # does the work while Python waits, not when they hold the interpreter lock row by row.
+    overlaps: bool
+
     def head(self) -> Head:
         """The last recorded position, its link and recorded_at, as this transaction sees them."""
         ...
@@ -80,14 +89,38 @@ class WriteSession(Protocol):
         """Which of these originator ids (fact ids) are recorded already."""
         ...
 
-    def insert(self, events: Sequence[tuple[str, int, str, bytes]], start: int) -> None:
-        """Insert (originator_id = fact id, version 1, topic, state) rows at ``start``, ``start + 1``...
+    def pack(self, events: Sequence[tuple[str, int, str, bytes]], keys: Sequence[tuple[str, int]],
+             start: int) -> Packed:
+        """(originator_id = fact id, version 1, topic, state) rows for ``start``, ``start + 1``...
 
-        Raises StoreError if they did not land there (the states' links hash their positions).
+        and their (key, position) index rows, in the form ``insert`` takes. Called on the
+        appending thread, so that the writer thread only sends.
         """
         ...
 
-    def insert_index(self, rows: Sequence[tuple[str, int]]) -> None: ...
+    def insert(self, packed: Packed) -> None:
+        """Insert packed rows; raise StoreError if they did not land where packed.
+
+        The states' links hash their positions.
+        """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Packed:
+    """A batch of rows in the form its backend inserts them (binary COPY data on PostgreSQL)."""
+
+    events: object
+    index: object
+    start: int
+    count: int
+
+    def check(self, end: int) -> None:
+        """Raise StoreError unless the log now ends where these rows were packed to end."""
+        if end != self.start + self.count - 1:
+            raise StoreError(
+                f"positions {self.start}..{end} for {self.count} events: the log is not append-only"
+            )
 
 
 class LedgerRecorder(ABC):
@@ -241,63 +274,153 @@ def append_prepared(
     written as it comes, inside one transaction, so memory stays bounded
     whatever the input's size. Any error rolls the whole stream back.
     ``progress`` gets the number of facts of each batch.
+
+    On a server store the statements run in order on one writer thread: while a
+    batch's duplicate check (after the previous batch's insert) runs there, this
+    thread links the batch as if none of its ids were recorded, the usual case,
+    and links it again only if some were.
     """
     appended = skipped = 0
     first: int | None = None
     last: int | None = None
-    with recorder.write_session() as session:
+    with recorder.write_session() as session, _Writer(threaded=session.overlaps) as writer:
         head = session.head()
-        prev = head.hash.encode()
-        last_at = head.recorded_at
         now = clock()
         # Facts without their own recorded_at get the import's instant, never below the store's.
-        default_at = now if last_at is None or now >= last_at else last_at
-        default_json = msgspec.json.encode(default_at)
+        at = head.recorded_at
+        default_at = now if at is None or now >= at else at
+        # Positions are known before the insert (the lock is held), so each state can carry
+        # its chain link: the link hashes the position. Each insert checks where it landed.
+        chain = _Chain(session.next_position(), head.hash.encode(), at, default_at,
+                       msgspec.json.encode(default_at), label)
         for batch in batches:
             seen: set[str] = set()
             fresh: list[Prepared] = []
             for row in batch:
-                if row[1] in seen:
-                    skipped += 1
-                else:
+                if row[1] not in seen:
                     seen.add(row[1])
                     fresh.append(row)
-            already = session.existing(list(seen))
+            skipped += len(batch) - len(fresh)
+            found = writer.submit(session.existing, list(seen))
+            linked: _Linked | None = None
+            if not found.done():
+                with contextlib.suppress(BadInput):  # perhaps about a recorded line: see below
+                    linked = chain.link(fresh, _NONE)
+            already = writer.result(found)
+            if already or linked is None:
+                linked = chain.link(fresh, already)
             if progress is not None:
                 progress(len(batch))
-            if len(already) == len(fresh):
-                skipped += len(fresh)
+            skipped += len(fresh) - len(linked.events)
+            if not linked.events:
                 continue
-            # Positions are known before the insert (the lock is held), so each state can
-            # carry its chain link: the link hashes the position.
-            start = pos = session.next_position()
-            events: list[tuple[str, int, str, bytes]] = []
-            keys: list[tuple[str, int]] = []
-            for lineno, id_, id_json, topic, key, canon, own_at in fresh:
-                if id_ in already:
-                    skipped += 1
-                    continue
-                if own_at is None:
-                    if last_at is None or last_at <= default_at:
-                        at_json, last_at = default_json, default_at
-                    else:  # an earlier line of this import carried a later recorded_at
-                        at_json = msgspec.json.encode(last_at)
-                else:
-                    at, at_json = _decode_instant(own_at), own_at
-                    if last_at is not None and at < last_at:
-                        raise BadInput(
-                            f"{label} {lineno}: field `recorded_at`: {at.isoformat()} is earlier than "
-                            f"{last_at.isoformat()}, which the store already holds"
-                        )
-                    last_at = at
-                prev = link_bytes(prev, pos, at_json, id_json, canon)
-                events.append((id_, 1, topic, state_bytes(id_json, at_json, canon, prev)))
-                keys.append((key, pos))
-                pos += 1
-            session.insert(events, start)
-            session.insert_index(keys)
-            appended += len(events)
+            writer.submit(session.insert, session.pack(linked.events, linked.keys, chain.position))
             if first is None:
-                first = start
-            last = pos - 1
+                first = chain.position
+            chain.advance(linked)
+            appended += len(linked.events)
+            last = chain.position - 1
+        writer.finish()
     return AppendResult(appended, skipped, first, last)
+
+
+_NONE: Final[frozenset[str]] = frozenset()
+
+
+class _Linked(NamedTuple):
+    """A batch's rows and index rows, and where the chain stands after them."""
+
+    events: list[tuple[str, int, str, bytes]]
+    keys: list[tuple[str, int]]
+    prev: bytes
+    last_at: datetime | None
+
+
+@dataclass
+class _Chain:
+    """Where an append stands: the next position, the last link and the last recorded_at."""
+
+    position: int
+    prev: bytes
+    last_at: datetime | None
+    default_at: datetime
+    default_json: bytes
+    label: str
+
+    def link(self, fresh: Sequence[Prepared], already: Set[str]) -> _Linked:
+        """Rows for the facts of ``fresh`` not in ``already``, from where the chain stands."""
+        pos, prev, last_at = self.position, self.prev, self.last_at
+        default_at, default_json = self.default_at, self.default_json
+        events: list[tuple[str, int, str, bytes]] = []
+        keys: list[tuple[str, int]] = []
+        for lineno, id_, id_json, topic, key, canon, own_at in fresh:
+            if id_ in already:
+                continue
+            if own_at is None:
+                if last_at is None or last_at <= default_at:
+                    at_json, last_at = default_json, default_at
+                else:  # an earlier line of this import carried a later recorded_at
+                    at_json = msgspec.json.encode(last_at)
+            else:
+                at, at_json = _decode_instant(own_at), own_at
+                if last_at is not None and at < last_at:
+                    raise BadInput(
+                        f"{self.label} {lineno}: field `recorded_at`: {at.isoformat()} is earlier than "
+                        f"{last_at.isoformat()}, which the store already holds"
+                    )
+                last_at = at
+            prev = link_bytes(prev, pos, at_json, id_json, canon)
+            events.append((id_, 1, topic, state_bytes(id_json, at_json, canon, prev)))
+            keys.append((key, pos))
+            pos += 1
+        return _Linked(events, keys, prev, last_at)
+
+    def advance(self, linked: _Linked) -> None:
+        """Move past a batch that was sent to the store."""
+        self.position += len(linked.events)
+        self.prev = linked.prev
+        self.last_at = linked.last_at
+
+
+class _Writer:
+    """One thread that runs a write session's statements in the order they are submitted.
+
+    A result is taken only after every statement submitted before it has
+    succeeded, so the first error is the one reported (not "transaction
+    aborted" from a later statement). On an error, statements not yet started
+    are cancelled and the running one finishes before the session rolls back.
+    With ``threaded`` off, each statement runs at once on the caller's thread.
+    """
+
+    def __init__(self, *, threaded: bool = True) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="ledger-writer") if threaded else None
+        self._queue: deque[Future[Any]] = deque()
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        if self._pool is not None:
+            future = self._pool.submit(fn, *args)
+        else:  # an error is raised here and now
+            future = Future()
+            future.set_result(fn(*args))
+        self._queue.append(future)
+        return future
+
+    def result(self, future: Future[T]) -> T:
+        while self._queue:
+            head = self._queue.popleft()
+            value = head.result()
+            if head is future:
+                return cast(T, value)
+        raise ValueError("not a statement of this writer")
+
+    def finish(self) -> None:
+        """Wait for every statement; raise the first error."""
+        while self._queue:
+            self._queue.popleft().result()
+
+    def __enter__(self) -> _Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
