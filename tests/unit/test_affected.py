@@ -344,19 +344,19 @@ def test_rebuild_keeping_positions_only_gives_byte_identical_reports(
     known.add_all(records)
     groups = _service_groups(known.versions)
     want = {pair: to_json(r) for pair, r in full_reports(records).items()}
-    # Every state kept, none kept (each month read again by position), and some kept.
-    for budget in (reporting.STATE_BUDGET, 0, 600):
+    # Every fact kept, none kept (each month read again by position), and some kept.
+    for budget in (reporting.FACT_BUDGET, 0, 600):
         reader = _KeyedReader(records)
         got = {}
-        saved, reporting.STATE_BUDGET = reporting.STATE_BUDGET, budget  # type: ignore[misc]
+        saved, reporting.FACT_BUDGET = reporting.FACT_BUDGET, budget  # type: ignore[misc]
         try:
             for services, contracts in groups:
                 for r in _group_reports(reader, sorted(services), sorted(contracts), len(records)):  # type: ignore[arg-type]
                     got[(r.contract, r.month)] = to_json(r)
         finally:
-            reporting.STATE_BUDGET = saved  # type: ignore[misc]
+            reporting.FACT_BUDGET = saved  # type: ignore[misc]
         assert got == want
-        if budget == reporting.STATE_BUDGET:
+        if budget == reporting.FACT_BUDGET:
             assert reader.fetched == 0
     light = Known(keep=False)
     light.add_all(records)
