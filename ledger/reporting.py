@@ -329,17 +329,21 @@ def open_view(recorder: LedgerRecorder) -> ReportingView:
 
 
 class Evaluator:
-    """Evaluates contract-months from a ``Known`` index (policies resolved once per version)."""
+    """Evaluates contract-months from a ``Known`` index (policies resolved once per version).
 
-    def __init__(self, known: Known) -> None:
+    An index that keeps positions only needs ``reader`` to fetch each month's facts,
+    unless the caller passes them.
+    """
+
+    def __init__(self, known: Known, reader: LedgerRecorder | None = None) -> None:
         self.known = known
+        self.reader = reader
         self._policies: dict[tuple[str, int], Policy] = {}
 
     def report(self, pair: Pair, upto: int, records: list[Recorded] | None = None) -> Report:
         """The pair's report from the facts folded so far (``upto`` is the last position folded).
 
-        ``records``: what ``Known.positions_for`` named, fetched by the caller, when the
-        index keeps positions only.
+        ``records``: what ``Known.positions_for`` named, fetched by the caller.
         """
         from projections.availability import evaluate
 
@@ -349,8 +353,12 @@ class Evaluator:
         policy = self._policies.get(key)
         if policy is None:
             policy = self._policies[key] = resolve(version.policy)
-        if records is None:
+        if records is None and self.known.keep:
             records = self.known.records_for(contract, month)
+        elif records is None:
+            if self.reader is None:
+                raise ValueError("an index of positions needs a reader to fetch the facts")
+            records = list(self.reader.read_positions(self.known.positions_for(contract, month)))
         return evaluate(records, policy, version.version, month, as_of_position=upto).report
 
 
@@ -409,8 +417,10 @@ class ReportingProjection(Projection[Any]):
     def __init__(self, view: ReportingView) -> None:
         super().__init__(view)
         self.reader = view.ledger_recorder()
-        self.known = Known()
-        self.evaluator = Evaluator(self.known)
+        # Positions only: a long-running worker would otherwise hold every fact it has seen
+        # (about 475 bytes each decoded); each month's facts are read again when it is evaluated.
+        self.known = Known(keep=False)
+        self.evaluator = Evaluator(self.known, self.reader)
         self._loaded = False
 
     @property

@@ -209,6 +209,10 @@ class _Reader:
     def read_records(self, start: int = 1, stop: int | None = None) -> Iterator[Recorded]:
         return (r for r in self.records if r.position >= start and (stop is None or r.position <= stop))
 
+    def read_positions(self, positions: Sequence[int]) -> Iterator[Recorded]:
+        at = {r.position: r for r in self.records}
+        return (at[p] for p in positions)
+
 
 class MemoryView:
     """The reporting view's contract, in memory: rows per pair and one tracking position."""
