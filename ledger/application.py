@@ -23,6 +23,7 @@ from ledger.events import (
 )
 from ledger.ingest import PARALLEL_FROM, prepare_facts, prepare_lines, prepared_batches
 from ledger.policy import PolicyFile, resolve
+from ledger.runtime import paused_gc
 from ledger.store import (
     AppendResult,
     LedgerRecorder,
@@ -172,10 +173,11 @@ class Ledger:
 
         _check_month(month)
         last = self.recorder.last_position() if upto is None else upto
-        version, records = self.month_records(contract, month, last)
-        policy = resolve(version.policy)
-        return evaluate(records, policy, version.version, month, as_of_position=last,
-                        replay_point=replay_point)
+        with paused_gc():  # thousands of decoded facts, no cycles
+            version, records = self.month_records(contract, month, last)
+            policy = resolve(version.policy)
+            return evaluate(records, policy, version.version, month, as_of_position=last,
+                            replay_point=replay_point)
 
     def report(self, contract: str, month: str) -> Evaluation:
         """The month's figures as the ledger knows them now."""
