@@ -64,13 +64,30 @@ class _Session:
 
     def pack(self, events: Sequence[tuple[str, int, str, bytes]], keys: Sequence[tuple[str, int]],
              start: int) -> Packed:
-        return Packed(events, keys, start, len(events))
+        return Packed(events, keys, start, len(events))  # executemany takes the lists as they are
 
     def insert(self, packed: Packed) -> None:
         # The recorder's own insert runs one statement per event to learn each rowid; under
         # the write lock they are known in advance, so one executemany does the same work.
-        events = cast(Sequence[tuple[str, int, str, bytes]], packed.events)
-        self.c.executemany(self.recorder.insert_events_statement, events)
+        self.c.executemany(self.recorder.insert_events_statement, packed.events)
+        self._index(packed)
+
+    def insert_new(self, packed: Packed) -> bool:
+        # The log's primary key (originator_id, originator_version) refuses a recorded fact id;
+        # the savepoint takes back the rows of this executemany inserted before that one.
+        self.c.execute("SAVEPOINT ledger_batch")
+        try:
+            self.c.executemany(self.recorder.insert_events_statement, packed.events)
+        except sqlite3.IntegrityError:
+            self.c.execute("ROLLBACK TO ledger_batch")
+            self.c.execute("RELEASE ledger_batch")
+            return False
+        self.c.execute("RELEASE ledger_batch")
+        self._index(packed)
+        return True
+
+    def _index(self, packed: Packed) -> None:
+        """Check where the log's rows landed, then insert their index rows."""
         self.c.execute(f"SELECT MAX(rowid) FROM {self.recorder.events_table_name}")  # noqa: S608
         end = int(self.c.fetchone()[0])
         packed.check(end)

@@ -120,6 +120,23 @@ class StoreContract:
         assert (again.appended, again.skipped) == (0, len(GOOD))
         assert snapshot(led) == before
 
+    def test_a_recorded_id_inside_a_batch_is_skipped_and_the_rest_kept(self, led: Ledger) -> None:
+        # SQLite inserts a batch first and checks only on a conflict: the rows the batch
+        # inserted before the recorded one must be taken back, and the positions stay gap-free.
+        def line(i: int) -> bytes:
+            body = b'"type":"probe_failed","service":"w","probe":"p","at":"2026-01-01T00:00:%02dZ"' % i
+            return b'{"id":"e%d",%s}' % (i, body)
+
+        assert led.import_lines([line(5)]).appended == 1
+        result = led.import_lines([line(i) for i in range(10)])
+        assert (result.appended, result.skipped, result.first_position, result.last_position) == (9, 1, 2, 10)
+        assert [r.id for r in led.records()] == ["e5", *(f"e{i}" for i in range(10) if i != 5)]
+        assert [r.position for r in led.records()] == list(range(1, 11))
+        assert verify(led.recorder).ok
+        again = led.import_lines([line(i) for i in range(12)])
+        assert (again.appended, again.skipped) == (2, 10)
+        assert verify(led.recorder).ok
+
     def test_duplicates_inside_one_file_are_recorded_once(self, led: Ledger) -> None:
         result = led.import_lines([GOOD[0], GOOD[1], GOOD[0]])
         assert (result.appended, result.skipped) == (2, 1)
