@@ -10,10 +10,15 @@ import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import msgspec
-from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
+from eventsourcing.sqlite import (
+    SQLiteApplicationRecorder,
+    SQLiteConnectionPool,
+    SQLiteCursor,
+    SQLiteDatastore,
+)
 
 from ledger.errors import StoreError
 from ledger.events import Recorded, decode_state, decode_stored
@@ -91,8 +96,7 @@ class _Session:
         self.c.execute(f"SELECT MAX(rowid) FROM {self.recorder.events_table_name}")  # noqa: S608
         end = int(self.c.fetchone()[0])
         packed.check(end)
-        self.c.executemany("INSERT INTO ledger_index (key, position) VALUES (?, ?)",
-                           cast(Sequence[tuple[str, int]], packed.index))
+        self.c.executemany("INSERT INTO ledger_index (key, position) VALUES (?, ?)", packed.index)
 
 
 class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerRecorder):
@@ -251,7 +255,7 @@ def _current_format(originator_id: str, state: bytes) -> bool:
 
 def _create_file(path: str) -> None:
     """Give a new database file ``PAGE_SIZE`` pages (an existing one keeps its own)."""
-    if path == ":memory:" or "mode=memory" in path or (os.path.exists(path) and os.path.getsize(path) > 0):
+    if SQLiteConnectionPool.detect_memory_mode(path) or (os.path.exists(path) and os.path.getsize(path) > 0):
         return
     try:
         conn = sqlite3.connect(path, uri=True, isolation_level=None)

@@ -319,13 +319,12 @@ def append_prepared(
                     seen.add(row[1])
                     fresh.append(row)
             skipped += len(batch) - len(fresh)
+            written: _Linked | None = None
             if optimistic is not None:
-                linked = _insert_new(optimistic, chain, fresh)
-                if linked is None:  # an id is recorded already, or a line was refused: check, relink
-                    linked = chain.link(fresh, session.existing(list(seen)))
-                    if linked.events:
-                        session.insert(session.pack(linked.events, linked.keys, chain.position))
-            else:
+                written = _insert_new(optimistic, chain, fresh)
+            if written is not None:
+                linked = written
+            else:  # check first (or an id was recorded, or a line refused): link without the recorded ids
                 found = writer.submit(session.existing, list(seen))
                 maybe: _Linked | None = None
                 if not found.done():
@@ -333,13 +332,13 @@ def append_prepared(
                         maybe = chain.link(fresh, _NONE)
                 already = writer.result(found)
                 linked = chain.link(fresh, already) if already or maybe is None else maybe
-                if linked.events:
-                    writer.submit(session.insert, session.pack(linked.events, linked.keys, chain.position))
             if progress is not None:
                 progress(len(batch))
             skipped += len(fresh) - len(linked.events)
             if not linked.events:
                 continue
+            if written is None:
+                writer.submit(session.insert, session.pack(linked.events, linked.keys, chain.position))
             if first is None:
                 first = chain.position
             chain.advance(linked)

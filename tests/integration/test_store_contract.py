@@ -262,7 +262,6 @@ class TestSQLiteStore(StoreContract):
         with pytest.raises(StoreError, match="earlier ledger format"):
             open_ledger(f"sqlite:///{path}")
 
-
     def test_a_new_store_gets_large_pages_and_an_existing_one_keeps_its_own(self, tmp_path: Path) -> None:
         new, old = tmp_path / "new.db", tmp_path / "old.db"
         with sqlite3.connect(old) as conn:  # a store created before: SQLite's default pages
@@ -276,6 +275,7 @@ class TestSQLiteStore(StoreContract):
             with sqlite3.connect(path) as conn:
                 assert conn.execute("PRAGMA page_size").fetchone()[0] == size
                 assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
 
 @pytest.mark.postgres
 class TestPostgresStore(StoreContract):

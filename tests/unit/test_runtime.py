@@ -22,6 +22,7 @@ def test_off_inside_and_back_on_after_even_on_error() -> None:
     with paused_gc():
         assert not gc.isenabled()
     assert gc.isenabled()
+
     def fail_inside() -> None:
         with paused_gc():
             assert not gc.isenabled()
