@@ -21,12 +21,14 @@ from ledger.events import (
     MaintenanceAnnounced,
     Recorded,
 )
-from ledger.ingest import PARALLEL_FROM, prepare_facts, prepare_lines, prepared_batches
+from ledger.ingest import PARALLEL_FROM, packed_batches, prepare_facts, prepare_lines, prepared_batches
 from ledger.policy import PolicyFile, resolve
 from ledger.runtime import paused_gc
 from ledger.store import (
     AppendResult,
+    IdConflict,
     LedgerRecorder,
+    append_packed,
     append_prepared,
     index_key,
     reference_key,
@@ -35,6 +37,36 @@ from projections.contracts import ContractVersion, contract_versions, find, in_f
 from projections.model import Audit, Evaluation
 
 DEFAULT_STORE: Final = "sqlite:///ledger.db"
+
+
+def _rewind_point(file: BinaryIO, size: int) -> int | None:
+    """Where ``file`` stands, if it can be read again from there and holds at least ``size`` more bytes."""
+    try:
+        if not file.seekable():
+            return None
+        start = file.tell()
+        long_enough = len(file.read(size)) >= size
+        file.seek(start)
+    except (OSError, ValueError):
+        return None
+    return start if long_enough else None
+
+
+class _Progress:
+    """Passes on input bytes consumed, once each even if the input is read a second time."""
+
+    def __init__(self, report: Callable[[int], None] | None) -> None:
+        self.report = report
+        self.seen = self.reported = 0
+
+    def __call__(self, size: int) -> None:
+        self.seen += size
+        if self.seen > self.reported and self.report is not None:
+            self.report(self.seen - self.reported)
+            self.reported = self.seen
+
+    def rewind(self) -> None:
+        self.seen = 0
 
 
 def utc_now() -> datetime:
@@ -77,10 +109,29 @@ class Ledger:
         """Import an NDJSON stream all-or-nothing; a large one is decoded in a second process.
 
         ``progress`` gets the number of input bytes consumed.
+
+        Where the store takes rows packed in another process (PostgreSQL) and the
+        input is a long, seekable file, that process also links and packs them, as
+        if none of their ids were recorded; if one is (a re-import), nothing is kept
+        and the file is read again the checking way.
         """
+        now = self.clock()  # one instant for the import, however many times it reads the file
+        clock = lambda: now  # noqa: E731
+        packer = self.recorder.packer
+        start = _rewind_point(file, parallel_from) if packer is not None else None
+        if packer is not None and start is not None:
+            counted = _Progress(progress)
+            try:
+                return append_packed(
+                    self.recorder, lambda chain: packed_batches(file, chain, packer, counted), clock
+                )
+            except IdConflict:
+                file.seek(start)
+                counted.rewind()
+                progress = counted if progress is not None else None
         batches = prepared_batches(file, progress, parallel_from=parallel_from)
         try:
-            return append_prepared(self.recorder, batches, self.clock)
+            return append_prepared(self.recorder, batches, clock)
         finally:
             batches.close()  # stops the preparing process at once if the write failed
 

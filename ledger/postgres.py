@@ -16,12 +16,13 @@ from urllib.parse import unquote, urlsplit
 
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg import Connection, Cursor
+from psycopg.errors import UniqueViolation
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
 from ledger.errors import StoreError
 from ledger.events import Recorded, decode_state, decode_stored
-from ledger.store import GENESIS, OLD_FORMAT, Head, LedgerRecorder, Packed, prefix_end
+from ledger.store import GENESIS, OLD_FORMAT, Head, IdConflict, LedgerRecorder, Packed, prefix_end
 
 PAGE: Final = 5000
 REFUSE_FUNCTION: Final = "ledger_refuse_change"  # trigger function behind append-only tables
@@ -71,13 +72,16 @@ class _Session:
 
     def pack(self, events: Sequence[tuple[str, int, str, bytes]], keys: Sequence[tuple[str, int]],
              start: int) -> Packed:
-        return Packed(binary_events(events, start), binary_index(keys), start, len(events))
+        return pack_binary(events, keys, start)
 
     def insert(self, packed: Packed) -> None:
         # Positions are given, not drawn from the sequence (a nextval per row cost a tenth
         # of the insert); the sequence follows once the rows are in.
-        with self.curs.copy(self.r.sql_copy_events) as copy:
-            copy.write(cast(bytes, packed.events))
+        try:
+            with self.curs.copy(self.r.sql_copy_events) as copy:
+                copy.write(cast(bytes, packed.events))
+        except UniqueViolation as exc:  # only rows packed as if none were recorded meet one
+            raise IdConflict(f"import: {exc.diag.message_detail or exc}") from None
         self.curs.execute(self.r.sql_follow_sequence)  # returns the log's new maximum
         top = self.curs.fetchone()
         end = int(top["setval"]) if top is not None else -1
@@ -94,6 +98,12 @@ _SIGNATURE: Final = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
 _TRAILER: Final = b"\xff\xff"
 _LENGTH: Final = struct.Struct("!i").pack
 _INT8: Final = struct.Struct("!iq").pack  # an int8 field: its length (8), then the value
+
+
+def pack_binary(events: Sequence[tuple[str, int, str, bytes]], keys: Sequence[tuple[str, int]],
+                start: int) -> Packed:
+    """``WriteSession.pack`` for PostgreSQL: binary COPY data, built in any process."""
+    return Packed(binary_events(events, start), binary_index(keys), start, len(events))
 
 
 def binary_events(events: Sequence[tuple[str, int, str, bytes]], start: int) -> bytes:
@@ -138,6 +148,8 @@ def binary_index(rows: Sequence[tuple[str, int]]) -> bytes:
 
 class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
     """The eventsourcing PostgreSQL application recorder, with the ledger's key index."""
+
+    packer = "ledger.postgres:pack_binary"  # an import's child process builds the COPY data
 
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events") -> None:
         super().__init__(datastore, events_table_name=events_table_name)

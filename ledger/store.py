@@ -19,7 +19,7 @@ import contextlib
 import hashlib
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence, Set
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence, Set
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -138,8 +138,17 @@ class Packed:
             )
 
 
+class IdConflict(StoreError):
+    """Rows written as if none of their ids were recorded met one that is: nothing was kept."""
+
+
 class LedgerRecorder(ABC):
     """What the ledger needs from a backend beyond the eventsourcing recorder API."""
+
+    # ``module:function`` with the signature of ``WriteSession.pack`` that needs no session,
+    # for a backend whose inserts take bytes another process can build (see append_packed);
+    # None where the rows must be bound one by one in the writing process.
+    packer: str | None = None
 
     @abstractmethod
     def write_session(self) -> AbstractContextManager[WriteSession]:
@@ -301,23 +310,10 @@ def append_prepared(
     first: int | None = None
     last: int | None = None
     with recorder.write_session() as session, _Writer(threaded=session.overlaps) as writer:
-        head = session.head()
-        now = clock()
-        # Facts without their own recorded_at get the import's instant, never below the store's.
-        at = head.recorded_at
-        default_at = now if at is None or now >= at else at
-        # Positions are known before the insert (the lock is held), so each state can carry
-        # its chain link: the link hashes the position. Each insert checks where it landed.
-        chain = _Chain(session.next_position(), head.hash.encode(), at, default_at,
-                       msgspec.json.encode(default_at), label)
+        chain = _start_chain(session, clock, label)
         optimistic = session if isinstance(session, OptimisticSession) else None
         for batch in batches:
-            seen: set[str] = set()
-            fresh: list[Prepared] = []
-            for row in batch:
-                if row[1] not in seen:
-                    seen.add(row[1])
-                    fresh.append(row)
+            fresh, seen = distinct(batch)
             skipped += len(batch) - len(fresh)
             written: _Linked | None = None
             if optimistic is not None:
@@ -329,7 +325,7 @@ def append_prepared(
                 maybe: _Linked | None = None
                 if not found.done():
                     with contextlib.suppress(BadInput):  # perhaps about a recorded line: see below
-                        maybe = chain.link(fresh, _NONE)
+                        maybe = chain.link(fresh, NONE_RECORDED)
                 already = writer.result(found)
                 linked = chain.link(fresh, already) if already or maybe is None else maybe
             if progress is not None:
@@ -348,13 +344,97 @@ def append_prepared(
     return AppendResult(appended, skipped, first, last)
 
 
-_NONE: Final[frozenset[str]] = frozenset()
+IN_FLIGHT: Final = 2  # packed batches sent to the writer thread and not yet written
 
 
-def _insert_new(session: OptimisticSession, chain: _Chain, fresh: Sequence[Prepared]) -> _Linked | None:
+def append_packed(
+    recorder: LedgerRecorder,
+    packed_batches: Callable[[ChainStart], Generator[tuple[Packed, int], None, None]],
+    clock: Callable[[], datetime],
+) -> AppendResult:
+    """Append batches linked and packed elsewhere (``recorder.packer`` in another process).
+
+    ``packed_batches`` is called, under the write lock, with where the chain stands,
+    and yields each batch with the number of rows it dropped as repeats within the
+    batch. They are linked as if none of their ids were recorded: a row whose id is
+    (a re-import, a repeat across batches) or a line the linking process refused
+    (which may concern such a row) raises ``IdConflict`` with nothing kept, and the
+    caller appends the input again through ``append_prepared``, which checks.
+    """
+    appended = skipped = 0
+    first: int | None = None
+    last: int | None = None
+    with recorder.write_session() as session, _Writer() as writer:
+        chain = _start_chain(session, clock, "line")
+        position = chain.position
+        written: deque[Future[None]] = deque()
+        # Closed on the way out, so that a failed append stops the packing process at once.
+        with contextlib.closing(packed_batches(chain.start())) as stream:
+            for packed, dropped in stream:
+                skipped += dropped
+                if packed.start != position:
+                    raise StoreError(f"import: a batch packed at {packed.start}, expected at {position}")
+                if not packed.count:
+                    continue
+                written.append(writer.submit(session.insert, packed))
+                while len(written) > IN_FLIGHT:  # bounded memory: wait for the oldest batch
+                    writer.result(written.popleft())
+                if first is None:
+                    first = packed.start
+                position += packed.count
+                appended += packed.count
+                last = position - 1
+            writer.finish()
+    return AppendResult(appended, skipped, first, last)
+
+
+def _start_chain(session: WriteSession, clock: Callable[[], datetime], label: str) -> Chain:
+    head = session.head()
+    now = clock()
+    # Facts without their own recorded_at get the import's instant, never below the store's.
+    at = head.recorded_at
+    default_at = now if at is None or now >= at else at
+    # Positions are known before the insert (the lock is held), so each state can carry
+    # its chain link: the link hashes the position. Each insert checks where it landed.
+    return Chain(session.next_position(), head.hash.encode(), at, default_at,
+                  msgspec.json.encode(default_at), label)
+
+
+def distinct(batch: Sequence[Prepared]) -> tuple[list[Prepared], set[str]]:
+    """The rows of ``batch`` without repeats of an id (the first kept), and the ids."""
+    seen: set[str] = set()
+    fresh: list[Prepared] = []
+    for row in batch:
+        if row[1] not in seen:
+            seen.add(row[1])
+            fresh.append(row)
+    return fresh, seen
+
+
+class ChainStart(NamedTuple):
+    """Where a chain stands, in a form another process can be given (instants as JSON)."""
+
+    position: int
+    prev: str
+    last_at: str | None
+    default_at: str
+
+
+def packing_chain(start: ChainStart, label: str = "line") -> Chain:
+    """The chain ``start`` describes, for a process linking rows as if none were recorded."""
+    last_at = None if start.last_at is None else _decode_instant(start.last_at.encode())
+    default_json = start.default_at.encode()
+    return Chain(start.position, start.prev.encode(), last_at, _decode_instant(default_json),
+                  default_json, label)
+
+
+NONE_RECORDED: Final[frozenset[str]] = frozenset()
+
+
+def _insert_new(session: OptimisticSession, chain: Chain, fresh: Sequence[Prepared]) -> _Linked | None:
     """Link and insert a batch as if none of its ids were recorded; None (nothing written) if one was."""
     try:
-        linked = chain.link(fresh, _NONE)
+        linked = chain.link(fresh, NONE_RECORDED)
     except BadInput:
         return None  # perhaps about a line recorded already, which the check will drop
     if linked.events and not session.insert_new(session.pack(linked.events, linked.keys, chain.position)):
@@ -372,7 +452,7 @@ class _Linked(NamedTuple):
 
 
 @dataclass
-class _Chain:
+class Chain:
     """Where an append stands: the next position, the last link and the last recorded_at."""
 
     position: int
@@ -409,6 +489,11 @@ class _Chain:
             keys.append((key, pos))
             pos += 1
         return _Linked(events, keys, prev, last_at)
+
+    def start(self) -> ChainStart:
+        """Where this chain stands, for ``packing_chain`` in another process."""
+        last_at = None if self.last_at is None else msgspec.json.encode(self.last_at).decode()
+        return ChainStart(self.position, self.prev.decode(), last_at, self.default_json.decode())
 
     def advance(self, linked: _Linked) -> None:
         """Move past a batch that was sent to the store."""

@@ -193,3 +193,87 @@ def test_a_new_line_older_than_the_store_is_still_refused(ledger: Ledger) -> Non
     with pytest.raises(BadInput, match=r"^line 1: field `recorded_at`: 2026-11-01T00:00:00\+00:00 is ear"):
         ledger.import_lines(rows)
     assert ledger.recorder.last_position() == 2000
+
+
+# --- PostgreSQL: batches linked and packed in the child (append_packed) ----------------
+
+
+def test_packed_import_restarts_checking_when_a_later_batch_meets_a_recorded_id(
+    pair: tuple[Ledger, Ledger],
+) -> None:
+    # The child links every batch as if no id were recorded; the third meets recorded ones:
+    # nothing of the first pass is kept, the file is read again the checking way, and the
+    # ledger is the one an in-process import records, with positions following on.
+    a, b = pair
+    rows = lines(30000)
+    for led in pair:
+        led.import_lines(rows[25000:25010])
+    body = data(rows)
+    seen: list[int] = []
+    via_child = a.import_file(io.BytesIO(body), seen.append, parallel_from=1)
+    in_process = b.import_lines(rows)
+    assert via_child == in_process
+    assert (via_child.appended, via_child.skipped, via_child.first_position) == (29990, 10, 11)
+    assert list(a.recorder.read_raw()) == list(b.recorder.read_raw())
+    assert verify(a.recorder).ok
+    assert sum(seen) == len(body)  # each input byte reported once, though read twice on PostgreSQL
+
+
+def test_packed_import_of_a_repeat_across_batches(pair: tuple[Ledger, Ledger]) -> None:
+    a, b = pair
+    rows = lines(25000)
+    rows.append(rows[7])  # the same fact again, two batches later
+    before = set(children())
+    via_child = a.import_file(io.BytesIO(data(rows)), parallel_from=1)
+    assert via_child == b.import_lines(rows)
+    assert (via_child.appended, via_child.skipped) == (25000, 1)
+    assert list(a.recorder.read_raw()) == list(b.recorder.read_raw())
+    assert children() <= before
+
+
+def test_packed_import_refuses_a_late_line_older_than_an_earlier_one(pair: tuple[Ledger, Ledger]) -> None:
+    # The child cannot tell whether such a line is recorded: the checking pass decides, and
+    # refuses it with the in-process message; nothing is kept.
+    a, b = pair
+    rows = exported(24000)
+    rows[23000] = rows[23000].replace(b'"recorded_at":"2026-11-01T', b'"recorded_at":"2026-10-01T')
+    errors = []
+    for attempt in (lambda: a.import_file(io.BytesIO(data(rows)), parallel_from=1),
+                    lambda: b.import_lines(rows)):
+        with pytest.raises(BadInput) as caught:
+            attempt()
+        errors.append(str(caught.value))
+    assert errors[0] == errors[1]
+    assert errors[0].startswith("line 23001: field `recorded_at`")
+    assert a.recorder.last_position() == 0
+
+
+def test_postgres_imports_a_long_file_in_one_pass(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # New facts only: linked and packed in the child, never read a second time.
+    import ledger.application as application
+
+    def checking_pass(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the file was read a second time")
+
+    led = open_ledger(pg_url, clock=StepClock())
+    try:
+        assert led.recorder.packer is not None
+        monkeypatch.setattr(application, "prepared_batches", checking_pass)
+        result = led.import_file(io.BytesIO(data(lines(25000))), parallel_from=1)
+        assert (result.appended, result.first_position, result.last_position) == (25000, 1, 25000)
+        assert verify(led.recorder).ok
+    finally:
+        led.close()
+
+
+class _Pipe(io.BytesIO):
+    def seekable(self) -> bool:
+        return False
+
+
+def test_input_that_cannot_be_read_twice_is_checked_as_it_comes(ledger: Ledger) -> None:
+    rows = lines(12000)
+    ledger.import_lines(rows[11000:11001])
+    result = ledger.import_file(_Pipe(data(rows)), parallel_from=1)
+    assert (result.appended, result.skipped) == (11999, 1)
+    assert verify(ledger.recorder).ok
