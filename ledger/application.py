@@ -110,10 +110,10 @@ class Ledger:
 
         ``progress`` gets the number of input bytes consumed.
 
-        Where the store takes rows packed in another process (PostgreSQL) and the
-        input is a long, seekable file, that process also links and packs them, as
-        if none of their ids were recorded; if one is (a re-import), nothing is kept
-        and the file is read again the checking way.
+        Where the input is long and can be read again (a file, not a pipe), that
+        process also links and packs the rows, as if none of their ids were
+        recorded; if one is (a re-import), nothing is kept and the file is read
+        again the checking way (see ``append_packed``).
         """
         now = self.clock()  # one instant for the import, however many times it reads the file
         clock = lambda: now  # noqa: E731

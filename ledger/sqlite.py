@@ -22,7 +22,7 @@ from eventsourcing.sqlite import (
 
 from ledger.errors import StoreError
 from ledger.events import Recorded, decode_state, decode_stored
-from ledger.store import GENESIS, OLD_FORMAT, Head, LedgerRecorder, Packed, prefix_end
+from ledger.store import GENESIS, OLD_FORMAT, Head, IdConflict, LedgerRecorder, Packed, prefix_end
 
 PAGE: Final = 5000
 # Page size of a new store. Rows of the log are a few hundred bytes and every import appends
@@ -69,12 +69,15 @@ class _Session:
 
     def pack(self, events: Sequence[tuple[str, int, str, bytes]], keys: Sequence[tuple[str, int]],
              start: int) -> Packed:
-        return Packed(events, keys, start, len(events))  # executemany takes the lists as they are
+        return pack_rows(events, keys, start)
 
     def insert(self, packed: Packed) -> None:
         # The recorder's own insert runs one statement per event to learn each rowid; under
         # the write lock they are known in advance, so one executemany does the same work.
-        self.c.executemany(self.recorder.insert_events_statement, packed.events)
+        try:
+            self.c.executemany(self.recorder.insert_events_statement, packed.events)
+        except sqlite3.IntegrityError as exc:  # only rows packed as if none were recorded meet one
+            raise IdConflict(f"import: {exc}") from None
         self._index(packed)
 
     def insert_new(self, packed: Packed) -> bool:
@@ -99,8 +102,16 @@ class _Session:
         self.c.executemany("INSERT INTO ledger_index (key, position) VALUES (?, ?)", packed.index)
 
 
+def pack_rows(events: Sequence[tuple[str, int, str, bytes]], keys: Sequence[tuple[str, int]],
+              start: int) -> Packed:
+    """``WriteSession.pack`` for SQLite: the rows as they are (``executemany`` takes lists too)."""
+    return Packed(events, keys, start, len(events))
+
+
 class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerRecorder):
     """The eventsourcing SQLite application recorder, with the ledger's key index and append lock."""
+
+    packer = "ledger.sqlite:pack_rows"  # an import's child process links the rows
 
     def __init__(self, datastore: SQLiteDatastore, events_table_name: str = "stored_events") -> None:
         super().__init__(datastore, events_table_name)

@@ -344,7 +344,7 @@ def append_prepared(
     return AppendResult(appended, skipped, first, last)
 
 
-IN_FLIGHT: Final = 2  # packed batches sent to the writer thread and not yet written
+IN_FLIGHT: Final = 1  # packed batches sent to the writer thread and not yet written
 
 
 def append_packed(
@@ -364,7 +364,7 @@ def append_packed(
     appended = skipped = 0
     first: int | None = None
     last: int | None = None
-    with recorder.write_session() as session, _Writer() as writer:
+    with recorder.write_session() as session, _Writer(threaded=session.overlaps) as writer:
         chain = _start_chain(session, clock, "line")
         position = chain.position
         written: deque[Future[None]] = deque()
