@@ -22,6 +22,7 @@ import contextlib
 import gc
 import importlib
 import io
+import os
 import queue
 import subprocess
 import sys
@@ -244,9 +245,14 @@ def _batch_packer(start: ChainStart, packer: str) -> Callable[[int, list[Prepare
 
 
 def _send(outbox: BinaryIO, message: bytes) -> None:
-    outbox.write(len(message).to_bytes(4, "big"))
-    outbox.write(message)
-    outbox.flush()
+    # os.write until every byte is out, not the buffered stream: a BufferedWriter whose
+    # write to the pipe was interrupted part-way (seen under a sampling profiler's ptrace
+    # stops) dropped bytes, and the parent got a damaged batch.
+    fd = outbox.fileno()
+    for part in (len(message).to_bytes(4, "big"), message):
+        view = memoryview(part)
+        while view:
+            view = view[os.write(fd, view) :]
 
 
 def _send_quietly(outbox: BinaryIO, message: bytes) -> None:
@@ -365,7 +371,10 @@ def _receive(stream: IO[bytes], progress: Callable[[int], None] | None, read_ahe
     for message in _messages(stream, read_ahead):
         if not message:
             raise StoreError("import: the process preparing lines stopped")
-        kind, consumed, payload = decode(message)
+        try:
+            kind, consumed, payload = decode(message)
+        except (msgspec.DecodeError, ValueError, TypeError):
+            raise StoreError("import: the process preparing lines sent a damaged batch") from None
         if kind == _ERROR:
             raise BadInput(payload)
         if kind == _CONFLICT:

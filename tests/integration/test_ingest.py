@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 
 import pytest
@@ -273,3 +274,34 @@ def test_input_that_cannot_be_read_twice_is_checked_as_it_comes(ledger: Ledger) 
     result = ledger.import_file(_Pipe(data(rows)), parallel_from=1)
     assert (result.appended, result.skipped) == (11999, 1)
     assert verify(ledger.recorder).ok
+
+
+# --- the pipe between the processes ------------------------------------------------------
+
+
+def test_frames_survive_writes_that_stop_part_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A pipe write may take only part of a batch (a full pipe, an interrupted call): the
+    # sender writes the rest, so every frame arrives whole and in order.
+    import threading
+
+    from ledger import ingest
+
+    real_write = os.write
+    monkeypatch.setattr(ingest.os, "write", lambda fd, data: real_write(fd, bytes(data[:777])))
+    messages = [bytes([i]) * (i * 5000 + 1) for i in range(20)]
+    r, w = os.pipe()
+    with open(r, "rb") as inbox, open(w, "wb") as outbox:
+        sender = threading.Thread(target=lambda: [ingest._send(outbox, m) for m in messages])
+        sender.start()
+        received = list(islice(ingest._messages(inbox), len(messages)))
+        sender.join()
+    assert received == messages
+
+
+def test_a_damaged_batch_is_a_one_line_store_error() -> None:
+    from ledger import ingest
+
+    frame = b"\x93\x03\x00\x95\xc4\x01x"  # an array of three holding a cut-off array of five
+    stream = io.BytesIO(len(frame).to_bytes(4, "big") + frame)
+    with pytest.raises(StoreError, match=r"^import: the process preparing lines sent a damaged batch$"):
+        list(ingest._receive(stream, None, 2))

@@ -186,6 +186,9 @@ def test_parallel_rebuild_writes_the_same_tables(ledger: Ledger, store_url: str,
     parallel = rebuild(ledger, workers=2)
     assert (parallel.pairs, parallel.events) == (serial.pairs, serial.events) == (10, serial.events)
     assert snapshot() == before
+    monkeypatch.setattr(reporting, "WRITE_BATCH", 3)  # statements joining groups, and a short last one
+    assert rebuild(ledger, workers=2).pairs == 10
+    assert snapshot() == before
 
 
 def _batches() -> list[list[Fact]]:
