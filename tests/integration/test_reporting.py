@@ -191,6 +191,44 @@ def test_parallel_rebuild_writes_the_same_tables(ledger: Ledger, store_url: str,
     assert snapshot() == before
 
 
+def test_a_rebuild_that_fails_part_way_leaves_the_view_as_it_was(
+    ledger: Ledger, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PostgreSQL writes the new view while groups are still being evaluated (SQLite at the
+    # end): either way in one transaction, so a failure keeps the old view and its tracking.
+    from ledger import reporting
+    from ledger.demo_run import run_demo
+    from ledger.reporting import rebuild
+
+    run_demo(ledger)
+    tables = ("report_monthly_availability", "report_downtime_intervals", "report_credit_entitlements",
+              "tracking" if store_url.startswith("sqlite") else "reporting_tracking")
+
+    def snapshot() -> list[list[dict[str, Any]]]:
+        return [query(store_url, f"SELECT * FROM {t} ORDER BY 1, 2{'' if 'tracking' in t else ', 3'}")  # noqa: S608
+                for t in tables]
+
+    assert rebuild(ledger, workers=1).pairs == 10
+    before = snapshot()
+    assert all(before)
+    real = reporting._groups_reports
+    calls: list[int] = []
+
+    def fails_on_the_third_task(*args: Any) -> list[tuple[int, bytes]]:
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("worker lost")
+        return real(*args)
+
+    monkeypatch.setattr(reporting, "GROUPS_PER_TASK", 1)
+    monkeypatch.setattr(reporting, "WRITE_BATCH", 1)  # PostgreSQL has written two groups when it fails
+    monkeypatch.setattr(reporting, "_groups_reports", fails_on_the_third_task)
+    with pytest.raises(RuntimeError, match="worker lost"):
+        rebuild(ledger, workers=1)
+    assert len(calls) == 3
+    assert snapshot() == before
+
+
 def _batches() -> list[list[Fact]]:
     """The demo month in three batches, shuffled (facts arrive out of time order), then corrections."""
     facts = demo_facts(MONTH)
