@@ -73,7 +73,7 @@ _ROWS, _ERROR, _FAILED, _PACKED, _CONFLICT = 0, 1, 2, 3, 4  # kinds of message f
 
 def check_fact(fact: Fact) -> None:
     """Cross-field checks msgspec cannot make: a contract fact's policy must resolve."""
-    if isinstance(fact, ContractRegistered | ContractAmended):
+    if isinstance(fact, (ContractRegistered, ContractAmended)):  # a tuple: faster than a union, per line
         try:
             resolve(fact.policy)
         except BadInput as exc:

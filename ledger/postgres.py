@@ -8,7 +8,6 @@ so an import that rolled back (or was killed) leaves no gap in positions.
 from __future__ import annotations
 
 import re
-import struct
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final, cast
@@ -22,6 +21,7 @@ from psycopg.sql import SQL, Composed, Identifier
 
 from ledger.errors import StoreError
 from ledger.events import Recorded, decode_state, decode_stored
+from ledger.packing import pack_binary
 from ledger.store import GENESIS, OLD_FORMAT, Head, IdConflict, LedgerRecorder, Packed, prefix_end
 
 PAGE: Final = 5000
@@ -91,65 +91,10 @@ class _Session:
         self.inserted += packed.count
 
 
-# COPY's binary format: a signature, then per row its field count and each field as a
-# length and bytes, then a trailer. Built by the appending thread in one buffer, so that
-# the writer thread only sends it (psycopg's write_row would format on the writer thread).
-_SIGNATURE: Final = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
-_TRAILER: Final = b"\xff\xff"
-_LENGTH: Final = struct.Struct("!i").pack
-_INT8: Final = struct.Struct("!iq").pack  # an int8 field: its length (8), then the value
-
-
-def pack_binary(events: Sequence[tuple[str, int, str, bytes]], keys: Sequence[tuple[str, int]],
-                start: int) -> Packed:
-    """``WriteSession.pack`` for PostgreSQL: binary COPY data, built in any process."""
-    return Packed(binary_events(events, start), binary_index(keys), start, len(events))
-
-
-def binary_events(events: Sequence[tuple[str, int, str, bytes]], start: int) -> bytes:
-    """(originator_id, originator_version, topic, state) rows at ``start``, ``start + 1``...
-
-    as binary COPY data for (notification_id, originator_id, originator_version, topic, state).
-    """
-    out = bytearray(_SIGNATURE)
-    topics: dict[str, bytes] = {}
-    position = start
-    for id_, version, topic, state in events:
-        fields = topics.get(topic)
-        if fields is None:
-            name = topic.encode()
-            fields = topics[topic] = _LENGTH(len(name)) + name
-        ident = id_.encode()
-        out += b"\x00\x05"
-        out += _INT8(8, position)
-        out += _LENGTH(len(ident))
-        out += ident
-        out += _INT8(8, version)
-        out += fields
-        out += _LENGTH(len(state))
-        out += state
-        position += 1
-    out += _TRAILER
-    return bytes(out)
-
-
-def binary_index(rows: Sequence[tuple[str, int]]) -> bytes:
-    """(key, position) rows as binary COPY data."""
-    out = bytearray(_SIGNATURE)
-    for key, position in rows:
-        name = key.encode()
-        out += b"\x00\x02"
-        out += _LENGTH(len(name))
-        out += name
-        out += _INT8(8, position)
-    out += _TRAILER
-    return bytes(out)
-
-
 class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
     """The eventsourcing PostgreSQL application recorder, with the ledger's key index."""
 
-    packer = "ledger.postgres:pack_binary"  # an import's child process builds the COPY data
+    packer = "ledger.packing:pack_binary"  # an import's child process builds the COPY data
 
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events") -> None:
         super().__init__(datastore, events_table_name=events_table_name)

@@ -22,6 +22,7 @@ from eventsourcing.sqlite import (
 
 from ledger.errors import StoreError
 from ledger.events import Recorded, decode_state, decode_stored
+from ledger.packing import pack_rows
 from ledger.store import GENESIS, OLD_FORMAT, Head, IdConflict, LedgerRecorder, Packed, prefix_end
 
 PAGE: Final = 5000
@@ -102,16 +103,10 @@ class _Session:
         self.c.executemany("INSERT INTO ledger_index (key, position) VALUES (?, ?)", packed.index)
 
 
-def pack_rows(events: Sequence[tuple[str, int, str, bytes]], keys: Sequence[tuple[str, int]],
-              start: int) -> Packed:
-    """``WriteSession.pack`` for SQLite: the rows as they are (``executemany`` takes lists too)."""
-    return Packed(events, keys, start, len(events))
-
-
 class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerRecorder):
     """The eventsourcing SQLite application recorder, with the ledger's key index and append lock."""
 
-    packer = "ledger.sqlite:pack_rows"  # an import's child process links the rows
+    packer = "ledger.packing:pack_rows"  # an import's child process links the rows
 
     def __init__(self, datastore: SQLiteDatastore, events_table_name: str = "stored_events") -> None:
         super().__init__(datastore, events_table_name)

@@ -222,7 +222,7 @@ def index_key(fact: Fact) -> str:
     A contract-month reads its service's facts, then the corrections that refer
     to their ids, then its claims and versions: never the rest of the ledger.
     """
-    if isinstance(fact, ContractRegistered | ContractAmended):
+    if isinstance(fact, (ContractRegistered, ContractAmended)):  # a tuple: faster than a union, per line
         return "k:" + fact.policy.contract.id
     # A table, not a match statement: this runs once per imported line.
     prefix, field = _KEY_FIELD.get(type(fact), ("s:", "service"))
