@@ -145,9 +145,9 @@ class IdConflict(StoreError):
 class LedgerRecorder(ABC):
     """What the ledger needs from a backend beyond the eventsourcing recorder API."""
 
-    # ``module:function`` with the signature of ``WriteSession.pack`` that needs no session,
-    # for a backend whose inserts take bytes another process can build (see append_packed);
-    # None where the rows must be bound one by one in the writing process.
+    # ``module:function`` with the signature of ``WriteSession.pack`` that needs no session
+    # and no backend import (``ledger.packing``), so that an import's child process can link
+    # and pack the rows (see append_packed); None for a backend that packs only as it writes.
     packer: str | None = None
 
     @abstractmethod
