@@ -180,7 +180,7 @@ def _prepare_numbered(lines: list[tuple[int, bytes]], limit: int, out: list[Prep
 
 
 def child_main(limit: int = MAX_LINE, batch_size: int = BATCH,
-               link: tuple[ChainStart, str] | None = None) -> None:
+               link: tuple[tuple[Any, ...], str] | None = None) -> None:
     """The preparing process: NDJSON on stdin; framed msgpack batches on stdout.
 
     Each message is a 4-byte big-endian length and msgpack ``[kind, bytes consumed,
@@ -327,7 +327,7 @@ def packed_batches(
 
 def _in_child(
     file: BinaryIO, head: bytes, progress: Callable[[int], None] | None, limit: int, batch_size: int,
-    link: tuple[tuple[object, ...], str] | None = None,
+    link: tuple[tuple[Any, ...], str] | None = None,
 ) -> Generator[Any, None, None]:
     # A fresh interpreter, not multiprocessing: nothing of this process (its connections,
     # threads or __main__ module) is copied or re-imported.

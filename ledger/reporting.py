@@ -30,7 +30,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import singledispatchmethod
@@ -288,14 +288,9 @@ class PostgresReportingView(PostgresTrackingRecorder, ReportingView):
             self._write(curs, reports)
 
     def reset(self, chunks: Iterable[Sequence[Report]], tracking: Tracking | None) -> None:
-        with self.datastore.transaction(commit=True) as curs:
-            curs.execute(self.sql_reset_tracking, (APP_NAME,))
-            for stmt in self.sql_delete_all:
-                curs.execute(stmt)
+        with self._replacing(tracking) as curs:
             for reports in chunks:
                 self._write(curs, reports)
-            if tracking is not None:
-                self._insert_tracking(curs, tracking)
 
     @contextmanager
     def rebuilding(self, tracking: Tracking | None) -> Iterator[Callable[[list[tuple[int, bytes]]], None]]:
@@ -305,10 +300,7 @@ class PostgresReportingView(PostgresTrackingRecorder, ReportingView):
         the old view until the commit. Writing at the end instead left the second core
         idle for most of a second per 1M events.
         """
-        with self.datastore.transaction(commit=True) as curs:
-            curs.execute(self.sql_reset_tracking, (APP_NAME,))
-            for stmt in self.sql_delete_all:
-                curs.execute(stmt)
+        with self._replacing(tracking) as curs:
             pending: list[Report] = []
 
             def write(part: list[tuple[int, bytes]]) -> None:
@@ -321,6 +313,15 @@ class PostgresReportingView(PostgresTrackingRecorder, ReportingView):
             yield write
             if pending:
                 self._write(curs, pending)
+
+    @contextmanager
+    def _replacing(self, tracking: Tracking | None) -> Iterator[Cursor[DictRow]]:
+        """One transaction: empty the view and its tracking, let the block write, then ``tracking``."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(self.sql_reset_tracking, (APP_NAME,))
+            for stmt in self.sql_delete_all:
+                curs.execute(stmt)
+            yield curs
             if tracking is not None:
                 self._insert_tracking(curs, tracking)
 
@@ -593,19 +594,18 @@ def rebuild(ledger: Ledger, *, workers: int | None = None) -> RebuildResult:
         workers = min(os.cpu_count() or 1, 8) if head >= PARALLEL_FROM else 1
     chunks = [groups[i : i + GROUPS_PER_TASK] for i in range(0, len(groups), GROUPS_PER_TASK)]
     pairs = 0
-    with view.rebuilding(Tracking(APP_NAME, head) if head else None) as write:
+    with view.rebuilding(Tracking(APP_NAME, head) if head else None) as write, ExitStack() as stack:
+        parts: Iterable[list[tuple[int, bytes]]]
         if workers > 1 and len(chunks) > 1 and ledger.url is not None:
             context = multiprocessing.get_context("spawn")  # no fork: the parent holds connections
-            with ProcessPoolExecutor(workers, mp_context=context, initializer=_open_worker_ledger,
-                                     initargs=(ledger.url,)) as pool:
-                for part in pool.map(_evaluate_groups, chunks, [head] * len(chunks)):
-                    write(part)
-                    pairs += sum(n for n, _ in part)
+            pool = stack.enter_context(ProcessPoolExecutor(
+                workers, mp_context=context, initializer=_open_worker_ledger, initargs=(ledger.url,)))
+            parts = pool.map(_evaluate_groups, chunks, [head] * len(chunks))
         else:
-            for chunk in chunks:
-                part = _groups_reports(ledger, chunk, head)
-                write(part)
-                pairs += sum(n for n, _ in part)
+            parts = (_groups_reports(ledger, chunk, head) for chunk in chunks)
+        for part in parts:
+            write(part)
+            pairs += sum(n for n, _ in part)
     return RebuildResult(events=head, pairs=pairs, seconds=time.perf_counter() - started)
 
 

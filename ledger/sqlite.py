@@ -79,28 +79,23 @@ class _Session:
             self.c.executemany(self.recorder.insert_events_statement, packed.events)
         except sqlite3.IntegrityError as exc:  # only rows packed as if none were recorded meet one
             raise IdConflict(f"import: {exc}") from None
-        self._index(packed)
-
-    def insert_new(self, packed: Packed) -> bool:
-        # The log's primary key (originator_id, originator_version) refuses a recorded fact id;
-        # the savepoint takes back the rows of this executemany inserted before that one.
-        self.c.execute("SAVEPOINT ledger_batch")
-        try:
-            self.c.executemany(self.recorder.insert_events_statement, packed.events)
-        except sqlite3.IntegrityError:
-            self.c.execute("ROLLBACK TO ledger_batch")
-            self.c.execute("RELEASE ledger_batch")
-            return False
-        self.c.execute("RELEASE ledger_batch")
-        self._index(packed)
-        return True
-
-    def _index(self, packed: Packed) -> None:
-        """Check where the log's rows landed, then insert their index rows."""
         self.c.execute(f"SELECT MAX(rowid) FROM {self.recorder.events_table_name}")  # noqa: S608
         end = int(self.c.fetchone()[0])
         packed.check(end)
         self.c.executemany("INSERT INTO ledger_index (key, position) VALUES (?, ?)", packed.index)
+
+    def insert_new(self, packed: Packed) -> bool:
+        # The log's primary key (originator_id, originator_version) refuses a recorded fact id
+        # (``insert`` raises IdConflict); the savepoint takes back the rows inserted before it.
+        self.c.execute("SAVEPOINT ledger_batch")
+        try:
+            self.insert(packed)
+        except IdConflict:
+            self.c.execute("ROLLBACK TO ledger_batch")
+            self.c.execute("RELEASE ledger_batch")
+            return False
+        self.c.execute("RELEASE ledger_batch")
+        return True
 
 
 class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerRecorder):
