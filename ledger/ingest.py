@@ -36,24 +36,27 @@ import msgspec
 
 from ledger.errors import BadInput, LedgerError, StoreError
 from ledger.events import (
+    CANONICAL_ENCODER,
     FACT_DECODER,
+    FACT_TAGS,
     ContractAmended,
     ContractRegistered,
     Fact,
-    canonical,
+    check_names,
     decode_fact,
     derive_id_from,
+    may_hold_control,
 )
 from ledger.policy import resolve
 from ledger.store import (
     BATCH,
+    KEY_OF,
     NONE_RECORDED,
     ChainStart,
     IdConflict,
     Packed,
     Prepared,
     distinct,
-    index_key,
     packing_chain,
 )
 
@@ -82,11 +85,24 @@ def check_fact(fact: Fact) -> None:
 
 def prepare_fact(lineno: int, fact: Fact) -> Prepared:
     """The row the writer needs for one validated fact (canonical JSON computed once)."""
-    canon = canonical(fact)
-    id_ = fact.id if fact.id is not None else derive_id_from(canon)
-    at = None if fact.recorded_at is None else _json.encode(fact.recorded_at)
-    tag: str = type(fact).__struct_config__.tag  # type: ignore[assignment]
-    return (lineno, id_, _json.encode(id_), tag, index_key(fact), canon, at)
+    # canonical(), index_key() and the type's tag, unrolled: this runs once per imported line.
+    tag, key_of = _TAG_AND_KEY[type(fact)]
+    id_, at = fact.id, fact.recorded_at
+    if id_ is None and at is None and fact.position is None:
+        canon = _canonical_encode(fact)
+    else:
+        canon = _canonical_encode(_replace(fact, id=None, position=None, recorded_at=None))
+    if id_ is None:
+        id_ = derive_id_from(canon)
+    at_json = None if at is None else _json.encode(at)
+    return (lineno, id_, _json.encode(id_), tag, key_of(fact), canon, at_json)
+
+
+_TAG_AND_KEY: Final[dict[type, tuple[str, Callable[[Any], str]]]] = {
+    cls: (FACT_TAGS[cls], key_of) for cls, key_of in KEY_OF.items()
+}
+_canonical_encode: Final = CANONICAL_ENCODER.encode
+_replace: Final = msgspec.structs.replace
 
 
 def prepare_line(lineno: int, line: bytes | str, limit: int = MAX_LINE) -> Prepared | None:
@@ -138,10 +154,14 @@ class LineSplitter:
         self.limit = limit
         self.lineno = 0
         self.partial = b""
+        # Whether no line the last call returned can decode to a string holding a control
+        # character (``may_hold_control``): one scan of the bytes instead of one per line.
+        self.plain = True
 
     def feed(self, chunk: bytes) -> list[tuple[int, bytes]]:
         """The complete lines (newline kept) that ``chunk`` finishes, numbered."""
         data = self.partial + chunk if self.partial else chunk
+        self.plain = not may_hold_control(data)
         pieces = data.split(b"\n")
         self.partial = pieces.pop()
         out = []
@@ -158,20 +178,24 @@ class LineSplitter:
         """The last line, if the input does not end with a newline."""
         if not self.partial:
             return []
+        self.plain = not may_hold_control(self.partial)
         self.lineno += 1
         last, self.partial = self.partial, b""
         return [(self.lineno, last)]
 
 
-def _prepare_numbered(lines: list[tuple[int, bytes]], limit: int, out: list[Prepared]) -> None:
-    # prepare_line, unrolled for the bulk path (the splitter has checked the lengths); any
-    # failure goes back through prepare_line for its one-line message.
+def _prepare_numbered(lines: list[tuple[int, bytes]], limit: int, out: list[Prepared], plain: bool) -> None:
+    # prepare_line, unrolled for the bulk path (the splitter has checked the lengths, and
+    # ``plain`` says whether the lines need ``check_names``); any failure goes back through
+    # prepare_line for its one-line message.
     decode = FACT_DECODER.decode
     for lineno, line in lines:
         if not line or line.isspace():
             continue
         try:
             fact = decode(line)
+            if not plain and may_hold_control(line):
+                check_names(fact)
             check_fact(fact)
         except (msgspec.MsgspecError, UnicodeDecodeError, RecursionError, BadInput):
             prepare_line(lineno, line, limit)
@@ -202,7 +226,7 @@ def child_main(limit: int = MAX_LINE, batch_size: int = BATCH,
         while True:
             chunk = inbox.read1(CHUNK)
             lines = splitter.feed(chunk) if chunk else splitter.finish()
-            _prepare_numbered(lines, limit, rows)
+            _prepare_numbered(lines, limit, rows, splitter.plain)
             consumed += len(chunk)
             if len(rows) >= batch_size or not chunk:
                 _send(outbox, encode(batch(consumed, rows)))
@@ -297,7 +321,8 @@ def prepared_batches(
     if len(head) < parallel_from:
         splitter = LineSplitter(limit)
         rows: list[Prepared] = []
-        _prepare_numbered([*splitter.feed(head), *splitter.finish()], limit, rows)
+        _prepare_numbered(splitter.feed(head), limit, rows, splitter.plain)
+        _prepare_numbered(splitter.finish(), limit, rows, splitter.plain)
         yield from batched(rows, batch_size)
         if progress is not None:
             progress(len(head))

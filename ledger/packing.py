@@ -35,10 +35,12 @@ def pack_binary(events: Sequence[tuple[str, int, str, bytes]], keys: Sequence[tu
     return Packed(binary_events(events, start), binary_index(keys), start, len(events))
 
 
-def binary_events(events: Sequence[tuple[str, int, str, bytes]], start: int) -> bytes:
+def binary_events(events: Sequence[tuple[str, int, str, bytes]], start: int) -> bytearray:
     """(originator_id, originator_version, topic, state) rows at ``start``, ``start + 1``...
 
     as binary COPY data for (notification_id, originator_id, originator_version, topic, state).
+    The buffer itself, not a bytes copy of it: a batch is megabytes, and both COPY and
+    msgpack take a bytearray.
     """
     out = bytearray(_SIGNATURE)
     topics: dict[str, bytes] = {}
@@ -59,10 +61,10 @@ def binary_events(events: Sequence[tuple[str, int, str, bytes]], start: int) -> 
         out += state
         position += 1
     out += _TRAILER
-    return bytes(out)
+    return out
 
 
-def binary_index(rows: Sequence[tuple[str, int]]) -> bytes:
+def binary_index(rows: Sequence[tuple[str, int]]) -> bytearray:
     """(key, position) rows as binary COPY data."""
     out = bytearray(_SIGNATURE)
     for key, position in rows:
@@ -72,4 +74,4 @@ def binary_index(rows: Sequence[tuple[str, int]]) -> bytes:
         out += name
         out += _INT8(8, position)
     out += _TRAILER
-    return bytes(out)
+    return out

@@ -92,6 +92,18 @@ def test_bad_line_in_the_child_keeps_nothing(ledger: Ledger, where: str) -> None
     assert ledger.import_lines(lines(1, start=50000)).first_position == 4
 
 
+@pytest.mark.parametrize("name", [b"a\\u0001b", b"new\\nline", b"del\x7f"])
+def test_control_character_in_a_name_in_the_child(ledger: Ledger, name: bytes) -> None:
+    # Names are checked only in chunks that hold a backslash or DEL: here one line among 20,000.
+    ledger.import_lines(lines(3))
+    before = snapshot(ledger)
+    rows = lines(20000, start=100)
+    rows[12345] = b'{"type":"probe_failed","service":"w","probe":"%s","at":"2026-10-04T09:15:00Z"}' % name
+    with pytest.raises(BadInput, match=r"^line 12346: field `probe`: must not contain control characters$"):
+        ledger.import_file(io.BytesIO(data(rows)), parallel_from=1)
+    assert snapshot(ledger) == before
+
+
 def test_overlong_line_in_the_child(ledger: Ledger) -> None:
     body = data(lines(100)) + b'{"type":"probe_failed","detail":"' + b"x" * (MAX_LINE + 10) + b'"}\n'
     with pytest.raises(BadInput, match=rf"^line 101: longer than {MAX_LINE} bytes$"):
