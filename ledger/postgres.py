@@ -107,9 +107,13 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
         self.sql_create_statements.append(
             SQL(
                 "CREATE TABLE IF NOT EXISTS {schema}.{index} ("
-                "key text NOT NULL, position bigint NOT NULL, PRIMARY KEY (key, position))"
+                'key text COLLATE "C" NOT NULL, position bigint NOT NULL, PRIMARY KEY (key, position))'
             ).format(schema=schema, index=index)
         )
+        # Keys in byte order whatever the database's collation: a kind of key ("k:" for
+        # contracts) is then one range, which a linguistic collation breaks ("k:a" sorts
+        # after "k;" under en-US, and every contract went missing). Comparing bytes is
+        # also cheaper for each of the index's inserts.
         # The index decides what a contract-month reads: it is as append-only as the log.
         self.sql_create_statements.extend(append_only_statements(self.datastore.schema, ("ledger_index",)))
         self.sql_read_index = SQL(
@@ -228,6 +232,18 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
             for row in self._fetch(self.sql_read_positions, (literal,)):
                 yield row[0], row[1]
 
+    def compare_keys_as_bytes(self) -> None:
+        """Read key prefixes correctly from a key index not in byte order (one made before it was).
+
+        The comparison is then not the index's, so the read scans the index table:
+        correct, but slower in a large store than a new store's indexed range.
+        """
+        schema, index = Identifier(self.datastore.schema), Identifier("ledger_index")
+        self.sql_prefix_positions = SQL(
+            'SELECT position FROM {schema}.{index} WHERE key COLLATE "C" >= %s AND key COLLATE "C" < %s '
+            "AND position <= %s ORDER BY position"
+        ).format(schema=schema, index=index)
+
     def read_key_prefix(self, prefix: str, upto: int) -> Iterator[Recorded]:
         rows = self._fetch(self.sql_prefix_positions, (prefix, prefix_end(prefix), upto))
         yield from self.read_positions([row[0] for row in rows])
@@ -317,10 +333,28 @@ def open_postgres(url: str, *, pool_size: int = 2) -> PostgresLedgerRecorder:
             "AND table_name = %s AND column_name = 'originator_id'",
             (datastore.schema, recorder.events_table_name),
         ).fetchone()
+        # A key index created before it was declared COLLATE "C" sorts by the database's
+        # collation: byte order under C or C.UTF-8, but not under a linguistic one, where
+        # a kind of key is no longer one range. Probes sorted both ways tell them apart.
+        probes = sorted(_ORDER_PROBES, key=str.encode)
+        order = conn.execute(
+            "SELECT c.collname IN ('C', 'POSIX') OR (c.collname = 'default' AND %s::text[] = "
+            "(SELECT array_agg(p ORDER BY p) FROM unnest(%s::text[]) p)) AS byte_ordered "
+            "FROM pg_attribute a JOIN pg_collation c ON c.oid = a.attcollation "
+            "WHERE a.attrelid = to_regclass(%s) AND a.attname = 'key'",
+            (probes, probes[::-1], f"{datastore.schema}.ledger_index"),
+        ).fetchone()
+    if order is not None and not order["byte_ordered"]:
+        recorder.compare_keys_as_bytes()
     if kind is not None and kind["data_type"] != "text":
         recorder.close()
         raise StoreError(OLD_FORMAT)
     return recorder
+
+
+# Keys of one kind in byte order, with what a linguistic collation reorders: punctuation,
+# digits, case, accents, and the character after the kind's separator.
+_ORDER_PROBES: Final = ("k:-1", "k:0", "k:A", "k:Z", "k:_", "k:a", "k:z", "k:é", "k;")
 
 
 # --- append-only enforcement and least-privilege roles --------------------------

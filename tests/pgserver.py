@@ -122,11 +122,11 @@ def with_db(admin_url: str, dbname: str) -> str:
 
 
 @contextmanager
-def scratch_database(admin_url: str) -> Iterator[str]:
-    """A uniquely named database, dropped afterwards."""
+def scratch_database(admin_url: str, options: str = "") -> Iterator[str]:
+    """A uniquely named database (``options`` appended to its CREATE DATABASE), dropped afterwards."""
     name = "ledger_test_" + uuid.uuid4().hex[:12]
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}" {options}')
     try:
         yield with_db(admin_url, name)
     finally:
