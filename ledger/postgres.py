@@ -104,16 +104,16 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
             append_only_statements(self.datastore.schema, (self.events_table_name,))
         )
         index = Identifier("ledger_index")
+        # Keys in byte order whatever the database's collation: a kind of key ("k:" for
+        # contracts) is then one range, which a linguistic collation breaks ("k:a" sorts
+        # after "k;" under en-US, and every contract went missing). Comparing bytes is
+        # also cheaper for each of the index's inserts.
         self.sql_create_statements.append(
             SQL(
                 "CREATE TABLE IF NOT EXISTS {schema}.{index} ("
                 'key text COLLATE "C" NOT NULL, position bigint NOT NULL, PRIMARY KEY (key, position))'
             ).format(schema=schema, index=index)
         )
-        # Keys in byte order whatever the database's collation: a kind of key ("k:" for
-        # contracts) is then one range, which a linguistic collation breaks ("k:a" sorts
-        # after "k;" under en-US, and every contract went missing). Comparing bytes is
-        # also cheaper for each of the index's inserts.
         # The index decides what a contract-month reads: it is as append-only as the log.
         self.sql_create_statements.extend(append_only_statements(self.datastore.schema, ("ledger_index",)))
         self.sql_read_index = SQL(
