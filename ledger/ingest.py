@@ -36,12 +36,12 @@ import msgspec
 
 from ledger.errors import BadInput, LedgerError, StoreError
 from ledger.events import (
-    CANONICAL_ENCODER,
+    CONTRACT_TYPES,
     FACT_DECODER,
     FACT_TAGS,
-    ContractAmended,
     ContractRegistered,
     Fact,
+    canonical,
     check_names,
     decode_fact,
     derive_id_from,
@@ -74,14 +74,9 @@ _json: Final = msgspec.json.Encoder()
 _ROWS, _ERROR, _FAILED, _PACKED, _CONFLICT = 0, 1, 2, 3, 4  # kinds of message from the child
 
 
-_CONTRACT_TYPES: Final = frozenset({ContractRegistered, ContractAmended})
-
-
 def check_fact(fact: Fact) -> None:
     """Cross-field checks msgspec cannot make: a contract fact's policy must resolve."""
-    # Exact types (the union's members have no subclasses): isinstance against msgspec's
-    # metaclass cost about as much as decoding the fields, once per imported line.
-    if type(fact) in _CONTRACT_TYPES:
+    if type(fact) in CONTRACT_TYPES:
         try:
             resolve(cast(ContractRegistered, fact).policy)
         except BadInput as exc:
@@ -90,24 +85,17 @@ def check_fact(fact: Fact) -> None:
 
 def prepare_fact(lineno: int, fact: Fact) -> Prepared:
     """The row the writer needs for one validated fact (canonical JSON computed once)."""
-    # canonical(), index_key() and the type's tag, unrolled: this runs once per imported line.
+    # The type's tag and index key from one table lookup: this runs once per imported line.
     tag, key_of = _TAG_AND_KEY[type(fact)]
-    id_, at = fact.id, fact.recorded_at
-    if id_ is None and at is None and fact.position is None:
-        canon = _canonical_encode(fact)
-    else:
-        canon = _canonical_encode(_replace(fact, id=None, position=None, recorded_at=None))
-    if id_ is None:
-        id_ = derive_id_from(canon)
-    at_json = None if at is None else _json.encode(at)
-    return (lineno, id_, _json.encode(id_), tag, key_of(fact), canon, at_json)
+    canon = canonical(fact)
+    id_ = fact.id if fact.id is not None else derive_id_from(canon)
+    at = None if fact.recorded_at is None else _json.encode(fact.recorded_at)
+    return (lineno, id_, _json.encode(id_), tag, key_of(fact), canon, at)
 
 
 _TAG_AND_KEY: Final[dict[type, tuple[str, Callable[[Any], str]]]] = {
     cls: (FACT_TAGS[cls], key_of) for cls, key_of in KEY_OF.items()
 }
-_canonical_encode: Final = CANONICAL_ENCODER.encode
-_replace: Final = msgspec.structs.replace
 
 
 def prepare_line(lineno: int, line: bytes | str, limit: int = MAX_LINE) -> Prepared | None:

@@ -142,10 +142,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
             "SELECT position FROM {schema}.{index} WHERE key = ANY(%s) AND position <= %s)) "
             "ORDER BY notification_id"
         ).format(schema=schema, table=table, index=index)
-        self.sql_prefix_positions = SQL(
-            "SELECT position FROM {schema}.{index} WHERE key >= %s AND key < %s AND position <= %s "
-            "ORDER BY position"
-        ).format(schema=schema, index=index)
+        self.sql_prefix_positions = self._prefix_positions(SQL("key"))
         self.sql_head = SQL(
             "SELECT notification_id, state FROM {schema}.{table} ORDER BY notification_id DESC LIMIT 1"
         ).format(schema=schema, table=table)
@@ -238,11 +235,14 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
         The comparison is then not the index's, so the read scans the index table:
         correct, but slower in a large store than a new store's indexed range.
         """
-        schema, index = Identifier(self.datastore.schema), Identifier("ledger_index")
-        self.sql_prefix_positions = SQL(
-            'SELECT position FROM {schema}.{index} WHERE key COLLATE "C" >= %s AND key COLLATE "C" < %s '
-            "AND position <= %s ORDER BY position"
-        ).format(schema=schema, index=index)
+        self.sql_prefix_positions = self._prefix_positions(SQL('key COLLATE "C"'))
+
+    def _prefix_positions(self, key: SQL) -> Composed:
+        """Positions under keys from one bound to the next, ``key`` being how keys are compared."""
+        return SQL(
+            "SELECT position FROM {schema}.{index} WHERE {key} >= %s AND {key} < %s AND position <= %s "
+            "ORDER BY position"
+        ).format(schema=Identifier(self.datastore.schema), index=Identifier("ledger_index"), key=key)
 
     def read_key_prefix(self, prefix: str, upto: int) -> Iterator[Recorded]:
         rows = self._fetch(self.sql_prefix_positions, (prefix, prefix_end(prefix), upto))

@@ -31,6 +31,7 @@ import msgspec
 
 from ledger.errors import BadInput, StoreError
 from ledger.events import (
+    CONTRACT_TYPES,
     ContractAmended,
     ContractRegistered,
     CreditClaimFiled,
@@ -244,7 +245,7 @@ _KEY_FIELD: Final[dict[type, tuple[str, str]]] = {
     CreditClaimFiled: ("c:", "contract"),
 }
 KEY_OF: Final[dict[type, Callable[[Any], str]]] = {
-    cls: _contract_key if cls in (ContractRegistered, ContractAmended)
+    cls: _contract_key if cls in CONTRACT_TYPES
     else _field_key(*_KEY_FIELD.get(cls, ("s:", "service")))
     for cls in get_args(Fact)
 }
