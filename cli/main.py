@@ -302,18 +302,46 @@ def audit(ctx: Context, contract_id: str, month: str, as_of: str | None, positio
         click.echo(audit_text(a), nl=False)
 
 
-@cli.command()
+VERIFY_HELP = """Check the stored log and its key index against the hash chain; print the head.
+
+\b
+Plain verify proves that the store holds together: every event's link
+recomputes from the one before, positions run 1..N without a gap, every
+value has the type and shape the ledger writes, and the key index (which
+reports read through) has exactly one row per event, under its key. It finds
+an event altered, removed, inserted, reordered or moved, unless whoever
+edited the tables also recomputed every link after the edit, or cut the last
+events off (the rest is then a valid shorter chain): nothing inside the
+store can tell those from the truth.
+
+\b
+--expect HASH, a head printed by an earlier verify and kept out of the
+store's reach (sent to the customer, put in a report), also proves that
+positions 1 to where that head was printed are exactly what they were then:
+a recomputed chain or a cut below that point fails. Events appended since
+are covered only by a head published after them.
+
+Exit codes: 0 holds, 3 tampering found (one line naming the first position
+that does not hold), 2 bad input (a malformed --expect).
+"""
+
+
+@cli.command(help=VERIFY_HELP, short_help="Check the log and key index against the hash chain.")
 @click.option("--expect", metavar="HASH",
-              help="Also check that a head hash published earlier is still on the chain.")
+              help="A head published earlier (sha256:<64 hex>): the chain must pass through it.")
 @pass_ctx
 def verify(ctx: Context, expect: str | None) -> None:
-    """Check that no recorded event was altered, removed, inserted or reordered."""
+    """``ledger verify``: see VERIFY_HELP."""
+    from ledger.verify import parse_head
     from ledger.verify import verify as run_verify
 
-    result = run_verify(ctx.ledger(create=False).recorder, expect=expect)
+    want = parse_head(expect) if expect is not None else None  # bad input before the store is opened
+    result = run_verify(ctx.ledger(create=False).recorder, expect=want)
     if not result.ok:
         _fail(f"verify: {result.problem}", code=3)
     click.echo(f"ok: {result.position} events, chain intact; head sha256:{result.head}")
+    if result.expected_at is not None:
+        click.echo(f"expected sha256:{want} found at position {result.expected_at}")
 
 
 @cli.command()

@@ -14,7 +14,7 @@ from typing import Any, Final, cast
 from urllib.parse import unquote, urlsplit
 
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
-from psycopg import Connection, Cursor
+from psycopg import Connection, Cursor, ServerCursor
 from psycopg.errors import UniqueViolation
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier
@@ -22,7 +22,7 @@ from psycopg.sql import SQL, Composed, Identifier
 from ledger.errors import StoreError
 from ledger.events import Recorded, decode_state, decode_stored
 from ledger.packing import pack_binary
-from ledger.store import GENESIS, OLD_FORMAT, Head, IdConflict, LedgerRecorder, Packed, prefix_end
+from ledger.store import GENESIS, OLD_FORMAT, Head, IdConflict, LedgerRecorder, Packed, Snapshot, prefix_end
 
 PAGE: Final = 5000
 REFUSE_FUNCTION: Final = "ledger_refuse_change"  # trigger function behind append-only tables
@@ -116,9 +116,16 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
         )
         # The index decides what a contract-month reads: it is as append-only as the log.
         self.sql_create_statements.extend(append_only_statements(self.datastore.schema, ("ledger_index",)))
-        self.sql_read_index = SQL(
-            "SELECT key, position FROM {schema}.{index} WHERE (key, position) > (%s, %s) "
-            "ORDER BY key, position LIMIT %s"
+        # What verify reads: every row, compared with nothing (any value it holds comes back).
+        # The log by its position index, rows without a position first; the key index sorted.
+        self.sql_snapshot_events = tuple(
+            SQL(
+                "SELECT notification_id, originator_id, topic, state FROM {schema}.{table} WHERE {where}"
+            ).format(schema=schema, table=table, where=SQL(where))
+            for where in ("notification_id IS NULL", "notification_id IS NOT NULL ORDER BY notification_id")
+        )
+        self.sql_snapshot_index = SQL(
+            "SELECT position, key FROM {schema}.{index} ORDER BY position NULLS FIRST, key"
         ).format(schema=schema, index=index)
         self.sql_position_of = SQL(
             "SELECT notification_id FROM {schema}.{table} WHERE originator_id = %s"
@@ -254,23 +261,52 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
             row = curs.fetchone()
         return None if row is None else int(row["notification_id"])
 
-    def read_index(self) -> Iterator[tuple[str, int]]:
-        key, pos = "", -(2**62)
-        while True:
-            with self.datastore.get_connection() as conn, conn.cursor() as curs:
-                curs.execute(self.sql_read_index, (key, pos, PAGE))
-                rows = curs.fetchall()
-            for row in rows:
-                yield row["key"], row["position"]
-            if len(rows) < PAGE:
-                return
-            key, pos = rows[-1]["key"], rows[-1]["position"]
+    @contextmanager
+    def snapshot(self) -> Iterator[Snapshot]:
+        with self.datastore.get_connection() as conn, conn.transaction(force_rollback=True):
+            # One snapshot for every read of the check: appends committed meanwhile stay out
+            # of it. A plain SELECT's lock, which an append's EXCLUSIVE lock lets through.
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            snap = _Snapshot(conn, self)
+            try:
+                yield snap
+            finally:
+                snap.close()
 
     def last_position(self) -> int:
         return self.max_notification_id() or 0
 
     def close(self) -> None:
         self.datastore.close()
+
+
+class _Snapshot:
+    """``Snapshot`` over server-side cursors in one REPEATABLE READ transaction."""
+
+    def __init__(self, conn: Connection[Any], recorder: PostgresLedgerRecorder) -> None:
+        self.conn = conn
+        self.r = recorder
+        self.cursors: list[ServerCursor[tuple[Any, ...]]] = []
+
+    def events(self) -> Iterator[tuple[object, object, object, object]]:
+        for query in self.r.sql_snapshot_events:
+            yield from self._rows(query)
+
+    def index(self) -> Iterator[tuple[object, object]]:
+        yield from self._rows(self.r.sql_snapshot_index)
+
+    def _rows(self, query: Composed) -> Iterator[Any]:
+        # Streamed a page at a time (no LIMIT paging: that trusts positions to be unique).
+        curs = self.conn.cursor(f"ledger_verify_{len(self.cursors)}", binary=True, row_factory=tuple_row)
+        self.cursors.append(curs)
+        curs.execute(query)
+        while page := curs.fetchmany(PAGE):  # a page as a list: iterating the cursor costs per row
+            yield from page
+
+    def close(self) -> None:
+        """Close the cursors still open, before the transaction ends."""
+        for curs in self.cursors:
+            curs.close()
 
 
 class LedgerDatastore(PostgresDatastore):

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final
 
 import msgspec
 from eventsourcing.sqlite import (
     SQLiteApplicationRecorder,
+    SQLiteConnection,
     SQLiteConnectionPool,
     SQLiteCursor,
     SQLiteDatastore,
@@ -23,7 +24,7 @@ from eventsourcing.sqlite import (
 from ledger.errors import StoreError
 from ledger.events import Recorded, decode_state, decode_stored
 from ledger.packing import pack_rows
-from ledger.store import GENESIS, OLD_FORMAT, Head, IdConflict, LedgerRecorder, Packed, prefix_end
+from ledger.store import GENESIS, OLD_FORMAT, Head, IdConflict, LedgerRecorder, Packed, Snapshot, prefix_end
 
 PAGE: Final = 5000
 # Page size of a new store. Rows of the log are a few hundred bytes and every import appends
@@ -96,6 +97,40 @@ class _Session:
             return False
         self.c.execute("RELEASE ledger_batch")
         return True
+
+
+class _Snapshot:
+    """``Snapshot`` over one connection's read transaction."""
+
+    def __init__(self, conn: SQLiteConnection, events_table: str) -> None:
+        self.conn = conn
+        self.events_table = events_table
+        self.open: list[Generator[Any, None, None]] = []
+
+    def events(self) -> Iterator[tuple[object, object, object, object]]:
+        return self._rows(
+            f"SELECT rowid, originator_id, topic, state FROM {self.events_table} ORDER BY rowid"  # noqa: S608
+        )
+
+    def index(self) -> Iterator[tuple[object, object]]:
+        # SQLite sorts NULL first, then numbers, text and blobs: any value a row may hold.
+        return self._rows("SELECT position, key FROM ledger_index ORDER BY position, key")
+
+    def _rows(self, query: str) -> Generator[Any, None, None]:
+        rows = self._stream(query)
+        self.open.append(rows)
+        return rows
+
+    def _stream(self, query: str) -> Generator[Any, None, None]:
+        with self.conn.cursor() as c:  # several statements can be open at once in one transaction
+            c.execute(query)
+            while page := c.fetchmany(PAGE):
+                yield from page
+
+    def close(self) -> None:
+        """Close the statements still open, before the transaction ends."""
+        for rows in self.open:
+            rows.close()
 
 
 class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerRecorder):
@@ -204,21 +239,16 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerRecorder):
             row = c.fetchone()
         return None if row is None else int(row[0])
 
-    def read_index(self) -> Iterator[tuple[str, int]]:
-        key, pos = "", -(2**62)
-        while True:
-            with self.datastore.transaction(commit=False) as c:
-                c.execute(
-                    "SELECT key, position FROM ledger_index WHERE (key, position) > (?, ?) "
-                    "ORDER BY key, position LIMIT ?",
-                    (key, pos, PAGE),
-                )
-                rows = c.fetchall()
-            for row in rows:
-                yield row[0], row[1]
-            if len(rows) < PAGE:
-                return
-            key, pos = rows[-1][0], rows[-1][1]
+    @contextmanager
+    def snapshot(self) -> Iterator[Snapshot]:
+        # One read transaction for the whole check: in WAL mode it reads the database as of
+        # its first read whatever is committed meanwhile, and holds no lock a writer waits on.
+        with self.datastore.get_connection(commit=False) as conn, conn.transaction(commit=False):
+            snap = _Snapshot(conn, self.events_table_name)
+            try:
+                yield snap
+            finally:
+                snap.close()
 
     def last_position(self) -> int:
         return self.max_notification_id() or 0
@@ -247,10 +277,19 @@ def append_only_statements(tables: Sequence[str]) -> list[str]:
     return statements
 
 
-def _current_format(originator_id: str, state: bytes) -> bool:
+_EARLIER_STATE: Final = msgspec.json.Decoder(tuple[str, msgspec.Raw, msgspec.Raw])
+
+
+def _earlier_format(originator_id: object, state: object) -> bool:
+    """Whether a row is of the earlier format: a uuid5 stream id, and a state without chain link.
+
+    Only that shape: anything else wrong with a row is for ``ledger verify`` to report, as tampering.
+    """
+    if not isinstance(state, bytes):
+        return False
     try:
-        return decode_stored(1, state)[0].id == originator_id
-    except (msgspec.MsgspecError, ValueError):
+        return _EARLIER_STATE.decode(state)[0] != originator_id
+    except msgspec.MsgspecError:
         return False
 
 
@@ -277,9 +316,13 @@ def open_sqlite(path: str, **kwargs: Any) -> SQLiteLedgerRecorder:
     recorder.create_table()
     with datastore.transaction(commit=False) as c:
         # Stream ids are fact ids; a store whose first stream id is not its fact's id predates that.
-        c.execute(f"SELECT originator_id, state FROM {recorder.events_table_name} ORDER BY rowid LIMIT 1")  # noqa: S608
+        # The log starts at 1: a row below is not a format, it is an insertion (verify says so).
+        c.execute(
+            f"SELECT originator_id, state FROM {recorder.events_table_name} "  # noqa: S608
+            "WHERE rowid >= 1 ORDER BY rowid LIMIT 1"
+        )
         row = c.fetchone()
-    if row is not None and not _current_format(row[0], row[1]):
+    if row is not None and _earlier_format(row[0], row[1]):
         recorder.close()
         raise StoreError(OLD_FORMAT)
     return recorder
