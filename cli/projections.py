@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import click
 
 from ledger.application import Ledger
+
+
+class Seconds(click.FloatRange):
+    """Seconds within bounds: click's FloatRange alone lets nan through (it compares false)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        seconds = float(super().convert(value, param, ctx))
+        if math.isnan(seconds):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        return seconds
 
 
 def _ledger() -> tuple[Ledger, str]:
@@ -44,7 +57,7 @@ def status() -> None:
 
 @projections.command()
 @click.option("--once", is_flag=True, help="Catch up with the ledger's head and exit.")
-@click.option("--interval", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
+@click.option("--interval", type=Seconds(min=0.01, max=86400), default=1.0, show_default=True,
               metavar="S", help="Seconds between polls (SQLite; PostgreSQL is notified of new events).")
 def run(once: bool, interval: float) -> None:
     """Keep the reporting tables up to date (until SIGTERM or Ctrl-C, or once with --once)."""

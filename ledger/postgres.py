@@ -7,22 +7,28 @@ so an import that rolled back (or was killed) leaves no gap in positions.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final, cast
-from urllib.parse import unquote, urlsplit
 
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+import psycopg
+from eventsourcing.persistence import BaseInfrastructureFactory
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore, PostgresFactory
+from eventsourcing.utils import Environment, EnvType
 from psycopg import Connection, Cursor, ServerCursor
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.errors import UniqueViolation
-from psycopg.rows import DictRow, tuple_row
+from psycopg.rows import DictRow, dict_row, tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
-from ledger.errors import StoreError
+from ledger.errors import BadInput, StoreError
 from ledger.events import Recorded, decode_state, decode_stored
 from ledger.packing import pack_binary
 from ledger.store import GENESIS, OLD_FORMAT, Head, IdConflict, LedgerRecorder, Packed, Snapshot, prefix_end
+from ledger.text import printable
+from ledger.urls import redact, scrub
 
 PAGE: Final = 5000
 REFUSE_FUNCTION: Final = "ledger_refuse_change"  # trigger function behind append-only tables
@@ -310,12 +316,22 @@ class _Snapshot:
 
 
 class LedgerDatastore(PostgresDatastore):
-    """The library's datastore, with JIT compilation off for the ledger's connections.
+    """The library's datastore, connecting with every libpq parameter of the store URL, JIT off.
 
-    The ledger's queries are short index walks; PostgreSQL's cost estimate for a
-    keyed read of a long service history can pass ``jit_above_cost``, and compiling
-    then takes longer than running the query.
+    The library hands libpq five parameters (dbname, host, port, user, password),
+    always: the URL's others (``sslmode``, ``connect_timeout``, ``host=/socket/dir``...)
+    would be dropped, and an absent user or host sent as given defaults instead of
+    libpq's own. The ledger's queries are short index walks; PostgreSQL's cost
+    estimate for a keyed read of a long service history can pass
+    ``jit_above_cost``, and compiling then takes longer than running the query.
     """
+
+    def __init__(self, params: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(
+            params.get("dbname", ""), params.get("host", ""), params.get("port", ""),
+            params.get("user", ""), params.get("password", ""), **kwargs,
+        )
+        self.pool.kwargs = {**params, "row_factory": dict_row}
 
     def after_connect_func(self) -> Callable[[Connection[Any]], None]:
         library = super().after_connect_func()
@@ -327,36 +343,124 @@ class LedgerDatastore(PostgresDatastore):
         return after_connect
 
 
-def parse_postgres_url(url: str) -> dict[str, Any]:
-    """Split ``postgresql://user[:password]@host[:port]/dbname`` into datastore arguments."""
-    parts = urlsplit(url)
-    dbname = unquote(parts.path.lstrip("/"))
-    if not dbname:
-        raise StoreError(f"store URL {url!r}: no database name")
+class LedgerFactory(PostgresFactory):
+    """The library's factory (for ``ProjectionRunner``) on a ``LedgerDatastore`` of the store URL.
+
+    The environment names the URL (``LEDGER_STORE_URL``) instead of the library's
+    ``POSTGRES_*`` variables, which carry five parameters only.
+    """
+
+    def __init__(self, env: Environment | EnvType | None) -> None:
+        BaseInfrastructureFactory.__init__(self, env)  # not the library's: it reads POSTGRES_*
+        url = self.env.get("LEDGER_STORE_URL")
+        assert url is not None, "LedgerFactory needs LEDGER_STORE_URL"
+        self.datastore = LedgerDatastore(
+            connection_params(url), pool_size=5, max_overflow=10, connect_timeout=30,
+            idle_in_transaction_session_timeout=5, originator_id_type="text",
+        )
+
+
+def runner_env(url: str) -> dict[str, str]:
+    """The eventsourcing environment of a ``ProjectionRunner`` on the ledger at ``url``."""
     return {
-        "dbname": dbname,
-        "host": parts.hostname or "127.0.0.1",
-        "port": parts.port or 5432,
-        "user": unquote(parts.username or "postgres"),
-        "password": unquote(parts.password or ""),
+        "PERSISTENCE_MODULE": f"{__name__}:{LedgerFactory.__name__}",
+        "LEDGER_STORE_URL": url,
+        # The tables exist already (open_view made them under a lock); concurrent DDL fails.
+        "CREATE_TABLE": "false",
     }
 
 
-def open_postgres(url: str, *, pool_size: int = 2) -> PostgresLedgerRecorder:
-    """Open the PostgreSQL ledger at ``url``, creating its tables if needed."""
-    args = parse_postgres_url(url)
+# libpq's URI keywords the ledger leaves to libpq's defaults; connect_timeout has one more:
+# without it an unreachable host is waited for as long as the system's TCP timeout.
+CONNECT_TIMEOUT: Final = "10"
+_PORT: Final = re.compile(r"[0-9]{1,5}")
+
+
+def connection_params(url: str) -> dict[str, str]:
+    """The libpq parameters of a ``postgresql://`` URL, by libpq's own URI rules.
+
+    Query parameters are kept, absent ones are libpq's defaults (its environment
+    variables, the OS user, the local socket). A URL libpq cannot read, or without
+    a database name, or with a port that is not one, is bad input.
+    """
+    shown = redact(url)
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.Error as exc:
+        raise BadInput(f"store URL {shown}: {scrub(str(exc), url)}") from None
+    if not params.get("dbname"):
+        raise BadInput(f"store URL {shown}: no database name (postgresql://USER@HOST:PORT/DBNAME)")
+    for port in str(params.get("port", "")).split(","):
+        if port and not (_PORT.fullmatch(port) and 1 <= int(port) <= 65535):
+            raise BadInput(f"store URL {shown}: port {printable(port)!r} is not a port number (1 to 65535)")
+    out = {key: str(value) for key, value in params.items()}
+    out.setdefault("connect_timeout", CONNECT_TIMEOUT)
+    return out
+
+
+def parse_postgres_url(url: str) -> dict[str, Any]:
+    """The five arguments eventsourcing's ``PostgresDatastore`` takes (its other parameters are dropped).
+
+    For tools that build the library's own datastore; the ledger connects with
+    ``connection_params`` instead.
+    """
+    params = connection_params(url)
+    return {
+        "dbname": params["dbname"],
+        "host": params.get("host", ""),
+        "port": params.get("port", "5432"),
+        "user": params.get("user", ""),
+        "password": params.get("password", ""),
+    }
+
+
+def _where(params: dict[str, str]) -> str:
+    """Database, host and port of ``params`` for a message (never the password)."""
+    host = params.get("host") or params.get("hostaddr") or os.environ.get("PGHOST") or "the local socket"
+    port = params.get("port") or os.environ.get("PGPORT")
+    at = f"{host}:{port}" if port and not host.startswith("/") else host
+    user = params.get("user") or os.environ.get("PGUSER")
+    return printable(f'database "{params["dbname"]}" at {at}' + (f" as {user}" if user else ""))
+
+
+def _connect(url: str, params: dict[str, str]) -> Connection[DictRow]:
+    """One connection, or the server's reason at once (the pool would retry it for its whole timeout)."""
+    try:
+        return psycopg.connect(**params, autocommit=True, row_factory=dict_row)  # type: ignore[arg-type]
+    except psycopg.Error as exc:
+        text = str(exc).split("\n", 1)[0]  # libpq's hint ("Is the server running...?") follows
+        for prefix in ("connection failed: ", "connection is bad: "):
+            text = text.removeprefix(prefix)
+        reason = scrub(" ".join(text.split()), url)
+        raise StoreError(f"cannot connect to PostgreSQL {_where(params)}: {printable(reason)}") from None
+
+
+def open_postgres(url: str, *, pool_size: int = 2, create: bool = True) -> PostgresLedgerRecorder:
+    """Open the PostgreSQL ledger at ``url``, creating its tables if needed (only if ``create``).
+
+    Without ``create``, a database holding no ledger is refused and left as it was.
+    """
+    params = connection_params(url)
+    probe = _connect(url, params)
     # Stream ids are the facts' own ids (text), so the primary key is the idempotency key itself.
     datastore = LedgerDatastore(
-        **args, pool_size=pool_size, max_overflow=2, connect_timeout=10, originator_id_type="text"
+        params, pool_size=pool_size, max_overflow=2, connect_timeout=10, originator_id_type="text"
     )
     recorder = PostgresLedgerRecorder(datastore)
-    with datastore.get_connection() as conn:
+    schema = datastore.schema
+    with probe as conn:
         # Ready when the last object the schema creates exists (older stores get the rest).
         row = conn.execute(
             "SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'ledger_append_only_truncate' "
-            "AND tgrelid = to_regclass('ledger_index')) AS ready"
+            "AND tgrelid = to_regclass(%s)) AS ready, to_regclass(%s) IS NOT NULL "
+            "AND to_regclass(%s) IS NOT NULL AS ledger",
+            (f"{schema}.ledger_index", f"{schema}.{recorder.events_table_name}", f"{schema}.ledger_index"),
         ).fetchone()
-        if row is None or not row["ready"]:
+        assert row is not None
+        if not row["ledger"] and not create:
+            recorder.close()
+            raise StoreError(f"not a ledger store: {redact(url)} (`ledger init` creates one)")
+        if not row["ready"] and create:
             # DDL run by two processes at once fails ("tuple concurrently updated"):
             # whoever creates the schema holds an advisory lock while doing it.
             conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))

@@ -368,6 +368,26 @@ def open_view(recorder: LedgerRecorder) -> ReportingView:
     raise StoreError(f"no reporting view for {type(recorder).__name__}")
 
 
+def _existing_view(recorder: LedgerRecorder) -> ReportingView | None:
+    """The reporting view, if its tracking table was ever made (nothing is created)."""
+    from ledger.postgres import PostgresLedgerRecorder
+    from ledger.sqlite import SQLiteLedgerRecorder
+
+    if isinstance(recorder, SQLiteLedgerRecorder):
+        sqlite_view = SQLiteReportingView(recorder.datastore)
+        with recorder.datastore.transaction(commit=False) as c:
+            c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                      ("tracking",))  # the library's fixed name
+            return sqlite_view if c.fetchone() else None
+    if isinstance(recorder, PostgresLedgerRecorder):
+        pg_view = PostgresReportingView(recorder.datastore)
+        with recorder.datastore.get_connection() as conn:
+            row = conn.execute("SELECT to_regclass(%s) IS NOT NULL AS made",
+                               (f"{recorder.datastore.schema}.{pg_view.tracking_table_name}",)).fetchone()
+        return pg_view if row is not None and row["made"] else None
+    raise StoreError(f"no reporting view for {type(recorder).__name__}")
+
+
 # --- evaluation ----------------------------------------------------------------
 
 
@@ -758,27 +778,9 @@ class Status(msgspec.Struct, frozen=True):
 
 
 def status(ledger: Ledger) -> list[Status]:
-    """Per projection: its tracked position and the ledger's head."""
-    view = open_view(ledger.recorder)
-    position = int(view.max_tracking_id(APP_NAME) or 0)
+    """Per projection: its tracked position and the ledger's head (creates nothing)."""
+    position = int(view.max_tracking_id(APP_NAME) or 0) if (view := _existing_view(ledger.recorder)) else 0
     return [Status(projection=PROJECTION, position=position, head=ledger.recorder.last_position())]
-
-
-def _postgres_env(url: str) -> dict[str, str]:
-    from ledger.postgres import parse_postgres_url
-
-    args = parse_postgres_url(url)
-    return {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
-        "POSTGRES_DBNAME": str(args["dbname"]),
-        "POSTGRES_HOST": str(args["host"]),
-        "POSTGRES_PORT": str(args["port"]),
-        "POSTGRES_USER": str(args["user"]),
-        "POSTGRES_PASSWORD": str(args["password"]),
-        "POSTGRES_ORIGINATOR_ID_TYPE": "text",  # stream ids are fact ids (ledger.postgres)
-        # The tables exist already (open_view made them under a lock); concurrent DDL fails.
-        "CREATE_TABLE": "false",
-    }
 
 
 def run(
@@ -796,7 +798,7 @@ def run(
     (LISTEN/NOTIFY). SQLite has no subscription: poll every ``interval`` seconds.
     Returns the tracked position when it stops.
     """
-    from ledger.postgres import PostgresLedgerRecorder
+    from ledger.postgres import PostgresLedgerRecorder, runner_env
 
     view = open_view(ledger.recorder)
     projection = ReportingProjection(view)
@@ -812,7 +814,7 @@ def run(
                 application_class=LedgerApplication,
                 projection_class=ReportingProjection,
                 view_class=PostgresReportingView,
-                env=_postgres_env(url),
+                env=runner_env(url),  # every parameter of the URL, not the library's five
             )
             with runner:
                 while not stop.wait(min(interval, 1.0)):

@@ -11,12 +11,12 @@ import sqlite3
 from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final
+from urllib.parse import quote
 
 import msgspec
 from eventsourcing.sqlite import (
     SQLiteApplicationRecorder,
     SQLiteConnection,
-    SQLiteConnectionPool,
     SQLiteCursor,
     SQLiteDatastore,
 )
@@ -25,6 +25,7 @@ from ledger.errors import StoreError
 from ledger.events import Recorded, decode_state, decode_stored
 from ledger.packing import pack_rows
 from ledger.store import GENESIS, OLD_FORMAT, Head, IdConflict, LedgerRecorder, Packed, Snapshot, prefix_end
+from ledger.text import printable
 
 PAGE: Final = 5000
 # Page size of a new store. Rows of the log are a few hundred bytes and every import appends
@@ -293,27 +294,65 @@ def _earlier_format(originator_id: object, state: object) -> bool:
         return False
 
 
+_HEADER: Final = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
+
+
 def _create_file(path: str) -> None:
     """Give a new database file ``PAGE_SIZE`` pages (an existing one keeps its own)."""
-    if SQLiteConnectionPool.detect_memory_mode(path) or (os.path.exists(path) and os.path.getsize(path) > 0):
+    if os.path.exists(path) and os.path.getsize(path) > 0:
         return
     try:
-        conn = sqlite3.connect(path, uri=True, isolation_level=None)
+        conn = sqlite3.connect(path, isolation_level=None)
         try:
             conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
             conn.execute("PRAGMA journal_mode = WAL")  # writes the header: the page size is fixed from here
         finally:
             conn.close()
     except sqlite3.Error as exc:
-        raise StoreError(f"cannot create {path}: {exc}") from None
+        raise StoreError(f"cannot create {printable(path)}: {exc}") from None
 
 
-def open_sqlite(path: str, **kwargs: Any) -> SQLiteLedgerRecorder:
-    """Open (creating if needed) the SQLite ledger at ``path``."""
-    _create_file(path)
-    datastore = SQLiteDatastore(db_name=path, lock_timeout=kwargs.get("lock_timeout", 120))
+def _sqlite_file(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(_HEADER)) == _HEADER
+    except OSError:
+        return False
+
+
+def _holds_a_ledger(path: str) -> bool:
+    """Whether the SQLite file at ``path`` has the ledger's tables (read without writing anything)."""
+    uri = "file:" + quote(os.path.abspath(path)) + "?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+        try:
+            names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
+    return {"stored_events", "ledger_index"} <= names
+
+
+def open_sqlite(path: str, *, create: bool = True, lock_timeout: int = 120) -> SQLiteLedgerRecorder:
+    """Open the SQLite ledger at ``path``; with ``create``, make the file and the tables if needed.
+
+    Without ``create`` a missing file, a file that is not a SQLite database and a
+    database without the ledger's tables are refused and left as they were.
+    """
+    shown = printable(path)
+    if not create and not (os.path.isfile(path) and _sqlite_file(path) and _holds_a_ledger(path)):
+        why = "" if os.path.exists(path) else "no such file; "
+        raise StoreError(f"not a ledger store: {shown} ({why}`ledger init` creates one)")
+    if os.path.exists(path) and os.path.getsize(path) > 0 and not _sqlite_file(path):
+        raise StoreError(f"{shown}: not a SQLite database")
+    if create:
+        _create_file(path)
+    # Absolute: the library opens it as a URI filename, where a relative "file:..." would be a URI.
+    datastore = SQLiteDatastore(db_name=os.path.abspath(path), lock_timeout=lock_timeout)
     recorder = SQLiteLedgerRecorder(datastore)
-    recorder.create_table()
+    if create:
+        recorder.create_table()
     with datastore.transaction(commit=False) as c:
         # Stream ids are fact ids; a store whose first stream id is not its fact's id predates that.
         # The log starts at 1: a row below is not a format, it is an insertion (verify says so).

@@ -30,7 +30,7 @@ from ledger.application import Ledger
 from ledger.demo import demo_facts, example_policy_paths
 from ledger.events import ExclusionRevoked, Fact, fact_from_fields
 from ledger.policy import load_policy
-from ledger.reporting import Evaluator
+from ledger.reporting import Evaluator, open_view
 from projections.affected import Known
 from projections.model import Report, to_json
 
@@ -263,7 +263,7 @@ def test_incremental_runs_keep_tables_equal_to_reports(
 def test_projection_commands_on_a_missing_store_fail_in_one_line(tmp_path: Path, runner: CliRunner) -> None:
     result = runner.invoke(cli, ["--store", f"sqlite:///{tmp_path / 'none.db'}", "projections", "status"])
     assert result.exit_code != 0
-    assert result.stderr.strip().startswith("error: no ledger at")
+    assert result.stderr.strip().startswith("error: not a ledger store: ")
     assert len(result.stderr.strip().splitlines()) == 1
 
 
@@ -288,7 +288,7 @@ def test_two_workers_on_one_postgres_never_double_count(
 ) -> None:
     ledger: Ledger = make_ledger(pg_url)
     register(ledger)
-    ledger_cli(runner, pg_url, "projections", "status")  # creates the view's tables
+    open_view(ledger.recorder)  # the view's tables (`projections status` only reads)
     ledger.append_facts(_batches()[0])
     # Two catch-up workers race for the same backlog: one commits it, the other's tracking
     # insert fails, and it skips ahead instead of crashing.
