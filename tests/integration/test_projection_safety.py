@@ -120,6 +120,14 @@ def backends(url: str) -> set[int]:
     return {r[0] for r in rows}
 
 
+def listening(url: str) -> bool:
+    """A session of this database waits for notifications (a follower past its catch-up)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                           "AND query LIKE 'LISTEN %'").fetchone()
+    return row is not None and row[0] > 0
+
+
 def rows_held(url: str) -> set[tuple[str, str]]:
     found = query(url, "SELECT contract, month FROM report_monthly_availability")
     return {(r["contract"], r["month"]) for r in found}
@@ -263,6 +271,25 @@ def test_a_killed_rebuild_leaves_no_worker_and_no_connection(
     assert reporting.rebuild(ledger, workers=1).pairs == 10
 
 
+def test_an_orphaned_worker_ends_by_its_watchdog_alone() -> None:
+    # As where prctl is missing: the worker's thread sees its parent's pid change and ends it.
+    child = ("import os, sys, time; from ledger import reporting; sys.platform = 'other'; "
+             "reporting._die_with_parent(os.getppid()); print('ready', flush=True); time.sleep(60)")
+    parent = ("import os, subprocess, sys; "
+              f"c = subprocess.Popen([sys.executable, '-c', {child!r}], stdout=subprocess.PIPE, text=True); "
+              "ready = c.stdout.readline(); print(c.pid if ready else -1, flush=True); os._exit(0)")
+    proc = subprocess.Popen([sys.executable, "-c", parent], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    out, _ = proc.communicate(timeout=60)
+    pid = int(out)
+    assert pid > 0, "the worker did not start"
+    try:
+        wait_for(lambda: not alive(pid), "the orphaned worker ended", timeout=3)
+    finally:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 # --- 3. a month the fold fails on ------------------------------------------------------
 
 
@@ -384,6 +411,7 @@ def test_a_follower_reconnects_after_a_postgres_restart(runner: CliRunner, clock
             follower = ledger_process(url, "projections", "run", "--interval", "0.2")
             wait_for(lambda: tracked(url) == led.recorder.last_position(), "the follower caught up",
                      proc=follower)
+            wait_for(lambda: listening(url), "the follower listened for new facts", proc=follower)
             led.close()
             cluster.stop()  # fast shutdown: every session is ended, as in a restart
             time.sleep(2)  # the follower tries meanwhile
@@ -401,7 +429,7 @@ def test_a_follower_reconnects_after_a_postgres_restart(runner: CliRunner, clock
             led.close()
         assert out == f"reporting at position {head}\n"
         attempts = err.splitlines()
-        assert attempts, "one line per reconnection attempt"
+        assert attempts, f"one line per reconnection attempt: {out!r} {err!r}"
         for n, line in enumerate(attempts, 1):
             assert re.fullmatch(r"projections run: connection lost \(.*\); reconnecting in [\d.]+ s "
                                 rf"\(attempt {n}\)", line), line
