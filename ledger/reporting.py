@@ -16,7 +16,10 @@ tracking row only moves forward, so a worker that lost the race for a position
 gets an IntegrityError from the library, rolls back, and skips ahead.
 
 ``rebuild`` resets the view and its tracking and recomputes every contract-month
-service by service through the key index.
+service by service through the key index. It holds the view's fence for its whole run,
+and every write of a worker takes it too, so the two never interleave; tracking never
+moves back. A contract-month whose fold raises is recorded in ``report_failed_months``
+instead of stopping the view (docs/decisions.md, issue 15).
 """
 
 from __future__ import annotations
