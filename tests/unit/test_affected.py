@@ -225,7 +225,7 @@ class MemoryView:
     def max_tracking_id(self, application_name: str) -> int | None:
         return self.position
 
-    def replace(self, pairs: Any, reports: Sequence[Report], tracking: Tracking) -> None:
+    def replace(self, pairs: Any, reports: Sequence[Report], tracking: Tracking, failed: Any = ()) -> None:
         if self.position is not None and tracking.notification_id <= self.position:
             raise IntegrityError("behind")
         self.position = tracking.notification_id
