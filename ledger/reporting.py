@@ -59,9 +59,9 @@ from ledger.events import Recorded, decode_state
 from ledger.policy import Policy, resolve
 from ledger.runtime import paused_gc
 from ledger.store import LedgerRecorder, reference_key
-from projections.affected import Known, Pair, affected, walk_back
+from projections.affected import Affected, Known, Pair, affected, walk_back
 from projections.contracts import ContractVersion
-from projections.model import Report
+from projections.model import Credit, Report
 
 APP_NAME: Final = "ledger"  # the tracked application: positions are the ledger's notification ids
 PROJECTION: Final = "reporting"
@@ -381,27 +381,35 @@ class Evaluator:
     def __init__(self, known: Known, reader: LedgerRecorder | None = None) -> None:
         self.known = known
         self.reader = reader
-        self._policies: dict[tuple[str, int], Policy] = {}
+        self._policies: dict[tuple[str, int], tuple[Policy, Credit]] = {}
 
     def report(self, pair: Pair, upto: int, records: list[Recorded] | None = None) -> Report:
         """The pair's report from the facts folded so far (``upto`` is the last position folded).
 
         ``records``: what ``Known.positions_for`` named, fetched by the caller.
         """
-        from projections.availability import evaluate
+        from projections.availability import evaluate, quiet_credit, quiet_report
 
         contract, month = pair
         version = self.known.version_in_force(contract, month)
         key = (contract, version.version)
-        policy = self._policies.get(key)
-        if policy is None:
-            policy = self._policies[key] = resolve(version.policy)
+        resolved = self._policies.get(key)
+        if resolved is None:
+            policy = resolve(version.policy)
+            resolved = self._policies[key] = (policy, quiet_credit(policy))
+        policy, quiet = resolved
         if records is None and self.known.keep:
             records = self.known.records_for(contract, month)
         elif records is None:
-            if self.reader is None:
-                raise ValueError("an index of positions needs a reader to fetch the facts")
-            records = list(self.reader.read_positions(self.known.positions_for(contract, month)))
+            positions = self.known.positions_for(contract, month)
+            records = []
+            if positions:
+                if self.reader is None:
+                    raise ValueError("an index of positions needs a reader to fetch the facts")
+                records = list(self.reader.read_positions(positions))
+        if not records:
+            # Most held months have no fact at all (every month up to the clock is held).
+            return quiet_report(policy, version.version, month, as_of_position=upto, credit=quiet)
         return evaluate(records, policy, version.version, month, as_of_position=upto).report
 
 
@@ -514,7 +522,7 @@ class ReportingProjection(Projection[Any]):
         first, last = batch[0].position, batch[-1].position
         if first != self.known.position + 1:
             raise ProjectionError(f"expected position {self.known.position + 1}, got {first}")
-        held_before = self.known.all_held()
+        self.known.settle()  # the rows as they were before this batch (others' batches included)
         self.known.add_all(batch)
         tracked = self.tracked
         if tracked >= last:
@@ -524,20 +532,22 @@ class ReportingProjection(Projection[Any]):
                 f"the reporting view is at position {tracked} but this worker at {first - 1}: "
                 "run `ledger projections rebuild`"
             )
-        pairs = affected(batch, self.known, held_before)
-        reports = self._recompute(pairs, last)
+        reports = self._recompute(affected(batch, self.known, self.known.settle()), last)
         try:
             self.view.replace(reports.keys(), list(reports.values()), Tracking(APP_NAME, last))
         except IntegrityError:
             return False  # another worker wrote this position first: its rows are as good as ours
         return True
 
-    def _recompute(self, pairs: set[Pair], upto: int) -> dict[Pair, Report]:
-        """Reports for ``pairs`` and for the earlier months whose downtime stretch may reach them."""
-        old = self.view.wall_to_wall() if pairs else set()
-        held = self.known.all_held()
+    def _recompute(self, pairs: Affected, upto: int) -> dict[Pair, Report]:
+        """Reports for ``pairs`` and for the earlier months whose downtime stretch may reach them.
+
+        New rows that no fact reaches (``fresh``: months the clock or a widened span added)
+        start no walk: no other month's figures depend on whether a row exists.
+        """
+        old = self.view.wall_to_wall() if pairs.changed else set()
         reports: dict[Pair, Report] = {}
-        todo = set(pairs)
+        todo = pairs.changed | pairs.fresh
         while todo:
             for pair in sorted(todo):
                 reports[pair] = self.evaluator.report(pair, upto)
@@ -546,7 +556,7 @@ class ReportingProjection(Projection[Any]):
                 r = reports.get(pair)
                 return pair in old or (r is not None and r.downtime_seconds == r.total_seconds)
 
-            todo = walk_back(set(reports), self.known, held, full)
+            todo = walk_back(todo - pairs.fresh, self.known, full, reports.keys())
         return reports
 
 
@@ -584,6 +594,8 @@ def rebuild(ledger: Ledger, *, workers: int | None = None) -> RebuildResult:
     started = time.perf_counter()
     view = open_view(ledger.recorder)
     head = ledger.recorder.last_position()
+    # The ledger's clock: every contract's rows run to its month (a group sees only its own facts).
+    clock = next((r.recorded_at for r in ledger.recorder.read_records(head, head)), None) if head else None
     groups = [(sorted(s), sorted(c)) for s, c in _service_groups(ledger.contracts(head))]
     if workers is None:
         # One worker per core on both stores. PostgreSQL once had two per core, to overlap
@@ -600,9 +612,9 @@ def rebuild(ledger: Ledger, *, workers: int | None = None) -> RebuildResult:
             context = multiprocessing.get_context("spawn")  # no fork: the parent holds connections
             pool = stack.enter_context(ProcessPoolExecutor(
                 workers, mp_context=context, initializer=_open_worker_ledger, initargs=(ledger.url,)))
-            parts = pool.map(_evaluate_groups, chunks, [head] * len(chunks))
+            parts = pool.map(_evaluate_groups, chunks, [head] * len(chunks), [clock] * len(chunks))
         else:
-            parts = (_groups_reports(ledger, chunk, head) for chunk in chunks)
+            parts = (_groups_reports(ledger, chunk, head, clock) for chunk in chunks)
         for part in parts:
             write(part)
             pairs += sum(n for n, _ in part)
@@ -645,14 +657,14 @@ def _gathered(groups: Iterable[list[Report]], size: int) -> Iterator[list[Report
 
 
 def _groups_reports(
-    ledger: Ledger, groups: Sequence[tuple[list[str], list[str]]], head: int
+    ledger: Ledger, groups: Sequence[tuple[list[str], list[str]]], head: int, clock: datetime | None
 ) -> list[tuple[int, bytes]]:
     """Each group's report count and reports, encoded: compact to hold and to hand to the parent."""
     reports: list[tuple[int, bytes]] = []
     # A group's facts and indexes are freed by reference counting when the next one starts.
     with paused_gc():
         for services, contracts in groups:
-            group = _group_reports(ledger.recorder, services, contracts, head)
+            group = _group_reports(ledger.recorder, services, contracts, head, clock)
             reports.append((len(group), msgspec.msgpack.encode(group)))
     return reports
 
@@ -664,7 +676,7 @@ FACT_BUDGET: Final = 32 * 1024 * 1024  # bytes, counted as twice each fact's sto
 
 
 def _group_reports(
-    reader: LedgerRecorder, services: list[str], contracts: list[str], head: int
+    reader: LedgerRecorder, services: list[str], contracts: list[str], head: int, clock: datetime | None
 ) -> list[Report]:
     """Every held month of one service group, in memory bounded by a budget, not by the history.
 
@@ -675,6 +687,7 @@ def _group_reports(
     when its month comes, and dropped after.
     """
     known = Known(keep=False)
+    known.see_clock(clock)  # the ledger's latest recorded_at: the group's own facts may be older
     kept: dict[int, Recorded] = {}
     room = FACT_BUDGET
     refs: set[str] = set()
@@ -716,9 +729,11 @@ def _open_worker_ledger(url: str) -> None:
     _worker_ledger.append(open_ledger(url, create=False))
 
 
-def _evaluate_groups(groups: Sequence[tuple[list[str], list[str]]], head: int) -> list[tuple[int, bytes]]:
+def _evaluate_groups(
+    groups: Sequence[tuple[list[str], list[str]]], head: int, clock: datetime | None
+) -> list[tuple[int, bytes]]:
     """Worker process: evaluate some service groups as of ``head``."""
-    return _groups_reports(_worker_ledger[0], groups, head)
+    return _groups_reports(_worker_ledger[0], groups, head, clock)
 
 
 def _service_groups(versions: dict[str, list[ContractVersion]]) -> list[tuple[set[str], set[str]]]:

@@ -160,8 +160,11 @@ def test_rebuild_gives_tables_equal_to_reports(ledger: Ledger, store_url: str, r
 
     run_demo(ledger)
     out = ledger_cli(runner, store_url, "projections", "rebuild")
-    assert "rebuilt reporting: 10 contract-months" in out.stdout
-    assert assert_tables_match_reports(store_url, runner, rebuilt=True) == len(held_pairs(ledger)) == 10
+    # Five contracts x September to November: facts from late September (the demo's lead-in),
+    # October's, and the clock (recorded_at) in November, a quiet month.
+    assert "rebuilt reporting: 15 contract-months" in out.stdout
+    assert assert_tables_match_reports(store_url, runner, rebuilt=True) == len(held_pairs(ledger)) == 15
+    assert {m for _, m in held_pairs(ledger)} == {"2026-09", "2026-10", "2026-11"}
     head = ledger.recorder.last_position()
     status = ledger_cli(runner, store_url, "projections", "status").stdout
     assert status == f"reporting\tposition={head}\thead={head}\tlag=0\n"
@@ -184,10 +187,10 @@ def test_parallel_rebuild_writes_the_same_tables(ledger: Ledger, store_url: str,
     serial = rebuild(ledger, workers=1)
     before = snapshot()
     parallel = rebuild(ledger, workers=2)
-    assert (parallel.pairs, parallel.events) == (serial.pairs, serial.events) == (10, serial.events)
+    assert (parallel.pairs, parallel.events) == (serial.pairs, serial.events) == (15, serial.events)
     assert snapshot() == before
     monkeypatch.setattr(reporting, "WRITE_BATCH", 3)  # statements joining groups, and a short last one
-    assert rebuild(ledger, workers=2).pairs == 10
+    assert rebuild(ledger, workers=2).pairs == 15
     assert snapshot() == before
 
 
@@ -208,7 +211,7 @@ def test_a_rebuild_that_fails_part_way_leaves_the_view_as_it_was(
         return [query(store_url, f"SELECT * FROM {t} ORDER BY 1, 2{'' if 'tracking' in t else ', 3'}")  # noqa: S608
                 for t in tables]
 
-    assert rebuild(ledger, workers=1).pairs == 10
+    assert rebuild(ledger, workers=1).pairs == 15
     before = snapshot()
     assert all(before)
     real = reporting._groups_reports

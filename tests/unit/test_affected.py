@@ -10,6 +10,7 @@ was computed at).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,7 +34,9 @@ from tests.unit.factories import fact
 
 BASE = datetime(2026, 1, 25, tzinfo=UTC)
 SPAN_H = 80 * 24  # hours covered by generated facts: late January to mid April
-RECORDED = datetime(2000, 1, 1, tzinfo=UTC)
+# When the ledger learns the facts: from late January on, the clock moving up to months ahead
+# of them (rows then run to the clock's month: quiet months after the last fact).
+RECORDED = datetime(2026, 1, 20, tzinfo=UTC)
 
 C1 = """
 [contract]
@@ -128,7 +131,8 @@ window_fact = st.one_of(
         st.sampled_from(["m1", "m2"]),
         hours,
         st.integers(1, 72),
-        st.integers(0, 72),
+        # Negative notice: announced after the window started, or even after it ended.
+        st.integers(-96, 72),
     ),
     st.builds(
         lambda kind, m, h: fact(kind, maintenance=m, at=_at(h)),
@@ -194,8 +198,11 @@ def ledgers(draw: st.DrawFn) -> tuple[list[Recorded], list[int]]:
     if draw(st.booleans()):
         after = facts.index(REGISTER_1) + 1
         facts.insert(draw(st.integers(after, len(facts))), AMEND_1)
+    gaps = draw(st.lists(st.sampled_from([1, 3600, 2 * 86400, 6 * 86400]), min_size=len(facts),
+                         max_size=len(facts)))
+    clock = list(itertools.accumulate(gaps))
     records = [
-        Recorded(position=i, recorded_at=RECORDED + timedelta(seconds=i), id=fact_id(f), fact=f)
+        Recorded(position=i, recorded_at=RECORDED + timedelta(seconds=clock[i - 1]), id=fact_id(f), fact=f)
         for i, f in enumerate(facts, 1)
     ]
     cuts = sorted(set(draw(st.lists(st.integers(1, len(records)), max_size=8))) | {len(records)})
@@ -355,7 +362,8 @@ def test_rebuild_keeping_positions_only_gives_byte_identical_reports(
         saved, reporting.FACT_BUDGET = reporting.FACT_BUDGET, budget  # type: ignore[misc]
         try:
             for services, contracts in groups:
-                for r in _group_reports(reader, sorted(services), sorted(contracts), len(records)):  # type: ignore[arg-type]
+                for r in _group_reports(reader, sorted(services), sorted(contracts), len(records),  # type: ignore[arg-type]
+                                        records[-1].recorded_at):
                     got[(r.contract, r.month)] = to_json(r)
         finally:
             reporting.FACT_BUDGET = saved  # type: ignore[misc]
@@ -469,10 +477,12 @@ def test_rules(new: Fact, expected: list[str]) -> None:
         fact("probe_failed", service="svc", probe="p1", at="2026-01-05T00:00:00Z"),
         fact("probe_recovered", service="svc", probe="p1", at="2026-04-05T00:00:00Z"),
     )
-    before = known.all_held()
+    known.settle()
     batch = [Recorded(position=4, recorded_at=RECORDED, id=fact_id(new), fact=new)]
     known.add_all(batch)
-    assert sorted(m for _, m in affected(batch, known, before)) == expected
+    got = affected(batch, known, known.settle())
+    assert sorted(m for _, m in got.changed) == expected
+    assert got.fresh == set()
 
 
 def _incremental_equals_full(batches: Sequence[Sequence[Fact]]) -> None:
