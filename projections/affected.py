@@ -335,7 +335,8 @@ class Known:
         widened their service's span, a claim, a version), unless the clock entered a new
         month (or this is the first call): then at every contract, which all gain that month.
         """
-        if not self._ever_settled or self._clock_moved():
+        clock_moved = self._clock_moved()  # always: it keeps the months it compares with current
+        if not self._ever_settled or clock_moved:
             contracts: Iterable[str] = list(self.versions)
         else:
             contracts = set(self._moved)
