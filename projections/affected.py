@@ -13,7 +13,9 @@ rules, all conservative (recomputing a pair too many is slow, one too few is wro
   So the first month changed is the month of the last instant before t when nothing
   of the service was down (a "quiet" instant), minus one to be safe; none: all months.
 - An interval fact (maintenance window, force majeure, exclusion) changes the months
-  it overlaps, end included, and back to the quiet instant before its start.
+  it overlaps, end included, and back to the quiet instant before its start. A window
+  announced after it started acts only inside that span too (the part before its
+  announcement is downtime, the rest excused or not by the clause), so the same months.
 - A reference (resolution, cancellation, completion, revocation) changes what its
   referents change: resolutions act at their own ``at`` on every service that has
   opened that incident; the others on the months of every window or exclusion with
@@ -22,7 +24,8 @@ rules, all conservative (recomputing a pair too many is slow, one too few is wro
   so if the referent arrives later, its own rule recomputes its months.
 - A claim changes its (contract, month); a registration every month of the contract,
   an amendment the months from its ``effective_from``.
-- Months that become held are new rows.
+- Months that become held are new rows ("fresh"): computed, but no month before them
+  changes because they exist, so they start no walk back.
 - Walking back (``walk_back``), a second guard: a month whose downtime runs wall to wall
   carries the stretch of the month before it, so a change there reaches one month further
   back. The quiet-instant rule above already covers this; the guard costs one query.
@@ -30,10 +33,13 @@ rules, all conservative (recomputing a pair too many is slow, one too few is wro
 Months are calendar months in the contract's time zone; a contract whose versions use
 different zones is looked at in each of them.
 
-The held months of a contract (the rows the view has) run from the month of the
-earliest fact about its service (probe and incident ``at``, a resolution of one of
-its incidents, the start of a window or exclusion) to the month of the latest, plus
-every month with a claim.
+The held months of a contract (the rows the view has, ``Known.span``) run from its
+first month (that of its registration's recorded_at, or of the earliest fact about its
+service if earlier: probe and incident ``at``, a resolution of one of its incidents,
+the start of a window or exclusion) to the month of the ledger's clock (the latest
+recorded_at) or of the latest fact if later, plus every month with a claim. A worker
+keeps the spans as of its last ``settle`` and, per batch, looks only at the contracts
+the batch touched, unless the clock entered a new month: then every contract gains it.
 
 ``Known`` also groups records for evaluation (``records_for``): the fold filters by
 service and contract itself, so giving it only its service's facts, cut to the time
