@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack, contextmanager, suppress
 from datetime import UTC, datetime
@@ -160,8 +160,8 @@ class ReportingView(ABC):
             self.reset(_gathered(_unspool(spool), WRITE_BATCH), tracking)
 
     @abstractmethod
-    def wall_to_wall(self) -> set[Pair]:
-        """Contract-months whose downtime is the whole month."""
+    def wall_to_wall(self, contracts: Collection[str]) -> set[Pair]:
+        """Months of ``contracts`` whose downtime is the whole month (by the primary key's index)."""
 
     @abstractmethod
     def ledger_recorder(self) -> LedgerRecorder:
@@ -201,6 +201,7 @@ _PG_TABLES: Final = (
     "payable boolean NOT NULL, PRIMARY KEY (contract, month))",
 )
 _WIDTH: Final = (14, 9, 8)  # columns of each table, in TABLES order
+_IN_CHUNK: Final = 500  # SQLite parameters per IN list (older builds allow 999 per statement)
 
 
 class SQLiteReportingView(SQLiteTrackingRecorder, ReportingView):
@@ -234,13 +235,19 @@ class SQLiteReportingView(SQLiteTrackingRecorder, ReportingView):
                 marks = ", ".join("?" * width)
                 c.executemany(f"INSERT INTO {table} VALUES ({marks})", values)  # noqa: S608
 
-    def wall_to_wall(self) -> set[Pair]:
+    def wall_to_wall(self, contracts: Collection[str]) -> set[Pair]:
+        names = sorted(set(contracts))
+        out: set[Pair] = set()
         with self.datastore.transaction(commit=False) as c:
-            c.execute(
-                "SELECT contract, month FROM report_monthly_availability "
-                "WHERE downtime_seconds = total_seconds"
-            )
-            return {(r[0], r[1]) for r in c.fetchall()}
+            for i in range(0, len(names), _IN_CHUNK):
+                part = names[i : i + _IN_CHUNK]
+                c.execute(
+                    "SELECT contract, month FROM report_monthly_availability "  # noqa: S608
+                    f"WHERE contract IN ({', '.join('?' * len(part))}) AND downtime_seconds = total_seconds",
+                    part,
+                )
+                out.update((r[0], r[1]) for r in c.fetchall())
+        return out
 
     def ledger_recorder(self) -> LedgerRecorder:
         from ledger.sqlite import SQLiteLedgerRecorder
@@ -274,7 +281,7 @@ class PostgresReportingView(PostgresTrackingRecorder, ReportingView):
         )
         self.sql_wall_to_wall = SQL(
             "SELECT contract, month FROM {schema}.report_monthly_availability "
-            "WHERE downtime_seconds = total_seconds"
+            "WHERE contract = ANY(%s::text[]) AND downtime_seconds = total_seconds"
         ).format(schema=schema)
 
     def replace(self, pairs: Iterable[Pair], reports: Sequence[Report], tracking: Tracking) -> None:
@@ -332,9 +339,9 @@ class PostgresReportingView(PostgresTrackingRecorder, ReportingView):
                     for row in values:
                         copy.write_row(row)
 
-    def wall_to_wall(self) -> set[Pair]:
+    def wall_to_wall(self, contracts: Collection[str]) -> set[Pair]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(self.sql_wall_to_wall)
+            curs.execute(self.sql_wall_to_wall, (sorted(set(contracts)),))
             return {(r["contract"], r["month"]) for r in curs.fetchall()}
 
     def ledger_recorder(self) -> LedgerRecorder:
@@ -545,7 +552,8 @@ class ReportingProjection(Projection[Any]):
         New rows that no fact reaches (``fresh``: months the clock or a widened span added)
         start no walk: no other month's figures depend on whether a row exists.
         """
-        old = self.view.wall_to_wall() if pairs.changed else set()
+        # Only the contracts whose months changed: a walk back never leaves its contract.
+        old = self.view.wall_to_wall({c for c, _ in pairs.changed}) if pairs.changed else set()
         reports: dict[Pair, Report] = {}
         todo = pairs.changed | pairs.fresh
         while todo:

@@ -30,7 +30,7 @@ from ledger.application import Ledger
 from ledger.demo import demo_facts, example_policy_paths
 from ledger.events import ExclusionRevoked, Fact, fact_from_fields
 from ledger.policy import load_policy
-from ledger.reporting import Evaluator
+from ledger.reporting import Evaluator, open_view
 from projections.affected import Known
 from projections.model import Report, to_json
 
@@ -364,3 +364,8 @@ def test_tables_hold_every_contract_for_every_month_to_the_clock(
     # A rebuild writes the same rows.
     ledger_cli(runner, store_url, "projections", "rebuild")
     assert assert_tables_match_reports(store_url, runner, rebuilt=True) == len(rows) == 5 * 4
+    # The walk back reads wall-to-wall months of the contracts it walks, not of the whole view.
+    view = open_view(ledger.recorder)
+    down = {("sla-a-2026", m) for m in ("2026-12", "2027-01", "2027-02")}
+    assert view.wall_to_wall(["sla-a-2026", "sla-b-2026"]) == down
+    assert view.wall_to_wall(["sla-b-2026"]) == view.wall_to_wall([]) == set()

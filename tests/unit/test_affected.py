@@ -246,8 +246,9 @@ class MemoryView:
         self.reports = {(r.contract, r.month): r for r in reports}
         self.position = tracking.notification_id if tracking else None
 
-    def wall_to_wall(self) -> set[Pair]:
-        return {p for p, r in self.reports.items() if r.downtime_seconds == r.total_seconds}
+    def wall_to_wall(self, contracts: Any) -> set[Pair]:
+        full = {p for p, r in self.reports.items() if r.downtime_seconds == r.total_seconds}
+        return {p for p in full if p[0] in contracts}
 
     def ledger_recorder(self) -> _Reader:
         return self.reader
