@@ -35,7 +35,7 @@ import tempfile
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
 from datetime import UTC, datetime
@@ -70,9 +70,9 @@ from ledger.events import Recorded, decode_state
 from ledger.policy import Policy, resolve
 from ledger.runtime import paused_gc
 from ledger.store import LedgerRecorder, reference_key
-from projections.affected import Known, Pair, affected, walk_back
+from projections.affected import Affected, Known, Pair, affected, walk_back
 from projections.contracts import ContractVersion
-from projections.model import Report
+from projections.model import Credit, Report
 
 APP_NAME: Final = "ledger"  # the tracked application: positions are the ledger's notification ids
 PROJECTION: Final = "reporting"
@@ -213,8 +213,8 @@ class ReportingView(ABC):
             self.reset(_gathered(_unspool(spool), WRITE_BATCH), tracking)
 
     @abstractmethod
-    def wall_to_wall(self) -> set[Pair]:
-        """Contract-months whose downtime is the whole month, and failed ones (unknown: taken as whole)."""
+    def wall_to_wall(self, contracts: Collection[str]) -> set[Pair]:
+        """Months of ``contracts`` whose downtime is the whole month, and their failed ones (as whole)."""
 
     @abstractmethod
     def failures(self, limit: int) -> tuple[int, list[Failed]]:
@@ -276,6 +276,7 @@ _PG_TABLES: Final = (
 )
 _WIDTH: Final = (14, 9, 8)  # columns of each table, in TABLES order
 FENCE_SUFFIX: Final = "-projections.lock"  # SQLite: the fence is a lock on this file next to the database
+_IN_CHUNK: Final = 500  # SQLite parameters per IN list (older builds allow 999 per statement)
 
 
 class SQLiteReportingView(SQLiteTrackingRecorder, ReportingView):
@@ -343,14 +344,21 @@ class SQLiteReportingView(SQLiteTrackingRecorder, ReportingView):
             c.executemany(f"INSERT INTO {FAILED_TABLE} VALUES (?, ?, ?, ?)",  # noqa: S608
                           [(f.contract, f.month, f.position, f.error) for f in failed])
 
-    def wall_to_wall(self) -> set[Pair]:
+    def wall_to_wall(self, contracts: Collection[str]) -> set[Pair]:
+        names = sorted(set(contracts))
+        out: set[Pair] = set()
         with self.datastore.transaction(commit=False) as c:
-            c.execute(
-                "SELECT contract, month FROM report_monthly_availability "
-                "WHERE downtime_seconds = total_seconds "
-                "UNION ALL SELECT contract, month FROM report_failed_months"
-            )
-            return {(r[0], r[1]) for r in c.fetchall()}
+            for i in range(0, len(names), _IN_CHUNK):
+                part = names[i : i + _IN_CHUNK]
+                marks = ", ".join("?" * len(part))
+                c.execute(
+                    "SELECT contract, month FROM report_monthly_availability "  # noqa: S608
+                    f"WHERE contract IN ({marks}) AND downtime_seconds = total_seconds "
+                    f"UNION ALL SELECT contract, month FROM report_failed_months WHERE contract IN ({marks})",
+                    [*part, *part],
+                )
+                out.update((r[0], r[1]) for r in c.fetchall())
+        return out
 
     def failures(self, limit: int) -> tuple[int, list[Failed]]:
         with self.datastore.transaction(commit=False) as c:
@@ -400,8 +408,9 @@ class PostgresReportingView(PostgresTrackingRecorder, ReportingView):
         )
         self.sql_wall_to_wall = SQL(
             "SELECT contract, month FROM {schema}.report_monthly_availability "
-            "WHERE downtime_seconds = total_seconds "
-            "UNION ALL SELECT contract, month FROM {schema}.report_failed_months"
+            "WHERE contract = ANY(%s::text[]) AND downtime_seconds = total_seconds "
+            "UNION ALL SELECT contract, month FROM {schema}.report_failed_months "
+            "WHERE contract = ANY(%s::text[])"
         ).format(schema=schema)
         self.sql_failures = SQL(
             "SELECT contract, month, position, error FROM {schema}.report_failed_months "
@@ -489,9 +498,10 @@ class PostgresReportingView(PostgresTrackingRecorder, ReportingView):
                     for row in values:
                         copy.write_row(row)
 
-    def wall_to_wall(self) -> set[Pair]:
+    def wall_to_wall(self, contracts: Collection[str]) -> set[Pair]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(self.sql_wall_to_wall)
+            names = sorted(set(contracts))
+            curs.execute(self.sql_wall_to_wall, (names, names))
             return {(r["contract"], r["month"]) for r in curs.fetchall()}
 
     def failures(self, limit: int) -> tuple[int, list[Failed]]:
@@ -565,27 +575,35 @@ class Evaluator:
     def __init__(self, known: Known, reader: LedgerRecorder | None = None) -> None:
         self.known = known
         self.reader = reader
-        self._policies: dict[tuple[str, int], Policy] = {}
+        self._policies: dict[tuple[str, int], tuple[Policy, Credit]] = {}
 
     def report(self, pair: Pair, upto: int, records: list[Recorded] | None = None) -> Report:
         """The pair's report from the facts folded so far (``upto`` is the last position folded).
 
         ``records``: what ``Known.positions_for`` named, fetched by the caller.
         """
-        from projections.availability import evaluate
+        from projections.availability import evaluate, quiet_credit, quiet_report
 
         contract, month = pair
         version = self.known.version_in_force(contract, month)
         key = (contract, version.version)
-        policy = self._policies.get(key)
-        if policy is None:
-            policy = self._policies[key] = resolve(version.policy)
+        resolved = self._policies.get(key)
+        if resolved is None:
+            policy = resolve(version.policy)
+            resolved = self._policies[key] = (policy, quiet_credit(policy))
+        policy, quiet = resolved
         if records is None and self.known.keep:
             records = self.known.records_for(contract, month)
         elif records is None:
-            if self.reader is None:
-                raise ValueError("an index of positions needs a reader to fetch the facts")
-            records = list(self.reader.read_positions(self.known.positions_for(contract, month)))
+            positions = self.known.positions_for(contract, month)
+            records = []
+            if positions:
+                if self.reader is None:
+                    raise ValueError("an index of positions needs a reader to fetch the facts")
+                records = list(self.reader.read_positions(positions))
+        if not records:
+            # Most held months have no fact at all (every month up to the clock is held).
+            return quiet_report(policy, version.version, month, as_of_position=upto, credit=quiet)
         return evaluate(records, policy, version.version, month, as_of_position=upto).report
 
     def report_or_failure(
@@ -717,7 +735,7 @@ class ReportingProjection(Projection[Any]):
         first, last = batch[0].position, batch[-1].position
         if first != self.known.position + 1:
             raise ProjectionError(f"expected position {self.known.position + 1}, got {first}")
-        held_before = self.known.all_held()
+        self.known.settle()  # the rows as they were before this batch (others' batches included)
         self.known.add_all(batch)
         tracked = self.tracked
         if tracked >= last:
@@ -727,8 +745,7 @@ class ReportingProjection(Projection[Any]):
                 f"the reporting view is at position {tracked} but this worker at {first - 1}: "
                 "run `ledger projections rebuild`"
             )
-        pairs = affected(batch, self.known, held_before)
-        reports, failed = self._recompute(pairs, last)
+        reports, failed = self._recompute(affected(batch, self.known, self.known.settle()), last)
         try:
             self.view.replace([*reports, *failed], list(reports.values()), Tracking(APP_NAME, last),
                               list(failed.values()))
@@ -736,16 +753,18 @@ class ReportingProjection(Projection[Any]):
             return False  # another worker wrote this position first: its rows are as good as ours
         return True
 
-    def _recompute(self, pairs: set[Pair], upto: int) -> tuple[dict[Pair, Report], dict[Pair, Failed]]:
+    def _recompute(self, pairs: Affected, upto: int) -> tuple[dict[Pair, Report], dict[Pair, Failed]]:
         """Reports for ``pairs`` and for the earlier months whose downtime stretch may reach them.
 
-        A month the fold fails on is returned as failed; the others go on.
+        New rows that no fact reaches (``fresh``: months the clock or a widened span added)
+        start no walk: no other month's figures depend on whether a row exists. A month the
+        fold fails on is returned as failed; the others go on.
         """
-        old = self.view.wall_to_wall() if pairs else set()
-        held = self.known.all_held()
+        # Only the contracts whose months changed: a walk back never leaves its contract.
+        old = self.view.wall_to_wall({c for c, _ in pairs.changed}) if pairs.changed else set()
         reports: dict[Pair, Report] = {}
         failed: dict[Pair, Failed] = {}
-        todo = set(pairs)
+        todo = pairs.changed | pairs.fresh
         while todo:
             for pair in sorted(todo):
                 out = self.evaluator.report_or_failure(pair, upto)
@@ -760,7 +779,7 @@ class ReportingProjection(Projection[Any]):
                 return pair in old or pair in failed or (
                     r is not None and r.downtime_seconds == r.total_seconds)
 
-            todo = walk_back({*reports, *failed}, self.known, held, full)
+            todo = walk_back(todo - pairs.fresh, self.known, full, reports.keys() | failed.keys())
         return reports, failed
 
 
@@ -812,6 +831,8 @@ def rebuild(ledger: Ledger, *, workers: int | None = None) -> RebuildResult:
 def _rebuild_fenced(ledger: Ledger, view: ReportingView, workers: int | None) -> tuple[int, int]:
     """``rebuild`` inside the fence: the head it rebuilt to, and the contract-months written."""
     head = ledger.recorder.last_position()
+    # The ledger's clock: every contract's rows run to its month (a group sees only its own facts).
+    clock = next((r.recorded_at for r in ledger.recorder.read_records(head, head)), None) if head else None
     groups = [(sorted(s), sorted(c)) for s, c in _service_groups(ledger.contracts(head))]
     if workers is None:
         # One worker per core on both stores. PostgreSQL once had two per core, to overlap
@@ -829,9 +850,9 @@ def _rebuild_fenced(ledger: Ledger, view: ReportingView, workers: int | None) ->
             pool = stack.enter_context(ProcessPoolExecutor(
                 workers, mp_context=context, initializer=_open_worker_ledger,
                 initargs=(ledger.url, os.getpid())))
-            parts = pool.map(_evaluate_groups, chunks, [head] * len(chunks))
+            parts = pool.map(_evaluate_groups, chunks, [head] * len(chunks), [clock] * len(chunks))
         else:
-            parts = (_groups_reports(ledger, chunk, head) for chunk in chunks)
+            parts = (_groups_reports(ledger, chunk, head, clock) for chunk in chunks)
         for part in parts:
             write(part)
             pairs += sum(n for n, _ in part)
@@ -888,14 +909,14 @@ def _gathered(groups: Iterable[list[Report | Failed]], size: int) -> Iterator[li
 
 
 def _groups_reports(
-    ledger: Ledger, groups: Sequence[tuple[list[str], list[str]]], head: int
+    ledger: Ledger, groups: Sequence[tuple[list[str], list[str]]], head: int, clock: datetime | None
 ) -> list[tuple[int, bytes]]:
     """Each group's report count and reports, encoded: compact to hold and to hand to the parent."""
     reports: list[tuple[int, bytes]] = []
     # A group's facts and indexes are freed by reference counting when the next one starts.
     with paused_gc():
         for services, contracts in groups:
-            done, failed = _split(_group_reports(ledger.recorder, services, contracts, head))
+            done, failed = _split(_group_reports(ledger.recorder, services, contracts, head, clock))
             reports.append((len(done), msgspec.msgpack.encode(_Evaluated(done, failed))))
     return reports
 
@@ -907,7 +928,7 @@ FACT_BUDGET: Final = 32 * 1024 * 1024  # bytes, counted as twice each fact's sto
 
 
 def _group_reports(
-    reader: LedgerRecorder, services: list[str], contracts: list[str], head: int
+    reader: LedgerRecorder, services: list[str], contracts: list[str], head: int, clock: datetime | None
 ) -> list[Report | Failed]:
     """Every held month of one service group, in memory bounded by a budget, not by the history.
 
@@ -918,6 +939,7 @@ def _group_reports(
     when its month comes, and dropped after.
     """
     known = Known(keep=False)
+    known.see_clock(clock)  # the ledger's latest recorded_at: the group's own facts may be older
     kept: dict[int, Recorded] = {}
     room = FACT_BUDGET
     refs: set[str] = set()
@@ -988,9 +1010,11 @@ def _watch_parent(parent: int) -> None:
     os._exit(1)  # orphaned: reparented to init or a subreaper
 
 
-def _evaluate_groups(groups: Sequence[tuple[list[str], list[str]]], head: int) -> list[tuple[int, bytes]]:
+def _evaluate_groups(
+    groups: Sequence[tuple[list[str], list[str]]], head: int, clock: datetime | None
+) -> list[tuple[int, bytes]]:
     """Worker process: evaluate some service groups as of ``head``."""
-    return _groups_reports(_worker_ledger[0], groups, head)
+    return _groups_reports(_worker_ledger[0], groups, head, clock)
 
 
 def _service_groups(versions: dict[str, list[ContractVersion]]) -> list[tuple[set[str], set[str]]]:

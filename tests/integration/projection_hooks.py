@@ -42,15 +42,15 @@ def install_fault(monkeypatch: pytest.MonkeyPatch, contract: str, month: str) ->
     monkeypatch.setattr(availability, "evaluate", failing_evaluate(contract, month))
 
 
-def failing_evaluate_groups(groups: Sequence[tuple[list[str], list[str]]], head: int) -> Any:
+def failing_evaluate_groups(groups: Sequence[tuple[list[str], list[str]]], head: int, *rest: Any) -> Any:
     """A worker's task with the fold raising for the contract-month named in the environment."""
     contract, month = os.environ[FAIL_MONTH].split("/")
     availability.evaluate = failing_evaluate(contract, month)
-    return _real_evaluate_groups(groups, head)
+    return _real_evaluate_groups(groups, head, *rest)
 
 
-def stalled_evaluate_groups(groups: Sequence[tuple[list[str], list[str]]], head: int) -> Any:
+def stalled_evaluate_groups(groups: Sequence[tuple[list[str], list[str]]], head: int, *rest: Any) -> Any:
     """A worker's task that says it is running, then hangs (until its process is ended)."""
     Path(os.environ[MARKERS], str(os.getpid())).touch()
     time.sleep(600)
-    return _real_evaluate_groups(groups, head)
+    return _real_evaluate_groups(groups, head, *rest)

@@ -224,7 +224,7 @@ def test_a_rebuild_refuses_to_move_tracking_back(ledger: Ledger, store_url: str)
     with pytest.raises(reporting.ProjectionError, match="back to 0"):
         view.reset([], None)
     assert tracked(store_url) == head
-    assert len(rows_held(store_url)) == 10
+    assert len(rows_held(store_url)) == 15
 
 
 # --- 2. a killed rebuild's workers -------------------------------------------------------
@@ -268,7 +268,7 @@ def test_a_killed_rebuild_leaves_no_worker_and_no_connection(
             proc.kill()
         proc.communicate()
     # The dead rebuild's fence went with it: another rebuild runs.
-    assert reporting.rebuild(ledger, workers=1).pairs == 10
+    assert reporting.rebuild(ledger, workers=1).pairs == 15
 
 
 def test_an_orphaned_worker_ends_by_its_watchdog_alone() -> None:
@@ -328,7 +328,7 @@ def test_a_month_the_fold_fails_on_is_recorded_and_the_follower_goes_on(
         }
         # Every other month is there and right; the failed one has no rows rather than stale ones.
         assert rows_held(store_url) == held_pairs(ledger) - {pair}
-        assert assert_tables_match_reports(store_url, runner, rebuilt=False) == 9
+        assert assert_tables_match_reports(store_url, runner, rebuilt=False) == 14
         # Still failing at the next fact about it: recorded again, at the new position.
         probe = ProbeFailed(service=_service(ledger, contract), probe="eu-west",
                             at=_in_month(month), id="after-the-fault")
@@ -344,7 +344,7 @@ def test_a_month_the_fold_fails_on_is_recorded_and_the_follower_goes_on(
     ledger_cli(runner, store_url, "projections", "run", "--once")
     assert _status_json(runner, store_url)["failed"] == 0
     assert ledger_cli(runner, store_url, "projections", "status").stdout.endswith("lag=0\n")
-    assert assert_tables_match_reports(store_url, runner, rebuilt=False) == len(held_pairs(ledger)) == 10
+    assert assert_tables_match_reports(store_url, runner, rebuilt=False) == len(held_pairs(ledger)) == 15
 
 
 def _service(ledger: Ledger, contract: str) -> str:
@@ -372,16 +372,16 @@ def test_a_rebuild_records_a_failing_month_and_writes_the_rest(
             m.setenv(hooks.FAIL_MONTH, f"{contract}/{month}")
             m.setattr(reporting, "_evaluate_groups", hooks.failing_evaluate_groups)
         result = reporting.rebuild(ledger, workers=workers)
-    assert (result.pairs, result.failed) == (9, 1)
+    assert (result.pairs, result.failed) == (14, 1)
     assert _status_json(runner, store_url)["failures"] == [
         {"contract": contract, "month": month, "position": head, "error": "ArithmeticError: injected\\nfault"}
     ]
     assert rows_held(store_url) == held_pairs(ledger) - {pair}
-    assert assert_tables_match_reports(store_url, runner, rebuilt=True) == 9
+    assert assert_tables_match_reports(store_url, runner, rebuilt=True) == 14
     out = ledger_cli(runner, store_url, "projections", "rebuild").stdout
     assert "failed" not in out
     assert _status_json(runner, store_url)["failed"] == 0
-    assert assert_tables_match_reports(store_url, runner, rebuilt=True) == 10
+    assert assert_tables_match_reports(store_url, runner, rebuilt=True) == 15
 
 
 def test_rebuild_names_its_failures(ledger: Ledger, store_url: str, runner: CliRunner,
@@ -389,7 +389,7 @@ def test_rebuild_names_its_failures(ledger: Ledger, store_url: str, runner: CliR
     run_demo(ledger)
     hooks.install_fault(monkeypatch, *_a_pair(ledger))
     out = ledger_cli(runner, store_url, "projections", "rebuild").stdout
-    assert out.startswith("rebuilt reporting: 9 contract-months from ")
+    assert out.startswith("rebuilt reporting: 14 contract-months from ")
     assert out.endswith("; 1 failed (see `ledger projections status`)\n")
 
 
