@@ -62,15 +62,17 @@ class _Session:
     def recorded(self, originator_ids: Sequence[str]) -> dict[str, tuple[int, bytes]]:
         ids = list(originator_ids)
         joined = UNIT.join(ids)
-        if joined.count(UNIT) == len(ids) - 1:
-            # One text parameter split by the server: dumping a list of strings as an array
-            # literal (quoting each) costs the client more than the lookups cost the server.
-            # Ids never hold control characters; if one did, the array path below is exact.
-            self.curs.execute(self.r.sql_recorded_joined, (joined,))
-        else:
-            self.curs.execute(self.r.sql_recorded, (ids,))
-        return {row["originator_id"]: (row["notification_id"], bytes(row["state"]))
-                for row in self.curs.fetchall()}
+        # Binary results and plain tuples: a re-import fetches every line's state (hex text
+        # to parse and a dict per row cost the writer more than the server's lookups).
+        with self.curs.connection.cursor(binary=True, row_factory=tuple_row) as curs:
+            if joined.count(UNIT) == len(ids) - 1:
+                # One text parameter split by the server: dumping a list of strings as an array
+                # literal (quoting each) costs the client more than the lookups cost the server.
+                # Ids never hold control characters; if one did, the array path below is exact.
+                curs.execute(self.r.sql_recorded_joined, (joined,))
+            else:
+                curs.execute(self.r.sql_recorded, (ids,))
+            return {row[0]: (row[1], row[2]) for row in curs.fetchall()}
 
     def lookup(self, wanted: tuple[Sequence[str], Sequence[str]]) -> Lookup:
         names, contracts = wanted
@@ -306,6 +308,17 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
             literal = "{" + ",".join(map(str, positions[i : i + PAGE])) + "}"
             for row in self._fetch(self.sql_read_positions, (literal,)):
                 yield row[0], row[1]
+
+    def committed(self, wanted: tuple[Sequence[str], Sequence[str]]) -> Lookup:
+        names, contracts = wanted
+        found: dict[str, tuple[str, int]] = {}
+        if names:
+            found = {row[0]: (row[1], row[2]) for row in self._fetch(self.sql_names, (list(names),))}
+        rows: list[tuple[int, bytes]] = []
+        if contracts:
+            keys = [CONTRACT + cid for cid in contracts]
+            rows = [(row[0], row[1]) for row in self._fetch(self.sql_keyed_states, (keys, 2**62))]
+        return Lookup(found, contracts, rows)
 
     def compare_keys_as_bytes(self) -> None:
         """Read key prefixes correctly from a key index not in byte order (one made before it was).

@@ -229,6 +229,15 @@ class LedgerRecorder(ABC):
                 hi = mid - 1
         return lo
 
+    def committed(self, wanted: tuple[Sequence[str], Sequence[str]]) -> Lookup | None:
+        """``WriteSession.lookup`` read beside an open write session (None: only through the session).
+
+        What it reads is only ever written under the append lock, which that session
+        holds: committed state is then the session's own, but for what the session
+        wrote itself, which an append keeps in ``Holdings``.
+        """
+        return None
+
     @abstractmethod
     def close(self) -> None:
         """Release connections."""
@@ -445,9 +454,13 @@ def append_packed(
                     wanted = held.wanted(items)
                     looked = NOTHING
                     if wanted[0] or wanted[1]:
-                        # After the batches in flight, which are then written (and their errors raised).
-                        looked = writer.result(writer.submit(session.lookup, wanted))
-                        written.clear()
+                        # On a server, beside the insert in flight rather than after it.
+                        beside = recorder.committed(wanted) if session.overlaps else None
+                        if beside is not None:
+                            looked = beside
+                        else:  # after the batches in flight, which are then written (errors raised)
+                            looked = writer.result(writer.submit(session.lookup, wanted))
+                            written.clear()
                     try:
                         pending = held.check(items, looked)
                     except BadInput as exc:  # perhaps about a recorded line: the checking pass decides
