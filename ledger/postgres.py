@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Any, Final, cast
 from urllib.parse import unquote, urlsplit
 
+from eventsourcing.persistence import ProgrammingError
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg import Connection, Cursor
 from psycopg.errors import InsufficientPrivilege, UniqueViolation
@@ -239,7 +240,9 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
                 if uses:
                     rows = [(name, scope, pos) for name, (scope, pos) in uses.items()]
                     curs.execute(self.sql_insert_names, tuple(map(list, zip(*rows, strict=True))))
-        except InsufficientPrivilege:
+        except ProgrammingError as exc:  # the library's name for psycopg's, which is the cause
+            if not isinstance(exc.__cause__, InsufficientPrivilege):
+                raise
             self.names_missing = True
 
     def _openings(self, curs: Cursor[DictRow]) -> Iterator[Recorded]:

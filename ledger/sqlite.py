@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Any, Final
 
 import msgspec
+from eventsourcing.persistence import OperationalError
 from eventsourcing.sqlite import (
     SQLiteApplicationRecorder,
     SQLiteConnectionPool,
@@ -136,6 +137,7 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerRecorder):
 
     def __init__(self, datastore: SQLiteDatastore, events_table_name: str = "stored_events") -> None:
         super().__init__(datastore, events_table_name)
+        self.names_missing: str | None = None  # why appends are refused, if the names table is missing
 
     def construct_create_table_statements(self) -> list[str]:
         statements = super().construct_create_table_statements()
@@ -147,9 +149,19 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerRecorder):
         return statements
 
     def ensure_names(self) -> None:
-        """Create the names table of a store made before it, filled from the log (once, under the lock)."""
+        """Create the names table of a store made before it, filled from the log (once, under the lock).
+
+        A store that cannot be written (a read-only file) is still read; its appends are
+        refused until the table exists.
+        """
         if self._has_names():
             return
+        try:
+            self._create_names()
+        except OperationalError as exc:
+            self.names_missing = f"this store has no names table yet and it could not be made ({exc})"
+
+    def _create_names(self) -> None:
         with self.write_session() as session:
             c = session.c
             c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ledger_names'")
@@ -172,6 +184,8 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerRecorder):
 
     @contextmanager
     def write_session(self) -> Iterator[_Session]:
+        if self.names_missing is not None:
+            raise StoreError(self.names_missing)
         with self.datastore.transaction(commit=True) as c:
             # A write as the first statement takes SQLite's write lock at once, so
             # concurrent importers queue on the busy timeout instead of failing later.

@@ -22,7 +22,7 @@ from click.testing import CliRunner
 
 import ledger.application as application
 from ledger.application import Ledger, open_ledger
-from ledger.errors import BadInput, NotFound
+from ledger.errors import BadInput, NotFound, StoreError
 from ledger.events import ContractAmended, ContractRegistered, IncidentOpened
 from ledger.policy import load_policy
 from ledger.store import AppendResult, Conflict, IdConflict
@@ -289,6 +289,41 @@ def test_a_store_made_before_the_names_table_gets_it_filled_once(store_url: str,
             led.import_lines([exclusion("ex-1", "web")])
         assert led.import_lines([incident("INC-2", "api")]).appended == 1
         assert verify(led.recorder).ok
+    finally:
+        led.close()
+
+
+def test_a_store_that_cannot_make_its_names_table_is_read_but_not_appended_to(
+    store_url: str, clock: StepClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A reader's role (PostgreSQL) or a read-only file (SQLite) on a store made before the table.
+    led = open_ledger(store_url, clock=clock)
+    try:
+        led.import_lines([incident("INC-1", "web")])
+    finally:
+        led.close()
+    _drop_names_table(store_url)
+    if store_url.startswith("sqlite"):
+        from eventsourcing.persistence import OperationalError
+
+        from ledger.sqlite import SQLiteLedgerRecorder
+
+        def refuse(self: object) -> None:
+            raise OperationalError("attempt to write a readonly database")
+
+        monkeypatch.setattr(SQLiteLedgerRecorder, "_create_names", refuse)
+    else:
+        from ledger.postgres import PostgresLedgerRecorder
+
+        def refuse(self: object, curs: object) -> None:
+            raise psycopg.errors.InsufficientPrivilege("permission denied for table stored_events")
+
+        monkeypatch.setattr(PostgresLedgerRecorder, "_lock_table", refuse)
+    led = open_ledger(store_url, clock=clock)
+    try:
+        assert [r.position for r in led.records()] == [1]
+        with pytest.raises(StoreError, match="no names table"):
+            led.import_lines([incident("INC-1", "api")])
     finally:
         led.close()
 
