@@ -95,10 +95,11 @@ class Ledger:
         ``position`` and ``recorded_at`` are the ledger's to give: a fact carrying
         either is refused (only an import keeps an exported ``recorded_at``).
         """
-        for field in ("position", "recorded_at"):
-            if getattr(fact, field) is not None:
-                raise BadInput(f"field `{field}`: set by the ledger when it records a fact; "
-                               "only `ledger import` takes the recorded_at of an exported line")
+        if fact.position is not None:
+            raise BadInput("field `position`: set by the ledger when it records a fact")
+        if fact.recorded_at is not None:
+            raise BadInput("field `recorded_at`: set by the ledger when it records a fact "
+                           "(only an import keeps the recorded_at of an exported line)")
         result = append_prepared(self.recorder, prepare_facts([fact]), self.clock, label="")
         if result.conflicts:  # nothing was written: the one fact was that conflict
             c = result.conflicts[0]

@@ -7,7 +7,8 @@ the recorder's primary key makes a second copy impossible. The recorder's
 notification id is the fact's global ``position``. Each stored state carries
 its link of a hash chain over the whole log (``chain_hash``); ``ledger_index``
 (key, position), written in the same transaction, lets a contract-month read
-only its own facts.
+only its own facts, and ``ledger_names`` (name, scope, position) holds the first
+use of each incident, window and exclusion name (``ledger.consistency``).
 
 Backends (``ledger.sqlite``, ``ledger.postgres``) provide a ``WriteSession``
 under an exclusive write lock; everything else lives here, once.
@@ -392,7 +393,7 @@ def append_prepared(
                         maybe = chain.link(guess.fresh)
                 recorded = writer.result(found)
                 looked = NOTHING if asked is None else writer.result(asked)
-            if done is None:  # (or an id was recorded, or a line refused): exactly, without the recorded ids
+            if done is None:  # checked first, or an id was recorded, or a line refused: exactly
                 rows = sort_rows(batch, recorded, chain.position) if recorded else guess
                 pending = held.check(rows.items, looked)
                 linked = chain.link(rows.fresh) if recorded or maybe is None else maybe
