@@ -10,8 +10,8 @@
 -- tests/integration/test_append_only.py checks that the two agree). It is
 -- idempotent: re-running it creates nothing twice and resets the grants.
 --
---   ledger_appender   INSERT + SELECT on stored_events and ledger_index, the
---                     notification-id sequence, and UPDATE on stored_events
+--   ledger_appender   INSERT + SELECT on stored_events, ledger_index and
+--                     ledger_names, the notification-id sequence, and UPDATE on stored_events
 --                     only because LOCK TABLE ... IN EXCLUSIVE MODE needs it
 --                     (the append-only trigger refuses every UPDATE).
 --   ledger_auditor    SELECT only (ledger verify, ledger audit).
@@ -20,7 +20,7 @@
 -- The roles are NOLOGIN: grant them to login roles, e.g.
 --     CREATE ROLE ingest LOGIN PASSWORD '...' IN ROLE ledger_appender;
 --     ALTER ROLE ingest SET role = 'ledger_appender';
--- Whatever the role, UPDATE, DELETE and TRUNCATE on both tables are refused by
+-- Whatever the role, UPDATE, DELETE and TRUNCATE on the three tables are refused by
 -- triggers (created with the tables); only a superuser or the tables' owner
 -- can switch those off, and the hash chain plus a published head catch that.
 
@@ -31,10 +31,10 @@ DO $roles$ BEGIN CREATE ROLE ledger_reporting NOLOGIN; EXCEPTION WHEN duplicate_
 
 -- Start from nothing on the ledger's tables, so re-running this script also removes extras.
 GRANT USAGE ON SCHEMA public TO ledger_appender, ledger_auditor, ledger_reporting;
-REVOKE ALL ON public.stored_events, public.ledger_index FROM ledger_appender, ledger_auditor, ledger_reporting;
+REVOKE ALL ON public.stored_events, public.ledger_index, public.ledger_names FROM ledger_appender, ledger_auditor, ledger_reporting;
 
 -- The appender writes new facts and reads what it must check (head, existing ids).
-GRANT SELECT, INSERT ON public.stored_events, public.ledger_index TO ledger_appender;
+GRANT SELECT, INSERT ON public.stored_events, public.ledger_index, public.ledger_names TO ledger_appender;
 -- LOCK TABLE ... IN EXCLUSIVE MODE (which serialises appends) needs UPDATE, DELETE or
 -- TRUNCATE privilege; UPDATE is the least of them, and the append-only trigger refuses
 -- every actual UPDATE for every role.
@@ -45,4 +45,4 @@ DO $roles$ BEGIN EXECUTE format('GRANT USAGE, UPDATE ON SEQUENCE %s TO %I', pg_g
 -- NOTIFY needs no privilege.
 
 -- Auditors (ledger verify, audit) and reporting jobs only read.
-GRANT SELECT ON public.stored_events, public.ledger_index TO ledger_auditor, ledger_reporting;
+GRANT SELECT ON public.stored_events, public.ledger_index, public.ledger_names TO ledger_auditor, ledger_reporting;
