@@ -91,13 +91,18 @@ def describe(scope: str) -> str:
     return text + (f" for contract {contract[0]}" if contract else "")
 
 
+def name_claim(fact: Fact) -> Claim | None:
+    """The name an opening fact gives (incident, window, declaration, exclusion), if any."""
+    claim = claim_of(fact)
+    return None if claim is None or claim[0].startswith(CONTRACT) else claim
+
+
 def first_uses(records: Iterable[Recorded]) -> dict[str, tuple[str, int]]:
     """Each name's scope and position at its first use, from opening facts in position order."""
     out: dict[str, tuple[str, int]] = {}
     for rec in records:
-        claim = claim_of(rec.fact)
-        if claim is not None and claim[0] not in out and not claim[0].startswith(CONTRACT):
-            out[claim[0]] = (claim[1], rec.position)
+        if (claim := name_claim(rec.fact)) is not None:
+            out.setdefault(claim[0], (claim[1], rec.position))
     return out
 
 

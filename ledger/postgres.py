@@ -151,6 +151,8 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
         self.sql_snapshot_index = SQL(
             "SELECT position, key FROM {schema}.{index} ORDER BY position NULLS FIRST, key"
         ).format(schema=schema, index=index)
+        self.sql_snapshot_names = SQL("SELECT name, scope, position FROM {schema}.ledger_names").format(
+            schema=schema)
         self.sql_position_of = SQL(
             "SELECT notification_id FROM {schema}.{table} WHERE originator_id = %s"
         ).format(schema=schema, table=table)
@@ -393,6 +395,9 @@ class _Snapshot:
 
     def index(self) -> Iterator[tuple[object, object]]:
         yield from self._rows(self.r.sql_snapshot_index)
+
+    def names(self) -> Iterator[tuple[object, object, object]]:
+        yield from self._rows(self.r.sql_snapshot_names)
 
     def _rows(self, query: Composed) -> Iterator[Any]:
         # Streamed a page at a time (no LIMIT paging: that trusts positions to be unique).

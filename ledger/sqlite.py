@@ -149,6 +149,9 @@ class _Snapshot:
         # SQLite sorts NULL first, then numbers, text and blobs: any value a row may hold.
         return self._rows("SELECT position, key FROM ledger_index ORDER BY position, key")
 
+    def names(self) -> Iterator[tuple[object, object, object]]:
+        return self._rows("SELECT name, scope, position FROM ledger_names")
+
     def _rows(self, query: str) -> Generator[Any, None, None]:
         rows = self._stream(query)
         self.open.append(rows)

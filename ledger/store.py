@@ -177,6 +177,10 @@ class Snapshot(Protocol):
         """Every row of the key index, (position, key), by position and then key."""
         ...
 
+    def names(self) -> Iterator[tuple[object, object, object]]:
+        """Every row of the names table, (name, scope, position), in no particular order."""
+        ...
+
 
 class LedgerRecorder(ABC):
     """What the ledger needs from a backend beyond the eventsourcing recorder API."""
