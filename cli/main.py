@@ -12,6 +12,7 @@ import click
 import msgspec
 
 from ledger.application import Ledger, open_ledger
+from ledger.calendar import check_instant, check_month
 from ledger.errors import BadInput, LedgerError, one_line
 from ledger.events import OPS_TYPES, decode_fact, export_line, fact_from_fields, fact_id
 from ledger.policy import load_policy
@@ -52,7 +53,12 @@ def _timestamp(value: str | None, option: str) -> datetime | None:
         raise BadInput(f"{option} {value!r}: expected an RFC 3339 timestamp with an offset") from None
     if ts.tzinfo is None:
         raise BadInput(f"{option} {value!r}: the timestamp has no offset")
-    return ts
+    return check_instant(ts, option)
+
+
+def _month(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """``--month``, read by the one month parser (``ledger.calendar.parse_month``)."""
+    return check_month(value, "--month")
 
 
 class Failure(click.ClickException):
@@ -283,7 +289,8 @@ def events(ctx: Context, service: str | None, since: str | None, until: str | No
 
 @cli.command()
 @click.option("--contract", "contract_id", required=True, help="Contract id.")
-@click.option("--month", required=True, metavar="YYYY-MM", help="Month, in the contract's time zone.")
+@click.option("--month", required=True, metavar="YYYY-MM", callback=_month,
+              help="Month, in the contract's time zone.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
               show_default=True)
 @click.option("--intervals", is_flag=True, help="CSV: one row per interval instead of the summary row.")
@@ -304,7 +311,8 @@ def report(ctx: Context, contract_id: str, month: str, fmt: str, intervals: bool
 
 @cli.command()
 @click.option("--contract", "contract_id", required=True, help="Contract id.")
-@click.option("--month", required=True, metavar="YYYY-MM", help="Month, in the contract's time zone.")
+@click.option("--month", required=True, metavar="YYYY-MM", callback=_month,
+              help="Month, in the contract's time zone.")
 @click.option("--as-of", "as_of", metavar="TIMESTAMP", help="Replay what was recorded up to this instant.")
 @click.option("--position", type=int, metavar="N", help="Replay what was recorded up to position N.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)

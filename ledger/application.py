@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import BinaryIO
 
+from ledger.calendar import check_instant, check_month
 from ledger.consistency import contract_problem, contract_state
 from ledger.errors import BadInput, NotFound, StoreError
 from ledger.events import (
@@ -243,7 +244,7 @@ class Ledger:
         """Evaluate one contract-month from the facts recorded up to position ``upto``."""
         from projections.availability import evaluate  # deferred: the fold is heavy to import
 
-        _check_month(month)
+        check_month(month, "month")
         last = self.recorder.last_position() if upto is None else upto
         with paused_gc():  # thousands of decoded facts, no cycles
             version, records = self.month_records(contract, month, last)
@@ -263,6 +264,7 @@ class Ledger:
         last = self.recorder.last_position()
         replay_point: datetime | None = None
         if as_of is not None:
+            check_instant(as_of, "as_of")
             upto = self.recorder.position_at(as_of)
             replay_point = as_of
         elif position is not None:
@@ -281,17 +283,6 @@ class Ledger:
         for rec in self.recorder.read_records(position, position):
             return rec.recorded_at
         raise NotFound(f"no event at position {position}")
-
-
-def _check_month(month: str) -> None:
-    try:
-        year, mon = (int(p) for p in month.split("-"))
-        # Years 2..9998 keep every zone's month bounds inside what datetime can hold.
-        ok = len(month) == 7 and 1 <= mon <= 12 and 2 <= year <= 9998
-    except ValueError:
-        ok = False
-    if not ok:
-        raise BadInput(f"--month {month!r}: expected YYYY-MM")
 
 
 def _related_keys(records: Iterable[Recorded], service: str) -> set[str]:

@@ -13,23 +13,66 @@ instant backwards.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
+from typing import TYPE_CHECKING, Final
 from zoneinfo import ZoneInfo
 
-from ledger.policy import CalendarRules
+from ledger.errors import BadInput
+
+if TYPE_CHECKING:  # only annotations: ledger.policy reads months with parse_month
+    from ledger.policy import CalendarRules
 
 _DAY = timedelta(days=1)
 
+# The time the ledger accepts: instants from the Unix epoch to the end of 2999 (UTC), far
+# inside what datetime holds (years 1 to 9999), so that whatever is computed from accepted
+# input (a month's bounds in any zone, a notice of 366 business days, a claim deadline, a
+# replay point) stays representable. Months are those the accepted instants fall in, in
+# any zone (UTC-12 to UTC+14): 1969-12 to 3000-01, so that every accepted fact lies in a
+# month that can be reported.
+EARLIEST: Final = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST: Final = datetime(2999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)
+FIRST_YEAR, LAST_YEAR = EARLIEST.year, LATEST.year
+INSTANT_RANGE: Final = "1970-01-01T00:00:00Z and 2999-12-31T23:59:59.999999Z"  # "between ..."
+FIRST_MONTH: Final = (1969, 12)
+LAST_MONTH: Final = (3000, 1)
+MONTH_RANGE: Final = "1969-12 to 3000-01"
+# fullmatch, not `^...$` (which lets a trailing newline through); [0-9] is ASCII only,
+# where int() would also take "+3", " 3", "3_0" or full-width digits.
+_MONTH_RE: Final = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")
+
 
 def parse_month(month: str) -> tuple[int, int]:
-    """Year and month number of a "YYYY-MM" string."""
-    year_s, _, month_s = month.partition("-")
-    year, mon = int(year_s), int(month_s)
-    if not 1 <= mon <= 12 or len(year_s) != 4 or len(month_s) != 2:
-        raise ValueError(f"not a month (YYYY-MM): {month!r}")
-    return year, mon
+    """Year and month number of an exact "YYYY-MM" from 1969-12 to 3000-01 (ValueError otherwise)."""
+    m = _MONTH_RE.fullmatch(month)
+    if m is not None and FIRST_MONTH <= (parsed := (int(m.group(1)), int(m.group(2)))) <= LAST_MONTH:
+        return parsed
+    raise ValueError(f"not a month (YYYY-MM, {MONTH_RANGE}): {month!r}")
+
+
+def check_month(month: str, what: str) -> str:
+    """``month`` if ``parse_month`` takes it, else BadInput naming ``what`` (a field or an option)."""
+    try:
+        parse_month(month)
+    except ValueError:
+        raise BadInput(f"{what}: expected a month YYYY-MM from {MONTH_RANGE}, got {month!r}") from None
+    return month
+
+
+def in_range(instant: datetime) -> bool:
+    """Whether an aware instant lies between ``EARLIEST`` and ``LATEST``."""
+    # The local year decides all but the first and last year (an offset is under a day).
+    return FIRST_YEAR < instant.year < LAST_YEAR or EARLIEST <= instant <= LATEST
+
+
+def check_instant(instant: datetime, what: str) -> datetime:
+    """``instant`` if ``in_range``, else BadInput naming ``what`` (a field or an option)."""
+    if not in_range(instant):
+        raise BadInput(f"{what}: must lie between {INSTANT_RANGE}, got {instant.isoformat()}")
+    return instant
 
 
 def first_of_next_month(year: int, mon: int) -> date:

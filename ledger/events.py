@@ -11,23 +11,32 @@ type. Anything else is a new event type.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import typing
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal, TypeAlias
 
 import msgspec
 
+from ledger.calendar import FIRST_YEAR, INSTANT_RANGE, LAST_YEAR, check_month, in_range
 from ledger.errors import BadInput
-from ledger.policy import PolicyFile
+from ledger.policy import PolicyFile, check_policy
 
-# Timestamps must carry an explicit offset (INTERFACE.md section 1).
+# The types say what a stored fact may hold, and a stored fact is read back with them: a
+# constraint added here would make facts recorded before it unreadable. What a *new* fact
+# may hold beyond them is ``check_content``, run where facts come in.
+
+# Timestamps must carry an explicit offset (INTERFACE.md section 1); new ones lie in
+# 1970..2999 (``ledger.calendar.in_range``).
 Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]
 # Identifiers and names: non-empty, bounded, printable on one line. "No control character"
 # is not a msgspec pattern but ``check_names``, run by ``decode_fact`` only where the JSON
 # could hold one: msgspec calls ``re`` for each patterned field, which made up four fifths
 # of decoding a line (and of reading the log back, where the facts are valid already).
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+# Free text: no control character but tab, line feed and carriage return (``check_text``).
 Text = Annotated[str, msgspec.Meta(max_length=10_000)]
 MonthStr = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$")]
 
@@ -80,6 +89,8 @@ class IncidentOpened(_Fact, frozen=True, tag="incident_opened"):
     at: Timestamp
     impact: Impact
     title: Text | None = None
+    # A string or an integer (status pages use both); a new fact holds a string that spells
+    # an integer as that integer (``check_content``), so "2" and 2 are one fact.
     severity: Text | int | None = None
 
 
@@ -259,14 +270,16 @@ def _explain(exc: msgspec.MsgspecError) -> str:
 
 
 def may_hold_control(data: bytes | str) -> bool:
-    """Whether JSON text could decode to a string holding a control character.
+    """Whether JSON text could decode to a string holding a control character (C0, DEL or C1).
 
-    JSON refuses raw control characters in strings (the decoder enforces it), but
-    for DEL: any other reaches a string only as an escape, after a backslash.
+    JSON refuses raw C0 characters in strings (the decoder enforces it): they reach
+    a string only as an escape, after a backslash. DEL and the C1 characters may be
+    raw; in UTF-8 a C1 character is 0xC2 followed by 0x80-0x9F, so a line without
+    the byte 0xC2 holds none (the test is a byte search, not a decode).
     """
     if isinstance(data, str):
-        return "\\" in data or "\x7f" in data
-    return b"\\" in data or b"\x7f" in data
+        return "\\" in data or _RAW_CONTROL.search(data) is not None
+    return b"\\" in data or b"\x7f" in data or b"\xc2" in data
 
 
 def check_names(fact: Fact) -> None:
@@ -277,17 +290,183 @@ def check_names(fact: Fact) -> None:
             raise BadInput(f"field `{field}`: must not contain control characters")
 
 
-def _name_fields(cls: type) -> tuple[str, ...]:
+def check_text(fact: Fact) -> None:
+    """Refuse free text (``Text``) holding a control character other than tab, LF and CR."""
+    for field in _TEXT_FIELDS[type(fact)]:
+        value = getattr(fact, field)
+        if type(value) is str and _TEXT_CONTROL.search(value):
+            raise BadInput(f"field `{field}`: must not contain control characters other than tab, "
+                           "line feed and carriage return")
+
+
+def _fields_of(cls: type, kind: object) -> tuple[str, ...]:
     fields = msgspec.structs.fields(cls)
-    return tuple(f.name for f in fields if f.type == Name or Name in typing.get_args(f.type))
+    return tuple(f.name for f in fields if f.type == kind or kind in typing.get_args(f.type))
 
 
-_NAME_FIELDS: Final[dict[type, tuple[str, ...]]] = {cls: _name_fields(cls) for cls in typing.get_args(Fact)}
-_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+def _by_type(kind: object) -> dict[type, tuple[str, ...]]:
+    return {cls: _fields_of(cls, kind) for cls in typing.get_args(Fact)}
+
+
+_NAME_FIELDS: Final = _by_type(Name)
+_TEXT_FIELDS: Final = _by_type(Text)
+_TIME_FIELDS: Final = _by_type(Timestamp)
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_TEXT_CONTROL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_RAW_CONTROL: Final = re.compile(r"[\x7f-\x9f]")
+# The severities that are integers spelt as text: exactly str(n) for a 64-bit n.
+_INTEGER_TEXT: Final = re.compile(r"0|-?[1-9][0-9]{0,18}")
+_SEVERITY_MIN, _SEVERITY_MAX = -(2**63), 2**63 - 1
+_FIRST_YEAR, _LAST_YEAR = FIRST_YEAR, LAST_YEAR  # module globals: read once per instant
+
+
+def check_content(fact: Fact, controls: bool = True) -> Fact:
+    """Check what a new fact may hold beyond its type; the fact in its one canonical form.
+
+    Every instant within ``ledger.calendar.in_range``; a claim's month a month;
+    names and free text without control characters (only when ``controls``: the
+    JSON it came from could hold one, see ``may_hold_control``); a contract's policy
+    by ``check_policy``. A string severity that spells a 64-bit integer becomes
+    that integer. Raises BadInput naming the field.
+    """
+    return admit(fact, controls)[0]
+
+
+def admit(fact: Fact, controls: bool = True) -> tuple[Fact, bytes, int]:
+    """``check_content``, with the fact's canonical JSON and ``envelope_quotes``.
+
+    One function for what the import does with every line (Python calls cost more
+    than the work in them here).
+    """
+    times, special = _CONTENT[type(fact)]
+    for field in times:
+        # The local year settles all but the first and last year (an offset is under a day).
+        if not _FIRST_YEAR < getattr(fact, field).year < _LAST_YEAR:
+            _check_instant(fact, field)
+    id_, position, recorded_at = fact.id, fact.position, fact.recorded_at
+    if recorded_at is not None:
+        _check_instant(fact, "recorded_at")
+    if controls:
+        check_names(fact)
+        check_text(fact)
+    if special is not None:
+        fact = special(fact)
+    if position is None and recorded_at is None:
+        if id_ is None:
+            return fact, _encoder.encode(fact), 0
+        quotes = 4  # the usual envelope: an id alone
+    else:
+        quotes = (id_ is not None) * 4 + (position is not None) * 2 + (recorded_at is not None) * 4
+    content = msgspec.structs.replace(fact, id=None, position=None, recorded_at=None)
+    return fact, _encoder.encode(content), quotes
+
+
+def _check_instant(fact: Fact, field: str) -> None:
+    if not in_range(getattr(fact, field)):
+        raise BadInput(f"field `{field}`: must lie between {INSTANT_RANGE}")
+
+
+def _severity(fact: IncidentOpened) -> IncidentOpened:
+    sev = fact.severity
+    if type(sev) is str:
+        if _INTEGER_TEXT.fullmatch(sev) and _SEVERITY_MIN <= (number := int(sev)) <= _SEVERITY_MAX:
+            return msgspec.structs.replace(fact, severity=number)
+    elif type(sev) is int and not _SEVERITY_MIN <= sev <= _SEVERITY_MAX:
+        raise BadInput("field `severity`: an integer severity must lie between -2**63 and 2**63-1")
+    return fact
+
+
+def _claim(fact: CreditClaimFiled) -> CreditClaimFiled:
+    check_month(fact.month, "field `month`")
+    return fact
+
+
+def _contract(fact: ContractRegistered) -> ContractRegistered:
+    try:
+        check_policy(fact.policy)
+    except BadInput as exc:
+        raise BadInput(f"policy: {exc}") from None
+    return fact
+
+
+# Per type: its required instants (``recorded_at`` is checked apart: it is mostly absent),
+# and the check of what only that type holds.
+_SPECIAL: Final[dict[type, Callable[[Any], Fact]]] = {
+    IncidentOpened: _severity, CreditClaimFiled: _claim,
+    ContractRegistered: _contract, ContractAmended: _contract,
+}
+_CONTENT: Final = {
+    cls: (tuple(f for f in _TIME_FIELDS[cls] if f != "recorded_at"), _SPECIAL.get(cls))
+    for cls in typing.get_args(Fact)
+}
+
+
+def check_keys(data: bytes, fact: Fact, canon: bytes, escaped: bool) -> None:
+    """Refuse JSON in which an object has a key twice (msgspec keeps the last one, silently).
+
+    The fast test counts quotes. Without a backslash in the line no string holds a
+    quote, so each key and each string value has two, in the line as in the fact's
+    canonical JSON (and its envelope, which that leaves out): a line with more quotes
+    has a key the fact does not show, a repeated one (or one set to null, or a severity
+    spelt as text). Only then, for a line with an escape, or for a policy (whose
+    canonical form shows fields the line may leave out), is the line parsed again
+    keeping every key, to be sure.
+    """
+    if (
+        not escaped
+        and type(fact) not in CONTRACT_TYPES
+        and data.count(b'"') == canon.count(b'"') + envelope_quotes(fact)
+    ):
+        return
+    where = _repeated_key(data)
+    if where is not None:
+        raise BadInput(f"field `{where}`: the key appears twice in one object")
+
+
+def envelope_quotes(fact: Fact) -> int:
+    """The quotes of the envelope fields in a line without escapes (canonical JSON leaves them out)."""
+    return ((fact.id is not None) * 4 + (fact.position is not None) * 2
+            + (fact.recorded_at is not None) * 4)
+
+
+class _Pairs(list[tuple[str, Any]]):
+    """One JSON object's members in order, duplicates kept."""
+
+
+def _ignore(_: str) -> None:
+    return None
+
+
+def _repeated_key(data: bytes) -> str | None:
+    """The path of the first key an object repeats, or None."""
+    try:
+        root = json.loads(data, object_pairs_hook=_Pairs, parse_int=_ignore, parse_float=_ignore,
+                          parse_constant=_ignore)
+    except (ValueError, RecursionError) as exc:
+        # msgspec read it, yet it cannot be checked: refused rather than trusted
+        raise BadInput(f"not valid JSON: {exc}") from None
+    return _first_repeat(root, "")
+
+
+def _first_repeat(value: object, path: str) -> str | None:
+    if isinstance(value, _Pairs):
+        seen: set[str] = set()
+        for key, item in value:
+            where = f"{path}.{key}" if path else key
+            if key in seen:
+                return where
+            seen.add(key)
+            if (found := _first_repeat(item, where)) is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            if (found := _first_repeat(item, f"{path}[{i}]")) is not None:
+                return found
+    return None
 
 
 def decode_fact(data: bytes | str) -> Fact:
-    """Decode one JSON object into a validated fact; raises BadInput with a one-line reason."""
+    """Decode one JSON object into a checked new fact; raises BadInput with a one-line reason."""
     try:
         fact = FACT_DECODER.decode(data)
     except msgspec.ValidationError as exc:
@@ -298,8 +477,9 @@ def decode_fact(data: bytes | str) -> Fact:
         raise BadInput(f"not valid UTF-8: {exc.reason} at byte {exc.start}") from None
     except RecursionError:
         raise BadInput("JSON nested too deeply") from None
-    if may_hold_control(data):
-        check_names(fact)
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    fact, canon, _ = admit(fact, may_hold_control(raw))
+    check_keys(raw, fact, canon, b"\\" in raw)
     return fact
 
 

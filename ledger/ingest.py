@@ -30,7 +30,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Generator, Iterable, Iterator
 from itertools import islice
-from typing import IO, Any, BinaryIO, Final, cast
+from typing import IO, Any, BinaryIO, Final
 
 import msgspec
 
@@ -40,15 +40,14 @@ from ledger.events import (
     CONTRACT_TYPES,
     FACT_DECODER,
     FACT_TAGS,
-    ContractRegistered,
     Fact,
+    admit,
     canonical,
-    check_names,
+    check_keys,
     decode_fact,
     derive_id_from,
     may_hold_control,
 )
-from ledger.policy import resolve
 from ledger.store import (
     BATCH,
     KEY_OF,
@@ -77,21 +76,16 @@ _json: Final = msgspec.json.Encoder()
 _ROWS, _ERROR, _FAILED, _PACKED, _CONFLICT = 0, 1, 2, 3, 4  # kinds of message from the child
 
 
-def check_fact(fact: Fact) -> None:
-    """Cross-field checks msgspec cannot make: a contract fact's policy must resolve."""
-    if type(fact) in CONTRACT_TYPES:
-        try:
-            resolve(cast(ContractRegistered, fact).policy)
-        except BadInput as exc:
-            raise BadInput(f"policy: {exc}") from None
-
-
 def prepare_fact(lineno: int, fact: Fact) -> Prepared:
     """The row the writer needs for one validated fact (canonical JSON computed once)."""
+    return prepare_row(lineno, fact, canonical(fact))
+
+
+def prepare_row(lineno: int, fact: Fact, canon: bytes) -> Prepared:
+    """``prepare_fact`` given the fact's canonical JSON."""
     # The type's tag, index key and name (if it gives one) from one table lookup: this runs
     # once per imported line.
     tag, key_of, claim_of = _TAG_AND_KEY[type(fact)]
-    canon = canonical(fact)
     id_ = fact.id if fact.id is not None else derive_id_from(canon)
     at = None if fact.recorded_at is None else _json.encode(fact.recorded_at)
     return (lineno, id_, _json.encode(id_), tag, key_of(fact), canon, at,
@@ -111,7 +105,6 @@ def prepare_line(lineno: int, line: bytes | str, limit: int = MAX_LINE) -> Prepa
         return None
     try:
         fact = decode_fact(line)
-        check_fact(fact)
     except BadInput as exc:
         raise BadInput(f"line {lineno}: {exc}") from None
     return prepare_fact(lineno, fact)
@@ -135,8 +128,9 @@ def prepare_facts(facts: Iterable[Fact], batch_size: int = BATCH) -> Iterator[li
 
     def rows() -> Iterator[Prepared]:
         for n, fact in enumerate(facts, 1):
-            check_fact(fact)
-            yield prepare_fact(n, fact)
+            # No JSON to tell where a control character could be: every field is checked.
+            checked, canon, _ = admit(fact)
+            yield prepare_row(n, checked, canon)
 
     return batched(rows(), batch_size)
 
@@ -152,16 +146,18 @@ class LineSplitter:
         self.limit = limit
         self.lineno = 0
         self.partial = b""
-        # Whether no line the last call returned can decode to a string holding a control
-        # character (``may_hold_control``): one scan of the bytes instead of one per line.
+        # About the lines the last call returned, from one scan of the bytes instead of one
+        # per line: whether none can decode to a string holding a control character or
+        # holds an escape (``may_hold_control``), and how many quotes they hold.
         self.plain = True
+        self.quotes = 0
 
     def feed(self, chunk: bytes) -> list[tuple[int, bytes]]:
         """The complete lines (newline kept) that ``chunk`` finishes, numbered."""
         data = self.partial + chunk if self.partial else chunk
-        self.plain = not may_hold_control(data)
         pieces = data.split(b"\n")
         self.partial = pieces.pop()
+        self._scan(data, len(data) - len(self.partial))
         out = []
         for piece in pieces:
             self.lineno += 1
@@ -176,29 +172,71 @@ class LineSplitter:
         """The last line, if the input does not end with a newline."""
         if not self.partial:
             return []
-        self.plain = not may_hold_control(self.partial)
         self.lineno += 1
         last, self.partial = self.partial, b""
+        self._scan(last, len(last))
         return [(self.lineno, last)]
 
+    def _scan(self, data: bytes, end: int) -> None:
+        # The control test covers the partial line too: cheaper than slicing it off.
+        self.plain = not may_hold_control(data)
+        self.quotes = data.count(b'"', 0, end)
 
-def _prepare_numbered(lines: list[tuple[int, bytes]], limit: int, out: list[Prepared], plain: bool) -> None:
+
+def _prepare_numbered(lines: list[tuple[int, bytes]], limit: int, out: list[Prepared],
+                      splitter: LineSplitter) -> None:
     # prepare_line, unrolled for the bulk path (the splitter has checked the lengths, and
-    # ``plain`` says whether the lines need ``check_names``); any failure goes back through
-    # prepare_line for its one-line message.
+    # ``plain`` says that no line holds a backslash, DEL or 0xC2: no control character, and
+    # no quote inside a string); any failure goes back through prepare_line for its
+    # one-line message.
+    #
+    # Repeated keys (``check_keys``) are counted for all the lines at once: the quotes of
+    # the lines against those of their canonical forms and envelopes. A policy or a line
+    # with an escape is checked on its own.
     decode = FACT_DECODER.decode
+    plain = splitter.plain
+    quotes = splitter.quotes
+    canons: list[bytes] = []
+    counted = canons.append
+    envelope = 0
+    first = len(out)
     for lineno, line in lines:
         if not line or line.isspace():
             continue
         try:
-            fact = decode(line)
-            if not plain and may_hold_control(line):
-                check_names(fact)
-            check_fact(fact)
+            fact, canon, quoted = admit(decode(line), not plain and may_hold_control(line))
+            row = prepare_row(lineno, fact, canon)
+            if (plain or b"\\" not in line) and type(fact) not in CONTRACT_TYPES:
+                counted(canon)
+                envelope += quoted
+            else:
+                check_keys(line, fact, canon, not plain and b"\\" in line)
+                quotes -= line.count(b'"')
         except (msgspec.MsgspecError, UnicodeDecodeError, RecursionError, BadInput):
+            # The first bad line is the one to name: one before may repeat a key.
+            _check_keys_each(lines, out[first:], plain, lineno)
             prepare_line(lineno, line, limit)
             raise
-        out.append(prepare_fact(lineno, fact))
+        out.append(row)
+    if b"".join(canons).count(b'"') + envelope != quotes:
+        # A line repeats a key, or sets one to null, or spells an integer severity as
+        # text: each line is counted on its own, and one with too many quotes parsed.
+        _check_keys_each(lines, out[first:], plain)
+
+
+def _check_keys_each(lines: list[tuple[int, bytes]], rows: list[Prepared], plain: bool,
+                     before: int | None = None) -> None:
+    """``check_keys`` line by line (``rows`` are the lines' prepared rows, blank lines left out)."""
+    decode = FACT_DECODER.decode
+    prepared = iter(rows)
+    for lineno, line in lines:
+        if lineno == before:
+            return
+        if line and not line.isspace():
+            try:
+                check_keys(line, decode(line), next(prepared)[5], not plain and b"\\" in line)
+            except BadInput as exc:
+                raise BadInput(f"line {lineno}: {exc}") from None
 
 
 def child_main(limit: int = MAX_LINE, batch_size: int = BATCH,
@@ -224,7 +262,7 @@ def child_main(limit: int = MAX_LINE, batch_size: int = BATCH,
         while True:
             chunk = inbox.read1(CHUNK)
             lines = splitter.feed(chunk) if chunk else splitter.finish()
-            _prepare_numbered(lines, limit, rows, splitter.plain)
+            _prepare_numbered(lines, limit, rows, splitter)
             consumed += len(chunk)
             if len(rows) >= batch_size or not chunk:
                 _send(outbox, encode(batch(consumed, rows)))
@@ -324,8 +362,8 @@ def prepared_batches(
     if len(head) < parallel_from:
         splitter = LineSplitter(limit)
         rows: list[Prepared] = []
-        _prepare_numbered(splitter.feed(head), limit, rows, splitter.plain)
-        _prepare_numbered(splitter.finish(), limit, rows, splitter.plain)
+        _prepare_numbered(splitter.feed(head), limit, rows, splitter)
+        _prepare_numbered(splitter.finish(), limit, rows, splitter)
         yield from batched(rows, batch_size)
         if progress is not None:
             progress(len(head))

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
+from ledger.calendar import check_month
 from ledger.errors import BadInput
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=512, pattern=r"^[^\x00-\x1f\x7f]+$")]
@@ -164,33 +165,50 @@ class Policy(msgspec.Struct, frozen=True):
     source: PolicyFile
 
 
-# Ten years: longer than any notice or outage threshold a contract means, and far inside what
-# datetime arithmetic on a month can hold (a notice of 10^9 business days ran past year 9999).
-MAX_DURATION_DAYS: Final = 3660
-MAX_BUSINESS_DAYS: Final = 2610
-_DURATION_RE: Final = re.compile(r"^\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*(?:(\d+)\s*s)?\s*$")
-_BUSINESS_RE: Final = re.compile(r"^\s*(\d+)\s+business\s+days?\s*$")
+_DURATION = r"\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*(?:(\d+)\s*s)?\s*"
+_BUSINESS = r"\s*(\d+)\s+business\s+days?\s*"
+# What recorded policies are read with (``resolve``): as loose as the ledger ever accepted.
+_DURATION_RE: Final = re.compile(_DURATION)
+_BUSINESS_RE: Final = re.compile(_BUSINESS)
+# What a new policy must match (``check_policy``): ASCII digits and spaces only (\d would take
+# full-width digits), matched whole.
+_STRICT_DURATION_RE: Final = re.compile(_DURATION, re.ASCII)
+_STRICT_BUSINESS_RE: Final = re.compile(_BUSINESS, re.ASCII)
+# The longest notice, long-outage threshold or claim deadline a policy may set: a year. It
+# keeps every deadline computed from an accepted instant representable (see ledger.calendar).
+MAX_DAYS: Final = 366
+MAX_SPAN: Final = timedelta(days=MAX_DAYS)
 
 
 def parse_duration(text: str, field: str) -> timedelta:
     """Parse "24h", "90m", "1h30m", "2d" into an exact timedelta."""
-    m = _DURATION_RE.match(text)
+    m = _DURATION_RE.fullmatch(text)
     if not m or not any(m.groups()):
         raise BadInput(f"field `{field}`: expected a duration like \"24h\" or \"90m\", got {text!r}")
     d, h, mi, s = (int(g) if g else 0 for g in m.groups())
-    if ((d * 24 + h) * 60 + mi) * 60 + s > MAX_DURATION_DAYS * 86400:
-        raise BadInput(f"field `{field}`: {text!r} is longer than {MAX_DURATION_DAYS} days")
-    return timedelta(days=d, hours=h, minutes=mi, seconds=s)
+    try:
+        return timedelta(days=d, hours=h, minutes=mi, seconds=s)
+    except OverflowError:
+        raise BadInput(f"field `{field}`: duration too long: {text!r}") from None
 
 
 def parse_notice(text: str, field: str) -> Notice:
     """Parse a notice: a duration, or "N business days"."""
-    m = _BUSINESS_RE.match(text)
+    m = _BUSINESS_RE.fullmatch(text)
     if m:
-        if int(m.group(1)) > MAX_BUSINESS_DAYS:
-            raise BadInput(f"field `{field}`: {text!r} is more than {MAX_BUSINESS_DAYS} business days")
         return Notice(business_days=int(m.group(1)))
     return Notice(fixed=parse_duration(text, field))
+
+
+def _bounded_duration(text: str, field: str) -> timedelta:
+    """A duration of a new policy: ASCII, at most ``MAX_DAYS`` days."""
+    if not _STRICT_DURATION_RE.fullmatch(text):
+        raise BadInput(f"field `{field}`: expected a duration like \"24h\" or \"90m\", got {text!r}")
+    # Each number is bounded by the 64 characters of the field: no int() of a huge string.
+    span = parse_duration(text, field)
+    if span > MAX_SPAN:
+        raise BadInput(f"field `{field}`: at most {MAX_DAYS} days, got {text!r}")
+    return span
 
 
 def format_duration(d: timedelta) -> str:
@@ -327,6 +345,102 @@ def _check_holidays(code: str) -> None:
         raise BadInput(f"field `calendar.holidays`: {country} has no subdivision {subdiv!r}")
 
 
+# --- what a new policy may hold ------------------------------------------------
+#
+# The rules below apply where a policy comes in (``load_policy``, and a contract fact on
+# import or append), never to a policy read back from the ledger: ``resolve`` stays as
+# loose as the ledger ever was, so a version recorded before a rule existed still
+# resolves and its months still evaluate.
+
+MAX_PROBES: Final = 100
+MAX_TIERS: Final = 100
+# Canonical JSON of a whole policy; far below ``ledger.ingest.MAX_LINE``, so a contract
+# fact always exports to a line that import accepts.
+MAX_POLICY_BYTES: Final = 64 * 1024
+
+_NAME_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_TEXT_CONTROL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# The patterns of the msgspec types end in `$`, which lets a trailing newline through:
+# matched whole here.
+_DECIMAL_RE: Final = re.compile(r"[0-9]{1,15}(?:\.[0-9]{1,12})?")
+_DECIMAL: Final = 'a decimal string like "99.97"'
+_CURRENCY_RE: Final = re.compile(r"[A-Z]{3}")
+_HOURS_RE: Final = re.compile(r"[0-2][0-9]:[0-5][0-9]-[0-2][0-9]:[0-5][0-9]")
+_HOLIDAYS_RE: Final = re.compile(r"[A-Z]{2}(?:-[A-Z0-9]{1,3})?")
+_policy_encoder: Final = msgspec.json.Encoder(order="sorted")
+
+
+def _name(value: str, field: str) -> None:
+    if _NAME_CONTROL.search(value):
+        raise BadInput(f"field `{field}`: must not contain control characters")
+
+
+def _text(value: str, field: str) -> None:
+    if _TEXT_CONTROL.search(value):
+        raise BadInput(f"field `{field}`: must not contain control characters other than tab, "
+                       "line feed and carriage return")
+
+
+def _whole(pattern: re.Pattern[str], value: str | None, field: str, what: str) -> None:
+    if value is not None and not pattern.fullmatch(value):
+        raise BadInput(f"field `{field}`: expected {what}, got {value!r}")
+
+
+def check_policy(pf: PolicyFile) -> Policy:
+    """The rules a policy must meet to be recorded, then ``resolve``; BadInput names the field."""
+    c, a, m, cal, cr = pf.contract, pf.availability, pf.maintenance, pf.calendar, pf.credits
+    # Counts and size first: they bound the work of every other check.
+    if len(a.probes) > MAX_PROBES:
+        raise BadInput(f"field `availability.probes`: at most {MAX_PROBES} probes, got {len(a.probes)}")
+    if cr is not None and len(cr.tiers) > MAX_TIERS:
+        raise BadInput(f"field `credits.tiers`: at most {MAX_TIERS} tiers, got {len(cr.tiers)}")
+    size = len(_policy_encoder.encode(pf))
+    if size > MAX_POLICY_BYTES:
+        raise BadInput(f"the policy is {size} bytes as JSON, at most {MAX_POLICY_BYTES}")
+    for value, field in ((c.id, "contract.id"), (c.service, "contract.service"),
+                         (c.timezone, "contract.timezone"),
+                         (cal.timezone if cal else None, "calendar.timezone")):
+        if value is not None:
+            _name(value, field)
+    for i, probe in enumerate(a.probes):
+        _name(probe, f"availability.probes[{i}]")
+    _text(c.customer, "contract.customer")
+    _whole(_CURRENCY_RE, c.currency, "contract.currency", "three capital letters (ISO 4217)")
+    for value, field in ((c.monthly_fee, "contract.monthly_fee"), (c.annual_fee, "contract.annual_fee"),
+                         (a.target, "availability.target"),
+                         (cr.cap_percent if cr else None, "credits.cap_percent")):
+        _whole(_DECIMAL_RE, value, field, _DECIMAL)
+    if c.effective_from is not None:
+        check_month(c.effective_from, "field `contract.effective_from`")
+    if len(set(a.excludable)) != len(a.excludable):
+        raise BadInput("field `availability.excludable`: a category is listed twice")
+    if m is not None:
+        notice = _STRICT_BUSINESS_RE.fullmatch(m.min_notice)
+        if notice is None:
+            _bounded_duration(m.min_notice, "maintenance.min_notice")
+        elif int(notice.group(1)) > MAX_DAYS:
+            raise BadInput(f"field `maintenance.min_notice`: at most {MAX_DAYS} business days, "
+                           f"got {m.min_notice!r}")
+        # Business days and business hours are the calendar's: a policy that relies on them
+        # says which (zone, hours, holidays) rather than get 09:00-17:00 without holidays.
+        if cal is None and notice is not None:
+            raise BadInput("field `maintenance.min_notice`: a notice in business days needs a "
+                           "[calendar] section (business hours and holidays)")
+        if cal is None and m.outside_business_hours:
+            raise BadInput("field `maintenance.outside_business_hours`: needs a [calendar] section "
+                           "(business hours and holidays)")
+    if cal is not None:
+        _whole(_HOURS_RE, cal.business_hours, "calendar.business_hours", 'hours like "09:00-17:00"')
+        _whole(_HOLIDAYS_RE, cal.holidays, "calendar.holidays", 'a country code like "CA" or "CA-ON"')
+    if cr is not None:
+        for i, t in enumerate(cr.tiers):
+            _whole(_DECIMAL_RE, t.below, f"credits.tiers[{i}].below", _DECIMAL)
+            _whole(_DECIMAL_RE, t.percent, f"credits.tiers[{i}].percent", _DECIMAL)
+        if cr.long_outage is not None:
+            _bounded_duration(cr.long_outage.over, "credits.long_outage.over")
+    return resolve(pf)
+
+
 def load_policy(data: bytes, source: str = "policy") -> PolicyFile:
     """Decode and validate a policy TOML file; raises BadInput naming the field."""
     try:
@@ -342,7 +456,7 @@ def load_policy(data: bytes, source: str = "policy") -> PolicyFile:
     except RecursionError:  # the TOML reader recurses once per level of nested arrays or tables
         raise BadInput(f"{source}: not valid TOML: arrays or tables nested too deeply") from None
     try:
-        resolve(pf)
+        check_policy(pf)
     except BadInput as exc:
         raise BadInput(f"{source}: {exc}") from None
     return pf

@@ -33,6 +33,10 @@ CASES = [
     ('{"type":"exclusion_declared","service":"s","exclusion":"x","category":"third_party",'
      '"starts_at":"2026-10-04T09:00:00Z","ends_at":"2026-10-04T10:00:00Z","reason":"r",'
      '"contract":"c\\u0002"}', "contract"),
+    # C1 controls (U+0080-U+009F), escaped or raw (UTF-8 0xC2 0x80-0x9F)
+    (PROBE % '"\\u0080 C1"', "service"),
+    (PROBE % '"a\u0085b"', "service"),
+    ('{"type":"probe_failed","service":"s","probe":"p\u009f","at":"2026-10-04T09:15:00Z"}', "probe"),
 ]
 
 
@@ -49,8 +53,9 @@ def test_control_character_in_a_name_is_refused(line: str, field: str) -> None:
     "line",
     [
         PROBE % '"caf\\u00e9 \\"quoted\\" back\\\\slash"',  # escapes that are not control characters
-        PROBE % '"\\u0080 C1 is printable here"',
-        '{"type":"probe_failed","service":"s","probe":"p","at":"2026-10-04T09:15:00Z","detail":"a\\nb\\u0000"}',
+        PROBE % '"\\u00a0 no-break space, \u00b0 and \u00c2"',  # 0xC2 bytes that are not C1
+        # free text keeps tab, line feed and carriage return
+        '{"type":"probe_failed","service":"s","probe":"p","at":"2026-10-04T09:15:00Z","detail":"a\\nb\\tc\\r"}',
     ],
 )
 def test_escapes_that_are_not_control_characters_in_names_are_kept(line: str) -> None:
@@ -70,7 +75,7 @@ def test_may_hold_control_never_misses_one(text: str) -> None:
     # Whatever a name holds, the JSON msgspec writes for it is flagged if it decodes to a control character.
     line = msgspec.json.encode({"type": "probe_failed", "service": text, "probe": "p",
                                 "at": "2026-10-04T09:15:00Z"})
-    has_control = any(ord(c) < 0x20 or ord(c) == 0x7F for c in text)
+    has_control = any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in text)
     if has_control:
         assert may_hold_control(line)
         with pytest.raises(BadInput, match=r"^field `service`: must not contain control characters$"):

@@ -1,0 +1,111 @@
+"""Input hygiene at the command line (issue 14): one month parser, bounded instants, one line of error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cli.main import cli
+from tests.cli.test_cli import one_line_error, run
+
+POLICY = """
+[contract]
+id = "c1"
+customer = "Acme"
+service = "web"
+timezone = "Europe/Paris"
+currency = "EUR"
+monthly_fee = "100.00"
+
+[availability]
+target = "99.9"
+"""
+AT = "2026-10-04T09:15:00Z"
+
+
+@pytest.fixture
+def url(store_url: str, runner: CliRunner, tmp_path: Path) -> str:
+    policy = tmp_path / "c1.toml"
+    policy.write_text(POLICY)
+    assert run(runner, store_url, "contract", "register", str(policy)).exit_code == 0
+    line = f'{{"type":"probe_failed","service":"web","probe":"p","at":"{AT}"}}'
+    assert run(runner, store_url, "append", "--json", line).exit_code == 0
+    return store_url
+
+
+@pytest.mark.parametrize("month", ["2026-+3", "２０２６-１０", "2_26-10", " 2026-10", "2026-10\n", "2026-10 ",
+                                   "2026-1", "1969-11", "3000-02", "0001-01", "9999-12"])
+@pytest.mark.parametrize("command", [["report"], ["audit"], ["audit", "--position", "1"]])
+def test_month_options_take_exactly_yyyy_mm(runner: CliRunner, url: str, command: list[str],
+                                            month: str) -> None:
+    result = runner.invoke(cli, ["--store", url, *command, "--contract", "c1", "--month", month])
+    assert result.exit_code == 2
+    expected = f"error: --month: expected a month YYYY-MM from 1969-12 to 3000-01, got {month!r}"
+    assert one_line_error(result) == expected.replace("\n", "\\n")
+
+
+@pytest.mark.parametrize("month", ["1969-12", "2026-10", "3000-01"])
+def test_months_in_range_are_reported(runner: CliRunner, url: str, month: str) -> None:
+    assert run(runner, url, "report", "--contract", "c1", "--month", month).exit_code == 0
+    assert run(runner, url, "audit", "--contract", "c1", "--month", month, "--as-of",
+               "2999-12-31T23:59:59.999999Z").exit_code == 0
+
+
+@pytest.mark.parametrize(("option", "command"), [
+    ("--as-of", ["audit", "--contract", "c1", "--month", "2026-10"]),
+    ("--since", ["events"]),
+    ("--until", ["events"]),
+])
+@pytest.mark.parametrize("value", ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "1969-12-31T23:59:59Z",
+                                   "2999-12-31T23:59:59-01:00"])
+def test_timestamp_options_are_bounded(runner: CliRunner, url: str, option: str, command: list[str],
+                                       value: str) -> None:
+    result = runner.invoke(cli, ["--store", url, *command, option, value])
+    assert result.exit_code == 2
+    assert one_line_error(result).startswith(
+        f"error: {option}: must lie between 1970-01-01T00:00:00Z and 2999-12-31T23:59:59.999999Z, got ")
+
+
+def test_a_policy_counting_business_days_needs_a_calendar(runner: CliRunner, url: str,
+                                                          tmp_path: Path) -> None:
+    policy = tmp_path / "c2.toml"
+    policy.write_text(POLICY.replace('"c1"', '"c2"') + '[maintenance]\nmin_notice = "5 business days"\n')
+    result = runner.invoke(cli, ["--store", url, "contract", "register", str(policy)])
+    assert result.exit_code == 2
+    assert one_line_error(result) == (
+        f"error: {policy}: field `maintenance.min_notice`: a notice in business days needs a [calendar] "
+        "section (business hours and holidays)")
+    policy.write_text(policy.read_text() + "[calendar]\n")
+    assert run(runner, url, "contract", "register", str(policy)).exit_code == 0
+
+
+def test_append_refuses_a_repeated_key(runner: CliRunner, url: str) -> None:
+    line = f'{{"type":"probe_failed","service":"web","probe":"p","at":"{AT}","probe":"q"}}'
+    result = runner.invoke(cli, ["--store", url, "append", "--json", line])
+    assert result.exit_code == 2
+    assert one_line_error(result) == "error: field `probe`: the key appears twice in one object"
+
+
+def test_severity_given_as_an_option_or_as_json_is_one_fact(runner: CliRunner, url: str) -> None:
+    first = run(runner, url, "append", "incident_opened", "--service", "web", "--incident", "i1", "--at", AT,
+                "--impact", "outage", "--severity", "2")
+    assert first.exit_code == 0
+    again = run(runner, url, "append", "--json",
+                f'{{"type":"incident_opened","service":"web","incident":"i1","at":"{AT}","impact":"outage",'
+                '"severity":2}')
+    assert again.stdout == first.stdout
+    assert "already recorded" in again.stderr
+    assert '"severity":2' in run(runner, url, "events").stdout
+
+
+def test_import_refuses_a_nul_in_a_reason(runner: CliRunner, url: str) -> None:
+    before = run(runner, url, "events").stdout
+    data = (f'{{"type":"probe_failed","service":"web","probe":"p","at":"{AT}","id":"n1"}}\n'
+            '{"type":"exclusion_revoked","ref":"x","reason":"a\\u0000b"}\n')
+    result = runner.invoke(cli, ["--store", url, "import", "-"], input=data)
+    assert result.exit_code == 2
+    assert one_line_error(result) == ("error: line 2: field `reason`: must not contain control characters "
+                                      "other than tab, line feed and carriage return")
+    assert run(runner, url, "events").stdout == before
