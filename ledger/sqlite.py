@@ -6,10 +6,13 @@ is deleted, and a rolled-back import leaves no gap.
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import msgspec
@@ -20,9 +23,10 @@ from eventsourcing.sqlite import (
     SQLiteDatastore,
 )
 
-from ledger.errors import StoreError
+from ledger.errors import LockWaitTimeout, StoreError
 from ledger.events import Recorded, decode_state, decode_stored
 from ledger.packing import pack_rows
+from ledger.runtime import LOCK_WAIT, env_seconds
 from ledger.store import GENESIS, OLD_FORMAT, Head, IdConflict, LedgerRecorder, Packed, prefix_end
 
 PAGE: Final = 5000
@@ -117,15 +121,39 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerRecorder):
 
     @contextmanager
     def write_session(self) -> Iterator[_Session]:
+        wait = env_seconds(LOCK_WAIT)
         with self.datastore.transaction(commit=True) as c:
-            # A write as the first statement takes SQLite's write lock at once, so
-            # concurrent importers queue on the busy timeout instead of failing later.
-            c.execute("UPDATE ledger_index SET key = key WHERE 0")
+            c.execute(f"PRAGMA busy_timeout = {math.ceil(wait * 1000)}")
+            started = time.monotonic()
+            try:
+                # A write as the first statement takes SQLite's write lock at once, so
+                # concurrent importers queue on the busy timeout instead of failing later.
+                c.execute("UPDATE ledger_index SET key = key WHERE 0")
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                raise LockWaitTimeout(
+                    f"gave up waiting for the write lock after {time.monotonic() - started:.1f} s "
+                    f"(LEDGER_LOCK_WAIT): held by {_holder(self._holder_path())}; nothing was written"
+                ) from None
             # A large import touches many pages of the log's primary key and of the key index
             # (one hot spot per service); a bigger page cache, bounded whatever the store's
             # size, keeps them in memory until the commit.
             c.execute("PRAGMA cache_size = -65536")
-            yield _Session(self, c)
+            note = self._holder_path()
+            _leave_name(note)
+            try:
+                yield _Session(self, c)
+            finally:
+                # Before the commit lets go of the lock: after it, the note may be the next writer's.
+                if note is not None:
+                    with suppress(OSError):
+                        os.unlink(note)
+
+    def _holder_path(self) -> str | None:
+        """Where the holder of the write lock leaves its name (None for an in-memory store)."""
+        pool = self.datastore.pool
+        return None if pool.is_sqlite_memory_mode else f"{pool.db_name}-writer"
 
     def _pages(self, query: str, start: int, stop: int | None) -> Iterator[Any]:
         """Rows of ``query`` (parameters: first, last, limit; position first) a page at a time."""
@@ -247,6 +275,41 @@ def append_only_statements(tables: Sequence[str]) -> list[str]:
     return statements
 
 
+def _leave_name(note: str | None) -> None:
+    """Say who holds the write lock, and since when, for a writer that gives up waiting."""
+    if note is None:
+        return
+    since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with suppress(OSError):  # only a courtesy: a read-only directory stops no write
+        with open(note + ".tmp", "w", encoding="utf-8") as out:
+            out.write(f"{os.getpid()} {since}\n")
+        os.replace(note + ".tmp", note)
+
+
+def _holder(note: str | None) -> str:
+    """Who holds the write lock: the process that left its name, if it still runs."""
+    unknown = "another connection (no running ledger writer left its name: another program?)"
+    try:
+        with open(note or "", encoding="utf-8") as f:
+            pid_text, since = f.read().split()
+        pid = int(pid_text)
+        os.kill(pid, 0)
+    except PermissionError:
+        pass  # runs, as another user
+    except (OSError, ValueError):
+        return unknown
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            args = f.read().decode("utf-8", "replace").split("\0")
+        command = " ".join([os.path.basename(args[0]), *args[1:]]).strip()[:200]
+    except (OSError, IndexError):
+        return f"process {pid}, since {since}"
+    status = "stopped" if state in ("T", "t") else "running"
+    return f"process {pid} ({status}: {command}), since {since}"
+
+
 def _current_format(originator_id: str, state: bytes) -> bool:
     try:
         return decode_stored(1, state)[0].id == originator_id
@@ -272,7 +335,9 @@ def _create_file(path: str) -> None:
 def open_sqlite(path: str, **kwargs: Any) -> SQLiteLedgerRecorder:
     """Open (creating if needed) the SQLite ledger at ``path``."""
     _create_file(path)
-    datastore = SQLiteDatastore(db_name=path, lock_timeout=kwargs.get("lock_timeout", 120))
+    # Every statement's busy timeout; a write session sets its own (LEDGER_LOCK_WAIT).
+    timeout = kwargs.get("lock_timeout", math.ceil(env_seconds(LOCK_WAIT)))
+    datastore = SQLiteDatastore(db_name=path, lock_timeout=timeout)
     recorder = SQLiteLedgerRecorder(datastore)
     recorder.create_table()
     with datastore.transaction(commit=False) as c:
