@@ -1,8 +1,11 @@
 """PostgreSQL backend: the eventsourcing PostgreSQL application recorder plus the ledger's key index.
 
-The recorder serialises appends with an EXCLUSIVE table lock. Under that lock
-the notification-id sequence is reset to the table's maximum before inserting,
-so an import that rolled back (or was killed) leaves no gap in positions.
+Appends are serialised by an EXCLUSIVE lock on the log, taken through the owner's
+``ledger_append_lock()`` (so that a writer needs no privilege that could lock
+readers out), waiting at most LEDGER_LOCK_WAIT seconds. Under that lock positions
+follow the table's maximum, so an import that rolled back (or was killed) leaves no
+gap. Insert triggers refuse rows the ledger would not write (``sql/append_checks.sql``);
+``roles_sql`` grants each role what it needs and no more (``sql/roles.sql``).
 """
 
 from __future__ import annotations
@@ -182,9 +185,6 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
             "SELECT notification_id, state FROM {schema}.{table} "
             "WHERE notification_id >= %s AND notification_id <= %s ORDER BY notification_id LIMIT %s"
         ).format(schema=schema, table=table)
-        self.sql_analyze = SQL("ANALYZE {schema}.{table}, {schema}.{index}").format(
-            schema=schema, table=table, index=index
-        )
         self.sql_read_positions = SQL(
             "SELECT notification_id, state FROM {schema}.{table} "
             "WHERE notification_id = ANY(%s::text::bigint[]) ORDER BY notification_id"

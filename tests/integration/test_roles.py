@@ -269,6 +269,19 @@ def test_appender_cannot_write_a_row_the_ledger_would_not(store: Store, runner: 
     assert ok(runner, store.url["appender"], "append", "--json", (LINE % 1).decode()).strip() == str(start)
 
 
+def test_a_row_whose_fact_does_not_decode_stops_no_append_and_verify_names_it(
+        store: Store, runner: CliRunner) -> None:
+    """The checks do not run the ledger's decoder: such a row gets in, and only its content is lost."""
+    start, last_at = _next_row(store.owner)
+    row = Row(state=f'["j1","{last_at}",{{"type":"probe_failed"}},"{"ab" * 32}"]'.encode())
+    _write(store.url["appender"], [row.values(start, last_at)], [("s:workspace", start)])
+    appended = ok(runner, store.url["appender"], "append", "--json", (LINE % 1).decode())
+    assert appended.strip() == str(start + 1)
+    result = run(runner, store.url["auditor"], "verify")
+    assert result.exit_code == 3
+    assert f"position {start}: stored content altered (no longer a valid event)" in result.stderr
+
+
 def test_the_ledger_writes_what_the_checks_accept(store: Store, runner: CliRunner, tmp_path: Path,
                                                   pg_admin_url: str, clock: StepClock) -> None:
     """What the ledger accepts, the checks accept from an appender: odd ids, far instants, own recorded_at."""
