@@ -11,10 +11,12 @@ from typing import Any, BinaryIO, NoReturn, TypeVar
 import click
 import msgspec
 
-from ledger.application import Ledger, open_ledger, store_url
+from ledger.application import Ledger, open_ledger
 from ledger.errors import BadInput, LedgerError, one_line
 from ledger.events import OPS_TYPES, decode_fact, export_line, fact_from_fields, fact_id
 from ledger.policy import load_policy
+from ledger.text import printable
+from ledger.urls import redact, scrub, store_url
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -24,6 +26,7 @@ class Context:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self.shown = redact(url)  # for messages: no password (the URL is checked when opened)
         self._ledger: Ledger | None = None
 
     def ledger(self, *, create: bool = True) -> Ledger:
@@ -56,7 +59,8 @@ class Failure(click.ClickException):
     """A one-line error with its own exit code (2: bad input, 1: anything else, 3: verify failed)."""
 
     def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(one_line(message))
+        # Escaped whole: a message may echo input, which must not reach the terminal raw.
+        super().__init__(printable(one_line(message)))
         self.exit_code = code  # type: ignore[misc]  # click declares it on the class
 
     def show(self, file: Any = None) -> None:
@@ -82,12 +86,14 @@ class LedgerGroup(click.Group):
             return super().invoke(ctx)
         except click.UsageError as exc:
             raise _usage(exc) from None
+        except Failure as exc:
+            raise Failure(_scrubbed(ctx, exc.message), exc.exit_code) from None
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except BadInput as exc:
-            raise Failure(str(exc), 2) from None
+            raise Failure(_scrubbed(ctx, str(exc)), 2) from None
         except LedgerError as exc:
-            raise Failure(str(exc), 1) from None
+            raise Failure(_scrubbed(ctx, str(exc)), 1) from None
         except BrokenPipeError:
             # `ledger events | head`: the reader left; nothing worth a message.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -95,12 +101,19 @@ class LedgerGroup(click.Group):
         except Exception as exc:
             if os.environ.get("LEDGER_DEBUG"):
                 raise
-            raise Failure(_describe(exc), 1) from None
+            raise Failure(_scrubbed(ctx, _describe(exc)), 1) from None
+
+
+def _scrubbed(ctx: click.Context, message: str) -> str:
+    """``message`` without the store URL's password, wherever it came from."""
+    url = ctx.obj.url if isinstance(ctx.obj, Context) else ctx.params.get("store")
+    return scrub(message, url) if isinstance(url, str) else message
 
 
 @click.group(cls=LedgerGroup)
 @click.option("--store", envvar="LEDGER_STORE", default=None, metavar="URL",
-              help="sqlite:///PATH (default sqlite:///ledger.db) or postgresql://USER@HOST:PORT/DB.")
+              help="sqlite:///REL/PATH or sqlite:////ABS/PATH (default sqlite:///ledger.db), "
+                   "or a libpq URL postgresql://USER@HOST:PORT/DB[?PARAMS].")
 @click.version_option(package_name="availability-ledger")
 @click.pass_context
 def cli(ctx: click.Context, store: str | None) -> None:
@@ -127,7 +140,7 @@ def init(ctx: Context, roles: bool) -> None:
         if not isinstance(ledger.recorder, PostgresLedgerRecorder):
             raise BadInput("--roles: roles exist only on PostgreSQL (SQLite has no users)")
         click.echo("roles: " + ", ".join(create_roles(ledger.recorder)))
-    click.echo(f"ledger ready at {ctx.url} ({ledger.recorder.last_position()} events)")
+    click.echo(f"ledger ready at {ctx.shown} ({ledger.recorder.last_position()} events)")
 
 
 @cli.group()
@@ -164,7 +177,10 @@ def contract_list(ctx: Context) -> None:
     for cid in sorted(versions):
         last = versions[cid][-1]
         c = last.policy.contract
-        click.echo(f"{cid}\t{c.customer}\tservice={c.service}\tversions={last.version}\ttimezone={c.timezone}")
+        # Tab-separated: each field escaped, so a tab or line break in one cannot add a column or a row.
+        fields = (cid, c.customer, f"service={c.service}", f"versions={last.version}",
+                  f"timezone={c.timezone}")
+        click.echo("\t".join(printable(f) for f in fields))
 
 
 @contract.command("show")
@@ -306,29 +322,61 @@ def audit(ctx: Context, contract_id: str, month: str, as_of: str | None, positio
         click.echo(audit_text(a), nl=False)
 
 
-@cli.command()
+VERIFY_HELP = """Check the stored log and its key index against the hash chain; print the head.
+
+\b
+Plain verify proves that the store holds together: every event's link
+recomputes from the one before, positions run 1..N without a gap, every
+value has the type and shape the ledger writes, and the key index (which
+reports read through) has exactly one row per event, under its key. It finds
+an event altered, removed, inserted, reordered or moved, unless whoever
+edited the tables also recomputed every link after the edit, or cut the last
+events off (the rest is then a valid shorter chain): nothing inside the
+store can tell those from the truth.
+
+\b
+--expect HASH, a head printed by an earlier verify and kept out of the
+store's reach (sent to the customer, put in a report), also proves that
+positions 1 to where that head was printed are exactly what they were then:
+a recomputed chain or a cut below that point fails. Events appended since
+are covered only by a head published after them.
+
+Exit codes: 0 holds, 3 tampering found (one line naming the first position
+that does not hold), 2 bad input (a malformed --expect).
+"""
+
+
+@cli.command(help=VERIFY_HELP, short_help="Check the log and key index against the hash chain.")
 @click.option("--expect", metavar="HASH",
-              help="Also check that a head hash published earlier is still on the chain.")
+              help="A head published earlier (sha256:<64 hex>): the chain must pass through it.")
 @pass_ctx
 def verify(ctx: Context, expect: str | None) -> None:
-    """Check that no recorded event was altered, removed, inserted or reordered."""
+    """``ledger verify``: see VERIFY_HELP."""
+    from ledger.verify import parse_head
     from ledger.verify import verify as run_verify
 
-    result = run_verify(ctx.ledger(create=False).recorder, expect=expect)
+    want = parse_head(expect) if expect is not None else None  # bad input before the store is opened
+    result = run_verify(ctx.ledger(create=False).recorder, expect=want)
     if not result.ok:
         _fail(f"verify: {result.problem}", code=3)
     click.echo(f"ok: {result.position} events, chain intact; head sha256:{result.head}")
+    if result.expected_at is not None:
+        click.echo(f"expected sha256:{want} found at position {result.expected_at}")
 
 
 @cli.command()
 @pass_ctx
 def demo(ctx: Context) -> None:
-    """Record a generated month for the four example contracts and print their availability."""
-    from ledger.demo_run import run_demo
+    """Record a generated month for the four example contracts and print their availability.
+
+    The store must be empty or hold only the demo's facts (then nothing is added).
+    """
+    from ledger.demo_run import check_demo_store, run_demo
     from projections.render import summary_table
 
-    reports = run_demo(ctx.ledger())
-    click.echo(summary_table(reports), nl=False)
+    ledger = ctx.ledger()
+    check_demo_store(ledger, ctx.shown)
+    click.echo(summary_table(run_demo(ledger)), nl=False)
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:

@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import click
+import msgspec
 
 from ledger.application import Ledger
+
+
+class Seconds(click.FloatRange):
+    """Seconds within bounds: click's FloatRange alone lets nan through (it compares false)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        seconds = float(super().convert(value, param, ctx))
+        if math.isnan(seconds):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        return seconds
 
 
 def _ledger() -> tuple[Ledger, str]:
@@ -28,28 +42,48 @@ def rebuild() -> None:
 
     ledger, _ = _ledger()
     r = run_rebuild(ledger)
+    failed = f"; {r.failed} failed (see `ledger projections status`)" if r.failed else ""
     click.echo(f"rebuilt reporting: {r.pairs} contract-months from {r.events} events "
-               f"in {r.seconds:.2f} s ({r.events_per_second:,.0f} events/s)")
+               f"in {r.seconds:.2f} s ({r.events_per_second:,.0f} events/s){failed}")
 
 
 @projections.command()
-def status() -> None:
-    """Per projection: the tracked position, the ledger's head and the lag in events."""
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def status(fmt: str) -> None:
+    """Per projection: the tracked position, the ledger's head, the lag in events, and failed months."""
     from ledger.reporting import status as get_status
 
     ledger, _ = _ledger()
-    for s in get_status(ledger):
-        click.echo(f"{s.projection}\tposition={s.position}\thead={s.head}\tlag={s.lag}")
+    found = get_status(ledger)
+    if fmt == "json":
+        click.echo(msgspec.json.encode([
+            {"projection": s.projection, "position": s.position, "head": s.head, "lag": s.lag,
+             "failed": s.failed, "failures": [msgspec.structs.asdict(f) for f in s.failures]}
+            for s in found
+        ]).decode())
+        return
+    for s in found:
+        failed = f"\tfailed={s.failed}" if s.failed else ""
+        click.echo(f"{s.projection}\tposition={s.position}\thead={s.head}\tlag={s.lag}{failed}")
+        for f in s.failures:
+            click.echo(f"{s.projection}\tfailed\t{f.contract}\t{f.month}\tposition={f.position}\t{f.error}")
+        if s.failed > len(s.failures):
+            click.echo(f"{s.projection}\tfailed\t... and {s.failed - len(s.failures)} more")
 
 
 @projections.command()
 @click.option("--once", is_flag=True, help="Catch up with the ledger's head and exit.")
-@click.option("--interval", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
+@click.option("--interval", type=Seconds(min=0.01, max=86400), default=1.0, show_default=True,
               metavar="S", help="Seconds between polls (SQLite; PostgreSQL is notified of new events).")
 def run(once: bool, interval: float) -> None:
-    """Keep the reporting tables up to date (until SIGTERM or Ctrl-C, or once with --once)."""
+    """Keep the reporting tables up to date (until SIGTERM or Ctrl-C, or once with --once).
+
+    On PostgreSQL a lost connection (a server restart) is retried, with a growing wait
+    up to 15 s and one line on stderr per attempt; the tables go on from their tracking.
+    """
     from ledger.reporting import run as run_worker
 
     ledger, url = _ledger()
-    position = run_worker(ledger, url, once=once, interval=interval)
+    position = run_worker(ledger, url, once=once, interval=interval,
+                          log=lambda line: click.echo(line, err=True))
     click.echo(f"reporting at position {position}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import BinaryIO, Final
+from typing import BinaryIO
 
 from ledger.errors import BadInput, NotFound, StoreError
 from ledger.events import (
@@ -33,10 +33,12 @@ from ledger.store import (
     index_key,
     reference_key,
 )
+from ledger.text import printable
+from ledger.urls import DEFAULT_STORE, parse_store_url, sqlite_path, store_url
 from projections.contracts import ContractVersion, contract_versions, find, in_force
 from projections.model import Audit, Evaluation
 
-DEFAULT_STORE: Final = "sqlite:///ledger.db"
+__all__ = ["DEFAULT_STORE", "Ledger", "open_ledger", "open_recorder", "sqlite_path", "store_url"]
 
 
 def _rewind_point(file: BinaryIO, size: int) -> int | None:
@@ -308,36 +310,23 @@ def _in_window(fact: Fact, since: datetime | None, until: datetime | None) -> bo
 # --- composition root ----------------------------------------------------------
 
 
-def store_url(url: str | None) -> str:
-    """The store URL from the option, ``LEDGER_STORE``, or the default."""
-    return url or os.environ.get("LEDGER_STORE") or DEFAULT_STORE
-
-
-def sqlite_path(url: str) -> str:
-    """``sqlite:///rel/path`` -> ``rel/path``; ``sqlite:////abs/path`` -> ``/abs/path``."""
-    path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else url[len("sqlite://") :]
-    if not path:
-        raise StoreError(f"store URL {url!r}: no file path")
-    return path
-
-
 def open_recorder(url: str, *, create: bool = True) -> LedgerRecorder:
-    """Open the store a URL names (``sqlite:///...`` or ``postgresql://...``)."""
-    if url.startswith("sqlite:"):
+    """Open the store a URL names (``sqlite:///...`` or ``postgresql://...``).
+
+    Without ``create`` (read-only commands) nothing is created: a store that holds
+    no ledger is refused as ``not a ledger store``.
+    """
+    store = parse_store_url(url)
+    if store.path is not None:
         from ledger.sqlite import open_sqlite
 
-        path = sqlite_path(url)
-        if not create and path != ":memory:" and not os.path.exists(path):
-            raise StoreError(f"no ledger at {path} (run `ledger init` first)")
-        parent = os.path.dirname(path)
-        if parent and not os.path.isdir(parent):
-            raise StoreError(f"store URL {url!r}: directory {parent} does not exist")
-        return open_sqlite(path)
-    if url.startswith(("postgresql:", "postgres:")):
-        from ledger.postgres import open_postgres
+        parent = os.path.dirname(store.path)
+        if create and parent and not os.path.isdir(parent):
+            raise StoreError(f"store URL {store.shown}: directory {printable(parent)} does not exist")
+        return open_sqlite(store.path, create=create)
+    from ledger.postgres import open_postgres
 
-        return open_postgres(url)
-    raise StoreError(f"store URL {url!r}: expected sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
+    return open_postgres(url, create=create)
 
 
 def open_ledger(url: str | None = None, *, create: bool = True,

@@ -73,39 +73,86 @@ def is_business_day(day: date, calendar: CalendarRules) -> bool:
     return calendar.holidays is None or day not in holiday_dates(calendar.holidays, day.year)
 
 
-def add_business_days(instant: datetime, n: int, calendar: CalendarRules) -> datetime:
-    """``instant`` moved forward ``n`` business days in the calendar's zone, same wall-clock time (UTC)."""
+# Instants beyond what a datetime can hold, for comparisons only: a business day's opening or
+# closing that lies past datetime's limits is after (or before) every instant that exists.
+_TOO_LATE = datetime.max.replace(tzinfo=UTC)
+_TOO_EARLY = datetime.min.replace(tzinfo=UTC)
+
+
+def _business_instant(day: date, clock: time, tz: ZoneInfo) -> datetime:
+    """``local_instant``, or a stand-in past the end (or before the start) of datetime's range."""
+    try:
+        return local_instant(day, clock, tz)
+    except OverflowError:
+        return _TOO_LATE if day.year > 1 else _TOO_EARLY
+
+
+def _utc(instant: datetime) -> datetime:
+    """``instant`` in UTC, or a stand-in when its UTC reading is past datetime's limits."""
+    try:
+        return instant.astimezone(UTC)
+    except OverflowError:
+        return _TOO_LATE if instant.year > 1 else _TOO_EARLY
+
+
+def _local_date(instant: datetime, tz: ZoneInfo) -> date:
+    """The date of ``instant`` in ``tz``, clamped to datetime's range near its limits."""
+    try:
+        return instant.astimezone(tz).date()
+    except OverflowError:
+        return date.max if instant.year > 1 else date.min
+
+
+def add_business_days(instant: datetime, n: int, calendar: CalendarRules) -> datetime | None:
+    """``instant`` moved forward ``n`` business days in the calendar's zone, same wall-clock time (UTC).
+
+    None when that instant does not exist: it falls past the end of datetime's range (year
+    9999), so no notice counted that way is ever enough. Callers treat None as never reached.
+    """
     if n < 0:
         raise ValueError("n must be >= 0")
-    local = instant.astimezone(calendar.timezone)
+    try:
+        local = instant.astimezone(calendar.timezone)
+    except OverflowError:
+        return None  # within hours of datetime's limits: no wall clock to keep
+    # Each business day is at least one calendar day: too few days left, do not even count.
+    if n > date.max.toordinal() - local.toordinal():
+        return None
     day, left = local.date(), n
-    while left:
-        day += _DAY
-        if is_business_day(day, calendar):
-            left -= 1
-    # Keep the wall-clock time; a time that falls in a gap or fold on the target day is
-    # resolved with fold=0 (see the module docstring), whatever fold the start had.
-    return local_instant(day, local.time().replace(tzinfo=None), calendar.timezone)
+    try:
+        while left:
+            day += _DAY
+            if is_business_day(day, calendar):
+                left -= 1
+        # Keep the wall-clock time; a time that falls in a gap or fold on the target day is
+        # resolved with fold=0 (see the module docstring), whatever fold the start had.
+        return local_instant(day, local.time().replace(tzinfo=None), calendar.timezone)
+    except OverflowError:
+        return None
 
 
 def business_intervals(
     start: datetime, end: datetime, calendar: CalendarRules
 ) -> Iterator[tuple[datetime, datetime]]:
-    """The pieces of [start, end) that fall in business hours, in order, as UTC datetimes."""
+    """The pieces of [start, end) that fall in business hours, in order, as UTC datetimes.
+
+    Total near datetime's limits: a business day whose hours cannot be written as a datetime
+    lies outside every [start, end) that can, and is clipped to it.
+    """
     tz = calendar.timezone
     # Compare in UTC: datetimes sharing one ZoneInfo compare by wall clock, wrong in a DST fold.
-    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    start, end = _utc(start), _utc(end)
     # One day of slack each side: a business day's hours may sit across a UTC date line.
-    day = start.astimezone(tz).date() - _DAY
-    last = end.astimezone(tz).date() + _DAY
-    while day <= last:
+    first = max(_local_date(start, tz).toordinal() - 1, date.min.toordinal())
+    last = min(_local_date(end, tz).toordinal() + 1, date.max.toordinal())
+    for ordinal in range(first, last + 1):
+        day = date.fromordinal(ordinal)
         if is_business_day(day, calendar):
-            opens = local_instant(day, calendar.opens, tz)
-            closes = local_instant(day, calendar.closes, tz)
+            opens = _business_instant(day, calendar.opens, tz)
+            closes = _business_instant(day, calendar.closes, tz)
             lo, hi = max(opens, start), min(closes, end)
             if lo < hi:
                 yield lo, hi
-        day += _DAY
 
 
 def overlaps_business_hours(start: datetime, end: datetime, calendar: CalendarRules) -> bool:

@@ -164,6 +164,10 @@ class Policy(msgspec.Struct, frozen=True):
     source: PolicyFile
 
 
+# Ten years: longer than any notice or outage threshold a contract means, and far inside what
+# datetime arithmetic on a month can hold (a notice of 10^9 business days ran past year 9999).
+MAX_DURATION_DAYS: Final = 3660
+MAX_BUSINESS_DAYS: Final = 2610
 _DURATION_RE: Final = re.compile(r"^\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*(?:(\d+)\s*s)?\s*$")
 _BUSINESS_RE: Final = re.compile(r"^\s*(\d+)\s+business\s+days?\s*$")
 
@@ -174,6 +178,8 @@ def parse_duration(text: str, field: str) -> timedelta:
     if not m or not any(m.groups()):
         raise BadInput(f"field `{field}`: expected a duration like \"24h\" or \"90m\", got {text!r}")
     d, h, mi, s = (int(g) if g else 0 for g in m.groups())
+    if ((d * 24 + h) * 60 + mi) * 60 + s > MAX_DURATION_DAYS * 86400:
+        raise BadInput(f"field `{field}`: {text!r} is longer than {MAX_DURATION_DAYS} days")
     return timedelta(days=d, hours=h, minutes=mi, seconds=s)
 
 
@@ -181,6 +187,8 @@ def parse_notice(text: str, field: str) -> Notice:
     """Parse a notice: a duration, or "N business days"."""
     m = _BUSINESS_RE.match(text)
     if m:
+        if int(m.group(1)) > MAX_BUSINESS_DAYS:
+            raise BadInput(f"field `{field}`: {text!r} is more than {MAX_BUSINESS_DAYS} business days")
         return Notice(business_days=int(m.group(1)))
     return Notice(fixed=parse_duration(text, field))
 
@@ -331,6 +339,8 @@ def load_policy(data: bytes, source: str = "policy") -> PolicyFile:
         raise BadInput(f"{source}: {msg}") from None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise BadInput(f"{source}: not valid TOML: {exc}") from None
+    except RecursionError:  # the TOML reader recurses once per level of nested arrays or tables
+        raise BadInput(f"{source}: not valid TOML: arrays or tables nested too deeply") from None
     try:
         resolve(pf)
     except BadInput as exc:

@@ -18,20 +18,25 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, cast
-from urllib.parse import unquote, urlsplit
 
 import msgspec
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
-from psycopg import Connection, Cursor
+import psycopg
+from eventsourcing.persistence import BaseInfrastructureFactory
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore, PostgresFactory
+from eventsourcing.utils import Environment, EnvType
+from psycopg import Connection, Cursor, ServerCursor
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.errors import LockNotAvailable, UndefinedFunction, UniqueViolation
-from psycopg.rows import DictRow, tuple_row
+from psycopg.rows import DictRow, dict_row, tuple_row
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
-from ledger.errors import LockWaitTimeout, StoreError
+from ledger.errors import BadInput, LockWaitTimeout, StoreError
 from ledger.events import FACT_TYPES, Recorded, decode_state
 from ledger.packing import pack_binary
 from ledger.runtime import IDLE_TIMEOUT, LOCK_WAIT, env_seconds
-from ledger.store import GENESIS, OLD_FORMAT, Head, IdConflict, LedgerRecorder, Packed, prefix_end
+from ledger.store import GENESIS, OLD_FORMAT, Head, IdConflict, LedgerRecorder, Packed, Snapshot, prefix_end
+from ledger.text import printable
+from ledger.urls import redact, scrub
 
 PAGE: Final = 5000
 REFUSE_FUNCTION: Final = "ledger_refuse_change"  # trigger function behind append-only tables
@@ -140,9 +145,16 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
         self.sql_analyze_function = SQL("SELECT {schema}.{fn}()").format(
             schema=schema, fn=Identifier(ANALYZE_FUNCTION)
         )
-        self.sql_read_index = SQL(
-            "SELECT key, position FROM {schema}.{index} WHERE (key, position) > (%s, %s) "
-            "ORDER BY key, position LIMIT %s"
+        # What verify reads: every row, compared with nothing (any value it holds comes back).
+        # The log by its position index, rows without a position first; the key index sorted.
+        self.sql_snapshot_events = tuple(
+            SQL(
+                "SELECT notification_id, originator_id, topic, state FROM {schema}.{table} WHERE {where}"
+            ).format(schema=schema, table=table, where=SQL(where))
+            for where in ("notification_id IS NULL", "notification_id IS NOT NULL ORDER BY notification_id")
+        )
+        self.sql_snapshot_index = SQL(
+            "SELECT position, key FROM {schema}.{index} ORDER BY position NULLS FIRST, key"
         ).format(schema=schema, index=index)
         self.sql_position_of = SQL(
             "SELECT notification_id FROM {schema}.{table} WHERE originator_id = %s"
@@ -327,17 +339,17 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
             row = curs.fetchone()
         return None if row is None else int(row["notification_id"])
 
-    def read_index(self) -> Iterator[tuple[str, int]]:
-        key, pos = "", -(2**62)
-        while True:
-            with self.datastore.get_connection() as conn, conn.cursor() as curs:
-                curs.execute(self.sql_read_index, (key, pos, PAGE))
-                rows = curs.fetchall()
-            for row in rows:
-                yield row["key"], row["position"]
-            if len(rows) < PAGE:
-                return
-            key, pos = rows[-1]["key"], rows[-1]["position"]
+    @contextmanager
+    def snapshot(self) -> Iterator[Snapshot]:
+        with self.datastore.get_connection() as conn, conn.transaction(force_rollback=True):
+            # One snapshot for every read of the check: appends committed meanwhile stay out
+            # of it. A plain SELECT's lock, which an append's EXCLUSIVE lock lets through.
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            snap = _Snapshot(conn, self)
+            try:
+                yield snap
+            finally:
+                snap.close()
 
     def last_position(self) -> int:
         return self.max_notification_id() or 0
@@ -346,30 +358,68 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
         self.datastore.close()
 
 
+class _Snapshot:
+    """``Snapshot`` over server-side cursors in one REPEATABLE READ transaction."""
+
+    def __init__(self, conn: Connection[Any], recorder: PostgresLedgerRecorder) -> None:
+        self.conn = conn
+        self.r = recorder
+        self.cursors: list[ServerCursor[tuple[Any, ...]]] = []
+
+    def events(self) -> Iterator[tuple[object, object, object, object]]:
+        for query in self.r.sql_snapshot_events:
+            yield from self._rows(query)
+
+    def index(self) -> Iterator[tuple[object, object]]:
+        yield from self._rows(self.r.sql_snapshot_index)
+
+    def _rows(self, query: Composed) -> Iterator[Any]:
+        # Streamed a page at a time (no LIMIT paging: that trusts positions to be unique).
+        curs = self.conn.cursor(f"ledger_verify_{len(self.cursors)}", binary=True, row_factory=tuple_row)
+        self.cursors.append(curs)
+        curs.execute(query)
+        while page := curs.fetchmany(PAGE):  # a page as a list: iterating the cursor costs per row
+            yield from page
+
+    def close(self) -> None:
+        """Close the cursors still open, before the transaction ends."""
+        for curs in self.cursors:
+            curs.close()
+
+
 # TCP keepalives, client and server side: a session whose peer machine vanished (not a
 # stopped process: its kernel still answers) is noticed within about a minute.
 KEEPALIVE: Final = {"idle": 30, "interval": 10, "count": 3}
 
 
 class LedgerDatastore(PostgresDatastore):
-    """The library's datastore, with the ledger's session settings.
+    """The library's datastore, connecting with every libpq parameter of the store URL, JIT off.
 
-    JIT compilation off: the ledger's queries are short index walks; PostgreSQL's cost
-    estimate for a keyed read of a long service history can pass ``jit_above_cost``,
-    and compiling then takes longer than running the query. A session idle inside a
-    transaction for LEDGER_IDLE_TIMEOUT seconds is ended by the server (a writer that
-    stalls between statements lets go of the append lock); TCP keepalives; and an
-    application name (``ledger[PID]`` unless ``PGAPPNAME`` says otherwise) that tells
-    a waiting writer whose the lock is.
+    The library hands libpq five parameters (dbname, host, port, user, password),
+    always: the URL's others (``sslmode``, ``connect_timeout``, ``host=/socket/dir``...)
+    would be dropped, and an absent user or host sent as given defaults instead of
+    libpq's own. The ledger's queries are short index walks; PostgreSQL's cost
+    estimate for a keyed read of a long service history can pass
+    ``jit_above_cost``, and compiling then takes longer than running the query.
+
+    Sessions that stall let go: one idle inside a transaction for LEDGER_IDLE_TIMEOUT
+    seconds is ended by the server (a writer stopped between statements frees the
+    append lock), TCP keepalives notice a vanished peer, and the application name
+    (``ledger[PID]`` unless the URL or ``PGAPPNAME`` gives one) tells a waiting writer
+    whose the lock is.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, params: dict[str, str], **kwargs: Any) -> None:
         kwargs.setdefault("idle_in_transaction_session_timeout", env_seconds(IDLE_TIMEOUT))
-        super().__init__(*args, **kwargs)
-        assert isinstance(self.pool.kwargs, dict)
-        self.pool.kwargs["fallback_application_name"] = f"ledger[{os.getpid()}]"
-        self.pool.kwargs["keepalives"] = 1
-        self.pool.kwargs.update({f"keepalives_{k}": v for k, v in KEEPALIVE.items()})
+        super().__init__(
+            params.get("dbname", ""), params.get("host", ""), params.get("port", ""),
+            params.get("user", ""), params.get("password", ""), **kwargs,
+        )
+        self.pool.kwargs = {
+            "fallback_application_name": f"ledger[{os.getpid()}]", "keepalives": "1",
+            **{f"keepalives_{k}": str(v) for k, v in KEEPALIVE.items()},
+            **params, "row_factory": dict_row,
+        }
 
     def after_connect_func(self) -> Callable[[Connection[Any]], None]:
         library = super().after_connect_func()
@@ -383,45 +433,130 @@ class LedgerDatastore(PostgresDatastore):
         return after_connect
 
 
-def parse_postgres_url(url: str) -> dict[str, Any]:
-    """Split ``postgresql://user[:password]@host[:port]/dbname`` into datastore arguments."""
-    parts = urlsplit(url)
-    dbname = unquote(parts.path.lstrip("/"))
-    if not dbname:
-        raise StoreError(f"store URL {url!r}: no database name")
+class LedgerFactory(PostgresFactory):
+    """The library's factory (for ``ProjectionRunner``) on a ``LedgerDatastore`` of the store URL.
+
+    The environment names the URL (``LEDGER_STORE_URL``) instead of the library's
+    ``POSTGRES_*`` variables, which carry five parameters only.
+    """
+
+    def __init__(self, env: Environment | EnvType | None) -> None:
+        BaseInfrastructureFactory.__init__(self, env)  # not the library's: it reads POSTGRES_*
+        url = self.env.get("LEDGER_STORE_URL")
+        assert url is not None, "LedgerFactory needs LEDGER_STORE_URL"
+        self.datastore = LedgerDatastore(
+            connection_params(url), pool_size=5, max_overflow=10, connect_timeout=30,
+            idle_in_transaction_session_timeout=5, originator_id_type="text",
+        )
+
+
+def runner_env(url: str) -> dict[str, str]:
+    """The eventsourcing environment of a ``ProjectionRunner`` on the ledger at ``url``."""
     return {
-        "dbname": dbname,
-        "host": parts.hostname or "127.0.0.1",
-        "port": parts.port or 5432,
-        "user": unquote(parts.username or "postgres"),
-        "password": unquote(parts.password or ""),
+        "PERSISTENCE_MODULE": f"{__name__}:{LedgerFactory.__name__}",
+        "LEDGER_STORE_URL": url,
+        # The tables exist already (open_view made them under a lock); concurrent DDL fails.
+        "CREATE_TABLE": "false",
     }
 
 
-def open_postgres(url: str, *, pool_size: int = 2) -> PostgresLedgerRecorder:
-    """Open the PostgreSQL ledger at ``url``, creating its tables if needed."""
-    args = parse_postgres_url(url)
+# libpq's URI keywords the ledger leaves to libpq's defaults; connect_timeout has one more:
+# without it an unreachable host is waited for as long as the system's TCP timeout.
+CONNECT_TIMEOUT: Final = "10"
+_PORT: Final = re.compile(r"[0-9]{1,5}")
+
+
+def connection_params(url: str) -> dict[str, str]:
+    """The libpq parameters of a ``postgresql://`` URL, by libpq's own URI rules.
+
+    Query parameters are kept, absent ones are libpq's defaults (its environment
+    variables, the OS user, the local socket). A URL libpq cannot read, or without
+    a database name, or with a port that is not one, is bad input.
+    """
+    shown = redact(url)
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.Error as exc:
+        raise BadInput(f"store URL {shown}: {scrub(str(exc), url)}") from None
+    if not params.get("dbname"):
+        raise BadInput(f"store URL {shown}: no database name (postgresql://USER@HOST:PORT/DBNAME)")
+    for port in str(params.get("port", "")).split(","):
+        if port and not (_PORT.fullmatch(port) and 1 <= int(port) <= 65535):
+            raise BadInput(f"store URL {shown}: port {printable(port)!r} is not a port number (1 to 65535)")
+    out = {key: str(value) for key, value in params.items()}
+    out.setdefault("connect_timeout", CONNECT_TIMEOUT)
+    return out
+
+
+def parse_postgres_url(url: str) -> dict[str, Any]:
+    """The five arguments eventsourcing's ``PostgresDatastore`` takes (its other parameters are dropped).
+
+    For tools that build the library's own datastore; the ledger connects with
+    ``connection_params`` instead.
+    """
+    params = connection_params(url)
+    return {
+        "dbname": params["dbname"],
+        "host": params.get("host", ""),
+        "port": params.get("port", "5432"),
+        "user": params.get("user", ""),
+        "password": params.get("password", ""),
+    }
+
+
+def _where(params: dict[str, str]) -> str:
+    """Database, host and port of ``params`` for a message (never the password)."""
+    host = params.get("host") or params.get("hostaddr") or os.environ.get("PGHOST") or "the local socket"
+    port = params.get("port") or os.environ.get("PGPORT")
+    at = f"{host}:{port}" if port and not host.startswith("/") else host
+    user = params.get("user") or os.environ.get("PGUSER")
+    return printable(f'database "{params["dbname"]}" at {at}' + (f" as {user}" if user else ""))
+
+
+def _connect(url: str, params: dict[str, str]) -> Connection[DictRow]:
+    """One connection, or the server's reason at once (the pool would retry it for its whole timeout)."""
+    try:
+        return psycopg.connect(**params, autocommit=True, row_factory=dict_row)  # type: ignore[arg-type]
+    except psycopg.Error as exc:
+        text = str(exc).split("\n", 1)[0]  # libpq's hint ("Is the server running...?") follows
+        for prefix in ("connection failed: ", "connection is bad: "):
+            text = text.removeprefix(prefix)
+        reason = scrub(" ".join(text.split()), url)
+        raise StoreError(f"cannot connect to PostgreSQL {_where(params)}: {printable(reason)}") from None
+
+
+def open_postgres(url: str, *, pool_size: int = 2, create: bool = True) -> PostgresLedgerRecorder:
+    """Open the PostgreSQL ledger at ``url``, creating its tables if needed (only if ``create``).
+
+    Without ``create``, a database holding no ledger is refused and left as it was.
+    """
+    params = connection_params(url)
+    probe = _connect(url, params)
     # Stream ids are the facts' own ids (text), so the primary key is the idempotency key itself.
     datastore = LedgerDatastore(
-        **args, pool_size=pool_size, max_overflow=2, connect_timeout=10, originator_id_type="text"
+        params, pool_size=pool_size, max_overflow=2, connect_timeout=10, originator_id_type="text"
     )
     recorder = PostgresLedgerRecorder(datastore)
-    events = f"{_ident(datastore.schema)}.{_ident(recorder.events_table_name)}"
-    with datastore.get_connection() as conn:
+    schema = datastore.schema
+    events = f"{_ident(schema)}.{_ident(recorder.events_table_name)}"
+    with probe as conn:
         # Ready when the last object the schema creates exists (older stores get the rest).
         # Only a role that may run the DDL tries: the tables' owner, or for a new store a
         # role that may create tables in the schema. Any other role reads an older store
         # as it is; its writes name the command that brings the schema up to date.
         row = conn.execute(
             "SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = %s AND tgrelid = to_regclass(%s)) "
-            "AS ready, to_regclass(%s) IS NOT NULL AS found, "
+            "AS ready, to_regclass(%s) IS NOT NULL AND to_regclass(%s) IS NOT NULL AS ledger, "
             "CASE WHEN to_regclass(%s) IS NULL THEN has_schema_privilege(%s, 'CREATE') ELSE "
             "pg_has_role((SELECT relowner FROM pg_class WHERE oid = to_regclass(%s)), 'USAGE') END AS may",
-            (LAST_OBJECT[0], f"{_ident(datastore.schema)}.{_ident(LAST_OBJECT[1])}", events, events,
-             datastore.schema, events),
+            (LAST_OBJECT[0], f"{_ident(schema)}.{_ident(LAST_OBJECT[1])}", events,
+             f"{_ident(schema)}.ledger_index", events, schema, events),
         ).fetchone()
         assert row is not None
-        if not row["ready"] and row["may"]:
+        if not row["ledger"] and not create:
+            recorder.close()
+            raise StoreError(f"not a ledger store: {redact(url)} (`ledger init` creates one)")
+        if not row["ready"] and create and row["may"]:
             # DDL run by two processes at once fails ("tuple concurrently updated"):
             # whoever creates the schema holds an advisory lock while doing it.
             conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
@@ -429,11 +564,11 @@ def open_postgres(url: str, *, pool_size: int = 2) -> PostgresLedgerRecorder:
                 recorder.create_table()
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
-        elif not row["found"]:
+        elif not row["ledger"]:
             recorder.close()
             raise StoreError(
-                f"no ledger in database {args['dbname']!r}, and role {args['user']!r} may not create one: "
-                "run `ledger init` as the role that is to own its tables"
+                f"not a ledger store, and this role may not create one: {redact(url)} "
+                "(`ledger init` as the role that is to own its tables creates it)"
             )
         kind = conn.execute(
             "SELECT data_type FROM information_schema.columns WHERE table_schema = %s "
@@ -592,12 +727,12 @@ ROLES: Final = ("appender", "projector", "auditor", "reporting")
 
 def roles_sql(schema: str = "public", events_table: str = "stored_events", prefix: str = "ledger") -> str:
     """The SQL script that creates the ledger's roles and grants (ledger/sql/roles.sql is its default)."""
-    from ledger.reporting import TABLES, TRACKING_TABLE  # the reporting view's tables
+    from ledger.reporting import FAILED_TABLE, TABLES, TRACKING_TABLE  # the reporting view's tables
 
     sc, ev = _ident(schema), _ident(events_table)
     # Every table the append path writes in one transaction: the log (with its chain) and the key index.
     log = ", ".join(f"{sc}.{_ident(t)}" for t in (events_table, *SIDE_TABLES))
-    view = ", ".join(f"{sc}.{_ident(t)}" for t in TABLES)
+    view = ", ".join(f"{sc}.{_ident(t)}" for t in (*TABLES, FAILED_TABLE))
     tracking = f"{sc}.{_ident(TRACKING_TABLE)}"
     appender, projector, auditor, reporting = (_ident(f"{prefix}_{r}") for r in ROLES)
     everyone = f"{appender}, {projector}, {auditor}, {reporting}"

@@ -16,33 +16,44 @@ tracking row only moves forward, so a worker that lost the race for a position
 gets an IntegrityError from the library, rolls back, and skips ahead.
 
 ``rebuild`` resets the view and its tracking and recomputes every contract-month
-service by service through the key index.
+service by service through the key index. It holds the view's fence for its whole run,
+and every write of a worker takes it too, so the two never interleave; tracking never
+moves back. A contract-month whose fold raises is recorded in ``report_failed_months``
+instead of stopping the view (docs/decisions.md, issue 15).
 """
 
 from __future__ import annotations
 
+import ctypes
+import fcntl
 import multiprocessing
 import os
 import signal
+import sqlite3
+import sys
 import tempfile
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import singledispatchmethod
 from typing import IO, Any, Final, NamedTuple
 
 import msgspec
+import psycopg
 from eventsourcing.application import Application
 from eventsourcing.persistence import (
     IntegrityError,
+    InterfaceError,
     JSONTranscoder,
     Mapper,
     Notification,
+    OperationalError,
+    PersistenceError,
     StoredEvent,
     Tracking,
 )
@@ -54,20 +65,21 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 from ledger.application import Ledger
-from ledger.errors import StoreError
+from ledger.errors import StoreError, one_line
 from ledger.events import Recorded, decode_state
 from ledger.policy import Policy, resolve
 from ledger.runtime import paused_gc
 from ledger.store import LedgerRecorder, reference_key
-from projections.affected import Known, Pair, affected, walk_back
+from projections.affected import Affected, Known, Pair, affected, walk_back
 from projections.contracts import ContractVersion
-from projections.model import Report
+from projections.model import Credit, Report
 
 APP_NAME: Final = "ledger"  # the tracked application: positions are the ledger's notification ids
 PROJECTION: Final = "reporting"
 PAGE: Final = 5000  # notifications per batch transaction
 TABLES: Final = ("report_monthly_availability", "report_downtime_intervals", "report_credit_entitlements")
 TRACKING_TABLE: Final = f"{PROJECTION}_tracking"  # PostgreSQL (SQLite: the library's `tracking`)
+FAILED_TABLE: Final = "report_failed_months"  # contract-months the fold could not evaluate
 
 
 class ProjectionError(StoreError):
@@ -127,7 +139,36 @@ def rows(reports: Iterable[Report], *, text: bool) -> Rows:
     return out
 
 
+class Failed(msgspec.Struct, frozen=True, array_like=True):
+    """A contract-month the fold could not evaluate: at which position, and the error as one line."""
+
+    contract: str
+    month: str
+    position: int
+    error: str
+
+
+ERROR_CHARS: Final = 500  # of a failure's message kept in the view: enough for the cause, not a dump
+
+
+def failure(pair: Pair, position: int, exc: BaseException) -> Failed:
+    """``exc`` as the record of ``pair`` failing at ``position``."""
+    text = one_line(f"{type(exc).__name__}: {exc}")
+    if len(text) > ERROR_CHARS:
+        text = text[: ERROR_CHARS - 3] + "..."
+    return Failed(pair[0], pair[1], position, text)
+
+
 # --- views ---------------------------------------------------------------------
+
+
+def _refuse_backwards(current: int | None, tracking: Tracking | None) -> None:
+    """Tracking never moves back: a view older than its position would be taken for current."""
+    new = tracking.notification_id if tracking is not None else 0
+    if (current or 0) > new:
+        raise ProjectionError(
+            f"the reporting view is at position {current}: refusing to move it back to {new}"
+        )
 
 
 class ReportingView(ABC):
@@ -138,22 +179,34 @@ class ReportingView(ABC):
         """The tracked position (None: never written)."""
 
     @abstractmethod
-    def replace(self, pairs: Iterable[Pair], reports: Sequence[Report], tracking: Tracking) -> None:
-        """In one transaction: move tracking forward, replace the rows of ``pairs`` by ``reports``."""
+    def fence(self) -> AbstractContextManager[None]:
+        """Held by a rebuild from before it reads the head until its view is written.
+
+        ``replace`` takes the same fence, shared, for each of its transactions: no
+        follower writes while a rebuild runs, and afterwards tracking (which only moves
+        forward) refuses the follower's positions the rebuild already covers.
+        """
 
     @abstractmethod
-    def reset(self, chunks: Iterable[Sequence[Report]], tracking: Tracking | None) -> None:
-        """In one transaction: empty the view and its tracking, then write the reports and ``tracking``."""
+    def replace(
+        self, pairs: Iterable[Pair], reports: Sequence[Report], tracking: Tracking,
+        failed: Sequence[Failed] = (),
+    ) -> None:
+        """In one transaction, in the fence: move tracking forward, replace the rows and failures of pairs."""
+
+    @abstractmethod
+    def reset(self, chunks: Iterable[Sequence[Report | Failed]], tracking: Tracking | None) -> None:
+        """In one transaction: empty the view, write ``chunks``, set tracking to ``tracking`` (never back)."""
 
     @contextmanager
     def rebuilding(self, tracking: Tracking | None) -> Iterator[Callable[[list[tuple[int, bytes]]], None]]:
         """A writer of encoded groups of reports that replace the whole view, with ``tracking``.
 
-        Each call takes a task's ``(count, msgpack of reports)`` pairs. Here they wait
-        in a temporary file, not in memory, and are written by ``reset`` in one short
-        transaction when the block ends: a write transaction held for the whole rebuild
-        would hold SQLite's single write lock, and with it every append. Nothing is
-        written if the block raises.
+        Each call takes a task's ``(count, msgpack of reports and failures)`` pairs. Here
+        they wait in a temporary file, not in memory, and are written by ``reset`` in one
+        short transaction when the block ends: a write transaction held for the whole
+        rebuild would hold SQLite's single write lock, and with it every append. Nothing
+        is written if the block raises.
         """
         with tempfile.TemporaryFile() as spool:
             yield lambda part: _spool(spool, part)
@@ -161,12 +214,27 @@ class ReportingView(ABC):
             self.reset(_gathered(_unspool(spool), WRITE_BATCH), tracking)
 
     @abstractmethod
-    def wall_to_wall(self) -> set[Pair]:
-        """Contract-months whose downtime is the whole month."""
+    def wall_to_wall(self, contracts: Collection[str]) -> set[Pair]:
+        """Months of ``contracts`` whose downtime is the whole month, and their failed ones (as whole)."""
+
+    @abstractmethod
+    def failures(self, limit: int) -> tuple[int, list[Failed]]:
+        """How many contract-months failed, and the first ``limit`` of them by contract and month."""
 
     @abstractmethod
     def ledger_recorder(self) -> LedgerRecorder:
         """A reader of the ledger in the same database."""
+
+
+def _split(items: Iterable[Report | Failed]) -> tuple[list[Report], list[Failed]]:
+    reports: list[Report] = []
+    failed: list[Failed] = []
+    for item in items:
+        if isinstance(item, Failed):
+            failed.append(item)
+        else:
+            reports.append(item)
+    return reports, failed
 
 
 _SQLITE_TABLES: Final = (
@@ -184,6 +252,9 @@ _SQLITE_TABLES: Final = (
     "contract TEXT NOT NULL, month TEXT NOT NULL, percent TEXT NOT NULL, amount TEXT NOT NULL, "
     "long_outage_amount TEXT NOT NULL, currency TEXT NOT NULL, claim TEXT NOT NULL, "
     "payable INTEGER NOT NULL, PRIMARY KEY (contract, month))",
+    "CREATE TABLE IF NOT EXISTS report_failed_months ("
+    "contract TEXT NOT NULL, month TEXT NOT NULL, position INTEGER NOT NULL, error TEXT NOT NULL, "
+    "PRIMARY KEY (contract, month))",
 )
 _PG_TABLES: Final = (
     "CREATE TABLE IF NOT EXISTS {schema}.report_monthly_availability ("
@@ -200,8 +271,13 @@ _PG_TABLES: Final = (
     "contract text NOT NULL, month text NOT NULL, percent text NOT NULL, amount text NOT NULL, "
     "long_outage_amount text NOT NULL, currency text NOT NULL, claim text NOT NULL, "
     "payable boolean NOT NULL, PRIMARY KEY (contract, month))",
+    "CREATE TABLE IF NOT EXISTS {schema}.report_failed_months ("
+    "contract text NOT NULL, month text NOT NULL, position bigint NOT NULL, error text NOT NULL, "
+    "PRIMARY KEY (contract, month))",
 )
 _WIDTH: Final = (14, 9, 8)  # columns of each table, in TABLES order
+FENCE_SUFFIX: Final = "-projections.lock"  # SQLite: the fence is a lock on this file next to the database
+_IN_CHUNK: Final = 500  # SQLite parameters per IN list (older builds allow 999 per statement)
 
 
 class SQLiteReportingView(SQLiteTrackingRecorder, ReportingView):
@@ -210,43 +286,97 @@ class SQLiteReportingView(SQLiteTrackingRecorder, ReportingView):
     def construct_create_table_statements(self) -> list[str]:
         return [*super().construct_create_table_statements(), *_SQLITE_TABLES]
 
-    def replace(self, pairs: Iterable[Pair], reports: Sequence[Report], tracking: Tracking) -> None:
-        with self.datastore.transaction(commit=True) as c:
+    def fence(self) -> AbstractContextManager[None]:
+        return self._flock(fcntl.LOCK_EX)
+
+    @contextmanager
+    def _flock(self, mode: int) -> Iterator[None]:
+        """A lock on a file next to the database, dropped by the kernel when the process dies.
+
+        Not SQLite's own lock: held for a whole rebuild, that would stop every append.
+        An in-memory database lives in one process and has no fence.
+        """
+        pool = self.datastore.pool
+        if pool.is_sqlite_memory_mode:
+            yield
+            return
+        fd = os.open(pool.db_name + FENCE_SUFFIX, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, mode)
+            yield
+        finally:
+            os.close(fd)  # and with it the lock
+
+    def replace(
+        self, pairs: Iterable[Pair], reports: Sequence[Report], tracking: Tracking,
+        failed: Sequence[Failed] = (),
+    ) -> None:
+        keys = list(pairs)
+        # The fence before SQLite's write lock: waiting for a rebuild must not stop appends.
+        with self._flock(fcntl.LOCK_SH), self.datastore.transaction(commit=True) as c:
             # Tracking first: a worker that lost the race fails here, before touching rows.
             self._insert_tracking(c, tracking)
-            keys = list(pairs)
-            for table in TABLES:
+            for table in (*TABLES, FAILED_TABLE):
                 c.executemany(f"DELETE FROM {table} WHERE contract = ? AND month = ?", keys)  # noqa: S608
-            self._write(c, reports)
+            self._write(c, [*reports, *failed])
 
-    def reset(self, chunks: Iterable[Sequence[Report]], tracking: Tracking | None) -> None:
+    def reset(self, chunks: Iterable[Sequence[Report | Failed]], tracking: Tracking | None) -> None:
         with self.datastore.transaction(commit=True) as c:
+            # A write first takes SQLite's write lock, so the position read next holds until the commit.
+            c.execute(f"DELETE FROM {FAILED_TABLE}")  # noqa: S608
+            c.execute("SELECT notification_id FROM tracking WHERE application_name = ?", (APP_NAME,))
+            row = c.fetchone()
+            _refuse_backwards(row[0] if row else None, tracking)
             c.execute("DELETE FROM tracking WHERE application_name = ?", (APP_NAME,))
             for table in TABLES:
                 c.execute(f"DELETE FROM {table}")  # noqa: S608
-            for reports in chunks:
-                self._write(c, reports)
+            for items in chunks:
+                self._write(c, items)
             if tracking is not None:
                 self._insert_tracking(c, tracking)
 
-    def _write(self, c: SQLiteCursor, reports: Sequence[Report]) -> None:
+    def _write(self, c: SQLiteCursor, items: Sequence[Report | Failed]) -> None:
+        reports, failed = _split(items)
         for table, width, values in zip(TABLES, _WIDTH, rows(reports, text=True), strict=True):
             if values:
                 marks = ", ".join("?" * width)
                 c.executemany(f"INSERT INTO {table} VALUES ({marks})", values)  # noqa: S608
+        if failed:
+            c.executemany(f"INSERT INTO {FAILED_TABLE} VALUES (?, ?, ?, ?)",  # noqa: S608
+                          [(f.contract, f.month, f.position, f.error) for f in failed])
 
-    def wall_to_wall(self) -> set[Pair]:
+    def wall_to_wall(self, contracts: Collection[str]) -> set[Pair]:
+        names = sorted(set(contracts))
+        out: set[Pair] = set()
         with self.datastore.transaction(commit=False) as c:
-            c.execute(
-                "SELECT contract, month FROM report_monthly_availability "
-                "WHERE downtime_seconds = total_seconds"
-            )
-            return {(r[0], r[1]) for r in c.fetchall()}
+            for i in range(0, len(names), _IN_CHUNK):
+                part = names[i : i + _IN_CHUNK]
+                marks = ", ".join("?" * len(part))
+                c.execute(
+                    "SELECT contract, month FROM report_monthly_availability "  # noqa: S608
+                    f"WHERE contract IN ({marks}) AND downtime_seconds = total_seconds "
+                    f"UNION ALL SELECT contract, month FROM report_failed_months WHERE contract IN ({marks})",
+                    [*part, *part],
+                )
+                out.update((r[0], r[1]) for r in c.fetchall())
+        return out
+
+    def failures(self, limit: int) -> tuple[int, list[Failed]]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT count(*) FROM {FAILED_TABLE}")  # noqa: S608
+            count = c.fetchone()[0]
+            c.execute(f"SELECT contract, month, position, error FROM {FAILED_TABLE} "  # noqa: S608
+                      "ORDER BY contract, month LIMIT ?", (limit,))
+            return int(count), [Failed(*r) for r in c.fetchall()]
 
     def ledger_recorder(self) -> LedgerRecorder:
         from ledger.sqlite import SQLiteLedgerRecorder
 
         return SQLiteLedgerRecorder(self.datastore)
+
+
+# PostgreSQL: the fence is the advisory lock (_FENCE_LOCK, hashtext(schema)), one per ledger schema.
+_FENCE_LOCK: Final = 0x1ED6E7
 
 
 class PostgresReportingView(PostgresTrackingRecorder, ReportingView):
@@ -258,40 +388,71 @@ class PostgresReportingView(PostgresTrackingRecorder, ReportingView):
     ) -> None:
         super().__init__(datastore, tracking_table_name=tracking_table_name, **kwargs)
         schema = Identifier(self.datastore.schema)
+        tracking = Identifier(self.tracking_table_name)
         self.sql_create_statements.extend(SQL(t).format(schema=schema) for t in _PG_TABLES)
         self.sql_delete_pairs = [
             SQL(
                 "DELETE FROM {schema}.{table} "
                 "WHERE (contract, month) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"
             ).format(schema=schema, table=Identifier(t))
-            for t in TABLES
+            for t in (*TABLES, FAILED_TABLE)
         ]
         self.sql_delete_all = [SQL("DELETE FROM {schema}.{table}").format(schema=schema, table=Identifier(t))
-                               for t in TABLES]
+                               for t in (*TABLES, FAILED_TABLE)]
         self.sql_copy = [SQL("COPY {schema}.{table} FROM STDIN").format(schema=schema, table=Identifier(t))
-                         for t in TABLES]
+                         for t in (*TABLES, FAILED_TABLE)]
+        self.sql_current_tracking = SQL(
+            "SELECT notification_id FROM {schema}.{table} WHERE application_name = %s FOR UPDATE"
+        ).format(schema=schema, table=tracking)
         self.sql_reset_tracking = SQL("DELETE FROM {schema}.{table} WHERE application_name = %s").format(
-            schema=schema, table=Identifier(self.tracking_table_name)
+            schema=schema, table=tracking
         )
         self.sql_wall_to_wall = SQL(
             "SELECT contract, month FROM {schema}.report_monthly_availability "
-            "WHERE downtime_seconds = total_seconds"
+            "WHERE contract = ANY(%s::text[]) AND downtime_seconds = total_seconds "
+            "UNION ALL SELECT contract, month FROM {schema}.report_failed_months "
+            "WHERE contract = ANY(%s::text[])"
         ).format(schema=schema)
+        self.sql_failures = SQL(
+            "SELECT contract, month, position, error FROM {schema}.report_failed_months "
+            "ORDER BY contract, month LIMIT %s"
+        ).format(schema=schema)
+        self.sql_count_failures = SQL("SELECT count(*) AS n FROM {schema}.report_failed_months").format(
+            schema=schema
+        )
+        self.fence_key = (_FENCE_LOCK, self.datastore.schema)
 
-    def replace(self, pairs: Iterable[Pair], reports: Sequence[Report], tracking: Tracking) -> None:
+    @contextmanager
+    def fence(self) -> Iterator[None]:
+        # A session lock on a connection of its own, for the whole rebuild; the server drops
+        # it with the session if the process dies.
+        with self.datastore.get_connection() as conn:
+            conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", self.fence_key)
+            try:
+                yield
+            finally:
+                with suppress(psycopg.Error):  # the connection is gone, and the lock with it
+                    conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", self.fence_key)
+
+    def replace(
+        self, pairs: Iterable[Pair], reports: Sequence[Report], tracking: Tracking,
+        failed: Sequence[Failed] = (),
+    ) -> None:
         keys = list(pairs)
         with self.datastore.transaction(commit=True) as curs:
-            # Tracking first: it takes the tracking row's lock, so concurrent workers queue here
+            # Shared: followers do not wait for each other here, only for a rebuild.
+            curs.execute("SELECT pg_advisory_xact_lock_shared(%s, hashtext(%s))", self.fence_key)
+            # Tracking next: it takes the tracking row's lock, so concurrent workers queue here
             # and the loser fails (position not ahead any more) before touching a row.
             self._insert_tracking(curs, tracking)
             for stmt in self.sql_delete_pairs:
                 curs.execute(stmt, ([k[0] for k in keys], [k[1] for k in keys]))
-            self._write(curs, reports)
+            self._write(curs, [*reports, *failed])
 
-    def reset(self, chunks: Iterable[Sequence[Report]], tracking: Tracking | None) -> None:
+    def reset(self, chunks: Iterable[Sequence[Report | Failed]], tracking: Tracking | None) -> None:
         with self._replacing(tracking) as curs:
-            for reports in chunks:
-                self._write(curs, reports)
+            for items in chunks:
+                self._write(curs, items)
 
     @contextmanager
     def rebuilding(self, tracking: Tracking | None) -> Iterator[Callable[[list[tuple[int, bytes]]], None]]:
@@ -302,11 +463,11 @@ class PostgresReportingView(PostgresTrackingRecorder, ReportingView):
         idle for most of a second per 1M events.
         """
         with self._replacing(tracking) as curs:
-            pending: list[Report] = []
+            pending: list[Report | Failed] = []
 
             def write(part: list[tuple[int, bytes]]) -> None:
                 for _, data in part:
-                    pending.extend(_spool_decoder.decode(data))
+                    pending.extend(_decoded(data))
                 if len(pending) >= WRITE_BATCH:
                     self._write(curs, pending)
                     pending.clear()
@@ -319,6 +480,9 @@ class PostgresReportingView(PostgresTrackingRecorder, ReportingView):
     def _replacing(self, tracking: Tracking | None) -> Iterator[Cursor[DictRow]]:
         """One transaction: empty the view and its tracking, let the block write, then ``tracking``."""
         with self.datastore.transaction(commit=True) as curs:
+            curs.execute(self.sql_current_tracking, (APP_NAME,))
+            row = curs.fetchone()
+            _refuse_backwards(row["notification_id"] if row else None, tracking)
             curs.execute(self.sql_reset_tracking, (APP_NAME,))
             for stmt in self.sql_delete_all:
                 curs.execute(stmt)
@@ -326,17 +490,27 @@ class PostgresReportingView(PostgresTrackingRecorder, ReportingView):
             if tracking is not None:
                 self._insert_tracking(curs, tracking)
 
-    def _write(self, curs: Cursor[DictRow], reports: Sequence[Report]) -> None:
-        for stmt, values in zip(self.sql_copy, rows(reports, text=False), strict=True):
+    def _write(self, curs: Cursor[DictRow], items: Sequence[Report | Failed]) -> None:
+        reports, failed = _split(items)
+        tables = [*rows(reports, text=False), [(f.contract, f.month, f.position, f.error) for f in failed]]
+        for stmt, values in zip(self.sql_copy, tables, strict=True):
             if values:
                 with curs.copy(stmt) as copy:
                     for row in values:
                         copy.write_row(row)
 
-    def wall_to_wall(self) -> set[Pair]:
+    def wall_to_wall(self, contracts: Collection[str]) -> set[Pair]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(self.sql_wall_to_wall)
+            names = sorted(set(contracts))
+            curs.execute(self.sql_wall_to_wall, (names, names))
             return {(r["contract"], r["month"]) for r in curs.fetchall()}
+
+    def failures(self, limit: int) -> tuple[int, list[Failed]]:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            counted = curs.execute(self.sql_count_failures).fetchone()
+            count = int(counted["n"]) if counted else 0
+            found = curs.execute(self.sql_failures, (limit,)).fetchall() if count else []
+            return count, [Failed(r["contract"], r["month"], r["position"], r["error"]) for r in found]
 
     def ledger_recorder(self) -> LedgerRecorder:
         from ledger.postgres import PostgresLedgerRecorder
@@ -364,12 +538,13 @@ def open_view(recorder: LedgerRecorder) -> ReportingView:
     if isinstance(recorder, PostgresLedgerRecorder):
         pg_view = PostgresReportingView(recorder.datastore)
         schema = pg_view.datastore.schema
-        names = [f"{schema}.{t}" for t in (*TABLES, pg_view.tracking_table_name)]
+        made = [*TABLES, FAILED_TABLE, pg_view.tracking_table_name]
+        names = [f"{schema}.{t}" for t in made]
         with recorder.datastore.get_connection() as conn:
             row = conn.execute(
                 "SELECT bool_and(to_regclass(format('%%I.%%I', %s::text, t)) IS NOT NULL) AS found, "
                 "has_schema_privilege(%s, 'CREATE') AS may FROM unnest(%s::text[]) t",
-                (schema, schema, [*TABLES, pg_view.tracking_table_name]),
+                (schema, schema, made),
             ).fetchone()
             if row is not None and row["found"]:
                 return pg_view
@@ -388,6 +563,26 @@ def open_view(recorder: LedgerRecorder) -> ReportingView:
     raise StoreError(f"no reporting view for {type(recorder).__name__}")
 
 
+def _existing_view(recorder: LedgerRecorder) -> ReportingView | None:
+    """The reporting view, if its tracking table was ever made (nothing is created)."""
+    from ledger.postgres import PostgresLedgerRecorder
+    from ledger.sqlite import SQLiteLedgerRecorder
+
+    if isinstance(recorder, SQLiteLedgerRecorder):
+        sqlite_view = SQLiteReportingView(recorder.datastore)
+        with recorder.datastore.transaction(commit=False) as c:
+            c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                      ("tracking",))  # the library's fixed name
+            return sqlite_view if c.fetchone() else None
+    if isinstance(recorder, PostgresLedgerRecorder):
+        pg_view = PostgresReportingView(recorder.datastore)
+        with recorder.datastore.get_connection() as conn:
+            row = conn.execute("SELECT to_regclass(%s) IS NOT NULL AS made",
+                               (f"{recorder.datastore.schema}.{pg_view.tracking_table_name}",)).fetchone()
+        return pg_view if row is not None and row["made"] else None
+    raise StoreError(f"no reporting view for {type(recorder).__name__}")
+
+
 # --- evaluation ----------------------------------------------------------------
 
 
@@ -401,28 +596,53 @@ class Evaluator:
     def __init__(self, known: Known, reader: LedgerRecorder | None = None) -> None:
         self.known = known
         self.reader = reader
-        self._policies: dict[tuple[str, int], Policy] = {}
+        self._policies: dict[tuple[str, int], tuple[Policy, Credit]] = {}
 
     def report(self, pair: Pair, upto: int, records: list[Recorded] | None = None) -> Report:
         """The pair's report from the facts folded so far (``upto`` is the last position folded).
 
         ``records``: what ``Known.positions_for`` named, fetched by the caller.
         """
-        from projections.availability import evaluate
+        from projections.availability import evaluate, quiet_credit, quiet_report
 
         contract, month = pair
         version = self.known.version_in_force(contract, month)
         key = (contract, version.version)
-        policy = self._policies.get(key)
-        if policy is None:
-            policy = self._policies[key] = resolve(version.policy)
+        resolved = self._policies.get(key)
+        if resolved is None:
+            policy = resolve(version.policy)
+            resolved = self._policies[key] = (policy, quiet_credit(policy))
+        policy, quiet = resolved
         if records is None and self.known.keep:
             records = self.known.records_for(contract, month)
         elif records is None:
-            if self.reader is None:
-                raise ValueError("an index of positions needs a reader to fetch the facts")
-            records = list(self.reader.read_positions(self.known.positions_for(contract, month)))
+            positions = self.known.positions_for(contract, month)
+            records = []
+            if positions:
+                if self.reader is None:
+                    raise ValueError("an index of positions needs a reader to fetch the facts")
+                records = list(self.reader.read_positions(positions))
+        if not records:
+            # Most held months have no fact at all (every month up to the clock is held).
+            return quiet_report(policy, version.version, month, as_of_position=upto, credit=quiet)
         return evaluate(records, policy, version.version, month, as_of_position=upto).report
+
+    def report_or_failure(
+        self, pair: Pair, upto: int, records: list[Recorded] | None = None
+    ) -> Report | Failed:
+        """``report``, or the month marked failed: an error of the fold stops one month, not the view.
+
+        An error of the store (reading the month's facts) is not the month's: it propagates.
+        """
+        try:
+            return self.report(pair, upto, records)
+        except _STORE_ERRORS:
+            raise
+        except Exception as exc:
+            return failure(pair, upto, exc)
+
+
+_STORE_ERRORS: Final = (PersistenceError, psycopg.Error, sqlite3.Error, StoreError)
 
 
 # --- the projection ------------------------------------------------------------
@@ -477,14 +697,15 @@ class ReportingProjection(Projection[Any]):
     name = PROJECTION
     topics = ()
 
-    def __init__(self, view: ReportingView) -> None:
+    def __init__(self, view: ReportingView, known: Known | None = None) -> None:
+        """``known``: an index another projection folded up to at most the view's position, to go on from."""
         super().__init__(view)
         self.reader = view.ledger_recorder()
         # Positions only: a long-running worker would otherwise hold every fact it has seen
         # (about 475 bytes each decoded); each month's facts are read again when it is evaluated.
-        self.known = Known(keep=False)
+        self.known = Known(keep=False) if known is None else known
         self.evaluator = Evaluator(self.known, self.reader)
-        self._loaded = False
+        self._loaded = known is not None
 
     @property
     def tracked(self) -> int:
@@ -516,16 +737,17 @@ class ReportingProjection(Projection[Any]):
         record = domain_event.record
         self.apply([record])
 
-    def catch_up(self, page: int = PAGE) -> int:
-        """The batch path: process pages of notifications until the ledger's head; returns the position."""
+    def catch_up(self, page: int = PAGE, stop: threading.Event | None = None) -> int:
+        """The batch path: process pages until the ledger's head (or ``stop``); returns the position."""
         self._load()
-        while True:
+        while stop is None or not stop.is_set():  # a stop waits for one page at most, not the backlog
             # Another worker (or a rebuild) may be ahead: skip to where the view is.
             self._fold_to(self.tracked)
             batch = list(self.reader.read_records(self.known.position + 1, self.known.position + page))
             if not batch:
                 return self.known.position
             self.apply(batch)
+        return self.known.position
 
     def apply(self, batch: Sequence[Recorded]) -> bool:
         """Fold ``batch`` (the next positions) and write what it changes; False if another worker did."""
@@ -534,7 +756,7 @@ class ReportingProjection(Projection[Any]):
         first, last = batch[0].position, batch[-1].position
         if first != self.known.position + 1:
             raise ProjectionError(f"expected position {self.known.position + 1}, got {first}")
-        held_before = self.known.all_held()
+        self.known.settle()  # the rows as they were before this batch (others' batches included)
         self.known.add_all(batch)
         tracked = self.tracked
         if tracked >= last:
@@ -544,30 +766,42 @@ class ReportingProjection(Projection[Any]):
                 f"the reporting view is at position {tracked} but this worker at {first - 1}: "
                 "run `ledger projections rebuild`"
             )
-        pairs = affected(batch, self.known, held_before)
-        reports = self._recompute(pairs, last)
+        reports, failed = self._recompute(affected(batch, self.known, self.known.settle()), last)
         try:
-            self.view.replace(reports.keys(), list(reports.values()), Tracking(APP_NAME, last))
+            self.view.replace([*reports, *failed], list(reports.values()), Tracking(APP_NAME, last),
+                              list(failed.values()))
         except IntegrityError:
             return False  # another worker wrote this position first: its rows are as good as ours
         return True
 
-    def _recompute(self, pairs: set[Pair], upto: int) -> dict[Pair, Report]:
-        """Reports for ``pairs`` and for the earlier months whose downtime stretch may reach them."""
-        old = self.view.wall_to_wall() if pairs else set()
-        held = self.known.all_held()
+    def _recompute(self, pairs: Affected, upto: int) -> tuple[dict[Pair, Report], dict[Pair, Failed]]:
+        """Reports for ``pairs`` and for the earlier months whose downtime stretch may reach them.
+
+        New rows that no fact reaches (``fresh``: months the clock or a widened span added)
+        start no walk: no other month's figures depend on whether a row exists. A month the
+        fold fails on is returned as failed; the others go on.
+        """
+        # Only the contracts whose months changed: a walk back never leaves its contract.
+        old = self.view.wall_to_wall({c for c, _ in pairs.changed}) if pairs.changed else set()
         reports: dict[Pair, Report] = {}
-        todo = set(pairs)
+        failed: dict[Pair, Failed] = {}
+        todo = pairs.changed | pairs.fresh
         while todo:
             for pair in sorted(todo):
-                reports[pair] = self.evaluator.report(pair, upto)
+                out = self.evaluator.report_or_failure(pair, upto)
+                if isinstance(out, Failed):
+                    failed[pair] = out
+                else:
+                    reports[pair] = out
 
             def full(pair: Pair) -> bool:
+                # A failed month's downtime is unknown: taken as whole, which recomputes more, never less.
                 r = reports.get(pair)
-                return pair in old or (r is not None and r.downtime_seconds == r.total_seconds)
+                return pair in old or pair in failed or (
+                    r is not None and r.downtime_seconds == r.total_seconds)
 
-            todo = walk_back(set(reports), self.known, held, full)
-        return reports
+            todo = walk_back(todo - pairs.fresh, self.known, full, reports.keys() | failed.keys())
+        return reports, failed
 
 
 # --- commands ------------------------------------------------------------------
@@ -579,6 +813,7 @@ class RebuildResult(msgspec.Struct, frozen=True):
     events: int
     pairs: int
     seconds: float
+    failed: int = 0  # contract-months the fold could not evaluate (``projections status`` lists them)
 
     @property
     def events_per_second(self) -> float:
@@ -600,10 +835,25 @@ def rebuild(ledger: Ledger, *, workers: int | None = None) -> RebuildResult:
     the reports wait in a temporary file and are written in one short transaction at
     the end; on PostgreSQL they are written as they come), so readers never see a
     half-built view.
+
+    The whole run is inside the view's fence, taken before the head is read: a
+    follower's writes wait for it, and its positions at or below the rebuild's are
+    then refused, so the view never goes back and no follower's row is lost. Worker
+    processes end with this one, even when it is killed (``_die_with_parent``).
     """
     started = time.perf_counter()
     view = open_view(ledger.recorder)
+    with view.fence():
+        head, pairs = _rebuild_fenced(ledger, view, workers)
+    failed, _ = view.failures(0)
+    return RebuildResult(events=head, pairs=pairs, seconds=time.perf_counter() - started, failed=failed)
+
+
+def _rebuild_fenced(ledger: Ledger, view: ReportingView, workers: int | None) -> tuple[int, int]:
+    """``rebuild`` inside the fence: the head it rebuilt to, and the contract-months written."""
     head = ledger.recorder.last_position()
+    # The ledger's clock: every contract's rows run to its month (a group sees only its own facts).
+    clock = next((r.recorded_at for r in ledger.recorder.read_records(head, head)), None) if head else None
     groups = [(sorted(s), sorted(c)) for s, c in _service_groups(ledger.contracts(head))]
     if workers is None:
         # One worker per core on both stores. PostgreSQL once had two per core, to overlap
@@ -619,18 +869,33 @@ def rebuild(ledger: Ledger, *, workers: int | None = None) -> RebuildResult:
         if workers > 1 and len(chunks) > 1 and ledger.url is not None:
             context = multiprocessing.get_context("spawn")  # no fork: the parent holds connections
             pool = stack.enter_context(ProcessPoolExecutor(
-                workers, mp_context=context, initializer=_open_worker_ledger, initargs=(ledger.url,)))
-            parts = pool.map(_evaluate_groups, chunks, [head] * len(chunks))
+                workers, mp_context=context, initializer=_open_worker_ledger,
+                initargs=(ledger.url, os.getpid())))
+            parts = pool.map(_evaluate_groups, chunks, [head] * len(chunks), [clock] * len(chunks))
         else:
-            parts = (_groups_reports(ledger, chunk, head) for chunk in chunks)
+            parts = (_groups_reports(ledger, chunk, head, clock) for chunk in chunks)
         for part in parts:
             write(part)
             pairs += sum(n for n, _ in part)
-    return RebuildResult(events=head, pairs=pairs, seconds=time.perf_counter() - started)
+    return head, pairs
 
 
 GROUPS_PER_TASK: Final = 10
-_spool_decoder: Final = msgspec.msgpack.Decoder(list[Report])
+
+
+class _Evaluated(msgspec.Struct, frozen=True, array_like=True):
+    """A group's evaluation as it travels from a worker to the view (msgpack)."""
+
+    reports: list[Report]
+    failed: list[Failed]
+
+
+_spool_decoder: Final = msgspec.msgpack.Decoder(_Evaluated)
+
+
+def _decoded(data: bytes) -> list[Report | Failed]:
+    group = _spool_decoder.decode(data)
+    return [*group.reports, *group.failed]
 
 
 def _spool(spool: IO[bytes], part: list[tuple[int, bytes]]) -> None:
@@ -640,10 +905,10 @@ def _spool(spool: IO[bytes], part: list[tuple[int, bytes]]) -> None:
         spool.write(data)
 
 
-def _unspool(spool: IO[bytes]) -> Iterator[list[Report]]:
+def _unspool(spool: IO[bytes]) -> Iterator[list[Report | Failed]]:
     """One group's reports at a time."""
     while size := spool.read(8):
-        yield _spool_decoder.decode(spool.read(int.from_bytes(size, "big")))
+        yield _decoded(spool.read(int.from_bytes(size, "big")))
 
 
 # Reports written to the view per statement (per table): what the parent holds while writing.
@@ -652,9 +917,9 @@ def _unspool(spool: IO[bytes]) -> Iterator[list[Report]]:
 WRITE_BATCH: Final = 1000
 
 
-def _gathered(groups: Iterable[list[Report]], size: int) -> Iterator[list[Report]]:
+def _gathered(groups: Iterable[list[Report | Failed]], size: int) -> Iterator[list[Report | Failed]]:
     """Consecutive groups' reports, joined into lists of at least ``size`` (the last one shorter)."""
-    batch: list[Report] = []
+    batch: list[Report | Failed] = []
     for reports in groups:
         batch.extend(reports)
         if len(batch) >= size:
@@ -665,15 +930,15 @@ def _gathered(groups: Iterable[list[Report]], size: int) -> Iterator[list[Report
 
 
 def _groups_reports(
-    ledger: Ledger, groups: Sequence[tuple[list[str], list[str]]], head: int
+    ledger: Ledger, groups: Sequence[tuple[list[str], list[str]]], head: int, clock: datetime | None
 ) -> list[tuple[int, bytes]]:
     """Each group's report count and reports, encoded: compact to hold and to hand to the parent."""
     reports: list[tuple[int, bytes]] = []
     # A group's facts and indexes are freed by reference counting when the next one starts.
     with paused_gc():
         for services, contracts in groups:
-            group = _group_reports(ledger.recorder, services, contracts, head)
-            reports.append((len(group), msgspec.msgpack.encode(group)))
+            done, failed = _split(_group_reports(ledger.recorder, services, contracts, head, clock))
+            reports.append((len(done), msgspec.msgpack.encode(_Evaluated(done, failed))))
     return reports
 
 
@@ -684,8 +949,8 @@ FACT_BUDGET: Final = 32 * 1024 * 1024  # bytes, counted as twice each fact's sto
 
 
 def _group_reports(
-    reader: LedgerRecorder, services: list[str], contracts: list[str], head: int
-) -> list[Report]:
+    reader: LedgerRecorder, services: list[str], contracts: list[str], head: int, clock: datetime | None
+) -> list[Report | Failed]:
     """Every held month of one service group, in memory bounded by a budget, not by the history.
 
     The group's facts are streamed once through the key index into a ``Known`` that
@@ -695,6 +960,7 @@ def _group_reports(
     when its month comes, and dropped after.
     """
     known = Known(keep=False)
+    known.see_clock(clock)  # the ledger's latest recorded_at: the group's own facts may be older
     kept: dict[int, Recorded] = {}
     room = FACT_BUDGET
     refs: set[str] = set()
@@ -716,29 +982,60 @@ def _group_reports(
     if refs:
         fold(reader.read_keyed_states(sorted(refs), head), collect=False)
     evaluator = Evaluator(known)
-    reports: list[Report] = []
+    reports: list[Report | Failed] = []
     for cid, months in known.all_held().items():
         for month in months:
             positions = known.positions_for(cid, month)
             missing = [p for p in positions if p not in kept]
             fetched = {p: decode_state(p, s) for p, s in reader.read_position_states(missing)}
             records = [kept[p] if p in kept else fetched[p] for p in positions]
-            reports.append(evaluator.report((cid, month), head, records))
+            reports.append(evaluator.report_or_failure((cid, month), head, records))
     return reports
 
 
 _worker_ledger: list[Ledger] = []  # a worker process's own connection, opened once
 
 
-def _open_worker_ledger(url: str) -> None:
+def _open_worker_ledger(url: str, parent: int) -> None:
     from ledger.application import open_ledger
 
+    _die_with_parent(parent)
     _worker_ledger.append(open_ledger(url, create=False))
 
 
-def _evaluate_groups(groups: Sequence[tuple[list[str], list[str]]], head: int) -> list[tuple[int, bytes]]:
+PR_SET_PDEATHSIG: Final = 1  # linux/prctl.h
+PARENT_POLL: Final = 0.5  # seconds between the watchdog's looks at the parent
+
+
+def _die_with_parent(parent: int) -> None:
+    """End this worker process as soon as ``parent`` dies, however it dies.
+
+    A worker waits for tasks on a queue whose write end it holds itself, so it would
+    never see its parent go: a rebuild killed with SIGKILL left its workers, and on
+    PostgreSQL their server connections, alive for ever. Linux sends SIGKILL to the
+    worker when the parent ends (PR_SET_PDEATHSIG); a watchdog thread checks the
+    parent's pid too, where prctl is missing, and for a parent gone before the call.
+    """
+    if sys.platform == "linux":
+        with suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent,), name="parent-watchdog", daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL)
+    os._exit(1)  # orphaned: reparented to init or a subreaper
+
+
+def _evaluate_groups(
+    groups: Sequence[tuple[list[str], list[str]]], head: int, clock: datetime | None
+) -> list[tuple[int, bytes]]:
     """Worker process: evaluate some service groups as of ``head``."""
-    return _groups_reports(_worker_ledger[0], groups, head)
+    return _groups_reports(_worker_ledger[0], groups, head, clock)
 
 
 def _service_groups(versions: dict[str, list[ContractVersion]]) -> list[tuple[set[str], set[str]]]:
@@ -766,39 +1063,38 @@ def _service_groups(versions: dict[str, list[ContractVersion]]) -> list[tuple[se
 
 
 class Status(msgspec.Struct, frozen=True):
-    """How far a projection has got."""
+    """How far a projection has got, and which of its contract-months failed."""
 
     projection: str
     position: int
     head: int
+    failed: int = 0
+    failures: list[Failed] = msgspec.field(default_factory=list)  # the first few, by contract and month
 
     @property
     def lag(self) -> int:
         return max(0, self.head - self.position)
 
 
-def status(ledger: Ledger) -> list[Status]:
-    """Per projection: its tracked position and the ledger's head."""
-    view = open_view(ledger.recorder)
+SHOWN_FAILURES: Final = 5
+
+
+def status(ledger: Ledger, *, failures: int = SHOWN_FAILURES) -> list[Status]:
+    """Per projection: tracked position, ledger head and failed contract-months (creates nothing)."""
+    view = _existing_view(ledger.recorder)
+    head = ledger.recorder.last_position()
+    if view is None:
+        return [Status(projection=PROJECTION, position=0, head=head)]
     position = int(view.max_tracking_id(APP_NAME) or 0)
-    return [Status(projection=PROJECTION, position=position, head=ledger.recorder.last_position())]
+    failed, first = view.failures(failures)
+    return [Status(projection=PROJECTION, position=position, head=head, failed=failed, failures=first)]
 
 
-def _postgres_env(url: str) -> dict[str, str]:
-    from ledger.postgres import parse_postgres_url
-
-    args = parse_postgres_url(url)
-    return {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
-        "POSTGRES_DBNAME": str(args["dbname"]),
-        "POSTGRES_HOST": str(args["host"]),
-        "POSTGRES_PORT": str(args["port"]),
-        "POSTGRES_USER": str(args["user"]),
-        "POSTGRES_PASSWORD": str(args["password"]),
-        "POSTGRES_ORIGINATOR_ID_TYPE": "text",  # stream ids are fact ids (ledger.postgres)
-        # The tables exist already (open_view made them under a lock); concurrent DDL fails.
-        "CREATE_TABLE": "false",
-    }
+RECONNECT_FIRST: Final = 0.5  # seconds before the first reconnection attempt; doubled after each failure
+RECONNECT_MAX: Final = 15.0  # the cap on that wait
+# What a lost connection or a restarting server raises (the library wraps psycopg's errors in its own).
+_CONNECTION_ERRORS: Final = (
+    psycopg.OperationalError, psycopg.InterfaceError, OperationalError, InterfaceError)
 
 
 def run(
@@ -809,43 +1105,128 @@ def run(
     interval: float = 1.0,
     stop: threading.Event | None = None,
     progress: Callable[[int], None] | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> int:
     """Keep the view up to date until ``stop`` is set (or SIGTERM/SIGINT); ``once``: catch up and return.
 
     PostgreSQL: catch up in pages, then follow with the library's ``ProjectionRunner``
-    (LISTEN/NOTIFY). SQLite has no subscription: poll every ``interval`` seconds.
-    Returns the tracked position when it stops.
+    (LISTEN/NOTIFY); a lost connection (a server restart) is retried with a growing
+    wait, one line to ``log`` (stderr) per attempt, and the worker goes on from the
+    view's tracking. SQLite has no subscription: poll every ``interval`` seconds. A stop
+    is seen between pages. Returns the tracked position when it stops.
     """
     from ledger.postgres import PostgresLedgerRecorder
 
-    view = open_view(ledger.recorder)
-    projection = ReportingProjection(view)
-    position = projection.catch_up()
-    if progress is not None:
-        progress(position)
-    if once:
-        return position
     stop = stop or threading.Event()
     with _stopped_by_signals(stop):
-        if isinstance(ledger.recorder, PostgresLedgerRecorder):
-            runner: ProjectionRunner[LedgerApplication, Any] = ProjectionRunner(
-                application_class=LedgerApplication,
-                projection_class=ReportingProjection,
-                view_class=PostgresReportingView,
-                env=_postgres_env(url),
-            )
-            with runner:
-                while not stop.wait(min(interval, 1.0)):
-                    # Re-raises an error of the processing thread; returns at once when stopped.
-                    runner.run_forever(timeout=0)
-                    if runner.is_interrupted.is_set():
-                        break
-            return projection.tracked
-        while not stop.wait(interval):
-            position = projection.catch_up()
+        if isinstance(ledger.recorder, PostgresLedgerRecorder) and not once:
+            return _follow_postgres(ledger, url, interval, stop, progress, log or _to_stderr)
+        projection = ReportingProjection(open_view(ledger.recorder))
+        while True:
+            position = projection.catch_up(stop=stop)
             if progress is not None:
                 progress(position)
-    return projection.tracked
+            if once or stop.wait(interval):
+                return projection.tracked
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _follow_postgres(
+    ledger: Ledger,
+    url: str,
+    interval: float,
+    stop: threading.Event,
+    progress: Callable[[int], None] | None,
+    log: Callable[[str], None],
+) -> int:
+    """``run`` on PostgreSQL: catch up, follow, and on a lost connection reconnect and go on."""
+    from ledger.application import open_ledger
+    from ledger.urls import scrub
+
+    current = ledger
+    opened: Ledger | None = None  # a ledger opened here on reconnecting (the caller closes its own)
+    projection: ReportingProjection | None = None
+    position = 0
+    attempt = 0
+    try:
+        while not stop.is_set():
+            try:
+                if attempt:
+                    # A probe fails at once while the server is down; the pool would wait its timeout.
+                    psycopg.connect(url, connect_timeout=5).close()
+                    if opened is not None:
+                        opened.close()
+                    opened = current = open_ledger(url, create=False)
+                projection = _resumed(current, projection)
+                position = projection.catch_up(stop=stop)
+                if progress is not None:
+                    progress(position)
+                attempt = 0
+                if stop.is_set():
+                    break
+                position = _follow(projection, url, interval, stop)
+            except _CONNECTION_ERRORS as exc:
+                attempt += 1
+                wait = min(RECONNECT_FIRST * 2 ** (attempt - 1), RECONNECT_MAX)
+                reason = scrub(one_line(' '.join(str(exc).split())), url)  # libpq may echo the URL
+                log(f"projections run: connection lost ({reason}); "
+                    f"reconnecting in {wait:g} s (attempt {attempt})")
+                stop.wait(wait)
+            else:
+                break
+        if projection is not None and not attempt:  # connected: where the view is now
+            with suppress(*_CONNECTION_ERRORS):
+                position = projection.tracked
+        return position
+    finally:
+        if opened is not None:
+            opened.close()
+
+
+def _resumed(ledger: Ledger, before: ReportingProjection | None) -> ReportingProjection:
+    """A projection on ``ledger``'s view, going on from ``before``'s index where that is safe.
+
+    The index is kept if it is not ahead of the view: a connection lost after a batch
+    was folded in but before its rows were written leaves it ahead, and it is rebuilt.
+    """
+    view = open_view(ledger.recorder)
+    if before is not None and before.known.position <= int(view.max_tracking_id(APP_NAME) or 0):
+        return ReportingProjection(view, before.known)
+    return ReportingProjection(view)
+
+
+def _follow(projection: ReportingProjection, url: str, interval: float, stop: threading.Event) -> int:
+    """Follow new facts (LISTEN/NOTIFY) with ``projection``'s index until ``stop``; raises what stops it."""
+    from ledger.postgres import runner_env
+
+    known = projection.known
+
+    class Following(ReportingProjection):
+        name = PROJECTION
+
+        def __init__(self, view: ReportingView) -> None:
+            # The catch-up's index, handed over: one index in memory, and no second load of it.
+            super().__init__(view, known)
+
+    runner: ProjectionRunner[LedgerApplication, Any] = ProjectionRunner(
+        application_class=LedgerApplication,
+        projection_class=Following,
+        view_class=PostgresReportingView,
+        env=runner_env(url),  # every parameter of the URL, not the library's five
+    )
+    try:
+        with runner:
+            while not stop.wait(min(interval, 1.0)):
+                # Re-raises an error of the processing thread; returns at once when stopped.
+                runner.run_forever(timeout=0)
+                if runner.is_interrupted.is_set():
+                    break
+    finally:
+        runner.view.datastore.close()  # the runner closes its application's connections, not the view's
+    return known.position
 
 
 class _stopped_by_signals:  # lower case: reads as a function in a `with` statement

@@ -10,15 +10,16 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any, Final
+from urllib.parse import quote
 
 import msgspec
 from eventsourcing.sqlite import (
     SQLiteApplicationRecorder,
-    SQLiteConnectionPool,
+    SQLiteConnection,
     SQLiteCursor,
     SQLiteDatastore,
 )
@@ -27,7 +28,8 @@ from ledger.errors import LockWaitTimeout, StoreError
 from ledger.events import Recorded, decode_state, decode_stored
 from ledger.packing import pack_rows
 from ledger.runtime import LOCK_WAIT, env_seconds
-from ledger.store import GENESIS, OLD_FORMAT, Head, IdConflict, LedgerRecorder, Packed, prefix_end
+from ledger.store import GENESIS, OLD_FORMAT, Head, IdConflict, LedgerRecorder, Packed, Snapshot, prefix_end
+from ledger.text import printable
 
 PAGE: Final = 5000
 # Page size of a new store. Rows of the log are a few hundred bytes and every import appends
@@ -100,6 +102,40 @@ class _Session:
             return False
         self.c.execute("RELEASE ledger_batch")
         return True
+
+
+class _Snapshot:
+    """``Snapshot`` over one connection's read transaction."""
+
+    def __init__(self, conn: SQLiteConnection, events_table: str) -> None:
+        self.conn = conn
+        self.events_table = events_table
+        self.open: list[Generator[Any, None, None]] = []
+
+    def events(self) -> Iterator[tuple[object, object, object, object]]:
+        return self._rows(
+            f"SELECT rowid, originator_id, topic, state FROM {self.events_table} ORDER BY rowid"  # noqa: S608
+        )
+
+    def index(self) -> Iterator[tuple[object, object]]:
+        # SQLite sorts NULL first, then numbers, text and blobs: any value a row may hold.
+        return self._rows("SELECT position, key FROM ledger_index ORDER BY position, key")
+
+    def _rows(self, query: str) -> Generator[Any, None, None]:
+        rows = self._stream(query)
+        self.open.append(rows)
+        return rows
+
+    def _stream(self, query: str) -> Generator[Any, None, None]:
+        with self.conn.cursor() as c:  # several statements can be open at once in one transaction
+            c.execute(query)
+            while page := c.fetchmany(PAGE):
+                yield from page
+
+    def close(self) -> None:
+        """Close the statements still open, before the transaction ends."""
+        for rows in self.open:
+            rows.close()
 
 
 class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerRecorder):
@@ -232,21 +268,16 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerRecorder):
             row = c.fetchone()
         return None if row is None else int(row[0])
 
-    def read_index(self) -> Iterator[tuple[str, int]]:
-        key, pos = "", -(2**62)
-        while True:
-            with self.datastore.transaction(commit=False) as c:
-                c.execute(
-                    "SELECT key, position FROM ledger_index WHERE (key, position) > (?, ?) "
-                    "ORDER BY key, position LIMIT ?",
-                    (key, pos, PAGE),
-                )
-                rows = c.fetchall()
-            for row in rows:
-                yield row[0], row[1]
-            if len(rows) < PAGE:
-                return
-            key, pos = rows[-1][0], rows[-1][1]
+    @contextmanager
+    def snapshot(self) -> Iterator[Snapshot]:
+        # One read transaction for the whole check: in WAL mode it reads the database as of
+        # its first read whatever is committed meanwhile, and holds no lock a writer waits on.
+        with self.datastore.get_connection(commit=False) as conn, conn.transaction(commit=False):
+            snap = _Snapshot(conn, self.events_table_name)
+            try:
+                yield snap
+            finally:
+                snap.close()
 
     def last_position(self) -> int:
         return self.max_notification_id() or 0
@@ -310,41 +341,92 @@ def _holder(note: str | None) -> str:
     return f"process {pid} ({status}: {command}), since {since}"
 
 
-def _current_format(originator_id: str, state: bytes) -> bool:
-    try:
-        return decode_stored(1, state)[0].id == originator_id
-    except (msgspec.MsgspecError, ValueError):
+_EARLIER_STATE: Final = msgspec.json.Decoder(tuple[str, msgspec.Raw, msgspec.Raw])
+
+
+def _earlier_format(originator_id: object, state: object) -> bool:
+    """Whether a row is of the earlier format: a uuid5 stream id, and a state without chain link.
+
+    Only that shape: anything else wrong with a row is for ``ledger verify`` to report, as tampering.
+    """
+    if not isinstance(state, bytes):
         return False
+    try:
+        return _EARLIER_STATE.decode(state)[0] != originator_id
+    except msgspec.MsgspecError:
+        return False
+
+
+_HEADER: Final = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
 
 
 def _create_file(path: str) -> None:
     """Give a new database file ``PAGE_SIZE`` pages (an existing one keeps its own)."""
-    if SQLiteConnectionPool.detect_memory_mode(path) or (os.path.exists(path) and os.path.getsize(path) > 0):
+    if os.path.exists(path) and os.path.getsize(path) > 0:
         return
     try:
-        conn = sqlite3.connect(path, uri=True, isolation_level=None)
+        conn = sqlite3.connect(path, isolation_level=None)
         try:
             conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
             conn.execute("PRAGMA journal_mode = WAL")  # writes the header: the page size is fixed from here
         finally:
             conn.close()
     except sqlite3.Error as exc:
-        raise StoreError(f"cannot create {path}: {exc}") from None
+        raise StoreError(f"cannot create {printable(path)}: {exc}") from None
 
 
-def open_sqlite(path: str, **kwargs: Any) -> SQLiteLedgerRecorder:
-    """Open (creating if needed) the SQLite ledger at ``path``."""
-    _create_file(path)
-    # Every statement's busy timeout; a write session sets its own (LEDGER_LOCK_WAIT).
-    timeout = kwargs.get("lock_timeout", math.ceil(env_seconds(LOCK_WAIT)))
-    datastore = SQLiteDatastore(db_name=path, lock_timeout=timeout)
+def _sqlite_file(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(_HEADER)) == _HEADER
+    except OSError:
+        return False
+
+
+def _holds_a_ledger(path: str) -> bool:
+    """Whether the SQLite file at ``path`` has the ledger's tables (read without writing anything)."""
+    uri = "file:" + quote(os.path.abspath(path)) + "?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+        try:
+            names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
+    return {"stored_events", "ledger_index"} <= names
+
+
+def open_sqlite(path: str, *, create: bool = True, lock_timeout: int | None = None) -> SQLiteLedgerRecorder:
+    """Open the SQLite ledger at ``path``; with ``create``, make the file and the tables if needed.
+
+    Without ``create`` a missing file, a file that is not a SQLite database and a
+    database without the ledger's tables are refused and left as they were.
+    """
+    shown = printable(path)
+    if not create and not (os.path.isfile(path) and _sqlite_file(path) and _holds_a_ledger(path)):
+        why = "" if os.path.exists(path) else "no such file; "
+        raise StoreError(f"not a ledger store: {shown} ({why}`ledger init` creates one)")
+    if os.path.exists(path) and os.path.getsize(path) > 0 and not _sqlite_file(path):
+        raise StoreError(f"{shown}: not a SQLite database")
+    if create:
+        _create_file(path)
+    # Every statement's busy timeout (a write session sets its own: LEDGER_LOCK_WAIT).
+    timeout = math.ceil(env_seconds(LOCK_WAIT)) if lock_timeout is None else lock_timeout
+    # Absolute: the library opens it as a URI filename, where a relative "file:..." would be a URI.
+    datastore = SQLiteDatastore(db_name=os.path.abspath(path), lock_timeout=timeout)
     recorder = SQLiteLedgerRecorder(datastore)
-    recorder.create_table()
+    if create:
+        recorder.create_table()
     with datastore.transaction(commit=False) as c:
         # Stream ids are fact ids; a store whose first stream id is not its fact's id predates that.
-        c.execute(f"SELECT originator_id, state FROM {recorder.events_table_name} ORDER BY rowid LIMIT 1")  # noqa: S608
+        # The log starts at 1: a row below is not a format, it is an insertion (verify says so).
+        c.execute(
+            f"SELECT originator_id, state FROM {recorder.events_table_name} "  # noqa: S608
+            "WHERE rowid >= 1 ORDER BY rowid LIMIT 1"
+        )
         row = c.fetchone()
-    if row is not None and not _current_format(row[0], row[1]):
+    if row is not None and _earlier_format(row[0], row[1]):
         recorder.close()
         raise StoreError(OLD_FORMAT)
     return recorder

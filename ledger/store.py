@@ -144,6 +144,23 @@ class IdConflict(StoreError):
     """Rows written as if none of their ids were recorded met one that is: nothing was kept."""
 
 
+class Snapshot(Protocol):
+    """The store's tables as of one instant, every row as stored: nothing decoded, converted or left out.
+
+    What ``ledger.verify`` checks, so values come as the database holds them (in SQLite
+    any column may hold any type once someone edits the file) and rows in an order
+    that needs no trust in them: NULL positions first, where a database can hold one.
+    """
+
+    def events(self) -> Iterator[tuple[object, object, object, object]]:
+        """Every row of the log, (position, originator_id, topic, state), by position."""
+        ...
+
+    def index(self) -> Iterator[tuple[object, object]]:
+        """Every row of the key index, (position, key), by position and then key."""
+        ...
+
+
 class LedgerRecorder(ABC):
     """What the ledger needs from a backend beyond the eventsourcing recorder API."""
 
@@ -162,7 +179,11 @@ class LedgerRecorder(ABC):
 
     @abstractmethod
     def read_raw(self, start: int = 1) -> Iterator[tuple[int, str, str, bytes]]:
-        """Raw rows (position, originator_id, topic, state) in position order, for verification."""
+        """Raw rows (position, originator_id, topic, state) in position order, from ``start``."""
+
+    @abstractmethod
+    def snapshot(self) -> AbstractContextManager[Snapshot]:
+        """A read-only view of the whole store as of one instant, for ``ledger.verify``."""
 
     @abstractmethod
     def read_keyed_states(self, keys: Sequence[str], upto: int) -> Iterator[tuple[int, bytes]]:
@@ -189,10 +210,6 @@ class LedgerRecorder(ABC):
     @abstractmethod
     def position_of(self, id_: str) -> int | None:
         """The position of the fact recorded with idempotency key ``id_``, if any."""
-
-    @abstractmethod
-    def read_index(self) -> Iterator[tuple[str, int]]:
-        """Every (key, position) row of the key index, in key order."""
 
     @abstractmethod
     def last_position(self) -> int:

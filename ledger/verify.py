@@ -1,28 +1,42 @@
-"""Tamper evidence: re-walk the hash chain and name the first position that does not hold.
+"""Tamper evidence: re-walk the hash chain and the key index, and name the first position that does not hold.
 
-The event log (``stored_events``) is read in position order; each row's state
-carries its link of the chain, recomputed here from the previous link and the
-row's own position, recorded_at, id and content. Every problem is reported at
-the lowest position where the log stops holding together, and ``position`` in
-the result is the last one that still holds, so an operator knows what can be
-trusted.
+Everything is read from one snapshot of the store (``LedgerRecorder.snapshot``), so
+appends committed while the check runs are simply not part of it. The event log is
+read in position order; each row's state carries its link of the chain, recomputed
+here from the previous link and the row's own position, recorded_at, id and content.
+The key index, read in position order too, must hold exactly one row per event, under
+the event's key. Every problem is reported at the lowest position where the store
+stops holding together, and ``position`` in the result is the last one that still
+holds, so an operator knows what can be trusted. Any value of the wrong type or shape
+in any column is tampering, reported like the rest: the ledger writes none.
 
-The chain alone cannot catch someone who rewrites it consistently after an
-edit; a head hash published earlier can (``expect``).
+What this proves, and what it cannot: the chain shows that the log is the one its
+links describe, but someone who can write the tables can rewrite the links after an
+edit, or cut the tail, and the result holds together again. A head hash published
+earlier (``expect``) catches both for everything up to where it was published.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable
-from typing import Final
+import re
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Final, cast
 
 import msgspec
 
-from ledger.events import decode_stored
+from ledger.errors import BadInput
+from ledger.events import StoredState
 from ledger.store import GENESIS, LedgerRecorder, chain_hash, index_key
 
-LOWEST: Final = -(2**63)  # the smallest position either database can hold
+_HEAD: Final = re.compile(r"(?:sha256:)?([0-9a-f]{64})", re.IGNORECASE)
+
+
+class _StrictState(StoredState, frozen=True, array_like=True, forbid_unknown_fields=True):
+    """A stored state as the ledger writes it: readers ignore elements after the link, verify does not."""
+
+
+_STATE: Final = msgspec.json.Decoder(_StrictState)
 
 
 class VerifyResult(msgspec.Struct, frozen=True):
@@ -32,72 +46,149 @@ class VerifyResult(msgspec.Struct, frozen=True):
     position: int  # the last good position
     head: str  # chain hash at that position
     problem: str | None = None
+    expected_at: int | None = None  # where the expected head was met on the chain
 
 
-_MOD: Final = 2**256
+def parse_head(value: str) -> str:
+    """A published head hash (``sha256:`` and 64 hex digits, the prefix optional), as lower-case hex."""
+    match = _HEAD.fullmatch(value)
+    if match is None:
+        raise BadInput(f"--expect {value!r}: expected a head hash, sha256: and 64 hex digits")
+    digest = match.group(1).lower()
+    if digest == GENESIS:
+        # What an empty ledger "has": every chain starts from it, so it proves nothing.
+        raise BadInput(f"--expect {value!r}: the all-zero hash is where every chain starts, not a head")
+    return digest
 
 
-def _row_hash(key: str, position: int) -> int:
-    return int.from_bytes(hashlib.sha256(b"%d\x00" % position + key.encode()).digest(), "big")
+def _shown(value: object) -> str:
+    """A stored value as a message names it: a position as a number, anything else recognisably."""
+    if value is None:
+        return "NULL"
+    return str(value) if type(value) is int else repr(value)
 
 
-def _index_sum(rows: Iterable[tuple[str, int]]) -> int:
-    """An order-free hash of a set of index rows: the sum of their hashes."""
-    total = 0
-    for key, position in rows:
-        total = (total + _row_hash(key, position)) % _MOD
-    return total
+_KINDS: Final[dict[type, str]] = {
+    type(None): "NULL", str: "text", int: "an integer", float: "a real number", bytes: "a blob"
+}
+
+
+def _kind(value: object) -> str:
+    return _KINDS.get(type(value), type(value).__name__)
+
+
+class _Index:
+    """The key index in position order, met row by row as the events are walked.
+
+    After the event at position p is matched, the next row is above p (or not a
+    position at all): so a row below the event being walked names no event.
+    """
+
+    def __init__(self, rows: Iterator[tuple[object, object]]) -> None:
+        self.rows = rows
+        self.head = next(rows, None)
+
+    def stray(self, below: int | None) -> str | None:
+        """The problem with the next row, if it is not an event's at ``below`` or later (None: any row is)."""
+        if self.head is None:
+            return None
+        at, key = self.head
+        if type(at) is not int:
+            return f"position {_shown(at)}: key index row {_shown(key)} altered (its position is {_kind(at)})"
+        if below is not None and at >= below:
+            return None
+        return f"position {at}: key index row {_shown(key)} names no event"
+
+    def match(self, position: int, key: str) -> str | None:
+        """The problem with the event at ``position`` filed under ``key``, if any; its row is taken."""
+        if self.head is None or self.head[0] != position:
+            return f"position {position}: the event has no key index row"
+        if self.head[1] != key:
+            return (f"position {position}: key index row altered "
+                    f"(filed under {_shown(self.head[1])}, the event's key is {key!r})")
+        self.head = next(self.rows, None)
+        if self.head is not None and self.head[0] == position:
+            return f"position {position}: a second key index row {_shown(self.head[1])} for the event"
+        return None
+
+
+def _index_problem(problem: str) -> str:
+    return (f"{problem}: the key index does not match the events, "
+            "so reports read through it could miss or invent facts")
+
+
+_COLUMNS: Final = (("originator_id", str), ("topic", str), ("state", bytes))
 
 
 def verify(recorder: LedgerRecorder, expect: str | None = None) -> VerifyResult:
-    """Recompute every link of the chain from the stored events and compare.
+    """Recompute every link of the chain and every key index row from the stored events, and compare.
 
     ``expect`` is a head hash published earlier (``sha256:`` prefix optional):
-    the recomputed chain must pass through it, whatever was appended since.
+    the recomputed chain must pass through it, whatever was appended since. A
+    malformed one is ``BadInput``.
     """
-    want = expect.removeprefix("sha256:").lower() if expect is not None else None
-    seen_expected = False
-    prev, expected, last_at = GENESIS, 1, None
-    index_sum = 0
+    want = parse_head(expect) if expect is not None else None
+    with recorder.snapshot() as snap:
+        return _walk(snap.events(), _Index(snap.index()), want)
+
+
+def _walk(events: Iterator[tuple[object, object, object, object]], index: _Index,
+          want: str | None) -> VerifyResult:
+    found_at: int | None = None
+    prev, expected = GENESIS, 1
+    last_at: datetime | None = None
 
     def bad(problem: str) -> VerifyResult:
-        return VerifyResult(False, expected - 1, prev, problem)
+        return VerifyResult(False, expected - 1, prev, problem, found_at)
 
-    # From the lowest possible position, not 1: a row slipped in at 0 or below would be
-    # invisible to every reader, yet its id would make the ledger skip a later fact.
-    for pos, oid, topic, state in recorder.read_raw(LOWEST):
+    for pos, oid, topic, state in events:
+        if pos is None:
+            # Only PostgreSQL can hold one (once its NOT NULL is dropped); such rows come first.
+            return bad(f"position NULL: event inserted without a position (id {_shown(oid)})")
+        if type(pos) is not int:  # PostgreSQL, its column's type changed
+            return bad(f"position {_shown(pos)}: position altered (it is {_kind(pos)})")
+        if problem := index.stray(min(pos, expected)):
+            return bad(_index_problem(problem))
         if pos < expected:
-            # Below a position already verified: a row slipped in with a made-up number.
+            # Below a position already verified: a row slipped in with a made-up number, or
+            # at 0 or below: invisible to every reader, yet its id would make the ledger
+            # skip a later fact with that id.
             return bad(f"position {pos}: event inserted (out of sequence)")
         if pos > expected:
             return bad(f"position {expected}: event removed (the log jumps from {expected - 1} to {pos})")
+        for (column, kind), value in zip(_COLUMNS, (oid, topic, state), strict=True):
+            if type(value) is not kind:
+                return bad(f"position {pos}: stored content altered ({column} is {_kind(value)}, "
+                           f"not {_KINDS[kind]})")
         try:
-            rec, link = decode_stored(pos, state)
+            rec = _STATE.decode(cast(bytes, state))  # its type checked just above
         except (msgspec.MsgspecError, ValueError, TypeError, RecursionError):
             return bad(f"position {pos}: stored content altered (no longer a valid event)")
-        if rec.id != oid or topic != type(rec.fact).__struct_config__.tag:
+        fact = rec.fact
+        if rec.id != oid or topic != type(fact).__struct_config__.tag:
             return bad(f"position {pos}: stored content altered or moved (id or type does not match its row)")
+        if rec.recorded_at.tzinfo is None:
+            return bad(f"position {pos}: stored content altered (recorded_at has no offset)")
+        if fact.id is not None or fact.position is not None or fact.recorded_at is not None:
+            # The link hashes the fact without them, and the ledger stores it without them.
+            return bad(f"position {pos}: stored content altered (envelope fields inside the fact)")
         if last_at is not None and rec.recorded_at < last_at:
             return bad(f"position {pos}: recorded_at altered or out of order")
-        digest = chain_hash(prev, pos, rec.recorded_at, rec.id, rec.fact)
-        if digest != link:
+        digest = chain_hash(prev, pos, rec.recorded_at, rec.id, fact)
+        if digest != rec.link:
             return bad(f"position {pos}: content, order or chain altered (hash does not match)")
+        if problem := index.match(pos, index_key(fact)):
+            return bad(_index_problem(problem))
         prev, expected, last_at = digest, expected + 1, rec.recorded_at
-        index_sum = (index_sum + _row_hash(index_key(rec.fact), pos)) % _MOD
         if digest == want:
-            seen_expected = True
-    if index_sum != _index_sum(recorder.read_index()):
-        return VerifyResult(
-            False, expected - 1, prev,
-            "the key index does not match the events (rows altered, added or removed): "
-            "reports read through it could miss or invent facts",
-        )
-    if want is not None and not seen_expected and want != GENESIS:
+            found_at = pos
+    if problem := index.stray(None):
+        return bad(_index_problem(problem))
+    if want is not None and found_at is None:
         # Each link hashes its own position, so the published hash can only be met at
         # the position it was published for; never meeting it means history was rewritten.
-        return VerifyResult(
-            False, expected - 1, prev,
-            f"published head sha256:{want} is not on the chain: the chain was recomputed "
-            f"(or the head is not from this ledger); current head sha256:{prev} at position {expected - 1}",
+        return bad(
+            f"published head sha256:{want} is not on the chain: the chain was recomputed or cut "
+            f"(or the head is not from this ledger); current head sha256:{prev} at position {expected - 1}"
         )
-    return VerifyResult(True, expected - 1, prev)
+    return VerifyResult(True, expected - 1, prev, expected_at=found_at)

@@ -13,7 +13,9 @@ rules, all conservative (recomputing a pair too many is slow, one too few is wro
   So the first month changed is the month of the last instant before t when nothing
   of the service was down (a "quiet" instant), minus one to be safe; none: all months.
 - An interval fact (maintenance window, force majeure, exclusion) changes the months
-  it overlaps, end included, and back to the quiet instant before its start.
+  it overlaps, end included, and back to the quiet instant before its start. A window
+  announced after it started acts only inside that span too (the part before its
+  announcement is downtime, the rest excused or not by the clause), so the same months.
 - A reference (resolution, cancellation, completion, revocation) changes what its
   referents change: resolutions act at their own ``at`` on every service that has
   opened that incident; the others on the months of every window or exclusion with
@@ -22,7 +24,8 @@ rules, all conservative (recomputing a pair too many is slow, one too few is wro
   so if the referent arrives later, its own rule recomputes its months.
 - A claim changes its (contract, month); a registration every month of the contract,
   an amendment the months from its ``effective_from``.
-- Months that become held are new rows.
+- Months that become held are new rows ("fresh"): computed, but no month before them
+  changes because they exist, so they start no walk back.
 - Walking back (``walk_back``), a second guard: a month whose downtime runs wall to wall
   carries the stretch of the month before it, so a change there reaches one month further
   back. The quiet-instant rule above already covers this; the guard costs one query.
@@ -30,10 +33,13 @@ rules, all conservative (recomputing a pair too many is slow, one too few is wro
 Months are calendar months in the contract's time zone; a contract whose versions use
 different zones is looked at in each of them.
 
-The held months of a contract (the rows the view has) run from the month of the
-earliest fact about its service (probe and incident ``at``, a resolution of one of
-its incidents, the start of a window or exclusion) to the month of the latest, plus
-every month with a claim.
+The held months of a contract (the rows the view has, ``Known.span``) run from its
+first month (that of its registration's recorded_at, or of the earliest fact about its
+service if earlier: probe and incident ``at``, a resolution of one of its incidents,
+the start of a window or exclusion) to the month of the ledger's clock (the latest
+recorded_at) or of the latest fact if later, plus every month with a claim. A worker
+keeps the spans as of its last ``settle`` and, per batch, looks only at the contracts
+the batch touched, unless the clock entered a new month: then every contract gains it.
 
 ``Known`` also groups records for evaluation (``records_for``): the fold filters by
 service and contract itself, so giving it only its service's facts, cut to the time
@@ -44,10 +50,11 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Final, TypeAlias
+from typing import Final, NamedTuple, TypeAlias
 from zoneinfo import ZoneInfo
 
 from ledger.calendar import month_bounds
@@ -81,6 +88,8 @@ _INF: Final = 2**63
 _FIRST, _SECOND = 0, 1
 _OUTAGE_RANK: Final = 2  # the fold's rank of impact "outage" (none 0, degraded 1)
 _IMPACT_RANK: Final = {"none": 0, "degraded": 1, "outage": 2}
+# The months ``ledger report`` answers for (its --month check): the view holds no other.
+_FIRST_MONTH, _LAST_MONTH = "0002-01", "9998-12"
 
 
 def _us(instant: datetime) -> int:
@@ -88,8 +97,15 @@ def _us(instant: datetime) -> int:
 
 
 def month_of(us: int, tz: ZoneInfo) -> str:
-    """The "YYYY-MM" month, in ``tz``, of an instant in microseconds since the epoch."""
-    local = (_EPOCH + timedelta(microseconds=us)).astimezone(tz)
+    """The "YYYY-MM" month, in ``tz``, of an instant in microseconds since the epoch.
+
+    Total: within hours of datetime's limits (where the zone's wall clock does not exist)
+    it answers the first or last month there is.
+    """
+    try:
+        local = (_EPOCH + timedelta(microseconds=us)).astimezone(tz)
+    except OverflowError:
+        return "9999-12" if us > 0 else "0001-01"
     return f"{local.year:04d}-{local.month:02d}"
 
 
@@ -124,9 +140,32 @@ class _Service:
     exclusions: list[tuple[int, int, Item, str]] = field(default_factory=list)  # start, end, item, id
     incidents: set[str] = field(default_factory=set)
 
-    def see(self, us: int) -> None:
+    def see(self, us: int) -> bool:
+        """Widen the span of the service's facts to ``us``; whether it moved."""
+        if self.first <= us <= self.last:
+            return False
         self.first = min(self.first, us)
         self.last = max(self.last, us)
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """The months a contract's rows cover: ``lo`` to ``hi`` (none if ``lo > hi``), plus claim months."""
+
+    lo: str
+    hi: str
+    claims: frozenset[str]
+
+    def months(self) -> list[str]:
+        """Every month, in order."""
+        return sorted({*months_from(self.lo, self.hi), *self.claims})
+
+    def holds(self, month: str) -> bool:
+        return self.lo <= month <= self.hi or month in self.claims
+
+
+_NO_SPAN: Final = Span("9999-12", "0000-01", frozenset())
 
 
 @dataclass
@@ -156,6 +195,20 @@ class Known:
     exclusion_spans: dict[str, list[tuple[str, int, int]]] = field(default_factory=lambda: defaultdict(list))
     maintenance_refs: dict[str, list[Item]] = field(default_factory=lambda: defaultdict(list))
     revocations: dict[str, list[Item]] = field(default_factory=lambda: defaultdict(list))
+    # The ledger's clock: the latest recorded_at folded (or told, ``see_clock``); rows run to its month.
+    recorded: datetime | None = None
+    # Spans as of the last ``settle`` (the rows the view has), and what may have moved since.
+    settled: dict[str, Span] = field(default_factory=dict)
+    _moved: set[str] = field(default_factory=set)  # contracts (claims, versions)
+    _moved_services: set[str] = field(default_factory=set)  # services whose facts' span widened
+    _ever_settled: bool = False
+    _clock_months: dict[ZoneInfo, str] = field(default_factory=dict)  # month of `recorded` per zone
+    _clock_edge: datetime | None = None  # the clock's month changes in some zone from here
+
+    def see_clock(self, instant: datetime | None) -> None:
+        """The ledger's latest recorded_at, for an index fed only part of the ledger (a rebuild's group)."""
+        if instant is not None and (self.recorded is None or instant > self.recorded):
+            self.recorded = instant
 
     def add_all(self, records: Iterable[Recorded]) -> None:
         """Fold many records, in position order."""
@@ -169,38 +222,45 @@ class Known:
                 raise ValueError(f"position {rec.position} already folded (at {self.position})")
         else:
             self.position = rec.position
+        if self.recorded is None or rec.recorded_at > self.recorded:
+            self.recorded = rec.recorded_at
         item: Item = rec if self.keep else rec.position
         f = rec.fact
         match f:
             case ProbeFailed() | ProbeRecovered():
                 s = self.services[f.service]
                 at = _us(f.at)
-                s.see(at)
+                if s.see(at):
+                    self._moved_services.add(f.service)
                 rank = _FIRST if isinstance(f, ProbeFailed) else _SECOND
                 self._step(s, (at, rank, "p:" + f.probe, 0, rec.position, item))
             case IncidentOpened():
                 s = self.services[f.service]
                 at = _us(f.at)
-                s.see(at)
+                if s.see(at):
+                    self._moved_services.add(f.service)
                 self._step(s, (at, _FIRST, "i:" + f.incident, _IMPACT_RANK[f.impact], rec.position, item))
                 if f.incident not in s.incidents:
                     s.incidents.add(f.incident)
                     self.incident_services[f.incident].add(f.service)
                     # Resolutions recorded before the opening now belong to this service too.
                     for rat, rpos, res in self.resolutions[f.incident]:
-                        s.see(rat)
+                        if s.see(rat):
+                            self._moved_services.add(f.service)
                         self._step(s, (rat, _SECOND, "i:" + f.incident, 0, rpos, res))
             case IncidentResolved():
                 at = _us(f.at)
                 self.resolutions[f.incident].append((at, rec.position, item))
                 for service in self.incident_services.get(f.incident, ()):
                     s = self.services[service]
-                    s.see(at)
+                    if s.see(at):
+                        self._moved_services.add(service)
                     self._step(s, (at, _SECOND, "i:" + f.incident, 0, rec.position, item))
             case MaintenanceAnnounced():
                 s = self.services[f.service]
                 start, end = _us(f.starts_at), _us(f.ends_at)
-                s.see(start)
+                if s.see(start):
+                    self._moved_services.add(f.service)
                 s.windows[f.maintenance].append(item)
                 self.window_spans[f.maintenance].append((f.service, start, end))
             case MaintenanceCancelled() | MaintenanceCompleted():
@@ -208,7 +268,8 @@ class Known:
             case ForceMajeureDeclared() | ExclusionDeclared():
                 s = self.services[f.service]
                 start, end = _us(f.starts_at), _us(f.ends_at)
-                s.see(start)
+                if s.see(start):
+                    self._moved_services.add(f.service)
                 xid = f.declaration if isinstance(f, ForceMajeureDeclared) else f.exclusion
                 s.exclusions.append((start, end, item, xid))
                 self.exclusion_spans[xid].append((f.service, start, end))
@@ -216,6 +277,7 @@ class Known:
                 self.revocations[f.ref].append(item)
             case CreditClaimFiled():
                 self.claims[f.contract].append((f.month, item))
+                self._moved.add(f.contract)
             case ContractRegistered() | ContractAmended():
                 self.contract_records.append(rec)
                 self.versions = contract_versions(self.contract_records)
@@ -225,6 +287,8 @@ class Known:
                 self.zones[cid] = tuple(
                     dict.fromkeys(ZoneInfo(v.policy.contract.timezone) for v in self.versions.get(cid, []))
                 )
+                self._moved.add(cid)
+                self._clock_edge = None  # perhaps a new zone, with months of its own
 
     @staticmethod
     def _step(s: _Service, step: tuple[int, int, str, int, int, Item]) -> None:
@@ -237,26 +301,86 @@ class Known:
         """Every service any version of ``contract`` names."""
         return {v.policy.contract.service for v in self.versions.get(contract, [])}
 
-    def held(self, contract: str) -> list[str]:
-        """The months the view holds for ``contract``, in order."""
-        zones = self.zones.get(contract, ())
-        first, last = _INF, -_INF
+    def span(self, contract: str) -> Span:
+        """The months the view holds for ``contract`` (docs/reporting.md, "Which months are there").
+
+        From the contract's first month, the month of its registration's recorded_at or of the
+        earliest fact about its service if that is earlier (a ledger imported with its
+        history), to the month of the ledger's latest recorded_at or of the latest fact if
+        that is later (a window announced ahead), plus every month with a claim; months in
+        each zone its versions use. Only months ``ledger report`` answers for (years 2 to 9998).
+        """
+        versions = self.versions.get(contract)
+        if not versions:
+            return _NO_SPAN
+        zones = self.zones[contract]
+        first = last = _us(versions[0].recorded_at)
+        if self.recorded is not None:
+            last = max(last, _us(self.recorded))
         for name in self.contract_services(contract):
             s = self.services.get(name)
-            if s is not None:
+            if s is not None and s.first <= s.last:
                 first, last = min(first, s.first), max(last, s.last)
-        months: set[str] = set()
-        if first <= last and zones:
-            lo = min(month_of(first, tz) for tz in zones)
-            hi = max(month_of(last, tz) for tz in zones)
-            months.update(months_from(lo, hi))
-        for month, _ in self.claims.get(contract, []):
-            months.add(month)
-        return sorted(months) if zones else []
+        lo = max(min(month_of(first, tz) for tz in zones), _FIRST_MONTH)
+        hi = min(max(month_of(last, tz) for tz in zones), _LAST_MONTH)
+        claims = frozenset(m for m, _ in self.claims.get(contract, []) if _FIRST_MONTH <= m <= _LAST_MONTH)
+        return Span(lo, hi, claims)
+
+    def held(self, contract: str) -> list[str]:
+        """The months the view holds for ``contract``, in order."""
+        return self.span(contract).months()
 
     def all_held(self) -> dict[str, list[str]]:
         """Held months of every registered contract."""
         return {cid: self.held(cid) for cid in sorted(self.versions)}
+
+    def settle(self) -> dict[str, tuple[Span, Span]]:
+        """Bring ``settled`` up to date with the facts folded; the spans that changed: (before, now).
+
+        Looks only at the contracts whose span may have moved since the last call (a fact
+        widened their service's span, a claim, a version), unless the clock entered a new
+        month (or this is the first call): then at every contract, which all gain that month.
+        """
+        clock_moved = self._clock_moved()  # always: it keeps the months it compares with current
+        if not self._ever_settled or clock_moved:
+            contracts: Iterable[str] = list(self.versions)
+        else:
+            contracts = set(self._moved)
+            for service in self._moved_services:
+                contracts.update(self.contracts_of_service.get(service, ()))
+        self._ever_settled = True
+        self._moved.clear()
+        self._moved_services.clear()
+        changed: dict[str, tuple[Span, Span]] = {}
+        for cid in contracts:
+            now = self.span(cid)
+            before = self.settled.get(cid, _NO_SPAN)
+            if now != before:
+                changed[cid] = (before, now)
+                self.settled[cid] = now
+        return changed
+
+    def holds(self, contract: str, month: str) -> bool:
+        """Whether the view holds ``(contract, month)``, as of the last ``settle``."""
+        span = self.settled.get(contract)
+        return span is not None and span.holds(month)
+
+    def _clock_moved(self) -> bool:
+        """Whether the clock's month changed in some zone since the last look (cheap when not)."""
+        if self.recorded is None:
+            return False
+        if self._clock_edge is not None and self.recorded < self._clock_edge:
+            return False
+        us = _us(self.recorded)
+        months = {tz: month_of(us, tz) for zones in self.zones.values() for tz in zones}
+        moved = any(self._clock_months.get(tz, m) != m for tz, m in months.items())
+        self._clock_months = months
+        edges = []
+        for tz, m in months.items():
+            with suppress(ValueError, OverflowError):  # no next month near the calendar's end
+                edges.append(month_bounds(m, tz)[1])
+        self._clock_edge = min(edges) if edges else None
+        return moved
 
     def version_in_force(self, contract: str, month: str) -> ContractVersion:
         """The version that governs ``contract`` in ``month``."""
@@ -380,28 +504,55 @@ def _first(known: Known, service: str, us: int, tz: ZoneInfo) -> str:
     return add_months(month_of(quiet, tz), -1)
 
 
-def _from(known: Known, held: Mapping[str, Sequence[str]], service: str, us: int, out: set[Pair]) -> None:
+class _Held:
+    """Held months of the contracts one batch touches, looked up once each (after ``settle``)."""
+
+    def __init__(self, known: Known) -> None:
+        self.known = known
+        self.months: dict[str, list[str]] = {}
+
+    def __getitem__(self, contract: str) -> list[str]:
+        months = self.months.get(contract)
+        if months is None:
+            span = self.known.settled.get(contract)
+            months = self.months[contract] = span.months() if span is not None else []
+        return months
+
+
+def _from(known: Known, held: _Held, service: str, us: int, out: set[Pair]) -> None:
     """From where the outage around ``us`` began onwards, for every contract of ``service``."""
     for cid in known.contracts_of_service.get(service, ()):
         for tz in known.zones.get(cid, ()):
             first = _first(known, service, us, tz)
-            out.update((cid, m) for m in held.get(cid, ()) if m >= first)
+            out.update((cid, m) for m in held[cid] if m >= first)
 
 
-def _span(
-    known: Known, held: Mapping[str, Sequence[str]], service: str, start: int, end: int, out: set[Pair]
-) -> None:
+def _span(known: Known, held: _Held, service: str, start: int, end: int, out: set[Pair]) -> None:
     """The months [start, end] overlaps, end included, and back to where the outage at start began."""
     for cid in known.contracts_of_service.get(service, ()):
         for tz in known.zones.get(cid, ()):
             first, last = _first(known, service, start, tz), month_of(end, tz)
-            out.update((cid, m) for m in held.get(cid, ()) if first <= m <= last)
+            out.update((cid, m) for m in held[cid] if first <= m <= last)
 
 
-def affected(batch: Sequence[Recorded], known: Known, held_before: Mapping[str, Sequence[str]]) -> set[Pair]:
-    """The held (contract, month) pairs that ``batch`` can change; ``known`` already includes it."""
+class Affected(NamedTuple):
+    """What a batch changes: pairs its facts can change, and pairs that are new rows only."""
+
+    changed: set[Pair]
+    fresh: set[Pair]  # held from now on and no fact of the batch reaches them (e.g. the clock moved)
+
+
+def affected(
+    batch: Sequence[Recorded], known: Known, spans: Mapping[str, tuple[Span, Span]]
+) -> Affected:
+    """The held pairs ``batch`` can change, and the new ones; ``known`` includes it and is settled.
+
+    ``spans`` is what ``Known.settle`` returned after folding the batch: the contracts whose
+    rows the batch (or the clock) widened. Only those and the contracts of the batch's
+    facts are looked at, so a batch costs what it touches, not the whole view.
+    """
     out: set[Pair] = set()
-    held = known.all_held()
+    held = _Held(known)
     for rec in batch:
         f = rec.fact
         match f:
@@ -411,7 +562,9 @@ def affected(batch: Sequence[Recorded], known: Known, held_before: Mapping[str, 
                 for service in known.incident_services.get(f.incident, ()):
                     _from(known, held, service, _us(f.at), out)
             case MaintenanceAnnounced() | MaintenanceCancelled() | MaintenanceCompleted():
-                # Every version of the window: a new announcement can supersede an old one.
+                # Every version of the window: a new announcement can supersede an old one. A
+                # window acts only inside its announced [starts_at, ends_at], whenever it was
+                # announced (a late announcement voids the part before it, inside that span).
                 for service, start, end in known.window_spans.get(f.maintenance, ()):
                     _span(known, held, service, start, end, out)
             case ForceMajeureDeclared() | ExclusionDeclared():
@@ -424,19 +577,19 @@ def affected(batch: Sequence[Recorded], known: Known, held_before: Mapping[str, 
             case ContractRegistered() | ContractAmended():
                 cid = f.policy.contract.id
                 since = f.policy.contract.effective_from if isinstance(f, ContractAmended) else None
-                out.update((cid, m) for m in held.get(cid, ()) if since is None or m >= since)
-    for cid, months in held.items():
-        before = set(held_before.get(cid, ()))
-        out.update((cid, m) for m in months if m not in before)
-    keep = {(c, m) for c, months in held.items() for m in months}
-    return out & keep
+                out.update((cid, m) for m in held[cid] if since is None or m >= since)
+    changed = {(c, m) for c, m in out if known.holds(c, m)}
+    fresh: set[Pair] = set()
+    for cid, (before, now) in spans.items():
+        fresh.update((cid, m) for m in now.months() if not before.holds(m) and (cid, m) not in changed)
+    return Affected(changed, fresh)
 
 
 def walk_back(
-    pairs: set[Pair],
+    pairs: Iterable[Pair],
     known: Known,
-    held: Mapping[str, Sequence[str]],
     wall_to_wall: Callable[[Pair], bool],
+    done: Container[Pair] = (),
 ) -> set[Pair]:
     """Pairs to add so every month whose stretch may run into a changed month is recomputed.
 
@@ -444,18 +597,20 @@ def walk_back(
     view before the batch or in its recomputation). A stretch starting in month m-1 can
     only reach past month m if m is downtime wall to wall; across a change of policy
     version the previous month reads the timeline with other rules, so it is added too.
+    Pairs in ``done`` (recomputed already) stop the walk. ``known`` is settled.
     """
     extra: set[Pair] = set()
-    held_sets = {cid: set(months) for cid, months in held.items()}
-    for cid, month in pairs:
+    seeds = set(pairs)
+    for cid, month in seeds:
         m = month
         while True:
             prev = add_months(m, -1)
-            if prev not in held_sets.get(cid, ()) or (cid, prev) in pairs or (cid, prev) in extra:
+            pair = (cid, prev)
+            if not known.holds(cid, prev) or pair in seeds or pair in done or pair in extra:
                 break
             same = known.version_in_force(cid, prev).version == known.version_in_force(cid, m).version
             if same and not wall_to_wall((cid, m)):
                 break
-            extra.add((cid, prev))
+            extra.add(pair)
             m = prev
     return extra

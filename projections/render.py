@@ -1,4 +1,12 @@
-"""Rendering of reports and audits as text, tables and CSV (pure: values in, strings out)."""
+"""Rendering of reports and audits as text, tables and CSV (pure: values in, strings out).
+
+Text that came from facts or policies (ids, titles, reasons, the customer) can
+hold anything an old store holds. In tables and text every control, line-breaking
+and bidirectional character is shown escaped (``ledger.text.printable``), so no
+value can move the cursor, reach the terminal as an escape sequence or break a
+row; in CSV such text is also kept from starting a formula (``csv_text``).
+JSON is left exact.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Final
 
+from ledger.text import csv_text, printable
 from projections.model import Audit, Report
 
 SUMMARY_FIELDS: Final = (
@@ -18,6 +27,12 @@ SUMMARY_FIELDS: Final = (
     "credit_currency", "credit_claim", "credit_payable", "as_of_position", "digest",
 )
 INTERVAL_FIELDS: Final = ("contract", "month", "start", "end", "seconds", "kind", "reason", "events")
+# Columns the ledger computes as numbers (or as words it chose): written as they are.
+_NUMERIC: Final = frozenset({
+    "policy_version", "total_seconds", "outage_seconds", "maintenance_seconds", "excused_seconds",
+    "downtime_seconds", "availability_percent", "target_percent", "target_met", "credit_percent",
+    "credit_amount", "credit_long_outage_amount", "credit_payable", "as_of_position", "seconds", "events",
+})  # fmt: skip
 
 
 def seconds(value: Decimal) -> str:
@@ -54,6 +69,10 @@ def _row(r: Report) -> list[str]:
     ]
 
 
+def _csv_row(fields: Sequence[str], cells: Sequence[str]) -> list[str]:
+    return [c if f in _NUMERIC else csv_text(c) for f, c in zip(fields, cells, strict=True)]
+
+
 def report_csv(reports: Sequence[Report], *, intervals: bool = False) -> str:
     """One CSV row per contract-month, or with ``intervals`` one row per interval."""
     out = io.StringIO()
@@ -62,16 +81,19 @@ def report_csv(reports: Sequence[Report], *, intervals: bool = False) -> str:
         w.writerow(INTERVAL_FIELDS)
         for r in reports:
             for i in r.intervals:
-                w.writerow([r.contract, r.month, _ts(i.start), _ts(i.end), seconds(i.seconds), i.kind,
-                            i.reason, " ".join(str(e) for e in i.events)])
+                w.writerow(_csv_row(INTERVAL_FIELDS, [
+                    r.contract, r.month, _ts(i.start), _ts(i.end), seconds(i.seconds), i.kind, i.reason,
+                    " ".join(str(e) for e in i.events),
+                ]))  # fmt: skip
     else:
         w.writerow(SUMMARY_FIELDS)
         for r in reports:
-            w.writerow(_row(r))
+            w.writerow(_csv_row(SUMMARY_FIELDS, _row(r)))
     return out.getvalue()
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: frozenset[int] = frozenset()) -> str:
+    rows = [[printable(c) for c in r] for r in rows]
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
 
     def line(cells: Sequence[str]) -> str:
@@ -101,7 +123,8 @@ def report_table(r: Report) -> str:
     """A month report for people: the figures, then every interval with its reason."""
     c = r.credit
     lines = [
-        f"Contract {r.contract}, {r.month} ({r.timezone}), policy version {r.policy_version}",
+        f"Contract {printable(r.contract)}, {r.month} ({printable(r.timezone)}), "
+        f"policy version {r.policy_version}",
         "",
         f"  total        {seconds(r.total_seconds):>12} s  {hms(r.total_seconds)}",
         f"  outage       {seconds(r.outage_seconds):>12} s  {hms(r.outage_seconds)}",
@@ -111,7 +134,7 @@ def report_table(r: Report) -> str:
         "",
         f"  availability {r.availability_percent} % (target {r.target_percent} %: "
         f"{'met' if r.target_met else 'NOT met'})",
-        f"  credit       {c.amount} {c.currency} ({c.percent} % of the monthly fee"
+        f"  credit       {c.amount} {printable(c.currency)} ({c.percent} % of the monthly fee"
         f"{', long outage ' + c.long_outage_amount if c.long_outage_amount != '0.00' else ''}); "
         f"claim {c.claim}; {'payable' if c.payable else 'not payable'}",
         f"  as of position {r.as_of_position}; digest {r.digest}",
@@ -135,10 +158,11 @@ def audit_text(a: Audit) -> str:
         if a.as_of is not None
         else f"as recorded up to position {a.as_of_position}"
     )
+    p = printable
     out = [
-        f"Audit of contract {r.contract}, month {r.month}, {point}",
+        f"Audit of contract {p(r.contract)}, month {r.month}, {point}",
         f"Policy version {e.policy_version}; digest {r.digest}",
-        f"Month: {_ts(e.month_start)} to {_ts(e.month_end)} ({r.timezone}); "
+        f"Month: {_ts(e.month_start)} to {_ts(e.month_end)} ({p(r.timezone)}); "
         f"open outages run to {_ts(e.horizon)}",
         "",
         "Intervals of outage:",
@@ -147,21 +171,21 @@ def audit_text(a: Audit) -> str:
         out.append("  (none)")
     for n, i in enumerate(r.intervals, 1):
         out.append(f"  {n}. {_ts(i.start)} .. {_ts(i.end)}  {seconds(i.seconds)} s  {i.kind.upper()}")
-        out.append(f"     because {i.reason}")
+        out.append(f"     because {p(i.reason)}")
         out.append(f"     events: {', '.join(str(p) for p in i.events) or '-'}")
     if e.findings:
         out.append("")
         out.append("Findings:")
         for f in e.findings:
             refs = f" [events {', '.join(str(p) for p in f.events)}]" if f.events else ""
-            out.append(f"  - {f.kind} {f.ref}: {f.text}{refs}")
+            out.append(f"  - {p(f.kind)} {p(f.ref)}: {p(f.text)}{refs}")
     out.append("")
     out.append("Figures:")
     for s in e.steps:
         refs = f" [events {', '.join(str(p) for p in s.events)}]" if s.events else ""
-        out.append(f"  {s.figure} = {s.value}")
+        out.append(f"  {p(s.figure)} = {p(s.value)}")
         if s.how:
-            out.append(f"      {s.how}{refs}")
+            out.append(f"      {p(s.how)}{refs}")
         elif refs:
             out.append(f"     {refs}")
     return "\n".join(out) + "\n"

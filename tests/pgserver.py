@@ -87,32 +87,55 @@ def postgres_server() -> Iterator[str]:
 
 @contextmanager
 def _throwaway_cluster() -> Iterator[str]:
+    with throwaway_cluster() as cluster:
+        yield cluster.url
+
+
+class Cluster:
+    """A throwaway cluster of a test's own: it may be stopped and started again (same port, same data)."""
+
+    def __init__(self, pg_ctl: str, root: str, port: int) -> None:
+        self.pg_ctl, self.root, self.port = pg_ctl, root, port
+        self.data = os.path.join(root, "data")
+        self.url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+
+    def start(self) -> None:
+        sock = os.path.join(self.root, "sock")
+        opts = f"-p {self.port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off"
+        subprocess.run(_as_postgres_user([self.pg_ctl, "-D", self.data, "-o", opts, "-l",
+                                          os.path.join(self.root, "log"), "-w", "start"]),
+                       check=True, capture_output=True, timeout=120)
+
+    def stop(self, mode: str = "fast") -> None:
+        """``fast``: every session is ended and the server shuts down, as in a restart."""
+        subprocess.run(_as_postgres_user([self.pg_ctl, "-D", self.data, "-m", mode, "-w", "stop"]),
+                       check=False, capture_output=True, timeout=60)
+
+
+@contextmanager
+def throwaway_cluster() -> Iterator[Cluster]:
+    """A new cluster made with ``initdb`` and ``pg_ctl`` in a temporary directory on a free port."""
     initdb, pg_ctl = _bin("initdb"), _bin("pg_ctl")
     if not initdb or not pg_ctl:
         raise RuntimeError("no PostgreSQL server reachable and no initdb/pg_ctl to start one")
     root = tempfile.mkdtemp(prefix="ledger-pg-")
     os.chmod(root, 0o755)
-    data, sock = os.path.join(root, "data"), os.path.join(root, "sock")
+    sock = os.path.join(root, "sock")
     os.mkdir(sock)
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
         shutil.chown(sock, "postgres", "postgres")
-    port = _free_port()
+    cluster = Cluster(pg_ctl, root, _free_port())
     try:
-        subprocess.run(_as_postgres_user([initdb, "-D", data, "-U", "postgres", "-A", "trust",
+        subprocess.run(_as_postgres_user([initdb, "-D", cluster.data, "-U", "postgres", "-A", "trust",
                                           "--no-sync", "-E", "UTF8"]),
                        check=True, capture_output=True, timeout=120)
-        opts = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off"
-        subprocess.run(_as_postgres_user([pg_ctl, "-D", data, "-o", opts, "-l",
-                                          os.path.join(root, "log"), "-w", "start"]),
-                       check=True, capture_output=True, timeout=120)
-        url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
-        if not _reachable(url):
-            raise RuntimeError(f"throwaway PostgreSQL cluster on port {port} did not come up")
-        yield url
+        cluster.start()
+        if not _reachable(cluster.url):
+            raise RuntimeError(f"throwaway PostgreSQL cluster on port {cluster.port} did not come up")
+        yield cluster
     finally:
-        subprocess.run(_as_postgres_user([pg_ctl, "-D", data, "-m", "immediate", "stop"]),
-                       capture_output=True, check=False, timeout=60)
+        cluster.stop("immediate")
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -161,7 +161,8 @@ def test_report_on_missing_sqlite_file(runner: CliRunner, tmp_path: Path) -> Non
 
 def test_unreachable_postgres_is_one_line(runner: CliRunner) -> None:
     line = one_line_error(run(runner, "postgresql://postgres@127.0.0.1:1/none", "init"))
-    assert line.startswith("error: store: ")
+    assert line.startswith('error: cannot connect to PostgreSQL database "none" at 127.0.0.1:1')
+    assert "Connection refused" in line
 
 
 def test_store_from_environment(runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

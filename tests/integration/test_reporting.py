@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from ledger.application import Ledger
 from ledger.demo import demo_facts, example_policy_paths
 from ledger.events import ExclusionRevoked, Fact, fact_from_fields
 from ledger.policy import load_policy
-from ledger.reporting import Evaluator
+from ledger.reporting import Evaluator, open_view
 from projections.affected import Known
 from projections.model import Report, to_json
 
@@ -160,8 +160,11 @@ def test_rebuild_gives_tables_equal_to_reports(ledger: Ledger, store_url: str, r
 
     run_demo(ledger)
     out = ledger_cli(runner, store_url, "projections", "rebuild")
-    assert "rebuilt reporting: 10 contract-months" in out.stdout
-    assert assert_tables_match_reports(store_url, runner, rebuilt=True) == len(held_pairs(ledger)) == 10
+    # Five contracts x September to November: facts from late September (the demo's lead-in),
+    # October's, and the clock (recorded_at) in November, a quiet month.
+    assert "rebuilt reporting: 15 contract-months" in out.stdout
+    assert assert_tables_match_reports(store_url, runner, rebuilt=True) == len(held_pairs(ledger)) == 15
+    assert {m for _, m in held_pairs(ledger)} == {"2026-09", "2026-10", "2026-11"}
     head = ledger.recorder.last_position()
     status = ledger_cli(runner, store_url, "projections", "status").stdout
     assert status == f"reporting\tposition={head}\thead={head}\tlag=0\n"
@@ -184,10 +187,10 @@ def test_parallel_rebuild_writes_the_same_tables(ledger: Ledger, store_url: str,
     serial = rebuild(ledger, workers=1)
     before = snapshot()
     parallel = rebuild(ledger, workers=2)
-    assert (parallel.pairs, parallel.events) == (serial.pairs, serial.events) == (10, serial.events)
+    assert (parallel.pairs, parallel.events) == (serial.pairs, serial.events) == (15, serial.events)
     assert snapshot() == before
     monkeypatch.setattr(reporting, "WRITE_BATCH", 3)  # statements joining groups, and a short last one
-    assert rebuild(ledger, workers=2).pairs == 10
+    assert rebuild(ledger, workers=2).pairs == 15
     assert snapshot() == before
 
 
@@ -208,7 +211,7 @@ def test_a_rebuild_that_fails_part_way_leaves_the_view_as_it_was(
         return [query(store_url, f"SELECT * FROM {t} ORDER BY 1, 2{'' if 'tracking' in t else ', 3'}")  # noqa: S608
                 for t in tables]
 
-    assert rebuild(ledger, workers=1).pairs == 10
+    assert rebuild(ledger, workers=1).pairs == 15
     before = snapshot()
     assert all(before)
     real = reporting._groups_reports
@@ -263,7 +266,7 @@ def test_incremental_runs_keep_tables_equal_to_reports(
 def test_projection_commands_on_a_missing_store_fail_in_one_line(tmp_path: Path, runner: CliRunner) -> None:
     result = runner.invoke(cli, ["--store", f"sqlite:///{tmp_path / 'none.db'}", "projections", "status"])
     assert result.exit_code != 0
-    assert result.stderr.strip().startswith("error: no ledger at")
+    assert result.stderr.strip().startswith("error: not a ledger store: ")
     assert len(result.stderr.strip().splitlines()) == 1
 
 
@@ -288,7 +291,7 @@ def test_two_workers_on_one_postgres_never_double_count(
 ) -> None:
     ledger: Ledger = make_ledger(pg_url)
     register(ledger)
-    ledger_cli(runner, pg_url, "projections", "status")  # creates the view's tables
+    open_view(ledger.recorder)  # the view's tables (`projections status` only reads)
     ledger.append_facts(_batches()[0])
     # Two catch-up workers race for the same backlog: one commits it, the other's tracking
     # insert fails, and it skips ahead instead of crashing.
@@ -320,3 +323,49 @@ def test_two_workers_on_one_postgres_never_double_count(
         f"position={head}\thead={head}\tlag=0" in ledger_cli(runner, pg_url, "projections", "status").stdout
     )
     assert assert_tables_match_reports(pg_url, runner, rebuilt=False) == len(held_pairs(ledger))
+
+
+def test_tables_hold_every_contract_for_every_month_to_the_clock(
+    ledger: Ledger, store_url: str, runner: CliRunner, clock: Any
+) -> None:
+    # Followed incrementally while the ledger's clock (recorded_at) moves on: contracts without
+    # facts, a long open incident, and a clock that enters a month in Paris before Toronto.
+    paris = {"sla-a-2026", "sla-b-2026"}  # Europe/Paris and Europe/Zurich
+    contracts = set(register(ledger))  # registered at 12:00 UTC on 1 November 2026
+    toronto = contracts - paris
+
+    def step(expected: set[tuple[str, str]]) -> None:
+        ledger_cli(runner, store_url, "projections", "run", "--once")
+        assert held_pairs(ledger) == expected
+        assert assert_tables_match_reports(store_url, runner, rebuilt=False) == len(expected)
+
+    rows = {(c, "2026-11") for c in contracts}
+    step(rows)  # no fact at all: each contract's month of registration
+    # 15 January 2027: an outage incident on sla-a's service, opened on 20 November, still open.
+    clock.now = datetime(2027, 1, 15, tzinfo=UTC)
+    ledger.append(fact_from_fields("incident_opened", {
+        "service": "workspace", "incident": "inc-long", "impact": "outage", "at": "2026-11-20T00:00:00Z"}))
+    rows |= {(c, m) for c in contracts for m in ("2026-12", "2027-01")}
+    step(rows)
+    a = {r["month"]: r for r in query(store_url, "SELECT * FROM report_monthly_availability "
+                                                 "WHERE contract = 'sla-a-2026'")}
+    assert str(a["2026-12"]["downtime_seconds"]) == str(a["2026-12"]["total_seconds"])  # wall to wall
+    # 1 February 02:00 UTC, a fact about no contract: already February in Paris, not in Toronto.
+    clock.now = datetime(2027, 2, 1, 2, tzinfo=UTC)
+    ledger.append(fact_from_fields(
+        "probe_failed", {"service": "elsewhere", "probe": "x", "at": "2027-02-01T01:00:00Z"}))
+    rows |= {(c, "2027-02") for c in paris}
+    step(rows)
+    clock.now = datetime(2027, 2, 1, 6, tzinfo=UTC)
+    ledger.append(fact_from_fields(
+        "probe_recovered", {"service": "elsewhere", "probe": "x", "at": "2027-02-01T05:00:00Z"}))
+    rows |= {(c, "2027-02") for c in toronto}
+    step(rows)
+    # A rebuild writes the same rows.
+    ledger_cli(runner, store_url, "projections", "rebuild")
+    assert assert_tables_match_reports(store_url, runner, rebuilt=True) == len(rows) == 5 * 4
+    # The walk back reads wall-to-wall months of the contracts it walks, not of the whole view.
+    view = open_view(ledger.recorder)
+    down = {("sla-a-2026", m) for m in ("2026-12", "2027-01", "2027-02")}
+    assert view.wall_to_wall(["sla-a-2026", "sla-b-2026"]) == down
+    assert view.wall_to_wall(["sla-b-2026"]) == view.wall_to_wall([]) == set()

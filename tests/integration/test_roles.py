@@ -20,7 +20,7 @@ from ledger.application import Ledger, open_ledger
 from ledger.demo import example_policy_paths
 from ledger.policy import load_policy
 from ledger.postgres import ROLES, create_roles, parse_postgres_url, roles_sql
-from ledger.reporting import TABLES, TRACKING_TABLE
+from ledger.reporting import FAILED_TABLE, TABLES, TRACKING_TABLE
 from ledger.verify import verify
 from tests.conftest import StepClock
 from tests.integration.test_store_contract import snapshot
@@ -130,7 +130,7 @@ def test_roles_are_nologin_and_granting_again_changes_nothing(store: Store) -> N
     assert (f"{p}_appender", "ledger_append_lock", "EXECUTE") in before
     assert {(t, priv) for g, t, priv in before if g == f"{p}_projector"} == {
         ("stored_events", "SELECT"), ("ledger_index", "SELECT"),
-        *((t, priv) for t in TABLES for priv in ("SELECT", "INSERT", "DELETE")),
+        *((t, priv) for t in (*TABLES, FAILED_TABLE) for priv in ("SELECT", "INSERT", "DELETE")),
         *((TRACKING_TABLE, priv) for priv in ("SELECT", "INSERT", "UPDATE", "DELETE")),
     }
 
@@ -341,10 +341,11 @@ def test_projector_keeps_the_view_and_cannot_touch_the_log(store: Store, runner:
 def test_projector_runs_no_ddl_and_names_the_command_when_the_view_is_missing(
         store: Store, runner: CliRunner) -> None:
     with psycopg.connect(store.owner_url, autocommit=True) as conn:
-        conn.execute(f"DROP TABLE {', '.join((*TABLES, TRACKING_TABLE))}".encode())
-    for command in (["projections", "status"], ["projections", "run", "--once"]):
-        refused_in_one_line(run(runner, store.url["projector"], *command),
-                            "do not exist", "run `ledger init` as the owner")
+        conn.execute(f"DROP TABLE {', '.join((*TABLES, FAILED_TABLE, TRACKING_TABLE))}".encode())
+    # `status` reads what there is and creates nothing; `run` says what to do.
+    assert "position=0" in ok(runner, store.url["projector"], "projections", "status")
+    refused_in_one_line(run(runner, store.url["projector"], "projections", "run", "--once"),
+                        "do not exist", "run `ledger init` as the owner")
     with psycopg.connect(store.owner_url) as conn:
         assert conn.execute("SELECT to_regclass('reporting_tracking')").fetchone() == (None,)
     # The owner makes them again (`ledger init`), and grants them again (`--roles`).

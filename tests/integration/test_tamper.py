@@ -20,6 +20,7 @@ from click.testing import CliRunner
 
 from cli.main import cli
 from ledger.application import Ledger, open_ledger
+from ledger.errors import BadInput
 from ledger.events import ProbeFailed, decode_state, decode_stored, encode_state
 from ledger.store import GENESIS, chain_hash
 from ledger.verify import verify
@@ -114,14 +115,14 @@ class TamperContract:
         yield led
         led.close()
 
-    def expect_failure(self, led: Ledger, url: str, runner: CliRunner, position: int, words: str,
+    def expect_failure(self, led: Ledger, url: str, runner: CliRunner, position: int | str, words: str,
                        last_good: int | None = None) -> None:
         result = verify(led.recorder)
         assert not result.ok
         assert result.problem is not None
         assert result.problem.startswith(f"position {position}: "), result.problem
         assert words in result.problem, result.problem
-        assert result.position == (position - 1 if last_good is None else last_good)
+        assert result.position == (last_good if last_good is not None else int(position) - 1)
         cli_result = runner.invoke(cli, ["--store", url, "verify"])
         assert cli_result.exit_code == 3, cli_result.output
         lines = cli_result.stderr.splitlines()
@@ -298,6 +299,131 @@ class TamperContract:
         assert verify(led.recorder, expect=f"sha256:{head}").ok
         assert not verify(led.recorder, expect="0" * 63 + "1").ok
 
+    # --- --expect: a published head, checked as such ---
+
+    @pytest.mark.parametrize("value", [
+        "nothex", "sha256:", "", "f" * 63, "f" * 65, "sha256:" + "g" * 64, " sha256:" + "f" * 64,
+        "sha512:" + "f" * 64, "sha256:sha256:" + "f" * 64, "0" * 64, "SHA256:" + "0" * 64,
+    ])
+    def test_malformed_expect_is_bad_input(self, led: Ledger, url: str, runner: CliRunner,
+                                           value: str) -> None:
+        out = runner.invoke(cli, ["--store", url, "verify", "--expect", value])
+        assert out.exit_code == 2, out.output
+        lines = out.stderr.splitlines()
+        assert len(lines) == 1, out.stderr
+        assert lines[0].startswith("error: --expect "), lines[0]
+        assert out.stdout == ""
+        with pytest.raises(BadInput, match="--expect"):
+            verify(led.recorder, expect=value)
+
+    def test_expect_in_upper_case_and_where_it_was_found(self, led: Ledger, raw: Tamper, url: str,
+                                                         runner: CliRunner) -> None:
+        mid = raw.link(4)  # published after the first import
+        result = verify(led.recorder, expect="SHA256:" + mid.upper())
+        assert result.ok
+        assert result.expected_at == 4
+        out = runner.invoke(cli, ["--store", url, "verify", "--expect", "SHA256:" + mid.upper()])
+        assert out.exit_code == 0, out.output
+        assert out.stdout.splitlines()[1] == f"expected sha256:{mid} found at position 4"
+        # Not on the chain: the message names the hash once, in the house form.
+        wrong = runner.invoke(cli, ["--store", url, "verify", "--expect", "SHA256:" + "F" * 64])
+        assert wrong.exit_code == 3
+        assert f"published head sha256:{'f' * 64} is not on the chain" in wrong.stderr
+        assert "sha256:sha256:" not in wrong.stderr.lower()
+
+    def test_an_empty_ledger_has_no_published_head(self, url: str, runner: CliRunner) -> None:
+        assert runner.invoke(cli, ["--store", url, "init"]).exit_code == 0
+        out = runner.invoke(cli, ["--store", url, "verify"])
+        assert out.stdout == f"ok: 0 events, chain intact; head sha256:{GENESIS}\n"
+        # The all-zero start of every chain proves nothing, so it is refused, not passed.
+        assert runner.invoke(cli, ["--store", url, "verify", "--expect", GENESIS]).exit_code == 2
+        assert runner.invoke(cli, ["--store", url, "verify", "--expect", "f" * 64]).exit_code == 3
+
+    # --- values of the wrong type or shape: tampering at the row's position, never a crash ---
+
+    @pytest.mark.parametrize(("sql", "position", "words"), [
+        ("UPDATE stored_events SET state = NULL WHERE POS = 3", 3, "state is NULL, not a blob"),
+        ("UPDATE stored_events SET topic = NULL WHERE POS = 4", 4, "topic is NULL, not text"),
+    ])
+    def test_null_in_a_column(self, led: Ledger, raw: Tamper, url: str, runner: CliRunner,
+                              sql: str, position: int, words: str) -> None:
+        raw.execute(sql)
+        self.expect_failure(led, url, runner, position, words)
+
+    @pytest.mark.parametrize("shape", [
+        "not json", "an object", "a number for recorded_at", "a number for the link",
+        "an extra element", "a fact without its type", "an instant without offset inside the fact",
+    ])
+    def test_state_of_the_wrong_shape(self, led: Ledger, raw: Tamper, url: str, runner: CliRunner,
+                                      shape: str) -> None:
+        id_, at, fact, link = msgspec.json.decode(raw.state(2))
+        untyped = {k: v for k, v in fact.items() if k != "type"}
+        edits = {
+            "not json": b"\x00 not json",
+            "an object": b'{"id": "e2"}',
+            "a number for recorded_at": [id_, 5, fact, link],
+            "a number for the link": [id_, at, fact, 5],
+            "an extra element": [id_, at, fact, link, "more"],
+            "a fact without its type": [id_, at, untyped, link],
+            "an instant without offset inside the fact": [id_, at, {**fact, "at": "2026-10-04T09:45"}, link],
+        }
+        edit = edits[shape]
+        raw.set_state(2, edit if isinstance(edit, bytes) else msgspec.json.encode(edit))
+        self.expect_failure(led, url, runner, 2, "no longer a valid event")
+
+    def test_recorded_at_without_offset(self, led: Ledger, raw: Tamper, url: str, runner: CliRunner) -> None:
+        # A valid datetime to the decoder, but not one the ledger writes (and it cannot be ordered).
+        rec = decode_state(5, raw.state(5))
+        naive = rec.recorded_at.replace(tzinfo=None)
+        raw.set_state(5, encode_state(rec.id, naive, rec.fact, raw.link(5)))
+        self.expect_failure(led, url, runner, 5, "recorded_at has no offset")
+
+    def test_envelope_fields_inside_the_stored_fact(self, led: Ledger, raw: Tamper, url: str,
+                                                    runner: CliRunner) -> None:
+        # Decodable, and the link still matches (it hashes the fact without them): content
+        # the chain does not cover, which the ledger never writes.
+        id_, at, fact, link = msgspec.json.decode(raw.state(2))
+        raw.set_state(2, msgspec.json.encode([id_, at, {**fact, "id": "someone-else"}, link]))
+        self.expect_failure(led, url, runner, 2, "envelope fields inside the fact")
+
+    @pytest.mark.parametrize("position", [-5, 0])
+    def test_row_below_the_first_position_with_a_state_not_its_own(self, led: Ledger, raw: Tamper, url: str,
+                                                                  runner: CliRunner, position: int) -> None:
+        # Another row's state under a new id: SQLite used to take it for the earlier format.
+        raw.execute(
+            "INSERT INTO stored_events (originator_id, originator_version, topic, state, POS) "
+            "VALUES ('forged', 1, 'probe_failed', %s, %s)", (raw.state(1), position),
+        )
+        self.expect_failure(led, url, runner, position, "event inserted", last_good=0)
+
+    @pytest.mark.parametrize(("position", "last_good"), [(N + 5, N), (N + 1, N), (0, 0), (-1, 0)])
+    def test_key_index_row_pointing_nowhere(self, led: Ledger, raw: Tamper, url: str, runner: CliRunner,
+                                            position: int, last_good: int) -> None:
+        raw.execute("INSERT INTO ledger_index (key, position) VALUES ('s:web', %s)", (position,))
+        self.expect_failure(led, url, runner, position, "names no event", last_good=last_good)
+
+    def test_key_index_row_under_another_key(self, led: Ledger, raw: Tamper, url: str,
+                                             runner: CliRunner) -> None:
+        raw.execute("UPDATE ledger_index SET key = 's:other' WHERE position = 3")
+        self.expect_failure(led, url, runner, 3, "key index row altered (filed under 's:other'")
+
+    def test_key_index_row_repeated_under_another_key(self, led: Ledger, raw: Tamper, url: str,
+                                                      runner: CliRunner) -> None:
+        # Reads of s:other would now meet event 3: it is in their service's history.
+        raw.execute("INSERT INTO ledger_index (key, position) VALUES ('zz:other', 3)")
+        self.expect_failure(led, url, runner, 3, "a second key index row 'zz:other'")
+
+    def test_key_index_row_removed_names_its_position(self, led: Ledger, raw: Tamper, url: str,
+                                                      runner: CliRunner) -> None:
+        raw.execute("DELETE FROM ledger_index WHERE position = 5")
+        self.expect_failure(led, url, runner, 5, "the event has no key index row")
+
+    def test_the_first_problem_is_reported_whichever_table_it_is_in(self, led: Ledger, raw: Tamper, url: str,
+                                                                    runner: CliRunner) -> None:
+        raw.execute("DELETE FROM ledger_index WHERE position = 6")
+        raw.set_state(4, b"garbled")
+        self.expect_failure(led, url, runner, 4, "no longer a valid event")
+
 
 class TestSQLiteTamper(TamperContract):
     @pytest.fixture
@@ -307,6 +433,45 @@ class TestSQLiteTamper(TamperContract):
     @pytest.fixture
     def raw(self, tmp_path: Path) -> Tamper:
         return SQLiteTamper(str(tmp_path / "ledger.db"))
+
+    # SQLite keeps each value's own type whatever the column's: any may turn up anywhere.
+
+    def test_every_state_cast_to_text(self, led: Ledger, raw: Tamper, url: str, runner: CliRunner) -> None:
+        raw.execute("UPDATE stored_events SET state = CAST(state AS TEXT)")
+        self.expect_failure(led, url, runner, 1, "state is text, not a blob")
+
+    @pytest.mark.parametrize(("sql", "words"), [
+        ("UPDATE stored_events SET state = 5 WHERE rowid = 2", "state is an integer, not a blob"),
+        ("UPDATE stored_events SET state = 2.5 WHERE rowid = 2", "state is a real number, not a blob"),
+        ("UPDATE stored_events SET originator_id = CAST(originator_id AS BLOB) WHERE rowid = 2",
+         "originator_id is a blob, not text"),
+        ("UPDATE stored_events SET originator_id = NULL WHERE rowid = 2", "originator_id is NULL, not text"),
+        ("UPDATE stored_events SET topic = X'00' WHERE rowid = 2", "topic is a blob, not text"),
+    ])
+    def test_value_of_another_type_in_the_log(self, led: Ledger, raw: Tamper, url: str, runner: CliRunner,
+                                              sql: str, words: str) -> None:
+        raw.execute(sql)
+        self.expect_failure(led, url, runner, 2, words)
+
+    @pytest.mark.parametrize(("value", "shown"), [("abc", "'abc'"), (2.5, "2.5"), (b"\x02", "b'\\x02'")])
+    def test_key_index_position_of_another_type(self, led: Ledger, raw: Tamper, url: str, runner: CliRunner,
+                                                value: object, shown: str) -> None:
+        raw.execute("INSERT INTO ledger_index (key, position) VALUES ('s:web', %s)", (value,))
+        last_good = 2 if value == 2.5 else N  # met where it sorts: among the numbers, or after them
+        self.expect_failure(led, url, runner, shown, "altered (its position is", last_good=last_good)
+
+    def test_key_index_key_of_another_type(self, led: Ledger, raw: Tamper, url: str,
+                                           runner: CliRunner) -> None:
+        raw.execute("UPDATE ledger_index SET key = CAST(key AS BLOB) WHERE position = 3")
+        self.expect_failure(led, url, runner, 3, "key index row altered (filed under b'")
+
+    def test_key_index_position_null(self, led: Ledger, raw: Tamper, url: str, runner: CliRunner) -> None:
+        # The table rebuilt without its constraints: anyone with the file can.
+        raw.execute("ALTER TABLE ledger_index RENAME TO old_index")
+        raw.execute("CREATE TABLE ledger_index (key TEXT, position INTEGER)")
+        raw.execute("INSERT INTO ledger_index SELECT key, position FROM old_index")
+        raw.execute("INSERT INTO ledger_index VALUES ('s:web', NULL)")
+        self.expect_failure(led, url, runner, "NULL", "altered (its position is NULL)", last_good=0)
 
 
 @pytest.mark.postgres
@@ -319,3 +484,42 @@ class TestPostgresTamper(TamperContract):
     @pytest.fixture
     def raw(self, url: str) -> Tamper:
         return PostgresTamper(url)
+
+    # PostgreSQL keeps a column's type: a DBA changes it for every row, or drops a constraint.
+
+    def test_state_column_made_text(self, led: Ledger, raw: Tamper, url: str, runner: CliRunner) -> None:
+        raw.execute("ALTER TABLE stored_events ALTER COLUMN state TYPE text "
+                    "USING convert_from(state, 'UTF8')")
+        self.expect_failure(led, url, runner, 1, "state is text, not a blob")
+
+    def test_position_column_made_text(self, led: Ledger, raw: Tamper, url: str, runner: CliRunner) -> None:
+        raw.execute("ALTER TABLE stored_events ALTER COLUMN notification_id DROP DEFAULT")
+        raw.execute("ALTER TABLE stored_events ALTER COLUMN notification_id TYPE text")
+        self.expect_failure(led, url, runner, "'1'", "position altered (it is text)", last_good=0)
+
+    def test_event_without_a_position(self, led: Ledger, raw: Tamper, url: str, runner: CliRunner) -> None:
+        raw.execute("ALTER TABLE stored_events ALTER COLUMN notification_id DROP NOT NULL")
+        raw.execute(
+            "INSERT INTO stored_events (originator_id, originator_version, topic, state, notification_id) "
+            "VALUES ('forged', 1, 'probe_failed', %s, NULL)", (raw.state(1),),
+        )
+        self.expect_failure(led, url, runner, "NULL", "event inserted without a position (id 'forged')",
+                            last_good=0)
+
+    def test_duplicate_position(self, led: Ledger, raw: Tamper, url: str, runner: CliRunner) -> None:
+        raw.execute("DROP INDEX stored_events_notification_id_idx")
+        last = list(led.records())[-1]
+        fact = ProbeFailed(service="web", probe="forged", at=last.recorded_at)
+        raw.insert_event(3, "forged-3", last.recorded_at, fact)
+        # Whichever of the two rows at 3 comes first, position 3 is named.
+        result = verify(led.recorder)
+        assert not result.ok
+        assert (result.problem or "").startswith("position 3: "), result.problem
+        assert result.position == 2
+        assert runner.invoke(cli, ["--store", url, "verify"]).exit_code == 3
+
+    def test_key_index_position_null(self, led: Ledger, raw: Tamper, url: str, runner: CliRunner) -> None:
+        raw.execute("ALTER TABLE ledger_index DROP CONSTRAINT ledger_index_pkey")
+        raw.execute("ALTER TABLE ledger_index ALTER COLUMN position DROP NOT NULL")
+        raw.execute("INSERT INTO ledger_index (key, position) VALUES ('s:web', NULL)")
+        self.expect_failure(led, url, runner, "NULL", "altered (its position is NULL)", last_good=0)

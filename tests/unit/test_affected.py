@@ -10,6 +10,7 @@ was computed at).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,7 +34,9 @@ from tests.unit.factories import fact
 
 BASE = datetime(2026, 1, 25, tzinfo=UTC)
 SPAN_H = 80 * 24  # hours covered by generated facts: late January to mid April
-RECORDED = datetime(2000, 1, 1, tzinfo=UTC)
+# When the ledger learns the facts: from late January on, the clock moving up to months ahead
+# of them (rows then run to the clock's month: quiet months after the last fact).
+RECORDED = datetime(2026, 1, 20, tzinfo=UTC)
 
 C1 = """
 [contract]
@@ -99,10 +102,12 @@ def _at(h: int) -> str:
 
 hours = st.integers(0, SPAN_H)
 probe_fact = st.builds(
-    lambda kind, probe, h: fact(kind, service="svc", probe=probe, at=_at(h)),
+    lambda kind, probe, h, service: fact(kind, service=service, probe=probe, at=_at(h)),
     st.sampled_from(["probe_failed", "probe_recovered"]),
     st.sampled_from(["p1", "p1", "p2", "p3"]),
     hours,
+    # Another service's facts change no row, but their recorded_at moves the clock.
+    st.sampled_from(["svc", "svc", "svc", "other"]),
 )
 incident_fact = st.one_of(
     st.builds(
@@ -128,7 +133,8 @@ window_fact = st.one_of(
         st.sampled_from(["m1", "m2"]),
         hours,
         st.integers(1, 72),
-        st.integers(0, 72),
+        # Negative notice: announced after the window started, or even after it ended.
+        st.integers(-96, 72),
     ),
     st.builds(
         lambda kind, m, h: fact(kind, maintenance=m, at=_at(h)),
@@ -194,8 +200,11 @@ def ledgers(draw: st.DrawFn) -> tuple[list[Recorded], list[int]]:
     if draw(st.booleans()):
         after = facts.index(REGISTER_1) + 1
         facts.insert(draw(st.integers(after, len(facts))), AMEND_1)
+    gaps = draw(st.lists(st.sampled_from([1, 3600, 2 * 86400, 6 * 86400]), min_size=len(facts),
+                         max_size=len(facts)))
+    clock = list(itertools.accumulate(gaps))
     records = [
-        Recorded(position=i, recorded_at=RECORDED + timedelta(seconds=i), id=fact_id(f), fact=f)
+        Recorded(position=i, recorded_at=RECORDED + timedelta(seconds=clock[i - 1]), id=fact_id(f), fact=f)
         for i, f in enumerate(facts, 1)
     ]
     cuts = sorted(set(draw(st.lists(st.integers(1, len(records)), max_size=8))) | {len(records)})
@@ -225,7 +234,7 @@ class MemoryView:
     def max_tracking_id(self, application_name: str) -> int | None:
         return self.position
 
-    def replace(self, pairs: Any, reports: Sequence[Report], tracking: Tracking) -> None:
+    def replace(self, pairs: Any, reports: Sequence[Report], tracking: Tracking, failed: Any = ()) -> None:
         if self.position is not None and tracking.notification_id <= self.position:
             raise IntegrityError("behind")
         self.position = tracking.notification_id
@@ -237,8 +246,9 @@ class MemoryView:
         self.reports = {(r.contract, r.month): r for r in reports}
         self.position = tracking.notification_id if tracking else None
 
-    def wall_to_wall(self) -> set[Pair]:
-        return {p for p, r in self.reports.items() if r.downtime_seconds == r.total_seconds}
+    def wall_to_wall(self, contracts: Any) -> set[Pair]:
+        full = {p for p, r in self.reports.items() if r.downtime_seconds == r.total_seconds}
+        return {p for p in full if p[0] in contracts}
 
     def ledger_recorder(self) -> _Reader:
         return self.reader
@@ -271,7 +281,18 @@ def test_incremental_view_equals_full_recomputation(ledger: tuple[list[Recorded]
     view = MemoryView(records)
     projection = ReportingProjection(view)  # type: ignore[arg-type]
     start = 0
-    for cut in cuts:
+    for i, cut in enumerate(cuts):
+        if i % 2:
+            # A worker started afresh (after a restart) loads the ledger up to the view's
+            # position and carries on from there.
+            view.reader.records = records[:cut]  # the ledger's head is at `cut` for now
+            projection = ReportingProjection(view)  # type: ignore[arg-type]
+            assert projection.catch_up() == cut
+            view.reader.records = records
+            start = cut
+            got = {pair: _figures(r) for pair, r in view.reports.items()}
+            assert got == full(records[:cut])
+            continue
         projection.apply(records[start:cut])
         start = cut
         got = {pair: _figures(r) for pair, r in view.reports.items()}
@@ -355,7 +376,8 @@ def test_rebuild_keeping_positions_only_gives_byte_identical_reports(
         saved, reporting.FACT_BUDGET = reporting.FACT_BUDGET, budget  # type: ignore[misc]
         try:
             for services, contracts in groups:
-                for r in _group_reports(reader, sorted(services), sorted(contracts), len(records)):  # type: ignore[arg-type]
+                for r in _group_reports(reader, sorted(services), sorted(contracts), len(records),  # type: ignore[arg-type]
+                                        records[-1].recorded_at):
                     got[(r.contract, r.month)] = to_json(r)
         finally:
             reporting.FACT_BUDGET = saved  # type: ignore[misc]
@@ -469,10 +491,12 @@ def test_rules(new: Fact, expected: list[str]) -> None:
         fact("probe_failed", service="svc", probe="p1", at="2026-01-05T00:00:00Z"),
         fact("probe_recovered", service="svc", probe="p1", at="2026-04-05T00:00:00Z"),
     )
-    before = known.all_held()
+    known.settle()
     batch = [Recorded(position=4, recorded_at=RECORDED, id=fact_id(new), fact=new)]
     known.add_all(batch)
-    assert sorted(m for _, m in affected(batch, known, before)) == expected
+    got = affected(batch, known, known.settle())
+    assert sorted(m for _, m in got.changed) == expected
+    assert got.fresh == set()
 
 
 def _incremental_equals_full(batches: Sequence[Sequence[Fact]]) -> None:
@@ -537,3 +561,118 @@ def test_a_recovery_changes_every_month_of_its_down_period() -> None:
             [fact("probe_recovered", service="svc", probe="p1", at="2026-02-28T23:00:00Z")],
         ]
     )
+
+
+# --- which months the view holds ------------------------------------------------------------
+
+
+def _rec(position: int, f: Fact, recorded_at: datetime) -> Recorded:
+    return Recorded(position=position, recorded_at=recorded_at, id=fact_id(f), fact=f)
+
+
+def test_a_contract_without_facts_is_held_from_its_registration_to_the_clock() -> None:
+    known = Known()
+    known.add(_rec(1, REGISTER_1, datetime(2026, 1, 20, tzinfo=UTC)))
+    assert known.held("c-paris") == ["2026-01"]
+    # Time passes: a fact about nothing this contract covers, recorded in April.
+    other = fact("probe_failed", service="elsewhere", probe="p1", at="2026-04-02T00:00:00Z")
+    known.add(_rec(2, other, datetime(2026, 4, 2, tzinfo=UTC)))
+    assert known.held("c-paris") == ["2026-01", "2026-02", "2026-03", "2026-04"]
+
+
+def test_a_contract_registered_after_its_history_is_held_from_the_first_fact() -> None:
+    # A ledger imported with its history: facts from November, the contract registered in March.
+    known = Known()
+    old = fact("probe_failed", service="svc", probe="p1", at="2025-11-10T00:00:00Z")
+    back = fact("probe_recovered", service="svc", probe="p1", at="2025-11-10T01:00:00Z")
+    march = datetime(2026, 3, 1, tzinfo=UTC)
+    known.add_all([_rec(1, old, march), _rec(2, back, march)])
+    known.add(_rec(3, REGISTER_1, datetime(2026, 3, 2, tzinfo=UTC)))
+    assert known.held("c-paris") == ["2025-11", "2025-12", "2026-01", "2026-02", "2026-03"]
+
+
+def test_the_clock_month_is_counted_in_each_contract_zone() -> None:
+    known = Known()
+    known.add_all([
+        _rec(1, REGISTER_1, datetime(2026, 1, 20, tzinfo=UTC)),  # Europe/Paris
+        _rec(2, REGISTER_2, datetime(2026, 1, 20, tzinfo=UTC)),  # America/Toronto
+    ])
+    known.settle()
+    # 1 February 02:00 UTC: 03:00 in Paris (February), 21:00 on 31 January in Toronto.
+    tick = fact("probe_failed", service="elsewhere", probe="p1", at="2026-02-01T02:00:00Z")
+    known.add(_rec(3, tick, datetime(2026, 2, 1, 2, tzinfo=UTC)))
+    changed = known.settle()
+    assert {cid: now.hi for cid, (_, now) in changed.items()} == {"c-paris": "2026-02"}
+    assert known.held("c-toronto") == ["2026-01"]
+    tock = fact("probe_recovered", service="elsewhere", probe="p1", at="2026-02-01T06:00:00Z")
+    known.add(_rec(4, tock, datetime(2026, 2, 1, 6, tzinfo=UTC)))
+    assert list(known.settle()) == ["c-toronto"]
+
+
+def test_settling_looks_only_at_touched_contracts_until_the_clock_enters_a_new_month(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    policies = [
+        ContractRegistered(policy=load_policy(
+            C1.format(effective="", probes='"p1"').replace('id = "c-paris"', f'id = "c{i}"')
+            .replace('service = "svc"', f'service = "s{i}"').encode()
+        ))
+        for i in range(40)
+    ]
+    known = Known()
+    known.add_all(_rec(i, p, datetime(2026, 1, 20, tzinfo=UTC)) for i, p in enumerate(policies, 1))
+    known.settle()
+    looked: list[str] = []
+    real = Known.span
+    monkeypatch.setattr(Known, "span", lambda self, cid: looked.append(cid) or real(self, cid))
+    # A fact about s7 in the clock's month: only c7 is looked at, and its rows do not change.
+    f7 = fact("probe_failed", service="s7", probe="p1", at="2026-01-21T00:00:00Z")
+    known.add(_rec(41, f7, datetime(2026, 1, 21, tzinfo=UTC)))
+    assert known.settle() == {}
+    assert looked == ["c7"]
+    # The same, recorded on 3 February: every contract gains February.
+    looked.clear()
+    r7 = fact("probe_recovered", service="s7", probe="p1", at="2026-01-21T01:00:00Z")
+    known.add(_rec(42, r7, datetime(2026, 2, 3, tzinfo=UTC)))
+    changed = known.settle()
+    assert len(looked) == len(changed) == 40
+    assert all(now.months() == ["2026-01", "2026-02"] for _, now in changed.values())
+
+
+def test_a_long_open_incident_holds_every_month_to_the_clock() -> None:
+    # Opened in January and never resolved; the clock moves on month by month. Each month
+    # from January to the clock's is a row, downtime wall to wall after January.
+    opened = fact(
+        "incident_opened", service="svc", incident="i-long", impact="outage", at="2026-01-28T00:00:00Z"
+    )
+    ticks = [
+        fact("probe_recovered", service="svc", probe="p3", at=f"2026-0{m}-02T00:00:00Z") for m in (2, 3, 4)
+    ]
+    records = [
+        _rec(1, REGISTER_1, datetime(2026, 1, 20, tzinfo=UTC)),
+        _rec(2, opened, datetime(2026, 1, 28, tzinfo=UTC)),
+        *(_rec(3 + i, t, datetime(2026, 2 + i, 2, tzinfo=UTC)) for i, t in enumerate(ticks)),
+    ]
+    view = MemoryView(records)
+    projection = ReportingProjection(view)  # type: ignore[arg-type]
+    for i in range(len(records)):
+        projection.apply(records[i : i + 1])
+        assert {p: _figures(r) for p, r in view.reports.items()} == full(records[: i + 1])
+    assert sorted(view.reports) == [("c-paris", m) for m in MONTHS]
+    assert all(view.reports[("c-paris", m)].downtime_seconds == view.reports[("c-paris", m)].total_seconds
+               for m in MONTHS[1:])
+
+
+def test_a_restarted_worker_adds_the_month_the_clock_enters() -> None:
+    # The worker's first look at the clock is after loading the view's position: the month the
+    # clock was in then must be remembered, or the next month would never look new.
+    registered = _rec(1, REGISTER_1, datetime(2026, 1, 20, tzinfo=UTC))
+    later = _rec(2, fact("probe_failed", service="other", probe="p1", at="2026-02-03T00:00:00Z"),
+                 datetime(2026, 2, 3, tzinfo=UTC))
+    view = MemoryView([registered])
+    assert ReportingProjection(view).catch_up() == 1  # type: ignore[arg-type]
+    assert sorted(view.reports) == [("c-paris", "2026-01")]
+    view.reader.records = [registered, later]
+    assert ReportingProjection(view).catch_up() == 2  # type: ignore[arg-type]
+    assert sorted(view.reports) == [("c-paris", "2026-01"), ("c-paris", "2026-02")]
+    assert {p: _figures(r) for p, r in view.reports.items()} == full([registered, later])

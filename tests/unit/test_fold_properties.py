@@ -16,7 +16,7 @@ import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger.events import Fact, Recorded, fact_id
+from ledger.events import Fact, MaintenanceAnnounced, Recorded, fact_id
 from ledger.policy import Policy
 from projections.model import Evaluation, Report
 from tests.unit.factories import fact, policy, run
@@ -138,7 +138,8 @@ facts = st.one_of(
     st.builds(
         lambda i, m: fact("incident_resolved", incident=i, at=at(m)), st.sampled_from(["I1", "I2"]), minutes
     ),
-    st.builds(_window, st.sampled_from(["m1", "m2", "m3"]), st.integers(-2, 72), minutes, durations),
+    # Negative notice: announced after the window started, up to after it ended.
+    st.builds(_window, st.sampled_from(["m1", "m2", "m3"]), st.integers(-250, 72), minutes, durations),
     st.builds(
         lambda i, m: fact("maintenance_cancelled", maintenance=i, at=at(m)),
         st.sampled_from(["m1", "m3"]),
@@ -256,3 +257,54 @@ def test_a_conforming_window_never_increases_downtime(
     check_invariants(after)
     assert after.report.downtime_seconds <= before.downtime_seconds
     assert after.report.outage_seconds == before.outage_seconds
+
+
+@SETTINGS
+@given(policies, ledgers, minutes, durations, st.integers(-250, 72), st.integers(1, 300))
+def test_announcing_a_window_later_never_decreases_downtime(
+    pol: Policy, recs: list[Recorded], m: int, dur: int, notice_h: int, delay_h: int
+) -> None:
+    # Less notice can only make a window non-conforming, and a later announcement only
+    # leaves more of it before its announcement, where it does not exist.
+    if pol.maintenance is None:
+        pol = make_policy('"any"', "downtime_over_total", "emergency", ("force_majeure",))
+    facts = [r.fact for r in recs]
+    sooner = run(recorded([*facts, _window("m-new", notice_h, m, dur)]), pol, MONTH)
+    later = run(recorded([*facts, _window("m-new", notice_h - delay_h, m, dur)]), pol, MONTH)
+    check_invariants(later)
+    assert later.report.downtime_seconds >= sooner.report.downtime_seconds
+    assert later.report.outage_seconds == sooner.report.outage_seconds
+
+
+@SETTINGS
+@given(policies, ledgers, minutes, durations, st.integers(0, 300))
+def test_a_window_announced_after_its_end_excuses_nothing(
+    pol: Policy, recs: list[Recorded], m: int, dur: int, after_h: int
+) -> None:
+    # Announced at or after its end: the window never existed, so every figure is as without
+    # it (only reasons name it), under either rule for non-conforming windows.
+    if pol.maintenance is None:
+        pol = make_policy('"all"', "maintenance_out_of_total", "emergency", ())
+    facts = [r.fact for r in recs]
+    late = fact(
+        "maintenance_announced",
+        service="svc",
+        maintenance="m-new",
+        announced_at=at(m + dur) + timedelta(hours=after_h),
+        starts_at=at(m),
+        ends_at=at(m + dur),
+    )
+    without = run(recorded(facts), pol, MONTH).report
+    ev = run(recorded([*facts, late]), pol, MONTH)
+    check_invariants(ev)
+    r = ev.report
+    assert (r.outage_seconds, r.maintenance_seconds, r.excused_seconds, r.downtime_seconds) == (
+        without.outage_seconds,
+        without.maintenance_seconds,
+        without.excused_seconds,
+        without.downtime_seconds,
+    )
+    assert (r.availability_percent, r.credit) == (without.availability_percent, without.credit)
+    assert isinstance(late, MaintenanceAnnounced)
+    if ev.explanation.month_start <= late.starts_at < ev.explanation.month_end:
+        assert any(f.kind == "announced_late" and f.ref == "m-new" for f in ev.explanation.findings)

@@ -1,0 +1,36 @@
+"""Text from facts and policies, made safe to show on a terminal or in a spreadsheet."""
+
+from __future__ import annotations
+
+from typing import Final
+
+
+def _escape(code: int) -> str:
+    if code in (0x09, 0x0A, 0x0D):
+        return {0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"}[code]
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+# Every character that moves the cursor, starts a terminal escape sequence, breaks a line
+# or reorders what follows it: C0, DEL, C1, the Unicode line and paragraph separators and
+# the bidirectional controls (marks, embeddings, overrides, isolates; U+061C is Arabic's mark).
+_UNSAFE: Final = (
+    *range(0x00, 0x20), 0x7F, *range(0x80, 0xA0), 0x061C, 0x200E, 0x200F, 0x2028, 0x2029,
+    *range(0x202A, 0x202F), *range(0x2066, 0x206A),
+)
+_TABLE: Final = {code: _escape(code) for code in _UNSAFE}
+
+# A spreadsheet reads a cell starting with one of these as a formula (OWASP, CSV injection).
+_FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
+
+
+def printable(text: str) -> str:
+    """``text`` with control, line-breaking and bidi characters escaped (``\\n``, ``\\x1b``, ``\\u202e``)."""
+    return text.translate(_TABLE)
+
+
+def csv_text(text: str) -> str:
+    """A CSV cell for text from facts or policies: no formula, no control character."""
+    if text.startswith(_FORMULA_START):
+        text = "'" + text
+    return text.translate(_TABLE)

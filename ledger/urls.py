@@ -1,0 +1,112 @@
+"""Store URLs: which store a URL names, checked before anything is opened, and how to show it.
+
+``sqlite:///relative/path`` and ``sqlite:////absolute/path`` name a SQLite file;
+``postgresql://`` and ``postgres://`` URLs are read by libpq's own URI rules
+(``ledger.postgres.connection_params``). Everything else is refused. A URL is
+only ever shown with its password replaced by ``***`` (``redact``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Final
+from urllib.parse import unquote
+
+from ledger.errors import BadInput
+from ledger.text import printable
+
+DEFAULT_STORE: Final = "sqlite:///ledger.db"
+SQLITE_PREFIX: Final = "sqlite:///"
+POSTGRES_PREFIXES: Final = ("postgresql://", "postgres://")
+EXPECTED: Final = "expected sqlite:///PATH or postgresql://USER@HOST:PORT/DBNAME"
+
+# The password of a URL's user info runs to the last "@": greedy, so that a password holding
+# an unescaped "@" (which libpq would split at) is still hidden whole. It may hide more than
+# the password when a later "@" sits in the query; a URL is shown for people, never parsed back.
+_USERINFO_PASSWORD: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/?#@:]*):(.*)@")
+_PASSWORD_PARAM: Final = re.compile(r"(?i)(password=)([^&\s]*)")  # sslpassword= too
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+_SCRUB_FROM: Final = 3  # shorter "passwords" would blank out ordinary words of a message
+
+
+def redact(url: str) -> str:
+    """``url`` with its password (user info or ``password=``) as ``***`` and control characters escaped."""
+    shown = _USERINFO_PASSWORD.sub(r"\1:***@", url, count=1)
+    return printable(_PASSWORD_PARAM.sub(r"\1***", shown))
+
+
+def url_secrets(url: str) -> tuple[str, ...]:
+    """The passwords ``url`` holds, as written and percent-decoded (longest first)."""
+    found = []
+    m = _USERINFO_PASSWORD.match(url)
+    if m:
+        found.append(m.group(2))
+    found += [p.group(2) for p in _PASSWORD_PARAM.finditer(url)]
+    every = {s for raw in found for s in (raw, unquote(raw)) if len(s) >= _SCRUB_FROM}
+    return tuple(sorted(every, key=len, reverse=True))
+
+
+def scrub(message: str, url: str) -> str:
+    """``message`` with ``url`` shown redacted and any of its passwords replaced by ``***``."""
+    if url:
+        message = message.replace(url, redact(url))
+    for secret in url_secrets(url):
+        message = message.replace(secret, "***")
+    return message
+
+
+@dataclass(frozen=True)
+class StoreURL:
+    """A store URL checked for its form: a SQLite file path or libpq connection parameters."""
+
+    url: str  # as given: worker processes open their own connections with it
+    shown: str  # for messages: no password, no control character
+    path: str | None = None  # SQLite: the file, as written
+    params: dict[str, str] = field(default_factory=dict)  # PostgreSQL: libpq keywords
+
+
+def store_url(url: str | None) -> str:
+    """The store URL from the option, else ``LEDGER_STORE``, else the default (an empty option is refused)."""
+    if url is None:
+        # An empty LEDGER_STORE counts as unset, as click reads it for --store.
+        return os.environ.get("LEDGER_STORE") or DEFAULT_STORE
+    if not url:
+        raise BadInput(f"--store: the store URL is empty ({EXPECTED})")
+    return url
+
+
+def parse_store_url(url: str) -> StoreURL:
+    """Check ``url``'s form (nothing is opened); a URL that cannot work is refused in one line."""
+    shown = redact(url)
+    if not url:
+        raise BadInput(f"store URL is empty ({EXPECTED})")
+    if _CONTROL.search(url):
+        raise BadInput(f"store URL {shown}: holds a control character")
+    if url.startswith("sqlite:"):
+        return StoreURL(url, shown, path=sqlite_path(url))
+    if url.startswith(POSTGRES_PREFIXES):
+        from ledger.postgres import connection_params  # the driver is imported for PostgreSQL only
+
+        return StoreURL(url, shown, params=connection_params(url))
+    raise BadInput(f"store URL {shown}: {EXPECTED}")
+
+
+def sqlite_path(url: str) -> str:
+    """``sqlite:///rel/path`` -> ``rel/path``; ``sqlite:////abs/path`` -> ``/abs/path`` (taken as written)."""
+    shown = redact(url)
+    if not url.startswith(SQLITE_PREFIX):
+        raise BadInput(f"store URL {shown}: a SQLite URL is sqlite:///relative/path or sqlite:////absolute/path")
+    path = url[len(SQLITE_PREFIX) :]
+    if not path:
+        raise BadInput(f"store URL {shown}: no file path")
+    if any(c in path for c in "?#%"):
+        # The path is used as written: a query or a %-escape would be read differently by
+        # other tools (and by SQLite's own URI filenames), so neither is guessed at.
+        raise BadInput(f"store URL {shown}: `?`, `#` and `%` are not allowed in a SQLite path")
+    if ":memory:" in path or "mode=memory" in path:
+        raise BadInput(f"store URL {shown}: an in-memory database is gone when the command ends; name a file")
+    if path.endswith("/") or os.path.isdir(path):
+        raise BadInput(f"store URL {shown}: {printable(path)} is a directory, not a file")
+    return path

@@ -1,0 +1,144 @@
+"""`ledger demo` writes only into a store of its own; options and policy fields that used to
+surface as raw exception names (RecursionError, OverflowError, a busy loop) are refused in one line.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from cli.main import cli
+
+FOREIGN = '{"type":"probe_failed","service":"web","probe":"paris","at":"2026-10-04T09:15:00Z","id":"mine"}\n'
+
+
+def invoke(runner: CliRunner, url: str | None, *args: str, input: str | None = None) -> Result:
+    return runner.invoke(cli, [*(["--store", url] if url else []), *args], input=input)
+
+
+def one_line_error(result: Result) -> str:
+    assert result.exit_code != 0, result.stdout
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+def events(runner: CliRunner, url: str) -> str:
+    result = invoke(runner, url, "events")
+    assert result.exit_code == 0, result.stderr
+    return result.stdout
+
+
+def test_demo_twice_prints_the_same_and_adds_nothing(runner: CliRunner, store_url: str) -> None:
+    first = invoke(runner, store_url, "demo")
+    assert first.exit_code == 0, first.stderr
+    assert len(first.stdout.splitlines()) == 2 + 5  # header, rule, five contracts
+    held = events(runner, store_url)
+    second = invoke(runner, store_url, "demo")
+    assert second.exit_code == 0, second.stderr
+    assert second.stdout == first.stdout
+    assert events(runner, store_url) == held
+
+
+def test_demo_refuses_a_store_holding_other_facts(runner: CliRunner, store_url: str) -> None:
+    assert invoke(runner, store_url, "import", "-", input=FOREIGN).exit_code == 0
+    held = events(runner, store_url)
+    line = one_line_error(invoke(runner, store_url, "demo"))
+    assert "demo: the store at " in line
+    assert "already holds 1 facts that are not only the demo's" in line
+    assert events(runner, store_url) == held
+
+
+def test_demo_refuses_a_store_holding_the_demo_and_more(runner: CliRunner, store_url: str) -> None:
+    assert invoke(runner, store_url, "demo").exit_code == 0
+    assert invoke(runner, store_url, "import", "-", input=FOREIGN).exit_code == 0
+    held = events(runner, store_url)
+    one_line_error(invoke(runner, store_url, "demo"))
+    assert events(runner, store_url) == held
+
+
+def test_the_readme_demo_runs_again_on_its_own_ledger_db(runner: CliRunner, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # scripts/demo runs `ledger demo` on ./ledger.db: a second run (ledger.db left by the first) works.
+    monkeypatch.chdir(tmp_path)
+    first = invoke(runner, None, "demo")
+    assert first.exit_code == 0, first.stderr
+    assert (tmp_path / "ledger.db").exists()
+    again = invoke(runner, None, "demo")
+    assert again.exit_code == 0, again.stderr
+    assert again.stdout == first.stdout
+
+
+def test_scripts_demo_uses_the_readme_store() -> None:
+    script = (Path(__file__).resolve().parents[2] / "scripts" / "demo").read_text()
+    assert 'demo "$@"' in script
+    assert "sqlite:///ledger.db" in script
+
+
+# --- bounds ----------------------------------------------------------------------------
+
+POLICY = """
+[contract]
+id = "c-1"
+customer = "C"
+service = "web"
+timezone = "UTC"
+currency = "EUR"
+monthly_fee = "100.00"
+
+[availability]
+target = "99.9"
+{extra}
+"""
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        ("x = " + "[" * 5000 + "]" * 5000, "not valid TOML: arrays or tables nested too deeply"),
+        ("[maintenance]\nmin_notice = \"99999999999d\"",
+         "field `maintenance.min_notice`: '99999999999d' is longer"),
+        ("[maintenance]\nmin_notice = \"9999999999999999999999h\"", "field `maintenance.min_notice`"),
+        ("[maintenance]\nmin_notice = \"5000000000 business days\"",
+         "field `maintenance.min_notice`: '5000000000 business days' is more than"),
+        ("[credits]\ntiers = [{below = \"99\", percent = \"10\"}]\nlong_outage = {over = \"999999999999s\"}",
+         "field `credits.long_outage.over`"),
+    ],
+)
+def test_policy_fields_beyond_reason_are_one_line(runner: CliRunner, sqlite_url: str, tmp_path: Path,
+                                                  extra: str, says: str) -> None:
+    policy = tmp_path / "p.toml"
+    policy.write_text(POLICY.format(extra=extra))
+    line = one_line_error(invoke(runner, sqlite_url, "contract", "register", str(policy)))
+    assert says in line, line
+    assert "Error" not in line  # no RecursionError / OverflowError
+    assert invoke(runner, sqlite_url, "contract", "show", "c-1").exit_code != 0  # nothing recorded
+
+
+def test_the_longest_notice_still_reports(runner: CliRunner, store_url: str, tmp_path: Path) -> None:
+    # At the bound, a month is still evaluated (the notice runs to ten years on).
+    policy = tmp_path / "p.toml"
+    policy.write_text(POLICY.format(extra='[maintenance]\nmin_notice = "2610 business days"'))
+    assert invoke(runner, store_url, "contract", "register", str(policy)).exit_code == 0
+    window = {"type": "maintenance_announced", "service": "web", "maintenance": "m", "announced_at":
+              "2026-10-01T00:00:00Z", "starts_at": "2026-10-02T00:00:00Z", "ends_at": "2026-10-02T01:00:00Z"}
+    down = {"type": "probe_failed", "service": "web", "probe": "p", "at": "2026-10-02T00:10:00Z"}
+    lines = f"{json.dumps(window)}\n{json.dumps(down)}\n"
+    assert invoke(runner, store_url, "import", "-", input=lines).exit_code == 0
+    result = invoke(runner, store_url, "report", "--contract", "c-1", "--month", "2026-10",
+                    "--format", "json")
+    assert result.exit_code == 0, result.stderr
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf", "1e999", "0", "-1", "abc", "86401"])
+def test_projections_run_interval_must_be_a_finite_number_of_seconds(runner: CliRunner, sqlite_url: str,
+                                                                     value: str) -> None:
+    assert invoke(runner, sqlite_url, "init").exit_code == 0
+    # --once: on the code before, nan was accepted, and without --once it spun for ever.
+    line = one_line_error(invoke(runner, sqlite_url, "projections", "run", "--once", "--interval", value))
+    assert line.startswith("error: Invalid value for '--interval'"), line

@@ -1,0 +1,56 @@
+"""Faults for the reporting projection, injected in the test process or in rebuild workers.
+
+A rebuild's workers are spawned processes: they import the function they are given
+by name, so a function of this module replacing ``ledger.reporting._evaluate_groups``
+in the parent runs in every worker, where it installs its fault first.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import projections.availability as availability
+from ledger import reporting
+
+FAIL_MONTH = "LEDGER_TEST_FAIL_MONTH"  # "contract/month" whose fold raises, in a worker
+MARKERS = "LEDGER_TEST_MARKERS"  # a directory where a stalled worker leaves a file named after its pid
+ERROR = "injected\nfault"  # two lines: the view must keep it as one
+
+_real_evaluate_groups = reporting._evaluate_groups
+_real_evaluate = availability.evaluate
+
+
+def failing_evaluate(contract: str, month: str) -> Any:
+    """``projections.availability.evaluate``, raising for one contract-month."""
+
+    def evaluate(records: Any, policy: Any, policy_version: int, m: str, **kwargs: Any) -> Any:
+        if (policy.contract_id, m) == (contract, month):
+            raise ArithmeticError(ERROR)
+        return _real_evaluate(records, policy, policy_version, m, **kwargs)
+
+    return evaluate
+
+
+def install_fault(monkeypatch: pytest.MonkeyPatch, contract: str, month: str) -> None:
+    """In this process: the fold raises for ``contract`` in ``month``."""
+    monkeypatch.setattr(availability, "evaluate", failing_evaluate(contract, month))
+
+
+def failing_evaluate_groups(groups: Sequence[tuple[list[str], list[str]]], head: int, *rest: Any) -> Any:
+    """A worker's task with the fold raising for the contract-month named in the environment."""
+    contract, month = os.environ[FAIL_MONTH].split("/")
+    availability.evaluate = failing_evaluate(contract, month)
+    return _real_evaluate_groups(groups, head, *rest)
+
+
+def stalled_evaluate_groups(groups: Sequence[tuple[list[str], list[str]]], head: int, *rest: Any) -> Any:
+    """A worker's task that says it is running, then hangs (until its process is ended)."""
+    Path(os.environ[MARKERS], str(os.getpid())).touch()
+    time.sleep(600)
+    return _real_evaluate_groups(groups, head, *rest)
