@@ -267,7 +267,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
         # Another role's session shows its application name (``... locked <when>``, set by
         # the ledger once it holds the lock) but not its state, unless this role may see it.
         holders = [
-            f"backend pid {r['pid']} ({r['application_name'] or 'no application name'}"
+            f"backend pid {r['pid']} ({printable(r['application_name'] or 'no application name')}"
             + (f", {r['state']} since {_instant(r['state_change'])}" if r["state"] else "")
             + ")"
             for r in curs.fetchall()

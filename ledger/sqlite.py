@@ -6,13 +6,15 @@ is deleted, and a rolled-back import leaves no gap.
 
 from __future__ import annotations
 
+import fcntl
 import math
 import os
 import sqlite3
+import struct
+import sys
 import time
 from collections.abc import Generator, Iterator, Sequence
-from contextlib import contextmanager, suppress
-from datetime import UTC, datetime
+from contextlib import contextmanager
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -168,28 +170,17 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerRecorder):
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) and "busy" not in str(exc):
                     raise
+                pool = self.datastore.pool
+                holder = None if pool.is_sqlite_memory_mode else _lock_holder(pool.db_name)
                 raise LockWaitTimeout(
                     f"gave up waiting for the write lock after {time.monotonic() - started:.1f} s "
-                    f"(LEDGER_LOCK_WAIT): held by {_holder(self._holder_path())}; nothing was written"
+                    f"(LEDGER_LOCK_WAIT): held by {_describe_process(holder)}; nothing was written"
                 ) from None
             # A large import touches many pages of the log's primary key and of the key index
             # (one hot spot per service); a bigger page cache, bounded whatever the store's
             # size, keeps them in memory until the commit.
             c.execute("PRAGMA cache_size = -65536")
-            note = self._holder_path()
-            _leave_name(note)
-            try:
-                yield _Session(self, c)
-            finally:
-                # Before the commit lets go of the lock: after it, the note may be the next writer's.
-                if note is not None:
-                    with suppress(OSError):
-                        os.unlink(note)
-
-    def _holder_path(self) -> str | None:
-        """Where the holder of the write lock leaves its name (None for an in-memory store)."""
-        pool = self.datastore.pool
-        return None if pool.is_sqlite_memory_mode else f"{pool.db_name}-writer"
+            yield _Session(self, c)
 
     def _pages(self, query: str, start: int, stop: int | None) -> Iterator[Any]:
         """Rows of ``query`` (parameters: first, last, limit; position first) a page at a time."""
@@ -306,39 +297,49 @@ def append_only_statements(tables: Sequence[str]) -> list[str]:
     return statements
 
 
-def _leave_name(note: str | None) -> None:
-    """Say who holds the write lock, and since when, for a writer that gives up waiting."""
-    if note is None:
-        return
-    since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    with suppress(OSError):  # only a courtesy: a read-only directory stops no write
-        with open(note + ".tmp", "w", encoding="utf-8") as out:
-            out.write(f"{os.getpid()} {since}\n")
-        os.replace(note + ".tmp", note)
+# struct flock as Linux lays it out: l_type, l_whence, l_start, l_len, l_pid (and padding).
+_FLOCK: Final = struct.Struct("hhqqixxxx")
+# Where SQLite's unix VFS takes its write lock: byte 120 of the -shm file in WAL mode (the
+# wal-index's WAL_WRITE_LOCK, sqlite.org/walformat.html), the RESERVED byte of the database
+# file (PENDING_BYTE + 1) in rollback-journal mode.
+_WRITE_LOCKS: Final = (("-shm", 120), ("", 0x40000001))
 
 
-def _holder(note: str | None) -> str:
-    """Who holds the write lock: the process that left its name, if it still runs."""
-    unknown = "another connection (no running ledger writer left its name: another program?)"
-    try:
-        with open(note or "", encoding="utf-8") as f:
-            pid_text, since = f.read().split()
-        pid = int(pid_text)
-        os.kill(pid, 0)
-    except PermissionError:
-        pass  # runs, as another user
-    except (OSError, ValueError):
-        return unknown
+def _lock_holder(path: str) -> int | None:
+    """The process holding SQLite's write lock on ``path``, if the system says (Linux: F_GETLK)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    for suffix, offset in _WRITE_LOCKS:
+        try:
+            fd = os.open(path + suffix, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            got = fcntl.fcntl(fd, fcntl.F_GETLK, _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, offset, 1, 0))
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+        kind, _, _, _, pid = _FLOCK.unpack(got)
+        if kind != fcntl.F_UNLCK and pid > 0:
+            return int(pid)
+    return None
+
+
+def _describe_process(pid: int | None) -> str:
+    """``process PID (stopped: its command line)``, or what can be said without knowing it."""
+    if pid is None:
+        # The system reports no other process: a connection of this one, or not Linux.
+        return "another connection (its process is not known)"
     try:
         with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
             state = f.read().rsplit(")", 1)[1].split()[0]
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             args = f.read().decode("utf-8", "replace").split("\0")
-        command = " ".join([os.path.basename(args[0]), *args[1:]]).strip()[:200]
     except (OSError, IndexError):
-        return f"process {pid}, since {since}"
-    status = "stopped" if state in ("T", "t") else "running"
-    return f"process {pid} ({status}: {command}), since {since}"
+        return f"process {pid}"
+    command = " ".join([os.path.basename(args[0]), *args[1:]]).strip()[:200]
+    return f"process {pid} ({'stopped' if state in ('T', 't') else 'running'}: {printable(command)})"
 
 
 _EARLIER_STATE: Final = msgspec.json.Decoder(tuple[str, msgspec.Raw, msgspec.Raw])
