@@ -10,6 +10,7 @@ gap. Insert triggers refuse rows the ledger would not write (``sql/append_checks
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import time
@@ -238,7 +239,8 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
         ``LOCK ... ACCESS EXCLUSIVE``).
         """
         wait = env_seconds(LOCK_WAIT)
-        curs.execute("SELECT set_config('lock_timeout', %s, true)", (f"{int(wait * 1000)}ms",))
+        # Whole milliseconds, at least one: 0 would mean waiting for ever.
+        curs.execute("SELECT set_config('lock_timeout', %s, true)", (f"{max(1, math.ceil(wait * 1000))}ms",))
         started = time.monotonic()
         try:
             with curs.connection.transaction():  # a savepoint: the transaction survives a timeout
@@ -410,7 +412,8 @@ class LedgerDatastore(PostgresDatastore):
     """
 
     def __init__(self, params: dict[str, str], **kwargs: Any) -> None:
-        kwargs.setdefault("idle_in_transaction_session_timeout", env_seconds(IDLE_TIMEOUT))
+        # At least a millisecond: the library sends whole milliseconds, and 0 would mean never.
+        kwargs.setdefault("idle_in_transaction_session_timeout", max(0.001, env_seconds(IDLE_TIMEOUT)))
         super().__init__(
             params.get("dbname", ""), params.get("host", ""), params.get("port", ""),
             params.get("user", ""), params.get("password", ""), **kwargs,
