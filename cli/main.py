@@ -253,9 +253,14 @@ def import_(ctx: Context, file: BinaryIO, quiet: bool) -> None:
             result = ledger.import_file(file, bar.update)
     else:
         result = ledger.import_file(file)
+    # Even with --quiet: a line left out because its id names another fact is never silent.
+    for c in result.conflicts:
+        click.echo(f"conflict: line {c.line}: id {c.id} is already recorded with other content "
+                   f"(position {c.position}); not imported", err=True)
     if not quiet:
         span = f" (positions {result.first_position}-{result.last_position})" if result.appended else ""
-        click.echo(f"imported {result.appended} events, {result.skipped} already recorded{span}", err=True)
+        click.echo(f"imported {result.appended} events, {result.skipped} already recorded, "
+                   f"{len(result.conflicts)} conflicting{span}", err=True)
 
 
 def _size(file: BinaryIO) -> int | None:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import BinaryIO
 
+from ledger.consistency import contract_problem, contract_state
 from ledger.errors import BadInput, NotFound, StoreError
 from ledger.events import (
     ContractAmended,
@@ -91,8 +92,22 @@ class Ledger:
     # --- writing ---------------------------------------------------------------
 
     def append(self, fact: Fact) -> AppendResult:
-        """Append one fact (idempotent on its id)."""
-        return self.append_facts([fact])
+        """Append one fact (idempotent on its id); BadInput if its id is recorded with other content.
+
+        ``position`` and ``recorded_at`` are the ledger's to give: a fact carrying
+        either is refused (only an import keeps an exported ``recorded_at``).
+        """
+        if fact.position is not None:
+            raise BadInput("field `position`: set by the ledger when it records a fact")
+        if fact.recorded_at is not None:
+            raise BadInput("field `recorded_at`: set by the ledger when it records a fact "
+                           "(only an import keeps the recorded_at of an exported line)")
+        result = append_prepared(self.recorder, prepare_facts([fact]), self.clock, label="")
+        if result.conflicts:  # nothing was written: the one fact was that conflict
+            c = result.conflicts[0]
+            raise BadInput(f"field `id`: {c.id} is already recorded with other content "
+                           f"(position {c.position}); nothing appended")
+        return result
 
     def append_facts(self, facts: Iterable[Fact]) -> AppendResult:
         """Append many facts in one all-or-nothing transaction (idempotent on ids)."""
@@ -161,7 +176,11 @@ class Ledger:
             raise BadInput("field `contract.effective_from`: required to amend a contract (\"YYYY-MM\")")
         if versions[-1].policy == policy:
             return versions[-1]
-        self.append(ContractAmended(policy=policy))
+        fact = ContractAmended(policy=policy)
+        problem = contract_problem(fact, contract_state(versions))
+        if problem is not None:
+            raise BadInput(f"field `{problem[0]}`: {problem[1]}")
+        self.append(fact)
         return self.contracts()[policy.contract.id][-1]
 
     # --- reading ---------------------------------------------------------------

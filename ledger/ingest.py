@@ -34,6 +34,7 @@ from typing import IO, Any, BinaryIO, Final, cast
 
 import msgspec
 
+from ledger.consistency import CLAIM_OF
 from ledger.errors import BadInput, LedgerError, StoreError
 from ledger.events import (
     CONTRACT_TYPES,
@@ -53,11 +54,13 @@ from ledger.store import (
     KEY_OF,
     NONE_RECORDED,
     ChainStart,
+    Conflict,
     IdConflict,
     Packed,
+    PackedBatch,
     Prepared,
-    distinct,
     packing_chain,
+    sort_rows,
 )
 
 MAX_LINE: Final = 16 * 1024 * 1024  # bytes; a longer line is refused without reading it whole
@@ -85,16 +88,18 @@ def check_fact(fact: Fact) -> None:
 
 def prepare_fact(lineno: int, fact: Fact) -> Prepared:
     """The row the writer needs for one validated fact (canonical JSON computed once)."""
-    # The type's tag and index key from one table lookup: this runs once per imported line.
-    tag, key_of = _TAG_AND_KEY[type(fact)]
+    # The type's tag, index key and name (if it gives one) from one table lookup: this runs
+    # once per imported line.
+    tag, key_of, claim_of = _TAG_AND_KEY[type(fact)]
     canon = canonical(fact)
     id_ = fact.id if fact.id is not None else derive_id_from(canon)
     at = None if fact.recorded_at is None else _json.encode(fact.recorded_at)
-    return (lineno, id_, _json.encode(id_), tag, key_of(fact), canon, at)
+    return (lineno, id_, _json.encode(id_), tag, key_of(fact), canon, at,
+            None if claim_of is None else claim_of(fact))
 
 
-_TAG_AND_KEY: Final[dict[type, tuple[str, Callable[[Any], str]]]] = {
-    cls: (FACT_TAGS[cls], key_of) for cls, key_of in KEY_OF.items()
+_TAG_AND_KEY: Final[dict[type, tuple[str, Callable[[Any], str], Callable[[Any], tuple[str, str]] | None]]] = {
+    cls: (FACT_TAGS[cls], key_of, CLAIM_OF.get(cls)) for cls, key_of in KEY_OF.items()
 }
 
 
@@ -242,21 +247,26 @@ def _batch_rows(consumed: int, rows: list[Prepared]) -> tuple[int, int, object]:
 
 
 def _batch_packer(start: ChainStart, packer: str) -> Callable[[int, list[Prepared]], tuple[int, int, object]]:
-    """Link and pack each batch from ``start`` on, as ``append_prepared`` would if no id were recorded."""
+    """Link and pack each batch from ``start`` on, as ``append_prepared`` would if no id were recorded.
+
+    With each batch go its repeats and conflicts within the batch and the facts whose
+    names and contract versions the writer checks against the store before inserting it.
+    """
     module, _, name = packer.partition(":")
     pack = getattr(importlib.import_module(module), name)
     chain = packing_chain(start)
 
     def batch(consumed: int, rows: list[Prepared]) -> tuple[int, int, object]:
-        fresh, _ = distinct(rows)
+        rows_ = sort_rows(rows, NONE_RECORDED, chain.position)
         try:
-            linked = chain.link(fresh, NONE_RECORDED)
+            linked = chain.link(rows_.fresh)
         except BadInput as exc:  # perhaps about a line recorded already: the writer checks
             raise IdConflict(str(exc)) from None
         packed: Packed = pack(linked.events, linked.keys, chain.position)
         chain.advance(linked)
+        conflicts = [(c.line, c.id, c.position) for c in rows_.conflicts]
         return _PACKED, consumed, (packed.events, packed.index, packed.start, packed.count,
-                                   len(rows) - len(fresh))
+                                   rows_.skipped, conflicts, rows_.items)
 
     return batch
 
@@ -331,16 +341,18 @@ def packed_batches(
     *,
     limit: int = MAX_LINE,
     batch_size: int = PACKED_BATCH,
-) -> Generator[tuple[Packed, int], None, None]:
+) -> Generator[PackedBatch, None, None]:
     """Batches of an NDJSON stream linked from ``start`` and packed by ``packer``, in a child process.
 
-    Each comes with the number of repeated ids it dropped (see ``append_packed``);
-    a line the linking refused raises ``IdConflict``.
+    Each comes with its repeats and conflicts within the batch and the facts to check
+    (see ``append_packed``); a line the linking refused raises ``IdConflict``.
     """
-    for events, index, first, count, dropped in _in_child(
+    for events, index, first, count, skipped, conflicts, items in _in_child(
         file, file.read(CHUNK), progress, limit, batch_size, (tuple(start), packer)
     ):
-        yield Packed(events, index, first, count), dropped
+        # Lists after msgpack: the items are only unpacked, the conflicts become results.
+        yield PackedBatch(Packed(events, index, first, count), skipped,
+                          [Conflict(line, id_, position) for line, id_, position in conflicts], items)
 
 
 def _in_child(

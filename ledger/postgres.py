@@ -22,15 +22,16 @@ from typing import Any, Final, cast
 
 import msgspec
 import psycopg
-from eventsourcing.persistence import BaseInfrastructureFactory
+from eventsourcing.persistence import BaseInfrastructureFactory, ProgrammingError
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore, PostgresFactory
 from eventsourcing.utils import Environment, EnvType
 from psycopg import Connection, Cursor, ServerCursor
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.errors import LockNotAvailable, UndefinedFunction, UniqueViolation
+from psycopg.errors import InsufficientPrivilege, LockNotAvailable, UndefinedFunction, UniqueViolation
 from psycopg.rows import DictRow, dict_row, tuple_row
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
+from ledger.consistency import CONTRACT, OPENING_TAGS, Lookup, first_uses
 from ledger.errors import BadInput, LockWaitTimeout, StoreError
 from ledger.events import FACT_TYPES, Recorded, decode_state
 from ledger.packing import pack_binary
@@ -41,7 +42,7 @@ from ledger.urls import redact, scrub
 
 PAGE: Final = 5000
 REFUSE_FUNCTION: Final = "ledger_refuse_change"  # trigger function behind append-only tables
-SIDE_TABLES: Final = ("ledger_index",)  # written with the events, in the same transaction
+SIDE_TABLES: Final = ("ledger_index", "ledger_names")  # written with the events, in the same transaction
 SCHEMA_LOCK: Final = 0x1ED6E5  # advisory lock key held while creating the schema
 LOCK_FUNCTION: Final = "ledger_append_lock"  # the append lock, taken as the owner (sql/append_checks.sql)
 ANALYZE_FUNCTION: Final = "ledger_analyze"
@@ -78,25 +79,40 @@ class _Session:
         # it); the insert trigger refuses rows anywhere else.
         return self._next
 
-    def existing(self, originator_ids: Sequence[str]) -> set[str]:
+    def recorded(self, originator_ids: Sequence[str]) -> dict[str, tuple[int, bytes]]:
         ids = list(originator_ids)
         joined = UNIT.join(ids)
-        if joined.count(UNIT) == len(ids) - 1:
-            # One text parameter split by the server: dumping a list of strings as an array
-            # literal (quoting each) costs the client more than the lookups cost the server.
-            # Ids never hold control characters; if one did, the array path below is exact.
-            self.curs.execute(self.r.sql_existing_joined, (joined,))
-        else:
-            self.curs.execute(self.r.sql_existing, (ids,))
-        return {row["originator_id"] for row in self.curs.fetchall()}
+        # Binary results and plain tuples: a re-import fetches every line's state (hex text
+        # to parse and a dict per row cost the writer more than the server's lookups).
+        with self.curs.connection.cursor(binary=True, row_factory=tuple_row) as curs:
+            if joined.count(UNIT) == len(ids) - 1:
+                # One text parameter split by the server: dumping a list of strings as an array
+                # literal (quoting each) costs the client more than the lookups cost the server.
+                # Ids never hold control characters; if one did, the array path below is exact.
+                curs.execute(self.r.sql_recorded_joined, (joined,))
+            else:
+                curs.execute(self.r.sql_recorded, (ids,))
+            return {row[0]: (row[1], row[2]) for row in curs.fetchall()}
+
+    def lookup(self, wanted: tuple[Sequence[str], Sequence[str]]) -> Lookup:
+        names, contracts = wanted
+        found: dict[str, tuple[str, int]] = {}
+        if names:
+            self.curs.execute(self.r.sql_names, (list(names),))
+            found = {row["name"]: (row["scope"], row["position"]) for row in self.curs.fetchall()}
+        rows: list[tuple[int, bytes]] = []
+        if contracts:
+            self.curs.execute(self.r.sql_keyed_states, ([CONTRACT + cid for cid in contracts], 2**62))
+            rows = [(row["notification_id"], bytes(row["state"])) for row in self.curs.fetchall()]
+        return Lookup(found, contracts, rows)
 
     def pack(self, events: Sequence[tuple[str, int, str, bytes]], keys: Sequence[tuple[str, int]],
              start: int) -> Packed:
         return pack_binary(events, keys, start)
 
-    def insert(self, packed: Packed) -> None:
+    def insert(self, packed: Packed, names: Sequence[tuple[str, str, int]] = ()) -> None:
         # Positions are given, not drawn from the sequence (a nextval per row cost a tenth
-        # of the insert); the sequence follows once the rows are in.
+        # of the insert); the lock function resets the sequence for a writer that draws from it.
         try:
             with self.curs.copy(self.r.sql_copy_events) as copy:
                 copy.write(cast(bytes, packed.events))
@@ -108,6 +124,8 @@ class _Session:
         packed.check(end)
         with self.curs.copy(self.r.sql_copy_index) as copy:
             copy.write(cast(bytes, packed.index))
+        if names:
+            self.curs.execute(self.r.sql_insert_names, tuple(map(list, zip(*names, strict=True))))
         self.inserted += packed.count
 
 
@@ -157,6 +175,8 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
         self.sql_snapshot_index = SQL(
             "SELECT position, key FROM {schema}.{index} ORDER BY position NULLS FIRST, key"
         ).format(schema=schema, index=index)
+        self.sql_snapshot_names = SQL("SELECT name, scope, position FROM {schema}.ledger_names").format(
+            schema=schema)
         self.sql_position_of = SQL(
             "SELECT notification_id FROM {schema}.{table} WHERE originator_id = %s"
         ).format(schema=schema, table=table)
@@ -184,16 +204,39 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
             "SELECT notification_id, originator_id, state FROM {schema}.{table} "
             "ORDER BY notification_id DESC LIMIT 1"
         ).format(schema=schema, table=table)
-        self.sql_existing_joined = SQL(
-            "SELECT originator_id FROM {schema}.{table} "
+        self.sql_recorded_joined = SQL(
+            "SELECT originator_id, notification_id, state FROM {schema}.{table} "
             "WHERE originator_id = ANY(string_to_array(%s, E'\\x1f'))"
         ).format(schema=schema, table=table)
-        self.sql_existing = SQL(
-            "SELECT originator_id FROM {schema}.{table} WHERE originator_id = ANY(%s::text[])"
+        self.sql_recorded = SQL(
+            "SELECT originator_id, notification_id, state FROM {schema}.{table} "
+            "WHERE originator_id = ANY(%s::text[])"
         ).format(schema=schema, table=table)
         self.sql_last = SQL("SELECT MAX(notification_id) AS last FROM {schema}.{table}").format(
             schema=schema, table=table
         )
+        names = Identifier("ledger_names")
+        # Each name an opening fact gives (``ledger.consistency``): its scope and first position.
+        # Not among the statements create_table runs: see ``ensure_names``.
+        self.sql_create_names = [
+            SQL(
+                "CREATE TABLE {schema}.{names} ("
+                'name text COLLATE "C" PRIMARY KEY, scope text NOT NULL, position bigint NOT NULL)'
+            ).format(schema=schema, names=names),
+            *append_only_statements(self.datastore.schema, ("ledger_names",)),
+        ]
+        self.sql_names = SQL(
+            "SELECT name, scope, position FROM {schema}.{names} WHERE name = ANY(%s::text[])"
+        ).format(schema=schema, names=names)
+        self.sql_insert_names = SQL(
+            "INSERT INTO {schema}.{names} (name, scope, position) "
+            "SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[])"
+        ).format(schema=schema, names=names)
+        self.sql_openings = SQL(
+            "SELECT notification_id, state FROM {schema}.{table} WHERE notification_id > %s "
+            "AND topic = ANY(%s) ORDER BY notification_id LIMIT %s"
+        ).format(schema=schema, table=table)
+        self.names_missing = False
         self.sql_read = SQL(
             "SELECT notification_id, state FROM {schema}.{table} "
             "WHERE notification_id >= %s AND notification_id <= %s ORDER BY notification_id LIMIT %s"
@@ -215,8 +258,49 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
             "WHERE notification_id >= %s AND notification_id <= %s ORDER BY notification_id LIMIT %s"
         ).format(schema=schema, table=table)
 
+    def ensure_names(self) -> None:
+        """Create the names table of a store made before it, filled from the log, in one transaction.
+
+        Under the append lock, so no fact slips in between; a table that exists was filled
+        when it was made. A role that may not create it (a reader) goes on without: its
+        appends would be refused (``write_session``) until the owner opens the store once.
+        """
+        try:
+            with self.datastore.transaction(commit=True) as curs:
+                self._lock_table(curs)
+                curs.execute("SELECT to_regclass(%s) AS names", (f"{self.datastore.schema}.ledger_names",))
+                row = curs.fetchone()
+                if row is not None and row["names"] is not None:
+                    return
+                for statement in self.sql_create_names:
+                    curs.execute(statement)
+                uses = first_uses(self._openings(curs))
+                if uses:
+                    rows = [(name, scope, pos) for name, (scope, pos) in uses.items()]
+                    curs.execute(self.sql_insert_names, tuple(map(list, zip(*rows, strict=True))))
+        except ProgrammingError as exc:  # the library's name for psycopg's, which is the cause
+            if not isinstance(exc.__cause__, InsufficientPrivilege):
+                raise
+            self.names_missing = True
+
+    def _openings(self, curs: Cursor[DictRow]) -> Iterator[Recorded]:
+        last = -(2**62)
+        while True:
+            curs.execute(self.sql_openings, (last, list(OPENING_TAGS), PAGE))
+            rows = curs.fetchall()
+            for row in rows:
+                yield decode_state(row["notification_id"], bytes(row["state"]))
+            if len(rows) < PAGE:
+                return
+            last = rows[-1]["notification_id"]
+
     @contextmanager
     def write_session(self) -> Iterator[_Session]:
+        if self.names_missing:
+            raise StoreError(
+                "this store has no names table yet (it was made by an earlier version): open it once "
+                "with the role that owns its tables (`ledger init`), then append"
+            )
         with self.datastore.transaction(commit=True) as curs:
             next_position = self._append_lock(curs)
             self._notify_channel(curs)
@@ -316,6 +400,17 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
             for row in self._fetch(self.sql_read_positions, (literal,)):
                 yield row[0], row[1]
 
+    def committed(self, wanted: tuple[Sequence[str], Sequence[str]]) -> Lookup:
+        names, contracts = wanted
+        found: dict[str, tuple[str, int]] = {}
+        if names:
+            found = {row[0]: (row[1], row[2]) for row in self._fetch(self.sql_names, (list(names),))}
+        rows: list[tuple[int, bytes]] = []
+        if contracts:
+            keys = [CONTRACT + cid for cid in contracts]
+            rows = [(row[0], row[1]) for row in self._fetch(self.sql_keyed_states, (keys, 2**62))]
+        return Lookup(found, contracts, rows)
+
     def compare_keys_as_bytes(self) -> None:
         """Read key prefixes correctly from a key index not in byte order (one made before it was).
 
@@ -374,6 +469,9 @@ class _Snapshot:
 
     def index(self) -> Iterator[tuple[object, object]]:
         yield from self._rows(self.r.sql_snapshot_index)
+
+    def names(self) -> Iterator[tuple[object, object, object]]:
+        yield from self._rows(self.r.sql_snapshot_names)
 
     def _rows(self, query: Composed) -> Iterator[Any]:
         # Streamed a page at a time (no LIMIT paging: that trusts positions to be unique).
@@ -573,6 +671,8 @@ def open_postgres(url: str, *, pool_size: int = 2, create: bool = True) -> Postg
                 f"not a ledger store, and this role may not create one: {redact(url)} "
                 "(`ledger init` as the role that is to own its tables creates it)"
             )
+        names = conn.execute("SELECT to_regclass(%s) IS NOT NULL AS ready",
+                             (f"{datastore.schema}.ledger_names",)).fetchone()
         kind = conn.execute(
             "SELECT data_type FROM information_schema.columns WHERE table_schema = %s "
             "AND table_name = %s AND column_name = 'originator_id'",
@@ -594,6 +694,8 @@ def open_postgres(url: str, *, pool_size: int = 2, create: bool = True) -> Postg
     if kind is not None and kind["data_type"] != "text":
         recorder.close()
         raise StoreError(OLD_FORMAT)
+    if names is None or not names["ready"]:
+        recorder.ensure_names()
     return recorder
 
 

@@ -19,6 +19,7 @@ from typing import Any, Final
 from urllib.parse import quote
 
 import msgspec
+from eventsourcing.persistence import OperationalError
 from eventsourcing.sqlite import (
     SQLiteApplicationRecorder,
     SQLiteConnection,
@@ -26,6 +27,7 @@ from eventsourcing.sqlite import (
     SQLiteDatastore,
 )
 
+from ledger.consistency import CONTRACT, OPENING_TAGS, Lookup, first_uses
 from ledger.errors import LockWaitTimeout, StoreError
 from ledger.events import Recorded, decode_state, decode_stored
 from ledger.packing import pack_rows
@@ -38,6 +40,19 @@ PAGE: Final = 5000
 # to one B-tree hot spot per service in the key index; 16 KiB pages make a 1M-event import
 # about 8 % faster than SQLite's 4 KiB default (4 % at 10M) and cost reads nothing measurable.
 PAGE_SIZE: Final = 16384
+
+
+INSERT_NAMES: Final = "INSERT INTO ledger_names (name, scope, position) VALUES (?, ?, ?)"
+# Each name an opening fact gives (``ledger.consistency``): its scope and first position.
+NAMES_TABLE: Final = (
+    "CREATE TABLE IF NOT EXISTS ledger_names ("
+    "name TEXT NOT NULL PRIMARY KEY, scope TEXT NOT NULL, position INTEGER NOT NULL) WITHOUT ROWID"
+)
+
+
+def _chunks(values: Sequence[str], size: int = 500) -> Iterator[list[str]]:
+    for i in range(0, len(values), size):
+        yield list(values[i : i + size])
 
 
 class _Session:
@@ -62,25 +77,40 @@ class _Session:
         self.c.execute(f"SELECT COALESCE(MAX(rowid), 0) FROM {self.recorder.events_table_name}")  # noqa: S608
         return int(self.c.fetchone()[0]) + 1
 
-    def existing(self, originator_ids: Sequence[str]) -> set[str]:
-        found: set[str] = set()
-        ids = list(originator_ids)
-        for i in range(0, len(ids), 500):
-            chunk = ids[i : i + 500]
-            marks = ",".join("?" * len(chunk))
+    def recorded(self, originator_ids: Sequence[str]) -> dict[str, tuple[int, bytes]]:
+        found: dict[str, tuple[int, bytes]] = {}
+        for chunk in _chunks(originator_ids):
             self.c.execute(
-                f"SELECT originator_id FROM {self.recorder.events_table_name} "  # noqa: S608
-                f"WHERE originator_id IN ({marks})",
+                f"SELECT originator_id, rowid, state FROM {self.recorder.events_table_name} "  # noqa: S608
+                f"WHERE originator_id IN ({','.join('?' * len(chunk))})",
                 chunk,
             )
-            found.update(r[0] for r in self.c.fetchall())
+            found.update((r[0], (r[1], r[2])) for r in self.c.fetchall())
         return found
+
+    def lookup(self, wanted: tuple[Sequence[str], Sequence[str]]) -> Lookup:
+        names, contracts = wanted
+        found: dict[str, tuple[str, int]] = {}
+        for chunk in _chunks(names):
+            marks = ",".join("?" * len(chunk))
+            self.c.execute(f"SELECT name, scope, position FROM ledger_names WHERE name IN ({marks})", chunk)  # noqa: S608
+            found.update((r[0], (r[1], r[2])) for r in self.c.fetchall())
+        rows: list[tuple[int, bytes]] = []
+        for chunk in _chunks([CONTRACT + cid for cid in contracts]):
+            self.c.execute(
+                f"SELECT e.rowid, e.state FROM ledger_index i JOIN {self.recorder.events_table_name} e "  # noqa: S608
+                f"ON e.rowid = i.position WHERE i.key IN ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            rows.extend((r[0], r[1]) for r in self.c.fetchall())
+        rows.sort()
+        return Lookup(found, contracts, rows)
 
     def pack(self, events: Sequence[tuple[str, int, str, bytes]], keys: Sequence[tuple[str, int]],
              start: int) -> Packed:
         return pack_rows(events, keys, start)
 
-    def insert(self, packed: Packed) -> None:
+    def insert(self, packed: Packed, names: Sequence[tuple[str, str, int]] = ()) -> None:
         # The recorder's own insert runs one statement per event to learn each rowid; under
         # the write lock they are known in advance, so one executemany does the same work.
         try:
@@ -91,13 +121,15 @@ class _Session:
         end = int(self.c.fetchone()[0])
         packed.check(end)
         self.c.executemany("INSERT INTO ledger_index (key, position) VALUES (?, ?)", packed.index)
+        if names:
+            self.c.executemany(INSERT_NAMES, names)
 
-    def insert_new(self, packed: Packed) -> bool:
+    def insert_new(self, packed: Packed, names: Sequence[tuple[str, str, int]] = ()) -> bool:
         # The log's primary key (originator_id, originator_version) refuses a recorded fact id
         # (``insert`` raises IdConflict); the savepoint takes back the rows inserted before it.
         self.c.execute("SAVEPOINT ledger_batch")
         try:
-            self.insert(packed)
+            self.insert(packed, names)
         except IdConflict:
             self.c.execute("ROLLBACK TO ledger_batch")
             self.c.execute("RELEASE ledger_batch")
@@ -123,6 +155,9 @@ class _Snapshot:
         # SQLite sorts NULL first, then numbers, text and blobs: any value a row may hold.
         return self._rows("SELECT position, key FROM ledger_index ORDER BY position, key")
 
+    def names(self) -> Iterator[tuple[object, object, object]]:
+        return self._rows("SELECT name, scope, position FROM ledger_names")
+
     def _rows(self, query: str) -> Generator[Any, None, None]:
         rows = self._stream(query)
         self.open.append(rows)
@@ -147,6 +182,7 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerRecorder):
 
     def __init__(self, datastore: SQLiteDatastore, events_table_name: str = "stored_events") -> None:
         super().__init__(datastore, events_table_name)
+        self.names_missing: str | None = None  # why appends are refused, if the names table is missing
 
     def construct_create_table_statements(self) -> list[str]:
         statements = super().construct_create_table_statements()
@@ -157,8 +193,44 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerRecorder):
         statements.extend(append_only_statements((self.events_table_name, "ledger_index")))
         return statements
 
+    def ensure_names(self) -> None:
+        """Create the names table of a store made before it, filled from the log (once, under the lock).
+
+        A store that cannot be written (a read-only file) is still read; its appends are
+        refused until the table exists.
+        """
+        if self._has_names():
+            return
+        try:
+            self._create_names()
+        except OperationalError as exc:
+            self.names_missing = f"this store has no names table yet and it could not be made ({exc})"
+
+    def _create_names(self) -> None:
+        with self.write_session() as session:
+            c = session.c
+            c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ledger_names'")
+            if c.fetchone() is not None:
+                return  # another process did it while this one waited for the lock
+            for statement in (NAMES_TABLE, *append_only_statements(("ledger_names",))):
+                c.execute(statement)
+            c.execute(
+                f"SELECT rowid, state FROM {self.events_table_name} "  # noqa: S608
+                f"WHERE topic IN ({','.join('?' * len(OPENING_TAGS))}) ORDER BY rowid",
+                OPENING_TAGS,
+            )
+            uses = first_uses(decode_state(row[0], row[1]) for row in iter(c.fetchone, None))
+            c.executemany(INSERT_NAMES, [(name, scope, pos) for name, (scope, pos) in uses.items()])
+
+    def _has_names(self) -> bool:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ledger_names'")
+            return c.fetchone() is not None
+
     @contextmanager
     def write_session(self) -> Iterator[_Session]:
+        if self.names_missing is not None:
+            raise StoreError(self.names_missing)
         wait = env_seconds(LOCK_WAIT)
         with self.datastore.transaction(commit=True) as c:
             c.execute(f"PRAGMA busy_timeout = {math.ceil(wait * 1000)}")
@@ -430,4 +502,6 @@ def open_sqlite(path: str, *, create: bool = True, lock_timeout: int | None = No
     if row is not None and _earlier_format(row[0], row[1]):
         recorder.close()
         raise StoreError(OLD_FORMAT)
+    # Not among the tables create_table makes: a store made before it needs it filled from its log.
+    recorder.ensure_names()
     return recorder

@@ -7,7 +7,8 @@ the recorder's primary key makes a second copy impossible. The recorder's
 notification id is the fact's global ``position``. Each stored state carries
 its link of a hash chain over the whole log (``chain_hash``); ``ledger_index``
 (key, position), written in the same transaction, lets a contract-month read
-only its own facts.
+only its own facts, and ``ledger_names`` (name, scope, position) holds the first
+use of each incident, window and exclusion name (``ledger.consistency``).
 
 Backends (``ledger.sqlite``, ``ledger.postgres``) provide a ``WriteSession``
 under an exclusive write lock; everything else lives here, once.
@@ -19,16 +20,18 @@ import contextlib
 import hashlib
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence, Set
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from operator import attrgetter
+from types import MappingProxyType
 from typing import Any, Final, NamedTuple, Protocol, TypeVar, cast, get_args, runtime_checkable
 
 import msgspec
 
+from ledger.consistency import NO_CHANGE, NOTHING, Holdings, Item, Lookup, Pending
 from ledger.errors import BadInput, StoreError
 from ledger.events import (
     CONTRACT_TYPES,
@@ -47,6 +50,7 @@ from ledger.events import (
     Recorded,
     canonical,
     decode_state,
+    decode_stored,
     state_bytes,
 )
 
@@ -63,13 +67,22 @@ class Head(NamedTuple):
     recorded_at: datetime | None
 
 
+class Conflict(msgspec.Struct, frozen=True):
+    """A line whose id is recorded (or given earlier in the same append) with other content."""
+
+    line: int
+    id: str
+    position: int  # where the id is recorded
+
+
 class AppendResult(msgspec.Struct, frozen=True):
-    """What an append or import did."""
+    """What an append or import did: ``skipped`` counts repeats of recorded facts, not conflicts."""
 
     appended: int
     skipped: int
     first_position: int | None
     last_position: int | None
+    conflicts: list[Conflict] = []
 
 
 class WriteSession(Protocol):
@@ -87,8 +100,12 @@ class WriteSession(Protocol):
         """The position the next inserted row will get (nobody else can take it under the lock)."""
         ...
 
-    def existing(self, originator_ids: Sequence[str]) -> set[str]:
-        """Which of these originator ids (fact ids) are recorded already."""
+    def recorded(self, originator_ids: Sequence[str]) -> dict[str, tuple[int, bytes]]:
+        """The position and stored state of each of these originator ids (fact ids) recorded already."""
+        ...
+
+    def lookup(self, wanted: tuple[Sequence[str], Sequence[str]]) -> Lookup:
+        """What the store holds about these names (first uses) and contract ids (versions)."""
         ...
 
     def pack(self, events: Sequence[tuple[str, int, str, bytes]], keys: Sequence[tuple[str, int]],
@@ -100,10 +117,10 @@ class WriteSession(Protocol):
         """
         ...
 
-    def insert(self, packed: Packed) -> None:
-        """Insert packed rows; raise StoreError if they did not land where packed.
+    def insert(self, packed: Packed, names: Sequence[tuple[str, str, int]] = ()) -> None:
+        """Insert packed rows and the names they give first (name, scope, position).
 
-        The states' links hash their positions.
+        Raise StoreError if the rows did not land where packed. The states' links hash their positions.
         """
         ...
 
@@ -118,7 +135,7 @@ class OptimisticSession(WriteSession, Protocol):
     and a savepoint per batch would be a subtransaction each.
     """
 
-    def insert_new(self, packed: Packed) -> bool:
+    def insert_new(self, packed: Packed, names: Sequence[tuple[str, str, int]] = ()) -> bool:
         """``insert``, unless one of the rows' ids is recorded already: then write nothing, return False."""
         ...
 
@@ -158,6 +175,10 @@ class Snapshot(Protocol):
 
     def index(self) -> Iterator[tuple[object, object]]:
         """Every row of the key index, (position, key), by position and then key."""
+        ...
+
+    def names(self) -> Iterator[tuple[object, object, object]]:
+        """Every row of the names table, (name, scope, position), in no particular order."""
         ...
 
 
@@ -229,6 +250,15 @@ class LedgerRecorder(ABC):
             else:
                 hi = mid - 1
         return lo
+
+    def committed(self, wanted: tuple[Sequence[str], Sequence[str]]) -> Lookup | None:
+        """``WriteSession.lookup`` read beside an open write session (None: only through the session).
+
+        What it reads is only ever written under the append lock, which that session
+        holds: committed state is then the session's own, but for what the session
+        wrote itself, which an append keeps in ``Holdings``.
+        """
+        return None
 
     @abstractmethod
     def close(self) -> None:
@@ -308,9 +338,32 @@ def link_bytes(prev: bytes, position: int, recorded_at_json: bytes, id_json: byt
 
 
 # A fact ready to append, from ``ledger.ingest``: (line number, id, id as JSON, type tag,
-# index key, canonical JSON, its own recorded_at as JSON or None).
-Prepared = tuple[int, str, bytes, str, str, bytes, bytes | None]
+# index key, canonical JSON, its own recorded_at as JSON or None, the name it gives or the
+# contract it versions as ``ledger.consistency.Claim``, or None).
+Prepared = tuple[int, str, bytes, str, str, bytes, bytes | None, tuple[str, str] | None]
 _decode_instant: Final = msgspec.json.Decoder(datetime).decode
+
+
+class _Tally:
+    """What an append did so far."""
+
+    def __init__(self) -> None:
+        self.appended = self.skipped = 0
+        self.first: int | None = None
+        self.last: int | None = None
+        self.conflicts: list[Conflict] = []
+
+    def add(self, start: int, count: int, skipped: int, conflicts: Sequence[Conflict]) -> None:
+        self.skipped += skipped
+        self.conflicts.extend(conflicts)
+        if count:
+            if self.first is None:
+                self.first = start
+            self.appended += count
+            self.last = start + count - 1
+
+    def result(self) -> AppendResult:
+        return AppendResult(self.appended, self.skipped, self.first, self.last, self.conflicts)
 
 
 def append_prepared(
@@ -326,7 +379,10 @@ def append_prepared(
     ``batches`` may be a lazy stream (see ``ledger.ingest``): each batch is
     written as it comes, inside one transaction, so memory stays bounded
     whatever the input's size. Any error rolls the whole stream back.
-    ``progress`` gets the number of facts of each batch.
+    ``progress`` gets the number of facts of each batch. A fact whose id is
+    recorded (or given earlier) with other content is not appended: it is a
+    conflict of the result. Names and contract versions are checked against
+    the store and the batches before (``ledger.consistency``).
 
     On a server store the statements run in order on one writer thread: while a
     batch's duplicate check (after the previous batch's insert) runs there, this
@@ -335,86 +391,111 @@ def append_prepared(
     batch is inserted as if none of its ids were recorded, under a savepoint, and
     checked, relinked and inserted again only if the insert met a recorded id.
     """
-    appended = skipped = 0
-    first: int | None = None
-    last: int | None = None
+    tally = _Tally()
     with recorder.write_session() as session, _Writer(threaded=session.overlaps) as writer:
         chain = _start_chain(session, clock, label)
+        held = Holdings(label)
         optimistic = session if isinstance(session, OptimisticSession) else None
         for batch in batches:
-            fresh, seen = distinct(batch)
-            skipped += len(batch) - len(fresh)
-            written: _Linked | None = None
+            guess = sort_rows(batch, NONE_RECORDED, chain.position)  # as if none of its ids were recorded
+            wanted = held.wanted(guess.items)
+            asking = bool(wanted[0] or wanted[1])
+            done: tuple[Sorted, _Linked, Pending] | None = None
+            maybe: _Linked | None = None
             if optimistic is not None:
-                written = _insert_new(optimistic, chain, fresh)
-            if written is not None:
-                linked = written
-            else:  # check first (or an id was recorded, or a line refused): link without the recorded ids
-                found = writer.submit(session.existing, list(seen))
-                maybe: _Linked | None = None
+                looked = optimistic.lookup(wanted) if asking else NOTHING
+                done = _insert_new(optimistic, chain, held, guess, looked)
+                recorded = optimistic.recorded(guess.ids) if done is None else {}
+            else:  # check first: link while the check runs
+                found = writer.submit(session.recorded, guess.ids)
+                asked = writer.submit(session.lookup, wanted) if asking else None
                 if not found.done():
                     with contextlib.suppress(BadInput):  # perhaps about a recorded line: see below
-                        maybe = chain.link(fresh, NONE_RECORDED)
-                already = writer.result(found)
-                linked = chain.link(fresh, already) if already or maybe is None else maybe
+                        maybe = chain.link(guess.fresh)
+                recorded = writer.result(found)
+                looked = NOTHING if asked is None else writer.result(asked)
+            if done is None:  # checked first, or an id was recorded, or a line refused: exactly
+                rows = sort_rows(batch, recorded, chain.position) if recorded else guess
+                pending = held.check(rows.items, looked)
+                linked = chain.link(rows.fresh) if recorded or maybe is None else maybe
+                if linked.events:
+                    writer.submit(session.insert, session.pack(linked.events, linked.keys, chain.position),
+                                  pending.rows())
+                done = rows, linked, pending
+            rows, linked, pending = done
+            held.commit(pending)
             if progress is not None:
                 progress(len(batch))
-            skipped += len(fresh) - len(linked.events)
-            if not linked.events:
-                continue
-            if written is None:
-                writer.submit(session.insert, session.pack(linked.events, linked.keys, chain.position))
-            if first is None:
-                first = chain.position
+            tally.add(chain.position, len(linked.events), rows.skipped, rows.conflicts)
             chain.advance(linked)
-            appended += len(linked.events)
-            last = chain.position - 1
         writer.finish()
-    return AppendResult(appended, skipped, first, last)
+    return tally.result()
 
 
 IN_FLIGHT: Final = 1  # packed batches sent to the writer thread and not yet written
 
 
+class PackedBatch(NamedTuple):
+    """A batch linked and packed in another process, with what the writer must still check."""
+
+    packed: Packed
+    skipped: int  # repeats of an earlier row of the batch, same content
+    conflicts: list[Conflict]  # repeats with other content
+    items: list[Item]  # the facts that give a name or version a contract
+
+
 def append_packed(
     recorder: LedgerRecorder,
-    packed_batches: Callable[[ChainStart], Generator[tuple[Packed, int], None, None]],
+    packed_batches: Callable[[ChainStart], Generator[PackedBatch, None, None]],
     clock: Callable[[], datetime],
 ) -> AppendResult:
     """Append batches linked and packed elsewhere (``recorder.packer`` in another process).
 
     ``packed_batches`` is called, under the write lock, with where the chain stands,
-    and yields each batch with the number of rows it dropped as repeats within the
-    batch. They are linked as if none of their ids were recorded: a row whose id is
-    (a re-import, a repeat across batches) or a line the linking process refused
-    (which may concern such a row) raises ``IdConflict`` with nothing kept, and the
-    caller appends the input again through ``append_prepared``, which checks.
+    and yields each batch with what it dropped as repeats within the batch and the
+    facts whose names and contract versions the store must confirm. They are linked
+    as if none of their ids were recorded: a row whose id is (a re-import, a repeat
+    across batches), a line the linking process refused, or a name or version that
+    contradicts the ledger (each may concern such a row) raises ``IdConflict`` with
+    nothing kept, and the caller appends the input again through ``append_prepared``,
+    which checks exactly. No batch is inserted before its names and versions are checked.
     """
-    appended = skipped = 0
-    first: int | None = None
-    last: int | None = None
+    tally = _Tally()
     with recorder.write_session() as session, _Writer(threaded=session.overlaps) as writer:
         chain = _start_chain(session, clock, "line")
+        held = Holdings()
         position = chain.position
         written: deque[Future[None]] = deque()
         # Closed on the way out, so that a failed append stops the packing process at once.
         with contextlib.closing(packed_batches(chain.start())) as stream:
-            for packed, dropped in stream:
-                skipped += dropped
+            for packed, skipped, conflicts, items in stream:
                 if packed.start != position:
                     raise StoreError(f"import: a batch packed at {packed.start}, expected at {position}")
-                if not packed.count:
-                    continue
-                written.append(writer.submit(session.insert, packed))
+                pending = NO_CHANGE
+                if items:
+                    wanted = held.wanted(items)
+                    looked = NOTHING
+                    if wanted[0] or wanted[1]:
+                        # On a server, beside the insert in flight rather than after it.
+                        beside = recorder.committed(wanted) if session.overlaps else None
+                        if beside is not None:
+                            looked = beside
+                        else:  # after the batches in flight, which are then written (errors raised)
+                            looked = writer.result(writer.submit(session.lookup, wanted))
+                            written.clear()
+                    try:
+                        pending = held.check(items, looked)
+                    except BadInput as exc:  # perhaps about a recorded line: the checking pass decides
+                        raise IdConflict(str(exc)) from None
+                if packed.count:
+                    written.append(writer.submit(session.insert, packed, pending.rows()))
                 while len(written) > IN_FLIGHT:  # bounded memory: wait for the oldest batch
                     writer.result(written.popleft())
-                if first is None:
-                    first = packed.start
+                held.commit(pending)
+                tally.add(position, packed.count, skipped, conflicts)
                 position += packed.count
-                appended += packed.count
-                last = position - 1
             writer.finish()
-    return AppendResult(appended, skipped, first, last)
+    return tally.result()
 
 
 def _start_chain(session: WriteSession, clock: Callable[[], datetime], label: str) -> Chain:
@@ -429,15 +510,70 @@ def _start_chain(session: WriteSession, clock: Callable[[], datetime], label: st
                   msgspec.json.encode(default_at), label)
 
 
-def distinct(batch: Sequence[Prepared]) -> tuple[list[Prepared], set[str]]:
-    """The rows of ``batch`` without repeats of an id (the first kept), and the ids."""
-    seen: set[str] = set()
+class Sorted(NamedTuple):
+    """A batch's rows to append, and what the rest of it was."""
+
+    fresh: list[Prepared]
+    skipped: int  # repeats with the same content as the recorded (or earlier) fact
+    conflicts: list[Conflict]  # repeats with other content
+    items: list[Item]  # the fresh facts that give a name or version a contract, with their positions
+    ids: list[str]  # every id of the batch, once
+
+
+def sort_rows(batch: Sequence[Prepared], recorded: Mapping[str, tuple[int, bytes]], start: int) -> Sorted:
+    """Sort ``batch`` into rows to append from position ``start``, repeats and conflicts.
+
+    An id in ``recorded`` (position, stored state) or given earlier in the batch is
+    appended once: a later line with the same canonical content is a repeat, one
+    with other content a conflict naming the position the id has.
+    """
     fresh: list[Prepared] = []
+    items: list[Item] = []
+    conflicts: list[Conflict] = []
+    skipped = 0
+    firsts: dict[str, int] = {}
     for row in batch:
-        if row[1] not in seen:
-            seen.add(row[1])
-            fresh.append(row)
-    return fresh, seen
+        id_ = row[1]
+        if recorded and id_ in recorded:
+            firsts.setdefault(id_, -1)
+            position, state = recorded[id_]
+            if same_content(state, row[2], row[5]):
+                skipped += 1
+            else:
+                conflicts.append(Conflict(row[0], id_, position))
+            continue
+        index = firsts.setdefault(id_, len(fresh))
+        if index < len(fresh):
+            if fresh[index][5] == row[5]:
+                skipped += 1
+            else:
+                conflicts.append(Conflict(row[0], id_, start + index))
+            continue
+        fresh.append(row)
+        claim = row[7]
+        if claim is not None:
+            name = claim[0]
+            items.append((row[0], start + index, name, claim[1], row[5] if name[:2] == "k:" else None))
+    return Sorted(fresh, skipped, conflicts, items, list(firsts))
+
+
+# The tail of a stored state after its content: ``,"<64 hex digits of the link>"]``.
+_TAIL: Final = 68
+
+
+def same_content(state: bytes, id_json: bytes, canon: bytes) -> bool:
+    """Whether a stored state holds the fact whose canonical content is ``canon``."""
+    # The state is [id, recorded_at, content, link] as ``state_bytes`` writes it: cut the
+    # content out rather than decode it (a re-import compares every line).
+    start = len(id_json) + 2
+    if state[start : start + 1] == b'"':
+        end = state.find(b'"', start + 1)
+        if end > 0 and state[end + 2 : len(state) - _TAIL] == canon:
+            return True
+    try:  # laid out otherwise (or other content): decide on the decoded fact
+        return canonical(decode_stored(0, bytes(state))[0].fact) == canon
+    except (msgspec.MsgspecError, ValueError):
+        return False
 
 
 class ChainStart(NamedTuple):
@@ -457,18 +593,21 @@ def packing_chain(start: ChainStart, label: str = "line") -> Chain:
                   default_json, label)
 
 
-NONE_RECORDED: Final[frozenset[str]] = frozenset()
+NONE_RECORDED: Final[Mapping[str, tuple[int, bytes]]] = MappingProxyType({})
 
 
-def _insert_new(session: OptimisticSession, chain: Chain, fresh: Sequence[Prepared]) -> _Linked | None:
-    """Link and insert a batch as if none of its ids were recorded; None (nothing written) if one was."""
+def _insert_new(session: OptimisticSession, chain: Chain, held: Holdings, guess: Sorted,
+                looked: Lookup) -> tuple[Sorted, _Linked, Pending] | None:
+    """Check, link and insert a batch as if none of its ids were recorded; None (nothing kept) if one was."""
     try:
-        linked = chain.link(fresh, NONE_RECORDED)
+        pending = held.check(guess.items, looked)
+        linked = chain.link(guess.fresh)
     except BadInput:
         return None  # perhaps about a line recorded already, which the check will drop
-    if linked.events and not session.insert_new(session.pack(linked.events, linked.keys, chain.position)):
+    if linked.events and not session.insert_new(session.pack(linked.events, linked.keys, chain.position),
+                                                pending.rows()):
         return None
-    return linked
+    return guess, linked, pending
 
 
 class _Linked(NamedTuple):
@@ -491,15 +630,13 @@ class Chain:
     default_json: bytes
     label: str
 
-    def link(self, fresh: Sequence[Prepared], already: Set[str]) -> _Linked:
-        """Rows for the facts of ``fresh`` not in ``already``, from where the chain stands."""
+    def link(self, fresh: Sequence[Prepared]) -> _Linked:
+        """Rows for the facts of ``fresh``, from where the chain stands."""
         pos, prev, last_at = self.position, self.prev, self.last_at
         default_at, default_json = self.default_at, self.default_json
         events: list[tuple[str, int, str, bytes]] = []
         keys: list[tuple[str, int]] = []
-        for lineno, id_, id_json, topic, key, canon, own_at in fresh:
-            if id_ in already:
-                continue
+        for lineno, id_, id_json, topic, key, canon, own_at, _ in fresh:
             if own_at is None:
                 if last_at is None or last_at <= default_at:
                     at_json, last_at = default_json, default_at
@@ -509,8 +646,14 @@ class Chain:
                 at, at_json = _decode_instant(own_at), own_at
                 if last_at is not None and at < last_at:
                     raise BadInput(
-                        f"{self.label} {lineno}: field `recorded_at`: {at.isoformat()} is earlier than "
+                        f"{self._at(lineno)}field `recorded_at`: {at.isoformat()} is earlier than "
                         f"{last_at.isoformat()}, which the store already holds"
+                    )
+                if at > default_at:
+                    # One line dated in the future would hold every later fact's recorded_at there.
+                    raise BadInput(
+                        f"{self._at(lineno)}field `recorded_at`: {at.isoformat()} is later than this "
+                        f"import's own instant, {default_at.isoformat()}"
                     )
                 last_at = at
             prev = link_bytes(prev, pos, at_json, id_json, canon)
@@ -518,6 +661,9 @@ class Chain:
             keys.append((key, pos))
             pos += 1
         return _Linked(events, keys, prev, last_at)
+
+    def _at(self, line: int) -> str:
+        return f"{self.label} {line}: " if self.label else ""
 
     def start(self) -> ChainStart:
         """Where this chain stands, for ``packing_chain`` in another process."""

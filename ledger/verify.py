@@ -25,6 +25,7 @@ from typing import Final, cast
 
 import msgspec
 
+from ledger.consistency import name_claim
 from ledger.errors import BadInput
 from ledger.events import StoredState
 from ledger.store import GENESIS, LedgerRecorder, chain_hash, index_key
@@ -129,11 +130,40 @@ def verify(recorder: LedgerRecorder, expect: str | None = None) -> VerifyResult:
     """
     want = parse_head(expect) if expect is not None else None
     with recorder.snapshot() as snap:
-        return _walk(snap.events(), _Index(snap.index()), want)
+        names: dict[str, tuple[str, int]] = {}
+        result = _walk(snap.events(), _Index(snap.index()), want, names)
+        if result.ok and (problem := _names_problem(snap.names(), names)):
+            return VerifyResult(False, result.position, result.head, problem, result.expected_at)
+        return result
+
+
+def _names_problem(rows: Iterator[tuple[object, object, object]],
+                   expected: dict[str, tuple[str, int]]) -> str | None:
+    """The first difference between the names table and each name's first use in the log, if any.
+
+    The table is what refuses a second use of an incident, window or exclusion id for
+    another service: a removed or altered row would let a later fact name two things.
+    """
+    held: dict[object, tuple[object, object]] = {}
+    for name, scope, position in rows:
+        if name in held:
+            return f"position {_shown(position)}: names table row {_shown(name)} held twice"
+        held[name] = (scope, position)
+    for name, (scope, position) in sorted(expected.items(), key=lambda kv: kv[1][1]):
+        row = held.pop(name, None)
+        if row is None:
+            return (f"position {position}: the names table lost {name!r} (first used there), "
+                    "so a later fact could reuse it for something else")
+        if row != (scope, position):
+            return f"position {position}: the names table row of {name!r} altered ({_shown(row)})"
+    for name, (_, position) in held.items():
+        return f"position {_shown(position)}: names table row {_shown(name)} inserted (it names no fact)"
+    return None
 
 
 def _walk(events: Iterator[tuple[object, object, object, object]], index: _Index,
-          want: str | None) -> VerifyResult:
+          want: str | None, names: dict[str, tuple[str, int]]) -> VerifyResult:
+    """Walk the log once, checking chain and index; ``names`` gets each name's first use."""
     found_at: int | None = None
     prev, expected = GENESIS, 1
     last_at: datetime | None = None
@@ -179,6 +209,8 @@ def _walk(events: Iterator[tuple[object, object, object, object]], index: _Index
             return bad(f"position {pos}: content, order or chain altered (hash does not match)")
         if problem := index.match(pos, index_key(fact)):
             return bad(_index_problem(problem))
+        if (claim := name_claim(fact)) is not None:
+            names.setdefault(claim[0], (claim[1], pos))
         prev, expected, last_at = digest, expected + 1, rec.recorded_at
         if digest == want:
             found_at = pos

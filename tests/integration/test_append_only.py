@@ -19,7 +19,7 @@ from tests.integration.test_store_contract import GOOD, snapshot
 from tests.pgserver import scratch_database
 
 REPO = Path(__file__).resolve().parents[2]
-TABLES = ("stored_events", "ledger_index")
+TABLES = ("stored_events", "ledger_index", "ledger_names")
 LINE = b'{"type":"probe_failed","service":"w","probe":"p%d","at":"2026-10-04T09:15:00Z"}'
 
 
@@ -37,8 +37,8 @@ class TestSQLiteAppendOnly:
 
     @pytest.mark.parametrize("table", TABLES)
     @pytest.mark.parametrize("statement", [
-        "UPDATE {t} SET {c} = {c} WHERE {c} = 2",
-        "DELETE FROM {t} WHERE {c} = 2",
+        "UPDATE {t} SET {c} = {c} WHERE {c} = 3",
+        "DELETE FROM {t} WHERE {c} = 3",
         "DELETE FROM {t}",  # SQLite's TRUNCATE: triggers turn the truncate optimisation off
     ])
     def test_changes_are_refused(self, led: Ledger, path: str, table: str, statement: str) -> None:
@@ -65,6 +65,7 @@ class TestSQLiteAppendOnly:
         finally:
             conn.close()
         assert names == ["ledger_index_no_delete", "ledger_index_no_update",
+                         "ledger_names_no_delete", "ledger_names_no_update",
                          "stored_events_no_delete", "stored_events_no_update"]
 
     def test_append_lock_is_still_taken_first(self, led: Ledger, path: str) -> None:
@@ -110,8 +111,8 @@ class TestPostgresAppendOnly:
 
     @pytest.mark.parametrize("table", TABLES)
     @pytest.mark.parametrize("statement", [
-        "UPDATE {t} SET {c} = {c} WHERE {c} = 2",
-        "DELETE FROM {t} WHERE {c} = 2",
+        "UPDATE {t} SET {c} = {c} WHERE {c} = 3",
+        "DELETE FROM {t} WHERE {c} = 3",
         "TRUNCATE {t}",
         "TRUNCATE {t} CASCADE",
     ])
@@ -135,8 +136,9 @@ class TestPostgresAppendOnly:
                 "SELECT c.relname, t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
                 "WHERE NOT t.tgisinternal ORDER BY 1, 2"
             ).fetchall()
+        guarded = ("ledger_append_check", "ledger_append_only_row", "ledger_append_only_truncate")
         assert rows == [("ledger_append_tally", "ledger_append_complete"),
-                        *((table, name) for table in ("ledger_index", "stored_events")
-                          for name in ("ledger_append_check", "ledger_append_only_row",
-                                       "ledger_append_only_truncate"))]
+                        *(("ledger_index", name) for name in guarded),
+                        *(("ledger_names", name) for name in guarded[1:]),
+                        *(("stored_events", name) for name in guarded)]
         assert led.import_lines([LINE % 1]).first_position == len(GOOD) + 1

@@ -60,7 +60,7 @@ def test_child_process_records_what_in_process_records(pair: tuple[Ledger, Ledge
     # Duplicates inside the file and across batches, a blank line, an export line with recorded_at.
     rows += [rows[10], b"", rows[4999]]
     rows.append(b'{"type":"probe_recovered","service":"svc-1","probe":"p","at":"2026-10-04T10:00:00Z",'
-                b'"recorded_at":"2026-11-01T12:00:05Z"}')
+                b'"recorded_at":"2026-11-01T12:00:01Z"}')  # the import's instant: a later one is refused
     before = set(children())
     via_child = a.import_file(io.BytesIO(data(rows)), parallel_from=1)
     in_process = b.import_lines(rows)

@@ -100,8 +100,12 @@ class StoreContract:
         fact = ProbeFailed(service="web", probe="p", at=datetime(2026, 10, 4, tzinfo=UTC), id="k1")
         assert led.append(fact).appended == 1
         before = snapshot(led)
-        again = led.append(msgspec.structs.replace(fact, probe="other"))  # same id, other content
+        again = led.append(fact)
         assert (again.appended, again.skipped) == (0, 1)
+        # Same id, other content: a conflict, refused with the id and its position (issue 14).
+        with pytest.raises(BadInput, match=r"^field `id`: k1 is already recorded with other content "
+                                           r"\(position 1\); nothing appended$"):
+            led.append(msgspec.structs.replace(fact, probe="other"))
         assert snapshot(led) == before
 
     def test_derived_id_makes_identical_content_idempotent(self, led: Ledger) -> None:

@@ -152,6 +152,25 @@ class TamperContract:
                                              raw.link(position)))
         self.expect_failure(led, url, runner, position, "hash does not match")
 
+    def _first_name(self, raw: Tamper) -> tuple[str, int]:
+        name, position = raw.execute("SELECT name, position FROM ledger_names ORDER BY position LIMIT 1")[0]
+        return str(name), int(position)
+
+    def test_names_row_removed(self, led: Ledger, raw: Tamper, url: str, runner: CliRunner) -> None:
+        # The names table refuses a second use of an id for another service: without the row, it would not.
+        name, position = self._first_name(raw)
+        raw.execute("DELETE FROM ledger_names WHERE name = %s", (name,))
+        self.expect_failure(led, url, runner, position, "names table lost", last_good=N)
+
+    def test_names_row_altered(self, led: Ledger, raw: Tamper, url: str, runner: CliRunner) -> None:
+        name, position = self._first_name(raw)
+        raw.execute("UPDATE ledger_names SET scope = 'incident\x1fother' WHERE name = %s", (name,))
+        self.expect_failure(led, url, runner, position, "names table row", last_good=N)
+
+    def test_names_row_inserted(self, led: Ledger, raw: Tamper, url: str, runner: CliRunner) -> None:
+        raw.execute("INSERT INTO ledger_names (name, scope, position) VALUES ('i:ghost', 'x', 2)")
+        self.expect_failure(led, url, runner, 2, "inserted (it names no fact)", last_good=N)
+
     def test_state_garbled(self, led: Ledger, raw: Tamper, url: str, runner: CliRunner) -> None:
         raw.set_state(2, raw.state(2).replace(b"[", b"{", 1))
         self.expect_failure(led, url, runner, 2, "no longer a valid event")
