@@ -129,7 +129,7 @@ def test_roles_are_nologin_and_granting_again_changes_nothing(store: Store) -> N
     assert (f"{p}_appender", "stored_events", "UPDATE") not in before
     assert (f"{p}_appender", "ledger_append_lock", "EXECUTE") in before
     assert {(t, priv) for g, t, priv in before if g == f"{p}_projector"} == {
-        ("stored_events", "SELECT"), ("ledger_index", "SELECT"),
+        ("stored_events", "SELECT"), ("ledger_index", "SELECT"), ("ledger_names", "SELECT"),
         *((t, priv) for t in (*TABLES, FAILED_TABLE) for priv in ("SELECT", "INSERT", "DELETE")),
         *((TRACKING_TABLE, priv) for priv in ("SELECT", "INSERT", "UPDATE", "DELETE")),
     }
@@ -292,13 +292,13 @@ def test_the_ledger_writes_what_the_checks_accept(store: Store, runner: CliRunne
         b'{"type":"incident_opened","service":"workspace","incident":"I-1","at":"2026-10-04T09:15:00Z",'
         b'"impact":"outage","title":"NUL \\u0000 in text","severity":12345678901234567890123}',
         b'{"type":"probe_failed","service":"workspace","probe":"q","at":"2026-10-04T09:15:00Z",'
-        b'"recorded_at":"2099-01-01T00:00:00+05:30"}',
+        b'"recorded_at":"2026-11-02T00:00:00+05:30"}',
         b'{"type":"probe_failed","service":"workspace","probe":"r","at":"2026-10-04T09:15:00Z",'
-        b'"recorded_at":"2099-01-01T00:00:00.000001+05:30"}',
+        b'"recorded_at":"2026-11-02T00:00:00.000001+05:30"}',
         b'{"type":"probe_failed","service":"workspace","probe":"s","at":"2026-10-04T09:15:00Z"}',
     ]
     file = tmp_path / "edge.ndjson"
-    file.write_bytes(b"\n".join(lines[:1] + lines[3:]))
+    file.write_bytes(b"\n".join([*lines[3:5], lines[0], lines[5]]))  # own recorded_at first: never going back
     ok(runner, store.url["appender"], "import", "-q", str(file))
     ok(runner, store.url["appender"], "append", "--json", lines[1].decode())
     ok(runner, store.url["appender"], "contract", "register", str(example_policy_paths()[1]))
