@@ -131,11 +131,15 @@ def cli(ctx: click.Context, store: str | None) -> None:
 
 @cli.command()
 @click.option("--roles", is_flag=True,
-              help="PostgreSQL: also create the NOLOGIN roles ledger_appender, _auditor, _reporting.")
+              help="PostgreSQL: also create the NOLOGIN roles ledger_appender, _projector, _auditor, "
+                   "_reporting and their grants (again: brings them up to date).")
 @pass_ctx
 def init(ctx: Context, roles: bool) -> None:
-    """Create the store (idempotent)."""
+    """Create the store and its reporting tables, or bring an older store's schema up to date (idempotent)."""
+    from ledger.reporting import open_view
+
     ledger = ctx.ledger()
+    open_view(ledger.recorder)  # the view's tables too, so that the roles can be granted them
     if roles:
         from ledger.postgres import PostgresLedgerRecorder, create_roles
 

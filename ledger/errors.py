@@ -32,3 +32,7 @@ class NotFound(LedgerError):
 
 class StoreError(LedgerError):
     """The store cannot be opened or written (URL, connection, schema)."""
+
+
+class LockWaitTimeout(StoreError):
+    """A writer gave up waiting for the store's append lock; nothing was written."""

@@ -1,32 +1,41 @@
 """PostgreSQL backend: the eventsourcing PostgreSQL application recorder plus the ledger's key index.
 
-The recorder serialises appends with an EXCLUSIVE table lock. Under that lock
-the notification-id sequence is reset to the table's maximum before inserting,
-so an import that rolled back (or was killed) leaves no gap in positions.
+Appends are serialised by an EXCLUSIVE lock on the log, taken through the owner's
+``ledger_append_lock()`` (so that a writer needs no privilege that could lock
+readers out), waiting at most LEDGER_LOCK_WAIT seconds. Under that lock positions
+follow the table's maximum, so an import that rolled back (or was killed) leaves no
+gap. Insert triggers refuse rows the ledger would not write (``sql/append_checks.sql``);
+``roles_sql`` grants each role what it needs and no more (``sql/roles.sql``).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Final, cast
 
+import msgspec
 import psycopg
 from eventsourcing.persistence import BaseInfrastructureFactory, ProgrammingError
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore, PostgresFactory
 from eventsourcing.utils import Environment, EnvType
 from psycopg import Connection, Cursor, ServerCursor
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.errors import InsufficientPrivilege, UniqueViolation
+from psycopg.errors import InsufficientPrivilege, LockNotAvailable, UndefinedFunction, UniqueViolation
 from psycopg.rows import DictRow, dict_row, tuple_row
-from psycopg.sql import SQL, Composed, Identifier
+from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from ledger.consistency import CONTRACT, OPENING_TAGS, Lookup, first_uses
-from ledger.errors import BadInput, StoreError
-from ledger.events import Recorded, decode_state, decode_stored
+from ledger.errors import BadInput, LockWaitTimeout, StoreError
+from ledger.events import FACT_TYPES, Recorded, decode_state
 from ledger.packing import pack_binary
+from ledger.runtime import IDLE_TIMEOUT, LOCK_WAIT, env_seconds
 from ledger.store import GENESIS, OLD_FORMAT, Head, IdConflict, LedgerRecorder, Packed, Snapshot, prefix_end
 from ledger.text import printable
 from ledger.urls import redact, scrub
@@ -35,6 +44,12 @@ PAGE: Final = 5000
 REFUSE_FUNCTION: Final = "ledger_refuse_change"  # trigger function behind append-only tables
 SIDE_TABLES: Final = ("ledger_index", "ledger_names")  # written with the events, in the same transaction
 SCHEMA_LOCK: Final = 0x1ED6E5  # advisory lock key held while creating the schema
+LOCK_FUNCTION: Final = "ledger_append_lock"  # the append lock, taken as the owner (sql/append_checks.sql)
+ANALYZE_FUNCTION: Final = "ledger_analyze"
+TALLY: Final = "ledger_append_tally"  # per writing transaction: the positions it appended and indexed
+# The object the schema creates last: a store where it exists has the whole current schema.
+LAST_OBJECT: Final = ("ledger_append_complete", TALLY)  # (trigger, table)
+KEY_KINDS: Final = ("s:", "i:", "m:", "x:", "c:", "k:")  # how every index key begins (ledger.store.index_key)
 ANALYZE_AFTER: Final = 50_000  # an append of at least this many facts refreshes the planner's statistics
 UNIT: Final = "\x1f"  # separates ids sent as one parameter (no id holds a control character)
 
@@ -42,28 +57,27 @@ UNIT: Final = "\x1f"  # separates ids sent as one parameter (no id holds a contr
 class _Session:
     overlaps = True  # the server inserts while Python links the next batch
 
-    def __init__(self, recorder: PostgresLedgerRecorder, curs: Cursor[DictRow]) -> None:
+    def __init__(self, recorder: PostgresLedgerRecorder, curs: Cursor[DictRow], next_position: int) -> None:
         self.r = recorder
         self.curs = curs
         self.inserted = 0
+        self._next = next_position
 
     def head(self) -> Head:
         self.curs.execute(self.r.sql_head)
         row = self.curs.fetchone()
         if row is None:
             return Head(0, GENESIS, None)
-        rec, link = decode_stored(row["notification_id"], bytes(row["state"]))
-        return Head(row["notification_id"], link, rec.recorded_at)
+        link, recorded_at = envelope_head(bytes(row["state"]), row["originator_id"])
+        return Head(row["notification_id"], link, recorded_at)
 
     def next_position(self) -> int:
-        # Under the table lock nobody else takes ids, so the new positions follow the current
-        # maximum without a gap: COPY (several times faster than the recorder's INSERT of a
-        # composite array) writes them itself and needs no RETURNING. The sequence is reset
-        # here too, for a writer that draws from it; each insert checks where its rows landed.
-        self.curs.execute(self.r.sql_reset_sequence)
-        row = self.curs.fetchone()
-        assert row is not None
-        return int(row["setval"])
+        # Under the append lock nobody else takes positions, so the new ones follow the
+        # current maximum without a gap: COPY (several times faster than the recorder's
+        # INSERT of a composite array) writes them itself and needs no RETURNING. The lock
+        # function found the maximum (and reset the sequence, for a writer that draws from
+        # it); the insert trigger refuses rows anywhere else.
+        return self._next
 
     def recorded(self, originator_ids: Sequence[str]) -> dict[str, tuple[int, bytes]]:
         ids = list(originator_ids)
@@ -98,15 +112,15 @@ class _Session:
 
     def insert(self, packed: Packed, names: Sequence[tuple[str, str, int]] = ()) -> None:
         # Positions are given, not drawn from the sequence (a nextval per row cost a tenth
-        # of the insert); the sequence follows once the rows are in.
+        # of the insert); the lock function resets the sequence for a writer that draws from it.
         try:
             with self.curs.copy(self.r.sql_copy_events) as copy:
                 copy.write(cast(bytes, packed.events))
         except UniqueViolation as exc:  # only rows packed as if none were recorded meet one
             raise IdConflict(f"import: {exc.diag.message_detail or exc}") from None
-        self.curs.execute(self.r.sql_follow_sequence)  # returns the log's new maximum
+        self.curs.execute(self.r.sql_last)
         top = self.curs.fetchone()
-        end = int(top["setval"]) if top is not None else -1
+        end = int(top["last"]) if top is not None and top["last"] is not None else -1
         packed.check(end)
         with self.curs.copy(self.r.sql_copy_index) as copy:
             copy.write(cast(bytes, packed.index))
@@ -140,6 +154,16 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
         )
         # The index decides what a contract-month reads: it is as append-only as the log.
         self.sql_create_statements.extend(append_only_statements(self.datastore.schema, ("ledger_index",)))
+        # Appends through the owner's lock function, rows checked on insert (last: LAST_OBJECT).
+        self.sql_create_statements.extend(
+            append_check_statements(self.datastore.schema, self.events_table_name, "ledger_index")
+        )
+        self.sql_lock = SQL("SELECT {schema}.{fn}() AS next").format(
+            schema=schema, fn=Identifier(LOCK_FUNCTION)
+        )
+        self.sql_analyze_function = SQL("SELECT {schema}.{fn}()").format(
+            schema=schema, fn=Identifier(ANALYZE_FUNCTION)
+        )
         # What verify reads: every row, compared with nothing (any value it holds comes back).
         # The log by its position index, rows without a position first; the key index sorted.
         self.sql_snapshot_events = tuple(
@@ -177,7 +201,8 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
         ).format(schema=schema, table=table, index=index)
         self.sql_prefix_positions = self._prefix_positions(SQL("key"))
         self.sql_head = SQL(
-            "SELECT notification_id, state FROM {schema}.{table} ORDER BY notification_id DESC LIMIT 1"
+            "SELECT notification_id, originator_id, state FROM {schema}.{table} "
+            "ORDER BY notification_id DESC LIMIT 1"
         ).format(schema=schema, table=table)
         self.sql_recorded_joined = SQL(
             "SELECT originator_id, notification_id, state FROM {schema}.{table} "
@@ -187,6 +212,9 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
             "SELECT originator_id, notification_id, state FROM {schema}.{table} "
             "WHERE originator_id = ANY(%s::text[])"
         ).format(schema=schema, table=table)
+        self.sql_last = SQL("SELECT MAX(notification_id) AS last FROM {schema}.{table}").format(
+            schema=schema, table=table
+        )
         names = Identifier("ledger_names")
         # Each name an opening fact gives (``ledger.consistency``): its scope and first position.
         # Not among the statements create_table runs: see ``ensure_names``.
@@ -209,26 +237,22 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
             "AND topic = ANY(%s) ORDER BY notification_id LIMIT %s"
         ).format(schema=schema, table=table)
         self.names_missing = False
-        qualified = f"{self.datastore.schema}.{self.events_table_name}"
-        self.sql_reset_sequence = SQL(
-            "SELECT setval(pg_get_serial_sequence({qualified}, 'notification_id'), "
-            "COALESCE((SELECT MAX(notification_id) FROM {schema}.{table}), 0) + 1, false)"
-        ).format(qualified=qualified, schema=schema, table=table)
-        self.sql_follow_sequence = SQL(
-            "SELECT setval(pg_get_serial_sequence({qualified}, 'notification_id'), "
-            "(SELECT MAX(notification_id) FROM {schema}.{table}))"
-        ).format(qualified=qualified, schema=schema, table=table)
         self.sql_read = SQL(
             "SELECT notification_id, state FROM {schema}.{table} "
             "WHERE notification_id >= %s AND notification_id <= %s ORDER BY notification_id LIMIT %s"
         ).format(schema=schema, table=table)
-        self.sql_analyze = SQL("ANALYZE {schema}.{table}, {schema}.{index}").format(
-            schema=schema, table=table, index=index
-        )
         self.sql_read_positions = SQL(
             "SELECT notification_id, state FROM {schema}.{table} "
             "WHERE notification_id = ANY(%s::text::bigint[]) ORDER BY notification_id"
         ).format(schema=schema, table=table)
+        self.sql_lock_holders = SQL(
+            "SELECT l.pid, a.application_name, a.state, a.state_change "
+            "FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_backend_pid() "
+            "AND l.mode <> 'AccessShareLock' AND l.relation = (SELECT c.oid FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = {s} AND c.relname = {t}) "
+            "ORDER BY l.mode = 'ExclusiveLock' DESC, l.pid"
+        ).format(s=Literal(self.datastore.schema), t=Literal(self.events_table_name))
         self.sql_read_raw = SQL(
             "SELECT notification_id, originator_id, topic, state FROM {schema}.{table} "
             "WHERE notification_id >= %s AND notification_id <= %s ORDER BY notification_id LIMIT %s"
@@ -278,17 +302,67 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
                 "with the role that owns its tables (`ledger init`), then append"
             )
         with self.datastore.transaction(commit=True) as curs:
-            self._lock_table(curs)
+            next_position = self._append_lock(curs)
             self._notify_channel(curs)
-            session = _Session(self, curs)
+            session = _Session(self, curs, next_position)
             yield session
         if session.inserted >= ANALYZE_AFTER:
             # Fresh statistics after a bulk load: without them the planner guesses, and
             # after ten million rows it chose a hash join over the whole log for a
             # contract-month's keyed read (10 s instead of 0.3 s) until autovacuum caught up.
-            # A role that does not own the tables gets a notice and no error.
+            # Through the owner's function: only a table's owner may analyze it.
             with self.datastore.get_connection() as conn:
-                conn.execute(self.sql_analyze)
+                conn.execute(self.sql_analyze_function)
+
+    def _append_lock(self, curs: Cursor[DictRow]) -> int:
+        """Take the append lock (waiting at most LEDGER_LOCK_WAIT); the next position.
+
+        A writer that waited too long gets ``LockWaitTimeout`` naming the session that
+        holds the lock. The lock is the owner's ``ledger_append_lock()``, so a writer needs
+        no privilege that could lock the log against readers (UPDATE would allow
+        ``LOCK ... ACCESS EXCLUSIVE``).
+        """
+        wait = env_seconds(LOCK_WAIT)
+        # Whole milliseconds, at least one: 0 would mean waiting for ever.
+        curs.execute("SELECT set_config('lock_timeout', %s, true)", (f"{max(1, math.ceil(wait * 1000))}ms",))
+        started = time.monotonic()
+        try:
+            with curs.connection.transaction():  # a savepoint: the transaction survives a timeout
+                curs.execute(self.sql_lock)
+        except LockNotAvailable:
+            raise LockWaitTimeout(self._lock_holders(curs, time.monotonic() - started)) from None
+        except UndefinedFunction:
+            raise StoreError(
+                "this store's schema predates the append lock function: run `ledger init` "
+                "as the owner of its tables to bring it up to date"
+            ) from None
+        row = curs.fetchone()
+        assert row is not None
+        # Who holds the lock, and since when, for any session to see (pg_stat_activity shows
+        # another role's application_name, not its transaction start); reset at the end.
+        curs.execute(
+            "SELECT set_config('application_name', left(current_setting('application_name'), 30) "
+            "|| ' locked ' || to_char(clock_timestamp() AT TIME ZONE 'UTC', "
+            "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), true)"
+        )
+        return int(row["next"])
+
+    def _lock_holders(self, curs: Cursor[DictRow], waited: float) -> str:
+        """One line: who holds a lock on the log that the append lock waits for."""
+        curs.execute(self.sql_lock_holders)
+        # Another role's session shows its application name (``... locked <when>``, set by
+        # the ledger once it holds the lock) but not its state, unless this role may see it.
+        holders = [
+            f"backend pid {r['pid']} ({printable(r['application_name'] or 'no application name')}"
+            + (f", {r['state']} since {_instant(r['state_change'])}" if r["state"] else "")
+            + ")"
+            for r in curs.fetchall()
+        ]
+        who = "; ".join(holders) if holders else "a session that has let go of it since"
+        return (
+            f"gave up waiting for the append lock after {waited:.1f} s (LEDGER_LOCK_WAIT): "
+            f"held by {who}; nothing was written"
+        )
 
     def _fetch(self, query: SQL | Composed, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         # Binary results and plain tuples: bytea arrives as bytes (not hex text to parse)
@@ -413,6 +487,11 @@ class _Snapshot:
             curs.close()
 
 
+# TCP keepalives, client and server side: a session whose peer machine vanished (not a
+# stopped process: its kernel still answers) is noticed within about a minute.
+KEEPALIVE: Final = {"idle": 30, "interval": 10, "count": 3}
+
+
 class LedgerDatastore(PostgresDatastore):
     """The library's datastore, connecting with every libpq parameter of the store URL, JIT off.
 
@@ -422,21 +501,35 @@ class LedgerDatastore(PostgresDatastore):
     libpq's own. The ledger's queries are short index walks; PostgreSQL's cost
     estimate for a keyed read of a long service history can pass
     ``jit_above_cost``, and compiling then takes longer than running the query.
+
+    Sessions that stall let go: one idle inside a transaction for LEDGER_IDLE_TIMEOUT
+    seconds is ended by the server (a writer stopped between statements frees the
+    append lock), TCP keepalives notice a vanished peer, and the application name
+    (``ledger[PID]`` unless the URL or ``PGAPPNAME`` gives one) tells a waiting writer
+    whose the lock is.
     """
 
     def __init__(self, params: dict[str, str], **kwargs: Any) -> None:
+        # At least a millisecond: the library sends whole milliseconds, and 0 would mean never.
+        kwargs.setdefault("idle_in_transaction_session_timeout", max(0.001, env_seconds(IDLE_TIMEOUT)))
         super().__init__(
             params.get("dbname", ""), params.get("host", ""), params.get("port", ""),
             params.get("user", ""), params.get("password", ""), **kwargs,
         )
-        self.pool.kwargs = {**params, "row_factory": dict_row}
+        self.pool.kwargs = {
+            "fallback_application_name": f"ledger[{os.getpid()}]", "keepalives": "1",
+            **{f"keepalives_{k}": str(v) for k, v in KEEPALIVE.items()},
+            **params, "row_factory": dict_row,
+        }
 
     def after_connect_func(self) -> Callable[[Connection[Any]], None]:
         library = super().after_connect_func()
+        settings = "; ".join(f"SET tcp_keepalives_{k} = {v}" for k, v in KEEPALIVE.items())
 
         def after_connect(conn: Connection[Any]) -> None:
             library(conn)
             conn.execute("SET jit = off")
+            conn.execute(settings)
 
         return after_connect
 
@@ -546,19 +639,25 @@ def open_postgres(url: str, *, pool_size: int = 2, create: bool = True) -> Postg
     )
     recorder = PostgresLedgerRecorder(datastore)
     schema = datastore.schema
+    events = f"{_ident(schema)}.{_ident(recorder.events_table_name)}"
     with probe as conn:
         # Ready when the last object the schema creates exists (older stores get the rest).
+        # Only a role that may run the DDL tries: the tables' owner, or for a new store a
+        # role that may create tables in the schema. Any other role reads an older store
+        # as it is; its writes name the command that brings the schema up to date.
         row = conn.execute(
-            "SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'ledger_append_only_truncate' "
-            "AND tgrelid = to_regclass(%s)) AS ready, to_regclass(%s) IS NOT NULL "
-            "AND to_regclass(%s) IS NOT NULL AS ledger",
-            (f"{schema}.ledger_index", f"{schema}.{recorder.events_table_name}", f"{schema}.ledger_index"),
+            "SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = %s AND tgrelid = to_regclass(%s)) "
+            "AS ready, to_regclass(%s) IS NOT NULL AND to_regclass(%s) IS NOT NULL AS ledger, "
+            "CASE WHEN to_regclass(%s) IS NULL THEN has_schema_privilege(%s, 'CREATE') ELSE "
+            "pg_has_role((SELECT relowner FROM pg_class WHERE oid = to_regclass(%s)), 'USAGE') END AS may",
+            (LAST_OBJECT[0], f"{_ident(schema)}.{_ident(LAST_OBJECT[1])}", events,
+             f"{_ident(schema)}.ledger_index", events, schema, events),
         ).fetchone()
         assert row is not None
         if not row["ledger"] and not create:
             recorder.close()
             raise StoreError(f"not a ledger store: {redact(url)} (`ledger init` creates one)")
-        if not row["ready"] and create:
+        if not row["ready"] and create and row["may"]:
             # DDL run by two processes at once fails ("tuple concurrently updated"):
             # whoever creates the schema holds an advisory lock while doing it.
             conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
@@ -566,6 +665,12 @@ def open_postgres(url: str, *, pool_size: int = 2, create: bool = True) -> Postg
                 recorder.create_table()
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
+        elif not row["ledger"]:
+            recorder.close()
+            raise StoreError(
+                f"not a ledger store, and this role may not create one: {redact(url)} "
+                "(`ledger init` as the role that is to own its tables creates it)"
+            )
         names = conn.execute("SELECT to_regclass(%s) IS NOT NULL AS ready",
                              (f"{datastore.schema}.ledger_names",)).fetchone()
         kind = conn.execute(
@@ -637,6 +742,84 @@ def append_only_statements(schema: str, tables: Sequence[str]) -> list[Composed]
     return statements
 
 
+# The shapes of recorded_at that msgspec writes (digits as 0): UTC or an offset, with or
+# without microseconds.
+_INSTANT_MASKS: Final = tuple(
+    f"0000-00-00T00:00:00{fraction}{zone}"
+    for fraction in ("", ".000000")
+    for zone in ("Z", "+00:00", "-00:00")
+)
+
+
+def append_check_statements(schema: str, events_table: str, index_table: str) -> list[Composed]:
+    """DDL for appends that can neither lock the log against readers nor corrupt it (idempotent).
+
+    ``ledger/sql/append_checks.sql``, filled in: ``ledger_append_lock()``, the append lock
+    taken as the owner; a statement-level trigger on the log that refuses any row
+    ``ledger append`` or ``import`` would not write; one on the key index that refuses
+    rows not naming this transaction's positions in order; a deferred check that every
+    appended position got its index row. Not checked: the fact's fields and the link's
+    value (``ledger verify`` recomputes the chain), and which key an index row carries.
+    """
+    topics = sorted(FACT_TYPES)
+    # The bytes each topic's state has before its link: `"type":"<topic>"},"`, and their
+    # length without the `,"` (canonical JSON sorts keys, and `type` sorts last in every type).
+    suffixes = SQL(", ").join(
+        SQL("({}, {}::bytea, {})").format(
+            Literal(tag), Literal(b'"type":"%s"},"' % tag.encode()), Literal(len(tag.encode()) + 10)
+        )
+        for tag in topics
+    )
+    args = {
+        "s": Identifier(schema), "e": Identifier(events_table), "i": Identifier(index_table),
+        "t": Identifier(TALLY), "sn": Literal(schema), "tn": Literal(TALLY),
+        "qualified": Literal(f"{_ident(schema)}.{_ident(events_table)}"),
+        "definer": SQL("SECURITY DEFINER SET search_path = pg_catalog, pg_temp"),
+        "topics": SQL(", ").join(Literal(tag) for tag in topics),
+        "suffixes": suffixes,
+        "masks": SQL(", ").join(Literal(m) for m in _INSTANT_MASKS),
+        "kinds": SQL(", ").join(Literal(k) for k in KEY_KINDS),
+    }
+    return [SQL(text).format(**args) for text in _template_statements(_CHECKS_SQL)]
+
+
+def _template_statements(template: str) -> list[str]:
+    """The statements of a template (each ends at a ``-- end`` line), without comment lines."""
+    statements = []
+    for chunk in template.split("\n-- end\n"):
+        lines = [line for line in chunk.splitlines() if not line.lstrip().startswith("--")]
+        if text := "\n".join(lines).strip():
+            statements.append(text)
+    return statements
+
+
+_CHECKS_SQL: Final = (Path(__file__).parent / "sql" / "append_checks.sql").read_text()
+
+
+def envelope_head(state: bytes, originator_id: str) -> tuple[str, datetime]:
+    """The link and recorded_at of a stored state, read from its envelope alone.
+
+    The layout the append trigger guarantees (``ledger.events.state_bytes``): the fact
+    itself is not decoded, so a row whose fact no longer decodes cannot stop appends.
+    """
+    prefix = b"[%s," % msgspec.json.encode(originator_id)
+    start = len(prefix)
+    end = state.find(b'",{', start)
+    try:
+        if end < 0 or not state.startswith(prefix) or state[-2:] != b'"]':
+            raise ValueError("no envelope")
+        return state[-66:-2].decode("ascii"), _instant_decoder.decode(state[start : end + 1])
+    except (ValueError, msgspec.DecodeError):
+        raise StoreError(f"the last row's state is not one the ledger wrote (id {originator_id!r})") from None
+
+
+_instant_decoder: Final = msgspec.json.Decoder(datetime)
+
+
+def _instant(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _ident(name: str) -> str:
     # Bare when safe, so that ledger/sql/roles.sql reads like hand-written SQL.
     if re.fullmatch(r"[a-z_][a-z0-9_]*", name):
@@ -644,53 +827,77 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+ROLES: Final = ("appender", "projector", "auditor", "reporting")
+
+
 def roles_sql(schema: str = "public", events_table: str = "stored_events", prefix: str = "ledger") -> str:
     """The SQL script that creates the ledger's roles and grants (ledger/sql/roles.sql is its default)."""
+    from ledger.reporting import FAILED_TABLE, TABLES, TRACKING_TABLE  # the reporting view's tables
+
     sc, ev = _ident(schema), _ident(events_table)
     # Every table the append path writes in one transaction: the log (with its chain) and the key index.
-    tables = ", ".join(f"{sc}.{_ident(t)}" for t in (events_table, *SIDE_TABLES))
-    appender_literal = f"{prefix}_appender".replace("'", "''")
-    appender, auditor, reporting = (_ident(f"{prefix}_{r}") for r in ("appender", "auditor", "reporting"))
-    everyone = f"{appender}, {auditor}, {reporting}"
+    log = ", ".join(f"{sc}.{_ident(t)}" for t in (events_table, *SIDE_TABLES))
+    view = ", ".join(f"{sc}.{_ident(t)}" for t in (*TABLES, FAILED_TABLE))
+    tracking = f"{sc}.{_ident(TRACKING_TABLE)}"
+    appender, projector, auditor, reporting = (_ident(f"{prefix}_{r}") for r in ROLES)
+    everyone = f"{appender}, {projector}, {auditor}, {reporting}"
+    functions = ", ".join(
+        f"{sc}.{fn}" for fn in (f"{LOCK_FUNCTION}()", f"{ANALYZE_FUNCTION}()", "ledger_unchecked()",
+                                "ledger_row_problem(bigint, text, text, bytea)", "ledger_check_events()",
+                                "ledger_check_index()", "ledger_check_commit()")
+    )
     qualified = f"{sc}.{ev}".replace("'", "''")
     lines = ["-- Roles: created once per cluster, NOLOGIN; grant them to login roles."]
-    for role in (appender, auditor, reporting):
+    for role in (appender, projector, auditor, reporting):
         lines.append(
             f"DO $roles$ BEGIN CREATE ROLE {role} NOLOGIN; "
             "EXCEPTION WHEN duplicate_object THEN NULL; END $roles$;"
         )
     lines += [
         "",
-        "-- Start from nothing on the ledger's tables, so re-running this script also removes extras.",
+        "-- Start from nothing on the ledger's objects, so re-running this script also removes",
+        "-- extras (and what earlier versions granted: UPDATE on the log, the sequence).",
         f"GRANT USAGE ON SCHEMA {sc} TO {everyone};",
-        f"REVOKE ALL ON {tables} FROM {everyone};",
+        f"REVOKE ALL ON {log}, {view}, {tracking}, {sc}.{_ident(TALLY)} FROM {everyone};",
+        f"REVOKE ALL ON FUNCTION {functions} FROM {everyone};",
+        "DO $roles$ BEGIN EXECUTE format('REVOKE ALL ON SEQUENCE %s FROM %s', "
+        f"pg_get_serial_sequence('{qualified}', 'notification_id'), "
+        f"'{everyone.replace(chr(39), chr(39) * 2)}'); END $roles$;",
         "",
-        "-- The appender writes new facts and reads what it must check (head, existing ids).",
-        f"GRANT SELECT, INSERT ON {tables} TO {appender};",
-        "-- LOCK TABLE ... IN EXCLUSIVE MODE (which serialises appends) needs UPDATE, DELETE or",
-        "-- TRUNCATE privilege; UPDATE is the least of them, and the append-only trigger refuses",
-        "-- every actual UPDATE for every role.",
-        f"GRANT UPDATE ON {sc}.{ev} TO {appender};",
-        "-- Positions come from the notification-id sequence: nextval needs USAGE, and the",
-        "-- gap-free reset under the table lock (setval) needs UPDATE.",
-        "DO $roles$ BEGIN EXECUTE format('GRANT USAGE, UPDATE ON SEQUENCE %s TO %I', "
-        f"pg_get_serial_sequence('{qualified}', 'notification_id'), '{appender_literal}'); "
-        "END $roles$;",
+        "-- The appender adds facts and reads what it must check (head, recorded ids). It takes",
+        "-- the append lock through the owner's function: no UPDATE, so no LOCK ... ACCESS",
+        "-- EXCLUSIVE; and the insert triggers refuse any row the ledger would not write.",
+        f"GRANT SELECT, INSERT ON {log} TO {appender};",
+        f"GRANT EXECUTE ON FUNCTION {sc}.{LOCK_FUNCTION}(), {sc}.{ANALYZE_FUNCTION}() TO {appender};",
         "-- NOTIFY needs no privilege.",
         "",
-        "-- Auditors (ledger verify, audit) and reporting jobs only read.",
-        f"GRANT SELECT ON {tables} TO {auditor}, {reporting};",
+        "-- The projector (ledger projections run, status, rebuild) reads the log and writes only",
+        "-- the reporting view and its tracking. It runs no DDL: `ledger init` made the tables.",
+        f"GRANT SELECT ON {log} TO {projector};",
+        f"GRANT SELECT, INSERT, DELETE ON {view} TO {projector};",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON {tracking} TO {projector};",
+        "",
+        "-- Auditors (ledger verify, audit, report) read the log; reporting jobs read the log,",
+        "-- the reporting view and how far it has got.",
+        f"GRANT SELECT ON {log} TO {auditor}, {reporting};",
+        f"GRANT SELECT ON {view}, {tracking} TO {reporting};",
         "",
     ]
     return "\n".join(lines)
 
 
 def create_roles(recorder: PostgresLedgerRecorder, prefix: str = "ledger") -> list[str]:
-    """Create (or bring up to date) the NOLOGIN roles ``{prefix}_appender``, ``_auditor``, ``_reporting``."""
+    """Create (or bring up to date) the NOLOGIN roles ``{prefix}_appender``, ``_projector``, ``_auditor``...
+
+    and ``_reporting``, with their grants, creating the reporting view's tables if missing.
+    """
+    from ledger.reporting import open_view
+
+    open_view(recorder)
     script = roles_sql(recorder.datastore.schema, recorder.events_table_name, prefix)
     with recorder.datastore.transaction(commit=True) as curs:
         # Two processes granting on the same objects at once fail ("tuple concurrently
         # updated"); the schema lock serialises them as it does table creation.
         curs.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
         curs.execute(script.encode(), prepare=False)
-    return [f"{prefix}_{r}" for r in ("appender", "auditor", "reporting")]
+    return [f"{prefix}_{r}" for r in ROLES]

@@ -78,6 +78,7 @@ APP_NAME: Final = "ledger"  # the tracked application: positions are the ledger'
 PROJECTION: Final = "reporting"
 PAGE: Final = 5000  # notifications per batch transaction
 TABLES: Final = ("report_monthly_availability", "report_downtime_intervals", "report_credit_entitlements")
+TRACKING_TABLE: Final = f"{PROJECTION}_tracking"  # PostgreSQL (SQLite: the library's `tracking`)
 FAILED_TABLE: Final = "report_failed_months"  # contract-months the fold could not evaluate
 
 
@@ -382,7 +383,7 @@ class PostgresReportingView(PostgresTrackingRecorder, ReportingView):
     """The report tables in the ledger's PostgreSQL schema, with the library's tracking table."""
 
     def __init__(
-        self, datastore: PostgresDatastore, *, tracking_table_name: str = f"{PROJECTION}_tracking",
+        self, datastore: PostgresDatastore, *, tracking_table_name: str = TRACKING_TABLE,
         **kwargs: Any,
     ) -> None:
         super().__init__(datastore, tracking_table_name=tracking_table_name, **kwargs)
@@ -521,7 +522,12 @@ _SCHEMA_LOCK: Final = 0x1ED6E6  # advisory lock held while creating the view's t
 
 
 def open_view(recorder: LedgerRecorder) -> ReportingView:
-    """The reporting view in the same database as ``recorder`` (tables created if needed)."""
+    """The reporting view in the same database as ``recorder`` (tables created if needed).
+
+    On PostgreSQL the tables are created only where one is missing: a role without the
+    right to create tables (``ledger_projector``, ``ledger_reporting``) runs no DDL at all,
+    and is told to run ``ledger init`` if the view has not been made yet.
+    """
     from ledger.postgres import PostgresLedgerRecorder
     from ledger.sqlite import SQLiteLedgerRecorder
 
@@ -531,7 +537,22 @@ def open_view(recorder: LedgerRecorder) -> ReportingView:
         return sqlite_view
     if isinstance(recorder, PostgresLedgerRecorder):
         pg_view = PostgresReportingView(recorder.datastore)
+        schema = pg_view.datastore.schema
+        made = [*TABLES, FAILED_TABLE, pg_view.tracking_table_name]
+        names = [f"{schema}.{t}" for t in made]
         with recorder.datastore.get_connection() as conn:
+            row = conn.execute(
+                "SELECT bool_and(to_regclass(format('%%I.%%I', %s::text, t)) IS NOT NULL) AS found, "
+                "has_schema_privilege(%s, 'CREATE') AS may FROM unnest(%s::text[]) t",
+                (schema, schema, made),
+            ).fetchone()
+            if row is not None and row["found"]:
+                return pg_view
+            if row is None or not row["may"]:
+                raise StoreError(
+                    f"the reporting view's tables ({', '.join(names)}) do not exist and this role may not "
+                    "create them: run `ledger init` as the owner of the ledger's tables"
+                )
             # Two workers creating tables at once fail ("tuple concurrently updated").
             conn.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK,))
             try:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import gc
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Final
+
+from ledger.errors import StoreError
 
 
 @contextmanager
@@ -24,3 +28,24 @@ def paused_gc() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+# How long the ledger's own sessions wait or idle before giving up (seconds; see
+# docs/reliability.md, "Roles and locks"). Read when a store is opened.
+LOCK_WAIT: Final = ("LEDGER_LOCK_WAIT", 120.0)  # a writer waiting for the append lock, both stores
+IDLE_TIMEOUT: Final = ("LEDGER_IDLE_TIMEOUT", 600.0)  # PostgreSQL: a session idle inside a transaction
+
+
+def env_seconds(setting: tuple[str, float]) -> float:
+    """The setting's value in seconds from its environment variable, else its default."""
+    name, default = setting
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 10**7:
+        raise StoreError(f"{name}={raw!r}: expected a number of seconds greater than 0")
+    return value

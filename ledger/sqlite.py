@@ -6,8 +6,13 @@ is deleted, and a rolled-back import leaves no gap.
 
 from __future__ import annotations
 
+import fcntl
+import math
 import os
 import sqlite3
+import struct
+import sys
+import time
 from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final
@@ -23,9 +28,10 @@ from eventsourcing.sqlite import (
 )
 
 from ledger.consistency import CONTRACT, OPENING_TAGS, Lookup, first_uses
-from ledger.errors import StoreError
+from ledger.errors import LockWaitTimeout, StoreError
 from ledger.events import Recorded, decode_state, decode_stored
 from ledger.packing import pack_rows
+from ledger.runtime import LOCK_WAIT, env_seconds
 from ledger.store import GENESIS, OLD_FORMAT, Head, IdConflict, LedgerRecorder, Packed, Snapshot, prefix_end
 from ledger.text import printable
 
@@ -225,10 +231,23 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerRecorder):
     def write_session(self) -> Iterator[_Session]:
         if self.names_missing is not None:
             raise StoreError(self.names_missing)
+        wait = env_seconds(LOCK_WAIT)
         with self.datastore.transaction(commit=True) as c:
-            # A write as the first statement takes SQLite's write lock at once, so
-            # concurrent importers queue on the busy timeout instead of failing later.
-            c.execute("UPDATE ledger_index SET key = key WHERE 0")
+            c.execute(f"PRAGMA busy_timeout = {math.ceil(wait * 1000)}")
+            started = time.monotonic()
+            try:
+                # A write as the first statement takes SQLite's write lock at once, so
+                # concurrent importers queue on the busy timeout instead of failing later.
+                c.execute("UPDATE ledger_index SET key = key WHERE 0")
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                pool = self.datastore.pool
+                holder = None if pool.is_sqlite_memory_mode else _lock_holder(pool.db_name)
+                raise LockWaitTimeout(
+                    f"gave up waiting for the write lock after {time.monotonic() - started:.1f} s "
+                    f"(LEDGER_LOCK_WAIT): held by {_describe_process(holder)}; nothing was written"
+                ) from None
             # A large import touches many pages of the log's primary key and of the key index
             # (one hot spot per service); a bigger page cache, bounded whatever the store's
             # size, keeps them in memory until the commit.
@@ -350,6 +369,51 @@ def append_only_statements(tables: Sequence[str]) -> list[str]:
     return statements
 
 
+# struct flock as Linux lays it out: l_type, l_whence, l_start, l_len, l_pid (and padding).
+_FLOCK: Final = struct.Struct("hhqqixxxx")
+# Where SQLite's unix VFS takes its write lock: byte 120 of the -shm file in WAL mode (the
+# wal-index's WAL_WRITE_LOCK, sqlite.org/walformat.html), the RESERVED byte of the database
+# file (PENDING_BYTE + 1) in rollback-journal mode.
+_WRITE_LOCKS: Final = (("-shm", 120), ("", 0x40000001))
+
+
+def _lock_holder(path: str) -> int | None:
+    """The process holding SQLite's write lock on ``path``, if the system says (Linux: F_GETLK)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    for suffix, offset in _WRITE_LOCKS:
+        try:
+            fd = os.open(path + suffix, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            got = fcntl.fcntl(fd, fcntl.F_GETLK, _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, offset, 1, 0))
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+        kind, _, _, _, pid = _FLOCK.unpack(got)
+        if kind != fcntl.F_UNLCK and pid > 0:
+            return int(pid)
+    return None
+
+
+def _describe_process(pid: int | None) -> str:
+    """``process PID (stopped: its command line)``, or what can be said without knowing it."""
+    if pid is None:
+        # The system reports no other process: a connection of this one, or not Linux.
+        return "another connection (its process is not known)"
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            args = f.read().decode("utf-8", "replace").split("\0")
+    except (OSError, IndexError):
+        return f"process {pid}"
+    command = " ".join([os.path.basename(args[0]), *args[1:]]).strip()[:200]
+    return f"process {pid} ({'stopped' if state in ('T', 't') else 'running'}: {printable(command)})"
+
+
 _EARLIER_STATE: Final = msgspec.json.Decoder(tuple[str, msgspec.Raw, msgspec.Raw])
 
 
@@ -406,7 +470,7 @@ def _holds_a_ledger(path: str) -> bool:
     return {"stored_events", "ledger_index"} <= names
 
 
-def open_sqlite(path: str, *, create: bool = True, lock_timeout: int = 120) -> SQLiteLedgerRecorder:
+def open_sqlite(path: str, *, create: bool = True, lock_timeout: int | None = None) -> SQLiteLedgerRecorder:
     """Open the SQLite ledger at ``path``; with ``create``, make the file and the tables if needed.
 
     Without ``create`` a missing file, a file that is not a SQLite database and a
@@ -420,8 +484,10 @@ def open_sqlite(path: str, *, create: bool = True, lock_timeout: int = 120) -> S
         raise StoreError(f"{shown}: not a SQLite database")
     if create:
         _create_file(path)
+    # Every statement's busy timeout (a write session sets its own: LEDGER_LOCK_WAIT).
+    timeout = math.ceil(env_seconds(LOCK_WAIT)) if lock_timeout is None else lock_timeout
     # Absolute: the library opens it as a URI filename, where a relative "file:..." would be a URI.
-    datastore = SQLiteDatastore(db_name=os.path.abspath(path), lock_timeout=lock_timeout)
+    datastore = SQLiteDatastore(db_name=os.path.abspath(path), lock_timeout=timeout)
     recorder = SQLiteLedgerRecorder(datastore)
     if create:
         recorder.create_table()

@@ -1,22 +1,17 @@
-"""Append-only in the database itself: triggers on both stores, least-privilege roles on PostgreSQL."""
+"""Append-only in the database itself: triggers on both stores (the roles: test_roles.py)."""
 
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
-from click.testing import CliRunner
 
-from cli.main import cli
 from ledger.application import Ledger, open_ledger
-from ledger.postgres import PostgresLedgerRecorder, create_roles, roles_sql
+from ledger.postgres import PostgresLedgerRecorder
 from ledger.sqlite import SQLiteLedgerRecorder
 from ledger.verify import verify
 from tests.conftest import StepClock
@@ -141,105 +136,9 @@ class TestPostgresAppendOnly:
                 "SELECT c.relname, t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
                 "WHERE NOT t.tgisinternal ORDER BY 1, 2"
             ).fetchall()
-        assert rows == [(table, name) for table in ("ledger_index", "ledger_names", "stored_events")
-                        for name in ("ledger_append_only_row", "ledger_append_only_truncate")]
+        guarded = ("ledger_append_check", "ledger_append_only_row", "ledger_append_only_truncate")
+        assert rows == [("ledger_append_tally", "ledger_append_complete"),
+                        *(("ledger_index", name) for name in guarded),
+                        *(("ledger_names", name) for name in guarded[1:]),
+                        *(("stored_events", name) for name in guarded)]
         assert led.import_lines([LINE % 1]).first_position == len(GOOD) + 1
-
-
-@pytest.mark.postgres
-class TestPostgresRoles:
-    @pytest.fixture
-    def url(self, pg_admin_url: str) -> Iterator[str]:
-        with scratch_database(pg_admin_url) as url:
-            yield url
-
-    @pytest.fixture
-    def prefix(self, url: str) -> Iterator[str]:
-        # Roles belong to the whole cluster: a unique prefix per test, dropped afterwards.
-        prefix = "lt" + uuid.uuid4().hex[:8]
-        yield prefix
-        names = [f"{prefix}_{r}" for r in ("appender", "auditor", "reporting")]
-        with psycopg.connect(url, autocommit=True) as conn:
-            for name in names:
-                exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
-                if exists:
-                    conn.execute(f'DROP OWNED BY "{name}"'.encode())
-                    conn.execute(f'DROP ROLE "{name}"'.encode())
-
-    @pytest.fixture
-    def led(self, url: str, prefix: str, clock: StepClock) -> Iterator[Ledger]:
-        led = open_ledger(url, clock=clock)
-        led.import_lines(GOOD[:2])
-        assert isinstance(led.recorder, PostgresLedgerRecorder)
-        assert create_roles(led.recorder, prefix) == [f"{prefix}_appender", f"{prefix}_auditor",
-                                                      f"{prefix}_reporting"]
-        create_roles(led.recorder, prefix)  # idempotent
-        yield led
-        led.close()
-
-    def test_roles_are_nologin(self, led: Ledger, url: str, prefix: str) -> None:
-        with psycopg.connect(url) as conn:
-            rows = conn.execute("SELECT rolname, rolcanlogin, rolsuper FROM pg_roles WHERE rolname LIKE %s "
-                                "ORDER BY 1", (prefix + "%",)).fetchall()
-        assert rows == [(f"{prefix}_{r}", False, False) for r in ("appender", "auditor", "reporting")]
-
-    def test_appender_appends_through_the_ledger(self, led: Ledger, url: str, prefix: str, clock: StepClock,
-                                                 monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-        # Every connection the ledger opens starts with SET ROLE <appender>.
-        monkeypatch.setenv("PGOPTIONS", f"-c role={prefix}_appender")
-        app = open_ledger(url, clock=clock)
-        try:
-            with app.recorder.datastore.get_connection() as conn:  # type: ignore[attr-defined]
-                row = conn.execute("SELECT current_user AS u").fetchone()
-            assert row["u"] == f"{prefix}_appender"
-            result = app.import_lines(GOOD[2:])
-            assert (result.first_position, result.last_position) == (3, len(GOOD))
-            assert app.import_lines(GOOD).appended == 0  # idempotence check reads as the appender
-            assert verify(app.recorder).ok
-        finally:
-            app.close()
-        # The command line, in another process, under the same role.
-        file = tmp_path / "more.ndjson"
-        file.write_bytes(b"\n".join(LINE % i for i in range(50)))
-        proc = subprocess.run([sys.executable, "-m", "cli.main", "--store", url, "import", "-q", str(file)],
-                              cwd=REPO, capture_output=True, timeout=120, check=False)
-        assert proc.returncode == 0, proc.stderr.decode()
-        assert led.recorder.last_position() == len(GOOD) + 50
-        # What the appender may not do.
-        with psycopg.connect(url, options=f"-c role={prefix}_appender") as conn:
-            for statement, error in [
-                ("UPDATE stored_events SET topic = topic", psycopg.errors.InsufficientPrivilege),  # trigger
-                ("UPDATE ledger_index SET key = key", psycopg.errors.InsufficientPrivilege),
-                ("DELETE FROM stored_events", psycopg.errors.InsufficientPrivilege),
-                ("DELETE FROM ledger_index", psycopg.errors.InsufficientPrivilege),
-                ("TRUNCATE stored_events", psycopg.errors.InsufficientPrivilege),
-                ("DROP TABLE ledger_index", psycopg.errors.InsufficientPrivilege),
-                ("ALTER TABLE stored_events DISABLE TRIGGER ALL", psycopg.errors.InsufficientPrivilege),
-                ("SET session_replication_role = replica", psycopg.errors.InsufficientPrivilege),
-            ]:
-                with pytest.raises(error):
-                    conn.execute(statement.encode())
-                conn.rollback()
-        assert verify(led.recorder).ok
-
-    @pytest.mark.parametrize("role", ["auditor", "reporting"])
-    def test_readers_read_and_cannot_write(self, led: Ledger, url: str, prefix: str, role: str,
-                                           runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setenv("PGOPTIONS", f"-c role={prefix}_{role}")
-        ok = runner.invoke(cli, ["--store", url, "verify"])
-        assert ok.exit_code == 0, ok.output
-        events = runner.invoke(cli, ["--store", url, "events"])
-        assert events.exit_code == 0, events.output
-        assert len(events.stdout.splitlines()) == 2
-        refused = runner.invoke(cli, ["--store", url, "append", "--json", GOOD[3].decode()])
-        assert refused.exit_code == 1
-        lines = refused.stderr.splitlines()
-        assert len(lines) == 1, refused.stderr
-        assert lines[0].startswith("error: store: permission denied"), lines[0]
-        monkeypatch.delenv("PGOPTIONS")
-        assert led.recorder.last_position() == 2
-
-    def test_roles_sql_file_is_the_default_script(self) -> None:
-        text = (REPO / "ledger" / "sql" / "roles.sql").read_text()
-        body = text[text.index("-- Roles:"):]
-        assert body == roles_sql()
