@@ -46,19 +46,26 @@ _MONTH_RE: Final = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")
 
 
 def parse_month(month: str) -> tuple[int, int]:
-    """Year and month number of an exact "YYYY-MM" from 1969-12 to 3000-01 (ValueError otherwise)."""
+    """Year and month number of an exact "YYYY-MM" whose bounds any zone can compute (ValueError otherwise).
+
+    Years 2 to 9998: every zone's local midnights of such a month are datetimes. What the
+    folds can evaluate, which is wider than what input may name (``check_month``): a store
+    written before the input range was bounded may hold facts in any such month.
+    """
     m = _MONTH_RE.fullmatch(month)
-    if m is not None and FIRST_MONTH <= (parsed := (int(m.group(1)), int(m.group(2)))) <= LAST_MONTH:
+    if m is not None and 2 <= (parsed := (int(m.group(1)), int(m.group(2))))[0] <= 9998:
         return parsed
-    raise ValueError(f"not a month (YYYY-MM, {MONTH_RANGE}): {month!r}")
+    raise ValueError(f"not a month (YYYY-MM): {month!r}")
 
 
 def check_month(month: str, what: str) -> str:
-    """``month`` if ``parse_month`` takes it, else BadInput naming ``what`` (a field or an option)."""
+    """``month`` if it is exact "YYYY-MM" from 1969-12 to 3000-01, else BadInput naming ``what``."""
     try:
-        parse_month(month)
+        ok = FIRST_MONTH <= parse_month(month) <= LAST_MONTH
     except ValueError:
-        raise BadInput(f"{what}: expected a month YYYY-MM from {MONTH_RANGE}, got {month!r}") from None
+        ok = False
+    if not ok:
+        raise BadInput(f"{what}: expected a month YYYY-MM from {MONTH_RANGE}, got {month!r}")
     return month
 
 

@@ -84,10 +84,15 @@ NOT_MONTHS = [
 ]
 
 
+# Well-formed but outside what input may name: the folds still compute them (an old store's facts).
+OUT_OF_RANGE = {"1969-11", "3000-02"}
+
+
 @pytest.mark.parametrize("text", NOT_MONTHS)
 def test_a_month_is_exactly_yyyy_mm(text: str) -> None:
-    with pytest.raises(ValueError, match="not a month"):
-        parse_month(text)
+    if text not in OUT_OF_RANGE:
+        with pytest.raises(ValueError, match="not a month"):
+            parse_month(text)
     with pytest.raises(BadInput, match=r"^--month: expected a month YYYY-MM from 1969-12 to 3000-01, got "):
         check_month(text, "--month")
 
