@@ -214,10 +214,15 @@ ZONES = ["UTC", "Pacific/Kiritimati", "Etc/GMT+12", "America/St_Johns", "Europe/
 OFFSETS = [UTC, timezone(timedelta(hours=14)), timezone(timedelta(hours=-12)),
            timezone(timedelta(hours=5, minutes=45)), timezone(-timedelta(hours=3, minutes=30))]
 SPAN = timedelta(days=75)  # around one instant per example: months held stay few (rebuild time)
+# The reporting view holds every month from a contract's first month (its earliest fact's) to
+# the later of the ledger's clock (2026-11 here) and its latest fact: an era far from the clock
+# means thousands of months per pass (a probe down from 2500 on: 5,700 full evaluations each
+# time the follower or a rebuild runs). The eras are the accepted range's first instant and
+# the years around the clock; the last instant, which would cost 11,600 months a pass, is
+# `test_the_edges_of_time_are_evaluable`'s (report and audit; see docs/decisions.md).
 ERAS = st.one_of(
-    st.sampled_from([EARLIEST, LATEST, datetime(2026, 10, 1, tzinfo=UTC)]),
-    st.datetimes(min_value=EARLIEST.replace(tzinfo=None), max_value=LATEST.replace(tzinfo=None),
-                 timezones=st.just(UTC)),
+    st.sampled_from([EARLIEST, datetime(2026, 10, 1, tzinfo=UTC)]),
+    st.datetimes(min_value=datetime(2024, 1, 1), max_value=datetime(2028, 12, 31), timezones=st.just(UTC)),
 )
 
 
@@ -387,9 +392,9 @@ def _exercise(led: Ledger, url: str, lines: list[bytes], months: list[str]) -> N
     assert verify(led.recorder).ok
 
 
-SQLITE_FOLDS = settings(max_examples=25, deadline=None,
+SQLITE_FOLDS = settings(max_examples=15, deadline=None,
                         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-POSTGRES_FOLDS = settings(SQLITE_FOLDS, max_examples=10)
+POSTGRES_FOLDS = settings(SQLITE_FOLDS, max_examples=6)
 
 
 @SQLITE_FOLDS
