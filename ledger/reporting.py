@@ -563,24 +563,39 @@ def open_view(recorder: LedgerRecorder) -> ReportingView:
     raise StoreError(f"no reporting view for {type(recorder).__name__}")
 
 
-def _existing_view(recorder: LedgerRecorder) -> ReportingView | None:
-    """The reporting view, if its tracking table was ever made (nothing is created)."""
+def _existing_view(recorder: LedgerRecorder) -> tuple[ReportingView, set[str]] | None:
+    """The reporting view and which of its tables exist, if its tracking table was ever made.
+
+    Nothing is created: a view made by an earlier version may lack a table added since
+    (``report_failed_months``); the next `projections run` or `rebuild` creates it.
+    """
     from ledger.postgres import PostgresLedgerRecorder
     from ledger.sqlite import SQLiteLedgerRecorder
 
+    view: ReportingView
     if isinstance(recorder, SQLiteLedgerRecorder):
-        sqlite_view = SQLiteReportingView(recorder.datastore)
+        view = SQLiteReportingView(recorder.datastore)
+        wanted = [*TABLES, FAILED_TABLE, "tracking"]  # the library's fixed tracking name
         with recorder.datastore.transaction(commit=False) as c:
-            c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                      ("tracking",))  # the library's fixed name
-            return sqlite_view if c.fetchone() else None
-    if isinstance(recorder, PostgresLedgerRecorder):
+            marks = ", ".join("?" * len(wanted))
+            c.execute(f"SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ({marks})",  # noqa: S608
+                      wanted)
+            found = {row[0] for row in c.fetchall()}
+        tracking = "tracking"
+    elif isinstance(recorder, PostgresLedgerRecorder):
         pg_view = PostgresReportingView(recorder.datastore)
+        view, tracking = pg_view, pg_view.tracking_table_name
+        wanted = [*TABLES, FAILED_TABLE, tracking]
         with recorder.datastore.get_connection() as conn:
-            row = conn.execute("SELECT to_regclass(%s) IS NOT NULL AS made",
-                               (f"{recorder.datastore.schema}.{pg_view.tracking_table_name}",)).fetchone()
-        return pg_view if row is not None and row["made"] else None
-    raise StoreError(f"no reporting view for {type(recorder).__name__}")
+            rows = conn.execute(
+                "SELECT t FROM unnest(%s::text[]) t "
+                "WHERE to_regclass(format('%%I.%%I', %s::text, t)) IS NOT NULL",
+                (wanted, recorder.datastore.schema),
+            ).fetchall()
+        found = {row["t"] for row in rows}
+    else:
+        raise StoreError(f"no reporting view for {type(recorder).__name__}")
+    return (view, found) if tracking in found else None
 
 
 # --- evaluation ----------------------------------------------------------------
@@ -1081,12 +1096,13 @@ SHOWN_FAILURES: Final = 5
 
 def status(ledger: Ledger, *, failures: int = SHOWN_FAILURES) -> list[Status]:
     """Per projection: tracked position, ledger head and failed contract-months (creates nothing)."""
-    view = _existing_view(ledger.recorder)
+    existing = _existing_view(ledger.recorder)
     head = ledger.recorder.last_position()
-    if view is None:
+    if existing is None:
         return [Status(projection=PROJECTION, position=0, head=head)]
+    view, tables = existing
     position = int(view.max_tracking_id(APP_NAME) or 0)
-    failed, first = view.failures(failures)
+    failed, first = view.failures(failures) if FAILED_TABLE in tables else (0, [])
     return [Status(projection=PROJECTION, position=position, head=head, failed=failed, failures=first)]
 
 

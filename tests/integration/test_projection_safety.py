@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -382,6 +383,25 @@ def test_a_rebuild_records_a_failing_month_and_writes_the_rest(
     assert "failed" not in out
     assert _status_json(runner, store_url)["failed"] == 0
     assert assert_tables_match_reports(store_url, runner, rebuilt=True) == 15
+
+
+def test_status_reads_a_view_made_before_failed_months_were_recorded(
+        ledger: Ledger, store_url: str, runner: CliRunner) -> None:
+    # A view an earlier version made has no report_failed_months: status reads it all the same.
+    run_demo(ledger)
+    ledger_cli(runner, store_url, "projections", "run", "--once")
+    head = ledger.recorder.last_position()
+    if store_url.startswith("sqlite"):
+        conn = sqlite3.connect(store_url[len("sqlite:///"):])
+        with conn:
+            conn.execute("DROP TABLE report_failed_months")
+        conn.close()
+    else:
+        with psycopg.connect(store_url) as pg:
+            pg.execute("DROP TABLE report_failed_months")
+    out = ledger_cli(runner, store_url, "projections", "status").stdout
+    assert out == f"reporting\tposition={head}\thead={head}\tlag=0\n"
+    assert _status_json(runner, store_url)["failed"] == 0
 
 
 def test_rebuild_names_its_failures(ledger: Ledger, store_url: str, runner: CliRunner,
