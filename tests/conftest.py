@@ -76,6 +76,18 @@ def ledger(store_url: str, clock: StepClock) -> Iterator[Ledger]:
 
 
 @pytest.fixture
+def pair(store_url: str, tmp_path: Path) -> Iterator[tuple[Ledger, Ledger]]:
+    """A ledger on the store under test and a second one (SQLite) to compare against."""
+    a = open_ledger(store_url, clock=StepClock())
+    b = open_ledger(f"sqlite:///{tmp_path / 'other.db'}", clock=StepClock())
+    try:
+        yield a, b
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.fixture
 def make_ledger(clock: StepClock) -> Iterator[Callable[[str], Ledger]]:
     opened: list[Ledger] = []
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -98,16 +97,6 @@ def contract_line(kind: str, **terms: Any) -> bytes:
     return msgspec.json.encode(fact)
 
 
-@pytest.fixture
-def pair(store_url: str, tmp_path: Path) -> Iterator[tuple[Ledger, Ledger]]:
-    """A ledger on the store under test and a second one (SQLite) to compare against."""
-    a = open_ledger(store_url, clock=StepClock())
-    b = open_ledger(f"sqlite:///{tmp_path / 'other.db'}", clock=StepClock())
-    try:
-        yield a, b
-    finally:
-        a.close()
-        b.close()
 
 
 class Passes:

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
@@ -42,16 +41,6 @@ def children() -> set[int]:
     return found
 
 
-@pytest.fixture
-def pair(store_url: str, tmp_path: Path) -> Iterator[tuple[Ledger, Ledger]]:
-    """A ledger on the store under test and a second one (SQLite) to compare against."""
-    a = open_ledger(store_url, clock=StepClock())
-    b = open_ledger(f"sqlite:///{tmp_path / 'other.db'}", clock=StepClock())
-    try:
-        yield a, b
-    finally:
-        a.close()
-        b.close()
 
 
 def test_child_process_records_what_in_process_records(pair: tuple[Ledger, Ledger]) -> None:
