@@ -166,7 +166,7 @@ def pg_database(name: str, *, keep: bool = False) -> Iterator[str]:
 
 def register_contracts(url: str, contracts: list[Path]) -> float:
     """Record every contract in one append (one register command per contract would take minutes)."""
-    from ledger.application import open_ledger
+    from ledger.bootstrap import open_ledger
     from ledger.events import ContractRegistered
     from ledger.policy import load_policy
 
@@ -307,13 +307,10 @@ def naive_env(store: str, workdir: Path) -> Iterator[dict[str, str]]:
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{db}{suffix}").unlink(missing_ok=True)
     else:
-        from ledger.postgres import parse_postgres_url
+        from ledger.bootstrap import library_env
 
         with pg_database(f"bench_naive_{uuid.uuid4().hex[:8]}") as url:
-            a = parse_postgres_url(url)
-            yield {"PERSISTENCE_MODULE": "eventsourcing.postgres", "POSTGRES_DBNAME": a["dbname"],
-                   "POSTGRES_HOST": a["host"], "POSTGRES_PORT": str(a["port"]),
-                   "POSTGRES_USER": a["user"], "POSTGRES_PASSWORD": a["password"]}
+            yield library_env(url)
 
 
 # --- rebuild -------------------------------------------------------------------------

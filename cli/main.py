@@ -11,7 +11,8 @@ from typing import Any, BinaryIO, NoReturn, TypeVar
 import click
 import msgspec
 
-from ledger.application import Ledger, open_ledger
+from ledger.application import Ledger
+from ledger.bootstrap import open_ledger
 from ledger.calendar import check_instant, check_month
 from ledger.errors import BadInput, LedgerError, one_line
 from ledger.events import OPS_TYPES, decode_fact, export_line, fact_from_fields, fact_id
@@ -136,16 +137,13 @@ def cli(ctx: click.Context, store: str | None) -> None:
 @pass_ctx
 def init(ctx: Context, roles: bool) -> None:
     """Create the store and its reporting tables, or bring an older store's schema up to date (idempotent)."""
-    from ledger.reporting import open_view
+    from ledger.bootstrap import open_view
+    from ledger.bootstrap import roles as make_roles
 
     ledger = ctx.ledger()
     open_view(ledger.recorder)  # the view's tables too, so that the roles can be granted them
     if roles:
-        from ledger.postgres import PostgresLedgerRecorder, create_roles
-
-        if not isinstance(ledger.recorder, PostgresLedgerRecorder):
-            raise BadInput("--roles: roles exist only on PostgreSQL (SQLite has no users)")
-        click.echo("roles: " + ", ".join(create_roles(ledger.recorder)))
+        click.echo("roles: " + ", ".join(make_roles(ledger.recorder)))
     click.echo(f"ledger ready at {ctx.shown} ({ledger.recorder.last_position()} events)")
 
 
@@ -194,7 +192,7 @@ def contract_list(ctx: Context) -> None:
 @pass_ctx
 def contract_show(ctx: Context, contract_id: str) -> None:
     """Show every recorded version of a contract as JSON."""
-    from projections.contracts import find
+    from ledger.contracts import find
 
     versions = find(ctx.ledger(create=False).contracts(), contract_id)
     click.echo(msgspec.json.format(msgspec.json.encode(versions)).decode())

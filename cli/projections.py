@@ -38,7 +38,7 @@ def projections() -> None:
 @projections.command()
 def rebuild() -> None:
     """Reset the reporting tables and their tracking, and recompute every contract-month."""
-    from ledger.reporting import rebuild as run_rebuild
+    from projections.tracked import rebuild as run_rebuild
 
     ledger, _ = _ledger()
     r = run_rebuild(ledger)
@@ -51,7 +51,7 @@ def rebuild() -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def status(fmt: str) -> None:
     """Per projection: the tracked position, the ledger's head, the lag in events, and failed months."""
-    from ledger.reporting import status as get_status
+    from projections.tracked import status as get_status
 
     ledger, _ = _ledger()
     found = get_status(ledger)
@@ -81,7 +81,7 @@ def run(once: bool, interval: float) -> None:
     On PostgreSQL a lost connection (a server restart) is retried, with a growing wait
     up to 15 s and one line on stderr per attempt; the tables go on from their tracking.
     """
-    from ledger.reporting import run as run_worker
+    from projections.tracked import run as run_worker
 
     ledger, url = _ledger()
     position = run_worker(ledger, url, once=once, interval=interval,

@@ -1,19 +1,19 @@
 """The ledger application: one object the command line (and tests) drive.
 
-Composition root: ``open_ledger(url)`` builds it from a store URL. The clock
-is injected, so nothing below the edges reads the time itself.
+``ledger.bootstrap`` builds it from a store URL. The clock is injected, so nothing
+below the edges reads the time itself.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import BinaryIO
 
 from ledger.calendar import check_instant, check_month
 from ledger.consistency import contract_problem, contract_state
-from ledger.errors import BadInput, NotFound, StoreError
+from ledger.contracts import ContractVersion, contract_versions, find, in_force
+from ledger.errors import BadInput, NotFound
 from ledger.events import (
     ContractAmended,
     ContractRegistered,
@@ -24,23 +24,21 @@ from ledger.events import (
     Recorded,
 )
 from ledger.ingest import PARALLEL_FROM, packed_batches, prepare_facts, prepare_lines, prepared_batches
+from ledger.persistence.append import append_packed, append_prepared
+from ledger.persistence.keys import (
+    CONTRACT,
+    claims_key,
+    contract_key,
+    index_key,
+    month_keys,
+    read_related,
+    reference_key,
+    service_key,
+)
+from ledger.persistence.port import AppendResult, IdConflict, LedgerRecorder
 from ledger.policy import PolicyFile, resolve
 from ledger.runtime import paused_gc
-from ledger.store import (
-    AppendResult,
-    IdConflict,
-    LedgerRecorder,
-    append_packed,
-    append_prepared,
-    index_key,
-    reference_key,
-)
-from ledger.text import printable
-from ledger.urls import DEFAULT_STORE, parse_store_url, sqlite_path, store_url
-from projections.contracts import ContractVersion, contract_versions, find, in_force
 from projections.model import Audit, Evaluation
-
-__all__ = ["DEFAULT_STORE", "Ledger", "open_ledger", "open_recorder", "sqlite_path", "store_url"]
 
 
 def _rewind_point(file: BinaryIO, size: int) -> int | None:
@@ -82,10 +80,13 @@ class Ledger:
     """Append facts, read them back, and evaluate contract months."""
 
     def __init__(self, recorder: LedgerRecorder, clock: Callable[[], datetime] = utc_now,
-                 url: str | None = None) -> None:
+                 url: str | None = None, reopen: Callable[[], Ledger] | None = None) -> None:
         self.recorder = recorder
         self.clock = clock
-        self.url = url  # where it was opened from: worker processes open their own connection
+        self.url = url  # where it was opened from
+        # Opens another ledger on the same store (picklable: the rebuild's worker processes
+        # and a reconnecting follower open their own connection with it); from ``ledger.bootstrap``.
+        self.reopen = reopen
 
     def close(self) -> None:
         self.recorder.close()
@@ -135,13 +136,13 @@ class Ledger:
         """
         now = self.clock()  # one instant for the import, however many times it reads the file
         clock = lambda: now  # noqa: E731
-        packer = self.recorder.packer
-        start = _rewind_point(file, parallel_from) if packer is not None else None
-        if packer is not None and start is not None:
+        packing = self.recorder.packing
+        start = _rewind_point(file, parallel_from)
+        if start is not None:
             counted = _Progress(progress)
             try:
                 return append_packed(
-                    self.recorder, lambda chain: packed_batches(file, chain, packer, counted), clock
+                    self.recorder, lambda chain: packed_batches(file, chain, packing, counted), clock
                 )
             except IdConflict:
                 file.seek(start)
@@ -193,7 +194,7 @@ class Ledger:
     def contracts(self, upto: int | None = None) -> dict[str, list[ContractVersion]]:
         """Every contract's versions as recorded up to ``upto``."""
         last = self.recorder.last_position() if upto is None else upto
-        return contract_versions(self.recorder.read_key_prefix("k:", last))
+        return contract_versions(self.recorder.read_key_prefix(CONTRACT, last))
 
     def month_records(self, contract: str, month: str, upto: int) -> tuple[ContractVersion, list[Recorded]]:
         """The version in force for a contract-month and every fact its figures can depend on.
@@ -202,7 +203,7 @@ class Ledger:
         the corrections that refer to their ids, and its claims. The fold would
         ignore everything else, so the figures equal those from the whole ledger.
         """
-        versions = find(contract_versions(self.recorder.read_keyed(["k:" + contract], upto)), contract)
+        versions = find(contract_versions(self.recorder.read_keyed([contract_key(contract)], upto)), contract)
         version = in_force(versions, month)
         return version, self.service_records([version.policy.contract.service], [contract], upto)
 
@@ -212,13 +213,8 @@ class Ledger:
 
         With ``with_contracts``, the contracts' versions too. In position order.
         """
-        keys = [*("s:" + s for s in services), *("c:" + c for c in contracts)]
-        if with_contracts:
-            keys += ["k:" + c for c in contracts]
-        own = list(self.recorder.read_keyed(keys, upto))
-        refs = sorted({key for rec in own if (key := reference_key(rec.fact)) is not None})
-        related = list(self.recorder.read_keyed(refs, upto)) if refs else []
-        return sorted([*own, *related], key=lambda r: r.position)
+        keys = month_keys(services, contracts, versions=with_contracts)
+        return sorted(read_related(self.recorder, keys, upto), key=lambda r: r.position)
 
     def events(
         self,
@@ -232,8 +228,8 @@ class Ledger:
             # Through the key index: the service's facts and the contract versions name the
             # keys of everything else that belongs to it; the rest of the ledger is never read.
             last = self.recorder.last_position()
-            versions = self.recorder.read_key_prefix("k:", last)
-            about = [*versions, *self.recorder.read_keyed(["s:" + service], last)]
+            versions = self.recorder.read_key_prefix(CONTRACT, last)
+            about = [*versions, *self.recorder.read_keyed([service_key(service)], last)]
             source = self.recorder.read_keyed(sorted(_related_keys(about, service)), last)
         for rec in source:
             if _in_window(rec.fact, since, until):
@@ -287,13 +283,13 @@ class Ledger:
 
 def _related_keys(records: Iterable[Recorded], service: str) -> set[str]:
     """Index keys of the facts about ``service``: its own, and those of the ids and contracts it has."""
-    own = "s:" + service
+    own = service_key(service)
     keys = {own}
     for rec in records:
         f = rec.fact
         if isinstance(f, ContractRegistered | ContractAmended):
             if f.policy.contract.service == service:
-                keys |= {"k:" + f.policy.contract.id, "c:" + f.policy.contract.id}
+                keys |= {contract_key(f.policy.contract.id), claims_key(f.policy.contract.id)}
         elif index_key(f) == own and (ref := reference_key(f)) is not None:
             keys.add(ref)
     return keys
@@ -315,33 +311,3 @@ def _in_window(fact: Fact, since: datetime | None, until: datetime | None) -> bo
     if since is not None and end < since:
         return False
     return not (until is not None and start >= until)
-
-
-# --- composition root ----------------------------------------------------------
-
-
-def open_recorder(url: str, *, create: bool = True) -> LedgerRecorder:
-    """Open the store a URL names (``sqlite:///...`` or ``postgresql://...``).
-
-    Without ``create`` (read-only commands) nothing is created: a store that holds
-    no ledger is refused as ``not a ledger store``.
-    """
-    store = parse_store_url(url)
-    if store.path is not None:
-        from ledger.sqlite import open_sqlite
-
-        parent = os.path.dirname(store.path)
-        if create and parent and not os.path.isdir(parent):
-            raise StoreError(f"store URL {store.shown}: directory {printable(parent)} does not exist")
-        return open_sqlite(store.path, create=create)
-    from ledger.postgres import open_postgres
-
-    return open_postgres(url, create=create)
-
-
-def open_ledger(url: str | None = None, *, create: bool = True,
-                clock: Callable[[], datetime] = utc_now) -> Ledger:
-    """Build the ledger application from a store URL."""
-    resolved = store_url(url)
-    return Ledger(open_recorder(resolved, create=create), clock, resolved)
-

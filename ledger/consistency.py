@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, NamedTuple
 
+from ledger.contracts import ContractVersion, contract_versions
 from ledger.errors import BadInput
 from ledger.events import (
     FACT_DECODER,
@@ -28,10 +29,9 @@ from ledger.events import (
     Recorded,
     decode_state,
 )
-from projections.contracts import ContractVersion, contract_versions
+from ledger.persistence.keys import CONTRACT, EXCLUSION, INCIDENT, MAINTENANCE
 
 UNIT: Final = "\x1f"  # separates the parts of a scope (no name holds a control character)
-CONTRACT: Final = "k:"  # a claim on a contract id: checked against its versions, not the names table
 
 # A name's claim is (name, scope): the name with its kind's prefix (the key its corrections
 # are indexed under) and what it names. Declarations and exclusions share ``x:``, since an
@@ -40,20 +40,20 @@ Claim = tuple[str, str]
 
 
 def _incident(fact: IncidentOpened) -> Claim:
-    return "i:" + fact.incident, "incident" + UNIT + fact.service
+    return INCIDENT + fact.incident, "incident" + UNIT + fact.service
 
 
 def _maintenance(fact: MaintenanceAnnounced) -> Claim:
-    return "m:" + fact.maintenance, "maintenance" + UNIT + fact.service
+    return MAINTENANCE + fact.maintenance, "maintenance" + UNIT + fact.service
 
 
 def _force_majeure(fact: ForceMajeureDeclared) -> Claim:
-    return "x:" + fact.declaration, "force_majeure" + UNIT + fact.service
+    return EXCLUSION + fact.declaration, "force_majeure" + UNIT + fact.service
 
 
 def _exclusion(fact: ExclusionDeclared) -> Claim:
     scope = "exclusion" + UNIT + fact.service
-    return "x:" + fact.exclusion, scope if fact.contract is None else scope + UNIT + fact.contract
+    return EXCLUSION + fact.exclusion, scope if fact.contract is None else scope + UNIT + fact.contract
 
 
 def _contract(fact: ContractRegistered | ContractAmended) -> Claim:

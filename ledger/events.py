@@ -214,7 +214,7 @@ class Recorded(msgspec.Struct, frozen=True):
 class StoredState(msgspec.Struct, frozen=True, array_like=True):
     """What goes into the event store's ``state`` column (position is the row's).
 
-    ``link`` is the hash chain through this fact (``ledger.store.chain_hash``): the
+    ``link`` is the hash chain through this fact (``ledger.persistence.chain.chain_hash``): the
     previous link, the position, ``recorded_at``, the id and the canonical content.
     """
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import importlib
 import io
 import os
 import queue
@@ -48,19 +47,10 @@ from ledger.events import (
     derive_id_from,
     may_hold_control,
 )
-from ledger.store import (
-    BATCH,
-    KEY_OF,
-    NONE_RECORDED,
-    ChainStart,
-    Conflict,
-    IdConflict,
-    Packed,
-    PackedBatch,
-    Prepared,
-    packing_chain,
-    sort_rows,
-)
+from ledger.persistence.append import PackedBatch, batch_linker
+from ledger.persistence.chain import ChainStart
+from ledger.persistence.keys import KEY_OF
+from ledger.persistence.port import BATCH, Conflict, IdConflict, Packed, Prepared
 
 MAX_LINE: Final = 16 * 1024 * 1024  # bytes; a longer line is refused without reading it whole
 CHUNK: Final = 1 << 20  # bytes handed to the child at a time
@@ -88,8 +78,8 @@ def prepare_row(lineno: int, fact: Fact, canon: bytes) -> Prepared:
     tag, key_of, claim_of = _TAG_AND_KEY[type(fact)]
     id_ = fact.id if fact.id is not None else derive_id_from(canon)
     at = None if fact.recorded_at is None else _json.encode(fact.recorded_at)
-    return (lineno, id_, _json.encode(id_), tag, key_of(fact), canon, at,
-            None if claim_of is None else claim_of(fact))
+    return Prepared(lineno, id_, _json.encode(id_), tag, key_of(fact), canon, at,
+                    None if claim_of is None else claim_of(fact))
 
 
 _TAG_AND_KEY: Final[dict[type, tuple[str, Callable[[Any], str], Callable[[Any], tuple[str, str]] | None]]] = {
@@ -234,7 +224,7 @@ def _check_keys_each(lines: list[tuple[int, bytes]], rows: list[Prepared], plain
             return
         if line and not line.isspace():
             try:
-                check_keys(line, decode(line), next(prepared)[5], not plain and b"\\" in line)
+                check_keys(line, decode(line), next(prepared).canon, not plain and b"\\" in line)
             except BadInput as exc:
                 raise BadInput(f"line {lineno}: {exc}") from None
 
@@ -245,7 +235,7 @@ def child_main(limit: int = MAX_LINE, batch_size: int = BATCH,
 
     Each message is a 4-byte big-endian length and msgpack ``[kind, bytes consumed,
     payload]``. A batch is its prepared rows or, given ``link`` (where the chain
-    starts and the ``module:function`` that packs), its rows linked as if none of
+    starts and the name of the backend's packer), its rows linked as if none of
     their ids were recorded and packed for the store: ``[events, index, start,
     count, repeats dropped]``. It never prints a traceback: a bad line, a line the
     linking refused, or a failure is a message.
@@ -284,27 +274,14 @@ def _batch_rows(consumed: int, rows: list[Prepared]) -> tuple[int, int, object]:
     return _ROWS, consumed, rows
 
 
-def _batch_packer(start: ChainStart, packer: str) -> Callable[[int, list[Prepared]], tuple[int, int, object]]:
-    """Link and pack each batch from ``start`` on, as ``append_prepared`` would if no id were recorded.
-
-    With each batch go its repeats and conflicts within the batch and the facts whose
-    names and contract versions the writer checks against the store before inserting it.
-    """
-    module, _, name = packer.partition(":")
-    pack = getattr(importlib.import_module(module), name)
-    chain = packing_chain(start)
+def _batch_packer(start: ChainStart, packing: str) -> Callable[[int, list[Prepared]], tuple[int, int, object]]:
+    """Each batch linked and packed from ``start`` on (``batch_linker``), framed for the writer."""
+    link = batch_linker(start, packing)
 
     def batch(consumed: int, rows: list[Prepared]) -> tuple[int, int, object]:
-        rows_ = sort_rows(rows, NONE_RECORDED, chain.position)
-        try:
-            linked = chain.link(rows_.fresh)
-        except BadInput as exc:  # perhaps about a line recorded already: the writer checks
-            raise IdConflict(str(exc)) from None
-        packed: Packed = pack(linked.events, linked.keys, chain.position)
-        chain.advance(linked)
-        conflicts = [(c.line, c.id, c.position) for c in rows_.conflicts]
-        return _PACKED, consumed, (packed.events, packed.index, packed.start, packed.count,
-                                   rows_.skipped, conflicts, rows_.items)
+        packed, skipped, conflicts, items = link(rows)
+        return _PACKED, consumed, (packed.events, packed.index, packed.start, packed.count, skipped,
+                                   [(c.line, c.id, c.position) for c in conflicts], items)
 
     return batch
 
@@ -374,19 +351,19 @@ def prepared_batches(
 def packed_batches(
     file: BinaryIO,
     start: ChainStart,
-    packer: str,
+    packing: str,
     progress: Callable[[int], None] | None = None,
     *,
     limit: int = MAX_LINE,
     batch_size: int = PACKED_BATCH,
 ) -> Generator[PackedBatch, None, None]:
-    """Batches of an NDJSON stream linked from ``start`` and packed by ``packer``, in a child process.
+    """Batches of an NDJSON stream linked from ``start`` and packed by the ``packing`` packer, in a child process.
 
     Each comes with its repeats and conflicts within the batch and the facts to check
     (see ``append_packed``); a line the linking refused raises ``IdConflict``.
     """
     for events, index, first, count, skipped, conflicts, items in _in_child(
-        file, file.read(CHUNK), progress, limit, batch_size, (tuple(start), packer)
+        file, file.read(CHUNK), progress, limit, batch_size, (tuple(start), packing)
     ):
         # Lists after msgpack: the items are only unpacked, the conflicts become results.
         yield PackedBatch(Packed(events, index, first, count), skipped,
@@ -435,12 +412,13 @@ def _in_child(
 
 
 def _receive(stream: IO[bytes], progress: Callable[[int], None] | None, read_ahead: int) -> Iterator[Any]:
-    decode = msgspec.msgpack.Decoder().decode
     for message in _messages(stream, read_ahead):
         if not message:
             raise StoreError("import: the process preparing lines stopped")
         try:
-            kind, consumed, payload = decode(message)
+            kind, consumed, raw = _frame(message)
+            # Prepared rows decoded as such (typed); the rest as plain lists, which the writer only unpacks.
+            payload = _decode_rows(raw) if kind == _ROWS else _decode_any(raw)
         except (msgspec.DecodeError, ValueError, TypeError):
             raise StoreError("import: the process preparing lines sent a damaged batch") from None
         if kind == _ERROR:
@@ -454,8 +432,12 @@ def _receive(stream: IO[bytes], progress: Callable[[int], None] | None, read_ahe
         if progress is not None and consumed:
             progress(consumed)
         if payload:
-            # Lists, not tuples, after msgpack: the writer only unpacks them.
             yield payload
+
+
+_frame: Final = msgspec.msgpack.Decoder(tuple[int, int, msgspec.Raw]).decode
+_decode_rows: Final = msgspec.msgpack.Decoder(list[Prepared] | None).decode
+_decode_any: Final = msgspec.msgpack.Decoder().decode
 
 
 def _messages(stream: IO[bytes], read_ahead: int = READ_AHEAD) -> Iterator[bytes]:

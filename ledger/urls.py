@@ -2,7 +2,7 @@
 
 ``sqlite:///relative/path`` and ``sqlite:////absolute/path`` name a SQLite file;
 ``postgresql://`` and ``postgres://`` URLs are read by libpq's own URI rules
-(``ledger.postgres.connection_params``). Everything else is refused. A URL is
+(``ledger.persistence.postgres.connect.connection_params``). Everything else is refused. A URL is
 only ever shown with its password replaced by ``***`` (``redact``).
 """
 
@@ -87,7 +87,9 @@ def parse_store_url(url: str) -> StoreURL:
     if url.startswith("sqlite:"):
         return StoreURL(url, shown, path=sqlite_path(url))
     if url.startswith(POSTGRES_PREFIXES):
-        from ledger.postgres import connection_params  # the driver is imported for PostgreSQL only
+        from ledger.persistence.postgres.connect import (
+            connection_params,  # the driver is imported for PostgreSQL only
+        )
 
         return StoreURL(url, shown, params=connection_params(url))
     raise BadInput(f"store URL {shown}: {EXPECTED}")

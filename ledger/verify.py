@@ -28,7 +28,9 @@ import msgspec
 from ledger.consistency import name_claim
 from ledger.errors import BadInput
 from ledger.events import StoredState
-from ledger.store import GENESIS, LedgerRecorder, chain_hash, index_key
+from ledger.persistence.chain import GENESIS, chain_hash
+from ledger.persistence.keys import index_key
+from ledger.persistence.port import LedgerRecorder
 
 _HEAD: Final = re.compile(r"(?:sha256:)?([0-9a-f]{64})", re.IGNORECASE)
 

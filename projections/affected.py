@@ -58,6 +58,7 @@ from typing import Final, NamedTuple, TypeAlias
 from zoneinfo import ZoneInfo
 
 from ledger.calendar import month_bounds
+from ledger.contracts import ContractVersion, contract_versions
 from ledger.events import (
     ContractAmended,
     ContractRegistered,
@@ -74,7 +75,6 @@ from ledger.events import (
     ProbeRecovered,
     Recorded,
 )
-from projections.contracts import ContractVersion, contract_versions
 
 Pair: TypeAlias = tuple[str, str]  # (contract, "YYYY-MM")
 # What ``Known`` keeps of a fact: the record itself, or (``keep=False``) only its position.

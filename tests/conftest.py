@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ledger.application import Ledger, open_ledger
+from ledger.application import Ledger
+from ledger.bootstrap import open_ledger
 from tests.pgserver import postgres_server, scratch_database
 
 BACKENDS = ("sqlite", "postgres")

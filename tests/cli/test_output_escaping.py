@@ -17,11 +17,11 @@ import pytest
 from click.testing import CliRunner, Result
 
 from cli.main import cli
-from ledger.application import open_ledger
+from ledger.bootstrap import open_ledger
 from ledger.events import ContractRegistered, Fact, ForceMajeureDeclared
 from ledger.ingest import prepare_fact
+from ledger.persistence.append import append_prepared
 from ledger.policy import AvailabilitySection, ContractSection, PolicyFile
-from ledger.store import append_prepared
 from tests.conftest import StepClock
 
 UNSAFE = {*map(chr, range(0x20)), "\x7f", *map(chr, range(0x80, 0xA0)), "\u200e", "\u200f", "\u2028",

@@ -19,7 +19,7 @@ from click.testing import CliRunner, Result
 from psycopg.conninfo import conninfo_to_dict
 
 from cli.main import cli
-from ledger.application import open_ledger
+from ledger.bootstrap import open_ledger
 from ledger.errors import StoreError
 from tests.pgserver import scratch_database
 

@@ -24,7 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cli.main import cli
-from ledger.application import Ledger, open_ledger
+from ledger.application import Ledger
+from ledger.bootstrap import open_ledger
 from ledger.errors import BadInput
 from ledger.events import export_line, strip_envelope
 from ledger.ingest import CHUNK, MAX_LINE, LineSplitter

@@ -10,9 +10,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from ledger.application import Ledger, open_ledger
-from ledger.postgres import PostgresLedgerRecorder
-from ledger.sqlite import SQLiteLedgerRecorder
+from ledger.application import Ledger
+from ledger.bootstrap import open_ledger
+from ledger.persistence.postgres.recorder import PostgresLedgerRecorder
+from ledger.persistence.sqlite.recorder import SQLiteLedgerRecorder
 from ledger.verify import verify
 from tests.conftest import StepClock
 from tests.integration.test_store_contract import GOOD, snapshot

@@ -20,11 +20,12 @@ import pytest
 from click.testing import CliRunner
 
 import ledger.application as application
-from ledger.application import Ledger, open_ledger
+from ledger.application import Ledger
+from ledger.bootstrap import open_ledger
 from ledger.errors import BadInput, NotFound, StoreError
 from ledger.events import ContractAmended, ContractRegistered, IncidentOpened
+from ledger.persistence.port import AppendResult, Conflict, IdConflict
 from ledger.policy import load_policy
-from ledger.store import AppendResult, Conflict, IdConflict
 from ledger.verify import verify
 from tests.cli.test_cli import events, one_line_error, run
 from tests.conftest import StepClock
@@ -295,14 +296,14 @@ def test_a_store_that_cannot_make_its_names_table_is_read_but_not_appended_to(
     if store_url.startswith("sqlite"):
         from eventsourcing.persistence import OperationalError
 
-        from ledger.sqlite import SQLiteLedgerRecorder
+        from ledger.persistence.sqlite.recorder import SQLiteLedgerRecorder
 
         def refuse(self: object) -> None:
             raise OperationalError("attempt to write a readonly database")
 
         monkeypatch.setattr(SQLiteLedgerRecorder, "_create_names", refuse)
     else:
-        from ledger.postgres import PostgresLedgerRecorder
+        from ledger.persistence.postgres.recorder import PostgresLedgerRecorder
 
         def refuse(self: object, curs: object) -> None:
             raise psycopg.errors.InsufficientPrivilege("permission denied for table stored_events")

@@ -13,7 +13,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from ledger.application import Ledger, open_ledger, sqlite_path
+from ledger.application import Ledger
+from ledger.bootstrap import open_ledger, sqlite_path
 from ledger.events import export_line
 from ledger.verify import verify
 from tests.conftest import StepClock

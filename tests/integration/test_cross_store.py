@@ -11,7 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import cli
-from ledger.application import Ledger, open_ledger
+from ledger.application import Ledger
+from ledger.bootstrap import open_ledger
 from ledger.demo import demo_facts, example_policy_paths
 from ledger.events import Fact
 from ledger.policy import load_policy

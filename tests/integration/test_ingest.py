@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from ledger.application import Ledger, open_ledger
+from ledger.application import Ledger
+from ledger.bootstrap import open_ledger
 from ledger.errors import BadInput, StoreError
 from ledger.ingest import CHUNK, MAX_LINE
 from ledger.verify import verify

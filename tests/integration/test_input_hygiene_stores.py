@@ -16,7 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger.application import Ledger, open_ledger
+from ledger.application import Ledger
+from ledger.bootstrap import open_ledger
 from ledger.calendar import EARLIEST, LATEST
 from ledger.errors import BadInput, NotFound
 from ledger.events import (
@@ -29,10 +30,10 @@ from ledger.events import (
     export_line,
 )
 from ledger.ingest import MAX_LINE, prepare_fact
+from ledger.persistence.append import append_prepared
 from ledger.policy import MAX_POLICY_BYTES, PolicyFile, check_policy, load_policy
-from ledger.reporting import rebuild, run
-from ledger.store import append_prepared
 from ledger.verify import verify
+from projections.tracked import rebuild, run
 from tests.conftest import StepClock
 from tests.integration.test_store_contract import snapshot
 from tests.pgserver import scratch_database

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from ledger.application import open_ledger
+from ledger.bootstrap import open_ledger
 from ledger.policy import load_policy
 from tests.conftest import StepClock
 from tests.pgserver import scratch_database

@@ -23,8 +23,9 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import cli
-from ledger.application import Ledger, open_ledger, sqlite_path
-from ledger.sqlite import _lock_holder
+from ledger.application import Ledger
+from ledger.bootstrap import open_ledger, sqlite_path
+from ledger.persistence.sqlite.recorder import _lock_holder
 from tests.conftest import StepClock
 
 REPO = Path(__file__).resolve().parents[2]

@@ -25,11 +25,12 @@ import pytest
 from click.testing import CliRunner
 
 from benchmarks import generate
-from ledger import reporting
-from ledger.application import Ledger, open_ledger
+from ledger.application import Ledger
+from ledger.bootstrap import open_ledger
 from ledger.demo_run import run_demo
 from ledger.events import ProbeFailed
 from ledger.policy import load_policy
+from projections import tracked as reporting
 from tests.conftest import StepClock
 from tests.integration import projection_hooks as hooks
 from tests.integration.test_reporting import (
@@ -239,7 +240,7 @@ def test_a_killed_rebuild_leaves_no_worker_and_no_connection(
     markers.mkdir()
     # Workers forced on a small ledger (one task per service group), each hanging in its task.
     script = (
-        "import sys; from ledger import reporting; from ledger.application import open_ledger; "
+        "import sys; from projections import tracked as reporting; from ledger.bootstrap import open_ledger; "
         "from tests.integration import projection_hooks as hooks; reporting.GROUPS_PER_TASK = 1; "
         "reporting._evaluate_groups = hooks.stalled_evaluate_groups; "
         "reporting.rebuild(open_ledger(sys.argv[1], create=False), workers=2)"
@@ -274,7 +275,7 @@ def test_a_killed_rebuild_leaves_no_worker_and_no_connection(
 
 def test_an_orphaned_worker_ends_by_its_watchdog_alone() -> None:
     # As where prctl is missing: the worker's thread sees its parent's pid change and ends it.
-    child = ("import os, sys, time; from ledger import reporting; sys.platform = 'other'; "
+    child = ("import os, sys, time; from projections import tracked as reporting; sys.platform = 'other'; "
              "reporting._die_with_parent(os.getppid()); print('ready', flush=True); time.sleep(60)")
     parent = ("import os, subprocess, sys; "
               f"c = subprocess.Popen([sys.executable, '-c', {child!r}], stdout=subprocess.PIPE, text=True); "

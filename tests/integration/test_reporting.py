@@ -30,9 +30,9 @@ from ledger.application import Ledger
 from ledger.demo import demo_facts, example_policy_paths
 from ledger.events import ExclusionRevoked, Fact, fact_from_fields
 from ledger.policy import load_policy
-from ledger.reporting import Evaluator, open_view
 from projections.affected import Known
 from projections.model import Report, to_json
+from projections.tracked import Evaluator, open_view
 
 MONTH = "2026-10"
 ROOT = Path(__file__).resolve().parents[2]
@@ -172,9 +172,9 @@ def test_rebuild_gives_tables_equal_to_reports(ledger: Ledger, store_url: str, r
 
 def test_parallel_rebuild_writes_the_same_tables(ledger: Ledger, store_url: str,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from ledger import reporting
     from ledger.demo_run import run_demo
-    from ledger.reporting import rebuild
+    from projections import tracked as reporting
+    from projections.tracked import rebuild
 
     monkeypatch.setattr(reporting, "GROUPS_PER_TASK", 1)  # one task per service: really shared out
 
@@ -199,9 +199,9 @@ def test_a_rebuild_that_fails_part_way_leaves_the_view_as_it_was(
 ) -> None:
     # PostgreSQL writes the new view while groups are still being evaluated (SQLite at the
     # end): either way in one transaction, so a failure keeps the old view and its tracking.
-    from ledger import reporting
     from ledger.demo_run import run_demo
-    from ledger.reporting import rebuild
+    from projections import tracked as reporting
+    from projections.tracked import rebuild
 
     run_demo(ledger)
     tables = ("report_monthly_availability", "report_downtime_intervals", "report_credit_entitlements",

@@ -16,11 +16,14 @@ import pytest
 from click.testing import CliRunner, Result
 
 from cli.main import cli
-from ledger.application import Ledger, open_ledger
+from ledger.application import Ledger
+from ledger.bootstrap import open_ledger
 from ledger.demo import example_policy_paths
+from ledger.persistence.port import FAILED_TABLE, TABLES, TRACKING_TABLE
+from ledger.persistence.postgres.connect import parse_postgres_url
+from ledger.persistence.postgres.recorder import create_roles
+from ledger.persistence.postgres.schema import ROLES, roles_sql
 from ledger.policy import load_policy
-from ledger.postgres import ROLES, create_roles, parse_postgres_url, roles_sql
-from ledger.reporting import FAILED_TABLE, TABLES, TRACKING_TABLE
 from ledger.verify import verify
 from tests.conftest import StepClock
 from tests.integration.test_store_contract import snapshot

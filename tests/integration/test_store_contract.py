@@ -13,11 +13,12 @@ import msgspec
 import pytest
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 
-from ledger.application import Ledger, open_ledger
+from ledger.application import Ledger
+from ledger.bootstrap import open_ledger
 from ledger.errors import BadInput, StoreError
 from ledger.events import ProbeFailed, export_line
-from ledger.postgres import parse_postgres_url
-from ledger.sqlite import PAGE_SIZE
+from ledger.persistence.postgres.connect import parse_postgres_url
+from ledger.persistence.sqlite.recorder import PAGE_SIZE
 from ledger.verify import verify
 from tests.conftest import StepClock
 from tests.pgserver import scratch_database

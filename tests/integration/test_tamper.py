@@ -19,10 +19,11 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import cli
-from ledger.application import Ledger, open_ledger
+from ledger.application import Ledger
+from ledger.bootstrap import open_ledger
 from ledger.errors import BadInput
 from ledger.events import ProbeFailed, decode_state, decode_stored, encode_state
-from ledger.store import GENESIS, chain_hash
+from ledger.persistence.chain import GENESIS, chain_hash
 from ledger.verify import verify
 from tests.conftest import StepClock
 from tests.integration.test_store_contract import GOOD

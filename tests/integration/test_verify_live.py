@@ -16,7 +16,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from cli.main import cli
-from ledger.application import open_ledger
+from ledger.bootstrap import open_ledger
 from ledger.verify import verify
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,7 +27,7 @@ ROUNDS = 12
 # The importer: batches of 10 facts, one transaction each, until the stop file appears.
 WRITER = """
 import sys, pathlib
-from ledger.application import open_ledger
+from ledger.bootstrap import open_ledger
 from tests.integration.test_verify_live import LINE
 url, stop = sys.argv[1], pathlib.Path(sys.argv[2])
 led = open_ledger(url)

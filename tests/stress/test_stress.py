@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ledger.application import open_ledger
+from ledger.bootstrap import open_ledger
 from ledger.verify import verify
 
 REPO = Path(__file__).resolve().parents[2]

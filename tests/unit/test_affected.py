@@ -21,15 +21,15 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger import reporting
+from ledger.contracts import in_force
 from ledger.events import ContractAmended, ContractRegistered, Fact, Recorded, encode_state, fact_id
+from ledger.persistence.keys import index_key
 from ledger.policy import load_policy, resolve
-from ledger.reporting import APP_NAME, Evaluator, ReportingProjection, _group_reports, _service_groups
-from ledger.store import index_key
+from projections import tracked as reporting
 from projections.affected import Known, Pair, add_months, affected, month_of, months_from
 from projections.availability import evaluate
-from projections.contracts import in_force
 from projections.model import Report, to_json
+from projections.tracked import APP_NAME, Evaluator, ReportingProjection, _group_reports, _service_groups
 from tests.unit.factories import fact
 
 BASE = datetime(2026, 1, 25, tzinfo=UTC)
@@ -316,7 +316,7 @@ def test_one_notification_at_a_time_equals_full_recomputation(
 def _event(rec: Recorded) -> Any:
     from uuid import uuid4
 
-    from ledger.reporting import LedgerEvent
+    from ledger.persistence.notifications import LedgerEvent
 
     return LedgerEvent(uuid4(), 1, rec)
 

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from ledger.store import _Writer
+from ledger.persistence.append import Writer as _Writer
 
 
 def test_unthreaded_statements_run_at_once() -> None:

@@ -1,8 +1,9 @@
 """How each backend packs a batch of linked rows for its insert, as pure functions.
 
-An import's child process calls them (``LedgerRecorder.packer`` names one), so
-this module imports nothing of the backends: loading ``ledger.postgres`` (psycopg,
-the library's recorder) cost the child 0.12 s before its first batch.
+Every packer is reached through ``PACKERS`` by the name a backend gives
+(``LedgerRecorder.packing``): the appending thread and an import's child process
+alike. This module imports nothing of the backends: loading the PostgreSQL backend
+(psycopg, the library's recorder) cost the child 0.12 s before its first batch.
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ import struct
 from collections.abc import Sequence
 from typing import Final
 
-from ledger.store import Packed
+from ledger.persistence.port import Packed, Packer
 
 
 def pack_rows(events: Sequence[tuple[str, int, str, bytes]], keys: Sequence[tuple[str, int]],
               start: int) -> Packed:
-    """``WriteSession.pack`` for SQLite: the rows as they are (``executemany`` takes lists too)."""
+    """The packer for SQLite: the rows as they are (``executemany`` takes lists too)."""
     return Packed(events, keys, start, len(events))
 
 
@@ -35,7 +36,7 @@ _INDEX_KEY: Final = struct.Struct("!hi").pack
 
 def pack_binary(events: Sequence[tuple[str, int, str, bytes]], keys: Sequence[tuple[str, int]],
                 start: int) -> Packed:
-    """``WriteSession.pack`` for PostgreSQL: binary COPY data, built in any process."""
+    """The packer for PostgreSQL: binary COPY data, built in any process."""
     return Packed(binary_events(events, start), binary_index(keys), start, len(events))
 
 
@@ -77,3 +78,6 @@ def binary_index(rows: Sequence[tuple[str, int]]) -> bytearray:
         out += _INT8(8, position)
     out += _TRAILER
     return out
+
+
+PACKERS: Final[dict[str, Packer]] = {"rows": pack_rows, "binary": pack_binary}

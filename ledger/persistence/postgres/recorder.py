@@ -1,5 +1,8 @@
 """PostgreSQL backend: the eventsourcing PostgreSQL application recorder plus the ledger's key index.
 
+Over 400 lines because the recorder's statements, its write session, the append lock's
+diagnosis and opening a store are one unit (schema, connections and the view are apart).
+
 Appends are serialised by an EXCLUSIVE lock on the log, taken through the owner's
 ``ledger_append_lock()`` (so that a writer needs no privilege that could lock
 readers out), waiting at most LEDGER_LOCK_WAIT seconds. Under that lock positions
@@ -8,51 +11,59 @@ gap. Insert triggers refuse rows the ledger would not write (``sql/append_checks
 ``roles_sql`` grants each role what it needs and no more (``sql/roles.sql``).
 """
 
+
 from __future__ import annotations
 
 import math
-import os
-import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Final, cast
 
 import msgspec
 import psycopg
-from eventsourcing.persistence import BaseInfrastructureFactory, ProgrammingError
+from eventsourcing.persistence import (
+    BaseInfrastructureFactory,
+    InterfaceError,
+    OperationalError,
+    ProgrammingError,
+)
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore, PostgresFactory
+from eventsourcing.projection import ProjectionRunner
 from eventsourcing.utils import Environment, EnvType
 from psycopg import Connection, Cursor, ServerCursor
-from psycopg.conninfo import conninfo_to_dict
 from psycopg.errors import InsufficientPrivilege, LockNotAvailable, UndefinedFunction, UniqueViolation
-from psycopg.rows import DictRow, dict_row, tuple_row
+from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
-from ledger.consistency import CONTRACT, OPENING_TAGS, Lookup, first_uses
-from ledger.errors import BadInput, LockWaitTimeout, StoreError
-from ledger.events import FACT_TYPES, Recorded, decode_state
-from ledger.packing import pack_binary
-from ledger.runtime import IDLE_TIMEOUT, LOCK_WAIT, env_seconds
-from ledger.store import GENESIS, OLD_FORMAT, Head, IdConflict, LedgerRecorder, Packed, Snapshot, prefix_end
+from ledger.consistency import OPENING_TAGS, Lookup, first_uses
+from ledger.errors import LockWaitTimeout, StoreError
+from ledger.events import Recorded, decode_state
+from ledger.persistence.chain import GENESIS
+from ledger.persistence.keys import CONTRACT, prefix_end
+from ledger.persistence.notifications import LedgerApplication
+from ledger.persistence.port import PAGE, Head, IdConflict, Packed, ReportingView, Snapshot
+from ledger.persistence.postgres.connect import LedgerDatastore, connect, connection_params
+from ledger.persistence.postgres.schema import (
+    ANALYZE_FUNCTION,
+    LAST_OBJECT,
+    LOCK_FUNCTION,
+    ROLES,
+    SCHEMA_LOCK,
+    append_check_statements,
+    append_only_statements,
+    ident,
+    roles_sql,
+)
+from ledger.persistence.postgres.view import PostgresReportingView, existing_view, open_view
+from ledger.persistence.sql import OLD_FORMAT, SQLRecorder
+from ledger.runtime import LOCK_WAIT, env_seconds
 from ledger.text import printable
-from ledger.urls import redact, scrub
+from ledger.urls import redact
 
-PAGE: Final = 5000
-REFUSE_FUNCTION: Final = "ledger_refuse_change"  # trigger function behind append-only tables
-SIDE_TABLES: Final = ("ledger_index", "ledger_names")  # written with the events, in the same transaction
-SCHEMA_LOCK: Final = 0x1ED6E5  # advisory lock key held while creating the schema
-LOCK_FUNCTION: Final = "ledger_append_lock"  # the append lock, taken as the owner (sql/append_checks.sql)
-ANALYZE_FUNCTION: Final = "ledger_analyze"
-TALLY: Final = "ledger_append_tally"  # per writing transaction: the positions it appended and indexed
-# The object the schema creates last: a store where it exists has the whole current schema.
-LAST_OBJECT: Final = ("ledger_append_complete", TALLY)  # (trigger, table)
-KEY_KINDS: Final = ("s:", "i:", "m:", "x:", "c:", "k:")  # how every index key begins (ledger.store.index_key)
 ANALYZE_AFTER: Final = 50_000  # an append of at least this many facts refreshes the planner's statistics
 UNIT: Final = "\x1f"  # separates ids sent as one parameter (no id holds a control character)
-
 
 class _Session:
     overlaps = True  # the server inserts while Python links the next batch
@@ -106,10 +117,6 @@ class _Session:
             rows = [(row["notification_id"], bytes(row["state"])) for row in self.curs.fetchall()]
         return Lookup(found, contracts, rows)
 
-    def pack(self, events: Sequence[tuple[str, int, str, bytes]], keys: Sequence[tuple[str, int]],
-             start: int) -> Packed:
-        return pack_binary(events, keys, start)
-
     def insert(self, packed: Packed, names: Sequence[tuple[str, str, int]] = ()) -> None:
         # Positions are given, not drawn from the sequence (a nextval per row cost a tenth
         # of the insert); the lock function resets the sequence for a writer that draws from it.
@@ -129,10 +136,14 @@ class _Session:
         self.inserted += packed.count
 
 
-class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
+class PostgresLedgerRecorder(PostgresApplicationRecorder, SQLRecorder):
     """The eventsourcing PostgreSQL application recorder, with the ledger's key index."""
 
-    packer = "ledger.packing:pack_binary"  # an import's child process builds the COPY data
+    subscribes = True  # LISTEN/NOTIFY, through the library's ProjectionRunner
+    packing = "binary"  # COPY data, built by whoever links the rows (an import's child process too)
+    store_errors = (*SQLRecorder.store_errors, psycopg.Error)
+    # What a lost connection or a restarting server raises (the library wraps psycopg's errors).
+    connection_errors = (psycopg.OperationalError, psycopg.InterfaceError, OperationalError, InterfaceError)
 
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events") -> None:
         super().__init__(datastore, events_table_name=events_table_name)
@@ -371,24 +382,6 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
             curs.execute(query, params)
             return curs.fetchall()
 
-    def _pages(self, query: SQL | Composed, start: int, stop: int | None) -> Iterator[tuple[Any, ...]]:
-        """Rows of ``query`` (parameters: first, last, limit; position first), a page at a time."""
-        pos, end = start, stop if stop is not None else 2**62
-        while pos <= end:
-            rows = self._fetch(query, (pos, end, PAGE))
-            yield from rows
-            if len(rows) < PAGE:
-                return
-            pos = rows[-1][0] + 1
-
-    def read_records(self, start: int = 1, stop: int | None = None) -> Iterator[Recorded]:
-        for row in self._pages(self.sql_read, start, stop):
-            yield decode_state(row[0], row[1])
-
-    def read_raw(self, start: int = 1) -> Iterator[tuple[int, str, str, bytes]]:
-        for row in self._pages(self.sql_read_raw, start, None):
-            yield row[0], row[1], row[2], row[3]
-
     def read_keyed_states(self, keys: Sequence[str], upto: int) -> Iterator[tuple[int, bytes]]:
         for row in self._fetch(self.sql_keyed_states, (list(keys), upto)):
             yield row[0], row[1]
@@ -448,11 +441,23 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, LedgerRecorder):
             finally:
                 snap.close()
 
-    def last_position(self) -> int:
-        return self.max_notification_id() or 0
+    def open_view(self) -> ReportingView:
+        return open_view(self.datastore)
 
-    def close(self) -> None:
-        self.datastore.close()
+    def existing_view(self) -> tuple[ReportingView, set[str]] | None:
+        return existing_view(self.datastore)
+
+    def follower(self, url: str, projection_class: type[Any]) -> Any:
+        return ProjectionRunner(
+            application_class=LedgerApplication,
+            projection_class=projection_class,
+            view_class=PostgresReportingView,
+            env=runner_env(url),  # every parameter of the URL, not the library's five
+        )
+
+    def reachable(self, url: str) -> None:
+        # A probe fails at once while the server is down; the pool would wait its timeout.
+        psycopg.connect(url, connect_timeout=5).close()
 
 
 class _Snapshot:
@@ -489,50 +494,6 @@ class _Snapshot:
 
 # TCP keepalives, client and server side: a session whose peer machine vanished (not a
 # stopped process: its kernel still answers) is noticed within about a minute.
-KEEPALIVE: Final = {"idle": 30, "interval": 10, "count": 3}
-
-
-class LedgerDatastore(PostgresDatastore):
-    """The library's datastore, connecting with every libpq parameter of the store URL, JIT off.
-
-    The library hands libpq five parameters (dbname, host, port, user, password),
-    always: the URL's others (``sslmode``, ``connect_timeout``, ``host=/socket/dir``...)
-    would be dropped, and an absent user or host sent as given defaults instead of
-    libpq's own. The ledger's queries are short index walks; PostgreSQL's cost
-    estimate for a keyed read of a long service history can pass
-    ``jit_above_cost``, and compiling then takes longer than running the query.
-
-    Sessions that stall let go: one idle inside a transaction for LEDGER_IDLE_TIMEOUT
-    seconds is ended by the server (a writer stopped between statements frees the
-    append lock), TCP keepalives notice a vanished peer, and the application name
-    (``ledger[PID]`` unless the URL or ``PGAPPNAME`` gives one) tells a waiting writer
-    whose the lock is.
-    """
-
-    def __init__(self, params: dict[str, str], **kwargs: Any) -> None:
-        # At least a millisecond: the library sends whole milliseconds, and 0 would mean never.
-        kwargs.setdefault("idle_in_transaction_session_timeout", max(0.001, env_seconds(IDLE_TIMEOUT)))
-        super().__init__(
-            params.get("dbname", ""), params.get("host", ""), params.get("port", ""),
-            params.get("user", ""), params.get("password", ""), **kwargs,
-        )
-        self.pool.kwargs = {
-            "fallback_application_name": f"ledger[{os.getpid()}]", "keepalives": "1",
-            **{f"keepalives_{k}": str(v) for k, v in KEEPALIVE.items()},
-            **params, "row_factory": dict_row,
-        }
-
-    def after_connect_func(self) -> Callable[[Connection[Any]], None]:
-        library = super().after_connect_func()
-        settings = "; ".join(f"SET tcp_keepalives_{k} = {v}" for k, v in KEEPALIVE.items())
-
-        def after_connect(conn: Connection[Any]) -> None:
-            library(conn)
-            conn.execute("SET jit = off")
-            conn.execute(settings)
-
-        return after_connect
-
 
 class LedgerFactory(PostgresFactory):
     """The library's factory (for ``ProjectionRunner``) on a ``LedgerDatastore`` of the store URL.
@@ -550,6 +511,10 @@ class LedgerFactory(PostgresFactory):
             idle_in_transaction_session_timeout=5, originator_id_type="text",
         )
 
+    def application_recorder(self) -> PostgresLedgerRecorder:
+        """The ledger's own recorder on the ledger's log (``stored_events``), whatever the application's name."""
+        return PostgresLedgerRecorder(self.datastore)
+
 
 def runner_env(url: str) -> dict[str, str]:
     """The eventsourcing environment of a ``ProjectionRunner`` on the ledger at ``url``."""
@@ -563,68 +528,6 @@ def runner_env(url: str) -> dict[str, str]:
 
 # libpq's URI keywords the ledger leaves to libpq's defaults; connect_timeout has one more:
 # without it an unreachable host is waited for as long as the system's TCP timeout.
-CONNECT_TIMEOUT: Final = "10"
-_PORT: Final = re.compile(r"[0-9]{1,5}")
-
-
-def connection_params(url: str) -> dict[str, str]:
-    """The libpq parameters of a ``postgresql://`` URL, by libpq's own URI rules.
-
-    Query parameters are kept, absent ones are libpq's defaults (its environment
-    variables, the OS user, the local socket). A URL libpq cannot read, or without
-    a database name, or with a port that is not one, is bad input.
-    """
-    shown = redact(url)
-    try:
-        params = conninfo_to_dict(url)
-    except psycopg.Error as exc:
-        raise BadInput(f"store URL {shown}: {scrub(str(exc), url)}") from None
-    if not params.get("dbname"):
-        raise BadInput(f"store URL {shown}: no database name (postgresql://USER@HOST:PORT/DBNAME)")
-    for port in str(params.get("port", "")).split(","):
-        if port and not (_PORT.fullmatch(port) and 1 <= int(port) <= 65535):
-            raise BadInput(f"store URL {shown}: port {printable(port)!r} is not a port number (1 to 65535)")
-    out = {key: str(value) for key, value in params.items()}
-    out.setdefault("connect_timeout", CONNECT_TIMEOUT)
-    return out
-
-
-def parse_postgres_url(url: str) -> dict[str, Any]:
-    """The five arguments eventsourcing's ``PostgresDatastore`` takes (its other parameters are dropped).
-
-    For tools that build the library's own datastore; the ledger connects with
-    ``connection_params`` instead.
-    """
-    params = connection_params(url)
-    return {
-        "dbname": params["dbname"],
-        "host": params.get("host", ""),
-        "port": params.get("port", "5432"),
-        "user": params.get("user", ""),
-        "password": params.get("password", ""),
-    }
-
-
-def _where(params: dict[str, str]) -> str:
-    """Database, host and port of ``params`` for a message (never the password)."""
-    host = params.get("host") or params.get("hostaddr") or os.environ.get("PGHOST") or "the local socket"
-    port = params.get("port") or os.environ.get("PGPORT")
-    at = f"{host}:{port}" if port and not host.startswith("/") else host
-    user = params.get("user") or os.environ.get("PGUSER")
-    return printable(f'database "{params["dbname"]}" at {at}' + (f" as {user}" if user else ""))
-
-
-def _connect(url: str, params: dict[str, str]) -> Connection[DictRow]:
-    """One connection, or the server's reason at once (the pool would retry it for its whole timeout)."""
-    try:
-        return psycopg.connect(**params, autocommit=True, row_factory=dict_row)  # type: ignore[arg-type]
-    except psycopg.Error as exc:
-        text = str(exc).split("\n", 1)[0]  # libpq's hint ("Is the server running...?") follows
-        for prefix in ("connection failed: ", "connection is bad: "):
-            text = text.removeprefix(prefix)
-        reason = scrub(" ".join(text.split()), url)
-        raise StoreError(f"cannot connect to PostgreSQL {_where(params)}: {printable(reason)}") from None
-
 
 def open_postgres(url: str, *, pool_size: int = 2, create: bool = True) -> PostgresLedgerRecorder:
     """Open the PostgreSQL ledger at ``url``, creating its tables if needed (only if ``create``).
@@ -632,14 +535,14 @@ def open_postgres(url: str, *, pool_size: int = 2, create: bool = True) -> Postg
     Without ``create``, a database holding no ledger is refused and left as it was.
     """
     params = connection_params(url)
-    probe = _connect(url, params)
+    probe = connect(url, params)
     # Stream ids are the facts' own ids (text), so the primary key is the idempotency key itself.
     datastore = LedgerDatastore(
         params, pool_size=pool_size, max_overflow=2, connect_timeout=10, originator_id_type="text"
     )
     recorder = PostgresLedgerRecorder(datastore)
     schema = datastore.schema
-    events = f"{_ident(schema)}.{_ident(recorder.events_table_name)}"
+    events = f"{ident(schema)}.{ident(recorder.events_table_name)}"
     with probe as conn:
         # Ready when the last object the schema creates exists (older stores get the rest).
         # Only a role that may run the DDL tries: the tables' owner, or for a new store a
@@ -650,8 +553,8 @@ def open_postgres(url: str, *, pool_size: int = 2, create: bool = True) -> Postg
             "AS ready, to_regclass(%s) IS NOT NULL AND to_regclass(%s) IS NOT NULL AS ledger, "
             "CASE WHEN to_regclass(%s) IS NULL THEN has_schema_privilege(%s, 'CREATE') ELSE "
             "pg_has_role((SELECT relowner FROM pg_class WHERE oid = to_regclass(%s)), 'USAGE') END AS may",
-            (LAST_OBJECT[0], f"{_ident(schema)}.{_ident(LAST_OBJECT[1])}", events,
-             f"{_ident(schema)}.ledger_index", events, schema, events),
+            (LAST_OBJECT[0], f"{ident(schema)}.{ident(LAST_OBJECT[1])}", events,
+             f"{ident(schema)}.ledger_index", events, schema, events),
         ).fetchone()
         assert row is not None
         if not row["ledger"] and not create:
@@ -706,96 +609,6 @@ _ORDER_PROBES: Final = ("k:-1", "k:0", "k:A", "k:Z", "k:_", "k:a", "k:z", "k:é"
 
 # --- append-only enforcement and least-privilege roles --------------------------
 
-
-def append_only_statements(schema: str, tables: Sequence[str]) -> list[Composed]:
-    """DDL making ``tables`` refuse UPDATE, DELETE and TRUNCATE for every role (idempotent).
-
-    Privileges alone do not protect the ledger from its own owner or a superuser;
-    triggers do, unless someone deliberately disables them (``ALTER TABLE ...
-    DISABLE TRIGGER`` or ``session_replication_role = replica``), which is what
-    the hash chain and a published head are there to catch.
-    """
-    s = Identifier(schema)
-    fn = Identifier(REFUSE_FUNCTION)
-    statements = [
-        SQL(
-            "CREATE OR REPLACE FUNCTION {s}.{fn}() RETURNS trigger LANGUAGE plpgsql AS $fn$ "
-            "BEGIN RAISE EXCEPTION 'ledger: % on %.% refused: the ledger is append-only', "
-            "TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME USING ERRCODE = 'insufficient_privilege'; END $fn$"
-        ).format(s=s, fn=fn)
-    ]
-    for table in tables:
-        t = Identifier(table)
-        # CREATE OR REPLACE TRIGGER (PostgreSQL 14+) keeps re-running the schema DDL harmless.
-        statements.append(
-            SQL(
-                "CREATE OR REPLACE TRIGGER ledger_append_only_row BEFORE UPDATE OR DELETE ON {s}.{t} "
-                "FOR EACH ROW EXECUTE FUNCTION {s}.{fn}()"
-            ).format(s=s, t=t, fn=fn)
-        )
-        statements.append(
-            SQL(
-                "CREATE OR REPLACE TRIGGER ledger_append_only_truncate BEFORE TRUNCATE ON {s}.{t} "
-                "FOR EACH STATEMENT EXECUTE FUNCTION {s}.{fn}()"
-            ).format(s=s, t=t, fn=fn)
-        )
-    return statements
-
-
-# The shapes of recorded_at that msgspec writes (digits as 0): UTC or an offset, with or
-# without microseconds.
-_INSTANT_MASKS: Final = tuple(
-    f"0000-00-00T00:00:00{fraction}{zone}"
-    for fraction in ("", ".000000")
-    for zone in ("Z", "+00:00", "-00:00")
-)
-
-
-def append_check_statements(schema: str, events_table: str, index_table: str) -> list[Composed]:
-    """DDL for appends that can neither lock the log against readers nor corrupt it (idempotent).
-
-    ``ledger/sql/append_checks.sql``, filled in: ``ledger_append_lock()``, the append lock
-    taken as the owner; a statement-level trigger on the log that refuses any row
-    ``ledger append`` or ``import`` would not write; one on the key index that refuses
-    rows not naming this transaction's positions in order; a deferred check that every
-    appended position got its index row. Not checked: the fact's fields and the link's
-    value (``ledger verify`` recomputes the chain), and which key an index row carries.
-    """
-    topics = sorted(FACT_TYPES)
-    # The bytes each topic's state has before its link: `"type":"<topic>"},"`, and their
-    # length without the `,"` (canonical JSON sorts keys, and `type` sorts last in every type).
-    suffixes = SQL(", ").join(
-        SQL("({}, {}::bytea, {})").format(
-            Literal(tag), Literal(b'"type":"%s"},"' % tag.encode()), Literal(len(tag.encode()) + 10)
-        )
-        for tag in topics
-    )
-    args = {
-        "s": Identifier(schema), "e": Identifier(events_table), "i": Identifier(index_table),
-        "t": Identifier(TALLY), "sn": Literal(schema), "tn": Literal(TALLY),
-        "qualified": Literal(f"{_ident(schema)}.{_ident(events_table)}"),
-        "definer": SQL("SECURITY DEFINER SET search_path = pg_catalog, pg_temp"),
-        "topics": SQL(", ").join(Literal(tag) for tag in topics),
-        "suffixes": suffixes,
-        "masks": SQL(", ").join(Literal(m) for m in _INSTANT_MASKS),
-        "kinds": SQL(", ").join(Literal(k) for k in KEY_KINDS),
-    }
-    return [SQL(text).format(**args) for text in _template_statements(_CHECKS_SQL)]
-
-
-def _template_statements(template: str) -> list[str]:
-    """The statements of a template (each ends at a ``-- end`` line), without comment lines."""
-    statements = []
-    for chunk in template.split("\n-- end\n"):
-        lines = [line for line in chunk.splitlines() if not line.lstrip().startswith("--")]
-        if text := "\n".join(lines).strip():
-            statements.append(text)
-    return statements
-
-
-_CHECKS_SQL: Final = (Path(__file__).parent / "sql" / "append_checks.sql").read_text()
-
-
 def envelope_head(state: bytes, originator_id: str) -> tuple[str, datetime]:
     """The link and recorded_at of a stored state, read from its envelope alone.
 
@@ -820,80 +633,13 @@ def _instant(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _ident(name: str) -> str:
-    # Bare when safe, so that ledger/sql/roles.sql reads like hand-written SQL.
-    if re.fullmatch(r"[a-z_][a-z0-9_]*", name):
-        return name
-    return '"' + name.replace('"', '""') + '"'
-
-
-ROLES: Final = ("appender", "projector", "auditor", "reporting")
-
-
-def roles_sql(schema: str = "public", events_table: str = "stored_events", prefix: str = "ledger") -> str:
-    """The SQL script that creates the ledger's roles and grants (ledger/sql/roles.sql is its default)."""
-    from ledger.reporting import FAILED_TABLE, TABLES, TRACKING_TABLE  # the reporting view's tables
-
-    sc, ev = _ident(schema), _ident(events_table)
-    # Every table the append path writes in one transaction: the log (with its chain) and the key index.
-    log = ", ".join(f"{sc}.{_ident(t)}" for t in (events_table, *SIDE_TABLES))
-    view = ", ".join(f"{sc}.{_ident(t)}" for t in (*TABLES, FAILED_TABLE))
-    tracking = f"{sc}.{_ident(TRACKING_TABLE)}"
-    appender, projector, auditor, reporting = (_ident(f"{prefix}_{r}") for r in ROLES)
-    everyone = f"{appender}, {projector}, {auditor}, {reporting}"
-    functions = ", ".join(
-        f"{sc}.{fn}" for fn in (f"{LOCK_FUNCTION}()", f"{ANALYZE_FUNCTION}()", "ledger_unchecked()",
-                                "ledger_row_problem(bigint, text, text, bytea)", "ledger_check_events()",
-                                "ledger_check_index()", "ledger_check_commit()")
-    )
-    qualified = f"{sc}.{ev}".replace("'", "''")
-    lines = ["-- Roles: created once per cluster, NOLOGIN; grant them to login roles."]
-    for role in (appender, projector, auditor, reporting):
-        lines.append(
-            f"DO $roles$ BEGIN CREATE ROLE {role} NOLOGIN; "
-            "EXCEPTION WHEN duplicate_object THEN NULL; END $roles$;"
-        )
-    lines += [
-        "",
-        "-- Start from nothing on the ledger's objects, so re-running this script also removes",
-        "-- extras (and what earlier versions granted: UPDATE on the log, the sequence).",
-        f"GRANT USAGE ON SCHEMA {sc} TO {everyone};",
-        f"REVOKE ALL ON {log}, {view}, {tracking}, {sc}.{_ident(TALLY)} FROM {everyone};",
-        f"REVOKE ALL ON FUNCTION {functions} FROM {everyone};",
-        "DO $roles$ BEGIN EXECUTE format('REVOKE ALL ON SEQUENCE %s FROM %s', "
-        f"pg_get_serial_sequence('{qualified}', 'notification_id'), "
-        f"'{everyone.replace(chr(39), chr(39) * 2)}'); END $roles$;",
-        "",
-        "-- The appender adds facts and reads what it must check (head, recorded ids). It takes",
-        "-- the append lock through the owner's function: no UPDATE, so no LOCK ... ACCESS",
-        "-- EXCLUSIVE; and the insert triggers refuse any row the ledger would not write.",
-        f"GRANT SELECT, INSERT ON {log} TO {appender};",
-        f"GRANT EXECUTE ON FUNCTION {sc}.{LOCK_FUNCTION}(), {sc}.{ANALYZE_FUNCTION}() TO {appender};",
-        "-- NOTIFY needs no privilege.",
-        "",
-        "-- The projector (ledger projections run, status, rebuild) reads the log and writes only",
-        "-- the reporting view and its tracking. It runs no DDL: `ledger init` made the tables.",
-        f"GRANT SELECT ON {log} TO {projector};",
-        f"GRANT SELECT, INSERT, DELETE ON {view} TO {projector};",
-        f"GRANT SELECT, INSERT, UPDATE, DELETE ON {tracking} TO {projector};",
-        "",
-        "-- Auditors (ledger verify, audit, report) read the log; reporting jobs read the log,",
-        "-- the reporting view and how far it has got.",
-        f"GRANT SELECT ON {log} TO {auditor}, {reporting};",
-        f"GRANT SELECT ON {view}, {tracking} TO {reporting};",
-        "",
-    ]
-    return "\n".join(lines)
-
 
 def create_roles(recorder: PostgresLedgerRecorder, prefix: str = "ledger") -> list[str]:
     """Create (or bring up to date) the NOLOGIN roles ``{prefix}_appender``, ``_projector``, ``_auditor``...
 
     and ``_reporting``, with their grants, creating the reporting view's tables if missing.
     """
-    from ledger.reporting import open_view
-
-    open_view(recorder)
+    open_view(recorder.datastore)
     script = roles_sql(recorder.datastore.schema, recorder.events_table_name, prefix)
     with recorder.datastore.transaction(commit=True) as curs:
         # Two processes granting on the same objects at once fail ("tuple concurrently
@@ -901,3 +647,7 @@ def create_roles(recorder: PostgresLedgerRecorder, prefix: str = "ledger") -> li
         curs.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
         curs.execute(script.encode(), prepare=False)
     return [f"{prefix}_{r}" for r in ROLES]
+
+
+
+PostgresReportingView.reader_class = PostgresLedgerRecorder

@@ -1,5 +1,8 @@
 """SQLite backend: the eventsourcing SQLite application recorder plus the ledger's key index.
 
+The longest backend module: the recorder, its write session and snapshot, the lock-holder
+diagnosis and opening a file belong together (the reporting view is ``.view``).
+
 The recorder's ``rowid`` is the position: SQLite reuses no rowid while nothing
 is deleted, and a rolled-back import leaves no gap.
 """
@@ -27,15 +30,17 @@ from eventsourcing.sqlite import (
     SQLiteDatastore,
 )
 
-from ledger.consistency import CONTRACT, OPENING_TAGS, Lookup, first_uses
+from ledger.consistency import OPENING_TAGS, Lookup, first_uses
 from ledger.errors import LockWaitTimeout, StoreError
 from ledger.events import Recorded, decode_state, decode_stored
-from ledger.packing import pack_rows
+from ledger.persistence.chain import GENESIS
+from ledger.persistence.keys import CONTRACT, prefix_end
+from ledger.persistence.port import PAGE, Head, IdConflict, Packed, ReportingView, Snapshot
+from ledger.persistence.sql import OLD_FORMAT, SQLRecorder
+from ledger.persistence.sqlite.view import SQLiteReportingView, existing_view, open_view
 from ledger.runtime import LOCK_WAIT, env_seconds
-from ledger.store import GENESIS, OLD_FORMAT, Head, IdConflict, LedgerRecorder, Packed, Snapshot, prefix_end
 from ledger.text import printable
 
-PAGE: Final = 5000
 # Page size of a new store. Rows of the log are a few hundred bytes and every import appends
 # to one B-tree hot spot per service in the key index; 16 KiB pages make a 1M-event import
 # about 8 % faster than SQLite's 4 KiB default (4 % at 10M) and cost reads nothing measurable.
@@ -106,10 +111,6 @@ class _Session:
         rows.sort()
         return Lookup(found, contracts, rows)
 
-    def pack(self, events: Sequence[tuple[str, int, str, bytes]], keys: Sequence[tuple[str, int]],
-             start: int) -> Packed:
-        return pack_rows(events, keys, start)
-
     def insert(self, packed: Packed, names: Sequence[tuple[str, str, int]] = ()) -> None:
         # The recorder's own insert runs one statement per event to learn each rowid; under
         # the write lock they are known in advance, so one executemany does the same work.
@@ -175,13 +176,22 @@ class _Snapshot:
             rows.close()
 
 
-class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerRecorder):
+class SQLiteLedgerRecorder(SQLiteApplicationRecorder, SQLRecorder):
     """The eventsourcing SQLite application recorder, with the ledger's key index and append lock."""
 
-    packer = "ledger.packing:pack_rows"  # an import's child process links the rows
+    packing = "rows"  # executemany takes the rows as they are
+    store_errors = (*SQLRecorder.store_errors, sqlite3.Error)
 
     def __init__(self, datastore: SQLiteDatastore, events_table_name: str = "stored_events") -> None:
         super().__init__(datastore, events_table_name)
+        self.sql_read = (
+            f"SELECT rowid, state FROM {self.events_table_name} "  # noqa: S608
+            "WHERE rowid >= ? AND rowid <= ? ORDER BY rowid LIMIT ?"
+        )
+        self.sql_read_raw = (
+            f"SELECT rowid, originator_id, topic, state FROM {self.events_table_name} "  # noqa: S608
+            "WHERE rowid >= ? AND rowid <= ? ORDER BY rowid LIMIT ?"
+        )
         self.names_missing: str | None = None  # why appends are refused, if the names table is missing
 
     def construct_create_table_statements(self) -> list[str]:
@@ -254,33 +264,10 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerRecorder):
             c.execute("PRAGMA cache_size = -65536")
             yield _Session(self, c)
 
-    def _pages(self, query: str, start: int, stop: int | None) -> Iterator[Any]:
-        """Rows of ``query`` (parameters: first, last, limit; position first) a page at a time."""
-        pos, end = start, stop if stop is not None else 2**62
-        while pos <= end:
-            with self.datastore.transaction(commit=False) as c:
-                c.execute(query, (pos, end, PAGE))
-                rows = c.fetchall()
-            yield from rows
-            if len(rows) < PAGE:
-                return
-            pos = rows[-1][0] + 1
-
-    def read_records(self, start: int = 1, stop: int | None = None) -> Iterator[Recorded]:
-        query = (
-            f"SELECT rowid, state FROM {self.events_table_name} "  # noqa: S608
-            "WHERE rowid >= ? AND rowid <= ? ORDER BY rowid LIMIT ?"
-        )
-        for row in self._pages(query, start, stop):
-            yield decode_state(row[0], row[1])
-
-    def read_raw(self, start: int = 1) -> Iterator[tuple[int, str, str, bytes]]:
-        query = (
-            f"SELECT rowid, originator_id, topic, state FROM {self.events_table_name} "  # noqa: S608
-            "WHERE rowid >= ? AND rowid <= ? ORDER BY rowid LIMIT ?"
-        )
-        for row in self._pages(query, start, None):
-            yield row[0], row[1], row[2], bytes(row[3])
+    def _fetch(self, query: Any, params: Sequence[Any]) -> list[Any]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(query, params)
+            return list(c.fetchall())
 
     def read_keyed_states(self, keys: Sequence[str], upto: int) -> Iterator[tuple[int, bytes]]:
         rows: list[tuple[int, bytes]] = []
@@ -342,11 +329,11 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, LedgerRecorder):
             finally:
                 snap.close()
 
-    def last_position(self) -> int:
-        return self.max_notification_id() or 0
+    def open_view(self) -> ReportingView:
+        return open_view(self.datastore)
 
-    def close(self) -> None:
-        self.datastore.close()
+    def existing_view(self) -> tuple[ReportingView, set[str]] | None:
+        return existing_view(self.datastore)
 
 
 def append_only_statements(tables: Sequence[str]) -> list[str]:
@@ -505,3 +492,6 @@ def open_sqlite(path: str, *, create: bool = True, lock_timeout: int | None = No
     # Not among the tables create_table makes: a store made before it needs it filled from its log.
     recorder.ensure_names()
     return recorder
+
+
+SQLiteReportingView.reader_class = SQLiteLedgerRecorder

@@ -1,0 +1,76 @@
+"""The composition root: the one place that turns a store URL (or ``LEDGER_STORE``) into recorders, views and a ``Ledger``.
+
+The CLI, the rebuild's worker processes, the benchmarks and the tests open stores
+here; nothing else chooses a backend.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from datetime import datetime
+
+from ledger.application import Ledger, utc_now
+from ledger.errors import BadInput, StoreError
+from ledger.persistence.port import LedgerRecorder, ReportingView
+from ledger.text import printable
+from ledger.urls import DEFAULT_STORE, parse_store_url, sqlite_path, store_url
+
+__all__ = ["DEFAULT_STORE", "library_env", "open_ledger", "open_recorder", "open_view", "roles",
+           "sqlite_path", "store_url"]
+
+
+def open_recorder(url: str, *, create: bool = True) -> LedgerRecorder:
+    """Open the store a URL names (``sqlite:///...`` or ``postgresql://...``).
+
+    Without ``create`` (read-only commands) nothing is created: a store that holds
+    no ledger is refused as ``not a ledger store``.
+    """
+    store = parse_store_url(url)
+    if store.path is not None:
+        from ledger.persistence.sqlite.recorder import open_sqlite
+
+        parent = os.path.dirname(store.path)
+        if create and parent and not os.path.isdir(parent):
+            raise StoreError(f"store URL {store.shown}: directory {printable(parent)} does not exist")
+        return open_sqlite(store.path, create=create)
+    from ledger.persistence.postgres.recorder import open_postgres
+
+    return open_postgres(url, create=create)
+
+
+def open_ledger(url: str | None = None, *, create: bool = True,
+                clock: Callable[[], datetime] = utc_now) -> Ledger:
+    """Build the ledger application from a store URL (else ``LEDGER_STORE``, else the default)."""
+    resolved = store_url(url)
+    # The rebuild's worker processes and a reconnecting follower open their own ledger with it.
+    reopen = functools.partial(open_ledger, resolved, create=False)
+    return Ledger(open_recorder(resolved, create=create), clock, resolved, reopen=reopen)
+
+
+def open_view(recorder: LedgerRecorder) -> ReportingView:
+    """The reporting view in the same database as ``recorder`` (tables created if needed and allowed)."""
+    return recorder.open_view()
+
+
+def roles(recorder: LedgerRecorder, prefix: str = "ledger") -> list[str]:
+    """Create (or bring up to date) the ledger's NOLOGIN roles and grants: PostgreSQL only."""
+    from ledger.persistence.postgres.recorder import PostgresLedgerRecorder, create_roles
+
+    if not isinstance(recorder, PostgresLedgerRecorder):
+        raise BadInput("--roles: roles exist only on PostgreSQL (SQLite has no users)")
+    return create_roles(recorder, prefix)
+
+
+def library_env(url: str) -> dict[str, str]:
+    """The eventsourcing library's own environment for a plain ``Application`` on the store at ``url``."""
+    store = parse_store_url(url)
+    if store.path is not None:
+        return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": store.path}
+    from ledger.persistence.postgres.connect import parse_postgres_url
+
+    a = parse_postgres_url(url)
+    return {"PERSISTENCE_MODULE": "eventsourcing.postgres", "POSTGRES_DBNAME": a["dbname"],
+            "POSTGRES_HOST": a["host"], "POSTGRES_PORT": str(a["port"]),
+            "POSTGRES_USER": a["user"], "POSTGRES_PASSWORD": a["password"]}

@@ -1,0 +1,352 @@
+"""The store port: what the ledger needs from a backend, as types and abstract classes.
+
+Facts are stored with the ``eventsourcing`` library's application recorders
+(one table, ``stored_events``): each fact is a stream of its own whose
+``originator_id`` is the fact's idempotency key itself (text), at version 1, so
+the recorder's primary key makes a second copy impossible. The recorder's
+notification id is the fact's global ``position``. Each stored state carries
+its link of a hash chain over the whole log (``ledger.persistence.chain``);
+``ledger_index`` (key, position), written in the same transaction, lets a
+contract-month read only its own facts (``ledger.persistence.keys``), and
+``ledger_names`` (name, scope, position) holds the first use of each incident,
+window and exclusion name (``ledger.consistency``). The reporting view's tables
+live in the same database (``ReportingView``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar, Final, NamedTuple, Protocol, runtime_checkable
+
+import msgspec
+
+from ledger.consistency import Lookup
+from ledger.errors import StoreError
+from ledger.events import Recorded, decode_state
+
+if TYPE_CHECKING:
+    from eventsourcing.persistence import Tracking
+
+PAGE: Final = 5000  # rows per read of a page, and notifications per batch of the reporting view
+BATCH: Final = 2000  # facts per append batch
+
+
+class Prepared(NamedTuple):
+    """A fact ready to append (from ``ledger.ingest``): everything the writer needs, computed once."""
+
+    line: int  # its line (or place) in the input, for messages
+    id: str
+    id_json: bytes
+    topic: str  # its type tag
+    key: str  # its index key
+    canon: bytes  # its canonical JSON
+    recorded_at: bytes | None  # its own recorded_at as JSON (an exported line), else None
+    claim: tuple[str, str] | None  # the name it gives or the contract it versions (``consistency.Claim``)
+
+
+class Head(NamedTuple):
+    """The last recorded position, its chain hash and its recorded_at."""
+
+    position: int
+    hash: str
+    recorded_at: datetime | None
+
+
+class Conflict(msgspec.Struct, frozen=True):
+    """A line whose id is recorded (or given earlier in the same append) with other content."""
+
+    line: int
+    id: str
+    position: int  # where the id is recorded
+
+
+class AppendResult(msgspec.Struct, frozen=True):
+    """What an append or import did: ``skipped`` counts repeats of recorded facts, not conflicts."""
+
+    appended: int
+    skipped: int
+    first_position: int | None
+    last_position: int | None
+    conflicts: list[Conflict] = []
+
+
+class WriteSession(Protocol):
+    """One write transaction holding the store's exclusive append lock."""
+
+    # Whether inserts are worth running on a thread of their own: they are when a server
+    # does the work while Python waits, not when they hold the interpreter lock row by row.
+    overlaps: bool
+
+    def head(self) -> Head:
+        """The last recorded position, its link and recorded_at, as this transaction sees them."""
+        ...
+
+    def next_position(self) -> int:
+        """The position the next inserted row will get (nobody else can take it under the lock)."""
+        ...
+
+    def recorded(self, originator_ids: Sequence[str]) -> dict[str, tuple[int, bytes]]:
+        """The position and stored state of each of these originator ids (fact ids) recorded already."""
+        ...
+
+    def lookup(self, wanted: tuple[Sequence[str], Sequence[str]]) -> Lookup:
+        """What the store holds about these names (first uses) and contract ids (versions)."""
+        ...
+
+    def insert(self, packed: Packed, names: Sequence[tuple[str, str, int]] = ()) -> None:
+        """Insert packed rows and the names they give first (name, scope, position).
+
+        Raise StoreError if the rows did not land where packed. The states' links hash their positions.
+        """
+        ...
+
+
+@runtime_checkable
+class OptimisticSession(WriteSession, Protocol):
+    """A session for which inserting first and checking only on a conflict is the cheaper way.
+
+    SQLite: a savepoint costs nothing, and a batch's duplicate check (an index probe per
+    id, about a tenth of an import's time) is then only run when a recorded id turns up.
+    PostgreSQL keeps the check: it runs on the server while this thread links the batch,
+    and a savepoint per batch would be a subtransaction each.
+    """
+
+    def insert_new(self, packed: Packed, names: Sequence[tuple[str, str, int]] = ()) -> bool:
+        """``insert``, unless one of the rows' ids is recorded already: then write nothing, return False."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Packed:
+    """A batch of rows in the form its backend inserts them (binary COPY data on PostgreSQL)."""
+
+    events: object
+    index: object
+    start: int
+    count: int
+
+    def check(self, end: int) -> None:
+        """Raise StoreError unless the log now ends where these rows were packed to end."""
+        if end != self.start + self.count - 1:
+            raise StoreError(
+                f"positions {self.start}..{end} for {self.count} events: the log is not append-only"
+            )
+
+
+class IdConflict(StoreError):
+    """Rows written as if none of their ids were recorded met one that is: nothing was kept."""
+
+
+class Snapshot(Protocol):
+    """The store's tables as of one instant, every row as stored: nothing decoded, converted or left out.
+
+    What ``ledger.verify`` checks, so values come as the database holds them (in SQLite
+    any column may hold any type once someone edits the file) and rows in an order
+    that needs no trust in them: NULL positions first, where a database can hold one.
+    """
+
+    def events(self) -> Iterator[tuple[object, object, object, object]]:
+        """Every row of the log, (position, originator_id, topic, state), by position."""
+        ...
+
+    def index(self) -> Iterator[tuple[object, object]]:
+        """Every row of the key index, (position, key), by position and then key."""
+        ...
+
+    def names(self) -> Iterator[tuple[object, object, object]]:
+        """Every row of the names table, (name, scope, position), in no particular order."""
+        ...
+
+class LedgerRecorder(ABC):
+    """What the ledger needs from a backend beyond the eventsourcing recorder API."""
+
+    # How this backend packs linked rows for its insert (``ledger.persistence.packing``): named,
+    # so that an import's child process can be told and link and pack the rows too (see
+    # ``append_packed``).
+    packing: ClassVar[str]  # a key of ``ledger.persistence.packing.PACKERS``
+    # What its reads raise when the store fails (not a fact): the projection lets these through.
+    store_errors: ClassVar[tuple[type[BaseException], ...]] = (StoreError,)
+    # Whether a follower is notified of new facts (``follower``) instead of polling.
+    subscribes: ClassVar[bool] = False
+    # What a lost connection raises: a follower reconnects on these (none: nothing to lose).
+    connection_errors: ClassVar[tuple[type[BaseException], ...]] = ()
+
+    @abstractmethod
+    def write_session(self) -> AbstractContextManager[WriteSession]:
+        """Open a transaction with the exclusive append lock; commit on success."""
+
+    @abstractmethod
+    def read_records(self, start: int = 1, stop: int | None = None) -> Iterator[Recorded]:
+        """Recorded facts from position ``start`` to ``stop`` inclusive, in order."""
+
+    @abstractmethod
+    def read_raw(self, start: int = 1) -> Iterator[tuple[int, str, str, bytes]]:
+        """Raw rows (position, originator_id, topic, state) in position order, from ``start``."""
+
+    @abstractmethod
+    def snapshot(self) -> AbstractContextManager[Snapshot]:
+        """A read-only view of the whole store as of one instant, for ``ledger.verify``."""
+
+    @abstractmethod
+    def read_keyed_states(self, keys: Sequence[str], upto: int) -> Iterator[tuple[int, bytes]]:
+        """(position, stored state) of the facts indexed under any of ``keys`` up to ``upto``, in order."""
+
+    def read_keyed(self, keys: Sequence[str], upto: int) -> Iterator[Recorded]:
+        """Facts indexed under any of ``keys`` (see ``index_key``) up to ``upto``, in position order."""
+        for position, state in self.read_keyed_states(keys, upto):
+            yield decode_state(position, state)
+
+    @abstractmethod
+    def read_position_states(self, positions: Sequence[int]) -> Iterator[tuple[int, bytes]]:
+        """(position, stored state) at ``positions`` (ascending), in position order."""
+
+    def read_positions(self, positions: Sequence[int]) -> Iterator[Recorded]:
+        """The facts at ``positions`` (ascending, as given), in position order."""
+        for position, state in self.read_position_states(positions):
+            yield decode_state(position, state)
+
+    @abstractmethod
+    def read_key_prefix(self, prefix: str, upto: int) -> Iterator[Recorded]:
+        """Facts whose index key starts with ``prefix``, up to ``upto``, in position order."""
+
+    @abstractmethod
+    def position_of(self, id_: str) -> int | None:
+        """The position of the fact recorded with idempotency key ``id_``, if any."""
+
+    @abstractmethod
+    def last_position(self) -> int:
+        """The highest recorded position (0 for an empty ledger)."""
+
+    def position_at(self, instant: datetime) -> int:
+        """The highest position recorded at or before ``instant`` (0 if none).
+
+        ``recorded_at`` never decreases with position, so bisection finds it.
+        """
+        lo, hi = 0, self.last_position()
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            rec = next(self.read_records(mid, mid), None)
+            if rec is not None and rec.recorded_at <= instant:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    def committed(self, wanted: tuple[Sequence[str], Sequence[str]]) -> Lookup | None:
+        """``WriteSession.lookup`` read beside an open write session (None: only through the session).
+
+        What it reads is only ever written under the append lock, which that session
+        holds: committed state is then the session's own, but for what the session
+        wrote itself, which an append keeps in ``Holdings``.
+        """
+        return None
+
+    @abstractmethod
+    def open_view(self) -> ReportingView:
+        """The reporting view in the same database (its tables created if needed and allowed)."""
+
+    @abstractmethod
+    def existing_view(self) -> tuple[ReportingView, set[str]] | None:
+        """The reporting view and which of its tables exist, if its tracking table was ever made (creates nothing)."""
+
+    def follower(self, url: str, projection_class: type[Any]) -> Any | None:
+        """A library ``ProjectionRunner`` notified of new facts, or None where the store can only be polled."""
+        return None
+
+    def reachable(self, url: str) -> None:
+        """Raise one of ``connection_errors`` at once if the store at ``url`` cannot be reached now."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections."""
+
+
+# (events, index rows, start) -> the rows in the form a backend inserts them.
+Packer = Callable[[Sequence[tuple[str, int, str, bytes]], Sequence[tuple[str, int]], int], Packed]
+
+
+
+# --- the reporting view -----------------------------------------------------------
+
+APP_NAME: Final = "ledger"  # the tracked application: positions are the ledger's notification ids
+PROJECTION: Final = "reporting"
+TABLES: Final = ("report_monthly_availability", "report_downtime_intervals", "report_credit_entitlements")
+TRACKING_TABLE: Final = f"{PROJECTION}_tracking"  # PostgreSQL (SQLite: the library's `tracking`)
+FAILED_TABLE: Final = "report_failed_months"  # contract-months the fold could not evaluate
+Pair = tuple[str, str]  # (contract, month)
+
+
+class ProjectionError(StoreError):
+    """The view cannot follow the ledger (e.g. its tracking was removed by hand)."""
+
+
+class ViewRows(NamedTuple):
+    """Rows for the view's four tables, in the backend's column types (``ReportingView.text``)."""
+
+    monthly: list[tuple[Any, ...]]
+    intervals: list[tuple[Any, ...]]
+    credits: list[tuple[Any, ...]]
+    failed: list[tuple[Any, ...]]  # (contract, month, position, error)
+
+
+def refuse_backwards(current: int | None, tracking: Tracking | None) -> None:
+    """Tracking never moves back: a view older than its position would be taken for current."""
+    new = tracking.notification_id if tracking is not None else 0
+    if (current or 0) > new:
+        raise ProjectionError(
+            f"the reporting view is at position {current}: refusing to move it back to {new}"
+        )
+
+
+class ReportingView(ABC):
+    """What the tracked projection needs from a tracking recorder holding the report tables."""
+
+    # Decimals, instants and booleans as text and integers (SQLite), or as themselves.
+    text: ClassVar[bool]
+    # Whether one transaction open for a whole rebuild would hold appends out (SQLite's single
+    # write lock): the rebuild then spools its rows and writes them in one short transaction.
+    holds_appends: ClassVar[bool]
+
+    @abstractmethod
+    def max_tracking_id(self, application_name: str) -> int | None:
+        """The tracked position (None: never written)."""
+
+    @abstractmethod
+    def fence(self) -> AbstractContextManager[None]:
+        """Held by a rebuild from before it reads the head until its view is written.
+
+        ``replace`` takes the same fence, shared, for each of its transactions: no
+        follower writes while a rebuild runs, and afterwards tracking (which only moves
+        forward) refuses the follower's positions the rebuild already covers.
+        """
+
+    @abstractmethod
+    def replace(self, pairs: Iterable[Pair], rows: ViewRows, tracking: Tracking) -> None:
+        """In one transaction, in the fence: move tracking forward, replace the rows and failures of pairs."""
+
+    @abstractmethod
+    def replacing(self, tracking: Tracking | None) -> AbstractContextManager[Callable[[ViewRows], None]]:
+        """One transaction: empty the view and its tracking, let the block write, then set ``tracking`` (never back)."""
+
+    def reset(self, chunks: Iterable[ViewRows], tracking: Tracking | None) -> None:
+        """In one transaction: empty the view, write ``chunks``, set tracking to ``tracking`` (never back)."""
+        with self.replacing(tracking) as write:
+            for rows in chunks:
+                write(rows)
+
+    @abstractmethod
+    def wall_to_wall(self, contracts: Collection[str]) -> set[Pair]:
+        """Months of ``contracts`` whose downtime is the whole month, and their failed ones (as whole)."""
+
+    @abstractmethod
+    def failures(self, limit: int) -> tuple[int, list[tuple[str, str, int, str]]]:
+        """How many contract-months failed, and the first ``limit`` of them by contract and month."""
+
+    @abstractmethod
+    def ledger_recorder(self) -> LedgerRecorder:
+        """A reader of the ledger in the same database."""
+

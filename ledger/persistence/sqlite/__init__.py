@@ -1,0 +1,1 @@
+"""The SQLite backend: everything of it, recorder (``.recorder``) and reporting view (``.view``)."""

@@ -1,0 +1,158 @@
+"""The reporting view on SQLite: the report tables in the ledger's file, with the library's ``tracking`` table."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Callable, Collection, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import ClassVar, Final
+
+from eventsourcing.persistence import Tracking
+from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore, SQLiteTrackingRecorder
+
+from ledger.persistence.port import (
+    APP_NAME,
+    FAILED_TABLE,
+    TABLES,
+    LedgerRecorder,
+    Pair,
+    ReportingView,
+    ViewRows,
+    refuse_backwards,
+)
+
+_TABLES: Final = (
+    "CREATE TABLE IF NOT EXISTS report_monthly_availability ("
+    "contract TEXT NOT NULL, month TEXT NOT NULL, policy_version INTEGER NOT NULL, timezone TEXT NOT NULL, "
+    "total_seconds TEXT NOT NULL, outage_seconds TEXT NOT NULL, maintenance_seconds TEXT NOT NULL, "
+    "excused_seconds TEXT NOT NULL, downtime_seconds TEXT NOT NULL, availability_percent TEXT NOT NULL, "
+    "target_percent TEXT NOT NULL, target_met INTEGER NOT NULL, as_of_position INTEGER NOT NULL, "
+    "digest TEXT NOT NULL, PRIMARY KEY (contract, month))",
+    "CREATE TABLE IF NOT EXISTS report_downtime_intervals ("
+    "contract TEXT NOT NULL, month TEXT NOT NULL, seq INTEGER NOT NULL, start TEXT NOT NULL, "
+    '"end" TEXT NOT NULL, seconds TEXT NOT NULL, kind TEXT NOT NULL, reason TEXT NOT NULL, '
+    "events TEXT NOT NULL, PRIMARY KEY (contract, month, seq))",
+    "CREATE TABLE IF NOT EXISTS report_credit_entitlements ("
+    "contract TEXT NOT NULL, month TEXT NOT NULL, percent TEXT NOT NULL, amount TEXT NOT NULL, "
+    "long_outage_amount TEXT NOT NULL, currency TEXT NOT NULL, claim TEXT NOT NULL, "
+    "payable INTEGER NOT NULL, PRIMARY KEY (contract, month))",
+    "CREATE TABLE IF NOT EXISTS report_failed_months ("
+    "contract TEXT NOT NULL, month TEXT NOT NULL, position INTEGER NOT NULL, error TEXT NOT NULL, "
+    "PRIMARY KEY (contract, month))",
+)
+_WIDTH: Final = (14, 9, 8)  # columns of each table, in TABLES order
+FENCE_SUFFIX: Final = "-projections.lock"  # the fence is a lock on this file next to the database
+_IN_CHUNK: Final = 500  # SQLite parameters per IN list (older builds allow 999 per statement)
+
+
+class SQLiteReportingView(SQLiteTrackingRecorder, ReportingView):
+    """The report tables in the ledger's SQLite file, with the library's ``tracking`` table."""
+
+    text = True
+    holds_appends = True
+    reader_class: ClassVar[Callable[[SQLiteDatastore], LedgerRecorder]]  # set by the recorder's module
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [*super().construct_create_table_statements(), *_TABLES]
+
+    def fence(self) -> AbstractContextManager[None]:
+        return self._flock(fcntl.LOCK_EX)
+
+    @contextmanager
+    def _flock(self, mode: int) -> Iterator[None]:
+        """A lock on a file next to the database, dropped by the kernel when the process dies.
+
+        Not SQLite's own lock: held for a whole rebuild, that would stop every append.
+        An in-memory database lives in one process and has no fence.
+        """
+        pool = self.datastore.pool
+        if pool.is_sqlite_memory_mode:
+            yield
+            return
+        fd = os.open(pool.db_name + FENCE_SUFFIX, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, mode)
+            yield
+        finally:
+            os.close(fd)  # and with it the lock
+
+    def replace(self, pairs: Iterable[Pair], rows: ViewRows, tracking: Tracking) -> None:
+        keys = list(pairs)
+        # The fence before SQLite's write lock: waiting for a rebuild must not stop appends.
+        with self._flock(fcntl.LOCK_SH), self.datastore.transaction(commit=True) as c:
+            # Tracking first: a worker that lost the race fails here, before touching rows.
+            self._insert_tracking(c, tracking)
+            for table in (*TABLES, FAILED_TABLE):
+                c.executemany(f"DELETE FROM {table} WHERE contract = ? AND month = ?", keys)  # noqa: S608
+            self._write(c, rows)
+
+    @contextmanager
+    def replacing(self, tracking: Tracking | None) -> Iterator[Callable[[ViewRows], None]]:
+        with self.datastore.transaction(commit=True) as c:
+            # A write first takes SQLite's write lock, so the position read next holds until the commit.
+            c.execute(f"DELETE FROM {FAILED_TABLE}")  # noqa: S608
+            c.execute("SELECT notification_id FROM tracking WHERE application_name = ?", (APP_NAME,))
+            row = c.fetchone()
+            refuse_backwards(row[0] if row else None, tracking)
+            c.execute("DELETE FROM tracking WHERE application_name = ?", (APP_NAME,))
+            for table in TABLES:
+                c.execute(f"DELETE FROM {table}")  # noqa: S608
+            yield lambda rows: self._write(c, rows)
+            if tracking is not None:
+                self._insert_tracking(c, tracking)
+
+    def _write(self, c: SQLiteCursor, rows: ViewRows) -> None:
+        for table, width, values in zip(TABLES, _WIDTH, rows[:3], strict=True):
+            if values:
+                marks = ", ".join("?" * width)
+                c.executemany(f"INSERT INTO {table} VALUES ({marks})", values)  # noqa: S608
+        if rows.failed:
+            c.executemany(f"INSERT INTO {FAILED_TABLE} VALUES (?, ?, ?, ?)", rows.failed)  # noqa: S608
+
+    def wall_to_wall(self, contracts: Collection[str]) -> set[Pair]:
+        names = sorted(set(contracts))
+        out: set[Pair] = set()
+        with self.datastore.transaction(commit=False) as c:
+            for i in range(0, len(names), _IN_CHUNK):
+                part = names[i : i + _IN_CHUNK]
+                marks = ", ".join("?" * len(part))
+                c.execute(
+                    "SELECT contract, month FROM report_monthly_availability "  # noqa: S608
+                    f"WHERE contract IN ({marks}) AND downtime_seconds = total_seconds "
+                    f"UNION ALL SELECT contract, month FROM report_failed_months WHERE contract IN ({marks})",
+                    [*part, *part],
+                )
+                out.update((r[0], r[1]) for r in c.fetchall())
+        return out
+
+    def failures(self, limit: int) -> tuple[int, list[tuple[str, str, int, str]]]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT count(*) FROM {FAILED_TABLE}")  # noqa: S608
+            count = c.fetchone()[0]
+            c.execute(f"SELECT contract, month, position, error FROM {FAILED_TABLE} "  # noqa: S608
+                      "ORDER BY contract, month LIMIT ?", (limit,))
+            return int(count), [(r[0], r[1], r[2], r[3]) for r in c.fetchall()]
+
+    def ledger_recorder(self) -> LedgerRecorder:
+        return self.reader_class(self.datastore)
+
+
+def open_view(datastore: SQLiteDatastore) -> SQLiteReportingView:
+    """The reporting view in the ledger's SQLite file (tables created if needed)."""
+    view = SQLiteReportingView(datastore)
+    view.create_table()
+    return view
+
+
+def existing_view(datastore: SQLiteDatastore) -> tuple[ReportingView, set[str]] | None:
+    """The view and which of its tables exist, if its tracking table was ever made (creates nothing)."""
+    wanted = [*TABLES, FAILED_TABLE, "tracking"]  # the library's fixed tracking name
+    with datastore.transaction(commit=False) as c:
+        marks = ", ".join("?" * len(wanted))
+        c.execute(f"SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ({marks})",  # noqa: S608
+                  wanted)
+        found = {row[0] for row in c.fetchall()}
+    return (SQLiteReportingView(datastore), found) if "tracking" in found else None
+
+
