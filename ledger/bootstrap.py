@@ -1,4 +1,4 @@
-"""The composition root: the one place that turns a store URL (or ``LEDGER_STORE``) into recorders, views and a ``Ledger``.
+"""The composition root: turns a store URL (or ``LEDGER_STORE``) into recorders, views and a ``Ledger``.
 
 The CLI, the rebuild's worker processes, the benchmarks and the tests open stores
 here; nothing else chooses a backend.

@@ -274,7 +274,9 @@ def _batch_rows(consumed: int, rows: list[Prepared]) -> tuple[int, int, object]:
     return _ROWS, consumed, rows
 
 
-def _batch_packer(start: ChainStart, packing: str) -> Callable[[int, list[Prepared]], tuple[int, int, object]]:
+def _batch_packer(
+    start: ChainStart, packing: str
+) -> Callable[[int, list[Prepared]], tuple[int, int, object]]:
     """Each batch linked and packed from ``start`` on (``batch_linker``), framed for the writer."""
     link = batch_linker(start, packing)
 
@@ -357,7 +359,7 @@ def packed_batches(
     limit: int = MAX_LINE,
     batch_size: int = PACKED_BATCH,
 ) -> Generator[PackedBatch, None, None]:
-    """Batches of an NDJSON stream linked from ``start`` and packed by the ``packing`` packer, in a child process.
+    """Batches of an NDJSON stream linked from ``start`` and packed (``packing``), in a child process.
 
     Each comes with its repeats and conflicts within the batch and the facts to check
     (see ``append_packed``); a line the linking refused raises ``IdConflict``.

@@ -5,7 +5,8 @@ view's invariants (tracking only moves forward, the fence) and are read together
 
 Three tables (docs/reporting.md) hold, per contract-month, the report's figures,
 its intervals and its credit. They live in the ledger's own database, written by a
-tracking recorder of the eventsourcing library (each backend's ``ReportingView``): the rows of a batch and the tracking position
+tracking recorder of the eventsourcing library (each backend's ``ReportingView``):
+the rows of a batch and the tracking position
 (application "ledger", position = notification id) are written in one transaction,
 so the view is always exactly "the ledger up to position N".
 
@@ -168,6 +169,9 @@ def failure(pair: Pair, position: int, exc: BaseException) -> Failed:
     return Failed(pair[0], pair[1], position, text)
 
 
+ReportingView.row_maker = staticmethod(lambda items, text: view_rows(items, text=text))
+
+
 def _split(items: Iterable[Report | Failed]) -> tuple[list[Report], list[Failed]]:
     reports: list[Report] = []
     failed: list[Failed] = []
@@ -194,8 +198,8 @@ class Evaluator:
         self.known = known
         self.reader = reader
         # What is the store's failure, not the month's: the reader's backend says.
-        self.store_errors = store_errors if store_errors is not None else (
-            reader.store_errors if reader is not None else LedgerRecorder.store_errors)
+        self.store_errors = store_errors if store_errors is not None else getattr(
+            reader, "store_errors", LedgerRecorder.store_errors)
         self._policies: dict[tuple[str, int], tuple[Policy, Credit]] = {}
 
     def report(self, pair: Pair, upto: int, records: list[Recorded] | None = None) -> Report:
@@ -259,7 +263,6 @@ class ReportingProjection(Projection[Any]):
         # (about 475 bytes each decoded); each month's facts are read again when it is evaluated.
         self.known = Known(keep=False) if known is None else known
         self.evaluator = Evaluator(self.known, self.reader)
-        self.view: ReportingView = view
         self._loaded = known is not None
 
     @property
@@ -323,9 +326,8 @@ class ReportingProjection(Projection[Any]):
             )
         reports, failed = self._recompute(affected(batch, self.known, self.known.settle()), last)
         try:
-            self.view.replace([*reports, *failed],
-                              view_rows([*reports.values(), *failed.values()], text=self.view.text),
-                              Tracking(APP_NAME, last))
+            self.view.replace([*reports, *failed], list(reports.values()), Tracking(APP_NAME, last),
+                              list(failed.values()))
         except IntegrityError:
             return False  # another worker wrote this position first: its rows are as good as ours
         return True
@@ -487,7 +489,9 @@ def _gathered(groups: Iterable[list[Report | Failed]], size: int) -> Iterator[li
 
 
 @contextmanager
-def _rebuilding(view: ReportingView, tracking: Tracking | None) -> Iterator[Callable[[list[tuple[int, bytes]]], None]]:
+def _rebuilding(
+    view: ReportingView, tracking: Tracking | None
+) -> Iterator[Callable[[list[tuple[int, bytes]]], None]]:
     """A writer of encoded groups of reports that replace the whole view, with ``tracking``.
 
     Each call takes a task's ``(count, msgpack of reports and failures)`` pairs. Where one
@@ -564,7 +568,7 @@ def _group_reports(
 
     for _ in read_related(reader, month_keys(services, contracts, versions=True), head, fold):
         pass
-    evaluator = Evaluator(known, store_errors=reader.store_errors)
+    evaluator = Evaluator(known, store_errors=getattr(reader, "store_errors", None))
     reports: list[Report | Failed] = []
     for cid, months in known.all_held().items():
         for month in months:
@@ -787,6 +791,8 @@ def _follow(projection: ReportingProjection, url: str, interval: float, stop: th
             super().__init__(view, known)
 
     runner = projection.reader.follower(url, Following)
+    if runner is None:
+        raise ProjectionError("this store cannot be followed: it has no notifications (poll it)")
     try:
         with runner:
             while not stop.wait(min(interval, 1.0)):

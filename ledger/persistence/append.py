@@ -248,7 +248,8 @@ def sort_rows(batch: Sequence[Prepared], recorded: Mapping[str, tuple[int, bytes
         claim = row.claim
         if claim is not None:
             name = claim[0]
-            items.append((row.line, start + index, name, claim[1], row.canon if name.startswith(CONTRACT) else None))
+            canon = row.canon if name.startswith(CONTRACT) else None
+            items.append((row.line, start + index, name, claim[1], canon))
     return Sorted(fresh, skipped, conflicts, items, list(firsts))
 
 

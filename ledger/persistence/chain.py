@@ -1,4 +1,4 @@
-"""The hash chain: each stored state carries a link hashing its position, recorded_at, id, content and the link before.
+"""The hash chain: each state's link hashes its position, recorded_at, id, content and the link before.
 
 Kept apart from the append algorithms so that an import's child process can link rows
 (``packing_chain``) and ``ledger.verify`` can recompute links without either.

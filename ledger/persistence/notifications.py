@@ -40,11 +40,11 @@ class MsgspecMapper(Mapper[str]):
         return LedgerEvent(str(oid), version, record)
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
-        raise NotImplementedError("facts are appended through ledger.persistence.append, not through the mapper")
+        raise NotImplementedError("facts are appended through ledger.persistence.append, not the mapper")
 
 
 class LedgerApplication(Application[str]):
-    """The ledger as an eventsourcing application; its recorder is the backend factory's (``application_recorder``)."""
+    """The ledger as an eventsourcing application; its recorder is the backend factory's."""
 
     name = APP_NAME
 

@@ -168,6 +168,11 @@ class LedgerRecorder(ABC):
     # so that an import's child process can be told and link and pack the rows too (see
     # ``append_packed``).
     packing: ClassVar[str]  # a key of ``ledger.persistence.packing.PACKERS``
+
+    @property
+    def packer(self) -> str:
+        """The name of this backend's packer (``packing``), as an import's child process is told it."""
+        return self.packing
     # What its reads raise when the store fails (not a fact): the projection lets these through.
     store_errors: ClassVar[tuple[type[BaseException], ...]] = (StoreError,)
     # Whether a follower is notified of new facts (``follower``) instead of polling.
@@ -251,14 +256,15 @@ class LedgerRecorder(ABC):
 
     @abstractmethod
     def existing_view(self) -> tuple[ReportingView, set[str]] | None:
-        """The reporting view and which of its tables exist, if its tracking table was ever made (creates nothing)."""
+        """The view and which of its tables exist, if its tracking table was ever made (creates nothing)."""
 
     def follower(self, url: str, projection_class: type[Any]) -> Any | None:
-        """A library ``ProjectionRunner`` notified of new facts, or None where the store can only be polled."""
+        """A library ``ProjectionRunner`` notified of new facts (None: the store can only be polled)."""
         return None
 
     def reachable(self, url: str) -> None:
         """Raise one of ``connection_errors`` at once if the store at ``url`` cannot be reached now."""
+        return None
 
     @abstractmethod
     def close(self) -> None:
@@ -324,13 +330,18 @@ class ReportingView(ABC):
         forward) refuses the follower's positions the rebuild already covers.
         """
 
+    # Turns reports and failed months into rows (``projections.tracked`` sets it: the
+    # projection's types are not persistence's to import).
+    row_maker: ClassVar[Callable[[Iterable[Any], bool], ViewRows]]
+
     @abstractmethod
-    def replace(self, pairs: Iterable[Pair], rows: ViewRows, tracking: Tracking) -> None:
+    def replace(self, pairs: Iterable[Pair], reports: Sequence[Any], tracking: Tracking,
+                failed: Sequence[Any] = ()) -> None:
         """In one transaction, in the fence: move tracking forward, replace the rows and failures of pairs."""
 
     @abstractmethod
     def replacing(self, tracking: Tracking | None) -> AbstractContextManager[Callable[[ViewRows], None]]:
-        """One transaction: empty the view and its tracking, let the block write, then set ``tracking`` (never back)."""
+        """One transaction: empty the view and its tracking, let the block write, then set ``tracking``."""
 
     def reset(self, chunks: Iterable[ViewRows], tracking: Tracking | None) -> None:
         """In one transaction: empty the view, write ``chunks``, set tracking to ``tracking`` (never back)."""

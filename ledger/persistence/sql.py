@@ -1,4 +1,4 @@
-"""What the SQLite and PostgreSQL recorders share: paged reads of the log, its head position, the old-format message."""
+"""What the SQLite and PostgreSQL recorders share: paged reads of the log, its last position, OLD_FORMAT."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""PostgreSQL connections: libpq parameters from a store URL, the datastore the recorders share, the first connection."""
+"""PostgreSQL connections: libpq parameters from a store URL, the shared datastore, the first connection."""
 
 from __future__ import annotations
 

@@ -512,7 +512,7 @@ class LedgerFactory(PostgresFactory):
         )
 
     def application_recorder(self) -> PostgresLedgerRecorder:
-        """The ledger's own recorder on the ledger's log (``stored_events``), whatever the application's name."""
+        """The ledger's own recorder on its log (``stored_events``), whatever the application's name."""
         return PostgresLedgerRecorder(self.datastore)
 
 

@@ -1,4 +1,4 @@
-"""PostgreSQL schema objects: append-only triggers, the insert checks (``sql/append_checks.sql``) and the roles script."""
+"""PostgreSQL schema objects: append-only triggers, insert checks (``sql/append_checks.sql``), roles."""
 
 from __future__ import annotations
 

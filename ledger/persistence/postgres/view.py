@@ -1,8 +1,8 @@
-"""The reporting view on PostgreSQL: the report tables in the ledger's schema, with the library's tracking table."""
+"""The reporting view on PostgreSQL: the report tables in the ledger's schema, with their tracking."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, ClassVar, Final
 
@@ -109,7 +109,9 @@ class PostgresReportingView(PostgresTrackingRecorder, ReportingView):
                 with suppress(psycopg.Error):  # the connection is gone, and the lock with it
                     conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", self.fence_key)
 
-    def replace(self, pairs: Iterable[Pair], rows: ViewRows, tracking: Tracking) -> None:
+    def replace(self, pairs: Iterable[Pair], reports: Sequence[Any], tracking: Tracking,
+                failed: Sequence[Any] = ()) -> None:
+        rows = type(self).row_maker([*reports, *failed], self.text)
         keys = list(pairs)
         with self.datastore.transaction(commit=True) as curs:
             # Shared: followers do not wait for each other here, only for a rebuild.
@@ -160,7 +162,7 @@ class PostgresReportingView(PostgresTrackingRecorder, ReportingView):
             return count, [(r["contract"], r["month"], r["position"], r["error"]) for r in found]
 
     def ledger_recorder(self) -> LedgerRecorder:
-        return self.reader_class(self.datastore)
+        return type(self).reader_class(self.datastore)
 
 
 _SCHEMA_LOCK: Final = 0x1ED6E6  # advisory lock held while creating the view's tables

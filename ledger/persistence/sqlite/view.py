@@ -1,12 +1,12 @@
-"""The reporting view on SQLite: the report tables in the ledger's file, with the library's ``tracking`` table."""
+"""The reporting view on SQLite: the report tables in the ledger's file, with the library's tracking."""
 
 from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from typing import ClassVar, Final
+from typing import Any, ClassVar, Final
 
 from eventsourcing.persistence import Tracking
 from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore, SQLiteTrackingRecorder
@@ -77,7 +77,9 @@ class SQLiteReportingView(SQLiteTrackingRecorder, ReportingView):
         finally:
             os.close(fd)  # and with it the lock
 
-    def replace(self, pairs: Iterable[Pair], rows: ViewRows, tracking: Tracking) -> None:
+    def replace(self, pairs: Iterable[Pair], reports: Sequence[Any], tracking: Tracking,
+                failed: Sequence[Any] = ()) -> None:
+        rows = type(self).row_maker([*reports, *failed], self.text)
         keys = list(pairs)
         # The fence before SQLite's write lock: waiting for a rebuild must not stop appends.
         with self._flock(fcntl.LOCK_SH), self.datastore.transaction(commit=True) as c:
@@ -135,7 +137,7 @@ class SQLiteReportingView(SQLiteTrackingRecorder, ReportingView):
             return int(count), [(r[0], r[1], r[2], r[3]) for r in c.fetchall()]
 
     def ledger_recorder(self) -> LedgerRecorder:
-        return self.reader_class(self.datastore)
+        return type(self).reader_class(self.datastore)
 
 
 def open_view(datastore: SQLiteDatastore) -> SQLiteReportingView:
