@@ -112,7 +112,7 @@ def _template_statements(template: str) -> list[str]:
     return statements
 
 
-_CHECKS_SQL: Final = (Path(__file__).parent / "sql" / "append_checks.sql").read_text()
+_CHECKS_SQL: Final = (Path(__file__).parents[2] / "sql" / "append_checks.sql").read_text()  # ledger/sql
 
 
 
