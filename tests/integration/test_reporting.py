@@ -146,7 +146,7 @@ def test_grouped_evaluation_is_byte_identical_to_ledger_report(ledger: Ledger) -
     run_demo(ledger, "2026-11")
     known = Known()
     known.add_all(ledger.records())
-    evaluator = Evaluator(known)
+    evaluator = Evaluator(known, ledger.recorder)
     pairs = held_pairs(ledger)
     assert len(pairs) >= 15
     for contract, month in sorted(pairs):
