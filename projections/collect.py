@@ -11,23 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ledger.events import (
-    ContractAmended,
-    ContractRegistered,
-    CreditClaimFiled,
-    ExclusionDeclared,
-    ExclusionRevoked,
-    Fact,
-    ForceMajeureDeclared,
-    IncidentOpened,
-    IncidentResolved,
-    MaintenanceAnnounced,
-    MaintenanceCancelled,
-    MaintenanceCompleted,
-    ProbeFailed,
-    ProbeRecovered,
-    Recorded,
-)
+from ledger import events as ev
 from ledger.policy import Policy
 from projections.credit import Claim
 from projections.timeline import OPEN, impact_rank, probe_rank, to_us
@@ -41,52 +25,54 @@ class Facts:
     ignored_probes: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     incidents: dict[str, list[tuple[int, int, int, int]]] = field(default_factory=lambda: defaultdict(list))
     resolutions: dict[str, list[tuple[int, int]]] = field(default_factory=lambda: defaultdict(list))
-    announced: dict[str, list[tuple[int, datetime, MaintenanceAnnounced]]] = field(
+    announced: dict[str, list[tuple[int, datetime, ev.MaintenanceAnnounced]]] = field(
         default_factory=lambda: defaultdict(list)
     )
-    cancelled: dict[str, list[tuple[int, MaintenanceCancelled]]] = field(
+    cancelled: dict[str, list[tuple[int, ev.MaintenanceCancelled]]] = field(
         default_factory=lambda: defaultdict(list)
     )
-    completed: dict[str, list[tuple[int, MaintenanceCompleted]]] = field(
+    completed: dict[str, list[tuple[int, ev.MaintenanceCompleted]]] = field(
         default_factory=lambda: defaultdict(list)
     )
-    exclusions: list[tuple[int, ForceMajeureDeclared | ExclusionDeclared]] = field(default_factory=list)
-    revoked: dict[str, list[tuple[int, ExclusionRevoked]]] = field(default_factory=lambda: defaultdict(list))
+    exclusions: list[tuple[int, ev.ForceMajeureDeclared | ev.ExclusionDeclared]] = field(default_factory=list)
+    revoked: dict[str, list[tuple[int, ev.ExclusionRevoked]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
     claims: list[Claim] = field(default_factory=list)
-    facts: dict[int, Fact] = field(default_factory=dict)  # position -> fact, for the digest
+    facts: dict[int, ev.Fact] = field(default_factory=dict)  # position -> fact, for the digest
 
 
-def collect(records: Iterable[Recorded], policy: Policy, month: str) -> Facts:
+def collect(records: Iterable[ev.Recorded], policy: Policy, month: str) -> Facts:
     """One pass, one branch per fact type; keeps what concerns this service and contract."""
     out = Facts()
     service, wanted = policy.service, frozenset(policy.probes)
     for rec in records:
         pos, fact = rec.position, rec.fact
         match fact:
-            case ProbeFailed() | ProbeRecovered() if fact.service == service:
+            case ev.ProbeFailed() | ev.ProbeRecovered() if fact.service == service:
                 rank = probe_rank(fact)
                 if fact.probe in wanted:
                     out.probes[fact.probe].append((to_us(fact.at), rank, pos))
                 else:
                     out.ignored_probes[fact.probe].append(to_us(fact.at))
-            case IncidentOpened() if fact.service == service:
+            case ev.IncidentOpened() if fact.service == service:
                 out.incidents[fact.incident].append((to_us(fact.at), OPEN, impact_rank(fact), pos))
-            case IncidentResolved():
+            case ev.IncidentResolved():
                 # No service on a resolution: keep them all, only ids opened on our service are read.
                 out.resolutions[fact.incident].append((to_us(fact.at), pos))
-            case MaintenanceAnnounced() if fact.service == service:
+            case ev.MaintenanceAnnounced() if fact.service == service:
                 out.announced[fact.maintenance].append((pos, rec.recorded_at, fact))
-            case MaintenanceCancelled():
+            case ev.MaintenanceCancelled():
                 out.cancelled[fact.maintenance].append((pos, fact))
-            case MaintenanceCompleted():
+            case ev.MaintenanceCompleted():
                 out.completed[fact.maintenance].append((pos, fact))
-            case ForceMajeureDeclared() | ExclusionDeclared() if fact.service == service:
+            case ev.ForceMajeureDeclared() | ev.ExclusionDeclared() if fact.service == service:
                 out.exclusions.append((pos, fact))
-            case ExclusionRevoked():
+            case ev.ExclusionRevoked():
                 out.revoked[fact.ref].append((pos, fact))
-            case CreditClaimFiled() if fact.contract == policy.contract_id and fact.month == month:
+            case ev.CreditClaimFiled() if fact.contract == policy.contract_id and fact.month == month:
                 out.claims.append(Claim(at=fact.at, recorded_at=rec.recorded_at, position=pos))
-            case ContractRegistered() | ContractAmended():
+            case ev.ContractRegistered() | ev.ContractAmended():
                 continue  # the caller resolved the policy version already
             case _:
                 continue  # another service's fact
