@@ -15,9 +15,9 @@ import psycopg
 import pytest
 from click.testing import CliRunner, Result
 
+from cli.demo import example_policy_paths
 from cli.main import cli
 from ledger.application import Ledger, open_ledger
-from ledger.demo import example_policy_paths
 from ledger.policy import load_policy
 from ledger.postgres import ROLES, create_roles, parse_postgres_url, roles_sql
 from ledger.reporting import FAILED_TABLE, TABLES, TRACKING_TABLE

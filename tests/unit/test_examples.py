@@ -9,7 +9,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from ledger import demo
+import ledger
+from cli import demo
 from ledger.errors import BadInput
 from ledger.events import (
     CreditClaimFiled,
@@ -49,7 +50,7 @@ def facts() -> list[Fact]:
 def test_the_five_examples_ship_as_package_data() -> None:
     paths = demo.example_policy_paths()
     assert {p.name for p in paths} == EXPECTED
-    assert all(p.parent == Path(demo.__file__).parent / "examples" for p in paths)
+    assert all(p.parent == Path(ledger.__file__).parent / "examples" for p in paths)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
