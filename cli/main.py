@@ -1,120 +1,25 @@
-"""The ``ledger`` command line: parse, one call into the application, render."""
+"""The ``ledger`` command line: parse, one call into the application, render.
+
+Each command is a thin click function; what they share is in ``cli.context``, the text
+they print is made in ``cli.render``.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
-from datetime import datetime
-from typing import Any, BinaryIO, NoReturn, TypeVar
+from typing import BinaryIO
 
 import click
 import msgspec
 
-from ledger.application import Ledger
-from ledger.bootstrap import open_ledger
-from ledger.calendar import check_instant, check_month
-from ledger.errors import BadInput, LedgerError, one_line
+from cli.context import Context, Failure, LedgerGroup, month_option, pass_ctx, timestamp
+from cli.projections import projections
+from ledger.errors import BadInput
 from ledger.events import OPS_TYPES, decode_fact, export_line, fact_from_fields, fact_id
 from ledger.policy import load_policy
 from ledger.text import printable
-from ledger.urls import redact, scrub, store_url
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-class Context:
-    """What subcommands share: the store URL and, once opened, the ledger."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.shown = redact(url)  # for messages: no password (the URL is checked when opened)
-        self._ledger: Ledger | None = None
-
-    def ledger(self, *, create: bool = True) -> Ledger:
-        if self._ledger is None:
-            self._ledger = open_ledger(self.url, create=create)
-        return self._ledger
-
-    def close(self) -> None:
-        if self._ledger is not None:
-            self._ledger.close()
-            self._ledger = None
-
-
-pass_ctx = click.make_pass_decorator(Context)
-
-
-def _timestamp(value: str | None, option: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        ts = msgspec.json.decode(msgspec.json.encode(value), type=datetime)
-    except msgspec.ValidationError:
-        raise BadInput(f"{option} {value!r}: expected an RFC 3339 timestamp with an offset") from None
-    if ts.tzinfo is None:
-        raise BadInput(f"{option} {value!r}: the timestamp has no offset")
-    return check_instant(ts, option)
-
-
-def _month(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    """``--month``, read by the one month parser (``ledger.calendar.parse_month``)."""
-    return check_month(value, "--month")
-
-
-class Failure(click.ClickException):
-    """A one-line error with its own exit code (2: bad input, 1: anything else, 3: verify failed)."""
-
-    def __init__(self, message: str, code: int = 1) -> None:
-        # Escaped whole: a message may echo input, which must not reach the terminal raw.
-        super().__init__(printable(one_line(message)))
-        self.exit_code = code  # type: ignore[misc]  # click declares it on the class
-
-    def show(self, file: Any = None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True)
-
-
-def _usage(exc: click.UsageError) -> Failure:
-    where = exc.ctx.command_path if exc.ctx is not None else "ledger"
-    return Failure(f"{exc.format_message()} (see `{where} --help`)", 2)
-
-
-class LedgerGroup(click.Group):
-    """Turns every failure below it into one line and a non-zero exit, never a traceback."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except click.UsageError as exc:
-            raise _usage(exc) from None
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except click.UsageError as exc:
-            raise _usage(exc) from None
-        except Failure as exc:
-            raise Failure(_scrubbed(ctx, exc.message), exc.exit_code) from None
-        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
-            raise
-        except BadInput as exc:
-            raise Failure(_scrubbed(ctx, str(exc)), 2) from None
-        except LedgerError as exc:
-            raise Failure(_scrubbed(ctx, str(exc)), 1) from None
-        except BrokenPipeError:
-            # `ledger events | head`: the reader left; nothing worth a message.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            raise click.exceptions.Exit(1) from None
-        except Exception as exc:
-            if os.environ.get("LEDGER_DEBUG"):
-                raise
-            raise Failure(_scrubbed(ctx, _describe(exc)), 1) from None
-
-
-def _scrubbed(ctx: click.Context, message: str) -> str:
-    """``message`` without the store URL's password, wherever it came from."""
-    url = ctx.obj.url if isinstance(ctx.obj, Context) else ctx.params.get("store")
-    return scrub(message, url) if isinstance(url, str) else message
+from ledger.urls import store_url
 
 
 @click.group(cls=LedgerGroup)
@@ -128,6 +33,9 @@ def cli(ctx: click.Context, store: str | None) -> None:
     obj = Context(store_url(store))
     ctx.obj = obj
     ctx.call_on_close(obj.close)
+
+
+cli.add_command(projections)
 
 
 @cli.command()
@@ -281,7 +189,7 @@ def _size(file: BinaryIO) -> int | None:
 @pass_ctx
 def events(ctx: Context, service: str | None, since: str | None, until: str | None) -> None:
     """Print recorded events as NDJSON, with id, position and recorded_at."""
-    start, end = _timestamp(since, "--since"), _timestamp(until, "--until")
+    start, end = timestamp(since, "--since"), timestamp(until, "--until")
     out = sys.stdout.buffer
     for rec in ctx.ledger(create=False).events(service, start, end):
         out.write(export_line(rec))
@@ -291,7 +199,7 @@ def events(ctx: Context, service: str | None, since: str | None, until: str | No
 
 @cli.command()
 @click.option("--contract", "contract_id", required=True, help="Contract id.")
-@click.option("--month", required=True, metavar="YYYY-MM", callback=_month,
+@click.option("--month", required=True, metavar="YYYY-MM", callback=month_option,
               help="Month, in the contract's time zone.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
               show_default=True)
@@ -299,21 +207,21 @@ def events(ctx: Context, service: str | None, since: str | None, until: str | No
 @pass_ctx
 def report(ctx: Context, contract_id: str, month: str, fmt: str, intervals: bool) -> None:
     """The month's availability, every downtime exclusion with its reason, and the credit owed."""
+    from cli.render import report_csv, report_table
     from projections.model import to_json
-    from projections.render import report_csv, report_table
 
-    ev = ctx.ledger(create=False).report(contract_id, month)
+    month_report = ctx.ledger(create=False).report(contract_id, month).report
     if fmt == "json":
-        click.echo(to_json(ev.report).decode())
+        click.echo(to_json(month_report).decode())
     elif fmt == "csv":
-        click.echo(report_csv([ev.report], intervals=intervals), nl=False)
+        click.echo(report_csv([month_report], intervals=intervals), nl=False)
     else:
-        click.echo(report_table(ev.report), nl=False)
+        click.echo(report_table(month_report), nl=False)
 
 
 @cli.command()
 @click.option("--contract", "contract_id", required=True, help="Contract id.")
-@click.option("--month", required=True, metavar="YYYY-MM", callback=_month,
+@click.option("--month", required=True, metavar="YYYY-MM", callback=month_option,
               help="Month, in the contract's time zone.")
 @click.option("--as-of", "as_of", metavar="TIMESTAMP", help="Replay what was recorded up to this instant.")
 @click.option("--position", type=int, metavar="N", help="Replay what was recorded up to position N.")
@@ -322,10 +230,10 @@ def report(ctx: Context, contract_id: str, month: str, fmt: str, intervals: bool
 def audit(ctx: Context, contract_id: str, month: str, as_of: str | None, position: int | None,
           fmt: str) -> None:
     """Replay a month as the ledger knew it at a past point, and explain every figure."""
+    from cli.render import audit_text
     from projections.model import to_json
-    from projections.render import audit_text
 
-    a = ctx.ledger(create=False).audit(contract_id, month, as_of=_timestamp(as_of, "--as-of"),
+    a = ctx.ledger(create=False).audit(contract_id, month, as_of=timestamp(as_of, "--as-of"),
                                        position=position)
     if fmt == "json":
         click.echo(to_json(a).decode())
@@ -369,7 +277,7 @@ def verify(ctx: Context, expect: str | None) -> None:
     want = parse_head(expect) if expect is not None else None  # bad input before the store is opened
     result = run_verify(ctx.ledger(create=False).recorder, expect=want)
     if not result.ok:
-        _fail(f"verify: {result.problem}", code=3)
+        raise Failure(f"verify: {result.problem}", 3)
     click.echo(f"ok: {result.position} events, chain intact; head sha256:{result.head}")
     if result.expected_at is not None:
         click.echo(f"expected sha256:{want} found at position {result.expected_at}")
@@ -382,29 +290,12 @@ def demo(ctx: Context) -> None:
 
     The store must be empty or hold only the demo's facts (then nothing is added).
     """
-    from ledger.demo_run import check_demo_store, run_demo
-    from projections.render import summary_table
+    from cli.demo.run import check_demo_store, run_demo
+    from cli.render import summary_table
 
     ledger = ctx.ledger()
     check_demo_store(ledger, ctx.shown)
     click.echo(summary_table(run_demo(ledger)), nl=False)
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    raise Failure(message, code)
-
-
-def _describe(exc: Exception) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    name = type(exc).__module__.split(".")[0]
-    if name in ("psycopg", "psycopg_pool", "sqlite3", "eventsourcing"):
-        return f"store: {text}"
-    return f"{type(exc).__name__}: {text}"
-
-
-from cli.projections import projections  # noqa: E402  (the group needs `cli` defined first)
-
-cli.add_command(projections)
 
 
 def main() -> None:
@@ -413,8 +304,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    # Under `python -m cli.main` this file runs as `__main__`; subcommand modules import
-    # `cli.main`, so run that module's group rather than a second copy of it.
-    from cli.main import main as entry
-
-    entry()
+    main()

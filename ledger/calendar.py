@@ -45,6 +45,18 @@ MONTH_RANGE: Final = "1969-12 to 3000-01"
 _MONTH_RE: Final = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")
 
 
+def split_month(month: str) -> tuple[int, int]:
+    """Year and month number of an exact "YYYY-MM", any year 0000 to 9999 (ValueError otherwise).
+
+    The one month parser: month arithmetic (``projections.affected.add_months``) reads the
+    edge months too, which ``parse_month`` refuses because no zone can bound them.
+    """
+    m = _MONTH_RE.fullmatch(month)
+    if m is None:
+        raise ValueError(f"not a month (YYYY-MM): {month!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
 def parse_month(month: str) -> tuple[int, int]:
     """Year and month number of an exact "YYYY-MM" whose bounds any zone can compute (ValueError otherwise).
 
@@ -52,8 +64,8 @@ def parse_month(month: str) -> tuple[int, int]:
     folds can evaluate, which is wider than what input may name (``check_month``): a store
     written before the input range was bounded may hold facts in any such month.
     """
-    m = _MONTH_RE.fullmatch(month)
-    if m is not None and 2 <= (parsed := (int(m.group(1)), int(m.group(2))))[0] <= 9998:
+    parsed = split_month(month)
+    if 2 <= parsed[0] <= 9998:
         return parsed
     raise ValueError(f"not a month (YYYY-MM): {month!r}")
 
@@ -204,7 +216,3 @@ def business_intervals(
             if lo < hi:
                 yield lo, hi
 
-
-def overlaps_business_hours(start: datetime, end: datetime, calendar: CalendarRules) -> bool:
-    """Whether [start, end) shares any instant with the calendar's business hours."""
-    return next(business_intervals(start, end, calendar), None) is not None

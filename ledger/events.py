@@ -1,7 +1,7 @@
 """The facts the ledger records: one frozen msgspec struct per event type.
 
 Every type is a member of the tagged union ``Fact`` (tag field ``type``). Lines
-of an NDJSON import are decoded once, at the boundary, by ``decode_line``; the
+of an NDJSON import are decoded once, at the boundary, by ``decode_fact``; the
 rest of the code only ever sees validated, immutable facts.
 
 Schema evolution rule: add fields only with defaults; never change a field's
@@ -520,8 +520,3 @@ def export_line(rec: Recorded) -> bytes:
     body["position"] = rec.position
     body["recorded_at"] = msgspec.to_builtins(rec.recorded_at)
     return _encoder.encode(body)
-
-
-def fact_service(fact: Fact) -> str | None:
-    """The service a fact is about, where the fact names one."""
-    return getattr(fact, "service", None)

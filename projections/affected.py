@@ -1,5 +1,8 @@
 """What a batch of new facts touches: the (contract, month) pairs it can change, and what a pair reads.
 
+Over 400 lines on purpose: the index (``Known``) and the rules that read it are one proof of
+"never one pair too few", which is checked more easily when read in one place.
+
 The reporting view (``ledger.reporting``) holds one row per contract-month. When
 new facts arrive it recomputes only the pairs they can change; ``affected`` says
 which, from the facts and an index of every fact known so far (``Known``). The
@@ -41,9 +44,10 @@ recorded_at) or of the latest fact if later, plus every month with a claim. A wo
 keeps the spans as of its last ``settle`` and, per batch, looks only at the contracts
 the batch touched, unless the clock entered a new month: then every contract gains it.
 
-``Known`` also groups records for evaluation (``records_for``): the fold filters by
-service and contract itself, so giving it only its service's facts, cut to the time
-around the month, yields byte-identical reports at a fraction of the cost.
+``Known`` also names the facts one evaluation needs (``positions_for``): the fold
+filters by service and contract itself, so giving it only its service's facts, cut to
+the time around the month, yields byte-identical reports at a fraction of the cost.
+The timeline's order is ``projections.timeline``'s, the fold's own.
 """
 
 from __future__ import annotations
@@ -53,12 +57,12 @@ from collections import defaultdict
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Final, NamedTuple, TypeAlias
 from zoneinfo import ZoneInfo
 
-from ledger.calendar import month_bounds
-from ledger.contracts import ContractVersion, contract_versions
+from ledger.calendar import month_bounds, split_month
+from ledger.contracts import ContractVersion, contract_versions, in_force
 from ledger.events import (
     ContractAmended,
     ContractRegistered,
@@ -75,25 +79,16 @@ from ledger.events import (
     ProbeRecovered,
     Recorded,
 )
+from projections.timeline import FAIL, OPEN, OUTAGE, RESOLVE, from_us, impact_rank, probe_rank, to_us
 
 Pair: TypeAlias = tuple[str, str]  # (contract, "YYYY-MM")
-# What ``Known`` keeps of a fact: the record itself, or (``keep=False``) only its position.
-Item: TypeAlias = Recorded | int
+# A probe or incident fact as the quiet-point sweep reads it: (at, rank, key, impact, position),
+# sorted in the fold's order (``projections.timeline``).
+_Step: TypeAlias = tuple[int, int, str, int, int]
 
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_US: Final = timedelta(microseconds=1)
 _INF: Final = 2**63
-# Within one instant the fold applies failures before recoveries and openings before
-# resolutions; the quiet-point sweep must apply them in the same order.
-_FIRST, _SECOND = 0, 1
-_OUTAGE_RANK: Final = 2  # the fold's rank of impact "outage" (none 0, degraded 1)
-_IMPACT_RANK: Final = {"none": 0, "degraded": 1, "outage": 2}
 # The months ``ledger report`` answers for (its --month check): the view holds no other.
 _FIRST_MONTH, _LAST_MONTH = "0002-01", "9998-12"
-
-
-def _us(instant: datetime) -> int:
-    return (instant - _EPOCH) // _US
 
 
 def month_of(us: int, tz: ZoneInfo) -> str:
@@ -103,7 +98,7 @@ def month_of(us: int, tz: ZoneInfo) -> str:
     it answers the first or last month there is.
     """
     try:
-        local = (_EPOCH + timedelta(microseconds=us)).astimezone(tz)
+        local = from_us(us).astimezone(tz)
     except OverflowError:
         return "9999-12" if us > 0 else "0001-01"
     return f"{local.year:04d}-{local.month:02d}"
@@ -111,7 +106,8 @@ def month_of(us: int, tz: ZoneInfo) -> str:
 
 def add_months(month: str, n: int) -> str:
     """``month`` moved by ``n`` months."""
-    index = int(month[:4]) * 12 + int(month[5:7]) - 1 + n
+    year, mon = split_month(month)
+    index = year * 12 + mon - 1 + n
     return f"{index // 12:04d}-{index % 12 + 1:02d}"
 
 
@@ -127,17 +123,17 @@ def months_from(first: str, last: str) -> list[str]:
 
 @dataclass
 class _Service:
-    """The facts of one service, kept for the affected rules and for evaluation."""
+    """The facts of one service (their positions), kept for the affected rules and for evaluation."""
 
     first: int = _INF
     last: int = -_INF
-    # Probe and incident steps in the fold's order: (at, rank, key, impact, position, item).
-    steps: list[tuple[int, int, str, int, int, Item]] = field(default_factory=list)
+    # Probe and incident steps, sorted in the fold's order when read.
+    steps: list[_Step] = field(default_factory=list)
     sorted_upto: int = 0  # steps[:sorted_upto] are sorted; appends after that are not
     quiet: list[int] | None = None  # instants when nothing is down (None: recompute)
     ats: list[int] = field(default_factory=list)  # steps' instants, once sorted
-    windows: dict[str, list[Item]] = field(default_factory=lambda: defaultdict(list))
-    exclusions: list[tuple[int, int, Item, str]] = field(default_factory=list)  # start, end, item, id
+    windows: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    exclusions: list[tuple[int, int, int, str]] = field(default_factory=list)  # start, end, position, id
     incidents: set[str] = field(default_factory=set)
 
     def see(self, us: int) -> bool:
@@ -172,29 +168,27 @@ _NO_SPAN: Final = Span("9999-12", "0000-01", frozenset())
 class Known:
     """An index of every fact recorded so far: contracts, services, referents, claims.
 
-    Fed in position order with ``add``; everything else reads it. With ``keep=False``
-    it keeps positions instead of records (contract versions excepted), for a caller
-    that fetches what ``positions_for`` names one month at a time: a service's whole
-    history then costs a few small tuples per fact. That mode also accepts the
-    references after the facts they refer to, out of position order.
+    Fed with ``add``; everything else reads it. It keeps positions, not records (contract
+    versions excepted), for a caller that fetches what ``positions_for`` names one month
+    at a time: a service's whole history then costs a few small tuples per fact. It also
+    accepts the references after the facts they refer to, out of position order.
     """
 
-    keep: bool = True
     position: int = 0
     contract_records: list[Recorded] = field(default_factory=list)
     versions: dict[str, list[ContractVersion]] = field(default_factory=dict)
     services: dict[str, _Service] = field(default_factory=lambda: defaultdict(_Service))
     contracts_of_service: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     zones: dict[str, tuple[ZoneInfo, ...]] = field(default_factory=dict)
-    # Claims by contract: (month, item).
-    claims: dict[str, list[tuple[str, Item]]] = field(default_factory=lambda: defaultdict(list))
+    # Claims by contract: (month, position).
+    claims: dict[str, list[tuple[str, int]]] = field(default_factory=lambda: defaultdict(list))
     # Reference targets: id -> services that opened it / (service, start, end) of each window.
     incident_services: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
-    resolutions: dict[str, list[tuple[int, int, Item]]] = field(default_factory=lambda: defaultdict(list))
+    resolutions: dict[str, list[tuple[int, int]]] = field(default_factory=lambda: defaultdict(list))
     window_spans: dict[str, list[tuple[str, int, int]]] = field(default_factory=lambda: defaultdict(list))
     exclusion_spans: dict[str, list[tuple[str, int, int]]] = field(default_factory=lambda: defaultdict(list))
-    maintenance_refs: dict[str, list[Item]] = field(default_factory=lambda: defaultdict(list))
-    revocations: dict[str, list[Item]] = field(default_factory=lambda: defaultdict(list))
+    maintenance_refs: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    revocations: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     # The ledger's clock: the latest recorded_at folded (or told, ``see_clock``); rows run to its month.
     recorded: datetime | None = None
     # Spans as of the last ``settle`` (the rows the view has), and what may have moved since.
@@ -216,49 +210,44 @@ class Known:
             self.add(rec)
 
     def add(self, rec: Recorded) -> None:
-        """Fold one record (positions must increase, unless ``keep`` is off)."""
-        if rec.position <= self.position:
-            if self.keep:
-                raise ValueError(f"position {rec.position} already folded (at {self.position})")
-        else:
-            self.position = rec.position
+        """Fold one record (references may come after their referents, out of position order)."""
+        self.position = max(self.position, rec.position)
         if self.recorded is None or rec.recorded_at > self.recorded:
             self.recorded = rec.recorded_at
-        item: Item = rec if self.keep else rec.position
+        item = rec.position
         f = rec.fact
         match f:
             case ProbeFailed() | ProbeRecovered():
                 s = self.services[f.service]
-                at = _us(f.at)
+                at = to_us(f.at)
                 if s.see(at):
                     self._moved_services.add(f.service)
-                rank = _FIRST if isinstance(f, ProbeFailed) else _SECOND
-                self._step(s, (at, rank, "p:" + f.probe, 0, rec.position, item))
+                self._step(s, (at, probe_rank(f), "p:" + f.probe, 0, item))
             case IncidentOpened():
                 s = self.services[f.service]
-                at = _us(f.at)
+                at = to_us(f.at)
                 if s.see(at):
                     self._moved_services.add(f.service)
-                self._step(s, (at, _FIRST, "i:" + f.incident, _IMPACT_RANK[f.impact], rec.position, item))
+                self._step(s, (at, OPEN, "i:" + f.incident, impact_rank(f), item))
                 if f.incident not in s.incidents:
                     s.incidents.add(f.incident)
                     self.incident_services[f.incident].add(f.service)
                     # Resolutions recorded before the opening now belong to this service too.
-                    for rat, rpos, res in self.resolutions[f.incident]:
+                    for rat, res in self.resolutions[f.incident]:
                         if s.see(rat):
                             self._moved_services.add(f.service)
-                        self._step(s, (rat, _SECOND, "i:" + f.incident, 0, rpos, res))
+                        self._step(s, (rat, RESOLVE, "i:" + f.incident, 0, res))
             case IncidentResolved():
-                at = _us(f.at)
-                self.resolutions[f.incident].append((at, rec.position, item))
+                at = to_us(f.at)
+                self.resolutions[f.incident].append((at, item))
                 for service in self.incident_services.get(f.incident, ()):
                     s = self.services[service]
                     if s.see(at):
                         self._moved_services.add(service)
-                    self._step(s, (at, _SECOND, "i:" + f.incident, 0, rec.position, item))
+                    self._step(s, (at, RESOLVE, "i:" + f.incident, 0, item))
             case MaintenanceAnnounced():
                 s = self.services[f.service]
-                start, end = _us(f.starts_at), _us(f.ends_at)
+                start, end = to_us(f.starts_at), to_us(f.ends_at)
                 if s.see(start):
                     self._moved_services.add(f.service)
                 s.windows[f.maintenance].append(item)
@@ -267,7 +256,7 @@ class Known:
                 self.maintenance_refs[f.maintenance].append(item)
             case ForceMajeureDeclared() | ExclusionDeclared():
                 s = self.services[f.service]
-                start, end = _us(f.starts_at), _us(f.ends_at)
+                start, end = to_us(f.starts_at), to_us(f.ends_at)
                 if s.see(start):
                     self._moved_services.add(f.service)
                 xid = f.declaration if isinstance(f, ForceMajeureDeclared) else f.exclusion
@@ -291,7 +280,7 @@ class Known:
                 self._clock_edge = None  # perhaps a new zone, with months of its own
 
     @staticmethod
-    def _step(s: _Service, step: tuple[int, int, str, int, int, Item]) -> None:
+    def _step(s: _Service, step: _Step) -> None:
         s.steps.append(step)
         s.quiet = None
 
@@ -314,9 +303,9 @@ class Known:
         if not versions:
             return _NO_SPAN
         zones = self.zones[contract]
-        first = last = _us(versions[0].recorded_at)
+        first = last = to_us(versions[0].recorded_at)
         if self.recorded is not None:
-            last = max(last, _us(self.recorded))
+            last = max(last, to_us(self.recorded))
         for name in self.contract_services(contract):
             s = self.services.get(name)
             if s is not None and s.first <= s.last:
@@ -371,7 +360,7 @@ class Known:
             return False
         if self._clock_edge is not None and self.recorded < self._clock_edge:
             return False
-        us = _us(self.recorded)
+        us = to_us(self.recorded)
         months = {tz: month_of(us, tz) for zones in self.zones.values() for tz in zones}
         moved = any(self._clock_months.get(tz, m) != m for tz, m in months.items())
         self._clock_months = months
@@ -384,18 +373,12 @@ class Known:
 
     def version_in_force(self, contract: str, month: str) -> ContractVersion:
         """The version that governs ``contract`` in ``month``."""
-        versions = self.versions[contract]
-        chosen = versions[0]
-        for v in versions[1:]:
-            assert v.effective_from is not None
-            if v.effective_from <= month:
-                chosen = v
-        return chosen
+        return in_force(self.versions[contract], month)
 
-    # --- records for one evaluation -----------------------------------------------
+    # --- facts for one evaluation ------------------------------------------------
 
-    def records_for(self, contract: str, month: str) -> list[Recorded]:
-        """The records the fold needs for one contract-month, in position order.
+    def positions_for(self, contract: str, month: str) -> list[int]:
+        """The positions of the facts the fold needs for one contract-month, ascending.
 
         Only the in-force version's service, and of its probe and incident facts only
         those between the last instant before the month when nothing was down and the
@@ -405,28 +388,17 @@ class Known:
         touch that stretch come whole (all versions of a window id), with their
         references; claims only for the month.
         """
-        if not self.keep:
-            raise ValueError("this index keeps positions only: use positions_for")
-        unique: dict[int, Recorded] = {}
-        for item in self._picked(contract, month):
-            assert isinstance(item, Recorded)
-            unique[item.position] = item
-        return [unique[p] for p in sorted(unique)]
+        return sorted(set(self._picked(contract, month)))
 
-    def positions_for(self, contract: str, month: str) -> list[int]:
-        """The positions of ``records_for`` (either mode), ascending."""
-        picked = self._picked(contract, month)
-        return sorted({item if isinstance(item, int) else item.position for item in picked})
-
-    def _picked(self, contract: str, month: str) -> list[Item]:
+    def _picked(self, contract: str, month: str) -> list[int]:
         version = self.version_in_force(contract, month)
         policy = version.policy
         s = self.services.get(policy.contract.service)
-        out: list[Item] = [item for m, item in self.claims.get(contract, []) if m == month]
+        out: list[int] = [item for m, item in self.claims.get(contract, []) if m == month]
         if s is None:
             return out
         tz = ZoneInfo(policy.contract.timezone)
-        start, end = (_us(b) for b in month_bounds(month, tz))
+        start, end = (to_us(b) for b in month_bounds(month, tz))
         quiet = self._quiet(s)
         # The fold looks one microsecond before the month (a stretch begun last month).
         i = bisect_right(quiet, start - 1)
@@ -434,7 +406,7 @@ class Known:
         j = bisect_left(quiet, end)
         hi = quiet[j] if j < len(quiet) else _INF
         a, b = bisect_right(s.ats, lo), bisect_right(s.ats, hi)
-        out.extend(st[5] for st in s.steps[a:b])
+        out.extend(st[4] for st in s.steps[a:b])
         for mid, items in s.windows.items():
             if any(st <= hi and en >= lo for _, st, en in self.window_spans[mid]):
                 out.extend(items)
@@ -459,7 +431,7 @@ class Known:
         if s.quiet is not None:
             return s.quiet
         if s.sorted_upto < len(s.steps):
-            s.steps.sort(key=lambda st: st[:5])
+            s.steps.sort()
             s.sorted_upto = len(s.steps)
         s.ats = [st[0] for st in s.steps]
         down: set[str] = set()  # probes down, incidents in outage
@@ -471,12 +443,12 @@ class Known:
         while k < n:
             t = steps[k][0]
             while k < n and steps[k][0] == t:
-                _, rank, key, impact, _, _ = steps[k]
+                _, rank, key, impact, _ = steps[k]
                 if key[0] == "p":
-                    (down.add if rank == _FIRST else down.discard)(key)
-                elif rank == _FIRST:
+                    (down.add if rank == FAIL else down.discard)(key)
+                elif rank == OPEN:
                     open_.add(key)
-                    (down.add if impact == _OUTAGE_RANK else down.discard)(key)
+                    (down.add if impact == OUTAGE else down.discard)(key)
                 elif key in open_:
                     open_.discard(key)
                     down.discard(key)
@@ -557,10 +529,10 @@ def affected(
         f = rec.fact
         match f:
             case ProbeFailed() | ProbeRecovered() | IncidentOpened():
-                _from(known, held, f.service, _us(f.at), out)
+                _from(known, held, f.service, to_us(f.at), out)
             case IncidentResolved():
                 for service in known.incident_services.get(f.incident, ()):
-                    _from(known, held, service, _us(f.at), out)
+                    _from(known, held, service, to_us(f.at), out)
             case MaintenanceAnnounced() | MaintenanceCancelled() | MaintenanceCompleted():
                 # Every version of the window: a new announcement can supersede an old one. A
                 # window acts only inside its announced [starts_at, ends_at], whenever it was
@@ -568,7 +540,7 @@ def affected(
                 for service, start, end in known.window_spans.get(f.maintenance, ()):
                     _span(known, held, service, start, end, out)
             case ForceMajeureDeclared() | ExclusionDeclared():
-                _span(known, held, f.service, _us(f.starts_at), _us(f.ends_at), out)
+                _span(known, held, f.service, to_us(f.starts_at), to_us(f.ends_at), out)
             case ExclusionRevoked():
                 for service, start, end in known.exclusion_spans.get(f.ref, ()):
                     _span(known, held, service, start, end, out)

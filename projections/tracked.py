@@ -217,9 +217,7 @@ class Evaluator:
             policy = resolve(version.policy)
             resolved = self._policies[key] = (policy, quiet_credit(policy))
         policy, quiet = resolved
-        if records is None and self.known.keep:
-            records = self.known.records_for(contract, month)
-        elif records is None:
+        if records is None:
             positions = self.known.positions_for(contract, month)
             records = []
             if positions:
@@ -261,7 +259,7 @@ class ReportingProjection(Projection[Any]):
         self.reader = view.ledger_recorder()
         # Positions only: a long-running worker would otherwise hold every fact it has seen
         # (about 475 bytes each decoded); each month's facts are read again when it is evaluated.
-        self.known = Known(keep=False) if known is None else known
+        self.known = Known() if known is None else known
         self.evaluator = Evaluator(self.known, self.reader)
         self._loaded = known is not None
 
@@ -553,7 +551,7 @@ def _group_reports(
     facts are kept up to ``FACT_BUDGET``; one past it is read and decoded again
     when its month comes, and dropped after.
     """
-    known = Known(keep=False)
+    known = Known()
     known.see_clock(clock)  # the ledger's latest recorded_at: the group's own facts may be older
     kept: dict[int, Recorded] = {}
     room = FACT_BUDGET

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from cli.demo import demo_facts, example_policy_paths
 from cli.main import cli
 from ledger.application import Ledger
 from ledger.bootstrap import open_ledger
-from ledger.demo import demo_facts, example_policy_paths
 from ledger.events import Fact
 from ledger.policy import load_policy
 from tests.conftest import StepClock

@@ -13,9 +13,9 @@ from typing import Any
 
 from click.testing import CliRunner, Result
 
+from cli.demo import example_policy_paths
 from cli.main import cli
 from ledger.application import Ledger
-from ledger.demo import example_policy_paths
 from ledger.events import Fact, fact_from_fields
 from ledger.policy import load_policy
 from tests.conftest import StepClock

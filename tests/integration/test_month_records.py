@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from cli.demo import demo_facts, demo_month
+from cli.demo.run import run_demo
 from ledger.application import Ledger
 from ledger.contracts import contract_versions, in_force
-from ledger.demo import demo_facts, demo_month
-from ledger.demo_run import run_demo
 from ledger.events import CreditClaimFiled, ExclusionRevoked, IncidentResolved, ProbeFailed
 from ledger.policy import resolve
 from projections.availability import evaluate

@@ -25,9 +25,9 @@ import pytest
 from click.testing import CliRunner
 
 from benchmarks import generate
+from cli.demo.run import run_demo
 from ledger.application import Ledger
 from ledger.bootstrap import open_ledger
-from ledger.demo_run import run_demo
 from ledger.events import ProbeFailed
 from ledger.policy import load_policy
 from projections import tracked as reporting
@@ -418,7 +418,7 @@ def test_rebuild_names_its_failures(ledger: Ledger, store_url: str, runner: CliR
 
 
 def test_a_follower_reconnects_after_a_postgres_restart(runner: CliRunner, clock: StepClock) -> None:
-    from ledger.demo import demo_facts
+    from cli.demo import demo_facts
 
     facts = demo_facts("2026-10")
     half = len(facts) // 2

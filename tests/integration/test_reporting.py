@@ -24,10 +24,10 @@ import pytest
 from click.testing import CliRunner, Result
 from psycopg.rows import dict_row
 
+from cli.demo import demo_facts, example_policy_paths
 from cli.main import cli
 from cli.projections import projections
 from ledger.application import Ledger
-from ledger.demo import demo_facts, example_policy_paths
 from ledger.events import ExclusionRevoked, Fact, fact_from_fields
 from ledger.policy import load_policy
 from projections.affected import Known
@@ -140,13 +140,13 @@ def held_pairs(ledger: Ledger) -> set[tuple[str, str]]:
 
 
 def test_grouped_evaluation_is_byte_identical_to_ledger_report(ledger: Ledger) -> None:
-    from ledger.demo_run import run_demo
+    from cli.demo.run import run_demo
 
     run_demo(ledger)
     run_demo(ledger, "2026-11")
     known = Known()
     known.add_all(ledger.records())
-    evaluator = Evaluator(known)
+    evaluator = Evaluator(known, ledger.recorder)
     pairs = held_pairs(ledger)
     assert len(pairs) >= 15
     for contract, month in sorted(pairs):
@@ -156,7 +156,7 @@ def test_grouped_evaluation_is_byte_identical_to_ledger_report(ledger: Ledger) -
 
 
 def test_rebuild_gives_tables_equal_to_reports(ledger: Ledger, store_url: str, runner: CliRunner) -> None:
-    from ledger.demo_run import run_demo
+    from cli.demo.run import run_demo
 
     run_demo(ledger)
     out = ledger_cli(runner, store_url, "projections", "rebuild")
@@ -172,7 +172,7 @@ def test_rebuild_gives_tables_equal_to_reports(ledger: Ledger, store_url: str, r
 
 def test_parallel_rebuild_writes_the_same_tables(ledger: Ledger, store_url: str,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from ledger.demo_run import run_demo
+    from cli.demo.run import run_demo
     from projections import tracked as reporting
     from projections.tracked import rebuild
 
@@ -199,7 +199,7 @@ def test_a_rebuild_that_fails_part_way_leaves_the_view_as_it_was(
 ) -> None:
     # PostgreSQL writes the new view while groups are still being evaluated (SQLite at the
     # end): either way in one transaction, so a failure keeps the old view and its tracking.
-    from ledger.demo_run import run_demo
+    from cli.demo.run import run_demo
     from projections import tracked as reporting
     from projections.tracked import rebuild
 

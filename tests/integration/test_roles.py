@@ -15,10 +15,10 @@ import psycopg
 import pytest
 from click.testing import CliRunner, Result
 
+from cli.demo import example_policy_paths
 from cli.main import cli
 from ledger.application import Ledger
 from ledger.bootstrap import open_ledger
-from ledger.demo import example_policy_paths
 from ledger.persistence.port import FAILED_TABLE, TABLES, TRACKING_TABLE
 from ledger.persistence.postgres.connect import parse_postgres_url
 from ledger.persistence.postgres.recorder import create_roles

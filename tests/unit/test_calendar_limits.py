@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from ledger.calendar import add_business_days, business_intervals, overlaps_business_hours
+from ledger.calendar import add_business_days, business_intervals
 from ledger.policy import CalendarRules
 from tests.unit.factories import Ledger, outage, policy, run
 
@@ -52,7 +52,7 @@ def test_business_hours_near_the_limits_of_datetime(tz: ZoneInfo) -> None:
     assert all(start <= lo < hi <= datetime(1, 1, 4, tzinfo=UTC) for lo, hi in early)
     # An offset that puts the instant past UTC's last day: compared, never converted.
     beyond = datetime(9999, 12, 31, 23, tzinfo=timezone(-timedelta(hours=12)))
-    assert overlaps_business_hours(datetime(9999, 12, 30, 12, tzinfo=UTC), beyond, cal(tz, None))
+    assert next(business_intervals(datetime(9999, 12, 30, 12, tzinfo=UTC), beyond, cal(tz, None)), None)
 
 
 def test_a_window_at_the_end_of_time_does_not_stop_the_fold() -> None:
@@ -98,7 +98,7 @@ business_hours = "09:00-17:00"
     assert last.report.intervals == ()
     # The month the window touches is past what a report answers for; the verdict itself is
     # worked out all the same (every window is judged), and says why it fails.
-    from projections.availability import _verdict
+    from projections.sources import _verdict
 
     ann = led.records[0].fact
     ok, label = _verdict("mw-end", ann, pol)  # type: ignore[arg-type]

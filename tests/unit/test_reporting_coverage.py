@@ -11,7 +11,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.demo import example_policy_paths
+from cli.demo import example_policy_paths
 from ledger.policy import Policy, load_policy, resolve
 from projections.availability import evaluate, quiet_credit, quiet_report
 from projections.model import to_json

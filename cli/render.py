@@ -1,4 +1,4 @@
-"""Rendering of reports and audits as text, tables and CSV (pure: values in, strings out).
+"""Rendering of reports, audits and projection status as text, tables and CSV (pure: values in, strings out).
 
 Text that came from facts or policies (ids, titles, reasons, the customer) can
 hold anything an old store holds. In tables and text every control, line-breaking
@@ -15,10 +15,15 @@ import io
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+import msgspec
 
 from ledger.text import csv_text, printable
 from projections.model import Audit, Report
+
+if TYPE_CHECKING:  # the tracked projection's results: annotations only, it is heavy to import
+    from projections.tracked import RebuildResult, Status
 
 SUMMARY_FIELDS: Final = (
     "contract", "month", "timezone", "policy_version", "total_seconds", "outage_seconds",
@@ -189,3 +194,32 @@ def audit_text(a: Audit) -> str:
         elif refs:
             out.append(f"     {refs}")
     return "\n".join(out) + "\n"
+
+
+def rebuild_line(r: RebuildResult) -> str:
+    """``ledger projections rebuild``'s one line: what was recomputed, how fast, what failed."""
+    failed = f"; {r.failed} failed (see `ledger projections status`)" if r.failed else ""
+    return (f"rebuilt reporting: {r.pairs} contract-months from {r.events} events "
+            f"in {r.seconds:.2f} s ({r.events_per_second:,.0f} events/s){failed}")
+
+
+def status_json(found: Sequence[Status]) -> str:
+    """``ledger projections status --format json``: one object per projection."""
+    return msgspec.json.encode([
+        {"projection": s.projection, "position": s.position, "head": s.head, "lag": s.lag,
+         "failed": s.failed, "failures": [msgspec.structs.asdict(f) for f in s.failures]}
+        for s in found
+    ]).decode()
+
+
+def status_text(found: Sequence[Status]) -> str:
+    """``ledger projections status``: a tab-separated line per projection, then its failed months."""
+    lines: list[str] = []
+    for s in found:
+        failed = f"\tfailed={s.failed}" if s.failed else ""
+        lines.append(f"{s.projection}\tposition={s.position}\thead={s.head}\tlag={s.lag}{failed}")
+        for f in s.failures:
+            lines.append(f"{s.projection}\tfailed\t{f.contract}\t{f.month}\tposition={f.position}\t{f.error}")
+        if s.failed > len(s.failures):
+            lines.append(f"{s.projection}\tfailed\t... and {s.failed - len(s.failures)} more")
+    return "".join(line + "\n" for line in lines)

@@ -1,9 +1,8 @@
 """A deterministic demo month for the example contracts.
 
-The example policies ship as package data in ``ledger/examples/`` (the one source
-of truth; ``docs/examples/README.md`` explains them). Each names its own service,
-and ``demo_facts`` tells the same kinds of story for every service: flapping
-probes, an incident over a probe outage, maintenance windows that conform or not,
+Each example contract (``cli.demo.cast``) names its own service, and ``demo_facts``
+tells the same kinds of story for every service: flapping probes, an incident over a
+probe outage, maintenance windows that conform or not,
 force majeure, a customer-side exclusion, a revoked exclusion, an outage across
 the month boundary. The lengths differ per service so that, for the demo month,
 the contracts end differently:
@@ -23,13 +22,11 @@ decide a figure.
 from __future__ import annotations
 
 import random
-import re
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone
-from pathlib import Path
-from typing import Final
 from zoneinfo import ZoneInfo
 
+from cli.demo.cast import PROBE_DETAILS, SERVICES, Service
+from ledger.calendar import first_of_next_month, parse_month
 from ledger.errors import BadInput
 from ledger.events import (
     CreditClaimFiled,
@@ -48,141 +45,27 @@ from ledger.events import (
     ProbeRecovered,
 )
 
-# Package data next to this module: works from a source checkout and an installed wheel.
-EXAMPLES_DIR: Final = Path(__file__).with_name("examples")
-
-_MONTH_RE: Final = re.compile(r"^([0-9]{4})-(0[1-9]|1[0-2])$")
 _MONDAY, _TUESDAY, _WEDNESDAY, _THURSDAY, _FRIDAY, _SATURDAY = range(6)
 
 
-def demo_month() -> str:
-    """The past month the demo tells."""
-    return "2026-10"
-
-
-def example_policy_paths() -> list[Path]:
-    """The shipped example policy files, sorted by name."""
-    return sorted(EXAMPLES_DIR.glob("*.toml"))
-
-
-@dataclass(frozen=True)
-class _Service:
-    """One example contract's service and the knobs that decide how its month ends."""
-
-    contract: str
-    service: str
-    zone: str
-    probes: tuple[str, ...]
-    details: tuple[str, ...]
-    # Main incident: minutes after 14:00 when the probes recover, and when the incident is resolved.
-    incident: tuple[int, int]
-    # Minutes of outage in the cancelled window, after the early completion, under the revoked exclusion.
-    glitch: int
-    # Non-conforming window: short notice, or (for C) full notice but inside business hours.
-    in_hours: bool
-    # Impact of the customer-reported incident later put down to the customer's ISP.
-    customer_impact: Impact
-    # Category of the exclusion later revoked; None: a force-majeure declaration is revoked.
-    revoked_category: ExclusionCategory | None
-    long_outage: bool = False
-    holiday_notice: bool = False
-    claims: bool = False
-
-
-_HTTP_DETAILS: Final = (
-    "HTTP 503 from /healthz",
-    "HTTP 502 Bad Gateway",
-    "TLS handshake timeout after 10 s",
-    "TCP connect timeout after 10 s",
-)
-# A probe whose check says one thing only (an ICMP ping cannot fail with an HTTP status).
-_PROBE_DETAILS: Final = {"ping": ("ICMP echo request timed out", "ICMP destination unreachable")}
-
-_SERVICES: Final = (
-    _Service(
-        contract="sla-a-2026",
-        service="workspace",
-        zone="Europe/Paris",
-        probes=("paris", "frankfurt", "london"),
-        details=_HTTP_DETAILS,
-        incident=(25, 38),
-        glitch=10,
-        in_hours=False,
-        customer_impact="none",
-        revoked_category=None,
-        claims=True,
-    ),
-    _Service(
-        contract="sla-b-2026",
-        service="biings",
-        zone="Europe/Zurich",
-        probes=("ping", "tcp-443"),
-        details=("TCP connect to :443 refused", "TCP connect to :443 timed out"),
-        incident=(12, 20),
-        glitch=8,
-        in_hours=False,
-        customer_impact="none",
-        revoked_category="third_party",
-        long_outage=True,
-    ),
-    _Service(
-        contract="sla-c-en-2026",
-        service="optimy-ca",
-        zone="America/Toronto",
-        probes=("toronto", "brussels", "virginia"),
-        details=_HTTP_DETAILS,
-        incident=(6, 9),
-        glitch=3,
-        in_hours=True,
-        customer_impact="outage",
-        revoked_category="third_party",
-        holiday_notice=True,
-    ),
-    _Service(
-        contract="sla-c-fr-2026",
-        service="optimy-be",
-        zone="America/Toronto",
-        probes=("toronto", "brussels", "virginia"),
-        details=_HTTP_DETAILS,
-        incident=(6, 9),
-        glitch=3,
-        in_hours=True,
-        customer_impact="outage",
-        revoked_category="third_party",
-        holiday_notice=True,
-    ),
-    _Service(
-        contract="sla-d-2026",
-        service="better-impact",
-        zone="America/Toronto",
-        probes=("toronto", "london", "sydney"),
-        details=_HTTP_DETAILS,
-        incident=(50, 65),
-        glitch=10,
-        in_hours=False,
-        customer_impact="outage",
-        revoked_category="internet_failure",
-    ),
-)
-
-
-def _parse_month(month: str) -> tuple[date, date]:
-    m = _MONTH_RE.match(month)
-    if not m:
-        raise BadInput(f"month: expected YYYY-MM, got {month!r}")
-    y, mo = int(m.group(1)), int(m.group(2))
-    return date(y, mo, 1), date(y + mo // 12, mo % 12 + 1, 1)
+def _month_days(month: str) -> tuple[date, date]:
+    """The first day of ``month`` and of the month after, read by the one month parser."""
+    try:
+        year, mon = parse_month(month)
+    except ValueError:
+        raise BadInput(f"month: expected YYYY-MM, got {month!r}") from None
+    return date(year, mon, 1), first_of_next_month(year, mon)
 
 
 class _Story:
     """Collects one service's facts with explicit ids and the instant each reaches the ledger."""
 
-    def __init__(self, svc: _Service, month: str, rng: random.Random) -> None:
+    def __init__(self, svc: Service, month: str, rng: random.Random) -> None:
         self.svc = svc
         self.month = month
         self.rng = rng
         self.zone = ZoneInfo(svc.zone)
-        self.first, self.next_first = _parse_month(month)
+        self.first, self.next_first = _month_days(month)
         self.prefix = f"{svc.service}-{month}"
         self.facts: list[tuple[datetime, int, Fact]] = []
         self._seq = 0
@@ -236,7 +119,7 @@ class _Story:
     def probe_down(
         self, probe: str, start: datetime, end: datetime, failure_arrives: datetime | None = None
     ) -> None:
-        detail = self.rng.choice(_PROBE_DETAILS.get(probe, self.svc.details))
+        detail = self.rng.choice(PROBE_DETAILS.get(probe, self.svc.details))
         self._add(
             failure_arrives or start + self._lag(probe),
             ProbeFailed(id=self._id(), service=self.svc.service, probe=probe, at=start, detail=detail),
@@ -500,14 +383,10 @@ def demo_facts(month: str, seed: int = 7) -> list[Fact]:
     """The facts of ``month`` for every example service, in a plausible arrival order."""
     rng = random.Random(seed)
     arrived: list[tuple[datetime, int, int, Fact]] = []
-    for rank, svc in enumerate(_SERVICES):
+    for rank, svc in enumerate(SERVICES):
         story = _Story(svc, month, rng)
         _tell(story)
         arrived.extend((arrival, rank, seq, fact) for arrival, seq, fact in story.facts)
     arrived.sort(key=lambda item: (item[0], item[1], item[2]))
     return [fact for *_, fact in arrived]
 
-
-def demo_services() -> dict[str, str]:
-    """Each example contract's service, as the demo facts name it."""
-    return {svc.contract: svc.service for svc in _SERVICES}

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from cli.demo.cast import demo_month, example_policy_paths
+from cli.demo.story import demo_facts
 from ledger.application import Ledger
-from ledger.demo import demo_facts, demo_month, example_policy_paths
 from ledger.errors import BadInput
 from ledger.events import ContractRegistered, fact_id
 from ledger.policy import PolicyFile, load_policy

@@ -1,0 +1,145 @@
+"""What every command shares: the Context on ``ctx.obj``, its pass decorator, error mapping, option helpers.
+
+Commands in ``cli.main`` and ``cli.projections`` import this module and never each other,
+so neither needs the other to be loaded first (click's ``examples/repo`` habit: the group
+builds the context, subcommands receive it with ``make_pass_decorator``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from datetime import datetime
+from typing import Any
+
+import click
+import msgspec
+
+from ledger.application import Ledger
+from ledger.bootstrap import open_ledger
+from ledger.calendar import check_instant, check_month
+from ledger.errors import BadInput, LedgerError, one_line
+from ledger.text import printable
+from ledger.urls import redact, scrub
+
+
+class Context:
+    """What subcommands share: the store URL and, once opened, the ledger."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.shown = redact(url)  # for messages: no password (the URL is checked when opened)
+        self._ledger: Ledger | None = None
+
+    def ledger(self, *, create: bool = True) -> Ledger:
+        """The ledger at ``url``, opened on first use (``create``: make the store if missing)."""
+        if self._ledger is None:
+            self._ledger = open_ledger(self.url, create=create)
+        return self._ledger
+
+    def close(self) -> None:
+        """Close the ledger if it was opened."""
+        if self._ledger is not None:
+            self._ledger.close()
+            self._ledger = None
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+# --- errors: one line and an exit code, never a traceback -------------------------
+
+
+class Failure(click.ClickException):
+    """A one-line error with its own exit code (2: bad input, 1: anything else, 3: verify failed)."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        # Escaped whole: a message may echo input, which must not reach the terminal raw.
+        super().__init__(printable(one_line(message)))
+        self.exit_code = code  # type: ignore[misc]  # click declares it on the class
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+def _usage(exc: click.UsageError) -> Failure:
+    where = exc.ctx.command_path if exc.ctx is not None else "ledger"
+    return Failure(f"{exc.format_message()} (see `{where} --help`)", 2)
+
+
+class LedgerGroup(click.Group):
+    """Turns every failure below it into one line and a non-zero exit, never a traceback."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            raise _usage(exc) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise _usage(exc) from None
+        except Failure as exc:
+            raise Failure(_scrubbed(ctx, exc.message), exc.exit_code) from None
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except BadInput as exc:
+            raise Failure(_scrubbed(ctx, str(exc)), 2) from None
+        except LedgerError as exc:
+            raise Failure(_scrubbed(ctx, str(exc)), 1) from None
+        except BrokenPipeError:
+            # `ledger events | head`: the reader left; nothing worth a message.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise click.exceptions.Exit(1) from None
+        except Exception as exc:
+            if os.environ.get("LEDGER_DEBUG"):
+                raise
+            raise Failure(_scrubbed(ctx, _describe(exc)), 1) from None
+
+
+def _scrubbed(ctx: click.Context, message: str) -> str:
+    """``message`` without the store URL's password, wherever it came from."""
+    url = ctx.obj.url if isinstance(ctx.obj, Context) else ctx.params.get("store")
+    return scrub(message, url) if isinstance(url, str) else message
+
+
+def _describe(exc: Exception) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    name = type(exc).__module__.split(".")[0]
+    if name in ("psycopg", "psycopg_pool", "sqlite3", "eventsourcing"):
+        return f"store: {text}"
+    return f"{type(exc).__name__}: {text}"
+
+
+# --- option helpers ----------------------------------------------------------------
+
+
+def timestamp(value: str | None, option: str) -> datetime | None:
+    """An RFC 3339 option value with an offset, inside the ledger's range (None stays None)."""
+    if value is None:
+        return None
+    try:
+        ts = msgspec.json.decode(msgspec.json.encode(value), type=datetime)
+    except msgspec.ValidationError:
+        raise BadInput(f"{option} {value!r}: expected an RFC 3339 timestamp with an offset") from None
+    if ts.tzinfo is None:
+        raise BadInput(f"{option} {value!r}: the timestamp has no offset")
+    return check_instant(ts, option)
+
+
+def month_option(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """``--month``, read by the one month parser (``ledger.calendar.parse_month``)."""
+    return check_month(value, "--month")
+
+
+class Seconds(click.FloatRange):
+    """Seconds within bounds: click's FloatRange alone lets nan through (it compares false)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        seconds = float(super().convert(value, param, ctx))
+        if math.isnan(seconds):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        return seconds
