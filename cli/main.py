@@ -419,6 +419,9 @@ def _describe(exc: Exception) -> str:
 from cli.projections import projections  # noqa: E402  (the group needs `cli` defined first)
 
 cli.add_command(projections)
+from cli.server import serve  # noqa: E402
+
+cli.add_command(serve)
 
 
 def main() -> None:
