@@ -55,7 +55,7 @@ def document() -> dict[str, Any]:
     from projections.model import Report
 
     _, reports = msgspec.json.schema_components([Report], ref_template="#/components/schemas/{name}")
-    read = [{"read": []}, {"write": []}]
+    read: list[dict[str, list[str]]] = [{"read": []}, {"write": []}]
     service = {"name": "service", "in": "query", "required": False, "schema": {"type": "string"},
                "description": "the service of every entry (default: each affected component)"}
     position = {"type": "integer", "minimum": 0}
