@@ -14,6 +14,7 @@ import hmac
 import io
 import ipaddress
 import os
+import signal
 import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -367,6 +368,10 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _stopped(signum: int, frame: object) -> None:
+    """The signal uvicorn raises again after its graceful shutdown: nothing left to do."""
+
+
 @click.command()
 @click.option("--listen", default=DEFAULT_LISTEN, show_default=True, metavar="HOST:PORT",
               help="Address to listen on (port 0: any free port, printed at start).")
@@ -396,10 +401,14 @@ def serve(listen: str, label_map: str | None, max_body: int, insecure_local: boo
     bound_host, bound_port = sock.getsockname()[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     click.echo(f"ledger serving {ctx.shown} on http://{shown}:{bound_port}", err=True)
+    # uvicorn's own SIGTERM/SIGINT handling stops accepting and lets requests in flight finish,
+    # then raises the signal again under the handlers found at start: these make that a clean exit.
+    previous = {sig: signal.signal(sig, _stopped) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        # uvicorn's own SIGTERM/SIGINT handling: stop accepting, let requests in flight finish.
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         sock.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     click.echo("ledger serve: stopped", err=True)
 
