@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -259,3 +260,17 @@ def test_sigterm_during_writes_keeps_every_acknowledged_write(store_url: str) ->
 def test_load_small(store_url: str) -> None:
     result = run_load(store_url, clients=8, alerts=160, per_hook=2)
     assert result["writes"] == 160  # 80 webhooks, each sent twice
+
+
+def test_documented_samples(server: ServerProcess) -> None:
+    """The payloads in docs/monitoring.md post as they are, and again change nothing."""
+    text = (ROOT / "docs" / "monitoring.md").read_text()
+    paths = {"alertmanager": "/v1/hooks/alertmanager", "uptime-kuma": "/v1/hooks/uptime-kuma",
+             "statuspage": "/v1/imports/statuspage"}
+    samples = re.findall(r"```json (\S+)\n(.*?)```", text, re.S)
+    assert sorted(kind for kind, _ in samples) == sorted(paths)
+    for kind, body in samples:
+        status, first, _ = server.request("POST", paths[kind], body.encode())
+        assert status == 200, first
+        assert json.loads(first)["imported"] > 0
+        assert json.loads(server.request("POST", paths[kind], body.encode())[1])["imported"] == 0
