@@ -15,6 +15,7 @@ import msgspec
 
 from cli.context import Context, Failure, LedgerGroup, month_option, pass_ctx, timestamp
 from cli.projections import projections
+from cli.serve import serve
 from ledger.errors import BadInput
 from ledger.events import OPS_TYPES, decode_fact, export_line, fact_from_fields, fact_id
 from ledger.policy import load_policy
@@ -36,6 +37,7 @@ def cli(ctx: click.Context, store: str | None) -> None:
 
 
 cli.add_command(projections)
+cli.add_command(serve)
 
 
 @cli.command()
@@ -154,12 +156,24 @@ def _fields(args: list[str]) -> dict[str, str]:
 @cli.command("import")
 @click.argument("file", type=click.File("rb"))
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
+@click.option("--from", "source", type=click.Choice(["ndjson", "statuspage", "alertmanager", "uptime-kuma"]),
+              default="ndjson", show_default=True,
+              help="FILE's format: NDJSON events, a Statuspage export, or a webhook payload.")
+@click.option("--service", help="statuspage: the service of every entry (default: each affected component).")
+@click.option("--map", "label_map", metavar="service=LABEL,probe=LABEL|FILE.toml",
+              help="alertmanager, uptime-kuma: the labels (tags) naming the service and the probe.")
 @pass_ctx
-def import_(ctx: Context, file: BinaryIO, quiet: bool) -> None:
-    """Append every event of an NDJSON FILE (- for stdin), all or nothing."""
+def import_(ctx: Context, file: BinaryIO, quiet: bool, source: str = "ndjson", service: str | None = None,
+            label_map: str | None = None) -> None:
+    """Append every event of an NDJSON FILE (- for stdin), all or nothing; --from reads other formats."""
     ledger = ctx.ledger()
     show = not quiet and sys.stderr.isatty()
-    if show:
+    if source != "ndjson":
+        from ledger.feeds import DEFAULT_MAP, facts_from, parse_label_map
+
+        labels = parse_label_map(label_map) if label_map is not None else DEFAULT_MAP
+        result = ledger.append_facts(facts_from(source, file.read(), labels, service))
+    elif show:
         bar: click._termui_impl.ProgressBar[int]
         with click.progressbar(length=_size(file), label="importing", file=sys.stderr) as bar:
             result = ledger.import_file(file, bar.update)

@@ -1,0 +1,167 @@
+"""The OpenAPI 3.1 document of ``ledger serve`` (served at /openapi.json, checked against responses by tests).
+
+Written by hand for the paths; the report's schema is generated from its msgspec type,
+so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Final
+
+import msgspec
+
+_ERROR: Final = {"$ref": "#/components/schemas/Error"}
+
+
+def _decimal_as_number(node: Any) -> Any:
+    """Seconds are Decimals encoded as JSON numbers (``projections.model.to_json``)."""
+    if isinstance(node, dict):
+        if node.get("format") == "decimal":
+            return {"type": "number"}
+        return {k: _decimal_as_number(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_decimal_as_number(v) for v in node]
+    return node
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    why = {400: "bad input: nothing kept", 401: "missing or wrong bearer token",
+           404: "no such contract or month", 413: "body larger than --max-body",
+           503: "the store's append lock could not be had in time"}
+    error = {"application/json": {"schema": _ERROR}}
+    return {str(c): {"description": why[c], "content": error} for c in codes}
+
+
+def _json(ref: str, description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}}
+
+
+def _write(summary: str, body_type: str, body_schema: dict[str, Any], extra: list[Any] | None = None
+           ) -> dict[str, Any]:
+    return {"post": {
+        "summary": summary,
+        "security": [{"write": []}],
+        "parameters": extra or [],
+        "requestBody": {"required": True, "content": {body_type: {"schema": body_schema}}},
+        "responses": {"200": _json("Summary", "what was recorded"), **_errors(400, 401, 413, 503)},
+    }}
+
+
+@functools.cache
+def document() -> dict[str, Any]:
+    """The document, built once."""
+    from projections.model import Report
+
+    _, reports = msgspec.json.schema_components([Report], ref_template="#/components/schemas/{name}")
+    read: list[dict[str, list[str]]] = [{"read": []}, {"write": []}]
+    service = {"name": "service", "in": "query", "required": False, "schema": {"type": "string"},
+               "description": "the service of every entry (default: each affected component)"}
+    position = {"type": "integer", "minimum": 0}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Availability ledger", "version": "1",
+                 "description": "INTERFACE.md section 9: the ledger's store over HTTP."},
+        "paths": {
+            "/v1/events": {
+                **_write("Append NDJSON events, all or nothing, as `ledger import -`", "application/x-ndjson",
+                         {"type": "string"}),
+                "get": {
+                    "summary": "The events after a position, as `ledger events` prints them",
+                    "security": read,
+                    "parameters": [{"name": "after", "in": "query", "required": False,
+                                    "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"}}],
+                    "responses": {"200": {"description": "one event per line", "content": {
+                                              "application/x-ndjson": {"schema": {"type": "string"}}}},
+                                  **_errors(400, 401)},
+                },
+            },
+            "/v1/hooks/alertmanager": _write("An Alertmanager webhook (version 4)", "application/json",
+                                             {"$ref": "#/components/schemas/AlertmanagerWebhook"}),
+            "/v1/hooks/uptime-kuma": _write("An Uptime Kuma webhook notification", "application/json",
+                                            {"type": "object"}),
+            "/v1/imports/statuspage": _write("A Statuspage export (incidents, scheduled maintenances)",
+                                             "application/json", {"type": "object"}, [service]),
+            "/v1/contracts": {"get": {
+                "summary": "The contracts and their versions",
+                "security": read,
+                "responses": {"200": {"description": "by id", "content": {"application/json": {"schema": {
+                    "type": "array", "items": {"$ref": "#/components/schemas/Contract"}}}}},
+                    **_errors(401)},
+            }},
+            "/v1/contracts/{contract}/months/{month}": {"get": {
+                "summary": "The month's report: the bytes of `ledger report --format json`",
+                "security": read,
+                "parameters": [
+                    {"name": "contract", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {"name": "month", "in": "path", "required": True,
+                     "schema": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"}},
+                    {"name": "as_of", "in": "query", "required": False,
+                     "schema": {"type": "string", "format": "date-time"},
+                     "description": "replay what was recorded up to this instant (as `audit --as-of`)"},
+                    {"name": "position", "in": "query", "required": False,
+                     "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+                     "description": "replay what was recorded up to this position (as `audit --position`)"},
+                ],
+                "responses": {"200": _json("Report", "INTERFACE.md section 5"), **_errors(400, 401, 404)},
+            }},
+            "/openapi.json": {"get": {"summary": "This document", "security": [],
+                                      "responses": {"200": {"description": "OpenAPI 3.1",
+                                                            "content": {"application/json": {}}}}}},
+        },
+        "components": {
+            "securitySchemes": {"read": {"type": "http", "scheme": "bearer"},
+                                "write": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                **_decimal_as_number(reports),
+                "Error": {"type": "object", "required": ["error"], "additionalProperties": False,
+                          "properties": {"error": {"type": "string"}}},
+                "Summary": {
+                    "type": "object", "additionalProperties": False,
+                    "required": ["imported", "already_recorded", "first_position", "last_position",
+                                 "conflicts"],
+                    "properties": {
+                        "imported": {"type": "integer", "minimum": 0},
+                        "already_recorded": {"type": "integer", "minimum": 0},
+                        "first_position": {"oneOf": [position, {"type": "null"}]},
+                        "last_position": {"oneOf": [position, {"type": "null"}]},
+                        "conflicts": {"type": "array", "items": {
+                            "type": "object", "required": ["line", "id", "position"],
+                            "properties": {"line": {"type": "integer"}, "id": {"type": "string"},
+                                           "position": {"type": "integer"}}}},
+                    },
+                },
+                "Contract": {
+                    "type": "object", "additionalProperties": False,
+                    "required": ["id", "customer", "service", "timezone", "versions"],
+                    "properties": {
+                        "id": {"type": "string"}, "customer": {"type": "string"},
+                        "service": {"type": "string"}, "timezone": {"type": "string"},
+                        "versions": {"type": "array", "items": {
+                            "type": "object", "additionalProperties": False,
+                            "required": ["version", "effective_from", "position", "recorded_at"],
+                            "properties": {
+                                "version": {"type": "integer", "minimum": 1},
+                                "effective_from": {"oneOf": [{"type": "string"}, {"type": "null"}]},
+                                "position": {"type": "integer", "minimum": 1},
+                                "recorded_at": {"type": "string", "format": "date-time"}}}},
+                    },
+                },
+                "AlertmanagerWebhook": {
+                    "type": "object", "required": ["alerts"],
+                    "properties": {
+                        "version": {"type": "string"},
+                        "alerts": {"type": "array", "items": {
+                            "type": "object", "required": ["status", "labels", "startsAt", "fingerprint"],
+                            "properties": {
+                                "status": {"enum": ["firing", "resolved"]},
+                                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                                "startsAt": {"type": "string", "format": "date-time"},
+                                "endsAt": {"type": "string", "format": "date-time"},
+                                "fingerprint": {"type": "string"}}}},
+                    },
+                },
+            },
+        },
+    }

@@ -1,0 +1,107 @@
+"""``ledger serve``: the command; the HTTP application it runs is ``cli.server`` (imported when it starts)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import signal
+import socket
+
+import click
+
+from cli.context import Context
+from ledger.errors import BadInput, StoreError
+
+DEFAULT_LISTEN = "127.0.0.1:8080"
+MAX_BODY = 4 * 1024 * 1024  # larger imports go through `ledger import`
+WRITE_TOKEN_ENV, READ_TOKEN_ENV = "LEDGER_WRITE_TOKEN", "LEDGER_READ_TOKEN"
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:8080`` for IPv6); port 0 takes a free one."""
+    host, colon, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not colon or not host or not port.isdigit() or int(port) > 65535:
+        raise BadInput(f"--listen {text!r}: expected HOST:PORT")
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _tokens(insecure_local: bool, host: str) -> tuple[str | None, str | None]:
+    write, read = os.environ.get(WRITE_TOKEN_ENV) or None, os.environ.get(READ_TOKEN_ENV) or None
+    if write is None or read is None:
+        if not insecure_local:
+            raise BadInput(f"{WRITE_TOKEN_ENV} and {READ_TOKEN_ENV} must be set "
+                           "(or --insecure-local on a loopback address)")
+        if not is_loopback(host):
+            raise BadInput(f"--insecure-local: only on a loopback address, not {host}")
+    return write, read
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise StoreError(f"--listen {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)  # connections wait in the backlog until uvicorn accepts them
+    return sock
+
+
+def _stopped(signum: int, frame: object) -> None:
+    """The signal uvicorn raises again after its graceful shutdown: nothing left to do."""
+
+
+@click.command()
+@click.option("--listen", default=DEFAULT_LISTEN, show_default=True, metavar="HOST:PORT",
+              help="Address to listen on (port 0: any free port, printed at start).")
+@click.option("--map", "label_map", metavar="service=LABEL,probe=LABEL|FILE.toml",
+              help="The labels (Uptime Kuma: monitor tags) naming the service and the probe.")
+@click.option("--max-body", type=click.IntRange(1, 1 << 30), default=MAX_BODY, show_default=True,
+              help="Largest request body in bytes (larger: 413).")
+@click.option("--insecure-local", is_flag=True,
+              help=f"Start without {WRITE_TOKEN_ENV}/{READ_TOKEN_ENV} (loopback addresses only).")
+def serve(listen: str, label_map: str | None, max_body: int, insecure_local: bool) -> None:
+    """Serve the store over HTTP: webhooks and NDJSON in, contracts, reports and events out."""
+    import uvicorn
+
+    from cli.server import ServerConfig, create_app
+    from ledger.bootstrap import open_ledger
+    from ledger.feeds import DEFAULT_MAP, parse_label_map
+
+    ctx = click.get_current_context().find_object(Context)
+    assert ctx is not None, "serve runs under the `ledger` command"
+    host, port = parse_listen(listen)
+    write, read = _tokens(insecure_local, host)
+    labels = parse_label_map(label_map) if label_map is not None else DEFAULT_MAP
+    open_ledger(ctx.url).close()  # a store that cannot be opened: one line now, not a failed startup
+    sock = _bind(host, port)
+    url = ctx.url
+    app = create_app(lambda: open_ledger(url), ServerConfig(write, read, labels, max_body))
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
+                            timeout_graceful_shutdown=None, server_header=False)
+    bound_host, bound_port = sock.getsockname()[:2]
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    click.echo(f"ledger serving {ctx.shown} on http://{shown}:{bound_port}", err=True)
+    # uvicorn's own SIGTERM/SIGINT handling stops accepting and lets requests in flight finish,
+    # then raises the signal again under the handlers found at start: these make that a clean exit.
+    previous = {sig: signal.signal(sig, _stopped) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    click.echo("ledger serve: stopped", err=True)
+

@@ -1,0 +1,319 @@
+"""``ledger serve``: the store over HTTP (INTERFACE.md section 9), Starlette served by uvicorn.
+
+The ledger's calls block (SQLite, psycopg): each runs on a worker thread, writes
+one at a time (a capacity limiter of one: positions are given in the order the
+writes are accepted, and no two appends wait on each other's store lock), reads
+a few at a time (no more than the store's connection pool holds). A request's
+body is read in full, within its size limit, before it waits for the writer, so
+a slow client holds up nobody else.
+"""
+
+from __future__ import annotations
+
+import hmac
+import io
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, Final, TypeVar
+
+import anyio
+import anyio.to_thread
+import msgspec
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from ledger.application import Ledger
+from ledger.calendar import check_instant, check_month
+from ledger.errors import BadInput, LedgerError, LockWaitTimeout, NotFound, one_line
+from ledger.events import Fact, export_line
+from ledger.feeds import LabelMap, facts_from
+from ledger.persistence.port import AppendResult
+
+T = TypeVar("T")
+
+MAX_BODY: Final = 4 * 1024 * 1024  # larger imports go through `ledger import`
+READERS: Final = 3  # with the one writer: the PostgreSQL pool's connections (2 + 2 overflow)
+PAGE: Final = 1000  # events read per call while streaming GET /v1/events
+NDJSON_TYPES: Final = ("application/x-ndjson", "application/ndjson", "application/jsonl")
+JSON_TYPES: Final = ("application/json",)
+
+
+class ServerConfig(msgspec.Struct, frozen=True):
+    """What the app needs besides the ledger: tokens (None: not checked), label map, body limit."""
+
+    write_token: str | None
+    read_token: str | None
+    labels: LabelMap
+    max_body: int
+
+
+class HttpError(Exception):
+    """An error answer: its status and one line."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = one_line(message)
+
+
+_encoder: Final = msgspec.json.Encoder()
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(_encoder.encode(body) + b"\n", status, headers, media_type="application/json")
+
+
+def error_response(status: int, message: str) -> Response:
+    headers = {"WWW-Authenticate": 'Bearer realm="ledger"'} if status == 401 else None
+    return json_response({"error": one_line(message)}, status, headers)
+
+
+def summary(result: AppendResult) -> dict[str, Any]:
+    """The 200 answer of every write, as section 9 gives it, with the conflicts `import` prints."""
+    return {
+        "imported": result.appended,
+        "already_recorded": result.skipped,
+        "first_position": result.first_position,
+        "last_position": result.last_position,
+        "conflicts": [{"line": c.line, "id": c.id, "position": c.position} for c in result.conflicts],
+    }
+
+
+def contract_list(ledger: Ledger) -> list[dict[str, Any]]:
+    """The contracts with their versions, by id (what `ledger contract list --format json` lists)."""
+    out = []
+    for cid, versions in sorted(ledger.contracts().items()):
+        c = versions[-1].policy.contract
+        out.append({
+            "id": cid, "customer": c.customer, "service": c.service, "timezone": c.timezone,
+            "versions": [{"version": v.version, "effective_from": v.effective_from, "position": v.position,
+                          "recorded_at": v.recorded_at} for v in versions],
+        })
+    return out
+
+
+# --- the app -----------------------------------------------------------------------
+
+
+class _State:
+    """The opened ledger and the limiters around it (made at startup, in the server's loop)."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.ledger: Ledger | None = None
+        self.writer = anyio.CapacityLimiter(1)
+        self.readers = anyio.CapacityLimiter(READERS)
+
+    def opened(self) -> Ledger:
+        assert self.ledger is not None, "the app's lifespan opens the ledger"
+        return self.ledger
+
+    async def read(self, call: Callable[[Ledger], T]) -> T:
+        ledger = self.opened()
+        return await anyio.to_thread.run_sync(call, ledger, limiter=self.readers)
+
+    async def write(self, call: Callable[[Ledger], T]) -> T:
+        # Not cancellable: once the writer has it, the append commits or rolls back whole,
+        # even if the client leaves or the server is told to stop.
+        ledger = self.opened()
+        return await anyio.to_thread.run_sync(call, ledger, limiter=self.writer)
+
+
+def _authorize(request: Request, state: _State, write: bool) -> None:
+    config = state.config
+    tokens = [config.write_token] if write else [config.read_token, config.write_token]
+    if all(t is None for t in tokens) or (not write and config.read_token is None):
+        return  # --insecure-local without that token: open
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not given:
+        raise HttpError(401, "missing bearer token (Authorization: Bearer TOKEN)")
+    for token in tokens:
+        if token is not None and hmac.compare_digest(given.strip().encode(), token.encode()):
+            return
+    raise HttpError(401, "wrong token" + (" (writes need the write token)" if write else ""))
+
+
+def _content_type(request: Request, accepted: tuple[str, ...]) -> None:
+    given = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if given not in accepted:
+        raise HttpError(400, f"Content-Type: expected {' or '.join(accepted)}, got {given or 'none'}")
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise HttpError(413, f"body too large: {length} bytes, the limit is {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HttpError(413, f"body too large: over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _state(request: Request) -> _State:
+    state: _State = request.app.state.ledger
+    return state
+
+
+async def post_events(request: Request) -> Response:
+    state = _state(request)
+    _authorize(request, state, write=True)
+    _content_type(request, NDJSON_TYPES)
+    body = await _body(request, state.config.max_body)
+    result = await state.write(lambda ledger: ledger.import_file(io.BytesIO(body)))
+    return json_response(summary(result))
+
+
+def _hook(source: str) -> Callable[[Request], Awaitable[Response]]:
+    async def post(request: Request) -> Response:
+        state = _state(request)
+        _authorize(request, state, write=True)
+        _content_type(request, JSON_TYPES)
+        body = await _body(request, state.config.max_body)
+        service = request.query_params.get("service")
+        facts: list[Fact] = await anyio.to_thread.run_sync(
+            lambda: facts_from(source, body, state.config.labels, service))
+        result = await state.write(lambda ledger: ledger.append_facts(facts))
+        return json_response(summary(result))
+
+    return post
+
+
+async def get_contracts(request: Request) -> Response:
+    state = _state(request)
+    _authorize(request, state, write=False)
+    return json_response(await state.read(contract_list))
+
+
+def _position(text: str | None) -> int | None:
+    if text is None:
+        return None
+    if not text.isdigit() or len(text) > 18:
+        raise BadInput(f"position {text!r}: expected a whole number")
+    return int(text)
+
+
+_INSTANT: Final = msgspec.json.Decoder(datetime)
+
+
+def _instant(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        at = _INSTANT.decode(msgspec.json.encode(text))
+    except msgspec.ValidationError:
+        raise BadInput(f"as_of {text!r}: expected an RFC 3339 timestamp with an offset") from None
+    if at.tzinfo is None:
+        raise BadInput(f"as_of {text!r}: the timestamp has no offset")
+    return check_instant(at, "as_of")
+
+
+async def get_month(request: Request) -> Response:
+    from projections.model import to_json
+
+    state = _state(request)
+    _authorize(request, state, write=False)
+    contract = request.path_params["contract"]
+    month = check_month(request.path_params["month"], "month")
+    query = request.query_params
+    unknown = sorted(set(query) - {"as_of", "position"})
+    if unknown:
+        raise BadInput(f"unknown query parameter `{unknown[0]}` (expected as_of or position)")
+    as_of, position = _instant(query.get("as_of")), _position(query.get("position"))
+
+    def report(ledger: Ledger) -> bytes:
+        if as_of is None and position is None:
+            return to_json(ledger.report(contract, month).report)
+        return to_json(ledger.audit(contract, month, as_of=as_of, position=position).report)
+
+    # The bytes `ledger report --format json` prints, its line break included.
+    return Response(await state.read(report) + b"\n", media_type="application/json")
+
+
+async def get_events(request: Request) -> Response:
+    state = _state(request)
+    _authorize(request, state, write=False)
+    unknown = sorted(set(request.query_params) - {"after"})
+    if unknown:
+        raise BadInput(f"unknown query parameter `{unknown[0]}` (expected after)")
+    after = _position(request.query_params.get("after")) or 0
+    last = await state.read(lambda ledger: ledger.recorder.last_position())
+
+    def page(start: int) -> bytes:
+        stop = min(start + PAGE - 1, last)
+        records = state.opened().recorder.read_records(start, stop)
+        return b"".join(export_line(rec) + b"\n" for rec in records)
+
+    async def stream() -> AsyncIterator[bytes]:
+        # Page by page up to the last position at the request's start: a consistent prefix,
+        # and no connection held while a slow client reads.
+        start = after + 1
+        while start <= last:
+            yield await anyio.to_thread.run_sync(page, start, limiter=state.readers)
+            start += PAGE
+
+    return StreamingResponse(stream(), media_type="application/x-ndjson")
+
+
+async def get_openapi(request: Request) -> Response:
+    from cli.openapi import document
+
+    return json_response(document())
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, HttpError):
+        return error_response(exc.status, exc.message)
+    if isinstance(exc, HTTPException):
+        return error_response(exc.status_code, exc.detail or "error")
+    if isinstance(exc, BadInput):
+        return error_response(400, str(exc))
+    if isinstance(exc, NotFound):
+        return error_response(404, str(exc))
+    if isinstance(exc, LockWaitTimeout):
+        return error_response(503, str(exc))
+    if isinstance(exc, LedgerError):
+        return error_response(500, str(exc))
+    # Logged one line, answered without the details: never a stack trace to a client.
+    print(f"ledger serve: {type(exc).__name__}: {one_line(str(exc))}", file=sys.stderr, flush=True)
+    return error_response(500, "internal error")
+
+
+def create_app(opener: Callable[[], Ledger], config: ServerConfig) -> Starlette:
+    """The ASGI app over the ledger ``opener`` opens at startup (and that is closed at shutdown)."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        state = _State(config)
+        state.ledger = await anyio.to_thread.run_sync(opener)
+        app.state.ledger = state
+        try:
+            yield
+        finally:
+            # Shutdown comes after the requests in flight have finished (uvicorn waits for them).
+            state.ledger.close()
+
+    routes = [
+        Route("/v1/events", post_events, methods=["POST"]),
+        Route("/v1/events", get_events, methods=["GET"]),
+        Route("/v1/hooks/alertmanager", _hook("alertmanager"), methods=["POST"]),
+        Route("/v1/hooks/uptime-kuma", _hook("uptime-kuma"), methods=["POST"]),
+        Route("/v1/imports/statuspage", _hook("statuspage"), methods=["POST"]),
+        Route("/v1/contracts", get_contracts, methods=["GET"]),
+        Route("/v1/contracts/{contract}/months/{month}", get_month, methods=["GET"]),
+        Route("/openapi.json", get_openapi, methods=["GET"]),
+    ]
+    handlers: dict[Any, Any] = {Exception: _http_error, HTTPException: _http_error, HttpError: _http_error,
+                                LedgerError: _http_error}
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
+
+
+# --- the command ---------------------------------------------------------------------

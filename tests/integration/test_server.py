@@ -1,0 +1,276 @@
+"""`ledger serve` over real HTTP on a loopback port, on both stores (INTERFACE.md section 9)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from click.testing import CliRunner
+
+from benchmarks.serve_load import READ_TOKEN, ROOT, WRITE_TOKEN, ServerProcess
+from benchmarks.serve_load import run as run_load
+from cli.main import cli
+from cli.openapi import document
+from tests.pgserver import scratch_database
+from tests.unit.test_feeds import alert, incident, kuma, page, webhook
+
+NDJSON = "application/x-ndjson"
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def module_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('serve') / 'ledger.db'}"
+    else:
+        with scratch_database(request.getfixturevalue("pg_admin_url")) as url:
+            yield url
+
+
+@pytest.fixture(scope="module")
+def server(module_store: str) -> Iterator[ServerProcess]:
+    examples = ROOT / "ledger" / "examples"
+    args = ["--store", module_store, "contract", "register", str(examples / "sla-a.toml")]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    proc = ServerProcess(module_store)
+    yield proc
+    code, err = proc.stop()
+    assert code == 0, err
+
+
+def check(body: bytes, name: str, many: bool = False) -> Any:
+    """The JSON body, validated against the OpenAPI document's schema ``name`` (a list of them)."""
+    ref = {"$ref": f"#/components/schemas/{name}"}
+    root = {"type": "array", "items": ref} if many else ref
+    value = json.loads(body)
+    jsonschema.validate(value, {**root, "components": document()["components"]})
+    return value
+
+
+def ledger_cli(store: str, *args: str) -> bytes:
+    result = CliRunner().invoke(cli, ["--store", store, *args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.stdout_bytes
+
+
+def test_events_in_and_out(server: ServerProcess, module_store: str) -> None:
+    probe = b'"service":"workspace","probe":"paris"'
+    lines = (b'{"type":"probe_failed",%s,"at":"2026-10-04T09:15:00Z","id":"e1"}\n'
+             b'{"type":"probe_recovered",%s,"at":"2026-10-04T09:45:00Z"}\n') % (probe, probe)
+    status, body, headers = server.request("POST", "/v1/events", lines, content_type=NDJSON)
+    assert status == 200, body
+    first = check(body, "Summary")
+    assert first["imported"] == 2
+    assert first["last_position"] == first["first_position"] + 1
+    status, body, _ = server.request("POST", "/v1/events", lines, content_type=NDJSON)
+    assert check(body, "Summary") == {"imported": 0, "already_recorded": 2, "first_position": None,
+                                      "last_position": None, "conflicts": []}
+    status, body, headers = server.request("GET", "/v1/events?after=0", token=READ_TOKEN)
+    assert status == 200
+    assert headers["content-type"].startswith("application/x-ndjson")
+    assert body == ledger_cli(module_store, "events")  # the bytes `ledger events` prints
+    after = first["first_position"]
+    status, tail, _ = server.request("GET", f"/v1/events?after={after}", token=READ_TOKEN)
+    assert [json.loads(x)["position"] for x in tail.splitlines()] == list(
+        range(after + 1, json.loads(body.splitlines()[-1])["position"] + 1))
+
+
+def test_report_is_the_cli_bytes(server: ServerProcess, module_store: str) -> None:
+    server.request("POST", "/v1/hooks/alertmanager",
+                   webhook({**alert("rep1", "resolved", end="2026-10-05T10:00:00Z"),
+                            "labels": {"service": "workspace", "probe": "london"}}))
+    status, body, _ = server.request("GET", "/v1/contracts/sla-a-2026/months/2026-10", token=READ_TOKEN)
+    assert status == 200, body
+    assert body == ledger_cli(module_store, "report", "--contract", "sla-a-2026", "--month", "2026-10",
+                              "--format", "json")
+    check(body, "Report")
+    path = "/v1/contracts/sla-a-2026/months/2026-10?position=1"
+    status, body, _ = server.request("GET", path, token=READ_TOKEN)
+    audit = json.loads(ledger_cli(module_store, "audit", "--contract", "sla-a-2026", "--month", "2026-10",
+                                  "--position", "1", "--format", "json"))
+    assert json.loads(body) == audit["report"]
+    assert json.loads(body)["as_of_position"] == 1
+    status, body, _ = server.request("GET", "/v1/contracts", token=READ_TOKEN)
+    [contract] = check(body, "Contract", many=True)
+    assert (contract["id"], contract["service"], len(contract["versions"])) == ("sla-a-2026", "workspace", 1)
+
+
+@pytest.mark.parametrize(("path", "query", "status", "message"), [
+    ("/v1/contracts/nope/months/2026-10", "", 404, "contract `nope` is not registered"),
+    ("/v1/contracts/sla-a-2026/months/2026-13", "", 400, "month"),
+    ("/v1/contracts/sla-a-2026/months/2026-10", "?position=x", 400, "position 'x'"),
+    ("/v1/contracts/sla-a-2026/months/2026-10", "?as_of=2026-10-01T00:00:00", 400, "no offset"),
+    ("/v1/contracts/sla-a-2026/months/2026-10", "?as_of=2026-10-01T00:00:00Z&position=1", 400, "not both"),
+    ("/v1/contracts/sla-a-2026/months/2026-10", "?color=red", 400, "unknown query parameter `color`"),
+    ("/v1/events", "?after=-1", 400, "position '-1'"),
+    ("/v1/nothing", "", 404, "Not Found"),
+])
+def test_read_errors(server: ServerProcess, path: str, query: str, status: int, message: str) -> None:
+    got, body, _ = server.request("GET", path + query, token=READ_TOKEN)
+    assert got == status
+    assert message in check(body, "Error")["error"]
+
+
+def test_tokens(server: ServerProcess) -> None:
+    hook = webhook(alert("tok1", probe="paris", service="workspace"))
+    for token in (None, "wrong", READ_TOKEN):  # the read token does not write
+        status, body, headers = server.request("POST", "/v1/hooks/alertmanager", hook, token=token)
+        assert status == 401
+        assert headers["www-authenticate"].startswith("Bearer")
+        check(body, "Error")
+    for token in (None, "wrong"):
+        assert server.request("GET", "/v1/contracts", token=token)[0] == 401
+    assert server.request("GET", "/v1/contracts", token=WRITE_TOKEN)[0] == 200  # the write token reads
+
+
+def test_bad_writes_keep_nothing(server: ServerProcess) -> None:
+    before = server.request("GET", "/v1/events?after=0", token=READ_TOKEN)[1]
+    cases = [
+        ("/v1/events", b'{"type":"probe_failed"}', "text/plain", 400,
+         "Content-Type: expected application/x-ndjson"),
+        ("/v1/hooks/alertmanager", webhook(alert("ct")), NDJSON, 400,
+         "Content-Type: expected application/json"),
+        ("/v1/events",
+         b'{"type":"probe_failed","service":"s","probe":"p","at":"2026-10-04T09:15:00Z"}\n{"type":',
+         NDJSON, 400, "line 2"),
+        ("/v1/hooks/alertmanager", b'{"alerts": [', "application/json", 400, "not valid JSON"),
+        ("/v1/hooks/alertmanager", webhook(alert("ok1"), {**alert("ok2"), "labels": {"instance": "x"}}),
+         "application/json", 400, "alerts[1].labels.service"),
+        ("/v1/hooks/uptime-kuma", kuma(0, name="no-slash"), "application/json", 400, "monitor.name"),
+        ("/v1/imports/statuspage", page(incidents=[incident(impact="huge")]), "application/json", 400,
+         "incidents[0].impact"),
+        ("/v1/events", b"x" * (10 * 1024 * 1024), NDJSON, 413, "body too large"),
+    ]
+    for path, body, ctype, status, message in cases:
+        got, answer, _ = server.request("POST", path, body, content_type=ctype)
+        assert got == status, (path, answer)
+        error = check(answer, "Error")["error"]
+        assert message in error
+        assert "\n" not in error
+        assert "Traceback" not in error
+    assert server.request("GET", "/v1/events?after=0", token=READ_TOKEN)[1] == before
+
+
+def test_webhooks_sent_twice_change_nothing(server: ServerProcess) -> None:
+    posts = [
+        ("/v1/hooks/alertmanager", webhook({**alert("twice", "resolved", end="2026-10-06T10:00:00Z"),
+                                            "labels": {"service": "workspace", "probe": "paris"}})),
+        ("/v1/hooks/uptime-kuma", kuma(0, name="workspace/frankfurt")),
+        ("/v1/imports/statuspage?service=workspace", page(incidents=[incident("twice", components=())])),
+    ]
+    for path, body in posts:
+        status, first, _ = server.request("POST", path, body)
+        assert status == 200, first
+        status, again, _ = server.request("POST", path, body)
+        assert check(first, "Summary")["imported"] == check(again, "Summary")["already_recorded"] > 0
+        assert json.loads(again)["imported"] == 0
+    # Uptime Kuma's "Test" button: accepted, nothing recorded.
+    test_button = b'{"heartbeat":null,"monitor":null,"msg":"t"}'
+    status, body, _ = server.request("POST", "/v1/hooks/uptime-kuma", test_button)
+    assert (status, json.loads(body)["imported"]) == (200, 0)
+
+
+def test_openapi_document(server: ServerProcess) -> None:
+    status, body, _ = server.request("GET", "/openapi.json", token=None)
+    doc = json.loads(body)
+    assert status == 200
+    assert doc == json.loads(json.dumps(document()))
+    assert doc["openapi"] == "3.1.0"
+    assert set(doc["paths"]) == {"/v1/events", "/v1/hooks/alertmanager", "/v1/hooks/uptime-kuma",
+                                 "/v1/imports/statuspage", "/v1/contracts",
+                                 "/v1/contracts/{contract}/months/{month}", "/openapi.json"}
+    jsonschema.Draft202012Validator.check_schema(doc["components"]["schemas"]["Report"])
+
+
+def _serve(store: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")} | (env or {})
+    return subprocess.run([sys.executable, "-m", "cli.main", "--store", store, "serve", *args], cwd=ROOT,
+                          env=environ, capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.parametrize(("args", "env", "message"), [
+    ((), {}, "LEDGER_WRITE_TOKEN and LEDGER_READ_TOKEN must be set"),
+    (("--insecure-local", "--listen", "0.0.0.0:0"), {}, "--insecure-local: only on a loopback address"),
+    (("--map", "region=eu"), {"LEDGER_WRITE_TOKEN": "w", "LEDGER_READ_TOKEN": "r"},
+     "--map: unknown key `region`"),
+    (("--listen", "nowhere"), {"LEDGER_WRITE_TOKEN": "w", "LEDGER_READ_TOKEN": "r"}, "--listen 'nowhere'"),
+])
+def test_refuses_to_start(tmp_path: Path, args: tuple[str, ...], env: dict[str, str], message: str) -> None:
+    result = _serve(f"sqlite:///{tmp_path / 'l.db'}", *args, env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert message in result.stderr
+
+
+def test_insecure_local_and_label_map(tmp_path: Path) -> None:
+    server = ServerProcess(f"sqlite:///{tmp_path / 'l.db'}", "--insecure-local", "--map",
+                           "service=instance,probe=job", tokens=False)
+    try:
+        hook = webhook({**alert("m1"), "labels": {"instance": "api", "job": "blackbox"}})
+        status, body, _ = server.request("POST", "/v1/hooks/alertmanager", hook, token=None)
+        assert (status, json.loads(body)["imported"]) == (200, 1)
+        status, body, _ = server.request("POST", "/v1/hooks/alertmanager", webhook(alert("m2")), token=None)
+        assert status == 400
+        assert "field `alerts[0].labels.instance`: missing" in json.loads(body)["error"]
+    finally:
+        assert server.stop()[0] == 0
+
+
+def test_sigterm_during_writes_keeps_every_acknowledged_write(store_url: str) -> None:
+    server = ServerProcess(store_url)
+    acknowledged: list[str] = []
+    refused: list[str] = []
+
+    def post(n: int) -> None:
+        for k in range(400):
+            fp = f"sig{n}-{k}"
+            try:
+                status, _, _ = server.request("POST", "/v1/hooks/alertmanager", webhook(alert(fp)))
+            except OSError:
+                refused.append(fp)
+                return  # the server has stopped listening
+            (acknowledged if status == 200 else refused).append(fp)
+
+    threads = [threading.Thread(target=post, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    while len(acknowledged) < 40:
+        threading.Event().wait(0.02)
+    code, err = server.stop()
+    for t in threads:
+        t.join()
+    assert code == 0, err
+    recorded = [json.loads(x) for x in ledger_cli(store_url, "events").splitlines()]
+    ids = {e["id"].split(":")[1] for e in recorded}
+    assert set(acknowledged) <= ids
+    assert [e["position"] for e in recorded] == list(range(1, len(recorded) + 1))
+    assert len(ids) == len(recorded)  # nothing twice, nothing half there
+    assert ledger_cli(store_url, "verify").startswith(b"ok:")
+
+
+def test_load_small(store_url: str) -> None:
+    result = run_load(store_url, clients=8, alerts=160, per_hook=2)
+    assert result["writes"] == 160  # 80 webhooks, each sent twice
+
+
+def test_documented_samples(server: ServerProcess) -> None:
+    """The payloads in docs/monitoring.md post as they are, and again change nothing."""
+    text = (ROOT / "docs" / "monitoring.md").read_text()
+    paths = {"alertmanager": "/v1/hooks/alertmanager", "uptime-kuma": "/v1/hooks/uptime-kuma",
+             "statuspage": "/v1/imports/statuspage"}
+    samples = re.findall(r"```json (\S+)\n(.*?)```", text, re.S)
+    assert sorted(kind for kind, _ in samples) == sorted(paths)
+    for kind, body in samples:
+        status, first, _ = server.request("POST", paths[kind], body.encode())
+        assert status == 200, first
+        assert json.loads(first)["imported"] > 0
+        assert json.loads(server.request("POST", paths[kind], body.encode())[1])["imported"] == 0
