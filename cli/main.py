@@ -295,7 +295,7 @@ def events(ctx: Context, service: str | None, since: str | None, until: str | No
 @click.option("--contract", "contract_id", required=True, help="Contract id.")
 @click.option("--month", required=True, metavar="YYYY-MM", callback=_month,
               help="Month, in the contract's time zone.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "html"]), default="table",
               show_default=True)
 @click.option("--intervals", is_flag=True, help="CSV: one row per interval instead of the summary row.")
 @pass_ctx
@@ -305,7 +305,11 @@ def report(ctx: Context, contract_id: str, month: str, fmt: str, intervals: bool
     from projections.render import report_csv, report_table
 
     ev = ctx.ledger(create=False).report(contract_id, month)
-    if fmt == "json":
+    if fmt == "html":
+        from cli.output import report_page
+
+        click.echo(report_page(ctx.ledger(create=False), ev), nl=False)
+    elif fmt == "json":
         click.echo(to_json(ev.report).decode())
     elif fmt == "csv":
         click.echo(report_csv([ev.report], intervals=intervals), nl=False)
@@ -319,7 +323,8 @@ def report(ctx: Context, contract_id: str, month: str, fmt: str, intervals: bool
               help="Month, in the contract's time zone.")
 @click.option("--as-of", "as_of", metavar="TIMESTAMP", help="Replay what was recorded up to this instant.")
 @click.option("--position", type=int, metavar="N", help="Replay what was recorded up to position N.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text",
+              show_default=True)
 @pass_ctx
 def audit(ctx: Context, contract_id: str, month: str, as_of: str | None, position: int | None,
           fmt: str) -> None:
@@ -329,7 +334,11 @@ def audit(ctx: Context, contract_id: str, month: str, as_of: str | None, positio
 
     a = ctx.ledger(create=False).audit(contract_id, month, as_of=_timestamp(as_of, "--as-of"),
                                        position=position)
-    if fmt == "json":
+    if fmt == "html":
+        from cli.output import audit_page
+
+        click.echo(audit_page(ctx.ledger(create=False), a), nl=False)
+    elif fmt == "json":
         click.echo(to_json(a).decode())
     else:
         click.echo(audit_text(a), nl=False)

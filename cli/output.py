@@ -1,0 +1,39 @@
+"""What the command line prints for people and reporting jobs (INTERFACE.md section 8): the glue
+between one call into the ledger and the renderers (HTML pages, many reports at once)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from cli.html import audit_html, cited, report_html
+from ledger.application import Ledger
+from ledger.events import Recorded
+from projections.contracts import find, in_force
+from projections.credit import claim_deadline
+from projections.model import Audit, Evaluation, Explanation, Report
+
+
+def _records(ledger: Ledger, report: Report, explanation: Explanation) -> list[Recorded]:
+    """The facts the page cites, as recorded (all at or below the report's position by construction)."""
+    return list(ledger.recorder.read_positions(cited(report, explanation)))
+
+
+def _deadline(ledger: Ledger, report: Report) -> datetime | None:
+    """The month's claim deadline under the version in force, if the contract has one."""
+    versions = find(ledger.contracts(report.as_of_position), report.contract)
+    credits = in_force(versions, report.month).policy.credits
+    if credits is None or credits.claim_deadline_days is None:
+        return None
+    return claim_deadline(report.month, ZoneInfo(report.timezone), credits.claim_deadline_days)
+
+
+def report_page(ledger: Ledger, ev: Evaluation) -> str:
+    """``ledger report --format html``."""
+    return report_html(ev.report, ev.explanation, _records(ledger, ev.report, ev.explanation),
+                       _deadline(ledger, ev.report))
+
+
+def audit_page(ledger: Ledger, a: Audit) -> str:
+    """``ledger audit --format html``."""
+    return audit_html(a, _records(ledger, a.report, a.explanation), _deadline(ledger, a.report))
