@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from functools import cache
 from typing import Any, Final
@@ -213,7 +213,11 @@ def _shift(lo: datetime, hi: datetime, tz: ZoneInfo) -> tuple[float, str] | None
             old, new = (t - step).astimezone(tz) + step, t.astimezone(tz)
             return round(_x(t - lo), 2), f"{old:%H:%M} → {new:%H:%M} {new:%Z}"
         t = nxt
-    return None
+    # The change is at a midnight: the day starts late (no 00:00 that day) or its midnight moved.
+    first = lo.astimezone(tz)
+    if first.time() != time(0):
+        return LEFT, f"00:00 → {first:%H:%M} {first:%Z}"
+    return round(_x(hi - lo), 2), "at midnight"
 
 
 def timeline(report: Report, explanation: Explanation, facts: dict[int, Recorded],
