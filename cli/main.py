@@ -292,18 +292,25 @@ def events(ctx: Context, service: str | None, since: str | None, until: str | No
 
 
 @cli.command()
-@click.option("--contract", "contract_id", required=True, help="Contract id.")
+@click.option("--contract", "contract_ids", multiple=True,
+              help="Contract id; repeat for several; none: every registered contract.")
 @click.option("--month", required=True, metavar="YYYY-MM", callback=_month,
               help="Month, in the contract's time zone.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "html"]), default="table",
-              show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "html", "ndjson"]),
+              default="table", show_default=True)
 @click.option("--intervals", is_flag=True, help="CSV: one row per interval instead of the summary row.")
 @pass_ctx
-def report(ctx: Context, contract_id: str, month: str, fmt: str, intervals: bool) -> None:
+def report(ctx: Context, contract_ids: tuple[str, ...], month: str, fmt: str, intervals: bool) -> None:
     """The month's availability, every downtime exclusion with its reason, and the credit owed."""
     from projections.model import to_json
     from projections.render import report_csv, report_table
 
+    if len(contract_ids) != 1 or fmt == "ndjson":  # several contracts: one call (cli/output.py)
+        from cli.output import many_reports
+
+        click.echo(many_reports(ctx.ledger(create=False), month, contract_ids, fmt, intervals), nl=False)
+        return
+    contract_id = contract_ids[0]
     ev = ctx.ledger(create=False).report(contract_id, month)
     if fmt == "html":
         from cli.output import report_page

@@ -3,11 +3,13 @@ between one call into the ledger and the renderers (HTML pages, many reports at 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from cli.html import audit_html, cited, report_html
 from ledger.application import Ledger
+from ledger.errors import BadInput
 from ledger.events import Recorded
 from projections.contracts import find, in_force
 from projections.credit import claim_deadline
@@ -37,3 +39,21 @@ def report_page(ledger: Ledger, ev: Evaluation) -> str:
 def audit_page(ledger: Ledger, a: Audit) -> str:
     """``ledger audit --format html``."""
     return audit_html(a, _records(ledger, a.report, a.explanation), _deadline(ledger, a.report))
+
+
+def many_reports(ledger: Ledger, month: str, contracts: Sequence[str], fmt: str, intervals: bool) -> str:
+    """``ledger report --month M`` for every contract (or those named): table, CSV, JSON array, NDJSON."""
+    from ledger.monthly import month_reports
+    from projections.model import to_json
+    from projections.render import report_csv, summary_table
+
+    if fmt == "html":
+        raise BadInput("--format html: give exactly one --contract")
+    reports = month_reports(ledger, month, contracts)
+    if fmt == "json":
+        return "[" + ",".join(to_json(r).decode() for r in reports) + "]\n"
+    if fmt == "ndjson":
+        return "".join(to_json(r).decode() + "\n" for r in reports)
+    if fmt == "csv":
+        return report_csv(reports, intervals=intervals)
+    return summary_table(reports)

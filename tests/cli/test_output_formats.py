@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,3 +50,45 @@ def test_html_pages_are_byte_identical_across_stores(twins: tuple[str, str]) -> 
         assert page == run(b, *args), args
         assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
         assert "https://" not in page
+
+
+CONTRACTS = ["sla-a-2026", "sla-b-2026", "sla-c-en-2026", "sla-c-fr-2026", "sla-d-2026"]
+
+
+@pytest.mark.parametrize("month", ["2026-10", "2026-09", "2026-11", "2025-01"])
+def test_every_contract_of_a_month_equals_the_single_reports(twins: tuple[str, str], month: str) -> None:
+    a, b = twins
+    singles = [run(a, "report", "--contract", c, "--month", month, "--format", "json") for c in CONTRACTS]
+    as_json = run(a, "report", "--month", month, "--format", "json")
+    assert as_json == "[" + ",".join(s.rstrip("\n") for s in singles) + "]\n"
+    assert run(a, "report", "--month", month, "--format", "ndjson") == "".join(singles)
+    csv_singles = [run(a, "report", "--contract", c, "--month", month, "--format", "csv") for c in CONTRACTS]
+    header = csv_singles[0].splitlines()[0]
+    assert all(s.splitlines()[0] == header for s in csv_singles)
+    as_csv = run(a, "report", "--month", month, "--format", "csv")
+    assert as_csv == header + "\n" + "".join(s.split("\n", 1)[1] for s in csv_singles)
+    table = run(a, "report", "--month", month)
+    assert [line.split()[0] for line in table.splitlines()[2:]] == CONTRACTS
+    for fmt in ("json", "ndjson", "csv", "table"):
+        assert run(b, "report", "--month", month, "--format", fmt) == run(a, "report", "--month", month,
+                                                                              "--format", fmt), fmt
+
+
+def test_repeated_contract_options_pick_and_sort(twins: tuple[str, str]) -> None:
+    a, _ = twins
+    picked = json.loads(run(a, "report", "--month", "2026-10", "--contract", "sla-d-2026", "--contract",
+                            "sla-a-2026", "--contract", "sla-d-2026", "--format", "json"))
+    assert [r["contract"] for r in picked] == ["sla-a-2026", "sla-d-2026"]
+    with_intervals = run(a, "report", "--month", "2026-10", "--contract", "sla-b-2026", "--contract",
+                         "sla-a-2026", "--format", "csv", "--intervals")
+    assert with_intervals.count("contract,month,start") == 1
+    assert "not registered" in run(a, "report", "--month", "2026-10", "--contract", "nope", "--contract",
+                                   "sla-a-2026", code=1)
+    assert "exactly one --contract" in run(a, "report", "--month", "2026-10", "--format", "html", code=2)
+
+
+def test_every_contract_of_an_empty_store(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    run(url, "init")
+    assert run(url, "report", "--month", "2026-10", "--format", "json") == "[]\n"
+    assert run(url, "report", "--month", "2026-10", "--format", "ndjson") == ""
