@@ -176,10 +176,15 @@ def contract_amend(ctx: Context, file: BinaryIO) -> None:
 
 
 @contract.command("list")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @pass_ctx
-def contract_list(ctx: Context) -> None:
+def contract_list(ctx: Context, fmt: str) -> None:
     """List registered contracts with their latest version."""
     versions = ctx.ledger(create=False).contracts()
+    if fmt == "json":
+        from cli.output import contracts_json
+
+        return click.echo(contracts_json(versions))
     for cid in sorted(versions):
         last = versions[cid][-1]
         c = last.policy.contract
@@ -280,12 +285,18 @@ def _size(file: BinaryIO) -> int | None:
 @click.option("--service", help="Only events about this service (and the facts that refer to them).")
 @click.option("--since", metavar="TIMESTAMP", help="Only events whose time is at or after this.")
 @click.option("--until", metavar="TIMESTAMP", help="Only events whose time is before this.")
+@click.option("--after-position", "after", type=click.IntRange(min=0), metavar="N",
+              help="Only events recorded after position N (an incremental export).")
+@click.option("--type", "types", multiple=True, metavar="TYPE", help="Only events of this type (repeatable).")
 @pass_ctx
-def events(ctx: Context, service: str | None, since: str | None, until: str | None) -> None:
+def events(ctx: Context, service: str | None, since: str | None, until: str | None, after: int | None,
+           types: tuple[str, ...]) -> None:
     """Print recorded events as NDJSON, with id, position and recorded_at."""
+    from cli.output import selected
+
     start, end = _timestamp(since, "--since"), _timestamp(until, "--until")
     out = sys.stdout.buffer
-    for rec in ctx.ledger(create=False).events(service, start, end):
+    for rec in selected(ctx.ledger(create=False), service, start, end, after, types):
         out.write(export_line(rec))
         out.write(b"\n")
     out.flush()
@@ -378,16 +389,23 @@ that does not hold), 2 bad input (a malformed --expect).
 @cli.command(help=VERIFY_HELP, short_help="Check the log and key index against the hash chain.")
 @click.option("--expect", metavar="HASH",
               help="A head published earlier (sha256:<64 hex>): the chain must pass through it.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @pass_ctx
-def verify(ctx: Context, expect: str | None) -> None:
+def verify(ctx: Context, expect: str | None, fmt: str) -> None:
     """``ledger verify``: see VERIFY_HELP."""
     from ledger.verify import parse_head
     from ledger.verify import verify as run_verify
 
     want = parse_head(expect) if expect is not None else None  # bad input before the store is opened
     result = run_verify(ctx.ledger(create=False).recorder, expect=want)
+    if fmt == "json":
+        from cli.output import verify_json
+
+        click.echo(verify_json(result, want))
     if not result.ok:
         _fail(f"verify: {result.problem}", code=3)
+    if fmt == "json":
+        return
     click.echo(f"ok: {result.position} events, chain intact; head sha256:{result.head}")
     if result.expected_at is not None:
         click.echo(f"expected sha256:{want} found at position {result.expected_at}")

@@ -3,15 +3,18 @@ between one call into the ledger and the renderers (HTML pages, many reports at 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
+
+import msgspec
 
 from cli.html import audit_html, cited, report_html
 from ledger.application import Ledger
 from ledger.errors import BadInput
-from ledger.events import Recorded
-from projections.contracts import find, in_force
+from ledger.events import FACT_TYPES, Recorded
+from ledger.verify import VerifyResult
+from projections.contracts import ContractVersion, find, in_force
 from projections.credit import claim_deadline
 from projections.model import Audit, Evaluation, Explanation, Report
 
@@ -57,3 +60,44 @@ def many_reports(ledger: Ledger, month: str, contracts: Sequence[str], fmt: str,
     if fmt == "csv":
         return report_csv(reports, intervals=intervals)
     return summary_table(reports)
+
+
+def contracts_json(versions: dict[str, list[ContractVersion]]) -> str:
+    """``ledger contract list --format json``: each contract's latest version, in id order."""
+    rows = []
+    for cid in sorted(versions):
+        last = versions[cid][-1]
+        c = last.policy.contract
+        rows.append({"contract": cid, "customer": c.customer, "service": c.service,
+                     "versions": last.version, "timezone": c.timezone,
+                     "effective_from": last.effective_from, "position": last.position})
+    return msgspec.json.encode(rows).decode()
+
+
+def verify_json(result: VerifyResult, expected: str | None) -> str:
+    """``ledger verify --format json``: the outcome as one object (exit 3 still says it failed)."""
+    return msgspec.json.encode({
+        "ok": result.ok, "position": result.position, "head": f"sha256:{result.head}",
+        "problem": result.problem, "expected": f"sha256:{expected}" if expected else None,
+        "expected_at": result.expected_at,
+    }).decode()
+
+
+def selected(ledger: Ledger, service: str | None, since: datetime | None, until: datetime | None,
+             after: int | None, types: Sequence[str]) -> Iterator[Recorded]:
+    """``ledger events`` with ``--after-position`` and ``--type``: a type not in the ledger is bad input."""
+    for t in types:
+        if t not in FACT_TYPES:
+            raise BadInput(f"--type {t!r}: not an event type (one of: {', '.join(FACT_TYPES)})")
+    kinds = tuple(FACT_TYPES[t] for t in types)
+    if service is None and since is None and until is None:
+        # Read from the position on, not the whole log: the incremental export of a large ledger.
+        source: Iterable[Recorded] = ledger.recorder.read_records((after or 0) + 1)
+    else:
+        source = ledger.events(service, since, until)
+    for rec in source:
+        if after is not None and rec.position <= after:
+            continue
+        if kinds and not isinstance(rec.fact, kinds):
+            continue
+        yield rec

@@ -92,3 +92,36 @@ def test_every_contract_of_an_empty_store(tmp_path: Path) -> None:
     run(url, "init")
     assert run(url, "report", "--month", "2026-10", "--format", "json") == "[]\n"
     assert run(url, "report", "--month", "2026-10", "--format", "ndjson") == ""
+
+
+def test_json_of_contract_list_and_verify(twins: tuple[str, str]) -> None:
+    a, b = twins
+    listed = json.loads(run(a, "contract", "list", "--format", "json"))
+    assert [c["contract"] for c in listed] == CONTRACTS
+    assert listed[0] == {"contract": "sla-a-2026", "customer": "Atelier Durand SARL", "service": "workspace",
+                         "versions": 1, "timezone": "Europe/Paris", "effective_from": None, "position": 1}
+    text = run(a, "verify")
+    verified = json.loads(run(a, "verify", "--format", "json"))
+    assert verified["ok"] is True
+    assert f"head {verified['head']}" in text
+    assert f"ok: {verified['position']} events" in text
+    for args in (("contract", "list", "--format", "json"), ("verify", "--format", "json")):
+        assert run(a, *args) == run(b, *args)
+
+
+def test_events_after_a_position_and_of_a_type(twins: tuple[str, str]) -> None:
+    a, b = twins
+    every = [json.loads(line) for line in run(a, "events").splitlines()]
+    after = [json.loads(line) for line in run(a, "events", "--after-position", "300").splitlines()]
+    assert after == [e for e in every if e["position"] > 300]
+    assert run(a, "events", "--after-position", str(len(every))) == ""
+    typed = run(a, "events", "--type", "credit_claim_filed", "--type", "maintenance_completed",
+                "--after-position", "10", "--service", "workspace")
+    want = [e for e in every if e["type"] in ("credit_claim_filed", "maintenance_completed")
+            and e["position"] > 10]
+    assert [json.loads(line) for line in typed.splitlines()] == [
+        e for e in want if e.get("contract") == "sla-a-2026" or e["id"].startswith("demo:workspace")]
+    assert typed
+    assert run(a, "events", "--after-position", "100", "--type", "probe_failed") == run(
+        b, "events", "--after-position", "100", "--type", "probe_failed")
+    assert "--type 'nope'" in run(a, "events", "--type", "nope", code=2)
