@@ -84,10 +84,15 @@ def contract_amend(ctx: Context, file: BinaryIO) -> None:
 
 
 @contract.command("list")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @pass_ctx
-def contract_list(ctx: Context) -> None:
+def contract_list(ctx: Context, fmt: str) -> None:
     """List registered contracts with their latest version."""
     versions = ctx.ledger(create=False).contracts()
+    if fmt == "json":
+        from cli.output import contracts_json
+
+        return click.echo(contracts_json(versions))
     for cid in sorted(versions):
         last = versions[cid][-1]
         c = last.policy.contract
@@ -200,37 +205,54 @@ def _size(file: BinaryIO) -> int | None:
 @click.option("--service", help="Only events about this service (and the facts that refer to them).")
 @click.option("--since", metavar="TIMESTAMP", help="Only events whose time is at or after this.")
 @click.option("--until", metavar="TIMESTAMP", help="Only events whose time is before this.")
+@click.option("--after-position", "after", type=click.IntRange(min=0), metavar="N",
+              help="Only events recorded after position N (an incremental export).")
+@click.option("--type", "types", multiple=True, metavar="TYPE", help="Only events of this type (repeatable).")
 @pass_ctx
-def events(ctx: Context, service: str | None, since: str | None, until: str | None) -> None:
+def events(ctx: Context, service: str | None, since: str | None, until: str | None, after: int | None,
+           types: tuple[str, ...]) -> None:
     """Print recorded events as NDJSON, with id, position and recorded_at."""
+    from cli.output import selected
+
     start, end = timestamp(since, "--since"), timestamp(until, "--until")
     out = sys.stdout.buffer
-    for rec in ctx.ledger(create=False).events(service, start, end):
+    for rec in selected(ctx.ledger(create=False), service, start, end, after, types):
         out.write(export_line(rec))
         out.write(b"\n")
     out.flush()
 
 
 @cli.command()
-@click.option("--contract", "contract_id", required=True, help="Contract id.")
+@click.option("--contract", "contract_ids", multiple=True,
+              help="Contract id; repeat for several; none: every registered contract.")
 @click.option("--month", required=True, metavar="YYYY-MM", callback=month_option,
               help="Month, in the contract's time zone.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
-              show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "html", "ndjson"]),
+              default="table", show_default=True)
 @click.option("--intervals", is_flag=True, help="CSV: one row per interval instead of the summary row.")
 @pass_ctx
-def report(ctx: Context, contract_id: str, month: str, fmt: str, intervals: bool) -> None:
+def report(ctx: Context, contract_ids: tuple[str, ...], month: str, fmt: str, intervals: bool) -> None:
     """The month's availability, every downtime exclusion with its reason, and the credit owed."""
     from cli.render import report_csv, report_table
     from projections.model import to_json
 
-    month_report = ctx.ledger(create=False).report(contract_id, month).report
-    if fmt == "json":
-        click.echo(to_json(month_report).decode())
+    if len(contract_ids) != 1 or fmt == "ndjson":  # several contracts: one call (cli/output.py)
+        from cli.output import many_reports
+
+        click.echo(many_reports(ctx.ledger(create=False), month, contract_ids, fmt, intervals), nl=False)
+        return
+    contract_id = contract_ids[0]
+    ev = ctx.ledger(create=False).report(contract_id, month)
+    if fmt == "html":
+        from cli.output import report_page
+
+        click.echo(report_page(ctx.ledger(create=False), ev), nl=False)
+    elif fmt == "json":
+        click.echo(to_json(ev.report).decode())
     elif fmt == "csv":
-        click.echo(report_csv([month_report], intervals=intervals), nl=False)
+        click.echo(report_csv([ev.report], intervals=intervals), nl=False)
     else:
-        click.echo(report_table(month_report), nl=False)
+        click.echo(report_table(ev.report), nl=False)
 
 
 @cli.command()
@@ -239,7 +261,8 @@ def report(ctx: Context, contract_id: str, month: str, fmt: str, intervals: bool
               help="Month, in the contract's time zone.")
 @click.option("--as-of", "as_of", metavar="TIMESTAMP", help="Replay what was recorded up to this instant.")
 @click.option("--position", type=int, metavar="N", help="Replay what was recorded up to position N.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text",
+              show_default=True)
 @pass_ctx
 def audit(ctx: Context, contract_id: str, month: str, as_of: str | None, position: int | None,
           fmt: str) -> None:
@@ -249,7 +272,11 @@ def audit(ctx: Context, contract_id: str, month: str, as_of: str | None, positio
 
     a = ctx.ledger(create=False).audit(contract_id, month, as_of=timestamp(as_of, "--as-of"),
                                        position=position)
-    if fmt == "json":
+    if fmt == "html":
+        from cli.output import audit_page
+
+        click.echo(audit_page(ctx.ledger(create=False), a), nl=False)
+    elif fmt == "json":
         click.echo(to_json(a).decode())
     else:
         click.echo(audit_text(a), nl=False)
@@ -282,16 +309,23 @@ that does not hold), 2 bad input (a malformed --expect).
 @cli.command(help=VERIFY_HELP, short_help="Check the log and key index against the hash chain.")
 @click.option("--expect", metavar="HASH",
               help="A head published earlier (sha256:<64 hex>): the chain must pass through it.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @pass_ctx
-def verify(ctx: Context, expect: str | None) -> None:
+def verify(ctx: Context, expect: str | None, fmt: str) -> None:
     """``ledger verify``: see VERIFY_HELP."""
     from ledger.verify import parse_head
     from ledger.verify import verify as run_verify
 
     want = parse_head(expect) if expect is not None else None  # bad input before the store is opened
     result = run_verify(ctx.ledger(create=False).recorder, expect=want)
+    if fmt == "json":
+        from cli.output import verify_json
+
+        click.echo(verify_json(result, want))
     if not result.ok:
         raise Failure(f"verify: {result.problem}", 3)
+    if fmt == "json":
+        return
     click.echo(f"ok: {result.position} events, chain intact; head sha256:{result.head}")
     if result.expected_at is not None:
         click.echo(f"expected sha256:{want} found at position {result.expected_at}")

@@ -3,7 +3,7 @@
 Over 400 lines on purpose: the index (``Known``) and the rules that read it are one proof of
 "never one pair too few", which is checked more easily when read in one place.
 
-The reporting view (``ledger.reporting``) holds one row per contract-month. When
+The reporting view (``projections.tracked``) holds one row per contract-month. When
 new facts arrive it recomputes only the pairs they can change; ``affected`` says
 which, from the facts and an index of every fact known so far (``Known``). The
 rules, all conservative (recomputing a pair too many is slow, one too few is wrong):

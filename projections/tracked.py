@@ -541,13 +541,15 @@ FACT_BUDGET: Final = 32 * 1024 * 1024  # bytes, counted as twice each fact's sto
 
 
 def _group_reports(
-    reader: LedgerRecorder, services: list[str], contracts: list[str], head: int, clock: datetime | None
+    reader: LedgerRecorder, services: list[str], contracts: list[str], head: int, clock: datetime | None,
+    month: str | None = None,
 ) -> list[Report | Failed]:
     """Every held month of one service group, in memory bounded by a budget, not by the history.
 
     The group's facts are streamed once through the key index into a ``Known`` that
     keeps positions only (plus the references to their ids, read second); then each
-    contract-month evaluates just the facts ``positions_for`` names. The decoded
+    contract-month evaluates just the facts ``positions_for`` names (with ``month``, only
+    that month of each of ``contracts``, held or not: ``ledger report --month``). The decoded
     facts are kept up to ``FACT_BUDGET``; one past it is read and decoded again
     when its month comes, and dropped after.
     """
@@ -568,13 +570,14 @@ def _group_reports(
         pass
     evaluator = Evaluator(known, store_errors=getattr(reader, "store_errors", None))
     reports: list[Report | Failed] = []
-    for cid, months in known.all_held().items():
-        for month in months:
-            positions = known.positions_for(cid, month)
+    wanted = {cid: [month] for cid in contracts} if month is not None else known.all_held()
+    for cid, months in wanted.items():
+        for m in months:
+            positions = known.positions_for(cid, m)
             missing = [p for p in positions if p not in kept]
             fetched = {p: decode_state(p, s) for p, s in reader.read_position_states(missing)}
             records = [kept[p] if p in kept else fetched[p] for p in positions]
-            reports.append(evaluator.report_or_failure((cid, month), head, records))
+            reports.append(evaluator.report_or_failure((cid, m), head, records))
     return reports
 
 
