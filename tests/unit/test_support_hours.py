@@ -58,7 +58,8 @@ def us(text: str) -> int:
 
 
 def test_parse_hours_forms() -> None:
-    assert parse_hours(["Mon-Fri 08:00-17:00"]) == tuple((d * DAY_MIN + 480, d * DAY_MIN + 1020) for d in range(5))
+    week = tuple((d * DAY_MIN + 480, d * DAY_MIN + 1020) for d in range(5))
+    assert parse_hours(["Mon-Fri 08:00-17:00"]) == week
     assert parse_hours(["Sat,Sun 00:00-24:00"]) == ((5 * DAY_MIN, 7 * DAY_MIN),)  # touching: joined
     assert parse_hours(["Sat-Mon 10:00-11:00"]) == ((600, 660), (5 * DAY_MIN + 600, 5 * DAY_MIN + 660),
                                                     (6 * DAY_MIN + 600, 6 * DAY_MIN + 660))
@@ -149,11 +150,17 @@ def test_monotone(cal: SupportCalendar, a: int, b: int, d1: int, d2: int) -> Non
     a, b = min(a, b), max(a, b)
     d1, d2 = min(d1, d2), max(d1, d2)
     x, y, z = add_open_time(cal, a, d1), add_open_time(cal, b, d1), add_open_time(cal, a, d2)
-    assert x is not None and y is not None and z is not None
-    assert x <= y and x <= z
+    assert x is not None
+    assert y is not None
+    assert z is not None
+    assert x <= y
+    assert x <= z
     assert open_time_between(cal, a, b) <= b - a
     bd1, bd2 = add_business_days(cal, a, 1), add_business_days(cal, b, 1)
-    assert bd1 is not None and bd2 is not None and bd1 <= bd2 and is_open(cal, bd1)
+    assert bd1 is not None
+    assert bd2 is not None
+    assert bd1 <= bd2
+    assert is_open(cal, bd1)
 
 
 @settings(max_examples=60, deadline=None)
@@ -162,7 +169,8 @@ def test_monotone(cal: SupportCalendar, a: int, b: int, d1: int, d2: int) -> Non
 def test_more_open_hours_never_lengthen_a_response(start: int, duration: int, extra: str) -> None:
     base, more = b_calendar(), b_calendar(("Mon-Fri 08:00-17:00", extra))
     due_base, due_more = add_open_time(base, start, duration), add_open_time(more, start, duration)
-    assert due_base is not None and due_more is not None
+    assert due_base is not None
+    assert due_more is not None
     assert due_more <= due_base
     end = start + 30 * 24 * H
     assert open_time_between(more, start, end) >= open_time_between(base, start, end)
