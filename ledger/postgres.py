@@ -49,7 +49,8 @@ ANALYZE_FUNCTION: Final = "ledger_analyze"
 TALLY: Final = "ledger_append_tally"  # per writing transaction: the positions it appended and indexed
 # The object the schema creates last: a store where it exists has the whole current schema.
 LAST_OBJECT: Final = ("ledger_append_complete", TALLY)  # (trigger, table)
-KEY_KINDS: Final = ("s:", "i:", "m:", "x:", "c:", "k:")  # how every index key begins (ledger.store.index_key)
+# How every index key begins (ledger.store.index_key).
+KEY_KINDS: Final = ("s:", "i:", "m:", "x:", "c:", "k:", "o:", "t:", "h:")
 ANALYZE_AFTER: Final = 50_000  # an append of at least this many facts refreshes the planner's statistics
 UNIT: Final = "\x1f"  # separates ids sent as one parameter (no id holds a control character)
 
@@ -751,6 +752,18 @@ _INSTANT_MASKS: Final = tuple(
 )
 
 
+def _state_suffix(tag: str) -> bytes:
+    """The bytes every state of ``tag`` has before its link (see ``append_check_statements``).
+
+    `"type":"<tag>"},"` where `type` sorts last among the fact's keys; a type with a key
+    after it (``holidays_pinned``: `year`) only ends its content with `},"`.
+    """
+    names = [f.encode_name for f in msgspec.structs.fields(FACT_TYPES[tag])]
+    if any(name > "type" for name in names):
+        return b'},"'
+    return b'"type":"%s"},"' % tag.encode()
+
+
 def append_check_statements(schema: str, events_table: str, index_table: str) -> list[Composed]:
     """DDL for appends that can neither lock the log against readers nor corrupt it (idempotent).
 
@@ -765,10 +778,9 @@ def append_check_statements(schema: str, events_table: str, index_table: str) ->
     # The bytes each topic's state has before its link: `"type":"<topic>"},"`, and their
     # length without the `,"` (canonical JSON sorts keys, and `type` sorts last in every type).
     suffixes = SQL(", ").join(
-        SQL("({}, {}::bytea, {})").format(
-            Literal(tag), Literal(b'"type":"%s"},"' % tag.encode()), Literal(len(tag.encode()) + 10)
-        )
+        SQL("({}, {}::bytea, {})").format(Literal(tag), Literal(suffix), Literal(len(suffix) - 2))
         for tag in topics
+        for suffix in [_state_suffix(tag)]
     )
     args = {
         "s": Identifier(schema), "e": Identifier(events_table), "i": Identifier(index_table),

@@ -42,12 +42,19 @@ from ledger.events import (
     ExclusionRevoked,
     Fact,
     ForceMajeureDeclared,
+    HolidaysPinned,
     IncidentOpened,
     IncidentResolved,
     MaintenanceAnnounced,
     MaintenanceCancelled,
     MaintenanceCompleted,
     Recorded,
+    SupportTimeLogged,
+    TicketClassified,
+    TicketOpened,
+    TicketResolved,
+    TicketResponded,
+    TicketSeverityChanged,
     canonical,
     decode_state,
     decode_stored,
@@ -290,6 +297,16 @@ _KEY_FIELD: Final[dict[type, tuple[str, str]]] = {
     MaintenanceCompleted: ("m:", "maintenance"),
     ExclusionRevoked: ("x:", "ref"),
     CreditClaimFiled: ("c:", "contract"),
+    # Support (section 6.1): a contract's tickets under "o:", the facts that refer to a
+    # ticket under "t:" (a contract-month reads its tickets, then what refers to them), pins
+    # by country. Engagements and recoveries name a service: "s:", as its other facts.
+    TicketOpened: ("o:", "contract"),
+    TicketSeverityChanged: ("t:", "ticket"),
+    TicketResponded: ("t:", "ticket"),
+    TicketClassified: ("t:", "ticket"),
+    TicketResolved: ("t:", "ticket"),
+    SupportTimeLogged: ("t:", "ticket"),
+    HolidaysPinned: ("h:", "country"),
 }
 KEY_OF: Final[dict[type, Callable[[Any], str]]] = {
     cls: _contract_key if cls in CONTRACT_TYPES
@@ -309,6 +326,8 @@ def reference_key(fact: Fact) -> str | None:
             return "x:" + fact.declaration
         case ExclusionDeclared():
             return "x:" + fact.exclusion
+        case TicketOpened():
+            return "t:" + fact.ticket
         case _:
             return None
 
