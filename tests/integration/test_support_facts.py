@@ -15,7 +15,8 @@ from ledger.verify import verify
 LINES = [
     {"type": "ticket_opened", "contract": "c1", "ticket": "T-1", "at": "2026-10-05T09:00:00+02:00",
      "severity": "production_down", "title": "down"},
-    {"type": "ticket_severity_changed", "ticket": "T-1", "at": "2026-10-05T09:10:00+02:00", "severity": "moderate"},
+    {"type": "ticket_severity_changed", "ticket": "T-1", "at": "2026-10-05T09:10:00+02:00",
+     "severity": "moderate"},
     {"type": "ticket_responded", "ticket": "T-1", "at": "2026-10-05T09:20:00+02:00"},
     {"type": "ticket_classified", "ticket": "T-1", "kind": "bug"},
     {"type": "ticket_resolved", "ticket": "T-1", "at": "2026-10-05T11:00:00+02:00"},
@@ -76,10 +77,12 @@ def test_a_ticket_id_names_one_contract(ledger: Ledger) -> None:
 
 
 def test_command_line_fields_are_loose_integers_and_lists() -> None:
-    fact = fact_from_fields("support_time_logged", {"ticket": "T", "at": "2026-10-05T11:00:00Z", "seconds": "60"})
+    fact = fact_from_fields("support_time_logged",
+                            {"ticket": "T", "at": "2026-10-05T11:00:00Z", "seconds": "60"})
     assert isinstance(fact, SupportTimeLogged)
     assert fact.seconds == 60
-    pin = fact_from_fields("holidays_pinned", {"country": "CH", "year": "2026", "dates": "2026-08-01, 2026-01-01"})
+    pin = fact_from_fields("holidays_pinned",
+                           {"country": "CH", "year": "2026", "dates": "2026-08-01, 2026-01-01"})
     assert isinstance(pin, HolidaysPinned)
     assert pin.dates == ("2026-01-01", "2026-08-01")
 
