@@ -407,6 +407,10 @@ def _describe(exc: Exception) -> str:
 from cli.projections import projections  # noqa: E402  (the group needs `cli` defined first)
 
 cli.add_command(projections)
+from cli.support import calendar, support  # noqa: E402  (issue 18: `ledger support`, `ledger calendar`)
+
+cli.add_command(support)
+cli.add_command(calendar)
 
 
 def main() -> None:

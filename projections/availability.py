@@ -860,3 +860,36 @@ def evaluate(
         findings=findings,
     )
     return Evaluation(report=report, explanation=explanation)
+
+
+def downtime_stretches(
+    records: Iterable[Recorded], policy: Policy, month: str, *, replay_point: datetime | None = None
+) -> list[Stretch]:
+    """The month's downtime stretches (section 5), as ``evaluate`` finds them: for support engagement.
+
+    The same passes as ``evaluate`` up to the stretches, so that "a stretch of D" has one
+    definition; the figures, credit and explanation are left out.
+    """
+    ms_dt, me_dt = month_bounds(month, policy.timezone)
+    ms, me = to_us(ms_dt), to_us(me_dt)
+    rp = to_us(replay_point) if replay_point is not None else None
+    horizon = max(ms, min(me, rp)) if rp is not None else me
+    facts = _collect(records, policy, month)
+    ctx = _Context(policy, ms, me, horizon)
+    sources: list[_Source] = []
+    for probe, evs in facts.probes.items():
+        sources += _probe_sources(probe, evs, horizon)
+    for inc, opened in facts.incidents.items():
+        sources += _incident_sources(inc, opened, facts.resolutions.get(inc, []), horizon)
+    sources += _maintenance_sources(ctx, facts)
+    sources += _exclusion_sources(ctx, facts)
+    lo, hi = ms - 1, rp
+    window = [
+        _Source(
+            max(s.start, lo), min(s.end, hi) if hi is not None else s.end, s.kind, s.name, s.label, s.events
+        )
+        for s in sources
+        if s.end > lo and (hi is None or s.start < hi)
+    ]
+    timeline = _sweep(policy, [s for s in window if s.start < s.end], horizon)
+    return _stretches(timeline, ms, horizon)
