@@ -124,3 +124,20 @@ def test_cli_support_and_calendar(tmp_path: Path, runner: CliRunner) -> None:
         res = runner.invoke(cli, [*store, *bad])
         assert res.exit_code in (1, 2), res.output
         assert message in res.output
+
+
+def test_a_month_uses_the_support_terms_in_force(ledger: Ledger) -> None:
+    ledger.register_contract(load_policy(POLICY_B))
+    fee = b'annual_fee = "6500.00"'
+    amended = POLICY_B.replace(fee, fee + b'\neffective_from = "2026-11"')
+    amended = amended.replace(b'first_response = "1h"', b'first_response = "2h"')
+    ledger.amend_contract(load_policy(amended))
+    ledger.import_lines([json.dumps(x).encode() for x in (
+        {"type": "ticket_opened", "contract": C, "ticket": "A", "at": "2026-10-28T10:00:00+01:00",
+         "severity": "production_down"},
+        {"type": "ticket_opened", "contract": C, "ticket": "B", "at": "2026-11-04T10:00:00+01:00",
+         "severity": "production_down"},
+    )])
+    october, november = support_report(ledger, C, "2026-10"), support_report(ledger, C, "2026-11")
+    assert (october.policy_version, october.tickets[0].target) == (1, "1h")
+    assert (november.policy_version, november.tickets[0].target) == (2, "2h")
