@@ -275,6 +275,12 @@ FACT_TAGS: Final[dict[type, str]] = {cls: tag for tag, cls in FACT_TYPES.items()
 # about as much as decoding a line's fields, where it ran once per imported line.
 CONTRACT_TYPES: Final = frozenset({ContractRegistered, ContractAmended})
 
+# The support facts of INTERFACE.md section 6.1 (issue 18).
+SUPPORT_TAGS: Final = frozenset({
+    "ticket_opened", "ticket_severity_changed", "ticket_responded", "ticket_classified", "ticket_resolved",
+    "support_time_logged", "support_engaged", "recovery_performed", "holidays_pinned",
+})
+
 # Operational facts: what `ledger append` accepts (contracts go through `ledger contract`).
 OPS_TYPES: Final = tuple(t for t in FACT_TYPES if not t.startswith("contract_"))
 
