@@ -16,6 +16,7 @@ import msgspec
 from cli.context import Context, Failure, LedgerGroup, month_option, pass_ctx, timestamp
 from cli.projections import projections
 from cli.serve import serve
+from cli.support import calendar, support
 from ledger.errors import BadInput
 from ledger.events import OPS_TYPES, decode_fact, export_line, fact_from_fields, fact_id
 from ledger.policy import load_policy
@@ -38,6 +39,8 @@ def cli(ctx: click.Context, store: str | None) -> None:
 
 cli.add_command(projections)
 cli.add_command(serve)
+cli.add_command(support)
+cli.add_command(calendar)
 
 
 @cli.command()

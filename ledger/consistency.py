@@ -27,6 +27,7 @@ from ledger.events import (
     IncidentOpened,
     MaintenanceAnnounced,
     Recorded,
+    TicketOpened,
     decode_state,
 )
 from ledger.persistence.keys import CONTRACT, EXCLUSION, INCIDENT, MAINTENANCE
@@ -56,6 +57,11 @@ def _exclusion(fact: ExclusionDeclared) -> Claim:
     return EXCLUSION + fact.exclusion, scope if fact.contract is None else scope + UNIT + fact.contract
 
 
+def _ticket(fact: TicketOpened) -> Claim:
+    # A ticket id names one contract's ticket: its responses and logs name no contract.
+    return "t:" + fact.ticket, "ticket" + UNIT + fact.contract
+
+
 def _contract(fact: ContractRegistered | ContractAmended) -> Claim:
     return CONTRACT + fact.policy.contract.id, ""
 
@@ -66,14 +72,15 @@ CLAIM_OF: Final[dict[type, Callable[[Any], Claim]]] = {
     MaintenanceAnnounced: _maintenance,
     ForceMajeureDeclared: _force_majeure,
     ExclusionDeclared: _exclusion,
+    TicketOpened: _ticket,
     ContractRegistered: _contract,
     ContractAmended: _contract,
 }
 OPENING_TAGS: Final = ("incident_opened", "maintenance_announced", "force_majeure_declared",
-                       "exclusion_declared")
+                       "exclusion_declared", "ticket_opened")
 
 _FIELD: Final = {"incident": "incident", "maintenance": "maintenance", "force_majeure": "declaration",
-                 "exclusion": "exclusion"}
+                 "exclusion": "exclusion", "ticket": "ticket"}
 _KIND: Final = {"incident": "an incident", "maintenance": "a maintenance window",
                 "force_majeure": "a force-majeure declaration", "exclusion": "an exclusion"}
 
@@ -87,6 +94,8 @@ def claim_of(fact: Fact) -> Claim | None:
 def describe(scope: str) -> str:
     """``an incident of service web``, ``an exclusion of service web for contract c1``..."""
     kind, service, *contract = scope.split(UNIT)
+    if kind == "ticket":
+        return f"a ticket of contract {service}"
     text = f"{_KIND.get(kind, kind)} of service {service}"
     return text + (f" for contract {contract[0]}" if contract else "")
 

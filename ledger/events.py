@@ -15,7 +15,7 @@ import json
 import re
 import typing
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Final, Literal, TypeAlias
 
 import msgspec
@@ -172,6 +172,74 @@ class ContractAmended(_Fact, frozen=True, tag="contract_amended"):
             raise ValueError("`policy.contract.effective_from` is required to amend a contract")
 
 
+# --- support commitments (INTERFACE.md section 6.1) ------------------------------------
+
+TicketKind = Literal["account", "bug", "global_issue"]
+# A country code as policies write it: "CA", "CA-ON".
+CountryCode = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")]
+DateStr = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
+# Time logged on one ticket at once: at most a (leap) year.
+MAX_LOGGED_SECONDS: Final = 366 * 86_400
+
+
+class TicketOpened(_Fact, frozen=True, tag="ticket_opened"):
+    contract: Name
+    ticket: Name
+    at: Timestamp
+    severity: Name
+    title: Text | None = None
+
+
+class TicketSeverityChanged(_Fact, frozen=True, tag="ticket_severity_changed"):
+    ticket: Name
+    at: Timestamp
+    severity: Name
+
+
+class TicketResponded(_Fact, frozen=True, tag="ticket_responded"):
+    ticket: Name
+    at: Timestamp
+
+
+class TicketClassified(_Fact, frozen=True, tag="ticket_classified"):
+    ticket: Name
+    kind: TicketKind
+
+
+class TicketResolved(_Fact, frozen=True, tag="ticket_resolved"):
+    ticket: Name
+    at: Timestamp
+
+
+class SupportTimeLogged(_Fact, frozen=True, tag="support_time_logged"):
+    ticket: Name
+    at: Timestamp
+    seconds: Annotated[int, msgspec.Meta(ge=1, le=MAX_LOGGED_SECONDS)]
+
+
+class SupportEngaged(_Fact, frozen=True, tag="support_engaged"):
+    service: Name
+    level: Name
+    at: Timestamp
+
+
+class RecoveryPerformed(_Fact, frozen=True, tag="recovery_performed"):
+    service: Name
+    recovery: Name
+    at: Timestamp
+    restored_to: Timestamp
+
+    def __post_init__(self) -> None:
+        if self.restored_to >= self.at:
+            raise ValueError("`restored_to` must be before `at`")
+
+
+class HolidaysPinned(_Fact, frozen=True, tag="holidays_pinned"):
+    country: CountryCode
+    year: Annotated[int, msgspec.Meta(ge=FIRST_YEAR, le=LAST_YEAR)]
+    dates: tuple[DateStr, ...]
+
+
 Fact: TypeAlias = (
     ProbeFailed
     | ProbeRecovered
@@ -186,6 +254,15 @@ Fact: TypeAlias = (
     | CreditClaimFiled
     | ContractRegistered
     | ContractAmended
+    | TicketOpened
+    | TicketSeverityChanged
+    | TicketResponded
+    | TicketClassified
+    | TicketResolved
+    | SupportTimeLogged
+    | SupportEngaged
+    | RecoveryPerformed
+    | HolidaysPinned
 )
 
 FACT_TYPES: Final[dict[str, type[_Fact]]] = {
@@ -197,6 +274,12 @@ FACT_TAGS: Final[dict[type, str]] = {cls: tag for tag, cls in FACT_TYPES.items()
 # union's members have no subclasses, and isinstance against msgspec's metaclass cost
 # about as much as decoding a line's fields, where it ran once per imported line.
 CONTRACT_TYPES: Final = frozenset({ContractRegistered, ContractAmended})
+
+# The support facts of INTERFACE.md section 6.1 (issue 18).
+SUPPORT_TAGS: Final = frozenset({
+    "ticket_opened", "ticket_severity_changed", "ticket_responded", "ticket_classified", "ticket_resolved",
+    "support_time_logged", "support_engaged", "recovery_performed", "holidays_pinned",
+})
 
 # Operational facts: what `ledger append` accepts (contracts go through `ledger contract`).
 OPS_TYPES: Final = tuple(t for t in FACT_TYPES if not t.startswith("contract_"))
@@ -389,11 +472,26 @@ def _contract(fact: ContractRegistered) -> ContractRegistered:
     return fact
 
 
+def _pinned(fact: HolidaysPinned) -> HolidaysPinned:
+    """Each date a real day of the pinned year; the list in its one canonical form (sorted, once)."""
+    days: set[date] = set()
+    for i, text in enumerate(fact.dates):
+        try:
+            day = date.fromisoformat(text)
+        except ValueError:
+            raise BadInput(f"field `dates[{i}]`: not a date (YYYY-MM-DD): {text!r}") from None
+        if day.year != fact.year:
+            raise BadInput(f"field `dates[{i}]`: {text} is not in {fact.year}")
+        days.add(day)
+    canon = tuple(d.isoformat() for d in sorted(days))
+    return fact if canon == fact.dates else msgspec.structs.replace(fact, dates=canon)
+
+
 # Per type: its required instants (``recorded_at`` is checked apart: it is mostly absent),
 # and the check of what only that type holds.
 _SPECIAL: Final[dict[type, Callable[[Any], Fact]]] = {
     IncidentOpened: _severity, CreditClaimFiled: _claim,
-    ContractRegistered: _contract, ContractAmended: _contract,
+    ContractRegistered: _contract, ContractAmended: _contract, HolidaysPinned: _pinned,
 }
 _CONTENT: Final = {
     cls: (tuple(f for f in _TIME_FIELDS[cls] if f != "recorded_at"), _SPECIAL.get(cls))
@@ -487,8 +585,23 @@ def fact_from_fields(fact_type: str, fields: dict[str, Any]) -> Fact:
     """Build a fact from loose command-line fields (values as strings)."""
     if fact_type not in FACT_TYPES:
         raise BadInput(f"unknown event type `{fact_type}`")
-    payload = {"type": fact_type, **fields}
+    payload: dict[str, Any] = {"type": fact_type, **fields}
+    loose = _LOOSE.get(FACT_TYPES[fact_type], {})
+    for name, shape in loose.items():
+        value = payload.get(name)
+        if isinstance(value, str):
+            if shape == "int" and re.fullmatch(r"-?[0-9]{1,19}", value):
+                payload[name] = int(value)
+            elif shape == "list":
+                payload[name] = [v.strip() for v in value.split(",") if v.strip()]
     return decode_fact(_encoder.encode(payload))
+
+
+# Fields a command line spells as text: an integer, or a comma-separated list.
+_LOOSE: Final[dict[type, dict[str, str]]] = {
+    SupportTimeLogged: {"seconds": "int"},
+    HolidaysPinned: {"year": "int", "dates": "list"},
+}
 
 
 def encode_state(id_: str, recorded_at: datetime, fact: Fact, link: str) -> bytes:

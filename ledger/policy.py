@@ -9,7 +9,7 @@ with Decimals, durations and time zones, which is what projections use.
 from __future__ import annotations
 
 import re
-from datetime import time, timedelta
+from datetime import date, time, timedelta
 from decimal import Decimal
 from typing import Annotated, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -18,6 +18,7 @@ import msgspec
 
 from ledger.calendar import check_month
 from ledger.errors import BadInput
+from ledger.support_hours import Closure
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=512, pattern=r"^[^\x00-\x1f\x7f]+$")]
 # Decimal strings, never floats: "99.97", "1200.00".
@@ -90,6 +91,50 @@ class CreditsSection(_Section, frozen=True):
     long_outage: LongOutageSection | None = None
 
 
+HolidaysCode = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")]
+TicketKind = Literal["account", "bug", "global_issue"]
+
+
+class SupportClosureSection(_Section, frozen=True):
+    holidays: HolidaysCode
+    window: Annotated[str, msgspec.Meta(max_length=64)]
+
+
+class SupportTargetSection(_Section, frozen=True):
+    severity: Name
+    first_response: DurationStr | None = None
+    mean_first_response: DurationStr | None = None
+
+
+class SupportEngagementSection(_Section, frozen=True):
+    level: Name
+    within: DurationStr
+
+
+class SupportRecoverySection(_Section, frozen=True):
+    max_data_loss: DurationStr
+
+
+class SupportQuotaSection(_Section, frozen=True):
+    hours_per: DecimalStr
+    year_starts: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{2}-[0-9]{2}$")] = "01-01"
+    exempt: tuple[TicketKind, ...] = ()
+    warn_below: DurationStr | None = None
+
+
+class SupportSection(_Section, frozen=True):
+    """INTERFACE.md section 6.2: the support clock and what is promised on it."""
+
+    hours: tuple[Annotated[str, msgspec.Meta(max_length=64)], ...]
+    timezone: Name | None = None  # absent: the contract's zone
+    holidays: HolidaysCode | None = None
+    closures: tuple[SupportClosureSection, ...] = ()
+    targets: tuple[SupportTargetSection, ...] = ()
+    engagement: SupportEngagementSection | None = None
+    recovery: SupportRecoverySection | None = None
+    quota: SupportQuotaSection | None = None
+
+
 class PolicyFile(_Section, frozen=True):
     """A policy TOML file, as written and as recorded in the ledger."""
 
@@ -98,6 +143,9 @@ class PolicyFile(_Section, frozen=True):
     maintenance: MaintenanceSection | None = None
     calendar: CalendarSection | None = None
     credits: CreditsSection | None = None
+    # UNSET, not None: a policy without [support] encodes as it did before the section
+    # existed, so recorded contract facts, their ids and their digests stay the same.
+    support: SupportSection | msgspec.UnsetType = msgspec.UNSET
 
 
 # --- resolved form -----------------------------------------------------------
@@ -143,6 +191,35 @@ class CreditRules(msgspec.Struct, frozen=True):
     long_outage_per_started_day: bool
 
 
+class SupportTarget(msgspec.Struct, frozen=True):
+    """A response target: per ticket (``first_response``) or over the month (``mean_first_response``)."""
+
+    severity: str
+    text: str  # as the policy writes it: "1h", "1 business day"
+    kind: Literal["per_ticket", "mean"]
+    open_time: timedelta | None  # a duration of open time
+    business_days: int | None  # or N business days (per ticket only)
+
+
+class QuotaRules(msgspec.Struct, frozen=True):
+    hours_per: Decimal
+    year_starts: tuple[int, int]  # (month, day)
+    exempt: frozenset[str]
+    warn_below: timedelta
+
+
+class SupportRules(msgspec.Struct, frozen=True):
+    timezone: ZoneInfo
+    hours: tuple[tuple[int, int], ...]  # weekly spans, minutes from Monday 00:00 (ledger.support_hours)
+    holidays: str | None
+    closures: tuple[Closure, ...]
+    targets: tuple[SupportTarget, ...]
+    engagement_level: str | None
+    engagement_within: timedelta | None
+    max_data_loss: timedelta | None
+    quota: QuotaRules | None
+
+
 class Policy(msgspec.Struct, frozen=True):
     """A policy version resolved for computation."""
 
@@ -163,6 +240,7 @@ class Policy(msgspec.Struct, frozen=True):
     calendar: CalendarRules
     credits: CreditRules | None
     source: PolicyFile
+    support: SupportRules | None = None
 
 
 _DURATION = r"\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*(?:(\d+)\s*s)?\s*"
@@ -313,6 +391,7 @@ def resolve(pf: PolicyFile) -> Policy:
             long_outage_over=parse_duration(lo.over, "credits.long_outage.over") if lo else None,
             long_outage_per_started_day=lo.per_started_day if lo else True,
         )
+    support = _support(pf.support, tz) if isinstance(pf.support, SupportSection) else None
     return Policy(
         contract_id=c.id,
         customer=c.customer,
@@ -331,18 +410,94 @@ def resolve(pf: PolicyFile) -> Policy:
         calendar=calendar,
         credits=credits,
         source=pf,
+        support=support,
     )
 
 
-def _check_holidays(code: str) -> None:
+def _support(sec: SupportSection, contract_tz: ZoneInfo) -> SupportRules:
+    """The [support] section resolved; BadInput naming the field (``support.…``)."""
+    from ledger.support_hours import parse_hours, parse_window
+
+    tz = _zone(sec.timezone, "support.timezone") if sec.timezone is not None else contract_tz
+    hours = parse_hours(sec.hours, "support.hours")
+    if sec.holidays is not None:
+        _check_holidays(sec.holidays, "support.holidays")
+    closures = []
+    for i, c in enumerate(sec.closures):
+        _check_holidays(c.holidays, f"support.closures[{i}].holidays")
+        closures.append(parse_window(c.holidays, c.window, f"support.closures[{i}].window"))
+    targets = []
+    seen: set[str] = set()
+    for i, t in enumerate(sec.targets):
+        field = f"support.targets[{i}]"
+        if t.severity in seen:
+            raise BadInput(f"field `{field}.severity`: {t.severity!r} has a target already")
+        seen.add(t.severity)
+        if (t.first_response is None) == (t.mean_first_response is None):
+            raise BadInput(f"field `{field}`: give exactly one of first_response and mean_first_response")
+        if t.first_response is not None:
+            m = _STRICT_BUSINESS_RE.fullmatch(t.first_response)
+            if m is not None:
+                n = int(m.group(1))
+                if not 1 <= n <= MAX_DAYS:
+                    raise BadInput(f"field `{field}.first_response`: 1 to {MAX_DAYS} business days, "
+                                   f"got {t.first_response!r}")
+                targets.append(SupportTarget(t.severity, t.first_response, "per_ticket", None, n))
+            else:
+                span = _positive(t.first_response, f"{field}.first_response")
+                targets.append(SupportTarget(t.severity, t.first_response, "per_ticket", span, None))
+        else:
+            assert t.mean_first_response is not None
+            span = _positive(t.mean_first_response, f"{field}.mean_first_response")
+            targets.append(SupportTarget(t.severity, t.mean_first_response, "mean", span, None))
+    e, r, q = sec.engagement, sec.recovery, sec.quota
+    quota = None
+    if q is not None:
+        if Decimal(q.hours_per) <= 0:
+            raise BadInput(f"field `support.quota.hours_per`: must be above 0, got {q.hours_per!r}")
+        if not _DECIMAL_RE.fullmatch(q.hours_per):
+            raise BadInput(f"field `support.quota.hours_per`: expected {_DECIMAL}, got {q.hours_per!r}")
+        mon, day = int(q.year_starts[:2]), int(q.year_starts[3:])
+        try:
+            date(2001, mon, day)  # not a leap year: "02-29" starts no year every year
+        except ValueError:
+            raise BadInput(f"field `support.quota.year_starts`: not a day of every year (MM-DD): "
+                           f"{q.year_starts!r}") from None
+        if len(set(q.exempt)) != len(q.exempt):
+            raise BadInput("field `support.quota.exempt`: a kind is listed twice")
+        warn = (_bounded_duration(q.warn_below, "support.quota.warn_below") if q.warn_below is not None
+                else timedelta(0))
+        quota = QuotaRules(Decimal(q.hours_per), (mon, day), frozenset(q.exempt), warn)
+    return SupportRules(
+        timezone=tz,
+        hours=hours,
+        holidays=sec.holidays,
+        closures=tuple(closures),
+        targets=tuple(targets),
+        engagement_level=e.level if e is not None else None,
+        engagement_within=_bounded_duration(e.within, "support.engagement.within") if e is not None else None,
+        max_data_loss=(_bounded_duration(r.max_data_loss, "support.recovery.max_data_loss")
+                       if r is not None else None),
+        quota=quota,
+    )
+
+
+def _positive(text: str, field: str) -> timedelta:
+    span = _bounded_duration(text, field)
+    if span <= timedelta(0):
+        raise BadInput(f"field `{field}`: must be longer than 0, got {text!r}")
+    return span
+
+
+def _check_holidays(code: str, field: str = "calendar.holidays") -> None:
     import holidays  # deferred: importing the calendars costs start-up time
 
     country, _, subdiv = code.partition("-")
     supported = holidays.list_supported_countries()
     if country not in supported:
-        raise BadInput(f"field `calendar.holidays`: no public-holiday calendar for {country!r}")
+        raise BadInput(f"field `{field}`: no public-holiday calendar for {country!r}")
     if subdiv and subdiv not in supported[country]:
-        raise BadInput(f"field `calendar.holidays`: {country} has no subdivision {subdiv!r}")
+        raise BadInput(f"field `{field}`: {country} has no subdivision {subdiv!r}")
 
 
 # --- what a new policy may hold ------------------------------------------------

@@ -29,8 +29,8 @@ from typing import Final
 from ledger.calendar import month_bounds
 from ledger.events import Recorded
 from ledger.policy import Policy
-from projections.collect import collect
-from projections.credit import evaluate_credit
+from projections.collect import Facts, collect
+from projections.credit import Stretch, evaluate_credit
 from projections.digest import digest
 from projections.explain import Figures, walk_through
 from projections.model import Credit, Evaluation, Explanation, Interval, Report
@@ -42,7 +42,7 @@ from projections.sources import (
     maintenance_sources,
     probe_sources,
 )
-from projections.sweep import clip, stretches, sweep
+from projections.sweep import Piece, clip, stretches, sweep
 from projections.timeline import local_at, seconds, to_us
 
 # Findings derived from recorded_at: shown to the auditor, kept out of the digest.
@@ -104,16 +104,10 @@ def quiet_credit(policy: Policy) -> Credit:
 
 
 
-def evaluate(
-    records: Iterable[Recorded],
-    policy: Policy,
-    policy_version: int,
-    month: str,
-    *,
-    as_of_position: int,
-    replay_point: datetime | None = None,
-) -> Evaluation:
-    """Evaluate one contract's month from the recorded facts: figures, intervals, credit, reasons."""
+def _timeline(
+    records: Iterable[Recorded], policy: Policy, month: str, replay_point: datetime | None
+) -> tuple[Facts, Scope, list[Piece]]:
+    """The collected facts, the month's scope and the swept timeline: what every figure starts from."""
     ms_dt, me_dt = month_bounds(month, policy.timezone)
     ms, me = to_us(ms_dt), to_us(me_dt)
     rp = to_us(replay_point) if replay_point is not None else None
@@ -143,6 +137,21 @@ def evaluate(
         if s.end > lo and (hi is None or s.start < hi)
     ]
     timeline = sweep(policy, [s for s in window if s.start < s.end], horizon)
+    return facts, scope, timeline
+
+
+def evaluate(
+    records: Iterable[Recorded],
+    policy: Policy,
+    policy_version: int,
+    month: str,
+    *,
+    as_of_position: int,
+    replay_point: datetime | None = None,
+) -> Evaluation:
+    """Evaluate one contract's month from the recorded facts: figures, intervals, credit, reasons."""
+    facts, scope, timeline = _timeline(records, policy, month, replay_point)
+    ms, me, horizon = scope.month_start, scope.month_end, scope.horizon
     pieces = clip(timeline, ms, horizon)
 
     totals = {"downtime": 0, "maintenance": 0, "excused": 0}
@@ -224,3 +233,15 @@ def evaluate(
         findings=findings,
     )
     return Evaluation(report=report, explanation=explanation)
+
+
+def downtime_stretches(
+    records: Iterable[Recorded], policy: Policy, month: str, *, replay_point: datetime | None = None
+) -> list[Stretch]:
+    """The month's downtime stretches (section 5), as ``evaluate`` finds them: for support engagement.
+
+    The same passes as ``evaluate`` up to the stretches, so that "a stretch of D" has one
+    definition; the figures, credit and explanation are left out.
+    """
+    _, scope, timeline = _timeline(records, policy, month, replay_point)
+    return stretches(timeline, scope.month_start, scope.horizon)

@@ -1,9 +1,11 @@
 """The key scheme of ``ledger_index``: the one place that knows how a key is spelled.
 
 Every fact is indexed under one key: its service (``s:``), the id it corrects
-(``i:``, ``m:``, ``x:``), its contract's claims (``c:``) or its contract's versions
-(``k:``). A contract-month reads its service's facts, then the corrections that
-refer to their ids, then its claims and versions: never the rest of the ledger.
+(``i:``, ``m:``, ``x:``), its contract's claims (``c:``), its contract's versions
+(``k:``), its contract's tickets (``o:``), the ticket it is about (``t:``) or the
+country whose holidays it pins (``h:``). A contract-month reads its service's facts,
+then the corrections that refer to their ids, then its claims and versions: never the
+rest of the ledger; its support figures read its tickets, then what refers to them.
 """
 
 from __future__ import annotations
@@ -21,12 +23,19 @@ from ledger.events import (
     ExclusionRevoked,
     Fact,
     ForceMajeureDeclared,
+    HolidaysPinned,
     IncidentOpened,
     IncidentResolved,
     MaintenanceAnnounced,
     MaintenanceCancelled,
     MaintenanceCompleted,
     Recorded,
+    SupportTimeLogged,
+    TicketClassified,
+    TicketOpened,
+    TicketResolved,
+    TicketResponded,
+    TicketSeverityChanged,
     decode_state,
 )
 
@@ -36,7 +45,10 @@ MAINTENANCE: Final = "m:"
 EXCLUSION: Final = "x:"
 CLAIMS: Final = "c:"
 CONTRACT: Final = "k:"
-KEY_KINDS: Final = (SERVICE, INCIDENT, MAINTENANCE, EXCLUSION, CLAIMS, CONTRACT)  # how every key begins
+TICKETS: Final = "o:"  # a contract's tickets (ticket_opened)
+TICKET: Final = "t:"  # the facts about one ticket
+HOLIDAYS: Final = "h:"  # a country's pinned holidays
+KEY_KINDS: Final = (SERVICE, INCIDENT, MAINTENANCE, EXCLUSION, CLAIMS, CONTRACT, TICKETS, TICKET, HOLIDAYS)
 
 
 def service_key(service: str) -> str:
@@ -52,6 +64,16 @@ def claims_key(contract: str) -> str:
 def contract_key(contract: str) -> str:
     """The key of a contract's versions."""
     return CONTRACT + contract
+
+
+def tickets_key(contract: str) -> str:
+    """The key of a contract's tickets (``ticket_opened``)."""
+    return TICKETS + contract
+
+
+def holidays_key(country: str) -> str:
+    """The key of a country's pinned holidays."""
+    return HOLIDAYS + country
 
 
 def index_key(fact: Fact) -> str:
@@ -75,6 +97,14 @@ _KEY_FIELD: Final[dict[type, tuple[str, str]]] = {
     MaintenanceCompleted: (MAINTENANCE, "maintenance"),
     ExclusionRevoked: (EXCLUSION, "ref"),
     CreditClaimFiled: (CLAIMS, "contract"),
+    # Support (section 6.1). Engagements and recoveries name a service: its key, as its other facts.
+    TicketOpened: (TICKETS, "contract"),
+    TicketSeverityChanged: (TICKET, "ticket"),
+    TicketResponded: (TICKET, "ticket"),
+    TicketClassified: (TICKET, "ticket"),
+    TicketResolved: (TICKET, "ticket"),
+    SupportTimeLogged: (TICKET, "ticket"),
+    HolidaysPinned: (HOLIDAYS, "country"),
 }
 KEY_OF: Final[dict[type, Callable[[Any], str]]] = {
     cls: _contract_key if cls in CONTRACT_TYPES
@@ -94,6 +124,8 @@ def reference_key(fact: Fact) -> str | None:
             return EXCLUSION + fact.declaration
         case ExclusionDeclared():
             return EXCLUSION + fact.exclusion
+        case TicketOpened():
+            return TICKET + fact.ticket
         case _:
             return None
 

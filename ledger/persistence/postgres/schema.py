@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
+import msgspec
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from ledger.events import FACT_TYPES
@@ -70,6 +71,18 @@ _INSTANT_MASKS: Final = tuple(
 )
 
 
+def _state_suffix(tag: str) -> bytes:
+    """The bytes every state of ``tag`` has before its link (see ``append_check_statements``).
+
+    `"type":"<tag>"},"` where `type` sorts last among the fact's keys (canonical JSON sorts
+    keys); a type with a key after it (``holidays_pinned``: `year`) only ends its content with `},"`.
+    """
+    names = [f.encode_name for f in msgspec.structs.fields(FACT_TYPES[tag])]
+    if any(name > "type" for name in names):
+        return b'},"'
+    return b'"type":"%s"},"' % tag.encode()
+
+
 def append_check_statements(schema: str, events_table: str, index_table: str) -> list[Composed]:
     """DDL for appends that can neither lock the log against readers nor corrupt it (idempotent).
 
@@ -81,13 +94,12 @@ def append_check_statements(schema: str, events_table: str, index_table: str) ->
     value (``ledger verify`` recomputes the chain), and which key an index row carries.
     """
     topics = sorted(FACT_TYPES)
-    # The bytes each topic's state has before its link: `"type":"<topic>"},"`, and their
-    # length without the `,"` (canonical JSON sorts keys, and `type` sorts last in every type).
+    # The bytes each topic's state has before its link (``_state_suffix``), and their
+    # length without the `,"`.
     suffixes = SQL(", ").join(
-        SQL("({}, {}::bytea, {})").format(
-            Literal(tag), Literal(b'"type":"%s"},"' % tag.encode()), Literal(len(tag.encode()) + 10)
-        )
+        SQL("({}, {}::bytea, {})").format(Literal(tag), Literal(suffix), Literal(len(suffix) - 2))
         for tag in topics
+        for suffix in [_state_suffix(tag)]
     )
     args = {
         "s": Identifier(schema), "e": Identifier(events_table), "i": Identifier(index_table),

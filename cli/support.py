@@ -1,0 +1,155 @@
+"""``ledger support`` and ``ledger calendar pin|show`` (INTERFACE.md section 6.3): parse, one call, render."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from datetime import datetime
+
+import click
+
+from cli.context import Context, month_option, timestamp
+from ledger.application import Ledger
+from ledger.errors import BadInput
+from ledger.text import printable
+from projections.support_model import MeanTarget, SupportReport, support_json
+
+_YEARS = re.compile(r"([0-9]{4})(?:-([0-9]{4}))?")
+_COUNTRY = re.compile(r"[A-Z]{2}(?:-[A-Z0-9]{1,3})?")
+CSV_HEADER = ("contract", "month", "ticket", "severity", "kind", "opened_at", "responded_at", "target",
+              "deadline", "response_seconds", "status", "events")
+
+
+def _ledger(*, create: bool = False) -> Ledger:
+    ctx = click.get_current_context().find_object(Context)
+    assert ctx is not None, "runs under the `ledger` command"
+    return ctx.ledger(create=create)
+
+
+def _instant(value: str | None) -> datetime | None:
+    return timestamp(value, "--as-of")
+
+
+@click.command()
+@click.option("--contract", "contract_id", help="Contract id (default: every contract, in id order).")
+@click.option("--month", required=True, metavar="YYYY-MM", callback=month_option,
+              help="Month, in the contract's time zone.")
+@click.option("--as-of", "as_of", metavar="TIMESTAMP", help="Replay what was recorded up to this instant.")
+@click.option("--position", type=int, metavar="N", help="Replay what was recorded up to position N.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
+              show_default=True)
+def support(contract_id: str | None, month: str, as_of: str | None, position: int | None,
+            fmt: str) -> None:
+    """The month's support figures: tickets on support-hours clocks, targets, engagement, recovery, quota."""
+    from ledger.support_read import contracts_of_month, support_report
+
+    ledger = _ledger()
+    at = _instant(as_of)
+    ids = [contract_id] if contract_id is not None else contracts_of_month(ledger, month)
+    reports = [support_report(ledger, cid, month, as_of=at, position=position) for cid in ids]
+    if fmt == "json":
+        click.echo(support_json(reports[0] if contract_id is not None else reports).decode())
+    elif fmt == "csv":
+        click.echo(support_csv(reports), nl=False)
+    else:
+        click.echo("\n".join(support_table(r) for r in reports), nl=False)
+
+
+def support_csv(reports: list[SupportReport]) -> str:
+    """One row per ticket, header first."""
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(CSV_HEADER)
+    for r in reports:
+        for t in r.tickets:
+            w.writerow([r.contract, r.month, t.ticket, t.severity, t.kind, t.opened_at.isoformat(),
+                        t.responded_at.isoformat() if t.responded_at else "", t.target,
+                        t.deadline.isoformat() if t.deadline else "", str(t.response_seconds), t.status,
+                        " ".join(map(str, t.events))])
+    return out.getvalue()
+
+
+def support_table(r: SupportReport) -> str:
+    """The report for people: one line per ticket, target, stretch and recovery."""
+    lines = [f"{r.contract}  {r.month}  ({r.timezone}, policy v{r.policy_version}, as of position "
+             f"{r.as_of_position})"]
+    lines.append("tickets:" if r.tickets else "tickets: none")
+    for t in r.tickets:
+        responded = t.responded_at.isoformat() if t.responded_at else "-"
+        deadline = t.deadline.isoformat() if t.deadline else "never"
+        lines.append(f"  {t.ticket}  {t.severity} ({t.kind})  opened {t.opened_at.isoformat()}  "
+                     f"target {t.target} -> {deadline}  responded {responded}  "
+                     f"{t.response_seconds} s  {t.status}  [events {' '.join(map(str, t.events))}]")
+    for g in r.targets:
+        if isinstance(g, MeanTarget):
+            lines.append(f"target {g.severity} mean < {g.target}: {g.tickets} tickets, mean "
+                         f"{g.mean_seconds or '-'} s: {'met' if g.met else 'breached'}")
+        else:
+            lines.append(f"target {g.severity} {g.target}: {g.tickets} tickets, {g.met} met, "
+                         f"{g.breached} breached, {g.pending} pending")
+    if r.unknown_severity:
+        lines.append(f"unknown severity: {', '.join(r.unknown_severity)}")
+    for e in r.engagements or ():
+        engaged = e.engaged_at.isoformat() if e.engaged_at else "-"
+        lines.append(f"downtime from {e.downtime_start.isoformat()}: engaged {engaged} ({e.seconds} s) "
+                     f"{e.status}")
+    for c in r.recoveries or ():
+        lines.append(f"recovery {c.recovery} at {c.at.isoformat()} to {c.restored_to.isoformat()}: "
+                     f"{c.data_loss_seconds} s of data lost, {c.status}")
+    if r.quota is not None:
+        q = r.quota
+        lines.append(f"quota {q.year_start.date()}..{q.year_end.date()}: granted {q.granted_seconds} s, "
+                     f"used {q.used_seconds} s, exempt {q.exempt_seconds} s, remaining "
+                     f"{q.remaining_seconds} s{'  WARNING' if q.warning else ''}")
+    for h in r.holidays:
+        lines.append(f"holidays {h.country} {h.year}: {h.source}")
+    lines.append(f"digest {r.digest}")
+    return "".join(printable(line) + "\n" for line in lines)
+
+
+@click.group()
+def calendar() -> None:
+    """Public holidays: pin the installed package's dates in the ledger, or show those in force."""
+
+
+def _country(value: str) -> str:
+    if not _COUNTRY.fullmatch(value):
+        raise BadInput(f"--country {value!r}: expected a country code like \"CA\" or \"CA-ON\"")
+    from ledger.policy import _check_holidays
+
+    _check_holidays(value, "--country")
+    return value
+
+
+@calendar.command()
+@click.option("--country", required=True, help='Country code as in policies: "CA", "CA-ON".')
+@click.option("--years", required=True, metavar="YYYY-YYYY", help="The years to pin (or one year).")
+def pin(country: str, years: str) -> None:
+    """Record the installed ``holidays`` package's dates as holidays_pinned facts; prints their positions."""
+    from ledger.calendar import FIRST_YEAR, LAST_YEAR
+    from ledger.support_read import pin_facts
+
+    m = _YEARS.fullmatch(years)
+    first, last = (int(m.group(1)), int(m.group(2) or m.group(1))) if m else (0, -1)
+    if m is None or not FIRST_YEAR <= first <= last <= LAST_YEAR or last - first > 100:
+        raise BadInput(f"--years {years!r}: expected YYYY-YYYY, first <= last, at most 101 years, "
+                       f"within {FIRST_YEAR}..{LAST_YEAR}")
+    result = _ledger(create=True).append_facts(pin_facts(_country(country), first, last))
+    if result.appended:
+        click.echo(f"{result.first_position}..{result.last_position}")
+    if result.skipped:
+        click.echo(f"{result.skipped} already recorded", err=True)
+
+
+@calendar.command()
+@click.option("--country", required=True, help='Country code as in policies: "CA", "CA-ON".')
+@click.option("--year", required=True, type=int, help="The year.")
+def show(country: str, year: int) -> None:
+    """The holiday dates in force for a country-year and where they come from."""
+    from ledger.support_read import holidays_in_force
+
+    days, source = holidays_in_force(_ledger(), _country(country), year)
+    click.echo(f"{country} {year}: {source}")
+    for d in days:
+        click.echo(d.isoformat())

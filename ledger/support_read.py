@@ -1,0 +1,108 @@
+"""Reading a contract-month's support facts through the key index, and the ``ledger support`` use case.
+
+Kept apart from ``ledger.application`` (one function each, taking the ``Ledger``):
+the contract's tickets (``o:``), the facts that refer to them (``t:``), the
+service's facts (``s:``, for downtime stretches, engagements and recoveries)
+and the pins of the countries its support clock names (``h:``).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from ledger.application import Ledger
+from ledger.calendar import check_instant, check_month
+from ledger.contracts import ContractVersion, contract_versions, find, in_force
+from ledger.errors import BadInput, NotFound
+from ledger.events import HolidaysPinned, Recorded
+from ledger.persistence.keys import contract_key, holidays_key, reference_key, tickets_key
+from ledger.policy import PolicyFile, SupportSection, resolve
+from ledger.runtime import paused_gc
+from ledger.support_hours import package_holidays, package_version
+from projections.support_model import SupportReport
+
+
+def support_countries(policy: PolicyFile) -> list[str]:
+    """The countries whose holidays a policy's support clock depends on, sorted."""
+    sec = policy.support
+    if not isinstance(sec, SupportSection):
+        return []
+    named = {c.holidays for c in sec.closures}
+    if sec.holidays is not None:
+        named.add(sec.holidays)
+    return sorted(named)
+
+
+def support_records(ledger: Ledger, contract: str, month: str,
+                    upto: int) -> tuple[ContractVersion, list[Recorded]]:
+    """The version in force for a contract-month and every fact its support figures can depend on."""
+    rec = ledger.recorder
+    versions = find(contract_versions(rec.read_keyed([contract_key(contract)], upto)), contract)
+    version = in_force(versions, month)
+    service = version.policy.contract.service
+    own = ledger.service_records([service], [contract], upto)
+    tickets = list(rec.read_keyed([tickets_key(contract)], upto))
+    refs = sorted({key for r in tickets if (key := reference_key(r.fact)) is not None})
+    related = list(rec.read_keyed(refs, upto)) if refs else []
+    pins = [holidays_key(c) for c in support_countries(version.policy)]
+    pinned = list(rec.read_keyed(pins, upto)) if pins else []
+    return version, sorted([*own, *tickets, *related, *pinned], key=lambda r: r.position)
+
+
+def replay_upto(ledger: Ledger, as_of: datetime | None, position: int | None) -> tuple[int, datetime | None]:
+    """The position and replay point of ``--as-of`` / ``--position`` (as ``ledger audit`` reads them)."""
+    if as_of is not None and position is not None:
+        raise BadInput("give --as-of or --position, not both")
+    last = ledger.recorder.last_position()
+    point: datetime | None
+    if as_of is not None:
+        check_instant(as_of, "as_of")
+        upto, point = ledger.recorder.position_at(as_of), as_of
+    elif position is not None:
+        if position < 0 or position > last:
+            raise BadInput(f"--position {position}: the ledger holds positions 1 to {last}")
+        upto = position
+        point = next(ledger.recorder.read_records(position, position)).recorded_at if position else None
+    else:
+        return last, None
+    if upto == 0:
+        raise NotFound("nothing was recorded at that point")
+    return upto, point
+
+
+def support_report(ledger: Ledger, contract: str, month: str, *, as_of: datetime | None = None,
+                   position: int | None = None) -> SupportReport:
+    """``ledger support``: the month's support figures, replayed as of a point when asked."""
+    from projections.availability import downtime_stretches  # deferred: the folds are heavy to import
+    from projections.support import evaluate_support
+
+    check_month(month, "month")
+    upto, point = replay_upto(ledger, as_of, position)
+    with paused_gc():
+        version, records = support_records(ledger, contract, month, upto)
+        policy = resolve(version.policy)
+        stretches = downtime_stretches(records, policy, month, replay_point=point)
+        return evaluate_support(records, policy, version.version, month, as_of_position=upto,
+                                stretches=stretches, replay_point=point)
+
+
+def contracts_of_month(ledger: Ledger, month: str) -> list[str]:
+    """Every contract registered (as recorded now), in id order (version 1 governs every month)."""
+    check_month(month, "month")
+    return sorted(ledger.contracts())
+
+
+def pin_facts(country: str, first: int, last: int) -> list[HolidaysPinned]:
+    """``holidays_pinned`` facts of the installed package's dates for ``country``, ``first``..``last``."""
+    return [HolidaysPinned(country=country, year=y,
+                           dates=tuple(d.isoformat() for d in sorted(package_holidays(country, y))))
+            for y in range(first, last + 1)]
+
+
+def holidays_in_force(ledger: Ledger, country: str, year: int) -> tuple[list[date], str]:
+    """The dates in force for a country-year and where they come from (the latest pin, else the package)."""
+    held = ledger.recorder.read_keyed([holidays_key(country)], ledger.recorder.last_position())
+    pins = [r.fact for r in held if isinstance(r.fact, HolidaysPinned) and r.fact.year == year]
+    if pins:
+        return [date.fromisoformat(d) for d in pins[-1].dates], "pinned"
+    return sorted(package_holidays(country, year)), package_version()

@@ -1,0 +1,73 @@
+"""The [support] policy section (INTERFACE.md 6.2): resolution, one-line errors naming the field."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import msgspec
+import pytest
+
+from ledger.errors import BadInput
+from ledger.policy import PolicyFile, load_policy, resolve
+from tests.integration.test_support_examples import POLICY_B, POLICY_D
+
+BASE = POLICY_B.split(b"[support]")[0]
+
+
+def test_resolved_sections() -> None:
+    b = resolve(load_policy(POLICY_B)).support
+    assert b is not None
+    assert [(t.severity, t.kind, t.open_time, t.business_days) for t in b.targets] == [
+        ("production_down", "per_ticket", timedelta(hours=1), None),
+        ("serious", "per_ticket", timedelta(hours=4), None),
+        ("moderate", "per_ticket", None, 1),
+        ("limited", "per_ticket", None, 2),
+    ]
+    assert b.quota is not None
+    assert (b.quota.year_starts, b.quota.exempt, b.quota.warn_below) == ((1, 1), {"bug", "global_issue"},
+                                                                          timedelta(hours=2))
+    assert b.timezone.key == "Europe/Zurich"  # the contract's zone when the section names none
+    d = resolve(load_policy(POLICY_D)).support
+    assert d is not None
+    assert (d.engagement_level, d.engagement_within) == ("level3", timedelta(minutes=10))
+    assert [(c.country, c.offset_days) for c in d.closures] == [("CA", 0), ("GB", 0), ("AU", -1)]
+
+
+def test_a_policy_without_support_encodes_as_before() -> None:
+    pf = load_policy(BASE)
+    assert b"support" not in msgspec.json.encode(pf)
+    assert resolve(pf).support is None
+    assert msgspec.json.decode(msgspec.json.encode(pf), type=PolicyFile) == pf
+
+
+@pytest.mark.parametrize(("support", "field"), [
+    ('hours = ["Mon-Fri 17:00-08:00"]', "support.hours[0]"),
+    ('hours = []', "support.hours"),
+    ('hours = ["Mon-Fri 08:00-17:00"]\ntimezone = "Mars/Base"', "support.timezone"),
+    ('hours = ["Mon-Fri 08:00-17:00"]\nholidays = "XX"', "support.holidays"),
+    ('hours = ["Mon-Fri 08:00-17:00"]\nclosures = [{ holidays = "GB", window = "5-9" }]',
+     "support.closures[0].window"),
+    ('hours = ["Mon-Fri 08:00-17:00"]\ntargets = [{ severity = "a" }]', "support.targets[0]"),
+    ('hours = ["Mon-Fri 08:00-17:00"]\ntargets = [{ severity = "a", first_response = "soon" }]',
+     "support.targets[0].first_response"),
+    ('hours = ["Mon-Fri 08:00-17:00"]\ntargets = [{ severity = "a", first_response = "0h" }]',
+     "support.targets[0].first_response"),
+    ('hours = ["Mon-Fri 08:00-17:00"]\ntargets = [{ severity = "a", first_response = "1h" }, '
+     '{ severity = "a", mean_first_response = "1h" }]', "support.targets[1].severity"),
+    ('hours = ["Mon-Fri 08:00-17:00"]\nquota = { hours_per = "0" }', "support.quota.hours_per"),
+    ('hours = ["Mon-Fri 08:00-17:00"]\nquota = { hours_per = "1000", year_starts = "02-29" }',
+     "support.quota.year_starts"),
+    ('hours = ["Mon-Fri 08:00-17:00"]\nquota = { hours_per = "1000", exempt = ["bug", "bug"] }',
+     "support.quota.exempt"),
+    ('hours = ["Mon-Fri 08:00-17:00"]\nengagement = { level = "l3", within = "400d" }',
+     "support.engagement.within"),
+    ('hours = ["Mon-Fri 08:00-17:00"]\nrecovery = { max_data_loss = "a day" }',
+     "support.recovery.max_data_loss"),
+    ('hours = ["Mon-Fri 08:00-17:00"]\nsla = 1', "support"),
+])
+def test_bad_support_values_name_the_field(support: str, field: str) -> None:
+    with pytest.raises(BadInput) as info:
+        load_policy(BASE + b"[support]\n" + support.encode() + b"\n")
+    message = str(info.value)
+    assert "\n" not in message
+    assert f"`{field}" in message
