@@ -330,14 +330,12 @@ class ReportingView(ABC):
         forward) refuses the follower's positions the rebuild already covers.
         """
 
-    # Turns reports and failed months into rows (``projections.tracked`` sets it: the
-    # projection's types are not persistence's to import).
-    row_maker: ClassVar[Callable[[Iterable[Any], bool], ViewRows]]
-
     @abstractmethod
-    def replace(self, pairs: Iterable[Pair], reports: Sequence[Any], tracking: Tracking,
-                failed: Sequence[Any] = ()) -> None:
-        """In one transaction, in the fence: move tracking forward, replace the rows and failures of pairs."""
+    def replace(self, pairs: Iterable[Pair], rows: ViewRows, tracking: Tracking) -> None:
+        """In one transaction, in the fence: move tracking forward, replace the rows and failures of pairs.
+
+        ``rows``: the projection's reports and failed months, already in this view's column types.
+        """
 
     @abstractmethod
     def replacing(self, tracking: Tracking | None) -> AbstractContextManager[Callable[[ViewRows], None]]:
