@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import BinaryIO
 
 from ledger.calendar import check_instant, check_month
-from ledger.consistency import contract_problem, contract_state
 from ledger.contracts import ContractVersion, contract_versions, find, in_force
 from ledger.errors import BadInput, NotFound
 from ledger.events import (
@@ -25,6 +24,7 @@ from ledger.events import (
 )
 from ledger.ingest import PARALLEL_FROM, packed_batches, prepare_facts, prepare_lines, prepared_batches
 from ledger.persistence.append import append_packed, append_prepared
+from ledger.persistence.consistency import contract_problem, contract_state
 from ledger.persistence.keys import (
     CONTRACT,
     claims_key,

@@ -33,7 +33,6 @@ from typing import IO, Any, BinaryIO, Final
 
 import msgspec
 
-from ledger.consistency import CLAIM_OF
 from ledger.errors import BadInput, LedgerError, StoreError
 from ledger.events import (
     CONTRACT_TYPES,
@@ -49,6 +48,7 @@ from ledger.events import (
 )
 from ledger.persistence.append import PackedBatch, batch_linker
 from ledger.persistence.chain import ChainStart
+from ledger.persistence.consistency import CLAIM_OF
 from ledger.persistence.keys import KEY_OF
 from ledger.persistence.port import BATCH, Conflict, IdConflict, Packed, Prepared
 

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
-from ledger.calendar import check_month
+from ledger.calendar import CalendarRules, check_month
 from ledger.errors import BadInput
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=512, pattern=r"^[^\x00-\x1f\x7f]+$")]
@@ -121,13 +121,6 @@ class MaintenanceRules(msgspec.Struct, frozen=True):
     min_notice: Notice
     outside_business_hours: bool
     nonconforming: Nonconforming
-
-
-class CalendarRules(msgspec.Struct, frozen=True):
-    timezone: ZoneInfo
-    holidays: str | None  # "CA", "BE", "CA-ON" (country, optional subdivision)
-    opens: time
-    closes: time
 
 
 class Tiers(msgspec.Struct, frozen=True):

@@ -9,7 +9,7 @@ its link of a hash chain over the whole log (``ledger.persistence.chain``);
 ``ledger_index`` (key, position), written in the same transaction, lets a
 contract-month read only its own facts (``ledger.persistence.keys``), and
 ``ledger_names`` (name, scope, position) holds the first use of each incident,
-window and exclusion name (``ledger.consistency``). The reporting view's tables
+window and exclusion name (``ledger.persistence.consistency``). The reporting view's tables
 live in the same database (``ReportingView``).
 """
 
@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, NamedTuple, Protocol, ru
 
 import msgspec
 
-from ledger.consistency import Lookup
 from ledger.errors import StoreError
 from ledger.events import Recorded, decode_state
+from ledger.persistence.consistency import Lookup
 
 if TYPE_CHECKING:
     from eventsourcing.persistence import Tracking
