@@ -4,6 +4,9 @@
 ``contract_registered`` / ``contract_amended`` events carry, so a policy
 round-trips through the ledger unchanged. ``resolve`` turns it into ``Policy``,
 with Decimals, durations and time zones, which is what projections use.
+
+Size: the policy file's msgspec types and their resolution into rules are one format,
+read together (house style, as ledger/events.py).
 """
 
 from __future__ import annotations
