@@ -7,13 +7,9 @@ the rows of a batch and the tracking position
 (application "ledger", position = notification id) are written in one transaction,
 so the view is always exactly "the ledger up to position N".
 
-``ReportingProjection`` processes notifications one at a time (``process_event``,
-what the library's ``ProjectionRunner`` calls) or a page at a time (``catch_up``):
-fold the new facts into an in-memory index (``projections.affected.Known``), ask
-which contract-months they can change, recompute each of those once, write rows
-and tracking together. Several workers may run against one PostgreSQL: the
-tracking row only moves forward, so a worker that lost the race for a position
-gets an IntegrityError from the library, rolls back, and skips ahead.
+The package by job: ``rows`` (a report as the tables' rows), ``evaluator``, ``projection``
+(``ReportingProjection``, one notification or one page at a time), ``rebuilding`` (the
+parallel rebuild and its spool), ``runner`` (status, and a worker that follows the ledger).
 
 ``rebuild`` resets the view and its tracking and recomputes every contract-month
 service by service through the key index. It holds the view's fence for its whole run,
