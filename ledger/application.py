@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import BinaryIO
 
 from ledger.calendar import check_instant, check_month
-from ledger.consistency import contract_problem, contract_state
 from ledger.contracts import ContractVersion, contract_versions, find, in_force
 from ledger.errors import BadInput, NotFound
 from ledger.events import (
@@ -23,8 +22,10 @@ from ledger.events import (
     MaintenanceAnnounced,
     Recorded,
 )
-from ledger.ingest import PARALLEL_FROM, packed_batches, prepare_facts, prepare_lines, prepared_batches
+from ledger.ingest.lines import prepare_facts, prepare_lines
+from ledger.ingest.strategy import PARALLEL_FROM_BYTES, packed_batches, prepared_batches
 from ledger.persistence.append import append_packed, append_prepared
+from ledger.persistence.consistency import contract_problem, contract_state
 from ledger.persistence.keys import (
     CONTRACT,
     claims_key,
@@ -123,7 +124,7 @@ class Ledger:
 
     def import_file(
         self, file: BinaryIO, progress: Callable[[int], None] | None = None, *,
-        parallel_from: int = PARALLEL_FROM,
+        parallel_from: int = PARALLEL_FROM_BYTES,
     ) -> AppendResult:
         """Import an NDJSON stream all-or-nothing; a large one is decoded in a second process.
 

@@ -9,16 +9,42 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from ledger.application import Ledger, utc_now
 from ledger.errors import BadInput, StoreError
 from ledger.persistence.port import LedgerRecorder, ReportingView
 from ledger.text import printable
-from ledger.urls import DEFAULT_STORE, parse_store_url, sqlite_path, store_url
+from ledger.urls import DEFAULT_STORE, EXPECTED, backend_of, check_url_text, sqlite_path, store_url
 
 __all__ = ["DEFAULT_STORE", "library_env", "open_ledger", "open_recorder", "open_view", "roles",
            "sqlite_path", "store_url"]
+
+
+@dataclass(frozen=True)
+class StoreURL:
+    """A store URL checked for its form: a SQLite file path or libpq connection parameters."""
+
+    url: str  # as given: worker processes open their own connections with it
+    shown: str  # for messages: no password, no control character
+    path: str | None = None  # SQLite: the file, as written
+    params: dict[str, str] = field(default_factory=dict)  # PostgreSQL: libpq keywords
+
+
+def parse_store_url(url: str) -> StoreURL:
+    """Check ``url``'s form (nothing is opened); a URL that cannot work is refused in one line."""
+    shown = check_url_text(url)
+    backend = backend_of(url)
+    if backend == "sqlite":
+        return StoreURL(url, shown, path=sqlite_path(url))
+    if backend == "postgres":
+        from ledger.persistence.postgres.connect import (
+            connection_params,  # the driver is imported for PostgreSQL only
+        )
+
+        return StoreURL(url, shown, params=connection_params(url))
+    raise BadInput(f"store URL {shown}: {EXPECTED}")
 
 
 def open_recorder(url: str, *, create: bool = True) -> LedgerRecorder:

@@ -17,13 +17,12 @@ import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
-from typing import TYPE_CHECKING, Final
+from typing import Final
 from zoneinfo import ZoneInfo
 
-from ledger.errors import BadInput
+import msgspec
 
-if TYPE_CHECKING:  # only annotations: ledger.policy reads months with parse_month
-    from ledger.policy import CalendarRules
+from ledger.errors import BadInput
 
 _DAY = timedelta(days=1)
 
@@ -43,6 +42,16 @@ MONTH_RANGE: Final = "1969-12 to 3000-01"
 # fullmatch, not `^...$` (which lets a trailing newline through); [0-9] is ASCII only,
 # where int() would also take "+3", " 3", "3_0" or full-width digits.
 _MONTH_RE: Final = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")
+
+
+
+class CalendarRules(msgspec.Struct, frozen=True):
+    """A contract's business calendar: its zone, its public holidays and its opening hours."""
+
+    timezone: ZoneInfo
+    holidays: str | None  # "CA", "BE", "CA-ON" (country, optional subdivision)
+    opens: time
+    closes: time
 
 
 def split_month(month: str) -> tuple[int, int]:

@@ -17,7 +17,8 @@ from ledger.contracts import find
 from ledger.errors import LedgerError
 from ledger.runtime import paused_gc
 from projections.model import Report
-from projections.tracked import Failed, _group_reports, _service_groups
+from projections.tracked.rebuilding import _group_reports, _service_groups
+from projections.tracked.rows import Failed
 
 
 def month_reports(ledger: Ledger, month: str, contracts: Sequence[str] = ()) -> list[Report]:

@@ -4,6 +4,9 @@
 ``contract_registered`` / ``contract_amended`` events carry, so a policy
 round-trips through the ledger unchanged. ``resolve`` turns it into ``Policy``,
 with Decimals, durations and time zones, which is what projections use.
+
+Size: the policy file's msgspec types and their resolution into rules are one format,
+read together (house style, as ledger/events.py).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
-from ledger.calendar import check_month
+from ledger.calendar import CalendarRules, check_month
 from ledger.errors import BadInput
 from ledger.support_hours import Closure
 
@@ -169,13 +172,6 @@ class MaintenanceRules(msgspec.Struct, frozen=True):
     min_notice: Notice
     outside_business_hours: bool
     nonconforming: Nonconforming
-
-
-class CalendarRules(msgspec.Struct, frozen=True):
-    timezone: ZoneInfo
-    holidays: str | None  # "CA", "BE", "CA-ON" (country, optional subdivision)
-    opens: time
-    closes: time
 
 
 class Tiers(msgspec.Struct, frozen=True):

@@ -1,16 +1,15 @@
 """Store URLs: which store a URL names, checked before anything is opened, and how to show it.
 
 ``sqlite:///relative/path`` and ``sqlite:////absolute/path`` name a SQLite file;
-``postgresql://`` and ``postgres://`` URLs are read by libpq's own URI rules
-(``ledger.persistence.postgres.connect.connection_params``). Everything else is refused. A URL is
-only ever shown with its password replaced by ``***`` (``redact``).
+``postgresql://`` and ``postgres://`` URLs name PostgreSQL, and are read by libpq's own URI
+rules in that backend (``ledger.bootstrap.parse_store_url``). Everything else is refused. A URL
+is only ever shown with its password replaced by ``***`` (``redact``).
 """
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import unquote
 
@@ -57,16 +56,6 @@ def scrub(message: str, url: str) -> str:
     return message
 
 
-@dataclass(frozen=True)
-class StoreURL:
-    """A store URL checked for its form: a SQLite file path or libpq connection parameters."""
-
-    url: str  # as given: worker processes open their own connections with it
-    shown: str  # for messages: no password, no control character
-    path: str | None = None  # SQLite: the file, as written
-    params: dict[str, str] = field(default_factory=dict)  # PostgreSQL: libpq keywords
-
-
 def store_url(url: str | None) -> str:
     """The store URL from the option, else ``LEDGER_STORE``, else the default (an empty option is refused)."""
     if url is None:
@@ -77,22 +66,23 @@ def store_url(url: str | None) -> str:
     return url
 
 
-def parse_store_url(url: str) -> StoreURL:
-    """Check ``url``'s form (nothing is opened); a URL that cannot work is refused in one line."""
+def backend_of(url: str) -> str | None:
+    """Which backend ``url`` names by its scheme: ``"sqlite"``, ``"postgres"``, or None (neither)."""
+    if url.startswith("sqlite:"):
+        return "sqlite"
+    if url.startswith(POSTGRES_PREFIXES):
+        return "postgres"
+    return None
+
+
+def check_url_text(url: str) -> str:
+    """``url`` shown redacted, once it is known to be non-empty and free of control characters."""
     shown = redact(url)
     if not url:
         raise BadInput(f"store URL is empty ({EXPECTED})")
     if _CONTROL.search(url):
         raise BadInput(f"store URL {shown}: holds a control character")
-    if url.startswith("sqlite:"):
-        return StoreURL(url, shown, path=sqlite_path(url))
-    if url.startswith(POSTGRES_PREFIXES):
-        from ledger.persistence.postgres.connect import (
-            connection_params,  # the driver is imported for PostgreSQL only
-        )
-
-        return StoreURL(url, shown, params=connection_params(url))
-    raise BadInput(f"store URL {shown}: {EXPECTED}")
+    return shown
 
 
 def sqlite_path(url: str) -> str:

@@ -25,10 +25,10 @@ from typing import Final, cast
 
 import msgspec
 
-from ledger.consistency import name_claim
 from ledger.errors import BadInput
 from ledger.events import StoredState
 from ledger.persistence.chain import GENESIS, chain_hash
+from ledger.persistence.consistency import name_claim
 from ledger.persistence.keys import index_key
 from ledger.persistence.port import LedgerRecorder
 

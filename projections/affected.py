@@ -1,6 +1,6 @@
 """What a batch of new facts touches: the (contract, month) pairs it can change, and what a pair reads.
 
-Over 400 lines on purpose: the index (``Known``) and the rules that read it are one proof of
+Size: over 400 lines on purpose: the index (``Known``) and the rules that read it are one proof of
 "never one pair too few", which is checked more easily when read in one place.
 
 The reporting view (``projections.tracked``) holds one row per contract-month. When

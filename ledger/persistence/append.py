@@ -17,10 +17,10 @@ from typing import Any, Final, NamedTuple, TypeVar, cast
 
 import msgspec
 
-from ledger.consistency import NO_CHANGE, NOTHING, Holdings, Item, Lookup, Pending
 from ledger.errors import BadInput, StoreError
 from ledger.events import canonical, decode_stored
 from ledger.persistence.chain import Chain, ChainStart, Linked, packing_chain
+from ledger.persistence.consistency import NO_CHANGE, NOTHING, Holdings, Item, Lookup, Pending
 from ledger.persistence.keys import CONTRACT
 from ledger.persistence.packing import PACKERS
 from ledger.persistence.port import (
@@ -76,7 +76,7 @@ def append_prepared(
     ``progress`` gets the number of facts of each batch. A fact whose id is
     recorded (or given earlier) with other content is not appended: it is a
     conflict of the result. Names and contract versions are checked against
-    the store and the batches before (``ledger.consistency``).
+    the store and the batches before (``ledger.persistence.consistency``).
 
     On a server store the statements run in order on one writer thread: while a
     batch's duplicate check (after the previous batch's insert) runs there, this

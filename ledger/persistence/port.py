@@ -9,7 +9,7 @@ its link of a hash chain over the whole log (``ledger.persistence.chain``);
 ``ledger_index`` (key, position), written in the same transaction, lets a
 contract-month read only its own facts (``ledger.persistence.keys``), and
 ``ledger_names`` (name, scope, position) holds the first use of each incident,
-window and exclusion name (``ledger.consistency``). The reporting view's tables
+window and exclusion name (``ledger.persistence.consistency``). The reporting view's tables
 live in the same database (``ReportingView``).
 """
 
@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, NamedTuple, Protocol, ru
 
 import msgspec
 
-from ledger.consistency import Lookup
 from ledger.errors import StoreError
 from ledger.events import Recorded, decode_state
+from ledger.persistence.consistency import Lookup
 
 if TYPE_CHECKING:
     from eventsourcing.persistence import Tracking
@@ -330,14 +330,12 @@ class ReportingView(ABC):
         forward) refuses the follower's positions the rebuild already covers.
         """
 
-    # Turns reports and failed months into rows (``projections.tracked`` sets it: the
-    # projection's types are not persistence's to import).
-    row_maker: ClassVar[Callable[[Iterable[Any], bool], ViewRows]]
-
     @abstractmethod
-    def replace(self, pairs: Iterable[Pair], reports: Sequence[Any], tracking: Tracking,
-                failed: Sequence[Any] = ()) -> None:
-        """In one transaction, in the fence: move tracking forward, replace the rows and failures of pairs."""
+    def replace(self, pairs: Iterable[Pair], rows: ViewRows, tracking: Tracking) -> None:
+        """In one transaction, in the fence: move tracking forward, replace the rows and failures of pairs.
+
+        ``rows``: the projection's reports and failed months, already in this view's column types.
+        """
 
     @abstractmethod
     def replacing(self, tracking: Tracking | None) -> AbstractContextManager[Callable[[ViewRows], None]]:

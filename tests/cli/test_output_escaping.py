@@ -19,7 +19,7 @@ from click.testing import CliRunner, Result
 from cli.main import cli
 from ledger.bootstrap import open_ledger
 from ledger.events import ContractRegistered, Fact, ForceMajeureDeclared
-from ledger.ingest import prepare_fact
+from ledger.ingest.lines import prepare_fact
 from ledger.persistence.append import append_prepared
 from ledger.policy import AvailabilitySection, ContractSection, PolicyFile
 from tests.conftest import StepClock

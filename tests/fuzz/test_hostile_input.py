@@ -28,7 +28,7 @@ from ledger.application import Ledger
 from ledger.bootstrap import open_ledger
 from ledger.errors import BadInput
 from ledger.events import export_line, strip_envelope
-from ledger.ingest import CHUNK, MAX_LINE, LineSplitter
+from ledger.ingest.lines import CHUNK, MAX_LINE, LineSplitter
 from ledger.policy import PolicyFile, load_policy
 from ledger.verify import verify
 from tests.conftest import StepClock

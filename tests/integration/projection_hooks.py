@@ -1,7 +1,7 @@
 """Faults for the reporting projection, injected in the test process or in rebuild workers.
 
 A rebuild's workers are spawned processes: they import the function they are given
-by name, so a function of this module replacing ``projections.tracked._evaluate_groups``
+by name, so a function of this module replacing ``projections.tracked.rebuilding._evaluate_groups``
 in the parent runs in every worker, where it installs its fault first.
 """
 
@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 
 import projections.availability as availability
-from projections import tracked as reporting
+from projections.tracked import rebuilding
 
 FAIL_MONTH = "LEDGER_TEST_FAIL_MONTH"  # "contract/month" whose fold raises, in a worker
 MARKERS = "LEDGER_TEST_MARKERS"  # a directory where a stalled worker leaves a file named after its pid
 ERROR = "injected\nfault"  # two lines: the view must keep it as one
 
-_real_evaluate_groups = reporting._evaluate_groups
+_real_evaluate_groups = rebuilding._evaluate_groups
 _real_evaluate = availability.evaluate
 
 

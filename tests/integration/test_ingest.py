@@ -16,7 +16,7 @@ import pytest
 from ledger.application import Ledger
 from ledger.bootstrap import open_ledger
 from ledger.errors import BadInput, StoreError
-from ledger.ingest import CHUNK, MAX_LINE
+from ledger.ingest.lines import CHUNK, MAX_LINE
 from ledger.verify import verify
 from tests.conftest import StepClock
 from tests.integration.test_store_contract import snapshot
@@ -133,7 +133,7 @@ def test_child_killed_mid_import_keeps_nothing(ledger: Ledger) -> None:
 
 
 def test_cli_import_of_a_large_stdin(tmp_path: Path) -> None:
-    # More than PARALLEL_FROM bytes through a pipe: the child path, as `ledger import -`.
+    # More than PARALLEL_FROM_BYTES bytes through a pipe: the child path, as `ledger import -`.
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     rows = lines(40000)
     body = data(rows)
@@ -286,24 +286,24 @@ def test_frames_survive_writes_that_stop_part_way(monkeypatch: pytest.MonkeyPatc
     # sender writes the rest, so every frame arrives whole and in order.
     import threading
 
-    from ledger import ingest
+    from ledger.ingest import framing
 
     real_write = os.write
-    monkeypatch.setattr(ingest.os, "write", lambda fd, data: real_write(fd, bytes(data[:777])))
+    monkeypatch.setattr(framing.os, "write", lambda fd, data: real_write(fd, bytes(data[:777])))
     messages = [bytes([i]) * (i * 5000 + 1) for i in range(20)]
     r, w = os.pipe()
     with open(r, "rb") as inbox, open(w, "wb") as outbox:
-        sender = threading.Thread(target=lambda: [ingest._send(outbox, m) for m in messages])
+        sender = threading.Thread(target=lambda: [framing._send(outbox, m) for m in messages])
         sender.start()
-        received = list(islice(ingest._messages(inbox), len(messages)))
+        received = list(islice(framing._messages(inbox), len(messages)))
         sender.join()
     assert received == messages
 
 
 def test_a_damaged_batch_is_a_one_line_store_error() -> None:
-    from ledger import ingest
+    from ledger.ingest import strategy
 
     frame = b"\x93\x03\x00\x95\xc4\x01x"  # an array of three holding a cut-off array of five
     stream = io.BytesIO(len(frame).to_bytes(4, "big") + frame)
     with pytest.raises(StoreError, match=r"^import: the process preparing lines sent a damaged batch$"):
-        list(ingest._receive(stream, None, 2))
+        list(strategy._receive(stream, None, 2))

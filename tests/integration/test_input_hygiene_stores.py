@@ -29,7 +29,7 @@ from ledger.events import (
     derive_id,
     export_line,
 )
-from ledger.ingest import MAX_LINE, prepare_fact
+from ledger.ingest.lines import MAX_LINE, prepare_fact
 from ledger.persistence.append import append_prepared
 from ledger.policy import MAX_POLICY_BYTES, PolicyFile, check_policy, load_policy
 from ledger.verify import verify

@@ -31,6 +31,7 @@ from ledger.bootstrap import open_ledger
 from ledger.events import ProbeFailed
 from ledger.policy import load_policy
 from projections import tracked as reporting
+from projections.tracked import rebuilding
 from tests.conftest import StepClock
 from tests.integration import projection_hooks as hooks
 from tests.integration.test_reporting import (
@@ -240,9 +241,10 @@ def test_a_killed_rebuild_leaves_no_worker_and_no_connection(
     markers.mkdir()
     # Workers forced on a small ledger (one task per service group), each hanging in its task.
     script = (
-        "import sys; from projections import tracked as reporting; from ledger.bootstrap import open_ledger; "
-        "from tests.integration import projection_hooks as hooks; reporting.GROUPS_PER_TASK = 1; "
-        "reporting._evaluate_groups = hooks.stalled_evaluate_groups; "
+        "import sys; from projections import tracked as reporting; "
+        "from projections.tracked import rebuilding; from ledger.bootstrap import open_ledger; "
+        "from tests.integration import projection_hooks as hooks; rebuilding.GROUPS_PER_TASK = 1; "
+        "rebuilding._evaluate_groups = hooks.stalled_evaluate_groups; "
         "reporting.rebuild(open_ledger(sys.argv[1], create=False), workers=2)"
     )
     pg = not store_url.startswith("sqlite")
@@ -275,8 +277,8 @@ def test_a_killed_rebuild_leaves_no_worker_and_no_connection(
 
 def test_an_orphaned_worker_ends_by_its_watchdog_alone() -> None:
     # As where prctl is missing: the worker's thread sees its parent's pid change and ends it.
-    child = ("import os, sys, time; from projections import tracked as reporting; sys.platform = 'other'; "
-             "reporting._die_with_parent(os.getppid()); print('ready', flush=True); time.sleep(60)")
+    child = ("import os, sys, time; from projections.tracked import rebuilding; sys.platform = 'other'; "
+             "rebuilding._die_with_parent(os.getppid()); print('ready', flush=True); time.sleep(60)")
     parent = ("import os, subprocess, sys; "
               f"c = subprocess.Popen([sys.executable, '-c', {child!r}], stdout=subprocess.PIPE, text=True); "
               "ready = c.stdout.readline(); print(c.pid if ready else -1, flush=True); os._exit(0)")
@@ -365,14 +367,14 @@ def test_a_rebuild_records_a_failing_month_and_writes_the_rest(
     run_demo(ledger)
     contract, month = pair = _a_pair(ledger)
     head = ledger.recorder.last_position()
-    monkeypatch.setattr(reporting, "GROUPS_PER_TASK", 1)  # with workers: really shared out
+    monkeypatch.setattr(rebuilding, "GROUPS_PER_TASK", 1)  # with workers: really shared out
     with monkeypatch.context() as m:
         if workers == 1:
             hooks.install_fault(m, contract, month)
         else:
             # The fault is in the workers only: this process evaluates nothing.
             m.setenv(hooks.FAIL_MONTH, f"{contract}/{month}")
-            m.setattr(reporting, "_evaluate_groups", hooks.failing_evaluate_groups)
+            m.setattr(rebuilding, "_evaluate_groups", hooks.failing_evaluate_groups)
         result = reporting.rebuild(ledger, workers=workers)
     assert (result.pairs, result.failed) == (14, 1)
     assert _status_json(runner, store_url)["failures"] == [

@@ -173,10 +173,9 @@ def test_rebuild_gives_tables_equal_to_reports(ledger: Ledger, store_url: str, r
 def test_parallel_rebuild_writes_the_same_tables(ledger: Ledger, store_url: str,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from cli.demo.run import run_demo
-    from projections import tracked as reporting
-    from projections.tracked import rebuild
+    from projections.tracked import rebuild, rebuilding
 
-    monkeypatch.setattr(reporting, "GROUPS_PER_TASK", 1)  # one task per service: really shared out
+    monkeypatch.setattr(rebuilding, "GROUPS_PER_TASK", 1)  # one task per service: really shared out
 
     run_demo(ledger)
     tables = ("report_monthly_availability", "report_downtime_intervals", "report_credit_entitlements")
@@ -189,7 +188,7 @@ def test_parallel_rebuild_writes_the_same_tables(ledger: Ledger, store_url: str,
     parallel = rebuild(ledger, workers=2)
     assert (parallel.pairs, parallel.events) == (serial.pairs, serial.events) == (15, serial.events)
     assert snapshot() == before
-    monkeypatch.setattr(reporting, "WRITE_BATCH", 3)  # statements joining groups, and a short last one
+    monkeypatch.setattr(rebuilding, "WRITE_BATCH", 3)  # statements joining groups, and a short last one
     assert rebuild(ledger, workers=2).pairs == 15
     assert snapshot() == before
 
@@ -200,8 +199,7 @@ def test_a_rebuild_that_fails_part_way_leaves_the_view_as_it_was(
     # PostgreSQL writes the new view while groups are still being evaluated (SQLite at the
     # end): either way in one transaction, so a failure keeps the old view and its tracking.
     from cli.demo.run import run_demo
-    from projections import tracked as reporting
-    from projections.tracked import rebuild
+    from projections.tracked import rebuild, rebuilding
 
     run_demo(ledger)
     tables = ("report_monthly_availability", "report_downtime_intervals", "report_credit_entitlements",
@@ -214,7 +212,7 @@ def test_a_rebuild_that_fails_part_way_leaves_the_view_as_it_was(
     assert rebuild(ledger, workers=1).pairs == 15
     before = snapshot()
     assert all(before)
-    real = reporting._groups_reports
+    real = rebuilding._groups_reports
     calls: list[int] = []
 
     def fails_on_the_third_task(*args: Any) -> list[tuple[int, bytes]]:
@@ -223,9 +221,9 @@ def test_a_rebuild_that_fails_part_way_leaves_the_view_as_it_was(
             raise RuntimeError("worker lost")
         return real(*args)
 
-    monkeypatch.setattr(reporting, "GROUPS_PER_TASK", 1)
-    monkeypatch.setattr(reporting, "WRITE_BATCH", 1)  # PostgreSQL has written two groups when it fails
-    monkeypatch.setattr(reporting, "_groups_reports", fails_on_the_third_task)
+    monkeypatch.setattr(rebuilding, "GROUPS_PER_TASK", 1)
+    monkeypatch.setattr(rebuilding, "WRITE_BATCH", 1)  # PostgreSQL has written two groups when it fails
+    monkeypatch.setattr(rebuilding, "_groups_reports", fails_on_the_third_task)
     with pytest.raises(RuntimeError, match="worker lost"):
         rebuild(ledger, workers=1)
     assert len(calls) == 3

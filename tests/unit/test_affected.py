@@ -15,7 +15,6 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import msgspec
 import pytest
 from eventsourcing.persistence import IntegrityError, Tracking
 from hypothesis import HealthCheck, given, settings
@@ -24,12 +23,13 @@ from hypothesis import strategies as st
 from ledger.contracts import in_force
 from ledger.events import ContractAmended, ContractRegistered, Fact, Recorded, encode_state, fact_id
 from ledger.persistence.keys import index_key
+from ledger.persistence.port import ViewRows
 from ledger.policy import load_policy, resolve
-from projections import tracked as reporting
 from projections.affected import Known, Pair, add_months, affected, month_of, months_from
 from projections.availability import evaluate
 from projections.model import Report, to_json
-from projections.tracked import APP_NAME, Evaluator, ReportingProjection, _group_reports, _service_groups
+from projections.tracked import APP_NAME, Evaluator, ReportingProjection, rebuilding, view_rows
+from projections.tracked.rebuilding import _group_reports, _service_groups
 from tests.unit.factories import fact
 
 BASE = datetime(2026, 1, 25, tzinfo=UTC)
@@ -223,46 +223,62 @@ class _Reader:
         return (at[p] for p in positions)
 
 
+# A pair's rows in the view: monthly (the position it was computed at left out: it depends on
+# the path taken), intervals and credit.
+Figures = tuple[tuple[Any, ...], tuple[tuple[Any, ...], ...], tuple[Any, ...]]
+AS_OF, TOTAL, DOWNTIME = 12, 4, 8  # columns of report_monthly_availability
+
+
+def _by_pair(rows: ViewRows) -> dict[Pair, Figures]:
+    intervals: dict[Pair, list[tuple[Any, ...]]] = {}
+    for row in rows.intervals:
+        intervals.setdefault((row[0], row[1]), []).append(row)
+    credits = {(row[0], row[1]): row for row in rows.credits}
+    return {
+        (m[0], m[1]): ((*m[:AS_OF], 0, *m[AS_OF + 1 :]), tuple(intervals.get((m[0], m[1]), ())),
+                       credits[(m[0], m[1])])
+        for m in rows.monthly
+    }
+
+
 class MemoryView:
     """The reporting view's contract, in memory: rows per pair and one tracking position."""
 
+    text = True
+
     def __init__(self, records: Sequence[Recorded]) -> None:
-        self.reports: dict[Pair, Report] = {}
+        self.figures: dict[Pair, Figures] = {}
         self.position: int | None = None
         self.reader = _Reader(records)
 
     def max_tracking_id(self, application_name: str) -> int | None:
         return self.position
 
-    def replace(self, pairs: Any, reports: Sequence[Report], tracking: Tracking, failed: Any = ()) -> None:
+    def replace(self, pairs: Any, rows: ViewRows, tracking: Tracking) -> None:
         if self.position is not None and tracking.notification_id <= self.position:
             raise IntegrityError("behind")
         self.position = tracking.notification_id
         for pair in list(pairs):
-            self.reports.pop(pair, None)
-        self.reports.update({(r.contract, r.month): r for r in reports})
-
-    def reset(self, reports: Sequence[Report], tracking: Tracking | None) -> None:
-        self.reports = {(r.contract, r.month): r for r in reports}
-        self.position = tracking.notification_id if tracking else None
+            self.figures.pop(pair, None)
+        self.figures.update(_by_pair(rows))
 
     def wall_to_wall(self, contracts: Any) -> set[Pair]:
-        full = {p for p, r in self.reports.items() if r.downtime_seconds == r.total_seconds}
+        full = {p for p, f in self.figures.items() if f[0][DOWNTIME] == f[0][TOTAL]}
         return {p for p in full if p[0] in contracts}
 
     def ledger_recorder(self) -> _Reader:
         return self.reader
 
 
-def _figures(report: Report) -> bytes:
-    return to_json(msgspec.structs.replace(report, as_of_position=0))
+def _figures(report: Report) -> Figures:
+    return _by_pair(view_rows([report], text=True))[(report.contract, report.month)]
 
 
-def full(records: Sequence[Recorded]) -> dict[Pair, bytes]:
+def full(records: Sequence[Recorded]) -> dict[Pair, Figures]:
     """Every held pair recomputed from all records with the plain fold (no grouping, no cut)."""
     known = Known()
     known.add_all(records)
-    out: dict[Pair, bytes] = {}
+    out: dict[Pair, Figures] = {}
     for cid, months in known.all_held().items():
         for month in months:
             version = in_force(known.versions[cid], month)
@@ -290,12 +306,12 @@ def test_incremental_view_equals_full_recomputation(ledger: tuple[list[Recorded]
             assert projection.catch_up() == cut
             view.reader.records = records
             start = cut
-            got = {pair: _figures(r) for pair, r in view.reports.items()}
+            got = view.figures
             assert got == full(records[:cut])
             continue
         projection.apply(records[start:cut])
         start = cut
-        got = {pair: _figures(r) for pair, r in view.reports.items()}
+        got = view.figures
         assert got == full(records[:cut])
     assert view.position == len(records)
 
@@ -310,7 +326,7 @@ def test_one_notification_at_a_time_equals_full_recomputation(
     projection = ReportingProjection(view)  # type: ignore[arg-type]
     for rec in records:
         projection.process_event(_event(rec), Tracking(APP_NAME, rec.position))
-    assert {pair: _figures(r) for pair, r in view.reports.items()} == full(records)
+    assert view.figures == full(records)
 
 
 def _event(rec: Recorded) -> Any:
@@ -370,19 +386,19 @@ def test_rebuild_keeping_positions_only_gives_byte_identical_reports(
     groups = _service_groups(known.versions)
     want = {pair: to_json(r) for pair, r in full_reports(records).items()}
     # Every fact kept, none kept (each month read again by position), and some kept.
-    for budget in (reporting.FACT_BUDGET, 0, 600):
+    for budget in (rebuilding.FACT_BUDGET, 0, 600):
         reader = _KeyedReader(records)
         got = {}
-        saved, reporting.FACT_BUDGET = reporting.FACT_BUDGET, budget  # type: ignore[misc]
+        saved, rebuilding.FACT_BUDGET = rebuilding.FACT_BUDGET, budget  # type: ignore[misc]
         try:
             for services, contracts in groups:
                 for r in _group_reports(reader, sorted(services), sorted(contracts), len(records),  # type: ignore[arg-type]
                                         records[-1].recorded_at):
                     got[(r.contract, r.month)] = to_json(r)
         finally:
-            reporting.FACT_BUDGET = saved  # type: ignore[misc]
+            rebuilding.FACT_BUDGET = saved  # type: ignore[misc]
         assert got == want
-        if budget == reporting.FACT_BUDGET:
+        if budget == rebuilding.FACT_BUDGET:
             assert reader.fetched == 0
 
 
@@ -417,7 +433,7 @@ def test_a_worker_that_lost_the_race_skips_ahead() -> None:
     assert second.apply(recs[:2]) is False  # same positions: the tracking row refuses it
     assert second.catch_up() == 3  # and it carries on from there
     assert first.catch_up() == 3
-    assert {p: _figures(r) for p, r in view.reports.items()} == full(recs)
+    assert view.figures == full(recs)
 
 
 def test_months_and_held_range() -> None:
@@ -501,7 +517,7 @@ def _incremental_equals_full(batches: Sequence[Sequence[Fact]]) -> None:
     for batch in batches:
         projection.apply(records[start : start + len(batch)])
         start += len(batch)
-        assert {p: _figures(r) for p, r in view.reports.items()} == full(records[:start])
+        assert view.figures == full(records[:start])
 
 
 def test_a_recovery_next_month_changes_the_stretch_begun_this_month() -> None:
@@ -648,9 +664,9 @@ def test_a_long_open_incident_holds_every_month_to_the_clock() -> None:
     projection = ReportingProjection(view)  # type: ignore[arg-type]
     for i in range(len(records)):
         projection.apply(records[i : i + 1])
-        assert {p: _figures(r) for p, r in view.reports.items()} == full(records[: i + 1])
-    assert sorted(view.reports) == [("c-paris", m) for m in MONTHS]
-    assert all(view.reports[("c-paris", m)].downtime_seconds == view.reports[("c-paris", m)].total_seconds
+        assert view.figures == full(records[: i + 1])
+    assert sorted(view.figures) == [("c-paris", m) for m in MONTHS]
+    assert all(view.figures[("c-paris", m)][0][DOWNTIME] == view.figures[("c-paris", m)][0][TOTAL]
                for m in MONTHS[1:])
 
 
@@ -662,8 +678,8 @@ def test_a_restarted_worker_adds_the_month_the_clock_enters() -> None:
                  datetime(2026, 2, 3, tzinfo=UTC))
     view = MemoryView([registered])
     assert ReportingProjection(view).catch_up() == 1  # type: ignore[arg-type]
-    assert sorted(view.reports) == [("c-paris", "2026-01")]
+    assert sorted(view.figures) == [("c-paris", "2026-01")]
     view.reader.records = [registered, later]
     assert ReportingProjection(view).catch_up() == 2  # type: ignore[arg-type]
-    assert sorted(view.reports) == [("c-paris", "2026-01"), ("c-paris", "2026-02")]
-    assert {p: _figures(r) for p, r in view.reports.items()} == full([registered, later])
+    assert sorted(view.figures) == [("c-paris", "2026-01"), ("c-paris", "2026-02")]
+    assert view.figures == full([registered, later])

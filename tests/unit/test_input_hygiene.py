@@ -32,7 +32,8 @@ from ledger.events import (
     derive_id,
     fact_from_fields,
 )
-from ledger.ingest import LineSplitter, _prepare_numbered, prepare_line, prepared_batches
+from ledger.ingest.lines import LineSplitter, _prepare_numbered, prepare_line
+from ledger.ingest.strategy import prepared_batches
 from ledger.policy import MAX_POLICY_BYTES, PolicyFile, load_policy, resolve
 
 AT = "2026-10-04T09:15:00Z"

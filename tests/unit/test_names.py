@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from ledger.errors import BadInput
 from ledger.events import _NAME_FIELDS, FACT_TYPES, check_names, decode_fact, may_hold_control
-from ledger.ingest import LineSplitter, prepare_line
+from ledger.ingest.lines import LineSplitter, prepare_line
 
 PROBE = '{"type":"probe_failed","service":%s,"probe":"p","at":"2026-10-04T09:15:00Z"}'
 CASES = [

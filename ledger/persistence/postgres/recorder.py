@@ -1,6 +1,6 @@
 """PostgreSQL backend: the eventsourcing PostgreSQL application recorder plus the ledger's key index.
 
-Over 400 lines because the recorder's statements, its write session, the append lock's
+Size: over 400 lines because the recorder's statements, its write session, the append lock's
 diagnosis and opening a store are one unit (schema, connections and the view are apart).
 
 Appends are serialised by an EXCLUSIVE lock on the log, taken through the owner's
@@ -37,10 +37,10 @@ from psycopg.errors import InsufficientPrivilege, LockNotAvailable, UndefinedFun
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
-from ledger.consistency import OPENING_TAGS, Lookup, first_uses
 from ledger.errors import LockWaitTimeout, StoreError
 from ledger.events import Recorded, decode_state
 from ledger.persistence.chain import GENESIS
+from ledger.persistence.consistency import OPENING_TAGS, Lookup, first_uses
 from ledger.persistence.keys import CONTRACT, prefix_end
 from ledger.persistence.notifications import LedgerApplication
 from ledger.persistence.port import PAGE, Head, IdConflict, Packed, ReportingView, Snapshot
@@ -227,7 +227,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, SQLRecorder):
             schema=schema, table=table
         )
         names = Identifier("ledger_names")
-        # Each name an opening fact gives (``ledger.consistency``): its scope and first position.
+        # Each name an opening fact gives (``ledger.persistence.consistency``): its scope and first position.
         # Not among the statements create_table runs: see ``ensure_names``.
         self.sql_create_names = [
             SQL(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any, ClassVar, Final
 
@@ -109,9 +109,7 @@ class PostgresReportingView(PostgresTrackingRecorder, ReportingView):
                 with suppress(psycopg.Error):  # the connection is gone, and the lock with it
                     conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", self.fence_key)
 
-    def replace(self, pairs: Iterable[Pair], reports: Sequence[Any], tracking: Tracking,
-                failed: Sequence[Any] = ()) -> None:
-        rows = type(self).row_maker([*reports, *failed], self.text)
+    def replace(self, pairs: Iterable[Pair], rows: ViewRows, tracking: Tracking) -> None:
         keys = list(pairs)
         with self.datastore.transaction(commit=True) as curs:
             # Shared: followers do not wait for each other here, only for a rebuild.

@@ -1,7 +1,7 @@
 """SQLite backend: the eventsourcing SQLite application recorder plus the ledger's key index.
 
-The longest backend module: the recorder, its write session and snapshot, the lock-holder
-diagnosis and opening a file belong together (the reporting view is ``.view``).
+Size: about 500 lines, the longest backend module: the recorder, its write session and
+snapshot, the lock-holder diagnosis and opening a file belong together (the view is ``.view``).
 
 The recorder's ``rowid`` is the position: SQLite reuses no rowid while nothing
 is deleted, and a rolled-back import leaves no gap.
@@ -30,10 +30,10 @@ from eventsourcing.sqlite import (
     SQLiteDatastore,
 )
 
-from ledger.consistency import OPENING_TAGS, Lookup, first_uses
 from ledger.errors import LockWaitTimeout, StoreError
 from ledger.events import Recorded, decode_state, decode_stored
 from ledger.persistence.chain import GENESIS
+from ledger.persistence.consistency import OPENING_TAGS, Lookup, first_uses
 from ledger.persistence.keys import CONTRACT, prefix_end
 from ledger.persistence.port import PAGE, Head, IdConflict, Packed, ReportingView, Snapshot
 from ledger.persistence.sql import OLD_FORMAT, SQLRecorder
@@ -48,7 +48,7 @@ PAGE_SIZE: Final = 16384
 
 
 INSERT_NAMES: Final = "INSERT INTO ledger_names (name, scope, position) VALUES (?, ?, ?)"
-# Each name an opening fact gives (``ledger.consistency``): its scope and first position.
+# Each name an opening fact gives (``ledger.persistence.consistency``): its scope and first position.
 NAMES_TABLE: Final = (
     "CREATE TABLE IF NOT EXISTS ledger_names ("
     "name TEXT NOT NULL PRIMARY KEY, scope TEXT NOT NULL, position INTEGER NOT NULL) WITHOUT ROWID"

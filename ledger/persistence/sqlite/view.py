@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any, ClassVar, Final
+from typing import ClassVar, Final
 
 from eventsourcing.persistence import Tracking
 from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore, SQLiteTrackingRecorder
@@ -77,9 +77,7 @@ class SQLiteReportingView(SQLiteTrackingRecorder, ReportingView):
         finally:
             os.close(fd)  # and with it the lock
 
-    def replace(self, pairs: Iterable[Pair], reports: Sequence[Any], tracking: Tracking,
-                failed: Sequence[Any] = ()) -> None:
-        rows = type(self).row_maker([*reports, *failed], self.text)
+    def replace(self, pairs: Iterable[Pair], rows: ViewRows, tracking: Tracking) -> None:
         keys = list(pairs)
         # The fence before SQLite's write lock: waiting for a rebuild must not stop appends.
         with self._flock(fcntl.LOCK_SH), self.datastore.transaction(commit=True) as c:

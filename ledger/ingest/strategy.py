@@ -1,0 +1,178 @@
+"""The import strategy: prepare here or in a child process, and relay its batches to the writer.
+
+An import does two kinds of work: decoding and validating each line (msgspec,
+canonical JSON, the fact's id and index key), and writing (duplicate check,
+``recorded_at``, positions, the hash chain, the inserts). The first needs no
+store, so for a large input it runs in a child process while this one writes:
+on two cores the two halves overlap. ``prepared_batches`` decides which: input
+that ends within ``PARALLEL_FROM_BYTES`` bytes is prepared here (a child costs a
+fraction of a second to start), anything longer in a child.
+
+The child (``child_main``, a fresh interpreter) reads the input on its stdin,
+written by a feeding thread, and sends back batches of ``Prepared`` rows
+(length-prefixed msgpack) on its stdout; a bad line comes back as the same
+one-line message the in-process path would raise. Either way the writer sees
+the same rows in the same order, so the two paths record byte-identical
+ledgers (a test holds them to it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Generator, Iterator
+from typing import IO, Any, BinaryIO, Final
+
+import msgspec
+
+from ledger.errors import BadInput, LedgerError, StoreError
+from ledger.ingest.child import PACKED_BATCH
+from ledger.ingest.framing import _CONFLICT, _ERROR, _FAILED, _ROWS, READ_AHEAD, _messages
+from ledger.ingest.lines import CHUNK, MAX_LINE, LineSplitter, _prepare_numbered, batched
+from ledger.persistence.append import PackedBatch
+from ledger.persistence.chain import ChainStart
+from ledger.persistence.port import BATCH, Conflict, IdConflict, Packed, Prepared
+
+PARALLEL_FROM_BYTES: Final = 4 * CHUNK  # input at least this long is prepared in a child process
+
+PACKED_READ_AHEAD: Final = 2  # packed batches are five times larger, and the parent only relays them
+
+def _feed(file: BinaryIO, first: bytes, inbox: BinaryIO) -> None:
+    """Hand the input to the child, then close its stdin for the end."""
+    try:
+        chunk = first
+        while chunk:
+            inbox.write(chunk)
+            chunk = file.read(CHUNK)
+        inbox.close()
+    except (OSError, ValueError):
+        pass  # the child stopped (a bad line) or the import was abandoned: the writer knows
+
+
+def _read_at_least(file: BinaryIO, size: int) -> bytes:
+    """Up to ``size`` bytes, fewer only at the end of the input (pipes return short reads)."""
+    parts, have = [], 0
+    while have < size:
+        part = file.read(size - have)
+        if not part:
+            break
+        parts.append(part)
+        have += len(part)
+    return b"".join(parts)
+
+
+def prepared_batches(
+    file: BinaryIO,
+    progress: Callable[[int], None] | None = None,
+    *,
+    limit: int = MAX_LINE,
+    parallel_from: int = PARALLEL_FROM_BYTES,
+    batch_size: int = BATCH,
+) -> Generator[list[Prepared], None, None]:
+    """Batches of prepared rows from an NDJSON stream; ``progress`` gets the bytes consumed."""
+    head = _read_at_least(file, parallel_from)
+    if len(head) < parallel_from:
+        splitter = LineSplitter(limit)
+        rows: list[Prepared] = []
+        _prepare_numbered(splitter.feed(head), limit, rows, splitter)
+        _prepare_numbered(splitter.finish(), limit, rows, splitter)
+        yield from batched(rows, batch_size)
+        if progress is not None:
+            progress(len(head))
+        return
+    yield from _in_child(file, head, progress, limit, batch_size)
+
+
+def packed_batches(
+    file: BinaryIO,
+    start: ChainStart,
+    packing: str,
+    progress: Callable[[int], None] | None = None,
+    *,
+    limit: int = MAX_LINE,
+    batch_size: int = PACKED_BATCH,
+) -> Generator[PackedBatch, None, None]:
+    """Batches of an NDJSON stream linked from ``start`` and packed (``packing``), in a child process.
+
+    Each comes with its repeats and conflicts within the batch and the facts to check
+    (see ``append_packed``); a line the linking refused raises ``IdConflict``.
+    """
+    for events, index, first, count, skipped, conflicts, items in _in_child(
+        file, file.read(CHUNK), progress, limit, batch_size, (tuple(start), packing)
+    ):
+        # Lists after msgpack: the items are only unpacked, the conflicts become results.
+        yield PackedBatch(Packed(events, index, first, count), skipped,
+                          [Conflict(line, id_, position) for line, id_, position in conflicts], items)
+
+
+def _in_child(
+    file: BinaryIO, head: bytes, progress: Callable[[int], None] | None, limit: int, batch_size: int,
+    link: tuple[tuple[Any, ...], str] | None = None,
+) -> Generator[Any, None, None]:
+    # A fresh interpreter, not multiprocessing: nothing of this process (its connections,
+    # threads or __main__ module) is copied or re-imported.
+    code = f"from ledger.ingest.child import child_main; child_main({limit}, {batch_size}, {link!r})"
+    with tempfile.TemporaryFile() as err:
+        child = subprocess.Popen(
+            [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err
+        )
+        assert child.stdin is not None
+        assert child.stdout is not None
+        feeder = threading.Thread(target=_feed, args=(file, head, child.stdin), daemon=True)
+        feeder.start()
+        finished = False
+        try:
+            yield from _receive(child.stdout, progress, READ_AHEAD if link is None else PACKED_READ_AHEAD)
+            finished = True
+        except IdConflict:
+            raise
+        except StoreError:
+            child.wait(timeout=5)
+            err.seek(0)
+            last = err.read().decode(errors="replace").strip().splitlines()[-1:]
+            raise StoreError(
+                f"import: the process preparing lines stopped (exit code {child.returncode})"
+                + (f": {last[0]}" if last else "")
+            ) from None
+        finally:
+            # Stopped early (a bad line, an error while writing, an interrupt): the child's
+            # work is no longer wanted. Its end closes its stdin, which ends the feeder.
+            if not finished:
+                child.kill()
+            child.wait()
+            child.stdout.close()
+            feeder.join(timeout=5)
+            with contextlib.suppress(OSError):
+                child.stdin.close()
+
+
+def _receive(stream: IO[bytes], progress: Callable[[int], None] | None, read_ahead: int) -> Iterator[Any]:
+    for message in _messages(stream, read_ahead):
+        if not message:
+            raise StoreError("import: the process preparing lines stopped")
+        try:
+            kind, consumed, raw = _frame(message)
+            # Prepared rows decoded as such (typed); the rest as plain lists, which the writer only unpacks.
+            payload = _decode_rows(raw) if kind == _ROWS else _decode_any(raw)
+        except (msgspec.DecodeError, ValueError, TypeError):
+            raise StoreError("import: the process preparing lines sent a damaged batch") from None
+        if kind == _ERROR:
+            raise BadInput(payload)
+        if kind == _CONFLICT:
+            raise IdConflict(payload)
+        if kind == _FAILED:
+            raise LedgerError(f"import: preparing lines failed: {payload}")
+        if payload is None:
+            return
+        if progress is not None and consumed:
+            progress(consumed)
+        if payload:
+            yield payload
+
+
+_frame: Final = msgspec.msgpack.Decoder(tuple[int, int, msgspec.Raw]).decode
+_decode_rows: Final = msgspec.msgpack.Decoder(list[Prepared] | None).decode
+_decode_any: Final = msgspec.msgpack.Decoder().decode

@@ -1,0 +1,195 @@
+"""Running the view: status, and a worker that keeps it up to date (polling, or following with reconnects)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from contextlib import suppress
+from typing import Any, Final
+
+import msgspec
+
+from ledger.errors import one_line
+from ledger.persistence.port import APP_NAME, FAILED_TABLE, PROJECTION, ProjectionError, ReportingView
+from ledger.urls import scrub
+from projections.tracked.projection import LedgerLike, ReportingProjection
+from projections.tracked.rows import Failed
+
+
+class Status(msgspec.Struct, frozen=True):
+    """How far a projection has got, and which of its contract-months failed."""
+
+    projection: str
+    position: int
+    head: int
+    failed: int = 0
+    failures: list[Failed] = msgspec.field(default_factory=list)  # the first few, by contract and month
+
+    @property
+    def lag(self) -> int:
+        return max(0, self.head - self.position)
+
+
+SHOWN_FAILURES: Final = 5
+
+
+def status(ledger: LedgerLike, *, failures: int = SHOWN_FAILURES) -> list[Status]:
+    """Per projection: tracked position, ledger head and failed contract-months (creates nothing)."""
+    existing = ledger.recorder.existing_view()
+    head = ledger.recorder.last_position()
+    if existing is None:
+        return [Status(projection=PROJECTION, position=0, head=head)]
+    view, tables = existing
+    position = int(view.max_tracking_id(APP_NAME) or 0)
+    failed, first = view.failures(failures) if FAILED_TABLE in tables else (0, [])
+    return [Status(projection=PROJECTION, position=position, head=head, failed=failed,
+                   failures=[Failed(*f) for f in first])]
+
+
+RECONNECT_FIRST: Final = 0.5  # seconds before the first reconnection attempt; doubled after each failure
+RECONNECT_MAX: Final = 15.0  # the cap on that wait
+
+
+def run(
+    ledger: LedgerLike,
+    url: str,
+    *,
+    once: bool = False,
+    interval: float = 1.0,
+    stop: threading.Event | None = None,
+    progress: Callable[[int], None] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> int:
+    """Keep the view up to date until ``stop`` is set (or SIGTERM/SIGINT); ``once``: catch up and return.
+
+    PostgreSQL: catch up in pages, then follow with the library's ``ProjectionRunner``
+    (LISTEN/NOTIFY); a lost connection (a server restart) is retried with a growing
+    wait, one line to ``log`` (stderr) per attempt, and the worker goes on from the
+    view's tracking. SQLite has no subscription: poll every ``interval`` seconds. A stop
+    is seen between pages. Returns the tracked position when it stops.
+    """
+    stop = stop or threading.Event()
+    with _stopped_by_signals(stop):
+        if ledger.recorder.subscribes and not once:
+            return _follow_postgres(ledger, url, interval, stop, progress, log or _to_stderr)
+        projection = ReportingProjection(ledger.recorder.open_view())
+        while True:
+            position = projection.catch_up(stop=stop)
+            if progress is not None:
+                progress(position)
+            if once or stop.wait(interval):
+                return projection.tracked
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _follow_postgres(
+    ledger: LedgerLike,
+    url: str,
+    interval: float,
+    stop: threading.Event,
+    progress: Callable[[int], None] | None,
+    log: Callable[[str], None],
+) -> int:
+    """``run`` on PostgreSQL: catch up, follow, and on a lost connection reconnect and go on."""
+    current = ledger
+    lost = ledger.recorder.connection_errors
+    opened: LedgerLike | None = None  # a ledger opened here on reconnecting (the caller closes its own)
+    projection: ReportingProjection | None = None
+    position = 0
+    attempt = 0
+    try:
+        while not stop.is_set():
+            try:
+                if attempt:
+                    current.recorder.reachable(url)
+                    if ledger.reopen is None:
+                        raise ProjectionError("cannot reconnect: this ledger cannot be opened again")
+                    if opened is not None:
+                        opened.close()
+                    opened = current = ledger.reopen()
+                projection = _resumed(current, projection)
+                position = projection.catch_up(stop=stop)
+                if progress is not None:
+                    progress(position)
+                attempt = 0
+                if stop.is_set():
+                    break
+                position = _follow(projection, url, interval, stop)
+            except lost as exc:
+                attempt += 1
+                wait = min(RECONNECT_FIRST * 2 ** (attempt - 1), RECONNECT_MAX)
+                reason = scrub(one_line(' '.join(str(exc).split())), url)  # libpq may echo the URL
+                log(f"projections run: connection lost ({reason}); "
+                    f"reconnecting in {wait:g} s (attempt {attempt})")
+                stop.wait(wait)
+            else:
+                break
+        if projection is not None and not attempt:  # connected: where the view is now
+            with suppress(*lost):
+                position = projection.tracked
+        return position
+    finally:
+        if opened is not None:
+            opened.close()
+
+
+def _resumed(ledger: LedgerLike, before: ReportingProjection | None) -> ReportingProjection:
+    """A projection on ``ledger``'s view, going on from ``before``'s index where that is safe.
+
+    The index is kept if it is not ahead of the view: a connection lost after a batch
+    was folded in but before its rows were written leaves it ahead, and it is rebuilt.
+    """
+    view = ledger.recorder.open_view()
+    if before is not None and before.known.position <= int(view.max_tracking_id(APP_NAME) or 0):
+        return ReportingProjection(view, before.known)
+    return ReportingProjection(view)
+
+
+def _follow(projection: ReportingProjection, url: str, interval: float, stop: threading.Event) -> int:
+    """Follow new facts (LISTEN/NOTIFY) with ``projection``'s index until ``stop``; raises what stops it."""
+    known = projection.known
+
+    class Following(ReportingProjection):
+        name = PROJECTION
+
+        def __init__(self, view: ReportingView) -> None:
+            # The catch-up's index, handed over: one index in memory, and no second load of it.
+            super().__init__(view, known)
+
+    runner = projection.reader.follower(url, Following)
+    if runner is None:
+        raise ProjectionError("this store cannot be followed: it has no notifications (poll it)")
+    try:
+        with runner:
+            while not stop.wait(min(interval, 1.0)):
+                # Re-raises an error of the processing thread; returns at once when stopped.
+                runner.run_forever(timeout=0)
+                if runner.is_interrupted.is_set():
+                    break
+    finally:
+        runner.view.datastore.close()  # the runner closes its application's connections, not the view's
+    return known.position
+
+
+class _stopped_by_signals:  # lower case: reads as a function in a `with` statement
+    """Set ``stop`` on SIGTERM and SIGINT while inside (main thread only)."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.saved: list[tuple[int, Any]] = []
+
+    def __enter__(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.saved.append((sig, signal.signal(sig, lambda *_: self.stop.set())))
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.saved:
+            with suppress(ValueError, TypeError):
+                signal.signal(sig, handler)
