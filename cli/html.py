@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from decimal import Decimal
 from functools import cache
 from typing import Any, Final
 from zoneinfo import ZoneInfo
@@ -21,6 +20,8 @@ from zoneinfo import ZoneInfo
 import jinja2
 import msgspec
 
+from cli.render import hms
+from cli.render import seconds as seconds_text
 from ledger.calendar import local_midnight
 from ledger.events import (
     FACT_TAGS,
@@ -47,25 +48,6 @@ _ts_encoder: Final = msgspec.json.Encoder()
 def instant(value: datetime) -> str:
     """An instant exactly as the JSON report writes it."""
     return _ts_encoder.encode(value).decode()[1:-1]
-
-
-def seconds_text(value: Decimal) -> str:
-    """Seconds as the JSON report writes them: an integer when whole, else exact decimals."""
-    return str(int(value)) if value == value.to_integral_value() else f"{value.normalize():f}"
-
-
-def hms(value: Decimal) -> str:
-    """Seconds for people: "1 h 02 min 03 s"."""
-    whole = int(value)
-    frac = value - whole
-    h, rem = divmod(whole, 3600)
-    m, s = divmod(rem, 60)
-    sec = f"{s:02d}" if not frac else f"{Decimal(s) + frac:f}"
-    if h:
-        return f"{h} h {m:02d} min {sec} s"
-    if m:
-        return f"{m} min {sec} s"
-    return f"{sec} s"
 
 
 @dataclass(frozen=True)
