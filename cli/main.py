@@ -86,6 +86,15 @@ def contract_amend(ctx: Context, file: BinaryIO) -> None:
                f"at position {v.position}")
 
 
+@contract.command("validate")
+@click.argument("file", type=click.File("rb"))
+@pass_ctx
+def contract_validate(ctx: Context, file: BinaryIO) -> None:
+    """Run every check `register` or `amend` would run on a policy FILE, against the store; write nothing."""
+    policy = load_policy(file.read(), source=getattr(file, "name", "policy"))
+    click.echo(ctx.ledger(create=False).validate_contract(policy))
+
+
 @contract.command("list")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @pass_ctx
@@ -116,7 +125,17 @@ def contract_show(ctx: Context, contract_id: str) -> None:
     click.echo(msgspec.json.format(msgspec.json.encode(versions)).decode())
 
 
-@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+class _AppendCommand(click.Command):
+    """``append``, whose help lists every event type and its fields (computed when help is asked for)."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from cli.render import event_fields
+
+        with formatter.section("Event types and their fields (name?: optional)"):
+            formatter.write_dl(event_fields())
+
+
+@cli.command(cls=_AppendCommand, context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.argument("event_type", required=False)
 @click.option("--json", "json_text", metavar="JSON", help="The whole event as one JSON object.")
 @click.pass_context
@@ -170,31 +189,35 @@ def _fields(args: list[str]) -> dict[str, str]:
 @click.option("--service", help="statuspage: the service of every entry (default: each affected component).")
 @click.option("--map", "label_map", metavar="service=LABEL,probe=LABEL|FILE.toml",
               help="alertmanager, uptime-kuma: the labels (tags) naming the service and the probe.")
+@click.option("--dry-run", is_flag=True,
+              help="Run every check (inside the write transaction, then rolled back); write nothing.")
 @pass_ctx
 def import_(ctx: Context, file: BinaryIO, quiet: bool, source: str = "ndjson", service: str | None = None,
-            label_map: str | None = None) -> None:
+            label_map: str | None = None, dry_run: bool = False) -> None:
     """Append every event of an NDJSON FILE (- for stdin), all or nothing; --from reads other formats."""
-    ledger = ctx.ledger()
+    ledger = ctx.ledger(create=not dry_run)
     show = not quiet and sys.stderr.isatty()
     if source != "ndjson":
         from ledger.feeds import DEFAULT_MAP, facts_from, parse_label_map
 
         labels = parse_label_map(label_map) if label_map is not None else DEFAULT_MAP
-        result = ledger.append_facts(facts_from(source, file.read(), labels, service))
+        result = ledger.append_facts(facts_from(source, file.read(), labels, service), dry_run=dry_run)
     elif show:
         bar: click._termui_impl.ProgressBar[int]
         with click.progressbar(length=_size(file), label="importing", file=sys.stderr) as bar:
-            result = ledger.import_file(file, bar.update)
+            result = ledger.import_file(file, bar.update, dry_run=dry_run)
     else:
-        result = ledger.import_file(file)
+        result = ledger.import_file(file, dry_run=dry_run)
     # Even with --quiet: a line left out because its id names another fact is never silent.
     for c in result.conflicts:
         click.echo(f"conflict: line {c.line}: id {c.id} is already recorded with other content "
                    f"(position {c.position}); not imported", err=True)
     if not quiet:
         span = f" (positions {result.first_position}-{result.last_position})" if result.appended else ""
-        click.echo(f"imported {result.appended} events, {result.skipped} already recorded, "
-                   f"{len(result.conflicts)} conflicting{span}", err=True)
+        summary = (f"{result.appended} events, {result.skipped} already recorded, "
+                   f"{len(result.conflicts)} conflicting{span}")
+        click.echo(f"dry run: would import {summary}; nothing written" if dry_run else f"imported {summary}",
+                   err=True)
 
 
 def _size(file: BinaryIO) -> int | None:

@@ -223,3 +223,17 @@ def status_text(found: Sequence[Status]) -> str:
         if s.failed > len(s.failures):
             lines.append(f"{s.projection}\tfailed\t... and {s.failed - len(s.failures)} more")
     return "".join(line + "\n" for line in lines)
+
+
+def event_fields() -> list[tuple[str, str]]:
+    """Each type `ledger append` takes, with its fields (`name?`: optional) as INTERFACE.md writes them."""
+    import msgspec
+
+    from ledger.events import FACT_TYPES, OPS_TYPES
+
+    ledger_given = {"position", "recorded_at"}  # the ledger's to give, never the caller's
+    return [
+        (tag, " ".join(f.encode_name + ("" if f.required else "?")
+                       for f in msgspec.structs.fields(FACT_TYPES[tag]) if f.encode_name not in ledger_given))
+        for tag in OPS_TYPES
+    ]

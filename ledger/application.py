@@ -94,7 +94,7 @@ class Ledger:
 
     # --- writing ---------------------------------------------------------------
 
-    def append(self, fact: Fact) -> AppendResult:
+    def append(self, fact: Fact, *, dry_run: bool = False) -> AppendResult:
         """Append one fact (idempotent on its id); BadInput if its id is recorded with other content.
 
         ``position`` and ``recorded_at`` are the ledger's to give: a fact carrying
@@ -105,16 +105,18 @@ class Ledger:
         if fact.recorded_at is not None:
             raise BadInput("field `recorded_at`: set by the ledger when it records a fact "
                            "(only an import keeps the recorded_at of an exported line)")
-        result = append_prepared(self.recorder, prepare_facts([fact]), self.clock, label="")
+        result = append_prepared(self.recorder, prepare_facts([fact]), self.clock, label="",
+                                 dry_run=dry_run)
         if result.conflicts:  # nothing was written: the one fact was that conflict
             c = result.conflicts[0]
             raise BadInput(f"field `id`: {c.id} is already recorded with other content "
                            f"(position {c.position}); nothing appended")
         return result
 
-    def append_facts(self, facts: Iterable[Fact]) -> AppendResult:
-        """Append many facts in one all-or-nothing transaction (idempotent on ids)."""
-        return append_prepared(self.recorder, prepare_facts(facts), self.clock, label="event")
+    def append_facts(self, facts: Iterable[Fact], *, dry_run: bool = False) -> AppendResult:
+        """Append many facts in one all-or-nothing transaction (idempotent on ids); see ``import_file``."""
+        return append_prepared(self.recorder, prepare_facts(facts), self.clock, label="event",
+                               dry_run=dry_run)
 
     def import_lines(
         self, lines: Iterable[bytes | str], progress: Callable[[int], None] | None = None
@@ -124,11 +126,12 @@ class Ledger:
 
     def import_file(
         self, file: BinaryIO, progress: Callable[[int], None] | None = None, *,
-        parallel_from: int = PARALLEL_FROM_BYTES,
+        parallel_from: int = PARALLEL_FROM_BYTES, dry_run: bool = False,
     ) -> AppendResult:
         """Import an NDJSON stream all-or-nothing; a large one is decoded in a second process.
 
-        ``progress`` gets the number of input bytes consumed.
+        ``progress`` gets the number of input bytes consumed. ``dry_run``: every check
+        runs, inside the write transaction, which is then rolled back (``import --dry-run``).
 
         Where the input is long and can be read again (a file, not a pipe), that
         process also links and packs the rows, as if none of their ids were
@@ -138,7 +141,8 @@ class Ledger:
         now = self.clock()  # one instant for the import, however many times it reads the file
         clock = lambda: now  # noqa: E731
         packing = self.recorder.packing
-        start = _rewind_point(file, parallel_from)
+        # A dry run takes the checking path: the packed one may hand over to it half-way.
+        start = None if dry_run else _rewind_point(file, parallel_from)
         if start is not None:
             counted = _Progress(progress)
             try:
@@ -151,13 +155,43 @@ class Ledger:
                 progress = counted if progress is not None else None
         batches = prepared_batches(file, progress, parallel_from=parallel_from)
         try:
-            return append_prepared(self.recorder, batches, clock)
+            return append_prepared(self.recorder, batches, clock, dry_run=dry_run)
         finally:
             batches.close()  # stops the preparing process at once if the write failed
 
     def register_contract(self, policy: PolicyFile) -> ContractVersion:
         """Record version 1 of a contract; re-registering the same file changes nothing."""
-        existing = self.contracts().get(policy.contract.id)
+        step = self._registration(policy, self.contracts().get(policy.contract.id))
+        if isinstance(step, ContractVersion):
+            return step
+        self.append(step)
+        return self.contracts()[policy.contract.id][0]
+
+    def amend_contract(self, policy: PolicyFile) -> ContractVersion:
+        """Record a new version of a contract, in force from its ``effective_from`` month."""
+        step = self._amendment(policy, self.contracts().get(policy.contract.id))
+        if isinstance(step, ContractVersion):
+            return step
+        self.append(step)
+        return self.contracts()[policy.contract.id][-1]
+
+    def validate_contract(self, policy: PolicyFile) -> str:
+        """What ``register`` (no effective_from) or ``amend`` would do with ``policy``; nothing written."""
+        cid = policy.contract.id
+        versions = self.contracts().get(cid)
+        amending = policy.contract.effective_from is not None
+        step = self._amendment(policy, versions) if amending else self._registration(policy, versions)
+        if isinstance(step, ContractVersion):
+            return f"contract `{cid}`: valid; recorded as it is (version {step.version}), nothing to do"
+        self.append(step, dry_run=True)
+        version = len(versions) + 1 if versions else 1
+        command = "amend" if amending else "register"
+        return f"contract `{cid}`: valid; `ledger contract {command}` would record it as version {version}"
+
+    @staticmethod
+    def _registration(policy: PolicyFile, existing: list[ContractVersion] | None,
+                      ) -> ContractRegistered | ContractVersion:
+        """The fact that registers ``policy``, or the version already recorded as it is."""
         if existing:
             if existing[0].policy == policy and len(existing) == 1:
                 return existing[0]
@@ -167,12 +201,12 @@ class Ledger:
             )
         if policy.contract.effective_from is not None:
             raise BadInput("field `contract.effective_from`: only an amendment has an effective_from")
-        self.append(ContractRegistered(policy=policy))
-        return self.contracts()[policy.contract.id][0]
+        return ContractRegistered(policy=policy)
 
-    def amend_contract(self, policy: PolicyFile) -> ContractVersion:
-        """Record a new version of a contract, in force from its ``effective_from`` month."""
-        versions = self.contracts().get(policy.contract.id)
+    @staticmethod
+    def _amendment(policy: PolicyFile, versions: list[ContractVersion] | None,
+                   ) -> ContractAmended | ContractVersion:
+        """The fact that amends a contract with ``policy``, or its latest version if that is ``policy``."""
         if not versions:
             raise NotFound(f"contract `{policy.contract.id}` is not registered; register it first")
         if policy.contract.effective_from is None:
@@ -183,8 +217,7 @@ class Ledger:
         problem = contract_problem(fact, contract_state(versions))
         if problem is not None:
             raise BadInput(f"field `{problem[0]}`: {problem[1]}")
-        self.append(fact)
-        return self.contracts()[policy.contract.id][-1]
+        return fact
 
     # --- reading ---------------------------------------------------------------
 

@@ -67,8 +67,12 @@ def append_prepared(
     *,
     label: str = "line",
     progress: Callable[[int], None] | None = None,
+    dry_run: bool = False,
 ) -> AppendResult:
     """Append prepared facts all-or-nothing, in order, skipping ids already recorded.
+
+    ``dry_run``: every check and every statement runs, then the transaction is rolled
+    back; the result says what would have been appended.
 
     ``batches`` may be a lazy stream (see ``ledger.ingest``): each batch is
     written as it comes, inside one transaction, so memory stays bounded
@@ -86,6 +90,19 @@ def append_prepared(
     checked, relinked and inserted again only if the insert met a recorded id.
     """
     tally = _Tally()
+    with contextlib.suppress(_RolledBack):
+        _append_prepared(recorder, batches, clock, label, progress, tally, dry_run)
+    return tally.result()
+
+
+class _RolledBack(Exception):
+    """Raised inside a write session to leave it by rolling back (a dry run)."""
+
+
+def _append_prepared(
+    recorder: LedgerRecorder, batches: Iterable[Sequence[Prepared]], clock: Callable[[], datetime],
+    label: str, progress: Callable[[int], None] | None, tally: _Tally, dry_run: bool,
+) -> None:
     with recorder.write_session() as session, Writer(threaded=session.overlaps) as writer:
         chain = _start_chain(session, clock, label)
         held = Holdings(label)
@@ -124,7 +141,8 @@ def append_prepared(
             tally.add(chain.position, len(linked.events), rows.skipped, rows.conflicts)
             chain.advance(linked)
         writer.finish()
-    return tally.result()
+        if dry_run:
+            raise _RolledBack
 
 
 IN_FLIGHT: Final = 1  # packed batches sent to the writer thread and not yet written
