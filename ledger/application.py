@@ -22,7 +22,7 @@ from ledger.events import (
     MaintenanceAnnounced,
     Recorded,
 )
-from ledger.ingest.lines import prepare_facts, prepare_lines
+from ledger.ingest.lines import prepare_facts
 from ledger.ingest.strategy import PARALLEL_FROM_BYTES, packed_batches, prepared_batches
 from ledger.persistence.append import append_packed, append_prepared
 from ledger.persistence.consistency import contract_problem, contract_state
@@ -117,12 +117,6 @@ class Ledger:
         """Append many facts in one all-or-nothing transaction (idempotent on ids); see ``import_file``."""
         return append_prepared(self.recorder, prepare_facts(facts), self.clock, label="event",
                                dry_run=dry_run)
-
-    def import_lines(
-        self, lines: Iterable[bytes | str], progress: Callable[[int], None] | None = None
-    ) -> AppendResult:
-        """Import NDJSON lines all-or-nothing, prepared in this process; a bad line is named by number."""
-        return append_prepared(self.recorder, prepare_lines(lines), self.clock, progress=progress)
 
     def import_file(
         self, file: BinaryIO, progress: Callable[[int], None] | None = None, *,

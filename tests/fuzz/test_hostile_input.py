@@ -33,6 +33,7 @@ from ledger.policy import PolicyFile, load_policy
 from ledger.verify import verify
 from tests.conftest import StepClock
 from tests.integration.test_store_contract import GOOD, snapshot
+from tests.lines import import_lines
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "ledger" / "examples"
@@ -110,7 +111,7 @@ def import_checked(led: Ledger, data: list[bytes]) -> bool:
     """Import; True if appended, False if refused cleanly with the store untouched."""
     before = snapshot(led)
     try:
-        led.import_lines(data)
+        import_lines(led, data)
     except BadInput as exc:
         message = str(exc)
         assert len(message.splitlines()) == 1, message
@@ -356,7 +357,7 @@ class TestExplicitCases:
     @pytest.fixture
     def led(self, store_url: str, clock: StepClock) -> Iterator[Ledger]:
         led = open_ledger(store_url, clock=clock)
-        led.import_lines(GOOD[:3])
+        import_lines(led, GOOD[:3])
         yield led
         assert verify(led.recorder).ok
         led.close()
@@ -365,7 +366,7 @@ class TestExplicitCases:
     def test_refused(self, led: Ledger, store_url: str, runner: CliRunner, line: bytes, names: str) -> None:
         before = snapshot(led)
         with pytest.raises(BadInput) as err:
-            led.import_lines([GOOD[3], line])  # after a good line: nothing of the file may stay
+            import_lines(led, [GOOD[3], line])  # after a good line: nothing of the file may stay
         message = str(err.value)
         assert message.startswith("line 2: "), message
         assert names in message, message
@@ -378,7 +379,7 @@ class TestExplicitCases:
     @pytest.mark.parametrize("line", ACCEPTED)
     def test_accepted_verbatim(self, led: Ledger, store_url: str, runner: CliRunner, tmp_path: Path,
                                line: bytes, clock: StepClock) -> None:
-        result = led.import_lines([line])
+        result = import_lines(led, [line])
         assert result.appended == 1
         rec = list(led.records())[-1]
         assert rec.fact == strip_envelope(msgspec.json.decode(line.rstrip(), type=type(rec.fact)))
@@ -386,7 +387,7 @@ class TestExplicitCases:
         # What goes in comes out: same content, and it imports elsewhere unchanged.
         other = open_ledger(f"sqlite:///{tmp_path / 'copy.db'}", clock=clock)
         try:
-            other.import_lines([exported])
+            import_lines(other, [exported])
             assert export_line(list(other.records())[-1]).replace(b'"position":1', b'"position":%d'
                                                                    % rec.position) == exported
         finally:
@@ -395,21 +396,21 @@ class TestExplicitCases:
         assert out.exit_code == 0, out.output
         assert out.stdout_bytes.splitlines()[-1] == exported
         # Idempotent: the same line again changes nothing.
-        assert led.import_lines([line]).appended == 0
+        assert import_lines(led, [line]).appended == 0
 
     def test_huge_position_is_ignored(self, led: Ledger) -> None:
         # `position` on input is reassigned, however large: a clean append, never an overflow.
-        result = led.import_lines([event(extra=',"position":' + "9" * 400)])
+        result = import_lines(led, [event(extra=',"position":' + "9" * 400)])
         assert result.first_position == 4
 
     def test_duplicate_keys_are_refused(self, led: Ledger) -> None:
         # JSON leaves duplicate keys to the reader; msgspec would keep the last: bad input (issue 14).
         with pytest.raises(BadInput, match=r"^line 1: field `service`: the key appears twice"):
-            led.import_lines([b'{"type":"probe_failed","service":"first","service":"second","probe":"p",'
+            import_lines(led, [b'{"type":"probe_failed","service":"first","service":"second","probe":"p",'
                               b'"at":"2026-10-04T09:15:00Z"}'])
 
     def test_sql_strings_leave_the_tables_alone(self, led: Ledger) -> None:
-        led.import_lines([event(service=SQL, probe="x'); DELETE FROM ledger_chain; --")])
+        import_lines(led, [event(service=SQL, probe="x'); DELETE FROM ledger_chain; --")])
         assert [r.position for r in led.records()] == [1, 2, 3, 4]
         assert len(list(led.recorder.read_raw())) == 4
 
@@ -418,17 +419,17 @@ class TestExplicitCases:
 def test_explicit_cases_on_postgres(pg_url: str, clock: StepClock) -> None:
     led = open_ledger(pg_url, clock=clock)
     try:
-        led.import_lines(GOOD[:3])
+        import_lines(led, GOOD[:3])
         for case in REFUSED:
             line, names = case.values
             before = snapshot(led)
             with pytest.raises(BadInput, match=r"^line 2: ") as err:
-                led.import_lines([GOOD[3], line])  # type: ignore[list-item]
+                import_lines(led, [GOOD[3], line])  # type: ignore[list-item]
             assert names in str(err.value)  # type: ignore[operator]
             assert snapshot(led) == before, case.id
         for case in ACCEPTED:
             (line,) = case.values
-            assert led.import_lines([line]).appended == 1, case.id  # type: ignore[list-item]
+            assert import_lines(led, [line]).appended == 1, case.id  # type: ignore[list-item]
             rec = list(led.records())[-1]
             assert rec.fact == strip_envelope(msgspec.json.decode(line.rstrip(), type=type(rec.fact)))  # type: ignore[arg-type]
         assert verify(led.recorder).ok

@@ -17,6 +17,7 @@ from ledger.persistence.sqlite.recorder import SQLiteLedgerRecorder
 from ledger.verify import verify
 from tests.conftest import StepClock
 from tests.integration.test_store_contract import GOOD, snapshot
+from tests.lines import import_lines
 from tests.pgserver import scratch_database
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,7 +33,7 @@ class TestSQLiteAppendOnly:
     @pytest.fixture
     def led(self, path: str, clock: StepClock) -> Iterator[Ledger]:
         led = open_ledger(f"sqlite:///{path}", clock=clock)
-        led.import_lines(GOOD)
+        import_lines(led, GOOD)
         yield led
         led.close()
 
@@ -92,7 +93,7 @@ class TestSQLiteAppendOnly:
         finally:
             release.set()
             t.join(10)
-        assert led.import_lines([LINE % 1]).first_position == len(GOOD) + 1
+        assert import_lines(led, [LINE % 1]).first_position == len(GOOD) + 1
         assert verify(led.recorder).ok
 
 
@@ -106,7 +107,7 @@ class TestPostgresAppendOnly:
     @pytest.fixture
     def led(self, url: str, clock: StepClock) -> Iterator[Ledger]:
         led = open_ledger(url, clock=clock)
-        led.import_lines(GOOD)
+        import_lines(led, GOOD)
         yield led
         led.close()
 
@@ -142,4 +143,4 @@ class TestPostgresAppendOnly:
                         *(("ledger_index", name) for name in guarded),
                         *(("ledger_names", name) for name in guarded[1:]),
                         *(("stored_events", name) for name in guarded)]
-        assert led.import_lines([LINE % 1]).first_position == len(GOOD) + 1
+        assert import_lines(led, [LINE % 1]).first_position == len(GOOD) + 1

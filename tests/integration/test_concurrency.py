@@ -11,6 +11,7 @@ import msgspec
 
 from ledger.application import Ledger
 from ledger.verify import verify
+from tests.lines import import_lines
 
 REPO = Path(__file__).resolve().parents[2]
 LINE = '{"type":"probe_failed","service":"w","probe":"%s","at":"2026-10-04T09:15:00Z","id":"%s"}'
@@ -86,5 +87,5 @@ def test_one_file_imported_by_many_processes(store_url: str, ledger: Ledger, tmp
     assert sorted(appended) == [0, 0, 0, 3000]
     check_store(ledger, set(ids))
     # And the store is still writable where it should be: next position follows on.
-    assert ledger.import_lines([msgspec.json.encode({"type": "probe_failed", "service": "w", "probe": "z",
+    assert import_lines(ledger, [msgspec.json.encode({"type": "probe_failed", "service": "w", "probe": "z",
                                                      "at": "2026-10-04T09:15:00Z"})]).first_position == 3001

@@ -30,6 +30,7 @@ from ledger.verify import verify
 from tests.cli.test_cli import events, one_line_error, run
 from tests.conftest import StepClock
 from tests.integration.test_store_contract import snapshot
+from tests.lines import import_lines
 
 FILLER = b'{"type":"probe_failed","service":"svc-%d","probe":"p","at":"2026-10-04T09:%02d:00Z","id":"e%d"}'
 
@@ -129,7 +130,7 @@ def both_ways(pair: tuple[Ledger, Ledger], rows: list[bytes]) -> tuple[str, str]
     a, b = pair
     errors = []
     for attempt in (lambda: a.import_file(io.BytesIO(body(rows)), parallel_from=1),
-                    lambda: b.import_lines(rows)):
+                    lambda: import_lines(b, rows)):
         with pytest.raises(BadInput) as caught:
             attempt()
         errors.append(str(caught.value))
@@ -164,14 +165,14 @@ def test_a_name_reused_for_another_scope_is_refused(ledger: Ledger, first: bytes
                                                     message: str) -> None:
     # Earlier in the same file: the position the first use was to get.
     with pytest.raises(BadInput) as caught:
-        ledger.import_lines([*filler(2), first, *filler(1, start=10), reuse])
+        import_lines(ledger, [*filler(2), first, *filler(1, start=10), reuse])
     assert str(caught.value) == f"line 5: {message} (position 3)"
     assert ledger.recorder.last_position() == 0
     # In the store.
-    ledger.import_lines([*filler(2), first])
+    import_lines(ledger, [*filler(2), first])
     before = snapshot(ledger)
     with pytest.raises(BadInput) as caught:
-        ledger.import_lines([*filler(3, start=10), reuse])
+        import_lines(ledger, [*filler(3, start=10), reuse])
     assert str(caught.value) == f"line 4: {message} (position 3)"
     assert snapshot(ledger) == before
 
@@ -181,14 +182,14 @@ def test_reusing_a_name_for_the_same_scope_stays_accepted(ledger: Ledger) -> Non
     lines = [incident("INC-1", "web", "o1"), incident("INC-1", "web", "o2", minute=30),
              window("mw-1", "web"), window("mw-1", "web").replace(b"2026-10-01T00", b"2026-10-02T00"),
              exclusion("ex-1", "web", "c1"), exclusion("ex-1", "web", "c1", hour=5)]
-    assert ledger.import_lines(lines[:3]).appended == 3
-    assert ledger.import_lines(lines[3:]).appended == 3
+    assert import_lines(ledger, lines[:3]).appended == 3
+    assert import_lines(ledger, lines[3:]).appended == 3
     again = msgspec.json.decode(incident("INC-1", "web", "o3", minute=45), type=IncidentOpened)
     assert ledger.append(again).appended == 1
 
 
 def test_a_name_clash_through_append_names_the_field(ledger: Ledger) -> None:
-    ledger.import_lines([incident("INC-1", "web")])
+    import_lines(ledger, [incident("INC-1", "web")])
     with pytest.raises(BadInput, match=r"^field `incident`: INC-1 already names an incident of service web "
                                        r"\(position 1\)$"):
         ledger.append(msgspec.json.decode(incident("INC-1", "api"), type=IncidentOpened))
@@ -214,8 +215,8 @@ def test_a_name_clash_through_the_command_line(runner: CliRunner, store_url: str
 
 def test_a_recorded_opening_repeated_in_a_file_is_no_clash(ledger: Ledger) -> None:
     # The checks concern the facts appended: a repeat of a recorded fact gives no name again.
-    ledger.import_lines([incident("INC-1", "web", "o1")])
-    result = ledger.import_lines([incident("INC-1", "web", "o1"), incident("INC-2", "api", "o2")])
+    import_lines(ledger, [incident("INC-1", "web", "o1")])
+    result = import_lines(ledger, [incident("INC-1", "web", "o1"), incident("INC-2", "api", "o2")])
     assert (result.appended, result.skipped) == (1, 1)
 
 
@@ -230,7 +231,7 @@ def test_a_name_clash_in_a_large_file_through_the_packing_child(
     first, reuse = incident("INC-9", "svc-1", "o1"), incident("INC-9", "svc-2", "o2")
     if where == "store":
         for led in pair:
-            led.import_lines([first])
+            import_lines(led, [first])
     else:
         rows[3] = first  # first batch
     rows[21000] = reuse  # third batch
@@ -250,21 +251,21 @@ def test_names_given_by_a_large_file_are_kept_for_later_appends(pair: tuple[Ledg
     rows[5] = incident("INC-9", "svc-1", "o1")
     rows[15000] = incident("INC-9", "svc-1", "o2", minute=3)  # same scope, a later batch
     rows[24000] = window("mw-9", "svc-3")
-    assert a.import_file(io.BytesIO(body(rows)), parallel_from=1) == b.import_lines(rows)
+    assert a.import_file(io.BytesIO(body(rows)), parallel_from=1) == import_lines(b, rows)
     assert passes.packed == ["kept"]
     assert list(a.recorder.read_raw()) == list(b.recorder.read_raw())
     for led in pair:
         with pytest.raises(BadInput, match=r"INC-9 already names an incident of service svc-1 \(position 6"):
-            led.import_lines([incident("INC-9", "svc-4")])
+            import_lines(led, [incident("INC-9", "svc-4")])
         with pytest.raises(BadInput, match=r"mw-9 already names a maintenance window of service svc-3 "
                                            r"\(position 24001\)"):
-            led.import_lines([window("mw-9", "svc-4")])
+            import_lines(led, [window("mw-9", "svc-4")])
 
 
 def test_a_store_made_before_the_names_table_gets_it_filled_once(store_url: str, clock: StepClock) -> None:
     led = open_ledger(store_url, clock=clock)
     try:
-        led.import_lines([*filler(3), incident("INC-1", "web", "o1"), incident("INC-1", "web", "o2"),
+        import_lines(led, [*filler(3), incident("INC-1", "web", "o1"), incident("INC-1", "web", "o2"),
                           exclusion("ex-1", "web", "c1")])
     finally:
         led.close()
@@ -273,11 +274,11 @@ def test_a_store_made_before_the_names_table_gets_it_filled_once(store_url: str,
     try:
         with pytest.raises(BadInput, match=r"^line 1: field `incident`: INC-1 already names an incident of "
                                            r"service web \(position 4\)$"):
-            led.import_lines([incident("INC-1", "api")])
+            import_lines(led, [incident("INC-1", "api")])
         with pytest.raises(BadInput, match=r"ex-1 already names an exclusion of service web for contract c1 "
                                            r"\(position 6\)$"):
-            led.import_lines([exclusion("ex-1", "web")])
-        assert led.import_lines([incident("INC-2", "api")]).appended == 1
+            import_lines(led, [exclusion("ex-1", "web")])
+        assert import_lines(led, [incident("INC-2", "api")]).appended == 1
         assert verify(led.recorder).ok
     finally:
         led.close()
@@ -289,7 +290,7 @@ def test_a_store_that_cannot_make_its_names_table_is_read_but_not_appended_to(
     # A reader's role (PostgreSQL) or a read-only file (SQLite) on a store made before the table.
     led = open_ledger(store_url, clock=clock)
     try:
-        led.import_lines([incident("INC-1", "web")])
+        import_lines(led, [incident("INC-1", "web")])
     finally:
         led.close()
     _drop_names_table(store_url)
@@ -313,7 +314,7 @@ def test_a_store_that_cannot_make_its_names_table_is_read_but_not_appended_to(
     try:
         assert [r.position for r in led.records()] == [1]
         with pytest.raises(StoreError, match="no names table"):
-            led.import_lines([incident("INC-1", "api")])
+            import_lines(led, [incident("INC-1", "api")])
     finally:
         led.close()
 
@@ -335,7 +336,7 @@ def _drop_names_table(url: str) -> None:
 
 
 def test_contract_facts_an_import_would_have_ignored_are_refused(ledger: Ledger) -> None:
-    ledger.import_lines([contract_line("registered")])
+    import_lines(ledger, [contract_line("registered")])
     before = snapshot(ledger)
     cases = [
         (contract_line("registered", target="99.5"),
@@ -351,7 +352,7 @@ def test_contract_facts_an_import_would_have_ignored_are_refused(ledger: Ledger)
     ]
     for line, message in cases:
         with pytest.raises(BadInput) as caught:
-            ledger.import_lines([*filler(1), line])
+            import_lines(ledger, [*filler(1), line])
         assert str(caught.value).startswith(f"line 2: {message}")
         assert snapshot(ledger) == before
 
@@ -360,14 +361,14 @@ def test_amendments_start_strictly_later_months(ledger: Ledger) -> None:
     # Version 1 is in force from the beginning: the first amendment may start any month.
     lines = [contract_line("registered"), contract_line("amended", target="99.5", effective_from="2020-01"),
              contract_line("amended", target="99.6", effective_from="2026-11")]
-    assert ledger.import_lines(lines).appended == 3  # the versions before in the same file count
+    assert import_lines(ledger, lines).appended == 3  # the versions before in the same file count
     for month in ("2026-11", "2026-10"):
         with pytest.raises(BadInput, match=rf"^line 1: field `policy.contract.effective_from`: {month} is "
                                            r"not after 2026-11, from which version 3 is in force"):
-            ledger.import_lines([contract_line("amended", target="99.7", effective_from=month)])
+            import_lines(ledger, [contract_line("amended", target="99.7", effective_from=month)])
     assert [v.version for v in ledger.contracts()["acme"]] == [1, 2, 3]
     later = contract_line("amended", target="99.7", effective_from="2026-12")
-    assert ledger.import_lines([later]).appended == 1
+    assert import_lines(ledger, [later]).appended == 1
 
 
 def test_contract_facts_through_the_packing_child(pair: tuple[Ledger, Ledger], passes: Passes) -> None:
@@ -375,7 +376,7 @@ def test_contract_facts_through_the_packing_child(pair: tuple[Ledger, Ledger], p
     rows[2] = contract_line("registered")
     rows[12000] = contract_line("amended", target="99.5", effective_from="2026-11")
     a, b = pair
-    assert a.import_file(io.BytesIO(body(rows)), parallel_from=1) == b.import_lines(rows)
+    assert a.import_file(io.BytesIO(body(rows)), parallel_from=1) == import_lines(b, rows)
     assert passes.packed == ["kept"]
     assert [v.version for v in a.contracts()["acme"]] == [1, 2]
     bad = filler(25000, start=50000)
@@ -446,9 +447,9 @@ def test_import_refuses_a_recorded_at_after_its_own_instant(ledger: Ledger) -> N
     line = filler(1, start=5)[0][:-1] + b',"recorded_at":"%s"}'
     with pytest.raises(BadInput, match=r"^line 2: field `recorded_at`: 2026-11-01T12:00:02\+00:00 is later "
                                        r"than this import's own instant, 2026-11-01T12:00:01\+00:00$"):
-        ledger.import_lines([*filler(1), line % b"2026-11-01T12:00:02Z"])
+        import_lines(ledger, [*filler(1), line % b"2026-11-01T12:00:02Z"])
     assert ledger.recorder.last_position() == 0
-    assert ledger.import_lines([line % b"2026-11-01T12:00:02Z"]).appended == 1  # at the instant itself
+    assert import_lines(ledger, [line % b"2026-11-01T12:00:02Z"]).appended == 1  # at the instant itself
 
 
 def test_the_packing_child_refuses_a_recorded_at_after_the_import(pair: tuple[Ledger, Ledger]) -> None:
@@ -464,11 +465,11 @@ def test_the_packing_child_refuses_a_recorded_at_after_the_import(pair: tuple[Le
 
 
 def test_an_id_recorded_with_other_content_is_a_conflict_not_a_duplicate(ledger: Ledger) -> None:
-    ledger.import_lines(filler(5))  # e0..e4 at positions 1..5
+    import_lines(ledger, filler(5))  # e0..e4 at positions 1..5
     other = filler(1, start=3)[0].replace(b'"probe":"p"', b'"probe":"q"')  # e3, other content
     rows = [filler(1, start=1)[0], other, *filler(2, start=10),
             filler(1, start=10)[0], filler(1, start=11)[0].replace(b'"p"', b'"r"')]
-    result = ledger.import_lines(rows)
+    result = import_lines(ledger, rows)
     assert result.appended == 2
     assert result.skipped == 2  # e1 (recorded) and e10 (line 3 again): the same content
     assert result.conflicts == [Conflict(2, "e3", 4), Conflict(6, "e11", 7)]
@@ -484,7 +485,7 @@ def test_conflicts_through_the_packing_child_are_those_of_the_checking_path(
     first = [*rows]
     a, b = pair
     result = a.import_file(io.BytesIO(body(rows)), parallel_from=1)
-    assert result == b.import_lines(rows)
+    assert result == import_lines(b, rows)
     assert passes.packed == ["kept"]
     assert result.conflicts == [Conflict(8, "e103", 4)]
     assert (result.appended, result.skipped) == (24999, 0)
@@ -493,7 +494,7 @@ def test_conflicts_through_the_packing_child_are_those_of_the_checking_path(
     rows[20000] = rows[1].replace(b'"probe":"p"', b'"probe":"q"')
     rows[24000] = first[9].replace(b'"probe":"p"', b'"probe":"q"')
     result = a.import_file(io.BytesIO(body(rows)), parallel_from=1)
-    assert result == b.import_lines(rows)
+    assert result == import_lines(b, rows)
     assert passes.packed == ["kept", "gave way"]
     assert result.conflicts == [Conflict(20001, "e100001", 24999 + 2), Conflict(24001, "e109", 9)]
     assert list(a.recorder.read_raw()) == list(b.recorder.read_raw())
@@ -535,7 +536,7 @@ def test_a_pipe_prepared_in_the_child_is_checked_as_in_process(pair: tuple[Ledge
     rows[4] = incident("INC-1", "web")
     rows[11000] = rows[3].replace(b'"probe":"p"', b'"probe":"q"')
     result = a.import_file(_Pipe(body(rows)), parallel_from=1)
-    assert result == b.import_lines(rows)
+    assert result == import_lines(b, rows)
     assert result.conflicts == [Conflict(11001, "e3", 4)]
     assert passes.packed == []
     rows = filler(12000, start=20000)

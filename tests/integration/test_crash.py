@@ -19,6 +19,7 @@ from ledger.events import export_line
 from ledger.verify import verify
 from tests.conftest import StepClock
 from tests.integration.test_store_contract import GOOD
+from tests.lines import import_lines
 
 REPO = Path(__file__).resolve().parents[2]
 LINES = 60_000  # long enough (seconds) on both stores to be caught in the middle
@@ -73,7 +74,7 @@ def in_progress(url: str) -> Callable[[], bool]:
 def test_import_killed_half_way_leaves_no_trace(store_url: str, tmp_path: Path, clock: StepClock) -> None:
     led = open_ledger(store_url, clock=clock)
     try:
-        led.import_lines(GOOD)
+        import_lines(led, GOOD)
         before = export(led)
         head = verify(led.recorder).head
         file = big_file(tmp_path / "big.ndjson")
@@ -93,7 +94,7 @@ def test_import_killed_half_way_leaves_no_trace(store_url: str, tmp_path: Path, 
         # No position was burnt: the next append takes the next one (this waits for the server
         # to notice the dead client and roll back, if it has not yet).
         extra = b'{"type":"probe_failed","service":"w","probe":"after-crash","at":"2026-10-04T09:15:00Z"}'
-        assert led.import_lines([extra]).first_position == len(GOOD) + 1
+        assert import_lines(led, [extra]).first_position == len(GOOD) + 1
         # Running the import again completes it.
         again = subprocess.run([sys.executable, "-m", "cli.main", "--store", store_url, "import", str(file)],
                                cwd=REPO, capture_output=True, timeout=300, check=False)

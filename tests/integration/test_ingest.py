@@ -20,6 +20,7 @@ from ledger.ingest.lines import CHUNK, MAX_LINE
 from ledger.verify import verify
 from tests.conftest import StepClock
 from tests.integration.test_store_contract import snapshot
+from tests.lines import import_lines
 
 REPO = Path(__file__).resolve().parents[2]
 LINE = b'{"type":"probe_failed","service":"svc-%d","probe":"p","at":"2026-10-04T09:%02d:00Z","id":"e%d"}'
@@ -53,7 +54,7 @@ def test_child_process_records_what_in_process_records(pair: tuple[Ledger, Ledge
                 b'"recorded_at":"2026-11-01T12:00:01Z"}')  # the import's instant: a later one is refused
     before = set(children())
     via_child = a.import_file(io.BytesIO(data(rows)), parallel_from=1)
-    in_process = b.import_lines(rows)
+    in_process = import_lines(b, rows)
     assert via_child == in_process
     assert via_child.appended == 5001
     assert via_child.skipped == 2
@@ -71,7 +72,7 @@ def test_progress_counts_every_input_byte(ledger: Ledger) -> None:
 
 @pytest.mark.parametrize("where", ["first", "middle", "last"])
 def test_bad_line_in_the_child_keeps_nothing(ledger: Ledger, where: str) -> None:
-    ledger.import_lines(lines(3))
+    import_lines(ledger, lines(3))
     before = snapshot(ledger)
     rows = lines(20000, start=100)
     index = {"first": 0, "middle": 10000, "last": 19999}[where]
@@ -79,13 +80,13 @@ def test_bad_line_in_the_child_keeps_nothing(ledger: Ledger, where: str) -> None
     with pytest.raises(BadInput, match=rf"^line {index + 1}: field `at`"):
         ledger.import_file(io.BytesIO(data(rows)), parallel_from=1)
     assert snapshot(ledger) == before
-    assert ledger.import_lines(lines(1, start=50000)).first_position == 4
+    assert import_lines(ledger, lines(1, start=50000)).first_position == 4
 
 
 @pytest.mark.parametrize("name", [b"a\\u0001b", b"new\\nline", b"del\x7f"])
 def test_control_character_in_a_name_in_the_child(ledger: Ledger, name: bytes) -> None:
     # Names are checked only in chunks that hold a backslash or DEL: here one line among 20,000.
-    ledger.import_lines(lines(3))
+    import_lines(ledger, lines(3))
     before = snapshot(ledger)
     rows = lines(20000, start=100)
     rows[12345] = b'{"type":"probe_failed","service":"w","probe":"%s","at":"2026-10-04T09:15:00Z"}' % name
@@ -103,7 +104,7 @@ def test_overlong_line_in_the_child(ledger: Ledger) -> None:
 
 def test_writer_side_error_stops_the_child(ledger: Ledger) -> None:
     # recorded_at earlier than the store's is found by the writer, not by the child.
-    ledger.import_lines(lines(2))
+    import_lines(ledger, lines(2))
     rows = lines(20000, start=10)
     rows[15000] = (b'{"type":"probe_failed","service":"w","probe":"p","at":"2026-10-04T09:15:00Z",'
                    b'"recorded_at":"2001-01-01T00:00:00Z"}')
@@ -115,7 +116,7 @@ def test_writer_side_error_stops_the_child(ledger: Ledger) -> None:
 
 
 def test_child_killed_mid_import_keeps_nothing(ledger: Ledger) -> None:
-    ledger.import_lines(lines(2))
+    import_lines(ledger, lines(2))
     before = snapshot(ledger)
     known = children()
     killed: list[int] = []
@@ -159,7 +160,7 @@ def test_position_at_bisects_the_log(store_url: str) -> None:
     led = open_ledger(store_url, clock=StepClock(datetime(2026, 11, 1, tzinfo=UTC)))
     try:
         for i in range(5):
-            led.import_lines(lines(3, start=10 * i))
+            import_lines(led, lines(3, start=10 * i))
         stamps = [r.recorded_at for r in led.records()]
         assert led.recorder.position_at(stamps[0].replace(year=2000)) == 0
         for i in range(5):
@@ -192,9 +193,9 @@ def test_reimport_skips_recorded_lines_older_than_the_store(ledger: Ledger, para
 
 def test_a_new_line_older_than_the_store_is_still_refused(ledger: Ledger) -> None:
     rows = exported(3000)
-    ledger.import_lines(rows[1000:])
+    import_lines(ledger, rows[1000:])
     with pytest.raises(BadInput, match=r"^line 1: field `recorded_at`: 2026-11-01T00:00:00\+00:00 is ear"):
-        ledger.import_lines(rows)
+        import_lines(ledger, rows)
     assert ledger.recorder.last_position() == 2000
 
 
@@ -210,11 +211,11 @@ def test_packed_import_restarts_checking_when_a_later_batch_meets_a_recorded_id(
     a, b = pair
     rows = lines(30000)
     for led in pair:
-        led.import_lines(rows[25000:25010])
+        import_lines(led, rows[25000:25010])
     body = data(rows)
     seen: list[int] = []
     via_child = a.import_file(io.BytesIO(body), seen.append, parallel_from=1)
-    in_process = b.import_lines(rows)
+    in_process = import_lines(b, rows)
     assert via_child == in_process
     assert (via_child.appended, via_child.skipped, via_child.first_position) == (29990, 10, 11)
     assert list(a.recorder.read_raw()) == list(b.recorder.read_raw())
@@ -228,7 +229,7 @@ def test_packed_import_of_a_repeat_across_batches(pair: tuple[Ledger, Ledger]) -
     rows.append(rows[7])  # the same fact again, two batches later
     before = set(children())
     via_child = a.import_file(io.BytesIO(data(rows)), parallel_from=1)
-    assert via_child == b.import_lines(rows)
+    assert via_child == import_lines(b, rows)
     assert (via_child.appended, via_child.skipped) == (25000, 1)
     assert list(a.recorder.read_raw()) == list(b.recorder.read_raw())
     assert children() <= before
@@ -242,7 +243,7 @@ def test_packed_import_refuses_a_late_line_older_than_an_earlier_one(pair: tuple
     rows[23000] = rows[23000].replace(b'"recorded_at":"2026-11-01T', b'"recorded_at":"2026-10-01T')
     errors = []
     for attempt in (lambda: a.import_file(io.BytesIO(data(rows)), parallel_from=1),
-                    lambda: b.import_lines(rows)):
+                    lambda: import_lines(b, rows)):
         with pytest.raises(BadInput) as caught:
             attempt()
         errors.append(str(caught.value))
@@ -272,7 +273,7 @@ class _Pipe(io.BytesIO):
 
 def test_input_that_cannot_be_read_twice_is_checked_as_it_comes(ledger: Ledger) -> None:
     rows = lines(12000)
-    ledger.import_lines(rows[11000:11001])
+    import_lines(ledger, rows[11000:11001])
     result = ledger.import_file(_Pipe(data(rows)), parallel_from=1)
     assert (result.appended, result.skipped) == (11999, 1)
     assert verify(ledger.recorder).ok

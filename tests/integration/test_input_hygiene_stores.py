@@ -36,6 +36,7 @@ from ledger.verify import verify
 from projections.tracked import rebuild, run
 from tests.conftest import StepClock
 from tests.integration.test_store_contract import snapshot
+from tests.lines import import_lines
 from tests.pgserver import scratch_database
 
 AT = "2026-10-04T09:15:00Z"
@@ -66,7 +67,7 @@ def import_refused(led: Ledger, data: bytes, match: str) -> None:
             led.import_file(io.BytesIO(data), parallel_from=parallel_from)
         assert snapshot(led) == before
     with pytest.raises(BadInput, match=match):
-        led.import_lines(data.splitlines())
+        import_lines(led, data.splitlines())
     assert snapshot(led) == before
 
 
@@ -85,7 +86,7 @@ def test_a_nul_in_free_text_is_refused_alike(ledger: Ledger) -> None:
         field = next(k for k, v in fields.items() if v in ("a\x00b", "\x00", "\x85"))
         import_refused(ledger, good + b"\n" + bad + b"\n",
                        rf"^line 2: field `{field}`: must not contain control characters other than tab")
-    ledger.import_lines([good])
+    import_lines(ledger, [good])
     assert run(ledger, ledger.url or "", once=True) == 1
     assert verify(ledger.recorder).ok
 
@@ -93,7 +94,7 @@ def test_a_nul_in_free_text_is_refused_alike(ledger: Ledger) -> None:
 def test_tab_and_line_breaks_in_free_text_are_kept_and_projected(ledger: Ledger) -> None:
     ledger.register_contract(load_policy(POLICY + b'excludable = ["third_party"]\n'))
     reason = "CDN\tdown\r\nsee ticket"
-    ledger.import_lines([
+    import_lines(ledger, [
         line("probe_failed", service="web", probe="p", at=AT),
         line("exclusion_declared", service="web", exclusion="x", category="third_party", starts_at=AT,
              ends_at="2026-10-04T10:00:00Z", reason=reason),
@@ -190,9 +191,9 @@ def test_an_old_store_still_verifies_reports_and_projects(ledger: Ledger) -> Non
     # Exported and imported again, each keeps its id (the export names it); the old policy is
     # input the rules now refuse, named by its line.
     exported = [export_line(r) for r in ledger.records()]
-    assert ledger.import_lines(exported[1:]).appended == 0
+    assert import_lines(ledger, exported[1:]).appended == 0
     with pytest.raises(BadInput, match=r"^line 1: policy: field `maintenance.min_notice`: .*\[calendar\]"):
-        ledger.import_lines(exported)
+        import_lines(ledger, exported)
     # Appended anew, "2" is the integer: one fact with 2, whose derived id is the integer's.
     assert canonical(text) != canonical(number)
     new = IncidentOpened(service="web", incident="i2", at=at, impact="outage", severity="2")
@@ -203,9 +204,9 @@ def test_an_old_store_still_verifies_reports_and_projects(ledger: Ledger) -> Non
 def test_severity_two_ways_is_one_fact(ledger: Ledger) -> None:
     a = b'{"type":"incident_opened","service":"w","incident":"i","at":"%s","impact":"outage","severity":2}'
     b = a.replace(b":2}", b':"2"}')
-    assert ledger.import_lines([a % AT.encode()]).appended == 1
+    assert import_lines(ledger, [a % AT.encode()]).appended == 1
     assert ledger.import_file(io.BytesIO(b % AT.encode()), parallel_from=1).appended == 0
-    assert ledger.import_lines([b % AT.encode()]).appended == 0
+    assert import_lines(ledger, [b % AT.encode()]).appended == 0
 
 
 # --- accepted input never stops a report, an audit or a projection ----------------------------
@@ -365,7 +366,7 @@ def _import_accepted(led: Ledger, lines: list[bytes]) -> list[bytes]:
     lines = list(lines)
     while lines:
         try:
-            led.import_lines(lines)
+            import_lines(led, lines)
             return lines
         except BadInput as exc:
             message = str(exc)
@@ -433,7 +434,7 @@ def test_the_edges_of_time_are_evaluable(ledger: Ledger) -> None:
     for cid, zone in (("east", "Pacific/Kiritimati"), ("west", "Etc/GMT+12")):
         text = POLICY.replace(b'"c1"', f'"{cid}"'.encode()).replace(b'"Europe/Paris"', f'"{zone}"'.encode())
         ledger.register_contract(load_policy(text + extremes))
-    ledger.import_lines([
+    import_lines(ledger, [
         line("probe_failed", service="web", probe="p", at=_ts(EARLIEST)),
         line("probe_recovered", service="web", probe="p", at=_ts(LATEST)),
         line("maintenance_announced", service="web", maintenance="m", announced_at=_ts(LATEST),

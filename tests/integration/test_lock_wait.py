@@ -27,6 +27,7 @@ from ledger.application import Ledger
 from ledger.bootstrap import open_ledger, sqlite_path
 from ledger.persistence.sqlite.recorder import _lock_holder
 from tests.conftest import StepClock
+from tests.lines import import_lines
 
 REPO = Path(__file__).resolve().parents[2]
 LINE = b'{"type":"probe_failed","service":"web","probe":"p%d","at":"2026-10-04T09:15:00Z"}\n'
@@ -78,7 +79,7 @@ def stalled_importer(url: str, tmp_path: Path,
 @pytest.fixture
 def led(store_url: str, clock: StepClock) -> Iterator[Ledger]:
     led = open_ledger(store_url, clock=clock)
-    led.import_lines([LINE % 0])
+    import_lines(led, [LINE % 0])
     yield led
     led.close()
 
@@ -148,7 +149,7 @@ def test_the_server_ends_a_stalled_writer_and_frees_the_lock(pg_url: str, tmp_pa
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     led = open_ledger(pg_url, clock=clock)
     try:
-        led.import_lines([LINE % 0])
+        import_lines(led, [LINE % 0])
         with stalled_importer(pg_url, tmp_path, LEDGER_IDLE_TIMEOUT="1") as (importer, writer):
             importer.send_signal(signal.SIGSTOP)
             # Idle in its transaction for a second, the importer's session is ended by the

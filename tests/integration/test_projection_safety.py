@@ -41,6 +41,7 @@ from tests.integration.test_reporting import (
     query,
     register,
 )
+from tests.lines import import_lines
 from tests.pgserver import scratch_database, throwaway_cluster
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -168,7 +169,7 @@ def test_rebuild_while_a_follower_runs_loses_nothing_and_never_goes_back(
 ) -> None:
     register_generated(ledger)
     lines = generated(BASE + 2 * PER_SERVICE_MONTH)
-    ledger.import_lines(lines[:BASE])
+    import_lines(ledger, lines[:BASE])
     reporting.rebuild(ledger)  # the follower starts from the view, not from nothing
     # BASE starts a (service, month) chunk of the generated lines: the next chunk is another service.
     one, other = lines[BASE : BASE + 4 * TRICKLE], lines[BASE + PER_SERVICE_MONTH :]
@@ -182,7 +183,7 @@ def test_rebuild_while_a_follower_runs_loses_nothing_and_never_goes_back(
         return seen[-1] == ledger.recorder.last_position()
 
     def trickle(batch: list[str]) -> None:
-        ledger.import_lines(batch)
+        import_lines(ledger, batch)
         seen.append(status_position(runner, store_url))
         time.sleep(0.1)
 
@@ -197,7 +198,7 @@ def test_rebuild_while_a_follower_runs_loses_nothing_and_never_goes_back(
         # Facts after the rebuild's head. An unfenced follower writes them at once, and the
         # rebuild then writes its older head over the follower's position and rows; fenced,
         # the follower waits for the rebuild and writes them after it.
-        ledger.import_lines(one[3 * TRICKLE :])
+        import_lines(ledger, one[3 * TRICKLE :])
         deadline = time.monotonic() + 1.5  # the rebuild sleeps 2 s after reading its head
         while not caught_up() and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -467,7 +468,7 @@ def test_sigterm_stops_a_long_catch_up_at_a_page_boundary(
     ledger: Ledger, store_url: str, runner: CliRunner
 ) -> None:
     register_generated(ledger)
-    ledger.import_lines(generated(40_000))
+    import_lines(ledger, generated(40_000))
     head = ledger.recorder.last_position()
     follower = ledger_process(store_url, "projections", "run", "--interval", "5")
     try:

@@ -27,6 +27,7 @@ from ledger.policy import load_policy
 from ledger.verify import verify
 from tests.conftest import StepClock
 from tests.integration.test_store_contract import snapshot
+from tests.lines import import_lines
 from tests.pgserver import scratch_database
 
 REPO = Path(__file__).resolve().parents[2]
@@ -66,7 +67,7 @@ def store(pg_url: str, clock: StepClock) -> Iterator[Store]:
     owner = open_ledger(pg_url, clock=clock)
     try:
         owner.register_contract(load_policy(example_policy_paths()[0].read_bytes()))  # sla-a: workspace
-        owner.import_lines(SAMPLE.read_bytes().splitlines())
+        import_lines(owner, SAMPLE.read_bytes().splitlines())
         assert create_roles(owner.recorder, prefix) == [f"{prefix}_{r}" for r in ROLES]
         create_roles(owner.recorder, prefix)  # idempotent
         with psycopg.connect(pg_url, autocommit=True) as conn:
@@ -415,7 +416,7 @@ def test_a_store_set_up_before_is_brought_up_to_date_by_init(pg_url: str, clock:
     appender, login = f"{prefix}_appender", f"{prefix}_appender_login"
     owner = open_ledger(pg_url, clock=clock)
     try:
-        owner.import_lines(SAMPLE.read_bytes().splitlines())
+        import_lines(owner, SAMPLE.read_bytes().splitlines())
         with psycopg.connect(pg_url, autocommit=True) as conn:
             # The schema and the grants as they were: no checks, no lock function, UPDATE granted.
             conn.execute("DROP TRIGGER ledger_append_check ON stored_events; "

@@ -21,6 +21,7 @@ from ledger.persistence.postgres.connect import parse_postgres_url
 from ledger.persistence.sqlite.recorder import PAGE_SIZE
 from ledger.verify import verify
 from tests.conftest import StepClock
+from tests.lines import import_lines
 from tests.pgserver import scratch_database
 
 REPO = Path(__file__).resolve().parents[2]
@@ -114,14 +115,14 @@ class StoreContract:
         same_with_null = (
             b'{"detail":null,"at":"2026-10-04T09:15:00Z","probe":"p","service":"w","type":"probe_failed"}'
         )
-        assert led.import_lines([line]).appended == 1
-        assert led.import_lines([same_with_null]).appended == 0
+        assert import_lines(led, [line]).appended == 1
+        assert import_lines(led, [same_with_null]).appended == 0
 
     def test_import_and_reimport(self, led: Ledger) -> None:
-        result = led.import_lines(GOOD)
+        result = import_lines(led, GOOD)
         assert (result.appended, result.first_position, result.last_position) == (len(GOOD), 1, len(GOOD))
         before = snapshot(led)
-        again = led.import_lines(GOOD)
+        again = import_lines(led, GOOD)
         assert (again.appended, again.skipped) == (0, len(GOOD))
         assert snapshot(led) == before
 
@@ -132,34 +133,34 @@ class StoreContract:
             body = b'"type":"probe_failed","service":"w","probe":"p","at":"2026-01-01T00:00:%02dZ"' % i
             return b'{"id":"e%d",%s}' % (i, body)
 
-        assert led.import_lines([line(5)]).appended == 1
-        result = led.import_lines([line(i) for i in range(10)])
+        assert import_lines(led, [line(5)]).appended == 1
+        result = import_lines(led, [line(i) for i in range(10)])
         assert (result.appended, result.skipped, result.first_position, result.last_position) == (9, 1, 2, 10)
         assert [r.id for r in led.records()] == ["e5", *(f"e{i}" for i in range(10) if i != 5)]
         assert [r.position for r in led.records()] == list(range(1, 11))
         assert verify(led.recorder).ok
-        again = led.import_lines([line(i) for i in range(12)])
+        again = import_lines(led, [line(i) for i in range(12)])
         assert (again.appended, again.skipped) == (2, 10)
         assert verify(led.recorder).ok
 
     def test_duplicates_inside_one_file_are_recorded_once(self, led: Ledger) -> None:
-        result = led.import_lines([GOOD[0], GOOD[1], GOOD[0]])
+        result = import_lines(led, [GOOD[0], GOOD[1], GOOD[0]])
         assert (result.appended, result.skipped) == (2, 1)
 
     @pytest.mark.parametrize(("bad", "names"), BAD)
     def test_bad_line_rejects_the_whole_file(self, led: Ledger, bad: bytes, names: str) -> None:
-        led.import_lines(GOOD[:2])
+        import_lines(led, GOOD[:2])
         before = snapshot(led)
         lines = [*GOOD[2:5], bad, *GOOD[5:]]
         with pytest.raises(BadInput) as err:
-            led.import_lines(lines)
+            import_lines(led, lines)
         message = str(err.value)
         assert message.startswith("line 4: "), message
         assert names in message, message
         assert "\n" not in message
         assert snapshot(led) == before
         # and nothing was burnt: the next append takes the next position
-        assert led.import_lines(GOOD[2:3]).first_position == 3
+        assert import_lines(led, GOOD[2:3]).first_position == 3
 
     def test_bad_line_late_in_a_large_file_keeps_nothing(self, led: Ledger) -> None:
         lines = [
@@ -168,41 +169,41 @@ class StoreContract:
         ]
         lines.append(b'{"type":"probe_failed"}')
         with pytest.raises(BadInput, match=r"^line 5001: "):
-            led.import_lines(lines)
+            import_lines(led, lines)
         assert led.recorder.last_position() == 0
         assert list(led.records()) == []
 
     def test_blank_lines_are_skipped_but_counted(self, led: Ledger) -> None:
         with pytest.raises(BadInput, match=r"^line 3: "):
-            led.import_lines([GOOD[0], b"\n", b"{}"])
+            import_lines(led, [GOOD[0], b"\n", b"{}"])
 
     def test_export_import_round_trip_keeps_recorded_at(self, led: Ledger, clock: StepClock,
                                                          tmp_path: Path) -> None:
-        led.import_lines(GOOD[:4])
-        led.import_lines(GOOD[4:])
+        import_lines(led, GOOD[:4])
+        import_lines(led, GOOD[4:])
         exported = [export_line(r) for r in led.records()]
         other = open_ledger(f"sqlite:///{tmp_path / 'copy.db'}", clock=clock)
         try:
-            other.import_lines(exported)
+            import_lines(other, exported)
             assert [export_line(r) for r in other.records()] == exported
             assert list(other.recorder.read_raw()) == list(led.recorder.read_raw())
             when = list(led.records())[3].recorded_at
             assert other.recorder.position_at(when) == led.recorder.position_at(when) == 4
             # importing it again changes nothing
-            assert other.import_lines(exported).appended == 0
+            assert import_lines(other, exported).appended == 0
         finally:
             other.close()
 
     def test_recorded_at_earlier_than_the_store_is_refused(self, led: Ledger) -> None:
-        led.import_lines(GOOD[:1])
+        import_lines(led, GOOD[:1])
         old = b'{"type":"probe_failed","service":"w","probe":"q","at":"2026-10-04T09:15:00Z",' \
               b'"recorded_at":"2026-01-01T00:00:00Z"}'
         with pytest.raises(BadInput, match=r"^line 1: field `recorded_at`"):
-            led.import_lines([old])
+            import_lines(led, [old])
         assert led.recorder.last_position() == 1
 
     def test_events_filters(self, led: Ledger) -> None:
-        led.import_lines([*GOOD, b'{"type":"probe_failed","service":"api","probe":"p",'
+        import_lines(led, [*GOOD, b'{"type":"probe_failed","service":"api","probe":"p",'
                                   b'"at":"2026-10-20T00:00:00Z"}'])
         web = [r.position for r in led.events(service="web")]
         assert web == [1, 2, 3, 4, 5, 6, 7]  # the revocation refers to a web exclusion
@@ -214,7 +215,7 @@ class StoreContract:
         assert until == [1, 2, 7]
 
     def test_verify_passes_on_an_honest_ledger(self, led: Ledger) -> None:
-        led.import_lines(GOOD)
+        import_lines(led, GOOD)
         result = verify(led.recorder)
         assert result.ok, result.problem
         assert result.position == len(GOOD)
@@ -243,7 +244,7 @@ class StoreContract:
 
 
     def test_stream_id_is_the_fact_id(self, led: Ledger) -> None:
-        led.import_lines(GOOD)
+        import_lines(led, GOOD)
         raw = list(led.recorder.read_raw())
         assert [oid for _, oid, _, _ in raw] == [r.id for r in led.records()]
         assert led.recorder.position_of("e1") == raw[0][0]
@@ -274,7 +275,8 @@ class TestSQLiteStore(StoreContract):
             conn.execute("PRAGMA journal_mode = WAL")
         for path, size in ((new, PAGE_SIZE), (old, 4096)):
             led = open_ledger(f"sqlite:///{path}")
-            led.import_lines([b'{"type":"probe_failed","service":"w","probe":"p","at":"2026-01-01T00:00:00Z"}'])
+            line = b'{"type":"probe_failed","service":"w","probe":"p","at":"2026-01-01T00:00:00Z"}'
+            import_lines(led, [line])
             assert [type(r.fact).__name__ for r in led.records()] == ["ProbeFailed"]
             led.close()
             with sqlite3.connect(path) as conn:
@@ -310,7 +312,7 @@ def test_postgres_keyed_read_is_an_index_walk_after_a_bulk_load(pg_url: str, key
              for n in range(40)]
     led = open_ledger(pg_url, clock=StepClock())
     try:
-        led.import_lines(rows)
+        import_lines(led, rows)
         recorder = led.recorder
         with recorder.datastore.get_connection() as conn:  # type: ignore[attr-defined]
             statement = recorder.sql_keyed_states.as_string(conn)  # type: ignore[attr-defined]

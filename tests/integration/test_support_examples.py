@@ -15,6 +15,7 @@ from ledger.calendar import holiday_dates
 from ledger.policy import load_policy
 from ledger.support_read import support_report
 from projections.support_model import MeanTarget, PerTicketTarget, SupportReport, support_json
+from tests.lines import import_lines
 
 POLICY_B = b"""
 [contract]
@@ -96,7 +97,7 @@ engagement = { level = "level3", within = "10m" }
 
 def _load(led: Ledger, policy: bytes, facts: list[dict[str, object]]) -> None:
     led.register_contract(load_policy(policy))
-    led.import_lines([json.dumps(f).encode() for f in facts])
+    import_lines(led, [json.dumps(f).encode() for f in facts])
 
 
 def _both(pair: tuple[Ledger, Ledger], policy: bytes, facts: list[dict[str, object]], contract: str,

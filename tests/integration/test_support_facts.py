@@ -11,6 +11,7 @@ from ledger.errors import BadInput
 from ledger.events import HolidaysPinned, SupportTimeLogged, TicketOpened, fact_from_fields
 from ledger.persistence.keys import index_key, reference_key
 from ledger.verify import verify
+from tests.lines import import_lines
 
 LINES = [
     {"type": "ticket_opened", "contract": "c1", "ticket": "T-1", "at": "2026-10-05T09:00:00+02:00",
@@ -33,9 +34,9 @@ def _ndjson(lines: list[dict[str, object]]) -> list[bytes]:
 
 
 def test_support_facts_import_idempotent_and_verify(ledger: Ledger) -> None:
-    first = ledger.import_lines(_ndjson(LINES))
+    first = import_lines(ledger, _ndjson(LINES))
     assert (first.appended, first.first_position, first.last_position) == (len(LINES), 1, len(LINES))
-    again = ledger.import_lines(_ndjson(LINES))
+    again = import_lines(ledger, _ndjson(LINES))
     assert (again.appended, again.skipped) == (0, len(LINES))
     pinned = [r.fact for r in ledger.records() if isinstance(r.fact, HolidaysPinned)]
     assert pinned[0].dates == ("2026-01-01", "2026-12-25")  # canonical: sorted
@@ -65,15 +66,15 @@ def test_support_facts_import_idempotent_and_verify(ledger: Ledger) -> None:
 ])
 def test_bad_support_facts_keep_nothing(ledger: Ledger, patch: dict[str, object], message: str) -> None:
     with pytest.raises(BadInput, match=r"line 2: .*" + message.replace("[", r"\[").replace("]", r"\]")):
-        ledger.import_lines(_ndjson([LINES[0], patch]))
+        import_lines(ledger, _ndjson([LINES[0], patch]))
     assert ledger.recorder.last_position() == 0
 
 
 def test_a_ticket_id_names_one_contract(ledger: Ledger) -> None:
-    ledger.import_lines(_ndjson(LINES[:1]))
+    import_lines(ledger, _ndjson(LINES[:1]))
     other = {**LINES[0], "contract": "c2"}
     with pytest.raises(BadInput, match="field `ticket`: T-1 already names a ticket of contract c1"):
-        ledger.import_lines(_ndjson([other]))
+        import_lines(ledger, _ndjson([other]))
 
 
 def test_command_line_fields_are_loose_integers_and_lists() -> None:

@@ -20,6 +20,7 @@ from ledger.support_read import support_report
 from projections.support_model import support_json
 from tests.conftest import StepClock
 from tests.integration.test_support_examples import POLICY_B
+from tests.lines import import_lines
 
 C = "sla-b"
 
@@ -54,9 +55,9 @@ def test_batch_splits_and_prefix_replay_sqlite(n: int, split: int, position: int
     with tempfile.TemporaryDirectory() as tmp:
         one, two = _fresh(f"sqlite:///{tmp}/one.db"), _fresh(f"sqlite:///{tmp}/two.db")
         try:
-            one.import_lines(lines)
-            two.import_lines(lines[:split])
-            two.import_lines(lines[split:])
+            import_lines(one, lines)
+            import_lines(two, lines[:split])
+            import_lines(two, lines[split:])
             a, b = support_report(one, C, "2026-10"), support_report(two, C, "2026-10")
             assert a.digest == b.digest
             assert [t.status for t in a.tickets] == [t.status for t in b.tickets]
@@ -72,7 +73,7 @@ def _prefix_equals_replay(led: Ledger, tmp: Path, position: int) -> None:
     later = StepClock(datetime(2027, 1, 1, tzinfo=UTC))
     prefix = open_ledger(f"sqlite:///{tmp}/prefix-{position}.db", clock=later)
     try:
-        prefix.import_lines(exported)
+        import_lines(prefix, exported)
         replay = support_report(led, C, "2026-10", position=position)
         # The clock records everything after the month: the replay point is past its horizon.
         assert support_json(replay) == support_json(support_report(prefix, C, "2026-10"))
@@ -82,7 +83,7 @@ def _prefix_equals_replay(led: Ledger, tmp: Path, position: int) -> None:
 
 def test_prefix_replay_on_both_stores(ledger: Ledger, tmp_path: Path) -> None:
     ledger.register_contract(load_policy(POLICY_B))
-    ledger.import_lines(_facts(6))
+    import_lines(ledger, _facts(6))
     for position in (1, 5, ledger.recorder.last_position()):
         _prefix_equals_replay(ledger, tmp_path, position)
 
@@ -133,7 +134,7 @@ def test_a_month_uses_the_support_terms_in_force(ledger: Ledger) -> None:
     amended = POLICY_B.replace(fee, fee + b'\neffective_from = "2026-11"')
     amended = amended.replace(b'first_response = "1h"', b'first_response = "2h"')
     ledger.amend_contract(load_policy(amended))
-    ledger.import_lines([json.dumps(x).encode() for x in (
+    import_lines(ledger, [json.dumps(x).encode() for x in (
         {"type": "ticket_opened", "contract": C, "ticket": "A", "at": "2026-10-28T10:00:00+01:00",
          "severity": "production_down"},
         {"type": "ticket_opened", "contract": C, "ticket": "B", "at": "2026-11-04T10:00:00+01:00",

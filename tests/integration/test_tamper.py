@@ -27,6 +27,7 @@ from ledger.persistence.chain import GENESIS, chain_hash
 from ledger.verify import verify
 from tests.conftest import StepClock
 from tests.integration.test_store_contract import GOOD
+from tests.lines import import_lines
 from tests.pgserver import scratch_database
 
 N = len(GOOD)
@@ -111,8 +112,8 @@ class TamperContract:
     def led(self, url: str, clock: StepClock) -> Iterator[Ledger]:
         led = open_ledger(url, clock=clock)
         # Two imports, so recorded_at differs between the halves.
-        led.import_lines(GOOD[:4])
-        led.import_lines(GOOD[4:])
+        import_lines(led, GOOD[:4])
+        import_lines(led, GOOD[4:])
         yield led
         led.close()
 

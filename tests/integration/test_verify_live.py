@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from cli.main import cli
 from ledger.bootstrap import open_ledger
 from ledger.verify import verify
+from tests.lines import import_lines
 
 REPO = Path(__file__).resolve().parents[2]
 LINE = '{"type":"probe_failed","service":"s%d","probe":"p","at":"2026-10-04T09:15:00Z","id":"%s"}'
@@ -29,11 +30,12 @@ WRITER = """
 import sys, pathlib
 from ledger.bootstrap import open_ledger
 from tests.integration.test_verify_live import LINE
+from tests.lines import import_lines
 url, stop = sys.argv[1], pathlib.Path(sys.argv[2])
 led = open_ledger(url)
 n = 0
 while not stop.exists():
-    led.import_lines([(LINE % (i % 7, f"w{i}")).encode() for i in range(n, n + 10)])
+    import_lines(led, [(LINE % (i % 7, f"w{i}")).encode() for i in range(n, n + 10)])
     n += 10
 led.close()
 print(n)
@@ -43,7 +45,7 @@ print(n)
 def test_verify_never_fails_while_another_process_imports(store_url: str, tmp_path: Path,
                                                           runner: CliRunner) -> None:
     led = open_ledger(store_url)
-    led.import_lines([(LINE % (i % 7, f"e{i}")).encode() for i in range(PRELOAD)])
+    import_lines(led, [(LINE % (i % 7, f"e{i}")).encode() for i in range(PRELOAD)])
     stop = tmp_path / "stop"
     writer = subprocess.Popen([sys.executable, "-c", WRITER, store_url, str(stop)], cwd=REPO,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
