@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar, Final
 
 from eventsourcing.persistence import PersistenceError
 
 from ledger.errors import StoreError
 from ledger.events import Recorded, decode_state
-from ledger.persistence.port import PAGE, LedgerRecorder
+from ledger.persistence.port import PAGE, LedgerRecorder, ReportingView
 
 OLD_FORMAT: Final = (
     "this store was written by an earlier ledger format (uuid5 stream ids); the ledger now uses "
@@ -29,6 +29,9 @@ class SQLRecorder(LedgerRecorder):
     # position, at most a page of them: parameters (first, last, limit).
     sql_read: Any
     sql_read_raw: Any
+    # The backend's reporting view: opened (tables made if needed), or found as it is.
+    view_opener: Callable[[Any], ReportingView]
+    view_finder: Callable[[Any], tuple[ReportingView, set[str]] | None]
 
     @abstractmethod
     def _fetch(self, query: Any, params: Sequence[Any]) -> list[Any]:
@@ -55,6 +58,12 @@ class SQLRecorder(LedgerRecorder):
     def read_raw(self, start: int = 1) -> Iterator[tuple[int, str, str, bytes]]:
         for row in self._pages(self.sql_read_raw, start, None):
             yield row[0], row[1], row[2], bytes(row[3])
+
+    def open_view(self) -> ReportingView:
+        return self.view_opener(self.datastore)
+
+    def existing_view(self) -> tuple[ReportingView, set[str]] | None:
+        return self.view_finder(self.datastore)
 
     def last_position(self) -> int:
         return self.max_notification_id() or 0

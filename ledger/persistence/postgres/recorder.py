@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from typing import Any, Final, cast
 
@@ -43,7 +43,7 @@ from ledger.persistence.chain import GENESIS
 from ledger.persistence.consistency import OPENING_TAGS, Lookup, first_uses
 from ledger.persistence.keys import CONTRACT, prefix_end
 from ledger.persistence.notifications import LedgerApplication
-from ledger.persistence.port import PAGE, Head, IdConflict, Packed, ReportingView, Snapshot
+from ledger.persistence.port import PAGE, Head, IdConflict, Packed, Snapshot
 from ledger.persistence.postgres.connect import LedgerDatastore, connect, connection_params
 from ledger.persistence.postgres.schema import (
     ANALYZE_FUNCTION,
@@ -138,6 +138,9 @@ class _Session:
 
 class PostgresLedgerRecorder(PostgresApplicationRecorder, SQLRecorder):
     """The eventsourcing PostgreSQL application recorder, with the ledger's key index."""
+
+    view_opener = staticmethod(open_view)  # the backend's reporting view (``SQLRecorder.open_view``)
+    view_finder = staticmethod(existing_view)
 
     subscribes = True  # LISTEN/NOTIFY, through the library's ProjectionRunner
     packing = "binary"  # COPY data, built by whoever links the rows (an import's child process too)
@@ -435,17 +438,8 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, SQLRecorder):
             # One snapshot for every read of the check: appends committed meanwhile stay out
             # of it. A plain SELECT's lock, which an append's EXCLUSIVE lock lets through.
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            snap = _Snapshot(conn, self)
-            try:
+            with closing(_Snapshot(conn, self)) as snap:
                 yield snap
-            finally:
-                snap.close()
-
-    def open_view(self) -> ReportingView:
-        return open_view(self.datastore)
-
-    def existing_view(self) -> tuple[ReportingView, set[str]] | None:
-        return existing_view(self.datastore)
 
     def follower(self, url: str, projection_class: type[Any]) -> Any:
         return ProjectionRunner(

@@ -17,7 +17,7 @@ import struct
 import sys
 import time
 from collections.abc import Generator, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -35,7 +35,7 @@ from ledger.events import Recorded, decode_state, decode_stored
 from ledger.persistence.chain import GENESIS
 from ledger.persistence.consistency import OPENING_TAGS, Lookup, first_uses
 from ledger.persistence.keys import CONTRACT, prefix_end
-from ledger.persistence.port import PAGE, Head, IdConflict, Packed, ReportingView, Snapshot
+from ledger.persistence.port import PAGE, Head, IdConflict, Packed, Snapshot
 from ledger.persistence.sql import OLD_FORMAT, SQLRecorder
 from ledger.persistence.sqlite.view import SQLiteReportingView, existing_view, open_view
 from ledger.runtime import LOCK_WAIT, env_seconds
@@ -178,6 +178,9 @@ class _Snapshot:
 
 class SQLiteLedgerRecorder(SQLiteApplicationRecorder, SQLRecorder):
     """The eventsourcing SQLite application recorder, with the ledger's key index and append lock."""
+
+    view_opener = staticmethod(open_view)  # the backend's reporting view (``SQLRecorder.open_view``)
+    view_finder = staticmethod(existing_view)
 
     packing = "rows"  # executemany takes the rows as they are
     store_errors = (*SQLRecorder.store_errors, sqlite3.Error)
@@ -322,18 +325,9 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, SQLRecorder):
     def snapshot(self) -> Iterator[Snapshot]:
         # One read transaction for the whole check: in WAL mode it reads the database as of
         # its first read whatever is committed meanwhile, and holds no lock a writer waits on.
-        with self.datastore.get_connection(commit=False) as conn, conn.transaction(commit=False):
-            snap = _Snapshot(conn, self.events_table_name)
-            try:
-                yield snap
-            finally:
-                snap.close()
-
-    def open_view(self) -> ReportingView:
-        return open_view(self.datastore)
-
-    def existing_view(self) -> tuple[ReportingView, set[str]] | None:
-        return existing_view(self.datastore)
+        with (self.datastore.get_connection(commit=False) as conn, conn.transaction(commit=False),
+              closing(_Snapshot(conn, self.events_table_name)) as snap):
+            yield snap
 
 
 def append_only_statements(tables: Sequence[str]) -> list[str]:
