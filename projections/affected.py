@@ -62,7 +62,7 @@ from typing import Final, NamedTuple, TypeAlias
 from zoneinfo import ZoneInfo
 
 from ledger.calendar import month_bounds, split_month
-from ledger.contracts import ContractVersion, contract_versions, in_force
+from ledger.contracts import ContractVersion, add_version, contract_versions, in_force
 from ledger.events import (
     ContractAmended,
     ContractRegistered,
@@ -175,7 +175,8 @@ class Known:
     """
 
     position: int = 0
-    contract_records: list[Recorded] = field(default_factory=list)
+    # Contract facts by contract id (few): an out-of-order one re-derives that contract's versions.
+    contract_records: dict[str, list[Recorded]] = field(default_factory=lambda: defaultdict(list))
     versions: dict[str, list[ContractVersion]] = field(default_factory=dict)
     services: dict[str, _Service] = field(default_factory=lambda: defaultdict(_Service))
     contracts_of_service: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
@@ -195,6 +196,10 @@ class Known:
     settled: dict[str, Span] = field(default_factory=dict)
     _moved: set[str] = field(default_factory=set)  # contracts (claims, versions)
     _moved_services: set[str] = field(default_factory=set)  # services whose facts' span widened
+    # Quiet instants of the services the facts since ``mark`` touched, as they were at ``mark``
+    # (by the service's identity); None: not kept (a rebuild's index never asks).
+    _before: dict[int, list[int]] | None = None
+    _latest: dict[int, int] = field(default_factory=dict)  # the latest step since ``mark``, by service
     _ever_settled: bool = False
     _clock_months: dict[ZoneInfo, str] = field(default_factory=dict)  # month of `recorded` per zone
     _clock_edge: datetime | None = None  # the clock's month changes in some zone from here
@@ -268,9 +273,16 @@ class Known:
                 self.claims[f.contract].append((f.month, item))
                 self._moved.add(f.contract)
             case ContractRegistered() | ContractAmended():
-                self.contract_records.append(rec)
-                self.versions = contract_versions(self.contract_records)
                 cid = f.policy.contract.id
+                records = self.contract_records[cid]
+                records.append(rec)
+                if len(records) > 1 and records[-2].position > rec.position:
+                    # Out of position order (an index read by key): derive this contract's again.
+                    vs = contract_versions(records).get(cid)
+                    if vs:
+                        self.versions[cid] = vs
+                else:
+                    add_version(self.versions, rec)
                 for v in self.versions.get(cid, []):
                     self.contracts_of_service[v.policy.contract.service].add(cid)
                 self.zones[cid] = tuple(
@@ -279,10 +291,18 @@ class Known:
                 self._moved.add(cid)
                 self._clock_edge = None  # perhaps a new zone, with months of its own
 
-    @staticmethod
-    def _step(s: _Service, step: _Step) -> None:
+    def _step(self, s: _Service, step: _Step) -> None:
+        if self._before is not None:
+            if id(s) not in self._before:
+                self._before[id(s)] = self._quiet(s)  # the quiet instants as they were before this batch
+            self._latest[id(s)] = max(self._latest.get(id(s), -_INF), step[0])
         s.steps.append(step)
         s.quiet = None
+
+    def mark(self) -> None:
+        """From here on, remember each touched service's quiet instants as they are now (``quiet_after``)."""
+        self._before = {}
+        self._latest = {}
 
     # --- held months -----------------------------------------------------------
 
@@ -417,6 +437,26 @@ class Known:
                 out.extend(self.revocations.get(xid, []))
         return out
 
+    def quiet_after(self, service: str, us: int) -> int | None:
+        """The first instant from ``us`` on when ``service`` was quiet both before and after the facts since ``mark``.
+
+        Past it the state is the same (nothing down) and so are the steps, so no month
+        starting after it reads anything those facts changed. None: there is none, or the
+        index does not know how it was before (every later month is reached).
+        """
+        s = self.services.get(service)
+        if s is None or self._before is None or id(s) not in self._before:
+            return None
+        old = self._before[id(s)]
+        new = self._quiet(s)
+        # Past every step added since the mark, not only ``us``: an opening brings earlier resolutions.
+        us = max(us, self._latest[id(s)])
+        for q in new[bisect_left(new, us):]:
+            i = bisect_left(old, q)
+            if i < len(old) and old[i] == q:
+                return q
+        return None
+
     def last_quiet_before(self, service: str, us: int) -> int | None:
         """The last instant before ``us`` after which no probe or incident of ``service`` was down."""
         s = self.services.get(service)
@@ -492,11 +532,13 @@ class _Held:
 
 
 def _from(known: Known, held: _Held, service: str, us: int, out: set[Pair]) -> None:
-    """From where the outage around ``us`` began onwards, for every contract of ``service``."""
+    """From where the outage around ``us`` began to the month of ``Known.quiet_after``, for every contract."""
+    quiet = known.quiet_after(service, us)
     for cid in known.contracts_of_service.get(service, ()):
         for tz in known.zones.get(cid, ()):
             first = _first(known, service, us, tz)
-            out.update((cid, m) for m in held[cid] if m >= first)
+            last = month_of(quiet, tz) if quiet is not None else "9999-99"
+            out.update((cid, m) for m in held[cid] if first <= m <= last)
 
 
 def _span(known: Known, held: _Held, service: str, start: int, end: int, out: set[Pair]) -> None:

@@ -262,9 +262,9 @@ class MemoryView:
             self.figures.pop(pair, None)
         self.figures.update(_by_pair(rows))
 
-    def wall_to_wall(self, contracts: Any) -> set[Pair]:
+    def wall_to_wall(self, pairs: Any) -> set[Pair]:
         full = {p for p, f in self.figures.items() if f[0][DOWNTIME] == f[0][TOTAL]}
-        return {p for p in full if p[0] in contracts}
+        return {p for p in full if p in pairs}
 
     def ledger_recorder(self) -> _Reader:
         return self.reader

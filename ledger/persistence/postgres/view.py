@@ -83,10 +83,11 @@ class PostgresReportingView(PostgresTrackingRecorder, ReportingView):
             schema=schema, table=tracking
         )
         self.sql_wall_to_wall = SQL(
-            "SELECT contract, month FROM {schema}.report_monthly_availability "
-            "WHERE contract = ANY(%s::text[]) AND downtime_seconds = total_seconds "
-            "UNION ALL SELECT contract, month FROM {schema}.report_failed_months "
-            "WHERE contract = ANY(%s::text[])"
+            "WITH k AS (SELECT * FROM unnest(%s::text[], %s::text[]) AS k(c, m)) "
+            "SELECT r.contract, r.month FROM k JOIN {schema}.report_monthly_availability r "
+            "ON r.contract = k.c AND r.month = k.m WHERE r.downtime_seconds = r.total_seconds "
+            "UNION ALL SELECT f.contract, f.month FROM k JOIN {schema}.report_failed_months f "
+            "ON f.contract = k.c AND f.month = k.m"
         ).format(schema=schema)
         self.sql_failures = SQL(
             "SELECT contract, month, position, error FROM {schema}.report_failed_months "
@@ -108,6 +109,24 @@ class PostgresReportingView(PostgresTrackingRecorder, ReportingView):
             finally:
                 with suppress(psycopg.Error):  # the connection is gone, and the lock with it
                     conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", self.fence_key)
+
+    @contextmanager
+    def notifications(self) -> Iterator[Callable[[float], bool]]:
+        # The channel the library's recorder notifies on each append, on a connection of its own.
+        channel = Identifier(getattr(self.ledger_recorder(), "channel_name"))  # noqa: B009
+        with self.datastore.get_connection() as conn:
+            conn.execute(SQL("LISTEN {0}").format(channel))
+
+            def wait(seconds: float) -> bool:
+                # One is enough: the catch-up reads every fact there is (others queued wake it
+                # again, cheaply).
+                return any(True for _ in conn.notifies(timeout=seconds, stop_after=1))
+
+            try:
+                yield wait
+            finally:
+                with suppress(psycopg.Error):  # back to the pool listening to nothing
+                    conn.execute(SQL("UNLISTEN {0}").format(channel))
 
     def replace(self, pairs: Iterable[Pair], rows: ViewRows, tracking: Tracking) -> None:
         keys = list(pairs)
@@ -146,10 +165,10 @@ class PostgresReportingView(PostgresTrackingRecorder, ReportingView):
                     for row in values:
                         copy.write_row(row)
 
-    def wall_to_wall(self, contracts: Collection[str]) -> set[Pair]:
+    def wall_to_wall(self, pairs: Collection[Pair]) -> set[Pair]:
+        keys = sorted(set(pairs))
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            names = sorted(set(contracts))
-            curs.execute(self.sql_wall_to_wall, (names, names))
+            curs.execute(self.sql_wall_to_wall, ([k[0] for k in keys], [k[1] for k in keys]))
             return {(r["contract"], r["month"]) for r in curs.fetchall()}
 
     def failures(self, limit: int) -> tuple[int, list[tuple[str, str, int, str]]]:

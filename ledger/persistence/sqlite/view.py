@@ -110,18 +110,20 @@ class SQLiteReportingView(SQLiteTrackingRecorder, ReportingView):
         if rows.failed:
             c.executemany(f"INSERT INTO {FAILED_TABLE} VALUES (?, ?, ?, ?)", rows.failed)  # noqa: S608
 
-    def wall_to_wall(self, contracts: Collection[str]) -> set[Pair]:
-        names = sorted(set(contracts))
+    def wall_to_wall(self, pairs: Collection[Pair]) -> set[Pair]:
+        keys = sorted(set(pairs))
         out: set[Pair] = set()
         with self.datastore.transaction(commit=False) as c:
-            for i in range(0, len(names), _IN_CHUNK):
-                part = names[i : i + _IN_CHUNK]
-                marks = ", ".join("?" * len(part))
+            for i in range(0, len(keys), _IN_CHUNK // 2):
+                part = keys[i : i + _IN_CHUNK // 2]
+                values = ", ".join(["(?, ?)"] * len(part))
                 c.execute(
-                    "SELECT contract, month FROM report_monthly_availability "  # noqa: S608
-                    f"WHERE contract IN ({marks}) AND downtime_seconds = total_seconds "
-                    f"UNION ALL SELECT contract, month FROM report_failed_months WHERE contract IN ({marks})",
-                    [*part, *part],
+                    f"WITH k(c, m) AS (VALUES {values}) "  # noqa: S608
+                    "SELECT r.contract, r.month FROM k JOIN report_monthly_availability r "
+                    "ON r.contract = k.c AND r.month = k.m WHERE r.downtime_seconds = r.total_seconds "
+                    "UNION ALL SELECT f.contract, f.month FROM k JOIN report_failed_months f "
+                    "ON f.contract = k.c AND f.month = k.m",
+                    [x for pair in part for x in pair],
                 )
                 out.update((r[0], r[1]) for r in c.fetchall())
         return out
