@@ -438,7 +438,7 @@ class Known:
         return out
 
     def quiet_after(self, service: str, us: int) -> int | None:
-        """The first instant from ``us`` on when ``service`` was quiet both before and after the facts since ``mark``.
+        """The first instant from ``us`` on when ``service`` was quiet before and after the facts since mark.
 
         Past it the state is the same (nothing down) and so are the steps, so no month
         starting after it reads anything those facts changed. None: there is none, or the

@@ -89,7 +89,7 @@ POLL: Final = 0.05  # seconds between looks at the head of a store that cannot n
 
 
 def _polled(projection: ReportingProjection, interval: float, stop: threading.Event) -> bool:
-    """Wait until the ledger's head moves past the projection (a read every ``POLL``), ``interval`` or ``stop``.
+    """Wait for the ledger's head to move past the projection (read every ``POLL``), ``interval`` or ``stop``.
 
     True if stopped. The head is looked at often so that a single append shows in the
     view within about ``POLL`` seconds; a catch-up only starts when there is something to read.
