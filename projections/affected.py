@@ -198,7 +198,7 @@ class Known:
     _moved_services: set[str] = field(default_factory=set)  # services whose facts' span widened
     # Quiet instants of the services the facts since ``mark`` touched, as they were at ``mark``
     # (by the service's identity); None: not kept (a rebuild's index never asks).
-    _before: dict[int, list[int]] | None = None
+    _before: dict[int, tuple[list[int], list[int]]] | None = None
     _latest: dict[int, int] = field(default_factory=dict)  # the latest step since ``mark``, by service
     _ever_settled: bool = False
     _clock_months: dict[ZoneInfo, str] = field(default_factory=dict)  # month of `recorded` per zone
@@ -294,7 +294,8 @@ class Known:
     def _step(self, s: _Service, step: _Step) -> None:
         if self._before is not None:
             if id(s) not in self._before:
-                self._before[id(s)] = self._quiet(s)  # the quiet instants as they were before this batch
+                # The quiet instants and step instants as they were (both lists are replaced, never changed).
+                self._before[id(s)] = (self._quiet(s), s.ats)
             self._latest[id(s)] = max(self._latest.get(id(s), -_INF), step[0])
         s.steps.append(step)
         s.quiet = None
@@ -447,13 +448,18 @@ class Known:
         s = self.services.get(service)
         if s is None or self._before is None or id(s) not in self._before:
             return None
-        old = self._before[id(s)]
+        old, old_ats = self._before[id(s)]
         new = self._quiet(s)
         # Past every step added since the mark, not only ``us``: an opening brings earlier resolutions.
         us = max(us, self._latest[id(s)])
-        for q in new[bisect_left(new, us):]:
-            i = bisect_left(old, q)
-            if i < len(old) and old[i] == q:
+        for k in range(bisect_left(new, us), len(new)):
+            q = new[k]
+            # Quiet before too: the last earlier step at or before q left nothing down (or there was none).
+            j = bisect_right(old_ats, q)
+            if j == 0:
+                return q
+            i = bisect_left(old, old_ats[j - 1])
+            if i < len(old) and old[i] == old_ats[j - 1]:
                 return q
         return None
 
@@ -531,14 +537,19 @@ class _Held:
         return months
 
 
-def _from(known: Known, held: _Held, service: str, us: int, out: set[Pair]) -> None:
-    """From where the outage around ``us`` began to the month of ``Known.quiet_after``, for every contract."""
-    quiet = known.quiet_after(service, us)
+def _from(known: Known, held: _Held, service: str, instants: Iterable[int], out: set[Pair]) -> None:
+    """From where the outage around each instant began to the month of ``Known.quiet_after``, per contract.
+
+    Instants in one outage share both ends: each distinct pair of ends is spread over months once.
+    """
+    ends = {(known.last_quiet_before(service, us), known.quiet_after(service, us)) for us in instants}
     for cid in known.contracts_of_service.get(service, ()):
         for tz in known.zones.get(cid, ()):
-            first = _first(known, service, us, tz)
-            last = month_of(quiet, tz) if quiet is not None else "9999-99"
-            out.update((cid, m) for m in held[cid] if first <= m <= last)
+            for before, after in ends:
+                # One month more before: a downtime stretch begun the month before (``_first``).
+                first = "" if before is None else add_months(month_of(before, tz), -1)
+                last = month_of(after, tz) if after is not None else "9999-99"
+                out.update((cid, m) for m in held[cid] if first <= m <= last)
 
 
 def _span(known: Known, held: _Held, service: str, start: int, end: int, out: set[Pair]) -> None:
@@ -567,14 +578,15 @@ def affected(
     """
     out: set[Pair] = set()
     held = _Held(known)
+    steps: dict[str, set[int]] = defaultdict(set)  # service -> instants of its probe and incident facts
     for rec in batch:
         f = rec.fact
         match f:
             case ProbeFailed() | ProbeRecovered() | IncidentOpened():
-                _from(known, held, f.service, to_us(f.at), out)
+                steps[f.service].add(to_us(f.at))
             case IncidentResolved():
                 for service in known.incident_services.get(f.incident, ()):
-                    _from(known, held, service, to_us(f.at), out)
+                    steps[service].add(to_us(f.at))
             case MaintenanceAnnounced() | MaintenanceCancelled() | MaintenanceCompleted():
                 # Every version of the window: a new announcement can supersede an old one. A
                 # window acts only inside its announced [starts_at, ends_at], whenever it was
@@ -592,6 +604,8 @@ def affected(
                 cid = f.policy.contract.id
                 since = f.policy.contract.effective_from if isinstance(f, ContractAmended) else None
                 out.update((cid, m) for m in held[cid] if since is None or m >= since)
+    for service, instants in steps.items():
+        _from(known, held, service, instants, out)
     changed = {(c, m) for c, m in out if known.holds(c, m)}
     fresh: set[Pair] = set()
     for cid, (before, now) in spans.items():
