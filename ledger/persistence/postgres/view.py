@@ -65,6 +65,12 @@ class PostgresReportingView(PostgresTrackingRecorder, ReportingView):
         schema = Identifier(self.datastore.schema)
         tracking = Identifier(self.tracking_table_name)
         self.sql_create_statements.extend(SQL(t).format(schema=schema) for t in _PG_TABLES)
+        # "Every contract of a month" is a range read (the primary keys start with the contract).
+        self.sql_create_statements.extend(
+            SQL("CREATE INDEX IF NOT EXISTS {index} ON {schema}.{table} (month, contract)").format(
+                index=Identifier(f"{t}_by_month"), schema=schema, table=Identifier(t))
+            for t in TABLES
+        )
         self.sql_delete_pairs = [
             SQL(
                 "DELETE FROM {schema}.{table} "
