@@ -9,9 +9,10 @@ starts, and the generated events land in import batches while it follows; the fi
 is events applied per second from the first batch to the follower's catching up. The
 baseline, measured in the same run on the same store, is a raw read and decode of the
 same rows (``read_records``): the follower can be no faster than that. Then the lag
-after a single append (median of ``--lags``). RSS: a follower process started on a
-store of each size catches up once and prints its peak RSS; the ratio of the two is
-the growth.
+after a single append (median of ``--lags``). RSS: on a store of each size, rebuilt to its head,
+a follower process starts, resumes from the view's tracking and prints its peak RSS;
+the ratio of the two is the growth. The import alone's events/s is printed too: the
+follower cannot apply faster than facts land.
 """
 
 from __future__ import annotations
@@ -87,8 +88,8 @@ def lines(events: int, contracts: int) -> list[bytes]:
                                                               per_service_month=per)]
 
 
-def follow_while_importing(url: str, data: list[bytes]) -> tuple[float, float]:
-    """Events/s the follower applies while ``data`` lands in batches, and the raw read's events/s."""
+def follow_while_importing(url: str, data: list[bytes]) -> tuple[float, float, float]:
+    """Events/s the follower applies while ``data`` lands in batches, the import's, and the raw read's."""
     from ledger.bootstrap import open_ledger
     from projections.tracked import run
 
@@ -105,6 +106,7 @@ def follow_while_importing(url: str, data: list[bytes]) -> tuple[float, float]:
     it = iter(data)
     while batch := list(islice(it, IMPORT_BATCH)):
         importer.import_lines(batch)
+    landed = time.perf_counter() - started
     head = importer.recorder.last_position()
     view = importer.recorder.open_view()
     while int(view.max_tracking_id("ledger") or 0) < head:
@@ -117,7 +119,7 @@ def follow_while_importing(url: str, data: list[bytes]) -> tuple[float, float]:
     raw = n / (time.perf_counter() - t0)
     importer.close()
     follower.close()
-    return (head - base) / elapsed, raw
+    return (head - base) / elapsed, (head - base) / landed, raw
 
 
 def lag(url: str, count: int, contracts: int) -> float:
@@ -157,6 +159,7 @@ def lag(url: str, count: int, contracts: int) -> float:
     return statistics.median(times)
 
 
+# A follower started on a view a rebuild left at the head: what it holds to go on from there.
 RSS_CHILD: Final = """
 import resource, sys
 from ledger.bootstrap import open_ledger
@@ -168,7 +171,15 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 def rss(url: str) -> int:
-    """Peak RSS (KiB) of a fresh follower process that catches up on ``url`` once."""
+    """Peak RSS (KiB) of a fresh follower process resuming on ``url`` (rebuilt to its head)."""
+    from ledger.bootstrap import open_ledger
+    from projections.tracked import rebuild
+
+    ledger = open_ledger(url)
+    try:
+        rebuild(ledger)
+    finally:
+        ledger.close()
     out = subprocess.run([sys.executable, "-c", RSS_CHILD, url], check=True, capture_output=True, text=True)
     return int(out.stdout.split()[-1])
 
@@ -191,9 +202,10 @@ def main(argv: list[str] | None = None) -> None:
                     t0 = time.perf_counter()
                     register(url, contracts)
                     reg = time.perf_counter() - t0
-                    eps, raw = follow_while_importing(url, data)
+                    eps, imported, raw = follow_while_importing(url, data)
                     print(f"follower {kind} contracts={contracts} events={len(data)}: {eps:,.0f} events/s "
-                          f"applied while importing; raw read+decode {raw:,.0f}/s; ratio {eps / raw:.3f}; "
+                          f"applied while importing (the import alone landed {imported:,.0f}/s); "
+                          f"raw read+decode {raw:,.0f}/s; ratio {eps / raw:.3f}; "
                           f"target >= {TARGET_EPS:,.0f}/s {'PASS' if eps >= TARGET_EPS else 'FAIL'} "
                           f"(register {reg:.2f} s)", flush=True)
                     median = lag(url, a.lags, contracts)
@@ -215,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
                     ledger.close()
                     peaks.append(rss(url))
             ratio = peaks[-1] / peaks[0]
-            print(f"follower {kind} RSS catching up from 0: {sizes[0]:,} events {peaks[0] / 1024:.0f} MiB, "
+            print(f"follower {kind} RSS resuming at the head: {sizes[0]:,} events {peaks[0] / 1024:.0f} MiB, "
                   f"{sizes[-1]:,} events {peaks[-1] / 1024:.0f} MiB; ratio {ratio:.2f} for "
                   f"{sizes[-1] / sizes[0]:.0f}x the events; target <= {TARGET_RSS} "
                   f"{'PASS' if ratio <= TARGET_RSS else 'FAIL'}", flush=True)
