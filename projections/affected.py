@@ -542,7 +542,14 @@ def _from(known: Known, held: _Held, service: str, instants: Iterable[int], out:
 
     Instants in one outage share both ends: each distinct pair of ends is spread over months once.
     """
-    ends = {(known.last_quiet_before(service, us), known.quiet_after(service, us)) for us in instants}
+    ends: set[tuple[int | None, int | None]] = set()
+    after: int | None = -_INF
+    for us in sorted(instants):
+        # ``quiet_after`` is monotone: an instant up to the last answer has the same answer, and
+        # after a None (no such instant) every later one has None too.
+        if after is not None and us > after:
+            after = known.quiet_after(service, us)
+        ends.add((known.last_quiet_before(service, us), after))
     for cid in known.contracts_of_service.get(service, ()):
         for tz in known.zones.get(cid, ()):
             for before, after in ends:
