@@ -30,25 +30,35 @@ def contract_versions(records: Iterable[Recorded]) -> dict[str, list[ContractVer
         (r for r in records if isinstance(r.fact, ContractRegistered | ContractAmended)),
         key=lambda r: r.position,
     ):
-        fact = rec.fact
-        assert isinstance(fact, ContractRegistered | ContractAmended)
-        cid = fact.policy.contract.id
-        versions = out.setdefault(cid, [])
-        if isinstance(fact, ContractRegistered) and versions:
-            continue  # a second registration of a known id is refused on append; ignore if imported
-        if isinstance(fact, ContractAmended) and not versions:
-            continue  # an amendment with nothing to amend is refused on append
-        versions.append(
-            ContractVersion(
-                contract=cid,
-                version=len(versions) + 1,
-                effective_from=fact.policy.contract.effective_from if versions else None,
-                position=rec.position,
-                recorded_at=rec.recorded_at,
-                policy=fact.policy,
-            )
-        )
-    return {cid: vs for cid, vs in out.items() if vs}
+        add_version(out, rec)
+    return out
+
+
+def add_version(versions: dict[str, list[ContractVersion]], rec: Recorded) -> ContractVersion | None:
+    """Append ``rec``'s version to ``versions`` (recorded after every one there); the new version, if any.
+
+    What ``contract_versions`` does one fact at a time: a follower keeps its versions
+    this way instead of re-deriving every contract's on each contract fact.
+    """
+    fact = rec.fact
+    if not isinstance(fact, ContractRegistered | ContractAmended):
+        return None
+    cid = fact.policy.contract.id
+    known = versions.get(cid)
+    if isinstance(fact, ContractRegistered) and known:
+        return None  # a second registration of a known id is refused on append; ignore if imported
+    if isinstance(fact, ContractAmended) and not known:
+        return None  # an amendment with nothing to amend is refused on append
+    version = ContractVersion(
+        contract=cid,
+        version=len(known or ()) + 1,
+        effective_from=fact.policy.contract.effective_from if known else None,
+        position=rec.position,
+        recorded_at=rec.recorded_at,
+        policy=fact.policy,
+    )
+    versions.setdefault(cid, []).append(version)
+    return version
 
 
 def in_force(versions: list[ContractVersion], month: str) -> ContractVersion:

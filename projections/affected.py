@@ -62,7 +62,7 @@ from typing import Final, NamedTuple, TypeAlias
 from zoneinfo import ZoneInfo
 
 from ledger.calendar import month_bounds, split_month
-from ledger.contracts import ContractVersion, contract_versions, in_force
+from ledger.contracts import ContractVersion, add_version, contract_versions, in_force
 from ledger.events import (
     ContractAmended,
     ContractRegistered,
@@ -175,7 +175,8 @@ class Known:
     """
 
     position: int = 0
-    contract_records: list[Recorded] = field(default_factory=list)
+    # Contract facts by contract id (few): an out-of-order one re-derives that contract's versions.
+    contract_records: dict[str, list[Recorded]] = field(default_factory=lambda: defaultdict(list))
     versions: dict[str, list[ContractVersion]] = field(default_factory=dict)
     services: dict[str, _Service] = field(default_factory=lambda: defaultdict(_Service))
     contracts_of_service: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
@@ -195,6 +196,10 @@ class Known:
     settled: dict[str, Span] = field(default_factory=dict)
     _moved: set[str] = field(default_factory=set)  # contracts (claims, versions)
     _moved_services: set[str] = field(default_factory=set)  # services whose facts' span widened
+    # Quiet instants of the services the facts since ``mark`` touched, as they were at ``mark``
+    # (by the service's identity); None: not kept (a rebuild's index never asks).
+    _before: dict[int, tuple[list[int], list[int]]] | None = None
+    _latest: dict[int, int] = field(default_factory=dict)  # the latest step since ``mark``, by service
     _ever_settled: bool = False
     _clock_months: dict[ZoneInfo, str] = field(default_factory=dict)  # month of `recorded` per zone
     _clock_edge: datetime | None = None  # the clock's month changes in some zone from here
@@ -268,9 +273,16 @@ class Known:
                 self.claims[f.contract].append((f.month, item))
                 self._moved.add(f.contract)
             case ContractRegistered() | ContractAmended():
-                self.contract_records.append(rec)
-                self.versions = contract_versions(self.contract_records)
                 cid = f.policy.contract.id
+                records = self.contract_records[cid]
+                records.append(rec)
+                if len(records) > 1 and records[-2].position > rec.position:
+                    # Out of position order (an index read by key): derive this contract's again.
+                    vs = contract_versions(records).get(cid)
+                    if vs:
+                        self.versions[cid] = vs
+                else:
+                    add_version(self.versions, rec)
                 for v in self.versions.get(cid, []):
                     self.contracts_of_service[v.policy.contract.service].add(cid)
                 self.zones[cid] = tuple(
@@ -279,10 +291,19 @@ class Known:
                 self._moved.add(cid)
                 self._clock_edge = None  # perhaps a new zone, with months of its own
 
-    @staticmethod
-    def _step(s: _Service, step: _Step) -> None:
+    def _step(self, s: _Service, step: _Step) -> None:
+        if self._before is not None:
+            if id(s) not in self._before:
+                # The quiet instants and step instants as they were (both lists are replaced, never changed).
+                self._before[id(s)] = (self._quiet(s), s.ats)
+            self._latest[id(s)] = max(self._latest.get(id(s), -_INF), step[0])
         s.steps.append(step)
         s.quiet = None
+
+    def mark(self) -> None:
+        """From here on, remember each touched service's quiet instants as they are now (``quiet_after``)."""
+        self._before = {}
+        self._latest = {}
 
     # --- held months -----------------------------------------------------------
 
@@ -417,6 +438,31 @@ class Known:
                 out.extend(self.revocations.get(xid, []))
         return out
 
+    def quiet_after(self, service: str, us: int) -> int | None:
+        """The first instant from ``us`` on when ``service`` was quiet before and after the facts since mark.
+
+        Past it the state is the same (nothing down) and so are the steps, so no month
+        starting after it reads anything those facts changed. None: there is none, or the
+        index does not know how it was before (every later month is reached).
+        """
+        s = self.services.get(service)
+        if s is None or self._before is None or id(s) not in self._before:
+            return None
+        old, old_ats = self._before[id(s)]
+        new = self._quiet(s)
+        # Past every step added since the mark, not only ``us``: an opening brings earlier resolutions.
+        us = max(us, self._latest[id(s)])
+        for k in range(bisect_left(new, us), len(new)):
+            q = new[k]
+            # Quiet before too: the last earlier step at or before q left nothing down (or there was none).
+            j = bisect_right(old_ats, q)
+            if j == 0:
+                return q
+            i = bisect_left(old, old_ats[j - 1])
+            if i < len(old) and old[i] == old_ats[j - 1]:
+                return q
+        return None
+
     def last_quiet_before(self, service: str, us: int) -> int | None:
         """The last instant before ``us`` after which no probe or incident of ``service`` was down."""
         s = self.services.get(service)
@@ -491,12 +537,26 @@ class _Held:
         return months
 
 
-def _from(known: Known, held: _Held, service: str, us: int, out: set[Pair]) -> None:
-    """From where the outage around ``us`` began onwards, for every contract of ``service``."""
+def _from(known: Known, held: _Held, service: str, instants: Iterable[int], out: set[Pair]) -> None:
+    """From where the outage around each instant began to the month of ``Known.quiet_after``, per contract.
+
+    Instants in one outage share both ends: each distinct pair of ends is spread over months once.
+    """
+    ends: set[tuple[int | None, int | None]] = set()
+    after: int | None = -_INF
+    for us in sorted(instants):
+        # ``quiet_after`` is monotone: an instant up to the last answer has the same answer, and
+        # after a None (no such instant) every later one has None too.
+        if after is not None and us > after:
+            after = known.quiet_after(service, us)
+        ends.add((known.last_quiet_before(service, us), after))
     for cid in known.contracts_of_service.get(service, ()):
         for tz in known.zones.get(cid, ()):
-            first = _first(known, service, us, tz)
-            out.update((cid, m) for m in held[cid] if m >= first)
+            for before, after in ends:
+                # One month more before: a downtime stretch begun the month before (``_first``).
+                first = "" if before is None else add_months(month_of(before, tz), -1)
+                last = month_of(after, tz) if after is not None else "9999-99"
+                out.update((cid, m) for m in held[cid] if first <= m <= last)
 
 
 def _span(known: Known, held: _Held, service: str, start: int, end: int, out: set[Pair]) -> None:
@@ -525,14 +585,15 @@ def affected(
     """
     out: set[Pair] = set()
     held = _Held(known)
+    steps: dict[str, set[int]] = defaultdict(set)  # service -> instants of its probe and incident facts
     for rec in batch:
         f = rec.fact
         match f:
             case ProbeFailed() | ProbeRecovered() | IncidentOpened():
-                _from(known, held, f.service, to_us(f.at), out)
+                steps[f.service].add(to_us(f.at))
             case IncidentResolved():
                 for service in known.incident_services.get(f.incident, ()):
-                    _from(known, held, service, to_us(f.at), out)
+                    steps[service].add(to_us(f.at))
             case MaintenanceAnnounced() | MaintenanceCancelled() | MaintenanceCompleted():
                 # Every version of the window: a new announcement can supersede an old one. A
                 # window acts only inside its announced [starts_at, ends_at], whenever it was
@@ -550,6 +611,8 @@ def affected(
                 cid = f.policy.contract.id
                 since = f.policy.contract.effective_from if isinstance(f, ContractAmended) else None
                 out.update((cid, m) for m in held[cid] if since is None or m >= since)
+    for service, instants in steps.items():
+        _from(known, held, service, instants, out)
     changed = {(c, m) for c, m in out if known.holds(c, m)}
     fresh: set[Pair] = set()
     for cid, (before, now) in spans.items():

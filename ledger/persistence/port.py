@@ -321,6 +321,10 @@ class ReportingView(ABC):
     def max_tracking_id(self, application_name: str) -> int | None:
         """The tracked position (None: never written)."""
 
+    def notifications(self) -> AbstractContextManager[Callable[[float], bool]] | None:
+        """Listen for appends: the block gets ``wait(seconds)``, True when one came. None: poll instead."""
+        return None
+
     @abstractmethod
     def fence(self) -> AbstractContextManager[None]:
         """Held by a rebuild from before it reads the head until its view is written.
@@ -348,8 +352,11 @@ class ReportingView(ABC):
                 write(rows)
 
     @abstractmethod
-    def wall_to_wall(self, contracts: Collection[str]) -> set[Pair]:
-        """Months of ``contracts`` whose downtime is the whole month, and their failed ones (as whole)."""
+    def wall_to_wall(self, pairs: Collection[Pair]) -> set[Pair]:
+        """Of ``pairs``, those whose downtime is the whole month, and the failed ones (as whole).
+
+        Looked up by key: the cost is that of the pairs asked about, not of the view.
+        """
 
     @abstractmethod
     def failures(self, limit: int) -> tuple[int, list[tuple[str, str, int, str]]]:

@@ -12,9 +12,9 @@ gets an IntegrityError from the library, rolls back, and skips ahead.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import singledispatchmethod
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.projection import Projection
@@ -118,6 +118,7 @@ class ReportingProjection(Projection[Any]):
         if first != self.known.position + 1:
             raise ProjectionError(f"expected position {self.known.position + 1}, got {first}")
         self.known.settle()  # the rows as they were before this batch (others' batches included)
+        self.known.mark()  # and each touched service's quiet instants: how far a change reaches
         self.known.add_all(batch)
         tracked = self.tracked
         if tracked >= last:
@@ -127,7 +128,7 @@ class ReportingProjection(Projection[Any]):
                 f"the reporting view is at position {tracked} but this worker at {first - 1}: "
                 "run `ledger projections rebuild`"
             )
-        reports, failed = self._recompute(affected(batch, self.known, self.known.settle()), last)
+        reports, failed = self._recompute(affected(batch, self.known, self.known.settle()), last, batch)
         try:
             rows = view_rows([*reports.values(), *failed.values()], text=self.view.text)
             self.view.replace([*reports, *failed], rows, Tracking(APP_NAME, last))
@@ -135,21 +136,26 @@ class ReportingProjection(Projection[Any]):
             return False  # another worker wrote this position first: its rows are as good as ours
         return True
 
-    def _recompute(self, pairs: Affected, upto: int) -> tuple[dict[Pair, Report], dict[Pair, Failed]]:
+    def _recompute(
+        self, pairs: Affected, upto: int, batch: Sequence[Recorded] = ()
+    ) -> tuple[dict[Pair, Report], dict[Pair, Failed]]:
         """Reports for ``pairs`` and for the earlier months whose downtime stretch may reach them.
 
         New rows that no fact reaches (``fresh``: months the clock or a widened span added)
         start no walk: no other month's figures depend on whether a row exists. A month the
-        fold fails on is returned as failed; the others go on.
+        fold fails on is returned as failed; the others go on. The facts of a round of months
+        are read in one go (``batch``'s own are in memory already).
         """
-        # Only the contracts whose months changed: a walk back never leaves its contract.
-        old = self.view.wall_to_wall({c for c, _ in pairs.changed}) if pairs.changed else set()
+        # What the view held before the batch, looked up by key: the months asked about only.
+        old = self.view.wall_to_wall(pairs.changed) if pairs.changed else set()
+        asked: set[Pair] = set(pairs.changed)
         reports: dict[Pair, Report] = {}
         failed: dict[Pair, Failed] = {}
+        in_batch = {rec.position: rec for rec in batch}
         todo = pairs.changed | pairs.fresh
         while todo:
-            for pair in sorted(todo):
-                out = self.evaluator.report_or_failure(pair, upto)
+            for pair, records in self._facts(sorted(todo), in_batch):
+                out = self.evaluator.report_or_failure(pair, upto, records)
                 if isinstance(out, Failed):
                     failed[pair] = out
                 else:
@@ -157,6 +163,9 @@ class ReportingProjection(Projection[Any]):
 
             def full(pair: Pair) -> bool:
                 # A failed month's downtime is unknown: taken as whole, which recomputes more, never less.
+                if pair not in asked:  # a month the walk reached: one more lookup by key
+                    asked.add(pair)
+                    old.update(self.view.wall_to_wall([pair]))
                 r = reports.get(pair)
                 return pair in old or pair in failed or (
                     r is not None and r.downtime_seconds == r.total_seconds)
@@ -164,3 +173,17 @@ class ReportingProjection(Projection[Any]):
             todo = walk_back(todo - pairs.fresh, self.known, full, reports.keys() | failed.keys())
         return reports, failed
 
+    def _facts(
+        self, pairs: Sequence[Pair], in_batch: dict[int, Recorded]
+    ) -> Iterator[tuple[Pair, list[Recorded]]]:
+        """Each pair with the facts its fold needs, read for a chunk of pairs at a time."""
+        for i in range(0, len(pairs), FETCH_PAIRS):
+            chunk = pairs[i : i + FETCH_PAIRS]
+            wanted = [(pair, self.known.positions_for(*pair)) for pair in chunk]
+            missing = sorted({p for _, ps in wanted for p in ps if p not in in_batch})
+            fetched = {r.position: r for r in self.reader.read_positions(missing)} if missing else {}
+            for pair, positions in wanted:
+                yield pair, [in_batch[p] if p in in_batch else fetched[p] for p in positions]
+
+
+FETCH_PAIRS: Final = 200  # contract-months whose facts are read in one go (bounded memory, few round trips)

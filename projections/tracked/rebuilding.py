@@ -4,7 +4,8 @@
 service by service through the key index. It holds the view's fence for its whole run,
 and every write of a worker takes it too, so the two never interleave; tracking never
 moves back. The groups' reports travel from the workers as msgpack, and on a backend
-whose long transaction would hold appends out they wait in a spool file.
+whose long transaction would hold appends out (``holds_appends``; neither store today: SQLite fills
+shadow tables) they wait in a spool file.
 """
 
 from __future__ import annotations
@@ -62,10 +63,9 @@ def rebuild(ledger: LedgerLike, *, workers: int | None = None) -> RebuildResult:
     is bounded by the largest service, not by the ledger, and facts no contract is
     about are never read. Groups are independent, so on a large ledger they are
     shared out among worker processes (one per core), each with its own connection.
-    The view is replaced in one transaction (``_rebuilding``: on SQLite
-    the reports wait in a temporary file and are written in one short transaction at
-    the end; on PostgreSQL they are written as they come), so readers never see a
-    half-built view.
+    The reports are written as they come and the view is replaced at once
+    (``ReportingView.replacing``: on SQLite into shadow tables swapped in at the end, on
+    PostgreSQL in one transaction), so readers never see a half-built view.
 
     The whole run is inside the view's fence, taken before the head is read: a
     follower's writes wait for it, and its positions at or below the rebuild's are

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from contextlib import suppress
 from typing import Any, Final
@@ -12,7 +13,7 @@ from typing import Any, Final
 import msgspec
 
 from ledger.errors import one_line
-from ledger.persistence.port import APP_NAME, FAILED_TABLE, PROJECTION, ProjectionError, ReportingView
+from ledger.persistence.port import APP_NAME, FAILED_TABLE, PROJECTION, ProjectionError
 from ledger.urls import scrub
 from projections.tracked.projection import LedgerLike, ReportingProjection
 from projections.tracked.rows import Failed
@@ -64,10 +65,11 @@ def run(
 ) -> int:
     """Keep the view up to date until ``stop`` is set (or SIGTERM/SIGINT); ``once``: catch up and return.
 
-    PostgreSQL: catch up in pages, then follow with the library's ``ProjectionRunner``
-    (LISTEN/NOTIFY); a lost connection (a server restart) is retried with a growing
+    PostgreSQL: catch up in pages, then on each notification (LISTEN/NOTIFY) catch up
+    again; a lost connection (a server restart) is retried with a growing
     wait, one line to ``log`` (stderr) per attempt, and the worker goes on from the
-    view's tracking. SQLite has no subscription: poll every ``interval`` seconds. A stop
+    view's tracking. SQLite has no subscription: look at its head every ``POLL`` seconds, and catch up
+    when it moved (or every ``interval`` seconds). A stop
     is seen between pages. Returns the tracked position when it stops.
     """
     stop = stop or threading.Event()
@@ -79,8 +81,24 @@ def run(
             position = projection.catch_up(stop=stop)
             if progress is not None:
                 progress(position)
-            if once or stop.wait(interval):
+            if once or _polled(projection, interval, stop):
                 return projection.tracked
+
+
+POLL: Final = 0.05  # seconds between looks at the head of a store that cannot notify (SQLite)
+
+
+def _polled(projection: ReportingProjection, interval: float, stop: threading.Event) -> bool:
+    """Wait for the ledger's head to move past the projection (read every ``POLL``), ``interval`` or ``stop``.
+
+    True if stopped. The head is looked at often so that a single append shows in the
+    view within about ``POLL`` seconds; a catch-up only starts when there is something to read.
+    """
+    deadline = time.monotonic() + interval
+    while not stop.wait(min(POLL, max(0.0, deadline - time.monotonic()))):
+        if time.monotonic() >= deadline or projection.reader.last_position() > projection.known.position:
+            return False
+    return True
 
 
 def _to_stderr(line: str) -> None:
@@ -119,7 +137,7 @@ def _follow_postgres(
                 attempt = 0
                 if stop.is_set():
                     break
-                position = _follow(projection, url, interval, stop)
+                position = _follow(projection, interval, stop, progress)
             except lost as exc:
                 attempt += 1
                 wait = min(RECONNECT_FIRST * 2 ** (attempt - 1), RECONNECT_MAX)
@@ -150,30 +168,30 @@ def _resumed(ledger: LedgerLike, before: ReportingProjection | None) -> Reportin
     return ReportingProjection(view)
 
 
-def _follow(projection: ReportingProjection, url: str, interval: float, stop: threading.Event) -> int:
-    """Follow new facts (LISTEN/NOTIFY) with ``projection``'s index until ``stop``; raises what stops it."""
-    known = projection.known
+def _follow(
+    projection: ReportingProjection, interval: float, stop: threading.Event,
+    progress: Callable[[int], None] | None,
+) -> int:
+    """Follow new facts until ``stop``: on each notification (or every ``interval``), catch up in pages.
 
-    class Following(ReportingProjection):
-        name = PROJECTION
-
-        def __init__(self, view: ReportingView) -> None:
-            # The catch-up's index, handed over: one index in memory, and no second load of it.
-            super().__init__(view, known)
-
-    runner = projection.reader.follower(url, Following)
-    if runner is None:
+    One projection, one index: the pages are the catch-up's, whatever the notifications'
+    rhythm (the library's runner handed them one at a time, a commit each). Raises what
+    stops it (a lost connection).
+    """
+    listening = projection.view.notifications()
+    if listening is None:
         raise ProjectionError("this store cannot be followed: it has no notifications (poll it)")
-    try:
-        with runner:
-            while not stop.wait(min(interval, 1.0)):
-                # Re-raises an error of the processing thread; returns at once when stopped.
-                runner.run_forever(timeout=0)
-                if runner.is_interrupted.is_set():
+    with listening as wait:
+        while not stop.is_set():
+            position = projection.catch_up(stop=stop)
+            if progress is not None:
+                progress(position)
+            # Short waits: a stop is seen within a second even when nothing is appended.
+            deadline = time.monotonic() + interval
+            while not stop.is_set() and not wait(min(1.0, max(0.0, deadline - time.monotonic()))):
+                if time.monotonic() >= deadline:
                     break
-    finally:
-        runner.view.datastore.close()  # the runner closes its application's connections, not the view's
-    return known.position
+    return projection.known.position
 
 
 class _stopped_by_signals:  # lower case: reads as a function in a `with` statement

@@ -262,9 +262,9 @@ class MemoryView:
             self.figures.pop(pair, None)
         self.figures.update(_by_pair(rows))
 
-    def wall_to_wall(self, contracts: Any) -> set[Pair]:
+    def wall_to_wall(self, pairs: Any) -> set[Pair]:
         full = {p for p, f in self.figures.items() if f[0][DOWNTIME] == f[0][TOTAL]}
-        return {p for p in full if p[0] in contracts}
+        return {p for p in full if p in pairs}
 
     def ledger_recorder(self) -> _Reader:
         return self.reader
@@ -402,6 +402,31 @@ def test_rebuild_keeping_positions_only_gives_byte_identical_reports(
             assert reader.fetched == 0
 
 
+@SETTINGS
+@given(ledgers(), st.integers(1, 9), st.integers(0, 30))
+def test_any_split_into_pages_gives_the_rebuilt_tables(
+    ledger: tuple[list[Recorded], list[int]], page: int, start: int
+) -> None:
+    # The follower's catch-up, from a view the follower or a rebuild left at ``start``, in pages
+    # of ``page`` facts: the same tables as a rebuild of the whole ledger (the rebuild's own path,
+    # service group by service group through the key index).
+    records, _ = ledger
+    start = min(start, len(records))
+    view = MemoryView(records)
+    if start:
+        ReportingProjection(view).apply(records[:start])  # type: ignore[arg-type]
+    assert ReportingProjection(view).catch_up(page=page) == len(records)  # type: ignore[arg-type]
+    known = Known()
+    known.add_all(records)
+    reader = _KeyedReader(records)
+    rebuilt: dict[Pair, Figures] = {}
+    for services, contracts in _service_groups(known.versions):
+        reports = _group_reports(reader, sorted(services), sorted(contracts), len(records),  # type: ignore[arg-type]
+                                 records[-1].recorded_at)
+        rebuilt.update(_by_pair(view_rows(reports, text=True)))
+    assert view.figures == rebuilt
+
+
 def full_reports(records: Sequence[Recorded]) -> dict[Pair, Report]:
     known = Known()
     known.add_all(records)
@@ -506,10 +531,10 @@ def test_rules(new: Fact, expected: list[str]) -> None:
     assert got.fresh == set()
 
 
-def _incremental_equals_full(batches: Sequence[Sequence[Fact]]) -> None:
+def _incremental_equals_full(batches: Sequence[Sequence[Fact]], recorded_at: datetime = RECORDED) -> None:
     facts = [f for batch in batches for f in batch]
     records = [
-        Recorded(position=i, recorded_at=RECORDED, id=fact_id(f), fact=f) for i, f in enumerate(facts, 1)
+        Recorded(position=i, recorded_at=recorded_at, id=fact_id(f), fact=f) for i, f in enumerate(facts, 1)
     ]
     view = MemoryView(records)
     projection = ReportingProjection(view)  # type: ignore[arg-type]
@@ -568,6 +593,52 @@ def test_a_recovery_changes_every_month_of_its_down_period() -> None:
             [fact("probe_recovered", service="svc", probe="p1", at="2026-02-28T23:00:00Z")],
         ]
     )
+
+
+LATE = datetime(2026, 4, 25, tzinfo=UTC)  # the clock in April: rows run from January to April
+
+
+def test_a_recovery_reaches_every_later_month_the_old_timeline_had_down() -> None:
+    # Down since January without end, then a recovery in February: every later month changes,
+    # though the new timeline is quiet from the recovery on (it was not quiet before).
+    _incremental_equals_full(
+        [
+            [REGISTER_1, fact("probe_failed", service="svc", probe="p1", at="2026-01-26T00:00:00Z")],
+            [fact("probe_recovered", service="svc", probe="p1", at="2026-02-03T00:00:00Z")],
+        ],
+        LATE,
+    )
+
+
+def test_an_opening_after_its_resolution_reaches_the_resolution_month() -> None:
+    # The resolution (March) came first; the opening (January) brings it into the service's
+    # timeline, so the change reaches past March, not just past the opening.
+    _incremental_equals_full(
+        [
+            [REGISTER_1, fact("incident_resolved", incident="i1", at="2026-03-10T00:00:00Z")],
+            [fact("incident_opened", service="svc", incident="i1", impact="degraded",
+                  at="2026-01-27T00:00:00Z")],
+        ],
+        LATE,
+    )
+
+
+def test_a_change_stops_at_the_first_instant_quiet_before_and_after() -> None:
+    # A short outage in January, quiet before and after it from its recovery on: the batch
+    # changes January (and the month before it), not the months after.
+    facts = [REGISTER_1, fact("probe_recovered", service="svc", probe="p2", at="2026-01-26T00:00:00Z"),
+             fact("probe_failed", service="svc", probe="p1", at="2026-01-27T00:00:00Z"),
+             fact("probe_recovered", service="svc", probe="p1", at="2026-01-27T01:00:00Z")]
+    records = [Recorded(position=i, recorded_at=LATE, id=fact_id(f), fact=f)
+               for i, f in enumerate(facts, 1)]
+    known = Known()
+    known.add_all(records[:2])
+    known.settle()
+    known.mark()
+    known.add_all(records[2:])
+    got = affected(records[2:], known, known.settle())
+    assert sorted(m for _, m in got.changed) == ["2026-01"]
+    _incremental_equals_full([facts[:2], facts[2:]], LATE)
 
 
 # --- which months the view holds ------------------------------------------------------------

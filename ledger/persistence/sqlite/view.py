@@ -5,7 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 from collections.abc import Callable, Collection, Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import ClassVar, Final
 
 from eventsourcing.persistence import Tracking
@@ -41,6 +41,11 @@ _TABLES: Final = (
     "contract TEXT NOT NULL, month TEXT NOT NULL, position INTEGER NOT NULL, error TEXT NOT NULL, "
     "PRIMARY KEY (contract, month))",
 )
+# "Every contract of a month" is a range read (the primary keys start with the contract).
+_INDEXES: Final = tuple(
+    f"CREATE INDEX IF NOT EXISTS {t}_by_month ON {t} (month, contract)" for t in TABLES
+)
+SHADOW: Final = "__rebuild"  # suffix of the tables a rebuild fills before they replace the view's
 _WIDTH: Final = (14, 9, 8)  # columns of each table, in TABLES order
 FENCE_SUFFIX: Final = "-projections.lock"  # the fence is a lock on this file next to the database
 _IN_CHUNK: Final = 500  # SQLite parameters per IN list (older builds allow 999 per statement)
@@ -50,11 +55,11 @@ class SQLiteReportingView(SQLiteTrackingRecorder, ReportingView):
     """The report tables in the ledger's SQLite file, with the library's ``tracking`` table."""
 
     text = True
-    holds_appends = True
+    holds_appends = False  # a rebuild fills shadow tables in short transactions (``replacing``)
     reader_class: ClassVar[Callable[[SQLiteDatastore], LedgerRecorder]]  # set by the recorder's module
 
     def construct_create_table_statements(self) -> list[str]:
-        return [*super().construct_create_table_statements(), *_TABLES]
+        return [*super().construct_create_table_statements(), *_TABLES, *_INDEXES]
 
     def fence(self) -> AbstractContextManager[None]:
         return self._flock(fcntl.LOCK_EX)
@@ -89,39 +94,65 @@ class SQLiteReportingView(SQLiteTrackingRecorder, ReportingView):
 
     @contextmanager
     def replacing(self, tracking: Tracking | None) -> Iterator[Callable[[ViewRows], None]]:
-        with self.datastore.transaction(commit=True) as c:
-            # A write first takes SQLite's write lock, so the position read next holds until the commit.
-            c.execute(f"DELETE FROM {FAILED_TABLE}")  # noqa: S608
-            c.execute("SELECT notification_id FROM tracking WHERE application_name = ?", (APP_NAME,))
-            row = c.fetchone()
-            refuse_backwards(row[0] if row else None, tracking)
-            c.execute("DELETE FROM tracking WHERE application_name = ?", (APP_NAME,))
-            for table in TABLES:
-                c.execute(f"DELETE FROM {table}")  # noqa: S608
-            yield lambda rows: self._write(c, rows)
-            if tracking is not None:
-                self._insert_tracking(c, tracking)
+        """Fill shadow tables in short transactions, then swap them in with ``tracking`` in one.
 
-    def _write(self, c: SQLiteCursor, rows: ViewRows) -> None:
+        Appends go on between the writes (SQLite's write lock is held per chunk, not for the
+        rebuild); readers see the old tables until the swap commits, and the old pages go
+        back to the file's free list with the dropped tables (no bloat, no long DELETE).
+        """
+        names = (*TABLES, FAILED_TABLE)
+        with self.datastore.transaction(commit=True) as c:
+            for name, ddl in zip(names, _TABLES, strict=True):
+                c.execute(f"DROP TABLE IF EXISTS {name}{SHADOW}")
+                c.execute(ddl.replace(f" {name} (", f" {name}{SHADOW} (", 1))
+        try:
+            def write(rows: ViewRows) -> None:
+                with self.datastore.transaction(commit=True) as w:
+                    self._write(w, rows, SHADOW)
+
+            yield write
+            with self.datastore.transaction(commit=True) as c:
+                # The swap's writes take SQLite's write lock first, so the position read next
+                # holds until the commit (and a refusal rolls the swap back).
+                for name in names:
+                    c.execute(f"DROP TABLE IF EXISTS {name}")
+                    c.execute(f"ALTER TABLE {name}{SHADOW} RENAME TO {name}")
+                for index in _INDEXES:
+                    c.execute(index)
+                c.execute("SELECT notification_id FROM tracking WHERE application_name = ?", (APP_NAME,))
+                row = c.fetchone()
+                refuse_backwards(row[0] if row else None, tracking)
+                c.execute("DELETE FROM tracking WHERE application_name = ?", (APP_NAME,))
+                if tracking is not None:
+                    self._insert_tracking(c, tracking)
+        except BaseException:
+            with suppress(Exception), self.datastore.transaction(commit=True) as c:
+                for name in names:
+                    c.execute(f"DROP TABLE IF EXISTS {name}{SHADOW}")
+            raise
+
+    def _write(self, c: SQLiteCursor, rows: ViewRows, suffix: str = "") -> None:
         for table, width, values in zip(TABLES, _WIDTH, rows[:3], strict=True):
             if values:
                 marks = ", ".join("?" * width)
-                c.executemany(f"INSERT INTO {table} VALUES ({marks})", values)  # noqa: S608
+                c.executemany(f"INSERT INTO {table}{suffix} VALUES ({marks})", values)  # noqa: S608
         if rows.failed:
-            c.executemany(f"INSERT INTO {FAILED_TABLE} VALUES (?, ?, ?, ?)", rows.failed)  # noqa: S608
+            c.executemany(f"INSERT INTO {FAILED_TABLE}{suffix} VALUES (?, ?, ?, ?)", rows.failed)  # noqa: S608
 
-    def wall_to_wall(self, contracts: Collection[str]) -> set[Pair]:
-        names = sorted(set(contracts))
+    def wall_to_wall(self, pairs: Collection[Pair]) -> set[Pair]:
+        keys = sorted(set(pairs))
         out: set[Pair] = set()
         with self.datastore.transaction(commit=False) as c:
-            for i in range(0, len(names), _IN_CHUNK):
-                part = names[i : i + _IN_CHUNK]
-                marks = ", ".join("?" * len(part))
+            for i in range(0, len(keys), _IN_CHUNK // 2):
+                part = keys[i : i + _IN_CHUNK // 2]
+                values = ", ".join(["(?, ?)"] * len(part))
                 c.execute(
-                    "SELECT contract, month FROM report_monthly_availability "  # noqa: S608
-                    f"WHERE contract IN ({marks}) AND downtime_seconds = total_seconds "
-                    f"UNION ALL SELECT contract, month FROM report_failed_months WHERE contract IN ({marks})",
-                    [*part, *part],
+                    f"WITH k(c, m) AS (VALUES {values}) "  # noqa: S608
+                    "SELECT r.contract, r.month FROM k JOIN report_monthly_availability r "
+                    "ON r.contract = k.c AND r.month = k.m WHERE r.downtime_seconds = r.total_seconds "
+                    "UNION ALL SELECT f.contract, f.month FROM k JOIN report_failed_months f "
+                    "ON f.contract = k.c AND f.month = k.m",
+                    [x for pair in part for x in pair],
                 )
                 out.update((r[0], r[1]) for r in c.fetchall())
         return out
