@@ -16,7 +16,7 @@ live in the same database (``ReportingView``).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -98,10 +98,35 @@ class WriteSession(Protocol):
         ...
 
     def insert(self, packed: Packed, names: Sequence[tuple[str, str, int]] = ()) -> None:
-        """Insert packed rows and the names they give first (name, scope, position).
+        """Insert packed rows, the names they give first (name, scope, position) and their tree nodes.
 
         Raise StoreError if the rows did not land where packed. The states' links hash their positions.
+        The Merkle nodes the rows complete (``merkle_store.append_leaves``) go in the same transaction.
         """
+        ...
+
+    def tree(self) -> Tree:
+        """The Merkle tree's rows as this transaction sees them."""
+        ...
+
+    def states(self, start: int, stop: int) -> list[tuple[int, bytes]]:
+        """(position, stored state) from ``start`` to ``stop`` inclusive, as this transaction sees them."""
+        ...
+
+
+class Tree(Protocol):
+    """The log's Merkle tree rows (``ledger_merkle``: level, idx, hash) as one transaction sees them."""
+
+    def size(self) -> int | None:
+        """The number of leaves, or None if the store has no tree table (made before it)."""
+        ...
+
+    def read(self, keys: Sequence[tuple[int, int]]) -> Mapping[tuple[int, int], bytes]:
+        """The hashes of the nodes at ``keys`` that are stored (one query)."""
+        ...
+
+    def write(self, rows: Sequence[tuple[int, int, bytes]]) -> None:
+        """Insert (level, idx, hash) rows."""
         ...
 
 
@@ -128,6 +153,7 @@ class Packed:
     index: object
     start: int
     count: int
+    leaves: bytes = b""  # the rows' Merkle leaf hashes, 32 bytes each (``merkle_store.leaf_hashes``)
 
     def check(self, end: int) -> None:
         """Raise StoreError unless the log now ends where these rows were packed to end."""
@@ -249,6 +275,20 @@ class LedgerRecorder(ABC):
         wrote itself, which an append keeps in ``Holdings``.
         """
         return None
+
+    # --- the log's Merkle tree (``ledger.persistence.merkle_store``) ---
+
+    @abstractmethod
+    def merkle_tree(self) -> AbstractContextManager[Tree]:
+        """The tree as one read transaction sees it."""
+
+    @abstractmethod
+    def merkle_sizes(self) -> tuple[int | None, int]:
+        """The tree's size (None: no tree table) and the log's, read as of one instant."""
+
+    @abstractmethod
+    def create_merkle(self) -> None:
+        """Create the tree's table and its append-only triggers if missing (a store made before it)."""
 
     @abstractmethod
     def open_view(self) -> ReportingView:

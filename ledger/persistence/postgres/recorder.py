@@ -43,7 +43,8 @@ from ledger.persistence.chain import GENESIS
 from ledger.persistence.consistency import OPENING_TAGS, Lookup, first_uses
 from ledger.persistence.keys import CONTRACT, prefix_end
 from ledger.persistence.notifications import LedgerApplication
-from ledger.persistence.port import PAGE, Head, IdConflict, Packed, ReportingView, Snapshot
+from ledger.persistence.merkle_store import append_leaves
+from ledger.persistence.port import PAGE, Head, IdConflict, Packed, ReportingView, Snapshot, Tree
 from ledger.persistence.postgres.connect import LedgerDatastore, connect, connection_params
 from ledger.persistence.postgres.schema import (
     ANALYZE_FUNCTION,
@@ -56,6 +57,7 @@ from ledger.persistence.postgres.schema import (
     ident,
     roles_sql,
 )
+from ledger.persistence.postgres.tree import PostgresTree, TreeSQL, tree_statements
 from ledger.persistence.postgres.view import PostgresReportingView, existing_view, open_view
 from ledger.persistence.sql import OLD_FORMAT, SQLRecorder
 from ledger.runtime import LOCK_WAIT, env_seconds
@@ -133,7 +135,15 @@ class _Session:
             copy.write(cast(bytes, packed.index))
         if names:
             self.curs.execute(self.r.sql_insert_names, tuple(map(list, zip(*names, strict=True))))
+        append_leaves(self.tree(), packed.start, packed.count, packed.leaves)  # the tree, in this transaction
         self.inserted += packed.count
+
+    def tree(self) -> Tree:
+        return PostgresTree(self.curs, self.r.sql_tree)
+
+    def states(self, start: int, stop: int) -> list[tuple[int, bytes]]:
+        self.curs.execute(self.r.sql_read, (start, stop, stop - start + 1))
+        return [(r["notification_id"], bytes(r["state"])) for r in self.curs.fetchall()]
 
 
 class PostgresLedgerRecorder(PostgresApplicationRecorder, SQLRecorder):
@@ -165,6 +175,9 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, SQLRecorder):
         )
         # The index decides what a contract-month reads: it is as append-only as the log.
         self.sql_create_statements.extend(append_only_statements(self.datastore.schema, ("ledger_index",)))
+        # The log's Merkle tree, written by every append in its transaction (``merkle_store``).
+        self.sql_create_statements.extend(tree_statements(self.datastore.schema))
+        self.sql_tree = TreeSQL(self.datastore.schema, self.events_table_name)
         # Appends through the owner's lock function, rows checked on insert (last: LAST_OBJECT).
         self.sql_create_statements.extend(
             append_check_statements(self.datastore.schema, self.events_table_name, "ledger_index")
@@ -440,6 +453,27 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, SQLRecorder):
                 yield snap
             finally:
                 snap.close()
+
+    @contextmanager
+    def merkle_tree(self) -> Iterator[Tree]:
+        with self.datastore.transaction(commit=False) as curs:
+            yield PostgresTree(curs, self.sql_tree)
+
+    def merkle_sizes(self) -> tuple[int | None, int]:
+        with self.datastore.transaction(commit=False) as curs:
+            if PostgresTree(curs, self.sql_tree).size() is None:
+                return None, self.last_position()
+            curs.execute(self.sql_tree.sizes)
+            row = curs.fetchone()
+            assert row is not None
+            return int(row["tree"]), int(row["log"])
+
+    def create_merkle(self) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            # Concurrent DDL fails ("tuple concurrently updated"): the schema lock, as for the tables.
+            curs.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+            for statement in tree_statements(self.datastore.schema):
+                curs.execute(statement)
 
     def open_view(self) -> ReportingView:
         return open_view(self.datastore)
