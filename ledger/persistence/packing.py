@@ -3,8 +3,9 @@
 Every packer is reached through ``PACKERS`` by the name a backend gives
 (``LedgerRecorder.packing``): the appending thread and an import's child process
 alike, with the rows' Merkle leaf hashes (``merkle_store.leaf_hashes``), so that on an
-import's packed path the child process computes them. This module imports nothing of the backends: loading the PostgreSQL backend
-(psycopg, the library's recorder) cost the child 0.12 s before its first batch.
+import's packed path the child process computes them. This module imports nothing of the
+backends: loading the PostgreSQL backend (psycopg, the library's recorder) cost the child
+0.12 s before its first batch.
 """
 
 from __future__ import annotations

@@ -276,11 +276,9 @@ class LedgerRecorder(ABC):
         """
         return None
 
-    # --- the log's Merkle tree (``ledger.persistence.merkle_store``) ---
-
     @abstractmethod
     def merkle_tree(self) -> AbstractContextManager[Tree]:
-        """The tree as one read transaction sees it."""
+        """The log's Merkle tree (``merkle_store``) as one read transaction sees it."""
 
     @abstractmethod
     def merkle_sizes(self) -> tuple[int | None, int]:
@@ -313,7 +311,6 @@ class LedgerRecorder(ABC):
 
 # (events, index rows, start) -> the rows in the form a backend inserts them.
 Packer = Callable[[Sequence[tuple[str, int, str, bytes]], Sequence[tuple[str, int]], int], Packed]
-
 
 
 # --- the reporting view -----------------------------------------------------------

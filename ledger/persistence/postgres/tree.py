@@ -1,4 +1,4 @@
-"""The Merkle tree's table on PostgreSQL (``ledger.persistence.merkle_store``): DDL and ``Tree`` on a cursor."""
+"""The Merkle tree's table on PostgreSQL (``persistence.merkle_store``): DDL and ``Tree`` on a cursor."""
 
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ class TreeSQL:
             "JOIN unnest(%s::smallint[], %s::bigint[]) AS k(level, idx) USING (level, idx)"
         ).format(t=t)
         self.write = SQL(
-            "INSERT INTO {t} (level, idx, hash) SELECT * FROM unnest(%s::smallint[], %s::bigint[], %s::bytea[])"
+            "INSERT INTO {t} (level, idx, hash) "
+            "SELECT * FROM unnest(%s::smallint[], %s::bigint[], %s::bytea[])"
         ).format(t=t)
         # One statement: one snapshot under READ COMMITTED (appends go on meanwhile).
         self.sizes = SQL(

@@ -11,7 +11,7 @@ DDL: Final = (
     f"CREATE TABLE IF NOT EXISTS {TABLE} (level INTEGER NOT NULL, idx INTEGER NOT NULL, "
     "hash BLOB NOT NULL, PRIMARY KEY (level, idx)) WITHOUT ROWID"
 )
-EXISTS: Final = f"SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '{TABLE}'"
+EXISTS: Final = f"SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '{TABLE}'"  # noqa: S608
 SIZE: Final = f"SELECT COALESCE(MAX(idx) + 1, 0) FROM {TABLE} WHERE level = 0"  # noqa: S608
 CHUNK: Final = 400  # keys per read: SQLite binds at most 32766 parameters, and short statements plan fast
 
