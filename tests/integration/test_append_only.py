@@ -66,6 +66,7 @@ class TestSQLiteAppendOnly:
         finally:
             conn.close()
         assert names == ["ledger_index_no_delete", "ledger_index_no_update",
+                         "ledger_merkle_no_delete", "ledger_merkle_no_update",
                          "ledger_names_no_delete", "ledger_names_no_update",
                          "stored_events_no_delete", "stored_events_no_update"]
 
@@ -140,6 +141,7 @@ class TestPostgresAppendOnly:
         guarded = ("ledger_append_check", "ledger_append_only_row", "ledger_append_only_truncate")
         assert rows == [("ledger_append_tally", "ledger_append_complete"),
                         *(("ledger_index", name) for name in guarded),
+                        *(("ledger_merkle", name) for name in guarded[1:]),
                         *(("ledger_names", name) for name in guarded[1:]),
                         *(("stored_events", name) for name in guarded)]
         assert led.import_lines([LINE % 1]).first_position == len(GOOD) + 1
