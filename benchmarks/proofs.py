@@ -189,8 +189,9 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     quick = bool(args.quick)
     sizes = [int(s) for s in (args.sizes or ("2000,8000" if quick else "100000,1000000")).split(",")]
-    default = Path(tempfile.mkdtemp(prefix="ledger-proofs-")) if quick else ROOT / "benchmarks" / "data"
-    workdir = args.workdir or default
+    workdir = args.workdir or ROOT / "benchmarks" / "data"
+    if quick and args.workdir is None:
+        workdir = Path(tempfile.mkdtemp(prefix="ledger-proofs-"))
     workdir.mkdir(parents=True, exist_ok=True)
     cfg = Config(stores=[s.strip() for s in args.stores.split(",") if s.strip()], sizes=sizes,
                  services=args.services or (10 if quick else 1000), seed=args.seed, naive=0, quick=quick,
