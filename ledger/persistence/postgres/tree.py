@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from psycopg.sql import SQL, Composed, Identifier
 
@@ -33,10 +34,7 @@ class TreeSQL:
             "SELECT n.level, n.idx, n.hash FROM {t} n "
             "JOIN unnest(%s::smallint[], %s::bigint[]) AS k(level, idx) USING (level, idx)"
         ).format(t=t)
-        self.write = SQL(
-            "INSERT INTO {t} (level, idx, hash) "
-            "SELECT * FROM unnest(%s::smallint[], %s::bigint[], %s::bytea[])"
-        ).format(t=t)
+        self.copy = SQL("COPY {t} (level, idx, hash) FROM STDIN (FORMAT BINARY)").format(t=t)
         # One statement: one snapshot under READ COMMITTED (appends go on meanwhile).
         self.sizes = SQL(
             "SELECT (SELECT COALESCE(MAX(idx) + 1, 0) FROM {t} WHERE level = 0) AS tree, "
@@ -72,5 +70,22 @@ class PostgresTree:
         return {(r[0], r[1]): bytes(r[2]) for r in self._rows()}
 
     def write(self, rows: Sequence[tuple[int, int, bytes]]) -> None:
+        # Binary COPY: an INSERT from unnest() of three arrays cost 70 us a leaf (psycopg
+        # dumps a bytea array as hex text), COPY 9 (two rows a leaf, on a loaded machine).
         if rows:
-            self.curs.execute(self.sql.write, tuple(map(list, zip(*rows, strict=True))))
+            with self.curs.copy(self.sql.copy) as copy:
+                copy.write(binary_rows(rows))
+
+
+_SIGNATURE: Final = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+_ROW: Final = struct.Struct("!hihiqi").pack  # 3 fields: level (int2), idx (int8), the hash's length
+
+
+def binary_rows(rows: Sequence[tuple[int, int, bytes]]) -> bytes:
+    """(level, idx, hash) rows as binary COPY data."""
+    out = bytearray(_SIGNATURE)
+    for level, idx, h in rows:
+        out += _ROW(3, 2, level, 8, idx, len(h))
+        out += h
+    out += b"\xff\xff"
+    return bytes(out)
