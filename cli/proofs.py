@@ -89,8 +89,7 @@ def build_tree(ledger: Ledger) -> None:
     """``ledger init``: build the Merkle tree of a store made before it (resumable), with a progress bar."""
     missing = ledger.recorder.last_position() - merkle_store.tree_size(ledger.recorder)
     if missing <= 0:
-        ledger.recorder.create_merkle()  # an empty store opened read-only before: the table, at least
-        return
+        return  # built (or nothing to build: a role that may not run DDL gets no DDL)
     if sys.stderr.isatty():
         bar: click._termui_impl.ProgressBar[int]
         with click.progressbar(length=missing, label="building the Merkle tree", file=sys.stderr) as bar:
