@@ -142,7 +142,8 @@ def test_quick_run_prints_every_figure_on_both_stores(tmp_path: Path, pg_admin_u
 def test_proofs_quick_run_prints_every_figure(tmp_path: Path) -> None:
     """``benchmarks.proofs --quick`` on SQLite: the import pair, the proofs at two sizes, the ratios."""
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.proofs", "--quick", "--stores", "sqlite", "--workdir", str(tmp_path)],
+        [sys.executable, "-m", "benchmarks.proofs", "--quick", "--stores", "sqlite",
+         "--workdir", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
     )
     assert done.returncode == 0, done.stderr[-2000:]
