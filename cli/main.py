@@ -15,6 +15,7 @@ import msgspec
 
 from cli.context import Context, Failure, LedgerGroup, month_option, pass_ctx, timestamp
 from cli.projections import projections
+from cli.proofs import build_tree, checkpoint, proof, verify_tree
 from cli.serve import serve
 from cli.support import calendar, support
 from ledger.errors import BadInput
@@ -41,6 +42,8 @@ cli.add_command(projections)
 cli.add_command(serve)
 cli.add_command(support)
 cli.add_command(calendar)
+cli.add_command(checkpoint)
+cli.add_command(proof)
 
 
 @cli.command()
@@ -55,6 +58,7 @@ def init(ctx: Context, roles: bool) -> None:
 
     ledger = ctx.ledger()
     open_view(ledger.recorder)  # the view's tables too, so that the roles can be granted them
+    build_tree(ledger)  # an older store's Merkle tree, once (the roles are granted its table)
     if roles:
         click.echo("roles: " + ", ".join(make_roles(ledger.recorder)))
     click.echo(f"ledger ready at {ctx.shown} ({ledger.recorder.last_position()} events)")
@@ -344,6 +348,7 @@ def verify(ctx: Context, expect: str | None, fmt: str) -> None:
 
     want = parse_head(expect) if expect is not None else None  # bad input before the store is opened
     result = run_verify(ctx.ledger(create=False).recorder, expect=want)
+    result = verify_tree(ctx.ledger(create=False), result)  # the Merkle tree too
     if fmt == "json":
         from cli.output import verify_json
 

@@ -167,6 +167,7 @@ def audit_text(a: Audit) -> str:
     out = [
         f"Audit of contract {p(r.contract)}, month {r.month}, {point}",
         f"Policy version {e.policy_version}; digest {r.digest}",
+        *_checkpoint_lines(r),
         f"Month: {_ts(e.month_start)} to {_ts(e.month_end)} ({p(r.timezone)}); "
         f"open outages run to {_ts(e.horizon)}",
         "",
@@ -194,6 +195,19 @@ def audit_text(a: Audit) -> str:
         elif refs:
             out.append(f"     {refs}")
     return "\n".join(out) + "\n"
+
+
+def _checkpoint_lines(r: Report) -> list[str]:
+    """The log these figures come from, and how an auditor checks it (INTERFACE.md section 7)."""
+    if r.checkpoint is None:
+        return []
+    c = r.checkpoint
+    return [
+        f"Log checkpoint: the first {c.size} events, Merkle root {c.root}",
+        f"  To check it: `ledger checkpoint --size {c.size}` prints the same root; a checkpoint you",
+        f"  hold of a later log (size M) extends it if `ledger proof consistency --from {c.size} --to M`",
+        "  verifies against both roots (RFC 9162, a ten-line script: docs/auditors.md).",
+    ]
 
 
 def rebuild_line(r: RebuildResult) -> str:

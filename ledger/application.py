@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import BinaryIO
 
+import msgspec
+
 from ledger.calendar import check_instant, check_month
 from ledger.contracts import ContractVersion, contract_versions, find, in_force
 from ledger.errors import BadInput, NotFound
@@ -39,7 +41,7 @@ from ledger.persistence.keys import (
 from ledger.persistence.port import AppendResult, IdConflict, LedgerRecorder
 from ledger.policy import PolicyFile, resolve
 from ledger.runtime import paused_gc
-from projections.model import Audit, Evaluation
+from projections.model import Audit, Evaluation, LogCheckpoint, Report
 
 
 def _rewind_point(file: BinaryIO, size: int) -> int | None:
@@ -277,8 +279,20 @@ class Ledger:
                             replay_point=replay_point)
 
     def report(self, contract: str, month: str) -> Evaluation:
-        """The month's figures as the ledger knows them now."""
-        return self.evaluate(contract, month)
+        """The month's figures as the ledger knows them now, naming the log they come from."""
+        ev = self.evaluate(contract, month)
+        return msgspec.structs.replace(ev, report=self.with_checkpoint(ev.report))
+
+    def log_checkpoint(self, size: int) -> LogCheckpoint | None:
+        """The first ``size`` facts' Merkle root (O(log n) reads), or None where the tree is not built."""
+        from ledger.checkpoint import root_of
+
+        root = root_of(self.recorder, size)
+        return None if root is None else LogCheckpoint(size, root)
+
+    def with_checkpoint(self, report: Report) -> Report:
+        """``report`` naming the log it was computed from (INTERFACE.md section 7)."""
+        return msgspec.structs.replace(report, checkpoint=self.log_checkpoint(report.as_of_position))
 
     def audit(self, contract: str, month: str, *, as_of: datetime | None = None,
               position: int | None = None) -> Audit:
@@ -301,7 +315,8 @@ class Ledger:
         if upto == 0:
             raise NotFound("nothing was recorded at that point")
         ev = self.evaluate(contract, month, upto=upto, replay_point=replay_point)
-        return Audit(as_of=as_of, as_of_position=upto, report=ev.report, explanation=ev.explanation)
+        return Audit(as_of=as_of, as_of_position=upto, report=self.with_checkpoint(ev.report),
+                     explanation=ev.explanation)
 
     def _recorded_at(self, position: int) -> datetime:
         for rec in self.recorder.read_records(position, position):

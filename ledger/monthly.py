@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import msgspec
+
 from ledger.application import Ledger
 from ledger.calendar import check_month
 from ledger.contracts import find
@@ -29,10 +31,11 @@ def month_reports(ledger: Ledger, month: str, contracts: Sequence[str] = ()) -> 
     wanted = sorted(set(contracts)) if contracts else sorted(versions)
     chosen = {cid: find(versions, cid) for cid in wanted}
     done: dict[str, Report] = {}
+    checkpoint = ledger.log_checkpoint(head)  # the single reports' own: every one names this log
     with paused_gc():  # a group's decoded facts, no cycles
         for services, cids in _service_groups(chosen):
             for r in _group_reports(ledger.recorder, sorted(services), sorted(cids), head, None, month):
                 if isinstance(r, Failed):
                     raise LedgerError(f"contract {r.contract}, month {r.month}: {r.error}")
-                done[r.contract] = r
+                done[r.contract] = msgspec.structs.replace(r, checkpoint=checkpoint)
     return [done[cid] for cid in wanted]

@@ -36,6 +36,13 @@ class Credit(msgspec.Struct, frozen=True):
     payable: bool
 
 
+class LogCheckpoint(msgspec.Struct, frozen=True):
+    """The log a report was computed from: its size (``as_of_position``) and Merkle root (section 7)."""
+
+    size: int
+    root: str
+
+
 class Report(msgspec.Struct, frozen=True):
     """The month's figures, field for field as INTERFACE.md section 5 prints them."""
 
@@ -55,6 +62,9 @@ class Report(msgspec.Struct, frozen=True):
     intervals: tuple[Interval, ...]
     as_of_position: int
     digest: str
+    # The log the figures were computed from (INTERFACE.md section 7); None where the store's
+    # tree is not built yet, and in the reporting view's reports (a row is not tied to one log).
+    checkpoint: LogCheckpoint | None = None
 
 
 class Finding(msgspec.Struct, frozen=True):

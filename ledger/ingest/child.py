@@ -75,6 +75,6 @@ def _batch_packer(
     def batch(consumed: int, rows: list[Prepared]) -> tuple[int, int, object]:
         packed, skipped, conflicts, items = link(rows)
         return _PACKED, consumed, (packed.events, packed.index, packed.start, packed.count, skipped,
-                                   [(c.line, c.id, c.position) for c in conflicts], items)
+                                   [(c.line, c.id, c.position) for c in conflicts], items, packed.leaves)
 
     return batch

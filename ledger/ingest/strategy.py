@@ -100,11 +100,11 @@ def packed_batches(
     Each comes with its repeats and conflicts within the batch and the facts to check
     (see ``append_packed``); a line the linking refused raises ``IdConflict``.
     """
-    for events, index, first, count, skipped, conflicts, items in _in_child(
+    for events, index, first, count, skipped, conflicts, items, leaves in _in_child(
         file, file.read(CHUNK), progress, limit, batch_size, (tuple(start), packing)
     ):
         # Lists after msgpack: the items are only unpacked, the conflicts become results.
-        yield PackedBatch(Packed(events, index, first, count), skipped,
+        yield PackedBatch(Packed(events, index, first, count, leaves), skipped,
                           [Conflict(line, id_, position) for line, id_, position in conflicts], items)
 
 

@@ -8,11 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from eventsourcing.application import Application
 from eventsourcing.persistence import JSONTranscoder, Mapper, Notification, StoredEvent
 
 from ledger.events import Recorded, decode_state
-from ledger.persistence.port import APP_NAME
 
 
 class LedgerEvent(msgspec.Struct, frozen=True):
@@ -41,12 +39,3 @@ class MsgspecMapper(Mapper[str]):
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
         raise NotImplementedError("facts are appended through ledger.persistence.append, not the mapper")
-
-
-class LedgerApplication(Application[str]):
-    """The ledger as an eventsourcing application; its recorder is the backend factory's."""
-
-    name = APP_NAME
-
-    def construct_mapper(self) -> Mapper[str]:
-        return MsgspecMapper()

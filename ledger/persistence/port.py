@@ -1,5 +1,8 @@
 """The store port: what the ledger needs from a backend, as types and abstract classes.
 
+Size: about 400 lines because the port is one contract (recorder, write session, snapshot,
+tree, reporting view); each backend implements all of it.
+
 Facts are stored with the ``eventsourcing`` library's application recorders
 (one table, ``stored_events``): each fact is a stream of its own whose
 ``originator_id`` is the fact's idempotency key itself (text), at version 1, so
@@ -16,7 +19,7 @@ live in the same database (``ReportingView``).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -98,10 +101,35 @@ class WriteSession(Protocol):
         ...
 
     def insert(self, packed: Packed, names: Sequence[tuple[str, str, int]] = ()) -> None:
-        """Insert packed rows and the names they give first (name, scope, position).
+        """Insert packed rows, the names they give first (name, scope, position) and their tree nodes.
 
         Raise StoreError if the rows did not land where packed. The states' links hash their positions.
+        The Merkle nodes the rows complete (``merkle_store.append_leaves``) go in the same transaction.
         """
+        ...
+
+    def tree(self) -> Tree:
+        """The Merkle tree's rows as this transaction sees them."""
+        ...
+
+    def states(self, start: int, stop: int) -> list[tuple[int, bytes]]:
+        """(position, stored state) from ``start`` to ``stop`` inclusive, as this transaction sees them."""
+        ...
+
+
+class Tree(Protocol):
+    """The log's Merkle tree rows (``ledger_merkle``: level, idx, hash) as one transaction sees them."""
+
+    def size(self) -> int | None:
+        """The number of leaves, or None if the store has no tree table (made before it)."""
+        ...
+
+    def read(self, keys: Sequence[tuple[int, int]]) -> Mapping[tuple[int, int], bytes]:
+        """The hashes of the nodes at ``keys`` that are stored (one query)."""
+        ...
+
+    def write(self, rows: Sequence[tuple[int, int, bytes]]) -> None:
+        """Insert (level, idx, hash) rows."""
         ...
 
 
@@ -128,6 +156,7 @@ class Packed:
     index: object
     start: int
     count: int
+    leaves: bytes = b""  # the rows' Merkle leaf hashes, 32 bytes each (``merkle_store.leaf_hashes``)
 
     def check(self, end: int) -> None:
         """Raise StoreError unless the log now ends where these rows were packed to end."""
@@ -251,16 +280,24 @@ class LedgerRecorder(ABC):
         return None
 
     @abstractmethod
+    def merkle_tree(self) -> AbstractContextManager[Tree]:
+        """The log's Merkle tree (``merkle_store``) as one read transaction sees it."""
+
+    @abstractmethod
+    def merkle_sizes(self) -> tuple[int | None, int]:
+        """The tree's size (None: no tree table) and the log's, read as of one instant."""
+
+    @abstractmethod
+    def create_merkle(self) -> None:
+        """Create the tree's table and its append-only triggers if missing (a store made before it)."""
+
+    @abstractmethod
     def open_view(self) -> ReportingView:
         """The reporting view in the same database (its tables created if needed and allowed)."""
 
     @abstractmethod
     def existing_view(self) -> tuple[ReportingView, set[str]] | None:
         """The view and which of its tables exist, if its tracking table was ever made (creates nothing)."""
-
-    def follower(self, url: str, projection_class: type[Any]) -> Any | None:
-        """A library ``ProjectionRunner`` notified of new facts (None: the store can only be polled)."""
-        return None
 
     def reachable(self, url: str) -> None:
         """Raise one of ``connection_errors`` at once if the store at ``url`` cannot be reached now."""
@@ -273,7 +310,6 @@ class LedgerRecorder(ABC):
 
 # (events, index rows, start) -> the rows in the form a backend inserts them.
 Packer = Callable[[Sequence[tuple[str, int, str, bytes]], Sequence[tuple[str, int]], int], Packed]
-
 
 
 # --- the reporting view -----------------------------------------------------------

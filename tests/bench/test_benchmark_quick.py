@@ -137,3 +137,18 @@ def test_quick_run_prints_every_figure_on_both_stores(tmp_path: Path, pg_admin_u
     # Everything the run created in its working directory is left for tmp_path to remove,
     # but no store is kept: SQLite files are deleted after each size.
     assert not list(tmp_path.glob("ledger-*.db"))
+
+
+def test_proofs_quick_run_prints_every_figure(tmp_path: Path) -> None:
+    """``benchmarks.proofs --quick`` on SQLite: the import pair, the proofs at two sizes, the ratios."""
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.proofs", "--quick", "--stores", "sqlite",
+         "--workdir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures = [line for line in done.stdout.splitlines() if not line.startswith("#")]
+    assert re.fullmatch(r"merkle import sqlite 5000 events: with tree / without, .* (PASS|FAIL)", figures[0])
+    assert [line.split(":")[0] for line in figures[1:]] == [
+        "merkle proofs sqlite 2000 events", "merkle proofs sqlite 8000 events",
+        "merkle flat sqlite checkpoint", "merkle flat sqlite inclusion", "merkle flat sqlite consistency"]

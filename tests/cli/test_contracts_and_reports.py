@@ -16,6 +16,7 @@ SPEC_KEYS = [
     "contract", "month", "timezone", "policy_version", "total_seconds", "outage_seconds",
     "maintenance_seconds", "excused_seconds", "downtime_seconds", "availability_percent",
     "target_percent", "target_met", "credit", "intervals", "as_of_position", "digest",
+    "checkpoint",
 ]
 CREDIT_KEYS = ["percent", "amount", "long_outage_amount", "currency", "claim", "payable"]
 INTERVAL_KEYS = ["start", "end", "seconds", "kind", "reason", "events"]
@@ -91,6 +92,9 @@ def report(runner: CliRunner, url: str, month: str) -> dict[str, object]:
 def test_report_json_has_the_spec_fields_in_order(runner: CliRunner, url: str) -> None:
     r = report(runner, url, "2026-10")
     assert list(r) == SPEC_KEYS
+    size = r["as_of_position"]
+    cp = json.loads(run(runner, url, "checkpoint", "--size", str(size)).stdout)
+    assert r["checkpoint"] == {"size": size, "root": cp["root"]}
     assert list(r["credit"]) == CREDIT_KEYS  # type: ignore[call-overload]
     assert all(list(i) == INTERVAL_KEYS for i in r["intervals"])  # type: ignore[attr-defined]
     assert r["total_seconds"] == 2682000  # October in Paris: 745 h (DST ends)

@@ -67,6 +67,7 @@ class TestSQLiteAppendOnly:
         finally:
             conn.close()
         assert names == ["ledger_index_no_delete", "ledger_index_no_update",
+                         "ledger_merkle_no_delete", "ledger_merkle_no_update",
                          "ledger_names_no_delete", "ledger_names_no_update",
                          "stored_events_no_delete", "stored_events_no_update"]
 
@@ -141,6 +142,7 @@ class TestPostgresAppendOnly:
         guarded = ("ledger_append_check", "ledger_append_only_row", "ledger_append_only_truncate")
         assert rows == [("ledger_append_tally", "ledger_append_complete"),
                         *(("ledger_index", name) for name in guarded),
+                        *(("ledger_merkle", name) for name in guarded[1:]),
                         *(("ledger_names", name) for name in guarded[1:]),
                         *(("stored_events", name) for name in guarded)]
         assert import_lines(led, [LINE % 1]).first_position == len(GOOD) + 1

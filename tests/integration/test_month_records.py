@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import msgspec
 import pytest
 
 from cli.demo import demo_facts, demo_month
@@ -37,5 +38,7 @@ def test_indexed_read_equals_full_replay(ledger: Ledger, month: str) -> None:
     ])
     assert len(reports) == 5
     for contract in sorted(ledger.contracts()):
-        assert to_json(ledger.report(contract, month).report) == full_replay(ledger, contract, month)
+        # Without the log's checkpoint, which the full replay does not compute.
+        indexed = msgspec.structs.replace(ledger.report(contract, month).report, checkpoint=None)
+        assert to_json(indexed) == full_replay(ledger, contract, month)
     assert demo_month() == "2026-10"

@@ -134,6 +134,7 @@ def test_roles_are_nologin_and_granting_again_changes_nothing(store: Store) -> N
     assert (f"{p}_appender", "ledger_append_lock", "EXECUTE") in before
     assert {(t, priv) for g, t, priv in before if g == f"{p}_projector"} == {
         ("stored_events", "SELECT"), ("ledger_index", "SELECT"), ("ledger_names", "SELECT"),
+        ("ledger_merkle", "SELECT"),
         *((t, priv) for t in (*TABLES, FAILED_TABLE) for priv in ("SELECT", "INSERT", "DELETE")),
         *((TRACKING_TABLE, priv) for priv in ("SELECT", "INSERT", "UPDATE", "DELETE")),
     }

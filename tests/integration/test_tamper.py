@@ -296,7 +296,13 @@ class TamperContract:
             r = decode_state(p, bytes(state))
             prev = chain_hash(prev, p, r.recorded_at, r.id, r.fact)
             raw.set_state(p, encode_state(r.id, r.recorded_at, r.fact, prev))
-        # The chain holds together again: plain verify cannot tell.
+        # The chain holds together again, but the Merkle tree still has the old leaf.
+        tree = runner.invoke(cli, ["--store", url, "verify"])
+        assert tree.exit_code == 3, tree.output
+        assert "Merkle tree differs from the log at position 3" in tree.stderr
+        from tests.integration.test_checkpoint import rewrite_tree
+
+        rewrite_tree(raw)  # and rebuilt too: plain verify cannot tell.
         assert verify(led.recorder).ok
         plain = runner.invoke(cli, ["--store", url, "verify"])
         assert plain.exit_code == 0, plain.output

@@ -24,14 +24,11 @@ from typing import Any, Final, cast
 import msgspec
 import psycopg
 from eventsourcing.persistence import (
-    BaseInfrastructureFactory,
     InterfaceError,
     OperationalError,
     ProgrammingError,
 )
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore, PostgresFactory
-from eventsourcing.projection import ProjectionRunner
-from eventsourcing.utils import Environment, EnvType
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg import Connection, Cursor, ServerCursor
 from psycopg.errors import InsufficientPrivilege, LockNotAvailable, UndefinedFunction, UniqueViolation
 from psycopg.rows import DictRow, tuple_row
@@ -42,8 +39,8 @@ from ledger.events import Recorded, decode_state
 from ledger.persistence.chain import GENESIS
 from ledger.persistence.consistency import OPENING_TAGS, Lookup, first_uses
 from ledger.persistence.keys import CONTRACT, prefix_end
-from ledger.persistence.notifications import LedgerApplication
-from ledger.persistence.port import PAGE, Head, IdConflict, Packed, Snapshot
+from ledger.persistence.merkle_store import append_leaves
+from ledger.persistence.port import PAGE, Head, IdConflict, Packed, Snapshot, Tree
 from ledger.persistence.postgres.connect import LedgerDatastore, connect, connection_params
 from ledger.persistence.postgres.schema import (
     ANALYZE_FUNCTION,
@@ -56,6 +53,7 @@ from ledger.persistence.postgres.schema import (
     ident,
     roles_sql,
 )
+from ledger.persistence.postgres.tree import PostgresTree, TreeSQL, tree_statements
 from ledger.persistence.postgres.view import PostgresReportingView, existing_view, open_view
 from ledger.persistence.sql import OLD_FORMAT, SQLRecorder
 from ledger.runtime import LOCK_WAIT, env_seconds
@@ -133,7 +131,15 @@ class _Session:
             copy.write(cast(bytes, packed.index))
         if names:
             self.curs.execute(self.r.sql_insert_names, tuple(map(list, zip(*names, strict=True))))
+        append_leaves(self.tree(), packed.start, packed.count, packed.leaves)  # the tree, in this transaction
         self.inserted += packed.count
+
+    def tree(self) -> Tree:
+        return PostgresTree(self.curs, self.r.sql_tree)
+
+    def states(self, start: int, stop: int) -> list[tuple[int, bytes]]:
+        self.curs.execute(self.r.sql_read, (start, stop, stop - start + 1))
+        return [(r["notification_id"], bytes(r["state"])) for r in self.curs.fetchall()]
 
 
 class PostgresLedgerRecorder(PostgresApplicationRecorder, SQLRecorder):
@@ -142,7 +148,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, SQLRecorder):
     view_opener = staticmethod(open_view)  # the backend's reporting view (``SQLRecorder.open_view``)
     view_finder = staticmethod(existing_view)
 
-    subscribes = True  # LISTEN/NOTIFY, through the library's ProjectionRunner
+    subscribes = True  # LISTEN/NOTIFY: the reporting view's notifications()
     packing = "binary"  # COPY data, built by whoever links the rows (an import's child process too)
     store_errors = (*SQLRecorder.store_errors, psycopg.Error)
     # What a lost connection or a restarting server raises (the library wraps psycopg's errors).
@@ -168,6 +174,9 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, SQLRecorder):
         )
         # The index decides what a contract-month reads: it is as append-only as the log.
         self.sql_create_statements.extend(append_only_statements(self.datastore.schema, ("ledger_index",)))
+        # The log's Merkle tree, written by every append in its transaction (``merkle_store``).
+        self.sql_create_statements.extend(tree_statements(self.datastore.schema))
+        self.sql_tree = TreeSQL(self.datastore.schema, self.events_table_name)
         # Appends through the owner's lock function, rows checked on insert (last: LAST_OBJECT).
         self.sql_create_statements.extend(
             append_check_statements(self.datastore.schema, self.events_table_name, "ledger_index")
@@ -441,13 +450,26 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, SQLRecorder):
             with closing(_Snapshot(conn, self)) as snap:
                 yield snap
 
-    def follower(self, url: str, projection_class: type[Any]) -> Any:
-        return ProjectionRunner(
-            application_class=LedgerApplication,
-            projection_class=projection_class,
-            view_class=PostgresReportingView,
-            env=runner_env(url),  # every parameter of the URL, not the library's five
-        )
+    @contextmanager
+    def merkle_tree(self) -> Iterator[Tree]:
+        with self.datastore.transaction(commit=False) as curs:
+            yield PostgresTree(curs, self.sql_tree)
+
+    def merkle_sizes(self) -> tuple[int | None, int]:
+        with self.datastore.transaction(commit=False) as curs:
+            if PostgresTree(curs, self.sql_tree).size() is None:
+                return None, self.last_position()
+            curs.execute(self.sql_tree.sizes)
+            row = curs.fetchone()
+            assert row is not None
+            return int(row["tree"]), int(row["log"])
+
+    def create_merkle(self) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            # Concurrent DDL fails ("tuple concurrently updated"): the schema lock, as for the tables.
+            curs.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+            for statement in tree_statements(self.datastore.schema):
+                curs.execute(statement)
 
     def reachable(self, url: str) -> None:
         # A probe fails at once while the server is down; the pool would wait its timeout.
@@ -485,43 +507,6 @@ class _Snapshot:
         for curs in self.cursors:
             curs.close()
 
-
-# TCP keepalives, client and server side: a session whose peer machine vanished (not a
-# stopped process: its kernel still answers) is noticed within about a minute.
-
-class LedgerFactory(PostgresFactory):
-    """The library's factory (for ``ProjectionRunner``) on a ``LedgerDatastore`` of the store URL.
-
-    The environment names the URL (``LEDGER_STORE_URL``) instead of the library's
-    ``POSTGRES_*`` variables, which carry five parameters only.
-    """
-
-    def __init__(self, env: Environment | EnvType | None) -> None:
-        BaseInfrastructureFactory.__init__(self, env)  # not the library's: it reads POSTGRES_*
-        url = self.env.get("LEDGER_STORE_URL")
-        assert url is not None, "LedgerFactory needs LEDGER_STORE_URL"
-        self.datastore = LedgerDatastore(
-            connection_params(url), pool_size=5, max_overflow=10, connect_timeout=30,
-            idle_in_transaction_session_timeout=5, originator_id_type="text",
-        )
-
-    def application_recorder(self) -> PostgresLedgerRecorder:
-        """The ledger's own recorder on its log (``stored_events``), whatever the application's name."""
-        return PostgresLedgerRecorder(self.datastore)
-
-
-def runner_env(url: str) -> dict[str, str]:
-    """The eventsourcing environment of a ``ProjectionRunner`` on the ledger at ``url``."""
-    return {
-        "PERSISTENCE_MODULE": f"{__name__}:{LedgerFactory.__name__}",
-        "LEDGER_STORE_URL": url,
-        # The tables exist already (open_view made them under a lock); concurrent DDL fails.
-        "CREATE_TABLE": "false",
-    }
-
-
-# libpq's URI keywords the ledger leaves to libpq's defaults; connect_timeout has one more:
-# without it an unreachable host is waited for as long as the system's TCP timeout.
 
 def open_postgres(url: str, *, pool_size: int = 2, create: bool = True) -> PostgresLedgerRecorder:
     """Open the PostgreSQL ledger at ``url``, creating its tables if needed (only if ``create``).

@@ -15,7 +15,8 @@ from ledger.persistence.keys import KEY_KINDS
 from ledger.persistence.port import FAILED_TABLE, TABLES, TRACKING_TABLE
 
 REFUSE_FUNCTION: Final = "ledger_refuse_change"  # trigger function behind append-only tables
-SIDE_TABLES: Final = ("ledger_index", "ledger_names")  # written with the events, in the same transaction
+# Written with the events, in the same transaction (ledger_merkle: the log's Merkle tree).
+SIDE_TABLES: Final = ("ledger_index", "ledger_names", "ledger_merkle")
 SCHEMA_LOCK: Final = 0x1ED6E5  # advisory lock key held while creating the schema
 LOCK_FUNCTION: Final = "ledger_append_lock"  # the append lock, taken as the owner (sql/append_checks.sql)
 ANALYZE_FUNCTION: Final = "ledger_analyze"

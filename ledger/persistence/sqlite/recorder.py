@@ -35,8 +35,11 @@ from ledger.events import Recorded, decode_state, decode_stored
 from ledger.persistence.chain import GENESIS
 from ledger.persistence.consistency import OPENING_TAGS, Lookup, first_uses
 from ledger.persistence.keys import CONTRACT, prefix_end
-from ledger.persistence.port import PAGE, Head, IdConflict, Packed, Snapshot
+from ledger.persistence.merkle_store import TABLE as TREE_TABLE
+from ledger.persistence.merkle_store import append_leaves
+from ledger.persistence.port import PAGE, Head, IdConflict, Packed, Snapshot, Tree
 from ledger.persistence.sql import OLD_FORMAT, SQLRecorder
+from ledger.persistence.sqlite import tree
 from ledger.persistence.sqlite.view import SQLiteReportingView, existing_view, open_view
 from ledger.runtime import LOCK_WAIT, env_seconds
 from ledger.text import printable
@@ -124,6 +127,16 @@ class _Session:
         self.c.executemany("INSERT INTO ledger_index (key, position) VALUES (?, ?)", packed.index)
         if names:
             self.c.executemany(INSERT_NAMES, names)
+        append_leaves(self.tree(), packed.start, packed.count, packed.leaves)  # the tree, in this transaction
+
+    def tree(self) -> Tree:
+        return tree.SQLiteTree(self.c)
+
+    def states(self, start: int, stop: int) -> list[tuple[int, bytes]]:
+        self.c.execute(
+            f"SELECT rowid, state FROM {self.recorder.events_table_name} "  # noqa: S608
+            "WHERE rowid >= ? AND rowid <= ? ORDER BY rowid", (start, stop))
+        return [(r[0], bytes(r[1])) for r in self.c.fetchall()]
 
     def insert_new(self, packed: Packed, names: Sequence[tuple[str, str, int]] = ()) -> bool:
         # The log's primary key (originator_id, originator_version) refuses a recorded fact id
@@ -204,7 +217,24 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, SQLRecorder):
             "key TEXT NOT NULL, position INTEGER NOT NULL, PRIMARY KEY (key, position)) WITHOUT ROWID"
         )
         statements.extend(append_only_statements((self.events_table_name, "ledger_index")))
+        statements.extend((tree.DDL, *append_only_statements((TREE_TABLE,))))  # the Merkle tree
         return statements
+
+    @contextmanager
+    def merkle_tree(self) -> Iterator[Tree]:
+        with self.datastore.transaction(commit=False) as c:
+            yield tree.SQLiteTree(c)
+
+    def merkle_sizes(self) -> tuple[int | None, int]:
+        with self.datastore.transaction(commit=False) as c:  # one read transaction: one instant
+            size = tree.SQLiteTree(c).size()
+            c.execute(f"SELECT COALESCE(MAX(rowid), 0) FROM {self.events_table_name}")  # noqa: S608
+            return size, int(c.fetchone()[0])
+
+    def create_merkle(self) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            for statement in (tree.DDL, *append_only_statements((TREE_TABLE,))):
+                c.execute(statement)
 
     def ensure_names(self) -> None:
         """Create the names table of a store made before it, filled from the log (once, under the lock).

@@ -1,0 +1,214 @@
+"""What the Merkle tree costs (issue 19): import with it against without it, and proofs at two sizes.
+
+``python -m benchmarks.proofs [--quick] [--stores sqlite,postgres] [--sizes 100000,1000000]
+[--import-size 1000000] [--rounds 3]``
+
+Import: ``ledger import`` of the same generated file into fresh stores, with the tree
+and without it, in alternated pairs (this machine's speed wanders over minutes); the
+median ratio is printed (target: at most 10 % more). "Without" runs the same command
+with the tree switched off from outside (a ``sitecustomize`` on ``PYTHONPATH`` that both
+runs load, replacing the leaf hashing and the append hook by no-ops in the command and
+in its import child), so the two runs differ by exactly the tree's work.
+
+Checkpoint and proofs: a store of each size is filled by ``ledger import``; then, in
+one process, ``checkpoint.make`` (the whole log), ``inclusion`` of random positions and
+``consistency`` between random sizes are timed (median of many calls, the store warm).
+Flat: the larger store may take at most 1.5 times the smaller one's time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final
+
+from benchmarks.run import (
+    ROOT,
+    Config,
+    contracts_dir,
+    data_file,
+    emit,
+    fresh_store,
+    ledger_cmd,
+    register_contracts,
+    run_child,
+    settle,
+    verdict,
+)
+
+IMPORT_MAX: Final = 1.10  # with the tree / without it
+FLAT_MAX: Final = 1.5  # larger store / smaller store
+CALLS: Final = 200  # timed calls of each kind per store
+
+# Loaded by every interpreter the timed command starts (the command and its import child).
+_SITECUSTOMIZE: Final = '''
+import os
+import ledger.persistence.merkle_store
+import ledger.persistence.packing as packing
+import ledger.persistence.sqlite.recorder as sqlite_recorder
+if os.environ.get("LEDGER_BENCH_STORE", "").startswith("postgresql"):
+    import ledger.persistence.postgres.recorder as postgres_recorder
+if os.environ.get("LEDGER_BENCH_NO_TREE"):
+    packing.leaf_hashes = lambda events, start: b""
+    sqlite_recorder.append_leaves = lambda *args: None
+    if os.environ.get("LEDGER_BENCH_STORE", "").startswith("postgresql"):
+        postgres_recorder.append_leaves = lambda *args: None
+'''
+
+
+def _import(url: str, path: Path, hook: Path, tree: bool) -> float:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hook), str(ROOT)]), "LEDGER_BENCH_STORE": url}
+    if not tree:
+        env["LEDGER_BENCH_NO_TREE"] = "1"
+    old = os.environ.copy()
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        return run_child(ledger_cmd(url, "import", "--quiet", str(path))).seconds
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+
+
+def _tree_rows(url: str) -> int:
+    from ledger.bootstrap import open_ledger
+    from ledger.persistence import merkle_store
+
+    led = open_ledger(url, create=False)
+    try:
+        return merkle_store.tree_size(led.recorder)
+    finally:
+        led.close()
+
+
+def measure_import(cfg: Config, store: str, size: int, rounds: int, hook: Path) -> None:
+    """Alternated pairs (with, without; then without, with; ...) into fresh stores; the median ratio."""
+    path = data_file(cfg, size)
+    contracts = contracts_dir(cfg)
+    pairs: list[tuple[float, float]] = []
+    for i in range(rounds):
+        times: dict[bool, float] = {}
+        for tree in ((True, False) if i % 2 == 0 else (False, True)):
+            with fresh_store(cfg, store, f"proofs-{store}-{size}-{i}-{int(tree)}") as url:
+                register_contracts(url, contracts)
+                settle(url)
+                times[tree] = _import(url, path, hook, tree)
+                rows = _tree_rows(url)
+                expected = size + len(contracts) if tree else len(contracts)  # registered with it
+                assert rows == expected, f"tree of {rows} leaves after an import with tree={tree}"
+        pairs.append((times[True], times[False]))
+    ratios = [w / wo for w, wo in pairs]
+    ratio = statistics.median(ratios)
+    shown = ", ".join(f"{w:.2f}/{wo:.2f} s {w / wo:.3f}" for w, wo in pairs)
+    emit(cfg, f"merkle import {store} {size} events: with tree / without, median of {rounds} alternated "
+              f"pairs {ratio:.3f} ({shown}) (target <= {IMPORT_MAX:.2f}) {verdict(ratio <= IMPORT_MAX)}",
+         figure="merkle_import", store=store, events=size, ratio=ratio, pairs=pairs, ok=ratio <= IMPORT_MAX)
+
+
+def _median_us(fn: Callable[[int], Any], args: list[int]) -> float:
+    times = []
+    for a in args:
+        t0 = time.perf_counter()
+        fn(a)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e6
+
+
+def proof_times(url: str, seed: int) -> dict[str, float]:
+    """Median microseconds of a checkpoint, an inclusion and a consistency proof on the store at ``url``."""
+    from ledger import checkpoint
+    from ledger.bootstrap import open_ledger
+
+    led = open_ledger(url, create=False)
+    try:
+        r = led.recorder
+        n = r.last_position()
+        rng = random.Random(seed)
+        for _ in range(20):  # warm: connections, statements, the pages of the right edge
+            checkpoint.make(r)
+            checkpoint.inclusion(r, rng.randint(1, n))
+        positions = [rng.randint(1, n) for _ in range(CALLS)]
+        olds = [rng.randint(1, n - 1) for _ in range(CALLS)]
+        return {
+            "checkpoint": _median_us(lambda _: checkpoint.make(r), list(range(CALLS))),
+            "inclusion": _median_us(lambda p: checkpoint.inclusion(r, p), positions),
+            "consistency": _median_us(lambda m: checkpoint.consistency(r, m, n), olds),
+        }
+    finally:
+        led.close()
+
+
+def measure_proofs(cfg: Config, store: str, sizes: list[int]) -> None:
+    """Fill a store of each size, time checkpoint and proofs in each, compare the largest to the smallest."""
+    got: dict[int, dict[str, float]] = {}
+    contracts = contracts_dir(cfg)
+    for size in sizes:
+        path = data_file(cfg, size)
+        with fresh_store(cfg, store, f"proofs-{store}-flat-{size}") as url:
+            register_contracts(url, contracts)
+            run_child(ledger_cmd(url, "import", "--quiet", str(path)))
+            if url.startswith("postgresql"):  # a store in its steady state, not one autovacuum is busy with
+                import psycopg
+
+                with psycopg.connect(url, autocommit=True) as conn:
+                    conn.execute("VACUUM ANALYZE")
+            settle(url)
+            got[size] = proof_times(url, cfg.seed)
+        t = got[size]
+        emit(cfg, f"merkle proofs {store} {size} events: checkpoint {t['checkpoint']:.0f} us, "
+                  f"inclusion {t['inclusion']:.0f} us, consistency {t['consistency']:.0f} us "
+                  f"(median of {CALLS})",
+             figure="merkle_proofs", store=store, events=size, **t)
+    small, large = got[min(sizes)], got[max(sizes)]
+    for kind in ("checkpoint", "inclusion", "consistency"):
+        ratio = large[kind] / small[kind]
+        emit(cfg, f"merkle flat {store} {kind}: {max(sizes)} / {min(sizes)} events {ratio:.2f} "
+                  f"(target < {FLAT_MAX}) {verdict(ratio < FLAT_MAX)}",
+             figure="merkle_flat", store=store, kind=kind, ratio=ratio, ok=ratio < FLAT_MAX)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point."""
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.proofs", description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes, for the test suite")
+    ap.add_argument("--stores", default="sqlite,postgres")
+    ap.add_argument("--sizes", help="two event counts for the proofs (default 100000,1000000)")
+    ap.add_argument("--import-size", type=int, help="events per timed import (default 1000000)")
+    ap.add_argument("--rounds", type=int, help="alternated import pairs (default 3; quick 1)")
+    ap.add_argument("--services", type=int, help="default 1000 (quick: 10)")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--workdir", type=Path, help="data and SQLite stores (default benchmarks/data)")
+    args = ap.parse_args(argv)
+    quick = bool(args.quick)
+    sizes = [int(s) for s in (args.sizes or ("2000,8000" if quick else "100000,1000000")).split(",")]
+    workdir = args.workdir or ROOT / "benchmarks" / "data"
+    if quick and args.workdir is None:
+        workdir = Path(tempfile.mkdtemp(prefix="ledger-proofs-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    cfg = Config(stores=[s.strip() for s in args.stores.split(",") if s.strip()], sizes=sizes,
+                 services=args.services or (10 if quick else 1000), seed=args.seed, naive=0, quick=quick,
+                 out=None, workdir=workdir)
+    hook = Path(tempfile.mkdtemp(prefix="ledger-proofs-hook-"))
+    (hook / "sitecustomize.py").write_text(_SITECUSTOMIZE)
+    try:
+        for store in cfg.stores:
+            measure_import(cfg, store, args.import_size or (5000 if quick else 1_000_000),
+                           args.rounds or (1 if quick else 3), hook)
+            measure_proofs(cfg, store, sizes)
+    finally:
+        shutil.rmtree(hook, ignore_errors=True)
+        if quick and args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,240 @@
+"""Checkpoints of the log (size, Merkle root, recorded_at), Ed25519 signatures, and proofs for auditors.
+
+INTERFACE.md section 7. A checkpoint is ``{"recorded_at", "root", "size"}``; a signed
+one adds ``key_id`` (``sha256:`` + hex SHA-256 of the raw 32-byte public key) and
+``signature`` (base64 of the Ed25519 signature over the checkpoint's canonical JSON
+without those two: keys sorted, no spaces, UTF-8). Keys are PKCS#8 / SubjectPublicKeyInfo
+PEM, as ``openssl genpkey -algorithm ed25519`` and ``openssl pkey -pubout`` write them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
+
+from ledger import merkle
+from ledger.errors import BadInput, StoreError
+from ledger.events import Recorded
+from ledger.persistence import merkle_store
+from ledger.persistence.port import LedgerRecorder
+
+if TYPE_CHECKING:  # imported where used: cryptography costs the CLI's start-up
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+FIELDS: Final = ("recorded_at", "root", "size")
+SIGNED: Final = ("key_id", "signature")
+
+
+class Mismatch(Exception):
+    """A checkpoint that does not hold for this store (the CLI exits 3)."""
+
+
+class Checkpoint(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What a checkpoint file holds."""
+
+    size: int
+    root: str
+    recorded_at: str
+    key_id: str | None = None
+    signature: str | None = None
+
+
+def canonical(body: dict[str, Any]) -> bytes:
+    """Keys sorted, no spaces (what is signed and printed)."""
+    return msgspec.json.encode({k: body[k] for k in sorted(body)})
+
+
+def _record(recorder: LedgerRecorder, position: int) -> Recorded:
+    rec: Recorded | None = next(recorder.read_records(position, position), None)
+    if rec is None:
+        raise StoreError(f"the log has no fact at position {position}")
+    return rec
+
+
+def _size(recorder: LedgerRecorder, size: int | None, option: str = "--size") -> int:
+    last = int(recorder.last_position())
+    if size is None:
+        if last == 0:
+            raise BadInput("the log is empty: there is nothing to checkpoint")
+        return last
+    if size < 1:
+        raise BadInput(f"{option} {size}: a checkpoint covers at least position 1")
+    if size > last:
+        raise BadInput(f"{option} {size}: beyond the log, which ends at position {last}")
+    return size
+
+
+def make(recorder: LedgerRecorder, size: int | None = None) -> dict[str, Any]:
+    """The checkpoint of the first ``size`` facts (default: the whole log), from the stored tree."""
+    view = merkle_store.TreeView(recorder)
+    view.size()  # a store whose tree is not built says so
+    n = _size(recorder, size)
+    at = msgspec.to_builtins(_record(recorder, n).recorded_at)
+    return {"recorded_at": at, "root": merkle.hex_hash(view.root(n)), "size": n}
+
+
+def key_id(public_raw: bytes) -> str:
+    """``sha256:`` + hex SHA-256 of the raw 32-byte public key."""
+    return "sha256:" + hashlib.sha256(public_raw).hexdigest()
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise BadInput(f"{what} {path}: {exc.strerror or exc}") from None
+
+
+def load_private_key(path: str) -> Ed25519PrivateKey:
+    """An Ed25519 private key from a PKCS#8 PEM file; BadInput naming the file otherwise."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    data = _read(path, "--sign")
+    try:
+        key = load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise BadInput(f"--sign {path}: not an unencrypted PKCS#8 PEM private key ({exc})") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise BadInput(f"--sign {path}: not an Ed25519 key (openssl genpkey -algorithm ed25519)")
+    return key
+
+
+def load_public_key(path: str) -> Ed25519PublicKey:
+    """An Ed25519 public key from a PEM file (a private key's file gives its public half)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
+
+    data = _read(path, "--key")
+    key: Any
+    try:
+        key = load_pem_public_key(data)
+    except (ValueError, TypeError):
+        try:
+            key = load_pem_private_key(data, password=None)
+        except (ValueError, TypeError):
+            raise BadInput(f"--key {path}: not a PEM public key") from None
+    if isinstance(key, Ed25519PrivateKey):
+        key = key.public_key()
+    if not isinstance(key, Ed25519PublicKey):
+        raise BadInput(f"--key {path}: not an Ed25519 key")
+    return key
+
+
+def _raw(public_key: Ed25519PublicKey) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    return bytes(public_key.public_bytes(Encoding.Raw, PublicFormat.Raw))
+
+
+def sign(checkpoint: dict[str, Any], private_key: Ed25519PrivateKey) -> dict[str, Any]:
+    """The checkpoint with ``key_id`` and ``signature``."""
+    body = {k: checkpoint[k] for k in FIELDS}
+    signature = private_key.sign(canonical(body))
+    return {**body, "key_id": key_id(_raw(private_key.public_key())),
+            "signature": base64.b64encode(signature).decode()}
+
+
+def parse(data: bytes, name: str) -> Checkpoint:
+    """A checkpoint file's content; BadInput in one line if it is not one."""
+    try:
+        cp = msgspec.json.decode(data.strip(), type=Checkpoint)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise BadInput(f"{name}: not a checkpoint ({exc})") from None
+    if merkle.parse_hash(cp.root) is None:
+        raise BadInput(f"{name}: not a checkpoint (field `root`: expected sha256:<64 lower-case hex>)")
+    if cp.size < 1:
+        raise BadInput(f"{name}: not a checkpoint (field `size`: {cp.size} is below 1)")
+    if (cp.key_id is None) != (cp.signature is None):
+        raise BadInput(f"{name}: not a checkpoint (`key_id` and `signature` go together)")
+    return cp
+
+
+def check_signature(cp: Checkpoint, public_key: Ed25519PublicKey, name: str) -> str:
+    """The key id, if ``public_key`` signed ``cp``; BadInput for a wrong key, Mismatch if altered."""
+    from cryptography.exceptions import InvalidSignature
+
+    kid = key_id(_raw(public_key))
+    if cp.signature is None or cp.key_id is None:
+        raise BadInput(f"{name}: the checkpoint is not signed (verify it without --key)")
+    if cp.key_id != kid:
+        raise BadInput(f"--key: a wrong key: {name} was signed by {cp.key_id}, this key is {kid}")
+    try:
+        signature = base64.b64decode(cp.signature, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadInput(f"{name}: not a checkpoint (field `signature`: not base64)") from None
+    body = {"recorded_at": cp.recorded_at, "root": cp.root, "size": cp.size}
+    try:
+        public_key.verify(signature, canonical(body))
+    except InvalidSignature:
+        raise Mismatch(f"{name}: the signature does not match the checkpoint (key {kid})") from None
+    return kid
+
+
+def verify(recorder: LedgerRecorder, cp: Checkpoint, name: str) -> str:
+    """Check ``cp`` against the log itself (every fact up to its size, not the stored tree); a summary.
+
+    Raises Mismatch if the log of that size has another root or recorded_at, or is
+    shorter, or if the stored tree disagrees with the log.
+    """
+    last = int(recorder.last_position())
+    if cp.size > last:
+        raise Mismatch(f"{name}: the checkpoint covers {cp.size} facts, the log now holds {last}: "
+                       "facts were removed")
+    computed = merkle.hex_hash(merkle_store.log_root(recorder, cp.size))
+    if computed != cp.root:
+        raise Mismatch(f"{name}: the log's first {cp.size} facts have root {computed}, "
+                       f"the checkpoint says {cp.root}")
+    at = msgspec.to_builtins(_record(recorder, cp.size).recorded_at)
+    if at != cp.recorded_at:
+        raise Mismatch(f"{name}: position {cp.size} was recorded at {at}, "
+                       f"the checkpoint says {cp.recorded_at}")
+    try:
+        stored = merkle.hex_hash(merkle_store.TreeView(recorder).root(cp.size))
+    except StoreError:
+        stored = None  # a store whose tree is not built: the log alone decides
+    if stored is not None and stored != computed:
+        raise Mismatch(f"{name}: the stored Merkle tree has root {stored} for size {cp.size}, "
+                       f"the log {computed}: the tree was altered")
+    return f"checkpoint ok: size {cp.size}, root {cp.root}"
+
+
+def inclusion(recorder: LedgerRecorder, position: int, size: int | None = None) -> dict[str, Any]:
+    """``{"position", "size", "leaf_hash", "path", "root"}``: RFC 9162 2.1.3 audit path, leaf to root."""
+    view = merkle_store.TreeView(recorder)
+    view.size()
+    n = _size(recorder, size)
+    if not 1 <= position <= n:
+        raise BadInput(f"--position {position}: outside the log of size {n} (positions 1..{n})")
+    leaf, path, root = view.inclusion(position - 1, n)
+    return {"position": position, "size": n, "leaf_hash": merkle.hex_hash(leaf),
+            "path": [merkle.hex_hash(h) for h in path], "root": merkle.hex_hash(root)}
+
+
+def consistency(recorder: LedgerRecorder, old: int, new: int) -> dict[str, Any]:
+    """``{"from", "to", "from_root", "to_root", "path"}``: RFC 9162 2.1.4 consistency proof."""
+    view = merkle_store.TreeView(recorder)
+    view.size()
+    _size(recorder, new, "--to")
+    if old < 1:
+        raise BadInput(f"--from {old}: a consistency proof starts at a size of at least 1")
+    if old > new:
+        raise BadInput(f"--from {old} is after --to {new}")
+    old_root, new_root, path = view.consistency(old, new)
+    return {"from": old, "to": new, "from_root": merkle.hex_hash(old_root),
+            "to_root": merkle.hex_hash(new_root), "path": [merkle.hex_hash(h) for h in path]}
+
+
+def root_of(recorder: LedgerRecorder, size: int) -> str | None:
+    """The root of the first ``size`` facts as ``sha256:<hex>``, or None where the tree is not built."""
+    view = merkle_store.TreeView(recorder)
+    try:
+        view.size()
+        return merkle.hex_hash(view.root(size))
+    except StoreError:
+        return None

@@ -1,0 +1,43 @@
+"""The Merkle tree's table on SQLite (``ledger.persistence.merkle_store``): DDL and ``Tree`` on a cursor."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from ledger.persistence.merkle_store import TABLE
+
+DDL: Final = (
+    f"CREATE TABLE IF NOT EXISTS {TABLE} (level INTEGER NOT NULL, idx INTEGER NOT NULL, "
+    "hash BLOB NOT NULL, PRIMARY KEY (level, idx)) WITHOUT ROWID"
+)
+EXISTS: Final = f"SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '{TABLE}'"  # noqa: S608
+SIZE: Final = f"SELECT COALESCE(MAX(idx) + 1, 0) FROM {TABLE} WHERE level = 0"  # noqa: S608
+CHUNK: Final = 400  # keys per read: SQLite binds at most 32766 parameters, and short statements plan fast
+
+
+class SQLiteTree:
+    """``Tree`` on a SQLite cursor (the transaction it runs in)."""
+
+    def __init__(self, c: Any) -> None:
+        self.c = c
+
+    def size(self) -> int | None:
+        self.c.execute(EXISTS)
+        if self.c.fetchone() is None:
+            return None
+        self.c.execute(SIZE)
+        return int(self.c.fetchone()[0])
+
+    def read(self, keys: Sequence[tuple[int, int]]) -> Mapping[tuple[int, int], bytes]:
+        got: dict[tuple[int, int], bytes] = {}
+        for i in range(0, len(keys), CHUNK):
+            chunk = keys[i : i + CHUNK]
+            where = " OR ".join(["(level = ? AND idx = ?)"] * len(chunk))
+            self.c.execute(f"SELECT level, idx, hash FROM {TABLE} WHERE {where}",  # noqa: S608
+                           [v for key in chunk for v in key])
+            got.update(((r[0], r[1]), bytes(r[2])) for r in self.c.fetchall())
+        return got
+
+    def write(self, rows: Sequence[tuple[int, int, bytes]]) -> None:
+        self.c.executemany(f"INSERT INTO {TABLE} (level, idx, hash) VALUES (?, ?, ?)", rows)  # noqa: S608
