@@ -14,17 +14,20 @@ import click
 import msgspec
 
 from cli.context import Context, Failure, LedgerGroup, month_option, pass_ctx, timestamp
-from cli.projections import projections
-from cli.serve import serve
-from cli.support import calendar, support
 from ledger.errors import BadInput
-from ledger.events import OPS_TYPES, decode_fact, export_line, fact_from_fields, fact_id
-from ledger.policy import load_policy
 from ledger.text import printable
 from ledger.urls import store_url
 
+# Commands whose module is imported only when they run (``LedgerGroup``); the rest are below.
+LAZY_COMMANDS = {
+    "projections": "cli.projections:projections",
+    "serve": "cli.serve:serve",
+    "support": "cli.support:support",
+    "calendar": "cli.support:calendar",
+}
 
-@click.group(cls=LedgerGroup)
+
+@click.group(cls=LedgerGroup, lazy=LAZY_COMMANDS)
 @click.option("--store", envvar="LEDGER_STORE", default=None, metavar="URL",
               help="sqlite:///REL/PATH or sqlite:////ABS/PATH (default sqlite:///ledger.db), "
                    "or a libpq URL postgresql://USER@HOST:PORT/DB[?PARAMS].")
@@ -35,12 +38,6 @@ def cli(ctx: click.Context, store: str | None) -> None:
     obj = Context(store_url(store))
     ctx.obj = obj
     ctx.call_on_close(obj.close)
-
-
-cli.add_command(projections)
-cli.add_command(serve)
-cli.add_command(support)
-cli.add_command(calendar)
 
 
 @cli.command()
@@ -70,6 +67,8 @@ def contract() -> None:
 @pass_ctx
 def contract_register(ctx: Context, file: BinaryIO) -> None:
     """Record version 1 of the contract in FILE.toml."""
+    from ledger.policy import load_policy
+
     policy = load_policy(file.read(), source=getattr(file, "name", "policy"))
     v = ctx.ledger().register_contract(policy)
     click.echo(f"contract {v.contract} version {v.version} at position {v.position}")
@@ -80,6 +79,8 @@ def contract_register(ctx: Context, file: BinaryIO) -> None:
 @pass_ctx
 def contract_amend(ctx: Context, file: BinaryIO) -> None:
     """Record a new version of a contract, in force from its effective_from month."""
+    from ledger.policy import load_policy
+
     policy = load_policy(file.read(), source=getattr(file, "name", "policy"))
     v = ctx.ledger().amend_contract(policy)
     click.echo(f"contract {v.contract} version {v.version} (from {v.effective_from}) "
@@ -122,6 +123,8 @@ def contract_show(ctx: Context, contract_id: str) -> None:
 @click.pass_context
 def append(click_ctx: click.Context, event_type: str | None, json_text: str | None) -> None:
     """Append one event: TYPE --field value ..., or --json '{...}'. Prints its position."""
+    from ledger.events import OPS_TYPES, decode_fact, fact_from_fields, fact_id
+
     ctx = click_ctx.find_object(Context)
     assert ctx is not None
     if json_text is not None:
@@ -216,6 +219,7 @@ def events(ctx: Context, service: str | None, since: str | None, until: str | No
            types: tuple[str, ...]) -> None:
     """Print recorded events as NDJSON, with id, position and recorded_at."""
     from cli.output import selected
+    from ledger.events import export_line
 
     start, end = timestamp(since, "--since"), timestamp(until, "--until")
     out = sys.stdout.buffer
@@ -236,7 +240,6 @@ def events(ctx: Context, service: str | None, since: str | None, until: str | No
 @pass_ctx
 def report(ctx: Context, contract_ids: tuple[str, ...], month: str, fmt: str, intervals: bool) -> None:
     """The month's availability, every downtime exclusion with its reason, and the credit owed."""
-    from cli.render import report_csv, report_table
     from projections.model import to_json
 
     if len(contract_ids) != 1 or fmt == "ndjson":  # several contracts: one call (cli/output.py)
@@ -253,8 +256,12 @@ def report(ctx: Context, contract_ids: tuple[str, ...], month: str, fmt: str, in
     elif fmt == "json":
         click.echo(to_json(ev.report).decode())
     elif fmt == "csv":
+        from cli.render import report_csv
+
         click.echo(report_csv([ev.report], intervals=intervals), nl=False)
     else:
+        from cli.render import report_table
+
         click.echo(report_table(ev.report), nl=False)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from ledger.calendar import check_instant, check_month
 from ledger.contracts import ContractVersion, contract_versions, find, in_force
@@ -22,10 +22,6 @@ from ledger.events import (
     MaintenanceAnnounced,
     Recorded,
 )
-from ledger.ingest.lines import prepare_facts, prepare_lines
-from ledger.ingest.strategy import PARALLEL_FROM_BYTES, packed_batches, prepared_batches
-from ledger.persistence.append import append_packed, append_prepared
-from ledger.persistence.consistency import contract_problem, contract_state
 from ledger.persistence.keys import (
     CONTRACT,
     claims_key,
@@ -39,7 +35,9 @@ from ledger.persistence.keys import (
 from ledger.persistence.port import AppendResult, IdConflict, LedgerRecorder
 from ledger.policy import PolicyFile, resolve
 from ledger.runtime import paused_gc
-from projections.model import Audit, Evaluation
+
+if TYPE_CHECKING:
+    from projections.model import Audit, Evaluation
 
 
 def _rewind_point(file: BinaryIO, size: int) -> int | None:
@@ -100,6 +98,9 @@ class Ledger:
         ``position`` and ``recorded_at`` are the ledger's to give: a fact carrying
         either is refused (only an import keeps an exported ``recorded_at``).
         """
+        from ledger.ingest.lines import prepare_facts  # writing only: reads need no ingest
+        from ledger.persistence.append import append_prepared
+
         if fact.position is not None:
             raise BadInput("field `position`: set by the ledger when it records a fact")
         if fact.recorded_at is not None:
@@ -114,17 +115,23 @@ class Ledger:
 
     def append_facts(self, facts: Iterable[Fact]) -> AppendResult:
         """Append many facts in one all-or-nothing transaction (idempotent on ids)."""
+        from ledger.ingest.lines import prepare_facts
+        from ledger.persistence.append import append_prepared
+
         return append_prepared(self.recorder, prepare_facts(facts), self.clock, label="event")
 
     def import_lines(
         self, lines: Iterable[bytes | str], progress: Callable[[int], None] | None = None
     ) -> AppendResult:
         """Import NDJSON lines all-or-nothing, prepared in this process; a bad line is named by number."""
+        from ledger.ingest.lines import prepare_lines
+        from ledger.persistence.append import append_prepared
+
         return append_prepared(self.recorder, prepare_lines(lines), self.clock, progress=progress)
 
     def import_file(
         self, file: BinaryIO, progress: Callable[[int], None] | None = None, *,
-        parallel_from: int = PARALLEL_FROM_BYTES,
+        parallel_from: int | None = None,
     ) -> AppendResult:
         """Import an NDJSON stream all-or-nothing; a large one is decoded in a second process.
 
@@ -133,8 +140,14 @@ class Ledger:
         Where the input is long and can be read again (a file, not a pipe), that
         process also links and packs the rows, as if none of their ids were
         recorded; if one is (a re-import), nothing is kept and the file is read
-        again the checking way (see ``append_packed``).
+        again the checking way (see ``append_packed``). ``parallel_from``: bytes from which
+        a second process decodes (default ``ledger.ingest.strategy.PARALLEL_FROM_BYTES``).
         """
+        from ledger.ingest.strategy import PARALLEL_FROM_BYTES, packed_batches, prepared_batches
+        from ledger.persistence.append import append_packed, append_prepared
+
+        if parallel_from is None:
+            parallel_from = PARALLEL_FROM_BYTES
         now = self.clock()  # one instant for the import, however many times it reads the file
         clock = lambda: now  # noqa: E731
         packing = self.recorder.packing
@@ -179,6 +192,8 @@ class Ledger:
             raise BadInput("field `contract.effective_from`: required to amend a contract (\"YYYY-MM\")")
         if versions[-1].policy == policy:
             return versions[-1]
+        from ledger.persistence.consistency import contract_problem, contract_state
+
         fact = ContractAmended(policy=policy)
         problem = contract_problem(fact, contract_state(versions))
         if problem is not None:
@@ -274,6 +289,8 @@ class Ledger:
         if upto == 0:
             raise NotFound("nothing was recorded at that point")
         ev = self.evaluate(contract, month, upto=upto, replay_point=replay_point)
+        from projections.model import Audit
+
         return Audit(as_of=as_of, as_of_position=upto, report=ev.report, explanation=ev.explanation)
 
     def _recorded_at(self, position: int) -> datetime:
