@@ -18,10 +18,9 @@ NOT_FOR_REPORT = ("holidays", "eventsourcing.application", "ledger.ingest", "led
 
 _PROBE = """
 import sys
-from cli.main import main
-sys.argv = ["ledger", *sys.argv[1:]]
+from cli.main import cli
 try:
-    main()
+    cli.main(sys.argv[1:], prog_name="ledger")
 except SystemExit as exc:
     assert not exc.code, exc.code
 print("\\n".join(sorted(sys.modules)), file=sys.stderr)
@@ -61,3 +60,18 @@ def test_help_lists_every_command() -> None:
         sub = CliRunner().invoke(cli, [name, "--help"])
         assert sub.exit_code == 0
         assert "Usage: " in sub.output
+
+
+def test_the_console_script_ends_with_the_commands_output_and_code(tmp_path: Path) -> None:
+    # main() skips the interpreter's teardown after a read: same bytes, same exit code.
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    assert CliRunner().invoke(cli, ["--store", url, "demo"]).exit_code == 0
+    args = ["--store", url, "report", "--contract", "sla-d-2026", "--month", "2026-10"]
+    run = subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT, capture_output=True,
+                         check=False)
+    assert run.returncode == 0
+    assert run.stdout == CliRunner().invoke(cli, args).stdout_bytes
+    assert run.stdout.count(b"\n") > 10
+    bad = subprocess.run([sys.executable, "-m", "cli.main", *args[:3], "--contract", "nope", "--month",
+                          "2026-10"], cwd=ROOT, capture_output=True, check=False)
+    assert (bad.returncode, bad.stdout, bad.stderr) == (1, b"", b"error: contract `nope` is not registered\n")
