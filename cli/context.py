@@ -7,21 +7,23 @@ builds the context, subcommands receive it with ``make_pass_decorator``).
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import sys
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import msgspec
 
-from ledger.application import Ledger
-from ledger.bootstrap import open_ledger
 from ledger.calendar import check_instant, check_month
 from ledger.errors import BadInput, LedgerError, one_line
 from ledger.text import printable
 from ledger.urls import redact, scrub
+
+if TYPE_CHECKING:
+    from ledger.application import Ledger
 
 
 class Context:
@@ -35,6 +37,8 @@ class Context:
     def ledger(self, *, create: bool = True) -> Ledger:
         """The ledger at ``url``, opened on first use (``create``: make the store if missing)."""
         if self._ledger is None:
+            from ledger.bootstrap import open_ledger  # not for `--help` or a usage error
+
             self._ledger = open_ledger(self.url, create=create)
         return self._ledger
 
@@ -69,7 +73,27 @@ def _usage(exc: click.UsageError) -> Failure:
 
 
 class LedgerGroup(click.Group):
-    """Turns every failure below it into one line and a non-zero exit, never a traceback."""
+    """Turns every failure below it into one line and a non-zero exit, never a traceback.
+
+    ``lazy`` names commands by ``"module:attribute"``: a module is imported when its command
+    runs (or when ``--help`` lists it), so a report does not pay for the server's or the
+    support clocks' imports (issue 17, a fast start).
+    """
+
+    def __init__(self, *args: Any, lazy: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy: dict[str, str] = dict(lazy or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            module, _, attribute = self.lazy[cmd_name].partition(":")
+            command = getattr(importlib.import_module(module), attribute)
+            assert isinstance(command, click.Command), self.lazy[cmd_name]
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         try:

@@ -14,18 +14,22 @@ import click
 import msgspec
 
 from cli.context import Context, Failure, LedgerGroup, month_option, pass_ctx, timestamp
-from cli.projections import projections
-from cli.proofs import build_tree, checkpoint, proof, verify_tree
-from cli.serve import serve
-from cli.support import calendar, support
 from ledger.errors import BadInput
-from ledger.events import OPS_TYPES, decode_fact, export_line, fact_from_fields, fact_id
-from ledger.policy import load_policy
 from ledger.text import printable
 from ledger.urls import store_url
 
+# Commands whose module is imported only when they run (``LedgerGroup``); the rest are below.
+LAZY_COMMANDS = {
+    "projections": "cli.projections:projections",
+    "serve": "cli.serve:serve",
+    "support": "cli.support:support",
+    "calendar": "cli.support:calendar",
+    "checkpoint": "cli.proofs:checkpoint",
+    "proof": "cli.proofs:proof",
+}
 
-@click.group(cls=LedgerGroup)
+
+@click.group(cls=LedgerGroup, lazy=LAZY_COMMANDS)
 @click.option("--store", envvar="LEDGER_STORE", default=None, metavar="URL",
               help="sqlite:///REL/PATH or sqlite:////ABS/PATH (default sqlite:///ledger.db), "
                    "or a libpq URL postgresql://USER@HOST:PORT/DB[?PARAMS].")
@@ -38,14 +42,6 @@ def cli(ctx: click.Context, store: str | None) -> None:
     ctx.call_on_close(obj.close)
 
 
-cli.add_command(projections)
-cli.add_command(serve)
-cli.add_command(support)
-cli.add_command(calendar)
-cli.add_command(checkpoint)
-cli.add_command(proof)
-
-
 @cli.command()
 @click.option("--roles", is_flag=True,
               help="PostgreSQL: also create the NOLOGIN roles ledger_appender, _projector, _auditor, "
@@ -53,6 +49,7 @@ cli.add_command(proof)
 @pass_ctx
 def init(ctx: Context, roles: bool) -> None:
     """Create the store and its reporting tables, or bring an older store's schema up to date (idempotent)."""
+    from cli.proofs import build_tree
     from ledger.bootstrap import open_view
     from ledger.bootstrap import roles as make_roles
 
@@ -74,6 +71,8 @@ def contract() -> None:
 @pass_ctx
 def contract_register(ctx: Context, file: BinaryIO) -> None:
     """Record version 1 of the contract in FILE.toml."""
+    from ledger.policy import load_policy
+
     policy = load_policy(file.read(), source=getattr(file, "name", "policy"))
     v = ctx.ledger().register_contract(policy)
     click.echo(f"contract {v.contract} version {v.version} at position {v.position}")
@@ -84,6 +83,8 @@ def contract_register(ctx: Context, file: BinaryIO) -> None:
 @pass_ctx
 def contract_amend(ctx: Context, file: BinaryIO) -> None:
     """Record a new version of a contract, in force from its effective_from month."""
+    from ledger.policy import load_policy
+
     policy = load_policy(file.read(), source=getattr(file, "name", "policy"))
     v = ctx.ledger().amend_contract(policy)
     click.echo(f"contract {v.contract} version {v.version} (from {v.effective_from}) "
@@ -95,6 +96,8 @@ def contract_amend(ctx: Context, file: BinaryIO) -> None:
 @pass_ctx
 def contract_validate(ctx: Context, file: BinaryIO) -> None:
     """Run every check `register` or `amend` would run on a policy FILE, against the store; write nothing."""
+    from ledger.policy import load_policy
+
     policy = load_policy(file.read(), source=getattr(file, "name", "policy"))
     click.echo(ctx.ledger(create=False).validate_contract(policy))
 
@@ -145,6 +148,8 @@ class _AppendCommand(click.Command):
 @click.pass_context
 def append(click_ctx: click.Context, event_type: str | None, json_text: str | None) -> None:
     """Append one event: TYPE --field value ..., or --json '{...}'. Prints its position."""
+    from ledger.events import OPS_TYPES, decode_fact, fact_from_fields, fact_id
+
     ctx = click_ctx.find_object(Context)
     assert ctx is not None
     if json_text is not None:
@@ -243,6 +248,7 @@ def events(ctx: Context, service: str | None, since: str | None, until: str | No
            types: tuple[str, ...]) -> None:
     """Print recorded events as NDJSON, with id, position and recorded_at."""
     from cli.output import selected
+    from ledger.events import export_line
 
     start, end = timestamp(since, "--since"), timestamp(until, "--until")
     out = sys.stdout.buffer
@@ -263,7 +269,6 @@ def events(ctx: Context, service: str | None, since: str | None, until: str | No
 @pass_ctx
 def report(ctx: Context, contract_ids: tuple[str, ...], month: str, fmt: str, intervals: bool) -> None:
     """The month's availability, every downtime exclusion with its reason, and the credit owed."""
-    from cli.render import report_csv, report_table
     from projections.model import to_json
 
     if len(contract_ids) != 1 or fmt == "ndjson":  # several contracts: one call (cli/output.py)
@@ -280,8 +285,12 @@ def report(ctx: Context, contract_ids: tuple[str, ...], month: str, fmt: str, in
     elif fmt == "json":
         click.echo(to_json(ev.report).decode())
     elif fmt == "csv":
+        from cli.render import report_csv
+
         click.echo(report_csv([ev.report], intervals=intervals), nl=False)
     else:
+        from cli.render import report_table
+
         click.echo(report_table(ev.report), nl=False)
 
 
@@ -343,6 +352,7 @@ that does not hold), 2 bad input (a malformed --expect).
 @pass_ctx
 def verify(ctx: Context, expect: str | None, fmt: str) -> None:
     """``ledger verify``: see VERIFY_HELP."""
+    from cli.proofs import verify_tree
     from ledger.verify import parse_head
     from ledger.verify import verify as run_verify
 
@@ -379,7 +389,34 @@ def demo(ctx: Context) -> None:
 
 def main() -> None:
     """Entry point of the ``ledger`` console script."""
-    cli.main(prog_name="ledger")
+    try:
+        cli.main(prog_name="ledger")
+    except SystemExit as exc:
+        _leave(exc)
+        raise
+
+
+def _leave(exc: SystemExit) -> None:
+    """End a command that left nothing running without the interpreter's teardown (a fast start's other half).
+
+    Tearing down every imported module costs about a tenth of a short command; when no
+    other thread and no child process machinery is loaded, the output is flushed and the
+    process ends with the same code. Otherwise (an import, a server, a rebuild) it returns
+    and the usual exit runs their clean-up.
+    """
+    import threading
+
+    if threading.active_count() > 1 or "multiprocessing" in sys.modules or "concurrent" in sys.modules:
+        return
+    code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    if exc.code is not None and not isinstance(exc.code, int):
+        print(exc.code, file=sys.stderr)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (BrokenPipeError, ValueError):
+        return  # the usual exit reports it as it always did
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -5,27 +5,32 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import msgspec
 
-from cli.html import audit_html, cited, report_html
-from ledger.application import Ledger
 from ledger.contracts import ContractVersion, find, in_force
 from ledger.errors import BadInput
 from ledger.events import FACT_TYPES, Recorded
-from ledger.verify import VerifyResult
-from projections.credit import claim_deadline
 from projections.model import Audit, Evaluation, Explanation, Report
+
+if TYPE_CHECKING:  # the pages' and verify's modules load with the commands that print them
+    from ledger.application import Ledger
+    from ledger.verify import VerifyResult
 
 
 def _records(ledger: Ledger, report: Report, explanation: Explanation) -> list[Recorded]:
     """The facts the page cites, as recorded (all at or below the report's position by construction)."""
+    from cli.html import cited
+
     return list(ledger.recorder.read_positions(cited(report, explanation)))
 
 
 def _deadline(ledger: Ledger, report: Report) -> datetime | None:
     """The month's claim deadline under the version in force, if the contract has one."""
+    from projections.credit import claim_deadline
+
     versions = find(ledger.contracts(report.as_of_position), report.contract)
     credits = in_force(versions, report.month).policy.credits
     if credits is None or credits.claim_deadline_days is None:
@@ -35,12 +40,16 @@ def _deadline(ledger: Ledger, report: Report) -> datetime | None:
 
 def report_page(ledger: Ledger, ev: Evaluation) -> str:
     """``ledger report --format html``."""
+    from cli.html import report_html
+
     return report_html(ev.report, ev.explanation, _records(ledger, ev.report, ev.explanation),
                        _deadline(ledger, ev.report))
 
 
 def audit_page(ledger: Ledger, a: Audit) -> str:
     """``ledger audit --format html``."""
+    from cli.html import audit_html
+
     return audit_html(a, _records(ledger, a.report, a.explanation), _deadline(ledger, a.report))
 
 

@@ -17,9 +17,10 @@ def projections() -> None:
 def rebuild(ctx: Context) -> None:
     """Reset the reporting tables and their tracking, and recompute every contract-month."""
     from cli.render import rebuild_line
+    from ledger.bootstrap import writable
     from projections.tracked import rebuild as run_rebuild
 
-    click.echo(rebuild_line(run_rebuild(ctx.ledger(create=False))))
+    click.echo(rebuild_line(run_rebuild(writable(ctx.ledger(create=False)))))
 
 
 @projections.command()
@@ -45,8 +46,9 @@ def run(ctx: Context, once: bool, interval: float) -> None:
     On PostgreSQL a lost connection (a server restart) is retried, with a growing wait
     up to 15 s and one line on stderr per attempt; the tables go on from their tracking.
     """
+    from ledger.bootstrap import writable
     from projections.tracked import run as run_worker
 
-    position = run_worker(ctx.ledger(create=False), ctx.url, once=once, interval=interval,
+    position = run_worker(writable(ctx.ledger(create=False)), ctx.url, once=once, interval=interval,
                           log=lambda line: click.echo(line, err=True))
     click.echo(f"reporting at position {position}")

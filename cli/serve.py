@@ -9,7 +9,7 @@ import socket
 
 import click
 
-from cli.context import Context
+from cli.context import Context, pass_ctx
 from ledger.errors import BadInput, StoreError
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
@@ -72,7 +72,8 @@ def _stopped(signum: int, frame: object) -> None:
               help="Largest request body in bytes (larger: 413).")
 @click.option("--insecure-local", is_flag=True,
               help=f"Start without {WRITE_TOKEN_ENV}/{READ_TOKEN_ENV} (loopback addresses only).")
-def serve(listen: str, label_map: str | None, max_body: int, insecure_local: bool) -> None:
+@pass_ctx
+def serve(ctx: Context, listen: str, label_map: str | None, max_body: int, insecure_local: bool) -> None:
     """Serve the store over HTTP: webhooks and NDJSON in, contracts, reports and events out."""
     import uvicorn
 
@@ -80,8 +81,6 @@ def serve(listen: str, label_map: str | None, max_body: int, insecure_local: boo
     from ledger.bootstrap import open_ledger
     from ledger.feeds import DEFAULT_MAP, parse_label_map
 
-    ctx = click.get_current_context().find_object(Context)
-    assert ctx is not None, "serve runs under the `ledger` command"
     host, port = parse_listen(listen)
     write, read = _tokens(insecure_local, host)
     labels = parse_label_map(label_map) if label_map is not None else DEFAULT_MAP

@@ -9,8 +9,7 @@ from datetime import datetime
 
 import click
 
-from cli.context import Context, month_option, timestamp
-from ledger.application import Ledger
+from cli.context import Context, month_option, pass_ctx, timestamp
 from ledger.errors import BadInput
 from ledger.text import printable
 from projections.support_model import MeanTarget, SupportReport, support_json
@@ -19,12 +18,6 @@ _YEARS = re.compile(r"([0-9]{4})(?:-([0-9]{4}))?")
 _COUNTRY = re.compile(r"[A-Z]{2}(?:-[A-Z0-9]{1,3})?")
 CSV_HEADER = ("contract", "month", "ticket", "severity", "kind", "opened_at", "responded_at", "target",
               "deadline", "response_seconds", "status", "events")
-
-
-def _ledger(*, create: bool = False) -> Ledger:
-    ctx = click.get_current_context().find_object(Context)
-    assert ctx is not None, "runs under the `ledger` command"
-    return ctx.ledger(create=create)
 
 
 def _instant(value: str | None) -> datetime | None:
@@ -39,12 +32,13 @@ def _instant(value: str | None) -> datetime | None:
 @click.option("--position", type=int, metavar="N", help="Replay what was recorded up to position N.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
               show_default=True)
-def support(contract_id: str | None, month: str, as_of: str | None, position: int | None,
+@pass_ctx
+def support(ctx: Context, contract_id: str | None, month: str, as_of: str | None, position: int | None,
             fmt: str) -> None:
     """The month's support figures: tickets on support-hours clocks, targets, engagement, recovery, quota."""
     from ledger.support_read import contracts_of_month, support_report
 
-    ledger = _ledger()
+    ledger = ctx.ledger(create=False)
     at = _instant(as_of)
     ids = [contract_id] if contract_id is not None else contracts_of_month(ledger, month)
     reports = [support_report(ledger, cid, month, as_of=at, position=position) for cid in ids]
@@ -125,7 +119,8 @@ def _country(value: str) -> str:
 @calendar.command()
 @click.option("--country", required=True, help='Country code as in policies: "CA", "CA-ON".')
 @click.option("--years", required=True, metavar="YYYY-YYYY", help="The years to pin (or one year).")
-def pin(country: str, years: str) -> None:
+@pass_ctx
+def pin(ctx: Context, country: str, years: str) -> None:
     """Record the installed ``holidays`` package's dates as holidays_pinned facts; prints their positions."""
     from ledger.calendar import FIRST_YEAR, LAST_YEAR
     from ledger.support_read import pin_facts
@@ -135,7 +130,7 @@ def pin(country: str, years: str) -> None:
     if m is None or not FIRST_YEAR <= first <= last <= LAST_YEAR or last - first > 100:
         raise BadInput(f"--years {years!r}: expected YYYY-YYYY, first <= last, at most 101 years, "
                        f"within {FIRST_YEAR}..{LAST_YEAR}")
-    result = _ledger(create=True).append_facts(pin_facts(_country(country), first, last))
+    result = ctx.ledger(create=True).append_facts(pin_facts(_country(country), first, last))
     if result.appended:
         click.echo(f"{result.first_position}..{result.last_position}")
     if result.skipped:
@@ -145,11 +140,12 @@ def pin(country: str, years: str) -> None:
 @calendar.command()
 @click.option("--country", required=True, help='Country code as in policies: "CA", "CA-ON".')
 @click.option("--year", required=True, type=int, help="The year.")
-def show(country: str, year: int) -> None:
+@pass_ctx
+def show(ctx: Context, country: str, year: int) -> None:
     """The holiday dates in force for a country-year and where they come from."""
     from ledger.support_read import holidays_in_force
 
-    days, source = holidays_in_force(_ledger(), _country(country), year)
+    days, source = holidays_in_force(ctx.ledger(create=False), _country(country), year)
     click.echo(f"{country} {year}: {source}")
     for d in days:
         click.echo(d.isoformat())

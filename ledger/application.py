@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import msgspec
 
@@ -24,10 +24,6 @@ from ledger.events import (
     MaintenanceAnnounced,
     Recorded,
 )
-from ledger.ingest.lines import prepare_facts
-from ledger.ingest.strategy import PARALLEL_FROM_BYTES, packed_batches, prepared_batches
-from ledger.persistence.append import append_packed, append_prepared
-from ledger.persistence.consistency import contract_problem, contract_state
 from ledger.persistence.keys import (
     CONTRACT,
     claims_key,
@@ -41,7 +37,9 @@ from ledger.persistence.keys import (
 from ledger.persistence.port import AppendResult, IdConflict, LedgerRecorder
 from ledger.policy import PolicyFile, resolve
 from ledger.runtime import paused_gc
-from projections.model import Audit, Evaluation, LogCheckpoint, Report
+
+if TYPE_CHECKING:
+    from projections.model import Audit, Evaluation, LogCheckpoint, Report
 
 
 def _rewind_point(file: BinaryIO, size: int) -> int | None:
@@ -102,6 +100,9 @@ class Ledger:
         ``position`` and ``recorded_at`` are the ledger's to give: a fact carrying
         either is refused (only an import keeps an exported ``recorded_at``).
         """
+        from ledger.ingest.lines import prepare_facts  # writing only: reads need no ingest
+        from ledger.persistence.append import append_prepared
+
         if fact.position is not None:
             raise BadInput("field `position`: set by the ledger when it records a fact")
         if fact.recorded_at is not None:
@@ -117,12 +118,15 @@ class Ledger:
 
     def append_facts(self, facts: Iterable[Fact], *, dry_run: bool = False) -> AppendResult:
         """Append many facts in one all-or-nothing transaction (idempotent on ids); see ``import_file``."""
+        from ledger.ingest.lines import prepare_facts
+        from ledger.persistence.append import append_prepared
+
         return append_prepared(self.recorder, prepare_facts(facts), self.clock, label="event",
                                dry_run=dry_run)
 
     def import_file(
         self, file: BinaryIO, progress: Callable[[int], None] | None = None, *,
-        parallel_from: int = PARALLEL_FROM_BYTES, dry_run: bool = False,
+        parallel_from: int | None = None, dry_run: bool = False,
     ) -> AppendResult:
         """Import an NDJSON stream all-or-nothing; a large one is decoded in a second process.
 
@@ -132,8 +136,14 @@ class Ledger:
         Where the input is long and can be read again (a file, not a pipe), that
         process also links and packs the rows, as if none of their ids were
         recorded; if one is (a re-import), nothing is kept and the file is read
-        again the checking way (see ``append_packed``).
+        again the checking way (see ``append_packed``). ``parallel_from``: bytes from which
+        a second process decodes (default ``ledger.ingest.strategy.PARALLEL_FROM_BYTES``).
         """
+        from ledger.ingest.strategy import PARALLEL_FROM_BYTES, packed_batches, prepared_batches
+        from ledger.persistence.append import append_packed, append_prepared
+
+        if parallel_from is None:
+            parallel_from = PARALLEL_FROM_BYTES
         now = self.clock()  # one instant for the import, however many times it reads the file
         clock = lambda: now  # noqa: E731
         packing = self.recorder.packing
@@ -209,6 +219,8 @@ class Ledger:
             raise BadInput("field `contract.effective_from`: required to amend a contract (\"YYYY-MM\")")
         if versions[-1].policy == policy:
             return versions[-1]
+        from ledger.persistence.consistency import contract_problem, contract_state
+
         fact = ContractAmended(policy=policy)
         problem = contract_problem(fact, contract_state(versions))
         if problem is not None:
@@ -286,6 +298,7 @@ class Ledger:
     def log_checkpoint(self, size: int) -> LogCheckpoint | None:
         """The first ``size`` facts' Merkle root (O(log n) reads), or None where the tree is not built."""
         from ledger.checkpoint import root_of
+        from projections.model import LogCheckpoint
 
         root = root_of(self.recorder, size)
         return None if root is None else LogCheckpoint(size, root)
@@ -315,6 +328,8 @@ class Ledger:
         if upto == 0:
             raise NotFound("nothing was recorded at that point")
         ev = self.evaluate(contract, month, upto=upto, replay_point=replay_point)
+        from projections.model import Audit
+
         return Audit(as_of=as_of, as_of_position=upto, report=self.with_checkpoint(ev.report),
                      explanation=ev.explanation)
 

@@ -11,15 +11,16 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Final
 
 from ledger.application import Ledger, utc_now
 from ledger.errors import BadInput, StoreError
 from ledger.persistence.port import LedgerRecorder, ReportingView
 from ledger.text import printable
-from ledger.urls import DEFAULT_STORE, EXPECTED, backend_of, check_url_text, sqlite_path, store_url
+from ledger.urls import DEFAULT_STORE, EXPECTED, backend_of, check_url_text, redact, sqlite_path, store_url
 
-__all__ = ["DEFAULT_STORE", "library_env", "open_ledger", "open_recorder", "open_view", "roles",
-           "sqlite_path", "store_url"]
+__all__ = ["DEFAULT_STORE", "in_recovery", "library_env", "open_ledger", "open_recorder", "open_view",
+           "roles", "sqlite_path", "store_url", "writable"]
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,34 @@ def open_recorder(url: str, *, create: bool = True) -> LedgerRecorder:
         return open_sqlite(store.path, create=create)
     from ledger.persistence.postgres.recorder import open_postgres
 
-    return open_postgres(url, create=create)
+    recorder = open_postgres(url, create=create)
+    if create and in_recovery(recorder):
+        recorder.close()
+        raise StoreError(STANDBY.format(store=store.shown))
+    return recorder
+
+
+# A write (or `init`) on a streaming replica: one line instead of the server's own words.
+STANDBY: Final = ("store URL {store}: a hot standby (PostgreSQL in recovery, read-only); "
+                  "read-only commands work here, writes and `ledger init` go to the primary")
+
+
+def in_recovery(recorder: LedgerRecorder) -> bool:
+    """Whether ``recorder``'s database is a PostgreSQL hot standby (read-only while it replays)."""
+    datastore = getattr(recorder, "datastore", None)
+    if datastore is None or not type(recorder).__module__.startswith("ledger.persistence.postgres"):
+        return False
+    with datastore.transaction(commit=False) as curs:
+        curs.execute("SELECT pg_is_in_recovery() AS standby")
+        row = curs.fetchone()
+    return bool(row is not None and row["standby"])
+
+
+def writable(ledger: Ledger) -> Ledger:
+    """``ledger``, refused in one line if its store is a hot standby (for commands that write the view)."""
+    if in_recovery(ledger.recorder):
+        raise StoreError(STANDBY.format(store=redact(ledger.url or DEFAULT_STORE)))
+    return ledger
 
 
 def open_ledger(url: str | None = None, *, create: bool = True,

@@ -13,8 +13,10 @@ instant backwards.
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import suppress
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Final
@@ -129,12 +131,102 @@ def month_bounds(month: str, tz: ZoneInfo) -> tuple[datetime, datetime]:
 
 @lru_cache(maxsize=256)
 def holiday_dates(code: str, year: int) -> frozenset[date]:
-    """Public holidays of ``code`` ("CA", "BE", "CA-ON") in ``year``; cached per (code, year)."""
+    """Public holidays of ``code`` ("CA", "BE", "CA-ON") in ``year``; cached per (code, year).
+
+    Exactly the installed ``holidays`` package's dates, read from the disk cache
+    (``holidays_cache_dir``) when they were computed before by the same package version:
+    importing the package costs more than a whole report (issue 17).
+    """
+    text = _cached(f"dates-{code}-{year}", lambda: "".join(f"{d.isoformat()}\n" for d in
+                                                          sorted(_package_dates(code, year))))
+    return frozenset(date.fromisoformat(line) for line in text.splitlines())
+
+
+def _package_dates(code: str, year: int) -> frozenset[date]:
     import holidays  # deferred: the package's import costs start-up time
 
     country, _, subdiv = code.partition("-")
     table = holidays.country_holidays(country, subdiv=subdiv or None, years=year)
     return frozenset(table.keys())
+
+
+@lru_cache(maxsize=1)
+def supported_holidays() -> dict[str, list[str]]:
+    """The ``holidays`` package's countries and their subdivisions (``list_supported_countries``), cached."""
+
+    def compute() -> str:
+        import holidays
+
+        return msgspec.json.encode(holidays.list_supported_countries(), order="sorted").decode()
+
+    return msgspec.json.decode(_cached("supported", compute), type=dict[str, list[str]])
+
+
+CACHE_ENV: Final = "LEDGER_CACHE_DIR"
+_END: Final = "#end\n"
+
+
+def holidays_cache_dir() -> str | None:
+    """Where computed holiday tables are kept, one directory per ``holidays`` version (None: no cache).
+
+    ``$LEDGER_CACHE_DIR`` (empty: no cache), else ``$XDG_CACHE_HOME/availability-ledger``,
+    else ``~/.cache/availability-ledger``; None when the package's version cannot be read
+    without importing it.
+    """
+    root = os.environ.get(CACHE_ENV)
+    if root is None:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        root = os.path.join(base, "availability-ledger")
+    version = _holidays_version()
+    if not root or version is None:
+        return None
+    return os.path.join(root, f"holidays-{version}")
+
+
+@lru_cache(maxsize=1)
+def _holidays_version() -> str | None:
+    """The installed ``holidays`` distribution's version, from its ``.dist-info`` name (no import)."""
+    from importlib.machinery import PathFinder
+
+    spec = PathFinder.find_spec("holidays")
+    if spec is None or spec.origin is None:
+        return None
+    site = os.path.dirname(os.path.dirname(spec.origin))
+    try:
+        names = os.listdir(site)
+    except OSError:
+        return None
+    found = [n[len("holidays-"):-len(".dist-info")] for n in names
+             if n.startswith("holidays-") and n.endswith(".dist-info")]
+    return found[0] if len(found) == 1 else None
+
+
+def _cached(name: str, compute: Callable[[], str]) -> str:
+    """The text stored under ``name`` in the cache, else ``compute()`` (stored when the cache is writable)."""
+    where = holidays_cache_dir()
+    path = os.path.join(where, name) if where is not None else None
+    if path is not None:
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+            if text.endswith(_END):  # a file cut short is never read as whole
+                return text[: -len(_END)]
+        except OSError:
+            pass
+    text = compute()
+    if path is not None:
+        # Written aside and renamed: a reader sees a whole file or none; a cache that
+        # cannot be written (read-only home) only costs the next run the same import.
+        tmp = f"{path}.{os.getpid()}.tmp"
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text + _END)
+            os.replace(tmp, path)
+        except OSError:
+            with suppress(OSError):
+                os.unlink(tmp)
+    return text
 
 
 def is_business_day(day: date, calendar: CalendarRules) -> bool:

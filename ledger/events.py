@@ -14,7 +14,6 @@ the house style (a new fact type is added in one place).
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import typing
 from collections.abc import Callable
@@ -390,8 +389,20 @@ def _fields_of(cls: type, kind: object) -> tuple[str, ...]:
     return tuple(f.name for f in fields if f.type == kind or kind in typing.get_args(f.type))
 
 
-def _by_type(kind: object) -> dict[type, tuple[str, ...]]:
-    return {cls: _fields_of(cls, kind) for cls in typing.get_args(Fact)}
+class _PerType(dict[type, Any]):
+    """A table per fact type, each entry made on first use: building them all costs a report's start-up."""
+
+    def __init__(self, make: Callable[[type], Any]) -> None:
+        super().__init__()
+        self.make = make
+
+    def __missing__(self, cls: type) -> Any:
+        value = self[cls] = self.make(cls)
+        return value
+
+
+def _by_type(kind: object) -> _PerType:
+    return _PerType(lambda cls: _fields_of(cls, kind))
 
 
 _NAME_FIELDS: Final = _by_type(Name)
@@ -496,10 +507,9 @@ _SPECIAL: Final[dict[type, Callable[[Any], Fact]]] = {
     IncidentOpened: _severity, CreditClaimFiled: _claim,
     ContractRegistered: _contract, ContractAmended: _contract, HolidaysPinned: _pinned,
 }
-_CONTENT: Final = {
-    cls: (tuple(f for f in _TIME_FIELDS[cls] if f != "recorded_at"), _SPECIAL.get(cls))
-    for cls in typing.get_args(Fact)
-}
+_CONTENT: Final = _PerType(
+    lambda cls: (tuple(f for f in _TIME_FIELDS[cls] if f != "recorded_at"), _SPECIAL.get(cls))
+)
 
 
 def check_keys(data: bytes, fact: Fact, canon: bytes, escaped: bool) -> None:
@@ -540,6 +550,8 @@ def _ignore(_: str) -> None:
 
 def _repeated_key(data: bytes) -> str | None:
     """The path of the first key an object repeats, or None."""
+    import json  # rare (a line that may repeat a key): not on every command's start-up
+
     try:
         root = json.loads(data, object_pairs_hook=_Pairs, parse_int=_ignore, parse_float=_ignore,
                           parse_constant=_ignore)

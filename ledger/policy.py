@@ -14,14 +14,16 @@ from __future__ import annotations
 import re
 from datetime import date, time, timedelta
 from decimal import Decimal
-from typing import Annotated, Final, Literal
+from typing import TYPE_CHECKING, Annotated, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
-from ledger.calendar import CalendarRules, check_month
+from ledger.calendar import CalendarRules, check_month, supported_holidays
 from ledger.errors import BadInput
-from ledger.support_hours import Closure
+
+if TYPE_CHECKING:
+    from ledger.support_hours import Closure  # only the type: the support clocks are not imported
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=512, pattern=r"^[^\x00-\x1f\x7f]+$")]
 # Decimal strings, never floats: "99.97", "1200.00".
@@ -486,10 +488,8 @@ def _positive(text: str, field: str) -> timedelta:
 
 
 def _check_holidays(code: str, field: str = "calendar.holidays") -> None:
-    import holidays  # deferred: importing the calendars costs start-up time
-
     country, _, subdiv = code.partition("-")
-    supported = holidays.list_supported_countries()
+    supported = supported_holidays()
     if country not in supported:
         raise BadInput(f"field `{field}`: no public-holiday calendar for {country!r}")
     if subdiv and subdiv not in supported[country]:

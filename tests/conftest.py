@@ -21,6 +21,12 @@ BACKENDS = ("sqlite", "postgres")
 os.environ.setdefault("PGOPTIONS", "-c ledger.check_all=on")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _holiday_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Holiday tables computed by the tests are cached in a directory of their own (and subprocesses')."""
+    os.environ["LEDGER_CACHE_DIR"] = str(tmp_path_factory.mktemp("ledger-cache"))
+
+
 @pytest.fixture(scope="session")
 def pg_admin_url() -> Iterator[str]:
     """Admin URL of a real PostgreSQL server (started if none runs; never skipped)."""

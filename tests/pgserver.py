@@ -155,3 +155,47 @@ def scratch_database(admin_url: str, options: str = "") -> Iterator[str]:
     finally:
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def hot_standby(primary: Cluster) -> Iterator[Cluster]:
+    """A streaming replica of ``primary``: ``pg_basebackup -R`` into a temporary directory, another port."""
+    basebackup, pg_ctl = _bin("pg_basebackup"), _bin("pg_ctl")
+    if not basebackup or not pg_ctl:
+        raise RuntimeError("no pg_basebackup/pg_ctl to start a hot standby")
+    root = tempfile.mkdtemp(prefix="ledger-pg-standby-")
+    os.chmod(root, 0o755)
+    os.mkdir(os.path.join(root, "sock"))
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+        shutil.chown(os.path.join(root, "sock"), "postgres", "postgres")
+    standby = Cluster(pg_ctl, root, _free_port())
+    try:
+        # -R writes standby.signal and primary_conninfo: the copy starts as a hot standby.
+        subprocess.run(_as_postgres_user([basebackup, "-h", "127.0.0.1", "-p", str(primary.port), "-U",
+                                          "postgres", "-D", standby.data, "-R", "-X", "stream",
+                                          "--no-sync"]),
+                       check=True, capture_output=True, timeout=120)
+        standby.start()
+        if not _reachable(standby.url):
+            raise RuntimeError(f"hot standby on port {standby.port} did not come up")
+        yield standby
+    finally:
+        standby.stop("immediate")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def wait_for_replay(primary_url: str, standby_url: str, timeout: float = 30.0) -> None:
+    """Return once the standby has replayed everything the primary has written so far."""
+    with psycopg.connect(primary_url, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+    assert row is not None
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(standby_url, autocommit=True) as conn:
+        while True:
+            done = conn.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (row[0],)).fetchone()
+            if done is not None and done[0]:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the standby did not replay up to {row[0]} in {timeout} s")
+            time.sleep(0.05)

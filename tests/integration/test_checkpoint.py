@@ -20,6 +20,7 @@ from tests import rfc9162
 from tests.conftest import StepClock
 from tests.integration.test_merkle_store import lines
 from tests.integration.test_tamper import PostgresTamper, SQLiteTamper, Tamper
+from tests.lines import import_lines
 
 N = 40
 
@@ -45,8 +46,8 @@ def bad(result: Result, code: int, words: str) -> None:
 def url(store_url: str) -> str:
     led = open_ledger(store_url, clock=StepClock())
     try:
-        led.import_lines(lines(0, N // 2))
-        led.import_lines(lines(N // 2, N // 2))
+        import_lines(led, lines(0, N // 2))
+        import_lines(led, lines(N // 2, N // 2))
     finally:
         led.close()
     return store_url

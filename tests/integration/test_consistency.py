@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-import ledger.application as application
+import ledger.persistence.append as append_path  # import_file takes append_packed from there
 from ledger.application import Ledger
 from ledger.bootstrap import open_ledger
 from ledger.errors import BadInput, NotFound, StoreError
@@ -106,7 +106,7 @@ class Passes:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.packed: list[str] = []
-        real = application.append_packed
+        real = append_path.append_packed
 
         def spy(*args: Any, **kwargs: Any) -> AppendResult:
             try:
@@ -117,7 +117,7 @@ class Passes:
             self.packed.append("kept")
             return result
 
-        monkeypatch.setattr(application, "append_packed", spy)
+        monkeypatch.setattr(append_path, "append_packed", spy)
 
 
 @pytest.fixture

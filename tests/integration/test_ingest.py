@@ -254,13 +254,13 @@ def test_packed_import_refuses_a_late_line_older_than_an_earlier_one(pair: tuple
 
 def test_a_long_file_of_new_facts_is_read_once(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
     # New facts only: linked and packed in the child, never read a second time.
-    import ledger.application as application
+    import ledger.ingest.strategy as strategy  # import_file takes it from there when it runs
 
     def checking_pass(*args: object, **kwargs: object) -> None:
         raise AssertionError("the file was read a second time")
 
     assert ledger.recorder.packer is not None
-    monkeypatch.setattr(application, "prepared_batches", checking_pass)
+    monkeypatch.setattr(strategy, "prepared_batches", checking_pass)
     result = ledger.import_file(io.BytesIO(data(lines(25000))), parallel_from=1)
     assert (result.appended, result.first_position, result.last_position) == (25000, 1, 25000)
     assert verify(ledger.recorder).ok

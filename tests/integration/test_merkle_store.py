@@ -14,6 +14,7 @@ from ledger.errors import LedgerError, StoreError
 from ledger.events import export_line
 from ledger.persistence import merkle_store
 from tests import rfc9162
+from tests.lines import import_lines
 from tests.unit.factories import fact
 
 
@@ -52,7 +53,7 @@ def test_every_append_route_keeps_the_tree(ledger: Ledger, tmp_path: Path) -> No
         fact("probe_failed", service="svc", probe="y", at="2026-10-04T09:06:00Z", id="three"),
     ])
     assert_tree(ledger)
-    ledger.import_lines(lines(0, 37))
+    import_lines(ledger, lines(0, 37))
     assert_tree(ledger)
     # The packed path: linked and packed (leaf hashes too) in a child process.
     data = tmp_path / "in.ndjson"
@@ -81,9 +82,9 @@ def test_every_append_route_keeps_the_tree(ledger: Ledger, tmp_path: Path) -> No
 
 
 def test_a_failed_import_leaves_no_node(ledger: Ledger) -> None:
-    ledger.import_lines(lines(0, 10))
+    import_lines(ledger, lines(0, 10))
     with pytest.raises(LedgerError):
-        ledger.import_lines([*lines(10, 5), b'{"type":"nonsense"}'])
+        import_lines(ledger, [*lines(10, 5), b'{"type":"nonsense"}'])
     assert_tree(ledger)
     with ledger.recorder.merkle_tree() as tree:
         assert tree.size() == 10
@@ -104,9 +105,9 @@ def _drop_tree(led: Ledger) -> None:
 
 
 def test_a_store_without_a_tree_is_built_once_by_init(ledger: Ledger) -> None:
-    ledger.import_lines(lines(0, 20))
+    import_lines(ledger, lines(0, 20))
     _drop_tree(ledger)
-    ledger.import_lines(lines(20, 15))  # appends go on; the tree waits for the build
+    import_lines(ledger, lines(20, 15))  # appends go on; the tree waits for the build
     with pytest.raises(StoreError, match="not built yet"):
         merkle_store.TreeView(ledger.recorder).size()
     assert merkle_store.check(ledger.recorder) == [merkle_store.NOT_BUILT]
@@ -115,12 +116,12 @@ def test_a_store_without_a_tree_is_built_once_by_init(ledger: Ledger) -> None:
     assert sum(seen) == 35
     assert merkle_store.build(ledger.recorder) == 0  # idempotent
     assert_tree(ledger)
-    ledger.import_lines(lines(35, 9))  # and appends keep it from here
+    import_lines(ledger, lines(35, 9))  # and appends keep it from here
     assert_tree(ledger)
 
 
 def test_a_partly_built_tree_resumes(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
-    ledger.import_lines(lines(0, 50))
+    import_lines(ledger, lines(0, 50))
     _drop_tree(ledger)
     monkeypatch.setattr(merkle_store, "BUILD_BATCH", 7)
     calls = 0
@@ -135,13 +136,13 @@ def test_a_partly_built_tree_resumes(ledger: Ledger, monkeypatch: pytest.MonkeyP
         merkle_store.build(ledger.recorder, stop_after_two)
     with ledger.recorder.merkle_tree() as tree:
         assert tree.size() == 14
-    ledger.import_lines(lines(50, 3))  # the tree is behind: left for the build
+    import_lines(ledger, lines(50, 3))  # the tree is behind: left for the build
     assert merkle_store.build(ledger.recorder) == 53 - 14
     assert_tree(ledger)
 
 
 def test_log_root_is_computed_from_the_log(ledger: Ledger) -> None:
-    ledger.import_lines(lines(0, 23))
+    import_lines(ledger, lines(0, 23))
     for size in (0, 1, 8, 23):
         assert merkle_store.log_root(ledger.recorder, size) == expected_root(ledger, size)
     with pytest.raises(StoreError, match="fewer than 24"):
@@ -150,7 +151,7 @@ def test_log_root_is_computed_from_the_log(ledger: Ledger) -> None:
 
 
 def test_nodes_are_append_only(ledger: Ledger) -> None:
-    ledger.import_lines(lines(0, 4))
+    import_lines(ledger, lines(0, 4))
     url = ledger.url or ""
     if url.startswith("postgresql"):
         with psycopg.connect(url, autocommit=True) as conn, pytest.raises(psycopg.Error, match="append-only"):
@@ -187,7 +188,7 @@ def test_leaf_lines_are_the_exported_lines(ledger: Ledger) -> None:
     from cli.demo.run import run_demo
 
     run_demo(ledger, "2026-10")
-    ledger.import_lines(lines(0, 30))
+    import_lines(ledger, lines(0, 30))
     states = list(ledger.recorder.read_raw())
     assert len(states) > 100
     for (position, _, _, state), rec in zip(states, ledger.records(), strict=True):

@@ -516,6 +516,8 @@ def test_every_type_has_its_instants_checked() -> None:
     # A new Timestamp field is found from the annotations, like names and text.
     from ledger.events import _CONTENT
 
+    for cls in FACT_TYPES.values():  # each type's entry is made on first use (a fast start)
+        assert len(_CONTENT[cls]) == 2
     assert set(_CONTENT) == set(FACT_TYPES.values())
     assert _CONTENT[FACT_TYPES["maintenance_announced"]][0] == ("announced_at", "starts_at", "ends_at")
     assert re.fullmatch(r"\(\)", repr(_CONTENT[FACT_TYPES["exclusion_revoked"]][0]))
