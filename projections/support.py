@@ -37,11 +37,11 @@ from ledger.policy import Policy, SupportRules, SupportTarget
 from ledger.support_hours import (
     HolidayBook,
     HolidayLookup,
+    OpenTimeline,
     SupportCalendar,
     add_business_days,
     add_open_time,
     from_us,
-    open_time_between,
     package_holidays,
     to_us,
 )
@@ -147,11 +147,16 @@ def calendar_of(rules: SupportRules, lookup: HolidayLookup) -> SupportCalendar:
     return SupportCalendar(rules.timezone, rules.hours, rules.holidays, rules.closures, lookup)
 
 
-def deadline_of(cal: SupportCalendar, target: SupportTarget, opened: int) -> int | None:
-    """When a ticket opened at ``opened`` must be answered under ``target``."""
+def deadline_of(cal: SupportCalendar, target: SupportTarget, opened: int,
+                clock: OpenTimeline | None = None) -> int | None:
+    """When a ticket opened at ``opened`` must be answered under ``target`` (``clock``: the same, faster)."""
     if target.business_days is not None:
+        if clock is not None:
+            return clock.add_business_days(opened, target.business_days)
         return add_business_days(cal, opened, target.business_days)
     assert target.open_time is not None
+    if clock is not None:
+        return clock.add(opened, _us(target.open_time))
     return add_open_time(cal, opened, _us(target.open_time))
 
 
@@ -208,6 +213,8 @@ def evaluate_support(
 
     targets = {t.severity: t for t in rules.targets} if rules is not None else {}
     cal = calendar_of(rules, book) if rules is not None else None
+    # Every ticket's open time and deadline by bisection (tickets come in opening order).
+    clock = OpenTimeline(cal) if cal is not None else None
     lines: list[TicketLine] = []
     unknown: list[str] = []
     per_target: dict[str, list[TicketLine]] = defaultdict(list)
@@ -235,9 +242,10 @@ def evaluate_support(
             used.update(events)
             continue
         end = max(upto, at)
-        spent = open_time_between(cal, at, end)
-        due = (add_open_time(cal, at, _us(target.open_time)) if target.kind == "mean" and target.open_time
-               else deadline_of(cal, target, at))
+        assert clock is not None
+        spent = clock.between(at, end)
+        due = (clock.add(at, _us(target.open_time)) if target.kind == "mean" and target.open_time
+               else deadline_of(cal, target, at, clock))
         status: Status
         if first is not None:
             status = "met" if due is None or first[0] <= due else "breached"

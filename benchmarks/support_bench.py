@@ -1,0 +1,344 @@
+"""Issue 18's benchmark: a month of 10,000 tickets through ``ledger support``, and the fold's growth.
+
+``python -m benchmarks.support_bench [--quick] [--stores sqlite,postgres] [--tickets 10000]
+[--sizes 1000,2000,4000,8000,16000] [--no-callgrind]``
+
+1. CLI: one contract on a support calendar with whole-day holidays (CA, pinned),
+   closures on other countries' holidays (GB, and AU from the day before), a
+   Saturday span, per-ticket, business-day and mean targets, engagement of
+   downtime stretches, recovery points and the quota; a month of N tickets with
+   severity changes, responses, classifications and time logged. ``ledger
+   support --contract C --month M --format json`` is timed as a subprocess
+   (start-up included), median of 5, alternated with the same command on an
+   empty month of the same contract (the baseline: start-up, reading the
+   contract, no tickets). Target: under one second.
+2. Growth: the support fold (``projections.support.evaluate_support``, in
+   process, the records decoded and the downtime stretches found beforehand)
+   under ``valgrind --tool=callgrind`` at n = 1k .. 16k tickets. Each size is
+   two callgrind runs of the same child, one stopping before the fold and one
+   folding; the difference is the fold's instructions (deterministic with
+   ``PYTHONHASHSEED=0``, unlike timings on this shared machine). The curve is
+   printed with its ratio to n log n, normalised at the smallest n. Target: the
+   ratio never above 1.05 (no faster growth than n log n).
+
+This machine's environment sets PYTHONDONTWRITEBYTECODE=1, so every ``ledger``
+process would compile the project from source; the script runs
+``python -m compileall -q ledger projections cli`` first and runs every measured
+process with that variable unset.
+
+One grep-able line per figure, verdicts PASS/FAIL; tests only check that the lines are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+ROOT: Final = Path(__file__).resolve().parent.parent
+CONTRACT: Final = "sup-bench"
+SERVICE: Final = "sup-svc"
+MONTH: Final = "2026-04"  # Good Friday (CA, GB, AU) and Easter Monday (GB, AU)
+EMPTY_MONTH: Final = "2026-06"
+CLI_MAX_S: Final = 1.0
+GROWTH_MAX: Final = 1.05
+RUNS: Final = 5
+
+POLICY: Final = f"""
+[contract]
+id = "{CONTRACT}"
+customer = "Benchmark customer"
+service = "{SERVICE}"
+timezone = "America/Toronto"
+currency = "CAD"
+annual_fee = "250000.00"
+
+[availability]
+target = "99.9"
+probes = ["http", "ping"]
+
+[support]
+hours = ["Mon-Fri 08:00-18:00", "Sat 10:00-14:00"]
+holidays = "CA"
+closures = [
+  {{ holidays = "GB", window = "05:00-09:00" }},
+  {{ holidays = "AU", window = "-1 20:00-05:00" }},
+]
+targets = [
+  {{ severity = "p1", first_response = "1h" }},
+  {{ severity = "p2", first_response = "4h" }},
+  {{ severity = "p3", first_response = "1 business day" }},
+  {{ severity = "p4", first_response = "2 business days" }},
+  {{ severity = "l1", mean_first_response = "15m" }},
+]
+engagement = {{ level = "l3", within = "10m" }}
+recovery = {{ max_data_loss = "24h" }}
+quota = {{ hours_per = "1000", year_starts = "01-01", exempt = ["bug", "global_issue"], warn_below = "10h" }}
+""".encode()
+
+_SEVERITIES: Final = ("p1", "p2", "p3", "p4", "l1", "urgent")  # "urgent": named by no target
+_WEIGHTS: Final = (10, 20, 25, 20, 24, 1)
+_KINDS: Final = ("account", "bug", "global_issue")
+
+
+def _utc(t: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def month_span(month: str = MONTH) -> tuple[int, int]:
+    """The month in America/Toronto as UTC epoch seconds [start, end)."""
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo("America/Toronto")
+    y, m = (int(p) for p in month.split("-"))
+    start = datetime(y, m, 1, tzinfo=tz)
+    end = datetime(y + m // 12, m % 12 + 1, 1, tzinfo=tz)
+    return int(start.timestamp()), int(end.timestamp())
+
+
+def support_lines(tickets: int, seed: int = 1, month: str = MONTH) -> list[str]:
+    """NDJSON lines: ``tickets`` tickets opened in the month with their later facts, plus the service's
+    downtime, engagements and recoveries (one stretch per 250 tickets), in event-time order."""
+    from ledger.calendar import holiday_dates
+
+    rng = random.Random(f"support:{seed}:{tickets}")
+    ms, me = month_span(month)
+    out: list[tuple[int, int, str]] = []
+
+    def add(at: int, body: dict[str, object]) -> None:
+        body = {"id": f"sb:{len(out)}", **body}
+        out.append((at, len(out), json.dumps(body, separators=(",", ":"))))
+
+    year = int(month[:4])
+    add(ms - 86400, {"type": "holidays_pinned", "country": "CA", "year": year,
+                     "dates": sorted(d.isoformat() for d in holiday_dates("CA", year))})
+    for i in range(tickets):
+        ticket = f"T-{i:06d}"
+        opened = rng.randrange(ms, me)
+        add(opened, {"type": "ticket_opened", "contract": CONTRACT, "ticket": ticket, "at": _utc(opened),
+                     "severity": rng.choices(_SEVERITIES, _WEIGHTS)[0]})
+        if rng.random() < 0.15:
+            at = opened + rng.randint(60, 2 * 86400)
+            add(at, {"type": "ticket_severity_changed", "ticket": ticket, "at": _utc(at),
+                     "severity": rng.choice(_SEVERITIES[:5])})
+        if rng.random() < 0.88:
+            for _ in range(2 if rng.random() < 0.02 else 1):
+                at = opened + 30 + int(rng.expovariate(1 / 7200))
+                add(at, {"type": "ticket_responded", "ticket": ticket, "at": _utc(at)})
+        if rng.random() < 0.3:
+            for _ in range(2 if rng.random() < 0.05 else 1):
+                add(opened + 600, {"type": "ticket_classified", "ticket": ticket, "kind": rng.choice(_KINDS)})
+        if rng.random() < 0.4:
+            for _ in range(rng.randint(1, 3)):
+                at = opened + rng.randint(600, 3 * 86400)
+                add(at, {"type": "support_time_logged", "ticket": ticket, "at": _utc(at),
+                         "seconds": rng.randint(300, 7200)})
+    for _ in range(max(1, tickets // 250)):
+        down = rng.randrange(ms, me - 86400)
+        up = down + rng.randint(5, 120) * 60
+        for probe in ("http", "ping"):
+            add(down, {"type": "probe_failed", "service": SERVICE, "probe": probe, "at": _utc(down)})
+            add(up, {"type": "probe_recovered", "service": SERVICE, "probe": probe, "at": _utc(up)})
+        if rng.random() < 0.9:
+            at = down + rng.randint(60, 1200)
+            add(at, {"type": "support_engaged", "service": SERVICE, "level": "l3", "at": _utc(at)})
+        at = down + rng.randint(30, 600)
+        add(at, {"type": "support_engaged", "service": SERVICE, "level": "l2", "at": _utc(at)})
+    for _ in range(max(1, tickets // 2000)):
+        at = rng.randrange(ms, me)
+        add(at, {"type": "recovery_performed", "service": SERVICE, "recovery": f"r-{at}", "at": _utc(at),
+                 "restored_to": _utc(at - rng.randint(3600, 40 * 3600))})
+    out.sort()
+    return [line for *_, line in out]
+
+
+# --- stores and processes ------------------------------------------------------------------------
+
+
+def measured_env() -> dict[str, str]:
+    """The environment of measured processes: bytecode may be read (see the module docstring)."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONHASHSEED"] = "0"
+    return env
+
+
+def compile_project() -> None:
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "ledger", "projections", "cli"],
+                   cwd=ROOT, check=True, env=measured_env())
+
+
+@contextmanager
+def store(kind: str, workdir: Path, tag: str) -> Iterator[str]:
+    """A fresh store URL (SQLite file or PostgreSQL database), removed afterwards."""
+    if kind == "sqlite":
+        yield f"sqlite:///{workdir / f'{tag}.db'}"
+    else:
+        from benchmarks.run import pg_database
+
+        with pg_database(f"bench_{tag}_{os.getpid()}") as url:
+            yield url
+
+
+def fill(url: str, lines: list[str]) -> float:
+    """Register the contract and import the lines in this process; seconds taken."""
+    from ledger.bootstrap import open_ledger
+    from ledger.policy import load_policy
+
+    t0 = time.perf_counter()
+    led = open_ledger(url)
+    try:
+        led.register_contract(load_policy(POLICY))
+        led.import_lines(line.encode() for line in lines)
+    finally:
+        led.close()
+    return time.perf_counter() - t0
+
+
+def timed(cmd: list[str]) -> tuple[float, bytes]:
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, env=measured_env(), capture_output=True)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}: {proc.stderr.decode()[-2000:]}")
+    return seconds, proc.stdout
+
+
+def support_cmd(url: str, month: str) -> list[str]:
+    return [sys.executable, "-m", "cli.main", "--store", url, "support", "--contract", CONTRACT,
+            "--month", month, "--format", "json"]
+
+
+def cli_figure(kind: str, url: str, tickets: int, runs: int) -> bool:
+    """Alternated runs of the full month and the empty month; one line; PASS when the median < 1 s."""
+    full: list[float] = []
+    empty: list[float] = []
+    out = b""
+    for _ in range(runs):
+        s, out = timed(support_cmd(url, MONTH))
+        full.append(s)
+        empty.append(timed(support_cmd(url, EMPTY_MONTH))[0])
+    report = json.loads(out)
+    assert len(report["tickets"]) + len(report["unknown_severity"]) == tickets, "every ticket reported"
+    med, base = statistics.median(full), statistics.median(empty)
+    ok = med < CLI_MAX_S
+    print(f"support cli {kind} tickets={tickets}: median {med:.3f} s (runs {' '.join(f'{x:.3f}' for x in full)})"
+          f", empty month {base:.3f} s, fold and read {med - base:.3f} s, target < {CLI_MAX_S:g} s: "
+          f"{'PASS' if ok else 'FAIL'}", flush=True)
+    return ok
+
+
+# --- callgrind child -------------------------------------------------------------------------------
+
+
+def child(path: Path, fold: bool) -> None:
+    """Decode the lines, find the stretches, warm the caches on a small fold; then fold them all if asked."""
+    from ledger.events import Recorded, decode_fact
+    from ledger.policy import load_policy, resolve
+    from ledger.runtime import paused_gc
+    from projections.availability import downtime_stretches
+    from projections.support import evaluate_support
+
+    policy = resolve(load_policy(POLICY))
+    at = datetime(2026, 6, 1, tzinfo=UTC)
+    with paused_gc():
+        with open(path, "rb") as f:
+            records = [Recorded(i + 1, at, f"r{i}", decode_fact(line)) for i, line in enumerate(f)]
+        stretches = downtime_stretches(records, policy, MONTH)
+        # Imports, the holidays package's dates and the zone's transitions: the same in both runs.
+        evaluate_support(records[:50], policy, 1, MONTH, as_of_position=50, stretches=stretches)
+        if fold:
+            report = evaluate_support(records, policy, 1, MONTH, as_of_position=len(records),
+                                      stretches=stretches)
+            assert report.tickets
+
+
+_COLLECTED: Final = re.compile(rb"Collected : ([0-9]+)")
+
+
+def callgrind_instructions(path: Path, fold: bool) -> int:
+    cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-m",
+           "benchmarks.support_bench", "--child", str(path)]
+    if fold:
+        cmd.append("--fold")
+    proc = subprocess.run(cmd, cwd=ROOT, env=measured_env(), capture_output=True)
+    m = _COLLECTED.search(proc.stderr)
+    if proc.returncode != 0 or m is None:
+        raise RuntimeError(f"callgrind child failed: {proc.stderr.decode()[-2000:]}")
+    return int(m.group(1))
+
+
+def growth_figures(sizes: list[int], workdir: Path) -> bool:
+    """The fold's instructions per size, and their ratio to n log n normalised at the first size."""
+    costs: list[int] = []
+    for n in sizes:
+        path = workdir / f"support-{n}.ndjson"
+        path.write_text("\n".join(support_lines(n)) + "\n", encoding="ascii")
+        base = callgrind_instructions(path, fold=False)
+        total = callgrind_instructions(path, fold=True)
+        costs.append(total - base)
+        print(f"support fold callgrind n={n}: {total - base:,} instructions "
+              f"({(total - base) / n:,.0f} per ticket; child {total:,}, without the fold {base:,})", flush=True)
+    n0, c0 = sizes[0], costs[0]
+    worst = 0.0
+    for n, c in zip(sizes, costs, strict=True):
+        grew = c / c0
+        nlogn = (n * math.log2(n)) / (n0 * math.log2(n0))
+        worst = max(worst, grew / nlogn)
+        print(f"support fold growth n={n}: x{grew:.3f} of n={n0}, n log n x{nlogn:.3f}, linear x{n / n0:.3f}, "
+              f"ratio to n log n {grew / nlogn:.3f}", flush=True)
+    ok = worst <= GROWTH_MAX
+    print(f"support fold growth: worst ratio to n log n {worst:.3f}, target <= {GROWTH_MAX}: "
+          f"{'PASS' if ok else 'FAIL'}", flush=True)
+    return ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.support_bench", description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes, SQLite, 1 run (for tests)")
+    ap.add_argument("--stores", default="sqlite,postgres", help="comma-separated; empty: no CLI figure")
+    ap.add_argument("--tickets", type=int, default=10_000)
+    ap.add_argument("--sizes", default="1000,2000,4000,8000,16000")
+    ap.add_argument("--no-callgrind", action="store_true")
+    ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--fold", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child is not None:
+        child(args.child, args.fold)
+        return 0
+    stores = ["sqlite"] if args.quick else [s for s in args.stores.split(",") if s]
+    tickets = 300 if args.quick else args.tickets
+    runs = 1 if args.quick else RUNS
+    sizes = [100, 200] if args.quick else [int(s) for s in args.sizes.split(",")]
+    compile_project()
+    ok = True
+    with tempfile.TemporaryDirectory(prefix="support-bench-") as tmp:
+        workdir = Path(tmp)
+        lines = support_lines(tickets)
+        print(f"# {len(lines)} facts for {tickets} tickets in {MONTH}", flush=True)
+        for kind in stores:
+            with store(kind, workdir, f"support_{kind}") as url:
+                took = fill(url, lines)
+                print(f"# {kind}: contract and facts recorded in {took:.1f} s", flush=True)
+                ok &= cli_figure(kind, url, tickets, runs)
+        if not args.no_callgrind:
+            ok &= growth_figures(sizes, workdir)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
