@@ -9,9 +9,11 @@
    downtime stretches, recovery points and the quota; a month of N tickets with
    severity changes, responses, classifications and time logged. ``ledger
    support --contract C --month M --format json`` is timed as a subprocess
-   (start-up included), median of 5, alternated with the same command on an
-   empty month of the same contract (the baseline: start-up, reading the
-   contract, no tickets). Target: under one second.
+   (start-up included), median of 5, alternated with the same command on a
+   second contract with the same policy and no tickets (the baseline: start-up,
+   reading the contract, the calendar). Target: under one second of wall time;
+   the CPU time (user + system, from wait4) is printed beside it, since wall
+   time on this shared machine stretches with the load.
 2. Growth: the support fold (``projections.support.evaluate_support``, in
    process, the records decoded and the downtime stretches found beforehand)
    under ``valgrind --tool=callgrind`` at n = 1k .. 16k tickets. Each size is
@@ -52,7 +54,7 @@ ROOT: Final = Path(__file__).resolve().parent.parent
 CONTRACT: Final = "sup-bench"
 SERVICE: Final = "sup-svc"
 MONTH: Final = "2026-04"  # Good Friday (CA, GB, AU) and Easter Monday (GB, AU)
-EMPTY_MONTH: Final = "2026-06"
+EMPTY_CONTRACT: Final = "sup-bench-empty"  # the same policy on another service, no tickets: the baseline
 CLI_MAX_S: Final = 1.0
 GROWTH_MAX: Final = 1.05
 RUNS: Final = 5
@@ -202,42 +204,68 @@ def fill(url: str, lines: list[str]) -> float:
     led = open_ledger(url)
     try:
         led.register_contract(load_policy(POLICY))
+        quiet = POLICY.replace(f'"{CONTRACT}"'.encode(), f'"{EMPTY_CONTRACT}"'.encode())
+        led.register_contract(load_policy(quiet.replace(f'"{SERVICE}"'.encode(), b'"sup-quiet"')))
         led.import_lines(line.encode() for line in lines)
     finally:
         led.close()
     return time.perf_counter() - t0
 
 
-def timed(cmd: list[str]) -> tuple[float, bytes]:
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, env=measured_env(), capture_output=True)
-    seconds = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}: {proc.stderr.decode()[-2000:]}")
-    return seconds, proc.stdout
+def timed(cmd: list[str]) -> tuple[float, float, bytes]:
+    """Wall seconds, CPU seconds (user + system, the child's and its children's: wait4) and stdout."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=measured_env(), stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - t0
+        out.seek(0)
+        err.seek(0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed: {err.read().decode()[-2000:]}")
+        return seconds, usage.ru_utime + usage.ru_stime, out.read()
 
 
-def support_cmd(url: str, month: str) -> list[str]:
-    return [sys.executable, "-m", "cli.main", "--store", url, "support", "--contract", CONTRACT,
-            "--month", month, "--format", "json"]
+def load() -> str:
+    """The machine's load (a shared machine: wall times stretch with it, CPU times do not)."""
+    return f"load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+
+
+def support_cmd(url: str, contract: str) -> list[str]:
+    return [sys.executable, "-m", "cli.main", "--store", url, "support", "--contract", contract,
+            "--month", MONTH, "--format", "json"]
 
 
 def cli_figure(kind: str, url: str, tickets: int, runs: int) -> bool:
-    """Alternated runs of the full month and the empty month; one line; PASS when the median < 1 s."""
+    """Alternated runs on the full contract and on one without tickets; one line; PASS when the median < 1 s.
+
+    Wall time is the target's measure; on a shared machine it stretches with the load,
+    so the CPU time (user + system) is printed beside it with its own verdict.
+    """
     full: list[float] = []
     empty: list[float] = []
+    cpu: list[float] = []
+    cpu_empty: list[float] = []
     out = b""
     for _ in range(runs):
-        s, out = timed(support_cmd(url, MONTH))
+        s, c, out = timed(support_cmd(url, CONTRACT))
         full.append(s)
-        empty.append(timed(support_cmd(url, EMPTY_MONTH))[0])
+        cpu.append(c)
+        s, c, _ = timed(support_cmd(url, EMPTY_CONTRACT))
+        empty.append(s)
+        cpu_empty.append(c)
     report = json.loads(out)
     assert len(report["tickets"]) + len(report["unknown_severity"]) == tickets, "every ticket reported"
     med, base = statistics.median(full), statistics.median(empty)
-    ok = med < CLI_MAX_S
-    print(f"support cli {kind} tickets={tickets}: median {med:.3f} s (runs {' '.join(f'{x:.3f}' for x in full)})"
-          f", empty month {base:.3f} s, fold and read {med - base:.3f} s, target < {CLI_MAX_S:g} s: "
-          f"{'PASS' if ok else 'FAIL'}", flush=True)
+    cmed, cbase = statistics.median(cpu), statistics.median(cpu_empty)
+    ok, cpu_ok = med < CLI_MAX_S, cmed < CLI_MAX_S
+    print(f"support cli {kind} tickets={tickets}: wall median {med:.3f} s (runs "
+          f"{' '.join(f'{x:.3f}' for x in full)}), contract without tickets {base:.3f} s; "
+          f"target < {CLI_MAX_S:g} s: {'PASS' if ok else 'FAIL'} ({load()})", flush=True)
+    print(f"support cli {kind} tickets={tickets} cpu: median {cmed:.3f} s (runs "
+          f"{' '.join(f'{x:.3f}' for x in cpu)}), contract without tickets {cbase:.3f} s, the month's "
+          f"tickets {cmed - cbase:.3f} s; target < {CLI_MAX_S:g} s: {'PASS' if cpu_ok else 'FAIL'}",
+          flush=True)
     return ok
 
 
@@ -291,14 +319,16 @@ def growth_figures(sizes: list[int], workdir: Path) -> bool:
         total = callgrind_instructions(path, fold=True)
         costs.append(total - base)
         print(f"support fold callgrind n={n}: {total - base:,} instructions "
-              f"({(total - base) / n:,.0f} per ticket; child {total:,}, without the fold {base:,})", flush=True)
+              f"({(total - base) / n:,.0f} per ticket; child {total:,}, without the fold {base:,})",
+              flush=True)
     n0, c0 = sizes[0], costs[0]
     worst = 0.0
     for n, c in zip(sizes, costs, strict=True):
         grew = c / c0
         nlogn = (n * math.log2(n)) / (n0 * math.log2(n0))
         worst = max(worst, grew / nlogn)
-        print(f"support fold growth n={n}: x{grew:.3f} of n={n0}, n log n x{nlogn:.3f}, linear x{n / n0:.3f}, "
+        print(f"support fold growth n={n}: x{grew:.3f} of n={n0}, n log n x{nlogn:.3f}, "
+              f"linear x{n / n0:.3f}, "
               f"ratio to n log n {grew / nlogn:.3f}", flush=True)
     ok = worst <= GROWTH_MAX
     print(f"support fold growth: worst ratio to n log n {worst:.3f}, target <= {GROWTH_MAX}: "
@@ -308,7 +338,8 @@ def growth_figures(sizes: list[int], workdir: Path) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.support_bench", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.support_bench",
+                                 description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, SQLite, 1 run (for tests)")
     ap.add_argument("--stores", default="sqlite,postgres", help="comma-separated; empty: no CLI figure")
     ap.add_argument("--tickets", type=int, default=10_000)

@@ -37,7 +37,11 @@ _worker: list[Ledger] = []  # a worker process's own connection, opened once
 
 def month_reports(ledger: Ledger, month: str, contracts: Sequence[str] = (), *,
                   workers: int | None = None) -> list[Report]:
-    """The month's report of each contract named (none: every registered contract), in contract id order."""
+    """The month's report of each contract named (none: every registered contract), in contract id order.
+
+    ``workers``: how many processes evaluate them (default: one per core on a large
+    ledger, else this process alone).
+    """
     check_month(month, "--month")
     head = ledger.recorder.last_position()
     versions = ledger.contracts(head)
@@ -45,10 +49,13 @@ def month_reports(ledger: Ledger, month: str, contracts: Sequence[str] = (), *,
     for cid in wanted:
         find(versions, cid)  # an unknown contract: NotFound before any work
     if workers is None:
-        workers = min(os.cpu_count() or 1, 8) if head >= PARALLEL_FROM_EVENTS else 1
-    if workers <= 1 or len(wanted) < PARALLEL_FROM_CONTRACTS or ledger.reopen is None:
+        large = head >= PARALLEL_FROM_EVENTS and len(wanted) >= PARALLEL_FROM_CONTRACTS
+        workers = min(os.cpu_count() or 1, 8) if large else 1
+    if workers <= 1 or ledger.reopen is None:
         return [ledger.evaluate(cid, month, upto=head).report for cid in wanted]
-    chunks = [wanted[i : i + CONTRACTS_PER_TASK] for i in range(0, len(wanted), CONTRACTS_PER_TASK)]
+    # Tasks of up to CONTRACTS_PER_TASK, at least four per worker: none waits long on the last.
+    size = max(1, min(CONTRACTS_PER_TASK, -(-len(wanted) // (4 * workers))))
+    chunks = [wanted[i : i + size] for i in range(0, len(wanted), size)]
     context = multiprocessing.get_context("spawn")  # no fork: the parent holds connections
     with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=context, initializer=_open_worker,
                              initargs=(ledger.reopen, os.getpid())) as pool:

@@ -51,8 +51,9 @@ query = st.tuples(op, st.one_of(st.integers(0, 10 * 24 * H), st.integers(0, 60 *
 @settings(max_examples=150, deadline=None)
 @given(kind=st.integers(0, 2), hours=st.sampled_from(HOURS),
        queries=st.lists(query, max_size=25), ordered=st.booleans())
-def test_same_answers_and_same_lookups_as_the_walk(kind: int, hours: tuple[str, ...],
-                                                   queries: list[tuple[str, int, int]], ordered: bool) -> None:
+def test_same_answers_and_same_lookups_as_the_walk(
+    kind: int, hours: tuple[str, ...], queries: list[tuple[str, int, int]], ordered: bool
+) -> None:
     if ordered:  # the fold asks in opening order; any order must still give the walk's answers
         queries = sorted(queries, key=lambda q: q[1])
     walk_book = HolidayBook(package=year_end_fake, source="fake")
