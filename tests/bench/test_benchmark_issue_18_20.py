@@ -33,7 +33,7 @@ def test_support_lines_are_valid_and_cover_every_support_fact() -> None:
 
 
 def test_support_bench_quick_prints_its_figures() -> None:
-    out = _run("benchmarks.support_bench", "--quick", "--no-callgrind")
+    out = _run("benchmarks.support_bench", "--quick", "--growth", "none")
     assert re.search(r"^support cli sqlite tickets=300: wall median [0-9.]+ s .* (PASS|FAIL)", out, re.M), out
     assert re.search(r"^support cli sqlite tickets=300 cpu: median [0-9.]+ s .* (PASS|FAIL)$", out, re.M), out
 
