@@ -10,6 +10,10 @@ wall clock says.
 Holidays come from a lookup ``(country, year) -> dates`` given with the
 calendar: the package's dates (``package_holidays``) or pinned ones
 (``holidays_pinned`` facts), decided by the caller.
+
+Size: ``OpenTimeline`` answers the walk's questions (open time, deadlines) by
+bisection and must visit exactly the weeks the walk visits; it is kept beside the
+walk it mirrors.
 """
 
 from __future__ import annotations
