@@ -37,11 +37,11 @@ from ledger.policy import Policy, SupportRules, SupportTarget
 from ledger.support_hours import (
     HolidayBook,
     HolidayLookup,
+    OpenTimeline,
     SupportCalendar,
     add_business_days,
     add_open_time,
     from_us,
-    open_time_between,
     package_holidays,
     to_us,
 )
@@ -68,11 +68,17 @@ def seconds(us: int) -> Decimal:
     return Decimal(whole) if rest == 0 else Decimal(f"{whole}.{rest:06d}".rstrip("0"))
 
 
+_FIXED: Final[dict[timedelta, timezone]] = {}
+
+
 def _local(us: int, tz: object) -> datetime:
     local = from_us(us).astimezone(tz)  # type: ignore[arg-type]
     offset = local.utcoffset()
     assert offset is not None
-    return local.replace(tzinfo=timezone(offset))
+    fixed = _FIXED.get(offset)
+    if fixed is None:  # a zone has a handful of offsets: one tzinfo each, not one per figure
+        fixed = _FIXED[offset] = timezone(offset)
+    return local.replace(tzinfo=fixed)
 
 
 def _us(delta: timedelta) -> int:
@@ -97,48 +103,65 @@ class _Facts:
     facts: dict[int, Fact] = field(default_factory=dict)
 
 
+_LATER: Final = frozenset({TicketSeverityChanged, TicketResponded, TicketClassified, SupportTimeLogged})
+
+
 def _collect(records: Iterable[Recorded], policy: Policy) -> _Facts:
     """One pass, one branch per fact type; keeps what concerns this contract and its service."""
     out = _Facts()
     ours: set[str] = set()
     later: list[Recorded] = []
+    contract, service = policy.contract_id, policy.service
+    tickets, facts = out.tickets, out.facts
+    # Branches on the exact type (facts are final structs): one lookup per record instead
+    # of a class pattern tried after another, on the pass every record of the month takes.
     for rec in records:
         fact, pos = rec.fact, rec.position
-        match fact:
-            case TicketOpened() if fact.contract == policy.contract_id:
-                out.tickets[fact.ticket].opened.append((to_us(fact.at), fact.severity, pos))
-                ours.add(fact.ticket)
-            case TicketSeverityChanged() | TicketResponded() | TicketClassified() | SupportTimeLogged():
-                later.append(rec)
+        kind = type(fact)
+        if kind is TicketOpened:
+            assert isinstance(fact, TicketOpened)
+            if fact.contract != contract:
                 continue
-            case SupportEngaged() if fact.service == policy.service:
-                out.engaged.append((to_us(fact.at), fact.level, pos))
-            case RecoveryPerformed() if fact.service == policy.service:
-                out.recoveries.append((to_us(fact.at), to_us(fact.restored_to), fact.recovery, pos))
-            case HolidaysPinned():
-                key = (fact.country, fact.year)
-                if key not in out.pins or out.pins[key][0] < pos:  # the latest pin wins
-                    out.pins[key] = (pos, frozenset(date.fromisoformat(d) for d in fact.dates))
-            case _:
+            tickets[fact.ticket].opened.append((to_us(fact.at), fact.severity, pos))
+            ours.add(fact.ticket)
+        elif kind in _LATER:
+            later.append(rec)
+            continue
+        elif kind is SupportEngaged:
+            assert isinstance(fact, SupportEngaged)
+            if fact.service != service:
                 continue
-        out.facts[pos] = fact
+            out.engaged.append((to_us(fact.at), fact.level, pos))
+        elif kind is RecoveryPerformed:
+            assert isinstance(fact, RecoveryPerformed)
+            if fact.service != service:
+                continue
+            out.recoveries.append((to_us(fact.at), to_us(fact.restored_to), fact.recovery, pos))
+        elif kind is HolidaysPinned:
+            assert isinstance(fact, HolidaysPinned)
+            key = (fact.country, fact.year)
+            if key not in out.pins or out.pins[key][0] < pos:  # the latest pin wins
+                out.pins[key] = (pos, frozenset(date.fromisoformat(d) for d in fact.dates))
+        else:
+            continue
+        facts[pos] = fact
     # Facts about tickets never opened for this contract change nothing.
     for rec in later:
         fact, pos = rec.fact, rec.position
         if fact.ticket not in ours:  # type: ignore[union-attr]
             continue
-        t = out.tickets[fact.ticket]  # type: ignore[union-attr]
+        t = tickets[fact.ticket]  # type: ignore[union-attr]
         match fact:
-            case TicketSeverityChanged():
-                t.changes.append((to_us(fact.at), fact.severity, pos))
             case TicketResponded():
                 t.responses.append((to_us(fact.at), pos))
+            case SupportTimeLogged():
+                t.logs.append((to_us(fact.at), fact.seconds, pos))
             case TicketClassified():
                 if t.kind is None or t.kind[0] < pos:
                     t.kind = (pos, fact.kind)
-            case SupportTimeLogged():
-                t.logs.append((to_us(fact.at), fact.seconds, pos))
-        out.facts[pos] = fact
+            case TicketSeverityChanged():
+                t.changes.append((to_us(fact.at), fact.severity, pos))
+        facts[pos] = fact
     return out
 
 
@@ -147,11 +170,16 @@ def calendar_of(rules: SupportRules, lookup: HolidayLookup) -> SupportCalendar:
     return SupportCalendar(rules.timezone, rules.hours, rules.holidays, rules.closures, lookup)
 
 
-def deadline_of(cal: SupportCalendar, target: SupportTarget, opened: int) -> int | None:
-    """When a ticket opened at ``opened`` must be answered under ``target``."""
+def deadline_of(cal: SupportCalendar, target: SupportTarget, opened: int,
+                clock: OpenTimeline | None = None) -> int | None:
+    """When a ticket opened at ``opened`` must be answered under ``target`` (``clock``: the same, faster)."""
     if target.business_days is not None:
+        if clock is not None:
+            return clock.add_business_days(opened, target.business_days)
         return add_business_days(cal, opened, target.business_days)
     assert target.open_time is not None
+    if clock is not None:
+        return clock.add(opened, _us(target.open_time))
     return add_open_time(cal, opened, _us(target.open_time))
 
 
@@ -208,6 +236,8 @@ def evaluate_support(
 
     targets = {t.severity: t for t in rules.targets} if rules is not None else {}
     cal = calendar_of(rules, book) if rules is not None else None
+    # Every ticket's open time and deadline by bisection (tickets come in opening order).
+    clock = OpenTimeline(cal) if cal is not None else None
     lines: list[TicketLine] = []
     unknown: list[str] = []
     per_target: dict[str, list[TicketLine]] = defaultdict(list)
@@ -221,7 +251,7 @@ def evaluate_support(
         first = min(t.responses) if t.responses else None
         upto = first[0] if first is not None else horizon
         events = {opened_pos}
-        changes = sorted(c for c in t.changes if c[0] <= upto)
+        changes = sorted(c for c in t.changes if c[0] <= upto) if t.changes else t.changes
         if changes:
             severity = changes[-1][1]
             events.update(c[2] for c in changes)
@@ -235,9 +265,10 @@ def evaluate_support(
             used.update(events)
             continue
         end = max(upto, at)
-        spent = open_time_between(cal, at, end)
-        due = (add_open_time(cal, at, _us(target.open_time)) if target.kind == "mean" and target.open_time
-               else deadline_of(cal, target, at))
+        assert clock is not None
+        spent = clock.between(at, end)
+        due = (clock.add(at, _us(target.open_time)) if target.kind == "mean" and target.open_time
+               else deadline_of(cal, target, at, clock))
         status: Status
         if first is not None:
             status = "met" if due is None or first[0] <= due else "breached"

@@ -216,15 +216,13 @@ FACT_BUDGET: Final = 32 * 1024 * 1024  # bytes, counted as twice each fact's sto
 
 
 def _group_reports(
-    reader: LedgerRecorder, services: list[str], contracts: list[str], head: int, clock: datetime | None,
-    month: str | None = None,
+    reader: LedgerRecorder, services: list[str], contracts: list[str], head: int, clock: datetime | None
 ) -> list[Report | Failed]:
     """Every held month of one service group, in memory bounded by a budget, not by the history.
 
     The group's facts are streamed once through the key index into a ``Known`` that
     keeps positions only (plus the references to their ids, read second); then each
-    contract-month evaluates just the facts ``positions_for`` names (with ``month``, only
-    that month of each of ``contracts``, held or not: ``ledger report --month``). The decoded
+    contract-month evaluates just the facts ``positions_for`` names. The decoded
     facts are kept up to ``FACT_BUDGET``; one past it is read and decoded again
     when its month comes, and dropped after.
     """
@@ -245,8 +243,7 @@ def _group_reports(
         pass
     evaluator = Evaluator(known, store_errors=getattr(reader, "store_errors", None))
     reports: list[Report | Failed] = []
-    wanted = {cid: [month] for cid in contracts} if month is not None else known.all_held()
-    for cid, months in wanted.items():
+    for cid, months in known.all_held().items():
         for m in months:
             positions = known.positions_for(cid, m)
             missing = [p for p in positions if p not in kept]

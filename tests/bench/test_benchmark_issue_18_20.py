@@ -1,0 +1,46 @@
+"""The support and month-at-once benchmarks (issues 18 and 20) in quick mode: every figure line is printed.
+
+Targets are the scripts' PASS/FAIL, not asserted here (a slow machine fails no test).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from benchmarks.support_bench import support_lines
+from ledger.events import decode_fact
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(*args: str) -> str:
+    proc = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode in (0, 1), proc.stderr[-2000:]  # 1: a FAIL verdict, still every line
+    return proc.stdout
+
+
+def test_support_lines_are_valid_and_cover_every_support_fact() -> None:
+    lines = support_lines(400)
+    assert lines == support_lines(400)  # seeded
+    kinds = {type(decode_fact(line.encode())).__struct_config__.tag for line in lines}
+    assert kinds >= {"ticket_opened", "ticket_severity_changed", "ticket_responded", "ticket_classified",
+                     "support_time_logged", "support_engaged", "recovery_performed", "holidays_pinned",
+                     "probe_failed", "probe_recovered"}
+
+
+def test_support_bench_quick_prints_its_figures() -> None:
+    out = _run("benchmarks.support_bench", "--quick", "--growth", "none")
+    assert re.search(r"^support cli sqlite tickets=300: wall median [0-9.]+ s .* (PASS|FAIL)", out, re.M), out
+    assert re.search(r"^support cli sqlite tickets=300 cpu: median [0-9.]+ s .* (PASS|FAIL)$", out, re.M), out
+
+
+def test_month_all_quick_prints_its_figures() -> None:
+    out = _run("benchmarks.month_all", "--quick")
+    for what in ("wall", "cpu"):
+        assert re.search(rf"^month_all sqlite {what} 20 contracts month 2025-01: one call median .* x[0-9.]+ "
+                         r"faster, target >= x20: (PASS|FAIL)", out, re.M), out
+    assert re.search(r"^month_all sqlite identical: .*: PASS$", out, re.M), out
