@@ -1,11 +1,12 @@
 """``ledger serve``: the store over HTTP (INTERFACE.md section 9), Starlette served by uvicorn.
 
-The ledger's calls block (SQLite, psycopg): each runs on a worker thread, writes
-one at a time (a capacity limiter of one: positions are given in the order the
-writes are accepted, and no two appends wait on each other's store lock), reads
-a few at a time (no more than the store's connection pool holds). A request's
-body is read in full, within its size limit, before it waits for the writer, so
-a slow client holds up nobody else.
+The ledger's calls block (SQLite, psycopg): each runs on a worker thread. Writes go
+through one writer task (``cli.group_commit.Writer``): a request's body is read in full, within its
+size limit, and its facts validated and prepared on a worker thread before it
+queues, so a slow or malformed client holds up nobody else; the requests queued
+while a write is in flight are then appended together in one transaction (group
+commit), each answered with what its own facts did. Reads run a few at a time (no
+more than the store's connection pool holds).
 """
 
 from __future__ import annotations
@@ -27,11 +28,14 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from cli.group_commit import Job, Writer
 from ledger.application import Ledger
 from ledger.calendar import check_instant, check_month
 from ledger.errors import BadInput, LedgerError, LockWaitTimeout, NotFound, one_line
-from ledger.events import Fact, export_line
+from ledger.events import export_line
 from ledger.feeds import LabelMap, facts_from
+from ledger.ingest.lines import prepare_facts
+from ledger.ingest.strategy import PARALLEL_FROM_BYTES, prepared_batches
 from ledger.persistence.port import AppendResult
 
 T = TypeVar("T")
@@ -101,12 +105,12 @@ def contract_list(ledger: Ledger) -> list[dict[str, Any]]:
 
 
 class _State:
-    """The opened ledger and the limiters around it (made at startup, in the server's loop)."""
+    """The opened ledger, its writer and the readers' limiter (made at startup, in the server's loop)."""
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.ledger: Ledger | None = None
-        self.writer = anyio.CapacityLimiter(1)
+        self.writer = Writer()
         self.readers = anyio.CapacityLimiter(READERS)
 
     def opened(self) -> Ledger:
@@ -117,11 +121,11 @@ class _State:
         ledger = self.opened()
         return await anyio.to_thread.run_sync(call, ledger, limiter=self.readers)
 
-    async def write(self, call: Callable[[Ledger], T]) -> T:
-        # Not cancellable: once the writer has it, the append commits or rolls back whole,
-        # even if the client leaves or the server is told to stop.
-        ledger = self.opened()
-        return await anyio.to_thread.run_sync(call, ledger, limiter=self.writer)
+    async def write(self, job: Job) -> AppendResult:
+        """Queue a job for the writer; its answer once its transaction has committed."""
+        if job.alone is None and not job.rows:
+            return AppendResult(0, 0, None, None)  # nothing to write: no transaction
+        return await self.writer.submit(job)
 
 
 def _authorize(request: Request, state: _State, write: bool) -> None:
@@ -168,8 +172,11 @@ async def post_events(request: Request) -> Response:
     _authorize(request, state, write=True)
     _content_type(request, NDJSON_TYPES)
     body = await _body(request, state.config.max_body)
-    result = await state.write(lambda ledger: ledger.import_file(io.BytesIO(body)))
-    return json_response(summary(result))
+    if len(body) >= PARALLEL_FROM_BYTES:  # prepared in a child process, as `ledger import` would
+        job = Job([], "line", lambda ledger: ledger.import_file(io.BytesIO(body)))
+    else:
+        job = Job(await anyio.to_thread.run_sync(lambda: list(prepared_batches(io.BytesIO(body)))), "line")
+    return json_response(summary(await state.write(job)))
 
 
 def _hook(source: str) -> Callable[[Request], Awaitable[Response]]:
@@ -179,10 +186,9 @@ def _hook(source: str) -> Callable[[Request], Awaitable[Response]]:
         _content_type(request, JSON_TYPES)
         body = await _body(request, state.config.max_body)
         service = request.query_params.get("service")
-        facts: list[Fact] = await anyio.to_thread.run_sync(
-            lambda: facts_from(source, body, state.config.labels, service))
-        result = await state.write(lambda ledger: ledger.append_facts(facts))
-        return json_response(summary(result))
+        batches = await anyio.to_thread.run_sync(
+            lambda: list(prepare_facts(facts_from(source, body, state.config.labels, service))))
+        return json_response(summary(await state.write(Job(batches, "event"))))
 
     return post
 
@@ -293,13 +299,17 @@ def create_app(opener: Callable[[], Ledger], config: ServerConfig) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         state = _State(config)
-        state.ledger = await anyio.to_thread.run_sync(opener)
+        ledger = state.ledger = await anyio.to_thread.run_sync(opener)
         app.state.ledger = state
         try:
-            yield
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(state.writer.run, ledger)
+                yield
+                # Shutdown comes after the requests in flight have finished (uvicorn waits for
+                # them), so the writer has nothing queued: it can stop.
+                tasks.cancel_scope.cancel()
         finally:
-            # Shutdown comes after the requests in flight have finished (uvicorn waits for them).
-            state.ledger.close()
+            ledger.close()
 
     routes = [
         Route("/v1/events", post_events, methods=["POST"]),

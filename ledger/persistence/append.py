@@ -67,13 +67,15 @@ def append_prepared(
     *,
     label: str = "line",
     progress: Callable[[int], None] | None = None,
+    each: Callable[[AppendResult], None] | None = None,
 ) -> AppendResult:
     """Append prepared facts all-or-nothing, in order, skipping ids already recorded.
 
     ``batches`` may be a lazy stream (see ``ledger.ingest``): each batch is
     written as it comes, inside one transaction, so memory stays bounded
     whatever the input's size. Any error rolls the whole stream back.
-    ``progress`` gets the number of facts of each batch. A fact whose id is
+    ``progress`` gets the number of facts of each batch, ``each`` what that batch
+    did (a server's group commit answers each request from its batches). A fact whose id is
     recorded (or given earlier) with other content is not appended: it is a
     conflict of the result. Names and contract versions are checked against
     the store and the batches before (``ledger.persistence.consistency``).
@@ -122,6 +124,10 @@ def append_prepared(
             if progress is not None:
                 progress(len(batch))
             tally.add(chain.position, len(linked.events), rows.skipped, rows.conflicts)
+            if each is not None:
+                count = len(linked.events)
+                each(AppendResult(count, rows.skipped, chain.position if count else None,
+                                  chain.position + count - 1 if count else None, rows.conflicts))
             chain.advance(linked)
         writer.finish()
     return tally.result()
