@@ -55,11 +55,14 @@ class ServerProcess:
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
 
     def request(self, method: str, path: str, body: bytes | None = None, token: str | None = WRITE_TOKEN,
-                content_type: str = "application/json") -> tuple[int, bytes, dict[str, str]]:
+                content_type: str = "application/json", accept: str | None = None
+                ) -> tuple[int, bytes, dict[str, str]]:
         """One request on a fresh connection: status, body, headers."""
         conn = self.connection()
         try:
             headers = {"Content-Type": content_type}
+            if accept is not None:
+                headers["Accept"] = accept
             if token is not None:
                 headers["Authorization"] = f"Bearer {token}"
             conn.request(method, path, body, headers)

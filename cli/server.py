@@ -222,25 +222,78 @@ def _instant(text: str | None) -> datetime | None:
     return check_instant(at, "as_of")
 
 
-async def get_month(request: Request) -> Response:
-    from projections.model import to_json
-
-    state = _state(request)
-    _authorize(request, state, write=False)
+def _month_query(request: Request) -> tuple[str, str, datetime | None, int | None]:
+    """A month path's contract, month and replay point (``?as_of=`` or ``?position=``, as for `audit`)."""
     contract = request.path_params["contract"]
     month = check_month(request.path_params["month"], "month")
     query = request.query_params
     unknown = sorted(set(query) - {"as_of", "position"})
     if unknown:
         raise BadInput(f"unknown query parameter `{unknown[0]}` (expected as_of or position)")
-    as_of, position = _instant(query.get("as_of")), _position(query.get("position"))
+    return contract, month, _instant(query.get("as_of")), _position(query.get("position"))
+
+
+def wants_html(accept: str) -> bool:
+    """Whether Accept names ``text/html`` and prefers it to JSON (a browser's does; ``*/*`` does not)."""
+    html = json = 0.0
+    for part in accept.split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        q = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = max(0.0, min(1.0, float(value)))
+                except ValueError:
+                    q = 0.0
+        media = media.lower()
+        if media == "text/html":
+            html = max(html, q)
+        elif media in ("application/json", "application/*", "*/*"):
+            json = max(json, q)
+    return html > 0 and html >= json
+
+
+async def get_month(request: Request) -> Response:
+    from projections.model import to_json
+
+    state = _state(request)
+    _authorize(request, state, write=False)
+    contract, month, as_of, position = _month_query(request)
+    replay = as_of is not None or position is not None
+    if wants_html(request.headers.get("accept", "")):
+        from cli.output import audit_page, report_page
+
+        def page(ledger: Ledger) -> bytes:
+            if replay:  # the page of `ledger audit --format html` at that point
+                audit = ledger.audit(contract, month, as_of=as_of, position=position)
+                return audit_page(ledger, audit).encode()
+            return report_page(ledger, ledger.report(contract, month)).encode()
+
+        # The bytes `ledger report --format html` prints.
+        return Response(await state.read(page), media_type="text/html; charset=utf-8")
 
     def report(ledger: Ledger) -> bytes:
-        if as_of is None and position is None:
+        if not replay:
             return to_json(ledger.report(contract, month).report)
         return to_json(ledger.audit(contract, month, as_of=as_of, position=position).report)
 
     # The bytes `ledger report --format json` prints, its line break included.
+    return Response(await state.read(report) + b"\n", media_type="application/json")
+
+
+async def get_support(request: Request) -> Response:
+    from ledger.support_read import support_report
+    from projections.support_model import support_json
+
+    state = _state(request)
+    _authorize(request, state, write=False)
+    contract, month, as_of, position = _month_query(request)
+
+    def report(ledger: Ledger) -> bytes:
+        return support_json(support_report(ledger, contract, month, as_of=as_of, position=position))
+
+    # The bytes `ledger support --contract C --format json` prints, its line break included.
     return Response(await state.read(report) + b"\n", media_type="application/json")
 
 
@@ -319,6 +372,7 @@ def create_app(opener: Callable[[], Ledger], config: ServerConfig) -> Starlette:
         Route("/v1/imports/statuspage", _hook("statuspage"), methods=["POST"]),
         Route("/v1/contracts", get_contracts, methods=["GET"]),
         Route("/v1/contracts/{contract}/months/{month}", get_month, methods=["GET"]),
+        Route("/v1/contracts/{contract}/months/{month}/support", get_support, methods=["GET"]),
         Route("/openapi.json", get_openapi, methods=["GET"]),
     ]
     handlers: dict[Any, Any] = {Exception: _http_error, HTTPException: _http_error, HttpError: _http_error,
