@@ -99,7 +99,7 @@ GROUPS = st.lists(st.lists(st.lists(LINES, max_size=4), min_size=1, max_size=5),
 
 
 @pytest.mark.postgres
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(groups=GROUPS)
 def test_a_group_is_the_requests_one_after_another(pair: tuple[Ledger, Ledger],
                                                    groups: list[list[list[bytes]]]) -> None:
