@@ -11,6 +11,8 @@ from typing import Any, Final
 
 import msgspec
 
+from cli import server_proofs
+
 REF: Final = "#/components/schemas/{name}"
 _ERROR: Final = {"$ref": "#/components/schemas/Error"}
 
@@ -56,6 +58,37 @@ def _support_twin() -> type:
 
     fields = [(f.name, Any if f.name == "targets" else f.type) for f in msgspec.structs.fields(SupportReport)]
     return msgspec.defstruct("SupportReport", fields)
+
+
+def _number(name: str, required: bool, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "description": description,
+            "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"}}
+
+
+def _proof_paths(read: list[dict[str, list[str]]]) -> dict[str, Any]:
+    """Section 7's reads (``cli.server_proofs``): what `ledger checkpoint` and `ledger proof` print."""
+    size = _number("size", False, "the first N facts (default: the whole log)")
+
+    def get(summary: str, ref: str, parameters: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"get": {"summary": summary, "security": read, "parameters": parameters,
+                        "responses": {"200": _json(ref, summary), **_errors(400, 401)}}}
+
+    return {
+        "/v1/checkpoint": get("The log's checkpoint, as `ledger checkpoint`", "Checkpoint", [size]),
+        "/v1/proofs/inclusion": get("An RFC 9162 inclusion proof, as `ledger proof inclusion`", "Inclusion",
+                                    [_number("position", True, "the fact's position"), size]),
+        "/v1/proofs/consistency": get("An RFC 9162 consistency proof, as `ledger proof consistency`",
+                                      "Consistency", [_number("from", True, "the older size"),
+                                                      _number("to", True, "the newer size")]),
+    }
+
+
+def _objects(**fields: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "additionalProperties": False, "required": sorted(fields), "properties": fields}
+
+
+HASH: Final[dict[str, Any]] = {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$"}
+SIZE: Final[dict[str, Any]] = {"type": "integer", "minimum": 1}
 
 
 @functools.cache
@@ -134,6 +167,7 @@ def document() -> dict[str, Any]:
                 "responses": {"200": _json("SupportReport", "INTERFACE.md section 6.3"),
                               **_errors(400, 401, 404)},
             }},
+            **(_proof_paths(read) if server_proofs.available() else {}),
             "/openapi.json": {"get": {"summary": "This document", "security": [],
                                       "responses": {"200": {"description": "OpenAPI 3.1",
                                                             "content": {"application/json": {}}}}}},
@@ -143,6 +177,12 @@ def document() -> dict[str, Any]:
                                 "write": {"type": "http", "scheme": "bearer"}},
             "schemas": {
                 **_decimal_as_number(reports),
+                "Checkpoint": _objects(size=SIZE, root=HASH,
+                                       recorded_at={"type": "string", "format": "date-time"}),
+                "Inclusion": _objects(position=SIZE, size=SIZE, leaf_hash=HASH, root=HASH,
+                                      path={"type": "array", "items": HASH}),
+                "Consistency": _objects(**{"from": SIZE, "to": SIZE, "from_root": HASH, "to_root": HASH,
+                                           "path": {"type": "array", "items": HASH}}),
                 "Error": {"type": "object", "required": ["error"], "additionalProperties": False,
                           "properties": {"error": {"type": "string"}}},
                 "Summary": {

@@ -28,9 +28,11 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from cli import server_proofs
 from cli.group_commit import Job, Writer
+from cli.server_params import instant, wants_html, whole_number
 from ledger.application import Ledger
-from ledger.calendar import check_instant, check_month
+from ledger.calendar import check_month
 from ledger.errors import BadInput, LedgerError, LockWaitTimeout, NotFound, one_line
 from ledger.events import export_line
 from ledger.feeds import LabelMap, facts_from
@@ -212,29 +214,6 @@ async def get_contracts(request: Request) -> Response:
     return json_response(await state.read(contract_list))
 
 
-def _position(text: str | None) -> int | None:
-    if text is None:
-        return None
-    if not text.isdigit() or len(text) > 18:
-        raise BadInput(f"position {text!r}: expected a whole number")
-    return int(text)
-
-
-_INSTANT: Final = msgspec.json.Decoder(datetime)
-
-
-def _instant(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        at = _INSTANT.decode(msgspec.json.encode(text))
-    except msgspec.ValidationError:
-        raise BadInput(f"as_of {text!r}: expected an RFC 3339 timestamp with an offset") from None
-    if at.tzinfo is None:
-        raise BadInput(f"as_of {text!r}: the timestamp has no offset")
-    return check_instant(at, "as_of")
-
-
 def _month_query(request: Request) -> tuple[str, str, datetime | None, int | None]:
     """A month path's contract, month and replay point (``?as_of=`` or ``?position=``, as for `audit`)."""
     contract = request.path_params["contract"]
@@ -243,28 +222,7 @@ def _month_query(request: Request) -> tuple[str, str, datetime | None, int | Non
     unknown = sorted(set(query) - {"as_of", "position"})
     if unknown:
         raise BadInput(f"unknown query parameter `{unknown[0]}` (expected as_of or position)")
-    return contract, month, _instant(query.get("as_of")), _position(query.get("position"))
-
-
-def wants_html(accept: str) -> bool:
-    """Whether Accept names ``text/html`` and prefers it to JSON (a browser's does; ``*/*`` does not)."""
-    html = json = 0.0
-    for part in accept.split(","):
-        media, *params = (p.strip() for p in part.split(";"))
-        q = 1.0
-        for param in params:
-            key, _, value = param.partition("=")
-            if key.strip().lower() == "q":
-                try:
-                    q = max(0.0, min(1.0, float(value)))
-                except ValueError:
-                    q = 0.0
-        media = media.lower()
-        if media == "text/html":
-            html = max(html, q)
-        elif media in ("application/json", "application/*", "*/*"):
-            json = max(json, q)
-    return html > 0 and html >= json
+    return contract, month, instant(query.get("as_of")), whole_number("position", query.get("position"))
 
 
 async def get_month(request: Request) -> Response:
@@ -316,7 +274,7 @@ async def get_events(request: Request) -> Response:
     unknown = sorted(set(request.query_params) - {"after"})
     if unknown:
         raise BadInput(f"unknown query parameter `{unknown[0]}` (expected after)")
-    after = _position(request.query_params.get("after")) or 0
+    after = whole_number("position", request.query_params.get("after")) or 0
     last = await state.read(lambda ledger: ledger.recorder.last_position())
 
     def page(start: int) -> bytes:
@@ -333,6 +291,17 @@ async def get_events(request: Request) -> Response:
             start += PAGE
 
     return StreamingResponse(stream(), media_type="application/x-ndjson")
+
+
+def _proof(call: server_proofs.Endpoint) -> Callable[[Request], Awaitable[Response]]:
+    async def get(request: Request) -> Response:
+        state = _state(request)
+        _authorize(request, state, write=False)
+        query = dict(request.query_params)
+        # The bytes the command prints: compact JSON and a line break.
+        return json_response(await state.read(lambda ledger: call(ledger, query)))
+
+    return get
 
 
 async def get_openapi(request: Request) -> Response:
@@ -388,6 +357,8 @@ def create_app(opener: Callable[[], Ledger], config: ServerConfig) -> Starlette:
         Route("/v1/contracts/{contract}/months/{month}/support", get_support, methods=["GET"]),
         Route("/openapi.json", get_openapi, methods=["GET"]),
     ]
+    if server_proofs.available():
+        routes += [Route(path, _proof(f), methods=["GET"]) for path, f in server_proofs.ENDPOINTS.items()]
     handlers: dict[Any, Any] = {Exception: _http_error, HTTPException: _http_error, HttpError: _http_error,
                                 LedgerError: _http_error}
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)

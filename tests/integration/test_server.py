@@ -17,9 +17,10 @@ from click.testing import CliRunner
 
 from benchmarks.serve_load import READ_TOKEN, ROOT, WRITE_TOKEN, ServerProcess
 from benchmarks.serve_load import run as run_load
+from cli import server_proofs
 from cli.main import cli
 from cli.openapi import document
-from cli.server import wants_html
+from cli.server_params import wants_html
 from tests.pgserver import scratch_database
 from tests.unit.test_feeds import alert, incident, kuma, page, webhook
 
@@ -188,7 +189,8 @@ def test_openapi_document(server: ServerProcess) -> None:
     assert set(doc["paths"]) == {"/v1/events", "/v1/hooks/alertmanager", "/v1/hooks/uptime-kuma",
                                  "/v1/imports/statuspage", "/v1/contracts",
                                  "/v1/contracts/{contract}/months/{month}",
-                                 "/v1/contracts/{contract}/months/{month}/support", "/openapi.json"}
+                                 "/v1/contracts/{contract}/months/{month}/support", "/openapi.json",
+                                 *(server_proofs.ENDPOINTS if server_proofs.available() else ())}
     jsonschema.Draft202012Validator.check_schema(doc["components"]["schemas"]["Report"])
 
 
@@ -357,3 +359,38 @@ def test_html_and_support_are_the_cli_bytes(server: ServerProcess, module_store:
 ])
 def test_wants_html(accept: str, html: bool) -> None:
     assert wants_html(accept) is html
+
+
+def test_checkpoint_and_proofs_are_the_cli_bytes(server: ServerProcess, module_store: str) -> None:
+    """Section 7 over HTTP: the bytes `ledger checkpoint` and `ledger proof` print (builds with issue 19)."""
+    pytest.importorskip("ledger.checkpoint", reason="this build has no ledger.checkpoint (issue 19)")
+    hook = webhook(alert("cp1", probe="paris", service="workspace"))
+    assert server.request("POST", "/v1/hooks/alertmanager", hook)[0] == 200
+    last = json.loads(ledger_cli(module_store, "events").splitlines()[-1])["position"]
+    cases = [
+        ("/v1/checkpoint", ("checkpoint",), "Checkpoint"),
+        ("/v1/checkpoint?size=1", ("checkpoint", "--size", "1"), "Checkpoint"),
+        ("/v1/proofs/inclusion?position=1", ("proof", "inclusion", "--position", "1"), "Inclusion"),
+        (f"/v1/proofs/inclusion?position=2&size={last}",
+         ("proof", "inclusion", "--position", "2", "--size", str(last)), "Inclusion"),
+        (f"/v1/proofs/consistency?from=1&to={last}",
+         ("proof", "consistency", "--from", "1", "--to", str(last)), "Consistency"),
+    ]
+    for path, args, schema in cases:
+        status, body, _ = server.request("GET", path, token=READ_TOKEN)
+        assert status == 200, (path, body)
+        assert body == ledger_cli(module_store, *args), path
+        check(body, schema)
+    assert check(server.request("GET", "/v1/checkpoint", token=READ_TOKEN)[1], "Checkpoint")["size"] == last
+    for path, message in [
+        ("/v1/proofs/inclusion", "`position`: missing"),
+        (f"/v1/proofs/inclusion?position={last + 1}", "outside the log"),
+        ("/v1/proofs/consistency?from=2&to=1", "after"),
+        (f"/v1/checkpoint?size={last + 1}", "beyond the log"),
+        ("/v1/checkpoint?size=%C2%B2", "size '²'"),  # a digit to isdigit(), not to int()
+        ("/v1/proofs/consistency?from=1&to=2&at=3", "unknown query parameter `at`"),
+    ]:
+        status, body, _ = server.request("GET", path, token=READ_TOKEN)
+        assert status == 400, (path, body)
+        assert message in check(body, "Error")["error"], path
+    assert server.request("GET", "/v1/checkpoint", token=None)[0] == 401
