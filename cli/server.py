@@ -1,12 +1,12 @@
 """``ledger serve``: the store over HTTP (INTERFACE.md section 9), Starlette served by uvicorn.
 
 The ledger's calls block (SQLite, psycopg): each runs on a worker thread. Writes go
-through one writer task (``cli.group_commit.Writer``): a request's body is read in full, within its
-size limit, and its facts validated and prepared on a worker thread before it
-queues, so a slow or malformed client holds up nobody else; the requests queued
-while a write is in flight are then appended together in one transaction (group
-commit), each answered with what its own facts did. Reads run a few at a time (no
-more than the store's connection pool holds).
+through one writer task (``cli.group_commit.Writer``): a request's body is read in
+full, within its size limit, and its facts decoded and checked (a large body on a
+worker thread) before it queues, so a slow or malformed client holds up nobody
+else; the requests queued while a write is in flight are then appended together in
+one transaction (group commit), each answered with what its own facts did. Reads
+run a few at a time (no more than the store's connection pool holds).
 """
 
 from __future__ import annotations
