@@ -55,11 +55,14 @@ class ServerProcess:
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
 
     def request(self, method: str, path: str, body: bytes | None = None, token: str | None = WRITE_TOKEN,
-                content_type: str = "application/json") -> tuple[int, bytes, dict[str, str]]:
+                content_type: str = "application/json", accept: str | None = None
+                ) -> tuple[int, bytes, dict[str, str]]:
         """One request on a fresh connection: status, body, headers."""
         conn = self.connection()
         try:
             headers = {"Content-Type": content_type}
+            if accept is not None:
+                headers["Accept"] = accept
             if token is not None:
                 headers["Authorization"] = f"Bearer {token}"
             conn.request(method, path, body, headers)
@@ -67,6 +70,14 @@ class ServerProcess:
             return resp.status, resp.read(), {k.lower(): v for k, v in resp.getheaders()}
         finally:
             conn.close()
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time the server has used so far (Linux), a figure the machine's other load does not change."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 2)
 
     def stop(self, timeout: float = 60) -> tuple[int, str]:
         """SIGTERM, then its exit code and the rest of its stderr."""
@@ -154,6 +165,7 @@ def run(store: str, clients: int, alerts: int, per_hook: int) -> dict[str, Any]:
     done.set()
     poller.join()
     status, body, _ = server.request("GET", "/v1/events?after=0", token=READ_TOKEN)
+    cpu = server.cpu_seconds()
     code, err = server.stop()
     assert status == 200, status
     assert code == 0, (code, err)
@@ -171,7 +183,8 @@ def run(store: str, clients: int, alerts: int, per_hook: int) -> dict[str, Any]:
     return {"clients": clients, "alerts": alerts, "per_hook": per_hook, "writes": len(ms),
             "reports_read": reads[0], "wall_s": round(wall, 2),
             "p50_ms": round(percentile(ms, 0.50), 2), "p99_ms": round(percentile(ms, 0.99), 2),
-            "max_ms": round(max(ms), 2)}
+            "max_ms": round(max(ms), 2), "server_cpu_s": cpu,
+            "load_avg_1m": round(os.getloadavg()[0], 1)}
 
 
 def main(argv: Sequence[str] | None = None) -> None:

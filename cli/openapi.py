@@ -11,6 +11,7 @@ from typing import Any, Final
 
 import msgspec
 
+REF: Final = "#/components/schemas/{name}"
 _ERROR: Final = {"$ref": "#/components/schemas/Error"}
 
 
@@ -49,16 +50,70 @@ def _write(summary: str, body_type: str, body_schema: dict[str, Any], extra: lis
     }}
 
 
+def _support_twin() -> type:
+    """``SupportReport``, ``targets`` untyped: msgspec makes no schema of an untagged union of structs."""
+    from projections.support_model import SupportReport
+
+    fields = [(f.name, Any if f.name == "targets" else f.type) for f in msgspec.structs.fields(SupportReport)]
+    return msgspec.defstruct("SupportReport", fields)
+
+
+def _number(name: str, required: bool, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "description": description,
+            "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"}}
+
+
+def _proof_paths(read: list[dict[str, list[str]]]) -> dict[str, Any]:
+    """Section 7's reads (``cli.server_proofs``): what `ledger checkpoint` and `ledger proof` print."""
+    size = _number("size", False, "the first N facts (default: the whole log)")
+
+    def get(summary: str, ref: str, parameters: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"get": {"summary": summary, "security": read, "parameters": parameters,
+                        "responses": {"200": _json(ref, summary), **_errors(400, 401)}}}
+
+    return {
+        "/v1/checkpoint": get("The log's checkpoint, as `ledger checkpoint`", "Checkpoint", [size]),
+        "/v1/proofs/inclusion": get("An RFC 9162 inclusion proof, as `ledger proof inclusion`", "Inclusion",
+                                    [_number("position", True, "the fact's position"), size]),
+        "/v1/proofs/consistency": get("An RFC 9162 consistency proof, as `ledger proof consistency`",
+                                      "Consistency", [_number("from", True, "the older size"),
+                                                      _number("to", True, "the newer size")]),
+    }
+
+
+def _objects(**fields: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "additionalProperties": False, "required": sorted(fields), "properties": fields}
+
+
+HASH: Final[dict[str, Any]] = {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$"}
+SIZE: Final[dict[str, Any]] = {"type": "integer", "minimum": 1}
+
+
 @functools.cache
 def document() -> dict[str, Any]:
     """The document, built once."""
     from projections.model import Report
+    from projections.support_model import MeanTarget, PerTicketTarget
 
-    _, reports = msgspec.json.schema_components([Report], ref_template="#/components/schemas/{name}")
+    _, reports = msgspec.json.schema_components([Report, _support_twin(), PerTicketTarget, MeanTarget],
+                                                ref_template=REF)
+    reports["SupportReport"]["properties"]["targets"] = {"type": "array", "items": {"anyOf": [
+        {"$ref": REF.format(name="PerTicketTarget")}, {"$ref": REF.format(name="MeanTarget")}]}}
     read: list[dict[str, list[str]]] = [{"read": []}, {"write": []}]
     service = {"name": "service", "in": "query", "required": False, "schema": {"type": "string"},
                "description": "the service of every entry (default: each affected component)"}
     position = {"type": "integer", "minimum": 0}
+    month_parameters = [
+        {"name": "contract", "in": "path", "required": True, "schema": {"type": "string"}},
+        {"name": "month", "in": "path", "required": True,
+         "schema": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"}},
+        {"name": "as_of", "in": "query", "required": False,
+         "schema": {"type": "string", "format": "date-time"},
+         "description": "replay what was recorded up to this instant (as `audit --as-of`)"},
+        {"name": "position", "in": "query", "required": False,
+         "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+         "description": "replay what was recorded up to this position (as `audit --position`)"},
+    ]
     return {
         "openapi": "3.1.0",
         "info": {"title": "Availability ledger", "version": "1",
@@ -91,21 +146,26 @@ def document() -> dict[str, Any]:
                     **_errors(401)},
             }},
             "/v1/contracts/{contract}/months/{month}": {"get": {
-                "summary": "The month's report: the bytes of `ledger report --format json`",
+                "summary": "The month's report: the bytes of `ledger report --format json` (or `html`)",
+                "description": "With `Accept: text/html` (named, and preferred to JSON): the page of "
+                               "`ledger report --format html`, or of `ledger audit --format html` at "
+                               "`as_of`/`position`.",
                 "security": read,
-                "parameters": [
-                    {"name": "contract", "in": "path", "required": True, "schema": {"type": "string"}},
-                    {"name": "month", "in": "path", "required": True,
-                     "schema": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"}},
-                    {"name": "as_of", "in": "query", "required": False,
-                     "schema": {"type": "string", "format": "date-time"},
-                     "description": "replay what was recorded up to this instant (as `audit --as-of`)"},
-                    {"name": "position", "in": "query", "required": False,
-                     "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
-                     "description": "replay what was recorded up to this position (as `audit --position`)"},
-                ],
-                "responses": {"200": _json("Report", "INTERFACE.md section 5"), **_errors(400, 401, 404)},
+                "parameters": month_parameters,
+                "responses": {
+                    "200": {"description": "INTERFACE.md section 5 (section 8 as HTML)", "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Report"}},
+                        "text/html": {"schema": {"type": "string"}}}},
+                    **_errors(400, 401, 404)},
             }},
+            "/v1/contracts/{contract}/months/{month}/support": {"get": {
+                "summary": "The month's support figures: the bytes of `ledger support --format json`",
+                "security": read,
+                "parameters": month_parameters,
+                "responses": {"200": _json("SupportReport", "INTERFACE.md section 6.3"),
+                              **_errors(400, 401, 404)},
+            }},
+            **_proof_paths(read),
             "/openapi.json": {"get": {"summary": "This document", "security": [],
                                       "responses": {"200": {"description": "OpenAPI 3.1",
                                                             "content": {"application/json": {}}}}}},
@@ -115,6 +175,12 @@ def document() -> dict[str, Any]:
                                 "write": {"type": "http", "scheme": "bearer"}},
             "schemas": {
                 **_decimal_as_number(reports),
+                "Checkpoint": _objects(size=SIZE, root=HASH,
+                                       recorded_at={"type": "string", "format": "date-time"}),
+                "Inclusion": _objects(position=SIZE, size=SIZE, leaf_hash=HASH, root=HASH,
+                                      path={"type": "array", "items": HASH}),
+                "Consistency": _objects(**{"from": SIZE, "to": SIZE, "from_root": HASH, "to_root": HASH,
+                                           "path": {"type": "array", "items": HASH}}),
                 "Error": {"type": "object", "required": ["error"], "additionalProperties": False,
                           "properties": {"error": {"type": "string"}}},
                 "Summary": {

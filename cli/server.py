@@ -1,11 +1,12 @@
 """``ledger serve``: the store over HTTP (INTERFACE.md section 9), Starlette served by uvicorn.
 
-The ledger's calls block (SQLite, psycopg): each runs on a worker thread, writes
-one at a time (a capacity limiter of one: positions are given in the order the
-writes are accepted, and no two appends wait on each other's store lock), reads
-a few at a time (no more than the store's connection pool holds). A request's
-body is read in full, within its size limit, before it waits for the writer, so
-a slow client holds up nobody else.
+The ledger's calls block (SQLite, psycopg): each runs on a worker thread. Writes go
+through one writer task (``cli.group_commit.Writer``): a request's body is read in
+full, within its size limit, and its facts decoded and checked (a large body on a
+worker thread) before it queues, so a slow or malformed client holds up nobody
+else; the requests queued while a write is in flight are then appended together in
+one transaction (group commit), each answered with what its own facts did. Reads
+run a few at a time (no more than the store's connection pool holds).
 """
 
 from __future__ import annotations
@@ -27,16 +28,22 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from cli import server_proofs
+from cli.group_commit import Job, Writer
+from cli.server_params import instant, wants_html, whole_number
 from ledger.application import Ledger
-from ledger.calendar import check_instant, check_month
+from ledger.calendar import check_month
 from ledger.errors import BadInput, LedgerError, LockWaitTimeout, NotFound, one_line
-from ledger.events import Fact, export_line
+from ledger.events import export_line
 from ledger.feeds import LabelMap, facts_from
+from ledger.ingest.lines import prepare_facts
+from ledger.ingest.strategy import PARALLEL_FROM_BYTES, prepared_batches
 from ledger.persistence.port import AppendResult
 
 T = TypeVar("T")
 
 MAX_BODY: Final = 4 * 1024 * 1024  # larger imports go through `ledger import`
+INLINE_BODY: Final = 16 * 1024  # bodies up to this size are prepared on the event loop
 READERS: Final = 3  # with the one writer: the PostgreSQL pool's connections (2 + 2 overflow)
 PAGE: Final = 1000  # events read per call while streaming GET /v1/events
 NDJSON_TYPES: Final = ("application/x-ndjson", "application/ndjson", "application/jsonl")
@@ -101,12 +108,12 @@ def contract_list(ledger: Ledger) -> list[dict[str, Any]]:
 
 
 class _State:
-    """The opened ledger and the limiters around it (made at startup, in the server's loop)."""
+    """The opened ledger, its writer and the readers' limiter (made at startup, in the server's loop)."""
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.ledger: Ledger | None = None
-        self.writer = anyio.CapacityLimiter(1)
+        self.writer = Writer()
         self.readers = anyio.CapacityLimiter(READERS)
 
     def opened(self) -> Ledger:
@@ -117,11 +124,11 @@ class _State:
         ledger = self.opened()
         return await anyio.to_thread.run_sync(call, ledger, limiter=self.readers)
 
-    async def write(self, call: Callable[[Ledger], T]) -> T:
-        # Not cancellable: once the writer has it, the append commits or rolls back whole,
-        # even if the client leaves or the server is told to stop.
-        ledger = self.opened()
-        return await anyio.to_thread.run_sync(call, ledger, limiter=self.writer)
+    async def write(self, job: Job) -> AppendResult:
+        """Queue a job for the writer; its answer once its transaction has committed."""
+        if job.alone is None and not job.rows:
+            return AppendResult(0, 0, None, None)  # nothing to write: no transaction
+        return await self.writer.submit(job)
 
 
 def _authorize(request: Request, state: _State, write: bool) -> None:
@@ -163,13 +170,28 @@ def _state(request: Request) -> _State:
     return state
 
 
+async def _prepare(body: bytes, prepare: Callable[[], T]) -> T:
+    """Decode and check a body's facts: a small one at once, a larger one on a worker thread.
+
+    A webhook of a few alerts takes less time to prepare than a hand-over to a thread
+    and back (under load, waiting for the interpreter lock each way); a large one
+    would hold up the other requests.
+    """
+    if len(body) <= INLINE_BODY:
+        return prepare()
+    return await anyio.to_thread.run_sync(prepare)
+
+
 async def post_events(request: Request) -> Response:
     state = _state(request)
     _authorize(request, state, write=True)
     _content_type(request, NDJSON_TYPES)
     body = await _body(request, state.config.max_body)
-    result = await state.write(lambda ledger: ledger.import_file(io.BytesIO(body)))
-    return json_response(summary(result))
+    if len(body) >= PARALLEL_FROM_BYTES:  # prepared in a child process, as `ledger import` would
+        job = Job([], "line", lambda ledger: ledger.import_file(io.BytesIO(body)))
+    else:
+        job = Job(await _prepare(body, lambda: list(prepared_batches(io.BytesIO(body)))), "line")
+    return json_response(summary(await state.write(job)))
 
 
 def _hook(source: str) -> Callable[[Request], Awaitable[Response]]:
@@ -179,10 +201,9 @@ def _hook(source: str) -> Callable[[Request], Awaitable[Response]]:
         _content_type(request, JSON_TYPES)
         body = await _body(request, state.config.max_body)
         service = request.query_params.get("service")
-        facts: list[Fact] = await anyio.to_thread.run_sync(
-            lambda: facts_from(source, body, state.config.labels, service))
-        result = await state.write(lambda ledger: ledger.append_facts(facts))
-        return json_response(summary(result))
+        labels = state.config.labels
+        batches = await _prepare(body, lambda: list(prepare_facts(facts_from(source, body, labels, service))))
+        return json_response(summary(await state.write(Job(batches, "event"))))
 
     return post
 
@@ -193,27 +214,15 @@ async def get_contracts(request: Request) -> Response:
     return json_response(await state.read(contract_list))
 
 
-def _position(text: str | None) -> int | None:
-    if text is None:
-        return None
-    if not text.isdigit() or len(text) > 18:
-        raise BadInput(f"position {text!r}: expected a whole number")
-    return int(text)
-
-
-_INSTANT: Final = msgspec.json.Decoder(datetime)
-
-
-def _instant(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        at = _INSTANT.decode(msgspec.json.encode(text))
-    except msgspec.ValidationError:
-        raise BadInput(f"as_of {text!r}: expected an RFC 3339 timestamp with an offset") from None
-    if at.tzinfo is None:
-        raise BadInput(f"as_of {text!r}: the timestamp has no offset")
-    return check_instant(at, "as_of")
+def _month_query(request: Request) -> tuple[str, str, datetime | None, int | None]:
+    """A month path's contract, month and replay point (``?as_of=`` or ``?position=``, as for `audit`)."""
+    contract = request.path_params["contract"]
+    month = check_month(request.path_params["month"], "month")
+    query = request.query_params
+    unknown = sorted(set(query) - {"as_of", "position"})
+    if unknown:
+        raise BadInput(f"unknown query parameter `{unknown[0]}` (expected as_of or position)")
+    return contract, month, instant(query.get("as_of")), whole_number("position", query.get("position"))
 
 
 async def get_month(request: Request) -> Response:
@@ -221,20 +230,41 @@ async def get_month(request: Request) -> Response:
 
     state = _state(request)
     _authorize(request, state, write=False)
-    contract = request.path_params["contract"]
-    month = check_month(request.path_params["month"], "month")
-    query = request.query_params
-    unknown = sorted(set(query) - {"as_of", "position"})
-    if unknown:
-        raise BadInput(f"unknown query parameter `{unknown[0]}` (expected as_of or position)")
-    as_of, position = _instant(query.get("as_of")), _position(query.get("position"))
+    contract, month, as_of, position = _month_query(request)
+    replay = as_of is not None or position is not None
+    if wants_html(request.headers.get("accept", "")):
+        from cli.output import audit_page, report_page
+
+        def page(ledger: Ledger) -> bytes:
+            if replay:  # the page of `ledger audit --format html` at that point
+                audit = ledger.audit(contract, month, as_of=as_of, position=position)
+                return audit_page(ledger, audit).encode()
+            return report_page(ledger, ledger.report(contract, month)).encode()
+
+        # The bytes `ledger report --format html` prints.
+        return Response(await state.read(page), media_type="text/html; charset=utf-8")
 
     def report(ledger: Ledger) -> bytes:
-        if as_of is None and position is None:
+        if not replay:
             return to_json(ledger.report(contract, month).report)
         return to_json(ledger.audit(contract, month, as_of=as_of, position=position).report)
 
     # The bytes `ledger report --format json` prints, its line break included.
+    return Response(await state.read(report) + b"\n", media_type="application/json")
+
+
+async def get_support(request: Request) -> Response:
+    from ledger.support_read import support_report
+    from projections.support_model import support_json
+
+    state = _state(request)
+    _authorize(request, state, write=False)
+    contract, month, as_of, position = _month_query(request)
+
+    def report(ledger: Ledger) -> bytes:
+        return support_json(support_report(ledger, contract, month, as_of=as_of, position=position))
+
+    # The bytes `ledger support --contract C --format json` prints, its line break included.
     return Response(await state.read(report) + b"\n", media_type="application/json")
 
 
@@ -244,7 +274,7 @@ async def get_events(request: Request) -> Response:
     unknown = sorted(set(request.query_params) - {"after"})
     if unknown:
         raise BadInput(f"unknown query parameter `{unknown[0]}` (expected after)")
-    after = _position(request.query_params.get("after")) or 0
+    after = whole_number("position", request.query_params.get("after")) or 0
     last = await state.read(lambda ledger: ledger.recorder.last_position())
 
     def page(start: int) -> bytes:
@@ -261,6 +291,17 @@ async def get_events(request: Request) -> Response:
             start += PAGE
 
     return StreamingResponse(stream(), media_type="application/x-ndjson")
+
+
+def _proof(call: server_proofs.Endpoint) -> Callable[[Request], Awaitable[Response]]:
+    async def get(request: Request) -> Response:
+        state = _state(request)
+        _authorize(request, state, write=False)
+        query = dict(request.query_params)
+        # The bytes the command prints: compact JSON and a line break.
+        return json_response(await state.read(lambda ledger: call(ledger, query)))
+
+    return get
 
 
 async def get_openapi(request: Request) -> Response:
@@ -293,13 +334,17 @@ def create_app(opener: Callable[[], Ledger], config: ServerConfig) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         state = _State(config)
-        state.ledger = await anyio.to_thread.run_sync(opener)
+        ledger = state.ledger = await anyio.to_thread.run_sync(opener)
         app.state.ledger = state
         try:
-            yield
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(state.writer.run, ledger)
+                yield
+                # Shutdown comes after the requests in flight have finished (uvicorn waits for
+                # them), so the writer has nothing queued: it can stop.
+                tasks.cancel_scope.cancel()
         finally:
-            # Shutdown comes after the requests in flight have finished (uvicorn waits for them).
-            state.ledger.close()
+            ledger.close()
 
     routes = [
         Route("/v1/events", post_events, methods=["POST"]),
@@ -309,8 +354,10 @@ def create_app(opener: Callable[[], Ledger], config: ServerConfig) -> Starlette:
         Route("/v1/imports/statuspage", _hook("statuspage"), methods=["POST"]),
         Route("/v1/contracts", get_contracts, methods=["GET"]),
         Route("/v1/contracts/{contract}/months/{month}", get_month, methods=["GET"]),
+        Route("/v1/contracts/{contract}/months/{month}/support", get_support, methods=["GET"]),
         Route("/openapi.json", get_openapi, methods=["GET"]),
     ]
+    routes += [Route(path, _proof(f), methods=["GET"]) for path, f in server_proofs.ENDPOINTS.items()]
     handlers: dict[Any, Any] = {Exception: _http_error, HTTPException: _http_error, HttpError: _http_error,
                                 LedgerError: _http_error}
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)

@@ -68,6 +68,7 @@ def append_prepared(
     label: str = "line",
     progress: Callable[[int], None] | None = None,
     dry_run: bool = False,
+    each: Callable[[AppendResult], None] | None = None,
 ) -> AppendResult:
     """Append prepared facts all-or-nothing, in order, skipping ids already recorded.
 
@@ -77,7 +78,8 @@ def append_prepared(
     ``batches`` may be a lazy stream (see ``ledger.ingest``): each batch is
     written as it comes, inside one transaction, so memory stays bounded
     whatever the input's size. Any error rolls the whole stream back.
-    ``progress`` gets the number of facts of each batch. A fact whose id is
+    ``progress`` gets the number of facts of each batch, ``each`` what that batch
+    did (a server's group commit answers each request from its batches). A fact whose id is
     recorded (or given earlier) with other content is not appended: it is a
     conflict of the result. Names and contract versions are checked against
     the store and the batches before (``ledger.persistence.consistency``).
@@ -91,7 +93,7 @@ def append_prepared(
     """
     tally = _Tally()
     with contextlib.suppress(_RolledBack):
-        _append_prepared(recorder, batches, clock, label, progress, tally, dry_run)
+        _append_prepared(recorder, batches, clock, label, progress, each, tally, dry_run)
     return tally.result()
 
 
@@ -101,7 +103,8 @@ class _RolledBack(Exception):
 
 def _append_prepared(
     recorder: LedgerRecorder, batches: Iterable[Sequence[Prepared]], clock: Callable[[], datetime],
-    label: str, progress: Callable[[int], None] | None, tally: _Tally, dry_run: bool,
+    label: str, progress: Callable[[int], None] | None, each: Callable[[AppendResult], None] | None,
+    tally: _Tally, dry_run: bool,
 ) -> None:
     with recorder.write_session() as session, Writer(threaded=session.overlaps) as writer:
         chain = _start_chain(session, clock, label)
@@ -139,6 +142,10 @@ def _append_prepared(
             if progress is not None:
                 progress(len(batch))
             tally.add(chain.position, len(linked.events), rows.skipped, rows.conflicts)
+            if each is not None:
+                count = len(linked.events)
+                each(AppendResult(count, rows.skipped, chain.position if count else None,
+                                  chain.position + count - 1 if count else None, rows.conflicts))
             chain.advance(linked)
         writer.finish()
         if dry_run:

@@ -17,8 +17,10 @@ from click.testing import CliRunner
 
 from benchmarks.serve_load import READ_TOKEN, ROOT, WRITE_TOKEN, ServerProcess
 from benchmarks.serve_load import run as run_load
+from cli import server_proofs
 from cli.main import cli
 from cli.openapi import document
+from cli.server_params import wants_html
 from tests.pgserver import scratch_database
 from tests.unit.test_feeds import alert, incident, kuma, page, webhook
 
@@ -186,7 +188,9 @@ def test_openapi_document(server: ServerProcess) -> None:
     assert doc["openapi"] == "3.1.0"
     assert set(doc["paths"]) == {"/v1/events", "/v1/hooks/alertmanager", "/v1/hooks/uptime-kuma",
                                  "/v1/imports/statuspage", "/v1/contracts",
-                                 "/v1/contracts/{contract}/months/{month}", "/openapi.json"}
+                                 "/v1/contracts/{contract}/months/{month}",
+                                 "/v1/contracts/{contract}/months/{month}/support", "/openapi.json",
+                                 *server_proofs.ENDPOINTS}
     jsonschema.Draft202012Validator.check_schema(doc["components"]["schemas"]["Report"])
 
 
@@ -274,3 +278,118 @@ def test_documented_samples(server: ServerProcess) -> None:
         assert status == 200, first
         assert json.loads(first)["imported"] > 0
         assert json.loads(server.request("POST", paths[kind], body.encode())[1])["imported"] == 0
+
+
+SUPPORT_POLICY = """
+[contract]
+id = "sup-d"
+customer = "Better Impact customer"
+service = "bi"
+timezone = "America/Toronto"
+currency = "CAD"
+monthly_fee = "500.00"
+
+[availability]
+target = "99.95"
+probes = ["http"]
+
+[support]
+hours = ["Mon 05:00 - Fri 16:00"]
+targets = [
+  { severity = "level1", mean_first_response = "15m" },
+  { severity = "level2", first_response = "1 business day" },
+]
+engagement = { level = "level2", within = "10m" }
+"""
+
+
+def test_html_and_support_are_the_cli_bytes(server: ServerProcess, module_store: str, tmp_path: Path) -> None:
+    month = "/v1/contracts/sla-a-2026/months/2026-10"
+    browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+    status, body, headers = server.request("GET", month, token=READ_TOKEN, accept=browser)
+    assert status == 200, body
+    assert headers["content-type"] == "text/html; charset=utf-8"
+    assert body == ledger_cli(module_store, "report", "--contract", "sla-a-2026", "--month", "2026-10",
+                              "--format", "html")
+    status, body, _ = server.request("GET", month + "?position=1", token=READ_TOKEN, accept="text/html")
+    assert body == ledger_cli(module_store, "audit", "--contract", "sla-a-2026", "--month", "2026-10",
+                              "--position", "1", "--format", "html")
+    for accept in ("*/*", "application/json", "text/html;q=0.5, application/json"):
+        status, body, headers = server.request("GET", month, token=READ_TOKEN, accept=accept)
+        assert headers["content-type"] == "application/json"
+        check(body, "Report")
+
+    (tmp_path / "sup.toml").write_text(SUPPORT_POLICY)
+    ledger_cli(module_store, "contract", "register", str(tmp_path / "sup.toml"))
+    facts = [
+        {"type": "ticket_opened", "contract": "sup-d", "ticket": "T-1", "at": "2026-10-05T10:00:00-04:00",
+         "severity": "level1"},
+        {"type": "ticket_responded", "ticket": "T-1", "at": "2026-10-05T10:12:00-04:00"},
+        {"type": "ticket_opened", "contract": "sup-d", "ticket": "T-2", "at": "2026-10-06T10:00:00-04:00",
+         "severity": "level2"},
+    ]
+    lines = b"".join(json.dumps(f).encode() + b"\n" for f in facts)
+    status, body, _ = server.request("POST", "/v1/events", lines, content_type=NDJSON)
+    registered = check(body, "Summary")["first_position"] - 1  # the contract came just before
+    support = "/v1/contracts/sup-d/months/2026-10/support"
+    status, body, _ = server.request("GET", support, token=READ_TOKEN)
+    assert status == 200, body
+    assert body == ledger_cli(module_store, "support", "--contract", "sup-d", "--month", "2026-10",
+                              "--format", "json")
+    report = check(body, "SupportReport")
+    assert [t["kind"] for t in report["targets"]] == ["mean", "per_ticket"]
+    assert [t["ticket"] for t in report["tickets"]] == ["T-1", "T-2"]
+    status, body, _ = server.request("GET", support + f"?position={registered}", token=READ_TOKEN)
+    assert check(body, "SupportReport")["tickets"] == []  # as it stood before the tickets
+    for path, code, message in [(support.replace("sup-d", "nope"), 404, "nope"),
+                                (support + "?as_of=yesterday", 400, "as_of"),
+                                (support + "?color=red", 400, "color")]:
+        status, body, _ = server.request("GET", path, token=READ_TOKEN)
+        assert status == code
+        assert message in check(body, "Error")["error"]
+    assert server.request("GET", support)[0] == 200  # the write token reads
+    assert server.request("GET", support, token=None)[0] == 401
+
+
+@pytest.mark.parametrize(("accept", "html"), [
+    ("text/html", True), ("text/html,application/xhtml+xml,*/*;q=0.8", True), ("", False), ("*/*", False),
+    ("application/json", False), ("text/*", False), ("text/html;q=0", False),
+    ("text/html;q=0.5,application/json", False), ("application/json;q=0.5,text/html", True),
+    ("text/html;q=x", False), ("TEXT/HTML", True),
+])
+def test_wants_html(accept: str, html: bool) -> None:
+    assert wants_html(accept) is html
+
+
+def test_checkpoint_and_proofs_are_the_cli_bytes(server: ServerProcess, module_store: str) -> None:
+    """Section 7 over HTTP: the bytes `ledger checkpoint` and `ledger proof` print (builds with issue 19)."""
+    hook = webhook(alert("cp1", probe="paris", service="workspace"))
+    assert server.request("POST", "/v1/hooks/alertmanager", hook)[0] == 200
+    last = json.loads(ledger_cli(module_store, "events").splitlines()[-1])["position"]
+    cases = [
+        ("/v1/checkpoint", ("checkpoint",), "Checkpoint"),
+        ("/v1/checkpoint?size=1", ("checkpoint", "--size", "1"), "Checkpoint"),
+        ("/v1/proofs/inclusion?position=1", ("proof", "inclusion", "--position", "1"), "Inclusion"),
+        (f"/v1/proofs/inclusion?position=2&size={last}",
+         ("proof", "inclusion", "--position", "2", "--size", str(last)), "Inclusion"),
+        (f"/v1/proofs/consistency?from=1&to={last}",
+         ("proof", "consistency", "--from", "1", "--to", str(last)), "Consistency"),
+    ]
+    for path, args, schema in cases:
+        status, body, _ = server.request("GET", path, token=READ_TOKEN)
+        assert status == 200, (path, body)
+        assert body == ledger_cli(module_store, *args), path
+        check(body, schema)
+    assert check(server.request("GET", "/v1/checkpoint", token=READ_TOKEN)[1], "Checkpoint")["size"] == last
+    for path, message in [
+        ("/v1/proofs/inclusion", "`position`: missing"),
+        (f"/v1/proofs/inclusion?position={last + 1}", "outside the log"),
+        ("/v1/proofs/consistency?from=2&to=1", "after"),
+        (f"/v1/checkpoint?size={last + 1}", "beyond the log"),
+        ("/v1/checkpoint?size=%C2%B2", "size '²'"),  # a digit to isdigit(), not to int()
+        ("/v1/proofs/consistency?from=1&to=2&at=3", "unknown query parameter `at`"),
+    ]:
+        status, body, _ = server.request("GET", path, token=READ_TOKEN)
+        assert status == 400, (path, body)
+        assert message in check(body, "Error")["error"], path
+    assert server.request("GET", "/v1/checkpoint", token=None)[0] == 401
