@@ -136,7 +136,7 @@ def _timeline(
         for s in sources
         if s.end > lo and (hi is None or s.start < hi)
     ]
-    timeline = sweep(policy, [s for s in window if s.start < s.end], horizon)
+    timeline = sweep(policy, [s for s in window if s.start < s.end], horizon, cuts=(ms,))
     return facts, scope, timeline
 
 
