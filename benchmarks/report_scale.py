@@ -20,6 +20,7 @@ notice) and force majeure; seeded, so every run folds the same facts.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import shutil
 import subprocess
@@ -122,13 +123,15 @@ def records(facts: list[Fact]) -> list[Recorded]:
     return [Recorded(position=i, recorded_at=when, id=fact_id(f), fact=f) for i, f in enumerate(facts, 1)]
 
 
-def fold(n: int) -> float:
+def fold(n: int, *, dry: bool = False) -> float:
     """Seconds ``evaluate`` takes on an ``n``-event month (facts built before the clock starts)."""
     from projections.availability import evaluate
     from projections.model import to_json
 
     recs = records(month_facts(n, 0))
     pol = policy()
+    if dry:  # the baseline of the callgrind count: everything but the fold
+        return 0.0
     t0 = time.perf_counter()
     result = evaluate(recs, pol, 1, MONTH, as_of_position=len(recs))
     elapsed = time.perf_counter() - t0
@@ -138,20 +141,28 @@ def fold(n: int) -> float:
     return elapsed
 
 
-def _instructions(n: int) -> int:
-    """Callgrind instructions of ``evaluate`` alone on an ``n``-event month (toggled on around it)."""
+def _callgrind(args: list[str]) -> int:
+    """Instructions callgrind counts in a child ``python -m benchmarks.report_scale *args``."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "cg.out"
         subprocess.run(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--collect-atstart=no",
-             "--toggle-collect=*evaluate*", sys.executable, "-m", "benchmarks.report_scale", "--fold",
-             str(n)],
-            check=True, capture_output=True,
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-m",
+             "benchmarks.report_scale", *args],
+            check=True, capture_output=True, env={**os.environ, "PYTHONHASHSEED": "0"},
         )
         for line in out.read_text().splitlines():
-            if line.startswith("summary:") or line.startswith("totals:"):
+            if line.startswith("summary:"):
                 return int(line.split()[1])
-    raise RuntimeError("callgrind wrote no totals")
+    raise RuntimeError("callgrind wrote no summary")
+
+
+def _instructions(n: int) -> int:
+    """Callgrind instructions of ``evaluate`` alone on an ``n``-event month.
+
+    Python functions are not symbols callgrind can toggle on, so: the whole run, less the
+    same run that builds the facts and stops before the fold.
+    """
+    return _callgrind(["--fold", str(n)]) - _callgrind(["--fold", str(n), "--dry"])
 
 
 def _store_report(workdir: Path, n: int, history: int) -> float:
@@ -203,9 +214,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-callgrind", dest="callgrind", action="store_false")
     parser.add_argument("--no-store", dest="store", action="store_false")
     parser.add_argument("--fold", type=int, help=argparse.SUPPRESS)  # one fold, for callgrind
+    parser.add_argument("--dry", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.fold is not None:
-        fold(args.fold)
+        fold(args.fold, dry=args.dry)
         return
     for line in _lines(args):
         print(line, flush=True)

@@ -43,7 +43,7 @@ from projections.sources import (
     probe_sources,
 )
 from projections.sweep import Piece, clip, stretches, sweep
-from projections.timeline import local_at, seconds, to_us
+from projections.timeline import LocalClock, local_at, seconds, to_us
 
 # Findings derived from recorded_at: shown to the auditor, kept out of the digest.
 _RECORDING_FLAGS: Final = frozenset({"backdated_notice", "claim_recorded_late"})
@@ -176,10 +176,11 @@ def evaluate(
             )
 
     tz = policy.timezone
+    local = LocalClock(tz)  # offsets once per hour, not per interval end
     intervals = tuple(
         Interval(
-            start=local_at(p.start, tz),
-            end=local_at(p.end, tz),
+            start=local(p.start),
+            end=local(p.end),
             seconds=seconds(p.end - p.start),
             kind=p.kind,
             reason=p.reason,

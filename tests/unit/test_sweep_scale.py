@@ -9,6 +9,8 @@ cited fact where more are.
 from __future__ import annotations
 
 import itertools
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
@@ -18,6 +20,7 @@ from projections.explain import probe_cause
 from projections.model import IntervalKind
 from projections.sources import Source, SourceKind
 from projections.sweep import SPELLED, Piece, _quorum, clip, stretches, sweep
+from projections.timeline import LocalClock, local_at, to_us
 from tests.unit.factories import policy
 
 POLICIES = {
@@ -235,3 +238,30 @@ def test_a_wide_month_is_one_interval_per_reason() -> None:
     assert pieces[2].reason == "maintenance m00; maintenance m01; maintenance m02 -- outage: probe a down " \
         "(outage_when = any)"
     assert len(reference_sweep(pol, [down, *windows], 40)) == 24  # one per change of windows
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(["Europe/Paris", "America/New_York", "Australia/Lord_Howe", "Asia/Kathmandu", "UTC"]),
+    st.lists(st.integers(-(2**55), 2**55), min_size=1, max_size=20),
+    st.sampled_from([0, 3_600_000_000 * 24 * 365 * 56]),
+)
+def test_local_clock_is_local_at(zone: str, instants: list[int], shift: int) -> None:
+    tz = ZoneInfo(zone)
+    clock = LocalClock(tz)
+    # Near DST changes too: around the instants drawn and their neighbours within the hour.
+    for us in [*instants, *(i % 3_600_000_000 + shift for i in instants)]:
+        for u in (us, us + 1, us - 1):
+            want, got = local_at(u, tz), clock(u)
+            assert (got, got.utcoffset(), got.fold, got.isoformat()) == (
+                want, want.utcoffset(), want.fold, want.isoformat()
+            )
+
+
+def test_local_clock_across_a_fall_back() -> None:
+    tz = ZoneInfo("Europe/Paris")
+    clock = LocalClock(tz)
+    change = to_us(datetime(2026, 10, 25, 1, tzinfo=UTC))  # 03:00 CEST -> 02:00 CET
+    for us in range(change - 2 * 3_600_000_000, change + 2 * 3_600_000_000, 60_000_000 * 7):
+        got, want = clock(us), local_at(us, tz)
+        assert (got.isoformat(), got.fold) == (want.isoformat(), want.fold)
