@@ -9,7 +9,9 @@ How it works, in three passes (all O(n log n) in the number of relevant facts), 
    windows, exclusions), each carrying the positions of the facts behind it.
 3. ``projections.sweep``: one sweep over the sources' end points classifies every
    elementary segment of outage as maintenance, excused or downtime; adjacent segments
-   that agree (kind, reason, events) merge into the report's intervals.
+   that agree (kind, reason, events) merge into the report's intervals. Where more than
+   three incidents or windows are in force at once the reason names the rule and the
+   interval cites their facts instead (docs/decisions.md, issue 17).
 
 This module adds the figures up; ``projections.explain`` writes the walk-through.
 No floats anywhere: durations are integers, ratios are ``Fraction``.

@@ -1,7 +1,8 @@
 """Pass 3 of the month fold: one sweep over the sources' end points classifies every segment of outage.
 
 Each elementary segment is maintenance, excused or downtime; adjacent segments that agree
-(kind, reason, events) merge into the report's intervals.
+(kind, reason, events) merge into the report's intervals, and so do adjacent *wide* segments
+(more than ``SPELLED`` incidents or rules in force) with the same kind and reason.
 """
 
 from __future__ import annotations
