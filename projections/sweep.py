@@ -73,6 +73,7 @@ def sweep(policy: Policy, sources: list[Source], horizon: int, cuts: Collection[
     last_key: tuple[int, ...] | None = None
     wide: set[int] | None = None  # the last piece's events while it is wide and may still grow
     entered: list[int] = []
+    generic: dict[tuple[bool, bool, tuple[int, ...]], tuple[IntervalKind, str]] = {}
     k = 0
     n = len(points)
     while k < n:
@@ -119,8 +120,17 @@ def sweep(policy: Policy, sources: list[Source], horizon: int, cuts: Collection[
             continue
         last_key = key
         deciding = ((_PROBE,) if probes_out else ()) + (_INCIDENT, *rule)
-        if len(active[_INCIDENT]) > SPELLED or sum(len(active[r]) for r in rule) > SPELLED:
-            kind, reason = _wide(policy, sources, rank, active, probes_out, probe_order, rule)
+        incidents = len(active[_INCIDENT])
+        ruling = sum(len(active[r]) for r in rule)
+        if incidents > SPELLED or ruling > SPELLED:
+            if (incidents == 0 or incidents > SPELLED) and (not rule or ruling > SPELLED):
+                # Nothing in the reason names a source: one text per rule, written once.
+                said = (probes_out, incidents > 0, rule)
+                if said not in generic:
+                    generic[said] = _wide(policy, sources, rank, active, probes_out, probe_order, rule)
+                kind, reason = generic[said]
+            else:
+                kind, reason = _wide(policy, sources, rank, active, probes_out, probe_order, rule)
             if (
                 wide is not None
                 and last is not None
