@@ -9,7 +9,9 @@ How it works, in three passes (all O(n log n) in the number of relevant facts), 
    windows, exclusions), each carrying the positions of the facts behind it.
 3. ``projections.sweep``: one sweep over the sources' end points classifies every
    elementary segment of outage as maintenance, excused or downtime; adjacent segments
-   that agree (kind, reason, events) merge into the report's intervals.
+   that agree (kind, reason, events) merge into the report's intervals. Where more than
+   three incidents or windows are in force at once the reason names the rule and the
+   interval cites their facts instead (docs/decisions.md, issue 17).
 
 This module adds the figures up; ``projections.explain`` writes the walk-through.
 No floats anywhere: durations are integers, ratios are ``Fraction``.
@@ -43,7 +45,7 @@ from projections.sources import (
     probe_sources,
 )
 from projections.sweep import Piece, clip, stretches, sweep
-from projections.timeline import local_at, seconds, to_us
+from projections.timeline import LocalClock, local_at, seconds, to_us
 
 # Findings derived from recorded_at: shown to the auditor, kept out of the digest.
 _RECORDING_FLAGS: Final = frozenset({"backdated_notice", "claim_recorded_late"})
@@ -136,7 +138,7 @@ def _timeline(
         for s in sources
         if s.end > lo and (hi is None or s.start < hi)
     ]
-    timeline = sweep(policy, [s for s in window if s.start < s.end], horizon)
+    timeline = sweep(policy, [s for s in window if s.start < s.end], horizon, cuts=(ms,))
     return facts, scope, timeline
 
 
@@ -176,10 +178,11 @@ def evaluate(
             )
 
     tz = policy.timezone
+    local = LocalClock(tz)  # offsets once per hour, not per interval end
     intervals = tuple(
         Interval(
-            start=local_at(p.start, tz),
-            end=local_at(p.end, tz),
+            start=local(p.start),
+            end=local(p.end),
             seconds=seconds(p.end - p.start),
             kind=p.kind,
             reason=p.reason,

@@ -65,6 +65,11 @@ def probe_cause(policy: Policy, down: list[str]) -> str:
     return f"{noun} {names} down ({len(down)} of {len(policy.probes)}; outage_when = {policy.outage_when})"
 
 
+def probe_rule(policy: Policy) -> str:
+    """The probes' outage rule without naming which are down (a wide interval cites them in events)."""
+    return f"probe outage (outage_when = {policy.outage_when}), each down probe cited in events"
+
+
 @dataclass(frozen=True, slots=True)
 class Figures:
     """What the walk-through reads: the month's bounds and figures, all computed already."""

@@ -154,6 +154,10 @@ def maintenance_sources(ctx: Scope, facts: Facts) -> list[Source]:
         # Latest announced_at wins (a re-announcement is new notice); exact ties by content,
         # so neither the store nor import order can change which version is in force.
         pos, recorded_at, ann = max(versions, key=lambda v: (v[2].announced_at, canonical(v[2]), v[0]))
+        if to_us(ann.ends_at) < ctx.month_start:
+            # Over before the month (a completion only shortens it): no finding, and the fold
+            # drops sources ending before the month, so its verdict need not be written.
+            continue
         relevant = ctx.in_month(ann.starts_at, ann.ends_at)
         if relevant:
             for old_pos, _, old in sorted(versions, key=lambda v: (v[2].announced_at, v[0])):

@@ -59,6 +59,42 @@ def local_at(us: int, tz: ZoneInfo) -> datetime:
     return local.replace(tzinfo=timezone(offset))
 
 
+_HOUR: Final = 3_600_000_000
+_NAIVE_EPOCH: Final = datetime(1970, 1, 1)
+
+
+class LocalClock:
+    """``local_at`` for one zone, its offset looked up once per hour instead of per instant.
+
+    An hour is cached only if its first and last microsecond agree on the offset and the
+    fold (so no change of either falls inside it); any other hour is looked up exactly.
+    """
+
+    def __init__(self, tz: ZoneInfo) -> None:
+        self.tz = tz
+        self._hours: dict[int, tuple[timedelta, timezone, int] | None] = {}
+
+    def __call__(self, us: int) -> datetime:
+        hour = us // _HOUR
+        if hour in self._hours:
+            cached = self._hours[hour]
+        else:
+            first, last = local_at(hour * _HOUR, self.tz), local_at((hour + 1) * _HOUR - 1, self.tz)
+            offset, tzinfo = first.utcoffset(), first.tzinfo
+            same = offset == last.utcoffset() and first.fold == last.fold
+            cached = (offset, tzinfo, first.fold) if same and offset is not None and isinstance(
+                tzinfo, timezone) else None
+            self._hours[hour] = cached
+        if cached is None:
+            return local_at(us, self.tz)
+        offset, tzinfo, fold = cached
+        try:
+            wall = _NAIVE_EPOCH + timedelta(microseconds=us) + offset
+        except OverflowError:  # within hours of datetime's limits: the exact way says what happens
+            return local_at(us, self.tz)
+        return wall.replace(tzinfo=tzinfo, fold=fold)
+
+
 def seconds(us: int) -> Decimal:
     """Exact seconds of a microsecond count, without exponent or trailing zeros ("5400", "0.25")."""
     whole, rest = divmod(us, 1_000_000)
