@@ -35,14 +35,19 @@ APPEND = '{"type":"probe_recovered","service":"web","probe":"p1","at":"2026-10-0
 
 
 def holds_the_lock(url: str, pid: int) -> bool:
-    """Whether process ``pid`` holds the store's append (write) lock."""
+    """Whether process ``pid`` holds the store's append (write) lock, and has said so.
+
+    On PostgreSQL the ledger names the lock in its application name (``... locked <when>``)
+    just after taking it: waiting for that, not only for the granted lock, keeps a test
+    from stopping the importer between the two (its message would then show no "locked").
+    """
     if url.startswith("sqlite"):
         return _lock_holder(os.path.abspath(sqlite_path(url))) == pid
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute(
             "SELECT 1 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
             "WHERE l.relation = 'stored_events'::regclass AND l.mode = 'ExclusiveLock' AND l.granted "
-            "AND a.application_name LIKE %s", (f"ledger[{pid}]%",)).fetchone()
+            "AND a.application_name LIKE %s", (f"ledger[{pid}] locked %",)).fetchone()
     return row is not None
 
 
