@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,31 +40,10 @@ from pathlib import Path
 from typing import Final
 
 from benchmarks import generate
+from benchmarks.measure import compile_project, load, timed
 from benchmarks.run import pg_database, register_contracts
 
-ROOT: Final = Path(__file__).resolve().parent.parent
 TARGET: Final = 20.0
-
-
-def measured_env() -> dict[str, str]:
-    """The environment of measured processes: bytecode may be read (see the module docstring)."""
-    env = dict(os.environ)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    return env
-
-
-def run(cmd: list[str]) -> tuple[float, float, bytes]:
-    """Wall seconds, CPU seconds (user + system, the process's and its workers': wait4) and stdout."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=measured_env(), stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - t0
-        out.seek(0)
-        err.seek(0)
-        if os.waitstatus_to_exitcode(status) != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed: {err.read().decode()[-2000:]}")
-        return seconds, usage.ru_utime + usage.ru_stime, out.read()
 
 
 def ledger_cmd(url: str, *args: str) -> list[str]:
@@ -115,13 +93,13 @@ def measure(kind: str, url: str, month: str, services: int, sample: int, rounds:
     singles_cpu: list[float] = []
     out = b""
     for _ in range(rounds):
-        s, c, out = run(ledger_cmd(url, "report", "--month", month, "--format", "ndjson"))
+        s, c, out = timed(ledger_cmd(url, "report", "--month", month, "--format", "ndjson"))
         one.append(s)
         one_cpu.append(c)
         lines = out.splitlines()
         total = total_cpu = 0.0
         for cid in chosen:
-            s, c, single = run(ledger_cmd(url, "report", "--contract", cid, "--month", month,
+            s, c, single = timed(ledger_cmd(url, "report", "--contract", cid, "--month", month,
                                           "--format", "json"))
             total += s
             total_cpu += c
@@ -140,7 +118,7 @@ def measure(kind: str, url: str, month: str, services: int, sample: int, rounds:
               f"(runs {' '.join(f'{x:.2f}' for x in a)}), {services} single calls median {med_single:.1f} s "
               f"(scaled from {len(chosen)} a round: {' '.join(f'{x:.1f}' for x in b)}), x{ratio:.1f} faster, "
               f"target >= x{TARGET:g}: {'PASS' if ok_here else 'FAIL'}"
-              + (f" (load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)" if what == "wall" else ""),
+              + (f" ({load()})" if what == "wall" else ""),
               flush=True)
     print(f"month_all {kind} identical: {len(chosen)} sampled CLI outputs x {rounds} rounds and "
           f"{checked} in-process single reports equal their lines of the one call: PASS", flush=True)
@@ -162,8 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.quick:
         args.stores, args.events, args.services, args.sample, args.rounds = "sqlite", 12_000, 20, 4, 1
-    subprocess.run([sys.executable, "-m", "compileall", "-q", "ledger", "projections", "cli"],
-                   cwd=ROOT, check=True, env=measured_env())
+    compile_project()
     ok = True
     with tempfile.TemporaryDirectory(prefix="month-all-") as tmp:
         work = args.workdir or Path(tmp)

@@ -53,13 +53,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
+from benchmarks.measure import ROOT, compile_project, load, measured_env, timed
 from ledger.events import Recorded
 
 if TYPE_CHECKING:
     from ledger.policy import Policy
     from projections.credit import Stretch
 
-ROOT: Final = Path(__file__).resolve().parent.parent
 CONTRACT: Final = "sup-bench"
 SERVICE: Final = "sup-svc"
 MONTH: Final = "2026-04"  # Good Friday (CA, GB, AU) and Easter Monday (GB, AU)
@@ -179,19 +179,6 @@ def support_lines(tickets: int, seed: int = 1, month: str = MONTH) -> list[str]:
 # --- stores and processes ------------------------------------------------------------------------
 
 
-def measured_env() -> dict[str, str]:
-    """The environment of measured processes: bytecode may be read (see the module docstring)."""
-    env = dict(os.environ)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env["PYTHONHASHSEED"] = "0"
-    return env
-
-
-def compile_project() -> None:
-    subprocess.run([sys.executable, "-m", "compileall", "-q", "ledger", "projections", "cli"],
-                   cwd=ROOT, check=True, env=measured_env())
-
-
 @contextmanager
 def store(kind: str, workdir: Path, tag: str) -> Iterator[str]:
     """A fresh store URL (SQLite file or PostgreSQL database), removed afterwards."""
@@ -219,25 +206,6 @@ def fill(url: str, lines: list[str]) -> float:
     finally:
         led.close()
     return time.perf_counter() - t0
-
-
-def timed(cmd: list[str]) -> tuple[float, float, bytes]:
-    """Wall seconds, CPU seconds (user + system, the child's and its children's: wait4) and stdout."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=measured_env(), stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - t0
-        out.seek(0)
-        err.seek(0)
-        if os.waitstatus_to_exitcode(status) != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed: {err.read().decode()[-2000:]}")
-        return seconds, usage.ru_utime + usage.ru_stime, out.read()
-
-
-def load() -> str:
-    """The machine's load (a shared machine: wall times stretch with it, CPU times do not)."""
-    return f"load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
 
 
 def support_cmd(url: str, contract: str) -> list[str]:
