@@ -11,8 +11,9 @@ import importlib
 import math
 import os
 import sys
+from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import msgspec
@@ -21,6 +22,8 @@ from ledger.calendar import check_instant, check_month
 from ledger.errors import BadInput, LedgerError, one_line
 from ledger.text import printable
 from ledger.urls import redact, scrub
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 if TYPE_CHECKING:
     from ledger.application import Ledger
@@ -152,6 +155,14 @@ def timestamp(value: str | None, option: str) -> datetime | None:
     if ts.tzinfo is None:
         raise BadInput(f"{option} {value!r}: the timestamp has no offset")
     return check_instant(ts, option)
+
+
+def replay_options(command: F) -> F:
+    """``--as-of`` and ``--position``: the point of the ledger's history a month is replayed at."""
+    command = click.option("--position", type=int, metavar="N",
+                           help="Replay what was recorded up to position N.")(command)
+    return click.option("--as-of", "as_of", metavar="TIMESTAMP",
+                        help="Replay what was recorded up to this instant.")(command)
 
 
 def month_option(ctx: click.Context, param: click.Parameter, value: str) -> str:

@@ -12,7 +12,7 @@ from typing import BinaryIO
 
 import click
 
-from cli.context import Context, Failure, LedgerGroup, month_option, pass_ctx, timestamp
+from cli.context import Context, Failure, LedgerGroup, month_option, pass_ctx, replay_options, timestamp
 from ledger.errors import BadInput
 from ledger.urls import store_url
 
@@ -226,8 +226,7 @@ def report(ctx: Context, contract_ids: tuple[str, ...], month: str, fmt: str, in
 @click.option("--contract", "contract_id", required=True, help="Contract id.")
 @click.option("--month", required=True, metavar="YYYY-MM", callback=month_option,
               help="Month, in the contract's time zone.")
-@click.option("--as-of", "as_of", metavar="TIMESTAMP", help="Replay what was recorded up to this instant.")
-@click.option("--position", type=int, metavar="N", help="Replay what was recorded up to position N.")
+@replay_options
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text",
               show_default=True)
 @pass_ctx

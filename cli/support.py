@@ -9,7 +9,7 @@ from datetime import datetime
 
 import click
 
-from cli.context import Context, month_option, pass_ctx, timestamp
+from cli.context import Context, month_option, pass_ctx, replay_options, timestamp
 from ledger.errors import BadInput
 from ledger.text import printable
 from projections.support_model import MeanTarget, SupportReport, support_json
@@ -28,8 +28,7 @@ def _instant(value: str | None) -> datetime | None:
 @click.option("--contract", "contract_id", help="Contract id (default: every contract, in id order).")
 @click.option("--month", required=True, metavar="YYYY-MM", callback=month_option,
               help="Month, in the contract's time zone.")
-@click.option("--as-of", "as_of", metavar="TIMESTAMP", help="Replay what was recorded up to this instant.")
-@click.option("--position", type=int, metavar="N", help="Replay what was recorded up to position N.")
+@replay_options
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
               show_default=True)
 @pass_ctx
