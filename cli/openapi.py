@@ -159,11 +159,16 @@ def document() -> dict[str, Any]:
                     **_errors(400, 401, 404)},
             }},
             "/v1/contracts/{contract}/months/{month}/support": {"get": {
-                "summary": "The month's support figures: the bytes of `ledger support --format json`",
+                "summary": "The month's support figures: `ledger support --format json`'s bytes (or `html`)",
+                "description": "With `Accept: text/html` (named, and preferred to JSON): the page of "
+                               "`ledger support --format html`, at `as_of`/`position` if given.",
                 "security": read,
                 "parameters": month_parameters,
-                "responses": {"200": _json("SupportReport", "INTERFACE.md section 6.3"),
-                              **_errors(400, 401, 404)},
+                "responses": {
+                    "200": {"description": "INTERFACE.md section 6.3 (section 8 as HTML)", "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/SupportReport"}},
+                        "text/html": {"schema": {"type": "string"}}}},
+                    **_errors(400, 401, 404)},
             }},
             **_proof_paths(read),
             "/openapi.json": {"get": {"summary": "This document", "security": [],

@@ -261,6 +261,17 @@ async def get_support(request: Request) -> Response:
     _authorize(request, state, write=False)
     contract, month, as_of, position = _month_query(request)
 
+    if wants_html(request.headers.get("accept", "")):
+        from cli.support_html import support_page
+        from ledger.support_read import support_view
+
+        def page(ledger: Ledger) -> bytes:
+            view = support_view(ledger, contract, month, as_of=as_of, position=position)
+            return support_page(view).encode()
+
+        # The bytes `ledger support --contract C --format html` prints (at the replay point, if one).
+        return Response(await state.read(page), media_type="text/html; charset=utf-8")
+
     def report(ledger: Ledger) -> bytes:
         return support_json(support_report(ledger, contract, month, as_of=as_of, position=position))
 

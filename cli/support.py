@@ -25,28 +25,56 @@ def _instant(value: str | None) -> datetime | None:
 
 
 @click.command()
-@click.option("--contract", "contract_id", help="Contract id (default: every contract, in id order).")
+@click.option("--contract", "contract_ids", multiple=True,
+              help="Contract id; repeat for several; none: every registered contract, in id order.")
 @click.option("--month", required=True, metavar="YYYY-MM", callback=month_option,
               help="Month, in the contract's time zone.")
 @replay_options
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
-              show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "ndjson", "html"]),
+              default="table", show_default=True)
 @pass_ctx
-def support(ctx: Context, contract_id: str | None, month: str, as_of: str | None, position: int | None,
+def support(ctx: Context, contract_ids: tuple[str, ...], month: str, as_of: str | None, position: int | None,
             fmt: str) -> None:
-    """The month's support figures: tickets on support-hours clocks, targets, engagement, recovery, quota."""
-    from ledger.support_read import contracts_of_month, support_report
+    """The month's support figures: tickets on support-hours clocks, targets, engagement, recovery, quota.
 
+    With one --contract, that contract's report (json: one object; html: one page).
+    Without, or with several: every contract named (or registered) in id order, in
+    one call: json an array, ndjson one report a line, csv one header, table the
+    single tables one after another (html needs exactly one --contract).
+    """
     ledger = ctx.ledger(create=False)
     at = _instant(as_of)
-    ids = [contract_id] if contract_id is not None else contracts_of_month(ledger, month)
-    reports = [support_report(ledger, cid, month, as_of=at, position=position) for cid in ids]
+    if len(contract_ids) == 1 and fmt != "ndjson":
+        if fmt == "html":
+            from cli.support_html import support_page
+            from ledger.support_read import support_view
+
+            view = support_view(ledger, contract_ids[0], month, as_of=at, position=position)
+            click.echo(support_page(view), nl=False)
+            return
+        from ledger.support_read import support_report
+
+        one = support_report(ledger, contract_ids[0], month, as_of=at, position=position)
+        click.echo(many_support([one], fmt, array=False), nl=False)
+        return
+    if fmt == "html":
+        raise BadInput("--format html: give exactly one --contract")
+    from ledger.monthly import month_support
+
+    click.echo(many_support(month_support(ledger, month, contract_ids, as_of=at, position=position), fmt),
+               nl=False)
+
+
+def many_support(reports: list[SupportReport], fmt: str, *, array: bool = True) -> str:
+    """Reports in one format: each is the single report's bytes (json: an array of them unless ``array``)."""
     if fmt == "json":
-        click.echo(support_json(reports[0] if contract_id is not None else reports).decode())
-    elif fmt == "csv":
-        click.echo(support_csv(reports), nl=False)
-    else:
-        click.echo("\n".join(support_table(r) for r in reports), nl=False)
+        body = ",".join(support_json(r).decode() for r in reports)
+        return (f"[{body}]" if array else body) + "\n"
+    if fmt == "ndjson":
+        return "".join(support_json(r).decode() + "\n" for r in reports)
+    if fmt == "csv":
+        return support_csv(reports)
+    return "\n".join(support_table(r) for r in reports)
 
 
 def support_csv(reports: list[SupportReport]) -> str:

@@ -1,8 +1,9 @@
-"""Every contract of a month in one call (``ledger report --month M``, INTERFACE.md section 8).
+"""Every contract of a month in one call (``report`` and ``support --month M``, INTERFACE.md section 8).
 
 Each contract's report is the single report's own computation (``Ledger.evaluate``
 at one head for all of them: the same facts read through the key index, the same
-fold), so the output is the single reports' byte for byte. What one call saves is
+fold; for support, ``support_read.support_at`` at one replay point), so the output
+is the single reports' byte for byte. What one call saves is
 the process start-up and the reading of every contract per process; on a large
 ledger the contracts are shared out among worker processes started the rebuild's
 way (spawned, dying with the parent: ``projections.tracked.rebuilding``).
@@ -19,7 +20,8 @@ import multiprocessing
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from typing import Final
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
@@ -27,6 +29,9 @@ from ledger.application import Ledger
 from ledger.calendar import check_month
 from ledger.contracts import find
 from projections.model import Report
+
+if TYPE_CHECKING:
+    from projections.support_model import SupportReport
 
 # Below this many events or contracts, starting worker processes (each imports the
 # folds: about 0.4 s of CPU) costs more than it saves.
@@ -46,26 +51,54 @@ def month_reports(ledger: Ledger, month: str, contracts: Sequence[str] = (), *,
     """
     check_month(month, "--month")
     head = ledger.recorder.last_position()
-    versions = ledger.contracts(head)
+    wanted = _wanted(ledger, head, contracts)
+    checkpoint = ledger.log_checkpoint(head)  # the single reports' own: every one names this log
+    reports: list[Report] = _shared(ledger, "report", wanted, month, head, None, workers)
+    return [msgspec.structs.replace(r, checkpoint=checkpoint) for r in reports]
+
+
+def month_support(ledger: Ledger, month: str, contracts: Sequence[str] = (), *,
+                  as_of: datetime | None = None, position: int | None = None,
+                  workers: int | None = None) -> list[SupportReport]:
+    """``ledger support --month M`` for each contract named (none: every one registered at the replay point).
+
+    Every report is ``support_at`` at one replay point read before any of them: the
+    single ``ledger support --contract C`` report, byte for byte.
+    """
+    from ledger.support_read import replay_upto
+
+    check_month(month, "--month")
+    upto, point = replay_upto(ledger, as_of, position)
+    return _shared(ledger, "support", _wanted(ledger, upto, contracts), month, upto, point, workers)
+
+
+def _wanted(ledger: Ledger, upto: int, contracts: Sequence[str]) -> list[str]:
+    """The contracts named, deduplicated, in id order (none: every one registered up to ``upto``)."""
+    versions = ledger.contracts(upto)
     wanted = sorted(set(contracts)) if contracts else sorted(versions)
     for cid in wanted:
         find(versions, cid)  # an unknown contract: NotFound before any work
+    return wanted
+
+
+def _shared(ledger: Ledger, kind: str, wanted: list[str], month: str, upto: int, point: datetime | None,
+            workers: int | None) -> list[Any]:
+    """``_evaluate`` over ``wanted`` here, or shared among spawned workers on a large ledger; order kept."""
     if workers is None:
-        large = head >= PARALLEL_FROM_EVENTS and len(wanted) >= PARALLEL_FROM_CONTRACTS
+        large = upto >= PARALLEL_FROM_EVENTS and len(wanted) >= PARALLEL_FROM_CONTRACTS
         workers = min(os.cpu_count() or 1, 8) if large else 1
-    checkpoint = ledger.log_checkpoint(head)  # the single reports' own: every one names this log
     if workers <= 1 or ledger.reopen is None:
-        return [msgspec.structs.replace(ledger.evaluate(cid, month, upto=head).report, checkpoint=checkpoint)
-                for cid in wanted]
+        return _evaluate_with(ledger, kind, wanted, month, upto, point)
     # Tasks of up to CONTRACTS_PER_TASK, at least four per worker: none waits long on the last.
     size = max(1, min(CONTRACTS_PER_TASK, -(-len(wanted) // (4 * workers))))
     chunks = [wanted[i : i + size] for i in range(0, len(wanted), size)]
     context = multiprocessing.get_context("spawn")  # no fork: the parent holds connections
-    with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=context, initializer=_open_worker,
+    n = len(chunks)
+    with ProcessPoolExecutor(min(workers, n), mp_context=context, initializer=_open_worker,
                              initargs=(ledger.reopen, os.getpid())) as pool:
-        out: list[Report] = []
-        for part in pool.map(_evaluate, chunks, [month] * len(chunks), [head] * len(chunks)):
-            out.extend(msgspec.structs.replace(r, checkpoint=checkpoint) for r in part)
+        out: list[Any] = []
+        for part in pool.map(_evaluate, [kind] * n, chunks, [month] * n, [upto] * n, [point] * n):
+            out.extend(part)
         return out
 
 
@@ -76,11 +109,20 @@ def _open_worker(reopen: Callable[[], Ledger], parent: int) -> None:
     _worker.append(reopen())
 
 
-def _evaluate(contracts: Sequence[str], month: str, head: int) -> list[Report]:
-    """Worker process: the contracts' reports at ``head``.
+def _evaluate(kind: str, contracts: Sequence[str], month: str, upto: int,
+              point: datetime | None) -> list[Any]:
+    """Worker process: the contracts' reports (``kind``: report or support) at ``upto``.
 
     Pickled to the parent as they are: msgpack, as the rebuild sends its reports, would
     bring the instants back in UTC, not in the contract's zone the JSON shows.
     """
-    led = _worker[0]
-    return [led.evaluate(cid, month, upto=head).report for cid in contracts]
+    return _evaluate_with(_worker[0], kind, contracts, month, upto, point)
+
+
+def _evaluate_with(led: Ledger, kind: str, contracts: Sequence[str], month: str, upto: int,
+                   point: datetime | None) -> list[Any]:
+    if kind == "support":
+        from ledger.support_read import support_at
+
+        return [support_at(led, cid, month, upto, point) for cid in contracts]
+    return [led.evaluate(cid, month, upto=upto).report for cid in contracts]

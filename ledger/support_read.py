@@ -9,6 +9,7 @@ and the pins of the countries its support clock names (``h:``).
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import TYPE_CHECKING, NamedTuple
 
 from ledger.application import Ledger
 from ledger.calendar import check_instant, check_month
@@ -16,10 +17,13 @@ from ledger.contracts import ContractVersion, contract_versions, find, in_force
 from ledger.errors import BadInput, NotFound
 from ledger.events import HolidaysPinned, Recorded
 from ledger.persistence.keys import contract_key, holidays_key, reference_key, tickets_key
-from ledger.policy import PolicyFile, SupportSection, resolve
+from ledger.policy import Policy, PolicyFile, SupportSection, resolve
 from ledger.runtime import paused_gc
 from ledger.support_hours import package_holidays, package_version
 from projections.support_model import SupportReport
+
+if TYPE_CHECKING:
+    from projections.model import LogCheckpoint
 
 
 def support_countries(policy: PolicyFile) -> list[str]:
@@ -73,23 +77,72 @@ def replay_upto(ledger: Ledger, as_of: datetime | None, position: int | None) ->
 def support_report(ledger: Ledger, contract: str, month: str, *, as_of: datetime | None = None,
                    position: int | None = None) -> SupportReport:
     """``ledger support``: the month's support figures, replayed as of a point when asked."""
+    check_month(month, "month")
+    upto, point = replay_upto(ledger, as_of, position)
+    return support_at(ledger, contract, month, upto, point)
+
+
+def support_at(ledger: Ledger, contract: str, month: str, upto: int, point: datetime | None) -> SupportReport:
+    """The month's support figures from what was recorded up to ``upto`` (``point``: a replay's instant)."""
+    return _evaluated(ledger, contract, month, upto, point)[0]
+
+
+def _evaluated(ledger: Ledger, contract: str, month: str, upto: int,
+               point: datetime | None) -> tuple[SupportReport, Policy, list[Recorded]]:
     from projections.availability import downtime_stretches  # deferred: the folds are heavy to import
     from projections.support import evaluate_support
 
-    check_month(month, "month")
-    upto, point = replay_upto(ledger, as_of, position)
     with paused_gc():
         version, records = support_records(ledger, contract, month, upto)
         policy = resolve(version.policy)
         stretches = downtime_stretches(records, policy, month, replay_point=point)
-        return evaluate_support(records, policy, version.version, month, as_of_position=upto,
-                                stretches=stretches, replay_point=point)
+        report = evaluate_support(records, policy, version.version, month, as_of_position=upto,
+                                  stretches=stretches, replay_point=point)
+        return report, policy, records
 
 
-def contracts_of_month(ledger: Ledger, month: str) -> list[str]:
-    """Every contract registered (as recorded now), in id order (version 1 governs every month)."""
+class SupportView(NamedTuple):
+    """What the support page shows beside the report: the clock's open hours and the facts cited."""
+
+    report: SupportReport
+    replay_point: datetime | None
+    clock_timezone: str | None  # the support clock's zone (None: the policy has no [support])
+    clock: tuple[str, ...]  # the clock as the policy words it: spans, holidays, closures
+    open_hours: tuple[tuple[datetime, datetime], ...]  # within the month, in order
+    facts: list[Recorded]  # every fact a line of the report cites, by position
+    checkpoint: LogCheckpoint | None  # the log the report was computed from (its first as_of_position facts)
+
+
+def support_view(ledger: Ledger, contract: str, month: str, *, as_of: datetime | None = None,
+                 position: int | None = None) -> SupportView:
+    """``ledger support --format html``: the report and what its page draws, from one read of the facts."""
+    from projections.support_clock import cited_positions, month_open_hours
+
     check_month(month, "month")
-    return sorted(ledger.contracts())
+    upto, point = replay_upto(ledger, as_of, position)
+    report, policy, records = _evaluated(ledger, contract, month, upto, point)
+    by_position = {r.position: r for r in records}
+    wanted = cited_positions(report)
+    missing = [p for p in wanted if p not in by_position]
+    facts = [by_position[p] for p in wanted if p in by_position]
+    if missing:
+        facts = sorted([*facts, *ledger.recorder.read_positions(missing)], key=lambda r: r.position)
+    rules, sec = policy.support, policy.source.support
+    clock: list[str] = []
+    if isinstance(sec, SupportSection):
+        clock += sec.hours
+        if sec.holidays is not None:
+            clock.append(f"closed on {sec.holidays} public holidays")
+        clock += [f"closed {c.window} on {c.holidays} public holidays" for c in sec.closures]
+    return SupportView(
+        report=report,
+        replay_point=point,
+        clock_timezone=rules.timezone.key if rules is not None else None,
+        clock=tuple(clock),
+        open_hours=month_open_hours(records, policy, month),
+        facts=facts,
+        checkpoint=ledger.log_checkpoint(upto),
+    )
 
 
 def pin_facts(country: str, first: int, last: int) -> list[HolidaysPinned]:
