@@ -23,3 +23,25 @@ def test_workers_give_the_single_reports(store_url: str) -> None:
             assert all(r.as_of_position == head for r in month_reports(led, month, ["sla-d-2026"], workers=2))
     finally:
         led.close()
+
+
+def test_support_workers_give_the_single_reports(store_url: str) -> None:
+    """``ledger support --month`` shared among workers: the single reports, at the head and at a replay."""
+    from ledger.monthly import month_support
+    from ledger.support_read import support_report
+    from projections.support_model import support_json
+    from tests.cli.test_support_output import fill
+
+    led = open_ledger(store_url, clock=StepClock())
+    try:
+        middle = fill(led)
+        ids = sorted(led.contracts())
+        for position in (None, middle):
+            known = sorted(led.contracts(position)) if position is not None else ids
+            singles = [support_json(support_report(led, cid, "2026-10", position=position)) for cid in known]
+            spread = [support_json(r) for r in month_support(led, "2026-10", position=position, workers=2)]
+            alone = [support_json(r) for r in month_support(led, "2026-10", position=position, workers=1)]
+            assert spread == alone == singles
+            assert len(singles) == (len(ids) if position is None else len(ids) - 1)
+    finally:
+        led.close()

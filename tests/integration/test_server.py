@@ -339,6 +339,13 @@ def test_html_and_support_are_the_cli_bytes(server: ServerProcess, module_store:
     report = check(body, "SupportReport")
     assert [t["kind"] for t in report["targets"]] == ["mean", "per_ticket"]
     assert [t["ticket"] for t in report["tickets"]] == ["T-1", "T-2"]
+    for query, point in (("", ()), (f"?position={registered + 1}", ("--position", str(registered + 1)))):
+        status, body, headers = server.request("GET", support + query, token=READ_TOKEN, accept=browser)
+        assert headers["content-type"] == "text/html; charset=utf-8"
+        # The page of `ledger support --format html`, at the replay point if one.
+        assert body == ledger_cli(module_store, "support", "--contract", "sup-d", "--month", "2026-10",
+                                  *point, "--format", "html")
+        assert b'data-ticket="T-1"' in body
     status, body, _ = server.request("GET", support + f"?position={registered}", token=READ_TOKEN)
     assert check(body, "SupportReport")["tickets"] == []  # as it stood before the tickets
     for path, code, message in [(support.replace("sup-d", "nope"), 404, "nope"),
