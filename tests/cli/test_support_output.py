@@ -124,6 +124,16 @@ def test_every_format_with_and_without_contract(filled: tuple[str, int]) -> None
     reports = [json.loads(line) for line in out(url, "--format", "ndjson").splitlines()]
     assert [r["contract"] for r in reports] == ids
     assert [len(r["tickets"]) for r in reports] == [0, 8, 0, 0, 0, 3]
+    seed_b = {t["ticket"]: t for t in reports[1]["tickets"]}  # as docs/examples/README.md works it out
+    statuses = ["met", "met", "breached", "met", "met", "breached", "met", "pending"]
+    assert [t["status"] for t in seed_b.values()] == statuses
+    assert seed_b["T-2610-03"]["deadline"] == "2026-10-07T10:00:00+02:00"
+    assert seed_b["T-2610-04"]["deadline"] == "2026-10-12T09:00:00+02:00"
+    assert (seed_b["T-2610-06"]["severity"], seed_b["T-2610-06"]["deadline"]) == (
+        "production_down", "2026-10-20T11:00:00+02:00")
+    assert seed_b["T-2610-09"]["deadline"] == "2026-11-02T14:00:00+01:00"
+    assert reports[1]["unknown_severity"] == ["T-2610-07"]
+    assert (reports[1]["quota"]["remaining_seconds"], reports[1]["quota"]["warning"]) == (5400, True)
     sup = reports[-1]
     assert [g["kind"] for g in sup["targets"]] == ["mean", "per_ticket"]
     assert sup["recoveries"][0]["recovery"] == "r-1"
