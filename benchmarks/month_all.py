@@ -1,7 +1,7 @@
 """Issue 20's benchmark: every contract of a month in one call against one ``ledger report`` per contract.
 
-``python -m benchmarks.month_all [--quick] [--stores sqlite,postgres] [--events 1000000]
-[--services 1000] [--sample 50] [--rounds 3] [--workdir DIR]``
+``python -m benchmarks.month_all [--quick] [--command report|support] [--stores sqlite,postgres]
+[--events 1000000] [--services 1000] [--sample 50] [--rounds 3] [--workdir DIR]``
 
 The store holds ``--services`` contracts (one per service, the five policy
 variants of ``benchmarks/generate.py``) and ``--events`` generated facts (1M:
@@ -13,6 +13,10 @@ two months of 1,000 services). For the first month:
   sample's total scaled by ``services / sample`` (every call is a new process with
   the same start-up and a report of the same size distribution, so the scaling is
   linear; stated on the line).
+
+``--command support`` measures ``ledger support`` the same way (the generated
+policies have no ``[support]``: each report still reads the contract's facts and
+folds its downtime stretches, which is most of a support report's cost).
 
 The two are alternated for ``--rounds`` rounds and the medians compared: target at
 least 20 times faster in wall time (the verdict); the CPU times (user + system of
@@ -65,17 +69,20 @@ def fill(url: str, events: Path, contracts: list[Path]) -> tuple[float, float]:
     return reg, time.perf_counter() - t0
 
 
-def check_identity(url: str, month: str, all_lines: list[bytes]) -> int:
+def check_identity(url: str, month: str, all_lines: list[bytes], command: str = "report") -> int:
     """Every contract's single report (what ``--contract C --format json`` prints) against its line."""
     from ledger.bootstrap import open_ledger
+    from ledger.support_read import support_report
     from projections.model import to_json
+    from projections.support_model import support_json
 
     led = open_ledger(url)
     try:
         ids = sorted(led.contracts())
         assert len(ids) == len(all_lines), f"{len(all_lines)} lines for {len(ids)} contracts"
         for cid, line in zip(ids, all_lines, strict=True):
-            single = to_json(led.report(cid, month).report)
+            single = (support_json(support_report(led, cid, month)) if command == "support"
+                      else to_json(led.report(cid, month).report))
             if single != line:
                 raise AssertionError(f"{cid}: the one call's line differs from the single report")
     finally:
@@ -83,7 +90,8 @@ def check_identity(url: str, month: str, all_lines: list[bytes]) -> int:
     return len(ids)
 
 
-def measure(kind: str, url: str, month: str, services: int, sample: int, rounds: int) -> bool:
+def measure(kind: str, url: str, month: str, services: int, sample: int, rounds: int,
+            command: str = "report") -> bool:
     ids = [generate.contract_id(i) for i in range(services)]
     step = max(1, services // sample)
     chosen = ids[::step][:sample]
@@ -93,13 +101,13 @@ def measure(kind: str, url: str, month: str, services: int, sample: int, rounds:
     singles_cpu: list[float] = []
     out = b""
     for _ in range(rounds):
-        s, c, out = timed(ledger_cmd(url, "report", "--month", month, "--format", "ndjson"))
+        s, c, out = timed(ledger_cmd(url, command, "--month", month, "--format", "ndjson"))
         one.append(s)
         one_cpu.append(c)
         lines = out.splitlines()
         total = total_cpu = 0.0
         for cid in chosen:
-            s, c, single = timed(ledger_cmd(url, "report", "--contract", cid, "--month", month,
+            s, c, single = timed(ledger_cmd(url, command, "--contract", cid, "--month", month,
                                           "--format", "json"))
             total += s
             total_cpu += c
@@ -107,7 +115,8 @@ def measure(kind: str, url: str, month: str, services: int, sample: int, rounds:
                 raise AssertionError(f"{kind} {cid}: single call output differs from the one call's line")
         singles.append(total * services / len(chosen))
         singles_cpu.append(total_cpu * services / len(chosen))
-    checked = check_identity(url, month, out.splitlines())
+    checked = check_identity(url, month, out.splitlines(), command)
+    kind = kind if command == "report" else f"{kind} {command}"
     ok = True
     for what, a, b in (("wall", one, singles), ("cpu", one_cpu, singles_cpu)):
         med_one, med_single = statistics.median(a), statistics.median(b)
@@ -130,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.month_all",
                                  description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="20 services, 12k events, SQLite, 1 round")
+    ap.add_argument("--command", choices=["report", "support"], default="report")
     ap.add_argument("--stores", default="sqlite,postgres")
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--services", type=int, default=1000)
@@ -161,13 +171,13 @@ def main(argv: list[str] | None = None) -> int:
                 reg, imp = fill(url, events, contracts)
                 print(f"# {kind}: {args.services} contracts in {reg:.1f} s, {args.events} events in "
                       f"{imp:.1f} s", flush=True)
-                ok &= measure(kind, url, month, args.services, args.sample, args.rounds)
+                ok &= measure(kind, url, month, args.services, args.sample, args.rounds, args.command)
             else:
                 with pg_database(f"bench_month_all_{os.getpid()}") as url:
                     reg, imp = fill(url, events, contracts)
                     print(f"# {kind}: {args.services} contracts in {reg:.1f} s, {args.events} events in "
                           f"{imp:.1f} s", flush=True)
-                    ok &= measure(kind, url, month, args.services, args.sample, args.rounds)
+                    ok &= measure(kind, url, month, args.services, args.sample, args.rounds, args.command)
     return 0 if ok else 1
 
 

@@ -44,3 +44,11 @@ def test_month_all_quick_prints_its_figures() -> None:
         assert re.search(rf"^month_all sqlite {what} 20 contracts month 2025-01: one call median .* x[0-9.]+ "
                          r"faster, target >= x20: (PASS|FAIL)", out, re.M), out
     assert re.search(r"^month_all sqlite identical: .*: PASS$", out, re.M), out
+
+
+def test_month_all_quick_support_prints_its_figures() -> None:
+    out = _run("benchmarks.month_all", "--quick", "--command", "support")
+    for what in ("wall", "cpu"):
+        assert re.search(rf"^month_all sqlite support {what} 20 contracts month 2025-01: one call median .* "
+                         r"x[0-9.]+ faster, target >= x20: (PASS|FAIL)", out, re.M), out
+    assert re.search(r"^month_all sqlite support identical: .*: PASS$", out, re.M), out
