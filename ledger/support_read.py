@@ -1,4 +1,5 @@
-"""Reading a contract-month's support facts through the key index, and the ``ledger support`` use case.
+"""Reading a contract-month's support facts through the key index, and the ``ledger support`` use cases
+(the report, and the view its HTML page draws).
 
 Kept apart from ``ledger.application`` (one function each, taking the ``Ledger``):
 the contract's tickets (``o:``), the facts that refer to them (``t:``), the
@@ -122,11 +123,7 @@ def support_view(ledger: Ledger, contract: str, month: str, *, as_of: datetime |
     upto, point = replay_upto(ledger, as_of, position)
     report, policy, records = _evaluated(ledger, contract, month, upto, point)
     by_position = {r.position: r for r in records}
-    wanted = cited_positions(report)
-    missing = [p for p in wanted if p not in by_position]
-    facts = [by_position[p] for p in wanted if p in by_position]
-    if missing:
-        facts = sorted([*facts, *ledger.recorder.read_positions(missing)], key=lambda r: r.position)
+    facts = [by_position[p] for p in cited_positions(report)]  # the fold cites only what it was given
     rules, sec = policy.support, policy.source.support
     clock: list[str] = []
     if isinstance(sec, SupportSection):
