@@ -159,6 +159,10 @@ def test_html_is_one_contract_page(filled: tuple[str, int]) -> None:
         assert f'data-ticket="{t["ticket"]}" data-severity="{t["severity"]}"' in page
     assert 'class="recovery" data-recovery="r-1"' in page
     assert page.count('class="engagement"') == len(report["engagements"])
+    bare = out(url, "--contract", "sla-a-2026", "--format", "html")  # no [support], no ticket
+    assert "No support clock and no ticket: nothing to draw." in bare
+    assert "<svg" not in bare
+    assert "the policy promises nothing about support" in bare
     for args in ((), ("--contract", "sla-b-2026", "--contract", "sup-d-2026")):
         result = invoke(url, *args, "--format", "html")
         assert result.exit_code == 2
