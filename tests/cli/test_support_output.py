@@ -147,6 +147,10 @@ def test_every_format_with_and_without_contract(filled: tuple[str, int]) -> None
     point = ("--position", str(middle))
     check_many(url, ids[:-1], (), *point)
     assert all(r["tickets"] == [] for r in json.loads(out(url, "--format", "json", *point)))
+    listed = CliRunner().invoke(cli, ["--store", url, "events", "--after-position", str(middle - 1)]).stdout
+    as_of = json.loads(listed.splitlines()[0])["recorded_at"]  # the next import came a second later
+    check_many(url, ids[:-1], (), "--as-of", as_of)
+    assert out(url, "--format", "ndjson", "--as-of", as_of) == out(url, "--format", "ndjson", *point)
 
 
 def test_html_is_one_contract_page(filled: tuple[str, int]) -> None:
