@@ -217,6 +217,8 @@ def evaluate(
         # These flags rest on recorded_at, which the digest must not see.
         if f.kind not in _RECORDING_FLAGS:
             used.update(f.events)
+    # The holidays of the windows the figures cite (their verdicts), as the digest's facts are.
+    years = sorted({key for p in used for key in scope.looked_up.get(p, ())})
     report = Report(
         contract=policy.contract_id,
         month=month,
@@ -232,7 +234,7 @@ def evaluate(
         target_met=target_met,
         credit=credit.credit,
         intervals=intervals,
-        holidays=tuple(HolidayUse(c, y, src) for (c, y), (src, _) in sorted(book.used.items())),
+        holidays=tuple(HolidayUse(c, y, book.used[(c, y)][0]) for c, y in years),
         as_of_position=as_of_position,
         digest=digest(
             policy.contract_id,
@@ -240,7 +242,7 @@ def evaluate(
             policy_version,
             policy.source,
             (facts.facts[p] for p in used if p in facts.facts),
-            {key: dates for key, (_, dates) in book.used.items()},
+            {key: book.used[key][1] for key in years},
         ),
     )
     explanation = Explanation(

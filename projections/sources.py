@@ -8,7 +8,7 @@ window or an exclusion also leave a finding for the auditor here, where they are
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal
 
 from ledger.calendar import HolidayLookup, add_business_days, business_intervals, holiday_dates
@@ -138,9 +138,23 @@ class Scope:
     month_end: int
     horizon: int
     # Public holidays for the notice in business days and business hours: pinned dates where
-    # the facts pin them (``HolidayBook``, which remembers what was looked up), else the package's.
+    # the facts pin them (``HolidayBook``), else the package's.
     holidays: HolidayLookup = holiday_dates
     findings: list[Finding] = field(default_factory=list)
+    # The country-years each window's verdict looked up, by the window's position: the report
+    # names (and its digest covers) those of the windows its figures cite, no others (a window
+    # that cannot touch the month is not even read by the reporting view).
+    looked_up: dict[int, set[tuple[str, int]]] = field(default_factory=dict)
+
+    def lookup_for(self, position: int) -> HolidayLookup:
+        """``holidays``, remembering under ``position`` each country-year asked for."""
+        keys = self.looked_up.setdefault(position, set())
+
+        def get(country: str, year: int) -> frozenset[date]:
+            keys.add((country, year))
+            return self.holidays(country, year)
+
+        return get
 
     def in_month(self, start: datetime, end: datetime) -> bool:
         return to_us(start) < self.month_end and to_us(end) > self.month_start
@@ -221,7 +235,7 @@ def maintenance_sources(ctx: Scope, facts: Facts) -> list[Source]:
                         pos,
                         dpos,
                     )
-        conforming, label = _verdict(mid, ann, policy, ctx.holidays)
+        conforming, label = _verdict(mid, ann, policy, ctx.lookup_for(pos))
         if not conforming and relevant:
             ctx.find("maintenance_refused", mid, label, pos)
         announced = to_us(ann.announced_at)
