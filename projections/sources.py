@@ -144,15 +144,18 @@ class Scope:
     # The country-years each window's verdict looked up, by the window's position: the report
     # names (and its digest covers) those of the windows its figures cite, no others (a window
     # that cannot touch the month is not even read by the reporting view).
-    looked_up: dict[int, set[tuple[str, int]]] = field(default_factory=dict)
+    looked_up: dict[int, dict[tuple[str, int], frozenset[date]]] = field(default_factory=dict)
 
     def lookup_for(self, position: int) -> HolidayLookup:
-        """``holidays``, remembering under ``position`` each country-year asked for."""
-        keys = self.looked_up.setdefault(position, set())
+        """``holidays``, remembering under ``position`` each country-year asked for (and its dates)."""
+        seen = self.looked_up.setdefault(position, {})
+        holidays = self.holidays
 
         def get(country: str, year: int) -> frozenset[date]:
-            keys.add((country, year))
-            return self.holidays(country, year)
+            dates = seen.get((country, year))
+            if dates is None:
+                dates = seen[(country, year)] = holidays(country, year)
+            return dates
 
         return get
 
