@@ -142,6 +142,7 @@ def report_table(r: Report) -> str:
         f"  credit       {c.amount} {printable(c.currency)} ({c.percent} % of the monthly fee"
         f"{', long outage ' + c.long_outage_amount if c.long_outage_amount != '0.00' else ''}); "
         f"claim {c.claim}; {'payable' if c.payable else 'not payable'}",
+        *_holiday_lines(r, "  holidays     "),
         f"  as of position {r.as_of_position}; digest {r.digest}",
         "",
     ]
@@ -167,6 +168,7 @@ def audit_text(a: Audit) -> str:
     out = [
         f"Audit of contract {p(r.contract)}, month {r.month}, {point}",
         f"Policy version {e.policy_version}; digest {r.digest}",
+        *_holiday_lines(r, "Public holidays: "),
         *_checkpoint_lines(r),
         f"Month: {_ts(e.month_start)} to {_ts(e.month_end)} ({p(r.timezone)}); "
         f"open outages run to {_ts(e.horizon)}",
@@ -195,6 +197,16 @@ def audit_text(a: Audit) -> str:
         elif refs:
             out.append(f"     {refs}")
     return "\n".join(out) + "\n"
+
+
+def holidays_text(r: Report) -> str:
+    """The country-years whose public holidays the figures looked up, with their source ("" if none)."""
+    return "; ".join(f"{printable(h.country)} {h.year} ({printable(h.source)})" for h in r.holidays)
+
+
+def _holiday_lines(r: Report, lead: str) -> list[str]:
+    text = holidays_text(r)
+    return [lead + text] if text else []
 
 
 def _checkpoint_lines(r: Report) -> list[str]:

@@ -28,6 +28,7 @@ from ledger.persistence.keys import (
     CONTRACT,
     claims_key,
     contract_key,
+    holidays_key,
     index_key,
     month_keys,
     read_related,
@@ -242,12 +243,24 @@ class Ledger:
         """The version in force for a contract-month and every fact its figures can depend on.
 
         Read through the key index: the contract's versions, its service's facts,
-        the corrections that refer to their ids, and its claims. The fold would
-        ignore everything else, so the figures equal those from the whole ledger.
+        the corrections that refer to their ids, its claims and the pinned holidays of
+        its calendar's country (``calendar_pins``). The fold would ignore everything
+        else, so the figures equal those from the whole ledger.
         """
         versions = find(contract_versions(self.recorder.read_keyed([contract_key(contract)], upto)), contract)
         version = in_force(versions, month)
-        return version, self.service_records([version.policy.contract.service], [contract], upto)
+        records = self.service_records([version.policy.contract.service], [contract], upto)
+        pins = self.calendar_pins(version.policy, upto)
+        if pins:
+            records = sorted([*records, *pins], key=lambda r: r.position)
+        return version, records
+
+    def calendar_pins(self, policy: PolicyFile, upto: int) -> list[Recorded]:
+        """The ``holidays_pinned`` facts up to ``upto`` of the country a policy's business calendar names."""
+        country = policy.calendar.holidays if policy.calendar is not None else None
+        if country is None:
+            return []
+        return list(self.recorder.read_keyed([holidays_key(country)], upto))
 
     def service_records(self, services: Sequence[str], contracts: Sequence[str], upto: int,
                         *, with_contracts: bool = False) -> list[Recorded]:

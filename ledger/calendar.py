@@ -47,6 +47,11 @@ _MONTH_RE: Final = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")
 
 
 
+# Public holidays of a country code in a year: ``holiday_dates`` (the installed package) or a
+# lookup that prefers the dates pinned in the ledger (``HolidayBook``, below).
+HolidayLookup = Callable[[str, int], frozenset[date]]
+
+
 class CalendarRules(msgspec.Struct, frozen=True):
     """A contract's business calendar: its zone, its public holidays and its opening hours."""
 
@@ -229,11 +234,17 @@ def _cached(name: str, compute: Callable[[], str]) -> str:
     return text
 
 
-def is_business_day(day: date, calendar: CalendarRules) -> bool:
-    """Monday to Friday and not a public holiday of the calendar's country (if it names one)."""
+def is_business_day(day: date, calendar: CalendarRules, holidays: HolidayLookup | None = None) -> bool:
+    """Monday to Friday and not a public holiday of the calendar's country (if it names one).
+
+    ``holidays``: where the dates come from (default: the installed package, ``holiday_dates``).
+    """
     if day.weekday() >= 5:
         return False
-    return calendar.holidays is None or day not in holiday_dates(calendar.holidays, day.year)
+    if calendar.holidays is None:
+        return True
+    lookup = holiday_dates if holidays is None else holidays
+    return day not in lookup(calendar.holidays, day.year)
 
 
 # Instants beyond what a datetime can hold, for comparisons only: a business day's opening or
@@ -266,7 +277,8 @@ def _local_date(instant: datetime, tz: ZoneInfo) -> date:
         return date.max if instant.year > 1 else date.min
 
 
-def add_business_days(instant: datetime, n: int, calendar: CalendarRules) -> datetime | None:
+def add_business_days(instant: datetime, n: int, calendar: CalendarRules,
+                      holidays: HolidayLookup | None = None) -> datetime | None:
     """``instant`` moved forward ``n`` business days in the calendar's zone, same wall-clock time (UTC).
 
     None when that instant does not exist: it falls past the end of datetime's range (year
@@ -285,7 +297,7 @@ def add_business_days(instant: datetime, n: int, calendar: CalendarRules) -> dat
     try:
         while left:
             day += _DAY
-            if is_business_day(day, calendar):
+            if is_business_day(day, calendar, holidays):
                 left -= 1
         # Keep the wall-clock time; a time that falls in a gap or fold on the target day is
         # resolved with fold=0 (see the module docstring), whatever fold the start had.
@@ -295,7 +307,7 @@ def add_business_days(instant: datetime, n: int, calendar: CalendarRules) -> dat
 
 
 def business_intervals(
-    start: datetime, end: datetime, calendar: CalendarRules
+    start: datetime, end: datetime, calendar: CalendarRules, holidays: HolidayLookup | None = None
 ) -> Iterator[tuple[datetime, datetime]]:
     """The pieces of [start, end) that fall in business hours, in order, as UTC datetimes.
 
@@ -310,10 +322,56 @@ def business_intervals(
     last = min(_local_date(end, tz).toordinal() + 1, date.max.toordinal())
     for ordinal in range(first, last + 1):
         day = date.fromordinal(ordinal)
-        if is_business_day(day, calendar):
+        if is_business_day(day, calendar, holidays):
             opens = _business_instant(day, calendar.opens, tz)
             closes = _business_instant(day, calendar.closes, tz)
             lo, hi = max(opens, start), min(closes, end)
             if lo < hi:
                 yield lo, hi
 
+
+
+def package_version() -> str:
+    """``holidays <version>``: the source of dates taken from the installed package.
+
+    Read from its ``.dist-info`` name (no import of the package or of ``importlib.metadata``,
+    which a report does not otherwise load), else from its metadata.
+    """
+    found = _holidays_version()
+    if found is None:
+        from importlib.metadata import version
+
+        found = version("holidays")
+    return f"holidays {found}"
+
+
+class HolidayBook:
+    """Holiday dates for one figure: pinned where the ledger pins them, else the package's.
+
+    Remembers every country-year it gave and where from, for the report and its digest.
+    Hashed by identity: a calendar built on one book is cached apart from any other.
+    The package's version is read only when a date is taken from it.
+    """
+
+    def __init__(self, pins: dict[tuple[str, int], frozenset[date]] | None = None,
+                 package: HolidayLookup = holiday_dates, source: str | None = None) -> None:
+        self.pins = pins or {}
+        self.package = package
+        self._source = source
+        self.used: dict[tuple[str, int], tuple[str, frozenset[date]]] = {}
+
+    @property
+    def source(self) -> str:
+        """What dates not pinned are named by: ``holidays <version>`` unless given."""
+        if self._source is None:
+            self._source = package_version()
+        return self._source
+
+    def __call__(self, country: str, year: int) -> frozenset[date]:
+        key = (country, year)
+        got = self.used.get(key)
+        if got is None:
+            pinned = self.pins.get(key)
+            got = ("pinned", pinned) if pinned is not None else (self.source, self.package(country, year))
+            self.used[key] = got
+        return got[1]

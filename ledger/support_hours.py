@@ -27,7 +27,11 @@ from functools import lru_cache
 from typing import Final
 from zoneinfo import ZoneInfo
 
+# HolidayBook and package_version live with the calendar (the availability fold uses them too,
+# without importing this module); named here as well for the support fold.
+from ledger.calendar import HolidayBook as HolidayBook
 from ledger.calendar import holiday_dates, local_instant
+from ledger.calendar import package_version as package_version
 from ledger.errors import BadInput
 
 DAYS: Final = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -412,34 +416,3 @@ class OpenTimeline:
     def add_business_days(self, start: int, n: int) -> int | None:
         """``add_business_days``."""
         return _business_days(self.cal, start, n, self.next_open)
-
-
-def package_version() -> str:
-    """``holidays <version>``: the source of dates taken from the installed package."""
-    from importlib.metadata import version
-
-    return f"holidays {version('holidays')}"
-
-
-class HolidayBook:
-    """Holiday dates for one figure: pinned where the ledger pins them, else the package's.
-
-    Remembers every country-year it gave and where from, for the report and its digest.
-    Hashed by identity: a calendar built on one book is cached apart from any other.
-    """
-
-    def __init__(self, pins: dict[tuple[str, int], frozenset[date]] | None = None,
-                 package: HolidayLookup = package_holidays, source: str | None = None) -> None:
-        self.pins = pins or {}
-        self.package = package
-        self.source = source if source is not None else package_version()
-        self.used: dict[tuple[str, int], tuple[str, frozenset[date]]] = {}
-
-    def __call__(self, country: str, year: int) -> frozenset[date]:
-        key = (country, year)
-        got = self.used.get(key)
-        if got is None:
-            pinned = self.pins.get(key)
-            got = ("pinned", pinned) if pinned is not None else (self.source, self.package(country, year))
-            self.used[key] = got
-        return got[1]

@@ -49,7 +49,12 @@ def support_records(ledger: Ledger, contract: str, month: str,
     tickets = list(rec.read_keyed([tickets_key(contract)], upto))
     refs = sorted({key for r in tickets if (key := reference_key(r.fact)) is not None})
     related = list(rec.read_keyed(refs, upto)) if refs else []
-    pins = [holidays_key(c) for c in support_countries(version.policy)]
+    # The calendar's country too: the downtime stretches come from the availability fold,
+    # whose maintenance verdicts read its pinned holidays.
+    countries = set(support_countries(version.policy))
+    if version.policy.calendar is not None and version.policy.calendar.holidays is not None:
+        countries.add(version.policy.calendar.holidays)
+    pins = [holidays_key(c) for c in sorted(countries)]
     pinned = list(rec.read_keyed(pins, upto)) if pins else []
     return version, sorted([*own, *tickets, *related, *pinned], key=lambda r: r.position)
 

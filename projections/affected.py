@@ -25,6 +25,9 @@ rules, all conservative (recomputing a pair too many is slow, one too few is wro
   that id. A reference to no known id changes nothing: the fold reads references only
   through the ids of its own service, and ``Known`` holds every fact recorded so far,
   so if the referent arrives later, its own rule recomputes its months.
+- A pin of a country's holidays (``holidays_pinned``) changes the verdict of every window
+  of the services of contracts whose business calendar names that country (notice in
+  business days, business hours): the months of each such window, as if it were announced again.
 - A claim changes its (contract, month); a registration every month of the contract,
   an amendment the months from its ``effective_from``.
 - Months that become held are new rows ("fresh"): computed, but no month before them
@@ -70,6 +73,7 @@ from ledger.events import (
     ExclusionDeclared,
     ExclusionRevoked,
     ForceMajeureDeclared,
+    HolidaysPinned,
     IncidentOpened,
     IncidentResolved,
     MaintenanceAnnounced,
@@ -190,6 +194,7 @@ class Known:
     exclusion_spans: dict[str, list[tuple[str, int, int]]] = field(default_factory=lambda: defaultdict(list))
     maintenance_refs: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     revocations: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    pins: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))  # country -> positions
     # The ledger's clock: the latest recorded_at folded (or told, ``see_clock``); rows run to its month.
     recorded: datetime | None = None
     # Spans as of the last ``settle`` (the rows the view has), and what may have moved since.
@@ -269,6 +274,8 @@ class Known:
                 self.exclusion_spans[xid].append((f.service, start, end))
             case ExclusionRevoked():
                 self.revocations[f.ref].append(item)
+            case HolidaysPinned():
+                self.pins[f.country].append(item)
             case CreditClaimFiled():
                 self.claims[f.contract].append((f.month, item))
                 self._moved.add(f.contract)
@@ -407,7 +414,8 @@ class Known:
         probe and incident is back to its initial state; after the second, the last
         downtime stretch the month follows has ended. Windows and exclusions that
         touch that stretch come whole (all versions of a window id), with their
-        references; claims only for the month.
+        references, and then the pins of the calendar's country (their verdicts read the
+        holidays); claims only for the month.
         """
         return sorted(set(self._picked(contract, month)))
 
@@ -428,10 +436,15 @@ class Known:
         hi = quiet[j] if j < len(quiet) else _INF
         a, b = bisect_right(s.ats, lo), bisect_right(s.ats, hi)
         out.extend(st[4] for st in s.steps[a:b])
+        windows = False
         for mid, items in s.windows.items():
             if any(st <= hi and en >= lo for _, st, en in self.window_spans[mid]):
                 out.extend(items)
                 out.extend(self.maintenance_refs.get(mid, []))
+                windows = True
+        country = policy.calendar.holidays if policy.calendar is not None else None
+        if windows and country is not None:
+            out.extend(self.pins.get(country, []))
         for st, en, item, xid in s.exclusions:
             if st <= hi and en >= lo:
                 out.append(item)
@@ -567,6 +580,13 @@ def _span(known: Known, held: _Held, service: str, start: int, end: int, out: se
             out.update((cid, m) for m in held[cid] if first <= m <= last)
 
 
+def _calendar_services(known: Known, country: str) -> set[str]:
+    """The services of the contracts any of whose versions' business calendar names ``country``."""
+    return {v.policy.contract.service for vs in known.versions.values() for v in vs
+            if v.policy.calendar is not None and v.policy.calendar.holidays == country
+            and v.policy.contract.service in known.services}
+
+
 class Affected(NamedTuple):
     """What a batch changes: pairs its facts can change, and pairs that are new rows only."""
 
@@ -605,6 +625,11 @@ def affected(
             case ExclusionRevoked():
                 for service, start, end in known.exclusion_spans.get(f.ref, ()):
                     _span(known, held, service, start, end, out)
+            case HolidaysPinned():
+                for service in _calendar_services(known, f.country):
+                    for mid in known.services[service].windows:
+                        for named, start, end in known.window_spans.get(mid, ()):
+                            _span(known, held, named, start, end, out)
             case CreditClaimFiled():
                 out.add((f.contract, f.month))
             case ContractRegistered() | ContractAmended():

@@ -28,7 +28,7 @@ from fractions import Fraction
 from math import floor
 from typing import Final
 
-from ledger.calendar import month_bounds
+from ledger.calendar import HolidayBook, HolidayLookup, holiday_dates, month_bounds
 from ledger.events import Recorded
 from ledger.policy import Policy
 from projections.collect import Facts, collect
@@ -44,6 +44,7 @@ from projections.sources import (
     maintenance_sources,
     probe_sources,
 )
+from projections.support_model import HolidayUse
 from projections.sweep import Piece, clip, stretches, sweep
 from projections.timeline import LocalClock, local_at, seconds, to_us
 
@@ -93,6 +94,7 @@ def quiet_report(
         target_met=target_met,
         credit=credit,
         intervals=(),
+        holidays=(),
         as_of_position=as_of_position,
         digest=digest(policy.contract_id, month, policy_version, policy.source, ()),
     )
@@ -107,9 +109,14 @@ def quiet_credit(policy: Policy) -> Credit:
 
 
 def _timeline(
-    records: Iterable[Recorded], policy: Policy, month: str, replay_point: datetime | None
-) -> tuple[Facts, Scope, list[Piece]]:
-    """The collected facts, the month's scope and the swept timeline: what every figure starts from."""
+    records: Iterable[Recorded], policy: Policy, month: str, replay_point: datetime | None,
+    package: HolidayLookup = holiday_dates, package_source: str | None = None,
+) -> tuple[Facts, Scope, list[Piece], HolidayBook]:
+    """The collected facts, the month's scope, the swept timeline and the holidays it looked up.
+
+    Public holidays are the pinned dates among ``records`` (``holidays_pinned``: a replay
+    before a pin does not see it) where a country-year is pinned, else ``package``'s.
+    """
     ms_dt, me_dt = month_bounds(month, policy.timezone)
     ms, me = to_us(ms_dt), to_us(me_dt)
     rp = to_us(replay_point) if replay_point is not None else None
@@ -120,7 +127,8 @@ def _timeline(
     limit = rp if rp is not None else None
 
     facts = collect(records, policy, month)
-    scope = Scope(policy, ms, me, horizon)
+    book = HolidayBook({k: v[1] for k, v in facts.pins.items()}, package, package_source)
+    scope = Scope(policy, ms, me, horizon, book)
 
     sources: list[Source] = []
     for probe, evs in facts.probes.items():
@@ -139,7 +147,7 @@ def _timeline(
         if s.end > lo and (hi is None or s.start < hi)
     ]
     timeline = sweep(policy, [s for s in window if s.start < s.end], horizon, cuts=(ms,))
-    return facts, scope, timeline
+    return facts, scope, timeline, book
 
 
 def evaluate(
@@ -150,9 +158,15 @@ def evaluate(
     *,
     as_of_position: int,
     replay_point: datetime | None = None,
+    package: HolidayLookup = holiday_dates,
+    package_source: str | None = None,
 ) -> Evaluation:
-    """Evaluate one contract's month from the recorded facts: figures, intervals, credit, reasons."""
-    facts, scope, timeline = _timeline(records, policy, month, replay_point)
+    """Evaluate one contract's month from the recorded facts: figures, intervals, credit, reasons.
+
+    ``package`` / ``package_source``: the holiday dates (and their name) used where the facts pin
+    none (default: the installed ``holidays`` package).
+    """
+    facts, scope, timeline, book = _timeline(records, policy, month, replay_point, package, package_source)
     ms, me, horizon = scope.month_start, scope.month_end, scope.horizon
     pieces = clip(timeline, ms, horizon)
 
@@ -203,6 +217,8 @@ def evaluate(
         # These flags rest on recorded_at, which the digest must not see.
         if f.kind not in _RECORDING_FLAGS:
             used.update(f.events)
+    # The holidays of the windows the figures cite (their verdicts), as the digest's facts are.
+    years = sorted({key for p in used for key in scope.looked_up.get(p, ())})
     report = Report(
         contract=policy.contract_id,
         month=month,
@@ -218,6 +234,7 @@ def evaluate(
         target_met=target_met,
         credit=credit.credit,
         intervals=intervals,
+        holidays=tuple(HolidayUse(c, y, book.used[(c, y)][0]) for c, y in years),
         as_of_position=as_of_position,
         digest=digest(
             policy.contract_id,
@@ -225,6 +242,7 @@ def evaluate(
             policy_version,
             policy.source,
             (facts.facts[p] for p in used if p in facts.facts),
+            {key: book.used[key][1] for key in years},
         ),
     )
     explanation = Explanation(
@@ -239,12 +257,13 @@ def evaluate(
 
 
 def downtime_stretches(
-    records: Iterable[Recorded], policy: Policy, month: str, *, replay_point: datetime | None = None
+    records: Iterable[Recorded], policy: Policy, month: str, *, replay_point: datetime | None = None,
+    package: HolidayLookup = holiday_dates, package_source: str | None = None,
 ) -> list[Stretch]:
     """The month's downtime stretches (section 5), as ``evaluate`` finds them: for support engagement.
 
     The same passes as ``evaluate`` up to the stretches, so that "a stretch of D" has one
     definition; the figures, credit and explanation are left out.
     """
-    _, scope, timeline = _timeline(records, policy, month, replay_point)
+    _, scope, timeline, _ = _timeline(records, policy, month, replay_point, package, package_source)
     return stretches(timeline, scope.month_start, scope.horizon)

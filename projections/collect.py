@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
 from ledger import events as ev
 from ledger.policy import Policy
@@ -39,6 +39,9 @@ class Facts:
         default_factory=lambda: defaultdict(list)
     )
     claims: list[Claim] = field(default_factory=list)
+    # Pinned holidays by (country, year): the latest pin's position and dates. Not in ``facts``:
+    # the digest covers the dates a figure used (pinned or not), not the pin itself.
+    pins: dict[tuple[str, int], tuple[int, frozenset[date]]] = field(default_factory=dict)
     facts: dict[int, ev.Fact] = field(default_factory=dict)  # position -> fact, for the digest
 
 
@@ -72,6 +75,11 @@ def collect(records: Iterable[ev.Recorded], policy: Policy, month: str) -> Facts
                 out.revoked[fact.ref].append((pos, fact))
             case ev.CreditClaimFiled() if fact.contract == policy.contract_id and fact.month == month:
                 out.claims.append(Claim(at=fact.at, recorded_at=rec.recorded_at, position=pos))
+            case ev.HolidaysPinned():
+                key = (fact.country, fact.year)
+                if key not in out.pins or out.pins[key][0] < pos:  # the latest pin wins
+                    out.pins[key] = (pos, frozenset(date.fromisoformat(d) for d in fact.dates))
+                continue
             case ev.ContractRegistered() | ev.ContractAmended():
                 continue  # the caller resolved the policy version already
             case _:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from datetime import date
 from typing import Final
 
 import msgspec
@@ -14,8 +15,14 @@ from ledger.policy import PolicyFile
 _encoder: Final = msgspec.json.Encoder(order="sorted")
 
 
-def digest(contract: str, month: str, policy_version: int, policy: PolicyFile, facts: Iterable[Fact]) -> str:
-    """ "sha256:<hex>" over contract, month, version, policy content and the sorted, de-duplicated facts."""
+def digest(contract: str, month: str, policy_version: int, policy: PolicyFile, facts: Iterable[Fact],
+           holidays: Mapping[tuple[str, int], frozenset[date]] | None = None) -> str:
+    """ "sha256:<hex>" over contract, month, version, policy content and the sorted, de-duplicated facts.
+
+    ``holidays``: the public holiday dates the figures looked up, by (country, year); covered
+    when there are any (not where they came from: the same dates give the same digest). A
+    month that looked up none hashes exactly as before holidays were covered.
+    """
     # canonical() drops id, position and recorded_at, so neither the store nor import order shows.
     contents = sorted({canonical(f) for f in facts})
     payload = {
@@ -25,4 +32,7 @@ def digest(contract: str, month: str, policy_version: int, policy: PolicyFile, f
         "policy": msgspec.Raw(_encoder.encode(policy)),
         "facts": [msgspec.Raw(c) for c in contents],
     }
+    if holidays:
+        payload["holidays"] = [[c, y, sorted(d.isoformat() for d in dates)]
+                               for (c, y), dates in sorted(holidays.items())]
     return "sha256:" + hashlib.sha256(_encoder.encode(payload)).hexdigest()

@@ -12,6 +12,8 @@ from typing import Final, Literal
 
 import msgspec
 
+from projections.support_model import HolidayUse
+
 IntervalKind = Literal["downtime", "maintenance", "excused"]
 ClaimStatus = Literal["automatic", "filed_in_time", "late", "not_filed", "none"]
 
@@ -60,6 +62,10 @@ class Report(msgspec.Struct, frozen=True):
     target_met: bool
     credit: Credit
     intervals: tuple[Interval, ...]
+    # Each country-year whose public holidays the figures looked up (maintenance notice in
+    # business days, business hours), and where the dates came from (section 6.1), as
+    # ``ledger support`` names them; sorted.
+    holidays: tuple[HolidayUse, ...]
     as_of_position: int
     digest: str
     # The log the figures were computed from (INTERFACE.md section 7); None where the store's

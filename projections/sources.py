@@ -8,10 +8,10 @@ window or an exclusion also leave a finding for the auditor here, where they are
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal
 
-from ledger.calendar import add_business_days, business_intervals
+from ledger.calendar import HolidayLookup, add_business_days, business_intervals, holiday_dates
 from ledger.events import ForceMajeureDeclared, MaintenanceAnnounced, canonical
 from ledger.policy import Policy, format_duration
 from projections.collect import Facts
@@ -91,7 +91,8 @@ def incident_sources(
 
 
 
-def _verdict(mid: str, ann: MaintenanceAnnounced, policy: Policy) -> tuple[bool, str]:
+def _verdict(mid: str, ann: MaintenanceAnnounced, policy: Policy,
+             holidays: HolidayLookup = holiday_dates) -> tuple[bool, str]:
     """Whether a window conforms to the maintenance clause, and the rule in words."""
     rules = policy.maintenance
     assert rules is not None
@@ -99,7 +100,7 @@ def _verdict(mid: str, ann: MaintenanceAnnounced, policy: Policy) -> tuple[bool,
     notice = ann.starts_at - ann.announced_at
     if rules.min_notice.business_days is not None:
         n = rules.min_notice.business_days
-        due = add_business_days(ann.announced_at, n, policy.calendar)
+        due = add_business_days(ann.announced_at, n, policy.calendar, holidays)
         # No instant to reach (past the end of datetime's calendar): the notice is never enough.
         ok = due is not None and ann.starts_at >= due
         runs_to = "past the end of the calendar" if due is None else f"to {local_text(due, policy)}"
@@ -112,7 +113,7 @@ def _verdict(mid: str, ann: MaintenanceAnnounced, policy: Policy) -> tuple[bool,
         ok = notice >= rules.min_notice.fixed
         parts.append(f"announced {ahead(notice)}; {rules.min_notice.describe()} required")
     if rules.outside_business_hours:
-        first = next(business_intervals(ann.starts_at, ann.ends_at, policy.calendar), None)
+        first = next(business_intervals(ann.starts_at, ann.ends_at, policy.calendar, holidays), None)
         hours = business_hours(policy)
         if first is not None:
             ok = False
@@ -136,7 +137,27 @@ class Scope:
     month_start: int
     month_end: int
     horizon: int
+    # Public holidays for the notice in business days and business hours: pinned dates where
+    # the facts pin them (``HolidayBook``), else the package's.
+    holidays: HolidayLookup = holiday_dates
     findings: list[Finding] = field(default_factory=list)
+    # The country-years each window's verdict looked up, by the window's position: the report
+    # names (and its digest covers) those of the windows its figures cite, no others (a window
+    # that cannot touch the month is not even read by the reporting view).
+    looked_up: dict[int, dict[tuple[str, int], frozenset[date]]] = field(default_factory=dict)
+
+    def lookup_for(self, position: int) -> HolidayLookup:
+        """``holidays``, remembering under ``position`` each country-year asked for (and its dates)."""
+        seen = self.looked_up.setdefault(position, {})
+        holidays = self.holidays
+
+        def get(country: str, year: int) -> frozenset[date]:
+            dates = seen.get((country, year))
+            if dates is None:
+                dates = seen[(country, year)] = holidays(country, year)
+            return dates
+
+        return get
 
     def in_month(self, start: datetime, end: datetime) -> bool:
         return to_us(start) < self.month_end and to_us(end) > self.month_start
@@ -217,7 +238,7 @@ def maintenance_sources(ctx: Scope, facts: Facts) -> list[Source]:
                         pos,
                         dpos,
                     )
-        conforming, label = _verdict(mid, ann, policy)
+        conforming, label = _verdict(mid, ann, policy, ctx.lookup_for(pos))
         if not conforming and relevant:
             ctx.find("maintenance_refused", mid, label, pos)
         announced = to_us(ann.announced_at)

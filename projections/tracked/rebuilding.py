@@ -29,7 +29,7 @@ from eventsourcing.persistence import Tracking
 
 from ledger.contracts import ContractVersion
 from ledger.events import Recorded, decode_state
-from ledger.persistence.keys import month_keys, read_related
+from ledger.persistence.keys import holidays_key, month_keys, read_related
 from ledger.persistence.port import APP_NAME, LedgerRecorder, ReportingView
 from ledger.runtime import paused_gc
 from projections.affected import Known
@@ -241,6 +241,12 @@ def _group_reports(
 
     for _ in read_related(reader, month_keys(services, contracts, versions=True), head, fold):
         pass
+    # Then the pinned holidays of the countries the group's calendars name (known from its versions).
+    countries = sorted({v.policy.calendar.holidays for vs in known.versions.values() for v in vs
+                        if v.policy.calendar is not None and v.policy.calendar.holidays is not None})
+    if countries:
+        for _ in read_related(reader, [holidays_key(c) for c in countries], head, fold):
+            pass
     evaluator = Evaluator(known, store_errors=getattr(reader, "store_errors", None))
     reports: list[Report | Failed] = []
     for cid, months in known.all_held().items():

@@ -15,7 +15,7 @@ from cli.main import cli
 SPEC_KEYS = [
     "contract", "month", "timezone", "policy_version", "total_seconds", "outage_seconds",
     "maintenance_seconds", "excused_seconds", "downtime_seconds", "availability_percent",
-    "target_percent", "target_met", "credit", "intervals", "as_of_position", "digest",
+    "target_percent", "target_met", "credit", "intervals", "holidays", "as_of_position", "digest",
     "checkpoint",
 ]
 CREDIT_KEYS = ["percent", "amount", "long_outage_amount", "currency", "claim", "payable"]
