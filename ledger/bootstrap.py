@@ -61,7 +61,7 @@ def open_recorder(url: str, *, create: bool = True, read_only: bool = False) -> 
     if store.path is not None and read_only:
         from ledger.persistence.sqlite.reads import open_reader
 
-        return open_reader(store.path)
+        return open_reader(store.path, _full_sqlite)
     if store.path is not None:
         from ledger.persistence.sqlite.recorder import open_sqlite
 
@@ -76,6 +76,13 @@ def open_recorder(url: str, *, create: bool = True, read_only: bool = False) -> 
         recorder.close()
         raise StoreError(STANDBY.format(store=store.shown))
     return recorder
+
+
+def _full_sqlite(path: str, lock_timeout: int) -> LedgerRecorder:
+    """The eventsourcing library's SQLite recorder, for a reader asked something else than a read."""
+    from ledger.persistence.sqlite.recorder import open_sqlite
+
+    return open_sqlite(path, create=False, lock_timeout=lock_timeout)
 
 
 # A write (or `init`) on a streaming replica: one line instead of the server's own words.

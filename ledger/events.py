@@ -11,8 +11,9 @@ Size: one tagged union of every fact type, with its codecs, in one module:
 the house style (a new fact type is added in one place).
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: msgspec builds the decoder of every fact type
+# from the classes' annotations, and evaluating them from strings (a compile and an eval
+# each) was a fifth of this module's import, which every command pays (issue 17).
 import hashlib
 import re
 import typing

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, ClassVar, Final
 from urllib.parse import quote
@@ -133,9 +133,10 @@ class SQLiteReader(SQLiteReads):
     packing: ClassVar[str] = "rows"
     store_errors: ClassVar[tuple[type[BaseException], ...]] = (StoreError, sqlite3.Error)
 
-    def __init__(self, path: str, timeout: int) -> None:
+    def __init__(self, path: str, timeout: int, full: Callable[[str, int], LedgerRecorder]) -> None:
         self.path = path  # absolute
         self.timeout = timeout
+        self._opener = full  # (path, lock timeout) -> the full recorder (``ledger.bootstrap`` chooses it)
         self.events_table_name = EVENTS
         self.datastore = _Connection(path, timeout)
         self.sql_read = (
@@ -156,9 +157,7 @@ class SQLiteReader(SQLiteReads):
     def full(self) -> LedgerRecorder:
         """The full recorder on the same file (the eventsourcing library's), opened on first use."""
         if self._full is None:
-            from ledger.persistence.sqlite.recorder import open_sqlite
-
-            self._full = open_sqlite(self.path, create=False, lock_timeout=self.timeout)
+            self._full = self._opener(self.path, self.timeout)
         return self._full
 
     def write_session(self) -> AbstractContextManager[WriteSession]:
@@ -183,10 +182,13 @@ class SQLiteReader(SQLiteReads):
         self.datastore.close()
 
 
-def open_reader(path: str) -> SQLiteReader:
-    """Open the SQLite ledger at ``path`` for reading: refused as ``open_sqlite(create=False)`` refuses it."""
+def open_reader(path: str, full: Callable[[str, int], LedgerRecorder]) -> SQLiteReader:
+    """Open the SQLite ledger at ``path`` for reading: refused as ``open_sqlite(create=False)`` refuses it.
+
+    ``full(path, lock timeout)`` opens the full recorder, for whatever is not a read.
+    """
     refuse_non_ledger(path)
-    reader = SQLiteReader(os.path.abspath(path), math.ceil(env_seconds(LOCK_WAIT)))
+    reader = SQLiteReader(os.path.abspath(path), math.ceil(env_seconds(LOCK_WAIT)), full)
     try:
         with reader.datastore.transaction(commit=False) as c:
             c.execute(FIRST_ROW)
