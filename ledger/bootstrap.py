@@ -9,9 +9,10 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
+
+import msgspec
 
 from ledger.application import Ledger, utc_now
 from ledger.errors import BadInput, StoreError
@@ -23,14 +24,13 @@ __all__ = ["DEFAULT_STORE", "in_recovery", "library_env", "open_ledger", "open_r
            "roles", "sqlite_path", "store_url", "writable"]
 
 
-@dataclass(frozen=True)
-class StoreURL:
+class StoreURL(msgspec.Struct, frozen=True):
     """A store URL checked for its form: a SQLite file path or libpq connection parameters."""
 
     url: str  # as given: worker processes open their own connections with it
     shown: str  # for messages: no password, no control character
     path: str | None = None  # SQLite: the file, as written
-    params: dict[str, str] = field(default_factory=dict)  # PostgreSQL: libpq keywords
+    params: dict[str, str] = {}  # PostgreSQL: libpq keywords (a new dict for each)
 
 
 def parse_store_url(url: str) -> StoreURL:

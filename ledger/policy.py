@@ -9,8 +9,8 @@ Size: the policy file's msgspec types and their resolution into rules are one fo
 read together (house style, as ledger/events.py).
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: msgspec reads these structs' annotations to build
+# the fact decoder every command needs, and strings cost a compile and an eval each (issue 17).
 import re
 from datetime import date, time, timedelta
 from decimal import Decimal
@@ -210,7 +210,7 @@ class SupportRules(msgspec.Struct, frozen=True):
     timezone: ZoneInfo
     hours: tuple[tuple[int, int], ...]  # weekly spans, minutes from Monday 00:00 (ledger.support_hours)
     holidays: str | None
-    closures: tuple[Closure, ...]
+    closures: tuple["Closure", ...]
     targets: tuple[SupportTarget, ...]
     engagement_level: str | None
     engagement_within: timedelta | None
