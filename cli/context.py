@@ -37,12 +37,15 @@ class Context:
         self.shown = redact(url)  # for messages: no password (the URL is checked when opened)
         self._ledger: Ledger | None = None
 
-    def ledger(self, *, create: bool = True) -> Ledger:
-        """The ledger at ``url``, opened on first use (``create``: make the store if missing)."""
+    def ledger(self, *, create: bool = True, read_only: bool = False) -> Ledger:
+        """The ledger at ``url``, opened on first use (``create``: make the store if missing).
+
+        ``read_only``: for a command that only reads (``ledger.bootstrap.open_recorder``).
+        """
         if self._ledger is None:
             from ledger.bootstrap import open_ledger  # not for `--help` or a usage error
 
-            self._ledger = open_ledger(self.url, create=create)
+            self._ledger = open_ledger(self.url, create=create, read_only=read_only)
         return self._ledger
 
     def close(self) -> None:

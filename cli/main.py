@@ -180,7 +180,7 @@ def events(ctx: Context, service: str | None, since: str | None, until: str | No
 
     start, end = timestamp(since, "--since"), timestamp(until, "--until")
     out = sys.stdout.buffer
-    for rec in selected(ctx.ledger(create=False), service, start, end, after, types):
+    for rec in selected(ctx.ledger(read_only=True), service, start, end, after, types):
         out.write(export_line(rec))
         out.write(b"\n")
     out.flush()
@@ -202,14 +202,14 @@ def report(ctx: Context, contract_ids: tuple[str, ...], month: str, fmt: str, in
     if len(contract_ids) != 1 or fmt == "ndjson":  # several contracts: one call (cli/output.py)
         from cli.output import many_reports
 
-        click.echo(many_reports(ctx.ledger(create=False), month, contract_ids, fmt, intervals), nl=False)
+        click.echo(many_reports(ctx.ledger(read_only=True), month, contract_ids, fmt, intervals), nl=False)
         return
     contract_id = contract_ids[0]
-    ev = ctx.ledger(create=False).report(contract_id, month)
+    ev = ctx.ledger(read_only=True).report(contract_id, month)
     if fmt == "html":
         from cli.output import report_page
 
-        click.echo(report_page(ctx.ledger(create=False), ev), nl=False)
+        click.echo(report_page(ctx.ledger(read_only=True), ev), nl=False)
     elif fmt == "json":
         click.echo(to_json(ev.report).decode())
     elif fmt == "csv":
@@ -236,12 +236,12 @@ def audit(ctx: Context, contract_id: str, month: str, as_of: str | None, positio
     from cli.render import audit_text
     from projections.model import to_json
 
-    a = ctx.ledger(create=False).audit(contract_id, month, as_of=timestamp(as_of, "--as-of"),
+    a = ctx.ledger(read_only=True).audit(contract_id, month, as_of=timestamp(as_of, "--as-of"),
                                        position=position)
     if fmt == "html":
         from cli.output import audit_page
 
-        click.echo(audit_page(ctx.ledger(create=False), a), nl=False)
+        click.echo(audit_page(ctx.ledger(read_only=True), a), nl=False)
     elif fmt == "json":
         click.echo(to_json(a).decode())
     else:

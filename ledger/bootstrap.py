@@ -9,9 +9,10 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
+
+import msgspec
 
 from ledger.application import Ledger, utc_now
 from ledger.errors import BadInput, StoreError
@@ -23,14 +24,13 @@ __all__ = ["DEFAULT_STORE", "in_recovery", "library_env", "open_ledger", "open_r
            "roles", "sqlite_path", "store_url", "writable"]
 
 
-@dataclass(frozen=True)
-class StoreURL:
+class StoreURL(msgspec.Struct, frozen=True):
     """A store URL checked for its form: a SQLite file path or libpq connection parameters."""
 
     url: str  # as given: worker processes open their own connections with it
     shown: str  # for messages: no password, no control character
     path: str | None = None  # SQLite: the file, as written
-    params: dict[str, str] = field(default_factory=dict)  # PostgreSQL: libpq keywords
+    params: dict[str, str] = {}  # PostgreSQL: libpq keywords (a new dict for each)
 
 
 def parse_store_url(url: str) -> StoreURL:
@@ -48,13 +48,20 @@ def parse_store_url(url: str) -> StoreURL:
     raise BadInput(f"store URL {shown}: {EXPECTED}")
 
 
-def open_recorder(url: str, *, create: bool = True) -> LedgerRecorder:
+def open_recorder(url: str, *, create: bool = True, read_only: bool = False) -> LedgerRecorder:
     """Open the store a URL names (``sqlite:///...`` or ``postgresql://...``).
 
-    Without ``create`` (read-only commands) nothing is created: a store that holds
-    no ledger is refused as ``not a ledger store``.
+    Without ``create`` nothing is created: a store that holds no ledger is refused as
+    ``not a ledger store``. ``read_only`` (implies not ``create``; read-only commands):
+    on SQLite a reader on ``sqlite3`` alone, which opens the full recorder only if
+    something else than a read is asked of it (issue 17: a report does not import the
+    eventsourcing library); PostgreSQL opens its recorder either way.
     """
     store = parse_store_url(url)
+    if store.path is not None and read_only:
+        from ledger.persistence.sqlite.reads import open_reader
+
+        return open_reader(store.path, _full_sqlite)
     if store.path is not None:
         from ledger.persistence.sqlite.recorder import open_sqlite
 
@@ -69,6 +76,13 @@ def open_recorder(url: str, *, create: bool = True) -> LedgerRecorder:
         recorder.close()
         raise StoreError(STANDBY.format(store=store.shown))
     return recorder
+
+
+def _full_sqlite(path: str, lock_timeout: int) -> LedgerRecorder:
+    """The eventsourcing library's SQLite recorder, for a reader asked something else than a read."""
+    from ledger.persistence.sqlite.recorder import open_sqlite
+
+    return open_sqlite(path, create=False, lock_timeout=lock_timeout)
 
 
 # A write (or `init`) on a streaming replica: one line instead of the server's own words.
@@ -95,12 +109,16 @@ def writable(ledger: Ledger) -> Ledger:
 
 
 def open_ledger(url: str | None = None, *, create: bool = True,
-                clock: Callable[[], datetime] = utc_now) -> Ledger:
-    """Build the ledger application from a store URL (else ``LEDGER_STORE``, else the default)."""
+                clock: Callable[[], datetime] = utc_now, read_only: bool = False) -> Ledger:
+    """Build the ledger application from a store URL (else ``LEDGER_STORE``, else the default).
+
+    ``read_only``: for commands that only read (``open_recorder``); implies not ``create``.
+    """
     resolved = store_url(url)
     # The rebuild's worker processes and a reconnecting follower open their own ledger with it.
     reopen = functools.partial(open_ledger, resolved, create=False)
-    return Ledger(open_recorder(resolved, create=create), clock, resolved, reopen=reopen)
+    recorder = open_recorder(resolved, create=create and not read_only, read_only=read_only)
+    return Ledger(recorder, clock, resolved, reopen=reopen)
 
 
 def open_view(recorder: LedgerRecorder) -> ReportingView:

@@ -6,13 +6,14 @@ import re
 from typing import Final
 
 # Everything str.splitlines() splits on: escaped so that a message stays one line
-# whatever the input echoed in it (an unknown field name may contain a line break).
-_BREAKS: Final = re.compile("[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+# whatever the input echoed in it (an unknown field name may contain a line break). Compiled
+# when first used (``re``'s cache): every command imports this module, few raise (issue 17).
+_BREAKS: Final = "[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]"
 
 
 def one_line(message: str) -> str:
     """The message with every line break escaped (``\\n``, ``\\u2028``...)."""
-    return _BREAKS.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), message)
+    return re.sub(_BREAKS, lambda m: m.group().encode("unicode_escape").decode("ascii"), message)
 
 
 class LedgerError(Exception):

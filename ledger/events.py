@@ -11,8 +11,9 @@ Size: one tagged union of every fact type, with its codecs, in one module:
 the house style (a new fact type is added in one place).
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: msgspec builds the decoder of every fact type
+# from the classes' annotations, and evaluating them from strings (a compile and an eval
+# each) was a fifth of this module's import, which every command pays (issue 17).
 import hashlib
 import re
 import typing
@@ -312,7 +313,7 @@ class StoredState(msgspec.Struct, frozen=True, array_like=True):
 FACT_DECODER: Final[msgspec.json.Decoder[Fact]] = msgspec.json.Decoder(Fact)
 _state_decoder: Final[msgspec.json.Decoder[StoredState]] = msgspec.json.Decoder(StoredState)
 _encoder: Final = msgspec.json.Encoder(order="sorted")
-_FIELD_RE: Final = re.compile(r"`\$\.([^`]*)`")
+_FIELD_RE: Final = r"`\$\.([^`]*)`"  # messages only: compiled when first used (re's cache)
 
 
 def strip_envelope(fact: Fact) -> Fact:
@@ -344,7 +345,7 @@ def fact_id(fact: Fact) -> str:
 
 def _explain(exc: msgspec.MsgspecError) -> str:
     msg = str(exc)
-    match = _FIELD_RE.search(msg)
+    match = re.search(_FIELD_RE, msg)
     if match:
         field = match.group(1) or "line"
         msg = re.sub(r"\s*-\s*at `\$[^`]*`", "", msg)
@@ -412,7 +413,7 @@ _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _TEXT_CONTROL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _RAW_CONTROL: Final = re.compile(r"[\x7f-\x9f]")
 # The severities that are integers spelt as text: exactly str(n) for a 64-bit n.
-_INTEGER_TEXT: Final = re.compile(r"0|-?[1-9][0-9]{0,18}")
+_INTEGER_TEXT: Final = r"0|-?[1-9][0-9]{0,18}"  # compiled when first used (re's cache)
 _SEVERITY_MIN, _SEVERITY_MAX = -(2**63), 2**63 - 1
 _FIRST_YEAR, _LAST_YEAR = FIRST_YEAR, LAST_YEAR  # module globals: read once per instant
 
@@ -466,7 +467,7 @@ def _check_instant(fact: Fact, field: str) -> None:
 def _severity(fact: IncidentOpened) -> IncidentOpened:
     sev = fact.severity
     if type(sev) is str:
-        if _INTEGER_TEXT.fullmatch(sev) and _SEVERITY_MIN <= (number := int(sev)) <= _SEVERITY_MAX:
+        if re.fullmatch(_INTEGER_TEXT, sev) and _SEVERITY_MIN <= (number := int(sev)) <= _SEVERITY_MAX:
             return msgspec.structs.replace(fact, severity=number)
     elif type(sev) is int and not _SEVERITY_MIN <= sev <= _SEVERITY_MAX:
         raise BadInput("field `severity`: an integer severity must lie between -2**63 and 2**63-1")

@@ -9,8 +9,8 @@ Size: the policy file's msgspec types and their resolution into rules are one fo
 read together (house style, as ledger/events.py).
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: msgspec reads these structs' annotations to build
+# the fact decoder every command needs, and strings cost a compile and an eval each (issue 17).
 import re
 from datetime import date, time, timedelta
 from decimal import Decimal
@@ -210,7 +210,7 @@ class SupportRules(msgspec.Struct, frozen=True):
     timezone: ZoneInfo
     hours: tuple[tuple[int, int], ...]  # weekly spans, minutes from Monday 00:00 (ledger.support_hours)
     holidays: str | None
-    closures: tuple[Closure, ...]
+    closures: tuple["Closure", ...]
     targets: tuple[SupportTarget, ...]
     engagement_level: str | None
     engagement_within: timedelta | None
@@ -247,9 +247,10 @@ _BUSINESS = r"\s*(\d+)\s+business\s+days?\s*"
 _DURATION_RE: Final = re.compile(_DURATION)
 _BUSINESS_RE: Final = re.compile(_BUSINESS)
 # What a new policy must match (``check_policy``): ASCII digits and spaces only (\d would take
-# full-width digits), matched whole.
-_STRICT_DURATION_RE: Final = re.compile(_DURATION, re.ASCII)
-_STRICT_BUSINESS_RE: Final = re.compile(_BUSINESS, re.ASCII)
+# full-width digits), matched whole. This and the checks' patterns below are compiled when first
+# used (``re``'s cache): only registering a contract needs them, every command imports this module.
+_STRICT_DURATION_RE: Final = "(?a)" + _DURATION
+_STRICT_BUSINESS_RE: Final = "(?a)" + _BUSINESS
 # The longest notice, long-outage threshold or claim deadline a policy may set: a year. It
 # keeps every deadline computed from an accepted instant representable (see ledger.calendar).
 MAX_DAYS: Final = 366
@@ -278,7 +279,7 @@ def parse_notice(text: str, field: str) -> Notice:
 
 def _bounded_duration(text: str, field: str) -> timedelta:
     """A duration of a new policy: ASCII, at most ``MAX_DAYS`` days."""
-    if not _STRICT_DURATION_RE.fullmatch(text):
+    if not re.fullmatch(_STRICT_DURATION_RE, text):
         raise BadInput(f"field `{field}`: expected a duration like \"24h\" or \"90m\", got {text!r}")
     # Each number is bounded by the 64 characters of the field: no int() of a huge string.
     span = parse_duration(text, field)
@@ -434,7 +435,7 @@ def _support(sec: SupportSection, contract_tz: ZoneInfo) -> SupportRules:
         if (t.first_response is None) == (t.mean_first_response is None):
             raise BadInput(f"field `{field}`: give exactly one of first_response and mean_first_response")
         if t.first_response is not None:
-            m = _STRICT_BUSINESS_RE.fullmatch(t.first_response)
+            m = re.fullmatch(_STRICT_BUSINESS_RE, t.first_response)
             if m is not None:
                 n = int(m.group(1))
                 if not 1 <= n <= MAX_DAYS:
@@ -453,7 +454,7 @@ def _support(sec: SupportSection, contract_tz: ZoneInfo) -> SupportRules:
     if q is not None:
         if Decimal(q.hours_per) <= 0:
             raise BadInput(f"field `support.quota.hours_per`: must be above 0, got {q.hours_per!r}")
-        if not _DECIMAL_RE.fullmatch(q.hours_per):
+        if not re.fullmatch(_DECIMAL_RE, q.hours_per):
             raise BadInput(f"field `support.quota.hours_per`: expected {_DECIMAL}, got {q.hours_per!r}")
         mon, day = int(q.year_starts[:2]), int(q.year_starts[3:])
         try:
@@ -509,31 +510,31 @@ MAX_TIERS: Final = 100
 # fact always exports to a line that import accepts.
 MAX_POLICY_BYTES: Final = 64 * 1024
 
-_NAME_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_TEXT_CONTROL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_NAME_CONTROL: Final = r"[\x00-\x1f\x7f-\x9f]"
+_TEXT_CONTROL: Final = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
 # The patterns of the msgspec types end in `$`, which lets a trailing newline through:
 # matched whole here.
-_DECIMAL_RE: Final = re.compile(r"[0-9]{1,15}(?:\.[0-9]{1,12})?")
+_DECIMAL_RE: Final = r"[0-9]{1,15}(?:\.[0-9]{1,12})?"
 _DECIMAL: Final = 'a decimal string like "99.97"'
-_CURRENCY_RE: Final = re.compile(r"[A-Z]{3}")
-_HOURS_RE: Final = re.compile(r"[0-2][0-9]:[0-5][0-9]-[0-2][0-9]:[0-5][0-9]")
-_HOLIDAYS_RE: Final = re.compile(r"[A-Z]{2}(?:-[A-Z0-9]{1,3})?")
+_CURRENCY_RE: Final = r"[A-Z]{3}"
+_HOURS_RE: Final = r"[0-2][0-9]:[0-5][0-9]-[0-2][0-9]:[0-5][0-9]"
+_HOLIDAYS_RE: Final = r"[A-Z]{2}(?:-[A-Z0-9]{1,3})?"
 _policy_encoder: Final = msgspec.json.Encoder(order="sorted")
 
 
 def _name(value: str, field: str) -> None:
-    if _NAME_CONTROL.search(value):
+    if re.search(_NAME_CONTROL, value):
         raise BadInput(f"field `{field}`: must not contain control characters")
 
 
 def _text(value: str, field: str) -> None:
-    if _TEXT_CONTROL.search(value):
+    if re.search(_TEXT_CONTROL, value):
         raise BadInput(f"field `{field}`: must not contain control characters other than tab, "
                        "line feed and carriage return")
 
 
-def _whole(pattern: re.Pattern[str], value: str | None, field: str, what: str) -> None:
-    if value is not None and not pattern.fullmatch(value):
+def _whole(pattern: str, value: str | None, field: str, what: str) -> None:
+    if value is not None and not re.fullmatch(pattern, value):
         raise BadInput(f"field `{field}`: expected {what}, got {value!r}")
 
 
@@ -566,7 +567,7 @@ def check_policy(pf: PolicyFile) -> Policy:
     if len(set(a.excludable)) != len(a.excludable):
         raise BadInput("field `availability.excludable`: a category is listed twice")
     if m is not None:
-        notice = _STRICT_BUSINESS_RE.fullmatch(m.min_notice)
+        notice = re.fullmatch(_STRICT_BUSINESS_RE, m.min_notice)
         if notice is None:
             _bounded_duration(m.min_notice, "maintenance.min_notice")
         elif int(notice.group(1)) > MAX_DAYS:

@@ -21,7 +21,6 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Final, NamedTuple, Protocol, runtime_checkable
 
@@ -29,10 +28,11 @@ import msgspec
 
 from ledger.errors import StoreError
 from ledger.events import Recorded, decode_state
-from ledger.persistence.consistency import Lookup
 
 if TYPE_CHECKING:
     from eventsourcing.persistence import Tracking
+
+    from ledger.persistence.consistency import Lookup  # a type only: reads need none of its rules
 
 PAGE: Final = 5000  # rows per read of a page, and notifications per batch of the reporting view
 BATCH: Final = 2000  # facts per append batch
@@ -148,8 +148,7 @@ class OptimisticSession(WriteSession, Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class Packed:
+class Packed(msgspec.Struct, frozen=True):
     """A batch of rows in the form its backend inserts them (binary COPY data on PostgreSQL)."""
 
     events: object

@@ -11,8 +11,9 @@ from click.testing import CliRunner
 from cli.main import LAZY_COMMANDS, cli
 
 ROOT = Path(__file__).resolve().parents[2]
-# What a report never needs: writing, importing, serving, the support clocks, the holiday package.
-NOT_FOR_REPORT = ("holidays", "eventsourcing.application", "ledger.ingest", "ledger.persistence.append",
+# What a report never needs: writing, importing, serving, the support clocks, the holiday package, the
+# eventsourcing library (SQLite is read with sqlite3 alone).
+NOT_FOR_REPORT = ("holidays", "eventsourcing", "ledger.ingest", "ledger.persistence.append",
                   "concurrent.futures", "starlette", "uvicorn", "csv", "socket", "ledger.support_hours",
                   "cli.support", "cli.serve", "cli.server", "cli.projections", "psycopg", "tomllib")
 
@@ -44,7 +45,7 @@ def test_report_imports_only_what_it_uses(tmp_path: Path) -> None:
     _modules(url, *report)  # the first run may fill the holiday cache
     modules = _modules(url, *report)
     assert [m for m in NOT_FOR_REPORT if _loaded(modules, m)] == []
-    for m in ("ledger.persistence.sqlite.recorder", "projections.availability"):
+    for m in ("ledger.persistence.sqlite.reads", "projections.availability"):
         assert m in modules  # the probe sees what the command did load
     events = _modules(url, "events", "--type", "contract_registered")
     assert [m for m in ("holidays", "ledger.ingest", "concurrent.futures", "csv", "projections.availability")

@@ -19,9 +19,7 @@ import time
 from collections.abc import Generator, Iterator, Sequence
 from contextlib import closing, contextmanager
 from typing import Any, Final
-from urllib.parse import quote
 
-import msgspec
 from eventsourcing.persistence import OperationalError
 from eventsourcing.sqlite import (
     SQLiteApplicationRecorder,
@@ -31,15 +29,22 @@ from eventsourcing.sqlite import (
 )
 
 from ledger.errors import LockWaitTimeout, StoreError
-from ledger.events import Recorded, decode_state, decode_stored
+from ledger.events import decode_state, decode_stored
 from ledger.persistence.chain import GENESIS
 from ledger.persistence.consistency import OPENING_TAGS, Lookup, first_uses
-from ledger.persistence.keys import CONTRACT, prefix_end
+from ledger.persistence.keys import CONTRACT
 from ledger.persistence.merkle_store import TABLE as TREE_TABLE
 from ledger.persistence.merkle_store import append_leaves
 from ledger.persistence.port import PAGE, Head, IdConflict, Packed, Snapshot, Tree
 from ledger.persistence.sql import OLD_FORMAT, SQLRecorder
 from ledger.persistence.sqlite import tree
+from ledger.persistence.sqlite.reads import (
+    FIRST_ROW,
+    SQLiteReads,
+    earlier_format,
+    refuse_non_ledger,
+    sqlite_file,
+)
 from ledger.persistence.sqlite.view import SQLiteReportingView, existing_view, open_view
 from ledger.runtime import LOCK_WAIT, env_seconds
 from ledger.text import printable
@@ -189,7 +194,7 @@ class _Snapshot:
             rows.close()
 
 
-class SQLiteLedgerRecorder(SQLiteApplicationRecorder, SQLRecorder):
+class SQLiteLedgerRecorder(SQLiteApplicationRecorder, SQLiteReads, SQLRecorder):
     """The eventsourcing SQLite application recorder, with the ledger's key index and append lock."""
 
     view_opener = staticmethod(open_view)  # the backend's reporting view (``SQLRecorder.open_view``)
@@ -219,17 +224,6 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, SQLRecorder):
         statements.extend(append_only_statements((self.events_table_name, "ledger_index")))
         statements.extend((tree.DDL, *append_only_statements((TREE_TABLE,))))  # the Merkle tree
         return statements
-
-    @contextmanager
-    def merkle_tree(self) -> Iterator[Tree]:
-        with self.datastore.transaction(commit=False) as c:
-            yield tree.SQLiteTree(c)
-
-    def merkle_sizes(self) -> tuple[int | None, int]:
-        with self.datastore.transaction(commit=False) as c:  # one read transaction: one instant
-            size = tree.SQLiteTree(c).size()
-            c.execute(f"SELECT COALESCE(MAX(rowid), 0) FROM {self.events_table_name}")  # noqa: S608
-            return size, int(c.fetchone()[0])
 
     def create_merkle(self) -> None:
         with self.datastore.transaction(commit=True) as c:
@@ -296,60 +290,6 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, SQLRecorder):
             # size, keeps them in memory until the commit.
             c.execute("PRAGMA cache_size = -65536")
             yield _Session(self, c)
-
-    def _fetch(self, query: Any, params: Sequence[Any]) -> list[Any]:
-        with self.datastore.transaction(commit=False) as c:
-            c.execute(query, params)
-            return list(c.fetchall())
-
-    def read_keyed_states(self, keys: Sequence[str], upto: int) -> Iterator[tuple[int, bytes]]:
-        rows: list[tuple[int, bytes]] = []
-        with self.datastore.transaction(commit=False) as c:
-            for i in range(0, len(keys), 500):
-                chunk = list(keys[i : i + 500])
-                c.execute(
-                    f"SELECT e.rowid, e.state FROM ledger_index i JOIN {self.events_table_name} e "  # noqa: S608
-                    f"ON e.rowid = i.position WHERE i.key IN ({','.join('?' * len(chunk))}) "
-                    "AND i.position <= ?",
-                    [*chunk, upto],
-                )
-                rows.extend((r[0], r[1]) for r in c.fetchall())
-        rows.sort()
-        yield from rows
-
-    def read_position_states(self, positions: Sequence[int]) -> Iterator[tuple[int, bytes]]:
-        for i in range(0, len(positions), 500):
-            chunk = list(positions[i : i + 500])
-            with self.datastore.transaction(commit=False) as c:
-                c.execute(
-                    f"SELECT rowid, state FROM {self.events_table_name} "  # noqa: S608
-                    f"WHERE rowid IN ({','.join('?' * len(chunk))}) ORDER BY rowid",
-                    chunk,
-                )
-                rows = c.fetchall()
-            for row in rows:
-                yield row[0], row[1]
-
-    def read_key_prefix(self, prefix: str, upto: int) -> Iterator[Recorded]:
-        with self.datastore.transaction(commit=False) as c:
-            c.execute(
-                f"SELECT e.rowid, e.state FROM ledger_index i JOIN {self.events_table_name} e "  # noqa: S608
-                "ON e.rowid = i.position WHERE i.key >= ? AND i.key < ? AND i.position <= ? "
-                "ORDER BY i.position",
-                (prefix, prefix_end(prefix), upto),
-            )
-            rows = c.fetchall()
-        for row in rows:
-            yield decode_state(row[0], row[1])
-
-    def position_of(self, id_: str) -> int | None:
-        with self.datastore.transaction(commit=False) as c:
-            c.execute(
-                f"SELECT rowid FROM {self.events_table_name} WHERE originator_id = ?",  # noqa: S608
-                (id_,),
-            )
-            row = c.fetchone()
-        return None if row is None else int(row[0])
 
     @contextmanager
     def snapshot(self) -> Iterator[Snapshot]:
@@ -425,25 +365,6 @@ def _describe_process(pid: int | None) -> str:
     return f"process {pid} ({'stopped' if state in ('T', 't') else 'running'}: {printable(command)})"
 
 
-_EARLIER_STATE: Final = msgspec.json.Decoder(tuple[str, msgspec.Raw, msgspec.Raw])
-
-
-def _earlier_format(originator_id: object, state: object) -> bool:
-    """Whether a row is of the earlier format: a uuid5 stream id, and a state without chain link.
-
-    Only that shape: anything else wrong with a row is for ``ledger verify`` to report, as tampering.
-    """
-    if not isinstance(state, bytes):
-        return False
-    try:
-        return _EARLIER_STATE.decode(state)[0] != originator_id
-    except msgspec.MsgspecError:
-        return False
-
-
-_HEADER: Final = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
-
-
 def _create_file(path: str) -> None:
     """Give a new database file ``PAGE_SIZE`` pages (an existing one keeps its own)."""
     if os.path.exists(path) and os.path.getsize(path) > 0:
@@ -459,40 +380,16 @@ def _create_file(path: str) -> None:
         raise StoreError(f"cannot create {printable(path)}: {exc}") from None
 
 
-def _sqlite_file(path: str) -> bool:
-    try:
-        with open(path, "rb") as f:
-            return f.read(len(_HEADER)) == _HEADER
-    except OSError:
-        return False
-
-
-def _holds_a_ledger(path: str) -> bool:
-    """Whether the SQLite file at ``path`` has the ledger's tables (read without writing anything)."""
-    uri = "file:" + quote(os.path.abspath(path)) + "?mode=ro"
-    try:
-        conn = sqlite3.connect(uri, uri=True, isolation_level=None)
-        try:
-            names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return False
-    return {"stored_events", "ledger_index"} <= names
-
-
 def open_sqlite(path: str, *, create: bool = True, lock_timeout: int | None = None) -> SQLiteLedgerRecorder:
     """Open the SQLite ledger at ``path``; with ``create``, make the file and the tables if needed.
 
     Without ``create`` a missing file, a file that is not a SQLite database and a
     database without the ledger's tables are refused and left as they were.
     """
-    shown = printable(path)
-    if not create and not (os.path.isfile(path) and _sqlite_file(path) and _holds_a_ledger(path)):
-        why = "" if os.path.exists(path) else "no such file; "
-        raise StoreError(f"not a ledger store: {shown} ({why}`ledger init` creates one)")
-    if os.path.exists(path) and os.path.getsize(path) > 0 and not _sqlite_file(path):
-        raise StoreError(f"{shown}: not a SQLite database")
+    if not create:
+        refuse_non_ledger(path)
+    if os.path.exists(path) and os.path.getsize(path) > 0 and not sqlite_file(path):
+        raise StoreError(f"{printable(path)}: not a SQLite database")
     if create:
         _create_file(path)
     # Every statement's busy timeout (a write session sets its own: LEDGER_LOCK_WAIT).
@@ -503,14 +400,9 @@ def open_sqlite(path: str, *, create: bool = True, lock_timeout: int | None = No
     if create:
         recorder.create_table()
     with datastore.transaction(commit=False) as c:
-        # Stream ids are fact ids; a store whose first stream id is not its fact's id predates that.
-        # The log starts at 1: a row below is not a format, it is an insertion (verify says so).
-        c.execute(
-            f"SELECT originator_id, state FROM {recorder.events_table_name} "  # noqa: S608
-            "WHERE rowid >= 1 ORDER BY rowid LIMIT 1"
-        )
+        c.execute(FIRST_ROW)
         row = c.fetchone()
-    if row is not None and _earlier_format(row[0], row[1]):
+    if row is not None and earlier_format(row[0], row[1]):
         recorder.close()
         raise StoreError(OLD_FORMAT)
     # Not among the tables create_table makes: a store made before it needs it filled from its log.

@@ -1,0 +1,256 @@
+"""Reading a SQLite ledger with ``sqlite3`` alone: the reads both SQLite recorders share, and the reader.
+
+``SQLiteReader`` is what read-only commands open (``ledger.bootstrap.open_ledger(...,
+read_only=True)``): the same queries as the full recorder (``SQLiteReads``), on one
+connection of its own, without importing the eventsourcing library, which is most of
+a report's start-up (issue 17, a fast start). Anything that is not a read of the log,
+its index or its Merkle tree (a write, the reporting view, ``verify``'s snapshot) opens
+the full recorder on the same file, once, and is done there.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, ClassVar, Final
+from urllib.parse import quote
+
+import msgspec
+
+from ledger.errors import StoreError
+from ledger.events import Recorded, decode_state
+from ledger.persistence.keys import prefix_end
+from ledger.persistence.paged import OLD_FORMAT, PagedReader
+from ledger.persistence.port import LedgerRecorder, ReportingView, Snapshot, Tree, WriteSession
+from ledger.persistence.sqlite import tree
+from ledger.runtime import LOCK_WAIT, env_seconds
+from ledger.text import printable
+
+EVENTS: Final = "stored_events"  # the library's table of the log
+
+
+class SQLiteReads(PagedReader):
+    """The log's reads on SQLite, each a read transaction of ``datastore`` (the library's or the reader's)."""
+
+    datastore: Any  # ``transaction(commit=False)`` gives a cursor in a read transaction
+    events_table_name: str
+
+    def _fetch(self, query: Any, params: Sequence[Any]) -> list[Any]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(query, params)
+            return list(c.fetchall())
+
+    def read_keyed_states(self, keys: Sequence[str], upto: int) -> Iterator[tuple[int, bytes]]:
+        rows: list[tuple[int, bytes]] = []
+        with self.datastore.transaction(commit=False) as c:
+            for i in range(0, len(keys), 500):
+                chunk = list(keys[i : i + 500])
+                c.execute(
+                    f"SELECT e.rowid, e.state FROM ledger_index i JOIN {self.events_table_name} e "  # noqa: S608
+                    f"ON e.rowid = i.position WHERE i.key IN ({','.join('?' * len(chunk))}) "
+                    "AND i.position <= ?",
+                    [*chunk, upto],
+                )
+                rows.extend((r[0], r[1]) for r in c.fetchall())
+        rows.sort()
+        yield from rows
+
+    def read_position_states(self, positions: Sequence[int]) -> Iterator[tuple[int, bytes]]:
+        for i in range(0, len(positions), 500):
+            chunk = list(positions[i : i + 500])
+            with self.datastore.transaction(commit=False) as c:
+                c.execute(
+                    f"SELECT rowid, state FROM {self.events_table_name} "  # noqa: S608
+                    f"WHERE rowid IN ({','.join('?' * len(chunk))}) ORDER BY rowid",
+                    chunk,
+                )
+                rows = c.fetchall()
+            for row in rows:
+                yield row[0], row[1]
+
+    def read_key_prefix(self, prefix: str, upto: int) -> Iterator[Recorded]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT e.rowid, e.state FROM ledger_index i JOIN {self.events_table_name} e "  # noqa: S608
+                "ON e.rowid = i.position WHERE i.key >= ? AND i.key < ? AND i.position <= ? "
+                "ORDER BY i.position",
+                (prefix, prefix_end(prefix), upto),
+            )
+            rows = c.fetchall()
+        for row in rows:
+            yield decode_state(row[0], row[1])
+
+    def position_of(self, id_: str) -> int | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT rowid FROM {self.events_table_name} WHERE originator_id = ?",  # noqa: S608
+                (id_,),
+            )
+            row = c.fetchone()
+        return None if row is None else int(row[0])
+
+    @contextmanager
+    def merkle_tree(self) -> Iterator[Tree]:
+        with self.datastore.transaction(commit=False) as c:
+            yield tree.SQLiteTree(c)
+
+    def merkle_sizes(self) -> tuple[int | None, int]:
+        with self.datastore.transaction(commit=False) as c:  # one read transaction: one instant
+            size = tree.SQLiteTree(c).size()
+            c.execute(f"SELECT COALESCE(MAX(rowid), 0) FROM {self.events_table_name}")  # noqa: S608
+            return size, int(c.fetchone()[0])
+
+
+class _Connection:
+    """One ``sqlite3`` connection, each ``transaction`` a deferred read transaction rolled back at its end."""
+
+    def __init__(self, path: str, timeout: int) -> None:
+        # As the library opens it: a URI filename, autocommit (transactions are explicit).
+        self.conn = sqlite3.connect(path, uri=True, isolation_level=None, timeout=timeout,
+                                    check_same_thread=False)
+
+    @contextmanager
+    def transaction(self, *, commit: bool) -> Iterator[sqlite3.Cursor]:
+        assert not commit, "the reader only reads"
+        c = self.conn.cursor()
+        c.execute("BEGIN")
+        try:
+            yield c
+        finally:
+            self.conn.rollback()
+            c.close()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class SQLiteReader(SQLiteReads):
+    """A SQLite ledger opened by a read-only command: reads here, anything else on the full recorder."""
+
+    packing: ClassVar[str] = "rows"
+    store_errors: ClassVar[tuple[type[BaseException], ...]] = (StoreError, sqlite3.Error)
+
+    def __init__(self, path: str, timeout: int, full: Callable[[str, int], LedgerRecorder]) -> None:
+        self.path = path  # absolute
+        self.timeout = timeout
+        self._opener = full  # (path, lock timeout) -> the full recorder (``ledger.bootstrap`` chooses it)
+        self.events_table_name = EVENTS
+        self.datastore = _Connection(path, timeout)
+        self.sql_read = (
+            f"SELECT rowid, state FROM {EVENTS} WHERE rowid >= ? AND rowid <= ? ORDER BY rowid LIMIT ?"  # noqa: S608
+        )
+        self.sql_read_raw = (
+            f"SELECT rowid, originator_id, topic, state FROM {EVENTS} "  # noqa: S608
+            "WHERE rowid >= ? AND rowid <= ? ORDER BY rowid LIMIT ?"
+        )
+        self._full: LedgerRecorder | None = None
+
+    def max_notification_id(self) -> int | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT MAX(rowid) FROM {EVENTS}")  # noqa: S608
+            got = c.fetchone()[0]
+        return None if got is None else int(got)
+
+    def full(self) -> LedgerRecorder:
+        """The full recorder on the same file (the eventsourcing library's), opened on first use."""
+        if self._full is None:
+            self._full = self._opener(self.path, self.timeout)
+        return self._full
+
+    def write_session(self) -> AbstractContextManager[WriteSession]:
+        return self.full().write_session()
+
+    def snapshot(self) -> AbstractContextManager[Snapshot]:
+        return self.full().snapshot()
+
+    def create_merkle(self) -> None:
+        self.full().create_merkle()
+
+    def open_view(self) -> ReportingView:
+        return self.full().open_view()
+
+    def existing_view(self) -> tuple[ReportingView, set[str]] | None:
+        return self.full().existing_view()
+
+    def close(self) -> None:
+        if self._full is not None:
+            self._full.close()
+            self._full = None
+        self.datastore.close()
+
+
+def open_reader(path: str, full: Callable[[str, int], LedgerRecorder]) -> SQLiteReader:
+    """Open the SQLite ledger at ``path`` for reading: refused as ``open_sqlite(create=False)`` refuses it.
+
+    ``full(path, lock timeout)`` opens the full recorder, for whatever is not a read.
+    """
+    refuse_non_ledger(path)
+    reader = SQLiteReader(os.path.abspath(path), math.ceil(env_seconds(LOCK_WAIT)), full)
+    try:
+        with reader.datastore.transaction(commit=False) as c:
+            c.execute(FIRST_ROW)
+            row = c.fetchone()
+    except BaseException:
+        reader.close()
+        raise
+    if row is not None and earlier_format(row[0], row[1]):
+        reader.close()
+        raise StoreError(OLD_FORMAT)
+    return reader
+
+
+# --- what a file must be to be read as a ledger ------------------------------------
+
+# Stream ids are fact ids; a store whose first stream id is not its fact's id predates that.
+# The log starts at 1: a row below is not a format, it is an insertion (verify says so).
+FIRST_ROW: Final = f"SELECT originator_id, state FROM {EVENTS} WHERE rowid >= 1 ORDER BY rowid LIMIT 1"  # noqa: S608
+_HEADER: Final = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
+
+
+def refuse_non_ledger(path: str) -> None:
+    """Raise StoreError unless ``path`` is a SQLite file holding a ledger (nothing is created or written)."""
+    if not (os.path.isfile(path) and sqlite_file(path) and holds_a_ledger(path)):
+        why = "" if os.path.exists(path) else "no such file; "
+        raise StoreError(f"not a ledger store: {printable(path)} ({why}`ledger init` creates one)")
+
+
+def sqlite_file(path: str) -> bool:
+    """Whether ``path`` starts as a SQLite database file does."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(_HEADER)) == _HEADER
+    except OSError:
+        return False
+
+
+def holds_a_ledger(path: str) -> bool:
+    """Whether the SQLite file at ``path`` has the ledger's tables (read without writing anything)."""
+    uri = "file:" + quote(os.path.abspath(path)) + "?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+        try:
+            names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
+    return {EVENTS, "ledger_index"} <= names
+
+
+_EARLIER_STATE: Final = msgspec.json.Decoder(tuple[str, msgspec.Raw, msgspec.Raw])
+
+
+def earlier_format(originator_id: object, state: object) -> bool:
+    """Whether a row is of the earlier format: a uuid5 stream id, and a state without chain link.
+
+    Only that shape: anything else wrong with a row is for ``ledger verify`` to report, as tampering.
+    """
+    if not isinstance(state, bytes):
+        return False
+    try:
+        return _EARLIER_STATE.decode(state)[0] != originator_id
+    except msgspec.MsgspecError:
+        return False
