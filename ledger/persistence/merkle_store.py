@@ -23,9 +23,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
 import msgspec
+import msgspec.inspect as mi
 
 from ledger import merkle
 from ledger.errors import StoreError
@@ -82,19 +83,49 @@ def _merged_line(canon: bytes, id_json: bytes, position: int, at_json: bytes) ->
     return _LINE.encode(body)
 
 
-def _marks() -> dict[str, tuple[tuple[bytes, ...], tuple[bytes, ...], tuple[bytes, ...]]]:
-    """Per type tag, for id, position and recorded_at: the keys that sort after it, as ``"key":``."""
+_SCALARS: Final = (mi.StrType, mi.IntType, mi.FloatType, mi.BoolType, mi.DateTimeType, mi.DateType,
+                   mi.TimeType, mi.DecimalType, mi.NoneType, mi.LiteralType, mi.EnumType)
+
+
+def _scalar(t: mi.Type) -> bool:
+    if isinstance(t, mi.UnionType):
+        return all(_scalar(u) for u in t.types)
+    return isinstance(t, _SCALARS)
+
+
+Marks = tuple[tuple[bytes, ...], tuple[bytes, ...], tuple[bytes, ...]]
+
+
+def _marks() -> tuple[dict[str, Marks], dict[str, Marks]]:
+    """Per type tag, for id, position and recorded_at: the keys that may follow it, as ``"key":``.
+
+    Each list stops at the first key every fact of the type has (one ``find`` then
+    suffices). Split into the types whose members are all scalars (flat, always) and the
+    others (flat only if their content holds no bracket).
+    """
     envelope = ("id", "position", "recorded_at")
-    out = {}
+    flat: dict[str, Marks] = {}
+    nested: dict[str, Marks] = {}
     for cls, tag in FACT_TAGS.items():
-        info: Any = cls  # a msgspec Struct class: its encoded names and tag field
-        keys = sorted({*info.__struct_encode_fields__, info.__struct_config__.tag_field} - set(envelope))
-        after = [tuple(b'"%s":' % k.encode() for k in keys if k > name) for name in envelope]
-        out[tag] = (after[0], after[1], after[2])
-    return out
+        info = mi.type_info(cls)
+        assert isinstance(info, mi.StructType)
+        fields = [f for f in info.fields if f.name not in envelope]
+        tag_field = info.tag_field or "type"
+        required = {f.encode_name for f in fields if f.required} | {tag_field}
+        keys = sorted({f.encode_name for f in fields} | {tag_field})
+        after: list[tuple[bytes, ...]] = []
+        for name in envelope:
+            marks: list[bytes] = []
+            for key in (k for k in keys if k > name):
+                marks.append(b'"%s":' % key.encode())
+                if key in required:
+                    break
+            after.append(tuple(marks))
+        (flat if all(_scalar(f.type) for f in fields) else nested)[tag] = (after[0], after[1], after[2])
+    return flat, nested
 
 
-_MARKS: Final = _marks()
+_FLAT, _NESTED = _marks()
 
 
 def _at(canon: bytes, keys: tuple[bytes, ...]) -> int:
@@ -112,23 +143,32 @@ def leaf_hashes(rows: Sequence[Prepared], at_jsons: Sequence[bytes], start: int)
     arrays or objects is flat: every ``"key":`` in it, with its quotes unescaped, is one
     of its own members (a quote inside a string is escaped, and a string value is followed
     by a comma or the end), so the member sorting after ``id`` (and after ``position``,
-    ``recorded_at``) is found by ``find`` and the line is a splice. Other contents (a
-    contract's policy, lists) merge their decoded members.
+    ``recorded_at``) is found by ``find`` and the line is a splice. Contents that may nest
+    (a contract's policy, pinned dates) and hold a bracket merge their decoded members.
     """
     out = bytearray()
     sha = hashlib.sha256
-    marks = _MARKS
-    for position, (row, at_json) in enumerate(zip(rows, at_jsons, strict=True), start):
+    flat, nested = _FLAT, _NESTED
+    position = start
+    for row, at_json in zip(rows, at_jsons, strict=True):
         canon = row.canon
-        keys = marks.get(row.topic)
-        a = b = c = -1
-        if keys is not None and canon.find(b"{", 1) < 0 and canon.find(b"[") < 0:
-            a, b, c = _at(canon, keys[0]), _at(canon, keys[1]), _at(canon, keys[2])
-        if a < 0 or b < 0 or c < 0:
-            out += sha(b"\x00" + _merged_line(canon, row.id_json, position, at_json)).digest()
-        else:
-            out += sha(b'\x00%s"id":%s,%s"position":%d,%s"recorded_at":%s,%s' % (
-                canon[:a], row.id_json, canon[a:b], position, canon[b:c], at_json, canon[c:])).digest()
+        keys = flat.get(row.topic)
+        if keys is None:
+            keys = nested.get(row.topic)
+            if keys is not None and (canon.find(b"{", 1) >= 0 or canon.find(b"[") >= 0):
+                keys = None
+        if keys is not None:
+            ka, kb, kc = keys
+            a = canon.find(ka[0]) if len(ka) == 1 else _at(canon, ka)
+            b = canon.find(kb[0]) if len(kb) == 1 else _at(canon, kb)
+            c = canon.find(kc[0]) if len(kc) == 1 else _at(canon, kc)
+            if a >= 0 and b >= 0 and c >= 0:
+                out += sha(b'\x00%s"id":%s,%s"position":%d,%s"recorded_at":%s,%s' % (
+                    canon[:a], row.id_json, canon[a:b], position, canon[b:c], at_json, canon[c:])).digest()
+                position += 1
+                continue
+        out += sha(b"\x00" + _merged_line(canon, row.id_json, position, at_json)).digest()
+        position += 1
     return bytes(out)
 
 
@@ -265,12 +305,17 @@ def _log_leaves(recorder: LedgerRecorder, start: int, stop: int) -> Iterator[tup
 def log_root(recorder: LedgerRecorder, size: int) -> bytes:
     """The root of the first ``size`` facts computed from the log itself, not from the stored tree."""
     edge: dict[int, bytes] = {}
-    count = 0
+    count = folded = 0
+    leaves: list[bytes] = []
     for position, leaf in _log_leaves(recorder, 1, size):
         if position != count + 1:
             raise StoreError(f"the log has no fact at position {count + 1}")
-        merkle.fold(count, edge, (leaf,), 64)
+        leaves.append(leaf)
         count += 1
+        if len(leaves) == BUILD_BATCH:
+            merkle.fold(folded, edge, leaves, 64)
+            folded, leaves = count, []
+    merkle.fold(folded, edge, leaves, 64)
     if count != size:
         raise StoreError(f"the log holds {count} facts, fewer than {size}")
     return _edge_root(edge)

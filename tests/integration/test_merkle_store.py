@@ -271,13 +271,14 @@ def test_proofs_read_at_most_two_tiles(ledger: Ledger) -> None:
             path = merkle.inclusion_path(index, size, read)
             assert read.tiles_read <= 2
             line = export_line(next(ledger.recorder.read_records(index + 1, index + 1)))
-            assert rfc9162.verify_inclusion(index, size, rfc9162.leaf(line), path, expected_root(ledger, size))
+            root = expected_root(ledger, size)
+            assert rfc9162.verify_inclusion(index, size, rfc9162.leaf(line), path, root)
         for old, new in ((1, n), (63, n), (64, n), (65, 200), (100, 300), (129, 256), (200, n)):
             read = merkle_store._Reader(tree)
             proof = merkle.consistency_path(old, new, read)
             assert read.tiles_read <= 2
-            assert rfc9162.verify_consistency(old, new, expected_root(ledger, old), expected_root(ledger, new),
-                                              proof)
+            roots = expected_root(ledger, old), expected_root(ledger, new)
+            assert rfc9162.verify_consistency(old, new, *roots, proof)
 
 
 def test_a_store_of_the_earlier_layout(ledger: Ledger) -> None:
@@ -288,13 +289,13 @@ def test_a_store_of_the_earlier_layout(ledger: Ledger) -> None:
     leaves = [rfc9162.leaf(export_line(rec)) for rec in ledger.records()]
     old_rows = [r for r in merkle.extend(0, leaves, lambda keys: {}) if r[0] < merkle_store.STORED_FROM]
     if url.startswith("postgresql"):
-        with psycopg.connect(url, autocommit=True) as conn, conn.cursor() as cur:
+        with psycopg.connect(url, autocommit=True) as pg, pg.cursor() as cur:
             cur.executemany("INSERT INTO ledger_merkle (level, idx, hash) VALUES (%s, %s, %s)", old_rows)
     else:
-        conn = sqlite3.connect(url.removeprefix("sqlite:///"))
-        conn.executemany("INSERT INTO ledger_merkle (level, idx, hash) VALUES (?, ?, ?)", old_rows)
-        conn.commit()
-        conn.close()
+        lite = sqlite3.connect(url.removeprefix("sqlite:///"))
+        lite.executemany("INSERT INTO ledger_merkle (level, idx, hash) VALUES (?, ?, ?)", old_rows)
+        lite.commit()
+        lite.close()
     with ledger.recorder.merkle_tree() as tree:
         assert tree.lower() == 150
     assert_tree(ledger)
@@ -305,16 +306,16 @@ def test_a_store_of_the_earlier_layout(ledger: Ledger) -> None:
         assert tree.lower() == 150  # the new appends add no lower rows
     bad = merkle.leaf_hash(b"forged")
     if url.startswith("postgresql"):
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("ALTER TABLE ledger_merkle DISABLE TRIGGER USER")
-            conn.execute("UPDATE ledger_merkle SET hash = %s WHERE level = 0 AND idx = 140", (bad,))
+        with psycopg.connect(url, autocommit=True) as pg:
+            pg.execute("ALTER TABLE ledger_merkle DISABLE TRIGGER USER")
+            pg.execute("UPDATE ledger_merkle SET hash = %s WHERE level = 0 AND idx = 140", (bad,))
     else:
-        conn = sqlite3.connect(url.removeprefix("sqlite:///"))
-        names = [r[0] for r in conn.execute(
+        lite = sqlite3.connect(url.removeprefix("sqlite:///"))
+        names = [r[0] for r in lite.execute(
             "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'ledger_merkle'")]
         for name in names:
-            conn.execute(f'DROP TRIGGER "{name}"')
-        conn.execute("UPDATE ledger_merkle SET hash = ? WHERE level = 0 AND idx = 140", (bad,))
-        conn.commit()
-        conn.close()
+            lite.execute(f'DROP TRIGGER "{name}"')
+        lite.execute("UPDATE ledger_merkle SET hash = ? WHERE level = 0 AND idx = 140", (bad,))
+        lite.commit()
+        lite.close()
     assert merkle_store.check(ledger.recorder) == ["the Merkle tree differs from the log at position 141"]
