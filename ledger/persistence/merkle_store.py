@@ -126,6 +126,9 @@ def _marks() -> tuple[dict[str, Marks], dict[str, Marks]]:
 
 
 _FLAT, _NESTED = _marks()
+# Flat types whose three successors are each one key every fact of the type has.
+_SIMPLE: Final = {tag: (ka[0], kb[0], kc[0]) for tag, (ka, kb, kc) in _FLAT.items()
+                  if len(ka) == len(kb) == len(kc) == 1}
 
 
 def _at(canon: bytes, keys: tuple[bytes, ...]) -> int:
@@ -148,26 +151,27 @@ def leaf_hashes(rows: Sequence[Prepared], at_jsons: Sequence[bytes], start: int)
     """
     out = bytearray()
     sha = hashlib.sha256
-    flat, nested = _FLAT, _NESTED
+    simple, flat, nested = _SIMPLE, _FLAT, _NESTED
     position = start
-    for row, at_json in zip(rows, at_jsons, strict=True):
-        canon = row.canon
-        keys = flat.get(row.topic)
-        if keys is None:
-            keys = nested.get(row.topic)
-            if keys is not None and (canon.find(b"{", 1) >= 0 or canon.find(b"[") >= 0):
-                keys = None
-        if keys is not None:
-            ka, kb, kc = keys
-            a = canon.find(ka[0]) if len(ka) == 1 else _at(canon, ka)
-            b = canon.find(kb[0]) if len(kb) == 1 else _at(canon, kb)
-            c = canon.find(kc[0]) if len(kc) == 1 else _at(canon, kc)
-            if a >= 0 and b >= 0 and c >= 0:
-                out += sha(b'\x00%s"id":%s,%s"position":%d,%s"recorded_at":%s,%s' % (
-                    canon[:a], row.id_json, canon[a:b], position, canon[b:c], at_json, canon[c:])).digest()
-                position += 1
-                continue
-        out += sha(b"\x00" + _merged_line(canon, row.id_json, position, at_json)).digest()
+    # Unpacked in the loop header: a NamedTuple's attributes cost more than its items.
+    for (_, _, id_json, topic, _, canon, _, _), at_json in zip(rows, at_jsons, strict=True):
+        one = simple.get(topic)
+        if one is not None:  # the usual case: each member's successor is a key every fact has
+            a, b, c = canon.find(one[0]), canon.find(one[1]), canon.find(one[2])
+        else:
+            a = b = c = -1
+            keys = flat.get(topic)
+            if keys is None:
+                keys = nested.get(topic)
+                if keys is not None and (canon.find(b"{", 1) >= 0 or canon.find(b"[") >= 0):
+                    keys = None
+            if keys is not None:
+                a, b, c = _at(canon, keys[0]), _at(canon, keys[1]), _at(canon, keys[2])
+        if a >= 0 and b >= 0 and c >= 0:
+            out += sha(b'\x00%s"id":%s,%s"position":%d,%s"recorded_at":%s,%s' % (
+                canon[:a], id_json, canon[a:b], position, canon[b:c], at_json, canon[c:])).digest()
+        else:
+            out += sha(b"\x00" + _merged_line(canon, id_json, position, at_json)).digest()
         position += 1
     return bytes(out)
 
