@@ -37,9 +37,11 @@ class TreeSQL:
             "SELECT notification_id, state FROM {e} "
             "WHERE notification_id >= %s AND notification_id <= %s ORDER BY notification_id"
         ).format(e=Identifier(schema, events_table))
+        # One index probe per key (LATERAL): a plain join let the planner hash the whole
+        # table once it was small enough (a node every 64 facts), which grows with the log.
         self.read = SQL(
-            "SELECT n.level, n.idx, n.hash FROM {t} n "
-            "JOIN unnest(%s::smallint[], %s::bigint[]) AS k(level, idx) USING (level, idx)"
+            "SELECT k.level, k.idx, n.hash FROM unnest(%s::smallint[], %s::bigint[]) AS k(level, idx) "
+            "CROSS JOIN LATERAL (SELECT hash FROM {t} WHERE level = k.level AND idx = k.idx) n"
         ).format(t=t)
         self.copy = SQL("COPY {t} (level, idx, hash) FROM STDIN (FORMAT BINARY)").format(t=t)
         # One statement: one snapshot under READ COMMITTED (appends go on meanwhile).
