@@ -87,8 +87,8 @@ def proof_consistency(ctx: Context, old: int, new: int) -> None:
 
 def build_tree(ledger: Ledger) -> None:
     """``ledger init``: build the Merkle tree of a store made before it (resumable), with a progress bar."""
-    missing = ledger.recorder.last_position() - merkle_store.tree_size(ledger.recorder)
-    if missing <= 0:
+    missing = merkle_store.to_build(ledger.recorder)
+    if missing is None:
         return  # built (or nothing to build: a role that may not run DDL gets no DDL)
     if sys.stderr.isatty():
         bar: click._termui_impl.ProgressBar[int]
@@ -96,7 +96,7 @@ def build_tree(ledger: Ledger) -> None:
             merkle_store.build(ledger.recorder, bar.update)
     else:
         merkle_store.build(ledger.recorder)
-    click.echo(f"Merkle tree built for {missing} facts")
+    click.echo(f"Merkle tree built for {ledger.recorder.last_position()} facts")
 
 
 def verify_tree(ledger: Ledger, result: VerifyResult) -> VerifyResult:

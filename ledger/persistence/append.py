@@ -134,8 +134,8 @@ def _append_prepared(
                 pending = held.check(rows.items, looked)
                 linked = chain.link(rows.fresh) if recorded or maybe is None else maybe
                 if linked.events:
-                    writer.submit(session.insert, pack(linked.events, linked.keys, chain.position),
-                                  pending.rows())
+                    packed = pack(linked.events, linked.keys, chain.position, linked.leaves)
+                    writer.submit(session.insert, packed, pending.rows())
                 done = rows, linked, pending
             rows, linked, pending = done
             held.commit(pending)
@@ -308,8 +308,8 @@ def _insert_new(session: OptimisticSession, pack: Packer, chain: Chain, held: Ho
         linked = chain.link(guess.fresh)
     except BadInput:
         return None  # perhaps about a line recorded already, which the check will drop
-    if linked.events and not session.insert_new(pack(linked.events, linked.keys, chain.position),
-                                                pending.rows()):
+    packed = pack(linked.events, linked.keys, chain.position, linked.leaves)
+    if linked.events and not session.insert_new(packed, pending.rows()):
         return None
     return guess, linked, pending
 
@@ -375,7 +375,7 @@ def batch_linker(start: ChainStart, packing: str) -> Callable[[list[Prepared]], 
             linked = chain.link(sorted_.fresh)
         except BadInput as exc:
             raise IdConflict(str(exc)) from None
-        packed = pack(linked.events, linked.keys, chain.position)
+        packed = pack(linked.events, linked.keys, chain.position, linked.leaves)
         chain.advance(linked)
         return PackedBatch(packed, sorted_.skipped, sorted_.conflicts, sorted_.items)
 

@@ -16,6 +16,7 @@ import msgspec
 
 from ledger.errors import BadInput
 from ledger.events import Fact, canonical, state_bytes
+from ledger.persistence.merkle_store import leaf_hashes
 from ledger.persistence.port import Prepared
 
 GENESIS: Final = "0" * 64
@@ -55,12 +56,13 @@ def packing_chain(start: ChainStart, label: str = "line") -> Chain:
 
 
 class Linked(NamedTuple):
-    """A batch's rows and index rows, and where the chain stands after them."""
+    """A batch's rows, index rows and Merkle leaf hashes, and where the chain stands after them."""
 
     events: list[tuple[str, int, str, bytes]]
     keys: list[tuple[str, int]]
     prev: bytes
     last_at: datetime | None
+    leaves: bytes  # 32 bytes a row (``merkle_store.leaf_hashes``)
 
 
 @dataclass
@@ -80,6 +82,7 @@ class Chain:
         default_at, default_json = self.default_at, self.default_json
         events: list[tuple[str, int, str, bytes]] = []
         keys: list[tuple[str, int]] = []
+        ats: list[bytes] = []
         for lineno, id_, id_json, topic, key, canon, own_at, _ in fresh:
             if own_at is None:
                 if last_at is None or last_at <= default_at:
@@ -103,8 +106,10 @@ class Chain:
             prev = link_bytes(prev, pos, at_json, id_json, canon)
             events.append((id_, 1, topic, state_bytes(id_json, at_json, canon, prev)))
             keys.append((key, pos))
+            ats.append(at_json)
             pos += 1
-        return Linked(events, keys, prev, last_at)
+        # The leaves here, where each row's pieces are at hand (an import's child process).
+        return Linked(events, keys, prev, last_at, leaf_hashes(fresh, ats, self.position))
 
     def _at(self, line: int) -> str:
         return f"{self.label} {line}: " if self.label else ""

@@ -1,43 +1,67 @@
 """The log's Merkle tree (``ledger.merkle``) in the store: append hook, reads, build and check.
 
-Table ``ledger_merkle (level, idx, hash)``: one row per complete perfect subtree,
-written by the transaction that appends its last leaf, append-only like the log
-(each backend's SQL: ``sqlite/tree.py``, ``postgres/tree.py``). The tree's size is
-its number of leaves (level 0). A store made before the tree has none: its appends
-leave the tree as it is (the hook writes only when the tree ends where the batch
-begins) and ``build`` (``ledger init``) fills it from the log, resumably, under the
-append lock; reads on a store whose tree is behind its log say so and never build it.
+Size: the stored layout (tiles: nodes of 64 leaves and up), the leaf lines built at link
+time, the reads that recompute a tile's lower levels from the log, the build and the
+check belong together: each relies on the same layout.
+
+Table ``ledger_merkle (level, idx, hash)``: one row per complete perfect subtree of
+``STORED_FROM`` levels or more (64 leaves and up), written by the transaction that
+appends its last leaf, append-only like the log (each backend's SQL: ``sqlite/tree.py``,
+``postgres/tree.py``). The levels below are not stored: a node of fewer than 64 leaves
+is recomputed from the log's rows when a root or a proof needs one (at most two tiles
+of 64 rows, one range read each). The tree covers the log when every complete tile of
+the log has its node; the last, partial tile is always read from the log. A store made
+before the tree has no table: its appends leave the tree alone and ``build`` (``ledger
+init``) fills it from the log, resumably, under the append lock; reads on a store whose
+tree is behind its log say so and never build it. A store made by the version that
+stored every level keeps those rows (the table is append-only): reads ignore them and
+``check`` compares them too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+import hashlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Final, TypeVar
 
 import msgspec
+import msgspec.inspect as mi
 
 from ledger import merkle
 from ledger.errors import StoreError
-from ledger.events import decode_state, export_line
+from ledger.events import FACT_TAGS, decode_state, export_line
 from ledger.merkle import Key
-from ledger.persistence.port import LedgerRecorder, Tree
+from ledger.persistence.port import LedgerRecorder, Prepared, Tree
 
 T = TypeVar("T")
 TABLE: Final = "ledger_merkle"
 HASH_SIZE: Final = 32
-BUILD_BATCH: Final = 20_000  # leaves per transaction when building a tree from the log
+STORED_FROM: Final = 6  # the lowest level stored: a node covers 64 leaves
+TILE: Final = 1 << STORED_FROM
+BUILD_BATCH: Final = 320 * TILE  # leaves per transaction when building a tree from the log (20,480)
 NOT_BUILT: Final = (
     "this store's Merkle tree is not built yet (the store was made by an earlier version): "
     "run `ledger init` once, with the role that owns its tables"
 )
 
-# A stored state is ``[id, recorded_at, content, "link"]`` (``ledger.events.state_bytes``);
-# the leaf is the ``ledger events`` line: the content's members with id, position and
-# recorded_at merged in, keys sorted. Built from the raw JSON members: decoding each fact
-# into its struct and encoding it back (``export_line``) cost an import about a quarter
-# more time; the result is the same bytes (``tests/integration/test_merkle_store.py``).
+
+def tiles(size: int) -> int:
+    """The leaves of ``size`` that complete tiles hold (``size`` rounded down to 64)."""
+    return size >> STORED_FROM << STORED_FROM
+
+
+# --- leaves ------------------------------------------------------------------------------
+#
+# The leaf is the ``ledger events`` line: the content's members with id, position and
+# recorded_at merged in, keys sorted. ``export_line`` decodes the fact into its struct and
+# encodes it back; at append the three members are spliced into the canonical content
+# instead (``leaf_hashes``), and on reads the stored state's raw JSON members are merged
+# (``leaf_line``). Both give the same bytes (``tests/integration/test_merkle_store.py``);
+# ``ledger verify``, ``checkpoint verify`` and ``build`` use ``export_line`` itself.
+
 _STATE: Final = msgspec.json.Decoder(tuple[msgspec.Raw, datetime, dict[str, msgspec.Raw], msgspec.Raw])
+_MEMBERS: Final = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _LINE: Final = msgspec.json.Encoder(order="sorted")
 _INSTANT: Final = msgspec.json.Encoder()
 
@@ -51,11 +75,104 @@ def leaf_line(position: int, state: bytes) -> bytes:
     return _LINE.encode(body)
 
 
-def leaf_hashes(events: Iterable[tuple[str, int, str, bytes]], start: int) -> bytes:
-    """The leaf hashes of stored rows at ``start``, ``start + 1``..., concatenated (32 bytes each)."""
+def _merged_line(canon: bytes, id_json: bytes, position: int, at_json: bytes) -> bytes:
+    body = _MEMBERS.decode(canon)
+    body["id"] = msgspec.Raw(id_json)
+    body["position"] = msgspec.Raw(b"%d" % position)
+    body["recorded_at"] = msgspec.Raw(at_json)
+    return _LINE.encode(body)
+
+
+_SCALARS: Final = (mi.StrType, mi.IntType, mi.FloatType, mi.BoolType, mi.DateTimeType, mi.DateType,
+                   mi.TimeType, mi.DecimalType, mi.NoneType, mi.LiteralType, mi.EnumType)
+
+
+def _scalar(t: mi.Type) -> bool:
+    if isinstance(t, mi.UnionType):
+        return all(_scalar(u) for u in t.types)
+    return isinstance(t, _SCALARS)
+
+
+Marks = tuple[tuple[bytes, ...], tuple[bytes, ...], tuple[bytes, ...]]
+
+
+def _marks() -> tuple[dict[str, Marks], dict[str, Marks]]:
+    """Per type tag, for id, position and recorded_at: the keys that may follow it, as ``"key":``.
+
+    Each list stops at the first key every fact of the type has (one ``find`` then
+    suffices). Split into the types whose members are all scalars (flat, always) and the
+    others (flat only if their content holds no bracket).
+    """
+    envelope = ("id", "position", "recorded_at")
+    flat: dict[str, Marks] = {}
+    nested: dict[str, Marks] = {}
+    for cls, tag in FACT_TAGS.items():
+        info = mi.type_info(cls)
+        assert isinstance(info, mi.StructType)
+        fields = [f for f in info.fields if f.name not in envelope]
+        tag_field = info.tag_field or "type"
+        required = {f.encode_name for f in fields if f.required} | {tag_field}
+        keys = sorted({f.encode_name for f in fields} | {tag_field})
+        after: list[tuple[bytes, ...]] = []
+        for name in envelope:
+            marks: list[bytes] = []
+            for key in (k for k in keys if k > name):
+                marks.append(b'"%s":' % key.encode())
+                if key in required:
+                    break
+            after.append(tuple(marks))
+        (flat if all(_scalar(f.type) for f in fields) else nested)[tag] = (after[0], after[1], after[2])
+    return flat, nested
+
+
+_FLAT, _NESTED = _marks()
+# Flat types whose three successors are each one key every fact of the type has.
+_SIMPLE: Final = {tag: (ka[0], kb[0], kc[0]) for tag, (ka, kb, kc) in _FLAT.items()
+                  if len(ka) == len(kb) == len(kc) == 1}
+
+
+def _at(canon: bytes, keys: tuple[bytes, ...]) -> int:
+    for key in keys:
+        i = canon.find(key)
+        if i >= 0:
+            return i
+    return -1
+
+
+def leaf_hashes(rows: Sequence[Prepared], at_jsons: Sequence[bytes], start: int) -> bytes:
+    """The leaf hashes of rows linked at ``start``, ``start + 1``... (32 bytes each, concatenated).
+
+    ``at_jsons``: each row's recorded_at as its state holds it. A content without nested
+    arrays or objects is flat: every ``"key":`` in it, with its quotes unescaped, is one
+    of its own members (a quote inside a string is escaped, and a string value is followed
+    by a comma or the end), so the member sorting after ``id`` (and after ``position``,
+    ``recorded_at``) is found by ``find`` and the line is a splice. Contents that may nest
+    (a contract's policy, pinned dates) and hold a bracket merge their decoded members.
+    """
     out = bytearray()
-    for position, (_, _, _, state) in enumerate(events, start):
-        out += merkle.leaf_hash(leaf_line(position, state))
+    sha = hashlib.sha256
+    simple, flat, nested = _SIMPLE, _FLAT, _NESTED
+    position = start
+    # Unpacked in the loop header: a NamedTuple's attributes cost more than its items.
+    for (_, _, id_json, topic, _, canon, _, _), at_json in zip(rows, at_jsons, strict=True):
+        one = simple.get(topic)
+        if one is not None:  # the usual case: each member's successor is a key every fact has
+            a, b, c = canon.find(one[0]), canon.find(one[1]), canon.find(one[2])
+        else:
+            a = b = c = -1
+            keys = flat.get(topic)
+            if keys is None:
+                keys = nested.get(topic)
+                if keys is not None and (canon.find(b"{", 1) >= 0 or canon.find(b"[") >= 0):
+                    keys = None
+            if keys is not None:
+                a, b, c = _at(canon, keys[0]), _at(canon, keys[1]), _at(canon, keys[2])
+        if a >= 0 and b >= 0 and c >= 0:
+            out += sha(b'\x00%s"id":%s,%s"position":%d,%s"recorded_at":%s,%s' % (
+                canon[:a], id_json, canon[a:b], position, canon[b:c], at_json, canon[c:])).digest()
+        else:
+            out += sha(b"\x00" + _merged_line(canon, id_json, position, at_json)).digest()
+        position += 1
     return bytes(out)
 
 
@@ -63,20 +180,75 @@ def _split(leaves: bytes) -> list[bytes]:
     return [leaves[i : i + HASH_SIZE] for i in range(0, len(leaves), HASH_SIZE)]
 
 
+# --- reading the tree: stored nodes, and the levels below them from the log --------------
+
+
+class _Reader:
+    """``merkle.Reader`` over a transaction: stored nodes, and nodes below ``STORED_FROM`` from the log.
+
+    A lower node lies in one tile; each tile a read needs is one range read of the log
+    (``tiles_read`` counts them: a root needs at most one, a proof at most two).
+    """
+
+    def __init__(self, tree: Tree) -> None:
+        self.tree = tree
+        self.tiles_read = 0
+
+    def __call__(self, keys: Sequence[Key]) -> Mapping[Key, bytes]:
+        stored = [k for k in keys if k[0] >= STORED_FROM]
+        got: dict[Key, bytes] = dict(self.tree.read(stored)) if stored else {}
+        low = [k for k in keys if k[0] < STORED_FROM]
+        if low:
+            got.update(self._lower(low))
+        return got
+
+    def _lower(self, keys: list[Key]) -> dict[Key, bytes]:
+        spans: dict[int, tuple[int, int]] = {}  # tile -> 0-based leaves [first, end) it must read
+        for level, idx in keys:
+            first, end = idx << level, (idx + 1) << level
+            tile = first >> STORED_FROM
+            lo, hi = spans.get(tile, (first, end))
+            spans[tile] = (min(lo, first), max(hi, end))
+        leaves: dict[int, bytes] = {}
+        for first, end in spans.values():
+            self.tiles_read += 1
+            states = self.tree.states(first + 1, end)
+            if len(states) != end - first:
+                return {}  # the log is shorter than the tree asked for: the node is missing
+            for position, state in states:
+                leaves[position - 1] = merkle.leaf_hash(leaf_line(position, state))
+        return {(level, idx): merkle.build([leaves[i] for i in range(idx << level, (idx + 1) << level)])
+                for level, idx in keys}
+
+
+def _edge(read: Callable[[Sequence[Key]], Mapping[Key, bytes]], size: int) -> dict[int, bytes]:
+    """The right edge of the tree of ``size`` (``merkle.fold``'s ``edge``)."""
+    keys = merkle.frontier(size)
+    got = read(keys) if keys else {}
+    missing = [k for k in keys if k not in got]
+    if missing:
+        raise merkle.MissingNode(f"the tree has no node at level {missing[0][0]}, index {missing[0][1]}")
+    return {level: got[level, idx] for level, idx in keys}
+
+
 def append_leaves(tree: Tree, start: int, count: int, leaves: bytes) -> None:
     """The append hook: write the nodes that ``count`` leaves appended at position ``start`` complete.
 
-    Called inside the transaction that inserts the rows. Only when the tree ends where
-    they begin: a store whose tree is not built (or is behind) keeps it so for ``build``.
+    Called inside the transaction that inserts the rows (after them). Only when the tree
+    covers the log up to where they begin: a store whose tree is not built (or is behind)
+    keeps it so for ``build``. The right edge's lower part is recomputed from the log's
+    last partial tile (at most 63 rows); a batch writes about one row per 32 leaves.
     """
     if count == 0:
         return
     if len(leaves) != count * HASH_SIZE:
         raise StoreError(f"append: {len(leaves) // HASH_SIZE} leaf hashes for {count} facts")
-    size = tree.size()
-    if size != start - 1:
+    size = start - 1
+    if tree.covered() != tiles(size):
         return
-    tree.write(merkle.extend(size, _split(leaves), tree.read))
+    rows = merkle.fold(size, _edge(_Reader(tree), size), _split(leaves), STORED_FROM)
+    if rows:
+        tree.write(rows)
 
 
 class TreeView:
@@ -86,30 +258,33 @@ class TreeView:
         self.recorder = recorder
 
     def size(self) -> int:
-        """The tree's size; StoreError if it is not built up to the log's end."""
-        size, end = self.recorder.merkle_sizes()
-        if size is None or size < end:
+        """The log's size; StoreError if the tree does not cover it."""
+        covered, end = self.recorder.merkle_sizes()
+        if covered is None or covered < tiles(end):
             raise StoreError(NOT_BUILT)
-        return size
+        return end
 
     def root(self, size: int) -> bytes:
         with self.recorder.merkle_tree() as tree:
-            return _named(lambda: merkle.root(size, tree.read))
+            return _named(lambda: merkle.root(size, _Reader(tree)))
 
     def inclusion(self, index: int, size: int) -> tuple[bytes, list[bytes], bytes]:
         """(leaf hash, audit path, root) of 0-based leaf ``index`` in the tree of ``size``."""
         with self.recorder.merkle_tree() as tree:
-            leaf = tree.read([(0, index)]).get((0, index))
-            if leaf is None:
-                raise StoreError(NOT_BUILT)
-            path = _named(lambda: merkle.inclusion_path(index, size, tree.read))
-            return leaf, path, _named(lambda: merkle.root(size, tree.read))
+            states = tree.states(index + 1, index + 1)
+            if not states:
+                raise StoreError(f"the log has no fact at position {index + 1}")
+            leaf = merkle.leaf_hash(leaf_line(*states[0]))
+            read = _Reader(tree)
+            path = _named(lambda: merkle.inclusion_path(index, size, read))
+            return leaf, path, _named(lambda: merkle.root(size, read))
 
     def consistency(self, old: int, new: int) -> tuple[bytes, bytes, list[bytes]]:
         """(old root, new root, proof)."""
         with self.recorder.merkle_tree() as tree:
-            return (_named(lambda: merkle.root(old, tree.read)), _named(lambda: merkle.root(new, tree.read)),
-                    _named(lambda: merkle.consistency_path(old, new, tree.read)))
+            read = _Reader(tree)
+            return (_named(lambda: merkle.root(old, read)), _named(lambda: merkle.root(new, read)),
+                    _named(lambda: merkle.consistency_path(old, new, read)))
 
 
 def _named(fn: Callable[[], T]) -> T:
@@ -119,11 +294,13 @@ def _named(fn: Callable[[], T]) -> T:
         raise StoreError(f"{NOT_BUILT} ({exc})") from None
 
 
+# --- from the log: the root of a checkpoint, the build, the check -------------------------
+
+
 def _log_leaves(recorder: LedgerRecorder, start: int, stop: int) -> Iterator[tuple[int, bytes]]:
     """(position, leaf hash) of the log from ``start`` to ``stop``, recomputed from the facts.
 
-    Through ``export_line`` of the decoded fact, not ``leaf_line``: the check does not
-    trust the append path's shortcut.
+    Through ``export_line`` of the decoded fact: the check does not trust the shortcuts.
     """
     for rec in recorder.read_records(start, stop):
         yield rec.position, merkle.leaf_hash(export_line(rec))
@@ -131,89 +308,112 @@ def _log_leaves(recorder: LedgerRecorder, start: int, stop: int) -> Iterator[tup
 
 def log_root(recorder: LedgerRecorder, size: int) -> bytes:
     """The root of the first ``size`` facts computed from the log itself, not from the stored tree."""
-    stack: list[tuple[int, bytes]] = []  # (level, hash) of the right edge, largest first
-    count = 0
+    edge: dict[int, bytes] = {}
+    count = folded = 0
+    leaves: list[bytes] = []
     for position, leaf in _log_leaves(recorder, 1, size):
         if position != count + 1:
             raise StoreError(f"the log has no fact at position {count + 1}")
+        leaves.append(leaf)
         count += 1
-        level, h = 0, leaf
-        while stack and stack[-1][0] == level:
-            h = merkle.node_hash(stack.pop()[1], h)
-            level += 1
-        stack.append((level, h))
+        if len(leaves) == BUILD_BATCH:
+            merkle.fold(folded, edge, leaves, 64)
+            folded, leaves = count, []
+    merkle.fold(folded, edge, leaves, 64)
     if count != size:
         raise StoreError(f"the log holds {count} facts, fewer than {size}")
-    if not stack:
+    return _edge_root(edge)
+
+
+def _edge_root(edge: Mapping[int, bytes]) -> bytes:
+    """The root of the tree whose right edge is ``edge`` (RFC 9162: the pieces folded from the right)."""
+    if not edge:
         return merkle.EMPTY_ROOT
-    acc = stack[-1][1]
-    for _, h in reversed(stack[:-1]):
-        acc = merkle.node_hash(h, acc)
+    levels = sorted(edge)
+    acc = edge[levels[0]]
+    for level in levels[1:]:
+        acc = merkle.node_hash(edge[level], acc)
     return acc
 
 
-def _frontier_reader(nodes: Mapping[Key, bytes]) -> Callable[[Sequence[Key]], Mapping[Key, bytes]]:
-    return lambda keys: {k: nodes[k] for k in keys if k in nodes}
+def to_build(recorder: LedgerRecorder) -> int | None:
+    """The facts ``build`` would hash (0: only the table to create), or None if the tree covers the log."""
+    covered, end = recorder.merkle_sizes()
+    if covered is not None and covered >= tiles(end):
+        return None
+    return tiles(end) - (covered or 0)
 
 
 def build(recorder: LedgerRecorder, progress: Callable[[int], None] | None = None) -> int:
-    """Build the tree of a store made before it, from the log (resumable, idempotent); leaves added.
+    """Build the tree of a store made before it, from the log (resumable, idempotent); leaves hashed.
 
     Each batch is one transaction under the append lock: an interrupted build keeps
     what it committed and the next one goes on from there; an append meanwhile waits.
+    Only complete tiles have nodes: the log's last partial tile is read when needed.
     """
     recorder.create_merkle()
     added = 0
     while True:
         with recorder.write_session() as session:
             tree = session.tree()
-            size = tree.size()
-            if size is None:
+            covered = tree.covered()
+            if covered is None:
                 raise StoreError(NOT_BUILT)
-            end = session.head().position
-            if size >= end:
+            end = tiles(session.head().position)
+            if covered >= end:
                 return added
-            stop = min(end, size + BUILD_BATCH)
+            stop = min(end, covered + BUILD_BATCH)
             leaves = [merkle.leaf_hash(export_line(decode_state(p, s)))
-                      for p, s in session.states(size + 1, stop)]
-            tree.write(merkle.extend(size, leaves, tree.read))
+                      for p, s in session.states(covered + 1, stop)]
+            tree.write(merkle.fold(covered, _edge(tree.read, covered), leaves, STORED_FROM))
         added += len(leaves)
         if progress is not None:
             progress(len(leaves))
 
 
 def check(recorder: LedgerRecorder, progress: Callable[[int], None] | None = None) -> list[str]:
-    """Recompute the tree from the log and compare it with the stored one; the problems found (few)."""
-    size, end = recorder.merkle_sizes()
-    if size is None or (size == 0 and end > 0):
+    """Recompute the tree from the log and compare it with the stored one; the problems found (few).
+
+    Every stored node of the log's complete tiles is compared, and the rows of the lower
+    levels that a store made by the earlier layout holds.
+    """
+    covered, end = recorder.merkle_sizes()
+    if covered is None or (covered == 0 and tiles(end) > 0):
         return [NOT_BUILT]
+    with recorder.merkle_tree() as tree:
+        lower = tree.lower()
     problems: list[str] = []
-    if size != end:
-        problems.append(f"the Merkle tree holds {size} leaves, the log {end} facts")
-    upto = min(size, end)
-    frontier: dict[Key, bytes] = {}
+    if covered != tiles(end):
+        problems.append(f"the Merkle tree's nodes cover {covered} leaves, the log's tiles {tiles(end)}")
+    if lower is not None and lower > end:
+        problems.append(f"the Merkle tree holds {lower} leaves, the log {end} facts")
+    upto = min(covered, tiles(end))
+    if lower:  # the earlier layout's rows reach into the last tile
+        upto = max(upto, min(lower, end))
+    lowest = 0 if lower else STORED_FROM
+    edge: dict[int, bytes] = {}
     done = 0
     for start in range(1, upto + 1, BUILD_BATCH):
         stop = min(upto, start + BUILD_BATCH - 1)
         leaves = [leaf for _, leaf in _log_leaves(recorder, start, stop)]
-        rows = merkle.extend(done, leaves, _frontier_reader(frontier))
+        rows = merkle.fold(done, edge, leaves, lowest)
         with recorder.merkle_tree() as tree:
             stored = tree.read([(lv, ix) for lv, ix, _ in rows])
         for level, idx, h in rows:
-            if stored.get((level, idx)) != h:
-                what = f"position {idx + 1}" if level == 0 else f"the node at level {level}, index {idx}"
+            got = stored.get((level, idx))
+            if got != h and (level >= STORED_FROM or got is not None or idx < (lower or 0) >> level):
+                what = (f"position {idx + 1}" if level == 0 else f"positions {(idx << level) + 1} to "
+                        f"{(idx + 1) << level} (the node at level {level}, index {idx})")
                 problems.append(f"the Merkle tree differs from the log at {what}")
                 if len(problems) >= 5:
                     return problems
         done += len(leaves)
-        known = {**frontier, **{(lv, ix): h for lv, ix, h in rows}}
-        frontier = {k: known[k] for k in merkle.frontier(done)}
         if progress is not None:
             progress(len(leaves))
     return problems
 
 
 def tree_size(recorder: LedgerRecorder) -> int:
-    """The tree's number of leaves (0 where there is no tree table)."""
+    """The leaves the tree's stored nodes cover (0 where there is no tree table)."""
     with recorder.merkle_tree() as tree:
-        return tree.size() or 0
+        return tree.covered() or 0

@@ -2,8 +2,8 @@
 
 Every packer is reached through ``PACKERS`` by the name a backend gives
 (``LedgerRecorder.packing``): the appending thread and an import's child process
-alike, with the rows' Merkle leaf hashes (``merkle_store.leaf_hashes``), so that on an
-import's packed path the child process computes them. This module imports nothing of the
+alike, with the rows' Merkle leaf hashes (computed where the rows are linked,
+``chain.Chain.link``: on an import's packed path, the child process). This module imports nothing of the
 backends: loading the PostgreSQL backend (psycopg, the library's recorder) cost the child
 0.12 s before its first batch.
 """
@@ -14,14 +14,13 @@ import struct
 from collections.abc import Sequence
 from typing import Final
 
-from ledger.persistence.merkle_store import leaf_hashes
 from ledger.persistence.port import Packed, Packer
 
 
 def pack_rows(events: Sequence[tuple[str, int, str, bytes]], keys: Sequence[tuple[str, int]],
-              start: int) -> Packed:
+              start: int, leaves: bytes) -> Packed:
     """The packer for SQLite: the rows as they are (``executemany`` takes lists too)."""
-    return Packed(events, keys, start, len(events), leaf_hashes(events, start))  # leaves: the tree's
+    return Packed(events, keys, start, len(events), leaves)
 
 
 # PostgreSQL COPY's binary format: a signature, then per row its field count and each field
@@ -38,10 +37,9 @@ _INDEX_KEY: Final = struct.Struct("!hi").pack
 
 
 def pack_binary(events: Sequence[tuple[str, int, str, bytes]], keys: Sequence[tuple[str, int]],
-                start: int) -> Packed:
+                start: int, leaves: bytes) -> Packed:
     """The packer for PostgreSQL: binary COPY data, built in any process."""
-    return Packed(binary_events(events, start), binary_index(keys), start, len(events),
-                  leaf_hashes(events, start))  # leaves: the tree's
+    return Packed(binary_events(events, start), binary_index(keys), start, len(events), leaves)
 
 
 def binary_events(events: Sequence[tuple[str, int, str, bytes]], start: int) -> bytearray:

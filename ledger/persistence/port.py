@@ -120,8 +120,16 @@ class WriteSession(Protocol):
 class Tree(Protocol):
     """The log's Merkle tree rows (``ledger_merkle``: level, idx, hash) as one transaction sees them."""
 
-    def size(self) -> int | None:
-        """The number of leaves, or None if the store has no tree table (made before it)."""
+    def covered(self) -> int | None:
+        """The leaves its stored nodes cover (a multiple of 64), or None if the store has no tree table."""
+        ...
+
+    def lower(self) -> int | None:
+        """The leaves the earlier layout's level-0 rows cover (a store made by it), None if there are none."""
+        ...
+
+    def states(self, start: int, stop: int) -> list[tuple[int, bytes]]:
+        """(position, stored state) of the log from ``start`` to ``stop`` inclusive (one range read)."""
         ...
 
     def read(self, keys: Sequence[tuple[int, int]]) -> Mapping[tuple[int, int], bytes]:
@@ -155,7 +163,7 @@ class Packed(msgspec.Struct, frozen=True):
     index: object
     start: int
     count: int
-    leaves: bytes = b""  # the rows' Merkle leaf hashes, 32 bytes each (``merkle_store.leaf_hashes``)
+    leaves: bytes = b""  # the rows' Merkle leaf hashes, 32 bytes each (``merkle_store.leaf_hashes``, at link)
 
     def check(self, end: int) -> None:
         """Raise StoreError unless the log now ends where these rows were packed to end."""
@@ -284,7 +292,7 @@ class LedgerRecorder(ABC):
 
     @abstractmethod
     def merkle_sizes(self) -> tuple[int | None, int]:
-        """The tree's size (None: no tree table) and the log's, read as of one instant."""
+        """The leaves the tree's nodes cover (``Tree.covered``) and the log's size, read as of one instant."""
 
     @abstractmethod
     def create_merkle(self) -> None:
@@ -308,7 +316,8 @@ class LedgerRecorder(ABC):
 
 
 # (events, index rows, start) -> the rows in the form a backend inserts them.
-Packer = Callable[[Sequence[tuple[str, int, str, bytes]], Sequence[tuple[str, int]], int], Packed]
+# (rows, index rows, start, the rows' Merkle leaf hashes) -> what the backend inserts
+Packer = Callable[[Sequence[tuple[str, int, str, bytes]], Sequence[tuple[str, int]], int, bytes], Packed]
 
 
 # --- the reporting view -----------------------------------------------------------

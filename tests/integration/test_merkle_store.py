@@ -11,7 +11,7 @@ import pytest
 from ledger import merkle
 from ledger.application import Ledger
 from ledger.errors import LedgerError, StoreError
-from ledger.events import export_line
+from ledger.events import decode_state, export_line
 from ledger.persistence import merkle_store
 from tests import rfc9162
 from tests.lines import import_lines
@@ -82,12 +82,15 @@ def test_every_append_route_keeps_the_tree(ledger: Ledger, tmp_path: Path) -> No
 
 
 def test_a_failed_import_leaves_no_node(ledger: Ledger) -> None:
-    import_lines(ledger, lines(0, 10))
-    with pytest.raises(LedgerError):
-        import_lines(ledger, [*lines(10, 5), b'{"type":"nonsense"}'])
+    import_lines(ledger, lines(0, 60))
+    with pytest.raises(LedgerError):  # would complete the first tile
+        import_lines(ledger, [*lines(60, 10), b'{"type":"nonsense"}'])
     assert_tree(ledger)
     with ledger.recorder.merkle_tree() as tree:
-        assert tree.size() == 10
+        assert tree.covered() == 0
+    import_lines(ledger, lines(60, 10))
+    with ledger.recorder.merkle_tree() as tree:
+        assert tree.covered() == merkle_store.TILE
 
 
 def _drop_tree(led: Ledger) -> None:
@@ -107,23 +110,37 @@ def _drop_tree(led: Ledger) -> None:
 def test_a_store_without_a_tree_is_built_once_by_init(ledger: Ledger) -> None:
     import_lines(ledger, lines(0, 20))
     _drop_tree(ledger)
-    import_lines(ledger, lines(20, 15))  # appends go on; the tree waits for the build
+    import_lines(ledger, lines(20, 115))  # appends go on; the tree waits for the build
     with pytest.raises(StoreError, match="not built yet"):
         merkle_store.TreeView(ledger.recorder).size()
     assert merkle_store.check(ledger.recorder) == [merkle_store.NOT_BUILT]
+    assert merkle_store.to_build(ledger.recorder) == 128
     seen: list[int] = []
-    assert merkle_store.build(ledger.recorder, seen.append) == 35
-    assert sum(seen) == 35
+    assert merkle_store.build(ledger.recorder, seen.append) == 128  # two tiles; 7 facts beyond
+    assert sum(seen) == 128
     assert merkle_store.build(ledger.recorder) == 0  # idempotent
+    assert merkle_store.to_build(ledger.recorder) is None
     assert_tree(ledger)
-    import_lines(ledger, lines(35, 9))  # and appends keep it from here
+    import_lines(ledger, lines(135, 90))  # and appends keep it from here
+    assert_tree(ledger)
+
+
+def test_a_small_store_without_a_tree_gets_its_table(ledger: Ledger) -> None:
+    """Under a tile nothing is stored, but the table is what says the tree is kept."""
+    import_lines(ledger, lines(0, 20))
+    _drop_tree(ledger)
+    assert merkle_store.to_build(ledger.recorder) == 0
+    with pytest.raises(StoreError, match="not built yet"):
+        merkle_store.TreeView(ledger.recorder).size()
+    assert merkle_store.build(ledger.recorder) == 0
+    assert merkle_store.to_build(ledger.recorder) is None
     assert_tree(ledger)
 
 
 def test_a_partly_built_tree_resumes(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
-    import_lines(ledger, lines(0, 50))
+    import_lines(ledger, lines(0, 500))
     _drop_tree(ledger)
-    monkeypatch.setattr(merkle_store, "BUILD_BATCH", 7)
+    monkeypatch.setattr(merkle_store, "BUILD_BATCH", 64)
     calls = 0
 
     def stop_after_two(n: int) -> None:
@@ -135,9 +152,11 @@ def test_a_partly_built_tree_resumes(ledger: Ledger, monkeypatch: pytest.MonkeyP
     with pytest.raises(KeyboardInterrupt):
         merkle_store.build(ledger.recorder, stop_after_two)
     with ledger.recorder.merkle_tree() as tree:
-        assert tree.size() == 14
-    import_lines(ledger, lines(50, 3))  # the tree is behind: left for the build
-    assert merkle_store.build(ledger.recorder) == 53 - 14
+        assert tree.covered() == 128
+    import_lines(ledger, lines(500, 20))  # the tree is behind: left for the build
+    with ledger.recorder.merkle_tree() as tree:
+        assert tree.covered() == 128
+    assert merkle_store.build(ledger.recorder) == 512 - 128
     assert_tree(ledger)
 
 
@@ -151,7 +170,7 @@ def test_log_root_is_computed_from_the_log(ledger: Ledger) -> None:
 
 
 def test_nodes_are_append_only(ledger: Ledger) -> None:
-    import_lines(ledger, lines(0, 4))
+    import_lines(ledger, lines(0, 70))  # a tile: one stored node
     url = ledger.url or ""
     if url.startswith("postgresql"):
         with psycopg.connect(url, autocommit=True) as conn, pytest.raises(psycopg.Error, match="append-only"):
@@ -193,3 +212,110 @@ def test_leaf_lines_are_the_exported_lines(ledger: Ledger) -> None:
     assert len(states) > 100
     for (position, _, _, state), rec in zip(states, ledger.records(), strict=True):
         assert merkle_store.leaf_line(position, state) == export_line(rec)
+
+
+def test_link_leaves_are_the_exported_lines(ledger: Ledger) -> None:
+    """The leaves hashed at link (spliced into the canonical content, or merged for nested
+    contents) are the hashes of ``ledger events``' lines, for every kind of fact the demo has."""
+    from cli.demo.run import run_demo
+    from ledger.ingest.lines import prepare_facts
+    from ledger.persistence.chain import ChainStart, packing_chain
+
+    run_demo(ledger, "2026-10")
+    import_lines(ledger, lines(0, 30))
+    records = list(ledger.records())
+    kinds = {type(r.fact) for r in records}
+    assert len(kinds) >= 8, kinds
+    assert any(b"[" in export_line(r) or b"{" in export_line(r)[1:] for r in records)  # the merged path too
+    facts = [r.fact for r in records]
+    start = ChainStart(1, "0" * 64, None, '"2026-11-01T00:00:00Z"')
+    rows = [row for batch in prepare_facts(facts) for row in batch]
+    linked = packing_chain(start).link(rows)
+    assert len(linked.leaves) == 32 * len(rows)
+    for i, (_, _, _, state) in enumerate(linked.events):
+        line = export_line(decode_state(i + 1, state))
+        assert linked.leaves[32 * i : 32 * i + 32] == rfc9162.leaf(line), line
+
+
+def test_tricky_flat_contents_splice_exactly(ledger: Ledger) -> None:
+    """Values holding quotes, commas and key-like text: the splice finds only the real members."""
+    tricky = [
+        b'{"type":"probe_failed","service":"s","probe":"p\\",\\"position\\":","at":"2026-10-04T09:00:00Z",'
+        b'"detail":"x,\\"service\\":1,","id":"a"}',
+        b'{"type":"probe_failed","service":"svc,","probe":"\\"id\\":","at":"2026-10-04T09:00:00Z","id":"b,"}',
+        b'{"type":"maintenance_announced","service":"s","maintenance":"m","announced_at":'
+        b'"2026-10-01T00:00:00Z","starts_at":"2026-10-05T00:00:00Z","ends_at":"2026-10-05T02:00:00Z",'
+        b'"title":"{ \\"recorded_at\\": ["}',
+    ]
+    import_lines(ledger, tricky)
+    assert_tree(ledger)
+    view = merkle_store.TreeView(ledger.recorder)
+    for position in (1, 2, 3):
+        leaf, path, root = view.inclusion(position - 1, 3)
+        assert leaf == rfc9162.leaf(export_line(next(ledger.recorder.read_records(position, position))))
+        assert rfc9162.verify_inclusion(position - 1, 3, leaf, path, root)
+
+
+def test_proofs_read_at_most_two_tiles(ledger: Ledger) -> None:
+    """Nodes below level 6 are recomputed from the log: a root reads at most one tile, a proof two."""
+    import_lines(ledger, lines(0, 300))
+    import_lines(ledger, lines(300, 37))
+    n = ledger.recorder.last_position()
+    with ledger.recorder.merkle_tree() as tree:
+        for size in (1, 63, 64, 65, 200, 256, n):
+            read = merkle_store._Reader(tree)
+            assert merkle.root(size, read) == expected_root(ledger, size)
+            assert read.tiles_read <= 1
+        for index, size in ((0, n), (5, n), (64, n), (130, n), (n - 1, n), (70, 200), (199, 256)):
+            read = merkle_store._Reader(tree)
+            path = merkle.inclusion_path(index, size, read)
+            assert read.tiles_read <= 2
+            line = export_line(next(ledger.recorder.read_records(index + 1, index + 1)))
+            root = expected_root(ledger, size)
+            assert rfc9162.verify_inclusion(index, size, rfc9162.leaf(line), path, root)
+        for old, new in ((1, n), (63, n), (64, n), (65, 200), (100, 300), (129, 256), (200, n)):
+            read = merkle_store._Reader(tree)
+            proof = merkle.consistency_path(old, new, read)
+            assert read.tiles_read <= 2
+            roots = expected_root(ledger, old), expected_root(ledger, new)
+            assert rfc9162.verify_consistency(old, new, *roots, proof)
+
+
+def test_a_store_of_the_earlier_layout(ledger: Ledger) -> None:
+    """A store whose tree was written with every level (the layout before tiles): it proves and
+    verifies as it is, appends go on in the new layout, and verify still compares its lower rows."""
+    import_lines(ledger, lines(0, 150))
+    url = ledger.url or ""
+    leaves = [rfc9162.leaf(export_line(rec)) for rec in ledger.records()]
+    old_rows = [r for r in merkle.extend(0, leaves, lambda keys: {}) if r[0] < merkle_store.STORED_FROM]
+    if url.startswith("postgresql"):
+        with psycopg.connect(url, autocommit=True) as pg, pg.cursor() as cur:
+            cur.executemany("INSERT INTO ledger_merkle (level, idx, hash) VALUES (%s, %s, %s)", old_rows)
+    else:
+        lite = sqlite3.connect(url.removeprefix("sqlite:///"))
+        lite.executemany("INSERT INTO ledger_merkle (level, idx, hash) VALUES (?, ?, ?)", old_rows)
+        lite.commit()
+        lite.close()
+    with ledger.recorder.merkle_tree() as tree:
+        assert tree.lower() == 150
+    assert_tree(ledger)
+    assert merkle_store.to_build(ledger.recorder) is None  # nothing for init to do
+    import_lines(ledger, lines(150, 100))
+    assert_tree(ledger)
+    with ledger.recorder.merkle_tree() as tree:
+        assert tree.lower() == 150  # the new appends add no lower rows
+    bad = merkle.leaf_hash(b"forged")
+    if url.startswith("postgresql"):
+        with psycopg.connect(url, autocommit=True) as pg:
+            pg.execute("ALTER TABLE ledger_merkle DISABLE TRIGGER USER")
+            pg.execute("UPDATE ledger_merkle SET hash = %s WHERE level = 0 AND idx = 140", (bad,))
+    else:
+        lite = sqlite3.connect(url.removeprefix("sqlite:///"))
+        names = [r[0] for r in lite.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'ledger_merkle'")]
+        for name in names:
+            lite.execute(f'DROP TRIGGER "{name}"')
+        lite.execute("UPDATE ledger_merkle SET hash = ? WHERE level = 0 AND idx = 140", (bad,))
+        lite.commit()
+        lite.close()
+    assert merkle_store.check(ledger.recorder) == ["the Merkle tree differs from the log at position 141"]

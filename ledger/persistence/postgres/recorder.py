@@ -39,7 +39,7 @@ from ledger.events import Recorded, decode_state
 from ledger.persistence.chain import GENESIS
 from ledger.persistence.consistency import OPENING_TAGS, Lookup, first_uses
 from ledger.persistence.keys import CONTRACT, prefix_end
-from ledger.persistence.merkle_store import append_leaves
+from ledger.persistence.merkle_store import STORED_FROM, append_leaves
 from ledger.persistence.port import PAGE, Head, IdConflict, Packed, Snapshot, Tree
 from ledger.persistence.postgres.connect import LedgerDatastore, connect, connection_params
 from ledger.persistence.postgres.schema import (
@@ -457,12 +457,12 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, SQLRecorder):
 
     def merkle_sizes(self) -> tuple[int | None, int]:
         with self.datastore.transaction(commit=False) as curs:
-            if PostgresTree(curs, self.sql_tree).size() is None:
+            if PostgresTree(curs, self.sql_tree).covered() is None:
                 return None, self.last_position()
             curs.execute(self.sql_tree.sizes)
             row = curs.fetchone()
             assert row is not None
-            return int(row["tree"]), int(row["log"])
+            return int(row["tree"]) << STORED_FROM, int(row["log"])
 
     def create_merkle(self) -> None:
         with self.datastore.transaction(commit=True) as curs:

@@ -8,7 +8,7 @@ from typing import Any, Final
 
 from psycopg.sql import SQL, Composed, Identifier
 
-from ledger.persistence.merkle_store import TABLE
+from ledger.persistence.merkle_store import STORED_FROM, TABLE
 from ledger.persistence.postgres.schema import append_only_statements, ident
 
 
@@ -29,17 +29,26 @@ class TreeSQL:
     def __init__(self, schema: str, events_table: str) -> None:
         t = Identifier(schema, TABLE)
         self.qualified = f"{ident(schema)}.{ident(TABLE)}"
-        self.size = SQL("SELECT COALESCE(MAX(idx) + 1, 0) FROM {t} WHERE level = 0").format(t=t)
+        # The leaves covered by the nodes of the lowest stored level (an index descent).
+        self.covered = SQL("SELECT COALESCE(MAX(idx) + 1, 0) FROM {t} WHERE level = {k}").format(
+            t=t, k=STORED_FROM)
+        self.lower = SQL("SELECT MAX(idx) + 1 FROM {t} WHERE level = 0").format(t=t)
+        self.states = SQL(
+            "SELECT notification_id, state FROM {e} "
+            "WHERE notification_id >= %s AND notification_id <= %s ORDER BY notification_id"
+        ).format(e=Identifier(schema, events_table))
+        # One index probe per key (LATERAL): a plain join let the planner hash the whole
+        # table once it was small enough (a node every 64 facts), which grows with the log.
         self.read = SQL(
-            "SELECT n.level, n.idx, n.hash FROM {t} n "
-            "JOIN unnest(%s::smallint[], %s::bigint[]) AS k(level, idx) USING (level, idx)"
+            "SELECT k.level, k.idx, n.hash FROM unnest(%s::smallint[], %s::bigint[]) AS k(level, idx) "
+            "CROSS JOIN LATERAL (SELECT hash FROM {t} WHERE level = k.level AND idx = k.idx) n"
         ).format(t=t)
         self.copy = SQL("COPY {t} (level, idx, hash) FROM STDIN (FORMAT BINARY)").format(t=t)
         # One statement: one snapshot under READ COMMITTED (appends go on meanwhile).
         self.sizes = SQL(
-            "SELECT (SELECT COALESCE(MAX(idx) + 1, 0) FROM {t} WHERE level = 0) AS tree, "
+            "SELECT (SELECT COALESCE(MAX(idx) + 1, 0) FROM {t} WHERE level = {k}) AS tree, "
             "(SELECT COALESCE(MAX(notification_id), 0) FROM {e}) AS log"
-        ).format(t=t, e=Identifier(schema, events_table))
+        ).format(t=t, k=STORED_FROM, e=Identifier(schema, events_table))
 
 
 def _values(row: Any) -> tuple[Any, ...]:
@@ -56,12 +65,21 @@ class PostgresTree:
     def _rows(self) -> list[tuple[Any, ...]]:
         return [_values(r) for r in self.curs.fetchall()]
 
-    def size(self) -> int | None:
+    def covered(self) -> int | None:
         self.curs.execute("SELECT to_regclass(%s) IS NOT NULL", (self.sql.qualified,))
         if not self._rows()[0][0]:
             return None
-        self.curs.execute(self.sql.size)
-        return int(self._rows()[0][0])
+        self.curs.execute(self.sql.covered)
+        return int(self._rows()[0][0]) << STORED_FROM
+
+    def lower(self) -> int | None:
+        self.curs.execute(self.sql.lower)
+        got = self._rows()[0][0]
+        return None if got is None else int(got)
+
+    def states(self, start: int, stop: int) -> list[tuple[int, bytes]]:
+        self.curs.execute(self.sql.states, (start, stop))
+        return [(int(r[0]), bytes(r[1])) for r in self._rows()]
 
     def read(self, keys: Sequence[tuple[int, int]]) -> Mapping[tuple[int, int], bytes]:
         if not keys:

@@ -95,11 +95,11 @@ class SQLiteReads(PagedReader):
     @contextmanager
     def merkle_tree(self) -> Iterator[Tree]:
         with self.datastore.transaction(commit=False) as c:
-            yield tree.SQLiteTree(c)
+            yield tree.SQLiteTree(c, self.events_table_name)
 
     def merkle_sizes(self) -> tuple[int | None, int]:
         with self.datastore.transaction(commit=False) as c:  # one read transaction: one instant
-            size = tree.SQLiteTree(c).size()
+            size = tree.SQLiteTree(c, self.events_table_name).covered()
             c.execute(f"SELECT COALESCE(MAX(rowid), 0) FROM {self.events_table_name}")  # noqa: S608
             return size, int(c.fetchone()[0])
 

@@ -135,13 +135,10 @@ class _Session:
         append_leaves(self.tree(), packed.start, packed.count, packed.leaves)  # the tree, in this transaction
 
     def tree(self) -> Tree:
-        return tree.SQLiteTree(self.c)
+        return tree.SQLiteTree(self.c, self.recorder.events_table_name)
 
     def states(self, start: int, stop: int) -> list[tuple[int, bytes]]:
-        self.c.execute(
-            f"SELECT rowid, state FROM {self.recorder.events_table_name} "  # noqa: S608
-            "WHERE rowid >= ? AND rowid <= ? ORDER BY rowid", (start, stop))
-        return [(r[0], bytes(r[1])) for r in self.c.fetchall()]
+        return self.tree().states(start, stop)
 
     def insert_new(self, packed: Packed, names: Sequence[tuple[str, str, int]] = ()) -> bool:
         # The log's primary key (originator_id, originator_version) refuses a recorded fact id

@@ -5,29 +5,43 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from ledger.persistence.merkle_store import TABLE
+from ledger.persistence.merkle_store import STORED_FROM, TABLE
 
 DDL: Final = (
     f"CREATE TABLE IF NOT EXISTS {TABLE} (level INTEGER NOT NULL, idx INTEGER NOT NULL, "
     "hash BLOB NOT NULL, PRIMARY KEY (level, idx)) WITHOUT ROWID"
 )
 EXISTS: Final = f"SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '{TABLE}'"  # noqa: S608
-SIZE: Final = f"SELECT COALESCE(MAX(idx) + 1, 0) FROM {TABLE} WHERE level = 0"  # noqa: S608
+# The leaves covered by the stored nodes of the lowest stored level (an index descent).
+COVERED: Final = f"SELECT COALESCE(MAX(idx) + 1, 0) FROM {TABLE} WHERE level = {STORED_FROM}"  # noqa: S608
+LOWER: Final = f"SELECT MAX(idx) + 1 FROM {TABLE} WHERE level = 0"  # noqa: S608
 CHUNK: Final = 400  # keys per read: SQLite binds at most 32766 parameters, and short statements plan fast
 
 
 class SQLiteTree:
     """``Tree`` on a SQLite cursor (the transaction it runs in)."""
 
-    def __init__(self, c: Any) -> None:
+    def __init__(self, c: Any, events_table: str) -> None:
         self.c = c
+        self.sql_states = (
+            f"SELECT rowid, state FROM {events_table} WHERE rowid >= ? AND rowid <= ? ORDER BY rowid"  # noqa: S608
+        )
 
-    def size(self) -> int | None:
+    def covered(self) -> int | None:
         self.c.execute(EXISTS)
         if self.c.fetchone() is None:
             return None
-        self.c.execute(SIZE)
-        return int(self.c.fetchone()[0])
+        self.c.execute(COVERED)
+        return int(self.c.fetchone()[0]) << STORED_FROM
+
+    def lower(self) -> int | None:
+        self.c.execute(LOWER)
+        got = self.c.fetchone()[0]
+        return None if got is None else int(got)
+
+    def states(self, start: int, stop: int) -> list[tuple[int, bytes]]:
+        self.c.execute(self.sql_states, (start, stop))
+        return [(r[0], bytes(r[1])) for r in self.c.fetchall()]
 
     def read(self, keys: Sequence[tuple[int, int]]) -> Mapping[tuple[int, int], bytes]:
         got: dict[tuple[int, int], bytes] = {}
