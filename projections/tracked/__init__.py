@@ -2,10 +2,10 @@
 
 Three tables (docs/reporting.md) hold, per contract-month, the report's figures,
 its intervals and its credit; two more its support figures (``ledger support``: its
-tickets and its response targets), computed from the same facts in the same pass. They live in the ledger's own database, written by a
-tracking recorder of the eventsourcing library (each backend's ``ReportingView``):
-the rows of a batch and the tracking position
-(application "ledger", position = notification id) are written in one transaction,
+tickets and its response targets), computed from the same facts in the same pass.
+They live in the ledger's own database, written by a tracking recorder of the
+eventsourcing library (each backend's ``ReportingView``): the rows of a batch and the
+tracking position (application "ledger", position = notification id) are written in one transaction,
 so the view is always exactly "the ledger up to position N".
 
 The package by job: ``rows`` (a report as the tables' rows), ``evaluator``, ``projection``
@@ -40,6 +40,6 @@ from projections.tracked.runner import Status, run, status
 
 __all__ = [
     "APP_NAME", "FAILED_TABLE", "PAGE", "SUPPORT_TABLES", "TABLES", "TRACKING_TABLE", "Evaluator", "Failed",
-    "LedgerLike", "ProjectionError", "RebuildResult", "ReportingProjection", "Status", "SupportRows", "Tracking",
-    "failure", "open_view", "rebuild", "rows", "run", "status", "support_rows", "view_rows",
+    "LedgerLike", "ProjectionError", "RebuildResult", "ReportingProjection", "Status", "SupportRows",
+    "Tracking", "failure", "open_view", "rebuild", "rows", "run", "status", "support_rows", "view_rows",
 ]
