@@ -634,7 +634,7 @@ def _support(rec: Recorded, known: Known, held: _Held, out: set[Pair]) -> None:
       the country (any version): which years a deadline reaches is the clock's affair.
     """
     f, idx = rec.fact, known.support
-    if isinstance(f, TicketOpened | TICKET_FACTS):
+    if isinstance(f, (TicketOpened, *TICKET_FACTS)):
         t = idx.tickets.get(f.ticket)
         if t is None:
             return
