@@ -152,6 +152,20 @@ def evaluate(
     replay_point: datetime | None = None,
 ) -> Evaluation:
     """Evaluate one contract's month from the recorded facts: figures, intervals, credit, reasons."""
+    return evaluate_with_stretches(records, policy, policy_version, month, as_of_position=as_of_position,
+                                   replay_point=replay_point)[0]
+
+
+def evaluate_with_stretches(
+    records: Iterable[Recorded],
+    policy: Policy,
+    policy_version: int,
+    month: str,
+    *,
+    as_of_position: int,
+    replay_point: datetime | None = None,
+) -> tuple[Evaluation, list[Stretch]]:
+    """``evaluate``, and the month's downtime stretches it found (``downtime_stretches``, for free)."""
     facts, scope, timeline = _timeline(records, policy, month, replay_point)
     ms, me, horizon = scope.month_start, scope.month_end, scope.horizon
     pieces = clip(timeline, ms, horizon)
@@ -235,7 +249,7 @@ def evaluate(
         steps=tuple(steps),
         findings=findings,
     )
-    return Evaluation(report=report, explanation=explanation)
+    return Evaluation(report=report, explanation=explanation), runs
 
 
 def downtime_stretches(

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from ledger.contracts import ContractVersion
 from ledger.events import Recorded
 from ledger.persistence.port import LedgerRecorder
 from ledger.policy import Policy, SupportSection, resolve
 from projections.affected import Known, Pair
+from projections.credit import Stretch
 from projections.model import Credit, Report
 from projections.support_model import SupportReport
 from projections.tracked.rows import Item, failure, support_rows
@@ -54,22 +57,28 @@ class Evaluator:
 
         ``records``: what ``Known.positions_for`` named, fetched by the caller.
         """
-        from projections.availability import evaluate, quiet_report
+        return self._report(pair, upto, self._records(pair, records))[0]
+
+    def _report(self, pair: Pair, upto: int, records: list[Recorded]) -> tuple[Report, list[Stretch]]:
+        """The report, and the month's downtime stretches the same fold found."""
+        from projections.availability import evaluate_with_stretches, quiet_report
 
         contract, month = pair
         version = self.known.version_in_force(contract, month)
         policy, quiet = self._resolved(contract, version)
-        records = self._records(pair, records)
         if not records:
             # Most held months have no fact at all (every month up to the clock is held).
-            return quiet_report(policy, version.version, month, as_of_position=upto, credit=quiet)
-        return evaluate(records, policy, version.version, month, as_of_position=upto).report
+            return quiet_report(policy, version.version, month, as_of_position=upto, credit=quiet), []
+        evaluation, stretches = evaluate_with_stretches(records, policy, version.version, month,
+                                                        as_of_position=upto)
+        return evaluation.report, stretches
 
-    def support(self, pair: Pair, upto: int, records: list[Recorded] | None = None) -> SupportReport | None:
+    def support(self, pair: Pair, upto: int, records: list[Recorded] | None = None,
+                stretches: list[Stretch] | None = None) -> SupportReport | None:
         """The pair's support figures as ``ledger support`` gives them; None without a [support] section.
 
-        The downtime stretches (for engagement) come from the same facts, by the availability
-        fold's own definition (``downtime_stretches``); only a rule that reads them computes them.
+        ``stretches``: the month's downtime stretches (for engagement), by the availability fold's
+        own definition; computed here (``downtime_stretches``) if not given.
         """
         contract, month = pair
         version = self.known.version_in_force(contract, month)
@@ -80,14 +89,13 @@ class Evaluator:
 
         policy, _ = self._resolved(contract, version)
         records = self._records(pair, records)
-        rules = policy.support
-        engaged = rules is not None and rules.engagement_level is not None
-        stretches = downtime_stretches(records, policy, month) if engaged and records else []
+        if stretches is None:
+            stretches = downtime_stretches(records, policy, month) if records else []
         return evaluate_support(records, policy, version.version, month, as_of_position=upto,
-                                stretches=stretches)
+                                stretches=stretches, package_source=_package_source())
 
     def evaluate_or_failure(self, pair: Pair, upto: int, records: list[Recorded] | None = None) -> list[Item]:
-        """The pair's report and support report (if any), or the month marked failed.
+        """The pair's report and support rows (with a [support] section), or the month marked failed.
 
         An error of either fold stops one month (both of its parts: the failed table has one row
         per contract-month), not the view. An error of the store (reading the month's facts) is
@@ -95,10 +103,18 @@ class Evaluator:
         """
         try:
             records = self._records(pair, records)
-            report = self.report(pair, upto, records)
-            support = self.support(pair, upto, records)
+            report, stretches = self._report(pair, upto, records)
+            support = self.support(pair, upto, records, stretches)
         except self.store_errors:
             raise
         except Exception as exc:
             return [failure(pair, upto, exc)]
         return [report] if support is None else [report, support_rows(support)]
+
+
+@cache
+def _package_source() -> str:
+    """"holidays <version>", read once per process (importlib.metadata parses the package's METADATA)."""
+    from ledger.support_hours import package_version
+
+    return package_version()
