@@ -1,7 +1,7 @@
 """What the support reporting tables cost a rebuild of a ledger without tickets: one line per figure.
 
 ``python -m benchmarks.support_tables [--stores sqlite,postgres] [--events 200000] [--services 100]
-[--rounds 5] [--callgrind-events 20000] [--baseline REV]``
+[--rounds 5] [--callgrind-events 20000] [--baseline REV] [--variants without,with]``
 
 The baseline is the same command from the tree at ``--baseline`` (default: where this
 branch left ``main``), extracted with ``git archive`` and run with the same interpreter on
@@ -155,6 +155,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--callgrind-events", type=int, default=20_000, help="0: no callgrind count")
     p.add_argument("--baseline", default=None, help="git revision (default: git merge-base HEAD main)")
+    p.add_argument("--variants", default="without,with", help="contracts without and/or with [support]")
     a = p.parse_args(argv)
     rev = a.baseline or subprocess.run(["git", "merge-base", "HEAD", "main"], cwd=ROOT, check=True,
                                        capture_output=True, text=True).stdout.strip()
@@ -168,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
             data = work / f"events-{events}.ndjson"
             with open(data, "w", encoding="utf-8") as f:
                 generate.write_events(f, events, a.services, seed=18)
-            for support in (False, True):
+            for support in [v == "with" for v in a.variants.split(",")]:
                 label = "with [support], no ticket" if support else "no [support], no ticket"
                 policies = contracts(work / f"c-{what}-{support}", a.services, support=support)
                 for kind in kinds:
