@@ -27,6 +27,9 @@ rules, all conservative (recomputing a pair too many is slow, one too few is wro
   so if the referent arrives later, its own rule recomputes its months.
 - A claim changes its (contract, month); a registration every month of the contract,
   an amendment the months from its ``effective_from``.
+- A support fact (section 6.1: tickets, engagements, recoveries, pins) changes the months
+  ``_support`` names: its ticket's month, the rest of a quota year, the stretches an
+  engagement can answer, a recovery's month, every month of a clock a pin's country is on.
 - Months that become held are new rows ("fresh"): computed, but no month before them
   changes because they exist, so they start no walk back.
 - Walking back (``walk_back``), a second guard: a month whose downtime runs wall to wall
