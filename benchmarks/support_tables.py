@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="support-tables-bench-") as tmp:
         work = Path(tmp)
         base = baseline_tree(rev, work)
-        sizes = [("rebuild", a.events, a.stores.split(","))]
+        sizes = [("rebuild", a.events, a.stores.split(","))] if a.rounds else []  # --rounds 0: callgrind only
         if a.callgrind_events:
             sizes.append(("callgrind", a.callgrind_events, ["sqlite"]))
         for what, events, kinds in sizes:

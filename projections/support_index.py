@@ -24,7 +24,6 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Final
 from zoneinfo import ZoneInfo
@@ -71,13 +70,15 @@ def support_countries(policy: PolicyFile) -> list[str]:
     return sorted(named)
 
 
-@dataclass
 class Ticket:
     """One ticket id: its openings (contract, at, position), the facts about it, its logs' instants."""
 
-    openings: list[tuple[str, int, int]] = field(default_factory=list)
-    refs: list[int] = field(default_factory=list)
-    logs: list[int] = field(default_factory=list)
+    __slots__ = ("logs", "openings", "refs")
+
+    def __init__(self) -> None:
+        self.openings: list[tuple[str, int, int]] = []
+        self.refs: list[int] = []
+        self.logs: list[int] = []
 
     def first_opening(self, contract: str) -> int | None:
         """The earliest opening for ``contract`` (the one the fold counts), or None."""
@@ -90,20 +91,23 @@ class Ticket:
         yield from self.refs
 
 
-@dataclass
 class SupportIndex:
-    """Section 6's facts by ticket, contract, service and country (positions and instants)."""
+    """Section 6's facts by ticket, contract, service and country (positions and instants).
 
-    tickets: dict[str, Ticket] = field(default_factory=lambda: defaultdict(Ticket))
-    of_contract: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
-    # Per contract, the first and last instant a ticket was opened: its rows run that far too.
-    opened: dict[str, tuple[int, int]] = field(default_factory=dict)
-    # service -> level -> [(at, position)], sorted when read (``_sorted``).
-    engaged: dict[str, dict[str, list[tuple[int, int]]]] = field(
-        default_factory=lambda: defaultdict(lambda: defaultdict(list)))
-    _unsorted: set[tuple[str, str]] = field(default_factory=set)
-    recoveries: dict[str, list[tuple[int, int]]] = field(default_factory=lambda: defaultdict(list))
-    pins: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    A plain class, not a dataclass: every process that rebuilds builds one, and a dataclass
+    costs its generated code at import.
+    """
+
+    def __init__(self) -> None:
+        self.tickets: dict[str, Ticket] = defaultdict(Ticket)
+        self.of_contract: dict[str, set[str]] = defaultdict(set)
+        # Per contract, the first and last instant a ticket was opened: its rows run that far too.
+        self.opened: dict[str, tuple[int, int]] = {}
+        # service -> level -> [(at, position)], sorted when read (``engagements``).
+        self.engaged: dict[str, dict[str, list[tuple[int, int]]]] = defaultdict(lambda: defaultdict(list))
+        self._unsorted: set[tuple[str, str]] = set()
+        self.recoveries: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        self.pins: dict[str, list[int]] = defaultdict(list)
 
     def add(self, rec: Recorded) -> str | None:
         """Fold one support fact (any order); the contract whose ticket span it widened, if any."""

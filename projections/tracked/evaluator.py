@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cache
+from typing import TYPE_CHECKING
 
 from ledger.contracts import ContractVersion
 from ledger.events import Recorded
@@ -11,8 +12,10 @@ from ledger.policy import Policy, SupportSection, resolve
 from projections.affected import Known, Pair
 from projections.credit import Stretch
 from projections.model import Credit, Report
-from projections.support_model import SupportReport
 from projections.tracked.rows import Item, failure, support_rows
+
+if TYPE_CHECKING:
+    from projections.support_model import SupportReport
 
 
 class Evaluator:

@@ -9,14 +9,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import msgspec
 
 from ledger.errors import one_line
 from ledger.persistence.port import Pair, ViewRows
 from projections.model import Report
-from projections.support_model import MeanTarget, SupportReport
+
+if TYPE_CHECKING:
+    from projections.support_model import SupportReport
 
 
 def _utc(instant: datetime) -> datetime:
@@ -114,6 +116,8 @@ class SupportRows(msgspec.Struct, frozen=True, array_like=True):
 
 def support_rows(r: SupportReport) -> SupportRows:
     """The rows of one support report: a ticket per row in opening order, a target per row in the policy's."""
+    from projections.support_model import MeanTarget  # deferred: a ledger without [support] never needs it
+
     tail = (r.policy_version, r.as_of_position, r.digest)
     tickets: list[TicketRow] = [
         (r.contract, r.month, seq, t.ticket, t.severity, t.kind, _utc(t.opened_at),
