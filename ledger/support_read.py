@@ -18,24 +18,14 @@ from ledger.contracts import ContractVersion, contract_versions, find, in_force
 from ledger.errors import BadInput, NotFound
 from ledger.events import HolidaysPinned, Recorded
 from ledger.persistence.keys import contract_key, holidays_key, reference_key, tickets_key
-from ledger.policy import Policy, PolicyFile, SupportSection, resolve
+from ledger.policy import Policy, SupportSection, resolve
 from ledger.runtime import paused_gc
 from ledger.support_hours import package_holidays, package_version
+from projections.support_index import support_countries
 from projections.support_model import SupportReport
 
 if TYPE_CHECKING:
     from projections.model import LogCheckpoint
-
-
-def support_countries(policy: PolicyFile) -> list[str]:
-    """The countries whose holidays a policy's support clock depends on, sorted."""
-    sec = policy.support
-    if not isinstance(sec, SupportSection):
-        return []
-    named = {c.holidays for c in sec.closures}
-    if sec.holidays is not None:
-        named.add(sec.holidays)
-    return sorted(named)
 
 
 def support_records(ledger: Ledger, contract: str, month: str,

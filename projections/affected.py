@@ -30,6 +30,9 @@ rules, all conservative (recomputing a pair too many is slow, one too few is wro
   business days, business hours): the months of each such window, as if it were announced again.
 - A claim changes its (contract, month); a registration every month of the contract,
   an amendment the months from its ``effective_from``.
+- A support fact (section 6.1: tickets, engagements, recoveries, pins) changes the months
+  ``_support`` names: its ticket's month, the rest of a quota year, the stretches an
+  engagement can answer, a recovery's month, every month of a clock a pin's country is on.
 - Months that become held are new rows ("fresh"): computed, but no month before them
   changes because they exist, so they start no walk back.
 - Walking back (``walk_back``), a second guard: a month whose downtime runs wall to wall
@@ -82,6 +85,19 @@ from ledger.events import (
     ProbeFailed,
     ProbeRecovered,
     Recorded,
+    RecoveryPerformed,
+    SupportEngaged,
+    SupportTimeLogged,
+    TicketClassified,
+    TicketOpened,
+)
+from ledger.policy import SupportSection
+from projections.support_index import (
+    SUPPORT_FACTS,
+    TICKET_FACTS,
+    SupportIndex,
+    support_countries,
+    support_section,
 )
 from projections.timeline import FAIL, OPEN, OUTAGE, RESOLVE, from_us, impact_rank, probe_rank, to_us
 
@@ -208,6 +224,7 @@ class Known:
     _ever_settled: bool = False
     _clock_months: dict[ZoneInfo, str] = field(default_factory=dict)  # month of `recorded` per zone
     _clock_edge: datetime | None = None  # the clock's month changes in some zone from here
+    support: SupportIndex = field(default_factory=SupportIndex)  # section 6's facts (the support tables)
 
     def see_clock(self, instant: datetime | None) -> None:
         """The ledger's latest recorded_at, for an index fed only part of the ledger (a rebuild's group)."""
@@ -297,6 +314,21 @@ class Known:
                 )
                 self._moved.add(cid)
                 self._clock_edge = None  # perhaps a new zone, with months of its own
+        if type(f) in SUPPORT_FACTS:
+            self._support(rec)
+
+    def _support(self, rec: Recorded) -> None:
+        """A support fact: into the support index; a ticket's opening widens its contract's rows.
+
+        Engagements and recoveries are facts of their service, so they widen its span as the
+        other facts of the service do.
+        """
+        widened = self.support.add(rec)
+        if widened is not None:
+            self._moved.add(widened)
+        f = rec.fact
+        if isinstance(f, SupportEngaged | RecoveryPerformed) and self.services[f.service].see(to_us(f.at)):
+            self._moved_services.add(f.service)
 
     def _step(self, s: _Service, step: _Step) -> None:
         if self._before is not None:
@@ -338,6 +370,9 @@ class Known:
             s = self.services.get(name)
             if s is not None and s.first <= s.last:
                 first, last = min(first, s.first), max(last, s.last)
+        opened = self.support.opened.get(contract)
+        if opened is not None:
+            first, last = min(first, opened[0]), max(last, opened[1])
         lo = max(min(month_of(first, tz) for tz in zones), _FIRST_MONTH)
         hi = min(max(month_of(last, tz) for tz in zones), _LAST_MONTH)
         claims = frozenset(m for m, _ in self.claims.get(contract, []) if _FIRST_MONTH <= m <= _LAST_MONTH)
@@ -415,9 +450,14 @@ class Known:
         downtime stretch the month follows has ended. Windows and exclusions that
         touch that stretch come whole (all versions of a window id), with their
         references, and then the pins of the calendar's country (their verdicts read the
-        holidays); claims only for the month.
+        holidays); claims only for the month. With a [support] section, the support facts the
+        month's support figures read too (``SupportIndex.positions``).
         """
-        return sorted(set(self._picked(contract, month)))
+        picked = self._picked(contract, month)
+        policy = self.version_in_force(contract, month).policy
+        if isinstance(policy.support, SupportSection):
+            picked.extend(self.support.positions(contract, month, policy))
+        return sorted(set(picked))
 
     def _picked(self, contract: str, month: str) -> list[int]:
         version = self.version_in_force(contract, month)
@@ -587,6 +627,67 @@ def _calendar_services(known: Known, country: str) -> set[str]:
             and v.policy.contract.service in known.services}
 
 
+def _months(known: Known, held: _Held, cid: str, lo: int | None, hi: int, out: set[Pair],
+            more: int = 0) -> None:
+    """``cid``'s held months from that of ``lo`` (None: the first) to that of ``hi`` plus ``more``."""
+    for tz in known.zones.get(cid, ()):
+        first = "" if lo is None else month_of(lo, tz)
+        last = add_months(month_of(hi, tz), more)
+        out.update((cid, m) for m in held[cid] if first <= m <= last)
+
+
+def _promises(known: Known, cid: str, what: str) -> bool:
+    """Whether some version of ``cid`` has a [support] section with ``what`` (quota, engagement...)."""
+    return any((sec := support_section(v.policy)) is not None and getattr(sec, what) is not None
+               for v in known.versions.get(cid, ()))
+
+
+def _support(rec: Recorded, known: Known, held: _Held, out: set[Pair]) -> None:
+    """The pairs a support fact (section 6.1) can change; ``known`` includes it.
+
+    - A ticket fact: its contract's months of the ticket's openings (a ticket is listed in the
+      month of its earliest opening). Time logged, and a classification or opening of a ticket
+      with time logged, with a quota: also the twelve months after each log's (a subscription
+      year holds a log in every month from the log's to the year's end).
+    - An engagement at t: the months from that of the service's previous engagement of that
+      level (before t; none: the first held month) to t's: the stretches starting in between
+      are the ones whose first engagement at or after their start it can be.
+    - A recovery: its month. A pin: every held month of a contract whose support clock names
+      the country (any version): which years a deadline reaches is the clock's affair.
+    """
+    f, idx = rec.fact, known.support
+    if isinstance(f, (TicketOpened, *TICKET_FACTS)):
+        t = idx.tickets.get(f.ticket)
+        if t is None:
+            return
+        logs = [to_us(f.at)] if isinstance(f, SupportTimeLogged) else (
+            t.logs if isinstance(f, TicketOpened | TicketClassified) else [])
+        contracts = {f.contract} if isinstance(f, TicketOpened) else {c for c, _, _ in t.openings}
+        for cid in contracts:
+            for c, at, _ in t.openings:
+                if c == cid:
+                    _months(known, held, cid, at, at, out)
+            if logs and _promises(known, cid, "quota"):
+                for at in logs:
+                    _months(known, held, cid, at, at, out, more=12)
+    elif isinstance(f, SupportEngaged):
+        at = to_us(f.at)
+        found = idx.engagements(f.service, f.level)
+        i = bisect_left(found, (at, -1))
+        before = found[i - 1][0] if i else None
+        for cid in known.contracts_of_service.get(f.service, ()):
+            if _promises(known, cid, "engagement"):
+                _months(known, held, cid, before, at, out)
+    elif isinstance(f, RecoveryPerformed):
+        at = to_us(f.at)
+        for cid in known.contracts_of_service.get(f.service, ()):
+            _months(known, held, cid, at, at, out)
+    elif isinstance(f, HolidaysPinned):
+        for cid, versions in known.versions.items():
+            if any(f.country in support_countries(v.policy) for v in versions):
+                out.update((cid, m) for m in held[cid])
+
+
 class Affected(NamedTuple):
     """What a batch changes: pairs its facts can change, and pairs that are new rows only."""
 
@@ -636,6 +737,8 @@ def affected(
                 cid = f.policy.contract.id
                 since = f.policy.contract.effective_from if isinstance(f, ContractAmended) else None
                 out.update((cid, m) for m in held[cid] if since is None or m >= since)
+        if type(f) in SUPPORT_FACTS:
+            _support(rec, known, held, out)
     for service, instants in steps.items():
         _from(known, held, service, instants, out)
     changed = {(c, m) for c, m in out if known.holds(c, m)}

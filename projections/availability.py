@@ -166,6 +166,23 @@ def evaluate(
     ``package`` / ``package_source``: the holiday dates (and their name) used where the facts pin
     none (default: the installed ``holidays`` package).
     """
+    return evaluate_with_stretches(records, policy, policy_version, month, as_of_position=as_of_position,
+                                   replay_point=replay_point, package=package,
+                                   package_source=package_source)[0]
+
+
+def evaluate_with_stretches(
+    records: Iterable[Recorded],
+    policy: Policy,
+    policy_version: int,
+    month: str,
+    *,
+    as_of_position: int,
+    replay_point: datetime | None = None,
+    package: HolidayLookup = holiday_dates,
+    package_source: str | None = None,
+) -> tuple[Evaluation, list[Stretch]]:
+    """``evaluate``, and the month's downtime stretches it found (``downtime_stretches``, for free)."""
     facts, scope, timeline, book = _timeline(records, policy, month, replay_point, package, package_source)
     ms, me, horizon = scope.month_start, scope.month_end, scope.horizon
     pieces = clip(timeline, ms, horizon)
@@ -253,7 +270,7 @@ def evaluate(
         steps=tuple(steps),
         findings=findings,
     )
-    return Evaluation(report=report, explanation=explanation)
+    return Evaluation(report=report, explanation=explanation), runs
 
 
 def downtime_stretches(

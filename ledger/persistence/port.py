@@ -327,6 +327,10 @@ PROJECTION: Final = "reporting"
 TABLES: Final = ("report_monthly_availability", "report_downtime_intervals", "report_credit_entitlements")
 TRACKING_TABLE: Final = f"{PROJECTION}_tracking"  # PostgreSQL (SQLite: the library's `tracking`)
 FAILED_TABLE: Final = "report_failed_months"  # contract-months the fold could not evaluate
+# Section 6: a contract-month's tickets and targets (``ledger support``), kept by the same projection.
+SUPPORT_TABLES: Final = ("report_support_tickets", "report_support_targets")
+# Every table of rows, in ``ViewRows`` order.
+ROW_TABLES: Final = (*TABLES, FAILED_TABLE, *SUPPORT_TABLES)
 Pair = tuple[str, str]  # (contract, month)
 
 
@@ -335,12 +339,14 @@ class ProjectionError(StoreError):
 
 
 class ViewRows(NamedTuple):
-    """Rows for the view's four tables, in the backend's column types (``ReportingView.text``)."""
+    """Rows for the view's tables (``ROW_TABLES``), in the backend's column types (``ReportingView.text``)."""
 
     monthly: list[tuple[Any, ...]]
     intervals: list[tuple[Any, ...]]
     credits: list[tuple[Any, ...]]
     failed: list[tuple[Any, ...]]  # (contract, month, position, error)
+    tickets: list[tuple[Any, ...]]  # a contract-month's tickets (section 6.3), in opening order
+    targets: list[tuple[Any, ...]]  # its response targets, in the policy's order
 
 
 def refuse_backwards(current: int | None, tracking: Tracking | None) -> None:

@@ -38,7 +38,7 @@ DO $roles$ BEGIN CREATE ROLE ledger_reporting NOLOGIN; EXCEPTION WHEN duplicate_
 -- Start from nothing on the ledger's objects, so re-running this script also removes
 -- extras (and what earlier versions granted: UPDATE on the log, the sequence).
 GRANT USAGE ON SCHEMA public TO ledger_appender, ledger_projector, ledger_auditor, ledger_reporting;
-REVOKE ALL ON public.stored_events, public.ledger_index, public.ledger_names, public.ledger_merkle, public.report_monthly_availability, public.report_downtime_intervals, public.report_credit_entitlements, public.report_failed_months, public.reporting_tracking, public.ledger_append_tally FROM ledger_appender, ledger_projector, ledger_auditor, ledger_reporting;
+REVOKE ALL ON public.stored_events, public.ledger_index, public.ledger_names, public.ledger_merkle, public.report_monthly_availability, public.report_downtime_intervals, public.report_credit_entitlements, public.report_failed_months, public.report_support_tickets, public.report_support_targets, public.reporting_tracking, public.ledger_append_tally FROM ledger_appender, ledger_projector, ledger_auditor, ledger_reporting;
 REVOKE ALL ON FUNCTION public.ledger_append_lock(), public.ledger_analyze(), public.ledger_unchecked(), public.ledger_row_problem(bigint, text, text, bytea), public.ledger_check_events(), public.ledger_check_index(), public.ledger_check_commit() FROM ledger_appender, ledger_projector, ledger_auditor, ledger_reporting;
 DO $roles$ BEGIN EXECUTE format('REVOKE ALL ON SEQUENCE %s FROM %s', pg_get_serial_sequence('public.stored_events', 'notification_id'), 'ledger_appender, ledger_projector, ledger_auditor, ledger_reporting'); END $roles$;
 
@@ -52,10 +52,10 @@ GRANT EXECUTE ON FUNCTION public.ledger_append_lock(), public.ledger_analyze() T
 -- The projector (ledger projections run, status, rebuild) reads the log and writes only
 -- the reporting view and its tracking. It runs no DDL: `ledger init` made the tables.
 GRANT SELECT ON public.stored_events, public.ledger_index, public.ledger_names, public.ledger_merkle TO ledger_projector;
-GRANT SELECT, INSERT, DELETE ON public.report_monthly_availability, public.report_downtime_intervals, public.report_credit_entitlements, public.report_failed_months TO ledger_projector;
+GRANT SELECT, INSERT, DELETE ON public.report_monthly_availability, public.report_downtime_intervals, public.report_credit_entitlements, public.report_failed_months, public.report_support_tickets, public.report_support_targets TO ledger_projector;
 GRANT SELECT, INSERT, UPDATE, DELETE ON public.reporting_tracking TO ledger_projector;
 
 -- Auditors (ledger verify, audit, report) read the log; reporting jobs read the log,
 -- the reporting view and how far it has got.
 GRANT SELECT ON public.stored_events, public.ledger_index, public.ledger_names, public.ledger_merkle TO ledger_auditor, ledger_reporting;
-GRANT SELECT ON public.report_monthly_availability, public.report_downtime_intervals, public.report_credit_entitlements, public.report_failed_months, public.reporting_tracking TO ledger_reporting;
+GRANT SELECT ON public.report_monthly_availability, public.report_downtime_intervals, public.report_credit_entitlements, public.report_failed_months, public.report_support_tickets, public.report_support_targets, public.reporting_tracking TO ledger_reporting;

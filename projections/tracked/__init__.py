@@ -1,10 +1,11 @@
 """Reporting projections: SQL tables that reporting jobs read, kept up to date from the ledger.
 
 Three tables (docs/reporting.md) hold, per contract-month, the report's figures,
-its intervals and its credit. They live in the ledger's own database, written by a
-tracking recorder of the eventsourcing library (each backend's ``ReportingView``):
-the rows of a batch and the tracking position
-(application "ledger", position = notification id) are written in one transaction,
+its intervals and its credit; two more its support figures (``ledger support``: its
+tickets and its response targets), computed from the same facts in the same pass.
+They live in the ledger's own database, written by a tracking recorder of the
+eventsourcing library (each backend's ``ReportingView``): the rows of a batch and the
+tracking position (application "ledger", position = notification id) are written in one transaction,
 so the view is always exactly "the ledger up to position N".
 
 The package by job: ``rows`` (a report as the tables' rows), ``evaluator``, ``projection``
@@ -26,6 +27,7 @@ from ledger.persistence.port import (
     APP_NAME,
     FAILED_TABLE,
     PAGE,
+    SUPPORT_TABLES,
     TABLES,
     TRACKING_TABLE,
     ProjectionError,
@@ -33,11 +35,11 @@ from ledger.persistence.port import (
 from projections.tracked.evaluator import Evaluator
 from projections.tracked.projection import LedgerLike, ReportingProjection, open_view
 from projections.tracked.rebuilding import RebuildResult, rebuild
-from projections.tracked.rows import Failed, failure, rows, view_rows
+from projections.tracked.rows import Failed, SupportRows, failure, rows, support_rows, view_rows
 from projections.tracked.runner import Status, run, status
 
 __all__ = [
-    "APP_NAME", "FAILED_TABLE", "PAGE", "TABLES", "TRACKING_TABLE", "Evaluator", "Failed", "LedgerLike",
-    "ProjectionError", "RebuildResult", "ReportingProjection", "Status", "Tracking", "failure", "open_view",
-    "rebuild", "rows", "run", "status", "view_rows",
+    "APP_NAME", "FAILED_TABLE", "PAGE", "SUPPORT_TABLES", "TABLES", "TRACKING_TABLE", "Evaluator", "Failed",
+    "LedgerLike", "ProjectionError", "RebuildResult", "ReportingProjection", "Status", "SupportRows",
+    "Tracking", "failure", "open_view", "rebuild", "rows", "run", "status", "support_rows", "view_rows",
 ]

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from functools import cache
+from typing import TYPE_CHECKING
+
+from ledger.contracts import ContractVersion
 from ledger.events import Recorded
 from ledger.persistence.port import LedgerRecorder
-from ledger.policy import Policy, resolve
+from ledger.policy import Policy, SupportSection, resolve
 from projections.affected import Known, Pair
+from projections.credit import Stretch
 from projections.model import Credit, Report
-from projections.tracked.rows import Failed, failure
+from projections.tracked.rows import Item, failure, support_rows
+
+if TYPE_CHECKING:
+    from projections.support_model import SupportReport
 
 
 class Evaluator:
@@ -26,43 +34,90 @@ class Evaluator:
             reader, "store_errors", LedgerRecorder.store_errors)
         self._policies: dict[tuple[str, int], tuple[Policy, Credit]] = {}
 
-    def report(self, pair: Pair, upto: int, records: list[Recorded] | None = None) -> Report:
-        """The pair's report from the facts folded so far (``upto`` is the last position folded).
+    def _resolved(self, contract: str, version: ContractVersion) -> tuple[Policy, Credit]:
+        from projections.availability import quiet_credit
 
-        ``records``: what ``Known.positions_for`` named, fetched by the caller.
-        """
-        from projections.availability import evaluate, quiet_credit, quiet_report
-
-        contract, month = pair
-        version = self.known.version_in_force(contract, month)
         key = (contract, version.version)
         resolved = self._policies.get(key)
         if resolved is None:
             policy = resolve(version.policy)
             resolved = self._policies[key] = (policy, quiet_credit(policy))
-        policy, quiet = resolved
-        if records is None:
-            positions = self.known.positions_for(contract, month)
-            records = []
-            if positions:
-                if self.reader is None:
-                    raise ValueError("an index of positions needs a reader to fetch the facts")
-                records = list(self.reader.read_positions(positions))
+        return resolved
+
+    def _records(self, pair: Pair, records: list[Recorded] | None) -> list[Recorded]:
+        """``records``, or what ``Known.positions_for`` names, read through the reader."""
+        if records is not None:
+            return records
+        positions = self.known.positions_for(*pair)
+        if not positions:
+            return []
+        if self.reader is None:
+            raise ValueError("an index of positions needs a reader to fetch the facts")
+        return list(self.reader.read_positions(positions))
+
+    def report(self, pair: Pair, upto: int, records: list[Recorded] | None = None) -> Report:
+        """The pair's report from the facts folded so far (``upto`` is the last position folded).
+
+        ``records``: what ``Known.positions_for`` named, fetched by the caller.
+        """
+        return self._report(pair, upto, self._records(pair, records))[0]
+
+    def _report(self, pair: Pair, upto: int, records: list[Recorded]) -> tuple[Report, list[Stretch]]:
+        """The report, and the month's downtime stretches the same fold found."""
+        from projections.availability import evaluate_with_stretches, quiet_report
+
+        contract, month = pair
+        version = self.known.version_in_force(contract, month)
+        policy, quiet = self._resolved(contract, version)
         if not records:
             # Most held months have no fact at all (every month up to the clock is held).
-            return quiet_report(policy, version.version, month, as_of_position=upto, credit=quiet)
-        return evaluate(records, policy, version.version, month, as_of_position=upto).report
+            return quiet_report(policy, version.version, month, as_of_position=upto, credit=quiet), []
+        evaluation, stretches = evaluate_with_stretches(records, policy, version.version, month,
+                                                        as_of_position=upto)
+        return evaluation.report, stretches
 
-    def report_or_failure(
-        self, pair: Pair, upto: int, records: list[Recorded] | None = None
-    ) -> Report | Failed:
-        """``report``, or the month marked failed: an error of the fold stops one month, not the view.
+    def support(self, pair: Pair, upto: int, records: list[Recorded] | None = None,
+                stretches: list[Stretch] | None = None) -> SupportReport | None:
+        """The pair's support figures as ``ledger support`` gives them; None without a [support] section.
 
-        An error of the store (reading the month's facts) is not the month's: it propagates.
+        ``stretches``: the month's downtime stretches (for engagement), by the availability fold's
+        own definition; computed here (``downtime_stretches``) if not given.
+        """
+        contract, month = pair
+        version = self.known.version_in_force(contract, month)
+        if not isinstance(version.policy.support, SupportSection):
+            return None
+        from projections.availability import downtime_stretches
+        from projections.support import evaluate_support
+
+        policy, _ = self._resolved(contract, version)
+        records = self._records(pair, records)
+        if stretches is None:
+            stretches = downtime_stretches(records, policy, month) if records else []
+        return evaluate_support(records, policy, version.version, month, as_of_position=upto,
+                                stretches=stretches, package_source=_package_source())
+
+    def evaluate_or_failure(self, pair: Pair, upto: int, records: list[Recorded] | None = None) -> list[Item]:
+        """The pair's report and support rows (with a [support] section), or the month marked failed.
+
+        An error of either fold stops one month (both of its parts: the failed table has one row
+        per contract-month), not the view. An error of the store (reading the month's facts) is
+        not the month's: it propagates.
         """
         try:
-            return self.report(pair, upto, records)
+            records = self._records(pair, records)
+            report, stretches = self._report(pair, upto, records)
+            support = self.support(pair, upto, records, stretches)
         except self.store_errors:
             raise
         except Exception as exc:
-            return failure(pair, upto, exc)
+            return [failure(pair, upto, exc)]
+        return [report] if support is None else [report, support_rows(support)]
+
+
+@cache
+def _package_source() -> str:
+    """"holidays <version>", read once per process (importlib.metadata parses the package's METADATA)."""
+    from ledger.support_hours import package_version
+
+    return package_version()

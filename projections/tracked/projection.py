@@ -33,7 +33,7 @@ from ledger.persistence.port import (
 from projections.affected import Affected, Known, Pair, affected, walk_back
 from projections.model import Report
 from projections.tracked.evaluator import Evaluator
-from projections.tracked.rows import Failed, view_rows
+from projections.tracked.rows import Failed, SupportRows, view_rows
 
 
 class LedgerLike(Protocol):
@@ -128,9 +128,10 @@ class ReportingProjection(Projection[Any]):
                 f"the reporting view is at position {tracked} but this worker at {first - 1}: "
                 "run `ledger projections rebuild`"
             )
-        reports, failed = self._recompute(affected(batch, self.known, self.known.settle()), last, batch)
+        pairs = affected(batch, self.known, self.known.settle())
+        reports, failed, support = self._recompute(pairs, last, batch)
         try:
-            rows = view_rows([*reports.values(), *failed.values()], text=self.view.text)
+            rows = view_rows([*reports.values(), *support.values(), *failed.values()], text=self.view.text)
             self.view.replace([*reports, *failed], rows, Tracking(APP_NAME, last))
         except IntegrityError:
             return False  # another worker wrote this position first: its rows are as good as ours
@@ -138,28 +139,32 @@ class ReportingProjection(Projection[Any]):
 
     def _recompute(
         self, pairs: Affected, upto: int, batch: Sequence[Recorded] = ()
-    ) -> tuple[dict[Pair, Report], dict[Pair, Failed]]:
+    ) -> tuple[dict[Pair, Report], dict[Pair, Failed], dict[Pair, SupportRows]]:
         """Reports for ``pairs`` and for the earlier months whose downtime stretch may reach them.
 
         New rows that no fact reaches (``fresh``: months the clock or a widened span added)
         start no walk: no other month's figures depend on whether a row exists. A month the
         fold fails on is returned as failed; the others go on. The facts of a round of months
-        are read in one go (``batch``'s own are in memory already).
+        are read in one go (``batch``'s own are in memory already). A month's support figures
+        come with its report, from the same facts.
         """
         # What the view held before the batch, looked up by key: the months asked about only.
         old = self.view.wall_to_wall(pairs.changed) if pairs.changed else set()
         asked: set[Pair] = set(pairs.changed)
         reports: dict[Pair, Report] = {}
         failed: dict[Pair, Failed] = {}
+        support: dict[Pair, SupportRows] = {}
         in_batch = {rec.position: rec for rec in batch}
         todo = pairs.changed | pairs.fresh
         while todo:
             for pair, records in self._facts(sorted(todo), in_batch):
-                out = self.evaluator.report_or_failure(pair, upto, records)
-                if isinstance(out, Failed):
-                    failed[pair] = out
-                else:
-                    reports[pair] = out
+                for out in self.evaluator.evaluate_or_failure(pair, upto, records):
+                    if isinstance(out, Failed):
+                        failed[pair] = out
+                    elif isinstance(out, SupportRows):
+                        support[pair] = out
+                    else:
+                        reports[pair] = out
 
             def full(pair: Pair) -> bool:
                 # A failed month's downtime is unknown: taken as whole, which recomputes more, never less.
@@ -171,7 +176,7 @@ class ReportingProjection(Projection[Any]):
                     r is not None and r.downtime_seconds == r.total_seconds)
 
             todo = walk_back(todo - pairs.fresh, self.known, full, reports.keys() | failed.keys())
-        return reports, failed
+        return reports, failed, support
 
     def _facts(
         self, pairs: Sequence[Pair], in_batch: dict[int, Recorded]

@@ -29,14 +29,15 @@ from eventsourcing.persistence import Tracking
 
 from ledger.contracts import ContractVersion
 from ledger.events import Recorded, decode_state
-from ledger.persistence.keys import holidays_key, month_keys, read_related
+from ledger.persistence.keys import holidays_key, month_keys, read_related, tickets_key
 from ledger.persistence.port import APP_NAME, LedgerRecorder, ReportingView
 from ledger.runtime import paused_gc
 from projections.affected import Known
 from projections.model import Report
+from projections.support_index import support_countries
 from projections.tracked.evaluator import Evaluator
 from projections.tracked.projection import LedgerLike
-from projections.tracked.rows import Failed, split, view_rows
+from projections.tracked.rows import Failed, Item, SupportRows, split, view_rows
 
 
 class RebuildResult(msgspec.Struct, frozen=True):
@@ -120,14 +121,15 @@ class _Evaluated(msgspec.Struct, frozen=True, array_like=True):
 
     reports: list[Report]
     failed: list[Failed]
+    support: list[SupportRows]
 
 
 _spool_decoder: Final = msgspec.msgpack.Decoder(_Evaluated)
 
 
-def _decoded(data: bytes) -> list[Report | Failed]:
+def _decoded(data: bytes) -> list[Item]:
     group = _spool_decoder.decode(data)
-    return [*group.reports, *group.failed]
+    return [*group.reports, *group.support, *group.failed]
 
 
 def _spool(spool: IO[bytes], part: list[tuple[int, bytes]]) -> None:
@@ -137,7 +139,7 @@ def _spool(spool: IO[bytes], part: list[tuple[int, bytes]]) -> None:
         spool.write(data)
 
 
-def _unspool(spool: IO[bytes]) -> Iterator[list[Report | Failed]]:
+def _unspool(spool: IO[bytes]) -> Iterator[list[Item]]:
     """One group's reports at a time."""
     while size := spool.read(8):
         yield _decoded(spool.read(int.from_bytes(size, "big")))
@@ -149,9 +151,9 @@ def _unspool(spool: IO[bytes]) -> Iterator[list[Report | Failed]]:
 WRITE_BATCH: Final = 1000
 
 
-def _gathered(groups: Iterable[list[Report | Failed]], size: int) -> Iterator[list[Report | Failed]]:
+def _gathered(groups: Iterable[list[Item]], size: int) -> Iterator[list[Item]]:
     """Consecutive groups' reports, joined into lists of at least ``size`` (the last one shorter)."""
-    batch: list[Report | Failed] = []
+    batch: list[Item] = []
     for reports in groups:
         batch.extend(reports)
         if len(batch) >= size:
@@ -182,7 +184,7 @@ def _rebuilding(
                         for items in _gathered(_unspool(spool), WRITE_BATCH)), tracking)
         return
     with view.replacing(tracking) as write_rows:
-        pending: list[Report | Failed] = []
+        pending: list[Item] = []
 
         def write(part: list[tuple[int, bytes]]) -> None:
             for _, data in part:
@@ -204,8 +206,8 @@ def _groups_reports(
     # A group's facts and indexes are freed by reference counting when the next one starts.
     with paused_gc():
         for services, contracts in groups:
-            done, failed = split(_group_reports(ledger.recorder, services, contracts, head, clock))
-            reports.append((len(done), msgspec.msgpack.encode(_Evaluated(done, failed))))
+            done, failed, support = split(_group_reports(ledger.recorder, services, contracts, head, clock))
+            reports.append((len(done), msgspec.msgpack.encode(_Evaluated(done, failed, support))))
     return reports
 
 
@@ -217,7 +219,7 @@ FACT_BUDGET: Final = 32 * 1024 * 1024  # bytes, counted as twice each fact's sto
 
 def _group_reports(
     reader: LedgerRecorder, services: list[str], contracts: list[str], head: int, clock: datetime | None
-) -> list[Report | Failed]:
+) -> list[Item]:
     """Every held month of one service group, in memory bounded by a budget, not by the history.
 
     The group's facts are streamed once through the key index into a ``Known`` that
@@ -239,23 +241,29 @@ def _group_reports(
             kept[rec.position] = rec
             room -= cost
 
-    for _ in read_related(reader, month_keys(services, contracts, versions=True), head, fold):
+    # A contract's tickets come with its services' facts (and what refers to them, second);
+    # then the pins of the countries the contracts' support clocks name, known from their versions.
+    keys = [*month_keys(services, contracts, versions=True), *(tickets_key(c) for c in contracts)]
+    for _ in read_related(reader, keys, head, fold):
         pass
-    # Then the pinned holidays of the countries the group's calendars name (known from its versions).
+    # Then the pinned holidays of the countries the group's business calendars and support clocks
+    # name (known from its versions).
     countries = sorted({v.policy.calendar.holidays for vs in known.versions.values() for v in vs
-                        if v.policy.calendar is not None and v.policy.calendar.holidays is not None})
+                        if v.policy.calendar is not None and v.policy.calendar.holidays is not None}
+                       | {country for cid in contracts for v in known.versions.get(cid, ())
+                          for country in support_countries(v.policy)})
     if countries:
-        for _ in read_related(reader, [holidays_key(c) for c in countries], head, fold):
-            pass
+        for position, state in reader.read_keyed_states([holidays_key(c) for c in countries], head):
+            fold(decode_state(position, state), state)
     evaluator = Evaluator(known, store_errors=getattr(reader, "store_errors", None))
-    reports: list[Report | Failed] = []
+    reports: list[Item] = []
     for cid, months in known.all_held().items():
         for m in months:
             positions = known.positions_for(cid, m)
             missing = [p for p in positions if p not in kept]
             fetched = {p: decode_state(p, s) for p, s in reader.read_position_states(missing)}
             records = [kept[p] if p in kept else fetched[p] for p in positions]
-            reports.append(evaluator.report_or_failure((cid, m), head, records))
+            reports.extend(evaluator.evaluate_or_failure((cid, m), head, records))
     return reports
 
 

@@ -13,7 +13,7 @@ from typing import Any, Final
 import msgspec
 
 from ledger.errors import one_line
-from ledger.persistence.port import APP_NAME, FAILED_TABLE, PROJECTION, ProjectionError
+from ledger.persistence.port import APP_NAME, FAILED_TABLE, PROJECTION, SUPPORT_TABLES, ProjectionError
 from ledger.urls import scrub
 from projections.tracked.projection import LedgerLike, ReportingProjection
 from projections.tracked.rows import Failed
@@ -73,6 +73,12 @@ def run(
     is seen between pages. Returns the tracked position when it stops.
     """
     stop = stop or threading.Event()
+    if _made_before_support(ledger):
+        from projections.tracked.rebuilding import rebuild
+
+        (log or _to_stderr)("projections run: the reporting view was made before its support tables: "
+                            "rebuilding it first")
+        rebuild(ledger)
     with _stopped_by_signals(stop):
         if ledger.recorder.subscribes and not once:
             return _follow_postgres(ledger, url, interval, stop, progress, log or _to_stderr)
@@ -83,6 +89,15 @@ def run(
                 progress(position)
             if once or _polled(projection, interval, stop):
                 return projection.tracked
+
+
+def _made_before_support(ledger: LedgerLike) -> bool:
+    """Whether the view holds rows but not the support tables (made before them): following alone
+    would fill them only for the months new facts change."""
+    existing = ledger.recorder.existing_view()
+    if existing is None or set(SUPPORT_TABLES) <= existing[1]:
+        return False
+    return int(existing[0].max_tracking_id(APP_NAME) or 0) > 0
 
 
 POLL: Final = 0.05  # seconds between looks at the head of a store that cannot notify (SQLite)

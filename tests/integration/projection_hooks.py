@@ -23,29 +23,32 @@ MARKERS = "LEDGER_TEST_MARKERS"  # a directory where a stalled worker leaves a f
 ERROR = "injected\nfault"  # two lines: the view must keep it as one
 
 _real_evaluate_groups = rebuilding._evaluate_groups
-_real_evaluate = availability.evaluate
+# The fold's entry points: ``evaluate``, and ``evaluate_with_stretches`` (what the projection calls).
+_REAL: dict[str, Any] = {n: getattr(availability, n) for n in ("evaluate", "evaluate_with_stretches")}
 
 
-def failing_evaluate(contract: str, month: str) -> Any:
-    """``projections.availability.evaluate``, raising for one contract-month."""
+def failing_evaluate(contract: str, month: str, name: str = "evaluate") -> Any:
+    """``projections.availability.<name>``, raising for one contract-month."""
 
     def evaluate(records: Any, policy: Any, policy_version: int, m: str, **kwargs: Any) -> Any:
         if (policy.contract_id, m) == (contract, month):
             raise ArithmeticError(ERROR)
-        return _real_evaluate(records, policy, policy_version, m, **kwargs)
+        return _REAL[name](records, policy, policy_version, m, **kwargs)
 
     return evaluate
 
 
 def install_fault(monkeypatch: pytest.MonkeyPatch, contract: str, month: str) -> None:
     """In this process: the fold raises for ``contract`` in ``month``."""
-    monkeypatch.setattr(availability, "evaluate", failing_evaluate(contract, month))
+    for name in _REAL:
+        monkeypatch.setattr(availability, name, failing_evaluate(contract, month, name))
 
 
 def failing_evaluate_groups(groups: Sequence[tuple[list[str], list[str]]], head: int, *rest: Any) -> Any:
     """A worker's task with the fold raising for the contract-month named in the environment."""
     contract, month = os.environ[FAIL_MONTH].split("/")
-    availability.evaluate = failing_evaluate(contract, month)
+    for name in _REAL:
+        setattr(availability, name, failing_evaluate(contract, month, name))
     return _real_evaluate_groups(groups, head, *rest)
 
 

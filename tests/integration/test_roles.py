@@ -19,7 +19,7 @@ from cli.demo import example_policy_paths
 from cli.main import cli
 from ledger.application import Ledger
 from ledger.bootstrap import open_ledger
-from ledger.persistence.port import FAILED_TABLE, TABLES, TRACKING_TABLE
+from ledger.persistence.port import ROW_TABLES, TRACKING_TABLE
 from ledger.persistence.postgres.connect import parse_postgres_url
 from ledger.persistence.postgres.recorder import create_roles
 from ledger.persistence.postgres.schema import ROLES, roles_sql
@@ -135,7 +135,7 @@ def test_roles_are_nologin_and_granting_again_changes_nothing(store: Store) -> N
     assert {(t, priv) for g, t, priv in before if g == f"{p}_projector"} == {
         ("stored_events", "SELECT"), ("ledger_index", "SELECT"), ("ledger_names", "SELECT"),
         ("ledger_merkle", "SELECT"),
-        *((t, priv) for t in (*TABLES, FAILED_TABLE) for priv in ("SELECT", "INSERT", "DELETE")),
+        *((t, priv) for t in ROW_TABLES for priv in ("SELECT", "INSERT", "DELETE")),
         *((TRACKING_TABLE, priv) for priv in ("SELECT", "INSERT", "UPDATE", "DELETE")),
     }
 
@@ -346,7 +346,7 @@ def test_projector_keeps_the_view_and_cannot_touch_the_log(store: Store, runner:
 def test_projector_runs_no_ddl_and_names_the_command_when_the_view_is_missing(
         store: Store, runner: CliRunner) -> None:
     with psycopg.connect(store.owner_url, autocommit=True) as conn:
-        conn.execute(f"DROP TABLE {', '.join((*TABLES, FAILED_TABLE, TRACKING_TABLE))}".encode())
+        conn.execute(f"DROP TABLE {', '.join((*ROW_TABLES, TRACKING_TABLE))}".encode())
     # `status` reads what there is and creates nothing; `run` says what to do.
     assert "position=0" in ok(runner, store.url["projector"], "projections", "status")
     refused_in_one_line(run(runner, store.url["projector"], "projections", "run", "--once"),

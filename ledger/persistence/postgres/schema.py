@@ -12,7 +12,7 @@ from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from ledger.events import FACT_TYPES
 from ledger.persistence.keys import KEY_KINDS
-from ledger.persistence.port import FAILED_TABLE, TABLES, TRACKING_TABLE
+from ledger.persistence.port import ROW_TABLES, TRACKING_TABLE
 
 REFUSE_FUNCTION: Final = "ledger_refuse_change"  # trigger function behind append-only tables
 # Written with the events, in the same transaction (ledger_merkle: the log's Merkle tree).
@@ -145,7 +145,7 @@ def roles_sql(schema: str = "public", events_table: str = "stored_events", prefi
     sc, ev = ident(schema), ident(events_table)
     # Every table the append path writes in one transaction: the log (with its chain) and the key index.
     log = ", ".join(f"{sc}.{ident(t)}" for t in (events_table, *SIDE_TABLES))
-    view = ", ".join(f"{sc}.{ident(t)}" for t in (*TABLES, FAILED_TABLE))
+    view = ", ".join(f"{sc}.{ident(t)}" for t in ROW_TABLES)
     tracking = f"{sc}.{ident(TRACKING_TABLE)}"
     appender, projector, auditor, reporting = (ident(f"{prefix}_{r}") for r in ROLES)
     everyone = f"{appender}, {projector}, {auditor}, {reporting}"

@@ -16,7 +16,8 @@ from psycopg.sql import SQL, Identifier
 from ledger.errors import StoreError
 from ledger.persistence.port import (
     APP_NAME,
-    FAILED_TABLE,
+    ROW_TABLES,
+    SUPPORT_TABLES,
     TABLES,
     TRACKING_TABLE,
     LedgerRecorder,
@@ -44,7 +45,19 @@ _PG_TABLES: Final = (
     "CREATE TABLE IF NOT EXISTS {schema}.report_failed_months ("
     "contract text NOT NULL, month text NOT NULL, position bigint NOT NULL, error text NOT NULL, "
     "PRIMARY KEY (contract, month))",
+    "CREATE TABLE IF NOT EXISTS {schema}.report_support_tickets ("
+    "contract text NOT NULL, month text NOT NULL, seq integer NOT NULL, ticket text NOT NULL, "
+    "severity text NOT NULL, kind text NOT NULL, opened_at timestamptz NOT NULL, responded_at timestamptz, "
+    "target text NOT NULL, deadline timestamptz, response_seconds numeric NOT NULL, status text NOT NULL, "
+    "events text NOT NULL, policy_version integer NOT NULL, as_of_position bigint NOT NULL, "
+    "digest text NOT NULL, PRIMARY KEY (contract, month, seq))",
+    "CREATE TABLE IF NOT EXISTS {schema}.report_support_targets ("
+    "contract text NOT NULL, month text NOT NULL, seq integer NOT NULL, severity text NOT NULL, "
+    "target text NOT NULL, kind text NOT NULL, tickets integer NOT NULL, met integer, breached integer, "
+    "pending integer, mean_seconds text, mean_met boolean, policy_version integer NOT NULL, "
+    "as_of_position bigint NOT NULL, digest text NOT NULL, PRIMARY KEY (contract, month, seq))",
 )
+_BY_MONTH: Final = (*TABLES, *SUPPORT_TABLES)  # tables with a (month, contract) index
 
 # PostgreSQL: the fence is the advisory lock (_FENCE_LOCK, hashtext(schema)), one per ledger schema.
 _FENCE_LOCK: Final = 0x1ED6E7
@@ -69,19 +82,19 @@ class PostgresReportingView(PostgresTrackingRecorder, ReportingView):
         self.sql_create_statements.extend(
             SQL("CREATE INDEX IF NOT EXISTS {index} ON {schema}.{table} (month, contract)").format(
                 index=Identifier(f"{t}_by_month"), schema=schema, table=Identifier(t))
-            for t in TABLES
+            for t in _BY_MONTH
         )
         self.sql_delete_pairs = [
             SQL(
                 "DELETE FROM {schema}.{table} "
                 "WHERE (contract, month) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"
             ).format(schema=schema, table=Identifier(t))
-            for t in (*TABLES, FAILED_TABLE)
+            for t in ROW_TABLES
         ]
         self.sql_delete_all = [SQL("DELETE FROM {schema}.{table}").format(schema=schema, table=Identifier(t))
-                               for t in (*TABLES, FAILED_TABLE)]
+                               for t in ROW_TABLES]
         self.sql_copy = [SQL("COPY {schema}.{table} FROM STDIN").format(schema=schema, table=Identifier(t))
-                         for t in (*TABLES, FAILED_TABLE)]
+                         for t in ROW_TABLES]
         self.sql_current_tracking = SQL(
             "SELECT notification_id FROM {schema}.{table} WHERE application_name = %s FOR UPDATE"
         ).format(schema=schema, table=tracking)
@@ -201,8 +214,8 @@ def open_view(datastore: PostgresDatastore) -> PostgresReportingView:
     """
     pg_view = PostgresReportingView(datastore)
     schema = pg_view.datastore.schema
-    made = [*TABLES, FAILED_TABLE, pg_view.tracking_table_name]
-    indexes = [f"{t}_by_month" for t in TABLES]
+    made = [*ROW_TABLES, pg_view.tracking_table_name]
+    indexes = [f"{t}_by_month" for t in _BY_MONTH]
     names = [f"{schema}.{t}" for t in made]
     with datastore.get_connection() as conn:
         row = conn.execute(
@@ -233,7 +246,7 @@ def existing_view(datastore: PostgresDatastore) -> tuple[ReportingView, set[str]
     """The view and which of its tables exist, if its tracking table was ever made (creates nothing)."""
     pg_view = PostgresReportingView(datastore)
     tracking = pg_view.tracking_table_name
-    wanted = [*TABLES, FAILED_TABLE, tracking]
+    wanted = [*ROW_TABLES, tracking]
     with datastore.get_connection() as conn:
         rows = conn.execute(
             "SELECT t FROM unnest(%s::text[]) t "

@@ -14,6 +14,8 @@ from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore, SQLiteTrackingRe
 from ledger.persistence.port import (
     APP_NAME,
     FAILED_TABLE,
+    ROW_TABLES,
+    SUPPORT_TABLES,
     TABLES,
     LedgerRecorder,
     Pair,
@@ -40,13 +42,24 @@ _TABLES: Final = (
     "CREATE TABLE IF NOT EXISTS report_failed_months ("
     "contract TEXT NOT NULL, month TEXT NOT NULL, position INTEGER NOT NULL, error TEXT NOT NULL, "
     "PRIMARY KEY (contract, month))",
+    "CREATE TABLE IF NOT EXISTS report_support_tickets ("
+    "contract TEXT NOT NULL, month TEXT NOT NULL, seq INTEGER NOT NULL, ticket TEXT NOT NULL, "
+    "severity TEXT NOT NULL, kind TEXT NOT NULL, opened_at TEXT NOT NULL, responded_at TEXT, "
+    "target TEXT NOT NULL, deadline TEXT, response_seconds TEXT NOT NULL, status TEXT NOT NULL, "
+    "events TEXT NOT NULL, policy_version INTEGER NOT NULL, as_of_position INTEGER NOT NULL, "
+    "digest TEXT NOT NULL, PRIMARY KEY (contract, month, seq))",
+    "CREATE TABLE IF NOT EXISTS report_support_targets ("
+    "contract TEXT NOT NULL, month TEXT NOT NULL, seq INTEGER NOT NULL, severity TEXT NOT NULL, "
+    "target TEXT NOT NULL, kind TEXT NOT NULL, tickets INTEGER NOT NULL, met INTEGER, breached INTEGER, "
+    "pending INTEGER, mean_seconds TEXT, mean_met INTEGER, policy_version INTEGER NOT NULL, "
+    "as_of_position INTEGER NOT NULL, digest TEXT NOT NULL, PRIMARY KEY (contract, month, seq))",
 )
 # "Every contract of a month" is a range read (the primary keys start with the contract).
 _INDEXES: Final = tuple(
-    f"CREATE INDEX IF NOT EXISTS {t}_by_month ON {t} (month, contract)" for t in TABLES
+    f"CREATE INDEX IF NOT EXISTS {t}_by_month ON {t} (month, contract)" for t in (*TABLES, *SUPPORT_TABLES)
 )
 SHADOW: Final = "__rebuild"  # suffix of the tables a rebuild fills before they replace the view's
-_WIDTH: Final = (14, 9, 8)  # columns of each table, in TABLES order
+_WIDTH: Final = (14, 9, 8, 4, 16, 15)  # columns of each table, in ROW_TABLES order
 FENCE_SUFFIX: Final = "-projections.lock"  # the fence is a lock on this file next to the database
 _IN_CHUNK: Final = 500  # SQLite parameters per IN list (older builds allow 999 per statement)
 
@@ -88,7 +101,7 @@ class SQLiteReportingView(SQLiteTrackingRecorder, ReportingView):
         with self._flock(fcntl.LOCK_SH), self.datastore.transaction(commit=True) as c:
             # Tracking first: a worker that lost the race fails here, before touching rows.
             self._insert_tracking(c, tracking)
-            for table in (*TABLES, FAILED_TABLE):
+            for table in ROW_TABLES:
                 c.executemany(f"DELETE FROM {table} WHERE contract = ? AND month = ?", keys)  # noqa: S608
             self._write(c, rows)
 
@@ -100,7 +113,7 @@ class SQLiteReportingView(SQLiteTrackingRecorder, ReportingView):
         rebuild); readers see the old tables until the swap commits, and the old pages go
         back to the file's free list with the dropped tables (no bloat, no long DELETE).
         """
-        names = (*TABLES, FAILED_TABLE)
+        names = ROW_TABLES
         with self.datastore.transaction(commit=True) as c:
             for name, ddl in zip(names, _TABLES, strict=True):
                 c.execute(f"DROP TABLE IF EXISTS {name}{SHADOW}")
@@ -132,12 +145,10 @@ class SQLiteReportingView(SQLiteTrackingRecorder, ReportingView):
             raise
 
     def _write(self, c: SQLiteCursor, rows: ViewRows, suffix: str = "") -> None:
-        for table, width, values in zip(TABLES, _WIDTH, rows[:3], strict=True):
+        for table, width, values in zip(ROW_TABLES, _WIDTH, rows, strict=True):
             if values:
                 marks = ", ".join("?" * width)
                 c.executemany(f"INSERT INTO {table}{suffix} VALUES ({marks})", values)  # noqa: S608
-        if rows.failed:
-            c.executemany(f"INSERT INTO {FAILED_TABLE}{suffix} VALUES (?, ?, ?, ?)", rows.failed)  # noqa: S608
 
     def wall_to_wall(self, pairs: Collection[Pair]) -> set[Pair]:
         keys = sorted(set(pairs))
@@ -178,7 +189,7 @@ def open_view(datastore: SQLiteDatastore) -> SQLiteReportingView:
 
 def existing_view(datastore: SQLiteDatastore) -> tuple[ReportingView, set[str]] | None:
     """The view and which of its tables exist, if its tracking table was ever made (creates nothing)."""
-    wanted = [*TABLES, FAILED_TABLE, "tracking"]  # the library's fixed tracking name
+    wanted = [*ROW_TABLES, "tracking"]  # the library's fixed tracking name
     with datastore.transaction(commit=False) as c:
         marks = ", ".join("?" * len(wanted))
         c.execute(f"SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ({marks})",  # noqa: S608
