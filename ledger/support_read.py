@@ -1,22 +1,37 @@
 """Reading a contract-month's support facts through the key index, and the ``ledger support`` use case.
 
-Kept apart from ``ledger.application`` (one function each, taking the ``Ledger``):
-the contract's tickets (``o:``), the facts that refer to them (``t:``), the
-service's facts (``s:``, for downtime stretches, engagements and recoveries)
-and the pins of the countries its support clock names (``h:``).
+Kept apart from ``ledger.application`` (one function each, taking the ``Ledger``). A
+contract-month reads the tickets opened in the UTC months it touches (``u:``), the
+time logged in the UTC months of its subscription year up to the month's end (``q:``,
+with logs recorded before their ticket), every fact about those tickets (``t:``), the
+service's facts (``s:``, for downtime stretches, engagements and recoveries) and the
+pins of the countries its support clock names (``h:``): the month and the quota year,
+not the contract's history. A contract whose tickets a store written before
+month-bounded reads holds under ``o:<contract>`` is read whole, as then.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date, datetime
 
 from ledger.application import Ledger
-from ledger.calendar import check_instant, check_month
+from ledger.calendar import check_instant, check_month, month_bounds
 from ledger.contracts import ContractVersion, contract_versions, find, in_force
 from ledger.errors import BadInput, NotFound
-from ledger.events import HolidaysPinned, Recorded
-from ledger.persistence.keys import contract_key, holidays_key, reference_key, tickets_key
-from ledger.policy import PolicyFile, SupportSection, resolve
+from ledger.events import Fact, HolidaysPinned, Recorded
+from ledger.persistence.keys import (
+    contract_key,
+    holidays_key,
+    logged_key,
+    opened_key,
+    reference_key,
+    ticket_key,
+    tickets_key,
+    utc_months,
+)
+from ledger.persistence.port import LedgerRecorder
+from ledger.policy import Policy, PolicyFile, SupportSection, resolve
 from ledger.runtime import paused_gc
 from ledger.support_hours import package_holidays, package_version
 from projections.support_model import SupportReport
@@ -36,17 +51,59 @@ def support_countries(policy: PolicyFile) -> list[str]:
 def support_records(ledger: Ledger, contract: str, month: str,
                     upto: int) -> tuple[ContractVersion, list[Recorded]]:
     """The version in force for a contract-month and every fact its support figures can depend on."""
+    version, _, records = _support_records(ledger, contract, month, upto)
+    return version, records
+
+
+def _support_records(ledger: Ledger, contract: str, month: str,
+                     upto: int) -> tuple[ContractVersion, Policy, list[Recorded]]:
     rec = ledger.recorder
     versions = find(contract_versions(rec.read_keyed([contract_key(contract)], upto)), contract)
     version = in_force(versions, month)
+    policy = resolve(version.policy)
     service = version.policy.contract.service
     own = ledger.service_records([service], [contract], upto)
-    tickets = list(rec.read_keyed([tickets_key(contract)], upto))
-    refs = sorted({key for r in tickets if (key := reference_key(r.fact)) is not None})
-    related = list(rec.read_keyed(refs, upto)) if refs else []
+    tickets = ticket_records(rec, policy, month, upto)
     pins = [holidays_key(c) for c in support_countries(version.policy)]
     pinned = list(rec.read_keyed(pins, upto)) if pins else []
-    return version, sorted([*own, *tickets, *related, *pinned], key=lambda r: r.position)
+    return version, policy, _by_position([*own, *tickets, *pinned])
+
+
+def ticket_records(recorder: LedgerRecorder, policy: Policy, month: str, upto: int) -> list[Recorded]:
+    """The ticket facts a contract-month's support figures can depend on, up to ``upto``, by position.
+
+    The tickets opened in the UTC months the month touches, the tickets with time logged
+    in the UTC months of the quota year up to the month's end, and every fact about them;
+    the fold keeps what is its own (``projections.support``). The contract's history
+    before that is not read, unless a store written before holds its tickets the earlier way.
+    """
+    from projections.support import year_bounds  # deferred: the fold is heavy to import
+
+    contract = policy.contract_id
+    legacy = list(recorder.read_keyed([tickets_key(contract)], upto))
+    if legacy:  # a store written before month-bounded reads: the contract's whole history
+        opened = [*legacy, *recorder.read_key_prefix(opened_key(contract, ""), upto)]
+        refs = sorted({key for r in opened if (key := reference_key(r.fact)) is not None})
+        return _by_position([*opened, *(recorder.read_keyed(refs, upto) if refs else ())])
+    ms, me = month_bounds(month, policy.timezone)
+    keys = [opened_key(contract, m) for m in utc_months(ms, me)]
+    if policy.support is not None and policy.support.quota is not None:
+        ys, ye = year_bounds(policy, ms)
+        for m in utc_months(ys, min(me, ye)):
+            keys += [logged_key(contract, m), logged_key(None, m)]
+    found = recorder.read_keyed(keys, upto)
+    tickets = sorted({key for r in found if (key := _ticket_of(r.fact)) is not None})
+    return _by_position(recorder.read_keyed(tickets, upto)) if tickets else []
+
+
+def _ticket_of(fact: Fact) -> str | None:
+    ticket = getattr(fact, "ticket", None)
+    return None if ticket is None else ticket_key(ticket)
+
+
+def _by_position(records: Iterable[Recorded]) -> list[Recorded]:
+    """Records in position order, each once (a support fact can come under two of the keys read)."""
+    return sorted({r.position: r for r in records}.values(), key=lambda r: r.position)
 
 
 def replay_upto(ledger: Ledger, as_of: datetime | None, position: int | None) -> tuple[int, datetime | None]:
@@ -79,8 +136,7 @@ def support_report(ledger: Ledger, contract: str, month: str, *, as_of: datetime
     check_month(month, "month")
     upto, point = replay_upto(ledger, as_of, position)
     with paused_gc():
-        version, records = support_records(ledger, contract, month, upto)
-        policy = resolve(version.policy)
+        version, policy, records = _support_records(ledger, contract, month, upto)
         stretches = downtime_stretches(records, policy, month, replay_point=point)
         return evaluate_support(records, policy, version.version, month, as_of_position=upto,
                                 stretches=stretches, replay_point=point)

@@ -197,7 +197,7 @@ def _mean_text(total_us: int, n: int) -> str:
     return f"{whole}.{frac:0{places}d}".rstrip("0").rstrip(".") if places else str(whole)
 
 
-def _year_bounds(policy: Policy, ms: int) -> tuple[int, int]:
+def year_bounds_us(policy: Policy, ms: int) -> tuple[int, int]:
     """The subscription year holding the month's start: [start, end) from ``year_starts``, local midnight."""
     assert policy.support is not None
     assert policy.support.quota is not None
@@ -209,6 +209,12 @@ def _year_bounds(policy: Policy, ms: int) -> tuple[int, int]:
         year -= 1
         start = to_us(local_midnight(date(year, mon, day), tz))
     return start, to_us(local_midnight(date(year + 1, mon, day), tz))
+
+
+def year_bounds(policy: Policy, month_start: datetime) -> tuple[datetime, datetime]:
+    """The quota's subscription year holding ``month_start``, as aware UTC datetimes."""
+    start, end = year_bounds_us(policy, to_us(month_start))
+    return from_us(start), from_us(end)
 
 
 def evaluate_support(
@@ -345,7 +351,7 @@ def evaluate_support(
     quota = None
     if rules is not None and rules.quota is not None:
         q = rules.quota
-        ys, ye = _year_bounds(policy, ms)
+        ys, ye = year_bounds_us(policy, ms)
         granted = int(policy.annual_fee // q.hours_per) * 3600
         drawn = exempt = 0
         for t in facts.tickets.values():

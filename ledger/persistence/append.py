@@ -20,8 +20,17 @@ import msgspec
 from ledger.errors import BadInput, StoreError
 from ledger.events import canonical, decode_stored
 from ledger.persistence.chain import Chain, ChainStart, Linked, packing_chain
-from ledger.persistence.consistency import NO_CHANGE, NOTHING, Holdings, Item, Lookup, Pending
-from ledger.persistence.keys import CONTRACT
+from ledger.persistence.consistency import (
+    NO_CHANGE,
+    NOTHING,
+    USE,
+    Holdings,
+    Item,
+    Lookup,
+    Pending,
+    ticket_owner,
+)
+from ledger.persistence.keys import CONTRACT, own_keys
 from ledger.persistence.packing import PACKERS
 from ledger.persistence.port import (
     AppendResult,
@@ -133,6 +142,8 @@ def _append_prepared(
                 rows = sort_rows(batch, recorded, chain.position) if recorded else guess
                 pending = held.check(rows.items, looked)
                 linked = chain.link(rows.fresh) if recorded or maybe is None else maybe
+                if pending.owners:
+                    own_keys(linked.keys, pending.owners)
                 if linked.events:
                     writer.submit(session.insert, pack(linked.events, linked.keys, chain.position),
                                   pending.rows())
@@ -207,6 +218,10 @@ def append_packed(
                         pending = held.check(items, looked)
                     except BadInput as exc:  # perhaps about a recorded line: the checking pass decides
                         raise IdConflict(str(exc)) from None
+                    if pending.owners:  # a log of a ticket the store holds: its key names the contract
+                        if not isinstance(packed.index, list):
+                            raise IdConflict("import: a time log of a ticket opened before the import")
+                        own_keys(packed.index, pending.owners)
                 if packed.count:
                     written.append(writer.submit(session.insert, packed, pending.rows()))
                 while len(written) > IN_FLIGHT:  # bounded memory: wait for the oldest batch
@@ -308,6 +323,8 @@ def _insert_new(session: OptimisticSession, pack: Packer, chain: Chain, held: Ho
         linked = chain.link(guess.fresh)
     except BadInput:
         return None  # perhaps about a line recorded already, which the check will drop
+    if pending.owners:
+        own_keys(linked.keys, pending.owners)
     if linked.events and not session.insert_new(pack(linked.events, linked.keys, chain.position),
                                                 pending.rows()):
         return None
@@ -368,6 +385,7 @@ def batch_linker(start: ChainStart, packing: str) -> Callable[[list[Prepared]], 
     """
     pack = PACKERS[packing]
     chain = packing_chain(start)
+    opened: dict[str, tuple[str, int]] = {}  # the tickets this input opens: contract, position
 
     def link(rows: list[Prepared]) -> PackedBatch:
         sorted_ = sort_rows(rows, NONE_RECORDED, chain.position)
@@ -375,8 +393,34 @@ def batch_linker(start: ChainStart, packing: str) -> Callable[[list[Prepared]], 
             linked = chain.link(sorted_.fresh)
         except BadInput as exc:
             raise IdConflict(str(exc)) from None
+        items, owners = input_owners(sorted_.items, opened)
+        if owners:
+            own_keys(linked.keys, owners)
         packed = pack(linked.events, linked.keys, chain.position)
         chain.advance(linked)
-        return PackedBatch(packed, sorted_.skipped, sorted_.conflicts, sorted_.items)
+        return PackedBatch(packed, sorted_.skipped, sorted_.conflicts, items)
 
     return link
+
+
+def input_owners(items: list[Item], opened: dict[str, tuple[str, int]]) -> tuple[list[Item], dict[int, str]]:
+    """The contract of each time log whose ticket an earlier line of the same input opened.
+
+    For an import's child, which does not see the store: ``opened`` gathers the input's
+    ticket claims as it goes. Those logs leave the items (their keys are settled); the
+    writer checks the others against the store, and one whose ticket the store holds
+    sends the input through the checking path (or has its key set in place, on SQLite).
+    """
+    kept: list[Item] = []
+    owners: dict[int, str] = {}
+    for item in items:
+        _, position, name, scope, _ = item
+        if scope == USE:
+            known = opened.get(name)
+            if known is not None and known[1] < position:
+                owners[position] = known[0]
+                continue
+        elif (owner := ticket_owner(scope)) is not None:
+            opened.setdefault(name, (owner, position))
+        kept.append(item)
+    return kept, owners

@@ -102,7 +102,10 @@ class Chain:
                 last_at = at
             prev = link_bytes(prev, pos, at_json, id_json, canon)
             events.append((id_, 1, topic, state_bytes(id_json, at_json, canon, prev)))
-            keys.append((key, pos))
+            if type(key) is str:
+                keys.append((key, pos))
+            else:  # a support fact's keys (``keys.KEY_OF``)
+                keys.extend((k, pos) for k in key)
             pos += 1
         return Linked(events, keys, prev, last_at)
 
