@@ -21,10 +21,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import ledger.ingest.lines as lines_module
 import ledger.support_read as support_read
 from ledger.application import Ledger
 from ledger.bootstrap import open_ledger
-from ledger.events import SupportTimeLogged
+from ledger.events import SupportTimeLogged, TicketOpened
 from ledger.persistence.port import LedgerRecorder
 from ledger.policy import Policy, load_policy
 from ledger.support_read import support_report
@@ -211,3 +212,53 @@ def test_log_keys_on_every_import_path(ledger: Ledger) -> None:
     report = support_report(ledger, C, "2026-10")
     assert report.quota is not None
     assert report.quota.used_seconds == 240
+
+
+@contextmanager
+def _earlier_keys() -> Iterator[None]:
+    """Appends file support facts as the version before month-bounded reads did (``o:``, ``t:`` alone)."""
+    table = lines_module._TAG_AND_KEY
+    saved = {cls: table[cls] for cls in (TicketOpened, SupportTimeLogged)}
+    table[TicketOpened] = (saved[TicketOpened][0], lambda f: "o:" + f.contract, saved[TicketOpened][2])
+    table[SupportTimeLogged] = (saved[SupportTimeLogged][0], lambda f: "t:" + f.ticket, None)
+    try:
+        yield
+    finally:
+        table.update(saved)
+
+
+def test_a_store_written_before_reads_the_contract_whole(ledger: Ledger,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tickets under ``o:<contract>``: that contract is read whole, as then; new facts join; verify holds."""
+    ledger.register_contract(load_policy(POLICY_B))
+    old = [{"type": "ticket_opened", "contract": C, "ticket": f"A{i}", "severity": "moderate",
+            "at": f"2026-0{1 + i}-10T10:00:00Z"} for i in range(3)]
+    logs = [{"type": "support_time_logged", "ticket": f"A{i}", "at": "2026-03-20T10:00:00Z", "seconds": 60}
+            for i in range(3)]
+    with _earlier_keys():
+        import_lines(ledger, [json.dumps(x).encode() for x in [logs[0], *old, logs[1]]])
+    assert [r.position for r in ledger.recorder.read_keyed(["o:sla-b"], 99)] == [3, 4, 5]
+    # Written now: the new keys, beside the old ones.
+    import_lines(ledger, [json.dumps(x).encode() for x in [
+        logs[2], {**old[0], "ticket": "B", "at": "2026-03-11T10:00:00Z"}]])
+    result = verify(ledger.recorder)
+    assert result.ok, result.problem
+    for month in ("2026-01", "2026-03"):
+        _same_figures(ledger, monkeypatch, month, None)
+    report = support_report(ledger, C, "2026-03")
+    assert [t.ticket for t in report.tickets] == ["A2", "B"]
+    assert report.quota is not None
+    assert report.quota.used_seconds == 180
+
+
+def test_verify_names_a_missing_log_key(ledger: Ledger) -> None:
+    """A log filed under its ticket alone, in a ledger with no ticket filed the earlier way: reported."""
+    with _earlier_keys():
+        import_lines(ledger, [_lines({"type": "support_time_logged", "ticket": "T", "seconds": 60,
+                                      "at": "2026-03-20T10:00:00Z"})])
+    import_lines(ledger, [_lines({"type": "ticket_opened", "contract": C, "ticket": "T",
+                                  "severity": "moderate", "at": "2026-03-10T10:00:00Z"})])
+    result = verify(ledger.recorder)
+    assert not result.ok
+    assert result.problem is not None
+    assert result.problem.startswith("position 1: key index row of a time log missing")
