@@ -18,7 +18,9 @@
    alone, and after 12 months of ticket facts of the same contract (``--history`` tickets
    a month, default as many as the month's), each in its own store, alternated runs.
    Target: the CLI's CPU time with the history at most 1.2 times that without (the
-   wall-time ratio printed beside it); the two reports' figures and digest are equal.
+   wall-time ratio printed beside it); the two reports' tickets, targets, engagements
+   and recoveries are equal (the quota is not: time is logged in the month on tickets of
+   the month before, which the quota counts).
 3. Growth: the support fold (``projections.support.evaluate_support``, in
    process, the records decoded and the downtime stretches found beforehand)
    under ``valgrind --tool=callgrind`` at n = 1k .. 16k tickets. Each size is
@@ -286,7 +288,8 @@ def history_figure(kind: str, workdir: Path, tickets: int, per_month: int, runs:
     for report in (a, b):  # positions differ between the stores, the figures must not
         for line in (*report["tickets"], *report["engagements"], *report["recoveries"]):
             line.pop("events")
-    for field in ("tickets", "targets", "unknown_severity", "quota", "engagements", "recoveries", "digest"):
+    # The quota and the digest may differ: time logged in the month on tickets of the month before.
+    for field in ("tickets", "targets", "unknown_severity", "engagements", "recoveries"):
         assert a[field] == b[field], f"the history changed the month's {field}"
     wall = statistics.median(walls[1]) / statistics.median(walls[0])
     cpu = statistics.median(cpus[1]) / statistics.median(cpus[0])

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date, datetime
+from typing import Final
+
+import msgspec
 
 from ledger.application import Ledger
 from ledger.calendar import check_instant, check_month, month_bounds
 from ledger.contracts import ContractVersion, contract_versions, find, in_force
 from ledger.errors import BadInput, NotFound
-from ledger.events import Fact, HolidaysPinned, Recorded
+from ledger.events import HolidaysPinned, Recorded
 from ledger.persistence.keys import (
     contract_key,
     holidays_key,
@@ -51,12 +54,13 @@ def support_countries(policy: PolicyFile) -> list[str]:
 def support_records(ledger: Ledger, contract: str, month: str,
                     upto: int) -> tuple[ContractVersion, list[Recorded]]:
     """The version in force for a contract-month and every fact its support figures can depend on."""
-    version, _, records = _support_records(ledger, contract, month, upto)
-    return version, records
+    version, _, others, tickets = _support_records(ledger, contract, month, upto)
+    return version, _by_position([*others, *tickets])
 
 
 def _support_records(ledger: Ledger, contract: str, month: str,
-                     upto: int) -> tuple[ContractVersion, Policy, list[Recorded]]:
+                     upto: int) -> tuple[ContractVersion, Policy, list[Recorded], list[Recorded]]:
+    """The version and policy in force, the service's facts and pins, and the ticket facts."""
     rec = ledger.recorder
     versions = find(contract_versions(rec.read_keyed([contract_key(contract)], upto)), contract)
     version = in_force(versions, month)
@@ -66,7 +70,7 @@ def _support_records(ledger: Ledger, contract: str, month: str,
     tickets = ticket_records(rec, policy, month, upto)
     pins = [holidays_key(c) for c in support_countries(version.policy)]
     pinned = list(rec.read_keyed(pins, upto)) if pins else []
-    return version, policy, _by_position([*own, *tickets, *pinned])
+    return version, policy, _by_position([*own, *pinned]), tickets
 
 
 def ticket_records(recorder: LedgerRecorder, policy: Policy, month: str, upto: int) -> list[Recorded]:
@@ -91,14 +95,17 @@ def ticket_records(recorder: LedgerRecorder, policy: Policy, month: str, upto: i
         ys, ye = year_bounds(policy, ms)
         for m in utc_months(ys, min(me, ye)):
             keys += [logged_key(contract, m), logged_key(None, m)]
-    found = recorder.read_keyed(keys, upto)
-    tickets = sorted({key for r in found if (key := _ticket_of(r.fact)) is not None})
-    return _by_position(recorder.read_keyed(tickets, upto)) if tickets else []
+    # Only the tickets these facts name: a decoder that reads nothing else of them.
+    tickets = sorted({ticket_key(_TICKET_OF.decode(state)[2].ticket)
+                      for _, state in recorder.read_keyed_states(keys, upto)})
+    return list(recorder.read_keyed(tickets, upto)) if tickets else []  # each once, by position
 
 
-def _ticket_of(fact: Fact) -> str | None:
-    ticket = getattr(fact, "ticket", None)
-    return None if ticket is None else ticket_key(ticket)
+class _Names(msgspec.Struct):
+    ticket: str
+
+
+_TICKET_OF: Final = msgspec.json.Decoder(tuple[msgspec.Raw, msgspec.Raw, _Names, msgspec.Raw])
 
 
 def _by_position(records: Iterable[Recorded]) -> list[Recorded]:
@@ -136,8 +143,10 @@ def support_report(ledger: Ledger, contract: str, month: str, *, as_of: datetime
     check_month(month, "month")
     upto, point = replay_upto(ledger, as_of, position)
     with paused_gc():
-        version, policy, records = _support_records(ledger, contract, month, upto)
-        stretches = downtime_stretches(records, policy, month, replay_point=point)
+        version, policy, others, tickets = _support_records(ledger, contract, month, upto)
+        # The availability timeline of the service's facts (tickets are none of its business).
+        stretches = downtime_stretches(others, policy, month, replay_point=point)
+        records = _by_position([*others, *tickets])
         return evaluate_support(records, policy, version.version, month, as_of_position=upto,
                                 stretches=stretches, replay_point=point)
 

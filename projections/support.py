@@ -68,17 +68,35 @@ def seconds(us: int) -> Decimal:
     return Decimal(whole) if rest == 0 else Decimal(f"{whole}.{rest:06d}".rstrip("0"))
 
 
-_FIXED: Final[dict[timedelta, timezone]] = {}
+_FIXED: Final[dict[timedelta, datetime]] = {}  # offset -> the epoch in a fixed zone of that offset
+_HOUR: Final = 3_600_000_000
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)  # noqa: UP017 (the name reads better here)
+# (zone, UTC hour) -> the epoch at the zone's offset throughout that hour (None: it changes inside).
+_HOURS: Final[dict[tuple[object, int], datetime | None]] = {}
+
+
+def _offset_epoch(us: int, tz: object) -> datetime:
+    offset = from_us(us).astimezone(tz).utcoffset()  # type: ignore[arg-type]
+    assert offset is not None
+    epoch = _FIXED.get(offset)
+    if epoch is None:  # a zone has a handful of offsets: one tzinfo each, not one per figure
+        epoch = _FIXED[offset] = _EPOCH.astimezone(timezone(offset))
+    return epoch
 
 
 def _local(us: int, tz: object) -> datetime:
-    local = from_us(us).astimezone(tz)  # type: ignore[arg-type]
-    offset = local.utcoffset()
-    assert offset is not None
-    fixed = _FIXED.get(offset)
-    if fixed is None:  # a zone has a handful of offsets: one tzinfo each, not one per figure
-        fixed = _FIXED[offset] = timezone(offset)
-    return local.replace(tzinfo=fixed)
+    """The instant in ``tz``'s wall time with a fixed offset (as ``astimezone`` then that offset)."""
+    hour = us // _HOUR
+    key = (tz, hour)
+    epoch = _HOURS.get(key, _EPOCH)
+    if epoch is _EPOCH:
+        if len(_HOURS) > 200_000:  # a long-running server: bounded
+            _HOURS.clear()
+        first, last = _offset_epoch(hour * _HOUR, tz), _offset_epoch(hour * _HOUR + _HOUR - 1, tz)
+        epoch = _HOURS[key] = first if first is last else None
+    if epoch is None:  # the offset changes within this hour: ask the zone
+        epoch = _offset_epoch(us, tz)
+    return epoch + timedelta(microseconds=us)  # fixed-offset arithmetic: wall time moves with the instant
 
 
 def _us(delta: timedelta) -> int:
