@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from fractions import Fraction
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 
@@ -163,23 +163,25 @@ def _collect(records: Iterable[Recorded], policy: Policy) -> _Facts:
         else:
             continue
         facts[pos] = fact
-    # Facts about tickets never opened for this contract change nothing.
+    # Facts about tickets never opened for this contract change nothing. By exact type, as above.
     for rec in later:
-        fact, pos = rec.fact, rec.position
-        if fact.ticket not in ours:  # type: ignore[union-attr]
+        f: Any = rec.fact  # one of _LATER's types, told apart by exact type below
+        pos = rec.position
+        ticket = f.ticket
+        if ticket not in ours:
             continue
-        t = tickets[fact.ticket]  # type: ignore[union-attr]
-        match fact:
-            case TicketResponded():
-                t.responses.append((to_us(fact.at), pos))
-            case SupportTimeLogged():
-                t.logs.append((to_us(fact.at), fact.seconds, pos))
-            case TicketClassified():
-                if t.kind is None or t.kind[0] < pos:
-                    t.kind = (pos, fact.kind)
-            case TicketSeverityChanged():
-                t.changes.append((to_us(fact.at), fact.severity, pos))
-        facts[pos] = fact
+        t = tickets[ticket]
+        kind = type(f)
+        if kind is TicketResponded:
+            t.responses.append((to_us(f.at), pos))
+        elif kind is SupportTimeLogged:
+            t.logs.append((to_us(f.at), f.seconds, pos))
+        elif kind is TicketClassified:
+            if t.kind is None or t.kind[0] < pos:
+                t.kind = (pos, f.kind)
+        else:  # TicketSeverityChanged
+            t.changes.append((to_us(f.at), f.severity, pos))
+        facts[pos] = f
     return out
 
 
