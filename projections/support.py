@@ -4,6 +4,9 @@ Pure: facts, the policy version in force, the month, the availability fold's
 downtime stretches and a holiday lookup go in; the report comes out. Nothing
 here reads a clock, a store or (but through the lookup given) the ``holidays``
 package.
+
+Size: about 420 lines: the per-ticket, mean, engagement, recovery and quota passes share the
+collected facts, the clock and the digest of what they used; apart they would pass all of it.
 """
 
 from __future__ import annotations

@@ -20,16 +20,7 @@ import msgspec
 from ledger.errors import BadInput, StoreError
 from ledger.events import canonical, decode_stored
 from ledger.persistence.chain import Chain, ChainStart, Linked, packing_chain
-from ledger.persistence.consistency import (
-    NO_CHANGE,
-    NOTHING,
-    USE,
-    Holdings,
-    Item,
-    Lookup,
-    Pending,
-    ticket_owner,
-)
+from ledger.persistence.consistency import NO_CHANGE, NOTHING, Holdings, Item, Lookup, Pending, input_owners
 from ledger.persistence.keys import CONTRACT, own_keys
 from ledger.persistence.packing import PACKERS
 from ledger.persistence.port import (
@@ -402,25 +393,3 @@ def batch_linker(start: ChainStart, packing: str) -> Callable[[list[Prepared]], 
 
     return link
 
-
-def input_owners(items: list[Item], opened: dict[str, tuple[str, int]]) -> tuple[list[Item], dict[int, str]]:
-    """The contract of each time log whose ticket an earlier line of the same input opened.
-
-    For an import's child, which does not see the store: ``opened`` gathers the input's
-    ticket claims as it goes. Those logs leave the items (their keys are settled); the
-    writer checks the others against the store, and one whose ticket the store holds
-    sends the input through the checking path (or has its key set in place, on SQLite).
-    """
-    kept: list[Item] = []
-    owners: dict[int, str] = {}
-    for item in items:
-        _, position, name, scope, _ = item
-        if scope == USE:
-            known = opened.get(name)
-            if known is not None and known[1] < position:
-                owners[position] = known[0]
-                continue
-        elif (owner := ticket_owner(scope)) is not None:
-            opened.setdefault(name, (owner, position))
-        kept.append(item)
-    return kept, owners

@@ -287,3 +287,26 @@ class Holdings:
 
     def _at(self, line: int) -> str:
         return f"{self.label} {line}: " if self.label else ""
+
+
+def input_owners(items: list[Item], opened: dict[str, tuple[str, int]]) -> tuple[list[Item], dict[int, str]]:
+    """The contract of each time log whose ticket an earlier line of the same input opened.
+
+    For an import's child, which does not see the store: ``opened`` gathers the input's
+    ticket claims as it goes. Those logs leave the items (their keys are settled); the
+    writer checks the others against the store, and one whose ticket the store holds
+    sends the input through the checking path (or has its key set in place, on SQLite).
+    """
+    kept: list[Item] = []
+    owners: dict[int, str] = {}
+    for item in items:
+        _, position, name, scope, _ = item
+        if scope == USE:
+            known = opened.get(name)
+            if known is not None and known[1] < position:
+                owners[position] = known[0]
+                continue
+        elif (owner := ticket_owner(scope)) is not None:
+            opened.setdefault(name, (owner, position))
+        kept.append(item)
+    return kept, owners
