@@ -62,6 +62,7 @@ from projections.support_model import (
 )
 
 _US: Final = 1_000_000
+_ONE_US: Final = timedelta(microseconds=1)
 _encoder: Final = msgspec.json.Encoder(order="sorted")
 
 
@@ -99,11 +100,11 @@ def _local(us: int, tz: object) -> datetime:
         epoch = _HOURS[key] = first if first is last else None
     if epoch is None:  # the offset changes within this hour: ask the zone
         epoch = _offset_epoch(us, tz)
-    return epoch + timedelta(microseconds=us)  # fixed-offset arithmetic: wall time moves with the instant
+    return epoch + timedelta(0, 0, us)  # fixed offset: the wall time moves with the instant
 
 
 def _us(delta: timedelta) -> int:
-    return delta // timedelta(microseconds=1)
+    return delta // _ONE_US
 
 
 @dataclass
