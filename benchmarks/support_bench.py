@@ -18,9 +18,10 @@
    alone, and after 12 months of ticket facts of the same contract (``--history`` tickets
    a month, default as many as the month's), each in its own store, alternated runs.
    Target: the CLI's CPU time with the history at most 1.2 times that without (the
-   wall-time ratio printed beside it); the two reports' tickets, targets, engagements
-   and recoveries are equal (the quota is not: time is logged in the month on tickets of
-   the month before, which the quota counts).
+   wall-time ratio printed beside it; with ``--growth callgrind``, the default, also the
+   two commands' instruction counts, which then decide the verdict); the two reports'
+   tickets, targets, engagements and recoveries are equal (the quota is not: time is
+   logged in the month on tickets of the month before, which the quota counts).
 3. Growth: the support fold (``projections.support.evaluate_support``, in
    process, the records decoded and the downtime stretches found beforehand)
    under ``valgrind --tool=callgrind`` at n = 1k .. 16k tickets. Each size is
@@ -262,11 +263,13 @@ def fill_history(url: str, lines: list[str]) -> float:
     return time.perf_counter() - t0
 
 
-def history_figure(kind: str, workdir: Path, tickets: int, per_month: int, runs: int) -> bool:
+def history_figure(kind: str, workdir: Path, tickets: int, per_month: int, runs: int,
+                   callgrind: bool = False) -> bool:
     """The month alone vs the same month after 12 months of tickets: alternated runs, the ratio of medians.
 
     The contract's subscription year starts with the month, so the history lies before
     it: what the month reads is then the month's own facts, however long the history.
+    With ``callgrind``, the two commands' instruction counts too (one run each).
     """
     month = support_lines(tickets, contract=HISTORY_CONTRACT)
     history = history_lines(per_month, HISTORY_MONTHS)
@@ -284,6 +287,8 @@ def history_figure(kind: str, workdir: Path, tickets: int, per_month: int, runs:
                 s, c, outs[i] = timed(support_cmd(url, HISTORY_CONTRACT))
                 walls[i].append(s)
                 cpus[i].append(c)
+        urls = (alone, after) if callgrind else ()
+        counts = [cli_instructions(support_cmd(url, HISTORY_CONTRACT)) for url in urls]
     a, b = (json.loads(o) for o in outs)
     for report in (a, b):  # positions differ between the stores, the figures must not
         for line in (*report["tickets"], *report["engagements"], *report["recoveries"]):
@@ -298,7 +303,23 @@ def history_figure(kind: str, workdir: Path, tickets: int, per_month: int, runs:
           f"{statistics.median(cpus[1]):.3f} s, month alone {statistics.median(cpus[0]):.3f} s), "
           f"x{wall:.3f} wall ({statistics.median(walls[1]):.3f} / {statistics.median(walls[0]):.3f} s); "
           f"target <= {HISTORY_MAX}: {'PASS' if ok else 'FAIL'} ({load()})", flush=True)
+    if counts:  # what the load does not change
+        ratio = counts[1] / counts[0]
+        ok = ratio <= HISTORY_MAX  # the deterministic figure decides
+        print(f"support cli {kind} history callgrind: x{ratio:.3f} instructions ({counts[1]:,} with "
+              f"{HISTORY_MONTHS} months of history, {counts[0]:,} alone); target <= {HISTORY_MAX}: "
+              f"{'PASS' if ok else 'FAIL'}", flush=True)
     return ok
+
+
+def cli_instructions(cmd: list[str]) -> int:
+    """Instructions of a whole ``ledger`` process under callgrind."""
+    proc = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *cmd], cwd=ROOT,
+                          env=measured_env(), capture_output=True)
+    m = _COLLECTED.search(proc.stderr)
+    if proc.returncode != 0 or m is None:
+        raise RuntimeError(f"callgrind failed: {proc.stderr.decode()[-2000:]}")
+    return int(m.group(1))
 
 
 def support_cmd(url: str, contract: str) -> list[str]:
@@ -470,7 +491,8 @@ def main(argv: list[str] | None = None) -> int:
                 ok &= cli_figure(kind, url, tickets, runs)
             per_month = (30 if args.quick else tickets) if args.history is None else args.history
             if per_month:
-                ok &= history_figure(kind, workdir, tickets, per_month, runs)
+                ok &= history_figure(kind, workdir, tickets, per_month, runs,
+                                     callgrind=args.growth == "callgrind" and not args.quick)
         if args.growth != "none":
             ok &= growth_figures(sizes, workdir, args.growth)
     return 0 if ok else 1
