@@ -91,6 +91,7 @@ class _Index:
         self.rows = rows
         self.head = next(rows, None)
         self.legacy: dict[str, int] = {}  # kind of legacy key set met ("o:", "t:") -> first position
+        self.filed_now: int | None = None  # the first support fact filed under this version's keys
 
     def stray(self, below: int | None) -> str | None:
         """The problem with the next row, if it is not an event's at ``below`` or later (None: any row is)."""
@@ -126,8 +127,13 @@ class _Index:
             self.head = next(self.rows, None)
         got = tuple(found)
         if got == keys:
+            if legacy is not None and self.filed_now is None:
+                self.filed_now = position
             return None
         if legacy is not None and got == legacy:
+            if self.filed_now is not None:  # this version never files the earlier way
+                return (f"position {position}: key index row missing (filed the earlier way, after the "
+                        f"support fact at position {self.filed_now} filed under {len(keys)} keys)")
             self.legacy.setdefault(legacy[0][:2], position)
             return None
         shown = keys[0] if len(keys) == 1 else keys

@@ -33,6 +33,7 @@ from ledger.verify import verify
 from projections.support_model import support_json
 from tests.conftest import StepClock
 from tests.integration.test_support_examples import POLICY_B
+from tests.integration.test_tamper import PostgresTamper, SQLiteTamper, Tamper
 from tests.lines import import_lines
 from tests.pgserver import scratch_database
 
@@ -262,3 +263,29 @@ def test_verify_names_a_missing_log_key(ledger: Ledger) -> None:
     assert not result.ok
     assert result.problem is not None
     assert result.problem.startswith("position 1: key index row of a time log missing")
+
+
+@pytest.fixture
+def raw(store_url: str) -> Tamper:
+    return SQLiteTamper(store_url.removeprefix("sqlite:///")) if store_url.startswith("sqlite") \
+        else PostgresTamper(store_url)
+
+
+def test_verify_names_a_support_key_removed(ledger: Ledger, raw: Tamper) -> None:
+    """Each of a support fact's keys is checked: a month key removed is reported at its position."""
+    import_lines(ledger, _lines(
+        {"type": "ticket_opened", "contract": C, "ticket": "T", "severity": "moderate",
+         "at": "2026-03-10T10:00:00Z"},
+        {"type": "support_time_logged", "ticket": "T", "seconds": 60, "at": "2026-03-20T10:00:00Z"},
+        {"type": "support_time_logged", "ticket": "T", "seconds": 60, "at": "2026-03-21T10:00:00Z"},
+    ).splitlines())
+    assert verify(ledger.recorder).ok
+    raw.execute("DELETE FROM ledger_index WHERE key = %s AND position = %s", ("q:sla-b@2026-03", 3))
+    result = verify(ledger.recorder)
+    assert not result.ok
+    assert result.problem is not None
+    assert result.problem.startswith("position 3: key index row missing (filed the earlier way")
+    raw.execute("DELETE FROM ledger_index WHERE key = %s", ("u:sla-b@2026-03",))
+    result = verify(ledger.recorder)
+    assert result.problem is not None
+    assert result.problem.startswith("position 1: key index row 'u:sla-b@2026-03' missing"), result.problem
