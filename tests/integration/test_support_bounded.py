@@ -219,7 +219,7 @@ def test_log_keys_on_every_import_path(ledger: Ledger) -> None:
 def _earlier_keys() -> Iterator[None]:
     """Appends file support facts as the version before month-bounded reads did (``o:``, ``t:`` alone)."""
     table = lines_module._TAG_AND_KEY
-    saved = {cls: table[cls] for cls in (TicketOpened, SupportTimeLogged)}
+    saved: dict[type, Any] = {cls: table[cls] for cls in (TicketOpened, SupportTimeLogged)}
     table[TicketOpened] = (saved[TicketOpened][0], lambda f: "o:" + f.contract, saved[TicketOpened][2])
     table[SupportTimeLogged] = (saved[SupportTimeLogged][0], lambda f: "t:" + f.ticket, None)
     try:

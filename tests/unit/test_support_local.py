@@ -1,4 +1,4 @@
-"""The fold's local times (``projections.support._local``): ``astimezone`` with a fixed offset, DST included."""
+"""The fold's local times (``projections.support._local``): ``astimezone``, offset fixed, DST included."""
 
 from __future__ import annotations
 
