@@ -1,7 +1,7 @@
 """Issue 18's benchmark: a month of 10,000 tickets through ``ledger support``, and the fold's growth.
 
 ``python -m benchmarks.support_bench [--quick] [--stores sqlite,postgres] [--tickets 10000]
-[--sizes 1000,2000,4000,8000,16000] [--growth callgrind|cpu|none]``
+[--history N] [--sizes 1000,2000,4000,8000,16000] [--growth callgrind|cpu|none]``
 
 1. CLI: one contract on a support calendar with whole-day holidays (CA, pinned),
    closures on other countries' holidays (GB, and AU from the day before), a
@@ -14,7 +14,15 @@
    reading the contract, the calendar). Target: under one second of wall time;
    the CPU time (user + system, from wait4) is printed beside it, since wall
    time on this shared machine stretches with the load.
-2. Growth: the support fold (``projections.support.evaluate_support``, in
+2. History: the same month (on a contract whose subscription year starts with it)
+   alone, and after 12 months of ticket facts of the same contract (``--history`` tickets
+   a month, default as many as the month's), each in its own store, alternated runs.
+   Target: the CLI's CPU time with the history at most 1.2 times that without (the
+   wall-time ratio printed beside it; with ``--growth callgrind``, the default, also the
+   two commands' instruction counts, which then decide the verdict); the two reports'
+   tickets, targets, engagements and recoveries are equal (the quota is not: time is
+   logged in the month on tickets of the month before, which the quota counts).
+3. Growth: the support fold (``projections.support.evaluate_support``, in
    process, the records decoded and the downtime stretches found beforehand)
    under ``valgrind --tool=callgrind`` at n = 1k .. 16k tickets. Each size is
    two callgrind runs of the same child, one stopping before the fold and one
@@ -64,6 +72,9 @@ CONTRACT: Final = "sup-bench"
 SERVICE: Final = "sup-svc"
 MONTH: Final = "2026-04"  # Good Friday (CA, GB, AU) and Easter Monday (GB, AU)
 EMPTY_CONTRACT: Final = "sup-bench-empty"  # the same policy on another service, no tickets: the baseline
+HISTORY_CONTRACT: Final = "sup-history"  # the history case's contract: its subscription year starts in April
+HISTORY_MONTHS: Final = 12
+HISTORY_MAX: Final = 1.2
 CLI_MAX_S: Final = 1.0
 GROWTH_MAX: Final = 1.05
 RUNS: Final = 5
@@ -120,7 +131,7 @@ def month_span(month: str = MONTH) -> tuple[int, int]:
     return int(start.timestamp()), int(end.timestamp())
 
 
-def support_lines(tickets: int, seed: int = 1, month: str = MONTH) -> list[str]:
+def support_lines(tickets: int, seed: int = 1, month: str = MONTH, contract: str = CONTRACT) -> list[str]:
     """NDJSON lines: ``tickets`` tickets opened in the month with their later facts, plus the service's
     downtime, engagements and recoveries (one stretch per 250 tickets), in event-time order."""
     from ledger.calendar import holiday_dates
@@ -128,18 +139,19 @@ def support_lines(tickets: int, seed: int = 1, month: str = MONTH) -> list[str]:
     rng = random.Random(f"support:{seed}:{tickets}")
     ms, me = month_span(month)
     out: list[tuple[int, int, str]] = []
+    tag = "" if month == MONTH else month  # ids and tickets of another month are its own
 
     def add(at: int, body: dict[str, object]) -> None:
-        body = {"id": f"sb:{len(out)}", **body}
+        body = {"id": f"sb:{tag}{len(out)}", **body}
         out.append((at, len(out), json.dumps(body, separators=(",", ":"))))
 
     year = int(month[:4])
     add(ms - 86400, {"type": "holidays_pinned", "country": "CA", "year": year,
                      "dates": sorted(d.isoformat() for d in holiday_dates("CA", year))})
     for i in range(tickets):
-        ticket = f"T-{i:06d}"
+        ticket = f"T-{tag}{i:06d}"
         opened = rng.randrange(ms, me)
-        add(opened, {"type": "ticket_opened", "contract": CONTRACT, "ticket": ticket, "at": _utc(opened),
+        add(opened, {"type": "ticket_opened", "contract": contract, "ticket": ticket, "at": _utc(opened),
                      "severity": rng.choices(_SEVERITIES, _WEIGHTS)[0]})
         if rng.random() < 0.15:
             at = opened + rng.randint(60, 2 * 86400)
@@ -176,6 +188,28 @@ def support_lines(tickets: int, seed: int = 1, month: str = MONTH) -> list[str]:
     return [line for *_, line in out]
 
 
+def months_before(month: str, n: int) -> list[str]:
+    """The ``n`` months before ``month``, oldest first."""
+    y, m = (int(p) for p in month.split("-"))
+    out = []
+    for _ in range(n):
+        y, m = (y - 1, 12) if m == 1 else (y, m - 1)
+        out.append(f"{y:04d}-{m:02d}")
+    return out[::-1]
+
+
+_TICKET_TYPES: Final = ('"type":"ticket_', '"type":"support_time_logged"')
+
+
+def history_lines(tickets: int, months: int, month: str = MONTH) -> list[str]:
+    """The ticket facts (no downtime, pins or recoveries) of the ``months`` months before ``month``."""
+    out = []
+    for m in months_before(month, months):
+        out += [line for line in support_lines(tickets, seed=2, month=m, contract=HISTORY_CONTRACT)
+                if any(t in line for t in _TICKET_TYPES)]
+    return out
+
+
 # --- stores and processes ------------------------------------------------------------------------
 
 
@@ -206,6 +240,86 @@ def fill(url: str, lines: list[str]) -> float:
     finally:
         led.close()
     return time.perf_counter() - t0
+
+
+def history_policy() -> bytes:
+    """The benchmark's policy for ``HISTORY_CONTRACT``, its subscription year starting with the month."""
+    return (POLICY.replace(f'"{CONTRACT}"'.encode(), f'"{HISTORY_CONTRACT}"'.encode())
+            .replace(b'year_starts = "01-01"', f'year_starts = "{MONTH[5:]}-01"'.encode()))
+
+
+def fill_history(url: str, lines: list[str]) -> float:
+    """Register the history case's contract and import the lines; seconds taken."""
+    from ledger.bootstrap import open_ledger
+    from ledger.policy import load_policy
+
+    t0 = time.perf_counter()
+    led = open_ledger(url)
+    try:
+        led.register_contract(load_policy(history_policy()))
+        led.import_file(io.BytesIO("".join(line + "\n" for line in lines).encode()))
+    finally:
+        led.close()
+    return time.perf_counter() - t0
+
+
+def history_figure(kind: str, workdir: Path, tickets: int, per_month: int, runs: int,
+                   callgrind: bool = False) -> bool:
+    """The month alone vs the same month after 12 months of tickets: alternated runs, the ratio of medians.
+
+    The contract's subscription year starts with the month, so the history lies before
+    it: what the month reads is then the month's own facts, however long the history.
+    With ``callgrind``, the two commands' instruction counts too (one run each).
+    """
+    month = support_lines(tickets, contract=HISTORY_CONTRACT)
+    history = history_lines(per_month, HISTORY_MONTHS)
+    with (store(kind, workdir, f"hist_none_{kind}") as alone,
+          store(kind, workdir, f"hist_full_{kind}") as after):
+        fill_history(alone, month)
+        took = fill_history(after, history + month)
+        print(f"# {kind}: {len(history)} facts of {HISTORY_MONTHS} months of history ({per_month} tickets a "
+              f"month) and the month's {len(month)} recorded in {took:.1f} s", flush=True)
+        walls: tuple[list[float], list[float]] = ([], [])
+        cpus: tuple[list[float], list[float]] = ([], [])
+        outs: list[bytes] = [b"", b""]
+        for _ in range(runs):
+            for i, url in enumerate((alone, after)):
+                s, c, outs[i] = timed(support_cmd(url, HISTORY_CONTRACT))
+                walls[i].append(s)
+                cpus[i].append(c)
+        urls = (alone, after) if callgrind else ()
+        counts = [cli_instructions(support_cmd(url, HISTORY_CONTRACT)) for url in urls]
+    a, b = (json.loads(o) for o in outs)
+    for report in (a, b):  # positions differ between the stores, the figures must not
+        for line in (*report["tickets"], *report["engagements"], *report["recoveries"]):
+            line.pop("events")
+    # The quota and the digest may differ: time logged in the month on tickets of the month before.
+    for field in ("tickets", "targets", "unknown_severity", "engagements", "recoveries"):
+        assert a[field] == b[field], f"the history changed the month's {field}"
+    wall = statistics.median(walls[1]) / statistics.median(walls[0])
+    cpu = statistics.median(cpus[1]) / statistics.median(cpus[0])
+    ok = cpu <= HISTORY_MAX
+    print(f"support cli {kind} history: {HISTORY_MONTHS} months of history x{cpu:.3f} CPU (median "
+          f"{statistics.median(cpus[1]):.3f} s, month alone {statistics.median(cpus[0]):.3f} s), "
+          f"x{wall:.3f} wall ({statistics.median(walls[1]):.3f} / {statistics.median(walls[0]):.3f} s); "
+          f"target <= {HISTORY_MAX}: {'PASS' if ok else 'FAIL'} ({load()})", flush=True)
+    if counts:  # what the load does not change
+        ratio = counts[1] / counts[0]
+        ok = ratio <= HISTORY_MAX  # the deterministic figure decides
+        print(f"support cli {kind} history callgrind: x{ratio:.3f} instructions ({counts[1]:,} with "
+              f"{HISTORY_MONTHS} months of history, {counts[0]:,} alone); target <= {HISTORY_MAX}: "
+              f"{'PASS' if ok else 'FAIL'}", flush=True)
+    return ok
+
+
+def cli_instructions(cmd: list[str]) -> int:
+    """Instructions of a whole ``ledger`` process under callgrind."""
+    proc = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *cmd], cwd=ROOT,
+                          env=measured_env(), capture_output=True)
+    m = _COLLECTED.search(proc.stderr)
+    if proc.returncode != 0 or m is None:
+        raise RuntimeError(f"callgrind failed: {proc.stderr.decode()[-2000:]}")
+    return int(m.group(1))
 
 
 def support_cmd(url: str, contract: str) -> list[str]:
@@ -350,6 +464,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stores", default="sqlite,postgres", help="comma-separated; empty: no CLI figure")
     ap.add_argument("--tickets", type=int, default=10_000)
     ap.add_argument("--sizes", default="1000,2000,4000,8000,16000")
+    ap.add_argument("--history", type=int, default=None, metavar="N",
+                    help="tickets a month in the history case (default: --tickets; 0: no history case)")
     ap.add_argument("--growth", choices=["callgrind", "cpu", "none"], default="callgrind",
                     help="how the fold's growth is measured (cpu: in process, when valgrind is too slow)")
     ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
@@ -373,6 +489,10 @@ def main(argv: list[str] | None = None) -> int:
                 took = fill(url, lines)
                 print(f"# {kind}: contract and facts recorded in {took:.1f} s", flush=True)
                 ok &= cli_figure(kind, url, tickets, runs)
+            per_month = (30 if args.quick else tickets) if args.history is None else args.history
+            if per_month:
+                ok &= history_figure(kind, workdir, tickets, per_month, runs,
+                                     callgrind=args.growth == "callgrind" and not args.quick)
         if args.growth != "none":
             ok &= growth_figures(sizes, workdir, args.growth)
     return 0 if ok else 1

@@ -64,7 +64,7 @@ def to_us(instant: datetime) -> int:
 
 def from_us(us: int) -> datetime:
     """The UTC instant ``us`` microseconds after the epoch."""
-    return _EPOCH + timedelta(microseconds=us)
+    return _EPOCH + timedelta(0, 0, us)  # positional: a keyword costs the parse a third more
 
 
 def package_holidays(country: str, year: int) -> frozenset[date]:
@@ -305,17 +305,24 @@ def add_business_days(cal: SupportCalendar, start: int, n: int) -> int | None:
     return _business_days(cal, start, n, lambda t: next_open(cal, t))
 
 
-def _business_days(cal: SupportCalendar, start: int, n: int,
-                   next_open_at: Callable[[int], int | None]) -> int | None:
+def _business_days(cal: SupportCalendar, start: int, n: int, next_open_at: Callable[[int], int | None],
+                   days: dict[tuple[date, int], date] | None = None) -> int | None:
     opened = next_open_at(start)
     if opened is None:
         return None
     local = from_us(opened).astimezone(cal.timezone)
-    day, left = local.date(), n
-    while left:
-        day += _DAY
-        if is_business_day(cal, day):
-            left -= 1
+    key = (local.date(), n)
+    found = days.get(key) if days is not None else None
+    if found is None:  # ``days``: the day N business days on, once per (day, N): the same lookups
+        day, left = key
+        while left:
+            day += _DAY
+            if is_business_day(cal, day):
+                left -= 1
+        if days is not None:
+            days[key] = day
+    else:
+        day = found
     due = to_us(local_instant(day, local.time().replace(tzinfo=None, fold=0), cal.timezone))
     return next_open_at(due)
 
@@ -341,6 +348,7 @@ class OpenTimeline:
         self.starts: list[int] = []
         self.ends: list[int] = []
         self.through: list[int] = []  # open time from the run's start to the end of each interval
+        self.days: dict[tuple[date, int], date] = {}  # (day, N) -> the day N business days on
 
     def _extend(self) -> None:
         tz = self.cal.timezone
@@ -415,4 +423,4 @@ class OpenTimeline:
 
     def add_business_days(self, start: int, n: int) -> int | None:
         """``add_business_days``."""
-        return _business_days(self.cal, start, n, self.next_open)
+        return _business_days(self.cal, start, n, self.next_open, self.days)

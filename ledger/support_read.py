@@ -1,23 +1,41 @@
 """Reading a contract-month's support facts through the key index, and the ``ledger support`` use cases
 (the report, and the view its HTML page draws).
 
-Kept apart from ``ledger.application`` (one function each, taking the ``Ledger``):
-the contract's tickets (``o:``), the facts that refer to them (``t:``), the
-service's facts (``s:``, for downtime stretches, engagements and recoveries)
-and the pins of the countries its support clock names (``h:``).
+Kept apart from ``ledger.application`` (one function each, taking the ``Ledger``). A
+contract-month reads the tickets opened in the UTC months it touches (``u:``), the
+time logged in the UTC months of its subscription year up to the month's end (``q:``,
+with logs recorded before their ticket), every fact about those tickets (``t:``), the
+service's facts (``s:``, for downtime stretches, engagements and recoveries) and the
+pins of the countries its support clock names (``h:``): the month and the quota year,
+not the contract's history. A contract whose tickets a store written before
+month-bounded reads holds under ``o:<contract>`` is read whole, as then.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date, datetime
-from typing import TYPE_CHECKING, NamedTuple
+from operator import attrgetter
+from typing import TYPE_CHECKING, Final, NamedTuple
+
+import msgspec
 
 from ledger.application import Ledger
-from ledger.calendar import check_instant, check_month
+from ledger.calendar import check_instant, check_month, month_bounds
 from ledger.contracts import ContractVersion, contract_versions, find, in_force
 from ledger.errors import BadInput, NotFound
 from ledger.events import HolidaysPinned, Recorded
-from ledger.persistence.keys import contract_key, holidays_key, reference_key, tickets_key
+from ledger.persistence.keys import (
+    contract_key,
+    holidays_key,
+    logged_key,
+    opened_key,
+    reference_key,
+    ticket_key,
+    tickets_key,
+    utc_months,
+)
+from ledger.persistence.port import LedgerRecorder
 from ledger.policy import Policy, SupportSection, resolve
 from ledger.runtime import paused_gc
 from ledger.support_hours import package_holidays, package_version
@@ -31,14 +49,20 @@ if TYPE_CHECKING:
 def support_records(ledger: Ledger, contract: str, month: str,
                     upto: int) -> tuple[ContractVersion, list[Recorded]]:
     """The version in force for a contract-month and every fact its support figures can depend on."""
+    version, _, others, tickets = _support_records(ledger, contract, month, upto)
+    return version, _by_position([*others, *tickets])
+
+
+def _support_records(ledger: Ledger, contract: str, month: str,
+                     upto: int) -> tuple[ContractVersion, Policy, list[Recorded], list[Recorded]]:
+    """The version and policy in force, the service's facts and pins, and the ticket facts."""
     rec = ledger.recorder
     versions = find(contract_versions(rec.read_keyed([contract_key(contract)], upto)), contract)
     version = in_force(versions, month)
+    policy = resolve(version.policy)
     service = version.policy.contract.service
     own = ledger.service_records([service], [contract], upto)
-    tickets = list(rec.read_keyed([tickets_key(contract)], upto))
-    refs = sorted({key for r in tickets if (key := reference_key(r.fact)) is not None})
-    related = list(rec.read_keyed(refs, upto)) if refs else []
+    tickets = ticket_records(rec, policy, month, upto)
     # The calendar's country too: the downtime stretches come from the availability fold,
     # whose maintenance verdicts read its pinned holidays.
     countries = set(support_countries(version.policy))
@@ -46,7 +70,50 @@ def support_records(ledger: Ledger, contract: str, month: str,
         countries.add(version.policy.calendar.holidays)
     pins = [holidays_key(c) for c in sorted(countries)]
     pinned = list(rec.read_keyed(pins, upto)) if pins else []
-    return version, sorted([*own, *tickets, *related, *pinned], key=lambda r: r.position)
+    return version, policy, _by_position([*own, *pinned]), tickets
+
+
+def ticket_records(recorder: LedgerRecorder, policy: Policy, month: str, upto: int) -> list[Recorded]:
+    """The ticket facts a contract-month's support figures can depend on, up to ``upto``, by position.
+
+    The tickets opened in the UTC months the month touches, the tickets with time logged
+    in the UTC months of the quota year up to the month's end, and every fact about them;
+    the fold keeps what is its own (``projections.support``). The contract's history
+    before that is not read, unless a store written before holds its tickets the earlier way.
+    """
+    from projections.support import year_bounds  # deferred: the fold is heavy to import
+
+    contract = policy.contract_id
+    legacy = list(recorder.read_keyed([tickets_key(contract)], upto))
+    if legacy:  # a store written before month-bounded reads: the contract's whole history
+        opened = [*legacy, *recorder.read_key_prefix(opened_key(contract, ""), upto)]
+        refs = sorted({key for r in opened if (key := reference_key(r.fact)) is not None})
+        return _by_position([*opened, *(recorder.read_keyed(refs, upto) if refs else ())])
+    ms, me = month_bounds(month, policy.timezone)
+    keys = [opened_key(contract, m) for m in utc_months(ms, me)]
+    if policy.support is not None and policy.support.quota is not None:
+        ys, ye = year_bounds(policy, ms)
+        for m in utc_months(ys, min(me, ye)):
+            keys += [logged_key(contract, m), logged_key(None, m)]
+    # Only the tickets these facts name: a decoder that reads nothing else of them.
+    tickets = sorted({ticket_key(_TICKET_OF.decode(state)[2].ticket)
+                      for _, state in recorder.read_keyed_states(keys, upto)})
+    return list(recorder.read_keyed(tickets, upto)) if tickets else []  # each once, by position
+
+
+class _Names(msgspec.Struct):
+    ticket: str
+
+
+_TICKET_OF: Final = msgspec.json.Decoder(tuple[msgspec.Raw, msgspec.Raw, _Names, msgspec.Raw])
+
+
+def _by_position(records: Iterable[Recorded]) -> list[Recorded]:
+    """Records in position order, each once (a support fact can come under two of the keys read)."""
+    return sorted({r.position: r for r in records}.values(), key=_POSITION)
+
+
+_POSITION: Final = attrgetter("position")
 
 
 def replay_upto(ledger: Ledger, as_of: datetime | None, position: int | None) -> tuple[int, datetime | None]:
@@ -89,9 +156,10 @@ def _evaluated(ledger: Ledger, contract: str, month: str, upto: int,
     from projections.support import evaluate_support
 
     with paused_gc():
-        version, records = support_records(ledger, contract, month, upto)
-        policy = resolve(version.policy)
-        stretches = downtime_stretches(records, policy, month, replay_point=point)
+        version, policy, others, tickets = _support_records(ledger, contract, month, upto)
+        # The availability timeline of the service's facts (tickets are none of its business).
+        stretches = downtime_stretches(others, policy, month, replay_point=point)
+        records = sorted([*others, *tickets], key=_POSITION)  # two runs in order, none in both
         report = evaluate_support(records, policy, version.version, month, as_of_position=upto,
                                   stretches=stretches, replay_point=point)
         return report, policy, records

@@ -26,10 +26,10 @@ from typing import Final, cast
 import msgspec
 
 from ledger.errors import BadInput
-from ledger.events import StoredState
+from ledger.events import StoredState, SupportTimeLogged
 from ledger.persistence.chain import GENESIS, chain_hash
-from ledger.persistence.consistency import name_claim
-from ledger.persistence.keys import index_key
+from ledger.persistence.consistency import name_claim, ticket_owner
+from ledger.persistence.keys import LEGACY_TICKETS, TICKET, index_keys, legacy_keys
 from ledger.persistence.port import LedgerRecorder
 
 _HEAD: Final = re.compile(r"(?:sha256:)?([0-9a-f]{64})", re.IGNORECASE)
@@ -90,6 +90,8 @@ class _Index:
     def __init__(self, rows: Iterator[tuple[object, object]]) -> None:
         self.rows = rows
         self.head = next(rows, None)
+        self.legacy: dict[str, int] = {}  # kind of legacy key set met ("o:", "t:") -> first position
+        self.filed_now: int | None = None  # the first support fact filed under this version's keys
 
     def stray(self, below: int | None) -> str | None:
         """The problem with the next row, if it is not an event's at ``below`` or later (None: any row is)."""
@@ -102,17 +104,47 @@ class _Index:
             return None
         return f"position {at}: key index row {_shown(key)} names no event"
 
-    def match(self, position: int, key: str) -> str | None:
-        """The problem with the event at ``position`` filed under ``key``, if any; its row is taken."""
+    def match(self, position: int, keys: tuple[str, ...],
+              legacy: tuple[str, ...] | None = None) -> str | None:
+        """The problem with the event at ``position`` filed under ``keys`` (sorted), if any; rows taken.
+
+        ``legacy``: the keys a store written before month-bounded support reads gave
+        the fact, accepted instead (``self.legacy`` notes the first position of each kind).
+        """
         if self.head is None or self.head[0] != position:
             return f"position {position}: the event has no key index row"
-        if self.head[1] != key:
+        if len(keys) == 1 and legacy is None:  # one key, one row
+            if self.head[1] != keys[0]:
+                return (f"position {position}: key index row altered "
+                        f"(filed under {_shown(self.head[1])}, the event's key is {keys[0]!r})")
+            self.head = next(self.rows, None)
+            if self.head is not None and self.head[0] == position:
+                return f"position {position}: a second key index row {_shown(self.head[1])} for the event"
+            return None
+        found: list[object] = []
+        while self.head is not None and self.head[0] == position:
+            found.append(self.head[1])
+            self.head = next(self.rows, None)
+        got = tuple(found)
+        if got == keys:
+            if legacy is not None and self.filed_now is None:
+                self.filed_now = position
+            return None
+        if legacy is not None and got == legacy:
+            if self.filed_now is not None:  # this version never files the earlier way
+                return (f"position {position}: key index row missing (filed the earlier way, after the "
+                        f"support fact at position {self.filed_now} filed under {len(keys)} keys)")
+            self.legacy.setdefault(legacy[0][:2], position)
+            return None
+        shown = keys[0] if len(keys) == 1 else keys
+        stray = [k for k in got if k not in keys]
+        if stray and len(got) > len(keys):
+            return f"position {position}: a second key index row {_shown(stray[0])} for the event"
+        if stray:
             return (f"position {position}: key index row altered "
-                    f"(filed under {_shown(self.head[1])}, the event's key is {key!r})")
-        self.head = next(self.rows, None)
-        if self.head is not None and self.head[0] == position:
-            return f"position {position}: a second key index row {_shown(self.head[1])} for the event"
-        return None
+                    f"(filed under {_shown(stray[0])}, the event's key is {shown!r})")
+        missing = [k for k in keys if k not in got]
+        return f"position {position}: key index row {missing[0]!r} missing (the event's keys are {shown!r})"
 
 
 def _index_problem(problem: str) -> str:
@@ -209,7 +241,11 @@ def _walk(events: Iterator[tuple[object, object, object, object]], index: _Index
         digest = chain_hash(prev, pos, rec.recorded_at, rec.id, fact)
         if digest != rec.link:
             return bad(f"position {pos}: content, order or chain altered (hash does not match)")
-        if problem := index.match(pos, index_key(fact)):
+        owner = None
+        if type(fact) is SupportTimeLogged and (held := names.get(TICKET + fact.ticket)) is not None:
+            owner = ticket_owner(held[0])  # the log's key names its ticket's contract, if opened before
+        keys = index_keys(fact, owner)
+        if problem := index.match(pos, tuple(sorted(keys)) if len(keys) > 1 else keys, legacy_keys(fact)):
             return bad(_index_problem(problem))
         if (claim := name_claim(fact)) is not None:
             names.setdefault(claim[0], (claim[1], pos))
@@ -218,6 +254,13 @@ def _walk(events: Iterator[tuple[object, object, object, object]], index: _Index
             found_at = pos
     if problem := index.stray(None):
         return bad(_index_problem(problem))
+    if TICKET in index.legacy and LEGACY_TICKETS not in index.legacy:
+        # A log filed under its ticket alone is read only by a contract whose openings are
+        # under the earlier key (``ledger.support_read``): without any, it would be missed.
+        at = index.legacy[TICKET]
+        return VerifyResult(False, at - 1, prev, _index_problem(
+            f"position {at}: key index row of a time log missing (filed under its ticket only, "
+            "in a ledger holding no ticket filed the earlier way)"), found_at)
     if want is not None and found_at is None:
         # Each link hashes its own position, so the published hash can only be met at
         # the position it was published for; never meeting it means history was rewritten.

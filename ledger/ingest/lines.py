@@ -21,7 +21,7 @@ from ledger.events import (
     derive_id_from,
     may_hold_control,
 )
-from ledger.persistence.consistency import CLAIM_OF
+from ledger.persistence.consistency import ROW_CLAIM_OF
 from ledger.persistence.keys import KEY_OF
 from ledger.persistence.port import BATCH, Prepared
 
@@ -46,8 +46,9 @@ def prepare_row(lineno: int, fact: Fact, canon: bytes) -> Prepared:
                     None if claim_of is None else claim_of(fact))
 
 
-_TAG_AND_KEY: Final[dict[type, tuple[str, Callable[[Any], str], Callable[[Any], tuple[str, str]] | None]]] = {
-    cls: (FACT_TAGS[cls], key_of, CLAIM_OF.get(cls)) for cls, key_of in KEY_OF.items()
+_TAG_AND_KEY: Final[dict[type, tuple[str, Callable[[Any], str | tuple[str, ...]],
+                                     Callable[[Any], tuple[str, str]] | None]]] = {
+    cls: (FACT_TAGS[cls], key_of, ROW_CLAIM_OF.get(cls)) for cls, key_of in KEY_OF.items()
 }
 
 

@@ -20,8 +20,8 @@ import msgspec
 from ledger.errors import BadInput, StoreError
 from ledger.events import canonical, decode_stored
 from ledger.persistence.chain import Chain, ChainStart, Linked, packing_chain
-from ledger.persistence.consistency import NO_CHANGE, NOTHING, Holdings, Item, Lookup, Pending
-from ledger.persistence.keys import CONTRACT
+from ledger.persistence.consistency import NO_CHANGE, NOTHING, Holdings, Item, Lookup, Pending, input_owners
+from ledger.persistence.keys import CONTRACT, own_keys
 from ledger.persistence.packing import PACKERS
 from ledger.persistence.port import (
     AppendResult,
@@ -133,6 +133,8 @@ def _append_prepared(
                 rows = sort_rows(batch, recorded, chain.position) if recorded else guess
                 pending = held.check(rows.items, looked)
                 linked = chain.link(rows.fresh) if recorded or maybe is None else maybe
+                if pending.owners:
+                    own_keys(linked.keys, pending.owners)
                 if linked.events:
                     packed = pack(linked.events, linked.keys, chain.position, linked.leaves)
                     writer.submit(session.insert, packed, pending.rows())
@@ -207,6 +209,10 @@ def append_packed(
                         pending = held.check(items, looked)
                     except BadInput as exc:  # perhaps about a recorded line: the checking pass decides
                         raise IdConflict(str(exc)) from None
+                    if pending.owners:  # a log of a ticket the store holds: its key names the contract
+                        if not isinstance(packed.index, list):
+                            raise IdConflict("import: a time log of a ticket opened before the import")
+                        own_keys(packed.index, pending.owners)
                 if packed.count:
                     written.append(writer.submit(session.insert, packed, pending.rows()))
                 while len(written) > IN_FLIGHT:  # bounded memory: wait for the oldest batch
@@ -308,6 +314,8 @@ def _insert_new(session: OptimisticSession, pack: Packer, chain: Chain, held: Ho
         linked = chain.link(guess.fresh)
     except BadInput:
         return None  # perhaps about a line recorded already, which the check will drop
+    if pending.owners:
+        own_keys(linked.keys, pending.owners)
     packed = pack(linked.events, linked.keys, chain.position, linked.leaves)
     if linked.events and not session.insert_new(packed, pending.rows()):
         return None
@@ -368,6 +376,7 @@ def batch_linker(start: ChainStart, packing: str) -> Callable[[list[Prepared]], 
     """
     pack = PACKERS[packing]
     chain = packing_chain(start)
+    opened: dict[str, tuple[str, int]] = {}  # the tickets this input opens: contract, position
 
     def link(rows: list[Prepared]) -> PackedBatch:
         sorted_ = sort_rows(rows, NONE_RECORDED, chain.position)
@@ -375,8 +384,12 @@ def batch_linker(start: ChainStart, packing: str) -> Callable[[list[Prepared]], 
             linked = chain.link(sorted_.fresh)
         except BadInput as exc:
             raise IdConflict(str(exc)) from None
+        items, owners = input_owners(sorted_.items, opened)
+        if owners:
+            own_keys(linked.keys, owners)
         packed = pack(linked.events, linked.keys, chain.position, linked.leaves)
         chain.advance(linked)
-        return PackedBatch(packed, sorted_.skipped, sorted_.conflicts, sorted_.items)
+        return PackedBatch(packed, sorted_.skipped, sorted_.conflicts, items)
 
     return link
+

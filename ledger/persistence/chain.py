@@ -105,7 +105,10 @@ class Chain:
                 last_at = at
             prev = link_bytes(prev, pos, at_json, id_json, canon)
             events.append((id_, 1, topic, state_bytes(id_json, at_json, canon, prev)))
-            keys.append((key, pos))
+            if type(key) is str:
+                keys.append((key, pos))
+            else:  # a support fact's keys (``keys.KEY_OF``)
+                keys.extend((k, pos) for k in key)
             ats.append(at_json)
             pos += 1
         # The leaves here, where each row's pieces are at hand (an import's child process).

@@ -27,6 +27,7 @@ from ledger.events import (
     IncidentOpened,
     MaintenanceAnnounced,
     Recorded,
+    SupportTimeLogged,
     TicketOpened,
     decode_state,
 )
@@ -76,6 +77,24 @@ CLAIM_OF: Final[dict[type, Callable[[Any], Claim]]] = {
     ContractRegistered: _contract,
     ContractAmended: _contract,
 }
+USE: Final = "use"  # the scope of an item that names a ticket without claiming it (a time log)
+
+
+def _log_use(fact: SupportTimeLogged) -> Claim:
+    # Not a claim: its index key needs the contract of the ticket, if opened before it.
+    return "t:" + fact.ticket, USE
+
+
+# What a prepared row carries to the append's checks: a claim, or a ticket a log names.
+ROW_CLAIM_OF: Final[dict[type, Callable[[Any], Claim]]] = {**CLAIM_OF, SupportTimeLogged: _log_use}
+
+
+def ticket_owner(scope: str) -> str | None:
+    """The contract of a ticket claim's scope (None for other claims)."""
+    kind, _, rest = scope.partition(UNIT)
+    return rest if kind == "ticket" else None
+
+
 OPENING_TAGS: Final = ("incident_opened", "maintenance_announced", "force_majeure_declared",
                        "exclusion_declared", "ticket_opened")
 
@@ -195,13 +214,14 @@ class Pending(NamedTuple):
 
     names: dict[str, tuple[str, int]]
     contracts: dict[str, ContractState]
+    owners: dict[int, str]  # position of a time log -> its ticket's contract (opened before it)
 
     def rows(self) -> list[tuple[str, str, int]]:
         """Rows of the names table: (name, scope, position)."""
         return [(name, scope, position) for name, (scope, position) in self.names.items()]
 
 
-NO_CHANGE: Final = Pending({}, {})
+NO_CHANGE: Final = Pending({}, {}, {})
 
 
 class Holdings:
@@ -234,6 +254,7 @@ class Holdings:
                 self.contracts[cid] = contract_state(versions.get(cid, []))
         names: dict[str, tuple[str, int]] = {}
         contracts: dict[str, ContractState] = {}
+        owners: dict[int, str] = {}
         for line, position, name, scope, canon in items:
             if canon is not None:
                 fact = FACT_DECODER.decode(canon)
@@ -246,13 +267,17 @@ class Holdings:
                 contracts[cid] = _next_state(fact, state, position)
                 continue
             known = names.get(name) or self.names.get(name)
+            if scope == USE:  # a time log: its ticket's contract, when opened at an earlier position
+                if known is not None and known[1] < position and (owner := ticket_owner(known[0])):
+                    owners[position] = owner
+                continue
             if known is None:
                 names[name] = (scope, position)
             elif known[0] != scope:
                 field = _FIELD.get(scope.split(UNIT, 1)[0], "id")
                 raise BadInput(f"{self._at(line)}field `{field}`: {name[2:]} already names "
                                f"{describe(known[0])} (position {known[1]})")
-        return Pending(names, contracts) if names or contracts else NO_CHANGE
+        return Pending(names, contracts, owners) if names or contracts or owners else NO_CHANGE
 
     def commit(self, pending: Pending) -> None:
         """Take in what a batch sent to the store added."""
@@ -262,3 +287,26 @@ class Holdings:
 
     def _at(self, line: int) -> str:
         return f"{self.label} {line}: " if self.label else ""
+
+
+def input_owners(items: list[Item], opened: dict[str, tuple[str, int]]) -> tuple[list[Item], dict[int, str]]:
+    """The contract of each time log whose ticket an earlier line of the same input opened.
+
+    For an import's child, which does not see the store: ``opened`` gathers the input's
+    ticket claims as it goes. Those logs leave the items (their keys are settled); the
+    writer checks the others against the store, and one whose ticket the store holds
+    sends the input through the checking path (or has its key set in place, on SQLite).
+    """
+    kept: list[Item] = []
+    owners: dict[int, str] = {}
+    for item in items:
+        _, position, name, scope, _ = item
+        if scope == USE:
+            known = opened.get(name)
+            if known is not None and known[1] < position:
+                owners[position] = known[0]
+                continue
+        elif (owner := ticket_owner(scope)) is not None:
+            opened.setdefault(name, (owner, position))
+        kept.append(item)
+    return kept, owners

@@ -1,16 +1,27 @@
 """The key scheme of ``ledger_index``: the one place that knows how a key is spelled.
 
-Every fact is indexed under one key: its service (``s:``), the id it corrects
+Every fact is indexed under its key: its service (``s:``), the id it corrects
 (``i:``, ``m:``, ``x:``), its contract's claims (``c:``), its contract's versions
-(``k:``), its contract's tickets (``o:``), the ticket it is about (``t:``) or the
-country whose holidays it pins (``h:``). A contract-month reads its service's facts,
-then the corrections that refer to their ids, then its claims and versions: never the
-rest of the ledger; its support figures read its tickets, then what refers to them.
+(``k:``), the ticket it is about (``t:``) or the country whose holidays it pins
+(``h:``). A contract-month reads its service's facts, then the corrections that refer
+to their ids, then its claims and versions: never the rest of the ledger.
+
+Support facts have two keys each (the index's primary key is (key, position)), so that
+a contract-month's support figures read the month, not the contract's history: a
+``ticket_opened`` is under ``u:<contract>@<YYYY-MM>`` (the UTC month of its ``at``) and
+under ``t:<ticket>``; a ``support_time_logged`` under ``t:<ticket>`` and under
+``q:<contract>@<YYYY-MM>``, its ticket's contract when the ticket was opened at an
+earlier position (the append path knows it from the ticket's claim), else
+``q:@<YYYY-MM>`` (a log recorded before its ticket). Stores written before kept a
+contract's openings under ``o:<contract>`` (``LEGACY_TICKETS``) and logs under ``t:``
+alone; ``ledger verify`` accepts those key sets and ``ledger.support_read`` reads such a
+contract's whole history, as then.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 from typing import Any, Final, Protocol, get_args
 
@@ -45,10 +56,15 @@ MAINTENANCE: Final = "m:"
 EXCLUSION: Final = "x:"
 CLAIMS: Final = "c:"
 CONTRACT: Final = "k:"
-TICKETS: Final = "o:"  # a contract's tickets (ticket_opened)
+TICKETS: Final = "o:"  # a contract's tickets (ticket_opened), as stores written before held them
+LEGACY_TICKETS: Final = TICKETS
 TICKET: Final = "t:"  # the facts about one ticket
+OPENED: Final = "u:"  # a contract's tickets opened in one UTC month: u:<contract>@<YYYY-MM>
+LOGGED: Final = "q:"  # a contract's support time logged in one UTC month: q:<contract>@<YYYY-MM>
 HOLIDAYS: Final = "h:"  # a country's pinned holidays
-KEY_KINDS: Final = (SERVICE, INCIDENT, MAINTENANCE, EXCLUSION, CLAIMS, CONTRACT, TICKETS, TICKET, HOLIDAYS)
+ORPHAN: Final = LOGGED + "@"  # the start of a log's key while its ticket's contract is not known
+KEY_KINDS: Final = (SERVICE, INCIDENT, MAINTENANCE, EXCLUSION, CLAIMS, CONTRACT, TICKETS, TICKET, HOLIDAYS,
+                    OPENED, LOGGED)
 
 
 def service_key(service: str) -> str:
@@ -67,8 +83,42 @@ def contract_key(contract: str) -> str:
 
 
 def tickets_key(contract: str) -> str:
-    """The key of a contract's tickets (``ticket_opened``)."""
+    """The key a store written before month-bounded reads filed a contract's tickets under."""
     return TICKETS + contract
+
+
+def utc_month(at: datetime) -> str:
+    """``YYYY-MM`` of an instant in UTC (the bucket of a support key)."""
+    u = at.astimezone(UTC)
+    return f"{u.year:04d}-{u.month:02d}"
+
+
+def utc_months(start: datetime, end: datetime) -> list[str]:
+    """The UTC months ``[start, end)`` touches, in order (a contract month in any zone: at most two)."""
+    if end <= start:
+        return []
+    s, e = start.astimezone(UTC), (end - timedelta(microseconds=1)).astimezone(UTC)
+    out = []
+    year, month = s.year, s.month
+    while (year, month) <= (e.year, e.month):
+        out.append(f"{year:04d}-{month:02d}")
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return out
+
+
+def opened_key(contract: str, month: str) -> str:
+    """The key of a contract's tickets opened in a UTC month."""
+    return f"{OPENED}{contract}@{month}"
+
+
+def logged_key(contract: str | None, month: str) -> str:
+    """The key of a contract's time logged in a UTC month (None: logs recorded before their ticket)."""
+    return f"{LOGGED}{contract or ''}@{month}"
+
+
+def ticket_key(ticket: str) -> str:
+    """The key of the facts about one ticket."""
+    return TICKET + ticket
 
 
 def holidays_key(country: str) -> str:
@@ -77,8 +127,46 @@ def holidays_key(country: str) -> str:
 
 
 def index_key(fact: Fact) -> str:
-    """The one key a fact is found by: its service, or the id it refers to, or its contract."""
-    return KEY_OF[type(fact)](fact)
+    """The first key a fact is found by: its service, or the id it refers to, or its contract."""
+    key = KEY_OF[type(fact)](fact)
+    return key if isinstance(key, str) else key[0]
+
+
+def index_keys(fact: Fact, owner: str | None = None) -> tuple[str, ...]:
+    """Every key a fact is filed under; ``owner``: the contract of a logged ticket opened before it."""
+    key = KEY_OF[type(fact)](fact)
+    if isinstance(key, str):
+        return (key,)
+    return owned(key, owner) if owner is not None else key
+
+
+def legacy_keys(fact: Fact) -> tuple[str, ...] | None:
+    """The keys a store written before month-bounded support reads filed a support fact under."""
+    if type(fact) is TicketOpened:
+        return (TICKETS + fact.contract,)
+    if type(fact) is SupportTimeLogged:
+        return (TICKET + fact.ticket,)
+    return None
+
+
+def owned(keys: tuple[str, ...], owner: str) -> tuple[str, ...]:
+    """A log's keys once its ticket's contract is known (``q:@M`` becomes ``q:<owner>@M``)."""
+    return tuple(LOGGED + owner + k[2:] if k.startswith(ORPHAN) else k for k in keys)
+
+
+def own_keys(rows: list[tuple[str, int]], owners: Mapping[int, str]) -> None:
+    """Give the logs at ``owners``' positions their contract's key, in place in (key, position) rows."""
+    for i, (key, position) in enumerate(rows):
+        if position in owners and key.startswith(ORPHAN):
+            rows[i] = (LOGGED + owners[position] + key[2:], position)
+
+
+def _opened_keys(fact: TicketOpened) -> tuple[str, str]:
+    return opened_key(fact.contract, utc_month(fact.at)), TICKET + fact.ticket
+
+
+def _logged_keys(fact: SupportTimeLogged) -> tuple[str, str]:
+    return TICKET + fact.ticket, logged_key(None, utc_month(fact.at))
 
 
 def _contract_key(fact: ContractRegistered | ContractAmended) -> str:
@@ -98,16 +186,17 @@ _KEY_FIELD: Final[dict[type, tuple[str, str]]] = {
     ExclusionRevoked: (EXCLUSION, "ref"),
     CreditClaimFiled: (CLAIMS, "contract"),
     # Support (section 6.1). Engagements and recoveries name a service: its key, as its other facts.
-    TicketOpened: (TICKETS, "contract"),
     TicketSeverityChanged: (TICKET, "ticket"),
     TicketResponded: (TICKET, "ticket"),
     TicketClassified: (TICKET, "ticket"),
     TicketResolved: (TICKET, "ticket"),
-    SupportTimeLogged: (TICKET, "ticket"),
     HolidaysPinned: (HOLIDAYS, "country"),
 }
-KEY_OF: Final[dict[type, Callable[[Any], str]]] = {
+# A fact's key, or its keys (a tuple: the support facts read by month, see the module's text).
+KEY_OF: Final[dict[type, Callable[[Any], str | tuple[str, ...]]]] = {
     cls: _contract_key if cls in CONTRACT_TYPES
+    else _opened_keys if cls is TicketOpened
+    else _logged_keys if cls is SupportTimeLogged
     else _field_key(*_KEY_FIELD.get(cls, (SERVICE, "service")))
     for cls in get_args(Fact)
 }

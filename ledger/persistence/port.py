@@ -45,7 +45,7 @@ class Prepared(NamedTuple):
     id: str
     id_json: bytes
     topic: str  # its type tag
-    key: str  # its index key
+    key: str | tuple[str, ...]  # its index key (keys: a support fact, ``keys.KEY_OF``)
     canon: bytes  # its canonical JSON
     recorded_at: bytes | None  # its own recorded_at as JSON (an exported line), else None
     claim: tuple[str, str] | None  # the name it gives or the contract it versions (``consistency.Claim``)

@@ -28,16 +28,25 @@ import msgspec
 from eventsourcing.persistence import Tracking
 
 from ledger.contracts import ContractVersion
-from ledger.events import Recorded, decode_state
-from ledger.persistence.keys import holidays_key, month_keys, read_related, tickets_key
+from ledger.events import Recorded, TicketOpened, decode_state
+from ledger.persistence.keys import (
+    holidays_key,
+    month_keys,
+    opened_key,
+    read_related,
+    ticket_key,
+    tickets_key,
+)
 from ledger.persistence.port import APP_NAME, LedgerRecorder, ReportingView
 from ledger.runtime import paused_gc
 from projections.affected import Known
 from projections.model import Report
-from projections.support_index import support_countries
+from projections.support_index import TICKET_FACTS, support_countries
 from projections.tracked.evaluator import Evaluator
 from projections.tracked.projection import LedgerLike
 from projections.tracked.rows import Failed, Item, SupportRows, split, view_rows
+
+_TICKET_TYPES: Final = frozenset({TicketOpened, *TICKET_FACTS})  # what the ticket read below may repeat
 
 
 class RebuildResult(msgspec.Struct, frozen=True):
@@ -241,11 +250,27 @@ def _group_reports(
             kept[rec.position] = rec
             room -= cost
 
-    # A contract's tickets come with its services' facts (and what refers to them, second);
-    # then the pins of the countries the contracts' support clocks name, known from their versions.
+    # The services' facts, claims and versions (and what refers to them, second), with the
+    # tickets of a store written before month-bounded support keys (``o:``).
     keys = [*month_keys(services, contracts, versions=True), *(tickets_key(c) for c in contracts)]
-    for _ in read_related(reader, keys, head, fold):
+    ticketed: set[int] = set()
+
+    def fold_first(rec: Recorded, state: bytes) -> None:
+        if type(rec.fact) in _TICKET_TYPES:
+            ticketed.add(rec.position)
+        fold(rec, state)
+
+    for _ in read_related(reader, keys, head, fold_first):
         pass
+    # Then every fact about the tickets the contracts opened (``u:`` by month; an opening is
+    # under ``t:`` too, so this read brings it with its ticket's facts, each once).
+    tickets = sorted({ticket_key(r.fact.ticket) for c in contracts
+                      for r in reader.read_key_prefix(opened_key(c, ""), head)
+                      if isinstance(r.fact, TicketOpened)})
+    if tickets:
+        for position, state in reader.read_keyed_states(tickets, head):
+            if position not in ticketed:
+                fold(decode_state(position, state), state)
     # Then the pinned holidays of the countries the group's business calendars and support clocks
     # name (known from its versions).
     countries = sorted({v.policy.calendar.holidays for vs in known.versions.values() for v in vs

@@ -10,8 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.support_bench import support_lines
-from ledger.events import decode_fact
+from benchmarks.support_bench import history_lines, support_lines
+from ledger.events import TicketOpened, decode_fact
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,6 +36,21 @@ def test_support_bench_quick_prints_its_figures() -> None:
     out = _run("benchmarks.support_bench", "--quick", "--growth", "none")
     assert re.search(r"^support cli sqlite tickets=300: wall median [0-9.]+ s .* (PASS|FAIL)", out, re.M), out
     assert re.search(r"^support cli sqlite tickets=300 cpu: median [0-9.]+ s .* (PASS|FAIL)$", out, re.M), out
+    assert re.search(r"^support cli sqlite history: 12 months of history x[0-9.]+ CPU .* (PASS|FAIL) ", out,
+                     re.M), out
+
+
+def test_history_lines_are_months_before_with_their_own_tickets() -> None:
+    lines = history_lines(50, 12)
+    facts = [decode_fact(line.encode()) for line in lines]
+    opened = [f for f in facts if isinstance(f, TicketOpened)]
+    assert len(opened) == 600
+    assert len({f.ticket for f in opened}) == 600  # every month its own tickets
+    assert min(f.at for f in opened).isoformat() >= "2025-04"
+    assert max(f.at for f in opened).isoformat() < "2026-04-01T05"  # before the month (Toronto)
+    assert {type(f).__struct_config__.tag for f in facts} <= {
+        "ticket_opened", "ticket_severity_changed", "ticket_responded", "ticket_classified",
+        "support_time_logged"}
 
 
 def test_month_all_quick_prints_its_figures() -> None:

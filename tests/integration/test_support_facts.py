@@ -9,7 +9,7 @@ import pytest
 from ledger.application import Ledger
 from ledger.errors import BadInput
 from ledger.events import HolidaysPinned, SupportTimeLogged, TicketOpened, fact_from_fields
-from ledger.persistence.keys import index_key, reference_key
+from ledger.persistence.keys import index_keys, reference_key
 from ledger.verify import verify
 from tests.lines import import_lines
 
@@ -41,10 +41,12 @@ def test_support_facts_import_idempotent_and_verify(ledger: Ledger) -> None:
     pinned = [r.fact for r in ledger.records() if isinstance(r.fact, HolidaysPinned)]
     assert pinned[0].dates == ("2026-01-01", "2026-12-25")  # canonical: sorted
     assert verify(ledger.recorder).ok
-    # The key index: the contract's tickets, then what refers to them.
-    opened = list(ledger.recorder.read_keyed(["o:c1"], 99))
-    assert [r.position for r in opened] == [1]
-    assert [r.position for r in ledger.recorder.read_keyed(["t:T-1"], 99)] == [2, 3, 4, 5, 6]
+    # The key index: the contract's tickets by UTC month of opening, the time logged by UTC
+    # month under the ticket's contract, everything about a ticket under the ticket.
+    assert list(ledger.recorder.read_keyed(["o:c1"], 99)) == []
+    assert [r.position for r in ledger.recorder.read_keyed(["u:c1@2026-10"], 99)] == [1]
+    assert [r.position for r in ledger.recorder.read_keyed(["q:c1@2026-10"], 99)] == [6]
+    assert [r.position for r in ledger.recorder.read_keyed(["t:T-1"], 99)] == [1, 2, 3, 4, 5, 6]
     assert [r.position for r in ledger.recorder.read_keyed(["s:web"], 99)] == [7, 8]
     assert [r.position for r in ledger.recorder.read_keyed(["h:CA-ON"], 99)] == [9]
 
@@ -92,4 +94,8 @@ def test_keys() -> None:
     fact = fact_from_fields("ticket_opened", {"contract": "c", "ticket": "T", "at": "2026-10-05T11:00:00Z",
                                               "severity": "s"})
     assert isinstance(fact, TicketOpened)
-    assert (index_key(fact), reference_key(fact)) == ("o:c", "t:T")
+    assert (index_keys(fact), reference_key(fact)) == (("u:c@2026-10", "t:T"), "t:T")
+    log = fact_from_fields("support_time_logged", {"ticket": "T", "at": "2026-10-31T23:30:00-01:00",
+                                                   "seconds": "60"})
+    assert index_keys(log) == ("t:T", "q:@2026-11")  # its ticket's contract not known: an orphan
+    assert index_keys(log, "c") == ("t:T", "q:c@2026-11")
