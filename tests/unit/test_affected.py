@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from ledger.contracts import in_force
 from ledger.events import ContractAmended, ContractRegistered, Fact, Recorded, encode_state, fact_id
-from ledger.persistence.keys import index_key
+from ledger.persistence.keys import index_keys
 from ledger.persistence.port import ViewRows
 from ledger.policy import load_policy, resolve
 from projections.affected import Known, Pair, add_months, affected, month_of, months_from
@@ -366,7 +366,11 @@ class _KeyedReader(_Reader):
     def read_keyed_states(self, keys: Sequence[str], upto: int) -> Iterator[tuple[int, bytes]]:
         wanted = set(keys)
         return ((r.position, self.states[r.position]) for r in self.records
-                if r.position <= upto and index_key(r.fact) in wanted)
+                if r.position <= upto and not wanted.isdisjoint(index_keys(r.fact)))
+
+    def read_key_prefix(self, prefix: str, upto: int) -> Iterator[Recorded]:
+        return (r for r in self.records
+                if r.position <= upto and any(k.startswith(prefix) for k in index_keys(r.fact)))
 
     def read_position_states(self, positions: Sequence[int]) -> Iterator[tuple[int, bytes]]:
         self.fetched += len(positions)
