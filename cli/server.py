@@ -91,19 +91,6 @@ def summary(result: AppendResult) -> dict[str, Any]:
     }
 
 
-def contract_list(ledger: Ledger) -> list[dict[str, Any]]:
-    """The contracts with their versions, by id (what `ledger contract list --format json` lists)."""
-    out = []
-    for cid, versions in sorted(ledger.contracts().items()):
-        c = versions[-1].policy.contract
-        out.append({
-            "id": cid, "customer": c.customer, "service": c.service, "timezone": c.timezone,
-            "versions": [{"version": v.version, "effective_from": v.effective_from, "position": v.position,
-                          "recorded_at": v.recorded_at} for v in versions],
-        })
-    return out
-
-
 # --- the app -----------------------------------------------------------------------
 
 
@@ -209,9 +196,13 @@ def _hook(source: str) -> Callable[[Request], Awaitable[Response]]:
 
 
 async def get_contracts(request: Request) -> Response:
+    from cli.output import contracts_json
+
     state = _state(request)
     _authorize(request, state, write=False)
-    return json_response(await state.read(contract_list))
+    listed = await state.read(lambda ledger: contracts_json(ledger.contracts()))
+    # The bytes `ledger contract list --format json` prints, its line break included.
+    return Response(listed.encode() + b"\n", media_type="application/json")
 
 
 def _month_query(request: Request) -> tuple[str, str, datetime | None, int | None]:

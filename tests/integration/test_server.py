@@ -100,9 +100,38 @@ def test_report_is_the_cli_bytes(server: ServerProcess, module_store: str) -> No
                                   "--position", "1", "--format", "json"))
     assert json.loads(body) == audit["report"]
     assert json.loads(body)["as_of_position"] == 1
-    status, body, _ = server.request("GET", "/v1/contracts", token=READ_TOKEN)
-    [contract] = check(body, "Contract", many=True)
-    assert (contract["id"], contract["service"], len(contract["versions"])) == ("sla-a-2026", "workspace", 1)
+
+
+def test_contract_list_is_the_cli_bytes(store_url: str, tmp_path: Path) -> None:
+    """GET /v1/contracts answers what `ledger contract list --format json` prints, as the store changes."""
+    examples = ROOT / "ledger" / "examples"
+    server = ServerProcess(store_url)
+    try:
+        def listed() -> bytes:
+            status, body, headers = server.request("GET", "/v1/contracts", token=READ_TOKEN)
+            assert status == 200, body
+            assert headers["content-type"] == "application/json"
+            cli_bytes = ledger_cli(store_url, "contract", "list", "--format", "json")
+            assert body == cli_bytes
+            check(body, "Contract", many=True)
+            return body
+
+        assert listed() == b"[]\n"
+        for name in ("sla-d.toml", "sla-a.toml", "sla-b.toml"):  # recorded out of id order
+            ledger_cli(store_url, "contract", "register", str(examples / name))
+        amended = (examples / "sla-a.toml").read_text().replace(
+            'timezone = "Europe/Paris"', 'timezone = "Europe/Paris"\neffective_from = "2026-11"').replace(
+            'target = "99.97"', 'target = "99.9"')
+        (tmp_path / "sla-a-v2.toml").write_text(amended)
+        ledger_cli(store_url, "contract", "amend", str(tmp_path / "sla-a-v2.toml"))
+        contracts = json.loads(listed())
+        assert [c["contract"] for c in contracts] == ["sla-a-2026", "sla-b-2026", "sla-d-2026"]
+        assert contracts[0] == {"contract": "sla-a-2026", "customer": "Atelier Durand SARL",
+                                "service": "workspace", "versions": 2, "timezone": "Europe/Paris",
+                                "effective_from": "2026-11", "position": 4}
+        assert "Bénévoles" in contracts[2]["customer"]
+    finally:
+        assert server.stop()[0] == 0
 
 
 @pytest.mark.parametrize(("path", "query", "status", "message"), [
