@@ -123,15 +123,16 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * p))] if ordered else 0.0
 
 
-def run(store: str, clients: int, alerts: int, per_hook: int, root: Path = ROOT, measured: bool = False
-        ) -> dict[str, Any]:
+def run(store: str, clients: int, alerts: int, per_hook: int, root: Path = ROOT, measured: bool = False,
+        python_path: str | None = None) -> dict[str, Any]:
     """The load on the tree ``root``'s server; AssertionError if anything was lost, doubled or misplaced."""
     env = measured_env() if measured else None
+    server_env = {"PYTHONPATH": python_path} if python_path else None
     setup = subprocess.run([sys.executable, "-m", "cli.main", "--store", store, "contract", "register",
                             str(root / "ledger" / "examples" / "sla-a.toml")], cwd=root, capture_output=True,
                            env=env)
     assert setup.returncode == 0, setup.stderr.decode()
-    server = ServerProcess(store, root=root, measured=measured)
+    server = ServerProcess(store, root=root, measured=measured, env=server_env)
     latencies: list[float] = []
     failures: list[str] = []
     recorded = [0]
@@ -248,11 +249,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--per-hook", type=int, default=1, help="alerts per webhook")
     parser.add_argument("--against", metavar="REV", help="git revision of the baseline server")
     parser.add_argument("--rounds", type=int, default=1, help="runs of each tree (alternating)")
+    parser.add_argument("--baseline-without", default="httptools,uvloop", metavar="MODULES",
+                        help="modules the baseline server cannot import (not among REV's dependencies; "
+                             "uvicorn then uses h11 and asyncio's loop, as REV did)")
     args = parser.parse_args(argv)
     if args.store not in ("sqlite", "postgres") and (args.against or args.rounds > 1):
         parser.error("--against and --rounds need a fresh store per run: --store sqlite or postgres")
     with tempfile.TemporaryDirectory() as tmp:
         trees = {"this": ROOT}
+        paths: dict[str, str | None] = {"this": None, "baseline": None}
         if args.against:
             base = Path(tmp) / "baseline"
             base.mkdir()
@@ -262,6 +267,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             trees = {"baseline": base, "this": ROOT}
             subprocess.run([sys.executable, "-m", "compileall", "-q", "ledger", "projections", "cli"],
                            cwd=base, check=True, env=measured_env())
+            blocked = [m for m in args.baseline_without.split(",") if m]
+            if blocked:  # a sitecustomize that makes them unimportable, for the baseline server only
+                (Path(tmp) / "without").mkdir()
+                (Path(tmp) / "without" / "sitecustomize.py").write_text(
+                    "import sys\n" + "".join(f"sys.modules[{m!r}] = None  # type: ignore\n" for m in blocked))
+                paths["baseline"] = str(Path(tmp) / "without")
         compile_project()
         results: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
         n = 0
@@ -269,7 +280,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             for name, root in trees.items():
                 n += 1
                 with fresh_store(args.store, Path(tmp), n, args.pg_admin) as store:
-                    result = run(store, args.clients, args.alerts, args.per_hook, root=root, measured=True)
+                    result = run(store, args.clients, args.alerts, args.per_hook, root=root, measured=True,
+                                 python_path=paths[name])
                 results[name].append(result)
                 print(f"{name}: " + " ".join(f"{k}={v}" for k, v in result.items()), flush=True)
     mine = results["this"]

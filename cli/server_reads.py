@@ -7,20 +7,24 @@ report being read (at 50 writing clients and one polling reader, the reader's
 folds held the lock more than half of the time). The workers are spawned by the
 server when it starts, each opens its own ledger (``Ledger.reopen``: only the
 store's URL crosses) and computes the bytes the commands print with the commands'
-own functions; they only read. They ignore SIGINT and SIGTERM (a Ctrl-C reaches
-the whole process group): the server stops them once the requests in flight have
-had their answers, and they die with it if it is killed.
+own functions; they only read, at a lower scheduling priority than the server.
+They ignore SIGINT (a Ctrl-C reaches the whole process group: the server stops
+them once the requests in flight have had their answers) and die with the server
+if it is killed. A worker that dies is replaced, and the reads it held are tried
+again in the new one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import multiprocessing
 import multiprocessing.util
 import os
 import signal
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime
 from typing import Any, Final, TypeVar
 
@@ -38,8 +42,8 @@ _opened: list[Ledger] = []  # the worker's own ledger, opened once
 def _start(reopen: Callable[[], Ledger], parent: int, nice: int) -> None:
     from projections.tracked.rebuilding import _die_with_parent
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
+    # SIGTERM keeps its default: the pool ends a broken pool's other workers with it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(parent)
     if nice:
         os.nice(nice)
@@ -62,8 +66,11 @@ class ReadPool:
     def __init__(self, reopen: Callable[[], Ledger], workers: int = WORKERS, nice: int = NICE) -> None:
         self.workers = workers
         # Spawned, not forked: the server holds connections and threads.
-        self.executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=_start, initargs=(reopen, os.getpid(), nice))
+        spawn = multiprocessing.get_context("spawn")
+        self.new = functools.partial(ProcessPoolExecutor, workers, mp_context=spawn, initializer=_start,
+                                     initargs=(reopen, os.getpid(), nice))
+        self.executor = self.new()
+        self.closed = False
 
     async def start(self) -> None:
         """Start every worker and open its ledger now, not at the first read."""
@@ -71,11 +78,25 @@ class ReadPool:
         await asyncio.gather(*started)
 
     async def run(self, call: Callable[..., T], *args: Any) -> T:
-        """``call(ledger, *args)`` in a worker: ``call`` a module-level function, ``args`` picklable."""
+        """``call(ledger, *args)`` in a worker: ``call`` a module-level function, ``args`` picklable.
+
+        A worker that died (killed, out of memory) breaks the pool: it is replaced by a
+        new one and the read is tried once more there (a read changes nothing).
+        """
+        executor = self.executor
+        try:
+            return await asyncio.wrap_future(executor.submit(_call, call, args))
+        except BrokenProcessPool:
+            if self.closed:
+                raise
+        if self.executor is executor:  # not replaced yet by another read that saw it broken
+            executor.shutdown(wait=False)
+            self.executor = self.new()
         return await asyncio.wrap_future(self.executor.submit(_call, call, args))
 
     def close(self) -> None:
         """Wait for the reads under way, then stop the workers (their ledgers close as they exit)."""
+        self.closed = True
         self.executor.shutdown(wait=True)
 
 
