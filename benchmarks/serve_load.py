@@ -96,8 +96,8 @@ class ServerProcess:
 
         try:
             main = cpu(self.proc.pid)
-            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
-            workers = sum(cpu(int(child)) for child in children)
+            tasks = Path(f"/proc/{self.proc.pid}/task").glob("*/children")
+            workers = sum(cpu(int(child)) for task in tasks for child in task.read_text().split())
         except OSError:
             return None
         return round(main, 2), round(workers, 2)
@@ -247,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--alerts", type=int, default=20_000)
     parser.add_argument("--per-hook", type=int, default=1, help="alerts per webhook")
-    parser.add_argument("--against", metavar="REV", help="git revision of the baseline server")
+    parser.add_argument("--against", metavar="REV", help="git revision of the baseline server (or its tree)")
     parser.add_argument("--rounds", type=int, default=1, help="runs of each tree (alternating)")
     parser.add_argument("--baseline-without", default="httptools,uvloop", metavar="MODULES",
                         help="modules the baseline server cannot import (not among REV's dependencies; "
@@ -259,11 +259,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         trees = {"this": ROOT}
         paths: dict[str, str | None] = {"this": None, "baseline": None}
         if args.against:
-            base = Path(tmp) / "baseline"
-            base.mkdir()
-            archive = subprocess.run(["git", "archive", args.against], cwd=ROOT, capture_output=True,
-                                     check=True)
-            subprocess.run(["tar", "-x", "-C", str(base)], input=archive.stdout, check=True)
+            base = Path(args.against)
+            if not base.is_dir():
+                base = Path(tmp) / "baseline"
+                base.mkdir()
+                archive = subprocess.run(["git", "archive", args.against], cwd=ROOT, capture_output=True,
+                                         check=True)
+                subprocess.run(["tar", "-x", "-C", str(base)], input=archive.stdout, check=True)
             trees = {"baseline": base, "this": ROOT}
             subprocess.run([sys.executable, "-m", "compileall", "-q", "ledger", "projections", "cli"],
                            cwd=base, check=True, env=measured_env())
