@@ -6,7 +6,8 @@
 Starts the server on a free loopback port (a subprocess, as in production), registers
 contract sla-a (service ``workspace``), and has ``--clients`` threads post
 ``--alerts`` firing alerts in total (each webhook sent twice: the second must record
-nothing) while one reader fetches the month's report in a loop. Then it checks:
+nothing) while one reader fetches the month's report in a loop (back to back unless
+``--poll-every``). Then it checks:
 every alert recorded once (counted from GET /v1/events), positions 1..N without a
 gap, and ``ledger verify`` on the stopped store; and prints the write latencies and
 the CPU seconds of the server's process and of its read workers.
@@ -124,7 +125,7 @@ def percentile(values: list[float], p: float) -> float:
 
 
 def run(store: str, clients: int, alerts: int, per_hook: int, root: Path = ROOT, measured: bool = False,
-        python_path: str | None = None) -> dict[str, Any]:
+        python_path: str | None = None, poll_every: float = 0.0) -> dict[str, Any]:
     """The load on the tree ``root``'s server; AssertionError if anything was lost, doubled or misplaced."""
     env = measured_env() if measured else None
     server_env = {"PYTHONPATH": python_path} if python_path else None
@@ -178,6 +179,7 @@ def run(store: str, clients: int, alerts: int, per_hook: int, root: Path = ROOT,
             if resp.status != 200:
                 failures.append(f"report: {resp.status}")
             reads[0] += 1
+            done.wait(poll_every)
         conn.close()
 
     t0 = time.perf_counter()
@@ -247,6 +249,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--alerts", type=int, default=20_000)
     parser.add_argument("--per-hook", type=int, default=1, help="alerts per webhook")
+    parser.add_argument("--poll-every", type=float, default=0.0, metavar="SECONDS",
+                        help="the reader's pause between two reports (default: none, it polls back to back)")
     parser.add_argument("--against", metavar="REV", help="git revision of the baseline server (or its tree)")
     parser.add_argument("--rounds", type=int, default=1, help="runs of each tree (alternating)")
     parser.add_argument("--baseline-without", default="httptools,uvloop", metavar="MODULES",
@@ -283,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 n += 1
                 with fresh_store(args.store, Path(tmp), n, args.pg_admin) as store:
                     result = run(store, args.clients, args.alerts, args.per_hook, root=root, measured=True,
-                                 python_path=paths[name])
+                                 python_path=paths[name], poll_every=args.poll_every)
                 results[name].append(result)
                 print(f"{name}: " + " ".join(f"{k}={v}" for k, v in result.items()), flush=True)
     mine = results["this"]
