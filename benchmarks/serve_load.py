@@ -1,13 +1,23 @@
 """Load on ``ledger serve``: concurrent clients posting Alertmanager webhooks while a reader polls reports.
 
-``python -m benchmarks.serve_load [--store URL] [--clients 50] [--alerts 20000] [--per-hook 1]``
+``python -m benchmarks.serve_load [--store sqlite|postgres|URL] [--clients 50] [--alerts 20000]
+[--per-hook 1] [--against REV --rounds 3]``
 
 Starts the server on a free loopback port (a subprocess, as in production), registers
 contract sla-a (service ``workspace``), and has ``--clients`` threads post
 ``--alerts`` firing alerts in total (each webhook sent twice: the second must record
-nothing) while one reader fetches the month's report in a loop. Then it checks:
+nothing) while one reader fetches the month's report in a loop (back to back unless
+``--poll-every``). Then it checks:
 every alert recorded once (counted from GET /v1/events), positions 1..N without a
-gap, and ``ledger verify`` on the stopped store; and prints the write latencies.
+gap, and ``ledger verify`` on the stopped store; and prints the write latencies and
+the CPU seconds of the server's process and of its read workers.
+
+``--store sqlite`` (the default) and ``--store postgres`` give every run a fresh store
+(a SQLite file, a scratch database on ``--pg-admin``); a URL is used as it is (one run).
+``--against REV`` is the baseline: the server of git revision REV (``git archive``)
+runs the same load on a fresh store of the same kind, alternating with this tree's,
+``--rounds`` times each; the medians and their ratio are printed. Wall-clock figures
+depend on the machine's other load (printed with each run): compare within one run.
 """
 
 from __future__ import annotations
@@ -17,31 +27,36 @@ import http.client
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from benchmarks.measure import compile_project, measured_env
+
 ROOT = Path(__file__).resolve().parent.parent
 WRITE_TOKEN, READ_TOKEN = "load-write-token", "load-read-token"
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 class ServerProcess:
     """``ledger serve`` on a free loopback port, in a subprocess."""
 
     def __init__(self, store: str, *args: str, env: dict[str, str] | None = None,
-                 tokens: bool = True) -> None:
-        environ = {**os.environ, **(env or {})}
+                 tokens: bool = True, root: Path = ROOT, measured: bool = False) -> None:
+        environ = {**(measured_env() if measured else os.environ), **(env or {})}
         if tokens:
             environ |= {"LEDGER_WRITE_TOKEN": WRITE_TOKEN, "LEDGER_READ_TOKEN": READ_TOKEN}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cli.main", "--store", store, "serve", "--listen", "127.0.0.1:0", *args],
-            cwd=ROOT, env=environ, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            cwd=root, env=environ, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
         assert self.proc.stderr is not None
         line = self.proc.stderr.readline().decode()
@@ -71,13 +86,22 @@ class ServerProcess:
         finally:
             conn.close()
 
-    def cpu_seconds(self) -> float | None:
-        """CPU time the server has used so far (Linux), a figure the machine's other load does not change."""
+    def cpu_seconds(self) -> tuple[float, float] | None:
+        """CPU seconds used so far by the server's process and by its child processes (the read workers).
+
+        Linux only (None elsewhere); figures the machine's other load changes far less than wall time.
+        """
+        def cpu(pid: int) -> float:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
         try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            main = cpu(self.proc.pid)
+            tasks = Path(f"/proc/{self.proc.pid}/task").glob("*/children")
+            workers = sum(cpu(int(child)) for task in tasks for child in task.read_text().split())
         except OSError:
             return None
-        return round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 2)
+        return round(main, 2), round(workers, 2)
 
     def stop(self, timeout: float = 60) -> tuple[int, str]:
         """SIGTERM, then its exit code and the rest of its stderr."""
@@ -100,12 +124,16 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * p))] if ordered else 0.0
 
 
-def run(store: str, clients: int, alerts: int, per_hook: int) -> dict[str, Any]:
-    """The load; raises AssertionError if anything was lost, duplicated or out of order."""
+def run(store: str, clients: int, alerts: int, per_hook: int, root: Path = ROOT, measured: bool = False,
+        python_path: str | None = None, poll_every: float = 0.0) -> dict[str, Any]:
+    """The load on the tree ``root``'s server; AssertionError if anything was lost, doubled or misplaced."""
+    env = measured_env() if measured else None
+    server_env = {"PYTHONPATH": python_path} if python_path else None
     setup = subprocess.run([sys.executable, "-m", "cli.main", "--store", store, "contract", "register",
-                            str(ROOT / "ledger" / "examples" / "sla-a.toml")], cwd=ROOT, capture_output=True)
+                            str(root / "ledger" / "examples" / "sla-a.toml")], cwd=root, capture_output=True,
+                           env=env)
     assert setup.returncode == 0, setup.stderr.decode()
-    server = ServerProcess(store)
+    server = ServerProcess(store, root=root, measured=measured, env=server_env)
     latencies: list[float] = []
     failures: list[str] = []
     recorded = [0]
@@ -151,6 +179,7 @@ def run(store: str, clients: int, alerts: int, per_hook: int) -> dict[str, Any]:
             if resp.status != 200:
                 failures.append(f"report: {resp.status}")
             reads[0] += 1
+            done.wait(poll_every)
         conn.close()
 
     t0 = time.perf_counter()
@@ -172,34 +201,110 @@ def run(store: str, clients: int, alerts: int, per_hook: int) -> dict[str, Any]:
     events = [json.loads(line) for line in body.splitlines()]
     positions = [e["position"] for e in events]
     fingerprints = [e["id"].split(":")[1] for e in events if e["type"] == "probe_failed"]
-    verify = subprocess.run([sys.executable, "-m", "cli.main", "--store", store, "verify"], cwd=ROOT,
-                            capture_output=True)
+    verify = subprocess.run([sys.executable, "-m", "cli.main", "--store", store, "verify"], cwd=root,
+                            capture_output=True, env=env)
     assert not failures, failures[:5]
     assert positions == list(range(1, len(events) + 1)), "positions are not 1..N"
     assert len(fingerprints) == alerts == len(set(fingerprints)) == recorded[0], (
         len(fingerprints), len(set(fingerprints)), recorded[0])
     assert verify.returncode == 0, verify.stdout.decode() + verify.stderr.decode()
     ms = [x * 1000 for x in latencies]
+    main_cpu, workers_cpu = cpu if cpu is not None else (None, None)
     return {"clients": clients, "alerts": alerts, "per_hook": per_hook, "writes": len(ms),
             "reports_read": reads[0], "wall_s": round(wall, 2),
-            "p50_ms": round(percentile(ms, 0.50), 2), "p99_ms": round(percentile(ms, 0.99), 2),
-            "max_ms": round(max(ms), 2), "server_cpu_s": cpu,
+            "p50_ms": round(percentile(ms, 0.50), 2), "p90_ms": round(percentile(ms, 0.90), 2),
+            "p99_ms": round(percentile(ms, 0.99), 2), "max_ms": round(max(ms), 2),
+            "server_cpu_s": main_cpu, "workers_cpu_s": workers_cpu,
             "load_avg_1m": round(os.getloadavg()[0], 1)}
+
+
+@contextmanager
+def fresh_store(kind: str, tmp: Path, n: int, pg_admin: str) -> Iterator[str]:
+    """A new empty store for run ``n``: a SQLite file, a scratch PostgreSQL database, or the URL given."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp}/load{n}.db"
+    elif kind == "postgres":
+        import psycopg
+
+        name = f"serve_load_{os.getpid()}_{n}"
+        with psycopg.connect(pg_admin, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield pg_admin.rsplit("/", 1)[0] + "/" + name
+        finally:
+            with psycopg.connect(pg_admin, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    else:
+        yield kind
+
+
+def _median(results: list[dict[str, Any]], key: str) -> float:
+    return round(float(statistics.median(r[key] for r in results)), 2)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--store", help="store URL (default: a fresh SQLite file)")
+    parser.add_argument("--store", default="sqlite", help="sqlite, postgres (fresh for every run) or a URL")
+    parser.add_argument("--pg-admin", default=PG_ADMIN, help="where --store postgres creates its databases")
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--alerts", type=int, default=20_000)
     parser.add_argument("--per-hook", type=int, default=1, help="alerts per webhook")
+    parser.add_argument("--poll-every", type=float, default=0.0, metavar="SECONDS",
+                        help="the reader's pause between two reports (default: none, it polls back to back)")
+    parser.add_argument("--against", metavar="REV", help="git revision of the baseline server (or its tree)")
+    parser.add_argument("--rounds", type=int, default=1, help="runs of each tree (alternating)")
+    parser.add_argument("--baseline-without", default="httptools,uvloop", metavar="MODULES",
+                        help="modules the baseline server cannot import (not among REV's dependencies; "
+                             "uvicorn then uses h11 and asyncio's loop, as REV did)")
     args = parser.parse_args(argv)
+    if args.store not in ("sqlite", "postgres") and (args.against or args.rounds > 1):
+        parser.error("--against and --rounds need a fresh store per run: --store sqlite or postgres")
     with tempfile.TemporaryDirectory() as tmp:
-        store = args.store or f"sqlite:///{tmp}/load.db"
-        result = run(store, args.clients, args.alerts, args.per_hook)
-    print(" ".join(f"{k}={v}" for k, v in result.items()))
-    print(f"serve_load: write latency p99 {result['p99_ms']} ms (target < 50 ms): "
-          + ("PASS" if result["p99_ms"] < 50 else "FAIL"))
+        trees = {"this": ROOT}
+        paths: dict[str, str | None] = {"this": None, "baseline": None}
+        if args.against:
+            base = Path(args.against)
+            if not base.is_dir():
+                base = Path(tmp) / "baseline"
+                base.mkdir()
+                archive = subprocess.run(["git", "archive", args.against], cwd=ROOT, capture_output=True,
+                                         check=True)
+                subprocess.run(["tar", "-x", "-C", str(base)], input=archive.stdout, check=True)
+            trees = {"baseline": base, "this": ROOT}
+            subprocess.run([sys.executable, "-m", "compileall", "-q", "ledger", "projections", "cli"],
+                           cwd=base, check=True, env=measured_env())
+            blocked = [m for m in args.baseline_without.split(",") if m]
+            if blocked:  # a sitecustomize that makes them unimportable, for the baseline server only
+                (Path(tmp) / "without").mkdir()
+                (Path(tmp) / "without" / "sitecustomize.py").write_text(
+                    "import sys\n" + "".join(f"sys.modules[{m!r}] = None  # type: ignore\n" for m in blocked))
+                paths["baseline"] = str(Path(tmp) / "without")
+        compile_project()
+        results: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
+        n = 0
+        for _ in range(args.rounds):
+            for name, root in trees.items():
+                n += 1
+                with fresh_store(args.store, Path(tmp), n, args.pg_admin) as store:
+                    result = run(store, args.clients, args.alerts, args.per_hook, root=root, measured=True,
+                                 python_path=paths[name], poll_every=args.poll_every)
+                results[name].append(result)
+                print(f"{name}: " + " ".join(f"{k}={v}" for k, v in result.items()), flush=True)
+    mine = results["this"]
+    p99 = _median(mine, "p99_ms")
+    cpu = round(1000 * statistics.median(r["server_cpu_s"] / r["writes"] for r in mine), 3)
+    print(f"serve_load {args.store}: medians of {len(mine)}: write p50 {_median(mine, 'p50_ms')} ms, "
+          f"p99 {p99} ms, server CPU {cpu} ms per write")
+    if args.against:
+        base_runs = results["baseline"]
+        base_p99 = _median(base_runs, "p99_ms")
+        base_cpu = round(1000 * statistics.median(r["server_cpu_s"] / r["writes"] for r in base_runs), 3)
+        base_p50 = _median(base_runs, "p50_ms")
+        print(f"serve_load {args.store}: baseline {args.against}: write p50 {base_p50} ms, "
+              f"p99 {base_p99} ms, server CPU {base_cpu} ms per write; "
+              f"p99 ratio {p99 / base_p99:.2f}, CPU per write ratio {cpu / base_cpu:.2f}")
+    print(f"serve_load {args.store}: write latency p99 {p99} ms (target < 50 ms): "
+          + ("PASS" if p99 < 50 else "FAIL"))
 
 
 if __name__ == "__main__":

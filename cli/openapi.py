@@ -139,10 +139,11 @@ def document() -> dict[str, Any]:
             "/v1/imports/statuspage": _write("A Statuspage export (incidents, scheduled maintenances)",
                                              "application/json", {"type": "object"}, [service]),
             "/v1/contracts": {"get": {
-                "summary": "The contracts and their versions",
+                "summary": "The contracts, as `ledger contract list --format json`",
                 "security": read,
-                "responses": {"200": {"description": "by id", "content": {"application/json": {"schema": {
-                    "type": "array", "items": {"$ref": "#/components/schemas/Contract"}}}}},
+                "responses": {"200": {"description": "each contract's latest version, by id", "content": {
+                    "application/json": {"schema": {"type": "array",
+                                                    "items": {"$ref": "#/components/schemas/Contract"}}}}},
                     **_errors(401)},
             }},
             "/v1/contracts/{contract}/months/{month}": {"get": {
@@ -204,19 +205,20 @@ def document() -> dict[str, Any]:
                     },
                 },
                 "Contract": {
+                    "description": "a contract's latest version (`ledger contract list --format json`)",
                     "type": "object", "additionalProperties": False,
-                    "required": ["id", "customer", "service", "timezone", "versions"],
+                    "required": ["contract", "customer", "service", "versions", "timezone", "effective_from",
+                                 "position"],
                     "properties": {
-                        "id": {"type": "string"}, "customer": {"type": "string"},
-                        "service": {"type": "string"}, "timezone": {"type": "string"},
-                        "versions": {"type": "array", "items": {
-                            "type": "object", "additionalProperties": False,
-                            "required": ["version", "effective_from", "position", "recorded_at"],
-                            "properties": {
-                                "version": {"type": "integer", "minimum": 1},
-                                "effective_from": {"oneOf": [{"type": "string"}, {"type": "null"}]},
-                                "position": {"type": "integer", "minimum": 1},
-                                "recorded_at": {"type": "string", "format": "date-time"}}}},
+                        "contract": {"type": "string"}, "customer": {"type": "string"},
+                        "service": {"type": "string"},
+                        "versions": {"type": "integer", "minimum": 1, "description": "the latest version"},
+                        "timezone": {"type": "string"},
+                        "effective_from": {"oneOf": [{"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"},
+                                                     {"type": "null"}],
+                                           "description": "the latest version's first month"},
+                        "position": {"type": "integer", "minimum": 1,
+                                     "description": "where the latest version was recorded"},
                     },
                 },
                 "AlertmanagerWebhook": {

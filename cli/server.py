@@ -31,10 +31,10 @@ from starlette.routing import Route
 from cli import server_proofs
 from cli.group_commit import Job, Writer
 from cli.server_params import instant, wants_html, whole_number
+from cli.server_reads import ReadPool, contract_list, events_page, report_html, report_json
 from ledger.application import Ledger
 from ledger.calendar import check_month
 from ledger.errors import BadInput, LedgerError, LockWaitTimeout, NotFound, one_line
-from ledger.events import export_line
 from ledger.feeds import LabelMap, facts_from
 from ledger.ingest.lines import prepare_facts
 from ledger.ingest.strategy import PARALLEL_FROM_BYTES, prepared_batches
@@ -91,30 +91,18 @@ def summary(result: AppendResult) -> dict[str, Any]:
     }
 
 
-def contract_list(ledger: Ledger) -> list[dict[str, Any]]:
-    """The contracts with their versions, by id (what `ledger contract list --format json` lists)."""
-    out = []
-    for cid, versions in sorted(ledger.contracts().items()):
-        c = versions[-1].policy.contract
-        out.append({
-            "id": cid, "customer": c.customer, "service": c.service, "timezone": c.timezone,
-            "versions": [{"version": v.version, "effective_from": v.effective_from, "position": v.position,
-                          "recorded_at": v.recorded_at} for v in versions],
-        })
-    return out
-
-
 # --- the app -----------------------------------------------------------------------
 
 
 class _State:
-    """The opened ledger, its writer and the readers' limiter (made at startup, in the server's loop)."""
+    """The opened ledger, its writer, its read workers and the readers' limiter (made at startup)."""
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.ledger: Ledger | None = None
         self.writer = Writer()
         self.readers = anyio.CapacityLimiter(READERS)
+        self.pool: ReadPool | None = None
 
     def opened(self) -> Ledger:
         assert self.ledger is not None, "the app's lifespan opens the ledger"
@@ -123,6 +111,16 @@ class _State:
     async def read(self, call: Callable[[Ledger], T]) -> T:
         ledger = self.opened()
         return await anyio.to_thread.run_sync(call, ledger, limiter=self.readers)
+
+    async def compute(self, call: Callable[..., T], *args: Any) -> T:
+        """``call(ledger, *args)`` in a read worker process (``cli.server_reads``): folds off this process.
+
+        On a thread here when the ledger cannot be reopened elsewhere (an opener without ``reopen``).
+        """
+        if self.pool is None:
+            ledger = self.opened()
+            return await anyio.to_thread.run_sync(lambda: call(ledger, *args), limiter=self.readers)
+        return await self.pool.run(call, *args)
 
     async def write(self, job: Job) -> AppendResult:
         """Queue a job for the writer; its answer once its transaction has committed."""
@@ -211,7 +209,8 @@ def _hook(source: str) -> Callable[[Request], Awaitable[Response]]:
 async def get_contracts(request: Request) -> Response:
     state = _state(request)
     _authorize(request, state, write=False)
-    return json_response(await state.read(contract_list))
+    # The bytes `ledger contract list --format json` prints, its line break included.
+    return Response(await state.compute(contract_list), media_type="application/json")
 
 
 def _month_query(request: Request) -> tuple[str, str, datetime | None, int | None]:
@@ -226,31 +225,16 @@ def _month_query(request: Request) -> tuple[str, str, datetime | None, int | Non
 
 
 async def get_month(request: Request) -> Response:
-    from projections.model import to_json
-
     state = _state(request)
     _authorize(request, state, write=False)
     contract, month, as_of, position = _month_query(request)
-    replay = as_of is not None or position is not None
     if wants_html(request.headers.get("accept", "")):
-        from cli.output import audit_page, report_page
-
-        def page(ledger: Ledger) -> bytes:
-            if replay:  # the page of `ledger audit --format html` at that point
-                audit = ledger.audit(contract, month, as_of=as_of, position=position)
-                return audit_page(ledger, audit).encode()
-            return report_page(ledger, ledger.report(contract, month)).encode()
-
-        # The bytes `ledger report --format html` prints.
-        return Response(await state.read(page), media_type="text/html; charset=utf-8")
-
-    def report(ledger: Ledger) -> bytes:
-        if not replay:
-            return to_json(ledger.report(contract, month).report)
-        return to_json(ledger.audit(contract, month, as_of=as_of, position=position).report)
-
+        # The bytes `ledger report --format html` prints (`ledger audit --format html` at a replay point).
+        page = await state.compute(report_html, contract, month, as_of, position)
+        return Response(page, media_type="text/html; charset=utf-8")
     # The bytes `ledger report --format json` prints, its line break included.
-    return Response(await state.read(report) + b"\n", media_type="application/json")
+    return Response(await state.compute(report_json, contract, month, as_of, position),
+                    media_type="application/json")
 
 
 async def get_support(request: Request) -> Response:
@@ -288,17 +272,12 @@ async def get_events(request: Request) -> Response:
     after = whole_number("position", request.query_params.get("after")) or 0
     last = await state.read(lambda ledger: ledger.recorder.last_position())
 
-    def page(start: int) -> bytes:
-        stop = min(start + PAGE - 1, last)
-        records = state.opened().recorder.read_records(start, stop)
-        return b"".join(export_line(rec) + b"\n" for rec in records)
-
     async def stream() -> AsyncIterator[bytes]:
         # Page by page up to the last position at the request's start: a consistent prefix,
         # and no connection held while a slow client reads.
         start = after + 1
         while start <= last:
-            yield await anyio.to_thread.run_sync(page, start, limiter=state.readers)
+            yield await state.compute(events_page, start, min(start + PAGE - 1, last))
             start += PAGE
 
     return StreamingResponse(stream(), media_type="application/x-ndjson")
@@ -310,7 +289,7 @@ def _proof(call: server_proofs.Endpoint) -> Callable[[Request], Awaitable[Respon
         _authorize(request, state, write=False)
         query = dict(request.query_params)
         # The bytes the command prints: compact JSON and a line break.
-        return json_response(await state.read(lambda ledger: call(ledger, query)))
+        return json_response(await state.compute(call, query))
 
     return get
 
@@ -348,6 +327,9 @@ def create_app(opener: Callable[[], Ledger], config: ServerConfig) -> Starlette:
         ledger = state.ledger = await anyio.to_thread.run_sync(opener)
         app.state.ledger = state
         try:
+            if ledger.reopen is not None:
+                state.pool = ReadPool(ledger.reopen)
+                await state.pool.start()
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(state.writer.run, ledger)
                 yield
@@ -355,6 +337,8 @@ def create_app(opener: Callable[[], Ledger], config: ServerConfig) -> Starlette:
                 # them), so the writer has nothing queued: it can stop.
                 tasks.cancel_scope.cancel()
         finally:
+            if state.pool is not None:
+                await anyio.to_thread.run_sync(state.pool.close)
             ledger.close()
 
     routes = [

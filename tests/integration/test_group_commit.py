@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cli.group_commit import Job, Writer, write_group
+from cli.group_commit import Job, Writer, _disjoint, write_group
 from ledger.application import Ledger
 from ledger.errors import BadInput
 from ledger.ingest.lines import prepare_lines
@@ -110,6 +110,37 @@ def test_a_group_is_the_requests_one_after_another(pair: tuple[Ledger, Ledger],
         jobs = [job(*lines) for lines in group]
         write_group(grouped, jobs)
         for lines, j in zip(group, jobs, strict=True):
+            one = job(*lines)
+            one.write(alone)
+            assert outcome(j) == outcome(one)
+    assert [(r.position, r.id, r.fact) for r in grouped.records()] == [
+        (r.position, r.id, r.fact) for r in alone.records()]
+
+
+def owned(n: int, lines: list[bytes]) -> list[bytes]:
+    """``lines`` with every probe id made request ``n``'s own: no id in two requests of a group."""
+    return [line.replace(b'"id": "p', f'"id": "r{n}-p'.encode()) for line in lines]
+
+
+PROBES = st.builds(probe, st.sampled_from(["p1", "p2", "p3"]), st.sampled_from(["paris", "london"]))
+DISJOINT = st.lists(st.lists(st.lists(PROBES, max_size=4), min_size=2, max_size=6), min_size=1, max_size=3)
+
+
+@pytest.mark.postgres
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(groups=DISJOINT, again=st.booleans())
+def test_a_disjoint_group_is_written_as_one_batch(pair: tuple[Ledger, Ledger],
+                                                  groups: list[list[list[bytes]]], again: bool) -> None:
+    """Requests sharing no id are one batch; each still gets what it would have got alone, in order."""
+    grouped, alone = pair
+    for g, group in enumerate(groups):
+        # Ids repeated inside a request (a repeat or a conflict), and across groups when `again`.
+        requests = [owned(0 if again else g * 10 + n, lines) if n == 0 else owned(g * 10 + n, lines)
+                    for n, lines in enumerate(group)]
+        jobs = [job(*lines) for lines in requests]
+        assert _disjoint(jobs)  # the one-batch path
+        write_group(grouped, jobs)
+        for lines, j in zip(requests, jobs, strict=True):
             one = job(*lines)
             one.write(alone)
             assert outcome(j) == outcome(one)

@@ -100,9 +100,97 @@ def test_report_is_the_cli_bytes(server: ServerProcess, module_store: str) -> No
                                   "--position", "1", "--format", "json"))
     assert json.loads(body) == audit["report"]
     assert json.loads(body)["as_of_position"] == 1
-    status, body, _ = server.request("GET", "/v1/contracts", token=READ_TOKEN)
-    [contract] = check(body, "Contract", many=True)
-    assert (contract["id"], contract["service"], len(contract["versions"])) == ("sla-a-2026", "workspace", 1)
+
+
+def test_contract_list_is_the_cli_bytes(store_url: str, tmp_path: Path) -> None:
+    """GET /v1/contracts answers what `ledger contract list --format json` prints, as the store changes."""
+    examples = ROOT / "ledger" / "examples"
+    server = ServerProcess(store_url)
+    try:
+        def listed() -> bytes:
+            status, body, headers = server.request("GET", "/v1/contracts", token=READ_TOKEN)
+            assert status == 200, body
+            assert headers["content-type"] == "application/json"
+            cli_bytes = ledger_cli(store_url, "contract", "list", "--format", "json")
+            assert body == cli_bytes
+            check(body, "Contract", many=True)
+            return body
+
+        assert listed() == b"[]\n"
+        for name in ("sla-d.toml", "sla-a.toml", "sla-b.toml"):  # recorded out of id order
+            ledger_cli(store_url, "contract", "register", str(examples / name))
+        amended = (examples / "sla-a.toml").read_text().replace(
+            'timezone = "Europe/Paris"', 'timezone = "Europe/Paris"\neffective_from = "2026-11"').replace(
+            'target = "99.97"', 'target = "99.9"')
+        (tmp_path / "sla-a-v2.toml").write_text(amended)
+        ledger_cli(store_url, "contract", "amend", str(tmp_path / "sla-a-v2.toml"))
+        contracts = json.loads(listed())
+        assert [c["contract"] for c in contracts] == ["sla-a-2026", "sla-b-2026", "sla-d-2026"]
+        assert contracts[0] == {"contract": "sla-a-2026", "customer": "Atelier Durand SARL",
+                                "service": "workspace", "versions": 2, "timezone": "Europe/Paris",
+                                "effective_from": "2026-11", "position": 4}
+        assert "Bénévoles" in contracts[2]["customer"]
+    finally:
+        assert server.stop()[0] == 0
+
+
+def read_workers(pid: int) -> list[int]:
+    """The server's read worker processes (``cli.server_reads``): its children spawned by multiprocessing."""
+    found = []
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in children.read_text().split():
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(int(child))
+    return sorted(found)
+
+
+def gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def _status(pid: int, field: str) -> str:
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return next(line.split(":", 1)[1].strip() for line in lines if line.startswith(field + ":"))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_read_workers(store_url: str) -> None:
+    """Reads run in worker processes of lower priority; a worker killed is replaced, no read fails."""
+    import os
+    import signal
+    import time
+
+    ledger_cli(store_url, "contract", "register", str(ROOT / "ledger" / "examples" / "sla-a.toml"))
+    month = "/v1/contracts/sla-a-2026/months/2026-10"
+    want = ledger_cli(store_url, "report", "--contract", "sla-a-2026", "--month", "2026-10",
+                      "--format", "json")
+    server = ServerProcess(store_url)
+    try:
+        assert server.request("GET", month, token=READ_TOKEN)[:2] == (200, want)  # after startup
+        workers = read_workers(server.proc.pid)
+        assert len(workers) == 2
+        deadline = time.monotonic() + 10
+        while not all(int(_status(p, "SigIgn"), 16) & (1 << (signal.SIGINT - 1)) for p in workers):
+            assert time.monotonic() < deadline, "the workers do not ignore SIGINT"
+            time.sleep(0.05)
+        for pid in workers:
+            assert int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16]) == 5  # nice
+            os.kill(pid, signal.SIGINT)  # a Ctrl-C reaches them too: the server stops them
+        assert server.request("GET", month, token=READ_TOKEN)[:2] == (200, want)
+        assert read_workers(server.proc.pid) == workers
+        os.kill(workers[0], signal.SIGKILL)
+        for _ in range(3):  # the broken pool is replaced; no read fails
+            assert server.request("GET", month, token=READ_TOKEN)[:2] == (200, want)
+        now = read_workers(server.proc.pid)
+        assert now
+        assert not set(now) & set(workers)
+    finally:
+        code, err = server.stop()
+        assert code == 0, err
+    assert all(gone(pid) for pid in workers + now)  # stopped with the server
 
 
 @pytest.mark.parametrize(("path", "query", "status", "message"), [
