@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -20,6 +19,7 @@ import msgspec
 from ledger import merkle
 from ledger.errors import BadInput, StoreError
 from ledger.events import Recorded
+from ledger.hashing import sha256
 from ledger.persistence import merkle_store
 from ledger.persistence.port import LedgerRecorder
 
@@ -80,7 +80,7 @@ def make(recorder: LedgerRecorder, size: int | None = None) -> dict[str, Any]:
 
 def key_id(public_raw: bytes) -> str:
     """``sha256:`` + hex SHA-256 of the raw 32-byte public key."""
-    return "sha256:" + hashlib.sha256(public_raw).hexdigest()
+    return "sha256:" + sha256(public_raw).hexdigest()
 
 
 def _read(path: str, what: str) -> bytes:
