@@ -51,8 +51,10 @@ def instructions(args: list[str], env: dict[str, str]) -> int:
     return int(found.group(1))
 
 
-# Imports the modules named on the command line in order, then ends as ``cli.main.main`` does.
-_IMPORT_ONLY: Final = ("import importlib, os, sys, warnings\nwarnings.simplefilter('ignore')\n"
+# Imports the modules named on the command line in order, then ends as ``cli.main.main`` does; the
+# cyclic GC paused as the CLI's own process pauses it while importing (``cli/__init__.py``).
+_IMPORT_ONLY: Final = ("import gc; gc.disable()\n"
+                       "import importlib, os, sys, warnings\nwarnings.simplefilter('ignore')\n"
                        "for m in sys.argv[1:]: importlib.import_module(m)\n"
                        "sys.stdout.flush(); os._exit(0)")
 # Runs the CLI in-process and prints the modules it loaded (``cli.main.main`` would skip the exit).

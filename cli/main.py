@@ -316,6 +316,9 @@ def demo(ctx: Context) -> None:
 
 def main() -> None:
     """Entry point of the ``ledger`` console script."""
+    from cli import resume_gc
+
+    resume_gc()  # the collector, paused while the CLI imported (cli/__init__.py)
     try:
         cli.main(prog_name="ledger")
     except SystemExit as exc:

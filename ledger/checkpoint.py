@@ -9,9 +9,7 @@ PEM, as ``openssl genpkey -algorithm ed25519`` and ``openssl pkey -pubout`` writ
 
 from __future__ import annotations
 
-import base64
 import binascii
-import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -20,6 +18,7 @@ import msgspec
 from ledger import merkle
 from ledger.errors import BadInput, StoreError
 from ledger.events import Recorded
+from ledger.hashing import sha256
 from ledger.persistence import merkle_store
 from ledger.persistence.port import LedgerRecorder
 
@@ -80,7 +79,7 @@ def make(recorder: LedgerRecorder, size: int | None = None) -> dict[str, Any]:
 
 def key_id(public_raw: bytes) -> str:
     """``sha256:`` + hex SHA-256 of the raw 32-byte public key."""
-    return "sha256:" + hashlib.sha256(public_raw).hexdigest()
+    return "sha256:" + sha256(public_raw).hexdigest()
 
 
 def _read(path: str, what: str) -> bytes:
@@ -134,6 +133,8 @@ def _raw(public_key: Ed25519PublicKey) -> bytes:
 
 def sign(checkpoint: dict[str, Any], private_key: Ed25519PrivateKey) -> dict[str, Any]:
     """The checkpoint with ``key_id`` and ``signature``."""
+    import base64  # only signing and checking signatures use it (a report imports this module)
+
     body = {k: checkpoint[k] for k in FIELDS}
     signature = private_key.sign(canonical(body))
     return {**body, "key_id": key_id(_raw(private_key.public_key())),
@@ -157,6 +158,8 @@ def parse(data: bytes, name: str) -> Checkpoint:
 
 def check_signature(cp: Checkpoint, public_key: Ed25519PublicKey, name: str) -> str:
     """The key id, if ``public_key`` signed ``cp``; BadInput for a wrong key, Mismatch if altered."""
+    import base64
+
     from cryptography.exceptions import InvalidSignature
 
     kid = key_id(_raw(public_key))

@@ -14,7 +14,6 @@ the house style (a new fact type is added in one place).
 # No ``from __future__ import annotations``: msgspec builds the decoder of every fact type
 # from the classes' annotations, and evaluating them from strings (a compile and an eval
 # each) was a fifth of this module's import, which every command pays (issue 17).
-import hashlib
 import re
 import typing
 from collections.abc import Callable
@@ -25,6 +24,7 @@ import msgspec
 
 from ledger.calendar import FIRST_YEAR, INSTANT_RANGE, LAST_YEAR, check_month, in_range
 from ledger.errors import BadInput
+from ledger.hashing import sha256
 from ledger.policy import PolicyFile, check_policy
 
 # The types say what a stored fact may hold, and a stored fact is read back with them: a
@@ -330,7 +330,7 @@ def canonical(fact: Fact) -> bytes:
 
 def derive_id_from(canon: bytes) -> str:
     """The derived id for a fact whose canonical JSON is ``canon``."""
-    return "sha256:" + hashlib.sha256(canon).hexdigest()[:40]
+    return "sha256:" + sha256(canon).hexdigest()[:40]
 
 
 def derive_id(fact: Fact) -> str:

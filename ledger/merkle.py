@@ -14,9 +14,10 @@ Everything here is pure: a ``Reader`` gives node hashes for the keys asked.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Final
+
+from ledger.hashing import sha256
 
 Key = tuple[int, int]  # (level, index)
 # Given every key it needs at once (one query), returns their hashes; a missing node is left out.
@@ -24,7 +25,7 @@ Reader = Callable[[Sequence[Key]], Mapping[Key, bytes]]
 
 LEAF_PREFIX: Final = b"\x00"
 NODE_PREFIX: Final = b"\x01"
-EMPTY_ROOT: Final = hashlib.sha256(b"").digest()  # MTH({}) (RFC 9162 2.1.1)
+EMPTY_ROOT: Final = sha256(b"").digest()  # MTH({}) (RFC 9162 2.1.1)
 
 
 class MissingNode(LookupError):
@@ -33,12 +34,12 @@ class MissingNode(LookupError):
 
 def leaf_hash(leaf: bytes) -> bytes:
     """SHA-256(0x00 || leaf)."""
-    return hashlib.sha256(LEAF_PREFIX + leaf).digest()
+    return sha256(LEAF_PREFIX + leaf).digest()
 
 
 def node_hash(left: bytes, right: bytes) -> bytes:
     """SHA-256(0x01 || left || right)."""
-    return hashlib.sha256(NODE_PREFIX + left + right).digest()
+    return sha256(NODE_PREFIX + left + right).digest()
 
 
 def split(n: int) -> int:

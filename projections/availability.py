@@ -35,7 +35,7 @@ from projections.collect import Facts, collect
 from projections.credit import Stretch, evaluate_credit
 from projections.digest import digest
 from projections.explain import Figures, walk_through
-from projections.model import Credit, Evaluation, Explanation, Interval, Report
+from projections.model import Credit, Evaluation, Explanation, HolidayUse, Interval, Report
 from projections.sources import (
     Scope,
     Source,
@@ -44,7 +44,6 @@ from projections.sources import (
     maintenance_sources,
     probe_sources,
 )
-from projections.support_model import HolidayUse
 from projections.sweep import Piece, clip, stretches, sweep
 from projections.timeline import LocalClock, local_at, seconds, to_us
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import date, datetime
+
+import msgspec
+from msgspec import field
 
 from ledger import events as ev
 from ledger.policy import Policy
@@ -17,8 +19,7 @@ from projections.credit import Claim
 from projections.timeline import OPEN, impact_rank, probe_rank, to_us
 
 
-@dataclass
-class Facts:
+class Facts(msgspec.Struct):
     """The facts that can matter for one contract's service, grouped for pass 2."""
 
     probes: dict[str, list[tuple[int, int, int]]] = field(default_factory=lambda: defaultdict(list))

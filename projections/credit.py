@@ -7,12 +7,13 @@ this is exact) and rounded half-up to 0.01 once, at the very end.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from math import floor
 from zoneinfo import ZoneInfo
+
+import msgspec
 
 from ledger.calendar import first_of_next_month, local_midnight, parse_month
 from ledger.policy import Policy, Tiers, format_duration
@@ -21,8 +22,7 @@ from projections.model import ClaimStatus, Credit, Finding, Step
 _US_PER_DAY = 86_400 * 1_000_000
 
 
-@dataclass(frozen=True, slots=True)
-class Stretch:
+class Stretch(msgspec.Struct, frozen=True):
     """A maximal unbroken stretch of downtime (microseconds since the epoch), with its evidence."""
 
     start_us: int
@@ -30,8 +30,7 @@ class Stretch:
     events: tuple[int, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Claim:
+class Claim(msgspec.Struct, frozen=True):
     """A ``credit_claim_filed`` for the contract and month being evaluated."""
 
     at: datetime
@@ -39,8 +38,7 @@ class Claim:
     position: int
 
 
-@dataclass(frozen=True, slots=True)
-class CreditOutcome:
+class CreditOutcome(msgspec.Struct, frozen=True):
     """The credit block of the report plus how it was reached."""
 
     credit: Credit

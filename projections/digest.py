@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping
 from datetime import date
 from typing import Final
@@ -10,6 +9,7 @@ from typing import Final
 import msgspec
 
 from ledger.events import Fact, canonical
+from ledger.hashing import sha256
 from ledger.policy import PolicyFile
 
 _encoder: Final = msgspec.json.Encoder(order="sorted")
@@ -35,4 +35,4 @@ def digest(contract: str, month: str, policy_version: int, policy: PolicyFile, f
     if holidays:
         payload["holidays"] = [[c, y, sorted(d.isoformat() for d in dates)]
                                for (c, y), dates in sorted(holidays.items())]
-    return "sha256:" + hashlib.sha256(_encoder.encode(payload)).hexdigest()
+    return "sha256:" + sha256(_encoder.encode(payload)).hexdigest()

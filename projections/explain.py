@@ -6,9 +6,10 @@ the sentences only ever read figures the fold has already computed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from fractions import Fraction
+
+import msgspec
 
 from ledger.events import MaintenanceAnnounced
 from ledger.policy import Policy, format_duration
@@ -70,8 +71,7 @@ def probe_rule(policy: Policy) -> str:
     return f"probe outage (outage_when = {policy.outage_when}), each down probe cited in events"
 
 
-@dataclass(frozen=True, slots=True)
-class Figures:
+class Figures(msgspec.Struct, frozen=True):
     """What the walk-through reads: the month's bounds and figures, all computed already."""
 
     month_start: int

@@ -12,7 +12,12 @@ from typing import Final, Literal
 
 import msgspec
 
-from projections.support_model import HolidayUse
+
+class HolidayUse(msgspec.Struct, frozen=True):
+    country: str
+    year: int
+    source: str  # "pinned" or "holidays <version>"
+
 
 IntervalKind = Literal["downtime", "maintenance", "excused"]
 ClaimStatus = Literal["automatic", "filed_in_time", "late", "not_filed", "none"]

@@ -7,9 +7,11 @@ window or an exclusion also leave a finding for the auditor here, where they are
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Literal
+
+import msgspec
+from msgspec import field
 
 from ledger.calendar import HolidayLookup, add_business_days, business_intervals, holiday_dates
 from ledger.events import ForceMajeureDeclared, MaintenanceAnnounced, canonical
@@ -24,8 +26,7 @@ from projections.timeline import FAIL, OPEN, OUTAGE, RESOLVE, to_us
 SourceKind = Literal["probe", "incident", "maintenance", "nonconforming", "unannounced", "exclusion"]
 
 
-@dataclass(frozen=True, slots=True)
-class Source:
+class Source(msgspec.Struct, frozen=True):
     """A half-open interval [start, end) in microseconds that can make or classify outage."""
 
     start: int
@@ -129,8 +130,7 @@ def _verdict(mid: str, ann: MaintenanceAnnounced, policy: Policy,
     return ok, f"maintenance {mid} {'; '.join(parts)} ({tail})"
 
 
-@dataclass
-class Scope:
+class Scope(msgspec.Struct):
     """The month being evaluated, and the findings its rules leave for the auditor."""
 
     policy: Policy

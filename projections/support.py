@@ -11,7 +11,6 @@ collected facts, the clock and the digest of what they used; apart they would pa
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from ledger.events import (
     TicketSeverityChanged,
     canonical,
 )
+from ledger.hashing import sha256
 from ledger.policy import Policy, SupportRules, SupportTarget
 from ledger.support_hours import (
     HolidayBook,
@@ -426,4 +426,4 @@ def support_digest(policy: Policy, policy_version: int, month: str, facts: Itera
         "holidays": [[c, y, sorted(d.isoformat() for d in dates)]
                      for (c, y), (_, dates) in sorted(book.used.items())],
     }
-    return "sha256:" + hashlib.sha256(_encoder.encode(payload)).hexdigest()
+    return "sha256:" + sha256(_encoder.encode(payload)).hexdigest()

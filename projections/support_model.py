@@ -12,6 +12,9 @@ from typing import Final, Literal
 
 import msgspec
 
+# One type for both reports, defined with the month report (which need not import this module).
+from projections.model import HolidayUse as HolidayUse
+
 Status = Literal["met", "breached", "pending"]
 
 
@@ -74,12 +77,6 @@ class QuotaLine(msgspec.Struct, frozen=True):
     exempt_seconds: Decimal
     remaining_seconds: Decimal
     warning: bool
-
-
-class HolidayUse(msgspec.Struct, frozen=True):
-    country: str
-    year: int
-    source: str  # "pinned" or "holidays <version>"
 
 
 class SupportReport(msgspec.Struct, frozen=True):

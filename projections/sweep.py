@@ -8,8 +8,9 @@ Each elementary segment is maintenance, excused or downtime; adjacent segments t
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
 from typing import Final
+
+import msgspec
 
 from ledger.policy import Policy
 from projections.credit import Stretch
@@ -18,8 +19,7 @@ from projections.model import IntervalKind
 from projections.sources import Source, SourceKind
 
 
-@dataclass(frozen=True, slots=True)
-class Piece:
+class Piece(msgspec.Struct, frozen=True):
     start: int
     end: int
     kind: IntervalKind

@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parents[2]
 # eventsourcing library (SQLite is read with sqlite3 alone).
 NOT_FOR_REPORT = ("holidays", "eventsourcing", "ledger.ingest", "ledger.persistence.append",
                   "concurrent.futures", "starlette", "uvicorn", "csv", "socket", "ledger.support_hours",
-                  "cli.support", "cli.serve", "cli.server", "cli.projections", "psycopg", "tomllib")
+                  "cli.support", "cli.serve", "cli.server", "cli.projections", "psycopg", "tomllib",
+                  # OpenSSL (ledger.hashing), the dataclass machinery, the support report's types
+                  "hashlib", "_hashlib", "dataclasses", "projections.support_model")
 
 _PROBE = """
 import sys
@@ -76,3 +78,32 @@ def test_the_console_script_ends_with_the_commands_output_and_code(tmp_path: Pat
     bad = subprocess.run([sys.executable, "-m", "cli.main", *args[:3], "--contract", "nope", "--month",
                           "2026-10"], cwd=ROOT, capture_output=True, check=False)
     assert (bad.returncode, bad.stdout, bad.stderr) == (1, b"", b"error: contract `nope` is not registered\n")
+
+
+# The CLI's own process: ``cli`` is first imported as the parent of ``-m cli.main`` (argv[0] "-m").
+_GC_PROBE = """
+import sys
+sys.argv[0] = "-m"
+import gc
+import click
+import cli.main as m
+print("paused" if not gc.isenabled() else "running")
+@m.cli.command()
+def probe() -> None:
+    click.echo(f"enabled={gc.isenabled()} frozen={gc.get_freeze_count() > 0}")
+sys.argv[1:] = ["probe"]
+m.main()
+"""
+
+
+def test_the_cli_pauses_the_collector_while_importing_and_resumes_it_for_the_command() -> None:
+    proc = subprocess.run([sys.executable, "-c", _GC_PROBE], cwd=ROOT, capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[:2] == ["paused", "enabled=True frozen=True"]
+
+
+def test_another_process_importing_cli_keeps_its_collector() -> None:
+    code = "import gc, cli, cli.main\nprint(gc.isenabled(), gc.get_freeze_count())"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert proc.stdout.split() == ["True", "0"]
