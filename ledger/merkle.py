@@ -174,7 +174,7 @@ def fold(size: int, edge: dict[int, bytes], leaves: Sequence[bytes],
     One node hash per leaf on average, computed a level at a time (one comprehension per
     level: the interpreter's cost per hash is about half that of a loop per leaf).
     """
-    sha = hashlib.sha256
+    sha = sha256
     prefix = NODE_PREFIX
     rows: list[tuple[int, int, bytes]] = []
     nodes = list(leaves)
