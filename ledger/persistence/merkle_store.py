@@ -20,7 +20,6 @@ stored every level keeps those rows (the table is append-only): reads ignore the
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Final, TypeVar
@@ -149,6 +148,8 @@ def leaf_hashes(rows: Sequence[Prepared], at_jsons: Sequence[bytes], start: int)
     ``recorded_at``) is found by ``find`` and the line is a splice. Contents that may nest
     (a contract's policy, pinned dates) and hold a bracket merge their decoded members.
     """
+    import hashlib  # here, on the write path: OpenSSL's SHA-256, faster on a leaf's line; reads need none
+
     out = bytearray()
     sha = hashlib.sha256
     simple, flat, nested = _SIMPLE, _FLAT, _NESTED
