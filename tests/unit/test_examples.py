@@ -199,3 +199,26 @@ def test_references_point_back_to_earlier_facts(facts: list[Fact]) -> None:
 def test_a_bad_month_is_refused(month: str) -> None:
     with pytest.raises(BadInput):
         demo.demo_facts(month)
+
+
+def test_the_support_amendment_is_sla_b_from_october() -> None:
+    # docs/examples/sla-b-support.toml is sla-b.toml (support clause included) in force from 2026-10.
+    shipped = load_policy((demo.EXAMPLES_DIR / "sla-b.toml").read_bytes())
+    amendment = load_policy((README.parent / "sla-b-support.toml").read_bytes())
+    assert amendment.contract.effective_from == "2026-10"
+    assert shipped.contract.effective_from is None
+    as_shipped = msgspec.structs.replace(amendment.contract, effective_from=None)
+    assert msgspec.structs.replace(amendment, contract=as_shipped) == shipped
+
+
+@pytest.mark.parametrize(("name", "promises"), [("sla-a.toml", False), ("sla-b.toml", True),
+                                                ("sla-c-en.toml", True), ("sla-c-fr.toml", True),
+                                                ("sla-d.toml", True)])
+def test_the_agreements_that_promise_support_have_a_support_section(name: str, promises: bool) -> None:
+    policy = resolve(load_policy((demo.EXAMPLES_DIR / name).read_bytes(), source=name))
+    assert (policy.support is not None) == promises
+    if name.startswith("sla-c"):
+        assert policy.support is not None and policy.support.max_data_loss is not None
+    if name == "sla-d.toml":
+        assert policy.support is not None and policy.support.engagement_level == "level3"
+        assert [t.kind for t in policy.support.targets] == ["mean", "per_ticket", "per_ticket"]
