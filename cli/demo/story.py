@@ -25,7 +25,10 @@ import random
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+import msgspec
+
 from cli.demo.cast import PROBE_DETAILS, SERVICES, Service
+from cli.demo.tickets import tell_tickets
 from ledger.calendar import first_of_next_month, parse_month
 from ledger.errors import BadInput
 from ledger.events import (
@@ -108,6 +111,10 @@ class _Story:
 
     def _add(self, arrival: datetime, fact: Fact) -> None:
         self.facts.append((arrival, self._seq, fact))
+
+    def record(self, arrival: datetime, fact: Fact) -> None:
+        """``fact`` with the story's next explicit id, reaching the ledger at ``arrival``."""
+        self._add(arrival, msgspec.structs.replace(fact, id=self._id()))
 
     def _lag(self, probe: str) -> timedelta:
         # The last probe's location exports in batches, so its events reach the ledger late
@@ -386,6 +393,7 @@ def demo_facts(month: str, seed: int = 7) -> list[Fact]:
     for rank, svc in enumerate(SERVICES):
         story = _Story(svc, month, rng)
         _tell(story)
+        tell_tickets(story)  # draws nothing from ``rng``: the availability facts stay as they were
         arrived.extend((arrival, rank, seq, fact) for arrival, seq, fact in story.facts)
     arrived.sort(key=lambda item: (item[0], item[1], item[2]))
     return [fact for *_, fact in arrived]
