@@ -43,10 +43,8 @@ def span(secs: Decimal) -> str:
     frac = secs - whole
     h, rest = divmod(whole, 3600)
     m, s = divmod(rest, 60)
-    if not h:
-        text = f"{m}m"
-    else:
-        text = f"{h}h{m}m" if m or s or frac else f"{h}h"
+    minutes = f"{m}m" if m or s or frac or not h else ""
+    text = (f"{h}h" if h else "") + minutes
     if s or frac:
         text += f"{Decimal(s) + frac}s"
     return text

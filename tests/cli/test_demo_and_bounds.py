@@ -70,7 +70,8 @@ def test_the_demo_month_has_tickets_for_b_c_and_d(runner: CliRunner, sqlite_url:
         (14 * 3600, "met"), (30 * 3600, "breached")]
     # Level 1: 25, 12 and 5 minutes of open time, mean 14 min = 840 s, below 15: met.
     mean = reports["sla-d-2026"]["targets"][0]
-    assert (mean["severity"], mean["tickets"], mean["mean_seconds"], mean["met"]) == ("level1", 3, "840", True)
+    assert (mean["severity"], mean["tickets"], mean["mean_seconds"]) == ("level1", 3, "840")
+    assert mean["met"] is True
     assert [e["status"] for e in reports["sla-d-2026"]["engagements"]][:2] == ["met", "breached"]
 
 
