@@ -307,7 +307,8 @@ def demo(ctx: Context) -> None:
     The store must be empty or hold only the demo's facts (then nothing is added).
     The support tables are ``ledger support --month M``'s, each ticket explained.
     """
-    from cli.demo.run import check_demo_store, demo_month, run_demo
+    from cli.demo.cast import demo_month
+    from cli.demo.run import check_demo_store, run_demo
     from cli.render import summary_table
     from cli.support import explained_tables
 
