@@ -386,14 +386,19 @@ def _tell(story: _Story) -> None:
         s.claim(prev, s.at(first + timedelta(days=4), 11, 0))
 
 
-def demo_facts(month: str, seed: int = 7) -> list[Fact]:
-    """The facts of ``month`` for every example service, in a plausible arrival order."""
+def demo_facts(month: str, seed: int = 7, *, tickets: bool = True) -> list[Fact]:
+    """The facts of ``month`` for every example service, in a plausible arrival order.
+
+    ``tickets=False``: without the support tickets (a second month in a store whose
+    quota year should hold one month's: ``scripts/html-examples``' DST month).
+    """
     rng = random.Random(seed)
     arrived: list[tuple[datetime, int, int, Fact]] = []
     for rank, svc in enumerate(SERVICES):
         story = _Story(svc, month, rng)
         _tell(story)
-        tell_tickets(story)  # draws nothing from ``rng``: the availability facts stay as they were
+        if tickets:
+            tell_tickets(story)  # draws nothing from ``rng``: the availability facts stay as they were
         arrived.extend((arrival, rank, seq, fact) for arrival, seq, fact in story.facts)
     arrived.sort(key=lambda item: (item[0], item[1], item[2]))
     return [fact for *_, fact in arrived]

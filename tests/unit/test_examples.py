@@ -25,6 +25,13 @@ from ledger.events import (
     MaintenanceCompleted,
     ProbeFailed,
     ProbeRecovered,
+    RecoveryPerformed,
+    SupportEngaged,
+    SupportTimeLogged,
+    TicketClassified,
+    TicketOpened,
+    TicketResponded,
+    TicketSeverityChanged,
     decode_fact,
 )
 from ledger.policy import Policy, load_policy, resolve
@@ -224,3 +231,18 @@ def test_the_agreements_that_promise_support_have_a_support_section(name: str, p
     if name == "sla-d.toml":
         assert policy.support.engagement_level == "level3"
         assert [t.kind for t in policy.support.targets] == ["mean", "per_ticket", "per_ticket"]
+
+
+def test_the_demo_tickets_leave_the_availability_story_as_it_was() -> None:
+    # cli/demo/tickets.py draws no random number: with or without tickets, the other facts are the same.
+    support = (TicketOpened, TicketResponded, TicketClassified, TicketSeverityChanged, SupportTimeLogged,
+               SupportEngaged, RecoveryPerformed)
+    month = demo.demo_month()
+    full, bare = demo.demo_facts(month), demo.demo_facts(month, tickets=False)
+    assert not any(isinstance(f, support) for f in bare)
+    assert [f for f in full if not isinstance(f, support)] == bare
+    kinds = Counter(type(f).__name__ for f in full if isinstance(f, support))
+    # B: 10 tickets (September's and 01-09), 8 answered; C: 3 per version, 2 answered; D: 5, all answered.
+    assert kinds == {"TicketOpened": 10 + 2 * 3 + 5, "TicketResponded": 8 + 2 * 2 + 5,
+                     "TicketClassified": 3 + 2, "TicketSeverityChanged": 1, "SupportTimeLogged": 3,
+                     "SupportEngaged": 2, "RecoveryPerformed": 4}
