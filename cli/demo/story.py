@@ -387,18 +387,13 @@ def _tell(story: _Story) -> None:
 
 
 def demo_facts(month: str, seed: int = 7, *, tickets: bool = True) -> list[Fact]:
-    """The facts of ``month`` for every example service, in a plausible arrival order.
-
-    ``tickets=False``: without the support tickets (a second month in a store whose
-    quota year should hold one month's: ``scripts/html-examples``' DST month).
-    """
+    """The facts of ``month`` for every example service, in a plausible arrival order."""
     rng = random.Random(seed)
     arrived: list[tuple[datetime, int, int, Fact]] = []
     for rank, svc in enumerate(SERVICES):
         story = _Story(svc, month, rng)
         _tell(story)
-        if tickets:
-            tell_tickets(story)  # draws nothing from ``rng``: the availability facts stay as they were
+        tell_tickets(story, tickets)  # draws nothing from ``rng``: the availability facts stay as they were
         arrived.extend((arrival, rank, seq, fact) for arrival, seq, fact in story.facts)
     arrived.sort(key=lambda item: (item[0], item[1], item[2]))
     return [fact for *_, fact in arrived]

@@ -22,7 +22,7 @@ they were. What each contract's tickets show:
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ledger.events import (
     Fact,
@@ -36,11 +36,33 @@ from ledger.events import (
     TicketSeverityChanged,
 )
 
-if TYPE_CHECKING:
-    from cli.demo.story import _Story
-
 _MONDAY, _TUESDAY, _WEDNESDAY, _THURSDAY, _FRIDAY, _SATURDAY = range(6)
 _MINUTE = timedelta(minutes=1)
+
+
+class _Service(Protocol):
+    @property
+    def contract(self) -> str: ...
+    @property
+    def service(self) -> str: ...
+    @property
+    def tickets(self) -> str: ...
+
+
+class _Story(Protocol):
+    """What the tickets need of ``cli.demo.story._Story`` (not imported: the story imports this module)."""
+
+    @property
+    def svc(self) -> _Service: ...
+    @property
+    def month(self) -> str: ...
+    @property
+    def first(self) -> date: ...
+    def at(self, day: date, hh: int, mm: int, ss: int = 0) -> datetime: ...
+    def local(self, t: datetime) -> datetime: ...
+    def nth(self, weekday: int, n: int) -> date: ...
+    def last(self, weekday: int) -> date: ...
+    def record(self, arrival: datetime, fact: Fact) -> None: ...
 
 
 class _Desk:
@@ -151,8 +173,12 @@ def _seed_d(s: _Story) -> None:
         d.fact(at, SupportEngaged(service=s.svc.service, level="level3", at=s.local(at)))
 
 
-def tell_tickets(story: _Story) -> None:
-    """The support facts of ``story``'s contract (none for a contract that promises no support)."""
+def tell_tickets(story: _Story, tickets: bool = True) -> None:
+    """The support facts of ``story``'s contract (none for a contract that promises none, or not ``tickets``).
+
+    ``tickets=False``: a second demo month in a store whose quota year should hold one
+    month's use (``scripts/html-examples``' DST month).
+    """
     tell = {"B": _seed_b, "C": _seed_c, "D": _seed_d}.get(story.svc.tickets)
-    if tell is not None:
+    if tell is not None and tickets:
         tell(story)
