@@ -302,16 +302,20 @@ def verify(ctx: Context, expect: str | None, fmt: str) -> None:
 @cli.command()
 @pass_ctx
 def demo(ctx: Context) -> None:
-    """Record a generated month for the four example contracts and print their availability.
+    """Record a generated month for the four example contracts; print their availability, then their support.
 
     The store must be empty or hold only the demo's facts (then nothing is added).
+    The support tables are ``ledger support --month M``'s, each ticket explained.
     """
+    from cli.demo.cast import demo_month
     from cli.demo.run import check_demo_store, run_demo
     from cli.render import summary_table
+    from cli.support import explained_tables
 
     ledger = ctx.ledger()
     check_demo_store(ledger, ctx.shown)
     click.echo(summary_table(run_demo(ledger)), nl=False)
+    click.echo("\n" + explained_tables(ledger, demo_month(), (), None, None), nl=False)
 
 
 def main() -> None:

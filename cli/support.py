@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import click
 
@@ -13,6 +15,9 @@ from cli.context import Context, month_option, pass_ctx, replay_options, timesta
 from ledger.errors import BadInput
 from ledger.text import printable
 from projections.support_model import MeanTarget, SupportReport, support_json
+
+if TYPE_CHECKING:
+    from ledger.application import Ledger
 
 _YEARS = re.compile(r"([0-9]{4})(?:-([0-9]{4}))?")
 _COUNTRY = re.compile(r"[A-Z]{2}(?:-[A-Z0-9]{1,3})?")
@@ -52,6 +57,9 @@ def support(ctx: Context, contract_ids: tuple[str, ...], month: str, as_of: str 
             view = support_view(ledger, contract_ids[0], month, as_of=at, position=position)
             click.echo(support_page(view), nl=False)
             return
+        if fmt == "table":
+            click.echo(explained_tables(ledger, month, contract_ids, at, position), nl=False)
+            return
         from ledger.support_read import support_report
 
         one = support_report(ledger, contract_ids[0], month, as_of=at, position=position)
@@ -59,10 +67,22 @@ def support(ctx: Context, contract_ids: tuple[str, ...], month: str, as_of: str 
         return
     if fmt == "html":
         raise BadInput("--format html: give exactly one --contract")
+    if fmt == "table":
+        click.echo(explained_tables(ledger, month, contract_ids, at, position), nl=False)
+        return
     from ledger.monthly import month_support
 
     click.echo(many_support(month_support(ledger, month, contract_ids, as_of=at, position=position), fmt),
                nl=False)
+
+
+def explained_tables(ledger: Ledger, month: str, contract_ids: Sequence[str], as_of: datetime | None,
+                     position: int | None) -> str:
+    """The table of each contract (named, or every one registered), each ticket with its explanation."""
+    from ledger.monthly import month_support_explained
+
+    return "\n".join(support_table(r, why) for r, why in
+                     month_support_explained(ledger, month, contract_ids, as_of=as_of, position=position))
 
 
 def many_support(reports: list[SupportReport], fmt: str, *, array: bool = True) -> str:
@@ -91,8 +111,8 @@ def support_csv(reports: list[SupportReport]) -> str:
     return out.getvalue()
 
 
-def support_table(r: SupportReport) -> str:
-    """The report for people: one line per ticket, target, stretch and recovery."""
+def support_table(r: SupportReport, explanations: Mapping[str, str] | None = None) -> str:
+    """The report for people: a line per ticket (its explanation under it), target, stretch, recovery."""
     lines = [f"{r.contract}  {r.month}  ({r.timezone}, policy v{r.policy_version}, as of position "
              f"{r.as_of_position})"]
     lines.append("tickets:" if r.tickets else "tickets: none")
@@ -102,6 +122,8 @@ def support_table(r: SupportReport) -> str:
         lines.append(f"  {t.ticket}  {t.severity} ({t.kind})  opened {t.opened_at.isoformat()}  "
                      f"target {t.target} -> {deadline}  responded {responded}  "
                      f"{t.response_seconds} s  {t.status}  [events {' '.join(map(str, t.events))}]")
+        if explanations and t.ticket in explanations:
+            lines.append(f"      {explanations[t.ticket]}")
     for g in r.targets:
         if isinstance(g, MeanTarget):
             lines.append(f"target {g.severity} mean < {g.target}: {g.tickets} tickets, mean "

@@ -72,6 +72,17 @@ def month_support(ledger: Ledger, month: str, contracts: Sequence[str] = (), *,
     return _shared(ledger, "support", _wanted(ledger, upto, contracts), month, upto, point, workers)
 
 
+def month_support_explained(ledger: Ledger, month: str, contracts: Sequence[str] = (), *,
+                            as_of: datetime | None = None, position: int | None = None,
+                            ) -> list[tuple[SupportReport, dict[str, str]]]:
+    """``month_support`` (in this process), each report with one line per ticket saying how it came about."""
+    from ledger.support_read import explained_at, replay_upto
+
+    check_month(month, "--month")
+    upto, point = replay_upto(ledger, as_of, position)
+    return [explained_at(ledger, cid, month, upto, point) for cid in _wanted(ledger, upto, contracts)]
+
+
 def _wanted(ledger: Ledger, upto: int, contracts: Sequence[str]) -> list[str]:
     """The contracts named, deduplicated, in id order (none: every one registered up to ``upto``)."""
     versions = ledger.contracts(upto)

@@ -165,6 +165,15 @@ def _evaluated(ledger: Ledger, contract: str, month: str, upto: int,
         return report, policy, records
 
 
+def explained_at(ledger: Ledger, contract: str, month: str, upto: int,
+                 point: datetime | None) -> tuple[SupportReport, dict[str, str]]:
+    """``support_at`` and one line per ticket saying how its deadline and status came about."""
+    from projections.support_explain import explain_tickets
+
+    report, policy, records = _evaluated(ledger, contract, month, upto, point)
+    return report, explain_tickets(records, policy, report, point)
+
+
 class SupportView(NamedTuple):
     """What the support page shows beside the report: the clock's open hours and the facts cited."""
 
@@ -175,12 +184,14 @@ class SupportView(NamedTuple):
     open_hours: tuple[tuple[datetime, datetime], ...]  # within the month, in order
     facts: list[Recorded]  # every fact a line of the report cites, by position
     checkpoint: LogCheckpoint | None  # the log the report was computed from (its first as_of_position facts)
+    explanations: dict[str, str]  # ticket -> how its deadline and status came about
 
 
 def support_view(ledger: Ledger, contract: str, month: str, *, as_of: datetime | None = None,
                  position: int | None = None) -> SupportView:
     """``ledger support --format html``: the report and what its page draws, from one read of the facts."""
     from projections.support_clock import cited_positions, month_open_hours
+    from projections.support_explain import explain_tickets
 
     check_month(month, "month")
     upto, point = replay_upto(ledger, as_of, position)
@@ -202,6 +213,7 @@ def support_view(ledger: Ledger, contract: str, month: str, *, as_of: datetime |
         open_hours=month_open_hours(records, policy, month),
         facts=facts,
         checkpoint=ledger.log_checkpoint(upto),
+        explanations=explain_tickets(records, policy, report, point),
     )
 
 

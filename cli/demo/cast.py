@@ -51,6 +51,8 @@ class Service:
     long_outage: bool = False
     holiday_notice: bool = False
     claims: bool = False
+    # Which agreement's support tickets the month holds (cli/demo/tickets.py); "": none.
+    tickets: str = ""
 
 
 _HTTP_DETAILS: Final = (
@@ -74,6 +76,7 @@ _OPTIMY: Final = Service(
     customer_impact="outage",
     revoked_category="third_party",
     holiday_notice=True,
+    tickets="C",
 )
 SERVICES: Final = (
     Service(
@@ -101,6 +104,7 @@ SERVICES: Final = (
         customer_impact="none",
         revoked_category="third_party",
         long_outage=True,
+        tickets="B",
     ),
     _OPTIMY,
     replace(_OPTIMY, contract="sla-c-fr-2026", service="optimy-be"),  # seed C's French text: the same story
@@ -115,6 +119,7 @@ SERVICES: Final = (
         in_hours=False,
         customer_impact="outage",
         revoked_category="internet_failure",
+        tickets="D",
     ),
 )
 

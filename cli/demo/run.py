@@ -35,9 +35,9 @@ def check_demo_store(ledger: Ledger, shown: str, month: str | None = None) -> No
         )
 
 
-def run_demo(ledger: Ledger, month: str | None = None) -> list[Report]:
+def run_demo(ledger: Ledger, month: str | None = None, *, tickets: bool = True) -> list[Report]:
     """Register the examples, import the month's facts (idempotent), return each contract's report."""
     month = month or demo_month()
     contracts = [ledger.register_contract(policy).contract for policy in _policies()]
-    ledger.append_facts(demo_facts(month))
+    ledger.append_facts(demo_facts(month, tickets=tickets))
     return [ledger.report(cid, month).report for cid in contracts]

@@ -25,7 +25,10 @@ import random
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+import msgspec
+
 from cli.demo.cast import PROBE_DETAILS, SERVICES, Service
+from cli.demo.tickets import tell_tickets
 from ledger.calendar import first_of_next_month, parse_month
 from ledger.errors import BadInput
 from ledger.events import (
@@ -108,6 +111,10 @@ class _Story:
 
     def _add(self, arrival: datetime, fact: Fact) -> None:
         self.facts.append((arrival, self._seq, fact))
+
+    def record(self, arrival: datetime, fact: Fact) -> None:
+        """``fact`` with the story's next explicit id, reaching the ledger at ``arrival``."""
+        self._add(arrival, msgspec.structs.replace(fact, id=self._id()))
 
     def _lag(self, probe: str) -> timedelta:
         # The last probe's location exports in batches, so its events reach the ledger late
@@ -379,13 +386,14 @@ def _tell(story: _Story) -> None:
         s.claim(prev, s.at(first + timedelta(days=4), 11, 0))
 
 
-def demo_facts(month: str, seed: int = 7) -> list[Fact]:
+def demo_facts(month: str, seed: int = 7, *, tickets: bool = True) -> list[Fact]:
     """The facts of ``month`` for every example service, in a plausible arrival order."""
     rng = random.Random(seed)
     arrived: list[tuple[datetime, int, int, Fact]] = []
     for rank, svc in enumerate(SERVICES):
         story = _Story(svc, month, rng)
         _tell(story)
+        tell_tickets(story, tickets)  # draws nothing from ``rng``: the availability facts stay as they were
         arrived.extend((arrival, rank, seq, fact) for arrival, seq, fact in story.facts)
     arrived.sort(key=lambda item: (item[0], item[1], item[2]))
     return [fact for *_, fact in arrived]

@@ -37,12 +37,42 @@ def events(runner: CliRunner, url: str) -> str:
 def test_demo_twice_prints_the_same_and_adds_nothing(runner: CliRunner, store_url: str) -> None:
     first = invoke(runner, store_url, "demo")
     assert first.exit_code == 0, first.stderr
-    assert len(first.stdout.splitlines()) == 2 + 5  # header, rule, five contracts
+    availability, support = first.stdout.split("\n\n", 1)
+    assert len(availability.splitlines()) == 2 + 5  # header, rule, five contracts
+    # Then the support tables: `ledger support --month 2026-10`'s, each ticket explained.
+    assert support == invoke(runner, store_url, "support", "--month", "2026-10").stdout
     held = events(runner, store_url)
     second = invoke(runner, store_url, "demo")
     assert second.exit_code == 0, second.stderr
     assert second.stdout == first.stdout
     assert events(runner, store_url) == held
+
+
+def test_the_demo_month_has_tickets_for_b_c_and_d(runner: CliRunner, sqlite_url: str) -> None:
+    # The tickets of cli/demo/tickets.py, worked out by hand (docs/examples/README.md, "The demo month").
+    assert invoke(runner, sqlite_url, "demo").exit_code == 0
+    got = invoke(runner, sqlite_url, "support", "--month", "2026-10", "--format", "json")
+    reports = {r["contract"]: r for r in json.loads(got.stdout)}
+    status = {c: {t["ticket"]: t["status"] for t in r["tickets"]} for c, r in reports.items()}
+    assert status["sla-a-2026"] == {}
+    assert list(status["sla-b-2026"].values()) == ["met", "met", "breached", "met", "met", "breached", "met",
+                                                   "pending"]
+    assert reports["sla-b-2026"]["unknown_severity"] == ["T-2610-07"]
+    # 2.5 h (September) + 2 h on account questions drawn, 1 h on a bug exempt: 6 h - 4.5 h = 1.5 h left.
+    quota = reports["sla-b-2026"]["quota"]
+    assert (quota["used_seconds"], quota["exempt_seconds"], quota["remaining_seconds"], quota["warning"]) == (
+        16200, 3600, 5400, True)
+    # Friday 9 October 17:00, 1 business day: Monday 12th is Thanksgiving in Ontario (Tuesday 17:00, met
+    # at Tuesday 10:00) but not in Belgium (Monday 17:00, breached).
+    assert status["sla-c-en-2026"]["optimy-ca-2610-02"] == "met"
+    assert status["sla-c-fr-2026"]["optimy-be-2610-02"] == "breached"
+    assert [(r["data_loss_seconds"], r["status"]) for r in reports["sla-c-en-2026"]["recoveries"]] == [
+        (14 * 3600, "met"), (30 * 3600, "breached")]
+    # Level 1: 25, 12 and 5 minutes of open time, mean 14 min = 840 s, below 15: met.
+    mean = reports["sla-d-2026"]["targets"][0]
+    assert (mean["severity"], mean["tickets"], mean["mean_seconds"]) == ("level1", 3, "840")
+    assert mean["met"] is True
+    assert [e["status"] for e in reports["sla-d-2026"]["engagements"]][:2] == ["met", "breached"]
 
 
 def test_demo_refuses_a_store_holding_other_facts(runner: CliRunner, store_url: str) -> None:

@@ -123,7 +123,8 @@ def test_every_format_with_and_without_contract(filled: tuple[str, int]) -> None
     check_many(url, ids, ())
     reports = [json.loads(line) for line in out(url, "--format", "ndjson").splitlines()]
     assert [r["contract"] for r in reports] == ids
-    assert [len(r["tickets"]) for r in reports] == [0, 8, 0, 0, 0, 3]
+    # The demo records B's month of tickets (docs/examples' ndjson adds nothing), C's and D's.
+    assert [len(r["tickets"]) for r in reports] == [0, 8, 3, 3, 5, 3]
     seed_b = {t["ticket"]: t for t in reports[1]["tickets"]}  # as docs/examples/README.md works it out
     statuses = ["met", "met", "breached", "met", "met", "breached", "met", "pending"]
     assert [t["status"] for t in seed_b.values()] == statuses
@@ -146,7 +147,8 @@ def test_every_format_with_and_without_contract(filled: tuple[str, int]) -> None
     # At a replay point: the contracts registered by then, each replayed there.
     point = ("--position", str(middle))
     check_many(url, ids[:-1], (), *point)
-    assert all(r["tickets"] == [] for r in json.loads(out(url, "--format", "json", *point)))
+    then = json.loads(out(url, "--format", "json", *point))  # the demo's tickets, before sup-d's
+    assert [len(r["tickets"]) for r in then] == [0, 8, 3, 3, 5]
     listed = CliRunner().invoke(cli, ["--store", url, "events", "--after-position", str(middle - 1)]).stdout
     as_of = json.loads(listed.splitlines()[0])["recorded_at"]  # the next import came a second later
     check_many(url, ids[:-1], (), "--as-of", as_of)
@@ -196,3 +198,25 @@ def test_sqlite_and_postgres_print_the_same_bytes(sqlite_url: str, pg_url: str) 
                     for point in ((), ("--position", str(middle)))]
                    + [out(url, "--contract", c, "--format", "html") for c in ("sla-b-2026", "sup-d-2026")])
     assert got[0] == got[1]
+
+
+def test_the_table_explains_each_ticket_and_the_json_does_not(filled: tuple[str, int]) -> None:
+    # docs/examples/README.md's T-2610-04: opened Saturday 10 October 11:00 Zurich, the clock opens
+    # on Monday 12th at 08:00, 1 h of open time: due 09:00; answered 08:20, 20 min: met.
+    url, _ = filled
+    table = out(url, "--contract", "sla-b-2026").splitlines()
+    i = next(n for n, line in enumerate(table) if line.startswith("  T-2610-04 "))
+    assert table[i + 1] == ("      opened Sat 10 Oct 11:00, clock closed until Mon 12 Oct 08:00, "
+                            "1h of open time -> Mon 12 Oct 09:00; "
+                            "answered Mon 12 Oct 08:20 after 20m of open time: met")
+    explained = [line for line in table if line.startswith("      opened ")]
+    assert len(explained) == 8  # one under each of the month's tickets (T-2610-07's severity is unknown)
+    assert explained[-1].endswith("no response recorded, 3h of open time so far: pending")
+    # Section 6.3's JSON keeps its fields: no explanation in it.
+    report = json.loads(out(url, "--contract", "sla-b-2026", "--format", "json"))
+    assert list(report["tickets"][0]) == ["ticket", "severity", "kind", "opened_at", "responded_at", "target",
+                                          "deadline", "response_seconds", "status", "events"]
+    html = out(url, "--contract", "sla-b-2026", "--format", "html")
+    assert html.count('<tr class="why"') == 8
+    assert ("clock closed until Mon 12 Oct 08:00, 1h of open time -&gt; Mon 12 Oct 09:00; "
+            "answered Mon 12 Oct 08:20 after 20m of open time: met") in html

@@ -25,6 +25,13 @@ from ledger.events import (
     MaintenanceCompleted,
     ProbeFailed,
     ProbeRecovered,
+    RecoveryPerformed,
+    SupportEngaged,
+    SupportTimeLogged,
+    TicketClassified,
+    TicketOpened,
+    TicketResponded,
+    TicketSeverityChanged,
     decode_fact,
 )
 from ledger.policy import Policy, load_policy, resolve
@@ -199,3 +206,43 @@ def test_references_point_back_to_earlier_facts(facts: list[Fact]) -> None:
 def test_a_bad_month_is_refused(month: str) -> None:
     with pytest.raises(BadInput):
         demo.demo_facts(month)
+
+
+def test_the_support_amendment_is_sla_b_from_october() -> None:
+    # docs/examples/sla-b-support.toml is sla-b.toml (support clause included) in force from 2026-10.
+    shipped = load_policy((demo.EXAMPLES_DIR / "sla-b.toml").read_bytes())
+    amendment = load_policy((README.parent / "sla-b-support.toml").read_bytes())
+    assert amendment.contract.effective_from == "2026-10"
+    assert shipped.contract.effective_from is None
+    as_shipped = msgspec.structs.replace(amendment.contract, effective_from=None)
+    assert msgspec.structs.replace(amendment, contract=as_shipped) == shipped
+
+
+@pytest.mark.parametrize(("name", "promises"), [("sla-a.toml", False), ("sla-b.toml", True),
+                                                ("sla-c-en.toml", True), ("sla-c-fr.toml", True),
+                                                ("sla-d.toml", True)])
+def test_the_agreements_that_promise_support_have_a_support_section(name: str, promises: bool) -> None:
+    policy = resolve(load_policy((demo.EXAMPLES_DIR / name).read_bytes(), source=name))
+    assert (policy.support is not None) == promises
+    if policy.support is None:
+        return
+    if name.startswith("sla-c"):
+        assert policy.support.max_data_loss is not None
+    if name == "sla-d.toml":
+        assert policy.support.engagement_level == "level3"
+        assert [t.kind for t in policy.support.targets] == ["mean", "per_ticket", "per_ticket"]
+
+
+def test_the_demo_tickets_leave_the_availability_story_as_it_was() -> None:
+    # cli/demo/tickets.py draws no random number: with or without tickets, the other facts are the same.
+    support = (TicketOpened, TicketResponded, TicketClassified, TicketSeverityChanged, SupportTimeLogged,
+               SupportEngaged, RecoveryPerformed)
+    month = demo.demo_month()
+    full, bare = demo.demo_facts(month), demo.demo_facts(month, tickets=False)
+    assert not any(isinstance(f, support) for f in bare)
+    assert [f for f in full if not isinstance(f, support)] == bare
+    kinds = Counter(type(f).__name__ for f in full if isinstance(f, support))
+    # B: 10 tickets (September's and 01-09), 8 answered; C: 3 per version, 2 answered; D: 5, all answered.
+    assert kinds == {"TicketOpened": 10 + 2 * 3 + 5, "TicketResponded": 8 + 2 * 2 + 5,
+                     "TicketClassified": 3 + 2, "TicketSeverityChanged": 1, "SupportTimeLogged": 3,
+                     "SupportEngaged": 2, "RecoveryPerformed": 4}
