@@ -152,16 +152,16 @@ def support_at(ledger: Ledger, contract: str, month: str, upto: int, point: date
 
 def _evaluated(ledger: Ledger, contract: str, month: str, upto: int,
                point: datetime | None) -> tuple[SupportReport, Policy, list[Recorded]]:
-    from projections.availability import downtime_stretches  # deferred: the folds are heavy to import
+    from projections.availability import downtime_stretches_used  # deferred: the folds are heavy to import
     from projections.support import evaluate_support
 
     with paused_gc():
         version, policy, others, tickets = _support_records(ledger, contract, month, upto)
         # The availability timeline of the service's facts (tickets are none of its business).
-        stretches = downtime_stretches(others, policy, month, replay_point=point)
+        stretches, shaped = downtime_stretches_used(others, policy, month, replay_point=point)
         records = sorted([*others, *tickets], key=_POSITION)  # two runs in order, none in both
         report = evaluate_support(records, policy, version.version, month, as_of_position=upto,
-                                  stretches=stretches, replay_point=point)
+                                  stretches=stretches, stretch_holidays=shaped, replay_point=point)
         return report, policy, records
 
 

@@ -22,7 +22,7 @@ The interpretations where INTERFACE.md is silent are in docs/decisions.md
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from fractions import Fraction
 from math import floor
@@ -46,6 +46,9 @@ from projections.sources import (
 )
 from projections.sweep import Piece, clip, stretches, sweep
 from projections.timeline import LocalClock, local_at, seconds, to_us
+
+# The holidays a figure used: (country, year) -> (source, dates), as ``HolidayBook.used`` holds them.
+HolidaysUsed = dict[tuple[str, int], tuple[str, frozenset[date]]]
 
 # Findings derived from recorded_at: shown to the auditor, kept out of the digest.
 _RECORDING_FLAGS: Final = frozenset({"backdated_notice", "claim_recorded_late"})
@@ -180,8 +183,9 @@ def evaluate_with_stretches(
     replay_point: datetime | None = None,
     package: HolidayLookup = holiday_dates,
     package_source: str | None = None,
-) -> tuple[Evaluation, list[Stretch]]:
-    """``evaluate``, and the month's downtime stretches it found (``downtime_stretches``, for free)."""
+) -> tuple[Evaluation, list[Stretch], HolidaysUsed]:
+    """``evaluate``, and the month's downtime stretches it found (``downtime_stretches``, for free)
+    with the holidays whose dates shaped them (the report's own, with their dates)."""
     facts, scope, timeline, book = _timeline(records, policy, month, replay_point, package, package_source)
     ms, me, horizon = scope.month_start, scope.month_end, scope.horizon
     pieces = clip(timeline, ms, horizon)
@@ -269,7 +273,7 @@ def evaluate_with_stretches(
         steps=tuple(steps),
         findings=findings,
     )
-    return Evaluation(report=report, explanation=explanation), runs
+    return Evaluation(report=report, explanation=explanation), runs, _shaped(scope, book, pieces, runs)
 
 
 def downtime_stretches(
@@ -281,5 +285,25 @@ def downtime_stretches(
     The same passes as ``evaluate`` up to the stretches, so that "a stretch of D" has one
     definition; the figures, credit and explanation are left out.
     """
-    _, scope, timeline, _ = _timeline(records, policy, month, replay_point, package, package_source)
-    return stretches(timeline, scope.month_start, scope.horizon)
+    return downtime_stretches_used(records, policy, month, replay_point=replay_point, package=package,
+                                   package_source=package_source)[0]
+
+
+def downtime_stretches_used(
+    records: Iterable[Recorded], policy: Policy, month: str, *, replay_point: datetime | None = None,
+    package: HolidayLookup = holiday_dates, package_source: str | None = None,
+) -> tuple[list[Stretch], HolidaysUsed]:
+    """``downtime_stretches``, with the holidays whose dates shaped them: those the verdicts of the
+    windows in the month's intervals looked up, as ``evaluate`` names them in the report."""
+    _, scope, timeline, book = _timeline(records, policy, month, replay_point, package, package_source)
+    runs = stretches(timeline, scope.month_start, scope.horizon)
+    return runs, _shaped(scope, book, clip(timeline, scope.month_start, scope.horizon), runs)
+
+
+def _shaped(scope: Scope, book: HolidayBook, pieces: Iterable[Piece],
+            runs: Iterable[Stretch]) -> HolidaysUsed:
+    """The holidays (with their dates) looked up by the verdicts of the windows the month's
+    intervals and downtime stretches cite: what shaped the stretches."""
+    cited = {p for piece in pieces for p in piece.events}
+    cited.update(p for run in runs for p in run.events)
+    return {key: book.used[key] for key in sorted({k for p in cited for k in scope.looked_up.get(p, ())})}

@@ -12,7 +12,7 @@ collected facts, the clock and the digest of what they used; apart they would pa
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -249,11 +249,17 @@ def evaluate_support(
     *,
     as_of_position: int,
     stretches: Sequence[Stretch] = (),
+    stretch_holidays: Mapping[tuple[str, int], tuple[str, frozenset[date]]] | None = None,
     replay_point: datetime | None = None,
     package: HolidayLookup = package_holidays,
     package_source: str | None = None,
 ) -> SupportReport:
-    """The month's support figures from the recorded facts (section 6.3)."""
+    """The month's support figures from the recorded facts (section 6.3).
+
+    ``stretch_holidays``: the holidays (source and dates) that shaped ``stretches`` (the
+    availability fold's maintenance verdicts): named and digested with the clock's own
+    when engagement reads the stretches.
+    """
     tz = policy.timezone
     ms_dt, me_dt = month_bounds(month, tz)
     ms, me = to_us(ms_dt), to_us(me_dt)
@@ -394,6 +400,9 @@ def evaluate_support(
         quota = QuotaLine(_local(ys, tz), _local(ye, tz), granted, Decimal(drawn), Decimal(exempt),
                           Decimal(remaining), Decimal(remaining) < seconds(_us(q.warn_below)))
 
+    if engagements is not None and stretch_holidays:
+        for key, got in stretch_holidays.items():
+            book.used.setdefault(key, got)
     holidays = tuple(HolidayUse(c, y, src) for (c, y), (src, _) in sorted(book.used.items()))
     return SupportReport(
         contract=policy.contract_id,

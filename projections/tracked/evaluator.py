@@ -15,6 +15,7 @@ from projections.model import Credit, Report
 from projections.tracked.rows import Item, failure, support_rows
 
 if TYPE_CHECKING:
+    from projections.availability import HolidaysUsed
     from projections.support_model import SupportReport
 
 
@@ -62,8 +63,9 @@ class Evaluator:
         """
         return self._report(pair, upto, self._records(pair, records))[0]
 
-    def _report(self, pair: Pair, upto: int, records: list[Recorded]) -> tuple[Report, list[Stretch]]:
-        """The report, and the month's downtime stretches the same fold found."""
+    def _report(self, pair: Pair, upto: int,
+                records: list[Recorded]) -> tuple[Report, list[Stretch], HolidaysUsed]:
+        """The report, the month's downtime stretches the same fold found, the holidays that shaped them."""
         from projections.availability import evaluate_with_stretches, quiet_report
 
         contract, month = pair
@@ -71,31 +73,33 @@ class Evaluator:
         policy, quiet = self._resolved(contract, version)
         if not records:
             # Most held months have no fact at all (every month up to the clock is held).
-            return quiet_report(policy, version.version, month, as_of_position=upto, credit=quiet), []
-        evaluation, stretches = evaluate_with_stretches(records, policy, version.version, month,
-                                                        as_of_position=upto)
-        return evaluation.report, stretches
+            return quiet_report(policy, version.version, month, as_of_position=upto, credit=quiet), [], {}
+        evaluation, stretches, shaped = evaluate_with_stretches(records, policy, version.version, month,
+                                                                as_of_position=upto)
+        return evaluation.report, stretches, shaped
 
     def support(self, pair: Pair, upto: int, records: list[Recorded] | None = None,
-                stretches: list[Stretch] | None = None) -> SupportReport | None:
+                stretches: tuple[list[Stretch], HolidaysUsed] | None = None) -> SupportReport | None:
         """The pair's support figures as ``ledger support`` gives them; None without a [support] section.
 
         ``stretches``: the month's downtime stretches (for engagement), by the availability fold's
-        own definition; computed here (``downtime_stretches``) if not given.
+        own definition, with the holidays that shaped them; computed here
+        (``downtime_stretches_used``) if not given.
         """
         contract, month = pair
         version = self.known.version_in_force(contract, month)
         if not isinstance(version.policy.support, SupportSection):
             return None
-        from projections.availability import downtime_stretches
+        from projections.availability import downtime_stretches_used
         from projections.support import evaluate_support
 
         policy, _ = self._resolved(contract, version)
         records = self._records(pair, records)
         if stretches is None:
-            stretches = downtime_stretches(records, policy, month) if records else []
+            stretches = downtime_stretches_used(records, policy, month) if records else ([], {})
+        runs, shaped = stretches
         return evaluate_support(records, policy, version.version, month, as_of_position=upto,
-                                stretches=stretches, package_source=_package_source())
+                                stretches=runs, stretch_holidays=shaped, package_source=_package_source())
 
     def evaluate_or_failure(self, pair: Pair, upto: int, records: list[Recorded] | None = None) -> list[Item]:
         """The pair's report and support rows (with a [support] section), or the month marked failed.
@@ -106,8 +110,8 @@ class Evaluator:
         """
         try:
             records = self._records(pair, records)
-            report, stretches = self._report(pair, upto, records)
-            support = self.support(pair, upto, records, stretches)
+            report, runs, shaped = self._report(pair, upto, records)
+            support = self.support(pair, upto, records, (runs, shaped))
         except self.store_errors:
             raise
         except Exception as exc:

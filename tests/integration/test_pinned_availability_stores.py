@@ -167,3 +167,49 @@ def test_rebuild_and_follower_recompute_the_months_a_pin_changes(store_url: str,
     _cli(runner, store_url, "projections", "rebuild")
     assert assert_tables_match_reports(store_url, runner, rebuilt=True) >= 1
     assert query(store_url, digest_sql)[0]["digest"] == new
+
+
+# The same month on a contract whose [support] section engages every downtime stretch: the
+# stretches come from the availability fold, whose maintenance verdict reads Canada's holidays.
+SUPPORT = """
+[support]
+hours = ["Mon-Fri 09:00-17:00"]
+targets = [{ severity = "high", first_response = "4h" }]
+engagement = { level = "l3", within = "10m" }
+"""
+
+
+def _support(runner: CliRunner, url: str) -> dict[str, Any]:
+    out = _cli(runner, url, "support", "--contract", C, "--month", MONTH, "--format", "json")
+    return dict(json.loads(out))
+
+
+def test_the_holidays_that_shaped_the_stretches_are_named_and_digested(store_url: str,
+                                                                       runner: CliRunner) -> None:
+    led = open_ledger(store_url, clock=StepClock(START))
+    try:
+        text = POLICY.format(notice="2 business days", hours="false") + SUPPORT
+        led.register_contract(load_policy(text.encode()))
+        led.append_facts([fact(str(f["type"]), **{k: v for k, v in f.items() if k != "type"}) for f in FACTS])
+        package = _support(runner, store_url)
+        # The package's Canada Day makes the notice late: the hour is downtime, a stretch not engaged.
+        assert [e["status"] for e in package["engagements"]] == ["breached"]
+        assert package["holidays"] == [{"country": "CA", "year": 2026, "source": package_version()}]
+        # A pin that drops only Christmas: the same verdict and engagement, other dates used.
+        _pin(led, [d.isoformat() for d in CA_2026 if d != date(2026, 12, 25)])
+        no_christmas = _support(runner, store_url)
+        assert no_christmas["engagements"] == package["engagements"]
+        assert no_christmas["holidays"] == [{"country": "CA", "year": 2026, "source": "pinned"}]
+        assert no_christmas["digest"] != package["digest"]
+        # A pin without Canada Day: the notice is in time, the hour maintenance, no stretch.
+        _pin(led, NO_CANADA_DAY)
+        pinned = _support(runner, store_url)
+        assert pinned["engagements"] == []
+        assert pinned["holidays"] == [{"country": "CA", "year": 2026, "source": "pinned"}]
+        # The reporting tables hold the same support figures (their digest included).
+        _cli(runner, store_url, "projections", "rebuild")
+        rows = query(store_url, f"SELECT digest FROM report_support_targets WHERE contract = '{C}' "
+                                f"AND month = '{MONTH}'")
+        assert {r["digest"] for r in rows} == {pinned["digest"]}
+    finally:
+        led.close()
