@@ -208,8 +208,8 @@ def test_the_holidays_that_shaped_the_stretches_are_named_and_digested(store_url
         assert pinned["holidays"] == [{"country": "CA", "year": 2026, "source": "pinned"}]
         # The reporting tables hold the same support figures (their digest included).
         _cli(runner, store_url, "projections", "rebuild")
-        rows = query(store_url, f"SELECT digest FROM report_support_targets WHERE contract = '{C}' "
-                                f"AND month = '{MONTH}'")
+        rows = query(store_url, "SELECT digest FROM report_support_targets "
+                                "WHERE contract = 'pin-2026' AND month = '2026-07'")
         assert {r["digest"] for r in rows} == {pinned["digest"]}
     finally:
         led.close()
