@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from datetime import UTC, date, datetime, time, timedelta
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Final
 from zoneinfo import ZoneInfo
 
@@ -331,11 +331,13 @@ def business_intervals(
 
 
 
+@cache
 def package_version() -> str:
     """``holidays <version>``: the source of dates taken from the installed package.
 
     Read from its ``.dist-info`` name (no import of the package or of ``importlib.metadata``,
-    which a report does not otherwise load), else from its metadata.
+    which a report does not otherwise load), else from its metadata; once per process (the
+    installed package does not change under it, and a rebuild asks once per month).
     """
     found = _holidays_version()
     if found is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cache
 from typing import TYPE_CHECKING
 
 from ledger.contracts import ContractVersion
@@ -99,7 +98,7 @@ class Evaluator:
             stretches = downtime_stretches_used(records, policy, month) if records else ([], {})
         runs, shaped = stretches
         return evaluate_support(records, policy, version.version, month, as_of_position=upto,
-                                stretches=runs, stretch_holidays=shaped, package_source=_package_source())
+                                stretches=runs, stretch_holidays=shaped)
 
     def evaluate_or_failure(self, pair: Pair, upto: int, records: list[Recorded] | None = None) -> list[Item]:
         """The pair's report and support rows (with a [support] section), or the month marked failed.
@@ -118,10 +117,3 @@ class Evaluator:
             return [failure(pair, upto, exc)]
         return [report] if support is None else [report, support_rows(support)]
 
-
-@cache
-def _package_source() -> str:
-    """"holidays <version>", read once per process (importlib.metadata parses the package's METADATA)."""
-    from ledger.support_hours import package_version
-
-    return package_version()
