@@ -46,13 +46,6 @@ if TYPE_CHECKING:
     from projections.model import LogCheckpoint
 
 
-def support_records(ledger: Ledger, contract: str, month: str,
-                    upto: int) -> tuple[ContractVersion, list[Recorded]]:
-    """The version in force for a contract-month and every fact its support figures can depend on."""
-    version, _, others, tickets = _support_records(ledger, contract, month, upto)
-    return version, _by_position([*others, *tickets])
-
-
 def _support_records(ledger: Ledger, contract: str, month: str,
                      upto: int) -> tuple[ContractVersion, Policy, list[Recorded], list[Recorded]]:
     """The version and policy in force, the service's facts and pins, and the ticket facts."""
