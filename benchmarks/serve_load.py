@@ -14,8 +14,9 @@ the CPU seconds of the server's process, of its read workers and (PostgreSQL) of
 database's backends serving each (``pg_server_cpu_s``, ``pg_workers_cpu_s``: sampled
 from ``pg_stat_activity`` and ``/proc`` every half second, so readable only where the
 benchmark may read the backends' ``/proc``, as root or as the database's user), and
-the same per write: figures that the machine's other load changes far less than the
-latencies.
+the same per write, and the CPU of this benchmark's own client threads (``clients``):
+figures that the machine's other load changes far less than the latencies. The clients
+share the machine with the server: on 2 cores their CPU is part of what a write waits for.
 
 ``--store sqlite`` (the default) and ``--store postgres`` give every run a fresh store
 (a SQLite file, a scratch database on ``--pg-admin``); a URL is used as it is (one run).
@@ -33,6 +34,7 @@ import http.client
 import json
 import os
 import re
+import resource
 import signal
 import statistics
 import subprocess
@@ -267,6 +269,7 @@ def run(store: str, clients: int, alerts: int, per_hook: int, root: Path = ROOT,
     load_before = os.getloadavg()[0]
     backends = BackendCpu(store) if store.startswith(("postgresql:", "postgres:")) else None
     with backends or contextlib.nullcontext():
+        own = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter()
         threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
         poller = threading.Thread(target=reader)
@@ -279,6 +282,8 @@ def run(store: str, clients: int, alerts: int, per_hook: int, root: Path = ROOT,
         done.set()
         poller.join()
         load_after = os.getloadavg()[0]
+        used = resource.getrusage(resource.RUSAGE_SELF)
+    client_cpu = round(used.ru_utime + used.ru_stime - own.ru_utime - own.ru_stime, 2)
     cpu = server.cpu_seconds()  # the load's, before the events are read back
     status, body, _ = server.request("GET", "/v1/events?after=0", token=READ_TOKEN)
     code, err = server.stop()
@@ -297,13 +302,15 @@ def run(store: str, clients: int, alerts: int, per_hook: int, root: Path = ROOT,
     ms = [x * 1000 for x in latencies]
     main_cpu, workers_cpu = cpu if cpu is not None else (None, None)
     pg_server, pg_workers = backends.split(server.proc.pid) if backends is not None else (None, None)
-    cpus = {"server": main_cpu, "workers": workers_cpu, "pg_server": pg_server, "pg_workers": pg_workers}
+    cpus = {"server": main_cpu, "workers": workers_cpu, "pg_server": pg_server, "pg_workers": pg_workers,
+            "clients": client_cpu}
     return {"clients": clients, "alerts": alerts, "per_hook": per_hook, "writes": len(ms),
             "reports_read": reads[0], "wall_s": round(wall, 2),
             "p50_ms": round(percentile(ms, 0.50), 2), "p90_ms": round(percentile(ms, 0.90), 2),
             "p99_ms": round(percentile(ms, 0.99), 2), "max_ms": round(max(ms), 2),
             **{f"{k}_cpu_s": v for k, v in cpus.items()},
             **{f"{k}_cpu_ms_per_write": round(1000 * v / len(ms), 3) for k, v in cpus.items() if v},
+            "groups": len({e["recorded_at"] for e in events if e["type"] == "probe_failed"}),
             "load_avg_1m": f"{load_before:.1f}-{load_after:.1f}"}
 
 
@@ -397,7 +404,7 @@ def main(argv: Sequence[str] | None = None) -> None:
           + ("PASS" if p99 < 50 else "FAIL"))
 
 
-CPU_KEYS = ("server", "workers", "pg_server", "pg_workers")
+CPU_KEYS = ("server", "workers", "pg_server", "pg_workers", "clients")
 
 
 def _cpu_median(results: list[dict[str, Any]], key: str) -> float | None:
@@ -408,8 +415,8 @@ def _cpu_median(results: list[dict[str, Any]], key: str) -> float | None:
 
 def _cpu_line(results: list[dict[str, Any]]) -> str:
     parts = [f"{key} {value}" for key in CPU_KEYS if (value := _cpu_median(results, key)) is not None]
-    total = sum(v for key in CPU_KEYS if (v := _cpu_median(results, key)) is not None)
-    return f"CPU ms per write (medians): {', '.join(parts)}, total {round(total, 3)}"
+    total = sum(v for key in CPU_KEYS[:-1] if (v := _cpu_median(results, key)) is not None)
+    return f"CPU ms per write (medians): {', '.join(parts)}; the ledger's total {round(total, 3)}"
 
 if __name__ == "__main__":
     main()

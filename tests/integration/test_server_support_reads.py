@@ -37,7 +37,7 @@ def _get(server: ServerProcess, path: str, accept: str | None = None, timeout: f
 
 
 def test_support_is_read_in_the_workers(store_url: str, tmp_path: Path) -> None:
-    """With the read workers stopped a support read waits while writes go on; continued, it is the CLI's bytes."""
+    """With the read workers stopped a support read waits while writes go on; then it is the CLI's bytes."""
     (tmp_path / "sup.toml").write_text(SUPPORT_POLICY)
     ledger_cli(store_url, "contract", "register", str(tmp_path / "sup.toml"))
     (tmp_path / "facts.ndjson").write_text("".join(json.dumps(f) + "\n" for f in FACTS))
@@ -56,15 +56,16 @@ def test_support_is_read_in_the_workers(store_url: str, tmp_path: Path) -> None:
                 with pytest.raises(TimeoutError):  # computed in a worker: nothing answers it now
                     _get(server, support, accept, timeout=1.5)
             # The writer is not a worker: a write is answered meanwhile.
-            status, body, _ = server.request("POST", "/v1/hooks/alertmanager",
-                                             webhook(alert("sup1", probe="http", service="other")), token=WRITE_TOKEN)
+            hook = webhook(alert("sup1", probe="http", service="other"))
+            status, body, _ = server.request("POST", "/v1/hooks/alertmanager", hook, token=WRITE_TOKEN)
             assert status == 200, body
             assert json.loads(body)["imported"] == 1
         finally:
             for pid in workers:
                 os.kill(pid, signal.SIGCONT)
         assert _get(server, support) == ledger_cli(store_url, "support", *month, "--format", "json")
-        assert _get(server, support, "text/html") == ledger_cli(store_url, "support", *month, "--format", "html")
+        html = ledger_cli(store_url, "support", *month, "--format", "html")
+        assert _get(server, support, "text/html") == html
         assert _get(server, support + "?position=1", "text/html") == ledger_cli(
             store_url, "support", *month, "--position", "1", "--format", "html")
         assert read_workers(server.proc.pid) == workers
