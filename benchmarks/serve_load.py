@@ -285,7 +285,11 @@ def run(store: str, clients: int, alerts: int, per_hook: int, root: Path = ROOT,
         used = resource.getrusage(resource.RUSAGE_SELF)
     client_cpu = round(used.ru_utime + used.ru_stime - own.ru_utime - own.ru_stime, 2)
     cpu = server.cpu_seconds()  # the load's, before the events are read back
-    status, body, _ = server.request("GET", "/v1/events?after=0", token=READ_TOKEN)
+    try:
+        status, body, _ = server.request("GET", "/v1/events?after=0", token=READ_TOKEN)
+    except OSError as exc:  # the server is gone: say how it ended
+        code, err = server.stop()
+        raise RuntimeError(f"ledger serve ended (exit {code}) during the load: {exc}\n{err}") from None
     code, err = server.stop()
     assert status == 200, status
     assert code == 0, (code, err)
