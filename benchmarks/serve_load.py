@@ -10,7 +10,13 @@ nothing) while one reader fetches the month's report in a loop (back to back unl
 ``--poll-every``). Then it checks:
 every alert recorded once (counted from GET /v1/events), positions 1..N without a
 gap, and ``ledger verify`` on the stopped store; and prints the write latencies and
-the CPU seconds of the server's process and of its read workers.
+the CPU seconds of the server's process, of its read workers and (PostgreSQL) of the
+database's backends serving each (``pg_server_cpu_s``, ``pg_workers_cpu_s``: sampled
+from ``pg_stat_activity`` and ``/proc`` every half second, so readable only where the
+benchmark may read the backends' ``/proc``, as root or as the database's user), and
+the same per write, and the CPU of this benchmark's own client threads (``clients``):
+figures that the machine's other load changes far less than the latencies. The clients
+share the machine with the server: on 2 cores their CPU is part of what a write waits for.
 
 ``--store sqlite`` (the default) and ``--store postgres`` give every run a fresh store
 (a SQLite file, a scratch database on ``--pg-admin``); a URL is used as it is (one run).
@@ -23,9 +29,12 @@ depend on the machine's other load (printed with each run): compare within one r
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
+import re
+import resource
 import signal
 import statistics
 import subprocess
@@ -103,12 +112,87 @@ class ServerProcess:
             return None
         return round(main, 2), round(workers, 2)
 
+    def pids(self) -> set[int]:
+        """The server's process and its children (the read workers)."""
+        found = {self.proc.pid}
+        try:
+            for task in Path(f"/proc/{self.proc.pid}/task").glob("*/children"):
+                found |= {int(child) for child in task.read_text().split()}
+        except OSError:
+            pass
+        return found
+
     def stop(self, timeout: float = 60) -> tuple[int, str]:
         """SIGTERM, then its exit code and the rest of its stderr."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         _, err = self.proc.communicate(timeout=timeout)
         return self.proc.returncode, err.decode()
+
+
+def _cpu_of(pid: int) -> float | None:
+    """CPU seconds (user + system) of process ``pid`` so far; None if it cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+_LEDGER_PID = re.compile(r"ledger\[([0-9]+)\]")
+BACKENDS = ("SELECT pid, application_name FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+
+
+class BackendCpu:
+    """CPU seconds of the PostgreSQL backends of a store, sampled while a load runs.
+
+    Every ``every`` seconds: the backends connected to the store's database (from
+    ``pg_stat_activity``, this sampler's own left out), and their CPU so far from
+    ``/proc``; each backend's last figure counts. Each is the server's or a worker's by
+    the process id in its application name (``ledger[PID]``, what the ledger sets). A
+    backend that ends between two samples loses at most half a second of its CPU; the
+    server's and the workers' connections are pooled and last the whole run.
+    """
+
+    def __init__(self, url: str, every: float = 0.5) -> None:
+        self.url = url
+        self.every = every
+        self.seen: dict[int, tuple[int | None, float]] = {}  # backend pid: (ledger pid, CPU)
+        self.readable = True
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> BackendCpu:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join()
+
+    def _run(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while True:
+                rows = conn.execute(BACKENDS).fetchall()
+                for pid, name in rows:
+                    cpu = _cpu_of(pid)
+                    if cpu is None:
+                        self.readable = False
+                        continue
+                    owner = _LEDGER_PID.match(name or "")
+                    self.seen[pid] = (int(owner[1]) if owner else None, cpu)
+                if self.done.wait(self.every):
+                    return
+
+    def split(self, server: int) -> tuple[float, float] | tuple[None, None]:
+        """CPU seconds of the backends of the server's own connections, and of all the others."""
+        if not self.readable:
+            return None, None
+        mine = sum(cpu for owner, cpu in self.seen.values() if owner == server)
+        return round(mine, 2), round(sum(cpu for _, cpu in self.seen.values()) - mine, 2)
 
 
 def webhook(alerts: Sequence[tuple[str, datetime, str]]) -> bytes:
@@ -182,19 +266,30 @@ def run(store: str, clients: int, alerts: int, per_hook: int, root: Path = ROOT,
             done.wait(poll_every)
         conn.close()
 
-    t0 = time.perf_counter()
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
-    poller = threading.Thread(target=reader)
-    poller.start()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
-    done.set()
-    poller.join()
-    status, body, _ = server.request("GET", "/v1/events?after=0", token=READ_TOKEN)
-    cpu = server.cpu_seconds()
+    load_before = os.getloadavg()[0]
+    backends = BackendCpu(store) if store.startswith(("postgresql:", "postgres:")) else None
+    with backends or contextlib.nullcontext():
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        t0 = time.perf_counter()
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+        poller = threading.Thread(target=reader)
+        poller.start()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - t0
+        done.set()
+        poller.join()
+        load_after = os.getloadavg()[0]
+        used = resource.getrusage(resource.RUSAGE_SELF)
+    client_cpu = round(used.ru_utime + used.ru_stime - own.ru_utime - own.ru_stime, 2)
+    cpu = server.cpu_seconds()  # the load's, before the events are read back
+    try:
+        status, body, _ = server.request("GET", "/v1/events?after=0", token=READ_TOKEN)
+    except OSError as exc:  # the server is gone: say how it ended
+        code, err = server.stop()
+        raise RuntimeError(f"ledger serve ended (exit {code}) during the load: {exc}\n{err}") from None
     code, err = server.stop()
     assert status == 200, status
     assert code == 0, (code, err)
@@ -210,12 +305,17 @@ def run(store: str, clients: int, alerts: int, per_hook: int, root: Path = ROOT,
     assert verify.returncode == 0, verify.stdout.decode() + verify.stderr.decode()
     ms = [x * 1000 for x in latencies]
     main_cpu, workers_cpu = cpu if cpu is not None else (None, None)
+    pg_server, pg_workers = backends.split(server.proc.pid) if backends is not None else (None, None)
+    cpus = {"server": main_cpu, "workers": workers_cpu, "pg_server": pg_server, "pg_workers": pg_workers,
+            "clients": client_cpu}
     return {"clients": clients, "alerts": alerts, "per_hook": per_hook, "writes": len(ms),
             "reports_read": reads[0], "wall_s": round(wall, 2),
             "p50_ms": round(percentile(ms, 0.50), 2), "p90_ms": round(percentile(ms, 0.90), 2),
             "p99_ms": round(percentile(ms, 0.99), 2), "max_ms": round(max(ms), 2),
-            "server_cpu_s": main_cpu, "workers_cpu_s": workers_cpu,
-            "load_avg_1m": round(os.getloadavg()[0], 1)}
+            **{f"{k}_cpu_s": v for k, v in cpus.items()},
+            **{f"{k}_cpu_ms_per_write": round(1000 * v / len(ms), 3) for k, v in cpus.items() if v},
+            "groups": len({e["recorded_at"] for e in events if e["type"] == "probe_failed"}),
+            "load_avg_1m": f"{load_before:.1f}-{load_after:.1f}"}
 
 
 @contextmanager
@@ -292,20 +392,35 @@ def main(argv: Sequence[str] | None = None) -> None:
                 print(f"{name}: " + " ".join(f"{k}={v}" for k, v in result.items()), flush=True)
     mine = results["this"]
     p99 = _median(mine, "p99_ms")
-    cpu = round(1000 * statistics.median(r["server_cpu_s"] / r["writes"] for r in mine), 3)
     print(f"serve_load {args.store}: medians of {len(mine)}: write p50 {_median(mine, 'p50_ms')} ms, "
-          f"p99 {p99} ms, server CPU {cpu} ms per write")
+          f"p99 {p99} ms; {_cpu_line(mine)}")
     if args.against:
         base_runs = results["baseline"]
         base_p99 = _median(base_runs, "p99_ms")
-        base_cpu = round(1000 * statistics.median(r["server_cpu_s"] / r["writes"] for r in base_runs), 3)
         base_p50 = _median(base_runs, "p50_ms")
         print(f"serve_load {args.store}: baseline {args.against}: write p50 {base_p50} ms, "
-              f"p99 {base_p99} ms, server CPU {base_cpu} ms per write; "
-              f"p99 ratio {p99 / base_p99:.2f}, CPU per write ratio {cpu / base_cpu:.2f}")
+              f"p99 {base_p99} ms; {_cpu_line(base_runs)}")
+        ratios = [f"{key} {a / b:.2f}" for key in CPU_KEYS
+                  if (a := _cpu_median(mine, key)) and (b := _cpu_median(base_runs, key))]
+        print(f"serve_load {args.store}: ratios (this / baseline): p99 {p99 / base_p99:.2f}, "
+              f"CPU per write: {', '.join(ratios)}")
     print(f"serve_load {args.store}: write latency p99 {p99} ms (target < 50 ms): "
           + ("PASS" if p99 < 50 else "FAIL"))
 
+
+CPU_KEYS = ("server", "workers", "pg_server", "pg_workers", "clients")
+
+
+def _cpu_median(results: list[dict[str, Any]], key: str) -> float | None:
+    """The median CPU milliseconds per write of ``key`` (None where it was not measured)."""
+    values = [r[f"{key}_cpu_ms_per_write"] for r in results if f"{key}_cpu_ms_per_write" in r]
+    return round(float(statistics.median(values)), 3) if values else None
+
+
+def _cpu_line(results: list[dict[str, Any]]) -> str:
+    parts = [f"{key} {value}" for key in CPU_KEYS if (value := _cpu_median(results, key)) is not None]
+    total = sum(v for key in CPU_KEYS[:-1] if (v := _cpu_median(results, key)) is not None)
+    return f"CPU ms per write (medians): {', '.join(parts)}; the ledger's total {round(total, 3)}"
 
 if __name__ == "__main__":
     main()

@@ -31,7 +31,15 @@ from starlette.routing import Route
 from cli import server_proofs
 from cli.group_commit import Job, Writer
 from cli.server_params import instant, wants_html, whole_number
-from cli.server_reads import ReadPool, contract_list, events_page, report_html, report_json
+from cli.server_reads import (
+    ReadPool,
+    contract_list,
+    events_page,
+    report_html,
+    report_json,
+    support_html,
+    support_json,
+)
 from ledger.application import Ledger
 from ledger.calendar import check_month
 from ledger.errors import BadInput, LedgerError, LockWaitTimeout, NotFound, one_line
@@ -238,29 +246,16 @@ async def get_month(request: Request) -> Response:
 
 
 async def get_support(request: Request) -> Response:
-    from ledger.support_read import support_report
-    from projections.support_model import support_json
-
     state = _state(request)
     _authorize(request, state, write=False)
     contract, month, as_of, position = _month_query(request)
-
     if wants_html(request.headers.get("accept", "")):
-        from cli.support_html import support_page
-        from ledger.support_read import support_view
-
-        def page(ledger: Ledger) -> bytes:
-            view = support_view(ledger, contract, month, as_of=as_of, position=position)
-            return support_page(view).encode()
-
         # The bytes `ledger support --contract C --format html` prints (at the replay point, if one).
-        return Response(await state.read(page), media_type="text/html; charset=utf-8")
-
-    def report(ledger: Ledger) -> bytes:
-        return support_json(support_report(ledger, contract, month, as_of=as_of, position=position))
-
+        page = await state.compute(support_html, contract, month, as_of, position)
+        return Response(page, media_type="text/html; charset=utf-8")
     # The bytes `ledger support --contract C --format json` prints, its line break included.
-    return Response(await state.read(report) + b"\n", media_type="application/json")
+    return Response(await state.compute(support_json, contract, month, as_of, position),
+                    media_type="application/json")
 
 
 async def get_events(request: Request) -> Response:

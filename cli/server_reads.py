@@ -1,13 +1,13 @@
 """``ledger serve``'s reads, computed in worker processes: a report's fold never holds up a write.
 
-A report, an audit, a contract list or a page of events is CPU work in Python. On
-a thread of the server it would take the interpreter lock from the event loop and
-the writer in slices of 5 ms, and every write would wait behind the fold of every
-report being read (at 50 writing clients and one polling reader, the reader's
-folds held the lock more than half of the time). The workers are spawned by the
-server when it starts, each opens its own ledger (``Ledger.reopen``: only the
-store's URL crosses) and computes the bytes the commands print with the commands'
-own functions; they only read, at a lower scheduling priority than the server.
+A report, an audit, a support report, a contract list or a page of events is CPU
+work in Python. On a thread of the server it would take the interpreter lock from
+the event loop and the writer in slices of 5 ms, and every write would wait behind
+the fold of every report being read (at 50 writing clients and one polling reader,
+the reader's folds held the lock more than half of the time). The workers are
+spawned by the server when it starts, each opens its own ledger (``Ledger.reopen``:
+only the store's URL crosses) and computes the bytes the commands print with the
+commands' own functions; they only read, at a lower scheduling priority than the server.
 They ignore SIGINT (a Ctrl-C reaches the whole process group: the server stops
 them once the requests in flight have had their answers) and die with the server
 if it is killed. A worker that dies is replaced, and the reads it held are tried
@@ -121,6 +121,24 @@ def report_html(ledger: Ledger, contract: str, month: str, as_of: datetime | Non
     if as_of is None and position is None:
         return report_page(ledger, ledger.report(contract, month)).encode()
     return audit_page(ledger, ledger.audit(contract, month, as_of=as_of, position=position)).encode()
+
+
+def support_json(ledger: Ledger, contract: str, month: str, as_of: datetime | None, position: int | None
+                 ) -> bytes:
+    """``ledger support --format json``, line break included (at the replay point, if one)."""
+    from ledger.support_read import support_report
+    from projections.support_model import support_json as encoded
+
+    return encoded(support_report(ledger, contract, month, as_of=as_of, position=position)) + b"\n"
+
+
+def support_html(ledger: Ledger, contract: str, month: str, as_of: datetime | None, position: int | None
+                 ) -> bytes:
+    """``ledger support --format html`` (at the replay point, if one)."""
+    from cli.support_html import support_page
+    from ledger.support_read import support_view
+
+    return support_page(support_view(ledger, contract, month, as_of=as_of, position=position)).encode()
 
 
 def contract_list(ledger: Ledger) -> bytes:
