@@ -111,12 +111,15 @@ class _Session:
     def lookup(self, wanted: tuple[Sequence[str], Sequence[str]]) -> Lookup:
         names, contracts = wanted
         found: dict[str, tuple[str, int]] = {}
+        # Planned per call like `committed` above: a generic plan chosen while the tables
+        # were small must not stay with them as they grow.
         if names:
-            self.curs.execute(self.r.sql_names, (list(names),))
+            self.curs.execute(self.r.sql_names, (list(names),), prepare=False)
             found = {row["name"]: (row["scope"], row["position"]) for row in self.curs.fetchall()}
         rows: list[tuple[int, bytes]] = []
         if contracts:
-            self.curs.execute(self.r.sql_keyed_states, ([CONTRACT + cid for cid in contracts], 2**62))
+            self.curs.execute(self.r.sql_keyed_states, ([CONTRACT + cid for cid in contracts], 2**62),
+                              prepare=False)
             rows = [(row["notification_id"], bytes(row["state"])) for row in self.curs.fetchall()]
         return Lookup(found, contracts, rows)
 
