@@ -22,7 +22,7 @@ from ledger.bootstrap import open_ledger
 from ledger.persistence.port import ROW_TABLES, TRACKING_TABLE
 from ledger.persistence.postgres.connect import parse_postgres_url
 from ledger.persistence.postgres.recorder import create_roles
-from ledger.persistence.postgres.schema import ROLES, roles_sql
+from ledger.persistence.postgres.schema import COPIES, LIVE_TABLE, ROLES, copy_name, roles_sql
 from ledger.policy import load_policy
 from ledger.verify import verify
 from tests.conftest import StepClock
@@ -135,9 +135,16 @@ def test_roles_are_nologin_and_granting_again_changes_nothing(store: Store) -> N
     assert {(t, priv) for g, t, priv in before if g == f"{p}_projector"} == {
         ("stored_events", "SELECT"), ("ledger_index", "SELECT"), ("ledger_names", "SELECT"),
         ("ledger_merkle", "SELECT"),
-        *((t, priv) for t in ROW_TABLES for priv in ("SELECT", "INSERT", "DELETE")),
+        # The names readers use are views over two copies; the projector fills the copies.
+        *((t, "SELECT") for t in ROW_TABLES),
+        *((copy_name(t, c), priv) for t in ROW_TABLES for c in COPIES
+          for priv in ("SELECT", "INSERT", "DELETE", "TRUNCATE")),
+        (LIVE_TABLE, "SELECT"), (LIVE_TABLE, "UPDATE"),
         *((TRACKING_TABLE, priv) for priv in ("SELECT", "INSERT", "UPDATE", "DELETE")),
     }
+    reporting = {(t, priv) for g, t, priv in before if g == f"{p}_reporting"}
+    assert reporting >= {(t, "SELECT") for t in ROW_TABLES}
+    assert not {t for t, _ in reporting if "__" in t}  # the views' rights suffice
 
 
 def test_roles_sql_file_is_the_default_script() -> None:
@@ -180,7 +187,8 @@ def test_appender_appends_and_imports(store: Store, runner: CliRunner, tmp_path:
     "DROP TABLE ledger_index",
     "CREATE OR REPLACE FUNCTION ledger_append_lock() RETURNS bigint LANGUAGE sql AS 'SELECT 1::bigint'",
     "SELECT ledger_check_events()",
-    "INSERT INTO report_monthly_availability SELECT * FROM report_monthly_availability",
+    "INSERT INTO report_monthly_availability__a SELECT * FROM report_monthly_availability",
+    "TRUNCATE report_monthly_availability__b",
 ])
 def test_appender_cannot_alter_or_lock_the_log(store: Store, statement: str) -> None:
     before = snapshot(store.owner)
@@ -338,7 +346,8 @@ def test_projector_keeps_the_view_and_cannot_touch_the_log(store: Store, runner:
     for statement in ["INSERT INTO ledger_index VALUES ('s:x', 1)", "UPDATE stored_events SET topic = topic",
                       "DELETE FROM stored_events", "LOCK TABLE stored_events IN EXCLUSIVE MODE",
                       "SELECT ledger_append_lock()", "CREATE TABLE report_extra (x int)",
-                      "TRUNCATE report_monthly_availability"]:
+                      "CREATE OR REPLACE VIEW report_failed_months AS SELECT * FROM report_failed_months__a",
+                      "ALTER TABLE report_monthly_availability__a RENAME TO x"]:
         denied(url, statement)
     assert snapshot(store.owner) == before
 
@@ -346,7 +355,9 @@ def test_projector_keeps_the_view_and_cannot_touch_the_log(store: Store, runner:
 def test_projector_runs_no_ddl_and_names_the_command_when_the_view_is_missing(
         store: Store, runner: CliRunner) -> None:
     with psycopg.connect(store.owner_url, autocommit=True) as conn:
-        conn.execute(f"DROP TABLE {', '.join((*ROW_TABLES, TRACKING_TABLE))}".encode())
+        conn.execute(f"DROP VIEW {', '.join(ROW_TABLES)}".encode())
+        made = [*(copy_name(t, c) for t in ROW_TABLES for c in COPIES), LIVE_TABLE, TRACKING_TABLE]
+        conn.execute(f"DROP TABLE {', '.join(made)}".encode())
     # `status` reads what there is and creates nothing; `run` says what to do.
     assert "position=0" in ok(runner, store.url["projector"], "projections", "status")
     refused_in_one_line(run(runner, store.url["projector"], "projections", "run", "--once"),
@@ -377,11 +388,16 @@ def test_reporting_reads_the_view_and_writes_nothing(store: Store, runner: CliRu
     refused_in_one_line(run(runner, url, "append", "--json", (LINE % 1).decode()),
                         "error: store: permission denied")
     refused_in_one_line(run(runner, url, "projections", "rebuild"), "error: store: permission denied")
-    for statement in ["DELETE FROM report_monthly_availability",
-                      "UPDATE reporting_tracking SET notification_id = 0",
-                      "INSERT INTO report_credit_entitlements SELECT * FROM report_credit_entitlements",
-                      "INSERT INTO ledger_index VALUES ('s:x', 1)", "LOCK TABLE report_monthly_availability"]:
+    for statement in ["UPDATE reporting_tracking SET notification_id = 0",
+                      "INSERT INTO report_credit_entitlements__a SELECT * FROM report_credit_entitlements",
+                      "INSERT INTO ledger_index VALUES ('s:x', 1)", "LOCK TABLE report_monthly_availability",
+                      "DELETE FROM report_monthly_availability__a", "TRUNCATE report_monthly_availability__b",
+                      "UPDATE reporting_live SET live = 'b'", "SELECT * FROM report_monthly_availability__a"]:
         denied(url, statement)
+    for statement in ["DELETE FROM report_monthly_availability", "TRUNCATE report_monthly_availability",
+                      "INSERT INTO report_credit_entitlements SELECT * FROM report_credit_entitlements"]:
+        with psycopg.connect(url) as conn, pytest.raises(psycopg.errors.Error, match=r"view|not a table"):
+            conn.execute(statement.encode())  # the names readers use are views: nothing to write
     assert snapshot(store.owner) == before
 
 
