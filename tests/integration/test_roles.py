@@ -19,6 +19,7 @@ from cli.demo import example_policy_paths
 from cli.main import cli
 from ledger.application import Ledger
 from ledger.bootstrap import open_ledger
+from ledger.events import fact_from_fields
 from ledger.persistence.port import ROW_TABLES, TRACKING_TABLE
 from ledger.persistence.postgres.connect import parse_postgres_url
 from ledger.persistence.postgres.recorder import create_roles
@@ -465,3 +466,65 @@ def test_a_store_set_up_before_is_brought_up_to_date_by_init(pg_url: str, clock:
     finally:
         owner.close()
         drop_roles(pg_url, [login, *(f"{prefix}_{r}" for r in ROLES)])
+
+
+# --- a reporting view an earlier version made ------------------------------------------------
+
+
+def _to_earlier_layout(url: str, prefix: str) -> None:
+    """The view as an earlier version left it: the report tables themselves, granted as it granted them."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(b"SELECT live FROM reporting_live").fetchone()
+        assert row is not None
+        live, other = row[0], next(c for c in COPIES if c != row[0])
+        for t in ROW_TABLES:
+            conn.execute(f"DROP VIEW {t}; DROP TABLE {copy_name(t, other)}".encode())
+            conn.execute(f"ALTER TABLE {copy_name(t, live)} RENAME TO {t}".encode())
+            for suffix in ("_pkey", "_by_month"):
+                conn.execute(f"ALTER INDEX IF EXISTS {copy_name(t, live)}{suffix} "
+                             f"RENAME TO {t}{suffix}".encode())
+        conn.execute(f"DROP TABLE {LIVE_TABLE}".encode())
+        tables = ", ".join(ROW_TABLES)
+        roles = ", ".join(f"{prefix}_{r}" for r in ROLES)
+        conn.execute(f"REVOKE ALL ON {tables} FROM {roles}; GRANT SELECT, INSERT, DELETE ON {tables} TO "
+                     f"{prefix}_projector; GRANT SELECT ON {tables} TO {prefix}_reporting".encode())
+
+
+def _kind(url: str, name: str) -> str | None:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT relkind::text FROM pg_class WHERE oid = to_regclass(%s)",
+                           (name,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def test_a_view_of_the_earlier_layout_keeps_working_until_init_makes_its_copies(
+        store: Store, runner: CliRunner) -> None:
+    projector, reporting = store.url["projector"], store.url["reporting"]
+    assert "rebuilt reporting" in ok(runner, projector, "projections", "rebuild")
+    fresh = grants(store.owner_url, store.prefix)
+    _to_earlier_layout(store.owner_url, store.prefix)
+    assert _kind(store.owner_url, "report_monthly_availability") == "r"
+    month = "SELECT * FROM report_monthly_availability ORDER BY contract, month"
+    # Roles that may not create use the earlier tables as they are: follower, rebuild, readers.
+    store.owner.append_facts([fact_from_fields("probe_failed", {
+        "service": "workspace", "probe": "late", "at": "2026-10-20T10:00:00Z"})])
+    ok(runner, projector, "projections", "run", "--once")
+    assert "rebuilt reporting" in ok(runner, projector, "projections", "rebuild")
+    with psycopg.connect(reporting) as conn:
+        rows = conn.execute(month).fetchall()
+    assert rows
+    assert _kind(store.owner_url, "report_monthly_availability") == "r"
+    # `ledger init` as the owner: each table becomes copy `a` behind a view of its name, rows and
+    # grants kept (as the roles script grants them now).
+    ok(runner, store.owner_url, "init")
+    ok(runner, store.owner_url, "init")
+    assert _kind(store.owner_url, "report_monthly_availability") == "v"
+    assert _kind(store.owner_url, "report_monthly_availability__b") == "r"
+    assert grants(store.owner_url, store.prefix) == fresh
+    with psycopg.connect(reporting) as conn:
+        assert conn.execute(month).fetchall() == rows
+    assert "rebuilt reporting" in ok(runner, projector, "projections", "rebuild")
+    with psycopg.connect(reporting) as conn:
+        assert conn.execute(month).fetchall() == rows
+    with psycopg.connect(store.owner_url) as conn:  # the rebuild filled copy b and made it live
+        assert conn.execute("SELECT live FROM reporting_live").fetchone() == ("b",)

@@ -370,7 +370,8 @@ def _making(conn: Connection[DictRow], schema: str) -> Iterator[Composed]:
             grants[table] = [(r["grantee"], r["role"], r["privilege_type"]) for r in conn.execute(
                 "SELECT a.grantee, pg_get_userbyid(a.grantee) AS role, a.privilege_type "
                 "FROM pg_class c, aclexplode(c.relacl) a "
-                "WHERE c.oid = to_regclass(format('%%I.%%I', %s::text, %s)) AND a.grantee <> c.relowner",
+                "WHERE c.oid = to_regclass(format('%%I.%%I', %s::text, %s::text)) "
+                "AND a.grantee <> c.relowner",
                 (schema, table)).fetchall()]
             yield SQL("ALTER TABLE {s}.{t} RENAME TO {c}").format(
                 s=s, t=Identifier(table), c=Identifier(first))
