@@ -245,7 +245,11 @@ class PostgresReportingView(PostgresTrackingRecorder, ReportingView):
             raise
 
     def _truncate(self, copy: str, tries: int) -> None:
-        """Empty one copy (not the live one: its readers are the other copy's, between statements)."""
+        """Empty one copy, waiting at most ``TRUNCATE_WAIT`` a try for the queries holding it.
+
+        Every query on the view locks both copies, so a reader of the live one delays this
+        too; between the tries the queries queued behind the TRUNCATE go through.
+        """
         with self.datastore.get_connection() as conn:
             for attempt in range(1, tries + 1):
                 try:
