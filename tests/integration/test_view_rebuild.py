@@ -152,3 +152,22 @@ def test_a_reader_holding_the_other_copy_delays_the_truncate_not_the_reader(
             rebuild(led, workers=1)
         assert reader.execute(REPORTS).fetchall() == before
     assert rebuild(led, workers=1).pairs == len(before)
+
+
+def test_a_query_on_the_view_reads_the_live_copy_only_through_its_month_index(
+        make_ledger: Callable[[str], Ledger], pg_url: str) -> None:
+    from projections.tracked import rebuild
+
+    led = make_ledger(pg_url)
+    run_demo(led)
+    rebuild(led, workers=1)  # copy b is live now
+    month = "SELECT contract FROM report_monthly_availability WHERE month = '2026-10' ORDER BY contract"
+    with psycopg.connect(pg_url) as conn:
+        conn.execute("SET enable_seqscan = off")  # a demo-sized table would be scanned otherwise
+        plan = [str(r[0]) for r in conn.execute(f"EXPLAIN (ANALYZE, COSTS OFF) {month}").fetchall()]
+        assert len(conn.execute(month).fetchall()) == 5
+    scans = {copy: next(line for line in plan if f"report_monthly_availability__{copy}" in line)
+             for copy in ("a", "b")}
+    assert "report_monthly_availability__b_by_month" in scans["b"]
+    assert "never executed" in scans["a"]
+    assert "never executed" not in scans["b"]
