@@ -52,7 +52,7 @@ IMPORT_VS_RAW: Final = 0.4
 IMPORT_VS_NAIVE: Final = 30.0
 REPORT_MAX_S: Final = 1.0
 REPORT_GROWTH: Final = 1.5
-REBUILD_MIN: Final = 100_000.0
+REBUILD_MIN: Final = 200_000.0  # issue 17 (the issue "Performance at scale" asked 100,000)
 # "Flat" peak memory: the larger store may cost at most this much more RSS.
 MEMORY_FLAT: Final = 1.25
 # A CLI timing slower than this is run once, not three times: the figure is a FAIL either way.

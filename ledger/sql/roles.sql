@@ -39,6 +39,7 @@ DO $roles$ BEGIN CREATE ROLE ledger_reporting NOLOGIN; EXCEPTION WHEN duplicate_
 -- extras (and what earlier versions granted: UPDATE on the log, the sequence).
 GRANT USAGE ON SCHEMA public TO ledger_appender, ledger_projector, ledger_auditor, ledger_reporting;
 REVOKE ALL ON public.stored_events, public.ledger_index, public.ledger_names, public.ledger_merkle, public.report_monthly_availability, public.report_downtime_intervals, public.report_credit_entitlements, public.report_failed_months, public.report_support_tickets, public.report_support_targets, public.reporting_tracking, public.ledger_append_tally FROM ledger_appender, ledger_projector, ledger_auditor, ledger_reporting;
+REVOKE ALL ON public.report_monthly_availability__a, public.report_monthly_availability__b, public.report_downtime_intervals__a, public.report_downtime_intervals__b, public.report_credit_entitlements__a, public.report_credit_entitlements__b, public.report_failed_months__a, public.report_failed_months__b, public.report_support_tickets__a, public.report_support_tickets__b, public.report_support_targets__a, public.report_support_targets__b, public.reporting_live FROM ledger_appender, ledger_projector, ledger_auditor, ledger_reporting;
 REVOKE ALL ON FUNCTION public.ledger_append_lock(), public.ledger_analyze(), public.ledger_unchecked(), public.ledger_row_problem(bigint, text, text, bytea), public.ledger_check_events(), public.ledger_check_index(), public.ledger_check_commit() FROM ledger_appender, ledger_projector, ledger_auditor, ledger_reporting;
 DO $roles$ BEGIN EXECUTE format('REVOKE ALL ON SEQUENCE %s FROM %s', pg_get_serial_sequence('public.stored_events', 'notification_id'), 'ledger_appender, ledger_projector, ledger_auditor, ledger_reporting'); END $roles$;
 
@@ -51,11 +52,16 @@ GRANT EXECUTE ON FUNCTION public.ledger_append_lock(), public.ledger_analyze() T
 
 -- The projector (ledger projections run, status, rebuild) reads the log and writes only
 -- the reporting view and its tracking. It runs no DDL: `ledger init` made the tables.
+-- Each report table is a view over one of two copies: a rebuild empties and fills the
+-- other one, then flips the live copy's row.
 GRANT SELECT ON public.stored_events, public.ledger_index, public.ledger_names, public.ledger_merkle TO ledger_projector;
-GRANT SELECT, INSERT, DELETE ON public.report_monthly_availability, public.report_downtime_intervals, public.report_credit_entitlements, public.report_failed_months, public.report_support_tickets, public.report_support_targets TO ledger_projector;
+GRANT SELECT ON public.report_monthly_availability, public.report_downtime_intervals, public.report_credit_entitlements, public.report_failed_months, public.report_support_tickets, public.report_support_targets TO ledger_projector;
+GRANT SELECT, INSERT, DELETE, TRUNCATE ON public.report_monthly_availability__a, public.report_monthly_availability__b, public.report_downtime_intervals__a, public.report_downtime_intervals__b, public.report_credit_entitlements__a, public.report_credit_entitlements__b, public.report_failed_months__a, public.report_failed_months__b, public.report_support_tickets__a, public.report_support_tickets__b, public.report_support_targets__a, public.report_support_targets__b TO ledger_projector;
+GRANT SELECT, UPDATE ON public.reporting_live TO ledger_projector;
 GRANT SELECT, INSERT, UPDATE, DELETE ON public.reporting_tracking TO ledger_projector;
 
 -- Auditors (ledger verify, audit, report) read the log; reporting jobs read the log,
--- the reporting view and how far it has got.
+-- the reporting view (its views: the copies behind them are read with the owner's rights)
+-- and how far it has got.
 GRANT SELECT ON public.stored_events, public.ledger_index, public.ledger_names, public.ledger_merkle TO ledger_auditor, ledger_reporting;
 GRANT SELECT ON public.report_monthly_availability, public.report_downtime_intervals, public.report_credit_entitlements, public.report_failed_months, public.report_support_tickets, public.report_support_targets, public.reporting_tracking TO ledger_reporting;

@@ -5,7 +5,7 @@ service by service through the key index. It holds the view's fence for its whol
 and every write of a worker takes it too, so the two never interleave; tracking never
 moves back. The groups' reports travel from the workers as msgpack, and on a backend
 whose long transaction would hold appends out (``holds_appends``; neither store today: SQLite fills
-shadow tables) they wait in a spool file.
+shadow tables, PostgreSQL the copy readers do not see) they wait in a spool file.
 """
 
 from __future__ import annotations
@@ -75,7 +75,8 @@ def rebuild(ledger: LedgerLike, *, workers: int | None = None) -> RebuildResult:
     shared out among worker processes (one per core), each with its own connection.
     The reports are written as they come and the view is replaced at once
     (``ReportingView.replacing``: on SQLite into shadow tables swapped in at the end, on
-    PostgreSQL in one transaction), so readers never see a half-built view.
+    PostgreSQL into the copy readers do not see, made live at the end), so readers never
+    see a half-built view.
 
     The whole run is inside the view's fence, taken before the head is read: a
     follower's writes wait for it, and its positions at or below the rebuild's are
@@ -181,9 +182,9 @@ def _rebuilding(
     Each call takes a task's ``(count, msgpack of reports and failures)`` pairs. Where one
     transaction held for the whole rebuild would hold the appends out (SQLite's single
     write lock), they wait in a temporary file, not in memory, and are written in one short
-    transaction when the block ends. Elsewhere (PostgreSQL) they are written as they come,
-    in one transaction: writing at the end left the second core idle for most of a second
-    per 1M events. Nothing is written if the block raises.
+    transaction when the block ends. Otherwise (both stores today) they are written as they
+    come, in the view's short transactions: writing at the end left the second core idle for
+    most of a second per 1M events. The view stays as it was if the block raises.
     """
     if view.holds_appends:
         with tempfile.TemporaryFile() as spool:

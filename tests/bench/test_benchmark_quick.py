@@ -104,7 +104,7 @@ FIGURES = (
     r"report {s} 50000 events median \d+ ms .* (PASS|FAIL)",
     r"audit {s} 15000 events median \d+ ms .* (PASS|FAIL)",
     r"audit {s} 50000 events median \d+ ms .* (PASS|FAIL)",
-    r"rebuild {s} 15\d\d\d events [\d.]+ s \d+ ev/s peak \d+ MiB .*\(target >= 100000 ev/s\) (PASS|FAIL)",
+    r"rebuild {s} 15\d\d\d events [\d.]+ s \d+ ev/s peak \d+ MiB .*\(target >= 200000 ev/s\) (PASS|FAIL)",
     r"rebuild {s} 50\d\d\d events .* (PASS|FAIL)",
     r"naive {s} eventsourcing save-per-event 1000 events [\d.]+ s \d+ ev/s \| ledger import \d+ ev/s"
     r" \| ratio [\d.]+ \(target >= 30\) (PASS|FAIL)",

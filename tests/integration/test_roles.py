@@ -19,10 +19,11 @@ from cli.demo import example_policy_paths
 from cli.main import cli
 from ledger.application import Ledger
 from ledger.bootstrap import open_ledger
+from ledger.events import fact_from_fields
 from ledger.persistence.port import ROW_TABLES, TRACKING_TABLE
 from ledger.persistence.postgres.connect import parse_postgres_url
 from ledger.persistence.postgres.recorder import create_roles
-from ledger.persistence.postgres.schema import ROLES, roles_sql
+from ledger.persistence.postgres.schema import COPIES, LIVE_TABLE, ROLES, copy_name, roles_sql
 from ledger.policy import load_policy
 from ledger.verify import verify
 from tests.conftest import StepClock
@@ -135,9 +136,16 @@ def test_roles_are_nologin_and_granting_again_changes_nothing(store: Store) -> N
     assert {(t, priv) for g, t, priv in before if g == f"{p}_projector"} == {
         ("stored_events", "SELECT"), ("ledger_index", "SELECT"), ("ledger_names", "SELECT"),
         ("ledger_merkle", "SELECT"),
-        *((t, priv) for t in ROW_TABLES for priv in ("SELECT", "INSERT", "DELETE")),
+        # The names readers use are views over two copies; the projector fills the copies.
+        *((t, "SELECT") for t in ROW_TABLES),
+        *((copy_name(t, c), priv) for t in ROW_TABLES for c in COPIES
+          for priv in ("SELECT", "INSERT", "DELETE", "TRUNCATE")),
+        (LIVE_TABLE, "SELECT"), (LIVE_TABLE, "UPDATE"),
         *((TRACKING_TABLE, priv) for priv in ("SELECT", "INSERT", "UPDATE", "DELETE")),
     }
+    reporting = {(t, priv) for g, t, priv in before if g == f"{p}_reporting"}
+    assert reporting >= {(t, "SELECT") for t in ROW_TABLES}
+    assert not {t for t, _ in reporting if "__" in t}  # the views' rights suffice
 
 
 def test_roles_sql_file_is_the_default_script() -> None:
@@ -180,7 +188,8 @@ def test_appender_appends_and_imports(store: Store, runner: CliRunner, tmp_path:
     "DROP TABLE ledger_index",
     "CREATE OR REPLACE FUNCTION ledger_append_lock() RETURNS bigint LANGUAGE sql AS 'SELECT 1::bigint'",
     "SELECT ledger_check_events()",
-    "INSERT INTO report_monthly_availability SELECT * FROM report_monthly_availability",
+    "INSERT INTO report_monthly_availability__a SELECT * FROM report_monthly_availability",
+    "TRUNCATE report_monthly_availability__b",
 ])
 def test_appender_cannot_alter_or_lock_the_log(store: Store, statement: str) -> None:
     before = snapshot(store.owner)
@@ -338,7 +347,8 @@ def test_projector_keeps_the_view_and_cannot_touch_the_log(store: Store, runner:
     for statement in ["INSERT INTO ledger_index VALUES ('s:x', 1)", "UPDATE stored_events SET topic = topic",
                       "DELETE FROM stored_events", "LOCK TABLE stored_events IN EXCLUSIVE MODE",
                       "SELECT ledger_append_lock()", "CREATE TABLE report_extra (x int)",
-                      "TRUNCATE report_monthly_availability"]:
+                      "CREATE OR REPLACE VIEW report_failed_months AS SELECT * FROM report_failed_months__a",
+                      "ALTER TABLE report_monthly_availability__a RENAME TO x"]:
         denied(url, statement)
     assert snapshot(store.owner) == before
 
@@ -346,7 +356,9 @@ def test_projector_keeps_the_view_and_cannot_touch_the_log(store: Store, runner:
 def test_projector_runs_no_ddl_and_names_the_command_when_the_view_is_missing(
         store: Store, runner: CliRunner) -> None:
     with psycopg.connect(store.owner_url, autocommit=True) as conn:
-        conn.execute(f"DROP TABLE {', '.join((*ROW_TABLES, TRACKING_TABLE))}".encode())
+        conn.execute(f"DROP VIEW {', '.join(ROW_TABLES)}".encode())
+        made = [*(copy_name(t, c) for t in ROW_TABLES for c in COPIES), LIVE_TABLE, TRACKING_TABLE]
+        conn.execute(f"DROP TABLE {', '.join(made)}".encode())
     # `status` reads what there is and creates nothing; `run` says what to do.
     assert "position=0" in ok(runner, store.url["projector"], "projections", "status")
     refused_in_one_line(run(runner, store.url["projector"], "projections", "run", "--once"),
@@ -377,11 +389,16 @@ def test_reporting_reads_the_view_and_writes_nothing(store: Store, runner: CliRu
     refused_in_one_line(run(runner, url, "append", "--json", (LINE % 1).decode()),
                         "error: store: permission denied")
     refused_in_one_line(run(runner, url, "projections", "rebuild"), "error: store: permission denied")
-    for statement in ["DELETE FROM report_monthly_availability",
-                      "UPDATE reporting_tracking SET notification_id = 0",
-                      "INSERT INTO report_credit_entitlements SELECT * FROM report_credit_entitlements",
-                      "INSERT INTO ledger_index VALUES ('s:x', 1)", "LOCK TABLE report_monthly_availability"]:
+    for statement in ["UPDATE reporting_tracking SET notification_id = 0",
+                      "INSERT INTO report_credit_entitlements__a SELECT * FROM report_credit_entitlements",
+                      "INSERT INTO ledger_index VALUES ('s:x', 1)", "LOCK TABLE report_monthly_availability",
+                      "DELETE FROM report_monthly_availability__a", "TRUNCATE report_monthly_availability__b",
+                      "UPDATE reporting_live SET live = 'b'", "SELECT * FROM report_monthly_availability__a"]:
         denied(url, statement)
+    for statement in ["DELETE FROM report_monthly_availability", "TRUNCATE report_monthly_availability",
+                      "INSERT INTO report_credit_entitlements SELECT * FROM report_credit_entitlements"]:
+        with psycopg.connect(url) as conn, pytest.raises(psycopg.errors.Error, match=r"view|not a table"):
+            conn.execute(statement.encode())  # the names readers use are views: nothing to write
     assert snapshot(store.owner) == before
 
 
@@ -449,3 +466,65 @@ def test_a_store_set_up_before_is_brought_up_to_date_by_init(pg_url: str, clock:
     finally:
         owner.close()
         drop_roles(pg_url, [login, *(f"{prefix}_{r}" for r in ROLES)])
+
+
+# --- a reporting view an earlier version made ------------------------------------------------
+
+
+def _to_earlier_layout(url: str, prefix: str) -> None:
+    """The view as an earlier version left it: the report tables themselves, granted as it granted them."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(b"SELECT live FROM reporting_live").fetchone()
+        assert row is not None
+        live, other = row[0], next(c for c in COPIES if c != row[0])
+        for t in ROW_TABLES:
+            conn.execute(f"DROP VIEW {t}; DROP TABLE {copy_name(t, other)}".encode())
+            conn.execute(f"ALTER TABLE {copy_name(t, live)} RENAME TO {t}".encode())
+            for suffix in ("_pkey", "_by_month"):
+                conn.execute(f"ALTER INDEX IF EXISTS {copy_name(t, live)}{suffix} "
+                             f"RENAME TO {t}{suffix}".encode())
+        conn.execute(f"DROP TABLE {LIVE_TABLE}".encode())
+        tables = ", ".join(ROW_TABLES)
+        roles = ", ".join(f"{prefix}_{r}" for r in ROLES)
+        conn.execute(f"REVOKE ALL ON {tables} FROM {roles}; GRANT SELECT, INSERT, DELETE ON {tables} TO "
+                     f"{prefix}_projector; GRANT SELECT ON {tables} TO {prefix}_reporting".encode())
+
+
+def _kind(url: str, name: str) -> str | None:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT relkind::text FROM pg_class WHERE oid = to_regclass(%s)",
+                           (name,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def test_a_view_of_the_earlier_layout_keeps_working_until_init_makes_its_copies(
+        store: Store, runner: CliRunner) -> None:
+    projector, reporting = store.url["projector"], store.url["reporting"]
+    assert "rebuilt reporting" in ok(runner, projector, "projections", "rebuild")
+    fresh = grants(store.owner_url, store.prefix)
+    _to_earlier_layout(store.owner_url, store.prefix)
+    assert _kind(store.owner_url, "report_monthly_availability") == "r"
+    month = "SELECT * FROM report_monthly_availability ORDER BY contract, month"
+    # Roles that may not create use the earlier tables as they are: follower, rebuild, readers.
+    store.owner.append_facts([fact_from_fields("probe_failed", {
+        "service": "workspace", "probe": "late", "at": "2026-10-20T10:00:00Z"})])
+    ok(runner, projector, "projections", "run", "--once")
+    assert "rebuilt reporting" in ok(runner, projector, "projections", "rebuild")
+    with psycopg.connect(reporting) as conn:
+        rows = conn.execute(month).fetchall()
+    assert rows
+    assert _kind(store.owner_url, "report_monthly_availability") == "r"
+    # `ledger init` as the owner: each table becomes copy `a` behind a view of its name, rows and
+    # grants kept (as the roles script grants them now).
+    ok(runner, store.owner_url, "init")
+    ok(runner, store.owner_url, "init")
+    assert _kind(store.owner_url, "report_monthly_availability") == "v"
+    assert _kind(store.owner_url, "report_monthly_availability__b") == "r"
+    assert grants(store.owner_url, store.prefix) == fresh
+    with psycopg.connect(reporting) as conn:
+        assert conn.execute(month).fetchall() == rows
+    assert "rebuilt reporting" in ok(runner, projector, "projections", "rebuild")
+    with psycopg.connect(reporting) as conn:
+        assert conn.execute(month).fetchall() == rows
+    with psycopg.connect(store.owner_url) as conn:  # the rebuild filled copy b and made it live
+        assert conn.execute("SELECT live FROM reporting_live").fetchone() == ("b",)

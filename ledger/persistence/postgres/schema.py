@@ -25,6 +25,15 @@ TALLY: Final = "ledger_append_tally"  # per writing transaction: the positions i
 LAST_OBJECT: Final = ("ledger_append_complete", TALLY)  # (trigger, table)
 ANALYZE_AFTER: Final = 50_000  # an append of at least this many facts refreshes the planner's statistics
 UNIT: Final = "\x1f"  # separates ids sent as one parameter (no id holds a control character)
+# The reporting view: each report table is two tables (copies), the name readers use being a
+# view over the live one, which LIVE_TABLE's one row names; a rebuild fills the other and flips.
+COPIES: Final = ("a", "b")
+LIVE_TABLE: Final = "reporting_live"
+
+
+def copy_name(table: str, copy: str) -> str:
+    """The physical table behind one copy of a report table (``report_x`` -> ``report_x__a``)."""
+    return f"{table}__{copy}"
 
 
 
@@ -146,6 +155,8 @@ def roles_sql(schema: str = "public", events_table: str = "stored_events", prefi
     # Every table the append path writes in one transaction: the log (with its chain) and the key index.
     log = ", ".join(f"{sc}.{ident(t)}" for t in (events_table, *SIDE_TABLES))
     view = ", ".join(f"{sc}.{ident(t)}" for t in ROW_TABLES)
+    copies = ", ".join(f"{sc}.{ident(copy_name(t, c))}" for t in ROW_TABLES for c in COPIES)
+    live = f"{sc}.{ident(LIVE_TABLE)}"
     tracking = f"{sc}.{ident(TRACKING_TABLE)}"
     appender, projector, auditor, reporting = (ident(f"{prefix}_{r}") for r in ROLES)
     everyone = f"{appender}, {projector}, {auditor}, {reporting}"
@@ -167,6 +178,7 @@ def roles_sql(schema: str = "public", events_table: str = "stored_events", prefi
         "-- extras (and what earlier versions granted: UPDATE on the log, the sequence).",
         f"GRANT USAGE ON SCHEMA {sc} TO {everyone};",
         f"REVOKE ALL ON {log}, {view}, {tracking}, {sc}.{ident(TALLY)} FROM {everyone};",
+        f"REVOKE ALL ON {copies}, {live} FROM {everyone};",
         f"REVOKE ALL ON FUNCTION {functions} FROM {everyone};",
         "DO $roles$ BEGIN EXECUTE format('REVOKE ALL ON SEQUENCE %s FROM %s', "
         f"pg_get_serial_sequence('{qualified}', 'notification_id'), "
@@ -181,12 +193,17 @@ def roles_sql(schema: str = "public", events_table: str = "stored_events", prefi
         "",
         "-- The projector (ledger projections run, status, rebuild) reads the log and writes only",
         "-- the reporting view and its tracking. It runs no DDL: `ledger init` made the tables.",
+        "-- Each report table is a view over one of two copies: a rebuild empties and fills the",
+        "-- other one, then flips the live copy's row.",
         f"GRANT SELECT ON {log} TO {projector};",
-        f"GRANT SELECT, INSERT, DELETE ON {view} TO {projector};",
+        f"GRANT SELECT ON {view} TO {projector};",
+        f"GRANT SELECT, INSERT, DELETE, TRUNCATE ON {copies} TO {projector};",
+        f"GRANT SELECT, UPDATE ON {live} TO {projector};",
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON {tracking} TO {projector};",
         "",
         "-- Auditors (ledger verify, audit, report) read the log; reporting jobs read the log,",
-        "-- the reporting view and how far it has got.",
+        "-- the reporting view (its views: the copies behind them are read with the owner's rights)",
+        "-- and how far it has got.",
         f"GRANT SELECT ON {log} TO {auditor}, {reporting};",
         f"GRANT SELECT ON {view}, {tracking} TO {reporting};",
         "",
