@@ -364,7 +364,7 @@ def may_hold_control(data: bytes | str) -> bool:
     the byte 0xC2 holds none (the test is a byte search, not a decode).
     """
     if isinstance(data, str):
-        return "\\" in data or _RAW_CONTROL.search(data) is not None
+        return "\\" in data or re.search(_RAW_CONTROL, data) is not None
     return b"\\" in data or b"\x7f" in data or b"\xc2" in data
 
 
@@ -372,7 +372,7 @@ def check_names(fact: Fact) -> None:
     """Refuse a fact with a control character in an identifier or name (``Name``)."""
     for field in _NAME_FIELDS[type(fact)]:
         value = getattr(fact, field)
-        if value is not None and _CONTROL.search(value):
+        if value is not None and re.search(_CONTROL, value):
             raise BadInput(f"field `{field}`: must not contain control characters")
 
 
@@ -380,7 +380,7 @@ def check_text(fact: Fact) -> None:
     """Refuse free text (``Text``) holding a control character other than tab, LF and CR."""
     for field in _TEXT_FIELDS[type(fact)]:
         value = getattr(fact, field)
-        if type(value) is str and _TEXT_CONTROL.search(value):
+        if type(value) is str and re.search(_TEXT_CONTROL, value):
             raise BadInput(f"field `{field}`: must not contain control characters other than tab, "
                            "line feed and carriage return")
 
@@ -409,9 +409,11 @@ def _by_type(kind: object) -> _PerType:
 _NAME_FIELDS: Final = _by_type(Name)
 _TEXT_FIELDS: Final = _by_type(Text)
 _TIME_FIELDS: Final = _by_type(Timestamp)
-_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_TEXT_CONTROL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-_RAW_CONTROL: Final = re.compile(r"[\x7f-\x9f]")
+# Only lines that may hold a control character are searched (``may_hold_control``): compiled when
+# first used (``re``'s cache), not by every command's start-up (issue 17).
+_CONTROL: Final = r"[\x00-\x1f\x7f-\x9f]"
+_TEXT_CONTROL: Final = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
+_RAW_CONTROL: Final = r"[\x7f-\x9f]"
 # The severities that are integers spelt as text: exactly str(n) for a 64-bit n.
 _INTEGER_TEXT: Final = r"0|-?[1-9][0-9]{0,18}"  # compiled when first used (re's cache)
 _SEVERITY_MIN, _SEVERITY_MAX = -(2**63), 2**63 - 1

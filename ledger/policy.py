@@ -243,9 +243,11 @@ class Policy(msgspec.Struct, frozen=True):
 
 _DURATION = r"\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*(?:(\d+)\s*s)?\s*"
 _BUSINESS = r"\s*(\d+)\s+business\s+days?\s*"
-# What recorded policies are read with (``resolve``): as loose as the ledger ever accepted.
-_DURATION_RE: Final = re.compile(_DURATION)
-_BUSINESS_RE: Final = re.compile(_BUSINESS)
+# What recorded policies are read with (``resolve``): as loose as the ledger ever accepted. Compiled
+# when first used (``re``'s cache), not by every command's start-up (issue 17); a notice is only
+# tried as business days when it says "business" (the pattern's one literal word: the same match).
+_DURATION_RE: Final = _DURATION
+_BUSINESS_RE: Final = _BUSINESS
 # What a new policy must match (``check_policy``): ASCII digits and spaces only (\d would take
 # full-width digits), matched whole. This and the checks' patterns below are compiled when first
 # used (``re``'s cache): only registering a contract needs them, every command imports this module.
@@ -259,7 +261,7 @@ MAX_SPAN: Final = timedelta(days=MAX_DAYS)
 
 def parse_duration(text: str, field: str) -> timedelta:
     """Parse "24h", "90m", "1h30m", "2d" into an exact timedelta."""
-    m = _DURATION_RE.fullmatch(text)
+    m = re.fullmatch(_DURATION_RE, text)
     if not m or not any(m.groups()):
         raise BadInput(f"field `{field}`: expected a duration like \"24h\" or \"90m\", got {text!r}")
     d, h, mi, s = (int(g) if g else 0 for g in m.groups())
@@ -271,7 +273,7 @@ def parse_duration(text: str, field: str) -> timedelta:
 
 def parse_notice(text: str, field: str) -> Notice:
     """Parse a notice: a duration, or "N business days"."""
-    m = _BUSINESS_RE.fullmatch(text)
+    m = re.fullmatch(_BUSINESS_RE, text) if "business" in text else None
     if m:
         return Notice(business_days=int(m.group(1)))
     return Notice(fixed=parse_duration(text, field))

@@ -38,25 +38,25 @@ PAGE: Final = 5000  # rows per read of a page, and notifications per batch of th
 BATCH: Final = 2000  # facts per append batch
 
 
-class Prepared(NamedTuple):
-    """A fact ready to append (from ``ledger.ingest``): everything the writer needs, computed once."""
+# The three NamedTuples are made by the functional form (hence ``noqa: UP014``), with their field
+# types as objects: the class form under ``from __future__ import annotations`` hands typing strings,
+# each compiled into a ForwardRef (about 0.1M instructions a field, 2M of every command's start-up,
+# issue 17). Without that import, every method's annotations here would be evaluated instead.
+Prepared = NamedTuple("Prepared", [  # noqa: UP014
+    ("line", int),  # its line (or place) in the input, for messages
+    ("id", str),
+    ("id_json", bytes),
+    ("topic", str),  # its type tag
+    ("key", str | tuple[str, ...]),  # its index key (keys: a support fact, ``keys.KEY_OF``)
+    ("canon", bytes),  # its canonical JSON
+    ("recorded_at", bytes | None),  # its own recorded_at as JSON (an exported line), else None
+    ("claim", tuple[str, str] | None),  # the name it gives or the contract it versions (consistency.Claim)
+])
+Prepared.__doc__ = "A fact ready to append (``ledger.ingest``): everything the writer needs, computed once."
 
-    line: int  # its line (or place) in the input, for messages
-    id: str
-    id_json: bytes
-    topic: str  # its type tag
-    key: str | tuple[str, ...]  # its index key (keys: a support fact, ``keys.KEY_OF``)
-    canon: bytes  # its canonical JSON
-    recorded_at: bytes | None  # its own recorded_at as JSON (an exported line), else None
-    claim: tuple[str, str] | None  # the name it gives or the contract it versions (``consistency.Claim``)
 
-
-class Head(NamedTuple):
-    """The last recorded position, its chain hash and its recorded_at."""
-
-    position: int
-    hash: str
-    recorded_at: datetime | None
+Head = NamedTuple("Head", [("position", int), ("hash", str), ("recorded_at", datetime | None)])  # noqa: UP014
+Head.__doc__ = "The last recorded position, its chain hash and its recorded_at."
 
 
 class Conflict(msgspec.Struct, frozen=True):
@@ -338,15 +338,16 @@ class ProjectionError(StoreError):
     """The view cannot follow the ledger (e.g. its tracking was removed by hand)."""
 
 
-class ViewRows(NamedTuple):
-    """Rows for the view's tables (``ROW_TABLES``), in the backend's column types (``ReportingView.text``)."""
-
-    monthly: list[tuple[Any, ...]]
-    intervals: list[tuple[Any, ...]]
-    credits: list[tuple[Any, ...]]
-    failed: list[tuple[Any, ...]]  # (contract, month, position, error)
-    tickets: list[tuple[Any, ...]]  # a contract-month's tickets (section 6.3), in opening order
-    targets: list[tuple[Any, ...]]  # its response targets, in the policy's order
+ViewRows = NamedTuple("ViewRows", [  # noqa: UP014
+    ("monthly", list[tuple[Any, ...]]),
+    ("intervals", list[tuple[Any, ...]]),
+    ("credits", list[tuple[Any, ...]]),
+    ("failed", list[tuple[Any, ...]]),  # (contract, month, position, error)
+    ("tickets", list[tuple[Any, ...]]),  # a contract-month's tickets (section 6.3), in opening order
+    ("targets", list[tuple[Any, ...]]),  # its response targets, in the policy's order
+])
+ViewRows.__doc__ = ("Rows for the view's tables (``ROW_TABLES``), in the backend's column types "
+                    "(``ReportingView.text``).")
 
 
 def refuse_backwards(current: int | None, tracking: Tracking | None) -> None:

@@ -17,7 +17,9 @@ NOT_FOR_REPORT = ("holidays", "eventsourcing", "ledger.ingest", "ledger.persiste
                   "concurrent.futures", "starlette", "uvicorn", "csv", "socket", "ledger.support_hours",
                   "cli.support", "cli.serve", "cli.server", "cli.projections", "psycopg", "tomllib",
                   # OpenSSL (ledger.hashing), the dataclass machinery, the support report's types
-                  "hashlib", "_hashlib", "dataclasses", "projections.support_model")
+                  "hashlib", "_hashlib", "dataclasses", "projections.support_model",
+                  # the other commands (`cli.commands`: their click options are made when it is imported)
+                  "cli.commands")
 
 _PROBE = """
 import sys
