@@ -16,9 +16,11 @@ from typing import Final
 
 from ledger.persistence.port import Packed, Packer
 
+Leaves = bytes | list[tuple[int, int, bytes]]  # leaf hashes, or the nodes they complete (``Packed.leaves``)
+
 
 def pack_rows(events: Sequence[tuple[str, int, str, bytes]], keys: Sequence[tuple[str, int]],
-              start: int, leaves: bytes) -> Packed:
+              start: int, leaves: Leaves) -> Packed:
     """The packer for SQLite: the rows as they are (``executemany`` takes lists too)."""
     return Packed(events, keys, start, len(events), leaves)
 
@@ -37,7 +39,7 @@ _INDEX_KEY: Final = struct.Struct("!hi").pack
 
 
 def pack_binary(events: Sequence[tuple[str, int, str, bytes]], keys: Sequence[tuple[str, int]],
-                start: int, leaves: bytes) -> Packed:
+                start: int, leaves: Leaves) -> Packed:
     """The packer for PostgreSQL: binary COPY data, built in any process."""
     return Packed(binary_events(events, start), binary_index(keys), start, len(events), leaves)
 
