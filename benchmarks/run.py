@@ -425,9 +425,9 @@ def measure_import(cfg: Config, store: str, size: int, url: str) -> tuple[ChildR
     cpu_shown = ", ".join(f"{a:.1f}/{b:.1f} s" for a, b in cpus)
     emit(cfg, f"import {store} ledger {size} events {ledger_s:.1f} s {ledger_evs:.0f} ev/s "
               f"peak {imp.max_rss_mib:.0f} MiB | raw {raw_name} {raw_s:.1f} s {raw_evs:.0f} ev/s | "
-              f"ratio {ratio:.2f}{shown} (target >= {IMPORT_VS_RAW}) {verdict(ratio >= IMPORT_VS_RAW)} | "
-              f"CPU ledger/raw {cpu_shown} (clients only) | load {', '.join(loads)} "
-              f"on {os.cpu_count()} cores",
+              f"ratio {ratio:.2f}{shown}; CPU ledger/raw {cpu_shown} (clients only); load "
+              f"{', '.join(loads)} on {os.cpu_count()} cores (target >= {IMPORT_VS_RAW}) "
+              f"{verdict(ratio >= IMPORT_VS_RAW)}",
          figure="import", store=store, events=size, seconds=ledger_s, ev_per_s=ledger_evs,
          peak_rss_mib=imp.max_rss_mib, raw=raw_name, raw_seconds=raw_s, raw_ev_per_s=raw_evs,
          ratio=ratio, pairs=pairs, cpu_pairs=cpus, contracts=len(contracts), register_seconds=reg_s,
