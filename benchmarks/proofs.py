@@ -7,18 +7,21 @@ Import: ``ledger import`` of the same generated file into fresh stores, with the
 and without it, in alternated pairs (this machine's speed wanders over minutes); the
 median ratio is printed (target: at most 10 % more). "Without" runs the same command
 with the tree switched off from outside (a ``sitecustomize`` on ``PYTHONPATH`` that both
-runs load, replacing the leaf hashing at link and the append hook by no-ops in the command
+runs load, replacing the leaf hashing at link, the right edge read for the import's child
+and the append hook by no-ops in the command
 and in its import child), so the two runs differ by exactly the tree's work.
 
 Checkpoint and proofs: a store of each size is filled by ``ledger import``; then, in
 one process, ``checkpoint.make`` (the whole log), ``inclusion`` of random positions and
-``consistency`` between random sizes are timed (median of many calls, the store warm).
+``consistency`` between random sizes are timed (median of many calls, the stores warm
+and open side by side, timed in alternating turns).
 Flat: the larger store may take at most 1.5 times the smaller one's time.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import shutil
@@ -54,12 +57,14 @@ CALLS: Final = 200  # timed calls of each kind per store
 _SITECUSTOMIZE: Final = '''
 import os
 import ledger.persistence.merkle_store
+import ledger.persistence.append as append
 import ledger.persistence.chain as chain
 import ledger.persistence.sqlite.recorder as sqlite_recorder
 if os.environ.get("LEDGER_BENCH_STORE", "").startswith("postgresql"):
     import ledger.persistence.postgres.recorder as postgres_recorder
 if os.environ.get("LEDGER_BENCH_NO_TREE"):
-    chain.leaf_hashes = lambda rows, ats, start: b""
+    chain.leaf_hashes = lambda rows, ats, start: []
+    append.start_edge = lambda tree, size: None
     sqlite_recorder.append_leaves = lambda *args: None
     if os.environ.get("LEDGER_BENCH_STORE", "").startswith("postgresql"):
         postgres_recorder.append_leaves = lambda *args: None
@@ -130,46 +135,74 @@ def measure_import(cfg: Config, store: str, size: int, rounds: int, hook: Path) 
          cpu_pairs=cpus, ok=ratio <= IMPORT_MAX)
 
 
-def _median_us(fn: Callable[[int], Any], args: list[int]) -> float:
+ROUNDS: Final = 8  # the stores of each size are timed in turn, this many times (CALLS spread over them)
+
+
+def _times_us(fn: Callable[[int], Any], args: list[int]) -> list[float]:
     times = []
     for a in args:
         t0 = time.perf_counter()
         fn(a)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e6
+        times.append((time.perf_counter() - t0) * 1e6)
+    return times
 
 
-def proof_times(url: str, seed: int) -> dict[str, float]:
-    """Median microseconds of a checkpoint, an inclusion and a consistency proof on the store at ``url``."""
+def proof_samples(led: Any, rng: random.Random, calls: int) -> dict[str, list[float]]:
+    """Microseconds of ``calls`` checkpoints, inclusion and consistency proofs on an open ledger."""
     from ledger import checkpoint
-    from ledger.bootstrap import open_ledger
 
-    led = open_ledger(url, create=False)
-    try:
-        r = led.recorder
-        n = r.last_position()
-        rng = random.Random(seed)
-        for _ in range(20):  # warm: connections, statements, the pages of the right edge
-            checkpoint.make(r)
-            checkpoint.inclusion(r, rng.randint(1, n))
-        positions = [rng.randint(1, n) for _ in range(CALLS)]
-        olds = [rng.randint(1, n - 1) for _ in range(CALLS)]
-        return {
-            "checkpoint": _median_us(lambda _: checkpoint.make(r), list(range(CALLS))),
-            "inclusion": _median_us(lambda p: checkpoint.inclusion(r, p), positions),
-            "consistency": _median_us(lambda m: checkpoint.consistency(r, m, n), olds),
-        }
-    finally:
-        led.close()
+    r = led.recorder
+    n = r.last_position()
+    positions = [rng.randint(1, n) for _ in range(calls)]
+    olds = [rng.randint(1, n - 1) for _ in range(calls)]
+    return {
+        "checkpoint": _times_us(lambda _: checkpoint.make(r), list(range(calls))),
+        "inclusion": _times_us(lambda p: checkpoint.inclusion(r, p), positions),
+        "consistency": _times_us(lambda m: checkpoint.consistency(r, m, n), olds),
+    }
+
+
+def _fill_last_tile(led: Any) -> None:
+    """Append facts until the log's last tile holds 63: every store is timed at the worst case.
+
+    A root reads the log's last, partial tile (``merkle_store``: its leaves are hashed from
+    the log on each read), whose fill depends on the size modulo 64, not on the size: 101,000
+    facts leave 8 there, 1,001,000 leave 40, and callgrind counted 1.7M against 3.4M
+    instructions a checkpoint on SQLite for that alone.
+    """
+    import io
+
+    from ledger.persistence.merkle_store import TILE
+
+    missing = (TILE - 1 - led.recorder.last_position() % TILE) % TILE
+    line = (b'{"id":"bench-fill-%d","type":"%s","service":"svc-0000","probe":"fill",'
+            b'"at":"2030-01-01T00:%02d:00Z"}')
+    lines = [line % (i, b"probe_failed" if i % 2 == 0 else b"probe_recovered", i) for i in range(missing)]
+    if lines:
+        led.import_file(io.BytesIO(b"\n".join(lines) + b"\n"))
+    assert led.recorder.last_position() % TILE == TILE - 1
 
 
 def measure_proofs(cfg: Config, store: str, sizes: list[int]) -> None:
-    """Fill a store of each size, time checkpoint and proofs in each, compare the largest to the smallest."""
-    got: dict[int, dict[str, float]] = {}
+    """Fill a store of each size, then time checkpoint and proofs in them in turn; largest against smallest.
+
+    The stores are timed alternately (``ROUNDS`` turns, the order reversed each turn), not
+    one after the other: timed one after the other, the larger store was measured right
+    after its own import (the server and the kernel still writing it out, autovacuum busy)
+    and on a machine whose speed had moved meanwhile, which gave PostgreSQL ratios of 2 to
+    3.4 that the same calls alternated in one process did not show (docs/decisions.md).
+    Each store's last tile is first filled to 63 facts (``_fill_last_tile``).
+    """
+    from ledger import checkpoint
+    from ledger.bootstrap import open_ledger
+
     contracts = contracts_dir(cfg)
-    for size in sizes:
-        path = data_file(cfg, size)
-        with fresh_store(cfg, store, f"proofs-{store}-flat-{size}") as url:
+    samples: dict[int, dict[str, list[float]]] = {size: {} for size in sizes}
+    with contextlib.ExitStack() as stack:
+        leds: dict[int, Any] = {}
+        for size in sizes:
+            path = data_file(cfg, size)
+            url = stack.enter_context(fresh_store(cfg, store, f"proofs-{store}-flat-{size}"))
             register_contracts(url, contracts)
             run_child(ledger_cmd(url, "import", "--quiet", str(path)))
             if url.startswith("postgresql"):  # a store in its steady state, not one autovacuum is busy with
@@ -177,12 +210,28 @@ def measure_proofs(cfg: Config, store: str, sizes: list[int]) -> None:
 
                 with psycopg.connect(url, autocommit=True) as conn:
                     conn.execute("VACUUM ANALYZE")
-            settle(url)
-            got[size] = proof_times(url, cfg.seed)
+            leds[size] = led = open_ledger(url, create=False)
+            stack.callback(led.close)
+            _fill_last_tile(led)
+        settle()
+        rngs = {size: random.Random(cfg.seed) for size in sizes}
+        for size, led in leds.items():  # warm: connections, statements, the pages of the right edge
+            for _ in range(20):
+                checkpoint.make(led.recorder)
+                checkpoint.inclusion(led.recorder, rngs[size].randint(1, led.recorder.last_position()))
+        loads = [load()]
+        for turn in range(ROUNDS):
+            for size in (sizes if turn % 2 == 0 else sizes[::-1]):
+                for kind, values in proof_samples(leds[size], rngs[size], CALLS // ROUNDS).items():
+                    samples[size].setdefault(kind, []).extend(values)
+        loads.append(load())
+    got = {size: {kind: statistics.median(v) for kind, v in by.items()} for size, by in samples.items()}
+    for size in sizes:
         t = got[size]
         emit(cfg, f"merkle proofs {store} {size} events: checkpoint {t['checkpoint']:.0f} us, "
                   f"inclusion {t['inclusion']:.0f} us, consistency {t['consistency']:.0f} us "
-                  f"(median of {CALLS})",
+                  f"(median of {CALLS}, the stores timed in {ROUNDS} alternating turns; "
+                  f"{loads[0]} .. {loads[-1]})",
              figure="merkle_proofs", store=store, events=size, **t)
     small, large = got[min(sizes)], got[max(sizes)]
     for kind in ("checkpoint", "inclusion", "consistency"):

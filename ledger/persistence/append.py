@@ -3,6 +3,9 @@
 ``append_prepared`` checks each batch against the store as it goes; ``append_packed``
 takes batches linked and packed in an import's child process. Both write through one
 writer thread (``Writer``) so that a server inserts while this thread links the next batch.
+
+Size: both algorithms, the row sorting they share, the writer thread and the child's linker
+(``batch_linker``) are one protocol: each relies on how the others link, check and insert.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from ledger.events import canonical, decode_stored
 from ledger.persistence.chain import Chain, ChainStart, Linked, packing_chain
 from ledger.persistence.consistency import NO_CHANGE, NOTHING, Holdings, Item, Lookup, Pending, input_owners
 from ledger.persistence.keys import CONTRACT, own_keys
+from ledger.persistence.merkle_store import Folder, start_edge
 from ledger.persistence.packing import PACKERS
 from ledger.persistence.port import (
     AppendResult,
@@ -136,7 +140,7 @@ def _append_prepared(
                 if pending.owners:
                     own_keys(linked.keys, pending.owners)
                 if linked.events:
-                    packed = pack(linked.events, linked.keys, chain.position, linked.leaves)
+                    packed = pack(linked.events, linked.keys, chain.position, b"".join(linked.leaves))
                     writer.submit(session.insert, packed, pending.rows())
                 done = rows, linked, pending
             rows, linked, pending = done
@@ -189,7 +193,11 @@ def append_packed(
         position = chain.position
         written: deque[Future[None]] = deque()
         # Closed on the way out, so that a failed append stops the packing process at once.
-        with contextlib.closing(packed_batches(chain.start())) as stream:
+        # The tree's right edge where the import starts, read here under the lock: the packing
+        # process folds the leaves from it, so that this one only inserts the completed nodes.
+        edge = start_edge(session.tree(), position - 1)
+        start = chain.start()._replace(edge=None if edge is None else tuple(sorted(edge.items())))
+        with contextlib.closing(packed_batches(start)) as stream:
             for packed, skipped, conflicts, items in stream:
                 if packed.start != position:
                     raise StoreError(f"import: a batch packed at {packed.start}, expected at {position}")
@@ -316,7 +324,7 @@ def _insert_new(session: OptimisticSession, pack: Packer, chain: Chain, held: Ho
         return None  # perhaps about a line recorded already, which the check will drop
     if pending.owners:
         own_keys(linked.keys, pending.owners)
-    packed = pack(linked.events, linked.keys, chain.position, linked.leaves)
+    packed = pack(linked.events, linked.keys, chain.position, b"".join(linked.leaves))
     if linked.events and not session.insert_new(packed, pending.rows()):
         return None
     return guess, linked, pending
@@ -376,6 +384,10 @@ def batch_linker(start: ChainStart, packing: str) -> Callable[[list[Prepared]], 
     """
     pack = PACKERS[packing]
     chain = packing_chain(start)
+    # Given the tree's right edge, the leaves are folded here into the nodes they complete;
+    # without one (the store's tree does not cover its log), they are not even hashed.
+    chain.hashing = start.edge is not None
+    folder = None if start.edge is None else Folder(start.position - 1, dict(start.edge))
     opened: dict[str, tuple[str, int]] = {}  # the tickets this input opens: contract, position
 
     def link(rows: list[Prepared]) -> PackedBatch:
@@ -387,7 +399,8 @@ def batch_linker(start: ChainStart, packing: str) -> Callable[[list[Prepared]], 
         items, owners = input_owners(sorted_.items, opened)
         if owners:
             own_keys(linked.keys, owners)
-        packed = pack(linked.events, linked.keys, chain.position, linked.leaves)
+        nodes = [] if folder is None else folder.rows(linked.leaves)
+        packed = pack(linked.events, linked.keys, chain.position, nodes)
         chain.advance(linked)
         return PackedBatch(packed, sorted_.skipped, sorted_.conflicts, items)
 

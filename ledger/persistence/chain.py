@@ -44,6 +44,9 @@ class ChainStart(NamedTuple):
     prev: str
     last_at: str | None
     default_at: str
+    # The Merkle tree's right edge at ``position - 1`` (level, hash), for the process that
+    # folds the leaves (``merkle_store.Folder``); None: the tree does not cover the log.
+    edge: tuple[tuple[int, bytes], ...] | None = None
 
 
 def packing_chain(start: ChainStart, label: str = "line") -> Chain:
@@ -62,7 +65,7 @@ class Linked(NamedTuple):
     keys: list[tuple[str, int]]
     prev: bytes
     last_at: datetime | None
-    leaves: bytes  # 32 bytes a row (``merkle_store.leaf_hashes``)
+    leaves: list[bytes]  # a row's 32 bytes each (``merkle_store.leaf_hashes``); none without a tree
 
 
 @dataclass
@@ -75,6 +78,7 @@ class Chain:
     default_at: datetime
     default_json: bytes
     label: str
+    hashing: bool = True  # the leaves are hashed (off: a packing process for a store without the tree)
 
     def link(self, fresh: Sequence[Prepared]) -> Linked:
         """Rows for the facts of ``fresh``, from where the chain stands."""
@@ -112,7 +116,8 @@ class Chain:
             ats.append(at_json)
             pos += 1
         # The leaves here, where each row's pieces are at hand (an import's child process).
-        return Linked(events, keys, prev, last_at, leaf_hashes(fresh, ats, self.position))
+        leaves = leaf_hashes(fresh, ats, self.position) if self.hashing else []
+        return Linked(events, keys, prev, last_at, leaves)
 
     def _at(self, line: int) -> str:
         return f"{self.label} {line}: " if self.label else ""

@@ -16,9 +16,11 @@ from typing import Final
 
 from ledger.persistence.port import Packed, Packer
 
+Leaves = bytes | list[tuple[int, int, bytes]]  # leaf hashes, or the nodes they complete (``Packed.leaves``)
+
 
 def pack_rows(events: Sequence[tuple[str, int, str, bytes]], keys: Sequence[tuple[str, int]],
-              start: int, leaves: bytes) -> Packed:
+              start: int, leaves: Leaves) -> Packed:
     """The packer for SQLite: the rows as they are (``executemany`` takes lists too)."""
     return Packed(events, keys, start, len(events), leaves)
 
@@ -34,10 +36,12 @@ _INT8: Final = struct.Struct("!iq").pack  # an int8 field: its length (8), then 
 # the length of the id or key that follows. One pack call instead of three, per row.
 _EVENT_HEAD: Final = struct.Struct("!hiqi").pack
 _INDEX_KEY: Final = struct.Struct("!hi").pack
+_INT8_LENGTH: Final = _LENGTH(8)
+_POSITION: Final = struct.Struct("!q").pack
 
 
 def pack_binary(events: Sequence[tuple[str, int, str, bytes]], keys: Sequence[tuple[str, int]],
-                start: int, leaves: bytes) -> Packed:
+                start: int, leaves: Leaves) -> Packed:
     """The packer for PostgreSQL: binary COPY data, built in any process."""
     return Packed(binary_events(events, start), binary_index(keys), start, len(events), leaves)
 
@@ -73,11 +77,16 @@ def binary_events(events: Sequence[tuple[str, int, str, bytes]], start: int) -> 
 def binary_index(rows: Sequence[tuple[str, int]]) -> bytearray:
     """(key, position) rows as binary COPY data."""
     out = bytearray(_SIGNATURE)
+    # A batch's keys repeat (a service's, a contract's): each key's fields up to the
+    # position's value (field count, the key as a field, the position's length) once.
+    heads: dict[str, bytes] = {}
     for key, position in rows:
-        name = key.encode()
-        out += _INDEX_KEY(2, len(name))
-        out += name
-        out += _INT8(8, position)
+        head = heads.get(key)
+        if head is None:
+            name = key.encode()
+            head = heads[key] = _INDEX_KEY(2, len(name)) + name + _INT8_LENGTH
+        out += head
+        out += _POSITION(position)
     out += _TRAILER
     return out
 

@@ -163,7 +163,10 @@ class Packed(msgspec.Struct, frozen=True):
     index: object
     start: int
     count: int
-    leaves: bytes = b""  # the rows' Merkle leaf hashes, 32 bytes each (``merkle_store.leaf_hashes``, at link)
+    # The rows' Merkle leaf hashes, 32 bytes each (``merkle_store.leaf_hashes``, at link), or
+    # the tree's nodes they complete, folded where they were linked (an import's child:
+    # ``merkle_store.Folder``); ``merkle_store.append_leaves`` writes them.
+    leaves: bytes | list[tuple[int, int, bytes]] = b""
 
     def check(self, end: int) -> None:
         """Raise StoreError unless the log now ends where these rows were packed to end."""
@@ -317,7 +320,8 @@ class LedgerRecorder(ABC):
 
 # (events, index rows, start) -> the rows in the form a backend inserts them.
 # (rows, index rows, start, the rows' Merkle leaf hashes) -> what the backend inserts
-Packer = Callable[[Sequence[tuple[str, int, str, bytes]], Sequence[tuple[str, int]], int, bytes], Packed]
+Packer = Callable[[Sequence[tuple[str, int, str, bytes]], Sequence[tuple[str, int]], int,
+                   bytes | list[tuple[int, int, bytes]]], Packed]
 
 
 # --- the reporting view -----------------------------------------------------------

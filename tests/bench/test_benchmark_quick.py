@@ -97,7 +97,8 @@ FIGURES = (
     r"startup {s} cli --version \d+ ms \(info: .*\)",
     r"import {s} ledger 15000 events [\d.]+ s \d+ ev/s peak \d+ MiB"
     r" \| raw (executemany|copy) [\d.]+ s \d+ ev/s \| ratio [\d.]+"
-    r" \(median of 3 alternated pairs: ([\d.]+/[\d.]+ s [\d.]+(, )?){{3}}\) \(target >= 0.4\) (PASS|FAIL)",
+    r" \(median of 3 alternated pairs: ([\d.]+/[\d.]+ s [\d.]+(, )?){{3}}\); CPU ledger/raw"
+    r" ([\d.]+/[\d.]+ s(, )?){{3}} \(clients only\); load .* on \d+ cores \(target >= 0.6\) (PASS|FAIL)",
     r"import {s} ledger 50000 events .* (PASS|FAIL)",
     r"report {s} 15000 events median \d+ ms \(runs \d+, \d+, \d+, \d+, \d+\)"
     r" \(target < 1000 ms\) (PASS|FAIL)",

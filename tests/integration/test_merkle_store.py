@@ -231,10 +231,10 @@ def test_link_leaves_are_the_exported_lines(ledger: Ledger) -> None:
     start = ChainStart(1, "0" * 64, None, '"2026-11-01T00:00:00Z"')
     rows = [row for batch in prepare_facts(facts) for row in batch]
     linked = packing_chain(start).link(rows)
-    assert len(linked.leaves) == 32 * len(rows)
+    assert len(linked.leaves) == len(rows)
     for i, (_, _, _, state) in enumerate(linked.events):
         line = export_line(decode_state(i + 1, state))
-        assert linked.leaves[32 * i : 32 * i + 32] == rfc9162.leaf(line), line
+        assert linked.leaves[i] == rfc9162.leaf(line), line
 
 
 def test_tricky_flat_contents_splice_exactly(ledger: Ledger) -> None:
@@ -319,3 +319,80 @@ def test_a_store_of_the_earlier_layout(ledger: Ledger) -> None:
         lite.commit()
         lite.close()
     assert merkle_store.check(ledger.recorder) == ["the Merkle tree differs from the log at position 141"]
+
+
+def _packed_import(led: Ledger, body: bytes, batch_size: int, seen: list[object]) -> int:
+    """An import through the packing child in batches of ``batch_size``; the leaves each batch brought."""
+    import io
+    from collections.abc import Generator
+    from datetime import UTC, datetime
+
+    from ledger.ingest.strategy import packed_batches
+    from ledger.persistence.append import PackedBatch, append_packed
+    from ledger.persistence.chain import ChainStart
+
+    def batches(start: ChainStart) -> Generator[PackedBatch, None, None]:
+        for batch in packed_batches(io.BytesIO(body), start, led.recorder.packing, batch_size=batch_size):
+            seen.append(batch.packed.leaves)
+            yield batch
+
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    return append_packed(led.recorder, batches, lambda: now).appended
+
+
+def test_the_import_child_folds_the_nodes(ledger: Ledger) -> None:
+    """The packing child folds its leaves from the right edge the writer read (a partial first
+    tile here), across batches that end anywhere in a tile; the writer only inserts the nodes."""
+    import_lines(ledger, lines(0, 40))
+    seen: list[object] = []
+    # Long lines (failures with a detail of 3,000 bytes): the child's reads from its pipe
+    # (64 KiB at most) end mid-tile, and each batch is sent once it has 150 rows.
+    padded = [line.replace(b"probe_recovered", b"probe_failed")[:-1] + b',"detail":"%s"}' % (b"d" * 3000)
+              for line in lines(40, 700)]
+    assert _packed_import(ledger, b"\n".join(padded) + b"\n", 150, seen) == 700
+    batches = [s for s in seen if s]
+    assert len(batches) >= 3
+    # Node rows, not leaf hashes: nothing below a tile, and the tiles of all 740 facts.
+    assert all(isinstance(s, list) for s in seen)
+    rows = [r for s in batches for r in s]  # type: ignore[attr-defined]
+    assert all(r[0] >= merkle_store.STORED_FROM for r in rows)
+    assert [r[1] for r in rows if r[0] == merkle_store.STORED_FROM] == list(range(740 // 64))
+    assert_tree(ledger)
+    import_lines(ledger, lines(740, 30))  # the other routes go on from the child's nodes
+    assert_tree(ledger)
+
+
+def test_the_import_child_leaves_a_tree_to_build_alone(ledger: Ledger) -> None:
+    """A store whose tree is not built: the child hashes nothing, the writer writes no node."""
+    import_lines(ledger, lines(0, 20))
+    _drop_tree(ledger)
+    seen: list[object] = []
+    assert _packed_import(ledger, b"\n".join(lines(20, 300)) + b"\n", 100, seen) == 300
+    assert seen
+    assert all(isinstance(s, list) and not s for s in seen)
+    assert merkle_store.to_build(ledger.recorder) == 320
+    merkle_store.build(ledger.recorder)
+    assert_tree(ledger)
+
+
+def test_nodes_packed_for_another_batch_are_refused() -> None:
+    """The writer checks that folded rows are exactly the tiles its batch completes."""
+
+    class _Tree:
+        def __init__(self) -> None:
+            self.written: list[object] = []
+
+        def covered(self) -> int:
+            return 64
+
+        def write(self, rows: object) -> None:
+            self.written.append(rows)
+
+    tree = _Tree()
+    node = b"\x01" * 32
+    merkle_store.append_leaves(tree, 101, 60, [(6, 1, node)])  # type: ignore[arg-type]
+    merkle_store.append_leaves(tree, 101, 20, [])  # type: ignore[arg-type]
+    for wrong in ([], [(6, 2, node)], [(6, 1, node), (6, 2, node)]):
+        with pytest.raises(StoreError, match="not that batch's"):
+            merkle_store.append_leaves(tree, 101, 60, wrong)  # type: ignore[arg-type]
+    assert tree.written == [[(6, 1, node)]]
