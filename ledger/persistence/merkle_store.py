@@ -20,6 +20,7 @@ stored every level keeps those rows (the table is append-only): reads ignore the
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final, TypeVar
@@ -124,8 +125,6 @@ def _marks() -> tuple[dict[str, Marks], dict[str, Marks]]:
     return flat, nested
 
 
-_FLAT, _NESTED = _marks()
-
 # Flat types whose three successors are each one key every fact of the type has: per type,
 # how the three members go in (0: together before one key; 1: id and position before one
 # key, recorded_at before a later one; 2: id before one key, position and recorded_at before
@@ -137,9 +136,9 @@ _POSITION_AT: Final = b'\x00%s"id":%s,%s"position":%d,"recorded_at":%s,%s'
 _APART: Final = b'\x00%s"id":%s,%s"position":%d,%s"recorded_at":%s,%s'
 
 
-def _simple() -> dict[str, tuple[bytes, ...]]:
+def _simple(flat: Mapping[str, Marks]) -> dict[str, tuple[bytes, ...]]:
     out: dict[str, tuple[bytes, ...]] = {}
-    for tag, (ka, kb, kc) in _FLAT.items():
+    for tag, (ka, kb, kc) in flat.items():
         if len(ka) == len(kb) == len(kc) == 1:
             a, b, c = ka[0], kb[0], kc[0]
             if a == b == c:
@@ -153,7 +152,15 @@ def _simple() -> dict[str, tuple[bytes, ...]]:
     return out
 
 
-_SIMPLE: Final = _simple()
+@functools.cache
+def _tables() -> tuple[dict[str, Marks], dict[str, Marks], dict[str, tuple[bytes, ...]]]:
+    """The flat and nested marks and the simple forms, made on the write path's first use.
+
+    Not at import: a report imports this module for the checkpoint root only, and reading
+    every fact type's fields (``msgspec.inspect``) cost it about 23M instructions.
+    """
+    flat, nested = _marks()
+    return flat, nested, _simple(flat)
 
 
 def _at(canon: bytes, keys: tuple[bytes, ...]) -> int:
@@ -179,7 +186,7 @@ def leaf_hashes(rows: Sequence[Prepared], at_jsons: Sequence[bytes], start: int)
     out: list[bytes] = []
     add = out.append
     sha = hashlib.sha256
-    simple = _SIMPLE.get
+    simple = _tables()[2].get
     position = start
     # Unpacked in the loop header: a NamedTuple's attributes cost more than its items.
     for (_, _, id_json, topic, _, canon, _, _), at_json in zip(rows, at_jsons, strict=True):
@@ -218,11 +225,12 @@ def leaf_hashes(rows: Sequence[Prepared], at_jsons: Sequence[bytes], start: int)
 
 def _leaf_slow(topic: str, canon: bytes, id_json: bytes, position: int, at_json: bytes,
                sha: Callable[[bytes], Any]) -> bytes:
-    """A leaf whose type is not one of ``_SIMPLE``'s, or whose content lacks an expected key."""
+    """A leaf whose type is not one of the simple forms, or whose content lacks an expected key."""
     a = b = c = -1
-    keys = _FLAT.get(topic)
+    flat, nested, _ = _tables()
+    keys = flat.get(topic)
     if keys is None:
-        keys = _NESTED.get(topic)
+        keys = nested.get(topic)
         if keys is not None and (canon.find(b"{", 1) >= 0 or canon.find(b"[") >= 0):
             keys = None
     if keys is not None:
