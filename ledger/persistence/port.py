@@ -254,6 +254,14 @@ class LedgerRecorder(ABC):
     def read_key_prefix(self, prefix: str, upto: int) -> Iterator[Recorded]:
         """Facts whose index key starts with ``prefix``, up to ``upto``, in position order."""
 
+    def read_names(self, names: Sequence[str]) -> dict[str, tuple[str, int]] | None:
+        """Each of ``names``' scope and first position in ``ledger_names`` (None: this store cannot say).
+
+        The reporting view's follower finds a correction's service (or a ticket's contract)
+        here without holding an index of every id.
+        """
+        return None
+
     @abstractmethod
     def position_of(self, id_: str) -> int | None:
         """The position of the fact recorded with idempotency key ``id_``, if any."""

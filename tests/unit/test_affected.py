@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from ledger.contracts import in_force
 from ledger.events import ContractAmended, ContractRegistered, Fact, Recorded, encode_state, fact_id
+from ledger.persistence.consistency import first_uses
 from ledger.persistence.keys import index_keys
 from ledger.persistence.port import ViewRows
 from ledger.policy import load_policy, resolve
@@ -249,7 +250,7 @@ class MemoryView:
     def __init__(self, records: Sequence[Recorded]) -> None:
         self.figures: dict[Pair, Figures] = {}
         self.position: int | None = None
-        self.reader = _Reader(records)
+        self.reader = _KeyedReader(records)
 
     def max_tracking_id(self, application_name: str) -> int | None:
         return self.position
@@ -266,7 +267,7 @@ class MemoryView:
         full = {p for p, f in self.figures.items() if f[0][DOWNTIME] == f[0][TOTAL]}
         return {p for p in full if p in pairs}
 
-    def ledger_recorder(self) -> _Reader:
+    def ledger_recorder(self) -> _KeyedReader:
         return self.reader
 
 
@@ -375,6 +376,11 @@ class _KeyedReader(_Reader):
     def read_position_states(self, positions: Sequence[int]) -> Iterator[tuple[int, bytes]]:
         self.fetched += len(positions)
         return ((p, self.states[p]) for p in positions)
+
+    def read_names(self, names: Sequence[str]) -> dict[str, tuple[str, int]]:
+        """``ledger_names`` as the store would hold it: each name's first use."""
+        uses = first_uses(self.records)
+        return {n: uses[n] for n in names if n in uses}
 
 
 @SETTINGS

@@ -405,6 +405,15 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, SQLRecorder):
             for row in self._fetch(self.sql_read_positions, (literal,)):
                 yield row[0], row[1]
 
+    def read_names(self, names: Sequence[str]) -> dict[str, tuple[str, int]] | None:
+        if not names:
+            return {}
+        try:
+            rows = self._fetch(self.sql_names, (list(names),))
+        except (psycopg.errors.UndefinedTable, InsufficientPrivilege):  # a store made before the table
+            return None
+        return {row[0]: (row[1], int(row[2])) for row in rows}
+
     def committed(self, wanted: tuple[Sequence[str], Sequence[str]]) -> Lookup:
         names, contracts = wanted
         found: dict[str, tuple[str, int]] = {}

@@ -83,6 +83,19 @@ class SQLiteReads(PagedReader):
         for row in rows:
             yield decode_state(row[0], row[1])
 
+    def read_names(self, names: Sequence[str]) -> dict[str, tuple[str, int]] | None:
+        found: dict[str, tuple[str, int]] = {}
+        try:
+            for i in range(0, len(names), 500):
+                chunk = list(names[i : i + 500])
+                marks = ",".join("?" * len(chunk))
+                rows = self._fetch(f"SELECT name, scope, position FROM ledger_names WHERE name IN ({marks})",  # noqa: S608
+                                   chunk)
+                found.update((r[0], (r[1], int(r[2]))) for r in rows)
+        except sqlite3.OperationalError:  # a store made before the names table, opened read-only
+            return None
+        return found
+
     def position_of(self, id_: str) -> int | None:
         with self.datastore.transaction(commit=False) as c:
             c.execute(

@@ -1,0 +1,75 @@
+"""A follower restarted on a ledger it did not fold: it reads the groups the new facts touch, nothing else.
+
+Both stores. The view is rebuilt to the head; one more fact arrives about one service; a
+fresh follower (as after a restart) catches up. It must not fold the ledger from its
+start: what it reads is every contract's versions, then the touched service group's facts
+through the key index, and its tables still equal ``ledger report``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+from click.testing import CliRunner
+
+from cli.demo import demo_facts
+from ledger.application import Ledger
+from ledger.events import ContractAmended, ContractRegistered, ProbeFailed, Recorded
+from projections.tracked import open_view
+from projections.tracked.projection import ReportingProjection
+from tests.integration.test_reporting import MONTH, assert_tables_match_reports, ledger_cli, register
+
+
+def _counting(reader: Any, read: set[int]) -> None:
+    """Record every position ``reader`` hands out, whatever the read."""
+
+    def wrap(name: str, position: Callable[[Any], int]) -> None:
+        inner = getattr(reader, name)
+
+        def counted(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            for row in inner(*args, **kwargs):
+                read.add(position(row))
+                yield row
+
+        setattr(reader, name, counted)
+
+    wrap("read_keyed_states", lambda row: row[0])
+    wrap("read_position_states", lambda row: row[0])
+    wrap("read_records", lambda rec: rec.position)
+    wrap("read_key_prefix", lambda rec: rec.position)
+
+
+def _service(rec: Recorded) -> str | None:
+    return getattr(rec.fact, "service", None)
+
+
+def test_a_restarted_follower_reads_only_the_touched_group(
+    ledger: Ledger, store_url: str, runner: CliRunner
+) -> None:
+    contracts = register(ledger)
+    ledger.append_facts(demo_facts(MONTH))
+    ledger_cli(runner, store_url, "projections", "rebuild")
+    records = list(ledger.records())
+    services = {v.policy.contract.service: cid for cid, vs in ledger.contracts().items() for v in vs}
+    assert len(services) == len(contracts) >= 4  # one service per contract: one group each
+    touched = sorted(services)[0]
+    last = max(r.fact.at for r in records if isinstance(r.fact, ProbeFailed) and r.fact.service == touched)
+    ledger.append(ProbeFailed(service=touched, probe="eu-west", at=last + timedelta(minutes=1),
+                              id="restart-probe"))
+    head = ledger.recorder.last_position()
+
+    projection = ReportingProjection(open_view(ledger.recorder))
+    read: set[int] = set()
+    _counting(projection.reader, read)
+    assert projection.catch_up() == head
+    others = {r.position for r in records if _service(r) not in (None, touched)}
+    assert others, "the other services have facts"
+    assert not read & others, "a fact of an untouched service was read"
+    assert projection.state.groups.loads == 1  # the touched group only
+    assert not projection.state.whole
+    versions = {r.position for r in records if isinstance(r.fact, ContractRegistered | ContractAmended)}
+    # What it read: the versions, the touched service's facts (and what refers to them), the new fact.
+    assert read - versions - {head}, "the touched service's facts were read"
+    assert assert_tables_match_reports(store_url, runner, rebuilt=False) > 0
