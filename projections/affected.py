@@ -160,8 +160,10 @@ class _Service:
         """Widen the span of the service's facts to ``us``; whether it moved."""
         if self.first <= us <= self.last:
             return False
-        self.first = min(self.first, us)
-        self.last = max(self.last, us)
+        if us < self.first:
+            self.first = us
+        if us > self.last:
+            self.last = us
         return True
 
 
@@ -238,11 +240,19 @@ class Known:
 
     def add(self, rec: Recorded) -> None:
         """Fold one record (references may come after their referents, out of position order)."""
-        self.position = max(self.position, rec.position)
+        item = rec.position
+        if item > self.position:
+            self.position = item
         if self.recorded is None or rec.recorded_at > self.recorded:
             self.recorded = rec.recorded_at
-        item = rec.position
         f = rec.fact
+        if type(f) is ProbeFailed or type(f) is ProbeRecovered:  # most facts: no match statement
+            s = self.services[f.service]
+            at = to_us(f.at)
+            if s.see(at):
+                self._moved_services.add(f.service)
+            self._step(s, (at, probe_rank(f), "p:" + f.probe, 0, item))
+            return
         match f:
             case ProbeFailed() | ProbeRecovered():
                 s = self.services[f.service]
@@ -332,10 +342,12 @@ class Known:
 
     def _step(self, s: _Service, step: _Step) -> None:
         if self._before is not None:
-            if id(s) not in self._before:
+            key = id(s)
+            if key not in self._before:
                 # The quiet instants and step instants as they were (both lists are replaced, never changed).
-                self._before[id(s)] = (self._quiet(s), s.ats)
-            self._latest[id(s)] = max(self._latest.get(id(s), -_INF), step[0])
+                self._before[key] = (self._quiet(s), s.ats)
+            if step[0] > self._latest.get(key, -_INF):
+                self._latest[key] = step[0]
         s.steps.append(step)
         s.quiet = None
 
@@ -638,9 +650,14 @@ def _from(known: Known, held: _Held, service: str, instants: Iterable[int], out:
         for tz in known.zones.get(cid, ()):
             of = _MonthOf(tz)
             spans: list[list[str]] = []
+            previous: dict[str, str] = {}
             for before, after in ends:
                 # One month more before: a downtime stretch begun the month before (``_first``).
-                first = "" if before is None else add_months(of(before), -1)
+                if before is None:
+                    first = ""
+                else:
+                    month = of(before)
+                    first = previous.get(month) or previous.setdefault(month, add_months(month, -1))
                 last = of(after) if after is not None else "9999-99"
                 if spans and first <= spans[-1][1]:
                     spans[-1][1] = max(spans[-1][1], last)
