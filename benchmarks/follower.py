@@ -6,9 +6,9 @@
 For each store and contract count: a fresh store gets every contract in one append and
 a follower writes their rows (timed apart: ``register``). Then a backlog of ``--events``
 generated events is imported (the import alone: the first baseline), and while a second
-process imports as many again, a follower (``ReportingProjection.catch_up``, the pages
-``projections run`` takes, started afresh on the view: it loads the groups the backlog
-touches) catches up the backlog: the figure is backlog events applied per second while
+process imports as many again, a follower in a process of its own (``ReportingProjection.catch_up``,
+the pages ``projections run`` takes, started afresh on the view: it loads the groups the
+backlog touches) catches up the backlog: the figure is backlog events applied per second while
 that import lands. The second baseline, on the same store in the same run, is a raw read
 and decode of the same rows (``read_records``): the follower can be no faster. The data
 has ``--per`` events per service-month (the generator's default is 500), the same at 1,000
@@ -114,15 +114,41 @@ def import_alone(url: str, data: list[bytes]) -> float:
     return rate
 
 
+# The follower in a process of its own, as ``projections run`` is: catch up to the head it was
+# given while the import lands; prints wall seconds, its CPU seconds, events applied, groups loaded.
+FOLLOW_CHILD: Final = """
+import sys, time
+from ledger.bootstrap import open_ledger
+from projections.tracked.projection import ReportingProjection
+def position(projection):  # ``known.position`` in the follower before issue 17's groups
+    known = getattr(projection, "known", None)
+    return known.position if known is not None else projection.position
+ledger = open_ledger(sys.argv[1])
+head = int(sys.argv[2])
+projection = ReportingProjection(ledger.recorder.open_view())
+sys.stdout.write("ready\\n")
+sys.stdout.flush()
+sys.stdin.readline()
+started, cpu = time.perf_counter(), time.process_time()
+base = int(projection.view.max_tracking_id("ledger") or 0)
+while position(projection) < head:
+    projection.catch_up()  # pages up to the head as it moves: the import lands meanwhile
+elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+state = getattr(projection, "state", None)  # (the follower before issue 17's groups has none)
+print(elapsed, cpu, position(projection) - base, state.groups.loads if state is not None else -1)
+ledger.close()
+"""
+
+
 def follow_while_importing(url: str, more: list[bytes], work: Path) -> tuple[float, float, float, float, int]:
-    """Events/s a fresh follower applies of the backlog while ``more`` lands from another process.
+    """Events/s a fresh follower process applies of the backlog while ``more`` lands from another process.
 
     Also the concurrent import's own events/s, the raw read+decode of the backlog, the
-    follower's events per CPU second of this process (what a core of its own would give; on
-    PostgreSQL the server's work is not in it), and how many service groups it loaded.
+    follower's events per CPU second of its own process (what a core of its own would give;
+    on PostgreSQL the server's work is not in it), and how many service groups it loaded.
     """
     from ledger.bootstrap import open_ledger
-    from projections.tracked.projection import ReportingProjection
+    from projections.tracked import run
 
     ledger = open_ledger(url)
     view = ledger.recorder.open_view()
@@ -130,30 +156,24 @@ def follow_while_importing(url: str, more: list[bytes], work: Path) -> tuple[flo
     head = ledger.recorder.last_position()
     path = work / (uuid.uuid4().hex + ".ndjson")
     path.write_bytes(b"".join(more))
+    follower = subprocess.Popen([sys.executable, "-c", FOLLOW_CHILD, url, str(head)], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True)
+    assert follower.stdin is not None
+    assert follower.stdout is not None
+    assert follower.stdout.readline().strip() == "ready"  # started and opened: not part of the figure
     child = subprocess.Popen([sys.executable, "-c", IMPORT_CHILD, url, str(path)],
                              stdout=subprocess.PIPE, text=True)
-    projection = ReportingProjection(view)
-    started, cpu = time.perf_counter(), time.process_time()
-    while position(projection) < head:
-        projection.catch_up()  # pages up to the head as it moves: the import lands meanwhile
-    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
-    applied = position(projection) - base
+    follower.stdin.write("go\n")
+    follower.stdin.flush()
+    elapsed, cpu, applied, loads = follower.communicate()[0].split()[-4:]
     landed = float(child.communicate()[0].split()[-1])
     path.unlink()
-    state = getattr(projection, "state", None)  # (the follower before issue 17's groups has none)
-    loads = state.groups.loads if state is not None else -1
-    projection.catch_up()  # what landed meanwhile, before the lag is measured
+    run(ledger, url, once=True)  # what landed meanwhile, before the lag is measured
     t0 = time.perf_counter()
     n = sum(1 for _ in ledger.recorder.read_records(base + 1, head))
     raw = n / (time.perf_counter() - t0)
     ledger.close()
-    return (head - base) / elapsed, len(more) / landed, raw, applied / cpu, loads
-
-
-def position(projection: object) -> int:
-    """How far a projection has folded (``known.position`` before issue 17's groups)."""
-    known = getattr(projection, "known", None)
-    return int(known.position if known is not None else projection.position)  # type: ignore[attr-defined]
+    return ((head - base) / float(elapsed), len(more) / landed, raw, int(applied) / float(cpu), int(loads))
 
 
 def lag(url: str, count: int, contracts: int) -> float:

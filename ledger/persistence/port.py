@@ -262,6 +262,17 @@ class LedgerRecorder(ABC):
         """
         return None
 
+    def read_key_prefixes(self, prefixes: Sequence[str], upto: int) -> Iterator[Recorded]:
+        """Facts whose index key starts with any of ``prefixes`` up to ``upto``, in position order.
+
+        A backend may answer in one statement (the follower loads many contracts' tickets at once).
+        """
+        rows: dict[int, Recorded] = {}
+        for prefix in prefixes:
+            rows.update((r.position, r) for r in self.read_key_prefix(prefix, upto))
+        for position in sorted(rows):
+            yield rows[position]
+
     @abstractmethod
     def position_of(self, id_: str) -> int | None:
         """The position of the fact recorded with idempotency key ``id_``, if any."""

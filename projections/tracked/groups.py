@@ -72,7 +72,7 @@ class GroupReader(Protocol):
 
     def read_keyed_states(self, keys: Sequence[str], upto: int): ...  # type: ignore[no-untyped-def]
 
-    def read_key_prefix(self, prefix: str, upto: int): ...  # type: ignore[no-untyped-def]
+    def read_key_prefixes(self, prefixes: Sequence[str], upto: int): ...  # type: ignore[no-untyped-def]
 
 
 @dataclass
@@ -129,11 +129,11 @@ def load_groups(reader: GroupReader, directory: Directory, keys: Sequence[GroupK
     if refs:
         _fold_by_key(reader, refs, upto, fold)
     tickets: dict[str, set[GroupKey]] = {}
-    for key in keys:
-        for c in directory.members[key][1]:
-            for r in reader.read_key_prefix(opened_key(c, ""), upto):
-                if isinstance(r.fact, TicketOpened):
-                    tickets.setdefault(ticket_key(r.fact.ticket), set()).add(key)
+    group_of = {c: key for key in keys for c in directory.members[key][1]}
+    # Every contract's ticket openings in one read (``u:<contract>@...``), each to its contract's group.
+    for r in reader.read_key_prefixes([opened_key(c, "") for c in sorted(group_of)], upto):
+        if isinstance(r.fact, TicketOpened) and r.fact.contract in group_of:
+            tickets.setdefault(ticket_key(r.fact.ticket), set()).add(group_of[r.fact.contract])
     if tickets:
         _fold_by_key(reader, tickets, upto, fold)
     pins: dict[str, set[GroupKey]] = {}

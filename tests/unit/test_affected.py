@@ -373,6 +373,10 @@ class _KeyedReader(_Reader):
         return (r for r in self.records
                 if r.position <= upto and any(k.startswith(prefix) for k in index_keys(r.fact)))
 
+    def read_key_prefixes(self, prefixes: Sequence[str], upto: int) -> Iterator[Recorded]:
+        return (r for r in self.records
+                if r.position <= upto and any(k.startswith(p) for k in index_keys(r.fact) for p in prefixes))
+
     def read_position_states(self, positions: Sequence[int]) -> Iterator[tuple[int, bytes]]:
         self.fetched += len(positions)
         return ((p, self.states[p]) for p in positions)
