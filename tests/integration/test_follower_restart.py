@@ -73,3 +73,18 @@ def test_a_restarted_follower_reads_only_the_touched_group(
     # What it read: the versions, the touched service's facts (and what refers to them), the new fact.
     assert read - versions - {head}, "the touched service's facts were read"
     assert assert_tables_match_reports(store_url, runner, rebuilt=False) > 0
+
+
+def test_many_prefixes_in_one_read_equal_one_read_each(ledger: Ledger) -> None:
+    # `read_key_prefixes` (the follower's tickets of many contracts at once) against `read_key_prefix`.
+    register(ledger)
+    ledger.append_facts(demo_facts(MONTH))
+    head = ledger.recorder.last_position()
+    prefixes = ["s:", "k:", "u:", "i:", "no-such-key:", "s:" + "x" * 40]
+    for chosen in (prefixes, prefixes[:1], [], prefixes[2:4]):
+        one_by_one = sorted({r.position for p in chosen for r in ledger.recorder.read_key_prefix(p, head)})
+        together = [r.position for r in ledger.recorder.read_key_prefixes(chosen, head)]
+        assert together == one_by_one
+        assert together == sorted(together)
+    assert [r.position for r in ledger.recorder.read_key_prefixes(["s:"], head - 5)] == sorted(
+        r.position for r in ledger.recorder.read_key_prefix("s:", head - 5))
