@@ -60,10 +60,11 @@ def test_merged_month_ranges_name_the_same_pairs(ledger: tuple[list[Recorded], l
 
 
 @SETTINGS
-@given(ledgers(), st.integers(0, 40), st.integers(1, 7))
+@given(ledgers(), st.integers(0, 40), st.integers(1, 7), st.sampled_from([400_000, 0]))
 def test_a_restart_anywhere_then_pages_of_any_size_give_the_whole_fold(
-    ledger: tuple[list[Recorded], list[int]], start: int, page: int
+    ledger: tuple[list[Recorded], list[int]], start: int, page: int, budget: int
 ) -> None:
+    # Budget 0: every group is dropped after each page and loaded again by the next one.
     records, _ = ledger
     start = min(start, len(records))
     view = MemoryView(records)
@@ -72,8 +73,11 @@ def test_a_restart_anywhere_then_pages_of_any_size_give_the_whole_fold(
         assert ReportingProjection(view).catch_up() == start  # type: ignore[arg-type]
         view.reader.records = records
     projection = ReportingProjection(view)  # type: ignore[arg-type]
+    projection.state.groups.budget = budget
     assert projection.catch_up(page=page) == len(records)
     assert not projection.state.whole
+    if budget == 0:
+        assert not projection.state.groups.loaded
     assert view.figures == full(records)
     # Started at the head, a follower loads no group at all: nothing touched one.
     idle = ReportingProjection(view)  # type: ignore[arg-type]
