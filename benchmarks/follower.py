@@ -93,6 +93,7 @@ IMPORT_CHILD: Final = """
 import sys, time
 from ledger.bootstrap import open_ledger
 ledger = open_ledger(sys.argv[1])
+print("importing", flush=True)
 t0 = time.perf_counter()
 with open(sys.argv[2], "rb") as f:
     ledger.import_file(f)
@@ -163,6 +164,8 @@ def follow_while_importing(url: str, more: list[bytes], work: Path) -> tuple[flo
     assert follower.stdout.readline().strip() == "ready"  # started and opened: not part of the figure
     child = subprocess.Popen([sys.executable, "-c", IMPORT_CHILD, url, str(path)],
                              stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "importing"  # the import is under way: now follow
     follower.stdin.write("go\n")
     follower.stdin.flush()
     elapsed, cpu, applied, loads = follower.communicate()[0].split()[-4:]
