@@ -1,18 +1,21 @@
 """Measure the reporting view's follower (``ledger projections run``) and print one line per figure.
 
 ``python -m benchmarks.follower [--stores sqlite,postgres] [--contracts 1000,20000]
-[--events 40000] [--rss-sizes 20000,80000] [--lags 15]``
+[--events 40000] [--per 100] [--rss-sizes 50000,500000] [--lags 15]``
 
-For each store and contract count: a fresh store gets every contract in one append,
-a follower (``projections.tracked.run`` in a thread, as ``projections run`` runs it)
-starts, and the generated events land in import batches while it follows; the figure
-is events applied per second from the first batch to the follower's catching up. The
-baseline, measured in the same run on the same store, is a raw read and decode of the
-same rows (``read_records``): the follower can be no faster than that. Then the lag
-after a single append (median of ``--lags``). RSS: on a store of each size, rebuilt to its head,
-a follower process starts, resumes from the view's tracking and prints its peak RSS;
-the ratio of the two is the growth. The import alone's events/s is printed too: the
-follower cannot apply faster than facts land.
+For each store and contract count: a fresh store gets every contract in one append and
+a follower writes their rows (timed apart: ``register``). Then a backlog of ``--events``
+generated events is imported (the import alone: the first baseline), and while a second
+process imports as many again, a follower in a process of its own (``ReportingProjection.catch_up``,
+the pages ``projections run`` takes, started afresh on the view: it loads the groups the
+backlog touches) catches up the backlog: the figure is backlog events applied per second while
+that import lands. The second baseline, on the same store in the same run, is a raw read
+and decode of the same rows (``read_records``): the follower can be no faster. The data
+has ``--per`` events per service-month (the generator's default is 500), the same at 1,000
+and at 20,000 contracts: the larger run has the same pages in a larger world. Then the
+lag after a single append (median of ``--lags``). RSS: on a store of each size, rebuilt
+to its head, then 1,000 more events imported, a follower process starts, applies them
+and prints its peak RSS; the ratio of the two sizes is the growth.
 """
 
 from __future__ import annotations
@@ -30,7 +33,6 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from itertools import islice
 from pathlib import Path
 from typing import Final
 
@@ -78,9 +80,7 @@ def register(url: str, contracts: int) -> None:
         ledger.close()
 
 
-def lines(events: int, contracts: int) -> list[bytes]:
-    # Few events per service-month so that every contract gets some in a short run.
-    per = max(2, min(generate.PER_SERVICE_MONTH, events // contracts // 2))
+def lines(events: int, contracts: int, per: int) -> list[bytes]:
     # Live data: from the month before the clock's, as a follower meets it (a backfill of years
     # would make every contract's months up to today new rows, which is a rebuild's work).
     now = datetime.now(UTC)
@@ -89,38 +89,94 @@ def lines(events: int, contracts: int) -> list[bytes]:
                                                               per_service_month=per)]
 
 
-def follow_while_importing(url: str, data: list[bytes]) -> tuple[float, float, float]:
-    """Events/s the follower applies while ``data`` lands in batches, the import's, and the raw read's."""
+IMPORT_CHILD: Final = """
+import sys, time
+from ledger.bootstrap import open_ledger
+ledger = open_ledger(sys.argv[1])
+print("importing", flush=True)
+t0 = time.perf_counter()
+with open(sys.argv[2], "rb") as f:
+    ledger.import_file(f)
+print(time.perf_counter() - t0)
+ledger.close()
+"""
+
+
+def import_alone(url: str, data: list[bytes]) -> float:
+    """Events/s of importing ``data`` in batches, nothing else running."""
+    from ledger.bootstrap import open_ledger
+
+    ledger = open_ledger(url)
+    t0 = time.perf_counter()
+    for i in range(0, len(data), IMPORT_BATCH):
+        ledger.import_file(io.BytesIO(b"".join(data[i : i + IMPORT_BATCH])))
+    rate = len(data) / (time.perf_counter() - t0)
+    ledger.close()
+    return rate
+
+
+# The follower in a process of its own, as ``projections run`` is: catch up to the head it was
+# given while the import lands; prints wall seconds, its CPU seconds, events applied, groups loaded.
+FOLLOW_CHILD: Final = """
+import sys, time
+from ledger.bootstrap import open_ledger
+from projections.tracked.projection import ReportingProjection
+def position(projection):  # ``known.position`` in the follower before issue 17's groups
+    known = getattr(projection, "known", None)
+    return known.position if known is not None else projection.position
+ledger = open_ledger(sys.argv[1])
+head = int(sys.argv[2])
+projection = ReportingProjection(ledger.recorder.open_view())
+sys.stdout.write("ready\\n")
+sys.stdout.flush()
+sys.stdin.readline()
+started, cpu = time.perf_counter(), time.process_time()
+base = int(projection.view.max_tracking_id("ledger") or 0)
+while position(projection) < head:
+    projection.catch_up()  # pages up to the head as it moves: the import lands meanwhile
+elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+state = getattr(projection, "state", None)  # (the follower before issue 17's groups has none)
+print(elapsed, cpu, position(projection) - base, state.groups.loads if state is not None else -1)
+ledger.close()
+"""
+
+
+def follow_while_importing(url: str, more: list[bytes], work: Path) -> tuple[float, float, float, float, int]:
+    """Events/s a fresh follower process applies of the backlog while ``more`` lands from another process.
+
+    Also the concurrent import's own events/s, the raw read+decode of the backlog, the
+    follower's events per CPU second of its own process (what a core of its own would give;
+    on PostgreSQL the server's work is not in it), and how many service groups it loaded.
+    """
     from ledger.bootstrap import open_ledger
     from projections.tracked import run
 
-    importer = open_ledger(url)
-    follower = open_ledger(url)
-    stop = threading.Event()
-    base = importer.recorder.last_position()
-    run(follower, url, once=True)  # the contracts' rows: not part of the figure
-    seen = [base]
-    thread = threading.Thread(target=run, args=(follower, url),
-                              kwargs={"interval": 0.05, "stop": stop, "progress": seen.append})
-    started = time.perf_counter()
-    thread.start()
-    it = iter(data)
-    while batch := list(islice(it, IMPORT_BATCH)):
-        importer.import_file(io.BytesIO(b"".join(batch)))  # a batch: the in-process route
-    landed = time.perf_counter() - started
-    head = importer.recorder.last_position()
-    view = importer.recorder.open_view()
-    while int(view.max_tracking_id("ledger") or 0) < head:
-        time.sleep(0.01)
-    elapsed = time.perf_counter() - started
-    stop.set()
-    thread.join()
+    ledger = open_ledger(url)
+    view = ledger.recorder.open_view()
+    base = int(view.max_tracking_id("ledger") or 0)
+    head = ledger.recorder.last_position()
+    path = work / (uuid.uuid4().hex + ".ndjson")
+    path.write_bytes(b"".join(more))
+    follower = subprocess.Popen([sys.executable, "-c", FOLLOW_CHILD, url, str(head)], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True)
+    assert follower.stdin is not None
+    assert follower.stdout is not None
+    assert follower.stdout.readline().strip() == "ready"  # started and opened: not part of the figure
+    child = subprocess.Popen([sys.executable, "-c", IMPORT_CHILD, url, str(path)],
+                             stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "importing"  # the import is under way: now follow
+    follower.stdin.write("go\n")
+    follower.stdin.flush()
+    elapsed, cpu, applied, loads = follower.communicate()[0].split()[-4:]
+    landed = float(child.communicate()[0].split()[-1])
+    path.unlink()
+    run(ledger, url, once=True)  # what landed meanwhile, before the lag is measured
     t0 = time.perf_counter()
-    n = sum(1 for _ in importer.recorder.read_records(base + 1, head))
+    n = sum(1 for _ in ledger.recorder.read_records(base + 1, head))
     raw = n / (time.perf_counter() - t0)
-    importer.close()
-    follower.close()
-    return (head - base) / elapsed, (head - base) / landed, raw
+    ledger.close()
+    return ((head - base) / float(elapsed), len(more) / landed, raw, int(applied) / float(cpu), int(loads))
 
 
 def lag(url: str, count: int, contracts: int) -> float:
@@ -160,25 +216,31 @@ def lag(url: str, count: int, contracts: int) -> float:
     return statistics.median(times)
 
 
-# A follower started on a view a rebuild left at the head: what it holds to go on from there.
+# A follower started on a view a rebuild left just behind the head: what it holds to go on from there.
 RSS_CHILD: Final = """
 import resource, sys
 from ledger.bootstrap import open_ledger
 from projections.tracked import run
 ledger = open_ledger(sys.argv[1])
 run(ledger, sys.argv[1], once=True)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+try:  # this process's own peak: ru_maxrss keeps the forking parent's across exec on Linux
+    with open("/proc/self/status") as f:
+        print(next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")))
+except OSError:
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
+RSS_NEW: Final = 1_000  # events imported after the rebuild, for the resumed follower to apply
 
 
-def rss(url: str) -> int:
-    """Peak RSS (KiB) of a fresh follower process resuming on ``url`` (rebuilt to its head)."""
+def rss(url: str, later: list[bytes]) -> int:
+    """Peak RSS (KiB) of a fresh follower process resuming on ``url`` (rebuilt, then ``later`` imported)."""
     from ledger.bootstrap import open_ledger
     from projections.tracked import rebuild
 
     ledger = open_ledger(url)
     try:
         rebuild(ledger)
+        ledger.import_file(io.BytesIO(b"".join(later)))
     finally:
         ledger.close()
     out = subprocess.run([sys.executable, "-c", RSS_CHILD, url], check=True, capture_output=True, text=True)
@@ -190,25 +252,37 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--stores", default="sqlite,postgres")
     p.add_argument("--contracts", default="1000,20000")
     p.add_argument("--events", type=int, default=40_000)
-    p.add_argument("--rss-sizes", default="20000,80000")
-    p.add_argument("--rss-contracts", type=int, default=200)
+    p.add_argument("--per", type=int, default=100, help="events per service-month")
+    p.add_argument("--rss-sizes", default="50000,500000")
+    p.add_argument("--rss-contracts", type=int, default=1000)
     p.add_argument("--lags", type=int, default=15)
     a = p.parse_args(argv)
+    print(f"load average {os.getloadavg()[0]:.1f} at the start", flush=True)
     with tempfile.TemporaryDirectory(prefix="follower-bench-") as tmp:
         work = Path(tmp)
         for kind in a.stores.split(","):
             for contracts in (int(c) for c in a.contracts.split(",")):
-                data = lines(a.events, contracts)
+                data = lines(2 * a.events, contracts, a.per)
+                backlog, more = data[: a.events], data[a.events :]
                 with store(kind, work) as url:
                     t0 = time.perf_counter()
                     register(url, contracts)
+                    from ledger.bootstrap import open_ledger
+                    from projections.tracked import run
+
+                    ledger = open_ledger(url)
+                    run(ledger, url, once=True)  # the contracts' rows: not part of the figure
+                    ledger.close()
                     reg = time.perf_counter() - t0
-                    eps, imported, raw = follow_while_importing(url, data)
-                    print(f"follower {kind} contracts={contracts} events={len(data)}: {eps:,.0f} events/s "
-                          f"applied while importing (the import alone landed {imported:,.0f}/s); "
-                          f"raw read+decode {raw:,.0f}/s; ratio {eps / raw:.3f}; "
-                          f"target >= {TARGET_EPS:,.0f}/s {'PASS' if eps >= TARGET_EPS else 'FAIL'} "
-                          f"(register {reg:.2f} s)", flush=True)
+                    alone = import_alone(url, backlog)
+                    eps, landed, raw, per_cpu, loads = follow_while_importing(url, more, work)
+                    print(f"follower {kind} contracts={contracts} events={len(backlog)} per={a.per}: "
+                          f"{eps:,.0f} events/s applied while an import lands ({landed:,.0f}/s meanwhile; "
+                          f"alone {alone:,.0f}/s); {per_cpu:,.0f} per CPU second of the follower; "
+                          f"raw read+decode {raw:,.0f}/s, ratio {eps / raw:.3f}; "
+                          f"{loads} groups loaded; target >= {TARGET_EPS:,.0f}/s "
+                          f"{'PASS' if eps >= TARGET_EPS else 'FAIL'} (register + first run {reg:.2f} s; "
+                          f"load {os.getloadavg()[0]:.1f})", flush=True)
                     median = lag(url, a.lags, contracts)
                     ms = median * 1000
                     print(f"follower {kind} contracts={contracts}: lag after one append median {ms:.0f} ms "
@@ -222,16 +296,16 @@ def main(argv: list[str] | None = None) -> None:
                     from ledger.bootstrap import open_ledger
 
                     ledger = open_ledger(url)
-                    data = lines(size, a.rss_contracts)
-                    for i in range(0, len(data), 50_000):
-                        ledger.import_file(io.BytesIO(b"".join(data[i : i + 50_000])))
+                    data = lines(size + RSS_NEW, a.rss_contracts, generate.PER_SERVICE_MONTH)
+                    for i in range(0, size, 50_000):
+                        ledger.import_file(io.BytesIO(b"".join(data[i : min(i + 50_000, size)])))
                     ledger.close()
-                    peaks.append(rss(url))
+                    peaks.append(rss(url, data[size:]))
             ratio = peaks[-1] / peaks[0]
-            print(f"follower {kind} RSS resuming at the head: {sizes[0]:,} events {peaks[0] / 1024:.0f} MiB, "
-                  f"{sizes[-1]:,} events {peaks[-1] / 1024:.0f} MiB; ratio {ratio:.2f} for "
-                  f"{sizes[-1] / sizes[0]:.0f}x the events; target <= {TARGET_RSS} "
-                  f"{'PASS' if ratio <= TARGET_RSS else 'FAIL'}", flush=True)
+            print(f"follower {kind} RSS resuming {RSS_NEW:,} events behind the head: {sizes[0]:,} events "
+                  f"{peaks[0] / 1024:.0f} MiB, {sizes[-1]:,} events {peaks[-1] / 1024:.0f} MiB; ratio "
+                  f"{ratio:.2f} for {sizes[-1] / sizes[0]:.0f}x the events; target <= {TARGET_RSS} "
+                  f"{'PASS' if ratio <= TARGET_RSS else 'FAIL'} (load {os.getloadavg()[0]:.1f})", flush=True)
 
 
 if __name__ == "__main__":

@@ -160,8 +160,10 @@ class _Service:
         """Widen the span of the service's facts to ``us``; whether it moved."""
         if self.first <= us <= self.last:
             return False
-        self.first = min(self.first, us)
-        self.last = max(self.last, us)
+        if us < self.first:
+            self.first = us
+        if us > self.last:
+            self.last = us
         return True
 
 
@@ -238,11 +240,19 @@ class Known:
 
     def add(self, rec: Recorded) -> None:
         """Fold one record (references may come after their referents, out of position order)."""
-        self.position = max(self.position, rec.position)
+        item = rec.position
+        if item > self.position:
+            self.position = item
         if self.recorded is None or rec.recorded_at > self.recorded:
             self.recorded = rec.recorded_at
-        item = rec.position
         f = rec.fact
+        if type(f) is ProbeFailed or type(f) is ProbeRecovered:  # most facts: no match statement
+            s = self.services[f.service]
+            at = to_us(f.at)
+            if s.see(at):
+                self._moved_services.add(f.service)
+            self._step(s, (at, probe_rank(f), "p:" + f.probe, 0, item))
+            return
         match f:
             case ProbeFailed() | ProbeRecovered():
                 s = self.services[f.service]
@@ -332,10 +342,12 @@ class Known:
 
     def _step(self, s: _Service, step: _Step) -> None:
         if self._before is not None:
-            if id(s) not in self._before:
+            key = id(s)
+            if key not in self._before:
                 # The quiet instants and step instants as they were (both lists are replaced, never changed).
-                self._before[id(s)] = (self._quiet(s), s.ats)
-            self._latest[id(s)] = max(self._latest.get(id(s), -_INF), step[0])
+                self._before[key] = (self._quiet(s), s.ats)
+            if step[0] > self._latest.get(key, -_INF):
+                self._latest[key] = step[0]
         s.steps.append(step)
         s.quiet = None
 
@@ -590,26 +602,68 @@ class _Held:
         return months
 
 
+class _MonthOf:
+    """``month_of`` in one zone for many instants in few months: the last month's bounds are kept."""
+
+    def __init__(self, tz: ZoneInfo) -> None:
+        self.tz = tz
+        self.lo = self.hi = 0
+        self.month = ""
+
+    def __call__(self, us: int) -> str:
+        if self.lo <= us < self.hi:
+            return self.month
+        m = month_of(us, self.tz)
+        with suppress(ValueError, OverflowError):
+            lo, hi = (to_us(b) for b in month_bounds(m, self.tz))
+            # Kept only where the bounds agree with ``month_of`` at both ends (not near the calendar's end).
+            if lo <= us < hi and month_of(lo, self.tz) == m == month_of(hi - 1, self.tz):
+                self.lo, self.hi, self.month = lo, hi, m
+        return m
+
+
 def _from(known: Known, held: _Held, service: str, instants: Iterable[int], out: set[Pair]) -> None:
     """From where the outage around each instant began to the month of ``Known.quiet_after``, per contract.
 
     Instants in one outage share both ends: each distinct pair of ends is spread over months once.
+    Both ends only grow with the instant, so the months they span are merged as they come.
     """
-    ends: set[tuple[int | None, int | None]] = set()
+    ends: list[tuple[int | None, int | None]] = []
     after: int | None = -_INF
+    s = known.services.get(service)
+    quiet = known._quiet(s) if s is not None else None
+    i = 0
     for us in sorted(instants):
         # ``quiet_after`` is monotone: an instant up to the last answer has the same answer, and
         # after a None (no such instant) every later one has None too.
         if after is not None and us > after:
             after = known.quiet_after(service, us)
-        ends.add((known.last_quiet_before(service, us), after))
+        if quiet is None:
+            before: int | None = us  # ``last_quiet_before`` of a service without a timeline
+        else:
+            while i < len(quiet) and quiet[i] < us:  # the last quiet instant before ``us``
+                i += 1
+            before = quiet[i - 1] if i else None
+        if not ends or ends[-1] != (before, after):
+            ends.append((before, after))
     for cid in known.contracts_of_service.get(service, ()):
         for tz in known.zones.get(cid, ()):
+            of = _MonthOf(tz)
+            spans: list[list[str]] = []
+            previous: dict[str, str] = {}
             for before, after in ends:
                 # One month more before: a downtime stretch begun the month before (``_first``).
-                first = "" if before is None else add_months(month_of(before, tz), -1)
-                last = month_of(after, tz) if after is not None else "9999-99"
-                out.update((cid, m) for m in held[cid] if first <= m <= last)
+                if before is None:
+                    first = ""
+                else:
+                    month = of(before)
+                    first = previous.get(month) or previous.setdefault(month, add_months(month, -1))
+                last = of(after) if after is not None else "9999-99"
+                if spans and first <= spans[-1][1]:
+                    spans[-1][1] = max(spans[-1][1], last)
+                else:
+                    spans.append([first, last])
+            out.update((cid, m) for m in held[cid] if any(lo <= m <= hi for lo, hi in spans))
 
 
 def _span(known: Known, held: _Held, service: str, start: int, end: int, out: set[Pair]) -> None:

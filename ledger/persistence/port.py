@@ -257,6 +257,25 @@ class LedgerRecorder(ABC):
     def read_key_prefix(self, prefix: str, upto: int) -> Iterator[Recorded]:
         """Facts whose index key starts with ``prefix``, up to ``upto``, in position order."""
 
+    def read_names(self, names: Sequence[str]) -> dict[str, tuple[str, int]] | None:
+        """Each of ``names``' scope and first position in ``ledger_names`` (None: this store cannot say).
+
+        The reporting view's follower finds a correction's service (or a ticket's contract)
+        here without holding an index of every id.
+        """
+        return None
+
+    def read_key_prefixes(self, prefixes: Sequence[str], upto: int) -> Iterator[Recorded]:
+        """Facts whose index key starts with any of ``prefixes`` up to ``upto``, in position order.
+
+        A backend may answer in one statement (the follower loads many contracts' tickets at once).
+        """
+        rows: dict[int, Recorded] = {}
+        for prefix in prefixes:
+            rows.update((r.position, r) for r in self.read_key_prefix(prefix, upto))
+        for position in sorted(rows):
+            yield rows[position]
+
     @abstractmethod
     def position_of(self, id_: str) -> int | None:
         """The position of the fact recorded with idempotency key ``id_``, if any."""

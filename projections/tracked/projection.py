@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 from functools import singledispatchmethod
 from typing import Any, Final, Protocol
 
@@ -20,7 +21,8 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.projection import Projection
 
 from ledger.contracts import ContractVersion
-from ledger.events import Recorded
+from ledger.events import Recorded, decode_state
+from ledger.persistence.keys import CONTRACT, index_keys
 from ledger.persistence.notifications import LedgerEvent
 from ledger.persistence.port import (
     APP_NAME,
@@ -33,6 +35,7 @@ from ledger.persistence.port import (
 from projections.affected import Affected, Known, Pair, affected, walk_back
 from projections.model import Report
 from projections.tracked.evaluator import Evaluator
+from projections.tracked.groups import Directory, FollowerState, Group, GroupKey, load_groups
 from projections.tracked.rows import Failed, SupportRows, view_rows
 
 
@@ -58,30 +61,61 @@ class ReportingProjection(Projection[Any]):
     name = PROJECTION
     topics = ()
 
-    def __init__(self, view: ReportingView, known: Known | None = None) -> None:
-        """``known``: an index another projection folded up to at most the view's position, to go on from."""
+    def __init__(self, view: ReportingView, state: FollowerState | None = None) -> None:
+        """``state``: what another projection carried up to at most the view's position, to go on from."""
         super().__init__(view)
         self.reader = view.ledger_recorder()
-        # Positions only: a long-running worker would otherwise hold every fact it has seen
-        # (about 475 bytes each decoded); each month's facts are read again when it is evaluated.
-        self.known = Known() if known is None else known
-        self.evaluator = Evaluator(self.known, self.reader)
-        self._loaded = known is not None
+        # Positions only, and only of the service groups pages touch (``groups``): each
+        # month's facts are read again when it is evaluated.
+        self.state = FollowerState() if state is None else state
+        self._policies: dict[tuple[str, int], Any] = {}  # resolved policies, shared by the groups' evaluators
+
+    @property
+    def position(self) -> int:
+        """The last position this projection has folded."""
+        return self.state.position
 
     @property
     def tracked(self) -> int:
         """The view's tracked position (0: nothing yet)."""
         return int(self.view.max_tracking_id(APP_NAME) or 0)
 
-    def _fold_to(self, position: int) -> None:
-        """Fold the ledger into the index up to ``position`` without writing (someone else did)."""
-        if position > self.known.position:
-            self.known.add_all(self.reader.read_records(self.known.position + 1, position))
+    def _reset(self, position: int) -> None:
+        """Go on from ``position`` (the view's): every contract's versions and the clock, no group loaded."""
+        state = self.state
+        state.position = position
+        state.groups.clear()
+        state.directory = Directory()
+        state.whole = not hasattr(self.reader, "read_keyed_states") or getattr(
+            self.reader, "read_names", lambda _: None)([WHOLE_PROBE]) is None
+        clock = next((r.recorded_at for r in self.reader.read_records(position, position)), None) \
+            if position else None
+        if not state.whole:
+            state.directory.load(self.reader.read_key_prefix(CONTRACT, position) if position else (), clock)
+        state.loaded = True
 
     def _load(self) -> None:
-        if not self._loaded:
-            self._fold_to(self.tracked)
-            self._loaded = True
+        if not self.state.loaded:
+            self._reset(self.tracked)
+
+    def _groups(self, keys: Sequence[GroupKey], upto: int, clock: datetime | None) -> list[Group]:
+        """The groups ``keys``; those not loaded are loaded now, together, as of ``upto`` (``clock``)."""
+        state = self.state
+        missing = [key for key in keys if key not in state.groups.loaded]
+        if missing:
+            if state.whole:
+                known = Known()
+                known.add_all(self.reader.read_records(1, upto) if upto else ())
+                state.groups.put(WHOLE, Group(frozenset(), frozenset(), known, upto))
+            else:
+                for key, loaded in load_groups(self.reader, state.directory, missing, upto, clock).items():
+                    state.groups.put(key, loaded)
+        out = []
+        for key in keys:
+            group = state.groups.get(key)
+            assert group is not None  # just loaded, and nothing is evicted before the chunk is done
+            out.append(group)
+        return out
 
     @singledispatchmethod
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
@@ -92,9 +126,10 @@ class ReportingProjection(Projection[Any]):
         """One notification: recompute what it changes, with tracking, in one transaction."""
         self._load()
         position = tracking.notification_id
-        if position <= self.known.position:
+        if position <= self.state.position:
             return  # folded already: written by the batch path, or skipped as someone else's
-        self._fold_to(position - 1)
+        if position - 1 > self.state.position:
+            self._reset(position - 1)
         record = domain_event.record
         self.apply([record])
 
@@ -103,33 +138,73 @@ class ReportingProjection(Projection[Any]):
         self._load()
         while stop is None or not stop.is_set():  # a stop waits for one page at most, not the backlog
             # Another worker (or a rebuild) may be ahead: skip to where the view is.
-            self._fold_to(self.tracked)
-            batch = list(self.reader.read_records(self.known.position + 1, self.known.position + page))
+            tracked = self.tracked
+            if tracked > self.state.position:
+                self._reset(tracked)
+            batch = list(self.reader.read_records(self.state.position + 1, self.state.position + page))
             if not batch:
-                return self.known.position
+                return self.state.position
             self.apply(batch)
-        return self.known.position
+        return self.state.position
 
     def apply(self, batch: Sequence[Recorded]) -> bool:
         """Fold ``batch`` (the next positions) and write what it changes; False if another worker did."""
         if not batch:
             return False
+        state = self.state
         first, last = batch[0].position, batch[-1].position
-        if first != self.known.position + 1:
-            raise ProjectionError(f"expected position {self.known.position + 1}, got {first}")
-        self.known.settle()  # the rows as they were before this batch (others' batches included)
-        self.known.mark()  # and each touched service's quiet instants: how far a change reaches
-        self.known.add_all(batch)
+        if not state.loaded:
+            self._reset(first - 1)  # go on from just before the batch
+        if first != state.position + 1:
+            raise ProjectionError(f"expected position {state.position + 1}, got {first}")
+        before = first - 1
+        directory, groups = state.directory, state.groups
+        clock = max(rec.recorded_at for rec in batch)
+        clock_before = directory.clock  # a group loaded for this batch is loaded as it was before it
+        if state.whole:
+            routed: dict[GroupKey, list[Recorded]] = {WHOLE: list(batch)}
+            refs: dict[GroupKey, list[str]] = {}
+            touched = [WHOLE]
+        else:
+            for key in directory.add_contracts(batch):
+                groups.drop(key)  # its versions changed: loaded again, as the rebuild would read it
+            for key in [k for k in groups.loaded if k not in directory.members]:
+                groups.drop(key)  # joined to another by a new version
+            names = self.reader.read_names(directory.names_wanted(batch)) or {}
+            routed, refs = directory.route(batch, names, last)
+            directory.see_clock(clock)
+            # The clock entered a month: every contract gains it, each group is looked at once.
+            touched = sorted(directory.members) if directory.clock_moved() else sorted(routed)
+        state.position = last
         tracked = self.tracked
         if tracked >= last:
+            groups.clear()  # another worker wrote these positions; groups are loaded again as needed
             return False
-        if tracked < first - 1:
+        if tracked < before:
             raise ProjectionError(
-                f"the reporting view is at position {tracked} but this worker at {first - 1}: "
+                f"the reporting view is at position {tracked} but this worker at {before}: "
                 "run `ledger projections rebuild`"
             )
-        pairs = affected(batch, self.known, self.known.settle())
-        reports, failed, support = self._recompute(pairs, last, batch)
+        reports: dict[Pair, Report] = {}
+        failed: dict[Pair, Failed] = {}
+        support: dict[Pair, SupportRows] = {}
+        in_batch = {rec.position: rec for rec in batch}
+        for i in range(0, len(touched), GROUP_CHUNK):
+            work: list[tuple[Known, Affected]] = []
+            chunk = touched[i : i + GROUP_CHUNK]
+            loaded = list(zip(chunk, self._groups(chunk, before, clock_before), strict=True))
+            self._earlier_references(loaded, refs, before)
+            for key, group in loaded:
+                known = group.known
+                known.settle()  # the rows as they were before this batch
+                known.mark()  # and each touched service's quiet instants: how far a change reaches
+                known.see_clock(clock)
+                recs = routed.get(key, [])
+                known.add_all(recs)
+                groups.grew(group, len(recs))
+                work.append((known, affected(recs, known, known.settle())))
+            self._recompute(work, last, in_batch, reports, failed, support)
+            groups.evict()
         try:
             rows = view_rows([*reports.values(), *support.values(), *failed.values()], text=self.view.text)
             self.view.replace([*reports, *failed], rows, Tracking(APP_NAME, last))
@@ -137,34 +212,55 @@ class ReportingProjection(Projection[Any]):
             return False  # another worker wrote this position first: its rows are as good as ours
         return True
 
+    def _earlier_references(self, groups: Sequence[tuple[GroupKey, Group]], refs: dict[GroupKey, list[str]],
+                            upto: int) -> None:
+        """Fold into each group the corrections recorded up to ``upto`` that name ids this batch uses
+        first (``refs``: the keys they are filed under), read together."""
+        wanted: dict[str, list[GroupKey]] = {}
+        for key, _ in groups:
+            for ref in refs.get(key, ()):
+                wanted.setdefault(ref, []).append(key)
+        if not wanted:
+            return
+        by_key = dict(groups)
+        for position, state in self.reader.read_keyed_states(sorted(wanted), upto):
+            rec = decode_state(position, state)
+            for k in index_keys(rec.fact):
+                for key in dict.fromkeys(wanted.get(k, ())):
+                    by_key[key].known.add(rec)
+                    self.state.groups.grew(by_key[key], 1)
+
     def _recompute(
-        self, pairs: Affected, upto: int, batch: Sequence[Recorded] = ()
-    ) -> tuple[dict[Pair, Report], dict[Pair, Failed], dict[Pair, SupportRows]]:
-        """Reports for ``pairs`` and for the earlier months whose downtime stretch may reach them.
+        self, work: Sequence[tuple[Known, Affected]], upto: int, in_batch: dict[int, Recorded],
+        reports: dict[Pair, Report], failed: dict[Pair, Failed], support: dict[Pair, SupportRows],
+    ) -> None:
+        """Reports for the groups' pairs and for the earlier months whose downtime stretch may reach them.
 
         New rows that no fact reaches (``fresh``: months the clock or a widened span added)
         start no walk: no other month's figures depend on whether a row exists. A month the
         fold fails on is returned as failed; the others go on. The facts of a round of months
-        are read in one go (``batch``'s own are in memory already). A month's support figures
-        come with its report, from the same facts.
+        are read in one go, whatever their group (``in_batch``'s own are in memory already).
+        A month's support figures come with its report, from the same facts.
         """
+        known_of: dict[str, Known] = {cid: known for known, _ in work for cid in known.versions}
+        evaluators = {id(known): Evaluator(known, self.reader, policies=self._policies) for known, _ in work}
+        changed = {p for _, pairs in work for p in pairs.changed}
+        fresh = {p for _, pairs in work for p in pairs.fresh}
         # What the view held before the batch, looked up by key: the months asked about only.
-        old = self.view.wall_to_wall(pairs.changed) if pairs.changed else set()
-        asked: set[Pair] = set(pairs.changed)
-        reports: dict[Pair, Report] = {}
-        failed: dict[Pair, Failed] = {}
-        support: dict[Pair, SupportRows] = {}
-        in_batch = {rec.position: rec for rec in batch}
-        todo = pairs.changed | pairs.fresh
+        old = self.view.wall_to_wall(changed) if changed else set()
+        asked: set[Pair] = set(changed)
+        done: set[Pair] = set()
+        todo = changed | fresh
         while todo:
-            for pair, records in self._facts(sorted(todo), in_batch):
-                for out in self.evaluator.evaluate_or_failure(pair, upto, records):
+            for pair, records in self._facts(sorted(todo), in_batch, known_of):
+                for out in evaluators[id(known_of[pair[0]])].evaluate_or_failure(pair, upto, records):
                     if isinstance(out, Failed):
                         failed[pair] = out
                     elif isinstance(out, SupportRows):
                         support[pair] = out
                     else:
                         reports[pair] = out
+            done |= todo
 
             def full(pair: Pair) -> bool:
                 # A failed month's downtime is unknown: taken as whole, which recomputes more, never less.
@@ -175,20 +271,28 @@ class ReportingProjection(Projection[Any]):
                 return pair in old or pair in failed or (
                     r is not None and r.downtime_seconds == r.total_seconds)
 
-            todo = walk_back(todo - pairs.fresh, self.known, full, reports.keys() | failed.keys())
-        return reports, failed, support
+            seeds: dict[int, tuple[Known, set[Pair]]] = {}
+            for pair in todo - fresh:
+                known = known_of[pair[0]]
+                seeds.setdefault(id(known), (known, set()))[1].add(pair)
+            todo = set()
+            for known, mine in seeds.values():
+                todo |= walk_back(mine, known, full, done)
 
     def _facts(
-        self, pairs: Sequence[Pair], in_batch: dict[int, Recorded]
+        self, pairs: Sequence[Pair], in_batch: dict[int, Recorded], known_of: dict[str, Known]
     ) -> Iterator[tuple[Pair, list[Recorded]]]:
         """Each pair with the facts its fold needs, read for a chunk of pairs at a time."""
         for i in range(0, len(pairs), FETCH_PAIRS):
             chunk = pairs[i : i + FETCH_PAIRS]
-            wanted = [(pair, self.known.positions_for(*pair)) for pair in chunk]
+            wanted = [(pair, known_of[pair[0]].positions_for(*pair)) for pair in chunk]
             missing = sorted({p for _, ps in wanted for p in ps if p not in in_batch})
             fetched = {r.position: r for r in self.reader.read_positions(missing)} if missing else {}
             for pair, positions in wanted:
                 yield pair, [in_batch[p] if p in in_batch else fetched[p] for p in positions]
 
 
+WHOLE: Final[GroupKey] = ("*",)  # the one group of a projection whose reader cannot read by key
+WHOLE_PROBE: Final = CONTRACT  # a name asked about to learn whether the store keeps the names table
+GROUP_CHUNK: Final = 500  # groups loaded and evaluated together (bounded memory on a month's turn)
 FETCH_PAIRS: Final = 200  # contract-months whose facts are read in one go (bounded memory, few round trips)

@@ -111,7 +111,7 @@ def _polled(projection: ReportingProjection, interval: float, stop: threading.Ev
     """
     deadline = time.monotonic() + interval
     while not stop.wait(min(POLL, max(0.0, deadline - time.monotonic()))):
-        if time.monotonic() >= deadline or projection.reader.last_position() > projection.known.position:
+        if time.monotonic() >= deadline or projection.reader.last_position() > projection.position:
             return False
     return True
 
@@ -174,12 +174,12 @@ def _follow_postgres(
 def _resumed(ledger: LedgerLike, before: ReportingProjection | None) -> ReportingProjection:
     """A projection on ``ledger``'s view, going on from ``before``'s index where that is safe.
 
-    The index is kept if it is not ahead of the view: a connection lost after a batch
-    was folded in but before its rows were written leaves it ahead, and it is rebuilt.
+    The state is kept if it is not ahead of the view: a connection lost after a batch
+    was folded in but before its rows were written leaves it ahead, and it is loaded again.
     """
     view = ledger.recorder.open_view()
-    if before is not None and before.known.position <= int(view.max_tracking_id(APP_NAME) or 0):
-        return ReportingProjection(view, before.known)
+    if before is not None and before.position <= int(view.max_tracking_id(APP_NAME) or 0):
+        return ReportingProjection(view, before.state)
     return ReportingProjection(view)
 
 
@@ -206,7 +206,7 @@ def _follow(
             while not stop.is_set() and not wait(min(1.0, max(0.0, deadline - time.monotonic()))):
                 if time.monotonic() >= deadline:
                     break
-    return projection.known.position
+    return projection.position
 
 
 class _stopped_by_signals:  # lower case: reads as a function in a `with` statement

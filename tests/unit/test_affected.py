@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from ledger.contracts import in_force
 from ledger.events import ContractAmended, ContractRegistered, Fact, Recorded, encode_state, fact_id
+from ledger.persistence.consistency import first_uses
 from ledger.persistence.keys import index_keys
 from ledger.persistence.port import ViewRows
 from ledger.policy import load_policy, resolve
@@ -249,7 +250,7 @@ class MemoryView:
     def __init__(self, records: Sequence[Recorded]) -> None:
         self.figures: dict[Pair, Figures] = {}
         self.position: int | None = None
-        self.reader = _Reader(records)
+        self.reader = _KeyedReader(records)
 
     def max_tracking_id(self, application_name: str) -> int | None:
         return self.position
@@ -266,7 +267,7 @@ class MemoryView:
         full = {p for p, f in self.figures.items() if f[0][DOWNTIME] == f[0][TOTAL]}
         return {p for p in full if p in pairs}
 
-    def ledger_recorder(self) -> _Reader:
+    def ledger_recorder(self) -> _KeyedReader:
         return self.reader
 
 
@@ -372,9 +373,18 @@ class _KeyedReader(_Reader):
         return (r for r in self.records
                 if r.position <= upto and any(k.startswith(prefix) for k in index_keys(r.fact)))
 
+    def read_key_prefixes(self, prefixes: Sequence[str], upto: int) -> Iterator[Recorded]:
+        return (r for r in self.records
+                if r.position <= upto and any(k.startswith(p) for k in index_keys(r.fact) for p in prefixes))
+
     def read_position_states(self, positions: Sequence[int]) -> Iterator[tuple[int, bytes]]:
         self.fetched += len(positions)
         return ((p, self.states[p]) for p in positions)
+
+    def read_names(self, names: Sequence[str]) -> dict[str, tuple[str, int]]:
+        """``ledger_names`` as the store would hold it: each name's first use."""
+        uses = first_uses(self.records)
+        return {n: uses[n] for n in names if n in uses}
 
 
 @SETTINGS

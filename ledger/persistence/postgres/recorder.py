@@ -231,6 +231,12 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, SQLRecorder):
             "ORDER BY notification_id"
         ).format(schema=schema, table=table, index=index)
         self.sql_prefix_positions = self._prefix_positions(SQL("key"))
+        # Many prefixes' ranges in one statement (an index range scan each).
+        self.sql_prefixes_positions: Composed | None = SQL(
+            "SELECT DISTINCT i.position FROM unnest(%s::text[], %s::text[]) AS r(lo, hi) "
+            "JOIN {schema}.{index} i ON i.key >= r.lo AND i.key < r.hi AND i.position <= %s "
+            "ORDER BY i.position"
+        ).format(schema=schema, index=Identifier("ledger_index"))
         self.sql_head = SQL(
             "SELECT notification_id, originator_id, state FROM {schema}.{table} "
             "ORDER BY notification_id DESC LIMIT 1"
@@ -413,6 +419,15 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, SQLRecorder):
             for row in self._fetch(self.sql_read_positions, (literal,)):
                 yield row[0], row[1]
 
+    def read_names(self, names: Sequence[str]) -> dict[str, tuple[str, int]] | None:
+        if not names:
+            return {}
+        try:
+            rows = self._fetch(self.sql_names, (list(names),))
+        except (psycopg.errors.UndefinedTable, InsufficientPrivilege):  # a store made before the table
+            return None
+        return {row[0]: (row[1], int(row[2])) for row in rows}
+
     def committed(self, wanted: tuple[Sequence[str], Sequence[str]]) -> Lookup:
         names, contracts = wanted
         found: dict[str, tuple[str, int]] = {}
@@ -431,6 +446,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, SQLRecorder):
         correct, but slower in a large store than a new store's indexed range.
         """
         self.sql_prefix_positions = self._prefix_positions(SQL('key COLLATE "C"'))
+        self.sql_prefixes_positions = None  # one prefix at a time, as compared above
 
     def _prefix_positions(self, key: SQL) -> Composed:
         """Positions under keys from one bound to the next, ``key`` being how keys are compared."""
@@ -438,6 +454,14 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, SQLRecorder):
             "SELECT position FROM {schema}.{index} WHERE {key} >= %s AND {key} < %s AND position <= %s "
             "ORDER BY position"
         ).format(schema=Identifier(self.datastore.schema), index=Identifier("ledger_index"), key=key)
+
+    def read_key_prefixes(self, prefixes: Sequence[str], upto: int) -> Iterator[Recorded]:
+        if self.sql_prefixes_positions is None or not prefixes:
+            yield from super().read_key_prefixes(prefixes, upto)
+            return
+        rows = self._fetch(self.sql_prefixes_positions,
+                           (list(prefixes), [prefix_end(p) for p in prefixes], upto))
+        yield from self.read_positions([row[0] for row in rows])
 
     def read_key_prefix(self, prefix: str, upto: int) -> Iterator[Recorded]:
         rows = self._fetch(self.sql_prefix_positions, (prefix, prefix_end(prefix), upto))

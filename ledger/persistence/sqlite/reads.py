@@ -83,6 +83,32 @@ class SQLiteReads(PagedReader):
         for row in rows:
             yield decode_state(row[0], row[1])
 
+    def read_key_prefixes(self, prefixes: Sequence[str], upto: int) -> Iterator[Recorded]:
+        rows: dict[int, bytes] = {}
+        for i in range(0, len(prefixes), 200):
+            chunk = list(prefixes[i : i + 200])
+            ranges = " OR ".join(["(i.key >= ? AND i.key < ?)"] * len(chunk))
+            params: list[Any] = [v for p in chunk for v in (p, prefix_end(p))]
+            found = self._fetch(
+                f"SELECT e.rowid, e.state FROM ledger_index i JOIN {self.events_table_name} e "  # noqa: S608
+                f"ON e.rowid = i.position WHERE ({ranges}) AND i.position <= ?", [*params, upto])
+            rows.update((r[0], r[1]) for r in found)
+        for position in sorted(rows):
+            yield decode_state(position, rows[position])
+
+    def read_names(self, names: Sequence[str]) -> dict[str, tuple[str, int]] | None:
+        found: dict[str, tuple[str, int]] = {}
+        try:
+            for i in range(0, len(names), 500):
+                chunk = list(names[i : i + 500])
+                marks = ",".join("?" * len(chunk))
+                rows = self._fetch(f"SELECT name, scope, position FROM ledger_names WHERE name IN ({marks})",  # noqa: S608
+                                   chunk)
+                found.update((r[0], (r[1], int(r[2]))) for r in rows)
+        except sqlite3.OperationalError:  # a store made before the names table, opened read-only
+            return None
+        return found
+
     def position_of(self, id_: str) -> int | None:
         with self.datastore.transaction(commit=False) as c:
             c.execute(

@@ -1,0 +1,398 @@
+"""What the follower remembers: every contract's versions, and a ``Known`` per service group it touches.
+
+The follower (``projections.tracked.projection``) does not fold the ledger from its start.
+It holds the versions of every contract (read through the key index, ``k:``), the ledger's
+clock, and, per service group a page touches (services joined by the contracts that name
+them, as the rebuild groups them), a ``Known`` loaded through the key index as of the
+position before the page: the same reads as the rebuild's group (its services' facts,
+claims and versions, the corrections that refer to their ids, its contracts' tickets and
+the pins of the countries its calendars name). Loaded groups are kept for the next pages
+up to a budget of folded facts, least recently used first out.
+
+A page's facts go to the groups whose rebuild would read them (``Directory.route``): a fact
+of a service to that service's group, a claim, version or ticket opening to its contract's,
+a correction to the group of the service whose fact opened the id it names (found in
+``ledger_names``), a ticket's other facts to its contract's, a pin to every group whose
+versions name the country. An opening whose id is first used in the page brings the
+corrections recorded before it (a resolution recorded before its incident), read by key.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final, Protocol
+from zoneinfo import ZoneInfo
+
+from ledger.calendar import month_bounds
+from ledger.contracts import ContractVersion, add_version
+from ledger.events import (
+    CONTRACT_TYPES,
+    CreditClaimFiled,
+    ExclusionDeclared,
+    ExclusionRevoked,
+    Fact,
+    ForceMajeureDeclared,
+    HolidaysPinned,
+    IncidentOpened,
+    IncidentResolved,
+    MaintenanceAnnounced,
+    MaintenanceCancelled,
+    MaintenanceCompleted,
+    Recorded,
+    TicketOpened,
+    decode_state,
+)
+from ledger.persistence.consistency import UNIT, ticket_owner
+from ledger.persistence.keys import (
+    EXCLUSION,
+    INCIDENT,
+    MAINTENANCE,
+    TICKET,
+    holidays_key,
+    index_keys,
+    month_keys,
+    opened_key,
+    reference_key,
+    ticket_key,
+    tickets_key,
+)
+from projections.affected import Known, month_of
+from projections.support_index import TICKET_FACTS, support_countries
+from projections.timeline import to_us
+
+GroupKey = tuple[str, ...]  # a group's services, sorted
+
+
+class GroupReader(Protocol):
+    """What loading a group reads (``LedgerRecorder``'s keyed reads)."""
+
+    def read_keyed_states(self, keys: Sequence[str], upto: int): ...  # type: ignore[no-untyped-def]
+
+    def read_key_prefixes(self, prefixes: Sequence[str], upto: int): ...  # type: ignore[no-untyped-def]
+
+
+@dataclass
+class Group:
+    """A loaded service group: its index and how many facts it folded (what it costs to keep)."""
+
+    services: frozenset[str]
+    contracts: frozenset[str]
+    known: Known
+    facts: int = 0
+
+
+def countries(versions: Iterable[ContractVersion]) -> set[str]:
+    """The countries whose pins a group's folds read: business calendars and support clocks."""
+    out: set[str] = set()
+    for v in versions:
+        if v.policy.calendar is not None and v.policy.calendar.holidays is not None:
+            out.add(v.policy.calendar.holidays)
+        out.update(support_countries(v.policy))
+    return out
+
+
+def load_groups(reader: GroupReader, directory: Directory, keys: Sequence[GroupKey], upto: int,
+                clock: datetime | None) -> dict[GroupKey, Group]:
+    """Groups' ``Known`` as of ``upto``: the rebuild's reads of each (``rebuilding._group_reports``).
+
+    The reads of many groups are made at once (their services' facts, claims and versions in
+    one read, the corrections of their ids in a second, their tickets, their pins) and each
+    fact goes to its group, in the order the group's own reads would give it: the same index
+    as reading the groups one at a time, in a few statements instead of a few per group.
+    """
+    knowns = {key: Known() for key in keys}
+    seen: dict[GroupKey, set[int]] = {key: set() for key in keys}
+    for known in knowns.values():
+        known.see_clock(clock)
+
+    def fold(key: GroupKey, rec: Recorded) -> None:
+        if rec.position not in seen[key]:
+            seen[key].add(rec.position)
+            knowns[key].add(rec)
+
+    services = [s for key in keys for s in directory.members[key][0]]
+    contracts = [c for key in keys for c in directory.members[key][1]]
+    first = [*month_keys(services, contracts, versions=True), *(tickets_key(c) for c in contracts)]
+    refs: dict[str, set[GroupKey]] = {}
+    for position, state in reader.read_keyed_states(first, upto):
+        rec = decode_state(position, state)
+        key = directory.owner(rec.fact)
+        if key is None or key not in knowns:
+            continue
+        fold(key, rec)
+        if (ref := reference_key(rec.fact)) is not None:
+            refs.setdefault(ref, set()).add(key)
+    if refs:
+        _fold_by_key(reader, refs, upto, fold)
+    tickets: dict[str, set[GroupKey]] = {}
+    group_of = {c: key for key in keys for c in directory.members[key][1]}
+    # Every contract's ticket openings in one read (``u:<contract>@...``), each to its contract's group.
+    for r in reader.read_key_prefixes([opened_key(c, "") for c in sorted(group_of)], upto):
+        if isinstance(r.fact, TicketOpened) and r.fact.contract in group_of:
+            tickets.setdefault(ticket_key(r.fact.ticket), set()).add(group_of[r.fact.contract])
+    if tickets:
+        _fold_by_key(reader, tickets, upto, fold)
+    pins: dict[str, set[GroupKey]] = {}
+    for key in keys:
+        for country in directory.members[key][2]:
+            pins.setdefault(holidays_key(country), set()).add(key)
+    if pins:
+        _fold_by_key(reader, pins, upto, fold)
+    out = {}
+    for key in keys:
+        services_, contracts_, _ = directory.members[key]
+        out[key] = Group(frozenset(services_), frozenset(contracts_), knowns[key], len(seen[key]))
+    return out
+
+
+def _fold_by_key(reader: GroupReader, wanted: dict[str, set[GroupKey]], upto: int,
+                 fold: Callable[[GroupKey, Recorded], None]) -> None:
+    """The facts under ``wanted``'s keys, in position order, each to the groups that asked for its key."""
+    for position, state in reader.read_keyed_states(sorted(wanted), upto):
+        rec = decode_state(position, state)
+        for k in index_keys(rec.fact):
+            for key in sorted(wanted.get(k, ())):
+                fold(key, rec)
+
+
+# What a correction's name is filed under, by the correction's type (the key its ids are claimed under).
+_REF_NAME: Final[dict[type, Callable[[Any], str]]] = {
+    IncidentResolved: lambda f: INCIDENT + f.incident,
+    MaintenanceCancelled: lambda f: MAINTENANCE + f.maintenance,
+    MaintenanceCompleted: lambda f: MAINTENANCE + f.maintenance,
+    ExclusionRevoked: lambda f: EXCLUSION + f.ref,
+    **{cls: (lambda f: TICKET + f.ticket) for cls in TICKET_FACTS},
+}
+
+
+# The facts whose id corrections refer to (``reference_key`` is not None).
+_OPENINGS: Final = frozenset({IncidentOpened, MaintenanceAnnounced, ForceMajeureDeclared, ExclusionDeclared,
+                              TicketOpened})
+
+
+def _scope_service(scope: str) -> str | None:
+    """The service a name's scope names (an incident, window, declaration or exclusion)."""
+    kind, _, rest = scope.partition(UNIT)
+    return None if kind == "ticket" else rest.split(UNIT, 1)[0]
+
+
+class Directory:
+    """Every contract's versions, the service groups they make, and the ledger's clock."""
+
+    def __init__(self) -> None:
+        self.versions: dict[str, list[ContractVersion]] = {}
+        self.group_of_service: dict[str, GroupKey] = {}
+        # A group's services, contracts and the countries whose pins it reads.
+        self.members: dict[GroupKey, tuple[list[str], list[str], list[str]]] = {}
+        self.clock: datetime | None = None
+        self._clock_months: dict[ZoneInfo, str] = {}
+        self._clock_edge: datetime | None = None
+
+    def load(self, contract_facts: Iterable[Recorded], clock: datetime | None) -> None:
+        for rec in contract_facts:
+            add_version(self.versions, rec)
+        self.regroup()
+        self.see_clock(clock)
+        self.clock_moved()
+
+    def regroup(self) -> None:
+        """The service groups from the versions (``rebuilding._service_groups``' union of services)."""
+        parent: dict[str, str] = {}
+
+        def root(x: str) -> str:
+            while parent.setdefault(x, x) != x:
+                parent[x] = parent[parent[x]]
+                x = parent[x]
+            return x
+
+        for vs in self.versions.values():
+            services = [v.policy.contract.service for v in vs]
+            for other in services[1:]:
+                parent[root(other)] = root(services[0])
+            root(services[0])
+        by_root: dict[str, tuple[set[str], set[str], set[str]]] = {}
+        for cid, vs in self.versions.items():
+            g = by_root.setdefault(root(vs[0].policy.contract.service), (set(), set(), set()))
+            g[0].update(v.policy.contract.service for v in vs)
+            g[1].add(cid)
+            g[2].update(countries(vs))
+        self.group_of_service = {}
+        self.members = {}
+        for svcs, cids, named in by_root.values():
+            key = tuple(sorted(svcs))
+            self.members[key] = (list(key), sorted(cids), sorted(named))
+            for s in svcs:
+                self.group_of_service[s] = key
+
+    def owner(self, fact: Fact) -> GroupKey | None:
+        """The group whose service, claims or versions key ``fact`` is under (its first read)."""
+        t = type(fact)
+        if t in CONTRACT_TYPES:
+            return self.group_of_contract(fact.policy.contract.id)  # type: ignore[union-attr]
+        if t is CreditClaimFiled or t is TicketOpened:
+            return self.group_of_contract(fact.contract)  # type: ignore[union-attr,arg-type]
+        service = getattr(fact, "service", None)
+        return None if service is None else self.group_of_service.get(service)
+
+    def group_of_contract(self, contract: str) -> GroupKey | None:
+        vs = self.versions.get(contract)
+        return self.group_of_service.get(vs[0].policy.contract.service) if vs else None
+
+    def see_clock(self, instant: datetime | None) -> None:
+        if instant is not None and (self.clock is None or instant > self.clock):
+            self.clock = instant
+
+    def clock_moved(self) -> bool:
+        """Whether the clock's month changed in some contract's zone since the last look.
+
+        ``Known._clock_moved`` over every contract, not only a group's.
+        """
+        if self.clock is None:
+            return False
+        if self._clock_edge is not None and self.clock < self._clock_edge:
+            return False
+        us = to_us(self.clock)
+        zones = {ZoneInfo(v.policy.contract.timezone) for vs in self.versions.values() for v in vs}
+        months = {tz: month_of(us, tz) for tz in zones}
+        moved = any(self._clock_months.get(tz, m) != m for tz, m in months.items())
+        self._clock_months = months
+        edges = []
+        for tz, m in months.items():
+            with suppress(ValueError, OverflowError):
+                edges.append(month_bounds(m, tz)[1])
+        self._clock_edge = min(edges) if edges else None
+        return moved
+
+    def add_contracts(self, batch: Sequence[Recorded]) -> set[GroupKey]:
+        """Fold the batch's contract facts; the groups (as regrouped) whose contracts changed."""
+        changed: set[str] = set()
+        for rec in batch:
+            if type(rec.fact) in CONTRACT_TYPES:
+                add_version(self.versions, rec)
+                changed.add(rec.fact.policy.contract.id)  # type: ignore[union-attr]
+        if not changed:
+            return set()
+        self.regroup()
+        self._clock_edge = None  # perhaps a new zone
+        return {g for c in changed if (g := self.group_of_contract(c)) is not None}
+
+    def names_wanted(self, batch: Sequence[Recorded]) -> list[str]:
+        """The names ``route`` asks ``ledger_names`` about: the batch's corrections' and openings' ids."""
+        out: set[str] = set()
+        for rec in batch:
+            f = rec.fact
+            of = _REF_NAME.get(type(f))
+            if of is not None:
+                out.add(of(f))
+            elif type(f) in _OPENINGS and (ref := reference_key(f)) is not None:
+                out.add(ref)
+        return sorted(out)
+
+    def route(self, batch: Sequence[Recorded], names: dict[str, tuple[str, int]], last: int,
+              ) -> tuple[dict[GroupKey, list[Recorded]], dict[GroupKey, list[str]]]:
+        """Each group's facts of ``batch`` (in position order), and the reference keys whose
+        corrections recorded before the batch it must read (ids first used in the batch)."""
+        first = batch[0].position if batch else last + 1
+        out: dict[GroupKey, list[Recorded]] = {}
+        refs: dict[GroupKey, list[str]] = {}
+        groups_of_country: dict[str, list[GroupKey]] = {}
+        for rec in batch:
+            f = rec.fact
+            t = type(f)
+            targets: Sequence[GroupKey | None]
+            of = _REF_NAME.get(t)
+            if of is not None:
+                named = names.get(of(f))
+                if named is None or named[1] > last:
+                    continue  # no referent yet: its opening will read this correction
+                scope = named[0]
+                owner = ticket_owner(scope)
+                targets = ((self.group_of_contract(owner) if owner is not None
+                            else self.group_of_service.get(_scope_service(scope) or "")),)
+            elif t in CONTRACT_TYPES:
+                targets = (self.group_of_contract(f.policy.contract.id),)  # type: ignore[union-attr]
+            elif t is CreditClaimFiled or t is TicketOpened:
+                targets = (self.group_of_contract(f.contract),)  # type: ignore[union-attr,arg-type]
+            elif t is HolidaysPinned:
+                country = f.country  # type: ignore[union-attr]
+                if country not in groups_of_country:
+                    groups_of_country[country] = [k for k, (_, _, named_) in self.members.items()
+                                                  if country in named_]
+                targets = groups_of_country[country]
+            else:
+                service = getattr(f, "service", None)
+                targets = (self.group_of_service.get(service) if service is not None else None,)
+            for key in targets:
+                if key is None:
+                    continue
+                out.setdefault(key, []).append(rec)
+                if t in _OPENINGS and (ref := reference_key(f)) is not None:
+                    named = names.get(ref)
+                    if named is not None and named[1] >= first:  # first used in this batch
+                        refs.setdefault(key, []).append(ref)
+        return out, refs
+
+
+class Groups:
+    """Loaded groups, least recently used first, evicted past ``budget`` folded facts."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.loaded: OrderedDict[GroupKey, Group] = OrderedDict()
+        self.facts = 0
+        self.loads = 0  # groups loaded so far (what a test of a restart counts)
+
+    def get(self, key: GroupKey) -> Group | None:
+        g = self.loaded.get(key)
+        if g is not None:
+            self.loaded.move_to_end(key)
+        return g
+
+    def put(self, key: GroupKey, group: Group) -> None:
+        self.drop(key)
+        self.loaded[key] = group
+        self.facts += group.facts
+        self.loads += 1
+
+    def drop(self, key: GroupKey) -> None:
+        g = self.loaded.pop(key, None)
+        if g is not None:
+            self.facts -= g.facts
+
+    def grew(self, group: Group, n: int) -> None:
+        group.facts += n
+        self.facts += n
+
+    def evict(self, keep: Iterable[GroupKey] = ()) -> None:
+        """Drop the least recently used groups until the budget holds (``keep``: not these)."""
+        kept = set(keep)
+        for key in list(self.loaded):
+            if self.facts <= self.budget:
+                return
+            if key not in kept:
+                self.drop(key)
+
+    def clear(self) -> None:
+        self.loaded.clear()
+        self.facts = 0
+
+
+@dataclass
+class FollowerState:
+    """What a follower carries from page to page (and across a reconnection): position, directory, groups."""
+
+    position: int = 0
+    directory: Directory = field(default_factory=Directory)
+    groups: Groups = field(default_factory=lambda: Groups(GROUP_BUDGET))
+    loaded: bool = False
+    whole: bool = False  # a reader without keyed reads or names: one group, the whole ledger folded
+
+
+# Facts the loaded groups may hold folded before the least recently used ones are dropped:
+# about 250 bytes each in ``Known`` (positions and instants), so some 100 MB.
+GROUP_BUDGET: Final = 400_000
+

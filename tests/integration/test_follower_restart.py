@@ -1,0 +1,90 @@
+"""A follower restarted on a ledger it did not fold: it reads the groups the new facts touch, nothing else.
+
+Both stores. The view is rebuilt to the head; one more fact arrives about one service; a
+fresh follower (as after a restart) catches up. It must not fold the ledger from its
+start: what it reads is every contract's versions, then the touched service group's facts
+through the key index, and its tables still equal ``ledger report``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+from click.testing import CliRunner
+
+from cli.demo import demo_facts
+from ledger.application import Ledger
+from ledger.events import ContractAmended, ContractRegistered, ProbeFailed, Recorded
+from projections.tracked import open_view
+from projections.tracked.projection import ReportingProjection
+from tests.integration.test_reporting import MONTH, assert_tables_match_reports, ledger_cli, register
+
+
+def _counting(reader: Any, read: set[int]) -> None:
+    """Record every position ``reader`` hands out, whatever the read."""
+
+    def wrap(name: str, position: Callable[[Any], int]) -> None:
+        inner = getattr(reader, name)
+
+        def counted(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            for row in inner(*args, **kwargs):
+                read.add(position(row))
+                yield row
+
+        setattr(reader, name, counted)
+
+    wrap("read_keyed_states", lambda row: row[0])
+    wrap("read_position_states", lambda row: row[0])
+    wrap("read_records", lambda rec: rec.position)
+    wrap("read_key_prefix", lambda rec: rec.position)
+
+
+def _service(rec: Recorded) -> str | None:
+    return getattr(rec.fact, "service", None)
+
+
+def test_a_restarted_follower_reads_only_the_touched_group(
+    ledger: Ledger, store_url: str, runner: CliRunner
+) -> None:
+    contracts = register(ledger)
+    ledger.append_facts(demo_facts(MONTH))
+    ledger_cli(runner, store_url, "projections", "rebuild")
+    records = list(ledger.records())
+    services = {v.policy.contract.service: cid for cid, vs in ledger.contracts().items() for v in vs}
+    assert len(services) == len(contracts) >= 4  # one service per contract: one group each
+    touched = sorted(services)[0]
+    last = max(r.fact.at for r in records if isinstance(r.fact, ProbeFailed) and r.fact.service == touched)
+    ledger.append(ProbeFailed(service=touched, probe="eu-west", at=last + timedelta(minutes=1),
+                              id="restart-probe"))
+    head = ledger.recorder.last_position()
+
+    projection = ReportingProjection(open_view(ledger.recorder))
+    read: set[int] = set()
+    _counting(projection.reader, read)
+    assert projection.catch_up() == head
+    others = {r.position for r in records if _service(r) not in (None, touched)}
+    assert others, "the other services have facts"
+    assert not read & others, "a fact of an untouched service was read"
+    assert projection.state.groups.loads == 1  # the touched group only
+    assert not projection.state.whole
+    versions = {r.position for r in records if isinstance(r.fact, ContractRegistered | ContractAmended)}
+    # What it read: the versions, the touched service's facts (and what refers to them), the new fact.
+    assert read - versions - {head}, "the touched service's facts were read"
+    assert assert_tables_match_reports(store_url, runner, rebuilt=False) > 0
+
+
+def test_many_prefixes_in_one_read_equal_one_read_each(ledger: Ledger) -> None:
+    # `read_key_prefixes` (the follower's tickets of many contracts at once) against `read_key_prefix`.
+    register(ledger)
+    ledger.append_facts(demo_facts(MONTH))
+    head = ledger.recorder.last_position()
+    prefixes = ["s:", "k:", "u:", "i:", "no-such-key:", "s:" + "x" * 40]
+    for chosen in (prefixes, prefixes[:1], [], prefixes[2:4]):
+        one_by_one = sorted({r.position for p in chosen for r in ledger.recorder.read_key_prefix(p, head)})
+        together = [r.position for r in ledger.recorder.read_key_prefixes(chosen, head)]
+        assert together == one_by_one
+        assert together == sorted(together)
+    assert [r.position for r in ledger.recorder.read_key_prefixes(["s:"], head - 5)] == sorted(
+        r.position for r in ledger.recorder.read_key_prefix("s:", head - 5))

@@ -1,0 +1,86 @@
+"""The follower's per-group indexes against the whole fold (issue 17, hC).
+
+- ``affected._from`` (one walk over the quiet instants, merged month ranges) names the same
+  pairs as the rule it replaced (a bisect and a month range per instant);
+- a follower restarted at any position and fed the rest in pages of any size writes the
+  view the whole fold gives, and loads only groups the pages touch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ledger.events import Recorded
+from projections import affected as affected_module
+from projections.affected import Known, Pair, _Held, add_months, affected, month_of
+from projections.tracked import ReportingProjection
+from tests.unit.test_affected import SETTINGS, MemoryView, full, ledgers
+
+
+def _from_before(known: Known, held: _Held, service: str, instants: Iterable[int], out: set[Pair]) -> None:
+    """``_from`` as it was before this change: the reference."""
+    ends: set[tuple[int | None, int | None]] = set()
+    after: int | None = -(2**63)
+    for us in sorted(instants):
+        if after is not None and us > after:
+            after = known.quiet_after(service, us)
+        ends.add((known.last_quiet_before(service, us), after))
+    for cid in known.contracts_of_service.get(service, ()):
+        for tz in known.zones.get(cid, ()):
+            for before, after in ends:
+                first = "" if before is None else add_months(month_of(before, tz), -1)
+                last = month_of(after, tz) if after is not None else "9999-99"
+                out.update((cid, m) for m in held[cid] if first <= m <= last)
+
+
+def _affected(records: list[Recorded], cut: int, rule: object) -> tuple[set[Pair], set[Pair]]:
+    saved = affected_module._from
+    affected_module._from = rule  # type: ignore[assignment]
+    try:
+        known = Known()
+        known.add_all(records[:cut])
+        known.settle()
+        known.mark()
+        known.add_all(records[cut:])
+        got = affected(records[cut:], known, known.settle())
+    finally:
+        affected_module._from = saved
+    return got.changed, got.fresh
+
+
+@SETTINGS
+@given(ledgers(), st.integers(0, 40))
+def test_merged_month_ranges_name_the_same_pairs(ledger: tuple[list[Recorded], list[int]], cut: int) -> None:
+    records, _ = ledger
+    cut = min(cut, len(records) - 1)
+    assert _affected(records, cut, affected_module._from) == _affected(records, cut, _from_before)
+
+
+@SETTINGS
+@given(ledgers(), st.integers(0, 40), st.integers(1, 7), st.sampled_from([400_000, 0]))
+def test_a_restart_anywhere_then_pages_of_any_size_give_the_whole_fold(
+    ledger: tuple[list[Recorded], list[int]], start: int, page: int, budget: int
+) -> None:
+    # Budget 0: every group is dropped after each page and loaded again by the next one.
+    records, _ = ledger
+    start = min(start, len(records))
+    view = MemoryView(records)
+    if start:
+        view.reader.records = records[:start]
+        assert ReportingProjection(view).catch_up() == start  # type: ignore[arg-type]
+        view.reader.records = records
+    projection = ReportingProjection(view)  # type: ignore[arg-type]
+    projection.state.groups.budget = budget
+    assert projection.catch_up(page=page) == len(records)
+    assert not projection.state.whole
+    if budget == 0:
+        assert not projection.state.groups.loaded
+    assert view.figures == full(records)
+    # Started at the head, a follower loads no group at all: nothing touched one.
+    idle = ReportingProjection(view)  # type: ignore[arg-type]
+    assert idle.catch_up() == len(records)
+    assert idle.state.loaded
+    assert idle.state.groups.loads == 0
