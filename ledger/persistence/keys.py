@@ -16,6 +16,16 @@ earlier position (the append path knows it from the ticket's claim), else
 contract's openings under ``o:<contract>`` (``LEGACY_TICKETS``) and logs under ``t:``
 alone; ``ledger verify`` accepts those key sets and ``ledger.support_read`` reads such a
 contract's whole history, as then.
+
+A service's facts are under ``s:<service>`` (every reader of a service's whole history uses
+it) and, so that a contract-month's availability reads the month rather than the history
+(``ledger.month_read``), also under month buckets (UTC months): a probe report under
+``p:<service>@<YYYY-MM>/<probe>`` (the month of its ``at``), a maintenance window, force
+majeure or exclusion under ``w:<service>@<YYYY-MM>`` for each UTC month its
+``[starts_at, ends_at)`` touches (``w:<service>`` alone when that is more than
+``WINDOW_MONTHS``), an announcement also under ``a:<maintenance>`` (all its versions), an
+incident's opening under ``n:<service>`` (docs/decisions.md, issue 17, hA). Stores written
+before filed them under ``s:`` alone (``legacy_keys``); such a service is read whole.
 """
 
 from __future__ import annotations
@@ -40,6 +50,8 @@ from ledger.events import (
     MaintenanceAnnounced,
     MaintenanceCancelled,
     MaintenanceCompleted,
+    ProbeFailed,
+    ProbeRecovered,
     Recorded,
     SupportTimeLogged,
     TicketClassified,
@@ -63,8 +75,19 @@ OPENED: Final = "u:"  # a contract's tickets opened in one UTC month: u:<contrac
 LOGGED: Final = "q:"  # a contract's support time logged in one UTC month: q:<contract>@<YYYY-MM>
 HOLIDAYS: Final = "h:"  # a country's pinned holidays
 ORPHAN: Final = LOGGED + "@"  # the start of a log's key while its ticket's contract is not known
+PROBES: Final = "p:"  # a service's probe reports in one UTC month: p:<service>@<YYYY-MM>/<probe>
+WINDOWS: Final = "w:"  # a service's windows touching a UTC month: w:<service>@<YYYY-MM>; long: w:<service>
+VERSIONS: Final = "a:"  # every announcement (version) of one maintenance window: a:<maintenance>
+OPENINGS: Final = "n:"  # a service's incident openings: n:<service>
 KEY_KINDS: Final = (SERVICE, INCIDENT, MAINTENANCE, EXCLUSION, CLAIMS, CONTRACT, TICKETS, TICKET, HOLIDAYS,
-                    OPENED, LOGGED)
+                    OPENED, LOGGED, PROBES, WINDOWS, VERSIONS, OPENINGS)
+# A window touching more UTC months than this is filed under its service's one long-window key
+# (read by every month) rather than under each month: a decade-long exclusion is one row, not 120.
+WINDOW_MONTHS: Final = 12
+# The fact types filed under month buckets besides their service (``legacy_keys`` gives their
+# earlier key set): what ``ledger.month_read`` reads by month.
+BUCKETED: Final = (ProbeFailed, ProbeRecovered, IncidentOpened, MaintenanceAnnounced, ForceMajeureDeclared,
+                   ExclusionDeclared)
 
 
 def service_key(service: str) -> str:
@@ -141,7 +164,9 @@ def index_keys(fact: Fact, owner: str | None = None) -> tuple[str, ...]:
 
 
 def legacy_keys(fact: Fact) -> tuple[str, ...] | None:
-    """The keys a store written before month-bounded support reads filed a support fact under."""
+    """The keys a store written before month-bounded reads filed a support or service fact under."""
+    if type(fact) in BUCKETED:
+        return (SERVICE + fact.service,)  # type: ignore[union-attr]
     if type(fact) is TicketOpened:
         return (TICKETS + fact.contract,)
     if type(fact) is SupportTimeLogged:
@@ -169,6 +194,65 @@ def _logged_keys(fact: SupportTimeLogged) -> tuple[str, str]:
     return TICKET + fact.ticket, logged_key(None, utc_month(fact.at))
 
 
+def probe_key(service: str, month: str, probe: str) -> str:
+    """The key of one probe's reports in a UTC month."""
+    return f"{PROBES}{service}@{month}/{probe}"
+
+
+def probe_month(service: str, month: str) -> str:
+    """The start of the keys of every probe report of a service in a UTC month (a key range)."""
+    return f"{PROBES}{service}@{month}/"
+
+
+def probes_from(service: str, month: str) -> tuple[str, str]:
+    """The key range [lo, hi) of a service's probe reports from a UTC month on."""
+    return f"{PROBES}{service}@{month}", prefix_end(f"{PROBES}{service}@")
+
+
+def window_key(service: str, month: str | None) -> str:
+    """The key of a service's windows touching a UTC month (None: the long windows)."""
+    return f"{WINDOWS}{service}" if month is None else f"{WINDOWS}{service}@{month}"
+
+
+def windows_from(service: str, month: str) -> tuple[str, str]:
+    """The key range [lo, hi) of a service's windows touching a UTC month or a later one."""
+    return f"{WINDOWS}{service}@{month}", prefix_end(f"{WINDOWS}{service}@")
+
+
+def versions_key(maintenance: str) -> str:
+    """The key of every announcement of one maintenance window."""
+    return VERSIONS + maintenance
+
+
+def openings_key(service: str) -> str:
+    """The key of a service's incident openings."""
+    return OPENINGS + service
+
+
+def _probe_keys(fact: ProbeFailed | ProbeRecovered) -> tuple[str, str]:
+    return SERVICE + fact.service, probe_key(fact.service, utc_month(fact.at), fact.probe)
+
+
+def _window_keys(service: str, start: datetime, end: datetime) -> list[str]:
+    months = utc_months(start, end)
+    if len(months) > WINDOW_MONTHS:
+        return [window_key(service, None)]
+    return [window_key(service, m) for m in months]
+
+
+def _announced_keys(fact: MaintenanceAnnounced) -> tuple[str, ...]:
+    return (SERVICE + fact.service, versions_key(fact.maintenance),
+            *_window_keys(fact.service, fact.starts_at, fact.ends_at))
+
+
+def _declared_keys(fact: ForceMajeureDeclared | ExclusionDeclared) -> tuple[str, ...]:
+    return (SERVICE + fact.service, *_window_keys(fact.service, fact.starts_at, fact.ends_at))
+
+
+def _opened_incident_keys(fact: IncidentOpened) -> tuple[str, str]:
+    return SERVICE + fact.service, openings_key(fact.service)
+
+
 def _contract_key(fact: ContractRegistered | ContractAmended) -> str:
     return CONTRACT + fact.policy.contract.id
 
@@ -193,10 +277,19 @@ _KEY_FIELD: Final[dict[type, tuple[str, str]]] = {
     HolidaysPinned: (HOLIDAYS, "country"),
 }
 # A fact's key, or its keys (a tuple: the support facts read by month, see the module's text).
+_SEVERAL_KEYS: Final[dict[type, Callable[[Any], tuple[str, ...]]]] = {
+    TicketOpened: _opened_keys,
+    SupportTimeLogged: _logged_keys,
+    ProbeFailed: _probe_keys,
+    ProbeRecovered: _probe_keys,
+    IncidentOpened: _opened_incident_keys,
+    MaintenanceAnnounced: _announced_keys,
+    ForceMajeureDeclared: _declared_keys,
+    ExclusionDeclared: _declared_keys,
+}
 KEY_OF: Final[dict[type, Callable[[Any], str | tuple[str, ...]]]] = {
     cls: _contract_key if cls in CONTRACT_TYPES
-    else _opened_keys if cls is TicketOpened
-    else _logged_keys if cls is SupportTimeLogged
+    else _SEVERAL_KEYS[cls] if cls in _SEVERAL_KEYS
     else _field_key(*_KEY_FIELD.get(cls, (SERVICE, "service")))
     for cls in get_args(Fact)
 }

@@ -255,6 +255,18 @@ class LedgerRecorder(ABC):
         """Facts whose index key starts with ``prefix``, up to ``upto``, in position order."""
 
     @abstractmethod
+    def read_key_range_states(self, lo: str, hi: str, upto: int) -> Iterator[tuple[int, bytes]]:
+        """(position, stored state) of the facts under a key in [``lo``, ``hi``) up to ``upto``, each once."""
+
+    @abstractmethod
+    def first_filed(self, key: str, topics: Sequence[str], upto: int) -> tuple[int, bytes] | None:
+        """(position, stored state) of the first fact of one of ``topics`` under ``key`` up to ``upto``."""
+
+    @abstractmethod
+    def filed_under(self, key: str, position: int) -> bool:
+        """Whether the fact at ``position`` has a key index row under ``key``."""
+
+    @abstractmethod
     def position_of(self, id_: str) -> int | None:
         """The position of the fact recorded with idempotency key ``id_``, if any."""
 

@@ -223,6 +223,14 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, SQLRecorder):
             "ORDER BY notification_id"
         ).format(schema=schema, table=table, index=index)
         self.sql_prefix_positions = self._prefix_positions(SQL("key"))
+        self.sql_first_filed = SQL(
+            "SELECT e.notification_id, e.state FROM {schema}.{index} i JOIN {schema}.{table} e "
+            "ON e.notification_id = i.position WHERE i.key = %s AND i.position <= %s "
+            "AND e.topic = ANY(%s::text[]) ORDER BY i.position LIMIT 1"
+        ).format(schema=schema, table=table, index=index)
+        self.sql_filed_under = SQL(
+            "SELECT 1 FROM {schema}.{index} WHERE key = %s AND position = %s"
+        ).format(schema=schema, index=index)
         self.sql_head = SQL(
             "SELECT notification_id, originator_id, state FROM {schema}.{table} "
             "ORDER BY notification_id DESC LIMIT 1"
@@ -434,6 +442,17 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, SQLRecorder):
     def read_key_prefix(self, prefix: str, upto: int) -> Iterator[Recorded]:
         rows = self._fetch(self.sql_prefix_positions, (prefix, prefix_end(prefix), upto))
         yield from self.read_positions([row[0] for row in rows])
+
+    def read_key_range_states(self, lo: str, hi: str, upto: int) -> Iterator[tuple[int, bytes]]:
+        positions = sorted({row[0] for row in self._fetch(self.sql_prefix_positions, (lo, hi, upto))})
+        yield from self.read_position_states(positions)
+
+    def first_filed(self, key: str, topics: Sequence[str], upto: int) -> tuple[int, bytes] | None:
+        rows = self._fetch(self.sql_first_filed, (key, upto, list(topics)))
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    def filed_under(self, key: str, position: int) -> bool:
+        return bool(self._fetch(self.sql_filed_under, (key, position)))
 
     def position_of(self, id_: str) -> int | None:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:

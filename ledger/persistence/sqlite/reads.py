@@ -83,6 +83,27 @@ class SQLiteReads(PagedReader):
         for row in rows:
             yield decode_state(row[0], row[1])
 
+    def read_key_range_states(self, lo: str, hi: str, upto: int) -> Iterator[tuple[int, bytes]]:
+        rows = self._fetch(
+            f"SELECT rowid, state FROM {self.events_table_name} WHERE rowid IN ("  # noqa: S608
+            "SELECT position FROM ledger_index WHERE key >= ? AND key < ? AND position <= ?) ORDER BY rowid",
+            (lo, hi, upto),
+        )
+        for row in rows:
+            yield row[0], row[1]
+
+    def first_filed(self, key: str, topics: Sequence[str], upto: int) -> tuple[int, bytes] | None:
+        rows = self._fetch(
+            f"SELECT e.rowid, e.state FROM ledger_index i JOIN {self.events_table_name} e "  # noqa: S608
+            f"ON e.rowid = i.position WHERE i.key = ? AND i.position <= ? AND e.topic IN "
+            f"({','.join('?' * len(topics))}) ORDER BY i.position LIMIT 1",
+            (key, upto, *topics),
+        )
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    def filed_under(self, key: str, position: int) -> bool:
+        return bool(self._fetch("SELECT 1 FROM ledger_index WHERE key = ? AND position = ?", (key, position)))
+
     def position_of(self, id_: str) -> int | None:
         with self.datastore.transaction(commit=False) as c:
             c.execute(

@@ -1,0 +1,202 @@
+"""A contract-month's availability facts, read by month instead of by the service's history (issue 17).
+
+The fold (``projections.availability``) keeps what touches ``[month start - 1 us, horizon)``
+and, past the horizon, a downtime stretch that began in the month. What can matter is:
+
+- **probe reports**: every report of the month's UTC months (``keys.probe_month``; those of
+  probes outside the policy are counted there); for each probe of the policy, its reports of
+  earlier months back to the latest month holding one of its recoveries (found by exact keys,
+  1, 2, 4, ... months at a time, down to 1970-01, the earliest instant a fact may hold): the
+  probe is up after its last recovery whatever came before, so a source that starts later is
+  the same as in a full replay and one that ends by then ends before the month;
+- **windows** (maintenance, force majeure, exclusions) touching one of those UTC months, and
+  the long ones (``keys.window_key``), every version of each maintenance window (``a:``);
+- **incident openings**, all of them (``n:``): an incident opened years ago and never
+  resolved is still open, and no month bucket can tell which ones are;
+- the corrections that refer to any of those (``i:``, ``m:``, ``x:``) and the contract's claims;
+- **after the month**, only if a probe or incident source of the read facts reaches the
+  horizon (a stretch may run on, and a probe's recovery after the month is cited by the
+  month's intervals): every probe report and window of the later months.
+
+A service whose first fact of a bucketed type is filed under ``s:`` alone (a store written
+before these keys) is read whole, as before; ``ledger verify`` refuses a fact filed the
+earlier way after the first one filed this way, so the first one decides for the service.
+docs/decisions.md (issue 17, hA) has the reasoning; ``tests/integration/test_month_bounded.py``
+compares the result with a full replay.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Final
+
+from ledger.calendar import FIRST_YEAR, month_bounds
+from ledger.events import (
+    IncidentOpened,
+    IncidentResolved,
+    MaintenanceAnnounced,
+    ProbeFailed,
+    ProbeRecovered,
+    Recorded,
+    decode_state,
+)
+from ledger.persistence.keys import (
+    BUCKETED,
+    claims_key,
+    index_keys,
+    month_keys,
+    openings_key,
+    prefix_end,
+    probe_key,
+    probe_month,
+    probes_from,
+    read_related,
+    reference_key,
+    service_key,
+    utc_months,
+    versions_key,
+    window_key,
+    windows_from,
+)
+from ledger.persistence.port import LedgerRecorder
+from ledger.policy import Policy
+
+_BUCKETED_TAGS: Final = tuple(str(cls.__struct_config__.tag) for cls in BUCKETED)
+_US: Final = timedelta(microseconds=1)
+
+
+def _index(month: str) -> int:
+    return int(month[:4]) * 12 + int(month[5:7]) - 1
+
+
+def _month(index: int) -> str:
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+_EARLIEST: Final = _index(f"{FIRST_YEAR:04d}-01")
+
+
+def is_bucketed(recorder: LedgerRecorder, service: str, upto: int) -> bool:
+    """Whether a service's facts up to ``upto`` are filed under month buckets (else: read it whole)."""
+    first = recorder.first_filed(service_key(service), _BUCKETED_TAGS, upto)
+    if first is None:
+        return True  # no fact of a bucketed type: nothing to miss
+    rec = decode_state(*first)
+    return recorder.filed_under(index_keys(rec.fact)[1], rec.position)
+
+
+class _Read:
+    """The facts read so far by position, and the keys whose facts (and corrections) are in."""
+
+    def __init__(self, recorder: LedgerRecorder, upto: int) -> None:
+        self.recorder, self.upto = recorder, upto
+        self.got: dict[int, Recorded] = {}
+        self.keys: set[str] = set()
+        self.fresh: list[Recorded] = []  # read, their corrections not yet
+
+    def add(self, rows: Iterable[tuple[int, bytes]]) -> list[Recorded]:
+        new = []
+        for position, state in rows:
+            if position not in self.got:
+                rec = self.got[position] = decode_state(position, state)
+                new.append(rec)
+        self.fresh += new
+        return new
+
+    def exact(self, keys: list[str]) -> list[Recorded]:
+        keys = [k for k in keys if k not in self.keys]
+        self.keys.update(keys)
+        return self.add(self.recorder.read_keyed_states(keys, self.upto)) if keys else []
+
+    def range(self, lo: str, hi: str) -> None:
+        self.add(self.recorder.read_key_range_states(lo, hi, self.upto))
+
+    def close(self) -> None:
+        """Read the corrections referring to what was read, and every version of its windows."""
+        while self.fresh:
+            fresh, self.fresh = self.fresh, []
+            refs: set[str] = set()
+            for rec in fresh:
+                fact = rec.fact
+                if (ref := reference_key(fact)) is not None:
+                    refs.add(ref)
+                if type(fact) is MaintenanceAnnounced:
+                    refs.add(versions_key(fact.maintenance))
+            self.exact(sorted(refs))
+
+
+def _walk_back(read: _Read, service: str, probe: str, before: int) -> None:
+    """A probe's reports in the UTC months before ``before`` back to its latest month with a recovery."""
+    month, step = before - 1, 1
+    while month >= _EARLIEST:
+        batch = range(month, max(month - step, _EARLIEST - 1), -1)
+        found = read.exact([probe_key(service, _month(m), probe) for m in batch])
+        if any(isinstance(r.fact, ProbeRecovered) and r.fact.service == service and r.fact.probe == probe
+               for r in found):
+            return
+        month -= step
+        step *= 2
+
+
+def _reaches(records: list[Recorded], policy: Policy, horizon: int) -> bool:
+    """Whether a probe or outage incident source of ``records`` runs to ``horizon`` or past it."""
+    from projections.sources import incident_sources, probe_sources
+    from projections.timeline import OPEN, impact_rank, probe_rank, to_us
+
+    service, wanted = policy.service, frozenset(policy.probes)
+    probes: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
+    opened: dict[str, list[tuple[int, int, int, int]]] = defaultdict(list)
+    resolved: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for rec in records:
+        fact = rec.fact
+        if isinstance(fact, (ProbeFailed, ProbeRecovered)):
+            if fact.service == service and fact.probe in wanted:
+                probes[fact.probe].append((to_us(fact.at), probe_rank(fact), rec.position))
+        elif isinstance(fact, IncidentOpened):
+            if fact.service == service:
+                opened[fact.incident].append((to_us(fact.at), OPEN, impact_rank(fact), rec.position))
+        elif isinstance(fact, IncidentResolved):
+            resolved[fact.incident].append((to_us(fact.at), rec.position))
+    for probe, evs in probes.items():
+        if any(s.end >= horizon for s in probe_sources(probe, evs, horizon)):
+            return True
+    return any(s.end >= horizon for inc, evs in opened.items()
+               for s in incident_sources(inc, evs, resolved.get(inc, []), horizon))
+
+
+def month_records(recorder: LedgerRecorder, policy: Policy, month: str, upto: int,
+                  replay_point: datetime | None = None) -> list[Recorded]:
+    """Every fact up to ``upto`` that the month's figures, citations and digest can depend on, by position.
+
+    The contract's versions and pinned holidays are read by the caller.
+    """
+    from projections.timeline import to_us
+
+    service, contract = policy.service, policy.contract_id
+    if not is_bucketed(recorder, service, upto):
+        whole = read_related(recorder, month_keys([service], [contract]), upto)
+        return sorted(whole, key=lambda r: r.position)
+    ms_dt, me_dt = month_bounds(month, policy.timezone)
+    ms, me = to_us(ms_dt), to_us(me_dt)
+    rp = to_us(replay_point) if replay_point is not None else None
+    horizon = max(ms, min(me, rp)) if rp is not None else me
+    months = utc_months(ms_dt - _US, me_dt)  # the fold looks at the microsecond before the month too
+    read = _Read(recorder, upto)
+    for m in months:
+        prefix = probe_month(service, m)
+        read.range(prefix, prefix_end(prefix))
+    for probe in policy.probes:
+        _walk_back(read, service, probe, _index(months[0]))
+    read.fresh = []  # probe reports are corrected by nothing
+    read.exact([window_key(service, None), *(window_key(service, m) for m in months), openings_key(service),
+                claims_key(contract)])
+    read.close()
+    if _reaches(list(read.got.values()), policy, horizon):
+        after = _month(_index(months[-1]) + 1)
+        read.range(*probes_from(service, after))
+        read.fresh = []
+        read.range(*windows_from(service, after))
+        read.close()
+    return sorted(read.got.values(), key=lambda r: r.position)
