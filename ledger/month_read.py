@@ -3,16 +3,19 @@
 The fold (``projections.availability``) keeps what touches ``[month start - 1 us, horizon)``
 and, past the horizon, a downtime stretch that began in the month. What can matter is:
 
-- **probe reports**: every report of the month's UTC months (``keys.probe_month``; those of
-  probes outside the policy are counted there); for each probe of the policy, its reports of
-  earlier months back to the latest month holding one of its recoveries (found by exact keys,
-  1, 2, 4, ... months at a time, down to 1970-01, the earliest instant a fact may hold): the
-  probe is up after its last recovery whatever came before, so a source that starts later is
-  the same as in a full replay and one that ends by then ends before the month;
-- **windows** (maintenance, force majeure, exclusions) touching one of those UTC months, and
-  the long ones (``keys.window_key``), every version of each maintenance window (``a:``);
-- **incident openings**, all of them (``n:``): an incident opened years ago and never
-  resolved is still open, and no month bucket can tell which ones are;
+- **probe reports**: every report of the UTC days from the microsecond before the month to
+  its end, of every probe of the service (one index seek per probe name finds them, as keys
+  put the probe before the day; reports of probes outside the policy are counted); for each
+  probe of the policy, its earlier days back to the latest one holding one of its recoveries
+  (one index seek per day with reports): the probe is up after its last recovery whatever
+  came before, so a source that starts later is the same as in a full replay, and one that
+  ends by then ends before the month;
+- **windows** (maintenance, force majeure, exclusions) touching one of the month's UTC months,
+  and the long ones (``keys.window_key``), every version of each maintenance window (``a:``);
+- **incident openings** from the microsecond before the month on, and every earlier one that
+  no resolution of its incident follows before the month (``unclosed_openings``, in the key
+  index alone: an opening's and a resolution's keys carry their instants); an incident opened
+  years ago and never resolved is still open, and is found so, without reading the others;
 - the corrections that refer to any of those (``i:``, ``m:``, ``x:``) and the contract's claims;
 - **after the month**, only if a probe or incident source of the read facts reaches the
   horizon (a stretch may run on, and a probe's recovery after the month is cited by the
@@ -29,10 +32,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from ledger.calendar import FIRST_YEAR, month_bounds
+from ledger.calendar import month_bounds
 from ledger.events import (
     IncidentOpened,
     IncidentResolved,
@@ -47,14 +50,14 @@ from ledger.persistence.keys import (
     claims_key,
     index_keys,
     month_keys,
-    openings_key,
+    openings_prefix,
     prefix_end,
-    probe_key,
-    probe_month,
-    probes_from,
+    probe_prefix,
     read_related,
     reference_key,
     service_key,
+    utc_day,
+    utc_instant,
     utc_months,
     versions_key,
     window_key,
@@ -67,15 +70,9 @@ _BUCKETED_TAGS: Final = tuple(str(cls.__struct_config__.tag) for cls in BUCKETED
 _US: Final = timedelta(microseconds=1)
 
 
-def _index(month: str) -> int:
-    return int(month[:4]) * 12 + int(month[5:7]) - 1
-
-
-def _month(index: int) -> str:
-    return f"{index // 12:04d}-{index % 12 + 1:02d}"
-
-
-_EARLIEST: Final = _index(f"{FIRST_YEAR:04d}-01")
+def _next_month(month: str) -> str:
+    year, mon = int(month[:4]), int(month[5:7])
+    return f"{year + mon // 12:04d}-{mon % 12 + 1:02d}"
 
 
 def is_bucketed(recorder: LedgerRecorder, service: str, upto: int) -> bool:
@@ -127,17 +124,25 @@ class _Read:
             self.exact(sorted(refs))
 
 
-def _walk_back(read: _Read, service: str, probe: str, before: int) -> None:
-    """A probe's reports in the UTC months before ``before`` back to its latest month with a recovery."""
-    month, step = before - 1, 1
-    while month >= _EARLIEST:
-        batch = range(month, max(month - step, _EARLIEST - 1), -1)
-        found = read.exact([probe_key(service, _month(m), probe) for m in batch])
+def _probe_names(recorder: LedgerRecorder, service: str, upto: int) -> list[str]:
+    """Every probe name (as keys spell it) a service's reports up to ``upto`` have: one index seek each."""
+    base = probe_prefix(service)
+    hi, lo, names = prefix_end(base), base, []
+    while (key := recorder.edge_key(lo, hi, upto)) is not None:
+        name = key[len(base):-11]  # <base><name>@<YYYY-MM-DD>
+        names.append(name)
+        lo = prefix_end(f"{base}{name}@")
+    return names
+
+
+def _walk_back(read: _Read, service: str, probe: str, before: str) -> None:
+    """A probe's reports of the UTC days before ``before``, back to its latest day with a recovery."""
+    prefix = probe_prefix(service, probe)
+    while (key := read.recorder.edge_key(prefix, prefix + before, read.upto, last=True)) is not None:
         if any(isinstance(r.fact, ProbeRecovered) and r.fact.service == service and r.fact.probe == probe
-               for r in found):
+               for r in read.exact([key])):
             return
-        month -= step
-        step *= 2
+        before = key[len(prefix):]
 
 
 def _reaches(records: list[Recorded], policy: Policy, horizon: int) -> bool:
@@ -183,20 +188,27 @@ def month_records(recorder: LedgerRecorder, policy: Policy, month: str, upto: in
     rp = to_us(replay_point) if replay_point is not None else None
     horizon = max(ms, min(me, rp)) if rp is not None else me
     months = utc_months(ms_dt - _US, me_dt)  # the fold looks at the microsecond before the month too
+    first, last_day = utc_day(ms_dt - _US), utc_day(me_dt - _US)
+    after = utc_day(datetime.fromisoformat(last_day).replace(tzinfo=UTC) + timedelta(days=1))
     read = _Read(recorder, upto)
-    for m in months:
-        prefix = probe_month(service, m)
-        read.range(prefix, prefix_end(prefix))
+    base = probe_prefix(service)
+    names = _probe_names(recorder, service, upto)
+    for name in names:  # every probe's reports of the month's UTC days (others' are counted)
+        read.range(f"{base}{name}@{first}", f"{base}{name}@{after}")
     for probe in policy.probes:
-        _walk_back(read, service, probe, _index(months[0]))
+        _walk_back(read, service, probe, first)
     read.fresh = []  # probe reports are corrected by nothing
-    read.exact([window_key(service, None), *(window_key(service, m) for m in months), openings_key(service),
-                claims_key(contract)])
+    # Incidents: every opening from the microsecond before the month on, and each earlier one
+    # that no resolution follows before the month (the index alone tells).
+    since, until = utc_instant(ms_dt - _US), utc_instant(ms_dt)
+    opened = recorder.unclosed_openings(openings_prefix(service), since, until, upto)
+    read.add(recorder.read_position_states(opened))
+    read.exact([window_key(service, None), *(window_key(service, m) for m in months), claims_key(contract)])
     read.close()
     if _reaches(list(read.got.values()), policy, horizon):
-        after = _month(_index(months[-1]) + 1)
-        read.range(*probes_from(service, after))
+        for name in names:
+            read.range(f"{base}{name}@{after}", prefix_end(f"{base}{name}@"))
         read.fresh = []
-        read.range(*windows_from(service, after))
+        read.range(*windows_from(service, _next_month(months[-1])))
         read.close()
     return sorted(read.got.values(), key=lambda r: r.position)

@@ -29,7 +29,7 @@ from ledger.errors import BadInput
 from ledger.events import StoredState, SupportTimeLogged
 from ledger.persistence.chain import GENESIS, chain_hash
 from ledger.persistence.consistency import name_claim, ticket_owner
-from ledger.persistence.keys import LEGACY_TICKETS, SERVICE, TICKET, index_keys, legacy_keys
+from ledger.persistence.keys import INCIDENT, LEGACY_TICKETS, SERVICE, TICKET, index_keys, legacy_keys
 from ledger.persistence.port import LedgerRecorder
 
 _HEAD: Final = re.compile(r"(?:sha256:)?([0-9a-f]{64})", re.IGNORECASE)
@@ -129,7 +129,7 @@ class _Index:
             found.append(self.head[1])
             self.head = next(self.rows, None)
         got = tuple(found)
-        group = "service" if legacy is not None and legacy[0].startswith(SERVICE) else "support"
+        group = "service" if legacy is not None and legacy[0][:2] in (SERVICE, INCIDENT) else "support"
         if got == keys:
             if legacy is not None:
                 self.filed_now.setdefault(group, position)

@@ -19,13 +19,16 @@ contract's whole history, as then.
 
 A service's facts are under ``s:<service>`` (every reader of a service's whole history uses
 it) and, so that a contract-month's availability reads the month rather than the history
-(``ledger.month_read``), also under month buckets (UTC months): a probe report under
-``p:<service>@<YYYY-MM>/<probe>`` (the month of its ``at``), a maintenance window, force
-majeure or exclusion under ``w:<service>@<YYYY-MM>`` for each UTC month its
-``[starts_at, ends_at)`` touches (``w:<service>`` alone when that is more than
-``WINDOW_MONTHS``), an announcement also under ``a:<maintenance>`` (all its versions), an
-incident's opening under ``n:<service>`` (docs/decisions.md, issue 17, hA). Stores written
-before filed them under ``s:`` alone (``legacy_keys``); such a service is read whole.
+(``ledger.month_read``), also under a second key with time in it (names escaped, ``escaped``;
+instants in UTC): a probe report under ``p:<service>/<probe>@<YYYY-MM-DD>`` (one probe's days
+are one key range), a maintenance window, force majeure or exclusion under
+``w:<service>@<YYYY-MM>`` for each UTC month its ``[starts_at, ends_at)`` touches
+(``w:<service>`` alone when that is more than ``WINDOW_MONTHS``), an announcement also under
+``a:<maintenance>`` (all its versions), an incident's opening under
+``n:<service>/<at>/<incident>`` and a resolution, besides ``i:<incident>``, under
+``r:<incident>@<at>`` (so that the incidents still open at an instant are found in the index
+alone). docs/decisions.md (issue 17, hA). Stores written before filed them under ``s:`` (or
+``i:``) alone (``legacy_keys``); such a service is read whole.
 """
 
 from __future__ import annotations
@@ -75,12 +78,13 @@ OPENED: Final = "u:"  # a contract's tickets opened in one UTC month: u:<contrac
 LOGGED: Final = "q:"  # a contract's support time logged in one UTC month: q:<contract>@<YYYY-MM>
 HOLIDAYS: Final = "h:"  # a country's pinned holidays
 ORPHAN: Final = LOGGED + "@"  # the start of a log's key while its ticket's contract is not known
-PROBES: Final = "p:"  # a service's probe reports in one UTC month: p:<service>@<YYYY-MM>/<probe>
+PROBES: Final = "p:"  # one probe's reports of one UTC day: p:<service>/<probe>@<YYYY-MM-DD> (names escaped)
 WINDOWS: Final = "w:"  # a service's windows touching a UTC month: w:<service>@<YYYY-MM>; long: w:<service>
 VERSIONS: Final = "a:"  # every announcement (version) of one maintenance window: a:<maintenance>
-OPENINGS: Final = "n:"  # a service's incident openings: n:<service>
+OPENINGS: Final = "n:"  # an incident opening: n:<service>/<at, UTC, 27 characters>/<incident>
+RESOLVED: Final = "r:"  # an incident resolution: r:<incident>@<at, UTC, 27 characters>
 KEY_KINDS: Final = (SERVICE, INCIDENT, MAINTENANCE, EXCLUSION, CLAIMS, CONTRACT, TICKETS, TICKET, HOLIDAYS,
-                    OPENED, LOGGED, PROBES, WINDOWS, VERSIONS, OPENINGS)
+                    OPENED, LOGGED, PROBES, WINDOWS, VERSIONS, OPENINGS, RESOLVED)
 # A window touching more UTC months than this is filed under its service's one long-window key
 # (read by every month) rather than under each month: a decade-long exclusion is one row, not 120.
 WINDOW_MONTHS: Final = 12
@@ -88,6 +92,8 @@ WINDOW_MONTHS: Final = 12
 # earlier key set): what ``ledger.month_read`` reads by month.
 BUCKETED: Final = (ProbeFailed, ProbeRecovered, IncidentOpened, MaintenanceAnnounced, ForceMajeureDeclared,
                    ExclusionDeclared)
+# An instant in a key: UTC, fixed width, so that keys sort as instants do (years 1970..2999).
+INSTANT_WIDTH: Final = 27
 
 
 def service_key(service: str) -> str:
@@ -167,6 +173,8 @@ def legacy_keys(fact: Fact) -> tuple[str, ...] | None:
     """The keys a store written before month-bounded reads filed a support or service fact under."""
     if type(fact) in BUCKETED:
         return (SERVICE + fact.service,)  # type: ignore[union-attr]
+    if type(fact) is IncidentResolved:
+        return (INCIDENT + fact.incident,)
     if type(fact) is TicketOpened:
         return (TICKETS + fact.contract,)
     if type(fact) is SupportTimeLogged:
@@ -194,29 +202,53 @@ def _logged_keys(fact: SupportTimeLogged) -> tuple[str, str]:
     return TICKET + fact.ticket, logged_key(None, utc_month(fact.at))
 
 
-def probe_key(service: str, month: str, probe: str) -> str:
-    """The key of one probe's reports in a UTC month."""
-    return f"{PROBES}{service}@{month}/{probe}"
+def escaped(name: str) -> str:
+    """A name as it appears inside a key: ``%``, ``/`` and ``@`` escaped, so they only ever separate."""
+    return name.replace("%", "%25").replace("/", "%2F").replace("@", "%40")
 
 
-def probe_month(service: str, month: str) -> str:
-    """The start of the keys of every probe report of a service in a UTC month (a key range)."""
-    return f"{PROBES}{service}@{month}/"
+def utc_day(at: datetime) -> str:
+    """``YYYY-MM-DD`` of an instant in UTC (the bucket of a probe report)."""
+    u = at.astimezone(UTC)
+    return f"{u.year:04d}-{u.month:02d}-{u.day:02d}"
 
 
-def probes_from(service: str, month: str) -> tuple[str, str]:
-    """The key range [lo, hi) of a service's probe reports from a UTC month on."""
-    return f"{PROBES}{service}@{month}", prefix_end(f"{PROBES}{service}@")
+def utc_instant(at: datetime) -> str:
+    """An instant as a key spells it: UTC, to the microsecond, ``INSTANT_WIDTH`` characters."""
+    u = at.astimezone(UTC)
+    return (f"{u.year:04d}-{u.month:02d}-{u.day:02d}T{u.hour:02d}:{u.minute:02d}:{u.second:02d}"
+            f".{u.microsecond:06d}Z")
+
+
+def probe_prefix(service: str, probe: str | None = None) -> str:
+    """The start of the keys of one probe of a service (None: of all its probes)."""
+    base = f"{PROBES}{escaped(service)}/"
+    return base if probe is None else f"{base}{escaped(probe)}@"
+
+
+def probe_key(service: str, probe: str, day: str) -> str:
+    """The key of one probe's reports of a UTC day."""
+    return probe_prefix(service, probe) + day
+
+
+def openings_prefix(service: str) -> str:
+    """The start of the keys of a service's incident openings (followed by the instant, then the id)."""
+    return f"{OPENINGS}{escaped(service)}/"
+
+
+def resolved_key(incident: str, at: datetime) -> str:
+    """The key a resolution is found by when asking whether an incident was resolved between two instants."""
+    return f"{RESOLVED}{incident}@{utc_instant(at)}"
 
 
 def window_key(service: str, month: str | None) -> str:
     """The key of a service's windows touching a UTC month (None: the long windows)."""
-    return f"{WINDOWS}{service}" if month is None else f"{WINDOWS}{service}@{month}"
+    return f"{WINDOWS}{escaped(service)}" if month is None else f"{WINDOWS}{escaped(service)}@{month}"
 
 
 def windows_from(service: str, month: str) -> tuple[str, str]:
     """The key range [lo, hi) of a service's windows touching a UTC month or a later one."""
-    return f"{WINDOWS}{service}@{month}", prefix_end(f"{WINDOWS}{service}@")
+    return f"{WINDOWS}{escaped(service)}@{month}", prefix_end(f"{WINDOWS}{escaped(service)}@")
 
 
 def versions_key(maintenance: str) -> str:
@@ -224,13 +256,8 @@ def versions_key(maintenance: str) -> str:
     return VERSIONS + maintenance
 
 
-def openings_key(service: str) -> str:
-    """The key of a service's incident openings."""
-    return OPENINGS + service
-
-
 def _probe_keys(fact: ProbeFailed | ProbeRecovered) -> tuple[str, str]:
-    return SERVICE + fact.service, probe_key(fact.service, utc_month(fact.at), fact.probe)
+    return SERVICE + fact.service, probe_key(fact.service, fact.probe, utc_day(fact.at))
 
 
 def _window_keys(service: str, start: datetime, end: datetime) -> list[str]:
@@ -250,7 +277,11 @@ def _declared_keys(fact: ForceMajeureDeclared | ExclusionDeclared) -> tuple[str,
 
 
 def _opened_incident_keys(fact: IncidentOpened) -> tuple[str, str]:
-    return SERVICE + fact.service, openings_key(fact.service)
+    return SERVICE + fact.service, f"{openings_prefix(fact.service)}{utc_instant(fact.at)}/{fact.incident}"
+
+
+def _resolved_keys(fact: IncidentResolved) -> tuple[str, str]:
+    return INCIDENT + fact.incident, resolved_key(fact.incident, fact.at)
 
 
 def _contract_key(fact: ContractRegistered | ContractAmended) -> str:
@@ -264,7 +295,6 @@ def _field_key(prefix: str, field: str) -> Callable[[Any], str]:
 
 # A table by exact type, not a match statement or isinstance chain: it runs once per imported line.
 _KEY_FIELD: Final[dict[type, tuple[str, str]]] = {
-    IncidentResolved: (INCIDENT, "incident"),
     MaintenanceCancelled: (MAINTENANCE, "maintenance"),
     MaintenanceCompleted: (MAINTENANCE, "maintenance"),
     ExclusionRevoked: (EXCLUSION, "ref"),
@@ -283,6 +313,7 @@ _SEVERAL_KEYS: Final[dict[type, Callable[[Any], tuple[str, ...]]]] = {
     ProbeFailed: _probe_keys,
     ProbeRecovered: _probe_keys,
     IncidentOpened: _opened_incident_keys,
+    IncidentResolved: _resolved_keys,
     MaintenanceAnnounced: _announced_keys,
     ForceMajeureDeclared: _declared_keys,
     ExclusionDeclared: _declared_keys,

@@ -33,6 +33,7 @@ from ledger.events import (
     ExclusionDeclared,
     ForceMajeureDeclared,
     IncidentOpened,
+    IncidentResolved,
     MaintenanceAnnounced,
     ProbeFailed,
     ProbeRecovered,
@@ -260,10 +261,9 @@ def test_a_month_reads_its_month(ledger: Ledger, monkeypatch: pytest.MonkeyPatch
     with _counting(ledger.recorder) as seen:
         report = ledger.report(C, "2026-03").report
     # The contract (1), p1's failure of 2022 (2), March's two facts, and p2's reports of
-    # December 2025, its latest month with a recovery before the month's buckets (February
-    # and March: in Paris the month starts on 28 February in UTC), with November's, read in
-    # the same batch of the walk back (1, then 2 months at a time). Not January to October.
-    assert sorted(set(seen)) == [1, 2, *range(403, 485)], sorted(set(seen))
+    # 20 December 2025, its latest day with a recovery before the month (which starts on
+    # 28 February in UTC, in Paris). Nothing else of the year of blips.
+    assert sorted(set(seen)) == [1, 2, 481, 482, 483, 484], sorted(set(seen))
     assert report.downtime_seconds > 0
     _same(ledger, monkeypatch, "2026-03", ledger.recorder.last_position())
 
@@ -286,14 +286,17 @@ def test_every_append_route_files_the_month_keys(ledger: Ledger) -> None:
     packed = b"".join(msgspec.json.encode(f) + b"\n" for f in facts[3:])
     ledger.import_file(io.BytesIO(packed), parallel_from=1)
     rec = ledger.recorder
-    assert [r.position for r in rec.read_keyed(["p:web@2026-03/p1"], 99)] == [1]
-    assert [r.position for r in rec.read_keyed(["n:web"], 99)] == [2]
+    assert [r.position for r in rec.read_keyed(["p:web/p1@2026-03-05"], 99)] == [1]
+    assert [r.position for r in rec.read_keyed(["n:web/2026-03-05T00:00:00.000000Z/i1"], 99)] == [2]
     assert [r.position for r in rec.read_keyed(["a:m1"], 99)] == [3]
     assert [r.position for r in rec.read_keyed(["w:web@2026-04"], 99)] == [3]
     assert [r.position for r in rec.read_keyed(["w:web"], 99)] == [4]  # 27 months: the long key
     assert [r.position for r in rec.read_keyed(["w:web@2026-03"], 99)] == [3, 5]
     assert [r.position for r in rec.read_keyed(["s:web"], 99)] == [1, 2, 3, 4, 5]
-    assert index_keys(facts[0]) == ("s:web", "p:web@2026-03/p1")
+    assert index_keys(facts[0]) == ("s:web", "p:web/p1@2026-03-05")
+    assert index_keys(IncidentResolved(incident="i1", at=at)) == ("i:i1", "r:i1@2026-03-05T00:00:00.000000Z")
+    odd = ProbeFailed(service="a/b@", probe="c%", at=at)
+    assert index_keys(odd) == ("s:a/b@", "p:a%2Fb%40/c%25@2026-03-05")
     result = verify(rec)
     assert result.ok, result.problem
 
@@ -307,6 +310,8 @@ def _earlier_keys() -> Iterator[None]:
     saved: dict[type, Any] = {cls: table[cls] for cls in kinds}
     for cls in kinds:
         table[cls] = (saved[cls][0], lambda f: "s:" + f.service, saved[cls][2])
+    saved[IncidentResolved] = table[IncidentResolved]
+    table[IncidentResolved] = (saved[IncidentResolved][0], lambda f: "i:" + f.incident, None)
     try:
         yield
     finally:
@@ -327,7 +332,7 @@ def test_a_store_written_before_reads_the_service_whole(ledger: Ledger,
     ledger.register_contract(load_policy(_policy("Europe/Paris", '"any"', "downtime")))
     with _earlier_keys():
         import_lines(ledger, [msgspec.json.encode(f) for f in _old_facts()])
-    assert [r.position for r in ledger.recorder.read_keyed(["p:web@2025-02/p1"], 99)] == []
+    assert [r.position for r in ledger.recorder.read_keyed(["p:web/p1@2025-02-01"], 99)] == []
     ledger.append_facts([_probe(ProbeRecovered, "p2", datetime(2026, 3, 2, 5, tzinfo=UTC))])
     last = ledger.recorder.last_position()
     assert not month_read.is_bucketed(ledger.recorder, S, last)
@@ -338,12 +343,31 @@ def test_a_store_written_before_reads_the_service_whole(ledger: Ledger,
     _same(ledger, monkeypatch, "2026-03", last)
 
 
+def test_a_resolution_filed_before_still_closes(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A resolution under ``i:`` alone (written before), its incident opened since: the opening is
+    read (no ``r:`` key says it was closed), and the resolution through its reference key."""
+    ledger.register_contract(load_policy(_policy("Europe/Paris", '"any"', "downtime")))
+    with _earlier_keys():
+        ledger.append_facts([IncidentResolved(incident="late", at=datetime(2026, 2, 10, tzinfo=UTC))])
+    ledger.append_facts([
+        IncidentOpened(service=S, incident="late", at=datetime(2026, 2, 1, tzinfo=UTC), impact="outage"),
+        IncidentOpened(service=S, incident="open", at=datetime(2026, 3, 10, tzinfo=UTC), impact="outage"),
+    ])
+    last = ledger.recorder.last_position()
+    assert month_read.is_bucketed(ledger.recorder, S, last)
+    result = verify(ledger.recorder)
+    assert result.ok, result.problem
+    for month in ("2026-02", "2026-03"):
+        _same(ledger, monkeypatch, month, last)
+    assert ledger.report(C, "2026-02").report.downtime_seconds == 9 * 86400
+
+
 def test_verify_names_a_wrong_month_key(ledger: Ledger) -> None:
     """A probe report filed under another month (or the earlier way after this way): reported."""
     ledger.append_facts([_probe(ProbeFailed, "p1", datetime(2026, 3, 1, tzinfo=UTC))])
     table = lines_module._TAG_AND_KEY
     saved = table[ProbeFailed]
-    table[ProbeFailed] = (saved[0], lambda f: ("s:" + f.service, f"p:{f.service}@2026-02/{f.probe}"),
+    table[ProbeFailed] = (saved[0], lambda f: ("s:" + f.service, f"p:{f.service}/{f.probe}@2026-03-01"),
                           saved[2])
     fact = _probe(ProbeFailed, "p1", datetime(2026, 3, 2, tzinfo=UTC))
     try:
@@ -353,7 +377,7 @@ def test_verify_names_a_wrong_month_key(ledger: Ledger) -> None:
     result = verify(ledger.recorder)
     assert not result.ok
     assert result.position == 1
-    assert "position 2: key index row altered (filed under 'p:web@2026-02/p1'" in (result.problem or "")
+    assert "position 2: key index row altered (filed under 'p:web/p1@2026-03-01'" in (result.problem or "")
 
 
 def test_verify_refuses_the_earlier_keys_after_the_month_keys(ledger: Ledger) -> None:
