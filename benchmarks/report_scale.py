@@ -8,7 +8,8 @@ Every figure is printed next to the baseline it was measured against, in the sam
 - history: a report of a ``--small``-event month with ``--history`` months of the same
   density before it, vs the same month with one month before it (SQLite store, through
   ``Ledger.report``: the read and the fold; CPU time, median of 7 runs alternated between
-  the two stores, as wall time on a shared machine is noise); target ratio <= 1.2;
+  the two stores, as wall time on a shared machine is noise; and, unless ``--no-callgrind``,
+  callgrind instructions of one warm report from each store); target ratio <= 1.2;
 - size: ``evaluate`` in-process on a ``--small`` vs a ``--large``-event month (callgrind
   instructions, deterministic, via ``--fold N``); target ratio <= 11x, and the large month
   under 1.5 s wall-clock in-process.
@@ -189,6 +190,23 @@ def _report_times(ledger: Ledger) -> tuple[float, float]:
     return time.process_time() - c0, time.perf_counter() - w0
 
 
+def _reports(path: str, times: int) -> None:
+    """``times`` reports of ``MONTH`` from the store at ``path`` (for callgrind: two less one is one warm)."""
+    from ledger.bootstrap import open_ledger
+
+    ledger = open_ledger(f"sqlite:///{path}")
+    try:
+        for _ in range(times):
+            ledger.report(CONTRACT, MONTH)
+    finally:
+        ledger.close()
+
+
+def _report_instructions(path: Path) -> int:
+    """Callgrind instructions of one warm report (imports and caches of the first one left out)."""
+    return _callgrind(["--report-at", str(path), "--times", "2"]) - _callgrind(["--report-at", str(path)])
+
+
 def _history(workdir: Path, n: int, history: int, rounds: int = 7) -> tuple[list[float], list[float]]:
     """Medians (CPU, wall) of the report with one month of history and with ``history``, runs alternated."""
     one, many = _store(workdir, n, 1), _store(workdir, n, history)
@@ -208,6 +226,13 @@ def _lines(args: argparse.Namespace) -> Iterator[str]:
     if args.store:
         with tempfile.TemporaryDirectory() as tmp:
             (one, many), (one_wall, many_wall) = _history(Path(tmp), args.small, args.history)
+            if args.callgrind and shutil.which("valgrind"):
+                i_one = _report_instructions(Path(tmp) / "h1.db")
+                i_many = _report_instructions(Path(tmp) / f"h{args.history}.db")
+                ratio = i_many / i_one
+                yield (f"report history (callgrind): {args.history} months of history {i_many / 1e6:.0f}M "
+                       f"instructions vs 1 month {i_one / 1e6:.0f}M (baseline, same run; one warm report): "
+                       f"ratio {ratio:.2f} (target <= 1.2) {'PASS' if ratio <= 1.2 else 'FAIL'}")
         ratio = many / one
         yield (f"report history: {args.small}-event month, {args.history} months of history "
                f"{many * 1000:.0f} ms CPU vs 1 month {one * 1000:.0f} ms (baseline, same run, median of 7 "
@@ -233,7 +258,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-store", dest="store", action="store_false")
     parser.add_argument("--fold", type=int, help=argparse.SUPPRESS)  # one fold, for callgrind
     parser.add_argument("--dry", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--report-at", help=argparse.SUPPRESS)  # reports from a store, for callgrind
+    parser.add_argument("--times", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.report_at is not None:
+        _reports(args.report_at, args.times)
+        return
     if args.fold is not None:
         fold(args.fold, dry=args.dry)
         return

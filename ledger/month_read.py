@@ -76,7 +76,7 @@ def _next_month(month: str) -> str:
 
 
 def is_bucketed(recorder: LedgerRecorder, service: str, upto: int) -> bool:
-    """Whether a service's facts up to ``upto`` are filed under month buckets (else: read it whole)."""
+    """Whether a service's facts up to ``upto`` are filed under the keys that carry time (else: whole)."""
     first = recorder.first_filed(service_key(service), _BUCKETED_TAGS, upto)
     if first is None:
         return True  # no fact of a bucketed type: nothing to miss

@@ -4,10 +4,11 @@ Everything is read from one snapshot of the store (``LedgerRecorder.snapshot``),
 appends committed while the check runs are simply not part of it. The event log is
 read in position order; each row's state carries its link of the chain, recomputed
 here from the previous link and the row's own position, recorded_at, id and content.
-The key index, read in position order too, must hold exactly one row per event, under
-the event's key. Every problem is reported at the lowest position where the store
-stops holding together, and ``position`` in the result is the last one that still
-holds, so an operator knows what can be trusted. Any value of the wrong type or shape
+The key index, read in position order too, must hold a row for each of the event's keys
+(``keys.index_keys``: its service or reference, and for a support or service fact the
+keys that carry time) and no other. Every problem is reported at the lowest position
+where the store stops holding together, and ``position`` in the result is the last one
+that still holds, so an operator knows what can be trusted. Any value of the wrong type or shape
 in any column is tampering, reported like the rest: the ledger writes none.
 
 What this proves, and what it cannot: the chain shows that the log is the one its
