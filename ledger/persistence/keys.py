@@ -34,7 +34,7 @@ alone). docs/decisions.md (issue 17, hA). Stores written before filed them under
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from operator import attrgetter
 from typing import Any, Final, Protocol, get_args
 
@@ -207,10 +207,18 @@ def escaped(name: str) -> str:
     return name.replace("%", "%25").replace("/", "%2F").replace("@", "%40")
 
 
+_DAYS: dict[int, str] = {}  # ordinal -> YYYY-MM-DD: formatting a date was most of a probe key's cost
+
+
 def utc_day(at: datetime) -> str:
     """``YYYY-MM-DD`` of an instant in UTC (the bucket of a probe report)."""
-    u = at.astimezone(UTC)
-    return f"{u.year:04d}-{u.month:02d}-{u.day:02d}"
+    ordinal = at.astimezone(UTC).toordinal()
+    day = _DAYS.get(ordinal)
+    if day is None:
+        if len(_DAYS) > 100_000:
+            _DAYS.clear()
+        day = _DAYS[ordinal] = date.fromordinal(ordinal).isoformat()
+    return day
 
 
 def utc_instant(at: datetime) -> str:
