@@ -82,7 +82,7 @@ PROBES: Final = "p:"  # one probe's reports of one UTC day: p:<service>/<probe>@
 WINDOWS: Final = "w:"  # a service's windows touching a UTC month: w:<service>@<YYYY-MM>; long: w:<service>
 VERSIONS: Final = "a:"  # every announcement (version) of one maintenance window: a:<maintenance>
 OPENINGS: Final = "n:"  # an incident opening: n:<service>/<at, UTC, 27 characters>/<incident>
-RESOLVED: Final = "r:"  # an incident resolution: r:<incident>@<at, UTC, 27 characters>
+RESOLVED: Final = "r:"  # an incident resolution: r:<incident, escaped>@<at, UTC, 27 characters>
 KEY_KINDS: Final = (SERVICE, INCIDENT, MAINTENANCE, EXCLUSION, CLAIMS, CONTRACT, TICKETS, TICKET, HOLIDAYS,
                     OPENED, LOGGED, PROBES, WINDOWS, VERSIONS, OPENINGS, RESOLVED)
 # A window touching more UTC months than this is filed under its service's one long-window key
@@ -246,7 +246,7 @@ def openings_prefix(service: str) -> str:
 
 def resolved_key(incident: str, at: datetime) -> str:
     """The key a resolution is found by when asking whether an incident was resolved between two instants."""
-    return f"{RESOLVED}{incident}@{utc_instant(at)}"
+    return f"{RESOLVED}{escaped(incident)}@{utc_instant(at)}"
 
 
 def window_key(service: str, month: str | None) -> str:
@@ -285,7 +285,8 @@ def _declared_keys(fact: ForceMajeureDeclared | ExclusionDeclared) -> tuple[str,
 
 
 def _opened_incident_keys(fact: IncidentOpened) -> tuple[str, str]:
-    return SERVICE + fact.service, f"{openings_prefix(fact.service)}{utc_instant(fact.at)}/{fact.incident}"
+    opening = f"{openings_prefix(fact.service)}{utc_instant(fact.at)}/{escaped(fact.incident)}"
+    return SERVICE + fact.service, opening
 
 
 def _resolved_keys(fact: IncidentResolved) -> tuple[str, str]:

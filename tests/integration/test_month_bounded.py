@@ -100,6 +100,11 @@ def _at(minutes: int) -> str:
     return (BASE + timedelta(minutes=minutes)).isoformat()
 
 
+# An id that extends another with "@" and an instant: unescaped, its resolution keys would
+# fall in the other's range and close it.
+_INCIDENTS = ("inc-0", "inc-0@2025-06-01T00:00:00.000000Z", "inc/2", "inc-3")
+
+
 @st.composite
 def _facts(draw: st.DrawFn) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
@@ -109,12 +114,13 @@ def _facts(draw: st.DrawFn) -> list[dict[str, Any]]:
             service = S if draw(st.integers(0, 6)) else "other"
             out.append({"type": kind, "service": service, "probe": probe, "at": _at(draw(_minutes))})
     for i in range(draw(st.integers(0, 3))):
+        iid = _INCIDENTS[i]
         for _ in range(draw(st.integers(1, 2))):
-            out.append({"type": "incident_opened", "service": S, "incident": f"inc-{i}",
+            out.append({"type": "incident_opened", "service": S, "incident": iid,
                         "at": _at(draw(_minutes)),
                         "impact": draw(st.sampled_from(["outage", "outage", "degraded", "none"]))})
         for _ in range(draw(st.integers(0, 2))):
-            out.append({"type": "incident_resolved", "incident": f"inc-{i}", "at": _at(draw(_minutes))})
+            out.append({"type": "incident_resolved", "incident": iid, "at": _at(draw(_minutes))})
     for i in range(draw(st.integers(0, 3))):
         mid = f"mw-{i}"
         for _ in range(draw(st.integers(1, 2))):  # re-announced: the latest announced_at wins
@@ -297,6 +303,9 @@ def test_every_append_route_files_the_month_keys(ledger: Ledger) -> None:
     assert index_keys(IncidentResolved(incident="i1", at=at)) == ("i:i1", "r:i1@2026-03-05T00:00:00.000000Z")
     odd = ProbeFailed(service="a/b@", probe="c%", at=at)
     assert index_keys(odd) == ("s:a/b@", "p:a%2Fb%40/c%25@2026-03-05")
+    odd_opened = IncidentOpened(service="a/b", incident="i@2", at=at, impact="outage")
+    assert index_keys(odd_opened)[1] == "n:a%2Fb/2026-03-05T00:00:00.000000Z/i%402"
+    assert index_keys(IncidentResolved(incident="i@2", at=at))[1] == "r:i%402@2026-03-05T00:00:00.000000Z"
     result = verify(rec)
     assert result.ok, result.problem
 

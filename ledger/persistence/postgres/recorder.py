@@ -241,7 +241,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, SQLRecorder):
             "WHERE r.key COLLATE \"C\" > 'r:' || substr(o.key, %(n)s::int + 28) || '@' "
             "|| substr(o.key, %(n)s::int, 27) "
             "AND r.key COLLATE \"C\" < 'r:' || substr(o.key, %(n)s::int + 28) || '@' || %(until)s "
-            "AND length(r.key) = length(o.key) - %(len)s::int + 2 AND r.position <= %(upto)s))"
+            "AND r.position <= %(upto)s))"
         ).format(schema=schema, index=index)
         self.sql_filed_under = SQL(
             "SELECT 1 FROM {schema}.{index} WHERE key = %s AND position = %s"
@@ -468,7 +468,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, SQLRecorder):
 
     def unclosed_openings(self, prefix: str, since: str, until: str, upto: int) -> list[int]:
         params = {"lo": prefix, "hi": prefix_end(prefix), "upto": upto, "n": len(prefix) + 1, "since": since,
-                  "until": until, "len": len(prefix)}
+                  "until": until}
         return sorted({int(r[0]) for r in self._fetch(self.sql_unclosed, params)})  # type: ignore[arg-type]
 
     def first_filed(self, key: str, topics: Sequence[str], upto: int) -> tuple[int, bytes] | None:

@@ -35,13 +35,13 @@ EVENTS: Final = "stored_events"  # the library's table of the log
 _EDGE: Final = "SELECT key FROM ledger_index WHERE key >= ? AND key < ? AND position <= ? ORDER BY key "
 EDGE: Final = (_EDGE + "ASC LIMIT 1", _EDGE + "DESC LIMIT 1")
 # ``unclosed_openings``: an opening's key is <prefix><at, 27 characters>/<incident> and a
-# resolution's r:<incident>@<at>; the length test keeps out an incident whose id extends this one's.
+# resolution's r:<incident>@<at>, the incident escaped in both (no "@" in it: the range
+# 'r:<incident>@...' holds that incident's resolutions only).
 UNCLOSED: Final = (
     "SELECT o.position FROM ledger_index o WHERE o.key >= ?1 AND o.key < ?2 AND o.position <= ?3 "
     "AND (substr(o.key, ?4, 27) >= ?5 OR NOT EXISTS (SELECT 1 FROM ledger_index r "
     "WHERE r.key > 'r:' || substr(o.key, ?4 + 28) || '@' || substr(o.key, ?4, 27) "
-    "AND r.key < 'r:' || substr(o.key, ?4 + 28) || '@' || ?6 "
-    "AND length(r.key) = length(o.key) - ?7 + 2 AND r.position <= ?3))"
+    "AND r.key < 'r:' || substr(o.key, ?4 + 28) || '@' || ?6 AND r.position <= ?3))"
 )
 
 
@@ -110,8 +110,7 @@ class SQLiteReads(PagedReader):
         return str(rows[0][0]) if rows else None
 
     def unclosed_openings(self, prefix: str, since: str, until: str, upto: int) -> list[int]:
-        n = len(prefix)
-        rows = self._fetch(UNCLOSED, (prefix, prefix_end(prefix), upto, n + 1, since, until, n))
+        rows = self._fetch(UNCLOSED, (prefix, prefix_end(prefix), upto, len(prefix) + 1, since, until))
         return sorted({int(r[0]) for r in rows})
 
     def first_filed(self, key: str, topics: Sequence[str], upto: int) -> tuple[int, bytes] | None:
