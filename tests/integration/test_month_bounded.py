@@ -371,6 +371,21 @@ def test_a_resolution_filed_before_still_closes(ledger: Ledger, monkeypatch: pyt
     assert ledger.report(C, "2026-02").report.downtime_seconds == 9 * 86400
 
 
+def test_an_incident_id_extending_another_does_not_close_it(ledger: Ledger,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """``x`` open since 2025; ``x@<instant>``'s resolution sorts, unescaped, inside ``x``'s range."""
+    ledger.register_contract(load_policy(_policy("UTC", '"any"', "downtime")))
+    other = "x@2025-06-01T00:00:00.000000Z"
+    ledger.append_facts([
+        IncidentOpened(service=S, incident="x", at=datetime(2025, 1, 5, tzinfo=UTC), impact="outage"),
+        IncidentOpened(service=S, incident=other, at=datetime(2025, 7, 1, tzinfo=UTC), impact="outage"),
+        IncidentResolved(incident=other, at=datetime(2025, 7, 2, tzinfo=UTC)),
+    ])
+    report = ledger.report(C, "2026-03").report
+    assert report.downtime_seconds == report.total_seconds
+    _same(ledger, monkeypatch, "2026-03", ledger.recorder.last_position())
+
+
 def test_verify_names_a_wrong_month_key(ledger: Ledger) -> None:
     """A probe report filed under another month (or the earlier way after this way): reported."""
     ledger.append_facts([_probe(ProbeFailed, "p1", datetime(2026, 3, 1, tzinfo=UTC))])
