@@ -36,7 +36,7 @@ from ledger.persistence.keys import (
     service_key,
 )
 from ledger.persistence.port import AppendResult, IdConflict, LedgerRecorder
-from ledger.policy import PolicyFile, resolve
+from ledger.policy import Policy, PolicyFile, resolve
 from ledger.runtime import paused_gc
 
 if TYPE_CHECKING:
@@ -239,21 +239,26 @@ class Ledger:
         last = self.recorder.last_position() if upto is None else upto
         return contract_versions(self.recorder.read_key_prefix(CONTRACT, last))
 
-    def month_records(self, contract: str, month: str, upto: int) -> tuple[ContractVersion, list[Recorded]]:
-        """The version in force for a contract-month and every fact its figures can depend on.
+    def month_records(self, contract: str, month: str, upto: int, replay_point: datetime | None = None,
+                      ) -> tuple[ContractVersion, Policy, list[Recorded]]:
+        """The version in force for a contract-month, its policy and every fact its figures can depend on.
 
-        Read through the key index: the contract's versions, its service's facts,
-        the corrections that refer to their ids, its claims and the pinned holidays of
-        its calendar's country (``calendar_pins``). The fold would ignore everything
-        else, so the figures equal those from the whole ledger.
+        Read through the key index: the contract's versions, its service's facts that can
+        touch the month (``ledger.month_read``: month buckets, a walk back per probe, the
+        corrections that refer to their ids), its claims and the pinned holidays of its
+        calendar's country (``calendar_pins``). The fold would ignore everything else, so
+        the figures equal those from the whole ledger.
         """
+        from ledger.month_read import month_records
+
         versions = find(contract_versions(self.recorder.read_keyed([contract_key(contract)], upto)), contract)
         version = in_force(versions, month)
-        records = self.service_records([version.policy.contract.service], [contract], upto)
+        policy = resolve(version.policy)
+        records = month_records(self.recorder, policy, month, upto, replay_point)
         pins = self.calendar_pins(version.policy, upto)
         if pins:
             records = sorted([*records, *pins], key=lambda r: r.position)
-        return version, records
+        return version, policy, records
 
     def calendar_pins(self, policy: PolicyFile, upto: int) -> list[Recorded]:
         """The ``holidays_pinned`` facts up to ``upto`` of the country a policy's business calendar names."""
@@ -298,8 +303,7 @@ class Ledger:
         check_month(month, "month")
         last = self.recorder.last_position() if upto is None else upto
         with paused_gc():  # thousands of decoded facts, no cycles
-            version, records = self.month_records(contract, month, last)
-            policy = resolve(version.policy)
+            version, policy, records = self.month_records(contract, month, last, replay_point)
             return evaluate(records, policy, version.version, month, as_of_position=last,
                             replay_point=replay_point)
 

@@ -4,10 +4,11 @@ Everything is read from one snapshot of the store (``LedgerRecorder.snapshot``),
 appends committed while the check runs are simply not part of it. The event log is
 read in position order; each row's state carries its link of the chain, recomputed
 here from the previous link and the row's own position, recorded_at, id and content.
-The key index, read in position order too, must hold exactly one row per event, under
-the event's key. Every problem is reported at the lowest position where the store
-stops holding together, and ``position`` in the result is the last one that still
-holds, so an operator knows what can be trusted. Any value of the wrong type or shape
+The key index, read in position order too, must hold a row for each of the event's keys
+(``keys.index_keys``: its service or reference, and for a support or service fact the
+keys that carry time) and no other. Every problem is reported at the lowest position
+where the store stops holding together, and ``position`` in the result is the last one
+that still holds, so an operator knows what can be trusted. Any value of the wrong type or shape
 in any column is tampering, reported like the rest: the ledger writes none.
 
 What this proves, and what it cannot: the chain shows that the log is the one its
@@ -29,7 +30,7 @@ from ledger.errors import BadInput
 from ledger.events import StoredState, SupportTimeLogged
 from ledger.persistence.chain import GENESIS, chain_hash
 from ledger.persistence.consistency import name_claim, ticket_owner
-from ledger.persistence.keys import LEGACY_TICKETS, TICKET, index_keys, legacy_keys
+from ledger.persistence.keys import INCIDENT, LEGACY_TICKETS, SERVICE, TICKET, index_keys, legacy_keys
 from ledger.persistence.port import LedgerRecorder
 
 _HEAD: Final = re.compile(r"(?:sha256:)?([0-9a-f]{64})", re.IGNORECASE)
@@ -90,8 +91,10 @@ class _Index:
     def __init__(self, rows: Iterator[tuple[object, object]]) -> None:
         self.rows = rows
         self.head = next(rows, None)
-        self.legacy: dict[str, int] = {}  # kind of legacy key set met ("o:", "t:") -> first position
-        self.filed_now: int | None = None  # the first support fact filed under this version's keys
+        self.legacy: dict[str, int] = {}  # kind of legacy key set met ("o:", "t:", "s:") -> first position
+        # The first support fact, and the first service fact, filed under this version's keys:
+        # the two were introduced by different versions, so each has its own.
+        self.filed_now: dict[str, int] = {}
 
     def stray(self, below: int | None) -> str | None:
         """The problem with the next row, if it is not an event's at ``below`` or later (None: any row is)."""
@@ -108,8 +111,9 @@ class _Index:
               legacy: tuple[str, ...] | None = None) -> str | None:
         """The problem with the event at ``position`` filed under ``keys`` (sorted), if any; rows taken.
 
-        ``legacy``: the keys a store written before month-bounded support reads gave
-        the fact, accepted instead (``self.legacy`` notes the first position of each kind).
+        ``legacy``: the keys a store written before month-bounded reads gave the fact,
+        accepted instead until the first fact of its group (support, service) filed this
+        version's way (``self.legacy`` notes the first position of each kind).
         """
         if self.head is None or self.head[0] != position:
             return f"position {position}: the event has no key index row"
@@ -126,14 +130,15 @@ class _Index:
             found.append(self.head[1])
             self.head = next(self.rows, None)
         got = tuple(found)
+        group = "service" if legacy is not None and legacy[0][:2] in (SERVICE, INCIDENT) else "support"
         if got == keys:
-            if legacy is not None and self.filed_now is None:
-                self.filed_now = position
+            if legacy is not None:
+                self.filed_now.setdefault(group, position)
             return None
         if legacy is not None and got == legacy:
-            if self.filed_now is not None:  # this version never files the earlier way
+            if (now := self.filed_now.get(group)) is not None:  # this version never files the earlier way
                 return (f"position {position}: key index row missing (filed the earlier way, after the "
-                        f"support fact at position {self.filed_now} filed under {len(keys)} keys)")
+                        f"{group} fact at position {now} filed under this version's keys)")
             self.legacy.setdefault(legacy[0][:2], position)
             return None
         shown = keys[0] if len(keys) == 1 else keys

@@ -16,12 +16,25 @@ earlier position (the append path knows it from the ticket's claim), else
 contract's openings under ``o:<contract>`` (``LEGACY_TICKETS``) and logs under ``t:``
 alone; ``ledger verify`` accepts those key sets and ``ledger.support_read`` reads such a
 contract's whole history, as then.
+
+A service's facts are under ``s:<service>`` (every reader of a service's whole history uses
+it) and, so that a contract-month's availability reads the month rather than the history
+(``ledger.month_read``), also under a second key with time in it (names escaped, ``escaped``;
+instants in UTC): a probe report under ``p:<service>/<probe>@<YYYY-MM-DD>`` (one probe's days
+are one key range), a maintenance window, force majeure or exclusion under
+``w:<service>@<YYYY-MM>`` for each UTC month its ``[starts_at, ends_at)`` touches
+(``w:<service>`` alone when that is more than ``WINDOW_MONTHS``), an announcement also under
+``a:<maintenance>`` (all its versions), an incident's opening under
+``n:<service>/<at>/<incident>`` and a resolution, besides ``i:<incident>``, under
+``r:<incident>@<at>`` (so that the incidents still open at an instant are found in the index
+alone). docs/decisions.md (issue 17, hA). Stores written before filed them under ``s:`` (or
+``i:``) alone (``legacy_keys``); such a service is read whole.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from operator import attrgetter
 from typing import Any, Final, Protocol, get_args
 
@@ -40,6 +53,8 @@ from ledger.events import (
     MaintenanceAnnounced,
     MaintenanceCancelled,
     MaintenanceCompleted,
+    ProbeFailed,
+    ProbeRecovered,
     Recorded,
     SupportTimeLogged,
     TicketClassified,
@@ -63,8 +78,22 @@ OPENED: Final = "u:"  # a contract's tickets opened in one UTC month: u:<contrac
 LOGGED: Final = "q:"  # a contract's support time logged in one UTC month: q:<contract>@<YYYY-MM>
 HOLIDAYS: Final = "h:"  # a country's pinned holidays
 ORPHAN: Final = LOGGED + "@"  # the start of a log's key while its ticket's contract is not known
+PROBES: Final = "p:"  # one probe's reports of one UTC day: p:<service>/<probe>@<YYYY-MM-DD> (names escaped)
+WINDOWS: Final = "w:"  # a service's windows touching a UTC month: w:<service>@<YYYY-MM>; long: w:<service>
+VERSIONS: Final = "a:"  # every announcement (version) of one maintenance window: a:<maintenance>
+OPENINGS: Final = "n:"  # an incident opening: n:<service>/<at, UTC, 27 characters>/<incident>
+RESOLVED: Final = "r:"  # an incident resolution: r:<incident, escaped>@<at, UTC, 27 characters>
 KEY_KINDS: Final = (SERVICE, INCIDENT, MAINTENANCE, EXCLUSION, CLAIMS, CONTRACT, TICKETS, TICKET, HOLIDAYS,
-                    OPENED, LOGGED)
+                    OPENED, LOGGED, PROBES, WINDOWS, VERSIONS, OPENINGS, RESOLVED)
+# A window touching more UTC months than this is filed under its service's one long-window key
+# (read by every month) rather than under each month: a decade-long exclusion is one row, not 120.
+WINDOW_MONTHS: Final = 12
+# The fact types filed under month buckets besides their service (``legacy_keys`` gives their
+# earlier key set): what ``ledger.month_read`` reads by month.
+BUCKETED: Final = (ProbeFailed, ProbeRecovered, IncidentOpened, MaintenanceAnnounced, ForceMajeureDeclared,
+                   ExclusionDeclared)
+# An instant in a key: UTC, fixed width, so that keys sort as instants do (years 1970..2999).
+INSTANT_WIDTH: Final = 27
 
 
 def service_key(service: str) -> str:
@@ -141,7 +170,11 @@ def index_keys(fact: Fact, owner: str | None = None) -> tuple[str, ...]:
 
 
 def legacy_keys(fact: Fact) -> tuple[str, ...] | None:
-    """The keys a store written before month-bounded support reads filed a support fact under."""
+    """The keys a store written before month-bounded reads filed a support or service fact under."""
+    if type(fact) in BUCKETED:
+        return (SERVICE + fact.service,)  # type: ignore[union-attr]
+    if type(fact) is IncidentResolved:
+        return (INCIDENT + fact.incident,)
     if type(fact) is TicketOpened:
         return (TICKETS + fact.contract,)
     if type(fact) is SupportTimeLogged:
@@ -169,6 +202,97 @@ def _logged_keys(fact: SupportTimeLogged) -> tuple[str, str]:
     return TICKET + fact.ticket, logged_key(None, utc_month(fact.at))
 
 
+def escaped(name: str) -> str:
+    """A name as it appears inside a key: ``%``, ``/`` and ``@`` escaped, so they only ever separate."""
+    return name.replace("%", "%25").replace("/", "%2F").replace("@", "%40")
+
+
+_DAYS: dict[int, str] = {}  # ordinal -> YYYY-MM-DD: formatting a date was most of a probe key's cost
+
+
+def utc_day(at: datetime) -> str:
+    """``YYYY-MM-DD`` of an instant in UTC (the bucket of a probe report)."""
+    ordinal = at.astimezone(UTC).toordinal()
+    day = _DAYS.get(ordinal)
+    if day is None:
+        if len(_DAYS) > 100_000:
+            _DAYS.clear()
+        day = _DAYS[ordinal] = date.fromordinal(ordinal).isoformat()
+    return day
+
+
+def utc_instant(at: datetime) -> str:
+    """An instant as a key spells it: UTC, to the microsecond, ``INSTANT_WIDTH`` characters."""
+    u = at.astimezone(UTC)
+    return (f"{u.year:04d}-{u.month:02d}-{u.day:02d}T{u.hour:02d}:{u.minute:02d}:{u.second:02d}"
+            f".{u.microsecond:06d}Z")
+
+
+def probe_prefix(service: str, probe: str | None = None) -> str:
+    """The start of the keys of one probe of a service (None: of all its probes)."""
+    base = f"{PROBES}{escaped(service)}/"
+    return base if probe is None else f"{base}{escaped(probe)}@"
+
+
+def probe_key(service: str, probe: str, day: str) -> str:
+    """The key of one probe's reports of a UTC day."""
+    return probe_prefix(service, probe) + day
+
+
+def openings_prefix(service: str) -> str:
+    """The start of the keys of a service's incident openings (followed by the instant, then the id)."""
+    return f"{OPENINGS}{escaped(service)}/"
+
+
+def resolved_key(incident: str, at: datetime) -> str:
+    """The key a resolution is found by when asking whether an incident was resolved between two instants."""
+    return f"{RESOLVED}{escaped(incident)}@{utc_instant(at)}"
+
+
+def window_key(service: str, month: str | None) -> str:
+    """The key of a service's windows touching a UTC month (None: the long windows)."""
+    return f"{WINDOWS}{escaped(service)}" if month is None else f"{WINDOWS}{escaped(service)}@{month}"
+
+
+def windows_from(service: str, month: str) -> tuple[str, str]:
+    """The key range [lo, hi) of a service's windows touching a UTC month or a later one."""
+    return f"{WINDOWS}{escaped(service)}@{month}", prefix_end(f"{WINDOWS}{escaped(service)}@")
+
+
+def versions_key(maintenance: str) -> str:
+    """The key of every announcement of one maintenance window."""
+    return VERSIONS + maintenance
+
+
+def _probe_keys(fact: ProbeFailed | ProbeRecovered) -> tuple[str, str]:
+    return SERVICE + fact.service, probe_key(fact.service, fact.probe, utc_day(fact.at))
+
+
+def _window_keys(service: str, start: datetime, end: datetime) -> list[str]:
+    months = utc_months(start, end)
+    if len(months) > WINDOW_MONTHS:
+        return [window_key(service, None)]
+    return [window_key(service, m) for m in months]
+
+
+def _announced_keys(fact: MaintenanceAnnounced) -> tuple[str, ...]:
+    return (SERVICE + fact.service, versions_key(fact.maintenance),
+            *_window_keys(fact.service, fact.starts_at, fact.ends_at))
+
+
+def _declared_keys(fact: ForceMajeureDeclared | ExclusionDeclared) -> tuple[str, ...]:
+    return (SERVICE + fact.service, *_window_keys(fact.service, fact.starts_at, fact.ends_at))
+
+
+def _opened_incident_keys(fact: IncidentOpened) -> tuple[str, str]:
+    opening = f"{openings_prefix(fact.service)}{utc_instant(fact.at)}/{escaped(fact.incident)}"
+    return SERVICE + fact.service, opening
+
+
+def _resolved_keys(fact: IncidentResolved) -> tuple[str, str]:
+    return INCIDENT + fact.incident, resolved_key(fact.incident, fact.at)
+
+
 def _contract_key(fact: ContractRegistered | ContractAmended) -> str:
     return CONTRACT + fact.policy.contract.id
 
@@ -180,7 +304,6 @@ def _field_key(prefix: str, field: str) -> Callable[[Any], str]:
 
 # A table by exact type, not a match statement or isinstance chain: it runs once per imported line.
 _KEY_FIELD: Final[dict[type, tuple[str, str]]] = {
-    IncidentResolved: (INCIDENT, "incident"),
     MaintenanceCancelled: (MAINTENANCE, "maintenance"),
     MaintenanceCompleted: (MAINTENANCE, "maintenance"),
     ExclusionRevoked: (EXCLUSION, "ref"),
@@ -193,10 +316,20 @@ _KEY_FIELD: Final[dict[type, tuple[str, str]]] = {
     HolidaysPinned: (HOLIDAYS, "country"),
 }
 # A fact's key, or its keys (a tuple: the support facts read by month, see the module's text).
+_SEVERAL_KEYS: Final[dict[type, Callable[[Any], tuple[str, ...]]]] = {
+    TicketOpened: _opened_keys,
+    SupportTimeLogged: _logged_keys,
+    ProbeFailed: _probe_keys,
+    ProbeRecovered: _probe_keys,
+    IncidentOpened: _opened_incident_keys,
+    IncidentResolved: _resolved_keys,
+    MaintenanceAnnounced: _announced_keys,
+    ForceMajeureDeclared: _declared_keys,
+    ExclusionDeclared: _declared_keys,
+}
 KEY_OF: Final[dict[type, Callable[[Any], str | tuple[str, ...]]]] = {
     cls: _contract_key if cls in CONTRACT_TYPES
-    else _opened_keys if cls is TicketOpened
-    else _logged_keys if cls is SupportTimeLogged
+    else _SEVERAL_KEYS[cls] if cls in _SEVERAL_KEYS
     else _field_key(*_KEY_FIELD.get(cls, (SERVICE, "service")))
     for cls in get_args(Fact)
 }

@@ -277,6 +277,28 @@ class LedgerRecorder(ABC):
             yield rows[position]
 
     @abstractmethod
+    def read_key_range_states(self, lo: str, hi: str, upto: int) -> Iterator[tuple[int, bytes]]:
+        """(position, stored state) of the facts under a key in [``lo``, ``hi``) up to ``upto``, each once."""
+
+    @abstractmethod
+    def edge_key(self, lo: str, hi: str, upto: int, *, last: bool = False) -> str | None:
+        """The first (``last``: the last) key in [``lo``, ``hi``) with a row up to ``upto``, in byte order."""
+
+    @abstractmethod
+    def unclosed_openings(self, prefix: str, since: str, until: str, upto: int) -> list[int]:
+        """Positions of the incident openings under ``prefix`` (``keys.openings_prefix``) at ``since`` or
+        later, or whose incident has no resolution key (``keys.resolved_key``) after them and before
+        ``until`` (instants as keys spell them): every incident that may be open at ``until``."""
+
+    @abstractmethod
+    def first_filed(self, key: str, topics: Sequence[str], upto: int) -> tuple[int, bytes] | None:
+        """(position, stored state) of the first fact of one of ``topics`` under ``key`` up to ``upto``."""
+
+    @abstractmethod
+    def filed_under(self, key: str, position: int) -> bool:
+        """Whether the fact at ``position`` has a key index row under ``key``."""
+
+    @abstractmethod
     def position_of(self, id_: str) -> int | None:
         """The position of the fact recorded with idempotency key ``id_``, if any."""
 

@@ -435,7 +435,7 @@ class TamperContract:
 
     def test_key_index_row_under_another_key(self, led: Ledger, raw: Tamper, url: str,
                                              runner: CliRunner) -> None:
-        raw.execute("UPDATE ledger_index SET key = 's:other' WHERE position = 3")
+        raw.execute("UPDATE ledger_index SET key = 's:other' WHERE position = 3 AND substr(key, 1, 2) = 's:'")
         self.expect_failure(led, url, runner, 3, "key index row altered (filed under 's:other'")
 
     def test_key_index_row_repeated_under_another_key(self, led: Ledger, raw: Tamper, url: str,

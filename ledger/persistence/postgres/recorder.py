@@ -237,6 +237,29 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, SQLRecorder):
             "JOIN {schema}.{index} i ON i.key >= r.lo AND i.key < r.hi AND i.position <= %s "
             "ORDER BY i.position"
         ).format(schema=schema, index=Identifier("ledger_index"))
+        self.sql_first_filed = SQL(
+            "SELECT e.notification_id, e.state FROM {schema}.{index} i JOIN {schema}.{table} e "
+            "ON e.notification_id = i.position WHERE i.key = %s AND i.position <= %s "
+            "AND e.topic = ANY(%s::text[]) ORDER BY i.position LIMIT 1"
+        ).format(schema=schema, table=table, index=index)
+        self.sql_edge_key = tuple(SQL(
+            'SELECT key FROM {schema}.{index} WHERE key COLLATE "C" >= %s AND key COLLATE "C" < %s '
+            'AND position <= %s ORDER BY key COLLATE "C" {order} LIMIT 1'
+        ).format(schema=schema, index=index, order=SQL(order)) for order in ("ASC", "DESC"))
+        # ``unclosed_openings``: as ``ledger.persistence.sqlite.reads.UNCLOSED`` says.
+        self.sql_unclosed = SQL(
+            'SELECT o.position FROM {schema}.{index} o WHERE o.key COLLATE "C" >= %(lo)s '
+            'AND o.key COLLATE "C" < %(hi)s AND o.position <= %(upto)s '
+            'AND (substr(o.key, %(n)s::int, 27) COLLATE "C" >= %(since)s OR NOT EXISTS ('
+            "SELECT 1 FROM {schema}.{index} r "
+            "WHERE r.key COLLATE \"C\" > 'r:' || substr(o.key, %(n)s::int + 28) || '@' "
+            "|| substr(o.key, %(n)s::int, 27) "
+            "AND r.key COLLATE \"C\" < 'r:' || substr(o.key, %(n)s::int + 28) || '@' || %(until)s "
+            "AND r.position <= %(upto)s))"
+        ).format(schema=schema, index=index)
+        self.sql_filed_under = SQL(
+            "SELECT 1 FROM {schema}.{index} WHERE key = %s AND position = %s"
+        ).format(schema=schema, index=index)
         self.sql_head = SQL(
             "SELECT notification_id, originator_id, state FROM {schema}.{table} "
             "ORDER BY notification_id DESC LIMIT 1"
@@ -466,6 +489,26 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, SQLRecorder):
     def read_key_prefix(self, prefix: str, upto: int) -> Iterator[Recorded]:
         rows = self._fetch(self.sql_prefix_positions, (prefix, prefix_end(prefix), upto))
         yield from self.read_positions([row[0] for row in rows])
+
+    def read_key_range_states(self, lo: str, hi: str, upto: int) -> Iterator[tuple[int, bytes]]:
+        positions = sorted({row[0] for row in self._fetch(self.sql_prefix_positions, (lo, hi, upto))})
+        yield from self.read_position_states(positions)
+
+    def edge_key(self, lo: str, hi: str, upto: int, *, last: bool = False) -> str | None:
+        rows = self._fetch(self.sql_edge_key[last], (lo, hi, upto))
+        return str(rows[0][0]) if rows else None
+
+    def unclosed_openings(self, prefix: str, since: str, until: str, upto: int) -> list[int]:
+        params = {"lo": prefix, "hi": prefix_end(prefix), "upto": upto, "n": len(prefix) + 1, "since": since,
+                  "until": until}
+        return sorted({int(r[0]) for r in self._fetch(self.sql_unclosed, params)})  # type: ignore[arg-type]
+
+    def first_filed(self, key: str, topics: Sequence[str], upto: int) -> tuple[int, bytes] | None:
+        rows = self._fetch(self.sql_first_filed, (key, upto, list(topics)))
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    def filed_under(self, key: str, position: int) -> bool:
+        return bool(self._fetch(self.sql_filed_under, (key, position)))
 
     def position_of(self, id_: str) -> int | None:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:

@@ -32,6 +32,19 @@ from ledger.text import printable
 EVENTS: Final = "stored_events"  # the library's table of the log
 
 
+_EDGE: Final = "SELECT key FROM ledger_index WHERE key >= ? AND key < ? AND position <= ? ORDER BY key "
+EDGE: Final = (_EDGE + "ASC LIMIT 1", _EDGE + "DESC LIMIT 1")
+# ``unclosed_openings``: an opening's key is <prefix><at, 27 characters>/<incident> and a
+# resolution's r:<incident>@<at>, the incident escaped in both (no "@" in it: the range
+# 'r:<incident>@...' holds that incident's resolutions only).
+UNCLOSED: Final = (
+    "SELECT o.position FROM ledger_index o WHERE o.key >= ?1 AND o.key < ?2 AND o.position <= ?3 "
+    "AND (substr(o.key, ?4, 27) >= ?5 OR NOT EXISTS (SELECT 1 FROM ledger_index r "
+    "WHERE r.key > 'r:' || substr(o.key, ?4 + 28) || '@' || substr(o.key, ?4, 27) "
+    "AND r.key < 'r:' || substr(o.key, ?4 + 28) || '@' || ?6 AND r.position <= ?3))"
+)
+
+
 class SQLiteReads(PagedReader):
     """The log's reads on SQLite, each a read transaction of ``datastore`` (the library's or the reader's)."""
 
@@ -108,6 +121,34 @@ class SQLiteReads(PagedReader):
         except sqlite3.OperationalError:  # a store made before the names table, opened read-only
             return None
         return found
+    def read_key_range_states(self, lo: str, hi: str, upto: int) -> Iterator[tuple[int, bytes]]:
+        rows = self._fetch(
+            f"SELECT rowid, state FROM {self.events_table_name} WHERE rowid IN ("  # noqa: S608
+            "SELECT position FROM ledger_index WHERE key >= ? AND key < ? AND position <= ?) ORDER BY rowid",
+            (lo, hi, upto),
+        )
+        for row in rows:
+            yield row[0], row[1]
+
+    def edge_key(self, lo: str, hi: str, upto: int, *, last: bool = False) -> str | None:
+        rows = self._fetch(EDGE[last], (lo, hi, upto))
+        return str(rows[0][0]) if rows else None
+
+    def unclosed_openings(self, prefix: str, since: str, until: str, upto: int) -> list[int]:
+        rows = self._fetch(UNCLOSED, (prefix, prefix_end(prefix), upto, len(prefix) + 1, since, until))
+        return sorted({int(r[0]) for r in rows})
+
+    def first_filed(self, key: str, topics: Sequence[str], upto: int) -> tuple[int, bytes] | None:
+        rows = self._fetch(
+            f"SELECT e.rowid, e.state FROM ledger_index i JOIN {self.events_table_name} e "  # noqa: S608
+            f"ON e.rowid = i.position WHERE i.key = ? AND i.position <= ? AND e.topic IN "
+            f"({','.join('?' * len(topics))}) ORDER BY i.position LIMIT 1",
+            (key, upto, *topics),
+        )
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    def filed_under(self, key: str, position: int) -> bool:
+        return bool(self._fetch("SELECT 1 FROM ledger_index WHERE key = ? AND position = ?", (key, position)))
 
     def position_of(self, id_: str) -> int | None:
         with self.datastore.transaction(commit=False) as c:
