@@ -45,7 +45,7 @@ from projections.sources import (
     probe_sources,
 )
 from projections.sweep import Piece, clip, stretches, sweep
-from projections.timeline import LocalClock, local_at, seconds, to_us
+from projections.timeline import clock_for, local_at, seconds, to_us
 
 # The holidays a figure used: (country, year) -> (source, dates), as ``HolidayBook.used`` holds them.
 HolidaysUsed = dict[tuple[str, int], tuple[str, frozenset[date]]]
@@ -141,14 +141,18 @@ def _timeline(
     sources += exclusion_sources(scope, facts)
     # One microsecond before the month is enough to tell a stretch that began last month.
     lo, hi = ms - 1, limit
-    window = [
-        Source(
-            max(s.start, lo), min(s.end, hi) if hi is not None else s.end, s.kind, s.name, s.label, s.events
-        )
-        for s in sources
-        if s.end > lo and (hi is None or s.start < hi)
-    ]
-    timeline = sweep(policy, [s for s in window if s.start < s.end], horizon, cuts=(ms,))
+    window: list[Source] = []
+    for s in sources:
+        start, end = s.start, s.end
+        if end <= lo or (hi is not None and start >= hi):
+            continue
+        if start < lo or (hi is not None and end > hi):  # a new source only where one is clipped
+            start, end = max(start, lo), (min(end, hi) if hi is not None else end)
+            if start < end:
+                window.append(Source(start, end, s.kind, s.name, s.label, s.events))
+        elif start < end:
+            window.append(s)
+    timeline = sweep(policy, window, horizon, cuts=(ms,))
     return facts, scope, timeline, book
 
 
@@ -212,7 +216,7 @@ def evaluate_with_stretches(
             )
 
     tz = policy.timezone
-    local = LocalClock(tz)  # offsets once per hour, not per interval end
+    local = clock_for(tz)  # offsets once per hour, not per interval end
     intervals = tuple(
         Interval(
             start=local(p.start),
