@@ -6,8 +6,8 @@
 A rebuild's workers spend most of their time evaluating contract-months (issue 17: 0.70 s
 per 100,000 events, 85 % of it in the tenth of the months with downtime). This captures,
 from a store (e.g. the 1M-event benchmark store), what the workers fold for the first
-``--groups`` service groups: each month that has facts, with its records, contract version
-and position, read as ``projections.tracked.rebuilding`` reads them. Then it folds them
+``--groups`` service groups: each held month (most have no fact), with its records, contract
+version and position, read as ``projections.tracked.rebuilding`` reads them. Then it folds them
 (``Evaluator.evaluate_or_failure``: report, stretches, support) with this checkout's code and
 with ``DIR``'s (another checkout: ``git archive <commit> | tar -x -C DIR``), each in a child
 process, and prints:
@@ -35,8 +35,8 @@ from typing import Any, Final
 ROOT: Final = Path(__file__).resolve().parent.parent
 
 
-def capture(url: str, groups: int, out: Path) -> tuple[int, int]:
-    """Pickle the months with facts of the first ``groups`` service groups: (months, records)."""
+def capture(url: str, groups: int, out: Path) -> tuple[int, int, int]:
+    """Pickle the months of the first ``groups`` service groups: (months, months with facts, records)."""
     from ledger.bootstrap import open_ledger
     from projections.tracked import rebuilding as rb
     from projections.tracked.evaluator import Evaluator
@@ -49,8 +49,7 @@ def capture(url: str, groups: int, out: Path) -> tuple[int, int]:
     original = Evaluator.evaluate_or_failure
 
     def keep(self: Evaluator, pair: tuple[str, str], upto: int, records: Any = None) -> Any:
-        if records:
-            months.append((pair, upto, self.known.version_in_force(*pair), records))
+        months.append((pair, upto, self.known.version_in_force(*pair), records))
         return original(self, pair, upto, records)
 
     Evaluator.evaluate_or_failure = keep  # type: ignore[method-assign]
@@ -61,7 +60,7 @@ def capture(url: str, groups: int, out: Path) -> tuple[int, int]:
         Evaluator.evaluate_or_failure = original  # type: ignore[method-assign]
         ledger.close()
     out.write_bytes(pickle.dumps(months, protocol=pickle.HIGHEST_PROTOCOL))
-    return len(months), sum(len(m[3]) for m in months)
+    return len(months), sum(1 for m in months if m[3]), sum(len(m[3]) for m in months)
 
 
 def fold(inputs: Path, code: Path, *, dry: bool, rows: Path | None) -> None:
@@ -138,8 +137,8 @@ def main(argv: list[str] | None = None) -> None:
         ap.error("--store and --baseline are required")
     with tempfile.TemporaryDirectory() as tmp:
         inputs = Path(tmp) / "months.pickle"
-        n, records = capture(args.store, args.groups, inputs)
-        print(f"# {n} months with facts, {records} records folded, from {args.groups} service groups; "
+        n, busy, records = capture(args.store, args.groups, inputs)
+        print(f"# {n} months ({busy} with facts), {records} records folded, {args.groups} service groups; "
               f"load average {os.getloadavg()}", flush=True)
         checkouts = {"this": ROOT, "baseline": args.baseline}
         same = [Path(tmp) / f"{name}.rows" for name in checkouts]

@@ -25,8 +25,10 @@ from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import Decimal
 from fractions import Fraction
+from functools import lru_cache
 from math import floor
 from typing import Final
+from zoneinfo import ZoneInfo
 
 from ledger.calendar import HolidayBook, HolidayLookup, holiday_dates, month_bounds
 from ledger.events import Recorded
@@ -79,27 +81,37 @@ def quiet_report(
     The reporting view holds every month up to the ledger's clock, most of them quiet;
     ``credit`` is ``quiet_credit(policy)``, the same for every such month.
     """
-    ms_dt, me_dt = month_bounds(month, policy.timezone)
-    target_met = Fraction(100) >= Fraction(policy.target)
+    ms, me = _bounds_us(month, policy.timezone)
     return Report(
         contract=policy.contract_id,
         month=month,
         timezone=policy.timezone.key,
         policy_version=policy_version,
-        total_seconds=seconds(to_us(me_dt) - to_us(ms_dt)),
+        total_seconds=seconds(me - ms),
         outage_seconds=Decimal(0),
         maintenance_seconds=Decimal(0),
         excused_seconds=Decimal(0),
         downtime_seconds=Decimal(0),
-        availability_percent=_truncate4(Fraction(100)),
+        availability_percent=_FULL,
         target_percent=policy.source.availability.target,
-        target_met=target_met,
+        target_met=policy.target <= 100,  # A = 100 exactly; both Decimal and int compare exactly
         credit=credit,
         intervals=(),
         holidays=(),
         as_of_position=as_of_position,
         digest=digest(policy.contract_id, month, policy_version, policy.source, ()),
     )
+
+
+_FULL: Final = _truncate4(Fraction(100))  # a quiet month's availability text
+
+
+@lru_cache(maxsize=1024)
+def _bounds_us(month: str, tz: ZoneInfo) -> tuple[int, int]:
+    """``month_bounds`` in microseconds, once per month and zone: a rebuild asks for each thousands
+    of times (every contract's quiet months and busy ones)."""
+    start, end = month_bounds(month, tz)
+    return to_us(start), to_us(end)
 
 
 def quiet_credit(policy: Policy) -> Credit:
@@ -119,8 +131,7 @@ def _timeline(
     Public holidays are the pinned dates among ``records`` (``holidays_pinned``: a replay
     before a pin does not see it) where a country-year is pinned, else ``package``'s.
     """
-    ms_dt, me_dt = month_bounds(month, policy.timezone)
-    ms, me = to_us(ms_dt), to_us(me_dt)
+    ms, me = _bounds_us(month, policy.timezone)
     rp = to_us(replay_point) if replay_point is not None else None
     # Outage with no recorded end runs to the horizon: month end, or the replay point if earlier.
     horizon = max(ms, min(me, rp)) if rp is not None else me
