@@ -25,8 +25,10 @@ from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import Decimal
 from fractions import Fraction
+from functools import lru_cache
 from math import floor
 from typing import Final
+from zoneinfo import ZoneInfo
 
 from ledger.calendar import HolidayBook, HolidayLookup, holiday_dates, month_bounds
 from ledger.events import Recorded
@@ -45,7 +47,7 @@ from projections.sources import (
     probe_sources,
 )
 from projections.sweep import Piece, clip, stretches, sweep
-from projections.timeline import LocalClock, local_at, seconds, to_us
+from projections.timeline import clock_for, local_at, seconds, to_us
 
 # The holidays a figure used: (country, year) -> (source, dates), as ``HolidayBook.used`` holds them.
 HolidaysUsed = dict[tuple[str, int], tuple[str, frozenset[date]]]
@@ -79,27 +81,37 @@ def quiet_report(
     The reporting view holds every month up to the ledger's clock, most of them quiet;
     ``credit`` is ``quiet_credit(policy)``, the same for every such month.
     """
-    ms_dt, me_dt = month_bounds(month, policy.timezone)
-    target_met = Fraction(100) >= Fraction(policy.target)
+    ms, me = _bounds_us(month, policy.timezone)
     return Report(
         contract=policy.contract_id,
         month=month,
         timezone=policy.timezone.key,
         policy_version=policy_version,
-        total_seconds=seconds(to_us(me_dt) - to_us(ms_dt)),
+        total_seconds=seconds(me - ms),
         outage_seconds=Decimal(0),
         maintenance_seconds=Decimal(0),
         excused_seconds=Decimal(0),
         downtime_seconds=Decimal(0),
-        availability_percent=_truncate4(Fraction(100)),
+        availability_percent=_FULL,
         target_percent=policy.source.availability.target,
-        target_met=target_met,
+        target_met=policy.target <= 100,  # A = 100 exactly; both Decimal and int compare exactly
         credit=credit,
         intervals=(),
         holidays=(),
         as_of_position=as_of_position,
         digest=digest(policy.contract_id, month, policy_version, policy.source, ()),
     )
+
+
+_FULL: Final = _truncate4(Fraction(100))  # a quiet month's availability text
+
+
+@lru_cache(maxsize=1024)
+def _bounds_us(month: str, tz: ZoneInfo) -> tuple[int, int]:
+    """``month_bounds`` in microseconds, once per month and zone: a rebuild asks for each thousands
+    of times (every contract's quiet months and busy ones)."""
+    start, end = month_bounds(month, tz)
+    return to_us(start), to_us(end)
 
 
 def quiet_credit(policy: Policy) -> Credit:
@@ -119,8 +131,7 @@ def _timeline(
     Public holidays are the pinned dates among ``records`` (``holidays_pinned``: a replay
     before a pin does not see it) where a country-year is pinned, else ``package``'s.
     """
-    ms_dt, me_dt = month_bounds(month, policy.timezone)
-    ms, me = to_us(ms_dt), to_us(me_dt)
+    ms, me = _bounds_us(month, policy.timezone)
     rp = to_us(replay_point) if replay_point is not None else None
     # Outage with no recorded end runs to the horizon: month end, or the replay point if earlier.
     horizon = max(ms, min(me, rp)) if rp is not None else me
@@ -141,14 +152,18 @@ def _timeline(
     sources += exclusion_sources(scope, facts)
     # One microsecond before the month is enough to tell a stretch that began last month.
     lo, hi = ms - 1, limit
-    window = [
-        Source(
-            max(s.start, lo), min(s.end, hi) if hi is not None else s.end, s.kind, s.name, s.label, s.events
-        )
-        for s in sources
-        if s.end > lo and (hi is None or s.start < hi)
-    ]
-    timeline = sweep(policy, [s for s in window if s.start < s.end], horizon, cuts=(ms,))
+    window: list[Source] = []
+    for s in sources:
+        start, end = s.start, s.end
+        if end <= lo or (hi is not None and start >= hi):
+            continue
+        if start < lo or (hi is not None and end > hi):  # a new source only where one is clipped
+            start, end = max(start, lo), (min(end, hi) if hi is not None else end)
+            if start < end:
+                window.append(Source(start, end, s.kind, s.name, s.label, s.events))
+        elif start < end:
+            window.append(s)
+    timeline = sweep(policy, window, horizon, cuts=(ms,))
     return facts, scope, timeline, book
 
 
@@ -212,7 +227,7 @@ def evaluate_with_stretches(
             )
 
     tz = policy.timezone
-    local = LocalClock(tz)  # offsets once per hour, not per interval end
+    local = clock_for(tz)  # offsets once per hour, not per interval end
     intervals = tuple(
         Interval(
             start=local(p.start),

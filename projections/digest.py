@@ -15,6 +15,22 @@ from ledger.policy import PolicyFile
 _encoder: Final = msgspec.json.Encoder(order="sorted")
 
 
+_POLICIES: dict[int, tuple[PolicyFile, bytes]] = {}  # id -> the policy (kept: ids are not reused) and JSON
+
+
+def _policy_json(policy: PolicyFile) -> bytes:
+    """The policy's sorted JSON, encoded once per policy object: a rebuild digests every month of
+    each contract version with one."""
+    hit = _POLICIES.get(id(policy))
+    if hit is not None and hit[0] is policy:
+        return hit[1]
+    if len(_POLICIES) >= 4096:
+        _POLICIES.clear()
+    raw = _encoder.encode(policy)
+    _POLICIES[id(policy)] = (policy, raw)
+    return raw
+
+
 def digest(contract: str, month: str, policy_version: int, policy: PolicyFile, facts: Iterable[Fact],
            holidays: Mapping[tuple[str, int], frozenset[date]] | None = None) -> str:
     """ "sha256:<hex>" over contract, month, version, policy content and the sorted, de-duplicated facts.
@@ -29,7 +45,7 @@ def digest(contract: str, month: str, policy_version: int, policy: PolicyFile, f
         "contract": contract,
         "month": month,
         "policy_version": policy_version,
-        "policy": msgspec.Raw(_encoder.encode(policy)),
+        "policy": msgspec.Raw(_policy_json(policy)),
         "facts": [msgspec.Raw(c) for c in contents],
     }
     if holidays:

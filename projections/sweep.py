@@ -50,66 +50,99 @@ def sweep(policy: Policy, sources: list[Source], horizon: int, cuts: Collection[
     reason merge, and the merged interval cites every source in force during it, each
     source's events added once, when it enters. A wide piece never runs across ``horizon``
     or one of ``cuts`` (the month's start), so that clipping it there cites what the
-    elementary segments on each side would.
+    elementary segments on each side would. Every source is non-empty (start < end), as the
+    fold gives them.
     """
     need = _quorum(policy)
+    has_probes = bool(policy.probes)
     probe_order = {p: i for i, p in enumerate(policy.probes)}
-    points: list[tuple[int, int, int]] = []
+    # Each instant's end points, as source ids: i enters, ~i (negative) leaves. Within an
+    # instant their order changes nothing (a source never starts and ends at once, every
+    # instant's points apply before its segment is classified), so only instants are sorted.
+    # Most instants have one point: held as the bare id, a list only for several (a list per
+    # instant made the cyclic collector run over and over where it is not paused).
+    at: dict[int, int | list[int]] = {}
+    slots: list[int] = []
+    named: list[int] = []  # the sources reasons name (all but probes)
+    kind_slot = _KIND_SLOT
     for i, s in enumerate(sources):
-        points.append((s.start, 1, i))
-        points.append((s.end, -1, i))
+        slot = kind_slot[s.kind]
+        slots.append(slot)
+        if slot != _PROBE:
+            named.append(i)
+        here = at.get(s.start)
+        if here is None:
+            at[s.start] = i
+        elif isinstance(here, int):
+            at[s.start] = [here, i]
+        else:
+            here.append(i)
+        here = at.get(s.end)
+        if here is None:
+            at[s.end] = ~i
+        elif isinstance(here, int):
+            at[s.end] = [here, ~i]
+        else:
+            here.append(~i)
     cut = {horizon, *cuts}
-    points += [(c, 0, -1) for c in cut]  # a place to end a wide piece, changing nothing else
-    points.sort()
-    # Rank of each source among reasons (by name, then start): sorted once, not per segment.
-    by_name = sorted(range(len(sources)), key=lambda i: (sources[i].name, sources[i].start))
-    rank = [0] * len(sources)
-    for r, i in enumerate(by_name):
-        rank[i] = r
-    slots = [_KIND_SLOT[s.kind] for s in sources]
+    for c in cut:
+        at.setdefault(c, [])  # a place to end a wide piece, changing nothing else
+    times = sorted(at)
+    # Rank of each named source among reasons (by name, then start): sorted once, not per
+    # segment (probes are never ranked: reasons list them in the policy's order).
+    rank: dict[int, int] = {
+        i: r for r, i in enumerate(sorted(named, key=lambda i: (sources[i].name, sources[i].start)))
+    }
     active: list[set[int]] = [set() for _ in _KIND_SLOT]
+    probes_down, incidents_open = active[_PROBE], active[_INCIDENT]
+    in_maintenance, in_exclusion = active[_MAINTENANCE], active[_EXCLUSION]
+    in_nonconforming, in_unannounced = active[_NONCONFORMING], active[_UNANNOUNCED]
     changes = [0] * len(_KIND_SLOT)  # bumped whenever a kind's active set changes
     pieces: list[Piece] = []
     last_key: tuple[int, ...] | None = None
     wide: set[int] | None = None  # the last piece's events while it is wide and may still grow
-    entered: list[int] = []
     generic: dict[tuple[bool, bool, tuple[int, ...]], tuple[IntervalKind, str]] = {}
-    k = 0
-    n = len(points)
-    while k < n:
-        t = points[k][0]
-        entered.clear()
-        real = False  # any point but a cut
-        while k < n and points[k][0] == t:
-            _, delta, i = points[k]
-            k += 1
-            if i < 0:
-                continue
-            real = True
-            slot = slots[i]
-            if delta > 0:
-                active[slot].add(i)
-                entered.append(i)
+    final = len(times) - 1  # the last instant's points end what is left: no segment starts there
+    for k, t in enumerate(times):
+        if k == final:
+            break
+        codes = at[t]  # an empty list: a cut only
+        if isinstance(codes, int):  # the same as the loop below, for the one point of most instants
+            if codes >= 0:
+                slot = slots[codes]
+                active[slot].add(codes)
             else:
-                active[slot].discard(i)
+                slot = slots[~codes]
+                active[slot].discard(~codes)
             changes[slot] += 1
-        if k == n:
-            break
-        last = pieces[-1] if pieces else None
-        if real and t >= horizon and (last is None or last.end != t or last.kind != "downtime"):
-            break
-        nxt = points[k][0]
-        probes_out = bool(policy.probes) and len(active[_PROBE]) >= need
-        if not probes_out and not active[_INCIDENT]:
+            real = True
+        else:
+            for i in codes:
+                if i >= 0:
+                    slot = slots[i]
+                    active[slot].add(i)
+                else:
+                    slot = slots[~i]
+                    active[slot].discard(~i)
+                changes[slot] += 1
+            real = bool(codes)
+        if real and t >= horizon:
+            last = pieces[-1] if pieces else None
+            if last is None or last.end != t or last.kind != "downtime":
+                break
+        probes_out = has_probes and len(probes_down) >= need
+        if not probes_out and not incidents_open:
             last_key = None
             continue
-        if active[_MAINTENANCE]:
+        last = pieces[-1] if pieces else None
+        nxt = times[k + 1]
+        if in_maintenance:
             rule: tuple[int, ...] = (_MAINTENANCE,)
-        elif active[_EXCLUSION]:
+        elif in_exclusion:
             # A non-conforming window that counts as downtime does not excuse, so it does not pre-empt
             # an exclusion either: precedence only decides between M and excused.
             rule = (_EXCLUSION,)
-        elif active[_NONCONFORMING] or active[_UNANNOUNCED]:
+        elif in_nonconforming or in_unannounced:
             rule = (_NONCONFORMING, _UNANNOUNCED)
         else:
             rule = ()
@@ -139,8 +172,8 @@ def sweep(policy: Policy, sources: list[Source], horizon: int, cuts: Collection[
                 and (last.kind, last.reason) == (kind, reason)
             ):
                 pieces[-1] = Piece(last.start, nxt, kind, reason, ())
-                for i in entered:
-                    if slots[i] in deciding:
+                for i in (codes,) if isinstance(codes, int) else codes:
+                    if i >= 0 and slots[i] in deciding:  # entered now
                         wide.update(sources[i].events)
                 continue
             _close(pieces, wide)
@@ -195,12 +228,12 @@ _WIDE_RULES: Final = {
 _WIDE_INCIDENTS: Final = f"more than {SPELLED} outage incidents open at once, each cited in events"
 
 
-def _named(sources: list[Source], rank: list[int], ids: set[int]) -> list[Source]:
+def _named(sources: list[Source], rank: dict[int, int], ids: set[int]) -> list[Source]:
     return [sources[i] for i in sorted(ids, key=rank.__getitem__)]
 
 
 def _cause(
-    policy: Policy, sources: list[Source], rank: list[int], active: list[set[int]], probes_out: bool,
+    policy: Policy, sources: list[Source], rank: dict[int, int], active: list[set[int]], probes_out: bool,
     probe_order: dict[str, int], events: set[int] | None,
 ) -> str:
     """Why the segment is outage: the probes down (if they make it) and the outage incidents."""
@@ -233,7 +266,7 @@ def _kind(rule: tuple[int, ...]) -> IntervalKind:
 def _wide(
     policy: Policy,
     sources: list[Source],
-    rank: list[int],
+    rank: dict[int, int],
     active: list[set[int]],
     probes_out: bool,
     probe_order: dict[str, int],
@@ -254,7 +287,7 @@ def _wide(
 def _classify(
     policy: Policy,
     sources: list[Source],
-    rank: list[int],
+    rank: dict[int, int],
     active: list[set[int]],
     probes_out: bool,
     probe_order: dict[str, int],
