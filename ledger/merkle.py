@@ -165,17 +165,24 @@ def extend(size: int, leaves: Iterable[bytes], read: Reader) -> list[tuple[int, 
     return fold(size, {level: got[level, idx] for level, idx in edge}, list(leaves), 0)
 
 
-def fold(size: int, edge: dict[int, bytes], leaves: Sequence[bytes],
-         lowest: int) -> list[tuple[int, int, bytes]]:
+def parents(nodes: Sequence[bytes]) -> list[bytes]:
+    """The node hashes of a level's pairs, left to right (an odd last node is not paired)."""
+    sha = sha256
+    prefix = NODE_PREFIX
+    pairs = iter(nodes)
+    return [sha(prefix + left + right).digest() for left, right in zip(pairs, pairs, strict=False)]
+
+
+def fold(size: int, edge: dict[int, bytes], leaves: Sequence[bytes], lowest: int,
+         pair: Callable[[list[bytes]], list[bytes]] = parents) -> list[tuple[int, int, bytes]]:
     """Append leaf hashes to the tree of ``size`` leaves; the completed nodes of level ``lowest`` or more.
 
     ``edge`` maps each one-bit ``level`` of ``size`` to the hash of its perfect subtree
     (the tree's right edge, ``frontier``); it is updated in place to the new size's.
-    One node hash per leaf on average, computed a level at a time (one comprehension per
-    level: the interpreter's cost per hash is about half that of a loop per leaf).
+    One node hash per leaf on average, computed a level at a time by ``pair`` (one call per
+    level: the interpreter's cost per hash is about half that of a loop per leaf); the write
+    path passes one with OpenSSL's SHA-256 (``persistence.merkle_store``).
     """
-    sha = sha256
-    prefix = NODE_PREFIX
     rows: list[tuple[int, int, bytes]] = []
     nodes = list(leaves)
     start, level = size, 0
@@ -187,8 +194,7 @@ def fold(size: int, edge: dict[int, bytes], leaves: Sequence[bytes],
             start -= 1
         if len(nodes) & 1:  # the last is a left child still waiting for its sibling
             edge[level] = nodes.pop()
-        pairs = iter(nodes)
-        nodes = [sha(prefix + left + right).digest() for left, right in zip(pairs, pairs, strict=False)]
+        nodes = pair(nodes)
         start >>= 1
         level += 1
     return rows
