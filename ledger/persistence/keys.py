@@ -269,9 +269,18 @@ def versions_key(maintenance: str) -> str:
     return VERSIONS + maintenance
 
 
+_PROBES: dict[tuple[str, str], str] = {}  # (service, probe) -> key prefix: escaping: a third of a key's cost
+
+
 def _probe_key(fact: ProbeFailed | ProbeRecovered) -> str:
     # One row: whole-service readers read the service's probe range besides ``s:`` (``service_ranges``).
-    return probe_key(fact.service, fact.probe, utc_day(fact.at))
+    named = (fact.service, fact.probe)
+    prefix = _PROBES.get(named)
+    if prefix is None:
+        if len(_PROBES) > 100_000:
+            _PROBES.clear()
+        prefix = _PROBES[named] = probe_prefix(*named)
+    return prefix + utc_day(fact.at)
 
 
 def _window_keys(service: str, start: datetime, end: datetime) -> list[str]:
