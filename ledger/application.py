@@ -23,6 +23,7 @@ from ledger.events import (
     ForceMajeureDeclared,
     MaintenanceAnnounced,
     Recorded,
+    decode_state,
 )
 from ledger.persistence.keys import (
     CONTRACT,
@@ -32,6 +33,7 @@ from ledger.persistence.keys import (
     index_key,
     month_keys,
     read_related,
+    read_service_states,
     reference_key,
     service_key,
 )
@@ -290,7 +292,8 @@ class Ledger:
             last = self.recorder.last_position()
             versions = self.recorder.read_key_prefix(CONTRACT, last)
             about = [*versions, *self.recorder.read_keyed([service_key(service)], last)]
-            source = self.recorder.read_keyed(sorted(_related_keys(about, service)), last)
+            keys = sorted(_related_keys(about, service))  # its probe reports by their range, too
+            source = (decode_state(p, s) for p, s in read_service_states(self.recorder, keys, last))
         for rec in source:
             if _in_window(rec.fact, since, until):
                 yield rec

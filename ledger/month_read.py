@@ -21,9 +21,11 @@ and, past the horizon, a downtime stretch that began in the month. What can matt
   horizon (a stretch may run on, and a probe's recovery after the month is cited by the
   month's intervals): every probe report and window of the later months.
 
-A service whose first fact of a bucketed type is filed under ``s:`` alone (a store written
-before these keys) is read whole, as before; ``ledger verify`` refuses a fact filed the
-earlier way after the first one filed this way, so the first one decides for the service.
+A service whose first fact of a bucketed type under ``s:`` is filed there alone (a store
+written before these keys; a probe report is now under its day alone, never under ``s:``)
+is read whole, as before (``s:`` and the probe range, ``keys.read_service_states``);
+``ledger verify`` refuses a fact filed the earlier way after the first one filed this way,
+so the first one decides for the service.
 docs/decisions.md (issue 17, hA) has the reasoning; ``tests/integration/test_month_bounded.py``
 compares the result with a full replay.
 """
@@ -77,11 +79,15 @@ def _next_month(month: str) -> str:
 
 def is_bucketed(recorder: LedgerRecorder, service: str, upto: int) -> bool:
     """Whether a service's facts up to ``upto`` are filed under the keys that carry time (else: whole)."""
-    first = recorder.first_filed(service_key(service), _BUCKETED_TAGS, upto)
+    own = service_key(service)
+    first = recorder.first_filed(own, _BUCKETED_TAGS, upto)
     if first is None:
-        return True  # no fact of a bucketed type: nothing to miss
+        return True  # none under ``s:`` (probe reports are filed under their day alone): nothing to miss
     rec = decode_state(*first)
-    return recorder.filed_under(index_keys(rec.fact)[1], rec.position)
+    keys = index_keys(rec.fact)
+    if own not in keys:
+        return False  # a probe report under ``s:``: filed the earlier way
+    return recorder.filed_under(next(k for k in keys if k != own), rec.position)
 
 
 class _Read:

@@ -1,5 +1,8 @@
 """The key scheme of ``ledger_index``: the one place that knows how a key is spelled.
 
+Size: over 400 lines: every key kind's spelling, the earlier stores' key sets, and the
+reads of a service's whole history that depend on where its facts are filed, together.
+
 Every fact is indexed under its key: its service (``s:``), the id it corrects
 (``i:``, ``m:``, ``x:``), its contract's claims (``c:``), its contract's versions
 (``k:``), the ticket it is about (``t:``) or the country whose holidays it pins
@@ -17,18 +20,20 @@ contract's openings under ``o:<contract>`` (``LEGACY_TICKETS``) and logs under `
 alone; ``ledger verify`` accepts those key sets and ``ledger.support_read`` reads such a
 contract's whole history, as then.
 
-A service's facts are under ``s:<service>`` (every reader of a service's whole history uses
-it) and, so that a contract-month's availability reads the month rather than the history
-(``ledger.month_read``), also under a second key with time in it (names escaped, ``escaped``;
-instants in UTC): a probe report under ``p:<service>/<probe>@<YYYY-MM-DD>`` (one probe's days
-are one key range), a maintenance window, force majeure or exclusion under
+So that a contract-month's availability reads the month rather than the history
+(``ledger.month_read``), a service's facts are under a key with time in it (names escaped,
+``escaped``; instants in UTC). A probe report (most facts) is under
+``p:<service>/<probe>@<YYYY-MM-DD>`` alone (one probe's days are one key range; the
+service's probes, the range ``p:<service>/``). The other service facts are under
+``s:<service>`` and also under a second key: a maintenance window, force majeure or exclusion under
 ``w:<service>@<YYYY-MM>`` for each UTC month its ``[starts_at, ends_at)`` touches
 (``w:<service>`` alone when that is more than ``WINDOW_MONTHS``), an announcement also under
 ``a:<maintenance>`` (all its versions), an incident's opening under
 ``n:<service>/<at>/<incident>`` and a resolution, besides ``i:<incident>``, under
 ``r:<incident>@<at>`` (so that the incidents still open at an instant are found in the index
-alone). docs/decisions.md (issue 17, hA). Stores written before filed them under ``s:`` (or
-``i:``) alone (``legacy_keys``); such a service is read whole.
+alone). A reader of a service's whole history reads ``s:<service>`` and its probe range
+(``read_service_states``). docs/decisions.md (issue 17, hA and hI). Stores written before
+filed them under ``s:`` (or ``i:``) alone (``legacy_keys``); such a service is read whole.
 """
 
 from __future__ import annotations
@@ -264,8 +269,18 @@ def versions_key(maintenance: str) -> str:
     return VERSIONS + maintenance
 
 
-def _probe_keys(fact: ProbeFailed | ProbeRecovered) -> tuple[str, str]:
-    return SERVICE + fact.service, probe_key(fact.service, fact.probe, utc_day(fact.at))
+_PROBES: dict[tuple[str, str], str] = {}  # (service, probe) -> key prefix: escaping: a third of a key's cost
+
+
+def _probe_key(fact: ProbeFailed | ProbeRecovered) -> str:
+    # One row: whole-service readers read the service's probe range besides ``s:`` (``service_ranges``).
+    named = (fact.service, fact.probe)
+    prefix = _PROBES.get(named)
+    if prefix is None:
+        if len(_PROBES) > 100_000:
+            _PROBES.clear()
+        prefix = _PROBES[named] = probe_prefix(*named)
+    return prefix + utc_day(fact.at)
 
 
 def _window_keys(service: str, start: datetime, end: datetime) -> list[str]:
@@ -319,8 +334,6 @@ _KEY_FIELD: Final[dict[type, tuple[str, str]]] = {
 _SEVERAL_KEYS: Final[dict[type, Callable[[Any], tuple[str, ...]]]] = {
     TicketOpened: _opened_keys,
     SupportTimeLogged: _logged_keys,
-    ProbeFailed: _probe_keys,
-    ProbeRecovered: _probe_keys,
     IncidentOpened: _opened_incident_keys,
     IncidentResolved: _resolved_keys,
     MaintenanceAnnounced: _announced_keys,
@@ -329,6 +342,7 @@ _SEVERAL_KEYS: Final[dict[type, Callable[[Any], tuple[str, ...]]]] = {
 }
 KEY_OF: Final[dict[type, Callable[[Any], str | tuple[str, ...]]]] = {
     cls: _contract_key if cls in CONTRACT_TYPES
+    else _probe_key if cls in (ProbeFailed, ProbeRecovered)
     else _SEVERAL_KEYS[cls] if cls in _SEVERAL_KEYS
     else _field_key(*_KEY_FIELD.get(cls, (SERVICE, "service")))
     for cls in get_args(Fact)
@@ -366,10 +380,31 @@ def month_keys(services: Iterable[str], contracts: Iterable[str], *, versions: b
     return keys
 
 
+def service_ranges(keys: Iterable[str]) -> list[str]:
+    """The probe-report prefixes (``p:<service>/``) of the services whose ``s:`` keys are in ``keys``.
+
+    A probe report is filed under its probe's day alone (issue 17, hI); a store written before
+    month-bounded reads filed it under ``s:`` alone: reading both covers every layout.
+    """
+    return [probe_prefix(k[len(SERVICE):]) for k in keys if k.startswith(SERVICE)]
+
+
 class KeyedReader(Protocol):
-    """What ``read_related`` needs of a recorder: stored states by key."""
+    """What ``read_related`` needs of a recorder: stored states by key, and by key range."""
 
     def read_keyed_states(self, keys: Sequence[str], upto: int) -> Iterator[tuple[int, bytes]]: ...
+
+    def read_key_range_states(self, lo: str, hi: str, upto: int) -> Iterator[tuple[int, bytes]]: ...
+
+
+def read_service_states(reader: KeyedReader, keys: Sequence[str], upto: int) -> Iterator[tuple[int, bytes]]:
+    """(position, state) of the facts under ``keys`` and, for each ``s:`` key, its service's probe
+    reports (``service_ranges``), each once, in position order: a service's whole history."""
+    rows = dict(reader.read_keyed_states(keys, upto))
+    for prefix in service_ranges(keys):
+        rows.update(reader.read_key_range_states(prefix, prefix_end(prefix), upto))
+    for position in sorted(rows):
+        yield position, rows[position]
 
 
 def read_related(
@@ -378,12 +413,13 @@ def read_related(
 ) -> Iterator[Recorded]:
     """The facts under ``keys``, then the corrections that refer to their ids, up to ``upto``.
 
-    Two reads through the key index: the facts themselves, then every reference key
-    they name. Each group comes in position order (the caller merges if it needs one
-    order); ``each`` sees every fact with its stored state as it is decoded.
+    Two reads through the key index: the facts themselves (a service's probe reports by
+    their range, ``read_service_states``), then every reference key they name. Each group
+    comes in position order (the caller merges if it needs one order); ``each`` sees every
+    fact with its stored state as it is decoded.
     """
     refs: set[str] = set()
-    for position, state in reader.read_keyed_states(keys, upto):
+    for position, state in read_service_states(reader, keys, upto):
         rec = decode_state(position, state)
         if each is not None:
             each(rec, state)

@@ -56,6 +56,7 @@ from ledger.persistence.keys import (
     index_keys,
     month_keys,
     opened_key,
+    read_service_states,
     reference_key,
     ticket_key,
     tickets_key,
@@ -73,6 +74,7 @@ class GroupReader(Protocol):
     def read_keyed_states(self, keys: Sequence[str], upto: int): ...  # type: ignore[no-untyped-def]
 
     def read_key_prefixes(self, prefixes: Sequence[str], upto: int): ...  # type: ignore[no-untyped-def]
+    def read_key_range_states(self, lo: str, hi: str, upto: int): ...  # type: ignore[no-untyped-def]
 
 
 @dataclass
@@ -118,7 +120,7 @@ def load_groups(reader: GroupReader, directory: Directory, keys: Sequence[GroupK
     contracts = [c for key in keys for c in directory.members[key][1]]
     first = [*month_keys(services, contracts, versions=True), *(tickets_key(c) for c in contracts)]
     refs: dict[str, set[GroupKey]] = {}
-    for position, state in reader.read_keyed_states(first, upto):
+    for position, state in read_service_states(reader, first, upto):  # probe reports by range
         rec = decode_state(position, state)
         key = directory.owner(rec.fact)
         if key is None or key not in knowns:

@@ -298,11 +298,11 @@ def test_every_append_route_files_the_month_keys(ledger: Ledger) -> None:
     assert [r.position for r in rec.read_keyed(["w:web@2026-04"], 99)] == [3]
     assert [r.position for r in rec.read_keyed(["w:web"], 99)] == [4]  # 27 months: the long key
     assert [r.position for r in rec.read_keyed(["w:web@2026-03"], 99)] == [3, 5]
-    assert [r.position for r in rec.read_keyed(["s:web"], 99)] == [1, 2, 3, 4, 5]
-    assert index_keys(facts[0]) == ("s:web", "p:web/p1@2026-03-05")
+    assert [r.position for r in rec.read_keyed(["s:web"], 99)] == [2, 3, 4, 5]  # a probe report: p: alone
+    assert index_keys(facts[0]) == ("p:web/p1@2026-03-05",)
     assert index_keys(IncidentResolved(incident="i1", at=at)) == ("i:i1", "r:i1@2026-03-05T00:00:00.000000Z")
     odd = ProbeFailed(service="a/b@", probe="c%", at=at)
-    assert index_keys(odd) == ("s:a/b@", "p:a%2Fb%40/c%25@2026-03-05")
+    assert index_keys(odd) == ("p:a%2Fb%40/c%25@2026-03-05",)
     odd_opened = IncidentOpened(service="a/b", incident="i@2", at=at, impact="outage")
     assert index_keys(odd_opened)[1] == "n:a%2Fb/2026-03-05T00:00:00.000000Z/i%402"
     assert index_keys(IncidentResolved(incident="i@2", at=at))[1] == "r:i%402@2026-03-05T00:00:00.000000Z"
@@ -391,8 +391,7 @@ def test_verify_names_a_wrong_month_key(ledger: Ledger) -> None:
     ledger.append_facts([_probe(ProbeFailed, "p1", datetime(2026, 3, 1, tzinfo=UTC))])
     table = lines_module._TAG_AND_KEY
     saved = table[ProbeFailed]
-    table[ProbeFailed] = (saved[0], lambda f: ("s:" + f.service, f"p:{f.service}/{f.probe}@2026-03-01"),
-                          saved[2])
+    table[ProbeFailed] = (saved[0], lambda f: f"p:{f.service}/{f.probe}@2026-03-01", saved[2])
     fact = _probe(ProbeFailed, "p1", datetime(2026, 3, 2, tzinfo=UTC))
     try:
         import_lines(ledger, [msgspec.json.encode(fact)])

@@ -377,6 +377,10 @@ class _KeyedReader(_Reader):
         return (r for r in self.records
                 if r.position <= upto and any(k.startswith(p) for k in index_keys(r.fact) for p in prefixes))
 
+    def read_key_range_states(self, lo: str, hi: str, upto: int) -> Iterator[tuple[int, bytes]]:
+        return ((r.position, self.states[r.position]) for r in self.records
+                if r.position <= upto and any(lo <= k < hi for k in index_keys(r.fact)))
+
     def read_position_states(self, positions: Sequence[int]) -> Iterator[tuple[int, bytes]]:
         self.fetched += len(positions)
         return ((p, self.states[p]) for p in positions)
