@@ -41,11 +41,12 @@ def capture(url: str, groups: int, out: Path) -> tuple[int, int, int]:
     from ledger.bootstrap import open_ledger
     from projections.tracked import rebuilding as rb
     from projections.tracked.evaluator import Evaluator
+    from projections.tracked.groups import service_groups
 
     ledger = open_ledger(url)
     head = ledger.recorder.last_position()
     clock = next((r.recorded_at for r in ledger.recorder.read_records(head, head)), None)
-    chosen = [(sorted(s), sorted(c)) for s, c in rb._service_groups(ledger.contracts(head))][:groups]
+    chosen = [(sorted(s), sorted(c)) for s, c in service_groups(ledger.contracts(head))][:groups]
     months: list[tuple[Any, ...]] = []
     original = Evaluator.evaluate_or_failure
 

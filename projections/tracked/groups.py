@@ -15,6 +15,9 @@ a correction to the group of the service whose fact opened the id it names (foun
 ``ledger_names``), a ticket's other facts to its contract's, a pin to every group whose
 versions name the country. An opening whose id is first used in the page brings the
 corrections recorded before it (a resolution recorded before its incident), read by key.
+
+Size: over 400 lines because the directory, the group loads and the grouping the rebuild
+shares (``service_groups``) are one subject: what a page's facts are routed to and read with.
 """
 
 from __future__ import annotations
@@ -202,30 +205,14 @@ class Directory:
         self.clock_moved()
 
     def regroup(self) -> None:
-        """The service groups from the versions (``rebuilding._service_groups``' union of services)."""
-        parent: dict[str, str] = {}
-
-        def root(x: str) -> str:
-            while parent.setdefault(x, x) != x:
-                parent[x] = parent[parent[x]]
-                x = parent[x]
-            return x
-
-        for vs in self.versions.values():
-            services = [v.policy.contract.service for v in vs]
-            for other in services[1:]:
-                parent[root(other)] = root(services[0])
-            root(services[0])
-        by_root: dict[str, tuple[set[str], set[str], set[str]]] = {}
-        for cid, vs in self.versions.items():
-            g = by_root.setdefault(root(vs[0].policy.contract.service), (set(), set(), set()))
-            g[0].update(v.policy.contract.service for v in vs)
-            g[1].add(cid)
-            g[2].update(countries(vs))
+        """The service groups from the versions (``service_groups``), with the countries they name."""
         self.group_of_service = {}
         self.members = {}
-        for svcs, cids, named in by_root.values():
+        for svcs, cids in service_groups(self.versions):
             key = tuple(sorted(svcs))
+            named: set[str] = set()
+            for cid in cids:
+                named.update(countries(self.versions[cid]))
             self.members[key] = (list(key), sorted(cids), sorted(named))
             for s in svcs:
                 self.group_of_service[s] = key
@@ -398,3 +385,26 @@ class FollowerState:
 # about 250 bytes each in ``Known`` (positions and instants), so some 100 MB.
 GROUP_BUDGET: Final = 400_000
 
+
+def service_groups(versions: dict[str, list[ContractVersion]]) -> list[tuple[set[str], set[str]]]:
+    """Services joined by the contracts that name them (across versions), with those contracts."""
+    parent: dict[str, str] = {}
+
+    def root(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for vs in versions.values():
+        services = [v.policy.contract.service for v in vs]
+        for other in services[1:]:
+            parent[root(other)] = root(services[0])
+        root(services[0])
+    groups: dict[str, tuple[set[str], set[str]]] = {}
+    for cid, vs in sorted(versions.items()):
+        named = {v.policy.contract.service for v in vs}
+        g = groups.setdefault(root(next(iter(named))), (set(), set()))
+        g[0].update(named)
+        g[1].add(cid)
+    return [groups[k] for k in sorted(groups)]

@@ -27,7 +27,6 @@ from typing import IO, Final
 import msgspec
 from eventsourcing.persistence import Tracking
 
-from ledger.contracts import ContractVersion
 from ledger.events import Recorded, TicketOpened, decode_state
 from ledger.persistence.keys import (
     holidays_key,
@@ -43,6 +42,7 @@ from projections.affected import Known
 from projections.model import Report
 from projections.support_index import TICKET_FACTS, support_countries
 from projections.tracked.evaluator import Evaluator
+from projections.tracked.groups import service_groups
 from projections.tracked.projection import LedgerLike
 from projections.tracked.rows import Failed, Item, SupportRows, split, view_rows
 
@@ -97,7 +97,7 @@ def _rebuild_fenced(ledger: LedgerLike, view: ReportingView, workers: int | None
     head = ledger.recorder.last_position()
     # The ledger's clock: every contract's rows run to its month (a group sees only its own facts).
     clock = next((r.recorded_at for r in ledger.recorder.read_records(head, head)), None) if head else None
-    groups = [(sorted(s), sorted(c)) for s, c in _service_groups(ledger.contracts(head))]
+    groups = [(sorted(s), sorted(c)) for s, c in service_groups(ledger.contracts(head))]
     if workers is None:
         # One worker per core on both stores. PostgreSQL once had two per core, to overlap
         # each worker's wait on the server with another's fold (1M events: 23 s with two
@@ -334,27 +334,3 @@ def _evaluate_groups(
 ) -> list[tuple[int, bytes]]:
     """Worker process: evaluate some service groups as of ``head``."""
     return _groups_reports(_worker_ledger[0], groups, head, clock)
-
-
-def _service_groups(versions: dict[str, list[ContractVersion]]) -> list[tuple[set[str], set[str]]]:
-    """Services joined by the contracts that name them (across versions), with those contracts."""
-    parent: dict[str, str] = {}
-
-    def root(x: str) -> str:
-        while parent.setdefault(x, x) != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for vs in versions.values():
-        services = [v.policy.contract.service for v in vs]
-        for other in services[1:]:
-            parent[root(other)] = root(services[0])
-        root(services[0])
-    groups: dict[str, tuple[set[str], set[str]]] = {}
-    for cid, vs in sorted(versions.items()):
-        named = {v.policy.contract.service for v in vs}
-        g = groups.setdefault(root(next(iter(named))), (set(), set()))
-        g[0].update(named)
-        g[1].add(cid)
-    return [groups[k] for k in sorted(groups)]

@@ -30,7 +30,8 @@ from projections.affected import Known, Pair, add_months, affected, month_of, mo
 from projections.availability import evaluate
 from projections.model import Report, to_json
 from projections.tracked import APP_NAME, Evaluator, ReportingProjection, rebuilding, view_rows
-from projections.tracked.rebuilding import _group_reports, _service_groups
+from projections.tracked.groups import service_groups
+from projections.tracked.rebuilding import _group_reports
 from tests.unit.factories import fact
 
 BASE = datetime(2026, 1, 25, tzinfo=UTC)
@@ -401,7 +402,7 @@ def test_rebuild_keeping_positions_only_gives_byte_identical_reports(
     records, _ = ledger
     known = Known()
     known.add_all(records)
-    groups = _service_groups(known.versions)
+    groups = service_groups(known.versions)
     want = {pair: to_json(r) for pair, r in full_reports(records).items()}
     # Every fact kept, none kept (each month read again by position), and some kept.
     for budget in (rebuilding.FACT_BUDGET, 0, 600):
@@ -438,7 +439,7 @@ def test_any_split_into_pages_gives_the_rebuilt_tables(
     known.add_all(records)
     reader = _KeyedReader(records)
     rebuilt: dict[Pair, Figures] = {}
-    for services, contracts in _service_groups(known.versions):
+    for services, contracts in service_groups(known.versions):
         reports = _group_reports(reader, sorted(services), sorted(contracts), len(records),  # type: ignore[arg-type]
                                  records[-1].recorded_at)
         rebuilt.update(_by_pair(view_rows(reports, text=True)))

@@ -36,7 +36,8 @@ from projections.affected import Known, Pair
 from projections.availability import downtime_stretches
 from projections.support import evaluate_support
 from projections.tracked import ReportingProjection, support_rows, view_rows
-from projections.tracked.rebuilding import _group_reports, _service_groups
+from projections.tracked.groups import service_groups
+from projections.tracked.rebuilding import _group_reports
 from tests.unit.factories import fact, ts
 from tests.unit.test_affected import _KeyedReader
 
@@ -227,7 +228,7 @@ def test_a_rebuild_gives_the_support_rows_of_the_fold(ledger: tuple[list[Recorde
     known.add_all(records)
     reader = _KeyedReader(records)
     got: dict[Pair, Rows] = {}
-    for services, contracts in _service_groups(known.versions):
+    for services, contracts in service_groups(known.versions):
         items = _group_reports(reader, sorted(services), sorted(contracts), len(records),  # type: ignore[arg-type]
                                records[-1].recorded_at)
         got.update(_by_pair(view_rows(items, text=True)))
