@@ -521,7 +521,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--import-only", action="store_true", help="only the import against the raw baseline")
     args = ap.parse_args(argv)
     quick = bool(args.quick)
-    sizes = [int(s) for s in (args.sizes or ("15000,50000" if quick else "1000000,10000000")).split(",")]
+    sizes = [int(s) for s in (args.sizes or ("5000,15000" if quick else "1000000,10000000")).split(",")]
     cfg = Config(
         stores=[s.strip() for s in args.stores.split(",") if s.strip()],
         sizes=sizes,

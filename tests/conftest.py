@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from ledger.application import Ledger
 from ledger.bootstrap import open_ledger
-from tests.pgserver import postgres_server, scratch_database
+from tests.pgserver import DatabasePool, postgres_server, terminate_sessions
 
 BACKENDS = ("sqlite", "postgres")
 
@@ -34,10 +34,36 @@ def pg_admin_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session")
+def _pg_fresh(pg_admin_url: str) -> Iterator[DatabasePool]:
+    pool = DatabasePool(pg_admin_url)
+    yield pool
+    pool.close()
+
+
+@pytest.fixture(scope="session")
+def _pg_stores(pg_admin_url: str, _pg_fresh: DatabasePool) -> Iterator[DatabasePool]:
+    """Databases that already hold an empty ledger: copies of one this session's code created.
+
+    ``store_url``'s tests are about what a store does, not how it is created; creating the
+    schema took about as long as a short test. ``pg_url`` (and ``ledger init``'s own tests)
+    still start from an empty database.
+    """
+    with _pg_fresh.database() as url:
+        open_ledger(url).close()
+        name = url.rsplit("/", 1)[1]
+        terminate_sessions(pg_admin_url, name)
+        pool = DatabasePool(pg_admin_url, template=name)
+        try:
+            yield pool
+        finally:
+            pool.close()
+
+
 @pytest.fixture
-def pg_url(pg_admin_url: str) -> Iterator[str]:
+def pg_url(_pg_fresh: DatabasePool) -> Iterator[str]:
     """A fresh, uniquely named PostgreSQL database for one test."""
-    with scratch_database(pg_admin_url) as url:
+    with _pg_fresh.database() as url:
         yield url
 
 
@@ -52,8 +78,8 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'ledger.db'}"
     else:
-        admin = request.getfixturevalue("pg_admin_url")
-        with scratch_database(admin) as url:
+        pool = request.getfixturevalue("_pg_stores")
+        with pool.database() as url:
             yield url
 
 

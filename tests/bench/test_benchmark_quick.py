@@ -95,23 +95,23 @@ def test_generate_command_line(tmp_path: Path) -> None:
 
 FIGURES = (
     r"startup {s} cli --version \d+ ms \(info: .*\)",
-    r"import {s} ledger 15000 events [\d.]+ s \d+ ev/s peak \d+ MiB"
+    r"import {s} ledger 5000 events [\d.]+ s \d+ ev/s peak \d+ MiB"
     r" \| raw (executemany|copy) [\d.]+ s \d+ ev/s \| ratio [\d.]+"
     r" \(median of 3 alternated pairs: ([\d.]+/[\d.]+ s [\d.]+(, )?){{3}}\); CPU ledger/raw"
     r" ([\d.]+/[\d.]+ s(, )?){{3}} \(clients only\); load .* on \d+ cores \(target >= 0.6\) (PASS|FAIL)",
-    r"import {s} ledger 50000 events .* (PASS|FAIL)",
-    r"report {s} 15000 events median \d+ ms \(runs \d+, \d+, \d+, \d+, \d+\)"
+    r"import {s} ledger 15000 events .* (PASS|FAIL)",
+    r"report {s} 5000 events median \d+ ms \(runs \d+, \d+, \d+, \d+, \d+\)"
     r" \(target < 1000 ms\) (PASS|FAIL)",
-    r"report {s} 50000 events median \d+ ms .* (PASS|FAIL)",
+    r"report {s} 15000 events median \d+ ms .* (PASS|FAIL)",
+    r"audit {s} 5000 events median \d+ ms .* (PASS|FAIL)",
     r"audit {s} 15000 events median \d+ ms .* (PASS|FAIL)",
-    r"audit {s} 50000 events median \d+ ms .* (PASS|FAIL)",
-    r"rebuild {s} 15\d\d\d events [\d.]+ s \d+ ev/s peak \d+ MiB .*\(target >= 200000 ev/s\) (PASS|FAIL)",
-    r"rebuild {s} 50\d\d\d events .* (PASS|FAIL)",
+    r"rebuild {s} 50\d\d events [\d.]+ s \d+ ev/s peak \d+ MiB .*\(target >= 200000 ev/s\) (PASS|FAIL)",
+    r"rebuild {s} 15\d\d\d events .* (PASS|FAIL)",
     r"naive {s} eventsourcing save-per-event 1000 events [\d.]+ s \d+ ev/s \| ledger import \d+ ev/s"
     r" \| ratio [\d.]+ \(target >= 30\) (PASS|FAIL)",
-    r"report-growth {s} 15000 -> 50000 events \d+ ms -> \d+ ms ratio [\d.]+ \(target < 1.5\) (PASS|FAIL)",
-    r"memory {s} import 15000 events \d+ MiB -> 50000 events \d+ MiB ratio [\d.]+ .* (PASS|FAIL)",
-    r"memory {s} rebuild 15000 events \d+ MiB -> 50000 events \d+ MiB ratio [\d.]+ .* (PASS|FAIL)",
+    r"report-growth {s} 5000 -> 15000 events \d+ ms -> \d+ ms ratio [\d.]+ \(target < 1.5\) (PASS|FAIL)",
+    r"memory {s} import 5000 events \d+ MiB -> 15000 events \d+ MiB ratio [\d.]+ .* (PASS|FAIL)",
+    r"memory {s} rebuild 5000 events \d+ MiB -> 15000 events \d+ MiB ratio [\d.]+ .* (PASS|FAIL)",
 )
 
 
