@@ -313,8 +313,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(500, "internal error")
 
 
-def create_app(opener: Callable[[], Ledger], config: ServerConfig) -> Starlette:
-    """The ASGI app over the ledger ``opener`` opens at startup (and that is closed at shutdown)."""
+def create_app(opener: Callable[[], Ledger], config: ServerConfig,
+               started: Callable[[], None] | None = None) -> Starlette:
+    """The ASGI app over the ledger ``opener`` opens at startup (and that is closed at shutdown).
+
+    ``started`` is called once the ledger is open and the read workers are up, before
+    the first request.
+    """
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -325,6 +330,8 @@ def create_app(opener: Callable[[], Ledger], config: ServerConfig) -> Starlette:
             if ledger.reopen is not None:
                 state.pool = ReadPool(ledger.reopen)
                 await state.pool.start()
+            if started is not None:
+                started()
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(state.writer.run, ledger)
                 yield

@@ -488,3 +488,16 @@ def test_checkpoint_and_proofs_are_the_cli_bytes(server: ServerProcess, module_s
         assert status == 400, (path, body)
         assert message in check(body, "Error")["error"], path
     assert server.request("GET", "/v1/checkpoint", token=None)[0] == 401
+
+
+def test_serving_runtime() -> None:
+    """Once serving: start-up's objects frozen, a young generation of GC_YOUNG, the lock asked for sooner."""
+    code = ("import gc, sys\n"
+            "from cli.serve import GC_YOUNG, SWITCH_INTERVAL, serving_runtime\n"
+            "kept = [[n] for n in range(5000)]\n"
+            "before = gc.get_freeze_count()\n"
+            "serving_runtime()\n"
+            "print(gc.get_freeze_count() - before >= len(kept), gc.get_threshold()[0] == GC_YOUNG > 700,\n"
+            "      sys.getswitchinterval() == SWITCH_INTERVAL < 0.005)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, check=True)
+    assert out.stdout.split() == [b"True", b"True", b"True"], out
