@@ -59,12 +59,14 @@ JSON_TYPES: Final = ("application/json",)
 
 
 class ServerConfig(msgspec.Struct, frozen=True):
-    """What the app needs besides the ledger: tokens (None: not checked), label map, body limit."""
+    """What the app needs besides the ledger: tokens (None: not checked), label map, body limit,
+    and the read workers' CPU priority (``cli.server_reads.lower``)."""
 
     write_token: str | None
     read_token: str | None
     labels: LabelMap
     max_body: int
+    read_priority: str = "idle"
 
 
 class HttpError(Exception):
@@ -328,7 +330,7 @@ def create_app(opener: Callable[[], Ledger], config: ServerConfig,
         app.state.ledger = state
         try:
             if ledger.reopen is not None:
-                state.pool = ReadPool(ledger.reopen)
+                state.pool = ReadPool(ledger.reopen, priority=config.read_priority)
                 await state.pool.start()
             if started is not None:
                 started()

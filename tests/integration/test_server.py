@@ -158,7 +158,7 @@ def _status(pid: int, field: str) -> str:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_read_workers(store_url: str) -> None:
-    """Reads run in worker processes of lower priority; a worker killed is replaced, no read fails."""
+    """Reads run in worker processes at idle priority; a worker killed is replaced, no read fails."""
     import os
     import signal
     import time
@@ -177,7 +177,7 @@ def test_read_workers(store_url: str) -> None:
             assert time.monotonic() < deadline, "the workers do not ignore SIGINT"
             time.sleep(0.05)
         for pid in workers:
-            assert int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16]) == 5  # nice
+            assert os.sched_getscheduler(pid) == os.SCHED_IDLE  # a fold takes only the CPU writes leave
             os.kill(pid, signal.SIGINT)  # a Ctrl-C reaches them too: the server stops them
         assert server.request("GET", month, token=READ_TOKEN)[:2] == (200, want)
         assert read_workers(server.proc.pid) == workers
@@ -191,6 +191,25 @@ def test_read_workers(store_url: str) -> None:
         code, err = server.stop()
         assert code == 0, err
     assert all(gone(pid) for pid in workers + now)  # stopped with the server
+
+
+@pytest.mark.parametrize(("priority", "nice"), [("low", 5), ("normal", 0)])
+def test_read_priority(tmp_path: Path, priority: str, nice: int) -> None:
+    """``--read-priority`` low or normal: the workers are scheduled as others, at nice 5 or the server's."""
+    import os
+
+    server = ServerProcess(f"sqlite:///{tmp_path / 'l.db'}", "--read-priority", priority)
+    try:
+        assert server.request("GET", "/v1/contracts", token=READ_TOKEN)[:2] == (200, b"[]\n")
+        workers = read_workers(server.proc.pid)
+        assert len(workers) == 2
+        own = os.getpriority(os.PRIO_PROCESS, server.proc.pid)
+        for pid in workers:
+            assert os.sched_getscheduler(pid) == os.SCHED_OTHER
+            assert os.getpriority(os.PRIO_PROCESS, pid) == own + nice
+    finally:
+        code, err = server.stop()
+        assert code == 0, err
 
 
 @pytest.mark.parametrize(("path", "query", "status", "message"), [
