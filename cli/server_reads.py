@@ -43,8 +43,8 @@ _opened: list[Ledger] = []  # the worker's own ledger, opened once
 def lower(priority: str) -> None:
     """This process's CPU priority: ``idle`` (only CPU nothing else wants), ``low`` (nice 5), ``normal``.
 
-    ``idle`` is Linux's SCHED_IDLE (nice 19 where there is no such class): a fold never
-    keeps the server, or its clients, from a core, however long it runs.
+    ``idle`` is Linux's SCHED_IDLE (nice 19 where there is no such class): a fold, however
+    long, never keeps the server's threads from a core.
     """
     if priority not in PRIORITIES:
         raise ValueError(f"read priority {priority!r}: expected one of {', '.join(PRIORITIES)}")

@@ -7,7 +7,7 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +134,18 @@ def test_contract_list_is_the_cli_bytes(store_url: str, tmp_path: Path) -> None:
         assert server.stop()[0] == 0
 
 
+def eventually(check: Callable[[], bool], seconds: float = 10) -> bool:
+    """Whether ``check()`` holds within ``seconds`` (a worker process applies its settings as it starts)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def read_workers(pid: int) -> list[int]:
     """The server's read worker processes (``cli.server_reads``): its children spawned by multiprocessing."""
     found = []
@@ -176,8 +188,8 @@ def test_read_workers(store_url: str) -> None:
         while not all(int(_status(p, "SigIgn"), 16) & (1 << (signal.SIGINT - 1)) for p in workers):
             assert time.monotonic() < deadline, "the workers do not ignore SIGINT"
             time.sleep(0.05)
-        for pid in workers:
-            assert os.sched_getscheduler(pid) == os.SCHED_IDLE  # a fold takes only the CPU writes leave
+        for pid in workers:  # a fold takes only the CPU writes leave (set as the worker starts)
+            assert eventually(lambda pid=pid: os.sched_getscheduler(pid) == os.SCHED_IDLE)
             os.kill(pid, signal.SIGINT)  # a Ctrl-C reaches them too: the server stops them
         assert server.request("GET", month, token=READ_TOKEN)[:2] == (200, want)
         assert read_workers(server.proc.pid) == workers
@@ -198,15 +210,20 @@ def test_read_priority(tmp_path: Path, priority: str, nice: int) -> None:
     """``--read-priority`` low or normal: the workers are scheduled as others, at nice 5 or the server's."""
     import os
 
+    from cli.serve import READ_PRIORITIES
+    from cli.server_reads import PRIORITIES
+
+    assert READ_PRIORITIES == PRIORITIES  # the command's choices (serve.py does not import the workers')
+
     server = ServerProcess(f"sqlite:///{tmp_path / 'l.db'}", "--read-priority", priority)
     try:
         assert server.request("GET", "/v1/contracts", token=READ_TOKEN)[:2] == (200, b"[]\n")
         workers = read_workers(server.proc.pid)
         assert len(workers) == 2
         own = os.getpriority(os.PRIO_PROCESS, server.proc.pid)
-        for pid in workers:
+        for pid in workers:  # set as the worker starts
+            assert eventually(lambda pid=pid: os.getpriority(os.PRIO_PROCESS, pid) == own + nice)
             assert os.sched_getscheduler(pid) == os.SCHED_OTHER
-            assert os.getpriority(os.PRIO_PROCESS, pid) == own + nice
     finally:
         code, err = server.stop()
         assert code == 0, err
