@@ -59,12 +59,14 @@ JSON_TYPES: Final = ("application/json",)
 
 
 class ServerConfig(msgspec.Struct, frozen=True):
-    """What the app needs besides the ledger: tokens (None: not checked), label map, body limit."""
+    """What the app needs besides the ledger: tokens (None: not checked), label map, body limit,
+    and the read workers' CPU priority (``cli.server_reads.lower``)."""
 
     write_token: str | None
     read_token: str | None
     labels: LabelMap
     max_body: int
+    read_priority: str = "idle"
 
 
 class HttpError(Exception):
@@ -313,8 +315,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(500, "internal error")
 
 
-def create_app(opener: Callable[[], Ledger], config: ServerConfig) -> Starlette:
-    """The ASGI app over the ledger ``opener`` opens at startup (and that is closed at shutdown)."""
+def create_app(opener: Callable[[], Ledger], config: ServerConfig,
+               started: Callable[[], None] | None = None) -> Starlette:
+    """The ASGI app over the ledger ``opener`` opens at startup (and that is closed at shutdown).
+
+    ``started`` is called once the ledger is open and the read workers are up, before
+    the first request.
+    """
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -323,8 +330,10 @@ def create_app(opener: Callable[[], Ledger], config: ServerConfig) -> Starlette:
         app.state.ledger = state
         try:
             if ledger.reopen is not None:
-                state.pool = ReadPool(ledger.reopen)
+                state.pool = ReadPool(ledger.reopen, priority=config.read_priority)
                 await state.pool.start()
+            if started is not None:
+                started()
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(state.writer.run, ledger)
                 yield

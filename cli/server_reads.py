@@ -7,7 +7,8 @@ the fold of every report being read (at 50 writing clients and one polling reade
 the reader's folds held the lock more than half of the time). The workers are
 spawned by the server when it starts, each opens its own ledger (``Ledger.reopen``:
 only the store's URL crosses) and computes the bytes the commands print with the
-commands' own functions; they only read, at a lower scheduling priority than the server.
+commands' own functions; they only read, at a lower CPU priority than the server (``lower``:
+by default idle, a write's latency first, a report's throughput with what is left).
 They ignore SIGINT (a Ctrl-C reaches the whole process group: the server stops
 them once the requests in flight have had their answers) and die with the server
 if it is killed. A worker that dies is replaced, and the reads it held are tried
@@ -34,19 +35,32 @@ from ledger.events import export_line
 T = TypeVar("T")
 
 WORKERS: Final = 2  # processes computing reads: the machines this serves have 2 cores or more
-NICE: Final = 5  # their scheduling priority below the server's: a write is not kept waiting by a fold
+PRIORITIES: Final = ("idle", "low", "normal")  # the workers' CPU priority against the server's (``lower``)
 
 _opened: list[Ledger] = []  # the worker's own ledger, opened once
 
 
-def _start(reopen: Callable[[], Ledger], parent: int, nice: int) -> None:
+def lower(priority: str) -> None:
+    """This process's CPU priority: ``idle`` (only CPU nothing else wants), ``low`` (nice 5), ``normal``.
+
+    ``idle`` is Linux's SCHED_IDLE (nice 19 where there is no such class): a fold, however
+    long, never keeps the server's threads from a core.
+    """
+    if priority not in PRIORITIES:
+        raise ValueError(f"read priority {priority!r}: expected one of {', '.join(PRIORITIES)}")
+    if priority == "idle" and hasattr(os, "SCHED_IDLE"):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    elif priority != "normal":
+        os.nice(19 if priority == "idle" else 5)
+
+
+def _start(reopen: Callable[[], Ledger], parent: int, priority: str) -> None:
     from projections.tracked.rebuilding import _die_with_parent
 
     # SIGTERM keeps its default: the pool ends a broken pool's other workers with it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(parent)
-    if nice:
-        os.nice(nice)
+    lower(priority)
     ledger = reopen()
     _opened.append(ledger)
     multiprocessing.util.Finalize(None, ledger.close, exitpriority=10)  # when the pool stops it
@@ -63,12 +77,12 @@ def _ready() -> int:
 class ReadPool:
     """The worker processes; ``run`` computes ``call(ledger, *args)`` in one of them."""
 
-    def __init__(self, reopen: Callable[[], Ledger], workers: int = WORKERS, nice: int = NICE) -> None:
+    def __init__(self, reopen: Callable[[], Ledger], workers: int = WORKERS, priority: str = "idle") -> None:
         self.workers = workers
         # Spawned, not forked: the server holds connections and threads.
         spawn = multiprocessing.get_context("spawn")
         self.new = functools.partial(ProcessPoolExecutor, workers, mp_context=spawn, initializer=_start,
-                                     initargs=(reopen, os.getpid(), nice))
+                                     initargs=(reopen, os.getpid(), priority))
         self.executor = self.new()
         self.closed = False
 

@@ -7,7 +7,7 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +134,18 @@ def test_contract_list_is_the_cli_bytes(store_url: str, tmp_path: Path) -> None:
         assert server.stop()[0] == 0
 
 
+def eventually(check: Callable[[], bool], seconds: float = 10) -> bool:
+    """Whether ``check()`` holds within ``seconds`` (a worker process applies its settings as it starts)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def read_workers(pid: int) -> list[int]:
     """The server's read worker processes (``cli.server_reads``): its children spawned by multiprocessing."""
     found = []
@@ -158,7 +170,7 @@ def _status(pid: int, field: str) -> str:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_read_workers(store_url: str) -> None:
-    """Reads run in worker processes of lower priority; a worker killed is replaced, no read fails."""
+    """Reads run in worker processes at idle priority; a worker killed is replaced, no read fails."""
     import os
     import signal
     import time
@@ -176,8 +188,8 @@ def test_read_workers(store_url: str) -> None:
         while not all(int(_status(p, "SigIgn"), 16) & (1 << (signal.SIGINT - 1)) for p in workers):
             assert time.monotonic() < deadline, "the workers do not ignore SIGINT"
             time.sleep(0.05)
-        for pid in workers:
-            assert int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16]) == 5  # nice
+        for pid in workers:  # a fold takes only the CPU writes leave (set as the worker starts)
+            assert eventually(lambda pid=pid: os.sched_getscheduler(pid) == os.SCHED_IDLE)
             os.kill(pid, signal.SIGINT)  # a Ctrl-C reaches them too: the server stops them
         assert server.request("GET", month, token=READ_TOKEN)[:2] == (200, want)
         assert read_workers(server.proc.pid) == workers
@@ -191,6 +203,30 @@ def test_read_workers(store_url: str) -> None:
         code, err = server.stop()
         assert code == 0, err
     assert all(gone(pid) for pid in workers + now)  # stopped with the server
+
+
+@pytest.mark.parametrize(("priority", "nice"), [("low", 5), ("normal", 0)])
+def test_read_priority(tmp_path: Path, priority: str, nice: int) -> None:
+    """``--read-priority`` low or normal: the workers are scheduled as others, at nice 5 or the server's."""
+    import os
+
+    from cli.serve import READ_PRIORITIES
+    from cli.server_reads import PRIORITIES
+
+    assert READ_PRIORITIES == PRIORITIES  # the command's choices (serve.py does not import the workers')
+
+    server = ServerProcess(f"sqlite:///{tmp_path / 'l.db'}", "--read-priority", priority)
+    try:
+        assert server.request("GET", "/v1/contracts", token=READ_TOKEN)[:2] == (200, b"[]\n")
+        workers = read_workers(server.proc.pid)
+        assert len(workers) == 2
+        own = os.getpriority(os.PRIO_PROCESS, server.proc.pid)
+        for pid in workers:  # set as the worker starts
+            assert eventually(lambda pid=pid: os.getpriority(os.PRIO_PROCESS, pid) == own + nice)
+            assert os.sched_getscheduler(pid) == os.SCHED_OTHER
+    finally:
+        code, err = server.stop()
+        assert code == 0, err
 
 
 @pytest.mark.parametrize(("path", "query", "status", "message"), [
@@ -488,3 +524,16 @@ def test_checkpoint_and_proofs_are_the_cli_bytes(server: ServerProcess, module_s
         assert status == 400, (path, body)
         assert message in check(body, "Error")["error"], path
     assert server.request("GET", "/v1/checkpoint", token=None)[0] == 401
+
+
+def test_serving_runtime() -> None:
+    """Once serving: start-up's objects frozen, a young generation of GC_YOUNG, the lock asked for sooner."""
+    code = ("import gc, sys\n"
+            "from cli.serve import GC_YOUNG, SWITCH_INTERVAL, serving_runtime\n"
+            "kept = [[n] for n in range(5000)]\n"
+            "before = gc.get_freeze_count()\n"
+            "serving_runtime()\n"
+            "print(gc.get_freeze_count() - before >= len(kept), gc.get_threshold()[0] == GC_YOUNG > 700,\n"
+            "      sys.getswitchinterval() == SWITCH_INTERVAL < 0.005)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, check=True)
+    assert out.stdout.split() == [b"True", b"True", b"True"], out
