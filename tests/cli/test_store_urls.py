@@ -312,8 +312,9 @@ def _file_state(path: Path) -> str | None:
 
 
 @pytest.mark.parametrize("command", READ_ONLY, ids=lambda c: "-".join(c[:2]))
-def test_read_only_commands_on_what_is_not_a_ledger(runner: CliRunner, store_url: str, tmp_path: Path,
-                                                    command: list[str], request: pytest.FixtureRequest) -> None:
+def test_read_only_commands_on_what_is_not_a_ledger(
+        runner: CliRunner, store_url: str, tmp_path: Path, command: list[str], request: pytest.FixtureRequest,
+) -> None:
     if store_url.startswith("postgresql"):
         store_url = request.getfixturevalue("pg_url")  # an empty database, not a copy of an empty ledger
     if store_url.startswith("sqlite"):
