@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 from typing import Final
-from urllib.parse import unquote
 
 from ledger.errors import BadInput
 from ledger.text import printable
@@ -38,6 +37,8 @@ def redact(url: str) -> str:
 
 def url_secrets(url: str) -> tuple[str, ...]:
     """The passwords ``url`` holds, as written and percent-decoded (longest first)."""
+    from urllib.parse import unquote  # messages only: urllib.parse costs every command's start-up
+
     found = []
     m = _USERINFO_PASSWORD.match(url)
     if m:
