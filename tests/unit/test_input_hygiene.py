@@ -19,7 +19,15 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from ledger.calendar import INSTANT_RANGE, LATEST, check_instant, check_month, parse_month
+from ledger.calendar import (
+    _MONTH_RE,
+    INSTANT_RANGE,
+    LATEST,
+    check_instant,
+    check_month,
+    parse_month,
+    split_month,
+)
 from ledger.errors import BadInput
 from ledger.events import (
     FACT_TYPES,
@@ -135,6 +143,21 @@ def test_a_recorded_duration_reads_as_its_pattern_does(text: str) -> None:
     # ``duration_groups`` reads by hand what the pattern matched (compiling it cost each report).
     m = re.fullmatch(_DURATION_RE, text)
     assert duration_groups(text) == (m.groups() if m else None)
+
+
+@given(st.text(alphabet=st.sampled_from("0123456789-+_ \n０３٣²") | st.characters(), max_size=9))
+@example("2026-10")
+@example("2026-1０")
+@example("²026-10")
+@example("2026-10\n")
+def test_a_month_splits_as_its_pattern_reads(text: str) -> None:
+    # ``split_month`` reads by hand what the pattern matched (compiling it cost every command).
+    m = re.fullmatch(_MONTH_RE, text)
+    try:
+        got: tuple[int, int] | None = split_month(text)
+    except ValueError:
+        got = None
+    assert got == ((int(m.group(1)), int(m.group(2))) if m else None)
 
 
 @pytest.mark.parametrize("text", ["2026-+3", "２０２６-０３", "2026-03\n", "1969-11", "3000-02"])
