@@ -14,7 +14,6 @@ instant backwards.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from datetime import UTC, date, datetime, time, timedelta
@@ -41,9 +40,12 @@ INSTANT_RANGE: Final = "1970-01-01T00:00:00Z and 2999-12-31T23:59:59.999999Z"  #
 FIRST_MONTH: Final = (1969, 12)
 LAST_MONTH: Final = (3000, 1)
 MONTH_RANGE: Final = "1969-12 to 3000-01"
-# fullmatch, not `^...$` (which lets a trailing newline through); [0-9] is ASCII only,
-# where int() would also take "+3", " 3", "3_0" or full-width digits.
-_MONTH_RE: Final = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")
+# What ``split_month`` reads, as ``re.fullmatch(_MONTH_RE, month)`` would (``fullmatch``, not
+# `^...$`, which lets a trailing newline through; [0-9] is ASCII only, where int() would also
+# take "+3", " 3", "3_0" or full-width digits). Read by hand: compiling it cost every command's
+# start-up (issue 17); tests/unit/test_input_hygiene.py holds the two to each other.
+_MONTH_RE: Final = r"([0-9]{4})-(0[1-9]|1[0-2])"
+_MONTH_NUMBERS: Final = frozenset(f"{n:02d}" for n in range(1, 13))
 
 
 
@@ -67,10 +69,11 @@ def split_month(month: str) -> tuple[int, int]:
     The one month parser: month arithmetic (``projections.affected.add_months``) reads the
     edge months too, which ``parse_month`` refuses because no zone can bound them.
     """
-    m = _MONTH_RE.fullmatch(month)
-    if m is None:
+    year = month[:4]
+    if not (len(month) == 7 and month[4] == "-" and year.isascii() and year.isdigit()
+            and month[5:] in _MONTH_NUMBERS):
         raise ValueError(f"not a month (YYYY-MM): {month!r}")
-    return int(m.group(1)), int(m.group(2))
+    return int(year), int(month[5:])
 
 
 def parse_month(month: str) -> tuple[int, int]:

@@ -9,8 +9,6 @@ PEM, as ``openssl genpkey -algorithm ed25519`` and ``openssl pkey -pubout`` writ
 
 from __future__ import annotations
 
-import binascii
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
@@ -83,6 +81,8 @@ def key_id(public_raw: bytes) -> str:
 
 
 def _read(path: str, what: str) -> bytes:
+    from pathlib import Path  # here: a report imports this module, and pathlib costs its start-up
+
     try:
         return Path(path).read_bytes()
     except OSError as exc:
@@ -159,6 +159,7 @@ def parse(data: bytes, name: str) -> Checkpoint:
 def check_signature(cp: Checkpoint, public_key: Ed25519PublicKey, name: str) -> str:
     """The key id, if ``public_key`` signed ``cp``; BadInput for a wrong key, Mismatch if altered."""
     import base64
+    import binascii
 
     from cryptography.exceptions import InvalidSignature
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 from typing import Final
-from urllib.parse import unquote
 
 from ledger.errors import BadInput
 from ledger.text import printable
@@ -24,25 +23,31 @@ EXPECTED: Final = "expected sqlite:///PATH or postgresql://USER@HOST:PORT/DBNAME
 # The password of a URL's user info runs to the last "@": greedy, so that a password holding
 # an unescaped "@" (which libpq would split at) is still hidden whole. It may hide more than
 # the password when a later "@" sits in the query; a URL is shown for people, never parsed back.
-_USERINFO_PASSWORD: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/?#@:]*):(.*)@")
-_PASSWORD_PARAM: Final = re.compile(r"(?i)(password=)([^&\s]*)")  # sslpassword= too
-_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+# Both compiled when first used (``re``'s cache): a URL without "@" and "=" holds neither, and
+# compiling them cost every command's start-up (issue 17).
+_USERINFO_PASSWORD: Final = r"^([A-Za-z][A-Za-z0-9+.-]*://[^/?#@:]*):(.*)@"
+_PASSWORD_PARAM: Final = r"(?i)(password=)([^&\s]*)"  # sslpassword= too
+_CONTROL: Final = frozenset(map(chr, [*range(0x20), 0x7F]))
 _SCRUB_FROM: Final = 3  # shorter "passwords" would blank out ordinary words of a message
 
 
 def redact(url: str) -> str:
     """``url`` with its password (user info or ``password=``) as ``***`` and control characters escaped."""
-    shown = _USERINFO_PASSWORD.sub(r"\1:***@", url, count=1)
-    return printable(_PASSWORD_PARAM.sub(r"\1***", shown))
+    if "@" not in url and "=" not in url:  # what both patterns need, literally
+        return printable(url)
+    shown = re.sub(_USERINFO_PASSWORD, r"\1:***@", url, count=1)
+    return printable(re.sub(_PASSWORD_PARAM, r"\1***", shown))
 
 
 def url_secrets(url: str) -> tuple[str, ...]:
     """The passwords ``url`` holds, as written and percent-decoded (longest first)."""
+    from urllib.parse import unquote  # messages only: urllib.parse costs every command's start-up
+
     found = []
-    m = _USERINFO_PASSWORD.match(url)
+    m = re.match(_USERINFO_PASSWORD, url)
     if m:
         found.append(m.group(2))
-    found += [p.group(2) for p in _PASSWORD_PARAM.finditer(url)]
+    found += [p.group(2) for p in re.finditer(_PASSWORD_PARAM, url)]
     every = {s for raw in found for s in (raw, unquote(raw)) if len(s) >= _SCRUB_FROM}
     return tuple(sorted(every, key=len, reverse=True))
 
@@ -80,7 +85,7 @@ def check_url_text(url: str) -> str:
     shown = redact(url)
     if not url:
         raise BadInput(f"store URL is empty ({EXPECTED})")
-    if _CONTROL.search(url):
+    if not _CONTROL.isdisjoint(url):
         raise BadInput(f"store URL {shown}: holds a control character")
     return shown
 

@@ -19,7 +19,15 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from ledger.calendar import INSTANT_RANGE, LATEST, check_instant, check_month, parse_month
+from ledger.calendar import (
+    _MONTH_RE,
+    INSTANT_RANGE,
+    LATEST,
+    check_instant,
+    check_month,
+    parse_month,
+    split_month,
+)
 from ledger.errors import BadInput
 from ledger.events import (
     FACT_TYPES,
@@ -34,7 +42,7 @@ from ledger.events import (
 )
 from ledger.ingest.lines import LineSplitter, _prepare_numbered, prepare_line
 from ledger.ingest.strategy import prepared_batches
-from ledger.policy import MAX_POLICY_BYTES, PolicyFile, load_policy, resolve
+from ledger.policy import _DURATION_RE, MAX_POLICY_BYTES, PolicyFile, duration_groups, load_policy, resolve
 
 AT = "2026-10-04T09:15:00Z"
 
@@ -124,6 +132,32 @@ def test_parse_month_accepts_only_its_own_spelling(text: str) -> None:
         assert not inside
     else:
         assert inside
+
+
+@given(st.text(alphabet=st.sampled_from("0123456789dhms \t\n\u2003１٣x") | st.characters(), max_size=12))
+@example(" 1 d 2h 30 m 4s ")
+@example("1h1d")
+@example("1 1d")
+@example("１２h")
+def test_a_recorded_duration_reads_as_its_pattern_does(text: str) -> None:
+    # ``duration_groups`` reads by hand what the pattern matched (compiling it cost each report).
+    m = re.fullmatch(_DURATION_RE, text)
+    assert duration_groups(text) == (m.groups() if m else None)
+
+
+@given(st.text(alphabet=st.sampled_from("0123456789-+_ \n０３٣²") | st.characters(), max_size=9))
+@example("2026-10")
+@example("2026-1０")
+@example("²026-10")
+@example("2026-10\n")
+def test_a_month_splits_as_its_pattern_reads(text: str) -> None:
+    # ``split_month`` reads by hand what the pattern matched (compiling it cost every command).
+    m = re.fullmatch(_MONTH_RE, text)
+    try:
+        got: tuple[int, int] | None = split_month(text)
+    except ValueError:
+        got = None
+    assert got == ((int(m.group(1)), int(m.group(2))) if m else None)
 
 
 @pytest.mark.parametrize("text", ["2026-+3", "２０２６-０３", "2026-03\n", "1969-11", "3000-02"])

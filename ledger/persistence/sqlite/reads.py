@@ -16,7 +16,6 @@ import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, ClassVar, Final
-from urllib.parse import quote
 
 import msgspec
 
@@ -295,7 +294,7 @@ def sqlite_file(path: str) -> bool:
 
 def holds_a_ledger(path: str) -> bool:
     """Whether the SQLite file at ``path`` has the ledger's tables (read without writing anything)."""
-    uri = "file:" + quote(os.path.abspath(path)) + "?mode=ro"
+    uri = "file:" + _uri_path(os.path.abspath(path)) + "?mode=ro"
     try:
         conn = sqlite3.connect(uri, uri=True, isolation_level=None)
         try:
@@ -305,6 +304,19 @@ def holds_a_ledger(path: str) -> bool:
     except sqlite3.Error:
         return False
     return {EVENTS, "ledger_index"} <= names
+
+
+# What ``urllib.parse.quote`` leaves as it is (its default ``safe="/"``).
+_URI_SAFE: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~/")
+
+
+def _uri_path(path: str) -> str:
+    """``urllib.parse.quote(path)``; the module imported only for a path it changes (start-up, issue 17)."""
+    if _URI_SAFE.issuperset(path):
+        return path
+    from urllib.parse import quote
+
+    return quote(path)
 
 
 _EARLIER_STATE: Final = msgspec.json.Decoder(tuple[str, msgspec.Raw, msgspec.Raw])
