@@ -308,3 +308,59 @@ def test_a_damaged_batch_is_a_one_line_store_error() -> None:
     stream = io.BytesIO(len(frame).to_bytes(4, "big") + frame)
     with pytest.raises(StoreError, match=r"^import: the process preparing lines sent a damaged batch$"):
         list(strategy._receive(stream, None, 2))
+
+
+def test_a_regular_file_is_read_by_the_child_from_where_it_stands(
+    pair: tuple[Ledger, Ledger], tmp_path: Path
+) -> None:
+    # The reading child reads the file itself (os.pread from the offset the import starts at),
+    # not through this process: what was read before the import is not imported, and the
+    # linking child records what an in-process import of the rest records.
+    a, b = pair
+    rows = lines(30000)
+    rows[20000] = rows[5]  # a repeat across batches: the packed path hands over to the checking one
+    path = tmp_path / "events.ndjson"
+    path.write_bytes(b'{"not": "a fact"}\n' + data(rows))
+    before = set(children())
+    with open(path, "rb") as f:
+        f.readline()
+        via_child = a.import_file(f, parallel_from=1)
+    assert via_child == import_lines(b, rows)
+    assert via_child.appended == 29999
+    assert list(a.recorder.read_raw()) == list(b.recorder.read_raw())
+    assert children() <= before
+
+
+def test_a_bad_line_read_from_a_file_by_the_child_keeps_nothing(ledger: Ledger, tmp_path: Path) -> None:
+    rows = lines(30000)
+    rows[25000] = b'{"type":"probe_failed","service":"s"}'
+    path = tmp_path / "events.ndjson"
+    path.write_bytes(data(rows))
+    before = set(children())
+    with open(path, "rb") as f, pytest.raises(BadInput, match=r"^line 25001: "):
+        ledger.import_file(f, parallel_from=1)
+    assert ledger.recorder.last_position() == 0
+    assert children() <= before
+
+
+def test_the_reading_child_killed_mid_import_keeps_nothing(ledger: Ledger, tmp_path: Path) -> None:
+    # The linking child sees its input end without a word: the import fails, nothing is kept.
+    import_lines(ledger, lines(2))
+    before = snapshot(ledger)
+    known = children()
+    killed: list[int] = []
+    path = tmp_path / "events.ndjson"
+    path.write_bytes(data(lines(50000, start=10)))
+
+    def kill_reader(_: int) -> None:
+        for pid in children() - known:
+            with open(f"/proc/{pid}/cmdline", "rb") as cmd:
+                if not killed and b"child_main" in cmd.read():
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+
+    with open(path, "rb") as f, pytest.raises(StoreError, match="process preparing lines stopped"):
+        ledger.import_file(f, kill_reader, parallel_from=1)
+    assert killed
+    assert snapshot(ledger) == before
+    assert children() <= known
