@@ -1,19 +1,22 @@
-"""The import strategy: prepare here or in a child process, and relay its batches to the writer.
+"""The import strategy: prepare here or in child processes, and relay their batches to the writer.
 
 An import does two kinds of work: decoding and validating each line (msgspec,
 canonical JSON, the fact's id and index key), and writing (duplicate check,
 ``recorded_at``, positions, the hash chain, the inserts). The first needs no
 store, so for a large input it runs in a child process while this one writes:
-on two cores the two halves overlap. ``prepared_batches`` decides which: input
+on two cores the halves overlap. ``prepared_batches`` decides which: input
 that ends within ``PARALLEL_FROM_BYTES`` bytes is prepared here (a child costs a
 fraction of a second to start), anything longer in a child.
 
-The child (``child_main``, a fresh interpreter) reads the input on its stdin,
-written by a feeding thread, and sends back batches of ``Prepared`` rows
-(length-prefixed msgpack) on its stdout; a bad line comes back as the same
-one-line message the in-process path would raise. Either way the writer sees
-the same rows in the same order, so the two paths record byte-identical
-ledgers (a test holds them to it).
+The child (``child_main``, a fresh interpreter) reads the input itself if it is a
+regular file (from the offset where the import starts), else on its stdin, written
+by a feeding thread, and sends back batches of ``Prepared`` rows (length-prefixed
+msgpack) on its stdout; a bad line comes back as the same one-line message the
+in-process path would raise. On the packed path (``packed_batches``) a second child
+(``link_main``) links and packs those batches from where the chain starts, so that
+reading, linking and writing run in three processes. Either way the writer sees
+the same rows in the same order, so the paths record byte-identical ledgers (tests
+hold them to it).
 """
 
 from __future__ import annotations
