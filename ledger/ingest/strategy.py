@@ -139,6 +139,10 @@ def _in_child(
     # pipe while it writes; anything else is fed on its stdin by a thread, from ``head`` on.
     # Given ``link``, a second child links and packs what the first prepares: three processes
     # (four with a database server) share the work of one import.
+    if at is not None:
+        # A copy of the descriptor, above 2: stdin redirected from a file (``import - < file``)
+        # is descriptor 0, which the child's own stdin would replace.
+        at = (_descriptor_above_2(at[0]), at[1])
     source = "" if at is None else f", source={at!r}"  # child_main's third argument (link) left None
     commands = [f"from ledger.ingest.child import child_main; child_main({limit}, {batch_size}{source})"]
     if link is not None:
@@ -162,6 +166,9 @@ def _in_child(
                 child.kill()
                 child.wait()
             raise
+        finally:
+            if at is not None:
+                os.close(at[0])  # the reading child has its own
         first, last = children[0], children[-1]
         assert last.stdout is not None
         feeder = None
@@ -195,6 +202,11 @@ def _in_child(
             if first.stdin is not None:
                 with contextlib.suppress(OSError):
                     first.stdin.close()
+
+
+def _descriptor_above_2(fd: int) -> int:
+    """A new descriptor for the same open file, numbered 3 or more (the caller closes it)."""
+    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
 
 
 _PIPE_SIZE: Final = 1 << 20  # a batch is megabytes: fewer, larger reads and writes than a 64 KiB pipe's

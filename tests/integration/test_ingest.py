@@ -17,6 +17,7 @@ from ledger.application import Ledger
 from ledger.bootstrap import open_ledger
 from ledger.errors import BadInput, StoreError
 from ledger.ingest.lines import CHUNK, MAX_LINE
+from ledger.ingest.strategy import PARALLEL_FROM_BYTES
 from ledger.verify import verify
 from tests.conftest import StepClock
 from tests.integration.test_store_contract import snapshot
@@ -154,6 +155,21 @@ def test_cli_import_of_a_large_stdin(tmp_path: Path) -> None:
         assert verify(led.recorder).ok
     finally:
         led.close()
+
+
+def test_cli_import_of_stdin_redirected_from_a_file(tmp_path: Path) -> None:
+    # `ledger import - < FILE`: stdin is a regular file, which the reading child reads itself,
+    # through a descriptor of its own (its descriptor 0 is not the file).
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    path = tmp_path / "events.ndjson"
+    body = data(lines(60000))
+    assert len(body) > PARALLEL_FROM_BYTES
+    path.write_bytes(body)
+    with open(path, "rb") as stdin:
+        proc = subprocess.run([sys.executable, "-m", "cli.main", "--store", url, "import", "-"], stdin=stdin,
+                              cwd=REPO, capture_output=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stderr.decode().startswith("imported 60000 events, 0 already recorded")
 
 
 def test_position_at_bisects_the_log(store_url: str) -> None:
