@@ -42,6 +42,7 @@ from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate
 
 from benchmarks import generate
+from benchmarks.measure import compile_project, measured_env
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 DATA: Final = ROOT / "benchmarks" / "data"
@@ -101,7 +102,7 @@ def run_child(cmd: list[str], *, check: bool = True) -> ChildRun:
     """Run a command; wall time and that child's own peak RSS (wait4, not RUSAGE_CHILDREN's max)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=ROOT)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=ROOT, env=measured_env())
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -496,6 +497,9 @@ def measure_store(cfg: Config, store: str) -> None:
 def run(cfg: Config) -> list[dict[str, Any]]:
     """Measure every figure on every store; return the figures (also written to cfg.out)."""
     cfg.workdir.mkdir(parents=True, exist_ok=True)
+    # Measured commands (and an import's child processes) read the project's bytecode rather
+    # than compile it each time (``benchmarks.measure``): the shell sets PYTHONDONTWRITEBYTECODE.
+    compile_project()
     print(f"# benchmark: stores {','.join(cfg.stores)}, sizes {','.join(map(str, cfg.sizes))}, "
           f"{cfg.services} services, seed {cfg.seed}, naive subset {cfg.naive}", file=cfg.stream, flush=True)
     for store in cfg.stores:

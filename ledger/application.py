@@ -136,8 +136,8 @@ class Ledger:
         ``progress`` gets the number of input bytes consumed. ``dry_run``: every check
         runs, inside the write transaction, which is then rolled back (``import --dry-run``).
 
-        Where the input is long and can be read again (a file, not a pipe), that
-        process also links and packs the rows, as if none of their ids were
+        Where the input is long and can be read again (a file, not a pipe), a third
+        process links and packs the rows, as if none of their ids were
         recorded; if one is (a re-import), nothing is kept and the file is read
         again the checking way (see ``append_packed``). ``parallel_from``: bytes from which
         a second process decodes (default ``ledger.ingest.strategy.PARALLEL_FROM_BYTES``).

@@ -1,9 +1,16 @@
-"""The child process of a large import: reads the input on stdin, sends prepared (or packed) batches."""
+"""The child processes of a large import: one reads the input and sends prepared batches; one links them.
+
+``child_main`` decodes and checks lines and sends ``Prepared`` rows (or, given where the
+chain starts, links and packs them itself); ``link_main`` takes the first's messages on
+its stdin and links and packs each batch, so that on an import's packed path the two
+halves of the child's work run in two processes beside the writer.
+"""
 
 from __future__ import annotations
 
 import gc
 import io
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, Final
@@ -11,7 +18,17 @@ from typing import Any, Final
 import msgspec
 
 from ledger.errors import BadInput
-from ledger.ingest.framing import _CONFLICT, _ERROR, _FAILED, _PACKED, _ROWS, _send, _send_quietly
+from ledger.ingest.framing import (
+    _CONFLICT,
+    _ERROR,
+    _FAILED,
+    _PACKED,
+    _ROWS,
+    READ_AHEAD,
+    _messages,
+    _send,
+    _send_quietly,
+)
 from ledger.ingest.lines import CHUNK, MAX_LINE, LineSplitter, _prepare_numbered
 from ledger.persistence.append import batch_linker
 from ledger.persistence.chain import ChainStart
@@ -22,7 +39,8 @@ from ledger.persistence.port import BATCH, IdConflict, Prepared
 PACKED_BATCH: Final = 10_000
 
 def child_main(limit: int = MAX_LINE, batch_size: int = BATCH,
-               link: tuple[tuple[Any, ...], str] | None = None) -> None:
+               link: tuple[tuple[Any, ...], str] | None = None,
+               source: tuple[int, int] | None = None) -> None:
     """The preparing process: NDJSON on stdin; framed msgpack batches on stdout.
 
     Each message is a 4-byte big-endian length and msgpack ``[kind, bytes consumed,
@@ -30,19 +48,20 @@ def child_main(limit: int = MAX_LINE, batch_size: int = BATCH,
     starts and the name of the backend's packer), its rows linked as if none of
     their ids were recorded and packed for the store: ``[events, index, start,
     count, repeats dropped]``. It never prints a traceback: a bad line, a line the
-    linking refused, or a failure is a message.
+    linking refused, or a failure is a message. ``source``: read a regular file's
+    descriptor from an offset on (``os.pread``) instead of stdin.
     """
     gc.disable()  # it builds no cycles; collection passes over millions of short-lived facts cost time
     encode = msgspec.msgpack.Encoder().encode
-    inbox: io.BufferedReader = sys.stdin.buffer  # type: ignore[assignment]
     outbox = sys.stdout.buffer
+    read = _stdin_reader() if source is None else _file_reader(*source)
     batch = _batch_rows if link is None else _batch_packer(ChainStart(*link[0]), link[1])
     try:
         splitter = LineSplitter(limit)
         rows: list[Prepared] = []
         consumed = 0
         while True:
-            chunk = inbox.read1(CHUNK)
+            chunk = read()
             lines = splitter.feed(chunk) if chunk else splitter.finish()
             _prepare_numbered(lines, limit, rows, splitter)
             consumed += len(chunk)
@@ -60,6 +79,57 @@ def child_main(limit: int = MAX_LINE, batch_size: int = BATCH,
         return  # the writer has gone or is going (it failed or was stopped): nobody to tell
     except Exception as exc:
         _send_quietly(outbox, encode((_FAILED, 0, f"{type(exc).__name__}: {exc}")))
+
+
+def link_main(link: tuple[tuple[Any, ...], str]) -> None:
+    """The linking process: ``child_main``'s messages on stdin; each batch of rows linked and packed.
+
+    ``link`` is where the chain starts and the name of the backend's packer. Messages
+    other than rows (a bad line, a failure, the end) are passed on as they came; a line
+    the linking refused is a conflict message. Like ``child_main``, it never prints a traceback.
+    """
+    gc.disable()  # as child_main: no cycles, millions of short-lived rows
+    encode = msgspec.msgpack.Encoder().encode
+    outbox = sys.stdout.buffer
+    batch = _batch_packer(ChainStart(*link[0]), link[1])
+    try:
+        for message in _messages(sys.stdin.buffer, READ_AHEAD):
+            if not message:
+                return  # the reading process stopped without a word: the writer sees the stream end
+            kind, consumed, raw = _frame(message)
+            rows = _decode_rows(raw) if kind == _ROWS else None
+            if rows is None:  # the end, a bad line or a failure: for the writer, and the last message
+                _send(outbox, message)
+                return
+            _send(outbox, encode(batch(consumed, rows)))
+    except IdConflict as exc:
+        _send_quietly(outbox, encode((_CONFLICT, 0, str(exc))))
+    except (OSError, KeyboardInterrupt):
+        return
+    except Exception as exc:
+        _send_quietly(outbox, encode((_FAILED, 0, f"{type(exc).__name__}: {exc}")))
+
+
+_frame: Final = msgspec.msgpack.Decoder(tuple[int, int, msgspec.Raw]).decode
+_decode_rows: Final = msgspec.msgpack.Decoder(list[Prepared] | None).decode
+
+
+def _stdin_reader() -> Callable[[], bytes]:
+    inbox: io.BufferedReader = sys.stdin.buffer  # type: ignore[assignment]
+    return lambda: inbox.read1(CHUNK)
+
+
+def _file_reader(fd: int, offset: int) -> Callable[[], bytes]:
+    """Successive chunks of a file from ``offset`` on, without moving the descriptor's offset."""
+    at = offset
+
+    def read() -> bytes:
+        nonlocal at
+        chunk = os.pread(fd, CHUNK, at)
+        at += len(chunk)
+        return chunk
+
+    return read
 
 
 def _batch_rows(consumed: int, rows: list[Prepared]) -> tuple[int, int, object]:

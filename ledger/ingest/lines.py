@@ -42,8 +42,13 @@ def prepare_row(lineno: int, fact: Fact, canon: bytes) -> Prepared:
     tag, key_of, claim_of = _TAG_AND_KEY[type(fact)]
     id_ = fact.id if fact.id is not None else derive_id_from(canon)
     at = None if fact.recorded_at is None else _json.encode(fact.recorded_at)
-    return Prepared(lineno, id_, _json.encode(id_), tag, key_of(fact), canon, at,
-                    None if claim_of is None else claim_of(fact))
+    # tuple.__new__ rather than Prepared(...): the NamedTuple's own __new__ is a Python
+    # function, 0.27 of 0.49 us a row (measured); the fields are the same, in the same order.
+    return _new_tuple(Prepared, (lineno, id_, _json.encode(id_), tag, key_of(fact), canon, at,
+                                 None if claim_of is None else claim_of(fact)))
+
+
+_new_tuple: Final = tuple.__new__
 
 
 _TAG_AND_KEY: Final[dict[type, tuple[str, Callable[[Any], str | tuple[str, ...]],

@@ -1,24 +1,30 @@
-"""The import strategy: prepare here or in a child process, and relay its batches to the writer.
+"""The import strategy: prepare here or in child processes, and relay their batches to the writer.
 
 An import does two kinds of work: decoding and validating each line (msgspec,
 canonical JSON, the fact's id and index key), and writing (duplicate check,
 ``recorded_at``, positions, the hash chain, the inserts). The first needs no
 store, so for a large input it runs in a child process while this one writes:
-on two cores the two halves overlap. ``prepared_batches`` decides which: input
+on two cores the halves overlap. ``prepared_batches`` decides which: input
 that ends within ``PARALLEL_FROM_BYTES`` bytes is prepared here (a child costs a
 fraction of a second to start), anything longer in a child.
 
-The child (``child_main``, a fresh interpreter) reads the input on its stdin,
-written by a feeding thread, and sends back batches of ``Prepared`` rows
-(length-prefixed msgpack) on its stdout; a bad line comes back as the same
-one-line message the in-process path would raise. Either way the writer sees
-the same rows in the same order, so the two paths record byte-identical
-ledgers (a test holds them to it).
+The child (``child_main``, a fresh interpreter) reads the input itself if it is a
+regular file (from the offset where the import starts), else on its stdin, written
+by a feeding thread, and sends back batches of ``Prepared`` rows (length-prefixed
+msgpack) on its stdout; a bad line comes back as the same one-line message the
+in-process path would raise. On the packed path (``packed_batches``) a second child
+(``link_main``) links and packs those batches from where the chain starts, so that
+reading, linking and writing run in three processes. Either way the writer sees
+the same rows in the same order, so the paths record byte-identical ledgers (tests
+hold them to it).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
+import stat
 import subprocess
 import sys
 import tempfile
@@ -73,6 +79,7 @@ def prepared_batches(
     batch_size: int = BATCH,
 ) -> Generator[list[Prepared], None, None]:
     """Batches of prepared rows from an NDJSON stream; ``progress`` gets the bytes consumed."""
+    at = _readable_at(file)
     head = _read_at_least(file, parallel_from)
     if len(head) < parallel_from:
         splitter = LineSplitter(limit)
@@ -83,7 +90,7 @@ def prepared_batches(
         if progress is not None:
             progress(len(head))
         return
-    yield from _in_child(file, head, progress, limit, batch_size)
+    yield from _in_child(file, head, progress, limit, batch_size, at=at)
 
 
 def packed_batches(
@@ -100,53 +107,117 @@ def packed_batches(
     Each comes with its repeats and conflicts within the batch and the facts to check
     (see ``append_packed``); a line the linking refused raises ``IdConflict``.
     """
+    at = _readable_at(file)
     for events, index, first, count, skipped, conflicts, items, leaves in _in_child(
-        file, file.read(CHUNK), progress, limit, batch_size, (tuple(start), packing)
+        file, b"" if at is not None else file.read(CHUNK), progress, limit, batch_size,
+        (tuple(start), packing), at,
     ):
         # Lists after msgpack: the items are only unpacked, the conflicts become results.
         yield PackedBatch(Packed(events, index, first, count, leaves), skipped,
                           [Conflict(line, id_, position) for line, id_, position in conflicts], items)
 
 
+def _readable_at(file: BinaryIO) -> tuple[int, int] | None:
+    """(descriptor, offset) of a regular file that a child process can read itself, else None."""
+    try:
+        fd = file.fileno()
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return fd, file.tell()
+    except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation is an OSError
+        return None
+
+
 def _in_child(
     file: BinaryIO, head: bytes, progress: Callable[[int], None] | None, limit: int, batch_size: int,
-    link: tuple[tuple[Any, ...], str] | None = None,
+    link: tuple[tuple[Any, ...], str] | None = None, at: tuple[int, int] | None = None,
 ) -> Generator[Any, None, None]:
-    # A fresh interpreter, not multiprocessing: nothing of this process (its connections,
-    # threads or __main__ module) is copied or re-imported.
-    code = f"from ledger.ingest.child import child_main; child_main({limit}, {batch_size}, {link!r})"
+    # Fresh interpreters, not multiprocessing: nothing of this process (its connections,
+    # threads or __main__ module) is copied or re-imported. A regular file (``at``) is read by
+    # the reading child itself from the offset where the import starts (``os.pread``: this
+    # process's offset is left alone), so this process spends no time handing it on through a
+    # pipe while it writes; anything else is fed on its stdin by a thread, from ``head`` on.
+    # Given ``link``, a second child links and packs what the first prepares: three processes
+    # (four with a database server) share the work of one import.
+    if at is not None:
+        # A copy of the descriptor, above 2: stdin redirected from a file (``import - < file``)
+        # is descriptor 0, which the child's own stdin would replace.
+        at = (_descriptor_above_2(at[0]), at[1])
+    source = "" if at is None else f", source={at!r}"  # child_main's third argument (link) left None
+    commands = [f"from ledger.ingest.child import child_main; child_main({limit}, {batch_size}{source})"]
+    if link is not None:
+        commands.append(f"from ledger.ingest.child import link_main; link_main({link!r})")
     with tempfile.TemporaryFile() as err:
-        child = subprocess.Popen(
-            [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err
-        )
-        assert child.stdin is not None
-        assert child.stdout is not None
-        feeder = threading.Thread(target=_feed, args=(file, head, child.stdin), daemon=True)
-        feeder.start()
+        children: list[subprocess.Popen[bytes]] = []
+        try:
+            for code in commands:
+                stdin: Any = subprocess.PIPE if at is None else subprocess.DEVNULL
+                if children:
+                    stdin = children[-1].stdout
+                children.append(subprocess.Popen(
+                    [sys.executable, "-c", code], stdin=stdin, stdout=subprocess.PIPE, stderr=err,
+                    pass_fds=() if at is None or children else (at[0],),
+                ))
+                if len(children) > 1:
+                    stdin.close()  # the linking child's now: its end tells the reading child to stop
+                _widen(children[-1].stdout)
+        except BaseException:
+            for child in children:
+                child.kill()
+                child.wait()
+            raise
+        finally:
+            if at is not None:
+                os.close(at[0])  # the reading child has its own
+        first, last = children[0], children[-1]
+        assert last.stdout is not None
+        feeder = None
+        if first.stdin is not None:
+            feeder = threading.Thread(target=_feed, args=(file, head, first.stdin), daemon=True)
+            feeder.start()
         finished = False
         try:
-            yield from _receive(child.stdout, progress, READ_AHEAD if link is None else PACKED_READ_AHEAD)
+            yield from _receive(last.stdout, progress, READ_AHEAD if link is None else PACKED_READ_AHEAD)
             finished = True
         except IdConflict:
             raise
         except StoreError:
-            child.wait(timeout=5)
+            codes = [child.wait(timeout=5) for child in children]
             err.seek(0)
-            last = err.read().decode(errors="replace").strip().splitlines()[-1:]
+            said = err.read().decode(errors="replace").strip().splitlines()[-1:]
             raise StoreError(
-                f"import: the process preparing lines stopped (exit code {child.returncode})"
-                + (f": {last[0]}" if last else "")
+                f"import: the process preparing lines stopped (exit code {next((c for c in codes if c), 0)})"
+                + (f": {said[0]}" if said else "")
             ) from None
         finally:
-            # Stopped early (a bad line, an error while writing, an interrupt): the child's
-            # work is no longer wanted. Its end closes its stdin, which ends the feeder.
-            if not finished:
-                child.kill()
-            child.wait()
-            child.stdout.close()
-            feeder.join(timeout=5)
-            with contextlib.suppress(OSError):
-                child.stdin.close()
+            # Stopped early (a bad line, an error while writing, an interrupt): the children's
+            # work is no longer wanted. The reader's end closes its stdin, which ends the feeder.
+            for child in children:
+                if not finished:
+                    child.kill()
+                child.wait()
+            last.stdout.close()
+            if feeder is not None:
+                feeder.join(timeout=5)
+            if first.stdin is not None:
+                with contextlib.suppress(OSError):
+                    first.stdin.close()
+
+
+def _descriptor_above_2(fd: int) -> int:
+    """A new descriptor for the same open file, numbered 3 or more (the caller closes it)."""
+    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+
+
+_PIPE_SIZE: Final = 1 << 20  # a batch is megabytes: fewer, larger reads and writes than a 64 KiB pipe's
+
+
+def _widen(pipe: IO[bytes] | None) -> None:
+    """Give a pipe a larger buffer where the system allows it (Linux ``F_SETPIPE_SZ``)."""
+    setpipe = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if pipe is not None and setpipe is not None:
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(pipe.fileno(), setpipe, _PIPE_SIZE)
 
 
 def _receive(stream: IO[bytes], progress: Callable[[int], None] | None, read_ahead: int) -> Iterator[Any]:

@@ -11,6 +11,7 @@ Size: both algorithms, the row sorting they share, the writer thread and the chi
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -186,6 +187,23 @@ def append_packed(
     nothing kept, and the caller appends the input again through ``append_prepared``,
     which checks exactly. No batch is inserted before its names and versions are checked.
     """
+    # The batches decode into millions of short-lived lists and build no cycles: the collector's
+    # passes over them cost the writer about a third of the decoding (0.35 of 0.85 us a row,
+    # measured); the import's children run without it too.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _append_packed(recorder, packed_batches, clock)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _append_packed(
+    recorder: LedgerRecorder,
+    packed_batches: Callable[[ChainStart], Generator[PackedBatch, None, None]],
+    clock: Callable[[], datetime],
+) -> AppendResult:
     tally = _Tally()
     with recorder.write_session() as session, Writer(threaded=session.overlaps) as writer:
         chain = _start_chain(session, clock, "line")

@@ -17,6 +17,7 @@ from ledger.application import Ledger
 from ledger.bootstrap import open_ledger
 from ledger.errors import BadInput, StoreError
 from ledger.ingest.lines import CHUNK, MAX_LINE
+from ledger.ingest.strategy import PARALLEL_FROM_BYTES
 from ledger.verify import verify
 from tests.conftest import StepClock
 from tests.integration.test_store_contract import snapshot
@@ -154,6 +155,21 @@ def test_cli_import_of_a_large_stdin(tmp_path: Path) -> None:
         assert verify(led.recorder).ok
     finally:
         led.close()
+
+
+def test_cli_import_of_stdin_redirected_from_a_file(tmp_path: Path) -> None:
+    # `ledger import - < FILE`: stdin is a regular file, which the reading child reads itself,
+    # through a descriptor of its own (its descriptor 0 is not the file).
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    path = tmp_path / "events.ndjson"
+    body = data(lines(60000))
+    assert len(body) > PARALLEL_FROM_BYTES
+    path.write_bytes(body)
+    with open(path, "rb") as stdin:
+        proc = subprocess.run([sys.executable, "-m", "cli.main", "--store", url, "import", "-"], stdin=stdin,
+                              cwd=REPO, capture_output=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stderr.decode().startswith("imported 60000 events, 0 already recorded")
 
 
 def test_position_at_bisects_the_log(store_url: str) -> None:
@@ -308,3 +324,59 @@ def test_a_damaged_batch_is_a_one_line_store_error() -> None:
     stream = io.BytesIO(len(frame).to_bytes(4, "big") + frame)
     with pytest.raises(StoreError, match=r"^import: the process preparing lines sent a damaged batch$"):
         list(strategy._receive(stream, None, 2))
+
+
+def test_a_regular_file_is_read_by_the_child_from_where_it_stands(
+    pair: tuple[Ledger, Ledger], tmp_path: Path
+) -> None:
+    # The reading child reads the file itself (os.pread from the offset the import starts at),
+    # not through this process: what was read before the import is not imported, and the
+    # linking child records what an in-process import of the rest records.
+    a, b = pair
+    rows = lines(30000)
+    rows[20000] = rows[5]  # a repeat across batches: the packed path hands over to the checking one
+    path = tmp_path / "events.ndjson"
+    path.write_bytes(b'{"not": "a fact"}\n' + data(rows))
+    before = set(children())
+    with open(path, "rb") as f:
+        f.readline()
+        via_child = a.import_file(f, parallel_from=1)
+    assert via_child == import_lines(b, rows)
+    assert via_child.appended == 29999
+    assert list(a.recorder.read_raw()) == list(b.recorder.read_raw())
+    assert children() <= before
+
+
+def test_a_bad_line_read_from_a_file_by_the_child_keeps_nothing(ledger: Ledger, tmp_path: Path) -> None:
+    rows = lines(30000)
+    rows[25000] = b'{"type":"probe_failed","service":"s"}'
+    path = tmp_path / "events.ndjson"
+    path.write_bytes(data(rows))
+    before = set(children())
+    with open(path, "rb") as f, pytest.raises(BadInput, match=r"^line 25001: "):
+        ledger.import_file(f, parallel_from=1)
+    assert ledger.recorder.last_position() == 0
+    assert children() <= before
+
+
+def test_the_reading_child_killed_mid_import_keeps_nothing(ledger: Ledger, tmp_path: Path) -> None:
+    # The linking child sees its input end without a word: the import fails, nothing is kept.
+    import_lines(ledger, lines(2))
+    before = snapshot(ledger)
+    known = children()
+    killed: list[int] = []
+    path = tmp_path / "events.ndjson"
+    path.write_bytes(data(lines(50000, start=10)))
+
+    def kill_reader(_: int) -> None:
+        for pid in children() - known:
+            with open(f"/proc/{pid}/cmdline", "rb") as cmd:
+                if not killed and b"child_main" in cmd.read():
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+
+    with open(path, "rb") as f, pytest.raises(StoreError, match="process preparing lines stopped"):
+        ledger.import_file(f, kill_reader, parallel_from=1)
+    assert killed
+    assert snapshot(ledger) == before
+    assert children() <= known
