@@ -576,24 +576,30 @@ class Known:
         down: set[str] = set()  # probes down, incidents in outage
         open_: set[str] = set()  # incidents open (whatever the impact)
         quiet: list[int] = []
-        steps = s.steps
-        n = len(steps)
-        k = 0
-        while k < n:
-            t = steps[k][0]
-            while k < n and steps[k][0] == t:
-                _, rank, key, impact, _ = steps[k]
-                if key[0] == "p":
-                    (down.add if rank == FAIL else down.discard)(key)
-                elif rank == OPEN:
-                    open_.add(key)
-                    (down.add if impact == OUTAGE else down.discard)(key)
-                elif key in open_:
-                    open_.discard(key)
+        # One pass: an instant is quiet if nothing is down once all its steps are applied, which
+        # is known when the next instant's first step comes (or the steps end).
+        last: int | None = None
+        for t, rank, key, impact, _ in s.steps:
+            if t != last:
+                if last is not None and not down:
+                    quiet.append(last)
+                last = t
+            if key[0] == "p":
+                if rank == FAIL:
+                    down.add(key)
+                else:
                     down.discard(key)
-                k += 1
-            if not down:
-                quiet.append(t)
+            elif rank == OPEN:
+                open_.add(key)
+                if impact == OUTAGE:
+                    down.add(key)
+                else:
+                    down.discard(key)
+            elif key in open_:
+                open_.discard(key)
+                down.discard(key)
+        if last is not None and not down:
+            quiet.append(last)
         s.quiet = quiet
         return quiet
 

@@ -120,9 +120,12 @@ def _rebuild_fenced(ledger: LedgerLike, view: ReportingView, workers: int | None
         workers = min(os.cpu_count() or 1, 8) if head >= PARALLEL_FROM_EVENTS else 1
     chunks = [groups[i : i + GROUPS_PER_TASK] for i in range(0, len(groups), GROUPS_PER_TASK)]
     pairs = 0
-    with _rebuilding(view, Tracking(APP_NAME, head) if head else None) as (write, target), \
-            ExitStack() as stack:
+    # The pool outlives the view's swap: the workers' exits (interpreters torn down) overlap it.
+    # Should the rebuild fail, they are stopped first, so none writes after the view's cleanup.
+    with ExitStack() as stack, \
+            _rebuilding(view, Tracking(APP_NAME, head) if head else None) as (write, target):
         parts: Iterable[list[tuple[int, bytes]]]
+        pool: ProcessPoolExecutor | None = None
         if workers > 1 and len(chunks) > 1 and ledger.reopen is not None:
             context = multiprocessing.get_context("spawn")  # no fork: the parent holds connections
             pool = stack.enter_context(ProcessPoolExecutor(
@@ -134,9 +137,14 @@ def _rebuild_fenced(ledger: LedgerLike, view: ReportingView, workers: int | None
             parts = pool.map(_evaluate_groups, chunks, [head] * n, [clock] * n, [target] * n)
         else:
             parts = (_groups_reports(ledger, chunk, head, clock) for chunk in chunks)
-        for part in parts:
-            write(part)
-            pairs += sum(n for n, _ in part)
+        try:
+            for part in parts:
+                write(part)
+                pairs += sum(n for n, _ in part)
+        except BaseException:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+            raise
     return head, pairs
 
 
