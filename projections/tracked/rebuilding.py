@@ -3,9 +3,11 @@
 ``rebuild`` resets the view and its tracking and recomputes every contract-month
 service by service through the key index. It holds the view's fence for its whole run,
 and every write of a worker takes it too, so the two never interleave; tracking never
-moves back. The groups' reports travel from the workers as msgpack, and on a backend
-whose long transaction would hold appends out (``holds_appends``; neither store today: SQLite fills
-shadow tables, PostgreSQL the copy readers do not see) they wait in a spool file.
+moves back. Where the view's ``replacing`` says what it fills (``Filling.target``: SQLite's
+shadow tables, PostgreSQL's copy readers do not see), each worker writes its groups' rows
+there itself (``ReportingView.fill``) and hands back their count; otherwise the reports travel
+from the workers as msgpack, and on a backend whose long transaction would hold appends out
+(``holds_appends``; neither store today) they wait in a spool file.
 """
 
 from __future__ import annotations
@@ -86,7 +88,8 @@ def rebuild(ledger: LedgerLike, *, workers: int | None = None) -> RebuildResult:
     is bounded by the largest service, not by the ledger, and facts no contract is
     about are never read. Groups are independent, so on a large ledger they are
     shared out among worker processes (one per core), each with its own connection.
-    The reports are written as they come and the view is replaced at once
+    The reports are written as they come (by the workers themselves where the view allows
+    it, ``ReportingView.fill``) and the view is replaced at once
     (``ReportingView.replacing``: on SQLite into shadow tables swapped in at the end, on
     PostgreSQL into the copy readers do not see, made live at the end), so readers never
     see a half-built view.
