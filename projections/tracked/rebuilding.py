@@ -4,10 +4,11 @@
 service by service through the key index. It holds the view's fence for its whole run,
 and every write of a worker takes it too, so the two never interleave; tracking never
 moves back. Where the view's ``replacing`` says what it fills (``Filling.target``: SQLite's
-shadow tables, PostgreSQL's copy readers do not see), each worker writes its groups' rows
-there itself (``ReportingView.fill``) and hands back their count; otherwise the reports travel
-from the workers as msgpack, and on a backend whose long transaction would hold appends out
-(``holds_appends``; neither store today) they wait in a spool file.
+shadow tables), each worker writes its groups' rows there itself (``ReportingView.fill``) and
+hands back their count; otherwise (PostgreSQL, whose workers would wait on their own COPY) the
+reports travel from the workers as msgpack and the parent writes them, and on a backend whose
+long transaction would hold appends out (``holds_appends``; neither store today) they wait in a
+spool file.
 """
 
 from __future__ import annotations
@@ -288,18 +289,15 @@ def _group_reports(
             kept[position] = rec
             room -= cost
 
-    # The services' facts, claims and versions, then what refers to their ids (``read_related``'s
-    # two reads, with the tickets of a store written before month-bounded support keys, ``o:``).
-    # The first read's loop is ``take`` inlined: it runs once per fact of the group.
+    # The services' facts, claims, versions and old-layout tickets (``o:``), then what refers to
+    # their ids: ``read_related``'s two reads, the first with ``take`` inlined (once per fact).
     keys = [*month_keys(services, contracts, versions=True), *(tickets_key(c) for c in contracts)]
     for position, state in read_service_states(reader, keys, head):
         rec = decode_state(position, state)
         add(rec)
         kind = type(rec.fact)
-        if kind in _OPENINGS:
-            ref = reference_key(rec.fact)
-            if ref is not None:
-                refs.add(ref)
+        if kind in _OPENINGS and (ref := reference_key(rec.fact)) is not None:
+            refs.add(ref)
         if kind in _TICKET_TYPES:
             ticketed.add(position)
         cost = 2 * len(state)

@@ -33,7 +33,6 @@ from ledger.persistence.port import (
     SUPPORT_TABLES,
     TABLES,
     TRACKING_TABLE,
-    Filling,
     LedgerRecorder,
     Pair,
     ProjectionError,
@@ -222,7 +221,14 @@ class PostgresReportingView(PostgresTrackingRecorder, ReportingView):
         shadow = _other(live)
         self._truncate(shadow, TRUNCATE_TRIES)
         try:
-            yield Filling(lambda rows: self.fill(shadow, rows), shadow)
+            def write(rows: ViewRows) -> None:
+                with self.datastore.transaction(commit=True) as w:
+                    # No wait for the disk: the flip's commit below is durable only once every
+                    # earlier record of the log is, these rows' included.
+                    w.execute("SET LOCAL synchronous_commit = off")
+                    self._write(w, rows, shadow)
+
+            yield write
             with self.datastore.transaction(commit=True) as curs:
                 curs.execute(self.sql_current_tracking, (APP_NAME,))
                 row = curs.fetchone()
@@ -237,15 +243,6 @@ class PostgresReportingView(PostgresTrackingRecorder, ReportingView):
             with suppress(Exception):
                 self._truncate(shadow, 1)
             raise
-
-    def fill(self, target: str, rows: ViewRows) -> None:
-        if target not in COPIES:
-            raise ProjectionError(f"no such copy of the reporting view to fill: {target!r}")
-        with self.datastore.transaction(commit=True) as w:
-            # No wait for the disk: the flip's commit is durable only once every earlier record
-            # of the log is, these rows' included.
-            w.execute("SET LOCAL synchronous_commit = off")
-            self._write(w, rows, target)
 
     def _truncate(self, copy: str, tries: int) -> None:
         """Empty one copy, waiting at most ``TRUNCATE_WAIT`` a try for the queries holding it.
