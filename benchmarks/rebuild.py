@@ -9,14 +9,17 @@ subprocess timed from outside (start-up included), on the same store unless
 ``--baseline-store`` names a copy (a PostgreSQL view the baseline cannot read, e.g. after a
 layout change: ``CREATE DATABASE copy TEMPLATE store``). It prints every run, the medians,
 their ratio, the load average before and after, and the verdict against ``run.REBUILD_MIN``
-(events as the command counts them: every position of the log).
+(events as the command counts them: every position of the log). After each run it hashes the view's
+rows: both checkouts must leave the same view (on PostgreSQL, with ``--baseline-store``, the copy's).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import re
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import Final
 
 from benchmarks.run import REBUILD_MIN
+from ledger.persistence.port import ROW_TABLES
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 _LINE: Final = re.compile(rb"rebuilt reporting: (\d+) contract-months from (\d+) events")
@@ -55,6 +59,27 @@ def rebuild_once(checkout: Path, url: str) -> tuple[float, float, float, int, in
     return seconds, cpu, usage.ru_maxrss / 1024, int(found[1]), int(found[2])
 
 
+def view_digest(url: str) -> str:
+    """A SHA-256 over every row of the view's tables, in key order (values as the store gives them)."""
+    digest = hashlib.sha256()
+    if url.startswith("sqlite"):
+        conn = sqlite3.connect(url[len("sqlite:///"):])
+        try:
+            for table in ROW_TABLES:
+                for row in conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2, 3"):  # noqa: S608
+                    digest.update(repr(row).encode())
+        finally:
+            conn.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(url) as pg:
+            for table in ROW_TABLES:
+                for row in pg.execute(f"SELECT * FROM {table} ORDER BY 1, 2, 3"):  # noqa: S608
+                    digest.update(repr(row).encode())
+    return digest.hexdigest()[:16]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
     ap = argparse.ArgumentParser(prog="python -m benchmarks.rebuild", description=__doc__.split("\n")[0])
@@ -68,17 +93,22 @@ def main(argv: list[str] | None = None) -> None:
     runs: dict[str, list[float]] = {"baseline": [], "this": []}
     cpus: dict[str, list[float]] = {"baseline": [], "this": []}
     counted: set[tuple[int, int]] = set()
+    views: dict[str, set[str]] = {}  # the view's rows after each run, hashed
     for i in range(args.rounds):
         order = [("baseline", args.baseline, base_url), ("this", ROOT, args.store)]
         for name, checkout, url in order if i % 2 == 0 else order[::-1]:
             seconds, cpu, rss, pairs, events = rebuild_once(checkout, url)
             counted.add((pairs, events))
+            views.setdefault(name, set()).add(view_digest(url))
             runs[name].append(seconds)
             cpus[name].append(cpu)
             print(f"round {i + 1} {name}: {seconds:.2f} s ({events / seconds:,.0f} ev/s) "
                   f"cpu {cpu:.1f} s peak {rss:.0f} MiB load {os.getloadavg()[0]:.1f}", flush=True)
     if len(counted) != 1:
         raise SystemExit(f"the two rebuilds counted differently: {sorted(counted)}")
+    if len({d for found in views.values() for d in found}) != 1:
+        raise SystemExit(f"the two rebuilds wrote different views: {views}")
+    print(f"# the view's rows after every run: identical ({views['this'].pop()})", flush=True)
     (pairs, events), = counted
     base, this = statistics.median(runs["baseline"]), statistics.median(runs["this"])
     ok = events / this >= REBUILD_MIN

@@ -64,6 +64,7 @@ from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Final, NamedTuple, TypeAlias
 from zoneinfo import ZoneInfo
 
@@ -99,7 +100,19 @@ from projections.support_index import (
     support_countries,
     support_section,
 )
-from projections.timeline import FAIL, OPEN, OUTAGE, RESOLVE, from_us, impact_rank, probe_rank, to_us
+from projections.timeline import (
+    EPOCH,
+    FAIL,
+    MICROSECOND,
+    OPEN,
+    OUTAGE,
+    RECOVER,
+    RESOLVE,
+    from_us,
+    impact_rank,
+    probe_rank,
+    to_us,
+)
 
 Pair: TypeAlias = tuple[str, str]  # (contract, "YYYY-MM")
 # A probe or incident fact as the quiet-point sweep reads it: (at, rank, key, impact, position),
@@ -122,6 +135,14 @@ def month_of(us: int, tz: ZoneInfo) -> str:
     except OverflowError:
         return "9999-12" if us > 0 else "0001-01"
     return f"{local.year:04d}-{local.month:02d}"
+
+
+@lru_cache(maxsize=4096)
+def _month_us(month: str, zone: str) -> tuple[int, int]:
+    """``month_bounds`` of ``month`` in the zone named ``zone``, in microseconds: a rebuild asks for
+    every contract-month's, most of them of a few months and zones."""
+    start, end = month_bounds(month, ZoneInfo(zone))
+    return to_us(start), to_us(end)
 
 
 def add_months(month: str, n: int) -> str:
@@ -246,12 +267,20 @@ class Known:
         if self.recorded is None or rec.recorded_at > self.recorded:
             self.recorded = rec.recorded_at
         f = rec.fact
-        if type(f) is ProbeFailed or type(f) is ProbeRecovered:  # most facts: no match statement
+        if type(f) is ProbeFailed or type(f) is ProbeRecovered:
+            # Most facts: no match statement, and ``to_us``, ``probe_rank``, ``see`` and ``_step``
+            # inlined (the same values; a rebuild folds a million of these).
             s = self.services[f.service]
-            at = to_us(f.at)
-            if s.see(at):
+            at = (f.at - EPOCH) // MICROSECOND
+            if not s.first <= at <= s.last:
+                s.see(at)
                 self._moved_services.add(f.service)
-            self._step(s, (at, probe_rank(f), "p:" + f.probe, 0, item))
+            step = (at, FAIL if type(f) is ProbeFailed else RECOVER, "p:" + f.probe, 0, item)
+            if self._before is None:
+                s.steps.append(step)
+                s.quiet = None
+            else:
+                self._step(s, step)
             return
         match f:
             case ProbeFailed() | ProbeRecovered():
@@ -478,8 +507,7 @@ class Known:
         out: list[int] = [item for m, item in self.claims.get(contract, []) if m == month]
         if s is None:
             return out
-        tz = ZoneInfo(policy.contract.timezone)
-        start, end = (to_us(b) for b in month_bounds(month, tz))
+        start, end = _month_us(month, policy.contract.timezone)
         quiet = self._quiet(s)
         # The fold looks one microsecond before the month (a stretch begun last month).
         i = bisect_right(quiet, start - 1)
@@ -548,24 +576,30 @@ class Known:
         down: set[str] = set()  # probes down, incidents in outage
         open_: set[str] = set()  # incidents open (whatever the impact)
         quiet: list[int] = []
-        steps = s.steps
-        n = len(steps)
-        k = 0
-        while k < n:
-            t = steps[k][0]
-            while k < n and steps[k][0] == t:
-                _, rank, key, impact, _ = steps[k]
-                if key[0] == "p":
-                    (down.add if rank == FAIL else down.discard)(key)
-                elif rank == OPEN:
-                    open_.add(key)
-                    (down.add if impact == OUTAGE else down.discard)(key)
-                elif key in open_:
-                    open_.discard(key)
+        # One pass: an instant is quiet if nothing is down once all its steps are applied, which
+        # is known when the next instant's first step comes (or the steps end).
+        last: int | None = None
+        for t, rank, key, impact, _ in s.steps:
+            if t != last:
+                if last is not None and not down:
+                    quiet.append(last)
+                last = t
+            if key[0] == "p":
+                if rank == FAIL:
+                    down.add(key)
+                else:
                     down.discard(key)
-                k += 1
-            if not down:
-                quiet.append(t)
+            elif rank == OPEN:
+                open_.add(key)
+                if impact == OUTAGE:
+                    down.add(key)
+                else:
+                    down.discard(key)
+            elif key in open_:
+                open_.discard(key)
+                down.discard(key)
+        if last is not None and not down:
+            quiet.append(last)
         s.quiet = quiet
         return quiet
 

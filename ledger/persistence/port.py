@@ -395,6 +395,20 @@ ViewRows.__doc__ = ("Rows for the view's tables (``ROW_TABLES``), in the backend
                     "(``ReportingView.text``).")
 
 
+class Filling:
+    """``ReportingView.replacing``'s writer where other processes may write too (``ReportingView.fill``).
+
+    ``write(rows)`` writes in this process; ``target`` names the tables it fills, for ``fill``.
+    """
+
+    def __init__(self, write: Callable[[ViewRows], None], target: str) -> None:
+        self.write = write
+        self.target = target
+
+    def __call__(self, rows: ViewRows) -> None:
+        self.write(rows)
+
+
 def refuse_backwards(current: int | None, tracking: Tracking | None) -> None:
     """Tracking never moves back: a view older than its position would be taken for current."""
     new = tracking.notification_id if tracking is not None else 0
@@ -440,6 +454,14 @@ class ReportingView(ABC):
     @abstractmethod
     def replacing(self, tracking: Tracking | None) -> AbstractContextManager[Callable[[ViewRows], None]]:
         """One transaction: empty the view and its tracking, let the block write, then set ``tracking``."""
+
+    def fill(self, target: str, rows: ViewRows) -> None:
+        """Write ``rows`` into the tables a rebuild's ``replacing`` is filling, from any process.
+
+        ``target``: the ``Filling.target`` of that writer (a view whose ``replacing`` yields a plain
+        callable is filled by that writer alone, and this is never called). Its own short transaction.
+        """
+        raise NotImplementedError(f"{type(self).__name__} is filled by its rebuild's writer alone")
 
     def reset(self, chunks: Iterable[ViewRows], tracking: Tracking | None) -> None:
         """In one transaction: empty the view, write ``chunks``, set tracking to ``tracking`` (never back)."""

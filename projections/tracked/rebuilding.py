@@ -3,9 +3,12 @@
 ``rebuild`` resets the view and its tracking and recomputes every contract-month
 service by service through the key index. It holds the view's fence for its whole run,
 and every write of a worker takes it too, so the two never interleave; tracking never
-moves back. The groups' reports travel from the workers as msgpack, and on a backend
-whose long transaction would hold appends out (``holds_appends``; neither store today: SQLite fills
-shadow tables, PostgreSQL the copy readers do not see) they wait in a spool file.
+moves back. Where the view's ``replacing`` says what it fills (``Filling.target``: SQLite's
+shadow tables), each worker writes its groups' rows there itself (``ReportingView.fill``) and
+hands back their count; otherwise (PostgreSQL, whose workers would wait on their own COPY) the
+reports travel from the workers as msgpack and the parent writes them, and on a backend whose
+long transaction would hold appends out (``holds_appends``; neither store today) they wait in a
+spool file.
 """
 
 from __future__ import annotations
@@ -27,16 +30,25 @@ from typing import IO, Final
 import msgspec
 from eventsourcing.persistence import Tracking
 
-from ledger.events import Recorded, TicketOpened, decode_state
+from ledger.events import (
+    ExclusionDeclared,
+    ForceMajeureDeclared,
+    IncidentOpened,
+    MaintenanceAnnounced,
+    Recorded,
+    TicketOpened,
+    decode_state,
+)
 from ledger.persistence.keys import (
     holidays_key,
     month_keys,
     opened_key,
-    read_related,
+    read_service_states,
+    reference_key,
     ticket_key,
     tickets_key,
 )
-from ledger.persistence.port import APP_NAME, LedgerRecorder, ReportingView
+from ledger.persistence.port import APP_NAME, Filling, LedgerRecorder, ReportingView
 from ledger.runtime import paused_gc
 from projections.affected import Known
 from projections.model import Report
@@ -47,6 +59,10 @@ from projections.tracked.projection import LedgerLike
 from projections.tracked.rows import Failed, Item, SupportRows, split, view_rows
 
 _TICKET_TYPES: Final = frozenset({TicketOpened, *TICKET_FACTS})  # what the ticket read below may repeat
+# The facts whose ids corrections refer to: ``reference_key`` is None for every other type
+# (``tests/unit/test_rebuild_reads.py``), so the rest skip its match statement.
+_OPENINGS: Final = frozenset({IncidentOpened, MaintenanceAnnounced, ForceMajeureDeclared, ExclusionDeclared,
+                              TicketOpened})
 
 
 class RebuildResult(msgspec.Struct, frozen=True):
@@ -73,7 +89,8 @@ def rebuild(ledger: LedgerLike, *, workers: int | None = None) -> RebuildResult:
     is bounded by the largest service, not by the ledger, and facts no contract is
     about are never read. Groups are independent, so on a large ledger they are
     shared out among worker processes (one per core), each with its own connection.
-    The reports are written as they come and the view is replaced at once
+    The reports are written as they come (by the workers themselves where the view allows
+    it, ``ReportingView.fill``) and the view is replaced at once
     (``ReportingView.replacing``: on SQLite into shadow tables swapped in at the end, on
     PostgreSQL into the copy readers do not see, made live at the end), so readers never
     see a half-built view.
@@ -107,19 +124,31 @@ def _rebuild_fenced(ledger: LedgerLike, view: ReportingView, workers: int | None
         workers = min(os.cpu_count() or 1, 8) if head >= PARALLEL_FROM_EVENTS else 1
     chunks = [groups[i : i + GROUPS_PER_TASK] for i in range(0, len(groups), GROUPS_PER_TASK)]
     pairs = 0
-    with _rebuilding(view, Tracking(APP_NAME, head) if head else None) as write, ExitStack() as stack:
+    # The pool outlives the view's swap: the workers' exits (interpreters torn down) overlap it.
+    # Should the rebuild fail, they are stopped first, so none writes after the view's cleanup.
+    with ExitStack() as stack, \
+            _rebuilding(view, Tracking(APP_NAME, head) if head else None) as (write, target):
         parts: Iterable[list[tuple[int, bytes]]]
+        pool: ProcessPoolExecutor | None = None
         if workers > 1 and len(chunks) > 1 and ledger.reopen is not None:
             context = multiprocessing.get_context("spawn")  # no fork: the parent holds connections
             pool = stack.enter_context(ProcessPoolExecutor(
                 workers, mp_context=context, initializer=_open_worker_ledger,
                 initargs=(ledger.reopen, os.getpid())))
-            parts = pool.map(_evaluate_groups, chunks, [head] * len(chunks), [clock] * len(chunks))
+            # Where the view can be filled from other processes (``target``), each worker writes
+            # its own rows and hands back only their count.
+            n = len(chunks)
+            parts = pool.map(_evaluate_groups, chunks, [head] * n, [clock] * n, [target] * n)
         else:
             parts = (_groups_reports(ledger, chunk, head, clock) for chunk in chunks)
-        for part in parts:
-            write(part)
-            pairs += sum(n for n, _ in part)
+        try:
+            for part in parts:
+                write(part)
+                pairs += sum(n for n, _ in part)
+        except BaseException:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+            raise
     return head, pairs
 
 
@@ -176,19 +205,21 @@ def _gathered(groups: Iterable[list[Item]], size: int) -> Iterator[list[Item]]:
 @contextmanager
 def _rebuilding(
     view: ReportingView, tracking: Tracking | None
-) -> Iterator[Callable[[list[tuple[int, bytes]]], None]]:
-    """A writer of encoded groups of reports that replace the whole view, with ``tracking``.
+) -> Iterator[tuple[Callable[[list[tuple[int, bytes]]], None], str | None]]:
+    """A writer of encoded groups of reports that replace the whole view, with ``tracking``, and
+    the ``target`` other processes may fill directly (``ReportingView.fill``; None: they may not).
 
-    Each call takes a task's ``(count, msgpack of reports and failures)`` pairs. Where one
-    transaction held for the whole rebuild would hold the appends out (SQLite's single
-    write lock), they wait in a temporary file, not in memory, and are written in one short
-    transaction when the block ends. Otherwise (both stores today) they are written as they
-    come, in the view's short transactions: writing at the end left the second core idle for
-    most of a second per 1M events. The view stays as it was if the block raises.
+    Each call takes a task's ``(count, msgpack of reports and failures)`` pairs (empty bytes: a
+    worker wrote them itself). Where one transaction held for the whole rebuild would hold the
+    appends out (SQLite's single write lock), they wait in a temporary file, not in memory, and
+    are written in one short transaction when the block ends. Otherwise (both stores today) they
+    are written as they come, in the view's short transactions: writing at the end left the
+    second core idle for most of a second per 1M events. The view stays as it was if the block
+    raises.
     """
     if view.holds_appends:
         with tempfile.TemporaryFile() as spool:
-            yield lambda part: _spool(spool, part)
+            yield (lambda part: _spool(spool, part)), None
             spool.seek(0)
             view.reset((view_rows(items, text=view.text)
                         for items in _gathered(_unspool(spool), WRITE_BATCH)), tracking)
@@ -198,12 +229,13 @@ def _rebuilding(
 
         def write(part: list[tuple[int, bytes]]) -> None:
             for _, data in part:
-                pending.extend(_decoded(data))
+                if data:
+                    pending.extend(_decoded(data))
             if len(pending) >= WRITE_BATCH:
                 write_rows(view_rows(pending, text=view.text))
                 pending.clear()
 
-        yield write
+        yield write, write_rows.target if isinstance(write_rows, Filling) else None
         if pending:
             write_rows(view_rows(pending, text=view.text))
 
@@ -242,27 +274,39 @@ def _group_reports(
     known.see_clock(clock)  # the ledger's latest recorded_at: the group's own facts may be older
     kept: dict[int, Recorded] = {}
     room = FACT_BUDGET
+    add = known.add
+    ticketed: set[int] = set()
+    refs: set[str] = set()
 
-    def fold(rec: Recorded, state: bytes) -> None:
+    def take(position: int, state: bytes) -> None:
         nonlocal room
-        known.add(rec)
+        rec = decode_state(position, state)
+        add(rec)
+        if type(rec.fact) in _TICKET_TYPES:
+            ticketed.add(position)
         cost = 2 * len(state)
         if cost <= room:
-            kept[rec.position] = rec
+            kept[position] = rec
             room -= cost
 
-    # The services' facts, claims and versions (and what refers to them, second), with the
-    # tickets of a store written before month-bounded support keys (``o:``).
+    # The services' facts, claims, versions and old-layout tickets (``o:``), then what refers to
+    # their ids: ``read_related``'s two reads, the first with ``take`` inlined (once per fact).
     keys = [*month_keys(services, contracts, versions=True), *(tickets_key(c) for c in contracts)]
-    ticketed: set[int] = set()
-
-    def fold_first(rec: Recorded, state: bytes) -> None:
-        if type(rec.fact) in _TICKET_TYPES:
-            ticketed.add(rec.position)
-        fold(rec, state)
-
-    for _ in read_related(reader, keys, head, fold_first):
-        pass
+    for position, state in read_service_states(reader, keys, head):
+        rec = decode_state(position, state)
+        add(rec)
+        kind = type(rec.fact)
+        if kind in _OPENINGS and (ref := reference_key(rec.fact)) is not None:
+            refs.add(ref)
+        if kind in _TICKET_TYPES:
+            ticketed.add(position)
+        cost = 2 * len(state)
+        if cost <= room:
+            kept[position] = rec
+            room -= cost
+    if refs:
+        for position, state in reader.read_keyed_states(sorted(refs), head):
+            take(position, state)
     # Then every fact about the tickets the contracts opened (``u:`` by month; an opening is
     # under ``t:`` too, so this read brings it with its ticket's facts, each once).
     tickets = sorted({ticket_key(r.fact.ticket) for c in contracts
@@ -271,7 +315,7 @@ def _group_reports(
     if tickets:
         for position, state in reader.read_keyed_states(tickets, head):
             if position not in ticketed:
-                fold(decode_state(position, state), state)
+                take(position, state)
     # Then the pinned holidays of the countries the group's business calendars and support clocks
     # name (known from its versions).
     countries = sorted({v.policy.calendar.holidays for vs in known.versions.values() for v in vs
@@ -280,7 +324,7 @@ def _group_reports(
                           for country in support_countries(v.policy)})
     if countries:
         for position, state in reader.read_keyed_states([holidays_key(c) for c in countries], head):
-            fold(decode_state(position, state), state)
+            take(position, state)
     evaluator = Evaluator(known, store_errors=getattr(reader, "store_errors", None))
     reports: list[Item] = []
     for cid, months in known.all_held().items():
@@ -294,6 +338,7 @@ def _group_reports(
 
 
 _worker_ledger: list[LedgerLike] = []  # a worker process's own connection, opened once
+_worker_view: list[ReportingView] = []  # and its view, opened when it first fills it
 
 
 def _open_worker_ledger(reopen: Callable[[], LedgerLike], parent: int) -> None:
@@ -330,7 +375,25 @@ def _watch_parent(parent: int) -> None:
 
 
 def _evaluate_groups(
-    groups: Sequence[tuple[list[str], list[str]]], head: int, clock: datetime | None
+    groups: Sequence[tuple[list[str], list[str]]], head: int, clock: datetime | None,
+    target: str | None = None,
 ) -> list[tuple[int, bytes]]:
-    """Worker process: evaluate some service groups as of ``head``."""
-    return _groups_reports(_worker_ledger[0], groups, head, clock)
+    """Worker process: evaluate some service groups as of ``head``.
+
+    With a ``target``, write their rows into it (``ReportingView.fill``) and hand back their
+    count alone: no encoding here, no decoding and writing in the parent, which then has nothing
+    to do but wait (the rows of 1M events cost it about a second of CPU beside the workers').
+    """
+    ledger = _worker_ledger[0]
+    if target is None:
+        return _groups_reports(ledger, groups, head, clock)
+    if not _worker_view:
+        _worker_view.append(ledger.recorder.open_view())
+    view = _worker_view[0]
+    items: list[Item] = []
+    with paused_gc():
+        for services, contracts in groups:
+            items.extend(_group_reports(ledger.recorder, services, contracts, head, clock))
+        count = sum(1 for item in items if isinstance(item, Report))
+        view.fill(target, view_rows(items, text=view.text))
+    return [(count, b"")]

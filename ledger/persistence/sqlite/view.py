@@ -17,8 +17,10 @@ from ledger.persistence.port import (
     ROW_TABLES,
     SUPPORT_TABLES,
     TABLES,
+    Filling,
     LedgerRecorder,
     Pair,
+    ProjectionError,
     ReportingView,
     ViewRows,
     refuse_backwards,
@@ -119,11 +121,7 @@ class SQLiteReportingView(SQLiteTrackingRecorder, ReportingView):
                 c.execute(f"DROP TABLE IF EXISTS {name}{SHADOW}")
                 c.execute(ddl.replace(f" {name} (", f" {name}{SHADOW} (", 1))
         try:
-            def write(rows: ViewRows) -> None:
-                with self.datastore.transaction(commit=True) as w:
-                    self._write(w, rows, SHADOW)
-
-            yield write
+            yield Filling(lambda rows: self.fill(SHADOW, rows), SHADOW)
             with self.datastore.transaction(commit=True) as c:
                 # The swap's writes take SQLite's write lock first, so the position read next
                 # holds until the commit (and a refusal rolls the swap back).
@@ -143,6 +141,13 @@ class SQLiteReportingView(SQLiteTrackingRecorder, ReportingView):
                 for name in names:
                     c.execute(f"DROP TABLE IF EXISTS {name}{SHADOW}")
             raise
+
+    def fill(self, target: str, rows: ViewRows) -> None:
+        if target != SHADOW:
+            raise ProjectionError(f"no such tables to fill: {target!r}")
+        # A rebuild's workers each write here: SQLite's write lock taken per chunk (busy timeout).
+        with self.datastore.transaction(commit=True) as w:
+            self._write(w, rows, SHADOW)
 
     def _write(self, c: SQLiteCursor, rows: ViewRows, suffix: str = "") -> None:
         for table, width, values in zip(ROW_TABLES, _WIDTH, rows, strict=True):
