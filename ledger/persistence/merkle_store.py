@@ -295,15 +295,22 @@ def fold(size: int, edge: dict[int, bytes], leaves: list[bytes], lowest: int) ->
 class Folder:
     """The nodes of ``STORED_FROM`` and up that each batch of leaves completes, from a right edge on.
 
-    For the process that links an import's rows (``append.batch_linker``): given the tree's
-    right edge where the import starts (``start_edge``, read by the writer in its
-    transaction), it folds each batch's leaf hashes there, and the writer only inserts the
-    rows (``append_leaves``), beside the facts, in the same transaction.
+    For the writer of an import (``append.append_packed``): from the tree's right edge where
+    the import starts (``start_edge``, read in its transaction), it folds the leaf hashes of
+    each batch that the packing process hashed, and ``append_leaves`` inserts the rows beside
+    the facts, in the same transaction. The fold is here and not in the packing process because
+    that one is the import's longer half (docs/decisions.md, issue 19, hN).
     """
 
     def __init__(self, size: int, edge: Mapping[int, bytes]) -> None:
         self.size = size
         self.edge = dict(edge)
+
+    def nodes(self, leaves: bytes | list[tuple[int, int, bytes]]) -> list[tuple[int, int, bytes]]:
+        """The rows of a batch's leaf hashes (32 bytes each, as ``Packed.leaves`` holds them)."""
+        if not isinstance(leaves, bytes):
+            raise StoreError("import: the packed batch carries Merkle nodes, not leaf hashes")
+        return self.rows(_split(leaves))
 
     def rows(self, leaves: list[bytes]) -> list[tuple[int, int, bytes]]:
         count = len(leaves)
@@ -366,8 +373,8 @@ def _edge(read: Callable[[Sequence[Key]], Mapping[Key, bytes]], size: int) -> di
 def start_edge(tree: Tree, size: int) -> dict[int, bytes] | None:
     """The right edge of the tree of ``size`` leaves, None if the tree does not cover them.
 
-    Read by the writer of an import, in its transaction, for the process that folds the
-    import's leaves (``Folder``): its lower part comes from the log's last partial tile.
+    Read by the writer of an import, in its transaction, to fold the import's leaves from
+    (``Folder``): its lower part comes from the log's last partial tile.
     """
     if tree.covered() != tiles(size):
         return None
@@ -381,9 +388,9 @@ def append_leaves(tree: Tree, start: int, count: int, leaves: bytes | list[tuple
     covers the log up to where they begin: a store whose tree is not built (or is behind)
     keeps it so for ``build``. ``leaves`` is either the leaf hashes (32 bytes each): the
     right edge's lower part is then recomputed from the log's last partial tile (at most
-    63 rows) and the nodes folded here; or the node rows themselves, folded by the process
-    that linked the rows from the edge this transaction gave it (``start_edge``,
-    ``Folder``), which are checked to be exactly the tiles these leaves complete. A batch
+    63 rows) and the nodes folded here; or the node rows themselves, folded by an import's
+    writer from the edge it read in this transaction (``start_edge``, ``Folder``), which are
+    checked to be exactly the tiles these leaves complete. A batch
     writes about one row per 32 leaves.
     """
     if count == 0:
