@@ -7,9 +7,10 @@ Import: ``ledger import`` of the same generated file into fresh stores, with the
 and without it, in alternated pairs (this machine's speed wanders over minutes); the
 median ratio is printed (target: at most 10 % more). "Without" runs the same command
 with the tree switched off from outside (a ``sitecustomize`` on ``PYTHONPATH`` that both
-runs load, replacing the leaf hashing at link, the right edge read for the import's child
-and the append hook by no-ops in the command
-and in its import child), so the two runs differ by exactly the tree's work.
+runs load, replacing by no-ops the leaf hashing at link (in the import child), the right
+edge read under the lock (without it the writer has no ``Folder`` and folds nothing) and
+the recorders' append hook that inserts the nodes), so the two runs differ by exactly the
+tree's work.
 
 Checkpoint and proofs: a store of each size is filled by ``ledger import``; then, in
 one process, ``checkpoint.make`` (the whole log), ``inclusion`` of random positions and

@@ -212,9 +212,12 @@ def _append_packed(
         written: deque[Future[None]] = deque()
         # Closed on the way out, so that a failed append stops the packing process at once.
         # The tree's right edge where the import starts, read here under the lock: the packing
-        # process folds the leaves from it, so that this one only inserts the completed nodes.
+        # process hashes the leaves (told only that the tree covers the log), and this one folds
+        # them from the edge into the nodes each batch completes (the packing process is the
+        # import's longer half: docs/decisions.md, issue 19, hN).
         edge = start_edge(session.tree(), position - 1)
-        start = chain.start()._replace(edge=None if edge is None else tuple(sorted(edge.items())))
+        folder = None if edge is None else Folder(position - 1, edge)
+        start = chain.start()._replace(edge=None if edge is None else ())
         with contextlib.closing(packed_batches(start)) as stream:
             for packed, skipped, conflicts, items in stream:
                 if packed.start != position:
@@ -240,6 +243,8 @@ def _append_packed(
                             raise IdConflict("import: a time log of a ticket opened before the import")
                         own_keys(packed.index, pending.owners)
                 if packed.count:
+                    if folder is not None:
+                        packed = msgspec.structs.replace(packed, leaves=folder.nodes(packed.leaves))
                     written.append(writer.submit(session.insert, packed, pending.rows()))
                 while len(written) > IN_FLIGHT:  # bounded memory: wait for the oldest batch
                     writer.result(written.popleft())
@@ -402,10 +407,8 @@ def batch_linker(start: ChainStart, packing: str) -> Callable[[list[Prepared]], 
     """
     pack = PACKERS[packing]
     chain = packing_chain(start)
-    # Given the tree's right edge, the leaves are folded here into the nodes they complete;
-    # without one (the store's tree does not cover its log), they are not even hashed.
+    # The leaves are hashed here (the writer folds them) if the store's tree covers its log.
     chain.hashing = start.edge is not None
-    folder = None if start.edge is None else Folder(start.position - 1, dict(start.edge))
     opened: dict[str, tuple[str, int]] = {}  # the tickets this input opens: contract, position
 
     def link(rows: list[Prepared]) -> PackedBatch:
@@ -417,8 +420,7 @@ def batch_linker(start: ChainStart, packing: str) -> Callable[[list[Prepared]], 
         items, owners = input_owners(sorted_.items, opened)
         if owners:
             own_keys(linked.keys, owners)
-        nodes = [] if folder is None else folder.rows(linked.leaves)
-        packed = pack(linked.events, linked.keys, chain.position, nodes)
+        packed = pack(linked.events, linked.keys, chain.position, b"".join(linked.leaves))
         chain.advance(linked)
         return PackedBatch(packed, sorted_.skipped, sorted_.conflicts, items)
 

@@ -44,8 +44,8 @@ class ChainStart(NamedTuple):
     prev: str
     last_at: str | None
     default_at: str
-    # The Merkle tree's right edge at ``position - 1`` (level, hash), for the process that
-    # folds the leaves (``merkle_store.Folder``); None: the tree does not cover the log.
+    # Not None (empty: the writer holds the Merkle tree's right edge and folds) if the tree
+    # covers the log, so that the packing process hashes the leaves; None: it does not.
     edge: tuple[tuple[int, bytes], ...] | None = None
 
 

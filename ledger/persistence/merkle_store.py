@@ -125,35 +125,36 @@ def _marks() -> tuple[dict[str, Marks], dict[str, Marks]]:
     return flat, nested
 
 
-# Flat types whose three successors are each one key every fact of the type has: per type,
-# how the three members go in (0: together before one key; 1: id and position before one
-# key, recorded_at before a later one; 2: id before one key, position and recorded_at before
-# a later one; 3: each before its own key) and the keys to find. Fewer finds and slices than
-# three of each: the splice is most of a leaf's cost.
-_TOGETHER: Final = b'\x00%s"id":%s,"position":%d,"recorded_at":%s,%s'
-_ID_POSITION: Final = b'\x00%s"id":%s,"position":%d,%s"recorded_at":%s,%s'
-_POSITION_AT: Final = b'\x00%s"id":%s,%s"position":%d,"recorded_at":%s,%s'
-_APART: Final = b'\x00%s"id":%s,%s"position":%d,%s"recorded_at":%s,%s'
+# Flat types whose three successors are each one key every fact of the type has: the members
+# go in by replacing the first ``"key":`` each must precede with the members and that key, the
+# later key first (an earlier key is then still first found where it was). Per type, how they
+# go in (0: together before one key; 1: id and position before one key, recorded_at before a
+# later one; 2: id before one key, position and recorded_at before a later one; 3: each
+# before its own key), the keys, and the formats of what goes in before each. One C call per
+# key instead of a find, two slices and a share of one format: the splice is most of a leaf's
+# cost.
+Plan = tuple[int, bytes, bytes, bytes, bytes, bytes, bytes]
 
 
-def _simple(flat: Mapping[str, Marks]) -> dict[str, tuple[bytes, ...]]:
-    out: dict[str, tuple[bytes, ...]] = {}
+def _simple(flat: Mapping[str, Marks]) -> dict[str, Plan]:
+    out: dict[str, Plan] = {}
     for tag, (ka, kb, kc) in flat.items():
         if len(ka) == len(kb) == len(kc) == 1:
             a, b, c = ka[0], kb[0], kc[0]
+            ea, eb, ec = (k.replace(b"%", b"%%") for k in (a, b, c))
             if a == b == c:
-                out[tag] = (_TOGETHER, a)
+                out[tag] = (0, a, b'"id":%s,"position":%d,"recorded_at":%s,' + ea, b, b"", c, b"")
             elif a == b:
-                out[tag] = (_ID_POSITION, a, c)
+                out[tag] = (1, a, b'"id":%s,"position":%d,' + ea, b, b"", c, b'"recorded_at":%s,' + ec)
             elif b == c:
-                out[tag] = (_POSITION_AT, a, b)
+                out[tag] = (2, a, b'"id":%s,' + ea, b, b'"position":%d,"recorded_at":%s,' + eb, c, b"")
             else:
-                out[tag] = (_APART, a, b, c)
+                out[tag] = (3, a, b'"id":%s,' + ea, b, b'"position":%d,' + eb, c, b'"recorded_at":%s,' + ec)
     return out
 
 
 @functools.cache
-def _tables() -> tuple[dict[str, Marks], dict[str, Marks], dict[str, tuple[bytes, ...]]]:
+def _tables() -> tuple[dict[str, Marks], dict[str, Marks], dict[str, Plan]]:
     """The flat and nested marks and the simple forms, made on the write path's first use.
 
     Not at import: a report imports this module for the checkpoint root only, and reading
@@ -171,6 +172,13 @@ def _at(canon: bytes, keys: tuple[bytes, ...]) -> int:
     return -1
 
 
+@functools.cache
+def _leaf_state() -> Callable[[], Any]:
+    import hashlib  # here, on the write path: OpenSSL's SHA-256, faster on a leaf's line; reads need none
+
+    return hashlib.sha256(merkle.LEAF_PREFIX).copy
+
+
 def leaf_hashes(rows: Sequence[Prepared], at_jsons: Sequence[bytes], start: int) -> list[bytes]:
     """The leaf hashes of rows linked at ``start``, ``start + 1``... (32 bytes each).
 
@@ -178,53 +186,58 @@ def leaf_hashes(rows: Sequence[Prepared], at_jsons: Sequence[bytes], start: int)
     arrays or objects is flat: every ``"key":`` in it, with its quotes unescaped, is one
     of its own members (a quote inside a string is escaped, and a string value is followed
     by a comma or the end), so the member sorting after ``id`` (and after ``position``,
-    ``recorded_at``) is found by ``find`` and the line is a splice. Contents that may nest
-    (a contract's policy, pinned dates) and hold a bracket merge their decoded members.
+    ``recorded_at``) is the first ``"key":`` of the first later key the type always has,
+    and the line is that content with the three members put in before those keys. Contents
+    that may nest (a contract's policy, pinned dates) and hold a bracket merge their
+    decoded members. Hashed from a state that has taken the 0x00 prefix (``copy``, one
+    ``update``: no concatenation).
     """
-    import hashlib  # here, on the write path: OpenSSL's SHA-256, faster on a leaf's line; reads need none
-
     out: list[bytes] = []
     add = out.append
-    sha = hashlib.sha256
-    simple = _tables()[2].get
+    fresh = _leaf_state()
+    plans = _tables()[2].get
     position = start
+    last: bytes | None = None
+    puts: dict[bytes, bytes] = {}  # what goes in before each key with ``last`` as recorded_at
     # Unpacked in the loop header: a NamedTuple's attributes cost more than its items.
     for (_, _, id_json, topic, _, canon, _, _), at_json in zip(rows, at_jsons, strict=True):
-        one = simple(topic)
-        if one is not None:  # the usual case: each member's successor is a key every fact has
-            form = one[0]
-            if form is _ID_POSITION:
-                a, c = canon.find(one[1]), canon.find(one[2])
-                if a >= 0 and c >= 0:
-                    add(sha(form % (canon[:a], id_json, position, canon[a:c], at_json, canon[c:])).digest())
-                    position += 1
-                    continue
-            elif form is _POSITION_AT:
-                a, b = canon.find(one[1]), canon.find(one[2])
-                if a >= 0 and b >= 0:
-                    add(sha(form % (canon[:a], id_json, canon[a:b], position, at_json, canon[b:])).digest())
-                    position += 1
-                    continue
-            elif form is _TOGETHER:
-                a = canon.find(one[1])
-                if a >= 0:
-                    add(sha(form % (canon[:a], id_json, position, at_json, canon[a:])).digest())
-                    position += 1
-                    continue
+        plan = plans(topic)
+        if plan is not None:  # the usual case: each member's successor is a key every fact has
+            kind, a, put_a, b, put_b, c, put_c = plan
+            n = len(canon)
+            if kind == 1:
+                if at_json is not last:  # most rows of an import share one recorded_at
+                    last, puts = at_json, {}
+                put = puts.get(c)
+                if put is None:
+                    put = puts[c] = put_c % at_json
+                line = canon.replace(c, put, 1)
+                whole = line.replace(a, put_a % (id_json, position), 1)
+                done = n < len(line) < len(whole)
+            elif kind == 2:
+                line = canon.replace(b, put_b % (position, at_json), 1)
+                whole = line.replace(a, put_a % id_json, 1)
+                done = n < len(line) < len(whole)
+            elif kind == 0:
+                whole = canon.replace(a, put_a % (id_json, position, at_json), 1)
+                done = n < len(whole)
             else:
-                a, b, c = canon.find(one[1]), canon.find(one[2]), canon.find(one[3])
-                if a >= 0 and b >= 0 and c >= 0:
-                    add(sha(form % (canon[:a], id_json, canon[a:b], position, canon[b:c], at_json,
-                                    canon[c:])).digest())
-                    position += 1
-                    continue
-        add(_leaf_slow(topic, canon, id_json, position, at_json, sha))
+                line = canon.replace(c, put_c % at_json, 1)
+                half = line.replace(b, put_b % position, 1)
+                whole = half.replace(a, put_a % id_json, 1)
+                done = n < len(line) < len(half) < len(whole)
+            if done:
+                h = fresh()
+                h.update(whole)
+                add(h.digest())
+                position += 1
+                continue
+        add(_leaf_slow(topic, canon, id_json, position, at_json))
         position += 1
     return out
 
 
-def _leaf_slow(topic: str, canon: bytes, id_json: bytes, position: int, at_json: bytes,
-               sha: Callable[[bytes], Any]) -> bytes:
+def _leaf_slow(topic: str, canon: bytes, id_json: bytes, position: int, at_json: bytes) -> bytes:
     """A leaf whose type is not one of the simple forms, or whose content lacks an expected key."""
     a = b = c = -1
     flat, nested, _ = _tables()
@@ -236,9 +249,13 @@ def _leaf_slow(topic: str, canon: bytes, id_json: bytes, position: int, at_json:
     if keys is not None:
         a, b, c = _at(canon, keys[0]), _at(canon, keys[1]), _at(canon, keys[2])
     if a >= 0 and b >= 0 and c >= 0:
-        return bytes(sha(_APART % (canon[:a], id_json, canon[a:b], position, canon[b:c], at_json,
-                                   canon[c:])).digest())
-    return bytes(sha(b"\x00" + _merged_line(canon, id_json, position, at_json)).digest())
+        line = b'%s"id":%s,%s"position":%d,%s"recorded_at":%s,%s' % (
+            canon[:a], id_json, canon[a:b], position, canon[b:c], at_json, canon[c:])
+    else:
+        line = _merged_line(canon, id_json, position, at_json)
+    h = _leaf_state()()
+    h.update(line)
+    return bytes(h.digest())
 
 
 def _split(leaves: bytes) -> list[bytes]:
@@ -278,15 +295,22 @@ def fold(size: int, edge: dict[int, bytes], leaves: list[bytes], lowest: int) ->
 class Folder:
     """The nodes of ``STORED_FROM`` and up that each batch of leaves completes, from a right edge on.
 
-    For the process that links an import's rows (``append.batch_linker``): given the tree's
-    right edge where the import starts (``start_edge``, read by the writer in its
-    transaction), it folds each batch's leaf hashes there, and the writer only inserts the
-    rows (``append_leaves``), beside the facts, in the same transaction.
+    For the writer of an import (``append.append_packed``): from the tree's right edge where
+    the import starts (``start_edge``, read in its transaction), it folds the leaf hashes of
+    each batch that the packing process hashed, and ``append_leaves`` inserts the rows beside
+    the facts, in the same transaction. The fold is here and not in the packing process because
+    that one is the import's longer half (docs/decisions.md, issue 19, hN).
     """
 
     def __init__(self, size: int, edge: Mapping[int, bytes]) -> None:
         self.size = size
         self.edge = dict(edge)
+
+    def nodes(self, leaves: bytes | list[tuple[int, int, bytes]]) -> list[tuple[int, int, bytes]]:
+        """The rows of a batch's leaf hashes (32 bytes each, as ``Packed.leaves`` holds them)."""
+        if not isinstance(leaves, bytes):
+            raise StoreError("import: the packed batch carries Merkle nodes, not leaf hashes")
+        return self.rows(_split(leaves))
 
     def rows(self, leaves: list[bytes]) -> list[tuple[int, int, bytes]]:
         count = len(leaves)
@@ -349,8 +373,8 @@ def _edge(read: Callable[[Sequence[Key]], Mapping[Key, bytes]], size: int) -> di
 def start_edge(tree: Tree, size: int) -> dict[int, bytes] | None:
     """The right edge of the tree of ``size`` leaves, None if the tree does not cover them.
 
-    Read by the writer of an import, in its transaction, for the process that folds the
-    import's leaves (``Folder``): its lower part comes from the log's last partial tile.
+    Read by the writer of an import, in its transaction, to fold the import's leaves from
+    (``Folder``): its lower part comes from the log's last partial tile.
     """
     if tree.covered() != tiles(size):
         return None
@@ -364,9 +388,9 @@ def append_leaves(tree: Tree, start: int, count: int, leaves: bytes | list[tuple
     covers the log up to where they begin: a store whose tree is not built (or is behind)
     keeps it so for ``build``. ``leaves`` is either the leaf hashes (32 bytes each): the
     right edge's lower part is then recomputed from the log's last partial tile (at most
-    63 rows) and the nodes folded here; or the node rows themselves, folded by the process
-    that linked the rows from the edge this transaction gave it (``start_edge``,
-    ``Folder``), which are checked to be exactly the tiles these leaves complete. A batch
+    63 rows) and the nodes folded here; or the node rows themselves, folded by an import's
+    writer from the edge it read in this transaction (``start_edge``, ``Folder``), which are
+    checked to be exactly the tiles these leaves complete. A batch
     writes about one row per 32 leaves.
     """
     if count == 0:

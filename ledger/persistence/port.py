@@ -164,7 +164,7 @@ class Packed(msgspec.Struct, frozen=True):
     start: int
     count: int
     # The rows' Merkle leaf hashes, 32 bytes each (``merkle_store.leaf_hashes``, at link), or
-    # the tree's nodes they complete, folded where they were linked (an import's child:
+    # the tree's nodes they complete, folded before the insert (an import's writer:
     # ``merkle_store.Folder``); ``merkle_store.append_leaves`` writes them.
     leaves: bytes | list[tuple[int, int, bytes]] = b""
 

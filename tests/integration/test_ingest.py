@@ -361,12 +361,14 @@ def test_a_bad_line_read_from_a_file_by_the_child_keeps_nothing(ledger: Ledger, 
 
 def test_the_reading_child_killed_mid_import_keeps_nothing(ledger: Ledger, tmp_path: Path) -> None:
     # The linking child sees its input end without a word: the import fails, nothing is kept.
+    # The file is far larger than the pipes between the processes hold, so that the reading
+    # child is still reading (held back by them) when the first batch is written.
     import_lines(ledger, lines(2))
     before = snapshot(ledger)
     known = children()
     killed: list[int] = []
     path = tmp_path / "events.ndjson"
-    path.write_bytes(data(lines(50000, start=10)))
+    path.write_bytes(data(lines(400_000, start=10)))
 
     def kill_reader(_: int) -> None:
         for pid in children() - known:

@@ -340,9 +340,9 @@ def _packed_import(led: Ledger, body: bytes, batch_size: int, seen: list[object]
     return append_packed(led.recorder, batches, lambda: now).appended
 
 
-def test_the_import_child_folds_the_nodes(ledger: Ledger) -> None:
-    """The packing child folds its leaves from the right edge the writer read (a partial first
-    tile here), across batches that end anywhere in a tile; the writer only inserts the nodes."""
+def test_the_import_child_hashes_and_the_writer_folds(ledger: Ledger) -> None:
+    """The packing child hashes the leaves; the writer folds them from the right edge it read
+    (a partial first tile here), across batches that end anywhere in a tile, and inserts the nodes."""
     import_lines(ledger, lines(0, 40))
     seen: list[object] = []
     # Long lines (failures with a detail of 3,000 bytes): the child's reads from its pipe
@@ -352,14 +352,23 @@ def test_the_import_child_folds_the_nodes(ledger: Ledger) -> None:
     assert _packed_import(ledger, b"\n".join(padded) + b"\n", 150, seen) == 700
     batches = [s for s in seen if s]
     assert len(batches) >= 3
-    # Node rows, not leaf hashes: nothing below a tile, and the tiles of all 740 facts.
-    assert all(isinstance(s, list) for s in seen)
-    rows = [r for s in batches for r in s]  # type: ignore[attr-defined]
-    assert all(r[0] >= merkle_store.STORED_FROM for r in rows)
-    assert [r[1] for r in rows if r[0] == merkle_store.STORED_FROM] == list(range(740 // 64))
+    # Leaf hashes from the child, 32 bytes a fact: those of the lines the log now holds.
+    assert all(isinstance(s, bytes) for s in seen)
+    leaves = b"".join(batches)  # type: ignore[arg-type]
+    assert leaves == b"".join(rfc9162.leaf(export_line(rec)) for rec in ledger.recorder.read_records(41, 740))
     assert_tree(ledger)
-    import_lines(ledger, lines(740, 30))  # the other routes go on from the child's nodes
+    import_lines(ledger, lines(740, 30))  # the other routes go on from the writer's nodes
     assert_tree(ledger)
+
+
+def test_the_writer_folds_only_leaf_hashes() -> None:
+    """``Folder.nodes`` takes the packed leaf hashes, and refuses node rows (packed elsewhere)."""
+    leaves = [bytes([i]) * 32 for i in range(100)]
+    folder = merkle_store.Folder(0, {})
+    rows = folder.nodes(b"".join(leaves))
+    assert rows == [r for r in merkle.extend(0, leaves, lambda keys: {}) if r[0] >= merkle_store.STORED_FROM]
+    with pytest.raises(StoreError, match="not leaf hashes"):
+        folder.nodes([(6, 1, leaves[0])])
 
 
 def test_the_import_child_leaves_a_tree_to_build_alone(ledger: Ledger) -> None:
@@ -369,7 +378,7 @@ def test_the_import_child_leaves_a_tree_to_build_alone(ledger: Ledger) -> None:
     seen: list[object] = []
     assert _packed_import(ledger, b"\n".join(lines(20, 300)) + b"\n", 100, seen) == 300
     assert seen
-    assert all(isinstance(s, list) and not s for s in seen)
+    assert all(s == b"" for s in seen)
     assert merkle_store.to_build(ledger.recorder) == 320
     merkle_store.build(ledger.recorder)
     assert_tree(ledger)

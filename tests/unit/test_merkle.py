@@ -223,3 +223,38 @@ def test_the_write_paths_fold_is_the_reference(size: int, batches: list[int], lo
         assert edge == ref_edge
         assert folder.rows(list(part)) == [r for r in want if r[0] >= merkle_store.STORED_FROM]
         at += count
+
+
+def test_every_splice_plan_gives_the_sorted_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The four ways the envelope goes into a flat content (``merkle_store._simple``), and the
+    fallback when a key a plan expects is missing, give the line with every key sorted."""
+    import msgspec
+
+    from ledger.persistence import merkle_store
+    from ledger.persistence.port import Prepared
+
+    marks = {  # keys after id, position, recorded_at: together, two and one, one and two, apart
+        "t0": ((b'"x":',), (b'"x":',), (b'"x":',)),
+        "t1": ((b'"q":',), (b'"q":',), (b'"s":',)),
+        "t2": ((b'"j":',), (b'"s":',), (b'"s":',)),
+        "t3": ((b'"j":',), (b'"q":',), (b'"s":',)),
+    }
+    plans = merkle_store._simple(marks)
+    assert sorted(plan[0] for plan in plans.values()) == [0, 1, 2, 3]
+    monkeypatch.setattr(merkle_store, "_tables", lambda: (marks, {}, plans))
+    contents = [
+        ("t0", {"a": '"x":', "x": 5}), ("t0", {"a": 1, "b": '"x":'}),
+        ("t1", {"a": 1, "q": '"s":', "s": "4", "t": True}), ("t1", {"a": 1, "q": 3, "z": '"s":'}),
+        ("t2", {"a": '"j":', "j": "2", "s": "4"}), ("t2", {"a": 1, "j": "2", "z": 0}),
+        ("t3", {"a": 1, "j": '"q":', "q": '"s":', "s": "4"}), ("t3", {"a": 1, "j": "2", "s": "4"}),
+    ]
+    rows, ats, expected = [], [], []
+    for i, (topic, content) in enumerate(contents):
+        canon = msgspec.json.encode(dict(sorted(content.items())))
+        id_json, at_json = b'"id-%d"' % i, b'"2026-10-0%dT00:00:00Z"' % (i % 3 + 1)
+        rows.append(Prepared(i, f"id-{i}", id_json, topic, "k", canon, None, None))
+        ats.append(at_json)
+        line = msgspec.json.encode(dict(sorted({**content, "id": f"id-{i}", "position": 7 + i,
+                                                "recorded_at": msgspec.json.decode(at_json)}.items())))
+        expected.append(rfc9162.leaf(line))
+    assert merkle_store.leaf_hashes(rows, ats, 7) == expected
