@@ -179,6 +179,12 @@ _OPENINGS: Final = frozenset({IncidentOpened, MaintenanceAnnounced, ForceMajeure
                               TicketOpened})
 
 
+# The facts ``names_wanted`` looks at, and those ``route`` sends elsewhere than their service's group.
+_NAMED: Final = frozenset(_REF_NAME) | _OPENINGS
+_ROUTED_APART: Final = frozenset(_REF_NAME) | CONTRACT_TYPES | {CreditClaimFiled, TicketOpened,
+                                                                HolidaysPinned}
+
+
 def _scope_service(scope: str) -> str | None:
     """The service a name's scope names (an incident, window, declaration or exclusion)."""
     kind, _, rest = scope.partition(UNIT)
@@ -274,10 +280,13 @@ class Directory:
         out: set[str] = set()
         for rec in batch:
             f = rec.fact
-            of = _REF_NAME.get(type(f))
+            t = type(f)
+            if t not in _NAMED:
+                continue  # most of a page: probe reports
+            of = _REF_NAME.get(t)
             if of is not None:
                 out.add(of(f))
-            elif type(f) in _OPENINGS and (ref := reference_key(f)) is not None:
+            elif (ref := reference_key(f)) is not None:
                 out.add(ref)
         return sorted(out)
 
@@ -289,9 +298,21 @@ class Directory:
         out: dict[GroupKey, list[Recorded]] = {}
         refs: dict[GroupKey, list[str]] = {}
         groups_of_country: dict[str, list[GroupKey]] = {}
+        of_service = self.group_of_service
         for rec in batch:
             f = rec.fact
             t = type(f)
+            if t not in _ROUTED_APART:  # a fact of its service (most of a page: probe reports)
+                service = getattr(f, "service", None)
+                key = of_service.get(service) if service is not None else None
+                if key is not None:
+                    if (group := out.get(key)) is None:
+                        out[key] = [rec]
+                    else:
+                        group.append(rec)
+                    if t in _OPENINGS:
+                        self._first_use(f, key, names, first, refs)
+                continue
             targets: Sequence[GroupKey | None]
             of = _REF_NAME.get(t)
             if of is not None:
@@ -301,29 +322,33 @@ class Directory:
                 scope = named[0]
                 owner = ticket_owner(scope)
                 targets = ((self.group_of_contract(owner) if owner is not None
-                            else self.group_of_service.get(_scope_service(scope) or "")),)
+                            else of_service.get(_scope_service(scope) or "")),)
             elif t in CONTRACT_TYPES:
                 targets = (self.group_of_contract(f.policy.contract.id),)  # type: ignore[union-attr]
             elif t is CreditClaimFiled or t is TicketOpened:
                 targets = (self.group_of_contract(f.contract),)  # type: ignore[union-attr,arg-type]
-            elif t is HolidaysPinned:
+            else:  # HolidaysPinned
                 country = f.country  # type: ignore[union-attr]
                 if country not in groups_of_country:
                     groups_of_country[country] = [k for k, (_, _, named_) in self.members.items()
                                                   if country in named_]
                 targets = groups_of_country[country]
-            else:
-                service = getattr(f, "service", None)
-                targets = (self.group_of_service.get(service) if service is not None else None,)
             for key in targets:
                 if key is None:
                     continue
                 out.setdefault(key, []).append(rec)
-                if t in _OPENINGS and (ref := reference_key(f)) is not None:
-                    named = names.get(ref)
-                    if named is not None and named[1] >= first:  # first used in this batch
-                        refs.setdefault(key, []).append(ref)
+                if t in _OPENINGS:
+                    self._first_use(f, key, names, first, refs)
         return out, refs
+
+    @staticmethod
+    def _first_use(fact: Fact, key: GroupKey, names: dict[str, tuple[str, int]], first: int,
+                   refs: dict[GroupKey, list[str]]) -> None:
+        """Note under ``key`` the reference key of an opening whose id is first used in the batch."""
+        if (ref := reference_key(fact)) is not None:
+            named = names.get(ref)
+            if named is not None and named[1] >= first:  # first used in this batch
+                refs.setdefault(key, []).append(ref)
 
 
 class Groups:
@@ -388,23 +413,32 @@ GROUP_BUDGET: Final = 400_000
 
 def service_groups(versions: dict[str, list[ContractVersion]]) -> list[tuple[set[str], set[str]]]:
     """Services joined by the contracts that name them (across versions), with those contracts."""
-    parent: dict[str, str] = {}
+    parent: dict[str, str] = {}  # only services joined to another (most are alone: no entry)
 
     def root(x: str) -> str:
-        while parent.setdefault(x, x) != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
+        while (up := parent.get(x, x)) != x:
+            parent[x] = parent.get(up, up)
+            x = up
         return x
 
     for vs in versions.values():
-        services = [v.policy.contract.service for v in vs]
-        for other in services[1:]:
-            parent[root(other)] = root(services[0])
-        root(services[0])
+        if len(vs) > 1:
+            first = root(vs[0].policy.contract.service)
+            for v in vs[1:]:
+                other = root(v.policy.contract.service)
+                if other != first:
+                    parent[other] = first
     groups: dict[str, tuple[set[str], set[str]]] = {}
-    for cid, vs in sorted(versions.items()):
-        named = {v.policy.contract.service for v in vs}
-        g = groups.setdefault(root(next(iter(named))), (set(), set()))
-        g[0].update(named)
+    for cid in sorted(versions):
+        vs = versions[cid]
+        service = vs[0].policy.contract.service
+        r = root(service) if parent else service
+        g = groups.get(r)
+        if g is None:
+            g = groups[r] = (set(), set())
+        if len(vs) == 1:
+            g[0].add(service)
+        else:
+            g[0].update(v.policy.contract.service for v in vs)
         g[1].add(cid)
     return [groups[k] for k in sorted(groups)]
