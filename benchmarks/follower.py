@@ -271,7 +271,12 @@ RSS_SEED: Final = 1
 
 
 def rss_data(path: Path, events: int, contracts: int) -> Path:
-    """The RSS runs' events (``generate``'s months from its ``START``): ``path``, written unless there."""
+    """The RSS runs' events (``generate``'s months from its ``START``): ``path``, written unless there
+    (or a longer file of the same seed and services: the first lines of it are the same)."""
+    longer = sorted((int(f.stem.rsplit("-n", 1)[1]), f) for f in path.parent.glob(
+        path.name.rsplit("-n", 1)[0] + "-n*.ndjson") if int(f.stem.rsplit("-n", 1)[1]) >= events)
+    if longer:
+        return longer[0][1]
     if not path.exists():
         partial = path.with_suffix(".partial")
         with open(partial, "w", encoding="ascii") as f:
