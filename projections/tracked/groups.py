@@ -123,13 +123,22 @@ def load_groups(reader: GroupReader, directory: Directory, keys: Sequence[GroupK
     contracts = [c for key in keys for c in directory.members[key][1]]
     first = [*month_keys(services, contracts, versions=True), *(tickets_key(c) for c in contracts)]
     refs: dict[str, set[GroupKey]] = {}
+    of_service = directory.group_of_service
+    # Most of a group's history: every position once, in order (``fold``'s check is for the reads after).
     for position, state in read_service_states(reader, first, upto):  # probe reports by range
         rec = decode_state(position, state)
-        key = directory.owner(rec.fact)
-        if key is None or key not in knowns:
+        fact = rec.fact
+        t = type(fact)
+        if t in _ROUTED_APART:
+            key = directory.owner(fact)
+        else:  # a fact of its service (``owner``'s last case)
+            service = getattr(fact, "service", None)
+            key = of_service.get(service) if service is not None else None
+        if key is None or (into := knowns.get(key)) is None:
             continue
-        fold(key, rec)
-        if (ref := reference_key(rec.fact)) is not None:
+        seen[key].add(position)
+        into.add(rec)
+        if t in _OPENINGS and (ref := reference_key(fact)) is not None:
             refs.setdefault(ref, set()).add(key)
     if refs:
         _fold_by_key(reader, refs, upto, fold)
