@@ -59,8 +59,8 @@ from ledger.persistence.keys import (
     index_keys,
     month_keys,
     opened_key,
-    read_service_states,
     reference_key,
+    service_ranges,
     ticket_key,
     tickets_key,
 )
@@ -125,8 +125,14 @@ def load_groups(reader: GroupReader, directory: Directory, keys: Sequence[GroupK
     refs: dict[str, set[GroupKey]] = {}
     of_service = directory.group_of_service
     # Most of a group's history: every position once, in order (``fold``'s check is for the reads after).
-    for position, state in read_service_states(reader, first, upto):  # probe reports by range
-        rec = decode_state(position, state)
+    # ``read_service_states``' reads, with every service's probe reports in one statement instead of
+    # one per service: on a busy machine each round trip waits for the server to be scheduled.
+    history = {position: decode_state(position, state)
+               for position, state in reader.read_keyed_states(first, upto)}
+    for rec in reader.read_key_prefixes(service_ranges(first), upto):
+        history.setdefault(rec.position, rec)
+    for position in sorted(history):
+        rec = history[position]
         fact = rec.fact
         t = type(fact)
         if t in _ROUTED_APART:
