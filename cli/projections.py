@@ -50,5 +50,5 @@ def run(ctx: Context, once: bool, interval: float) -> None:
     from projections.tracked import run as run_worker
 
     position = run_worker(writable(ctx.ledger(create=False)), ctx.url, once=once, interval=interval,
-                          log=lambda line: click.echo(line, err=True))
+                          log=lambda line: click.echo(line, err=True), freeze=True)
     click.echo(f"reporting at position {position}")

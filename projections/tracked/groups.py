@@ -59,8 +59,8 @@ from ledger.persistence.keys import (
     index_keys,
     month_keys,
     opened_key,
-    read_service_states,
     reference_key,
+    service_ranges,
     ticket_key,
     tickets_key,
 )
@@ -123,13 +123,28 @@ def load_groups(reader: GroupReader, directory: Directory, keys: Sequence[GroupK
     contracts = [c for key in keys for c in directory.members[key][1]]
     first = [*month_keys(services, contracts, versions=True), *(tickets_key(c) for c in contracts)]
     refs: dict[str, set[GroupKey]] = {}
-    for position, state in read_service_states(reader, first, upto):  # probe reports by range
-        rec = decode_state(position, state)
-        key = directory.owner(rec.fact)
-        if key is None or key not in knowns:
+    of_service = directory.group_of_service
+    # Most of a group's history: every position once, in order (``fold``'s check is for the reads after).
+    # ``read_service_states``' reads, with every service's probe reports in one statement instead of
+    # one per service: on a busy machine each round trip waits for the server to be scheduled.
+    history = {position: decode_state(position, state)
+               for position, state in reader.read_keyed_states(first, upto)}
+    for rec in reader.read_key_prefixes(service_ranges(first), upto):
+        history.setdefault(rec.position, rec)
+    for position in sorted(history):
+        rec = history[position]
+        fact = rec.fact
+        t = type(fact)
+        if t in _ROUTED_APART:
+            key = directory.owner(fact)
+        else:  # a fact of its service (``owner``'s last case)
+            service = getattr(fact, "service", None)
+            key = of_service.get(service) if service is not None else None
+        if key is None or (into := knowns.get(key)) is None:
             continue
-        fold(key, rec)
-        if (ref := reference_key(rec.fact)) is not None:
+        seen[key].add(position)
+        into.add(rec)
+        if t in _OPENINGS and (ref := reference_key(fact)) is not None:
             refs.setdefault(ref, set()).add(key)
     if refs:
         _fold_by_key(reader, refs, upto, fold)
@@ -177,6 +192,12 @@ _REF_NAME: Final[dict[type, Callable[[Any], str]]] = {
 # The facts whose id corrections refer to (``reference_key`` is not None).
 _OPENINGS: Final = frozenset({IncidentOpened, MaintenanceAnnounced, ForceMajeureDeclared, ExclusionDeclared,
                               TicketOpened})
+
+
+# The facts ``names_wanted`` looks at, and those ``route`` sends elsewhere than their service's group.
+_NAMED: Final = frozenset(_REF_NAME) | _OPENINGS
+_ROUTED_APART: Final = frozenset(_REF_NAME) | CONTRACT_TYPES | {CreditClaimFiled, TicketOpened,
+                                                                HolidaysPinned}
 
 
 def _scope_service(scope: str) -> str | None:
@@ -274,10 +295,13 @@ class Directory:
         out: set[str] = set()
         for rec in batch:
             f = rec.fact
-            of = _REF_NAME.get(type(f))
+            t = type(f)
+            if t not in _NAMED:
+                continue  # most of a page: probe reports
+            of = _REF_NAME.get(t)
             if of is not None:
                 out.add(of(f))
-            elif type(f) in _OPENINGS and (ref := reference_key(f)) is not None:
+            elif (ref := reference_key(f)) is not None:
                 out.add(ref)
         return sorted(out)
 
@@ -289,9 +313,21 @@ class Directory:
         out: dict[GroupKey, list[Recorded]] = {}
         refs: dict[GroupKey, list[str]] = {}
         groups_of_country: dict[str, list[GroupKey]] = {}
+        of_service = self.group_of_service
         for rec in batch:
             f = rec.fact
             t = type(f)
+            if t not in _ROUTED_APART:  # a fact of its service (most of a page: probe reports)
+                service = getattr(f, "service", None)
+                key = of_service.get(service) if service is not None else None
+                if key is not None:
+                    if (group := out.get(key)) is None:
+                        out[key] = [rec]
+                    else:
+                        group.append(rec)
+                    if t in _OPENINGS:
+                        self._first_use(f, key, names, first, refs)
+                continue
             targets: Sequence[GroupKey | None]
             of = _REF_NAME.get(t)
             if of is not None:
@@ -301,29 +337,33 @@ class Directory:
                 scope = named[0]
                 owner = ticket_owner(scope)
                 targets = ((self.group_of_contract(owner) if owner is not None
-                            else self.group_of_service.get(_scope_service(scope) or "")),)
+                            else of_service.get(_scope_service(scope) or "")),)
             elif t in CONTRACT_TYPES:
                 targets = (self.group_of_contract(f.policy.contract.id),)  # type: ignore[union-attr]
             elif t is CreditClaimFiled or t is TicketOpened:
                 targets = (self.group_of_contract(f.contract),)  # type: ignore[union-attr,arg-type]
-            elif t is HolidaysPinned:
+            else:  # HolidaysPinned
                 country = f.country  # type: ignore[union-attr]
                 if country not in groups_of_country:
                     groups_of_country[country] = [k for k, (_, _, named_) in self.members.items()
                                                   if country in named_]
                 targets = groups_of_country[country]
-            else:
-                service = getattr(f, "service", None)
-                targets = (self.group_of_service.get(service) if service is not None else None,)
             for key in targets:
                 if key is None:
                     continue
                 out.setdefault(key, []).append(rec)
-                if t in _OPENINGS and (ref := reference_key(f)) is not None:
-                    named = names.get(ref)
-                    if named is not None and named[1] >= first:  # first used in this batch
-                        refs.setdefault(key, []).append(ref)
+                if t in _OPENINGS:
+                    self._first_use(f, key, names, first, refs)
         return out, refs
+
+    @staticmethod
+    def _first_use(fact: Fact, key: GroupKey, names: dict[str, tuple[str, int]], first: int,
+                   refs: dict[GroupKey, list[str]]) -> None:
+        """Note under ``key`` the reference key of an opening whose id is first used in the batch."""
+        if (ref := reference_key(fact)) is not None:
+            named = names.get(ref)
+            if named is not None and named[1] >= first:  # first used in this batch
+                refs.setdefault(key, []).append(ref)
 
 
 class Groups:
@@ -388,23 +428,32 @@ GROUP_BUDGET: Final = 400_000
 
 def service_groups(versions: dict[str, list[ContractVersion]]) -> list[tuple[set[str], set[str]]]:
     """Services joined by the contracts that name them (across versions), with those contracts."""
-    parent: dict[str, str] = {}
+    parent: dict[str, str] = {}  # only services joined to another (most are alone: no entry)
 
     def root(x: str) -> str:
-        while parent.setdefault(x, x) != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
+        while (up := parent.get(x, x)) != x:
+            parent[x] = parent.get(up, up)
+            x = up
         return x
 
     for vs in versions.values():
-        services = [v.policy.contract.service for v in vs]
-        for other in services[1:]:
-            parent[root(other)] = root(services[0])
-        root(services[0])
+        if len(vs) > 1:
+            first = root(vs[0].policy.contract.service)
+            for v in vs[1:]:
+                other = root(v.policy.contract.service)
+                if other != first:
+                    parent[other] = first
     groups: dict[str, tuple[set[str], set[str]]] = {}
-    for cid, vs in sorted(versions.items()):
-        named = {v.policy.contract.service for v in vs}
-        g = groups.setdefault(root(next(iter(named))), (set(), set()))
-        g[0].update(named)
+    for cid in sorted(versions):
+        vs = versions[cid]
+        service = vs[0].policy.contract.service
+        r = root(service) if parent else service
+        g = groups.get(r)
+        if g is None:
+            g = groups[r] = (set(), set())
+        if len(vs) == 1:
+            g[0].add(service)
+        else:
+            g[0].update(v.policy.contract.service for v in vs)
         g[1].add(cid)
     return [groups[k] for k in sorted(groups)]

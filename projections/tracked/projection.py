@@ -12,7 +12,7 @@ gets an IntegrityError from the library, rolls back, and skips ahead.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import datetime
 from functools import singledispatchmethod
 from typing import Any, Final, Protocol
@@ -36,7 +36,7 @@ from projections.affected import Affected, Known, Pair, affected, walk_back
 from projections.model import Report
 from projections.tracked.evaluator import Evaluator
 from projections.tracked.groups import Directory, FollowerState, Group, GroupKey, load_groups
-from projections.tracked.rows import Failed, SupportRows, view_rows
+from projections.tracked.rows import Failed, Item, SupportRows, view_rows
 
 
 class LedgerLike(Protocol):
@@ -69,6 +69,7 @@ class ReportingProjection(Projection[Any]):
         # month's facts are read again when it is evaluated.
         self.state = FollowerState() if state is None else state
         self._policies: dict[tuple[str, int], Any] = {}  # resolved policies, shared by the groups' evaluators
+        self._pending: _Pending | None = None  # pages folded whose rows are not written yet (``catch_up``)
 
     @property
     def position(self) -> int:
@@ -84,6 +85,7 @@ class ReportingProjection(Projection[Any]):
         """Go on from ``position`` (the view's): every contract's versions and the clock, no group loaded."""
         state = self.state
         state.position = position
+        self._pending = None  # computed on a view that has moved since
         state.groups.clear()
         state.directory = Directory()
         state.whole = not hasattr(self.reader, "read_keyed_states") or getattr(
@@ -94,7 +96,8 @@ class ReportingProjection(Projection[Any]):
             state.directory.load(self.reader.read_key_prefix(CONTRACT, position) if position else (), clock)
         state.loaded = True
 
-    def _load(self) -> None:
+    def load(self) -> None:
+        """Every contract's versions and the clock, as of the view's position (once; else the first page)."""
         if not self.state.loaded:
             self._reset(self.tracked)
 
@@ -124,7 +127,7 @@ class ReportingProjection(Projection[Any]):
     @process_event.register
     def _(self, domain_event: LedgerEvent, tracking: Tracking) -> None:
         """One notification: recompute what it changes, with tracking, in one transaction."""
-        self._load()
+        self.load()
         position = tracking.notification_id
         if position <= self.state.position:
             return  # folded already: written by the batch path, or skipped as someone else's
@@ -133,22 +136,38 @@ class ReportingProjection(Projection[Any]):
         record = domain_event.record
         self.apply([record])
 
-    def catch_up(self, page: int = PAGE, stop: threading.Event | None = None) -> int:
-        """The batch path: process pages until the ledger's head (or ``stop``); returns the position."""
-        self._load()
-        while stop is None or not stop.is_set():  # a stop waits for one page at most, not the backlog
-            # Another worker (or a rebuild) may be ahead: skip to where the view is.
-            tracked = self.tracked
-            if tracked > self.state.position:
-                self._reset(tracked)
-            batch = list(self.reader.read_records(self.state.position + 1, self.state.position + page))
-            if not batch:
-                return self.state.position
-            self.apply(batch)
+    def catch_up(self, page: int = PAGE, stop: threading.Event | None = None, upto: int | None = None) -> int:
+        """The batch path: pages until the ledger's head (or ``stop``, or ``upto``); returns the position."""
+        self.load()
+        try:
+            while stop is None or not stop.is_set():  # a stop waits for one page at most, not the backlog
+                # Another worker (or a rebuild) may be ahead: skip to where the view is.
+                tracked = self.tracked
+                if tracked > self.state.position:
+                    self._reset(tracked)
+                end = self.state.position + page if upto is None else min(self.state.position + page, upto)
+                if end <= self.state.position:
+                    break
+                batch = list(self.reader.read_records(self.state.position + 1, end))
+                if not batch:
+                    break
+                # Behind the head, a page's rows wait for the next ones' (``_Pending``): one write for
+                # several pages, and pages go on being folded while an import holds SQLite's write lock.
+                self.apply(batch, write=False)
+                pending = self._pending
+                if pending is not None and (pending.last - pending.base >= DEFER_PAGES * page
+                                            or len(pending.items) >= DEFER_PAIRS):
+                    self._flush()
+            self._flush()
+        finally:
+            self._pending = None  # unwritten (an error): the view's tracking says where to go on from
         return self.state.position
 
-    def apply(self, batch: Sequence[Recorded]) -> bool:
-        """Fold ``batch`` (the next positions) and write what it changes; False if another worker did."""
+    def apply(self, batch: Sequence[Recorded], *, write: bool = True) -> bool:
+        """Fold ``batch`` (the next positions) and write what it changes; False if another worker did.
+
+        ``write=False``: keep the rows with the earlier pages' not written yet (``_flush`` writes them).
+        """
         if not batch:
             return False
         state = self.state
@@ -179,20 +198,28 @@ class ReportingProjection(Projection[Any]):
         tracked = self.tracked
         if tracked >= last:
             groups.clear()  # another worker wrote these positions; groups are loaded again as needed
+            self._pending = None  # and the pages before them
             return False
-        if tracked < before:
+        written = self._pending.base if self._pending is not None else before  # where the view should be
+        if tracked < written:
             raise ProjectionError(
-                f"the reporting view is at position {tracked} but this worker at {before}: "
+                f"the reporting view is at position {tracked} but this worker at {written}: "
                 "run `ledger projections rebuild`"
             )
         reports: dict[Pair, Report] = {}
         failed: dict[Pair, Failed] = {}
         support: dict[Pair, SupportRows] = {}
         in_batch = {rec.position: rec for rec in batch}
-        for i in range(0, len(touched), GROUP_CHUNK):
+        i, size = 0, self._chunk(touched)
+        while i < len(touched):
             work: list[tuple[Known, Affected]] = []
-            chunk = touched[i : i + GROUP_CHUNK]
+            chunk = touched[i : i + size]
+            i += len(chunk)
             loaded = list(zip(chunk, self._groups(chunk, before, clock_before), strict=True))
+            # As many groups next as half the budget holds at this chunk's facts per group: a month's
+            # turn loads every group, and a long history makes each one larger.
+            per = max(1, sum(g.facts for _, g in loaded) // len(loaded))
+            size = max(1, min(GROUP_CHUNK, groups.budget // 2 // per))
             self._earlier_references(loaded, refs, before)
             for key, group in loaded:
                 known = group.known
@@ -205,12 +232,57 @@ class ReportingProjection(Projection[Any]):
                 work.append((known, affected(recs, known, known.settle())))
             self._recompute(work, last, in_batch, reports, failed, support)
             groups.evict()
+        pending = self._pending
+        if pending is None:
+            pending = self._pending = _Pending(before, last)
+        pending.last = last
+        for pair, report in reports.items():  # a later page's rows of a month replace an earlier page's
+            pending.items[pair] = [report] if pair not in support else [report, support[pair]]
+        for pair, failure in failed.items():
+            pending.items[pair] = [failure]
+        return self._flush() if write else True
+
+    def _flush(self) -> bool:
+        """Write the pending pages' rows with their last position; False if another worker wrote it first."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return True
         try:
-            rows = view_rows([*reports.values(), *support.values(), *failed.values()], text=self.view.text)
-            self.view.replace([*reports, *failed], rows, Tracking(APP_NAME, last))
+            items = [item for items in pending.items.values() for item in items]
+            rows = view_rows(items, text=self.view.text)
+            self.view.replace(list(pending.items), rows, Tracking(APP_NAME, pending.last))
         except IntegrityError:
             return False  # another worker wrote this position first: its rows are as good as ours
         return True
+
+    def _wall_to_wall(self, pairs: Collection[Pair]) -> set[Pair]:
+        """``ReportingView.wall_to_wall`` as the view will be once the pending rows are written."""
+        pending = self._pending
+        view: ReportingView = self.view
+        if pending is None:
+            return view.wall_to_wall(pairs)
+        unwritten = [p for p in pairs if p not in pending.items]
+        out = view.wall_to_wall(unwritten) if unwritten else set()
+        text = self.view.text
+        for pair in pairs:
+            items = pending.items.get(pair)
+            if items is None:
+                continue
+            first = items[0]
+            if isinstance(first, Failed) or (isinstance(first, Report) and (
+                    str(first.downtime_seconds) == str(first.total_seconds) if text  # as the column compares
+                    else first.downtime_seconds == first.total_seconds)):
+                out.add(pair)
+        return out
+
+    def _chunk(self, touched: Sequence[GroupKey]) -> int:
+        """How many of ``touched`` to load first: half the budget at the loaded groups' facts per group
+        (``FIRST_CHUNK`` groups with none loaded, or when they are all loaded already)."""
+        groups = self.state.groups
+        if not groups.loaded or all(key in groups.loaded for key in touched):
+            return GROUP_CHUNK if groups.loaded else FIRST_CHUNK
+        per = max(1, groups.facts // len(groups.loaded))
+        return max(1, min(GROUP_CHUNK, groups.budget // 2 // per))
 
     def _earlier_references(self, groups: Sequence[tuple[GroupKey, Group]], refs: dict[GroupKey, list[str]],
                             upto: int) -> None:
@@ -247,7 +319,7 @@ class ReportingProjection(Projection[Any]):
         changed = {p for _, pairs in work for p in pairs.changed}
         fresh = {p for _, pairs in work for p in pairs.fresh}
         # What the view held before the batch, looked up by key: the months asked about only.
-        old = self.view.wall_to_wall(changed) if changed else set()
+        old = self._wall_to_wall(changed) if changed else set()
         asked: set[Pair] = set(changed)
         done: set[Pair] = set()
         todo = changed | fresh
@@ -266,7 +338,7 @@ class ReportingProjection(Projection[Any]):
                 # A failed month's downtime is unknown: taken as whole, which recomputes more, never less.
                 if pair not in asked:  # a month the walk reached: one more lookup by key
                     asked.add(pair)
-                    old.update(self.view.wall_to_wall([pair]))
+                    old.update(self._wall_to_wall([pair]))
                 r = reports.get(pair)
                 return pair in old or pair in failed or (
                     r is not None and r.downtime_seconds == r.total_seconds)
@@ -292,7 +364,20 @@ class ReportingProjection(Projection[Any]):
                 yield pair, [in_batch[p] if p in in_batch else fetched[p] for p in positions]
 
 
+class _Pending:
+    """Pages folded whose rows are not written yet: each pair's latest rows, from ``base`` + 1 to ``last``."""
+
+    def __init__(self, base: int, last: int) -> None:
+        self.base = base  # the view's position when the first of them was folded
+        self.last = last
+        self.items: dict[Pair, list[Item]] = {}
+
+
 WHOLE: Final[GroupKey] = ("*",)  # the one group of a projection whose reader cannot read by key
 WHOLE_PROBE: Final = CONTRACT  # a name asked about to learn whether the store keeps the names table
-GROUP_CHUNK: Final = 500  # groups loaded and evaluated together (bounded memory on a month's turn)
+GROUP_CHUNK: Final = 500  # groups loaded and evaluated together at most (bounded memory on a month's turn)
+# Pages' rows kept unwritten behind the head: up to this many pages, or rows of this many months.
+DEFER_PAGES: Final = 4
+DEFER_PAIRS: Final = 20_000
+FIRST_CHUNK: Final = 50  # groups loaded first when none is loaded to tell how large they are
 FETCH_PAIRS: Final = 200  # contract-months whose facts are read in one go (bounded memory, few round trips)

@@ -84,3 +84,38 @@ def test_a_restart_anywhere_then_pages_of_any_size_give_the_whole_fold(
     assert idle.catch_up() == len(records)
     assert idle.state.loaded
     assert idle.state.groups.loads == 0
+
+
+@SETTINGS
+@given(ledgers(), st.integers(1, 5))
+def test_pages_behind_the_head_are_written_together_and_give_the_whole_fold(
+    ledger: tuple[list[Recorded], list[int]], page: int
+) -> None:
+    # Behind the head a page's rows wait for the next ones' (issue 17, hL): at most one write per
+    # DEFER_PAGES pages and one at the end, each at a page boundary, and the same view as the fold.
+    from projections.tracked.projection import DEFER_PAGES
+
+    records, _ = ledger
+    view = MemoryView(records)
+    written: list[int] = []
+    replace = view.replace
+
+    def counted(pairs: object, rows: object, tracking: object) -> None:
+        written.append(tracking.notification_id)  # type: ignore[attr-defined]
+        replace(pairs, rows, tracking)  # type: ignore[arg-type]
+
+    view.replace = counted  # type: ignore[method-assign]
+    projection = ReportingProjection(view)  # type: ignore[arg-type]
+    assert projection.catch_up(page=page) == len(records)
+    pages = -(-len(records) // page)
+    assert len(written) <= pages // DEFER_PAGES + 1
+    assert written[-1] == len(records)
+    assert all(p % page == 0 or p == len(records) for p in written)
+    assert view.figures == full(records)
+    # One page at a time (``apply``), each is written at once.
+    one = MemoryView(records)
+    single = ReportingProjection(one)  # type: ignore[arg-type]
+    for start in range(0, len(records), page):
+        assert single.apply(records[start : start + page]) is True
+        assert one.position == min(start + page, len(records))
+    assert one.figures == full(records)
