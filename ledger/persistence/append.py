@@ -111,7 +111,8 @@ def _append_prepared(
     label: str, progress: Callable[[int], None] | None, each: Callable[[AppendResult], None] | None,
     tally: _Tally, dry_run: bool,
 ) -> None:
-    with recorder.write_session() as session, Writer(threaded=session.overlaps) as writer:
+    small = isinstance(batches, Sequence) and sum(len(b) for b in batches) <= SMALL_APPEND
+    with recorder.write_session() as session, Writer(threaded=session.overlaps and not small) as writer:
         chain = _start_chain(session, clock, label)
         held = Holdings(label)
         optimistic = session if isinstance(session, OptimisticSession) else None
@@ -158,6 +159,11 @@ def _append_prepared(
         if dry_run:
             raise _RolledBack
 
+
+# An append of at most this many rows (a served webhook's group) runs its statements on the
+# caller's thread: a thread of its own, and the lock handed back and forth at every statement,
+# cost more than linking beside the duplicate check saves (issue 21).
+SMALL_APPEND: Final = 1_000
 
 IN_FLIGHT: Final = 1  # packed batches sent to the writer thread and not yet written
 
