@@ -1,9 +1,8 @@
 """The child processes of a large import: one reads the input and sends prepared batches; one links them.
 
-``child_main`` decodes and checks lines and sends ``Prepared`` rows (or, given where the
-chain starts, links and packs them itself); ``link_main`` takes the first's messages on
-its stdin and links and packs each batch, so that on an import's packed path the two
-halves of the child's work run in two processes beside the writer.
+``child_main`` decodes and checks lines and sends ``Prepared`` rows; on an import's
+packed path ``link_main`` takes its messages on its stdin and links and packs each batch,
+so that the two halves of the child's work run in two processes beside the writer.
 """
 
 from __future__ import annotations
@@ -38,24 +37,18 @@ from ledger.persistence.port import BATCH, IdConflict, Prepared
 # small part of the batch's (1M rows into PostgreSQL: 2,000 per batch 19 s, 10,000 16 s).
 PACKED_BATCH: Final = 10_000
 
-def child_main(limit: int = MAX_LINE, batch_size: int = BATCH,
-               link: tuple[tuple[Any, ...], str] | None = None,
-               source: tuple[int, int] | None = None) -> None:
+def child_main(limit: int = MAX_LINE, batch_size: int = BATCH, source: tuple[int, int] | None = None) -> None:
     """The preparing process: NDJSON on stdin; framed msgpack batches on stdout.
 
     Each message is a 4-byte big-endian length and msgpack ``[kind, bytes consumed,
-    payload]``. A batch is its prepared rows or, given ``link`` (where the chain
-    starts and the name of the backend's packer), its rows linked as if none of
-    their ids were recorded and packed for the store: ``[events, index, start,
-    count, repeats dropped]``. It never prints a traceback: a bad line, a line the
-    linking refused, or a failure is a message. ``source``: read a regular file's
-    descriptor from an offset on (``os.pread``) instead of stdin.
+    payload]``: a batch is its prepared rows (``link_main`` links and packs them). It never
+    prints a traceback: a bad line or a failure is a message. ``source``: read a regular
+    file's descriptor from an offset on (``os.pread``) instead of stdin.
     """
     gc.disable()  # it builds no cycles; collection passes over millions of short-lived facts cost time
     encode = msgspec.msgpack.Encoder().encode
     outbox = sys.stdout.buffer
     read = _stdin_reader() if source is None else _file_reader(*source)
-    batch = _batch_rows if link is None else _batch_packer(ChainStart(*link[0]), link[1])
     try:
         splitter = LineSplitter(limit)
         rows: list[Prepared] = []
@@ -66,13 +59,11 @@ def child_main(limit: int = MAX_LINE, batch_size: int = BATCH,
             _prepare_numbered(lines, limit, rows, splitter)
             consumed += len(chunk)
             if len(rows) >= batch_size or not chunk:
-                _send(outbox, encode(batch(consumed, rows)))
+                _send(outbox, encode((_ROWS, consumed, rows)))
                 rows, consumed = [], 0
             if not chunk:
                 _send(outbox, encode((_ROWS, 0, None)))
                 return
-    except IdConflict as exc:
-        _send_quietly(outbox, encode((_CONFLICT, 0, str(exc))))
     except BadInput as exc:
         _send_quietly(outbox, encode((_ERROR, 0, str(exc))))
     except (OSError, KeyboardInterrupt):
@@ -130,10 +121,6 @@ def _file_reader(fd: int, offset: int) -> Callable[[], bytes]:
         return chunk
 
     return read
-
-
-def _batch_rows(consumed: int, rows: list[Prepared]) -> tuple[int, int, object]:
-    return _ROWS, consumed, rows
 
 
 def _batch_packer(

@@ -143,8 +143,7 @@ def _in_child(
         # A copy of the descriptor, above 2: stdin redirected from a file (``import - < file``)
         # is descriptor 0, which the child's own stdin would replace.
         at = (_descriptor_above_2(at[0]), at[1])
-    source = "" if at is None else f", source={at!r}"  # child_main's third argument (link) left None
-    commands = [f"from ledger.ingest.child import child_main; child_main({limit}, {batch_size}{source})"]
+    commands = [f"from ledger.ingest.child import child_main; child_main({limit}, {batch_size}, {at!r})"]
     if link is not None:
         commands.append(f"from ledger.ingest.child import link_main; link_main({link!r})")
     with tempfile.TemporaryFile() as err:

@@ -142,7 +142,7 @@ def _append_prepared(
                 if pending.owners:
                     own_keys(linked.keys, pending.owners)
                 if linked.events:
-                    packed = pack(linked.events, linked.keys, chain.position, b"".join(linked.leaves))
+                    packed = _packed(pack, linked, chain.position)
                     writer.submit(session.insert, packed, pending.rows())
                 done = rows, linked, pending
             rows, linked, pending = done
@@ -158,6 +158,11 @@ def _append_prepared(
         writer.finish()
         if dry_run:
             raise _RolledBack
+
+
+def _packed(pack: Packer, linked: Linked, position: int) -> Packed:
+    """``linked``'s rows packed for the store, its leaf hashes as one run of 32-byte hashes."""
+    return pack(linked.events, linked.keys, position, b"".join(linked.leaves))
 
 
 # An append of at most this many rows (a served webhook's group) runs its statements on the
@@ -223,7 +228,7 @@ def _append_packed(
         # import's longer half: docs/decisions.md, issue 19, hN).
         edge = start_edge(session.tree(), position - 1)
         folder = None if edge is None else Folder(position - 1, edge)
-        start = chain.start()._replace(edge=None if edge is None else ())
+        start = chain.start()._replace(hashing=edge is not None)
         with contextlib.closing(packed_batches(start)) as stream:
             for packed, skipped, conflicts, items in stream:
                 if packed.start != position:
@@ -353,7 +358,7 @@ def _insert_new(session: OptimisticSession, pack: Packer, chain: Chain, held: Ho
         return None  # perhaps about a line recorded already, which the check will drop
     if pending.owners:
         own_keys(linked.keys, pending.owners)
-    packed = pack(linked.events, linked.keys, chain.position, b"".join(linked.leaves))
+    packed = _packed(pack, linked, chain.position)
     if linked.events and not session.insert_new(packed, pending.rows()):
         return None
     return guess, linked, pending
@@ -414,7 +419,7 @@ def batch_linker(start: ChainStart, packing: str) -> Callable[[list[Prepared]], 
     pack = PACKERS[packing]
     chain = packing_chain(start)
     # The leaves are hashed here (the writer folds them) if the store's tree covers its log.
-    chain.hashing = start.edge is not None
+    chain.hashing = start.hashing
     opened: dict[str, tuple[str, int]] = {}  # the tickets this input opens: contract, position
 
     def link(rows: list[Prepared]) -> PackedBatch:
@@ -426,7 +431,7 @@ def batch_linker(start: ChainStart, packing: str) -> Callable[[list[Prepared]], 
         items, owners = input_owners(sorted_.items, opened)
         if owners:
             own_keys(linked.keys, owners)
-        packed = pack(linked.events, linked.keys, chain.position, b"".join(linked.leaves))
+        packed = _packed(pack, linked, chain.position)
         chain.advance(linked)
         return PackedBatch(packed, sorted_.skipped, sorted_.conflicts, items)
 

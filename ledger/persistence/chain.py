@@ -44,9 +44,9 @@ class ChainStart(NamedTuple):
     prev: str
     last_at: str | None
     default_at: str
-    # Not None (empty: the writer holds the Merkle tree's right edge and folds) if the tree
-    # covers the log, so that the packing process hashes the leaves; None: it does not.
-    edge: tuple[tuple[int, bytes], ...] | None = None
+    # The tree covers the log: the packing process hashes the leaves (the writer holds the
+    # Merkle tree's right edge and folds them); off: it does not hash them.
+    hashing: bool = False
 
 
 def packing_chain(start: ChainStart, label: str = "line") -> Chain:
