@@ -172,7 +172,7 @@ class DatabasePool:
     def __init__(self, admin_url: str, template: str | None = None) -> None:
         self.admin_url, self.template = admin_url, template
         self._ready: queue.Queue[str | BaseException] = queue.Queue(maxsize=self.AHEAD)
-        self._used: queue.Queue[str | None] = queue.Queue()
+        self._used: queue.Queue[str] = queue.Queue()
         self._stop = threading.Event()
         self._failed: list[str] = []
         self._thread = threading.Thread(target=self._work, name="pg-database-pool", daemon=True)
@@ -188,7 +188,8 @@ class DatabasePool:
     def _work(self) -> None:
         while not self._stop.is_set():
             try:  # drop what the tests gave back before making more
-                while (used := self._used.get_nowait()) is not None:
+                while True:
+                    used = self._used.get_nowait()
                     try:
                         _drop(self.admin_url, used)
                     except psycopg.Error:
@@ -223,9 +224,7 @@ class DatabasePool:
             if isinstance(made, str):
                 leftovers.append(made)
         while not self._used.empty():
-            used = self._used.get_nowait()
-            if used is not None:
-                leftovers.append(used)
+            leftovers.append(self._used.get_nowait())
         for name in leftovers:
             _drop(self.admin_url, name)
 
