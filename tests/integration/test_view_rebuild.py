@@ -174,14 +174,13 @@ def test_a_query_on_the_view_reads_the_live_copy_only_through_its_month_index(
 
 
 def test_another_connection_fills_what_the_rebuild_swaps_in(
-        sqlite_url: str, make_ledger: Callable[[str], Ledger]) -> None:
+        store_url: str, make_ledger: Callable[[str], Ledger]) -> None:
     """A rebuild's workers write their rows themselves (``ReportingView.fill``, on their own
     connections) into the tables ``replacing`` names: unseen until the swap, then the whole view.
 
-    SQLite only: PostgreSQL's rebuild writes in its parent (its ``replacing`` yields no
-    ``Filling``; workers waiting on their own COPY measured slower, docs/decisions.md).
+    Both stores: SQLite's shadow tables, PostgreSQL's copy readers do not see (whose live copy
+    ``fill`` refuses).
     """
-    store_url = sqlite_url
     ledger = make_ledger(store_url)
     from eventsourcing.persistence import Tracking
 
@@ -204,6 +203,10 @@ def test_another_connection_fills_what_the_rebuild_swaps_in(
         assert isinstance(write, Filling)
         with pytest.raises(ProjectionError):
             worker.fill(write.target + "x", view_rows(items, text=worker.text))
+        if store_url.startswith("postgres"):
+            live = "a" if write.target == "b" else "b"
+            with pytest.raises(ProjectionError, match="live copy"):
+                worker.fill(live, view_rows(items, text=worker.text))
         worker.fill(write.target, view_rows(items[:3], text=worker.text))
         worker.fill(write.target, view_rows(items[3:], text=worker.text))
         assert _view(store_url) == old  # not before the swap
