@@ -450,6 +450,20 @@ class TreeView:
                     _named(lambda: merkle.consistency_path(old, new, read)))
 
 
+def root_of(recorder: LedgerRecorder, size: int) -> str | None:
+    """The root of the first ``size`` facts as ``sha256:<hex>``, or None where the tree is not built.
+
+    What a report names its log by (``Ledger.log_checkpoint``): here, not in ``ledger.checkpoint``,
+    whose signatures and proofs a report does not import (issue 17).
+    """
+    view = TreeView(recorder)
+    try:
+        view.size()
+        return merkle.hex_hash(view.root(size))
+    except StoreError:
+        return None
+
+
 def _named(fn: Callable[[], T]) -> T:
     try:
         return fn()
