@@ -23,7 +23,8 @@ from ledger.events import (
 )
 from ledger.persistence.consistency import ROW_CLAIM_OF
 from ledger.persistence.keys import KEY_OF
-from ledger.persistence.port import BATCH, Prepared
+from ledger.persistence.port import BATCH
+from ledger.persistence.rows import Prepared
 
 MAX_LINE: Final = 16 * 1024 * 1024  # bytes; a longer line is refused without reading it whole
 CHUNK: Final = 1 << 20  # bytes handed to the child at a time

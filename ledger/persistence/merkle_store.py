@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import msgspec
 import msgspec.inspect as mi
@@ -32,7 +32,10 @@ from ledger import merkle
 from ledger.errors import StoreError
 from ledger.events import FACT_TAGS, decode_state, export_line
 from ledger.merkle import Key
-from ledger.persistence.port import LedgerRecorder, Prepared, Tree
+from ledger.persistence.port import LedgerRecorder, Tree
+
+if TYPE_CHECKING:
+    from ledger.persistence.rows import Prepared  # the write path's rows: a report makes none
 
 T = TypeVar("T")
 TABLE: Final = "ledger_merkle"

@@ -24,7 +24,7 @@ from ledger.contracts import in_force
 from ledger.events import ContractAmended, ContractRegistered, Fact, Recorded, encode_state, fact_id
 from ledger.persistence.consistency import first_uses
 from ledger.persistence.keys import index_keys
-from ledger.persistence.port import ViewRows
+from ledger.persistence.rows import ViewRows
 from ledger.policy import load_policy, resolve
 from projections.affected import Known, Pair, add_months, affected, month_of, months_from
 from projections.availability import evaluate

@@ -30,7 +30,7 @@ from ledger.events import (
     TicketClassified,
     fact_id,
 )
-from ledger.persistence.port import ViewRows
+from ledger.persistence.rows import ViewRows
 from ledger.policy import load_policy, resolve
 from projections.affected import Known, Pair
 from projections.availability import downtime_stretches
