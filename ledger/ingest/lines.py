@@ -8,19 +8,9 @@ from typing import Any, Final
 
 import msgspec
 
+from ledger.admission import admit, check_keys, decode_fact, may_hold_control
 from ledger.errors import BadInput
-from ledger.events import (
-    CONTRACT_TYPES,
-    FACT_DECODER,
-    FACT_TAGS,
-    Fact,
-    admit,
-    canonical,
-    check_keys,
-    decode_fact,
-    derive_id_from,
-    may_hold_control,
-)
+from ledger.events import CONTRACT_TYPES, FACT_DECODER, FACT_TAGS, Fact, canonical, derive_id_from
 from ledger.persistence.consistency import ROW_CLAIM_OF
 from ledger.persistence.keys import KEY_OF
 from ledger.persistence.port import BATCH

@@ -25,7 +25,8 @@ from ledger.events import ContractAmended, ContractRegistered, Fact, Recorded, e
 from ledger.persistence.consistency import first_uses
 from ledger.persistence.keys import index_keys
 from ledger.persistence.rows import ViewRows
-from ledger.policy import load_policy, resolve
+from ledger.policy import resolve
+from ledger.policy_check import load_policy
 from projections.affected import Known, Pair, add_months, affected, month_of, months_from
 from projections.availability import evaluate
 from projections.model import Report, to_json
