@@ -25,7 +25,9 @@ NOT_FOR_REPORT = ("holidays", "eventsourcing", "ledger.ingest", "ledger.persiste
                   # click translates its --help and --version texts with gettext, which imports locale
                   "locale",
                   # signatures and proofs (a report names its log by merkle_store.root_of)
-                  "ledger.checkpoint")
+                  "ledger.checkpoint",
+                  # what a new fact or policy must hold, the write path's row tuples
+                  "ledger.admission", "ledger.policy_check", "ledger.persistence.rows")
 
 _PROBE = """
 import sys
