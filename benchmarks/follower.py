@@ -77,7 +77,7 @@ def register(url: str, contracts: int) -> None:
     """Every contract of the generated data, in one append."""
     from ledger.bootstrap import open_ledger
     from ledger.events import ContractRegistered
-    from ledger.policy import load_policy
+    from ledger.policy_check import load_policy
 
     ledger = open_ledger(url)
     try:

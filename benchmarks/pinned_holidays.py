@@ -21,7 +21,8 @@ from datetime import UTC, datetime, timedelta
 
 from ledger.calendar import holiday_dates
 from ledger.events import HolidaysPinned, MaintenanceAnnounced, ProbeFailed, ProbeRecovered, Recorded, fact_id
-from ledger.policy import load_policy, resolve
+from ledger.policy import resolve
+from ledger.policy_check import load_policy
 from projections.availability import evaluate
 
 POLICY = """

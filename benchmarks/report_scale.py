@@ -37,7 +37,8 @@ from typing import TYPE_CHECKING, Final
 
 from ledger import events as ev
 from ledger.events import Fact, Recorded, fact_id
-from ledger.policy import Policy, load_policy, resolve
+from ledger.policy import Policy, resolve
+from ledger.policy_check import load_policy
 
 if TYPE_CHECKING:
     from ledger.application import Ledger

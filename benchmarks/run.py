@@ -172,7 +172,7 @@ def register_contracts(url: str, contracts: list[Path]) -> float:
     """Record every contract in one append (one register command per contract would take minutes)."""
     from ledger.bootstrap import open_ledger
     from ledger.events import ContractRegistered
-    from ledger.policy import load_policy
+    from ledger.policy_check import load_policy
 
     t0 = time.perf_counter()
     led = open_ledger(url)

@@ -228,7 +228,7 @@ def store(kind: str, workdir: Path, tag: str) -> Iterator[str]:
 def fill(url: str, lines: list[str]) -> float:
     """Register the contract and import the lines in this process; seconds taken."""
     from ledger.bootstrap import open_ledger
-    from ledger.policy import load_policy
+    from ledger.policy_check import load_policy
 
     t0 = time.perf_counter()
     led = open_ledger(url)
@@ -251,7 +251,7 @@ def history_policy() -> bytes:
 def fill_history(url: str, lines: list[str]) -> float:
     """Register the history case's contract and import the lines; seconds taken."""
     from ledger.bootstrap import open_ledger
-    from ledger.policy import load_policy
+    from ledger.policy_check import load_policy
 
     t0 = time.perf_counter()
     led = open_ledger(url)
@@ -365,8 +365,9 @@ def cli_figure(kind: str, url: str, tickets: int, runs: int) -> bool:
 
 def fold_inputs(lines: Iterable[bytes]) -> tuple[list[Recorded], Policy, list[Stretch]]:
     """The decoded records, the resolved policy and the downtime stretches: what the fold takes."""
-    from ledger.events import decode_fact
-    from ledger.policy import load_policy, resolve
+    from ledger.admission import decode_fact
+    from ledger.policy import resolve
+    from ledger.policy_check import load_policy
     from projections.availability import downtime_stretches
 
     policy = resolve(load_policy(POLICY))

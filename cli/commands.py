@@ -52,7 +52,8 @@ class _AppendCommand(click.Command):
 @click.pass_context
 def append(click_ctx: click.Context, event_type: str | None, json_text: str | None) -> None:
     """Append one event: TYPE --field value ..., or --json '{...}'. Prints its position."""
-    from ledger.events import OPS_TYPES, decode_fact, fact_from_fields, fact_id
+    from ledger.admission import decode_fact, fact_from_fields
+    from ledger.events import OPS_TYPES, fact_id
 
     ctx = click_ctx.find_object(Context)
     assert ctx is not None

@@ -78,13 +78,64 @@ def _usage(exc: click.UsageError) -> Failure:
     return Failure(f"{exc.format_message()} (see `{where} --help`)", 2)
 
 
-class LedgerGroup(click.Group):
+# --- --help and --version without gettext ------------------------------------------
+#
+# click's own ``--help`` and ``--version`` options translate their help text with ``gettext``, whose
+# first call imports ``locale`` (4M instructions of every command, issue 17). The ledger ships no
+# translations, so the group and ``report`` make the same options with the same English text.
+_HELP_NAME = "_ledger_help"  # a reserved storage name: a parameter named `help` cannot clash (as click's)
+
+
+def _show_help(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(ctx.get_help(), color=ctx.color)
+        ctx.exit()
+
+
+def version_option(package: str) -> Callable[[F], F]:
+    """``click.version_option(package_name=package)``: prints "PROG, version V" and exits."""
+
+    def show(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+        if not value or ctx.resilient_parsing:
+            return
+        from importlib.metadata import version
+
+        click.echo(f"{ctx.find_root().info_name}, version {version(package)}", color=ctx.color)
+        ctx.exit()
+
+    return click.option("--version", is_flag=True, expose_value=False, is_eager=True,
+                        help="Show the version and exit.", callback=show)
+
+
+class _PlainHelp(click.Command):
+    """``click.Command.get_help_option`` with the help text given, not translated."""
+
+    _plain_help: click.Option | None = None
+
+    def get_help_option(self, ctx: click.Context) -> click.Option | None:
+        names = self.get_help_option_names(ctx)
+        if not names or not self.add_help_option:
+            return None
+        if self._plain_help is None:  # one object: click orders eager parameters by identity
+            self._plain_help = click.Option([*names, _HELP_NAME], is_flag=True, expose_value=False,
+                                            is_eager=True, help="Show this message and exit.",
+                                            callback=_show_help)
+        return self._plain_help
+
+
+class LedgerCommand(_PlainHelp):
+    """A command of the group, defined with it (``report``)."""
+
+
+class LedgerGroup(_PlainHelp, click.Group):
     """Turns every failure below it into one line and a non-zero exit, never a traceback.
 
     ``lazy`` names commands by ``"module:attribute"``: a module is imported when its command
     runs (or when ``--help`` lists it), so a report does not pay for the server's or the
     support clocks' imports (issue 17, a fast start).
     """
+
+    command_class = LedgerCommand
 
     def __init__(self, *args: Any, lazy: dict[str, str] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -14,7 +14,7 @@ from ledger.text import printable
 
 def _policy(file: BinaryIO) -> PolicyFile:
     """The policy in a TOML file, its errors naming the file (or `policy` for stdin)."""
-    from ledger.policy import load_policy
+    from ledger.policy_check import load_policy
 
     return load_policy(file.read(), source=getattr(file, "name", "policy"))
 

@@ -19,7 +19,8 @@ import anyio.to_thread
 
 from ledger.application import Ledger
 from ledger.persistence.append import append_prepared
-from ledger.persistence.port import AppendResult, Prepared
+from ledger.persistence.port import AppendResult
+from ledger.persistence.rows import Prepared
 
 GROUP_ROWS: Final = 10_000  # rows of one group commit at most (a larger request is written alone)
 

@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from cli.context import Context, LedgerGroup, month_option, pass_ctx
+from cli.context import Context, LedgerGroup, month_option, pass_ctx, version_option
 from ledger.urls import store_url
 
 # Commands whose module is imported only when they run (``LedgerGroup``); ``report`` is below. Every
@@ -38,7 +38,7 @@ LAZY_COMMANDS = {
 @click.option("--store", envvar="LEDGER_STORE", default=None, metavar="URL",
               help="sqlite:///REL/PATH or sqlite:////ABS/PATH (default sqlite:///ledger.db), "
                    "or a libpq URL postgresql://USER@HOST:PORT/DB[?PARAMS].")
-@click.version_option(package_name="availability-ledger")
+@version_option("availability-ledger")
 @click.pass_context
 def cli(ctx: click.Context, store: str | None) -> None:
     """An event-sourced availability ledger for SaaS service level agreements."""

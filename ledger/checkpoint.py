@@ -232,13 +232,3 @@ def consistency(recorder: LedgerRecorder, old: int, new: int) -> dict[str, Any]:
     old_root, new_root, path = view.consistency(old, new)
     return {"from": old, "to": new, "from_root": merkle.hex_hash(old_root),
             "to_root": merkle.hex_hash(new_root), "path": [merkle.hex_hash(h) for h in path]}
-
-
-def root_of(recorder: LedgerRecorder, size: int) -> str | None:
-    """The root of the first ``size`` facts as ``sha256:<hex>``, or None where the tree is not built."""
-    view = merkle_store.TreeView(recorder)
-    try:
-        view.size()
-        return merkle.hex_hash(view.root(size))
-    except StoreError:
-        return None

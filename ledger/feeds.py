@@ -20,8 +20,9 @@ from typing import Annotated, Any, Final, Literal, TypeVar
 
 import msgspec
 
+from ledger.admission import decode_fact
 from ledger.errors import BadInput
-from ledger.events import Fact, decode_fact
+from ledger.events import Fact
 
 Instant = Annotated[datetime, msgspec.Meta(tz=True)]
 T = TypeVar("T")

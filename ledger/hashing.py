@@ -16,17 +16,18 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
+if TYPE_CHECKING:  # a type only: a Protocol class costs every command's start-up (issue 17)
 
-class Hash(Protocol):
-    """What the ledger uses of a hash object."""
+    class Hash(Protocol):
+        """What the ledger uses of a hash object."""
 
-    def update(self, data: bytes, /) -> None: ...
+        def update(self, data: bytes, /) -> None: ...
 
-    def digest(self) -> bytes: ...
+        def digest(self) -> bytes: ...
 
-    def hexdigest(self) -> str: ...
+        def hexdigest(self) -> str: ...
 
 
 def _sha256() -> Callable[[bytes], Hash]:

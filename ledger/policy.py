@@ -6,7 +6,8 @@ round-trips through the ledger unchanged. ``resolve`` turns it into ``Policy``,
 with Decimals, durations and time zones, which is what projections use.
 
 Size: the policy file's msgspec types and their resolution into rules are one format,
-read together (house style, as ledger/events.py).
+read together (house style, as ledger/events.py); what a new policy must meet is
+``ledger.policy_check``.
 """
 
 # No ``from __future__ import annotations``: msgspec reads these structs' annotations to build
@@ -19,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
-from ledger.calendar import CalendarRules, check_month, supported_holidays
+from ledger.calendar import CalendarRules, supported_holidays
 from ledger.errors import BadInput
 
 if TYPE_CHECKING:
@@ -529,118 +530,7 @@ def _check_holidays(code: str, field: str = "calendar.holidays") -> None:
         raise BadInput(f"field `{field}`: {country} has no subdivision {subdiv!r}")
 
 
-# --- what a new policy may hold ------------------------------------------------
-#
-# The rules below apply where a policy comes in (``load_policy``, and a contract fact on
-# import or append), never to a policy read back from the ledger: ``resolve`` stays as
-# loose as the ledger ever was, so a version recorded before a rule existed still
-# resolves and its months still evaluate.
-
-MAX_PROBES: Final = 100
-MAX_TIERS: Final = 100
-# Canonical JSON of a whole policy; far below ``ledger.ingest.MAX_LINE``, so a contract
-# fact always exports to a line that import accepts.
-MAX_POLICY_BYTES: Final = 64 * 1024
-
-_NAME_CONTROL: Final = r"[\x00-\x1f\x7f-\x9f]"
-_TEXT_CONTROL: Final = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
-# The patterns of the msgspec types end in `$`, which lets a trailing newline through:
-# matched whole here.
+# A decimal as a new policy writes it (``ledger.policy_check``, and a [support] quota here). The
+# patterns of the msgspec types end in `$`, which lets a trailing newline through: matched whole.
 _DECIMAL_RE: Final = r"[0-9]{1,15}(?:\.[0-9]{1,12})?"
 _DECIMAL: Final = 'a decimal string like "99.97"'
-_CURRENCY_RE: Final = r"[A-Z]{3}"
-_HOURS_RE: Final = r"[0-2][0-9]:[0-5][0-9]-[0-2][0-9]:[0-5][0-9]"
-_HOLIDAYS_RE: Final = r"[A-Z]{2}(?:-[A-Z0-9]{1,3})?"
-_policy_encoder: Final = msgspec.json.Encoder(order="sorted")
-
-
-def _name(value: str, field: str) -> None:
-    if re.search(_NAME_CONTROL, value):
-        raise BadInput(f"field `{field}`: must not contain control characters")
-
-
-def _text(value: str, field: str) -> None:
-    if re.search(_TEXT_CONTROL, value):
-        raise BadInput(f"field `{field}`: must not contain control characters other than tab, "
-                       "line feed and carriage return")
-
-
-def _whole(pattern: str, value: str | None, field: str, what: str) -> None:
-    if value is not None and not re.fullmatch(pattern, value):
-        raise BadInput(f"field `{field}`: expected {what}, got {value!r}")
-
-
-def check_policy(pf: PolicyFile) -> Policy:
-    """The rules a policy must meet to be recorded, then ``resolve``; BadInput names the field."""
-    c, a, m, cal, cr = pf.contract, pf.availability, pf.maintenance, pf.calendar, pf.credits
-    # Counts and size first: they bound the work of every other check.
-    if len(a.probes) > MAX_PROBES:
-        raise BadInput(f"field `availability.probes`: at most {MAX_PROBES} probes, got {len(a.probes)}")
-    if cr is not None and len(cr.tiers) > MAX_TIERS:
-        raise BadInput(f"field `credits.tiers`: at most {MAX_TIERS} tiers, got {len(cr.tiers)}")
-    size = len(_policy_encoder.encode(pf))
-    if size > MAX_POLICY_BYTES:
-        raise BadInput(f"the policy is {size} bytes as JSON, at most {MAX_POLICY_BYTES}")
-    for value, field in ((c.id, "contract.id"), (c.service, "contract.service"),
-                         (c.timezone, "contract.timezone"),
-                         (cal.timezone if cal else None, "calendar.timezone")):
-        if value is not None:
-            _name(value, field)
-    for i, probe in enumerate(a.probes):
-        _name(probe, f"availability.probes[{i}]")
-    _text(c.customer, "contract.customer")
-    _whole(_CURRENCY_RE, c.currency, "contract.currency", "three capital letters (ISO 4217)")
-    for value, field in ((c.monthly_fee, "contract.monthly_fee"), (c.annual_fee, "contract.annual_fee"),
-                         (a.target, "availability.target"),
-                         (cr.cap_percent if cr else None, "credits.cap_percent")):
-        _whole(_DECIMAL_RE, value, field, _DECIMAL)
-    if c.effective_from is not None:
-        check_month(c.effective_from, "field `contract.effective_from`")
-    if len(set(a.excludable)) != len(a.excludable):
-        raise BadInput("field `availability.excludable`: a category is listed twice")
-    if m is not None:
-        notice = re.fullmatch(_STRICT_BUSINESS_RE, m.min_notice)
-        if notice is None:
-            _bounded_duration(m.min_notice, "maintenance.min_notice")
-        elif int(notice.group(1)) > MAX_DAYS:
-            raise BadInput(f"field `maintenance.min_notice`: at most {MAX_DAYS} business days, "
-                           f"got {m.min_notice!r}")
-        # Business days and business hours are the calendar's: a policy that relies on them
-        # says which (zone, hours, holidays) rather than get 09:00-17:00 without holidays.
-        if cal is None and notice is not None:
-            raise BadInput("field `maintenance.min_notice`: a notice in business days needs a "
-                           "[calendar] section (business hours and holidays)")
-        if cal is None and m.outside_business_hours:
-            raise BadInput("field `maintenance.outside_business_hours`: needs a [calendar] section "
-                           "(business hours and holidays)")
-    if cal is not None:
-        _whole(_HOURS_RE, cal.business_hours, "calendar.business_hours", 'hours like "09:00-17:00"')
-        _whole(_HOLIDAYS_RE, cal.holidays, "calendar.holidays", 'a country code like "CA" or "CA-ON"')
-    if cr is not None:
-        for i, t in enumerate(cr.tiers):
-            _whole(_DECIMAL_RE, t.below, f"credits.tiers[{i}].below", _DECIMAL)
-            _whole(_DECIMAL_RE, t.percent, f"credits.tiers[{i}].percent", _DECIMAL)
-        if cr.long_outage is not None:
-            _bounded_duration(cr.long_outage.over, "credits.long_outage.over")
-    return resolve(pf)
-
-
-def load_policy(data: bytes, source: str = "policy") -> PolicyFile:
-    """Decode and validate a policy TOML file; raises BadInput naming the field."""
-    try:
-        pf = msgspec.toml.decode(data, type=PolicyFile)
-    except msgspec.ValidationError as exc:
-        msg = str(exc)
-        m = re.search(r"`\$\.([^`]*)`", msg)
-        if m:
-            msg = f"field `{m.group(1)}`: " + re.sub(r"\s*-\s*at `\$\.[^`]*`", "", msg)
-        raise BadInput(f"{source}: {msg}") from None
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise BadInput(f"{source}: not valid TOML: {exc}") from None
-    except RecursionError:  # the TOML reader recurses once per level of nested arrays or tables
-        raise BadInput(f"{source}: not valid TOML: arrays or tables nested too deeply") from None
-    try:
-        check_policy(pf)
-    except BadInput as exc:
-        raise BadInput(f"{source}: {exc}") from None
-    return pf

@@ -7,7 +7,8 @@ from cli.demo.story import demo_facts
 from ledger.application import Ledger
 from ledger.errors import BadInput
 from ledger.events import ContractRegistered, fact_id
-from ledger.policy import PolicyFile, load_policy
+from ledger.policy import PolicyFile
+from ledger.policy_check import load_policy
 from projections.model import Report
 
 

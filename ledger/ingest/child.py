@@ -31,7 +31,8 @@ from ledger.ingest.framing import (
 from ledger.ingest.lines import CHUNK, MAX_LINE, LineSplitter, _prepare_numbered
 from ledger.persistence.append import batch_linker
 from ledger.persistence.chain import ChainStart
-from ledger.persistence.port import BATCH, IdConflict, Prepared
+from ledger.persistence.port import BATCH, IdConflict
+from ledger.persistence.rows import Prepared
 
 # Rows per batch the child links and packs: the server's cost per statement is then a
 # small part of the batch's (1M rows into PostgreSQL: 2,000 per batch 19 s, 10,000 16 s).

@@ -8,22 +8,13 @@ from typing import Any, Final
 
 import msgspec
 
+from ledger.admission import admit, check_keys, decode_fact, may_hold_control
 from ledger.errors import BadInput
-from ledger.events import (
-    CONTRACT_TYPES,
-    FACT_DECODER,
-    FACT_TAGS,
-    Fact,
-    admit,
-    canonical,
-    check_keys,
-    decode_fact,
-    derive_id_from,
-    may_hold_control,
-)
+from ledger.events import CONTRACT_TYPES, FACT_DECODER, FACT_TAGS, Fact, canonical, derive_id_from
 from ledger.persistence.consistency import ROW_CLAIM_OF
 from ledger.persistence.keys import KEY_OF
-from ledger.persistence.port import BATCH, Prepared
+from ledger.persistence.port import BATCH
+from ledger.persistence.rows import Prepared
 
 MAX_LINE: Final = 16 * 1024 * 1024  # bytes; a longer line is refused without reading it whole
 CHUNK: Final = 1 << 20  # bytes handed to the child at a time

@@ -40,7 +40,8 @@ from ledger.ingest.framing import _CONFLICT, _ERROR, _FAILED, _ROWS, READ_AHEAD,
 from ledger.ingest.lines import CHUNK, MAX_LINE, LineSplitter, _prepare_numbered, batched
 from ledger.persistence.append import PackedBatch
 from ledger.persistence.chain import ChainStart
-from ledger.persistence.port import BATCH, Conflict, IdConflict, Packed, Prepared
+from ledger.persistence.port import BATCH, Conflict, IdConflict, Packed
+from ledger.persistence.rows import Prepared
 
 PARALLEL_FROM_BYTES: Final = 4 * CHUNK  # input at least this long is prepared in a child process
 

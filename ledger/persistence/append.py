@@ -36,9 +36,9 @@ from ledger.persistence.port import (
     OptimisticSession,
     Packed,
     Packer,
-    Prepared,
     WriteSession,
 )
+from ledger.persistence.rows import Prepared
 
 T = TypeVar("T")
 

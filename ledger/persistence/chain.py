@@ -17,7 +17,7 @@ import msgspec
 from ledger.errors import BadInput
 from ledger.events import Fact, canonical, state_bytes
 from ledger.persistence.merkle_store import leaf_hashes
-from ledger.persistence.port import Prepared
+from ledger.persistence.rows import Prepared
 
 GENESIS: Final = "0" * 64
 

@@ -41,7 +41,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from operator import attrgetter
-from typing import Any, Final, Protocol, get_args
+from typing import TYPE_CHECKING, Any, Final, Protocol, get_args
 
 from ledger.events import (
     CONTRACT_TYPES,
@@ -389,12 +389,14 @@ def service_ranges(keys: Iterable[str]) -> list[str]:
     return [probe_prefix(k[len(SERVICE):]) for k in keys if k.startswith(SERVICE)]
 
 
-class KeyedReader(Protocol):
-    """What ``read_related`` needs of a recorder: stored states by key, and by key range."""
+if TYPE_CHECKING:  # a type only: a Protocol class costs every command's start-up (issue 17)
 
-    def read_keyed_states(self, keys: Sequence[str], upto: int) -> Iterator[tuple[int, bytes]]: ...
+    class KeyedReader(Protocol):
+        """What ``read_related`` needs of a recorder: stored states by key, and by key range."""
 
-    def read_key_range_states(self, lo: str, hi: str, upto: int) -> Iterator[tuple[int, bytes]]: ...
+        def read_keyed_states(self, keys: Sequence[str], upto: int) -> Iterator[tuple[int, bytes]]: ...
+
+        def read_key_range_states(self, lo: str, hi: str, upto: int) -> Iterator[tuple[int, bytes]]: ...
 
 
 def read_service_states(reader: KeyedReader, keys: Sequence[str], upto: int) -> Iterator[tuple[int, bytes]]:

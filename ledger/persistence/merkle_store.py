@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import msgspec
 import msgspec.inspect as mi
@@ -32,7 +32,10 @@ from ledger import merkle
 from ledger.errors import StoreError
 from ledger.events import FACT_TAGS, decode_state, export_line
 from ledger.merkle import Key
-from ledger.persistence.port import LedgerRecorder, Prepared, Tree
+from ledger.persistence.port import LedgerRecorder, Tree
+
+if TYPE_CHECKING:
+    from ledger.persistence.rows import Prepared  # the write path's rows: a report makes none
 
 T = TypeVar("T")
 TABLE: Final = "ledger_merkle"
@@ -448,6 +451,20 @@ class TreeView:
             read = _Reader(tree)
             return (_named(lambda: merkle.root(old, read)), _named(lambda: merkle.root(new, read)),
                     _named(lambda: merkle.consistency_path(old, new, read)))
+
+
+def root_of(recorder: LedgerRecorder, size: int) -> str | None:
+    """The root of the first ``size`` facts as ``sha256:<hex>``, or None where the tree is not built.
+
+    What a report names its log by (``Ledger.log_checkpoint``): here, not in ``ledger.checkpoint``,
+    whose signatures and proofs a report does not import (issue 17).
+    """
+    view = TreeView(recorder)
+    try:
+        view.size()
+        return merkle.hex_hash(view.root(size))
+    except StoreError:
+        return None
 
 
 def _named(fn: Callable[[], T]) -> T:

@@ -22,7 +22,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Final, NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, ClassVar, Final, Protocol, runtime_checkable
 
 import msgspec
 
@@ -33,30 +33,10 @@ if TYPE_CHECKING:
     from eventsourcing.persistence import Tracking
 
     from ledger.persistence.consistency import Lookup  # a type only: reads need none of its rules
+    from ledger.persistence.rows import Head, ViewRows  # types here; a read makes none
 
 PAGE: Final = 5000  # rows per read of a page, and notifications per batch of the reporting view
 BATCH: Final = 2000  # facts per append batch
-
-
-# The three NamedTuples are made by the functional form (hence ``noqa: UP014``), with their field
-# types as objects: the class form under ``from __future__ import annotations`` hands typing strings,
-# each compiled into a ForwardRef (about 0.1M instructions a field, 2M of every command's start-up,
-# issue 17). Without that import, every method's annotations here would be evaluated instead.
-Prepared = NamedTuple("Prepared", [  # noqa: UP014
-    ("line", int),  # its line (or place) in the input, for messages
-    ("id", str),
-    ("id_json", bytes),
-    ("topic", str),  # its type tag
-    ("key", str | tuple[str, ...]),  # its index key (keys: a support fact, ``keys.KEY_OF``)
-    ("canon", bytes),  # its canonical JSON
-    ("recorded_at", bytes | None),  # its own recorded_at as JSON (an exported line), else None
-    ("claim", tuple[str, str] | None),  # the name it gives or the contract it versions (consistency.Claim)
-])
-Prepared.__doc__ = "A fact ready to append (``ledger.ingest``): everything the writer needs, computed once."
-
-
-Head = NamedTuple("Head", [("position", int), ("hash", str), ("recorded_at", datetime | None)])  # noqa: UP014
-Head.__doc__ = "The last recorded position, its chain hash and its recorded_at."
 
 
 class Conflict(msgspec.Struct, frozen=True):
@@ -381,18 +361,6 @@ Pair = tuple[str, str]  # (contract, month)
 
 class ProjectionError(StoreError):
     """The view cannot follow the ledger (e.g. its tracking was removed by hand)."""
-
-
-ViewRows = NamedTuple("ViewRows", [  # noqa: UP014
-    ("monthly", list[tuple[Any, ...]]),
-    ("intervals", list[tuple[Any, ...]]),
-    ("credits", list[tuple[Any, ...]]),
-    ("failed", list[tuple[Any, ...]]),  # (contract, month, position, error)
-    ("tickets", list[tuple[Any, ...]]),  # a contract-month's tickets (section 6.3), in opening order
-    ("targets", list[tuple[Any, ...]]),  # its response targets, in the policy's order
-])
-ViewRows.__doc__ = ("Rows for the view's tables (``ROW_TABLES``), in the backend's column types "
-                    "(``ReportingView.text``).")
 
 
 class Filling:

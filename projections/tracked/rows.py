@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple
 import msgspec
 
 from ledger.errors import one_line
-from ledger.persistence.port import Pair, ViewRows
+from ledger.persistence.port import Pair
+from ledger.persistence.rows import ViewRows
 from projections.model import Report
 
 if TYPE_CHECKING:

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 from benchmarks.support_bench import history_lines, support_lines
-from ledger.events import TicketOpened, decode_fact
+from ledger.admission import decode_fact
+from ledger.events import TicketOpened
 
 ROOT = Path(__file__).resolve().parents[2]
 

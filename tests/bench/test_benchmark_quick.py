@@ -16,8 +16,10 @@ import types
 from pathlib import Path
 
 from benchmarks import generate
-from ledger.events import OPS_TYPES, SUPPORT_TAGS, ProbeFailed, ProbeRecovered, decode_fact
-from ledger.policy import load_policy, resolve
+from ledger.admission import decode_fact
+from ledger.events import OPS_TYPES, SUPPORT_TAGS, ProbeFailed, ProbeRecovered
+from ledger.policy import resolve
+from ledger.policy_check import load_policy
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -18,7 +18,7 @@ from cli.main import cli
 from cli.support import CSV_HEADER
 from ledger.application import Ledger
 from ledger.bootstrap import open_ledger
-from ledger.policy import load_policy
+from ledger.policy_check import load_policy
 from tests.conftest import StepClock
 from tests.lines import import_lines
 

@@ -29,7 +29,8 @@ from ledger.bootstrap import open_ledger
 from ledger.errors import BadInput
 from ledger.events import export_line, strip_envelope
 from ledger.ingest.lines import CHUNK, MAX_LINE, LineSplitter
-from ledger.policy import PolicyFile, load_policy
+from ledger.policy import PolicyFile
+from ledger.policy_check import load_policy
 from ledger.verify import verify
 from tests.conftest import StepClock
 from tests.integration.test_store_contract import GOOD, snapshot

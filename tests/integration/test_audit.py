@@ -10,9 +10,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 from cli.main import cli
+from ledger.admission import fact_from_fields
 from ledger.application import Ledger
-from ledger.events import Fact, fact_from_fields
-from ledger.policy import load_policy
+from ledger.events import Fact
+from ledger.policy_check import load_policy
 
 MONTH = "2026-10"
 POLICY = """

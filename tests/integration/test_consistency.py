@@ -25,7 +25,7 @@ from ledger.bootstrap import open_ledger
 from ledger.errors import BadInput, NotFound, StoreError
 from ledger.events import ContractAmended, ContractRegistered, IncidentOpened
 from ledger.persistence.port import AppendResult, Conflict, IdConflict
-from ledger.policy import load_policy
+from ledger.policy_check import load_policy
 from ledger.verify import verify
 from tests.cli.test_cli import events, one_line_error, run
 from tests.conftest import StepClock

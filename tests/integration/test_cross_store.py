@@ -15,7 +15,7 @@ from cli.main import cli
 from ledger.application import Ledger
 from ledger.bootstrap import open_ledger
 from ledger.events import Fact
-from ledger.policy import load_policy
+from ledger.policy_check import load_policy
 from tests.conftest import StepClock
 
 MONTHS = ("2026-09", "2026-10")

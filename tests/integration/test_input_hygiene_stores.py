@@ -16,22 +16,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ledger.admission import decode_fact
 from ledger.application import Ledger
 from ledger.bootstrap import open_ledger
 from ledger.calendar import EARLIEST, LATEST
 from ledger.errors import BadInput, NotFound
-from ledger.events import (
-    ContractRegistered,
-    IncidentOpened,
-    ProbeFailed,
-    canonical,
-    decode_fact,
-    derive_id,
-    export_line,
-)
+from ledger.events import ContractRegistered, IncidentOpened, ProbeFailed, canonical, derive_id, export_line
 from ledger.ingest.lines import MAX_LINE, prepare_fact
 from ledger.persistence.append import append_prepared
-from ledger.policy import MAX_POLICY_BYTES, PolicyFile, check_policy, load_policy
+from ledger.policy import PolicyFile
+from ledger.policy_check import MAX_POLICY_BYTES, check_policy, load_policy
 from ledger.verify import verify
 from projections.tracked import rebuild, run
 from tests.conftest import StepClock

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from ledger.bootstrap import open_ledger
-from ledger.policy import load_policy
+from ledger.policy_check import load_policy
 from tests.conftest import StepClock
 from tests.pgserver import scratch_database
 

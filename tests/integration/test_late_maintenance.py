@@ -15,9 +15,10 @@ from click.testing import CliRunner, Result
 
 from cli.demo import example_policy_paths
 from cli.main import cli
+from ledger.admission import fact_from_fields
 from ledger.application import Ledger
-from ledger.events import Fact, fact_from_fields
-from ledger.policy import load_policy
+from ledger.events import Fact
+from ledger.policy_check import load_policy
 from tests.conftest import StepClock
 from tests.integration.test_reporting import assert_tables_match_reports, ledger_cli
 

@@ -41,7 +41,8 @@ from ledger.events import (
 )
 from ledger.persistence.keys import index_keys
 from ledger.persistence.port import LedgerRecorder
-from ledger.policy import Policy, load_policy
+from ledger.policy import Policy
+from ledger.policy_check import load_policy
 from ledger.verify import verify
 from projections.model import to_json
 from tests.conftest import StepClock

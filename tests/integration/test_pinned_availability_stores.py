@@ -21,7 +21,7 @@ from ledger.application import Ledger
 from ledger.bootstrap import open_ledger
 from ledger.calendar import holiday_dates, package_version
 from ledger.events import HolidaysPinned
-from ledger.policy import load_policy
+from ledger.policy_check import load_policy
 from tests.conftest import StepClock
 from tests.integration.test_reporting import assert_tables_match_reports, query
 from tests.unit.factories import fact

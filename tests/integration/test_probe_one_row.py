@@ -20,7 +20,7 @@ import ledger.month_read as month_read
 from ledger.application import Ledger
 from ledger.events import IncidentOpened, IncidentResolved, ProbeFailed, ProbeRecovered
 from ledger.persistence.keys import index_keys, read_service_states
-from ledger.policy import load_policy
+from ledger.policy_check import load_policy
 from ledger.verify import verify
 from projections.model import to_json
 from tests.integration.test_month_bounded import C, S, _earlier_keys, _policy

@@ -29,7 +29,7 @@ from cli.demo.run import run_demo
 from ledger.application import Ledger
 from ledger.bootstrap import open_ledger
 from ledger.events import ProbeFailed
-from ledger.policy import load_policy
+from ledger.policy_check import load_policy
 from projections import tracked as reporting
 from projections.tracked import rebuilding
 from tests.conftest import StepClock

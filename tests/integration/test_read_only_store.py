@@ -20,10 +20,11 @@ import pytest
 from cli.demo.run import run_demo
 from ledger.application import Ledger
 from ledger.bootstrap import open_ledger
-from ledger.checkpoint import inclusion, root_of
+from ledger.checkpoint import inclusion
 from ledger.errors import StoreError
 from ledger.events import ProbeFailed
 from ledger.persistence.keys import CONTRACT, contract_key, service_key
+from ledger.persistence.merkle_store import root_of
 from ledger.persistence.sqlite.reads import SQLiteReader
 from ledger.verify import verify
 from projections.model import to_json

@@ -27,9 +27,10 @@ from psycopg.rows import dict_row
 from cli.demo import demo_facts, example_policy_paths
 from cli.main import cli
 from cli.projections import projections
+from ledger.admission import fact_from_fields
 from ledger.application import Ledger
-from ledger.events import ExclusionRevoked, Fact, fact_from_fields
-from ledger.policy import load_policy
+from ledger.events import ExclusionRevoked, Fact
+from ledger.policy_check import load_policy
 from projections.affected import Known
 from projections.model import Report, to_json
 from projections.tracked import Evaluator, open_view

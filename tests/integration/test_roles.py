@@ -17,14 +17,14 @@ from click.testing import CliRunner, Result
 
 from cli.demo import example_policy_paths
 from cli.main import cli
+from ledger.admission import fact_from_fields
 from ledger.application import Ledger
 from ledger.bootstrap import open_ledger
-from ledger.events import fact_from_fields
 from ledger.persistence.port import ROW_TABLES, TRACKING_TABLE
 from ledger.persistence.postgres.connect import parse_postgres_url
 from ledger.persistence.postgres.recorder import create_roles
 from ledger.persistence.postgres.schema import COPIES, LIVE_TABLE, ROLES, copy_name, roles_sql
-from ledger.policy import load_policy
+from ledger.policy_check import load_policy
 from ledger.verify import verify
 from tests.conftest import StepClock
 from tests.integration.test_store_contract import snapshot

@@ -27,7 +27,8 @@ from ledger.application import Ledger
 from ledger.bootstrap import open_ledger
 from ledger.events import SupportTimeLogged, TicketOpened
 from ledger.persistence.port import LedgerRecorder
-from ledger.policy import Policy, load_policy
+from ledger.policy import Policy
+from ledger.policy_check import load_policy
 from ledger.support_read import support_report
 from ledger.verify import verify
 from projections.support_model import support_json

@@ -12,7 +12,7 @@ from decimal import Decimal
 
 from ledger.application import Ledger
 from ledger.calendar import holiday_dates
-from ledger.policy import load_policy
+from ledger.policy_check import load_policy
 from ledger.support_read import support_report
 from projections.support_model import MeanTarget, PerTicketTarget, SupportReport, support_json
 from tests.lines import import_lines

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
+from ledger.admission import fact_from_fields
 from ledger.application import Ledger
 from ledger.errors import BadInput
-from ledger.events import HolidaysPinned, SupportTimeLogged, TicketOpened, fact_from_fields
+from ledger.events import HolidaysPinned, SupportTimeLogged, TicketOpened
 from ledger.persistence.keys import index_keys, reference_key
 from ledger.verify import verify
 from tests.lines import import_lines

@@ -15,7 +15,7 @@ from cli.main import cli
 from ledger.application import Ledger
 from ledger.bootstrap import open_ledger
 from ledger.events import export_line
-from ledger.policy import load_policy
+from ledger.policy_check import load_policy
 from ledger.support_read import support_report
 from projections.support_model import support_json
 from tests.conftest import StepClock

@@ -22,7 +22,7 @@ from click.testing import CliRunner, Result
 from cli.main import cli
 from cli.projections import projections
 from ledger.application import Ledger
-from ledger.policy import load_policy
+from ledger.policy_check import load_policy
 from tests.integration.test_reporting import query
 from tests.integration.test_support_examples import POLICY_B, POLICY_C, POLICY_D, _resp, _ticket
 from tests.lines import import_lines

@@ -16,8 +16,8 @@ import psycopg
 import pytest
 
 from cli.demo.run import run_demo
+from ledger.admission import fact_from_fields
 from ledger.application import Ledger
-from ledger.events import fact_from_fields
 from tests.integration.test_reporting import query
 
 REPORTS = "SELECT * FROM report_monthly_availability ORDER BY contract, month"

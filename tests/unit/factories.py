@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ledger.events import FACT_TYPES, Fact, Recorded, fact_id
-from ledger.policy import Policy, load_policy, resolve
+from ledger.policy import Policy, resolve
+from ledger.policy_check import load_policy
 from projections.availability import evaluate
 from projections.model import Evaluation
 

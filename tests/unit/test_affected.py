@@ -24,8 +24,9 @@ from ledger.contracts import in_force
 from ledger.events import ContractAmended, ContractRegistered, Fact, Recorded, encode_state, fact_id
 from ledger.persistence.consistency import first_uses
 from ledger.persistence.keys import index_keys
-from ledger.persistence.port import ViewRows
-from ledger.policy import load_policy, resolve
+from ledger.persistence.rows import ViewRows
+from ledger.policy import resolve
+from ledger.policy_check import load_policy
 from projections.affected import Known, Pair, add_months, affected, month_of, months_from
 from projections.availability import evaluate
 from projections.model import Report, to_json

@@ -774,7 +774,7 @@ def test_replaying_twice_gives_byte_identical_json() -> None:
 
 def test_contract_facts_are_ignored() -> None:
     from ledger.events import ContractRegistered
-    from ledger.policy import load_policy
+    from ledger.policy_check import load_policy
 
     led = Ledger()
     outage(led, "workspace", A_PROBES, "2026-10-06T10:00:00+02:00", "2026-10-06T11:00:00+02:00")

@@ -11,6 +11,7 @@ import pytest
 
 import ledger
 from cli import demo
+from ledger.admission import decode_fact
 from ledger.errors import BadInput
 from ledger.events import (
     CreditClaimFiled,
@@ -32,9 +33,9 @@ from ledger.events import (
     TicketOpened,
     TicketResponded,
     TicketSeverityChanged,
-    decode_fact,
 )
-from ledger.policy import Policy, load_policy, resolve
+from ledger.policy import Policy, resolve
+from ledger.policy_check import load_policy
 
 EXPECTED = {"sla-a.toml", "sla-b.toml", "sla-c-en.toml", "sla-c-fr.toml", "sla-d.toml"}
 README = Path(__file__).resolve().parents[2] / "docs" / "examples" / "README.md"

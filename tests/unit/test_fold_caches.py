@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.policy import load_policy
+from ledger.policy_check import load_policy
 from projections import digest as digest_module
 from projections import timeline
 from projections.timeline import clock_for, local_at, to_us

@@ -19,6 +19,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from ledger.admission import check_content, decode_fact, fact_from_fields
 from ledger.calendar import (
     _MONTH_RE,
     INSTANT_RANGE,
@@ -29,20 +30,11 @@ from ledger.calendar import (
     split_month,
 )
 from ledger.errors import BadInput
-from ledger.events import (
-    FACT_TYPES,
-    ContractRegistered,
-    IncidentOpened,
-    ProbeFailed,
-    canonical,
-    check_content,
-    decode_fact,
-    derive_id,
-    fact_from_fields,
-)
+from ledger.events import FACT_TYPES, ContractRegistered, IncidentOpened, ProbeFailed, canonical, derive_id
 from ledger.ingest.lines import LineSplitter, _prepare_numbered, prepare_line
 from ledger.ingest.strategy import prepared_batches
-from ledger.policy import _DURATION_RE, MAX_POLICY_BYTES, PolicyFile, duration_groups, load_policy, resolve
+from ledger.policy import _DURATION_RE, PolicyFile, duration_groups, resolve
+from ledger.policy_check import MAX_POLICY_BYTES, load_policy
 
 AT = "2026-10-04T09:15:00Z"
 
@@ -548,7 +540,7 @@ def test_facts_built_in_code_are_checked_too() -> None:
 
 def test_every_type_has_its_instants_checked() -> None:
     # A new Timestamp field is found from the annotations, like names and text.
-    from ledger.events import _CONTENT
+    from ledger.admission import _CONTENT
 
     for cls in FACT_TYPES.values():  # each type's entry is made on first use (a fast start)
         assert len(_CONTENT[cls]) == 2

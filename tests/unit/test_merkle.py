@@ -231,7 +231,7 @@ def test_every_splice_plan_gives_the_sorted_line(monkeypatch: pytest.MonkeyPatch
     import msgspec
 
     from ledger.persistence import merkle_store
-    from ledger.persistence.port import Prepared
+    from ledger.persistence.rows import Prepared
 
     marks = {  # keys after id, position, recorded_at: together, two and one, one and two, apart
         "t0": ((b'"x":',), (b'"x":',), (b'"x":',)),

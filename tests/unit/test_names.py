@@ -12,8 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ledger.admission import _NAME_FIELDS, check_names, decode_fact, may_hold_control
 from ledger.errors import BadInput
-from ledger.events import _NAME_FIELDS, FACT_TYPES, check_names, decode_fact, may_hold_control
+from ledger.events import FACT_TYPES
 from ledger.ingest.lines import LineSplitter, prepare_line
 
 PROBE = '{"type":"probe_failed","service":%s,"probe":"p","at":"2026-10-04T09:15:00Z"}'

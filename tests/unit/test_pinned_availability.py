@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from ledger.calendar import holiday_dates, package_version
 from ledger.events import ContractRegistered, Fact, Recorded, fact_id
-from ledger.policy import Policy, load_policy
+from ledger.policy import Policy
+from ledger.policy_check import load_policy
 from projections.affected import Known, affected
 from projections.model import Evaluation, Report, to_json
 from projections.tracked import ReportingProjection

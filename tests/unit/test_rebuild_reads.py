@@ -14,7 +14,7 @@ from msgspec import inspect as mi
 
 from ledger.events import FACT_TYPES, ContractRegistered, Fact
 from ledger.persistence.keys import reference_key
-from ledger.policy import load_policy
+from ledger.policy_check import load_policy
 from projections.tracked.rebuilding import _OPENINGS
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "ledger" / "examples" / "sla-a.toml"

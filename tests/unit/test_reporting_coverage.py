@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cli.demo import example_policy_paths
-from ledger.policy import Policy, load_policy, resolve
+from ledger.policy import Policy, resolve
+from ledger.policy_check import load_policy
 from projections.availability import evaluate, quiet_credit, quiet_report
 from projections.model import to_json
 from tests.unit.factories import SEED_A, SEED_B, SEED_C_EN, SEED_D, policy

@@ -30,8 +30,9 @@ from ledger.events import (
     TicketClassified,
     fact_id,
 )
-from ledger.persistence.port import ViewRows
-from ledger.policy import load_policy, resolve
+from ledger.persistence.rows import ViewRows
+from ledger.policy import resolve
+from ledger.policy_check import load_policy
 from projections.affected import Known, Pair
 from projections.availability import downtime_stretches
 from projections.support import evaluate_support

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 from ledger.events import Fact, HolidaysPinned, Recorded, TicketOpened, fact_id
-from ledger.policy import load_policy, resolve
+from ledger.policy import resolve
+from ledger.policy_check import load_policy
 from ledger.support_hours import to_us
 from projections.support import evaluate_support
 from projections.support_clock import cited_positions, month_open_hours

@@ -13,7 +13,8 @@ from zoneinfo import ZoneInfo
 
 from cli.demo.cast import EXAMPLES_DIR
 from ledger.events import Fact, Recorded, TicketOpened, TicketResponded, TicketSeverityChanged, fact_id
-from ledger.policy import Policy, load_policy, resolve
+from ledger.policy import Policy, resolve
+from ledger.policy_check import load_policy
 from projections.support import evaluate_support
 from projections.support_explain import explain_tickets, span, when
 from projections.support_model import SupportReport

@@ -21,7 +21,8 @@ from ledger.events import (
     TicketSeverityChanged,
     fact_id,
 )
-from ledger.policy import Policy, load_policy, resolve
+from ledger.policy import Policy, resolve
+from ledger.policy_check import load_policy
 from projections.support import evaluate_support
 from projections.support_model import SupportReport, TicketLine
 from tests.integration.test_support_examples import POLICY_B, POLICY_D

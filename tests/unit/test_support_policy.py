@@ -8,7 +8,8 @@ import msgspec
 import pytest
 
 from ledger.errors import BadInput
-from ledger.policy import PolicyFile, load_policy, resolve
+from ledger.policy import PolicyFile, resolve
+from ledger.policy_check import load_policy
 from tests.integration.test_support_examples import POLICY_B, POLICY_D
 
 BASE = POLICY_B.split(b"[support]")[0]

@@ -40,7 +40,7 @@ from ledger.persistence.chain import GENESIS
 from ledger.persistence.consistency import OPENING_TAGS, Lookup, first_uses
 from ledger.persistence.keys import CONTRACT, prefix_end
 from ledger.persistence.merkle_store import STORED_FROM, append_leaves
-from ledger.persistence.port import PAGE, Head, IdConflict, Packed, Snapshot, Tree
+from ledger.persistence.port import PAGE, IdConflict, Packed, Snapshot, Tree
 from ledger.persistence.postgres.connect import LedgerDatastore, connect, connection_params
 from ledger.persistence.postgres.schema import (
     ANALYZE_FUNCTION,
@@ -55,6 +55,7 @@ from ledger.persistence.postgres.schema import (
 )
 from ledger.persistence.postgres.tree import PostgresTree, TreeSQL, tree_statements
 from ledger.persistence.postgres.view import PostgresReportingView, existing_view, open_view
+from ledger.persistence.rows import Head
 from ledger.persistence.sql import OLD_FORMAT, SQLRecorder
 from ledger.runtime import LOCK_WAIT, env_seconds
 from ledger.text import printable

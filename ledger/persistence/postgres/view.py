@@ -39,10 +39,10 @@ from ledger.persistence.port import (
     Pair,
     ProjectionError,
     ReportingView,
-    ViewRows,
     refuse_backwards,
 )
 from ledger.persistence.postgres.schema import COPIES, LIVE_TABLE, copy_name
+from ledger.persistence.rows import ViewRows
 
 _PG_TABLES: Final = (
     "CREATE TABLE IF NOT EXISTS {schema}.report_monthly_availability ("

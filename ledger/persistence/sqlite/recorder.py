@@ -35,7 +35,8 @@ from ledger.persistence.consistency import OPENING_TAGS, Lookup, first_uses
 from ledger.persistence.keys import CONTRACT
 from ledger.persistence.merkle_store import TABLE as TREE_TABLE
 from ledger.persistence.merkle_store import append_leaves
-from ledger.persistence.port import PAGE, Head, IdConflict, Packed, Snapshot, Tree
+from ledger.persistence.port import PAGE, IdConflict, Packed, Snapshot, Tree
+from ledger.persistence.rows import Head
 from ledger.persistence.sql import OLD_FORMAT, SQLRecorder
 from ledger.persistence.sqlite import tree
 from ledger.persistence.sqlite.reads import (

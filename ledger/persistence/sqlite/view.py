@@ -22,9 +22,9 @@ from ledger.persistence.port import (
     Pair,
     ProjectionError,
     ReportingView,
-    ViewRows,
     refuse_backwards,
 )
+from ledger.persistence.rows import ViewRows
 
 _TABLES: Final = (
     "CREATE TABLE IF NOT EXISTS report_monthly_availability ("
