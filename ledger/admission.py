@@ -7,6 +7,8 @@ characters, a claim's month, a contract's policy) and gives the fact's canonical
 a read (``ledger report``) imports none of this (issue 17).
 """
 
+import functools
+import operator
 import re
 import typing
 from collections.abc import Callable
@@ -154,6 +156,33 @@ def admit(fact: Fact, controls: bool = True) -> tuple[Fact, bytes, int]:
         quotes = (id_ is not None) * 4 + (position is not None) * 2 + (recorded_at is not None) * 4
     content = msgspec.structs.replace(fact, id=None, position=None, recorded_at=None)
     return fact, _encoder.encode(content), quotes
+
+
+def content_checks(cls: type) -> tuple[tuple[str, ...], Callable[[Any], Fact] | None]:
+    """What ``admit`` checks of a type: its instants (``recorded_at`` aside) and its special check."""
+    return _CONTENT[cls]  # type: ignore[no-any-return]
+
+
+def canonical_plain(facts: list[Fact]) -> tuple[list[bytes], int] | None:
+    """The rest of ``admit`` for facts that passed ``content_checks`` and hold no control character.
+
+    Their canonical JSON and their envelopes' quotes in all; None if one has a
+    ``recorded_at`` (``admit`` checks it, one at a time). The work per fact is in C
+    (``map``): ``admit``'s Python calls were a quarter of an import's reading.
+    """
+    if any(map(_RECORDED_AT, facts)):
+        return None
+    canons = list(map(_encoder.encode, map(_WITHOUT_ENVELOPE, facts)))
+    quotes = 4 * (len(facts) - list(map(_ID, facts)).count(None))
+    quotes += 2 * (len(facts) - list(map(_POSITION, facts)).count(None))
+    return canons, quotes
+
+
+_RECORDED_AT: Final = operator.attrgetter("recorded_at")
+_ID: Final = operator.attrgetter("id")
+_POSITION: Final = operator.attrgetter("position")
+_WITHOUT_ENVELOPE: Final = functools.partial(msgspec.structs.replace, id=None, position=None,
+                                             recorded_at=None)
 
 
 def _check_instant(fact: Fact, field: str) -> None:

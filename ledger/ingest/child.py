@@ -28,7 +28,7 @@ from ledger.ingest.framing import (
     _send,
     _send_quietly,
 )
-from ledger.ingest.lines import CHUNK, MAX_LINE, LineSplitter, _prepare_numbered
+from ledger.ingest.lines import CHUNK, MAX_LINE, LineSplitter, prepare_chunk
 from ledger.persistence.append import batch_linker
 from ledger.persistence.chain import ChainStart
 from ledger.persistence.port import BATCH, IdConflict
@@ -56,8 +56,7 @@ def child_main(limit: int = MAX_LINE, batch_size: int = BATCH, source: tuple[int
         consumed = 0
         while True:
             chunk = read()
-            lines = splitter.feed(chunk) if chunk else splitter.finish()
-            _prepare_numbered(lines, limit, rows, splitter)
+            prepare_chunk(splitter, chunk, limit, rows)
             consumed += len(chunk)
             if len(rows) >= batch_size or not chunk:
                 _send(outbox, encode((_ROWS, consumed, rows)))

@@ -37,7 +37,7 @@ import msgspec
 from ledger.errors import BadInput, LedgerError, StoreError
 from ledger.ingest.child import PACKED_BATCH
 from ledger.ingest.framing import _CONFLICT, _ERROR, _FAILED, _ROWS, READ_AHEAD, _messages
-from ledger.ingest.lines import CHUNK, MAX_LINE, LineSplitter, _prepare_numbered, batched
+from ledger.ingest.lines import CHUNK, MAX_LINE, LineSplitter, batched, prepare_chunk
 from ledger.persistence.append import PackedBatch
 from ledger.persistence.chain import ChainStart
 from ledger.persistence.port import BATCH, Conflict, IdConflict, Packed
@@ -85,8 +85,8 @@ def prepared_batches(
     if len(head) < parallel_from:
         splitter = LineSplitter(limit)
         rows: list[Prepared] = []
-        _prepare_numbered(splitter.feed(head), limit, rows, splitter)
-        _prepare_numbered(splitter.finish(), limit, rows, splitter)
+        prepare_chunk(splitter, head, limit, rows)
+        prepare_chunk(splitter, b"", limit, rows)
         yield from batched(rows, batch_size)
         if progress is not None:
             progress(len(head))

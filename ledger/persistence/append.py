@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import operator
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -295,6 +296,10 @@ def sort_rows(batch: Sequence[Prepared], recorded: Mapping[str, tuple[int, bytes
     appended once: a later line with the same canonical content is a repeat, one
     with other content a conflict naming the position the id has.
     """
+    if not recorded:
+        ids = list(map(_ROW_ID, batch))
+        if len(set(ids)) == len(ids):  # no repeat (an import's usual batch): every row is fresh, in C
+            return Sorted(list(batch), 0, [], _items(batch, start), ids)
     fresh: list[Prepared] = []
     items: list[Item] = []
     conflicts: list[Conflict] = []
@@ -324,6 +329,24 @@ def sort_rows(batch: Sequence[Prepared], recorded: Mapping[str, tuple[int, bytes
             canon = row.canon if name.startswith(CONTRACT) else None
             items.append((row.line, start + index, name, claim[1], canon))
     return Sorted(fresh, skipped, conflicts, items, list(firsts))
+
+
+def _items(fresh: Sequence[Prepared], start: int) -> list[Item]:
+    """``sort_rows``'s items of rows that are all fresh, from position ``start`` on."""
+    claims = list(map(_ROW_CLAIM, fresh))
+    if claims.count(None) == len(claims):
+        return []
+    items: list[Item] = []
+    for index, (row, claim) in enumerate(zip(fresh, claims, strict=True)):
+        if claim is not None:
+            name = claim[0]
+            canon = row.canon if name.startswith(CONTRACT) else None
+            items.append((row.line, start + index, name, claim[1], canon))
+    return items
+
+
+_ROW_ID: Final = operator.itemgetter(1)  # Prepared.id
+_ROW_CLAIM: Final = operator.itemgetter(7)  # Prepared.claim
 
 
 # The tail of a stored state after its content: ``,"<64 hex digits of the link>"]``.

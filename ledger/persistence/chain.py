@@ -15,7 +15,7 @@ from typing import Final, NamedTuple
 import msgspec
 
 from ledger.errors import BadInput
-from ledger.events import Fact, canonical, state_bytes
+from ledger.events import Fact, canonical
 from ledger.persistence.merkle_store import leaf_hashes
 from ledger.persistence.rows import Prepared
 
@@ -29,7 +29,7 @@ def chain_hash(prev: str, position: int, recorded_at: datetime, id_: str, fact: 
 
 
 def link_bytes(prev: bytes, position: int, recorded_at_json: bytes, id_json: bytes, canon: bytes) -> bytes:
-    """``chain_hash`` from JSON pieces already at hand, as ASCII hex bytes."""
+    """``chain_hash`` from JSON pieces at hand, as ASCII hex bytes (``Chain.link`` spells it out)."""
     data = b"%s\n%d\n%s\n%s\n%s" % (prev, position, recorded_at_json, id_json, canon)
     return hashlib.sha256(data).hexdigest().encode()
 
@@ -87,9 +87,15 @@ class Chain:
         events: list[tuple[str, int, str, bytes]] = []
         keys: list[tuple[str, int]] = []
         ats: list[bytes] = []
+        # ``link_bytes`` and ``state_bytes`` written out here, their bytes joined rather than
+        # formatted: this loop runs once per imported fact (Python calls cost more than the work).
+        sha256, join, nl = hashlib.sha256, b"".join, b"\n"
+        add_event, add_key, add_at = events.append, keys.append, ats.append
+        # Rows without their own recorded_at take the import's, until an earlier row's later one.
+        settled = last_at is None or last_at <= default_at
         for lineno, id_, id_json, topic, key, canon, own_at, _ in fresh:
             if own_at is None:
-                if last_at is None or last_at <= default_at:
+                if settled:
                     at_json, last_at = default_json, default_at
                 else:  # an earlier line of this import carried a later recorded_at
                     at_json = msgspec.json.encode(last_at)
@@ -107,13 +113,14 @@ class Chain:
                         f"import's own instant, {default_at.isoformat()}"
                     )
                 last_at = at
-            prev = link_bytes(prev, pos, at_json, id_json, canon)
-            events.append((id_, 1, topic, state_bytes(id_json, at_json, canon, prev)))
+                settled = at <= default_at
+            prev = sha256(nl.join((prev, b"%d" % pos, at_json, id_json, canon))).hexdigest().encode()
+            add_event((id_, 1, topic, join((b"[", id_json, b",", at_json, b",", canon, b',"', prev, b'"]'))))
             if type(key) is str:
-                keys.append((key, pos))
+                add_key((key, pos))
             else:  # a support fact's keys (``keys.KEY_OF``)
                 keys.extend((k, pos) for k in key)
-            ats.append(at_json)
+            add_at(at_json)
             pos += 1
         # The leaves here, where each row's pieces are at hand (an import's child process).
         leaves = leaf_hashes(fresh, ats, self.position) if self.hashing else []

@@ -217,7 +217,8 @@ _DAYS: dict[int, str] = {}  # ordinal -> YYYY-MM-DD: formatting a date was most 
 
 def utc_day(at: datetime) -> str:
     """``YYYY-MM-DD`` of an instant in UTC (the bucket of a probe report)."""
-    ordinal = at.astimezone(UTC).toordinal()
+    # An instant given in UTC (most are) is its own UTC date: no converted copy.
+    ordinal = (at if at.tzinfo is UTC else at.astimezone(UTC)).toordinal()
     day = _DAYS.get(ordinal)
     if day is None:
         if len(_DAYS) > 100_000:
