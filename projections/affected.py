@@ -207,6 +207,15 @@ class Span:
 _NO_SPAN: Final = Span("9999-12", "0000-01", frozenset())
 
 
+class BeforeFloor(Exception):
+    """A ``Known`` that holds a window (``Known.floor``) was asked what rests on facts before it."""
+
+    def __init__(self, known: Known, at: int) -> None:
+        super().__init__(at)
+        self.known = known
+        self.at = at  # the instant asked about: the window must start before it
+
+
 @dataclass
 class Known:
     """An index of every fact recorded so far: contracts, services, referents, claims.
@@ -248,6 +257,11 @@ class Known:
     _clock_months: dict[ZoneInfo, str] = field(default_factory=dict)  # month of `recorded` per zone
     _clock_edge: datetime | None = None  # the clock's month changes in some zone from here
     support: SupportIndex = field(default_factory=SupportIndex)  # section 6's facts (the support tables)
+    # A window (the follower's groups, ``tracked.groups``): every fact from this instant on, probe
+    # reports from its UTC day and each probe's last day before it and its first day, the service's
+    # other facts whole. Quiet instants from it on are exact (each probe's state there is); an
+    # answer that rests on an earlier one raises ``BeforeFloor``. None: every fact.
+    floor: int | None = None
 
     def see_clock(self, instant: datetime | None) -> None:
         """The ledger's latest recorded_at, for an index fed only part of the ledger (a rebuild's group)."""
@@ -511,6 +525,8 @@ class Known:
         quiet = self._quiet(s)
         # The fold looks one microsecond before the month (a stretch begun last month).
         i = bisect_right(quiet, start - 1)
+        if self.floor is not None and (not i or quiet[i - 1] < self.floor):
+            raise BeforeFloor(self, start)
         lo = quiet[i - 1] if i else -_INF
         j = bisect_left(quiet, end)
         hi = quiet[j] if j < len(quiet) else _INF
@@ -563,6 +579,8 @@ class Known:
             return us  # no timeline: nothing before ``us`` can be reached
         quiet = self._quiet(s)
         i = bisect_left(quiet, us)
+        if self.floor is not None and (not i or quiet[i - 1] < self.floor):
+            raise BeforeFloor(self, us)
         return quiet[i - 1] if i else None
 
     def _quiet(self, s: _Service) -> list[int]:
@@ -678,6 +696,8 @@ def _from(known: Known, held: _Held, service: str, instants: Iterable[int], out:
             while i < len(quiet) and quiet[i] < us:  # the last quiet instant before ``us``
                 i += 1
             before = quiet[i - 1] if i else None
+            if known.floor is not None and (before is None or before < known.floor):
+                raise BeforeFloor(known, us)
         if not ends or ends[-1] != (before, after):
             ends.append((before, after))
     for cid in known.contracts_of_service.get(service, ()):

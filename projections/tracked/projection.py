@@ -32,10 +32,18 @@ from ledger.persistence.port import (
     ProjectionError,
     ReportingView,
 )
-from projections.affected import Affected, Known, Pair, affected, walk_back
+from projections.affected import Affected, BeforeFloor, Known, Pair, affected, walk_back
 from projections.model import Report
 from projections.tracked.evaluator import Evaluator
-from projections.tracked.groups import Directory, FollowerState, Group, GroupKey, load_groups
+from projections.tracked.groups import (
+    Directory,
+    FollowerState,
+    Group,
+    GroupKey,
+    load_groups,
+    page_floor,
+    window_start,
+)
 from projections.tracked.rows import Failed, Item, SupportRows, view_rows
 
 
@@ -101,17 +109,21 @@ class ReportingProjection(Projection[Any]):
         if not self.state.loaded:
             self._reset(self.tracked)
 
-    def _groups(self, keys: Sequence[GroupKey], upto: int, clock: datetime | None) -> list[Group]:
-        """The groups ``keys``; those not loaded are loaded now, together, as of ``upto`` (``clock``)."""
+    def _groups(self, keys: Sequence[GroupKey], upto: int, clock: datetime | None,
+                floors: dict[GroupKey, int | None]) -> list[Group]:
+        """The groups ``keys``; those not loaded, or whose window starts after ``floors`` says it must,
+        are loaded now, together, as of ``upto`` (``clock``)."""
         state = self.state
-        missing = [key for key in keys if key not in state.groups.loaded]
+        missing = [key for key in keys if (g := state.groups.loaded.get(key)) is None
+                   or (g.floor is not None and ((need := floors.get(key)) is None or need < g.floor))]
         if missing:
             if state.whole:
                 known = Known()
                 known.add_all(self.reader.read_records(1, upto) if upto else ())
                 state.groups.put(WHOLE, Group(frozenset(), frozenset(), known, upto))
             else:
-                for key, loaded in load_groups(self.reader, state.directory, missing, upto, clock).items():
+                for key, loaded in load_groups(self.reader, state.directory, missing, upto, clock,
+                                               floors).items():
                     state.groups.put(key, loaded)
         out = []
         for key in keys:
@@ -210,27 +222,32 @@ class ReportingProjection(Projection[Any]):
         failed: dict[Pair, Failed] = {}
         support: dict[Pair, SupportRows] = {}
         in_batch = {rec.position: rec for rec in batch}
+        # Where each group's window must start for this page (a group whose window starts later is
+        # loaded again): the months its facts can reach, and the clock's (``page_floor``).
+        floors = {key: page_floor(routed.get(key, ()), clock) for key in touched}
+        retried: set[GroupKey] = set()
         i, size = 0, self._chunk(touched)
         while i < len(touched):
-            work: list[tuple[Known, Affected]] = []
             chunk = touched[i : i + size]
             i += len(chunk)
-            loaded = list(zip(chunk, self._groups(chunk, before, clock_before), strict=True))
-            # As many groups next as half the budget holds at this chunk's facts per group: a month's
-            # turn loads every group, and a long history makes each one larger.
-            per = max(1, sum(g.facts for _, g in loaded) // len(loaded))
-            size = max(1, min(GROUP_CHUNK, groups.budget // 2 // per))
-            self._earlier_references(loaded, refs, before)
-            for key, group in loaded:
-                known = group.known
-                known.settle()  # the rows as they were before this batch
-                known.mark()  # and each touched service's quiet instants: how far a change reaches
-                known.see_clock(clock)
-                recs = routed.get(key, [])
-                known.add_all(recs)
-                groups.grew(group, len(recs))
-                work.append((known, affected(recs, known, known.settle())))
-            self._recompute(work, last, in_batch, reports, failed, support)
+            while True:
+                try:
+                    size = self._apply_chunk(chunk, routed, refs, floors, (before, last),
+                                             (clock_before, clock), in_batch, (reports, failed, support))
+                    break
+                except BeforeFloor as short:
+                    # A change reached before a group's window (a long outage, a correction of an old
+                    # fact): the chunk's groups hold this page's facts already; all are loaded again,
+                    # that one from further back (its whole history the second time).
+                    key = next(k for k in chunk
+                               if (g := groups.loaded.get(k)) is not None and g.known is short.known)
+                    floor = floors.get(key)
+                    deeper = window_start(short.at) if floor is not None and key not in retried else None
+                    floors[key] = deeper if deeper is not None and floor is not None and deeper < floor \
+                        else None
+                    retried.add(key)
+                    for k in chunk:
+                        groups.drop(k)
             groups.evict()
         pending = self._pending
         if pending is None:
@@ -241,6 +258,33 @@ class ReportingProjection(Projection[Any]):
         for pair, failure in failed.items():
             pending.items[pair] = [failure]
         return self._flush() if write else True
+
+    def _apply_chunk(self, chunk: Sequence[GroupKey], routed: dict[GroupKey, list[Recorded]],
+                     refs: dict[GroupKey, list[str]], floors: dict[GroupKey, int | None],
+                     span: tuple[int, int], clocks: tuple[datetime | None, datetime],
+                     in_batch: dict[int, Recorded],
+                     out: tuple[dict[Pair, Report], dict[Pair, Failed], dict[Pair, SupportRows]]) -> int:
+        """Fold one chunk of groups' facts and recompute what they change; how many groups to take next."""
+        (before, last), (clock_before, clock) = span, clocks
+        groups = self.state.groups
+        work: list[tuple[Known, Affected]] = []
+        loaded = list(zip(chunk, self._groups(chunk, before, clock_before, floors), strict=True))
+        # As many groups next as half the budget holds at this chunk's facts per group: a month's
+        # turn loads every group, and a long history makes each one larger.
+        per = max(1, sum(g.facts for _, g in loaded) // len(loaded))
+        size = max(1, min(GROUP_CHUNK, groups.budget // 2 // per))
+        self._earlier_references(loaded, refs, before)
+        for key, group in loaded:
+            known = group.known
+            known.settle()  # the rows as they were before this batch
+            known.mark()  # and each touched service's quiet instants: how far a change reaches
+            known.see_clock(clock)
+            recs = routed.get(key, [])
+            known.add_all(recs)
+            groups.grew(group, len(recs))
+            work.append((known, affected(recs, known, known.settle())))
+        self._recompute(work, last, in_batch, *out)
+        return size
 
     def _flush(self) -> bool:
         """Write the pending pages' rows with their last position; False if another worker wrote it first."""

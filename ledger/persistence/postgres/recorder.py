@@ -237,6 +237,12 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, SQLRecorder):
             "JOIN {schema}.{index} i ON i.key >= r.lo AND i.key < r.hi AND i.position <= %s "
             "ORDER BY i.position"
         ).format(schema=schema, index=Identifier("ledger_index"))
+        # ``edge_keys``: one index seek per range, in one statement.
+        self.sql_edge_keys = tuple(SQL(
+            'SELECT (SELECT key FROM {schema}.{index} WHERE key COLLATE "C" >= r.lo '
+            'AND key COLLATE "C" < r.hi AND position <= %s ORDER BY key COLLATE "C" {order} LIMIT 1) '
+            "FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS r(lo, hi, n) ORDER BY r.n"
+        ).format(schema=schema, index=index, order=SQL(order)) for order in ("ASC", "DESC"))
         self.sql_first_filed = SQL(
             "SELECT e.notification_id, e.state FROM {schema}.{index} i JOIN {schema}.{table} e "
             "ON e.notification_id = i.position WHERE i.key = %s AND i.position <= %s "
@@ -497,6 +503,22 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, SQLRecorder):
     def edge_key(self, lo: str, hi: str, upto: int, *, last: bool = False) -> str | None:
         rows = self._fetch(self.sql_edge_key[last], (lo, hi, upto))
         return str(rows[0][0]) if rows else None
+
+    def edge_keys(self, ranges: Sequence[tuple[str, str]], upto: int, *,
+                  last: bool = False) -> list[str | None]:
+        if not ranges:
+            return []
+        rows = self._fetch(self.sql_edge_keys[last], (upto, [lo for lo, _ in ranges], [h for _, h in ranges]))
+        return [None if row[0] is None else str(row[0]) for row in rows]
+
+    def read_key_ranges_states(self, ranges: Sequence[tuple[str, str]],
+                               upto: int) -> Iterator[tuple[int, bytes]]:
+        if self.sql_prefixes_positions is None or not ranges:
+            yield from super().read_key_ranges_states(ranges, upto)
+            return
+        bounds = ([lo for lo, _ in ranges], [hi for _, hi in ranges], upto)
+        rows = self._fetch(self.sql_prefixes_positions, bounds)
+        yield from self.read_position_states([row[0] for row in rows])
 
     def unclosed_openings(self, prefix: str, since: str, until: str, upto: int) -> list[int]:
         params = {"lo": prefix, "hi": prefix_end(prefix), "upto": upto, "n": len(prefix) + 1, "since": since,
