@@ -23,7 +23,7 @@ shares (``service_groups``) are one subject: what a page's facts are routed to a
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -150,15 +150,19 @@ def load_groups(reader: GroupReader, directory: Directory, keys: Sequence[GroupK
     # one per service: on a busy machine each round trip waits for the server to be scheduled.
     history = {position: decode_state(position, state)
                for position, state in reader.read_keyed_states(first, upto)}
-    whole = [s for key in keys if floors.get(key) is None for s in directory.members[key][0]]
+    whole = [s for group in keys if floors.get(group) is None for s in directory.members[group][0]]
     for rec in reader.read_key_prefixes(service_ranges(month_keys(whole, ())), upto):
         history.setdefault(rec.position, rec)
-    windowed = [(s, floor) for key in keys if (floor := floors.get(key)) is not None
-                for s in directory.members[key][0]]
+    windowed = [(s, floor) for group in keys if (floor := floors.get(group)) is not None
+                for s in directory.members[group][0]]
     if windowed:
-        for position, state in _probe_window(reader, windowed, upto):
+        rows, partial = _probe_window(reader, windowed, upto)
+        for position, state in rows.items():
             if position not in history:
                 history[position] = decode_state(position, state)
+        for group in keys:
+            if knowns[group].floor is not None and partial.isdisjoint(directory.members[group][0]):
+                knowns[group].floor = None  # no probe report before the floor: the whole history
     for position in sorted(history):
         rec = history[position]
         fact = rec.fact
@@ -251,33 +255,34 @@ def page_floor(recs: Iterable[Recorded], clock: datetime) -> int | None:
 
 
 def _probe_window(reader: GroupReader, services: Sequence[tuple[str, int]], upto: int,
-                  ) -> Iterator[tuple[int, bytes]]:
-    """The probe reports a window from each service's floor holds: every probe's days from the floor's
-    UTC day on, its last day before it (its state at the floor) and its first day (where the service's
-    facts begin, and so its contracts' rows: ``Known.span``). A probe's name is found with its first
-    day (one index seek per probe, the seeks of all services in one statement per round)."""
-    found: list[tuple[str, str, str]] = []  # (probe's key prefix, its first day's key, the floor's day)
-    pending = [(probe_prefix(service), probe_prefix(service), utc_day(from_us(floor)))
+                  ) -> tuple[dict[int, bytes], set[str]]:
+    """The probe reports a window from each service's floor holds, and the services that have reports
+    before it: every probe's days from the floor's UTC day on, its last day before it (its state at the
+    floor) and its first day (where the service's facts begin, and so its contracts' rows:
+    ``Known.span``). A probe's name is found with its first day (one index seek per probe, the seeks of
+    all services in one statement per round)."""
+    found: list[tuple[str, str, str, str]] = []  # (service, probe's key prefix, its first day's key, day)
+    pending = [(service, probe_prefix(service), probe_prefix(service), utc_day(from_us(floor)))
                for service, floor in services]
     while pending:
-        edges = reader.edge_keys([(lo, prefix_end(base)) for base, lo, _ in pending], upto)
+        edges = reader.edge_keys([(lo, prefix_end(base)) for _, base, lo, _ in pending], upto)
         later = []
-        for (base, _, day), key in zip(pending, edges, strict=True):
+        for (service, base, _, day), key in zip(pending, edges, strict=True):
             if key is None:
                 continue
             prefix = key[: -len(day)]  # <base><name>@, the day's YYYY-MM-DD last
-            found.append((prefix, key, day))
-            later.append((base, prefix_end(prefix), day))
+            found.append((service, prefix, key, day))
+            later.append((service, base, prefix_end(prefix), day))
         pending = later
-    early = [(prefix, prefix + day) for prefix, first, day in found if first < prefix + day]
+    partial = {service for service, prefix, first, day in found if first < prefix + day}
+    early = [(prefix, prefix + day) for _, prefix, first, day in found if first < prefix + day]
     lasts = reader.edge_keys(early, upto, last=True) if early else []
-    exact = sorted({first for _, first, _ in found} | {key for key in lasts if key is not None})
+    exact = sorted({first for _, _, first, _ in found} | {key for key in lasts if key is not None})
     rows = dict(reader.read_keyed_states(exact, upto)) if exact else {}
-    ranges = [(prefix + day, prefix_end(prefix)) for prefix, _, day in found]
+    ranges = [(prefix + day, prefix_end(prefix)) for _, prefix, _, day in found]
     if ranges:
         rows.update(reader.read_key_ranges_states(ranges, upto))
-    for position in sorted(rows):
-        yield position, rows[position]
+    return rows, partial
 
 
 def _fold_by_key(reader: GroupReader, wanted: dict[str, set[GroupKey]], upto: int,

@@ -88,3 +88,23 @@ def test_many_prefixes_in_one_read_equal_one_read_each(ledger: Ledger) -> None:
         assert together == sorted(together)
     assert [r.position for r in ledger.recorder.read_key_prefixes(["s:"], head - 5)] == sorted(
         r.position for r in ledger.recorder.read_key_prefix("s:", head - 5))
+
+
+def test_many_ranges_and_edges_in_one_read_equal_one_read_each(ledger: Ledger) -> None:
+    # `read_key_ranges_states` and `edge_keys` (a window's probe days of many services at once)
+    # against `read_key_range_states` and `edge_key`, one range at a time.
+    register(ledger)
+    ledger.append_facts(demo_facts(MONTH))
+    head = ledger.recorder.last_position()
+    ranges = [("p:", "p;"), ("s:", "s:m"), ("k:", "k:\U0010ffff"), ("zz:", "zz;"),
+              ("p:workspace/", "p:workspace0"), ("s:b", "s:a")]
+    for chosen in (ranges, ranges[:1], [], ranges[3:5]):
+        for upto in (head, head - 7):
+            one_by_one = {p: s for lo, hi in chosen
+                          for p, s in ledger.recorder.read_key_range_states(lo, hi, upto)}
+            together = list(ledger.recorder.read_key_ranges_states(chosen, upto))
+            assert together == sorted(one_by_one.items())
+            for last in (False, True):
+                assert ledger.recorder.edge_keys(chosen, upto, last=last) == [
+                    ledger.recorder.edge_key(lo, hi, upto, last=last) for lo, hi in chosen]
+    assert any(ledger.recorder.edge_keys(ranges, head))

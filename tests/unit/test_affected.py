@@ -382,11 +382,13 @@ class _KeyedReader(_Reader):
         return ((r.position, self.states[r.position]) for r in self.records
                 if r.position <= upto and any(lo <= k < hi for k in index_keys(r.fact)))
 
-    def read_key_ranges_states(self, ranges: Sequence[tuple[str, str]], upto: int) -> Iterator[tuple[int, bytes]]:
+    def read_key_ranges_states(self, ranges: Sequence[tuple[str, str]],
+                               upto: int) -> Iterator[tuple[int, bytes]]:
         return ((r.position, self.states[r.position]) for r in self.records
                 if r.position <= upto and any(lo <= k < hi for k in index_keys(r.fact) for lo, hi in ranges))
 
-    def edge_keys(self, ranges: Sequence[tuple[str, str]], upto: int, *, last: bool = False) -> list[str | None]:
+    def edge_keys(self, ranges: Sequence[tuple[str, str]], upto: int, *,
+                  last: bool = False) -> list[str | None]:
         keys = sorted({k for r in self.records if r.position <= upto for k in index_keys(r.fact)})
         out: list[str | None] = []
         for lo, hi in ranges:
