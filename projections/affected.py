@@ -50,6 +50,12 @@ recorded_at) or of the latest fact if later, plus every month with a claim. A wo
 keeps the spans as of its last ``settle`` and, per batch, looks only at the contracts
 the batch touched, unless the clock entered a new month: then every contract gains it.
 
+A ``Known`` may hold a window (``Known.floor``, the follower's groups): every fact but probe
+reports, and probe reports from the floor on plus each probe's first day and last report before
+it. Each probe's and incident's state at the floor is then the real one, so the quiet instants
+from the floor on are exact; a rule or an evaluation that would rest on an earlier quiet instant
+raises ``BeforeFloor`` instead of answering, and the caller loads more.
+
 ``Known`` also names the facts one evaluation needs (``positions_for``): the fold
 filters by service and contract itself, so giving it only its service's facts, cut to
 the time around the month, yields byte-identical reports at a fraction of the cost.

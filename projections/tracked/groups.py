@@ -6,7 +6,12 @@ clock, and, per service group a page touches (services joined by the contracts t
 them, as the rebuild groups them), a ``Known`` loaded through the key index as of the
 position before the page: the same reads as the rebuild's group (its services' facts,
 claims and versions, the corrections that refer to their ids, its contracts' tickets and
-the pins of the countries its calendars name). Loaded groups are kept for the next pages
+the pins of the countries its calendars name), but for its probe reports (nearly all of a
+service's facts): those only from a floor the page sets (``page_floor``: two UTC months
+before the earliest month its facts act in) plus each probe's first day and last day before
+it, so that a group holds a window of its history, not all of it (``Known.floor``). A page
+whose changes reach before a group's window loads that group again from further back, then
+whole (``projection.ReportingProjection.apply``). Loaded groups are kept for the next pages
 up to a budget of folded facts, least recently used first out.
 
 A page's facts go to the groups whose rebuild would read them (``Directory.route``): a fact
