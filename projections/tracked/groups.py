@@ -7,8 +7,8 @@ them, as the rebuild groups them), a ``Known`` loaded through the key index as o
 position before the page: the same reads as the rebuild's group (its services' facts,
 claims and versions, the corrections that refer to their ids, its contracts' tickets and
 the pins of the countries its calendars name), but for its probe reports (nearly all of a
-service's facts): those only from a floor the page sets (``page_floor``: two UTC months
-before the earliest month its facts act in) plus each probe's first day and last day before
+service's facts): those only from a floor the page sets (``page_floor``: a few days before
+the month before the earliest month its facts act in) plus each probe's first day and last day before
 it, so that a group holds a window of its history, not all of it (``Known.floor``). A page
 whose changes reach before a group's window loads that group again from further back, then
 whole (``projection.ReportingProjection.apply``). Loaded groups are kept for the next pages
@@ -206,10 +206,12 @@ def load_groups(reader: GroupReader, directory: Directory, keys: Sequence[GroupK
     return out
 
 
-# Months before the earliest month a page's facts act in that a group's window holds: a change at t
-# reaches back to the month before the last quiet instant before t (``affected._first``), and that
-# month's fold reads from the last quiet instant before it. A page that needs more loads again.
-WINDOW_BACK: Final = 2
+# Where a group's window starts for a page: a change at t reaches back to the month before that of
+# the last quiet instant before t (``affected._first``), and that month's fold reads from the last
+# quiet instant before it. So: the month before that of t (a day earlier, for the contracts' zones),
+# and a few days more for the quiet instant before it. A page that needs more loads again.
+WINDOW_BACK: Final = 1
+WINDOW_MARGIN_DAYS: Final = 4
 _DAY_US: Final = 86_400_000_000
 _UTC: Final = ZoneInfo("UTC")
 _AT_TYPES: Final = frozenset({ProbeFailed, ProbeRecovered, IncidentOpened, IncidentResolved})
@@ -218,12 +220,13 @@ _SPAN_TYPES: Final = frozenset({MaintenanceAnnounced, ForceMajeureDeclared, Excl
 _WHOLE_TYPES: Final = frozenset({HolidaysPinned, *SUPPORT_FACTS})
 
 
-def window_start(us: int, back: int | None = None) -> int | None:
-    """The start of the UTC month ``back`` (``WINDOW_BACK``) months before that of a day before ``us``
-    (a contract's month starts within a day of the UTC one); None near the calendar's start."""
-    month = add_months(month_of(us - _DAY_US, _UTC), -(WINDOW_BACK if back is None else back))
+def window_start(us: int) -> int | None:
+    """``WINDOW_MARGIN_DAYS`` before the start of the UTC month ``WINDOW_BACK`` months before that of a
+    day before ``us`` (a contract's month starts within a day of the UTC one); None near the
+    calendar's start."""
+    month = add_months(month_of(us - _DAY_US, _UTC), -WINDOW_BACK)
     try:
-        return to_us(datetime(int(month[:4]), int(month[5:7]), 1, tzinfo=UTC))
+        return to_us(datetime(int(month[:4]), int(month[5:7]), 1, tzinfo=UTC)) - WINDOW_MARGIN_DAYS * _DAY_US
     except (ValueError, OverflowError):
         return None
 

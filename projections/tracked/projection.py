@@ -230,24 +230,21 @@ class ReportingProjection(Projection[Any]):
         while i < len(touched):
             chunk = touched[i : i + size]
             i += len(chunk)
-            while True:
-                try:
-                    size = self._apply_chunk(chunk, routed, refs, floors, (before, last),
-                                             (clock_before, clock), in_batch, (reports, failed, support))
-                    break
-                except BeforeFloor as short:
-                    # A change reached before a group's window (a long outage, a correction of an old
-                    # fact): the chunk's groups hold this page's facts already; all are loaded again,
-                    # that one from further back (its whole history the second time).
-                    key = next(k for k in chunk
-                               if (g := groups.loaded.get(k)) is not None and g.known is short.known)
+            todo: Sequence[GroupKey] = chunk
+            while todo:
+                size, short = self._apply_chunk(todo, routed, refs, floors, (before, last),
+                                                (clock_before, clock), in_batch, (reports, failed, support))
+                # A change reached before a group's window (a long outage, a correction of an old fact):
+                # that group holds this page's facts already; it is loaded again from further back (its
+                # whole history the second time) and its part of the page done again.
+                for key, at in short.items():
+                    groups.drop(key)
                     floor = floors.get(key)
-                    deeper = window_start(short.at) if floor is not None and key not in retried else None
+                    deeper = window_start(at) if floor is not None and key not in retried else None
                     floors[key] = deeper if deeper is not None and floor is not None and deeper < floor \
                         else None
                     retried.add(key)
-                    for k in chunk:
-                        groups.drop(k)
+                todo = sorted(short)
             groups.evict()
         pending = self._pending
         if pending is None:
@@ -263,8 +260,14 @@ class ReportingProjection(Projection[Any]):
                      refs: dict[GroupKey, list[str]], floors: dict[GroupKey, int | None],
                      span: tuple[int, int], clocks: tuple[datetime | None, datetime],
                      in_batch: dict[int, Recorded],
-                     out: tuple[dict[Pair, Report], dict[Pair, Failed], dict[Pair, SupportRows]]) -> int:
-        """Fold one chunk of groups' facts and recompute what they change; how many groups to take next."""
+                     out: tuple[dict[Pair, Report], dict[Pair, Failed], dict[Pair, SupportRows]],
+                     ) -> tuple[int, dict[GroupKey, int]]:
+        """Fold one chunk of groups' facts and recompute what they change: how many groups to take
+        next, and the groups whose window was too short (``BeforeFloor``), with the instant asked about.
+
+        The other groups' work is complete whatever happened to those: a short group's months are
+        left for its next load (what was computed of them meanwhile is right, only incomplete).
+        """
         (before, last), (clock_before, clock) = span, clocks
         groups = self.state.groups
         work: list[tuple[Known, Affected]] = []
@@ -274,6 +277,7 @@ class ReportingProjection(Projection[Any]):
         per = max(1, sum(g.facts for _, g in loaded) // len(loaded))
         size = max(1, min(GROUP_CHUNK, groups.budget // 2 // per))
         self._earlier_references(loaded, refs, before)
+        short: dict[GroupKey, int] = {}
         for key, group in loaded:
             known = group.known
             known.settle()  # the rows as they were before this batch
@@ -282,9 +286,14 @@ class ReportingProjection(Projection[Any]):
             recs = routed.get(key, [])
             known.add_all(recs)
             groups.grew(group, len(recs))
-            work.append((known, affected(recs, known, known.settle())))
-        self._recompute(work, last, in_batch, *out)
-        return size
+            try:
+                work.append((known, affected(recs, known, known.settle())))
+            except BeforeFloor as too_short:
+                short[key] = too_short.at
+        key_of = {id(g.known): key for key, g in loaded}
+        for known_id, at in self._recompute(work, last, in_batch, *out).items():
+            short.setdefault(key_of[known_id], at)
+        return size, short
 
     def _flush(self) -> bool:
         """Write the pending pages' rows with their last position; False if another worker wrote it first."""
@@ -349,15 +358,18 @@ class ReportingProjection(Projection[Any]):
     def _recompute(
         self, work: Sequence[tuple[Known, Affected]], upto: int, in_batch: dict[int, Recorded],
         reports: dict[Pair, Report], failed: dict[Pair, Failed], support: dict[Pair, SupportRows],
-    ) -> None:
+    ) -> dict[int, int]:
         """Reports for the groups' pairs and for the earlier months whose downtime stretch may reach them.
 
         New rows that no fact reaches (``fresh``: months the clock or a widened span added)
         start no walk: no other month's figures depend on whether a row exists. A month the
         fold fails on is returned as failed; the others go on. The facts of a round of months
         are read in one go, whatever their group (``in_batch``'s own are in memory already).
-        A month's support figures come with its report, from the same facts.
+        A month's support figures come with its report, from the same facts. A group whose window
+        is too short for one of its months (``BeforeFloor``) is left there: returned (by its
+        ``Known``'s id) with the instant asked about.
         """
+        short: dict[int, int] = {}
         known_of: dict[str, Known] = {cid: known for known, _ in work for cid in known.versions}
         evaluators = {id(known): Evaluator(known, self.reader, policies=self._policies) for known, _ in work}
         changed = {p for _, pairs in work for p in pairs.changed}
@@ -368,7 +380,7 @@ class ReportingProjection(Projection[Any]):
         done: set[Pair] = set()
         todo = changed | fresh
         while todo:
-            for pair, records in self._facts(sorted(todo), in_batch, known_of):
+            for pair, records in self._facts(sorted(todo), in_batch, known_of, short):
                 for out in evaluators[id(known_of[pair[0]])].evaluate_or_failure(pair, upto, records):
                     if isinstance(out, Failed):
                         failed[pair] = out
@@ -390,18 +402,30 @@ class ReportingProjection(Projection[Any]):
             seeds: dict[int, tuple[Known, set[Pair]]] = {}
             for pair in todo - fresh:
                 known = known_of[pair[0]]
-                seeds.setdefault(id(known), (known, set()))[1].add(pair)
+                if id(known) not in short:
+                    seeds.setdefault(id(known), (known, set()))[1].add(pair)
             todo = set()
             for known, mine in seeds.values():
                 todo |= walk_back(mine, known, full, done)
+        return short
 
     def _facts(
-        self, pairs: Sequence[Pair], in_batch: dict[int, Recorded], known_of: dict[str, Known]
+        self, pairs: Sequence[Pair], in_batch: dict[int, Recorded], known_of: dict[str, Known],
+        short: dict[int, int],
     ) -> Iterator[tuple[Pair, list[Recorded]]]:
-        """Each pair with the facts its fold needs, read for a chunk of pairs at a time."""
+        """Each pair with the facts its fold needs, read for a chunk of pairs at a time; the pairs of a
+        group whose window does not reach back far enough are left out, the group noted in ``short``."""
         for i in range(0, len(pairs), FETCH_PAIRS):
-            chunk = pairs[i : i + FETCH_PAIRS]
-            wanted = [(pair, known_of[pair[0]].positions_for(*pair)) for pair in chunk]
+            wanted = []
+            for pair in pairs[i : i + FETCH_PAIRS]:
+                known = known_of[pair[0]]
+                if id(known) in short:
+                    continue
+                try:
+                    wanted.append((pair, known.positions_for(*pair)))
+                except BeforeFloor as too_short:
+                    short[id(known)] = too_short.at
+            wanted = [(pair, ps) for pair, ps in wanted if id(known_of[pair[0]]) not in short]
             missing = sorted({p for _, ps in wanted for p in ps if p not in in_batch})
             fetched = {r.position: r for r in self.reader.read_positions(missing)} if missing else {}
             for pair, positions in wanted:

@@ -123,12 +123,12 @@ def test_pages_behind_the_head_are_written_together_and_give_the_whole_fold(
 
 
 @SETTINGS
-@given(ledgers(), st.integers(0, 40), st.integers(1, 7), st.sampled_from([0, 1]))
+@given(ledgers(), st.integers(0, 40), st.integers(1, 7), st.sampled_from([-1, 0, 1]))
 def test_windows_of_any_depth_give_the_whole_fold(
     ledger: tuple[list[Recorded], list[int]], start: int, page: int, back: int
 ) -> None:
-    # Windows as short as they get (``WINDOW_BACK`` 0 or 1 month): most changes reach before the
-    # window and load it again from further back, then whole.
+    # Windows as short as they get (``WINDOW_BACK`` -1, 0 or 1 month): most changes reach before
+    # the window and load it again from further back, then whole.
     records, _ = ledger
     start = min(start, len(records))
     view = MemoryView(records)
