@@ -7,6 +7,14 @@ which contract-months they can change, recompute each of those once, write rows
 and tracking together. Several workers may run against one PostgreSQL: the
 tracking row only moves forward, so a worker that lost the race for a position
 gets an IntegrityError from the library, rolls back, and skips ahead.
+
+The index of a service group is loaded when a page first touches it, as a window of its
+history (``tracked.groups.page_floor``); a group whose changes reach before its window
+(``affected.BeforeFloor``) is loaded again from further back and its part of the page done again.
+
+Size: over 400 lines because a page's path (groups loaded as windows and again when short, the
+months recomputed and walked back, the rows deferred behind the head) is one sequence, read top
+to bottom.
 """
 
 from __future__ import annotations
