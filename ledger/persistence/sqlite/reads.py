@@ -138,6 +138,22 @@ class SQLiteReads(PagedReader):
         rows = self._fetch(EDGE[last], (lo, hi, upto))
         return str(rows[0][0]) if rows else None
 
+    def edge_keys(self, ranges: Sequence[tuple[str, str]], upto: int, *,
+                  last: bool = False) -> list[str | None]:
+        # One statement per 300 ranges (an index seek each) instead of a read transaction per range.
+        out: list[str | None] = []
+        order = "DESC" if last else "ASC"
+        for i in range(0, len(ranges), 300):
+            chunk = ranges[i : i + 300]
+            values = ",".join(["(?, ?, ?)"] * len(chunk))
+            rows = self._fetch(
+                f"WITH r(n, lo, hi) AS (VALUES {values}) SELECT (SELECT key FROM ledger_index "  # noqa: S608
+                f"WHERE key >= r.lo AND key < r.hi AND position <= ? ORDER BY key {order} LIMIT 1) "
+                "FROM r ORDER BY r.n",
+                [*(v for n, (lo, hi) in enumerate(chunk) for v in (n, lo, hi)), upto])
+            out.extend(None if row[0] is None else str(row[0]) for row in rows)
+        return out
+
     def unclosed_openings(self, prefix: str, since: str, until: str, upto: int) -> list[int]:
         rows = self._fetch(UNCLOSED, (prefix, prefix_end(prefix), upto, len(prefix) + 1, since, until))
         return sorted({int(r[0]) for r in rows})
