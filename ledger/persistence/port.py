@@ -290,6 +290,24 @@ class LedgerRecorder(ABC):
         finds every probe's days around its window for many services at once)."""
         return [self.edge_key(lo, hi, upto, last=last) for lo, hi in ranges]
 
+    def first_keys_by_name(self, prefixes: Sequence[str], upto: int, tail: int) -> list[list[str]]:
+        """Under each prefix, whose keys are ``<prefix><name>@<tail characters>``, the first key of each
+        name, in key order (a service's probes with their first days: ``keys.probe_key``).
+
+        A backend may answer in one statement; here, a round of ``edge_keys`` per name.
+        """
+        out: list[list[str]] = [[] for _ in prefixes]
+        pending = [(i, p, p) for i, p in enumerate(prefixes)]  # (which, prefix, where the next name starts)
+        while pending:
+            edges = self.edge_keys([(lo, p[:-1] + chr(ord(p[-1]) + 1)) for _, p, lo in pending], upto)
+            later = []
+            for (i, p, _), key in zip(pending, edges, strict=True):
+                if key is not None:
+                    out[i].append(key)
+                    later.append((i, p, key[: -tail - 1] + "A"))  # past "<name>@": "@" + 1 is "A"
+            pending = later
+        return out
+
     def read_key_ranges_states(self, ranges: Sequence[tuple[str, str]],
                                upto: int) -> Iterator[tuple[int, bytes]]:
         """(position, stored state) of the facts under a key in any of ``ranges`` up to ``upto``, each once,

@@ -90,6 +90,7 @@ class GroupReader(Protocol):
     def read_key_prefixes(self, prefixes: Sequence[str], upto: int): ...  # type: ignore[no-untyped-def]
     def read_key_range_states(self, lo: str, hi: str, upto: int): ...  # type: ignore[no-untyped-def]
     def edge_keys(self, ranges: Sequence[tuple[str, str]], upto: int, *, last: bool = False): ...  # type: ignore[no-untyped-def]
+    def first_keys_by_name(self, prefixes: Sequence[str], upto: int, tail: int): ...  # type: ignore[no-untyped-def]
     def read_key_ranges_states(self, ranges: Sequence[tuple[str, str]], upto: int): ...  # type: ignore[no-untyped-def]
 
 
@@ -133,7 +134,7 @@ def load_groups(reader: GroupReader, directory: Directory, keys: Sequence[GroupK
     last day before it (``_probe_window``); everything else as the rebuild reads it. A reader
     that cannot find keys' edges in bulk loads every group whole.
     """
-    if floors is None or not hasattr(reader, "edge_keys"):
+    if floors is None or not hasattr(reader, "first_keys_by_name"):
         floors = {}
     knowns = {key: Known(floor=floors.get(key)) for key in keys}
     seen: dict[GroupKey, set[int]] = {key: set() for key in keys}
@@ -267,29 +268,21 @@ def _probe_window(reader: GroupReader, services: Sequence[tuple[str, int]], upto
     """The probe reports a window from each service's floor holds, and the services that have reports
     before it: every probe's days from the floor's UTC day on, its last day before it (its state at the
     floor) and its first day (where the service's facts begin, and so its contracts' rows:
-    ``Known.span``). A probe's name is found with its first day (one index seek per probe, the seeks of
-    all services in one statement per round)."""
+    ``Known.span``). A probe's name is found with its first day (``first_keys_by_name``: an index seek
+    per probe, in one statement on PostgreSQL, one per round of names on SQLite)."""
     found: list[tuple[str, str, str, str]] = []  # (service, probe's key prefix, its first day's key, day)
-    pending = [(service, probe_prefix(service), probe_prefix(service), utc_day(from_us(floor)))
-               for service, floor in services]
-    while pending:
-        edges = reader.edge_keys([(lo, prefix_end(base)) for _, base, lo, _ in pending], upto)
-        later = []
-        for (service, base, _, day), key in zip(pending, edges, strict=True):
-            if key is None:
-                continue
-            prefix = key[: -len(day)]  # <base><name>@, the day's YYYY-MM-DD last
-            found.append((service, prefix, key, day))
-            later.append((service, base, prefix_end(prefix), day))
-        pending = later
+    days = [utc_day(from_us(floor)) for _, floor in services]
+    firsts = reader.first_keys_by_name([probe_prefix(service) for service, _ in services], upto, len(days[0]))
+    for (service, _), day, keys in zip(services, days, firsts, strict=True):
+        found.extend((service, key[: -len(day)], key, day) for key in keys)  # <base><name>@, then the day
     partial = {service for service, prefix, first, day in found if first < prefix + day}
     early = [(prefix, prefix + day) for _, prefix, first, day in found if first < prefix + day]
     lasts = reader.edge_keys(early, upto, last=True) if early else []
-    exact = sorted({first for _, _, first, _ in found} | {key for key in lasts if key is not None})
-    rows = dict(reader.read_keyed_states(exact, upto)) if exact else {}
+    # A day's key is the only key that starts with it: the first and last days' reads are ranges too.
+    exact = {first for _, _, first, _ in found} | {key for key in lasts if key is not None}
     ranges = [(prefix + day, prefix_end(prefix)) for _, prefix, _, day in found]
-    if ranges:
-        rows.update(reader.read_key_ranges_states(ranges, upto))
+    ranges += [(key, prefix_end(key)) for key in sorted(exact)]
+    rows = dict(reader.read_key_ranges_states(ranges, upto)) if ranges else {}
     return rows, partial
 
 

@@ -24,7 +24,7 @@ from ledger.contracts import in_force
 from ledger.events import ContractAmended, ContractRegistered, Fact, Recorded, encode_state, fact_id
 from ledger.persistence.consistency import first_uses
 from ledger.persistence.keys import index_keys
-from ledger.persistence.port import ViewRows
+from ledger.persistence.port import LedgerRecorder, ViewRows
 from ledger.policy import load_policy, resolve
 from projections.affected import Known, Pair, add_months, affected, month_of, months_from
 from projections.availability import evaluate
@@ -395,6 +395,8 @@ class _KeyedReader(_Reader):
             inside = [k for k in keys if lo <= k < hi]
             out.append((inside[-1] if last else inside[0]) if inside else None)
         return out
+
+    first_keys_by_name = LedgerRecorder.first_keys_by_name  # the port's own, on ``edge_keys``
 
     def read_position_states(self, positions: Sequence[int]) -> Iterator[tuple[int, bytes]]:
         self.fetched += len(positions)
