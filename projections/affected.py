@@ -52,8 +52,9 @@ the batch touched, unless the clock entered a new month: then every contract gai
 
 A ``Known`` may hold a window (``Known.floor``, the follower's groups): every fact but probe
 reports, and probe reports from the floor on plus each probe's first day and last report before
-it. Each probe's and incident's state at the floor is then the real one, so the quiet instants
-from the floor on are exact; a rule or an evaluation that would rest on an earlier quiet instant
+it. Each probe's and incident's state at the floor is then the real one, and so at the last step
+before it: the quiet instants from that step on are exact (a service silent since long before the
+floor is answered for in full); a rule or an evaluation that would rest on an earlier quiet instant
 raises ``BeforeFloor`` instead of answering, and the caller loads more.
 
 ``Known`` also names the facts one evaluation needs (``positions_for``): the fold
@@ -179,6 +180,10 @@ class _Service:
     sorted_upto: int = 0  # steps[:sorted_upto] are sorted; appends after that are not
     quiet: list[int] | None = None  # instants when nothing is down (None: recompute)
     ats: list[int] = field(default_factory=list)  # steps' instants, once sorted
+    # In a window (``Known.floor``): the last step's instant before the floor (None: none). The
+    # state there is the real one (each probe's last report before the floor is held), so quiet
+    # instants from it on are exact, earlier ones not.
+    trust: int | None = None
     windows: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     exclusions: list[tuple[int, int, int, str]] = field(default_factory=list)  # start, end, position, id
     incidents: set[str] = field(default_factory=set)
@@ -531,7 +536,7 @@ class Known:
         quiet = self._quiet(s)
         # The fold looks one microsecond before the month (a stretch begun last month).
         i = bisect_right(quiet, start - 1)
-        if self.floor is not None and (not i or quiet[i - 1] < self.floor):
+        if s.trust is not None and self.floor is not None and (not i or quiet[i - 1] < s.trust):
             raise BeforeFloor(self, start)
         lo = quiet[i - 1] if i else -_INF
         j = bisect_left(quiet, end)
@@ -585,7 +590,7 @@ class Known:
             return us  # no timeline: nothing before ``us`` can be reached
         quiet = self._quiet(s)
         i = bisect_left(quiet, us)
-        if self.floor is not None and (not i or quiet[i - 1] < self.floor):
+        if s.trust is not None and self.floor is not None and (not i or quiet[i - 1] < s.trust):
             raise BeforeFloor(self, us)
         return quiet[i - 1] if i else None
 
@@ -597,6 +602,9 @@ class Known:
             s.steps.sort()
             s.sorted_upto = len(s.steps)
         s.ats = [st[0] for st in s.steps]
+        if self.floor is not None:
+            k = bisect_left(s.ats, self.floor)
+            s.trust = s.ats[k - 1] if k else None
         down: set[str] = set()  # probes down, incidents in outage
         open_: set[str] = set()  # incidents open (whatever the impact)
         quiet: list[int] = []
@@ -702,7 +710,8 @@ def _from(known: Known, held: _Held, service: str, instants: Iterable[int], out:
             while i < len(quiet) and quiet[i] < us:  # the last quiet instant before ``us``
                 i += 1
             before = quiet[i - 1] if i else None
-            if known.floor is not None and (before is None or before < known.floor):
+            if s is not None and s.trust is not None and known.floor is not None and (
+                    before is None or before < s.trust):
                 raise BeforeFloor(known, us)
         if not ends or ends[-1] != (before, after):
             ends.append((before, after))
