@@ -50,6 +50,13 @@ recorded_at) or of the latest fact if later, plus every month with a claim. A wo
 keeps the spans as of its last ``settle`` and, per batch, looks only at the contracts
 the batch touched, unless the clock entered a new month: then every contract gains it.
 
+A ``Known`` may hold a window (``Known.floor``, the follower's groups): every fact but probe
+reports, and probe reports from the floor on plus each probe's first day and last report before
+it. Each probe's and incident's state at the floor is then the real one, and so at the last step
+before it: the quiet instants from that step on are exact (a service silent since long before the
+floor is answered for in full); a rule or an evaluation that would rest on an earlier quiet instant
+raises ``BeforeFloor`` instead of answering, and the caller loads more.
+
 ``Known`` also names the facts one evaluation needs (``positions_for``): the fold
 filters by service and contract itself, so giving it only its service's facts, cut to
 the time around the month, yields byte-identical reports at a fraction of the cost.
@@ -173,6 +180,10 @@ class _Service:
     sorted_upto: int = 0  # steps[:sorted_upto] are sorted; appends after that are not
     quiet: list[int] | None = None  # instants when nothing is down (None: recompute)
     ats: list[int] = field(default_factory=list)  # steps' instants, once sorted
+    # In a window (``Known.floor``): the last step's instant before the floor (None: none). The
+    # state there is the real one (each probe's last report before the floor is held), so quiet
+    # instants from it on are exact, earlier ones not.
+    trust: int | None = None
     windows: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     exclusions: list[tuple[int, int, int, str]] = field(default_factory=list)  # start, end, position, id
     incidents: set[str] = field(default_factory=set)
@@ -205,6 +216,15 @@ class Span:
 
 
 _NO_SPAN: Final = Span("9999-12", "0000-01", frozenset())
+
+
+class BeforeFloor(Exception):
+    """A ``Known`` that holds a window (``Known.floor``) was asked what rests on facts before it."""
+
+    def __init__(self, known: Known, at: int) -> None:
+        super().__init__(at)
+        self.known = known
+        self.at = at  # the instant asked about: the window must start before it
 
 
 @dataclass
@@ -248,6 +268,11 @@ class Known:
     _clock_months: dict[ZoneInfo, str] = field(default_factory=dict)  # month of `recorded` per zone
     _clock_edge: datetime | None = None  # the clock's month changes in some zone from here
     support: SupportIndex = field(default_factory=SupportIndex)  # section 6's facts (the support tables)
+    # A window (the follower's groups, ``tracked.groups``): every fact from this instant on, probe
+    # reports from its UTC day and each probe's last day before it and its first day, the service's
+    # other facts whole. Quiet instants from it on are exact (each probe's state there is); an
+    # answer that rests on an earlier one raises ``BeforeFloor``. None: every fact.
+    floor: int | None = None
 
     def see_clock(self, instant: datetime | None) -> None:
         """The ledger's latest recorded_at, for an index fed only part of the ledger (a rebuild's group)."""
@@ -511,6 +536,8 @@ class Known:
         quiet = self._quiet(s)
         # The fold looks one microsecond before the month (a stretch begun last month).
         i = bisect_right(quiet, start - 1)
+        if s.trust is not None and self.floor is not None and (not i or quiet[i - 1] < s.trust):
+            raise BeforeFloor(self, start)
         lo = quiet[i - 1] if i else -_INF
         j = bisect_left(quiet, end)
         hi = quiet[j] if j < len(quiet) else _INF
@@ -563,6 +590,8 @@ class Known:
             return us  # no timeline: nothing before ``us`` can be reached
         quiet = self._quiet(s)
         i = bisect_left(quiet, us)
+        if s.trust is not None and self.floor is not None and (not i or quiet[i - 1] < s.trust):
+            raise BeforeFloor(self, us)
         return quiet[i - 1] if i else None
 
     def _quiet(self, s: _Service) -> list[int]:
@@ -573,6 +602,9 @@ class Known:
             s.steps.sort()
             s.sorted_upto = len(s.steps)
         s.ats = [st[0] for st in s.steps]
+        if self.floor is not None:
+            k = bisect_left(s.ats, self.floor)
+            s.trust = s.ats[k - 1] if k else None
         down: set[str] = set()  # probes down, incidents in outage
         open_: set[str] = set()  # incidents open (whatever the impact)
         quiet: list[int] = []
@@ -678,6 +710,9 @@ def _from(known: Known, held: _Held, service: str, instants: Iterable[int], out:
             while i < len(quiet) and quiet[i] < us:  # the last quiet instant before ``us``
                 i += 1
             before = quiet[i - 1] if i else None
+            if s is not None and s.trust is not None and known.floor is not None and (
+                    before is None or before < s.trust):
+                raise BeforeFloor(known, us)
         if not ends or ends[-1] != (before, after):
             ends.append((before, after))
     for cid in known.contracts_of_service.get(service, ()):

@@ -264,6 +264,40 @@ class LedgerRecorder(ABC):
     def edge_key(self, lo: str, hi: str, upto: int, *, last: bool = False) -> str | None:
         """The first (``last``: the last) key in [``lo``, ``hi``) with a row up to ``upto``, in byte order."""
 
+    def edge_keys(self, ranges: Sequence[tuple[str, str]], upto: int, *,
+                  last: bool = False) -> list[str | None]:
+        """``edge_key`` of each range, in order; a backend may answer in one statement (the follower
+        finds every probe's days around its window for many services at once)."""
+        return [self.edge_key(lo, hi, upto, last=last) for lo, hi in ranges]
+
+    def first_keys_by_name(self, prefixes: Sequence[str], upto: int, tail: int) -> list[list[str]]:
+        """Under each prefix, whose keys are ``<prefix><name>@<tail characters>``, the first key of each
+        name, in key order (a service's probes with their first days: ``keys.probe_key``).
+
+        A backend may answer in one statement; here, a round of ``edge_keys`` per name.
+        """
+        out: list[list[str]] = [[] for _ in prefixes]
+        pending = [(i, p, p) for i, p in enumerate(prefixes)]  # (which, prefix, where the next name starts)
+        while pending:
+            edges = self.edge_keys([(lo, p[:-1] + chr(ord(p[-1]) + 1)) for _, p, lo in pending], upto)
+            later = []
+            for (i, p, _), key in zip(pending, edges, strict=True):
+                if key is not None:
+                    out[i].append(key)
+                    later.append((i, p, key[: -tail - 1] + "A"))  # past "<name>@": "@" + 1 is "A"
+            pending = later
+        return out
+
+    def read_key_ranges_states(self, ranges: Sequence[tuple[str, str]],
+                               upto: int) -> Iterator[tuple[int, bytes]]:
+        """(position, stored state) of the facts under a key in any of ``ranges`` up to ``upto``, each once,
+        in position order; a backend may answer in one statement."""
+        rows: dict[int, bytes] = {}
+        for lo, hi in ranges:
+            rows.update(self.read_key_range_states(lo, hi, upto))
+        for position in sorted(rows):
+            yield position, rows[position]
+
     @abstractmethod
     def unclosed_openings(self, prefix: str, since: str, until: str, upto: int) -> list[int]:
         """Positions of the incident openings under ``prefix`` (``keys.openings_prefix``) at ``since`` or

@@ -10,7 +10,7 @@ from ledger.contracts import ContractVersion
 from ledger.events import Recorded
 from ledger.persistence.port import LedgerRecorder
 from ledger.policy import Policy, PolicyFile, SupportSection, resolve
-from projections.affected import Known, Pair
+from projections.affected import BeforeFloor, Known, Pair
 from projections.credit import Stretch
 from projections.model import Credit, Report
 from projections.tracked.rows import Item, failure, support_rows
@@ -131,8 +131,8 @@ class Evaluator:
             records = self._records(pair, records)
             report, runs, shaped = self._report(pair, upto, records)
             support = self.support(pair, upto, records, (runs, shaped))
-        except self.store_errors:
-            raise
+        except (BeforeFloor, *self.store_errors):
+            raise  # the store's failure, or a window too short for the month: not the month's
         except Exception as exc:
             return [failure(pair, upto, exc)]
         return [report] if support is None else [report, support_rows(support)]

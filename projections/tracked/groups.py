@@ -6,7 +6,12 @@ clock, and, per service group a page touches (services joined by the contracts t
 them, as the rebuild groups them), a ``Known`` loaded through the key index as of the
 position before the page: the same reads as the rebuild's group (its services' facts,
 claims and versions, the corrections that refer to their ids, its contracts' tickets and
-the pins of the countries its calendars name). Loaded groups are kept for the next pages
+the pins of the countries its calendars name), but for its probe reports (nearly all of a
+service's facts): those only from a floor the page sets (``page_floor``: a few days before
+the month before the earliest month its facts act in) plus each probe's first day and last day before
+it, so that a group holds a window of its history, not all of it (``Known.floor``). A page
+whose changes reach before a group's window loads that group again from further back, then
+whole (``projection.ReportingProjection.apply``). Loaded groups are kept for the next pages
 up to a budget of folded facts, least recently used first out.
 
 A page's facts go to the groups whose rebuild would read them (``Directory.route``): a fact
@@ -23,10 +28,10 @@ shares (``service_groups``) are one subject: what a page's facts are routed to a
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 from zoneinfo import ZoneInfo
 
@@ -34,6 +39,7 @@ from ledger.calendar import month_bounds
 from ledger.contracts import ContractVersion, add_version
 from ledger.events import (
     CONTRACT_TYPES,
+    ContractAmended,
     CreditClaimFiled,
     ExclusionDeclared,
     ExclusionRevoked,
@@ -45,6 +51,8 @@ from ledger.events import (
     MaintenanceAnnounced,
     MaintenanceCancelled,
     MaintenanceCompleted,
+    ProbeFailed,
+    ProbeRecovered,
     Recorded,
     TicketOpened,
     decode_state,
@@ -59,14 +67,17 @@ from ledger.persistence.keys import (
     index_keys,
     month_keys,
     opened_key,
+    prefix_end,
+    probe_prefix,
     reference_key,
     service_ranges,
     ticket_key,
     tickets_key,
+    utc_day,
 )
-from projections.affected import Known, month_of
-from projections.support_index import TICKET_FACTS, support_countries
-from projections.timeline import to_us
+from projections.affected import Known, add_months, month_of
+from projections.support_index import SUPPORT_FACTS, TICKET_FACTS, support_countries
+from projections.timeline import from_us, to_us
 
 GroupKey = tuple[str, ...]  # a group's services, sorted
 
@@ -78,6 +89,9 @@ class GroupReader(Protocol):
 
     def read_key_prefixes(self, prefixes: Sequence[str], upto: int): ...  # type: ignore[no-untyped-def]
     def read_key_range_states(self, lo: str, hi: str, upto: int): ...  # type: ignore[no-untyped-def]
+    def edge_keys(self, ranges: Sequence[tuple[str, str]], upto: int, *, last: bool = False): ...  # type: ignore[no-untyped-def]
+    def first_keys_by_name(self, prefixes: Sequence[str], upto: int, tail: int): ...  # type: ignore[no-untyped-def]
+    def read_key_ranges_states(self, ranges: Sequence[tuple[str, str]], upto: int): ...  # type: ignore[no-untyped-def]
 
 
 @dataclass
@@ -88,6 +102,11 @@ class Group:
     contracts: frozenset[str]
     known: Known
     facts: int = 0
+
+    @property
+    def floor(self) -> int | None:
+        """Where its window starts (``Known.floor``; None: its whole history)."""
+        return self.known.floor
 
 
 def countries(versions: Iterable[ContractVersion]) -> set[str]:
@@ -101,15 +120,23 @@ def countries(versions: Iterable[ContractVersion]) -> set[str]:
 
 
 def load_groups(reader: GroupReader, directory: Directory, keys: Sequence[GroupKey], upto: int,
-                clock: datetime | None) -> dict[GroupKey, Group]:
+                clock: datetime | None, floors: Mapping[GroupKey, int | None] | None = None,
+                ) -> dict[GroupKey, Group]:
     """Groups' ``Known`` as of ``upto``: the rebuild's reads of each (``rebuilding._group_reports``).
 
     The reads of many groups are made at once (their services' facts, claims and versions in
     one read, the corrections of their ids in a second, their tickets, their pins) and each
     fact goes to its group, in the order the group's own reads would give it: the same index
     as reading the groups one at a time, in a few statements instead of a few per group.
+
+    ``floors``: a group named there with an instant holds a window from it (``Known.floor``):
+    its services' probe reports from that instant's UTC day on, and each probe's first day and
+    last day before it (``_probe_window``); everything else as the rebuild reads it. A reader
+    that cannot find keys' edges in bulk loads every group whole.
     """
-    knowns = {key: Known() for key in keys}
+    if floors is None or not hasattr(reader, "first_keys_by_name"):
+        floors = {}
+    knowns = {key: Known(floor=floors.get(key)) for key in keys}
     seen: dict[GroupKey, set[int]] = {key: set() for key in keys}
     for known in knowns.values():
         known.see_clock(clock)
@@ -129,8 +156,19 @@ def load_groups(reader: GroupReader, directory: Directory, keys: Sequence[GroupK
     # one per service: on a busy machine each round trip waits for the server to be scheduled.
     history = {position: decode_state(position, state)
                for position, state in reader.read_keyed_states(first, upto)}
-    for rec in reader.read_key_prefixes(service_ranges(first), upto):
+    whole = [s for group in keys if floors.get(group) is None for s in directory.members[group][0]]
+    for rec in reader.read_key_prefixes(service_ranges(month_keys(whole, ())), upto):
         history.setdefault(rec.position, rec)
+    windowed = [(s, floor) for group in keys if (floor := floors.get(group)) is not None
+                for s in directory.members[group][0]]
+    if windowed:
+        rows, partial = _probe_window(reader, windowed, upto)
+        for position, state in rows.items():
+            if position not in history:
+                history[position] = decode_state(position, state)
+        for group in keys:
+            if knowns[group].floor is not None and partial.isdisjoint(directory.members[group][0]):
+                knowns[group].floor = None  # no probe report before the floor: the whole history
     for position in sorted(history):
         rec = history[position]
         fact = rec.fact
@@ -167,6 +205,85 @@ def load_groups(reader: GroupReader, directory: Directory, keys: Sequence[GroupK
         services_, contracts_, _ = directory.members[key]
         out[key] = Group(frozenset(services_), frozenset(contracts_), knowns[key], len(seen[key]))
     return out
+
+
+# Where a group's window starts for a page: a change at t reaches back to the month before that of
+# the last quiet instant before t (``affected._first``), and that month's fold reads from the last
+# quiet instant before it. So: the month before that of t (a day earlier, for the contracts' zones),
+# and a few days more for the quiet instant before it. A page that needs more loads again.
+WINDOW_BACK: Final = 1
+WINDOW_MARGIN_DAYS: Final = 4
+_DAY_US: Final = 86_400_000_000
+_UTC: Final = ZoneInfo("UTC")
+_AT_TYPES: Final = frozenset({ProbeFailed, ProbeRecovered, IncidentOpened, IncidentResolved})
+_SPAN_TYPES: Final = frozenset({MaintenanceAnnounced, ForceMajeureDeclared, ExclusionDeclared})
+# Facts whose months are not bounded by an instant of their own: a group they reach is loaded whole.
+_WHOLE_TYPES: Final = frozenset({HolidaysPinned, *SUPPORT_FACTS})
+
+
+def window_start(us: int) -> int | None:
+    """``WINDOW_MARGIN_DAYS`` before the start of the UTC month ``WINDOW_BACK`` months before that of a
+    day before ``us`` (a contract's month starts within a day of the UTC one); None near the
+    calendar's start."""
+    month = add_months(month_of(us - _DAY_US, _UTC), -WINDOW_BACK)
+    try:
+        return to_us(datetime(int(month[:4]), int(month[5:7]), 1, tzinfo=UTC)) - WINDOW_MARGIN_DAYS * _DAY_US
+    except (ValueError, OverflowError):
+        return None
+
+
+def page_floor(recs: Iterable[Recorded], clock: datetime) -> int | None:
+    """Where a group's window must start for one page's facts routed to it (None: its whole history).
+
+    From the earliest instant the facts act at (a probe report's or incident's ``at``, a window's
+    start, a claim's or amendment's month; the page's clock at the latest), ``window_start``. A
+    correction's referent and a window's earlier versions are not known before the group is: a
+    page that reaches before the window loads it again from there (``BeforeFloor``).
+    """
+    reach = to_us(clock)
+    for rec in recs:
+        f = rec.fact
+        t = type(f)
+        if t in _AT_TYPES:
+            at = to_us(f.at)  # type: ignore[union-attr]
+        elif t in _SPAN_TYPES:
+            at = to_us(f.starts_at)  # type: ignore[union-attr]
+        elif t is CreditClaimFiled or (t is ContractAmended and f.policy.contract.effective_from):  # type: ignore[union-attr]
+            month: str = f.month if t is CreditClaimFiled else f.policy.contract.effective_from  # type: ignore[union-attr,assignment]
+            try:
+                at = to_us(datetime(int(month[:4]), int(month[5:7]), 1, tzinfo=UTC))
+            except (ValueError, OverflowError):
+                return None
+        elif t in _WHOLE_TYPES or t in CONTRACT_TYPES:
+            return None
+        else:
+            continue
+        if at < reach:
+            reach = at
+    return window_start(reach)
+
+
+def _probe_window(reader: GroupReader, services: Sequence[tuple[str, int]], upto: int,
+                  ) -> tuple[dict[int, bytes], set[str]]:
+    """The probe reports a window from each service's floor holds, and the services that have reports
+    before it: every probe's days from the floor's UTC day on, its last day before it (its state at the
+    floor) and its first day (where the service's facts begin, and so its contracts' rows:
+    ``Known.span``). A probe's name is found with its first day (``first_keys_by_name``: an index seek
+    per probe, in one statement on PostgreSQL, one per round of names on SQLite)."""
+    found: list[tuple[str, str, str, str]] = []  # (service, probe's key prefix, its first day's key, day)
+    days = [utc_day(from_us(floor)) for _, floor in services]
+    firsts = reader.first_keys_by_name([probe_prefix(service) for service, _ in services], upto, len(days[0]))
+    for (service, _), day, keys in zip(services, days, firsts, strict=True):
+        found.extend((service, key[: -len(day)], key, day) for key in keys)  # <base><name>@, then the day
+    partial = {service for service, prefix, first, day in found if first < prefix + day}
+    early = [(prefix, prefix + day) for _, prefix, first, day in found if first < prefix + day]
+    lasts = reader.edge_keys(early, upto, last=True) if early else []
+    # A day's key is the only key that starts with it: the first and last days' reads are ranges too.
+    exact = {first for _, _, first, _ in found} | {key for key in lasts if key is not None}
+    ranges = [(prefix + day, prefix_end(prefix)) for _, prefix, _, day in found]
+    ranges += [(key, prefix_end(key)) for key in sorted(exact)]
+    rows = dict(reader.read_key_ranges_states(ranges, upto)) if ranges else {}
+    return rows, partial
 
 
 def _fold_by_key(reader: GroupReader, wanted: dict[str, set[GroupKey]], upto: int,

@@ -7,6 +7,14 @@ which contract-months they can change, recompute each of those once, write rows
 and tracking together. Several workers may run against one PostgreSQL: the
 tracking row only moves forward, so a worker that lost the race for a position
 gets an IntegrityError from the library, rolls back, and skips ahead.
+
+The index of a service group is loaded when a page first touches it, as a window of its
+history (``tracked.groups.page_floor``); a group whose changes reach before its window
+(``affected.BeforeFloor``) is loaded again from further back and its part of the page done again.
+
+Size: over 400 lines because a page's path (groups loaded as windows and again when short, the
+months recomputed and walked back, the rows deferred behind the head) is one sequence, read top
+to bottom.
 """
 
 from __future__ import annotations
@@ -32,10 +40,18 @@ from ledger.persistence.port import (
     ProjectionError,
     ReportingView,
 )
-from projections.affected import Affected, Known, Pair, affected, walk_back
+from projections.affected import Affected, BeforeFloor, Known, Pair, affected, walk_back
 from projections.model import Report
 from projections.tracked.evaluator import Evaluator
-from projections.tracked.groups import Directory, FollowerState, Group, GroupKey, load_groups
+from projections.tracked.groups import (
+    Directory,
+    FollowerState,
+    Group,
+    GroupKey,
+    load_groups,
+    page_floor,
+    window_start,
+)
 from projections.tracked.rows import Failed, Item, SupportRows, view_rows
 
 
@@ -101,17 +117,21 @@ class ReportingProjection(Projection[Any]):
         if not self.state.loaded:
             self._reset(self.tracked)
 
-    def _groups(self, keys: Sequence[GroupKey], upto: int, clock: datetime | None) -> list[Group]:
-        """The groups ``keys``; those not loaded are loaded now, together, as of ``upto`` (``clock``)."""
+    def _groups(self, keys: Sequence[GroupKey], upto: int, clock: datetime | None,
+                floors: dict[GroupKey, int | None]) -> list[Group]:
+        """The groups ``keys``; those not loaded, or whose window starts after ``floors`` says it must,
+        are loaded now, together, as of ``upto`` (``clock``)."""
         state = self.state
-        missing = [key for key in keys if key not in state.groups.loaded]
+        missing = [key for key in keys if (g := state.groups.loaded.get(key)) is None
+                   or (g.floor is not None and ((need := floors.get(key)) is None or need < g.floor))]
         if missing:
             if state.whole:
                 known = Known()
                 known.add_all(self.reader.read_records(1, upto) if upto else ())
                 state.groups.put(WHOLE, Group(frozenset(), frozenset(), known, upto))
             else:
-                for key, loaded in load_groups(self.reader, state.directory, missing, upto, clock).items():
+                for key, loaded in load_groups(self.reader, state.directory, missing, upto, clock,
+                                               floors).items():
                     state.groups.put(key, loaded)
         out = []
         for key in keys:
@@ -210,27 +230,29 @@ class ReportingProjection(Projection[Any]):
         failed: dict[Pair, Failed] = {}
         support: dict[Pair, SupportRows] = {}
         in_batch = {rec.position: rec for rec in batch}
+        # Where each group's window must start for this page (a group whose window starts later is
+        # loaded again): the months its facts can reach, and the clock's (``page_floor``).
+        floors = {key: page_floor(routed.get(key, ()), clock) for key in touched}
+        retried: set[GroupKey] = set()
         i, size = 0, self._chunk(touched)
         while i < len(touched):
-            work: list[tuple[Known, Affected]] = []
             chunk = touched[i : i + size]
             i += len(chunk)
-            loaded = list(zip(chunk, self._groups(chunk, before, clock_before), strict=True))
-            # As many groups next as half the budget holds at this chunk's facts per group: a month's
-            # turn loads every group, and a long history makes each one larger.
-            per = max(1, sum(g.facts for _, g in loaded) // len(loaded))
-            size = max(1, min(GROUP_CHUNK, groups.budget // 2 // per))
-            self._earlier_references(loaded, refs, before)
-            for key, group in loaded:
-                known = group.known
-                known.settle()  # the rows as they were before this batch
-                known.mark()  # and each touched service's quiet instants: how far a change reaches
-                known.see_clock(clock)
-                recs = routed.get(key, [])
-                known.add_all(recs)
-                groups.grew(group, len(recs))
-                work.append((known, affected(recs, known, known.settle())))
-            self._recompute(work, last, in_batch, reports, failed, support)
+            todo: Sequence[GroupKey] = chunk
+            while todo:
+                size, short = self._apply_chunk(todo, routed, refs, floors, (before, last),
+                                                (clock_before, clock), in_batch, (reports, failed, support))
+                # A change reached before a group's window (a long outage, a correction of an old fact):
+                # that group holds this page's facts already; it is loaded again from further back (its
+                # whole history the second time) and its part of the page done again.
+                for key, at in short.items():
+                    groups.drop(key)
+                    floor = floors.get(key)
+                    deeper = window_start(at) if floor is not None and key not in retried else None
+                    floors[key] = deeper if deeper is not None and floor is not None and deeper < floor \
+                        else None
+                    retried.add(key)
+                todo = sorted(short)
             groups.evict()
         pending = self._pending
         if pending is None:
@@ -241,6 +263,45 @@ class ReportingProjection(Projection[Any]):
         for pair, failure in failed.items():
             pending.items[pair] = [failure]
         return self._flush() if write else True
+
+    def _apply_chunk(self, chunk: Sequence[GroupKey], routed: dict[GroupKey, list[Recorded]],
+                     refs: dict[GroupKey, list[str]], floors: dict[GroupKey, int | None],
+                     span: tuple[int, int], clocks: tuple[datetime | None, datetime],
+                     in_batch: dict[int, Recorded],
+                     out: tuple[dict[Pair, Report], dict[Pair, Failed], dict[Pair, SupportRows]],
+                     ) -> tuple[int, dict[GroupKey, int]]:
+        """Fold one chunk of groups' facts and recompute what they change: how many groups to take
+        next, and the groups whose window was too short (``BeforeFloor``), with the instant asked about.
+
+        The other groups' work is complete whatever happened to those: a short group's months are
+        left for its next load (what was computed of them meanwhile is right, only incomplete).
+        """
+        (before, last), (clock_before, clock) = span, clocks
+        groups = self.state.groups
+        work: list[tuple[Known, Affected]] = []
+        loaded = list(zip(chunk, self._groups(chunk, before, clock_before, floors), strict=True))
+        # As many groups next as half the budget holds at this chunk's facts per group: a month's
+        # turn loads every group, and a long history makes each one larger.
+        per = max(1, sum(g.facts for _, g in loaded) // len(loaded))
+        size = max(1, min(GROUP_CHUNK, groups.budget // 2 // per))
+        self._earlier_references(loaded, refs, before)
+        short: dict[GroupKey, int] = {}
+        for key, group in loaded:
+            known = group.known
+            known.settle()  # the rows as they were before this batch
+            known.mark()  # and each touched service's quiet instants: how far a change reaches
+            known.see_clock(clock)
+            recs = routed.get(key, [])
+            known.add_all(recs)
+            groups.grew(group, len(recs))
+            try:
+                work.append((known, affected(recs, known, known.settle())))
+            except BeforeFloor as too_short:
+                short[key] = too_short.at
+        key_of = {id(g.known): key for key, g in loaded}
+        for known_id, at in self._recompute(work, last, in_batch, *out).items():
+            short.setdefault(key_of[known_id], at)
+        return size, short
 
     def _flush(self) -> bool:
         """Write the pending pages' rows with their last position; False if another worker wrote it first."""
@@ -305,15 +366,18 @@ class ReportingProjection(Projection[Any]):
     def _recompute(
         self, work: Sequence[tuple[Known, Affected]], upto: int, in_batch: dict[int, Recorded],
         reports: dict[Pair, Report], failed: dict[Pair, Failed], support: dict[Pair, SupportRows],
-    ) -> None:
+    ) -> dict[int, int]:
         """Reports for the groups' pairs and for the earlier months whose downtime stretch may reach them.
 
         New rows that no fact reaches (``fresh``: months the clock or a widened span added)
         start no walk: no other month's figures depend on whether a row exists. A month the
         fold fails on is returned as failed; the others go on. The facts of a round of months
         are read in one go, whatever their group (``in_batch``'s own are in memory already).
-        A month's support figures come with its report, from the same facts.
+        A month's support figures come with its report, from the same facts. A group whose window
+        is too short for one of its months (``BeforeFloor``) is left there: returned (by its
+        ``Known``'s id) with the instant asked about.
         """
+        short: dict[int, int] = {}
         known_of: dict[str, Known] = {cid: known for known, _ in work for cid in known.versions}
         evaluators = {id(known): Evaluator(known, self.reader, policies=self._policies) for known, _ in work}
         changed = {p for _, pairs in work for p in pairs.changed}
@@ -324,7 +388,7 @@ class ReportingProjection(Projection[Any]):
         done: set[Pair] = set()
         todo = changed | fresh
         while todo:
-            for pair, records in self._facts(sorted(todo), in_batch, known_of):
+            for pair, records in self._facts(sorted(todo), in_batch, known_of, short):
                 for out in evaluators[id(known_of[pair[0]])].evaluate_or_failure(pair, upto, records):
                     if isinstance(out, Failed):
                         failed[pair] = out
@@ -346,18 +410,30 @@ class ReportingProjection(Projection[Any]):
             seeds: dict[int, tuple[Known, set[Pair]]] = {}
             for pair in todo - fresh:
                 known = known_of[pair[0]]
-                seeds.setdefault(id(known), (known, set()))[1].add(pair)
+                if id(known) not in short:
+                    seeds.setdefault(id(known), (known, set()))[1].add(pair)
             todo = set()
             for known, mine in seeds.values():
                 todo |= walk_back(mine, known, full, done)
+        return short
 
     def _facts(
-        self, pairs: Sequence[Pair], in_batch: dict[int, Recorded], known_of: dict[str, Known]
+        self, pairs: Sequence[Pair], in_batch: dict[int, Recorded], known_of: dict[str, Known],
+        short: dict[int, int],
     ) -> Iterator[tuple[Pair, list[Recorded]]]:
-        """Each pair with the facts its fold needs, read for a chunk of pairs at a time."""
+        """Each pair with the facts its fold needs, read for a chunk of pairs at a time; the pairs of a
+        group whose window does not reach back far enough are left out, the group noted in ``short``."""
         for i in range(0, len(pairs), FETCH_PAIRS):
-            chunk = pairs[i : i + FETCH_PAIRS]
-            wanted = [(pair, known_of[pair[0]].positions_for(*pair)) for pair in chunk]
+            wanted = []
+            for pair in pairs[i : i + FETCH_PAIRS]:
+                known = known_of[pair[0]]
+                if id(known) in short:
+                    continue
+                try:
+                    wanted.append((pair, known.positions_for(*pair)))
+                except BeforeFloor as too_short:
+                    short[id(known)] = too_short.at
+            wanted = [(pair, ps) for pair, ps in wanted if id(known_of[pair[0]]) not in short]
             missing = sorted({p for _, ps in wanted for p in ps if p not in in_batch})
             fetched = {r.position: r for r in self.reader.read_positions(missing)} if missing else {}
             for pair, positions in wanted:

@@ -17,6 +17,8 @@ from click.testing import CliRunner
 from cli.demo import demo_facts
 from ledger.application import Ledger
 from ledger.events import ContractAmended, ContractRegistered, ProbeFailed, Recorded
+from ledger.persistence.keys import probe_prefix
+from ledger.persistence.port import LedgerRecorder
 from projections.tracked import open_view
 from projections.tracked.projection import ReportingProjection
 from tests.integration.test_reporting import MONTH, assert_tables_match_reports, ledger_cli, register
@@ -88,3 +90,42 @@ def test_many_prefixes_in_one_read_equal_one_read_each(ledger: Ledger) -> None:
         assert together == sorted(together)
     assert [r.position for r in ledger.recorder.read_key_prefixes(["s:"], head - 5)] == sorted(
         r.position for r in ledger.recorder.read_key_prefix("s:", head - 5))
+
+
+def test_many_ranges_and_edges_in_one_read_equal_one_read_each(ledger: Ledger) -> None:
+    # `read_key_ranges_states` and `edge_keys` (a window's probe days of many services at once)
+    # against `read_key_range_states` and `edge_key`, one range at a time.
+    register(ledger)
+    ledger.append_facts(demo_facts(MONTH))
+    head = ledger.recorder.last_position()
+    ranges = [("p:", "p;"), ("s:", "s:m"), ("k:", "k:\U0010ffff"), ("zz:", "zz;"),
+              ("p:workspace/", "p:workspace0"), ("s:b", "s:a")]
+    for chosen in (ranges, ranges[:1], [], ranges[3:5]):
+        for upto in (head, head - 7):
+            one_by_one = {p: s for lo, hi in chosen
+                          for p, s in ledger.recorder.read_key_range_states(lo, hi, upto)}
+            together = list(ledger.recorder.read_key_ranges_states(chosen, upto))
+            assert together == sorted(one_by_one.items())
+            for last in (False, True):
+                assert ledger.recorder.edge_keys(chosen, upto, last=last) == [
+                    ledger.recorder.edge_key(lo, hi, upto, last=last) for lo, hi in chosen]
+    assert any(ledger.recorder.edge_keys(ranges, head))
+    # Every probe of every service with its first day, in one statement on PostgreSQL.
+    prefixes = [probe_prefix(s) for s in ("workspace", "biings", "no-such-service", "optimy-ca")]
+    for upto in (head, head // 2, 1):
+        got = ledger.recorder.first_keys_by_name(prefixes, upto, 10)
+        assert got == LedgerRecorder.first_keys_by_name(ledger.recorder, prefixes, upto, 10)
+        expected = []
+        for prefix in prefixes:
+            keys = _keys_under(ledger, prefix, upto)
+            names = {k[:-10] for k in keys}  # <prefix><name>@
+            expected.append(sorted(min(k for k in keys if k.startswith(name)) for name in names))
+        assert got == expected
+    assert sum(map(len, ledger.recorder.first_keys_by_name(prefixes, head, 10))) >= 5
+
+
+def _keys_under(ledger: Ledger, prefix: str, upto: int) -> list[str]:
+    from ledger.persistence.keys import index_keys
+
+    return sorted({k for r in ledger.records() if r.position <= upto for k in index_keys(r.fact)
+                   if k.startswith(prefix)})

@@ -24,6 +24,7 @@ from ledger.contracts import in_force
 from ledger.events import ContractAmended, ContractRegistered, Fact, Recorded, encode_state, fact_id
 from ledger.persistence.consistency import first_uses
 from ledger.persistence.keys import index_keys
+from ledger.persistence.port import LedgerRecorder
 from ledger.persistence.rows import ViewRows
 from ledger.policy import resolve
 from ledger.policy_check import load_policy
@@ -382,6 +383,22 @@ class _KeyedReader(_Reader):
     def read_key_range_states(self, lo: str, hi: str, upto: int) -> Iterator[tuple[int, bytes]]:
         return ((r.position, self.states[r.position]) for r in self.records
                 if r.position <= upto and any(lo <= k < hi for k in index_keys(r.fact)))
+
+    def read_key_ranges_states(self, ranges: Sequence[tuple[str, str]],
+                               upto: int) -> Iterator[tuple[int, bytes]]:
+        return ((r.position, self.states[r.position]) for r in self.records
+                if r.position <= upto and any(lo <= k < hi for k in index_keys(r.fact) for lo, hi in ranges))
+
+    def edge_keys(self, ranges: Sequence[tuple[str, str]], upto: int, *,
+                  last: bool = False) -> list[str | None]:
+        keys = sorted({k for r in self.records if r.position <= upto for k in index_keys(r.fact)})
+        out: list[str | None] = []
+        for lo, hi in ranges:
+            inside = [k for k in keys if lo <= k < hi]
+            out.append((inside[-1] if last else inside[0]) if inside else None)
+        return out
+
+    first_keys_by_name = LedgerRecorder.first_keys_by_name  # the port's own, on ``edge_keys``
 
     def read_position_states(self, positions: Sequence[int]) -> Iterator[tuple[int, bytes]]:
         self.fetched += len(positions)

@@ -17,6 +17,7 @@ from ledger.events import Recorded
 from projections import affected as affected_module
 from projections.affected import Known, Pair, _Held, add_months, affected, month_of
 from projections.tracked import ReportingProjection
+from projections.tracked import groups as groups_module
 from tests.unit.test_affected import SETTINGS, MemoryView, full, ledgers
 
 
@@ -119,3 +120,27 @@ def test_pages_behind_the_head_are_written_together_and_give_the_whole_fold(
         assert single.apply(records[start : start + page]) is True
         assert one.position == min(start + page, len(records))
     assert one.figures == full(records)
+
+
+@SETTINGS
+@given(ledgers(), st.integers(0, 40), st.integers(1, 7), st.sampled_from([-1, 0, 1]))
+def test_windows_of_any_depth_give_the_whole_fold(
+    ledger: tuple[list[Recorded], list[int]], start: int, page: int, back: int
+) -> None:
+    # Windows as short as they get (``WINDOW_BACK`` -1, 0 or 1 month): most changes reach before
+    # the window and load it again from further back, then whole.
+    records, _ = ledger
+    start = min(start, len(records))
+    view = MemoryView(records)
+    if start:
+        view.reader.records = records[:start]
+        assert ReportingProjection(view).catch_up() == start  # type: ignore[arg-type]
+        view.reader.records = records
+    saved = groups_module.WINDOW_BACK
+    groups_module.WINDOW_BACK = back
+    try:
+        projection = ReportingProjection(view)  # type: ignore[arg-type]
+        assert projection.catch_up(page=page) == len(records)
+    finally:
+        groups_module.WINDOW_BACK = saved
+    assert view.figures == full(records)

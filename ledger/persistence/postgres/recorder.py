@@ -239,6 +239,34 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, SQLRecorder):
             "JOIN {schema}.{index} i ON i.key >= r.lo AND i.key < r.hi AND i.position <= %s "
             "ORDER BY i.position"
         ).format(schema=schema, index=Identifier("ledger_index"))
+        # ``read_key_ranges_states``: each range its own index range scan (a LATERAL subquery the
+        # planner cannot pull up: OFFSET 0). A join of the ranges with the index let it merge a
+        # thousand probe ranges with the whole index (19 s a statement at 10M events), and a hash
+        # of the distinct positions planned for the estimate spilled (70 s); 1.6 s for 2,000 ranges.
+        self.sql_ranges_positions = SQL(
+            "SELECT x.position FROM unnest(%s::text[], %s::text[]) AS r(lo, hi), LATERAL ("
+            "SELECT position FROM {schema}.{index} WHERE key >= r.lo AND key < r.hi AND position <= %s "
+            "OFFSET 0) AS x"
+        ).format(schema=schema, index=index)
+        # ``edge_keys``: one index seek per range, in one statement.
+        self.sql_edge_keys = tuple(SQL(
+            'SELECT (SELECT key FROM {schema}.{index} WHERE key COLLATE "C" >= r.lo '
+            'AND key COLLATE "C" < r.hi AND position <= %s ORDER BY key COLLATE "C" {order} LIMIT 1) '
+            "FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS r(lo, hi, n) ORDER BY r.n"
+        ).format(schema=schema, index=index, order=SQL(order)) for order in ("ASC", "DESC"))
+        # ``first_keys_by_name``: a skip scan, one index seek per name, in one statement.
+        self.sql_first_by_name = SQL(
+            "WITH RECURSIVE r(n, hi, k) AS ("
+            'SELECT b.n, b.hi, (SELECT key FROM {schema}.{index} WHERE key COLLATE "C" >= b.lo '
+            'AND key COLLATE "C" < b.hi AND position <= %(upto)s ORDER BY key COLLATE "C" LIMIT 1) '
+            "FROM unnest(%(lo)s::text[], %(hi)s::text[]) WITH ORDINALITY AS b(lo, hi, n) "
+            "UNION ALL "
+            'SELECT r.n, r.hi, (SELECT key FROM {schema}.{index} WHERE key COLLATE "C" >= '
+            "left(r.k, length(r.k) - %(skip)s) || 'A' "
+            'AND key COLLATE "C" < r.hi AND position <= %(upto)s ORDER BY key COLLATE "C" LIMIT 1) '
+            "FROM r WHERE r.k IS NOT NULL) "
+            'SELECT n, k FROM r WHERE k IS NOT NULL ORDER BY n, k COLLATE "C"'
+        ).format(schema=schema, index=index)
         self.sql_first_filed = SQL(
             "SELECT e.notification_id, e.state FROM {schema}.{index} i JOIN {schema}.{table} e "
             "ON e.notification_id = i.position WHERE i.key = %s AND i.position <= %s "
@@ -509,6 +537,31 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, SQLRecorder):
     def edge_key(self, lo: str, hi: str, upto: int, *, last: bool = False) -> str | None:
         rows = self._fetch(self.sql_edge_key[last], (lo, hi, upto))
         return str(rows[0][0]) if rows else None
+
+    def edge_keys(self, ranges: Sequence[tuple[str, str]], upto: int, *,
+                  last: bool = False) -> list[str | None]:
+        if not ranges:
+            return []
+        rows = self._fetch(self.sql_edge_keys[last], (upto, [lo for lo, _ in ranges], [h for _, h in ranges]))
+        return [None if row[0] is None else str(row[0]) for row in rows]
+
+    def first_keys_by_name(self, prefixes: Sequence[str], upto: int, tail: int) -> list[list[str]]:
+        out: list[list[str]] = [[] for _ in prefixes]
+        if prefixes:
+            params = {"lo": list(prefixes), "hi": [prefix_end(p) for p in prefixes], "upto": upto,
+                      "skip": tail + 1}
+            for n, key in self._fetch(self.sql_first_by_name, params):  # type: ignore[arg-type]
+                out[int(n) - 1].append(str(key))
+        return out
+
+    def read_key_ranges_states(self, ranges: Sequence[tuple[str, str]],
+                               upto: int) -> Iterator[tuple[int, bytes]]:
+        if self.sql_prefixes_positions is None or not ranges:
+            yield from super().read_key_ranges_states(ranges, upto)
+            return
+        bounds = ([lo for lo, _ in ranges], [hi for _, hi in ranges], upto)
+        positions = sorted({row[0] for row in self._fetch(self.sql_ranges_positions, bounds)})
+        yield from self.read_position_states(positions)
 
     def unclosed_openings(self, prefix: str, since: str, until: str, upto: int) -> list[int]:
         params = {"lo": prefix, "hi": prefix_end(prefix), "upto": upto, "n": len(prefix) + 1, "since": since,
