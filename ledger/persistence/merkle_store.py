@@ -136,7 +136,7 @@ def _marks() -> tuple[dict[str, Marks], dict[str, Marks]]:
 # its own key), the keys from the last to the first, and the format. Two C calls a leaf to cut,
 # one to format and two to hash: the replacements and the copied hash state this replaces took
 # six, and a leaf's cost is its calls (docs/decisions.md, issue 19, hT).
-Plan = tuple[int, tuple[bytes, ...], bytes]
+Plan = tuple[int, bytes, bytes, bytes, bytes]
 
 
 def _simple(flat: Mapping[str, Marks]) -> dict[str, Plan]:
@@ -147,14 +147,14 @@ def _simple(flat: Mapping[str, Marks]) -> dict[str, Plan]:
             ea, eb, ec = (k.replace(b"%", b"%%") for k in (a, b, c))
             line = b'\x00%s"id":%s,'
             if a == b == c:
-                out[tag] = (0, (a,), line + b'"position":%d,"recorded_at":%s,' + ea + b"%s")
+                out[tag] = (0, a, b"", b"", line + b'"position":%d,"recorded_at":%s,' + ea + b"%s")
             elif a == b:
-                out[tag] = (1, (c, a), line + b'"position":%d,' + ea + b'%s"recorded_at":%s,' + ec + b"%s")
+                out[tag] = (1, c, a, b"", line + b'"position":%d,' + ea + b'%s"recorded_at":%s,' + ec + b"%s")
             elif b == c:
-                out[tag] = (2, (b, a), line + ea + b'%s"position":%d,"recorded_at":%s,' + eb + b"%s")
+                out[tag] = (2, b, a, b"", line + ea + b'%s"position":%d,"recorded_at":%s,' + eb + b"%s")
             else:
                 line += ea + b'%s"position":%d,' + eb
-                out[tag] = (3, (c, b, a), line + b'%s"recorded_at":%s,' + ec + b"%s")
+                out[tag] = (3, c, b, a, line + b'%s"recorded_at":%s,' + ec + b"%s")
     return out
 
 
@@ -205,31 +205,28 @@ def leaf_hashes(rows: Sequence[Prepared], at_jsons: Sequence[bytes], start: int)
     for (_, _, id_json, topic, _, canon, _, _), at_json in zip(rows, at_jsons, strict=True):
         plan = plans(topic)
         if plan is not None:  # the usual case: each member's successor is a key every fact has
-            kind, keys, line = plan
+            kind, last, key, earlier, line = plan
+            head, found, tail = canon.rpartition(last)
             if kind == 1:
-                head, found, tail = canon.rpartition(keys[0])
-                first, found_a, middle = head.rpartition(keys[1])
+                first, found_a, middle = head.rpartition(key)
                 if found and found_a:
                     add(sha(line % (first, id_json, position, middle, at_json, tail)).digest())
                     position += 1
                     continue
             elif kind == 2:
-                head, found, tail = canon.rpartition(keys[0])
-                first, found_a, middle = head.rpartition(keys[1])
+                first, found_a, middle = head.rpartition(key)
                 if found and found_a:
                     add(sha(line % (first, id_json, middle, position, at_json, tail)).digest())
                     position += 1
                     continue
             elif kind == 0:
-                first, found, tail = canon.rpartition(keys[0])
                 if found:
-                    add(sha(line % (first, id_json, position, at_json, tail)).digest())
+                    add(sha(line % (head, id_json, position, at_json, tail)).digest())
                     position += 1
                     continue
             else:
-                head, found, tail = canon.rpartition(keys[0])
-                head, found_b, later = head.rpartition(keys[1])
-                first, found_a, middle = head.rpartition(keys[2])
+                head, found_b, later = head.rpartition(key)
+                first, found_a, middle = head.rpartition(earlier)
                 if found and found_b and found_a:
                     add(sha(line % (first, id_json, middle, position, later, at_json, tail)).digest())
                     position += 1
