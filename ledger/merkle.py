@@ -174,18 +174,21 @@ def parents(nodes: Sequence[bytes]) -> list[bytes]:
 
 
 def fold(size: int, edge: dict[int, bytes], leaves: Sequence[bytes], lowest: int,
-         pair: Callable[[list[bytes]], list[bytes]] = parents) -> list[tuple[int, int, bytes]]:
+         pair: Callable[[list[bytes]], list[bytes]] = parents, level: int = 0,
+         ) -> list[tuple[int, int, bytes]]:
     """Append leaf hashes to the tree of ``size`` leaves; the completed nodes of level ``lowest`` or more.
 
     ``edge`` maps each one-bit ``level`` of ``size`` to the hash of its perfect subtree
     (the tree's right edge, ``frontier``); it is updated in place to the new size's.
     One node hash per leaf on average, computed a level at a time by ``pair`` (one call per
     level: the interpreter's cost per hash is about half that of a loop per leaf); the write
-    path passes one with OpenSSL's SHA-256 (``persistence.merkle_store``).
+    path passes one with OpenSSL's SHA-256 (``persistence.merkle_store``). With ``level``,
+    ``leaves`` are the nodes of that level appended after the first ``size`` of them (the
+    levels below were folded by the caller, and ``edge`` holds none of them).
     """
     rows: list[tuple[int, int, bytes]] = []
     nodes = list(leaves)
-    start, level = size, 0
+    start = size
     while nodes:
         if lowest <= level:
             rows.extend(zip([level] * len(nodes), range(start, start + len(nodes)), nodes, strict=True))

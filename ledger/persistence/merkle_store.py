@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 TABLE: Final = "ledger_merkle"
 HASH_SIZE: Final = 32
+Row = tuple[int, int, bytes]  # a stored node: level, index, hash
 STORED_FROM: Final = 6  # the lowest level stored: a node covers 64 leaves
 TILE: Final = 1 << STORED_FROM
 BUILD_BATCH: Final = 320 * TILE  # leaves per transaction when building a tree from the log (20,480)
@@ -128,15 +129,17 @@ def _marks() -> tuple[dict[str, Marks], dict[str, Marks]]:
     return flat, nested
 
 
-# Flat types whose three successors are each one key every fact of the type has: the members
-# go in by replacing the first ``"key":`` each must precede with the members and that key, the
-# later key first (an earlier key is then still first found where it was). Per type, how they
+# Flat types whose three successors are each one key every fact of the type has. In a flat
+# content every unescaped ``"key":`` is one of its own members, once: the content is cut at the
+# last (so the only) ``"key":`` of each successor with ``rpartition``, from the right (the keys
+# an envelope member precedes lie in the content's second half, so less is searched than from
+# the left), and the line, 0x00 prefix included, is one format of the pieces. Per type, how they
 # go in (0: together before one key; 1: id and position before one key, recorded_at before a
-# later one; 2: id before one key, position and recorded_at before a later one; 3: each
-# before its own key), the keys, and the formats of what goes in before each. One C call per
-# key instead of a find, two slices and a share of one format: the splice is most of a leaf's
-# cost.
-Plan = tuple[int, bytes, bytes, bytes, bytes, bytes, bytes]
+# later one; 2: id before one key, position and recorded_at before a later one; 3: each before
+# its own key), the keys from the last to the first, and the format. Two C calls a leaf to cut,
+# one to format and two to hash: the replacements and the copied hash state this replaces took
+# six, and a leaf's cost is its calls (docs/decisions.md, issue 19, hT).
+Plan = tuple[int, bytes, bytes, bytes, bytes]
 
 
 def _simple(flat: Mapping[str, Marks]) -> dict[str, Plan]:
@@ -145,14 +148,16 @@ def _simple(flat: Mapping[str, Marks]) -> dict[str, Plan]:
         if len(ka) == len(kb) == len(kc) == 1:
             a, b, c = ka[0], kb[0], kc[0]
             ea, eb, ec = (k.replace(b"%", b"%%") for k in (a, b, c))
+            line = b'\x00%s"id":%s,'
             if a == b == c:
-                out[tag] = (0, a, b'"id":%s,"position":%d,"recorded_at":%s,' + ea, b, b"", c, b"")
+                out[tag] = (0, a, b"", b"", line + b'"position":%d,"recorded_at":%s,' + ea + b"%s")
             elif a == b:
-                out[tag] = (1, a, b'"id":%s,"position":%d,' + ea, b, b"", c, b'"recorded_at":%s,' + ec)
+                out[tag] = (1, c, a, b"", line + b'"position":%d,' + ea + b'%s"recorded_at":%s,' + ec + b"%s")
             elif b == c:
-                out[tag] = (2, a, b'"id":%s,' + ea, b, b'"position":%d,"recorded_at":%s,' + eb, c, b"")
+                out[tag] = (2, b, a, b"", line + ea + b'%s"position":%d,"recorded_at":%s,' + eb + b"%s")
             else:
-                out[tag] = (3, a, b'"id":%s,' + ea, b, b'"position":%d,' + eb, c, b'"recorded_at":%s,' + ec)
+                line += ea + b'%s"position":%d,' + eb
+                out[tag] = (3, c, b, a, line + b'%s"recorded_at":%s,' + ec + b"%s")
     return out
 
 
@@ -176,10 +181,10 @@ def _at(canon: bytes, keys: tuple[bytes, ...]) -> int:
 
 
 @functools.cache
-def _leaf_state() -> Callable[[], Any]:
+def _openssl_sha256() -> Callable[[bytes], Any]:
     import hashlib  # here, on the write path: OpenSSL's SHA-256, faster on a leaf's line; reads need none
 
-    return hashlib.sha256(merkle.LEAF_PREFIX).copy
+    return hashlib.sha256
 
 
 def leaf_hashes(rows: Sequence[Prepared], at_jsons: Sequence[bytes], start: int) -> list[bytes]:
@@ -189,52 +194,46 @@ def leaf_hashes(rows: Sequence[Prepared], at_jsons: Sequence[bytes], start: int)
     arrays or objects is flat: every ``"key":`` in it, with its quotes unescaped, is one
     of its own members (a quote inside a string is escaped, and a string value is followed
     by a comma or the end), so the member sorting after ``id`` (and after ``position``,
-    ``recorded_at``) is the first ``"key":`` of the first later key the type always has,
-    and the line is that content with the three members put in before those keys. Contents
-    that may nest (a contract's policy, pinned dates) and hold a bracket merge their
-    decoded members. Hashed from a state that has taken the 0x00 prefix (``copy``, one
-    ``update``: no concatenation).
+    ``recorded_at``) is the ``"key":`` of the first later key the type always has, and the
+    line is that content with the three members put in before those keys. Contents that
+    may nest (a contract's policy, pinned dates) and hold a bracket merge their decoded
+    members.
     """
     out: list[bytes] = []
     add = out.append
-    fresh = _leaf_state()
+    sha = _openssl_sha256()
     plans = _tables()[2].get
     position = start
-    last: bytes | None = None
-    puts: dict[bytes, bytes] = {}  # what goes in before each key with ``last`` as recorded_at
     # Unpacked in the loop header: a NamedTuple's attributes cost more than its items.
     for (_, _, id_json, topic, _, canon, _, _), at_json in zip(rows, at_jsons, strict=True):
         plan = plans(topic)
         if plan is not None:  # the usual case: each member's successor is a key every fact has
-            kind, a, put_a, b, put_b, c, put_c = plan
-            n = len(canon)
+            kind, last, key, earlier, line = plan
+            head, found, tail = canon.rpartition(last)
             if kind == 1:
-                if at_json is not last:  # most rows of an import share one recorded_at
-                    last, puts = at_json, {}
-                put = puts.get(c)
-                if put is None:
-                    put = puts[c] = put_c % at_json
-                line = canon.replace(c, put, 1)
-                whole = line.replace(a, put_a % (id_json, position), 1)
-                done = n < len(line) < len(whole)
+                first, found_a, middle = head.rpartition(key)
+                if found and found_a:
+                    add(sha(line % (first, id_json, position, middle, at_json, tail)).digest())
+                    position += 1
+                    continue
             elif kind == 2:
-                line = canon.replace(b, put_b % (position, at_json), 1)
-                whole = line.replace(a, put_a % id_json, 1)
-                done = n < len(line) < len(whole)
+                first, found_a, middle = head.rpartition(key)
+                if found and found_a:
+                    add(sha(line % (first, id_json, middle, position, at_json, tail)).digest())
+                    position += 1
+                    continue
             elif kind == 0:
-                whole = canon.replace(a, put_a % (id_json, position, at_json), 1)
-                done = n < len(whole)
+                if found:
+                    add(sha(line % (head, id_json, position, at_json, tail)).digest())
+                    position += 1
+                    continue
             else:
-                line = canon.replace(c, put_c % at_json, 1)
-                half = line.replace(b, put_b % position, 1)
-                whole = half.replace(a, put_a % id_json, 1)
-                done = n < len(line) < len(half) < len(whole)
-            if done:
-                h = fresh()
-                h.update(whole)
-                add(h.digest())
-                position += 1
-                continue
+                head, found_b, later = head.rpartition(key)
+                first, found_a, middle = head.rpartition(earlier)
+                if found and found_b and found_a:
+                    add(sha(line % (first, id_json, middle, position, later, at_json, tail)).digest())
+                    position += 1
+                    continue
         add(_leaf_slow(topic, canon, id_json, position, at_json))
         position += 1
     return out
@@ -256,9 +255,7 @@ def _leaf_slow(topic: str, canon: bytes, id_json: bytes, position: int, at_json:
             canon[:a], id_json, canon[a:b], position, canon[b:c], at_json, canon[c:])
     else:
         line = _merged_line(canon, id_json, position, at_json)
-    h = _leaf_state()()
-    h.update(line)
-    return bytes(h.digest())
+    return bytes(_openssl_sha256()(merkle.LEAF_PREFIX + line).digest())
 
 
 def _split(leaves: bytes) -> list[bytes]:
@@ -295,6 +292,35 @@ def fold(size: int, edge: dict[int, bytes], leaves: list[bytes], lowest: int) ->
     return merkle.fold(size, edge, leaves, lowest, _parents)
 
 
+def fold_packed(size: int, edge: dict[int, bytes], packed: bytes, lowest: int) -> list[Row]:
+    """``fold`` of leaf hashes packed 32 bytes each, the first level hashed from the packed bytes.
+
+    Each pair of leaves is one 64-byte slice of ``packed``: no list of 32-byte leaves is made
+    (cutting them cost about a quarter of the fold). Levels of ``lowest`` or more only (at
+    least 1: no leaf row); ``edge`` as in ``merkle.fold``.
+    """
+    if lowest < 1:
+        return fold(size, edge, _split(packed), lowest)
+    fresh = _node_state()
+    firsts: list[bytes] = []
+    add = firsts.append
+    at, end = 0, len(packed)
+    if size & 1 and end:  # the first leaf is a right child: its left sibling is on the edge
+        h = fresh()
+        h.update(edge.pop(0))
+        h.update(packed[:HASH_SIZE])
+        add(h.digest())
+        at = HASH_SIZE
+    if (end - at) & HASH_SIZE:  # an odd leaf left over: a left child still waiting for its sibling
+        end -= HASH_SIZE
+        edge[0] = packed[end:]
+    for i in range(at, end, 2 * HASH_SIZE):
+        h = fresh()
+        h.update(packed[i : i + 2 * HASH_SIZE])
+        add(h.digest())
+    return merkle.fold(size >> 1, edge, firsts, lowest, _parents, 1)
+
+
 class Folder:
     """The nodes of ``STORED_FROM`` and up that each batch of leaves completes, from a right edge on.
 
@@ -313,13 +339,13 @@ class Folder:
         """The rows of a batch's leaf hashes (32 bytes each, as ``Packed.leaves`` holds them)."""
         if not isinstance(leaves, bytes):
             raise StoreError("import: the packed batch carries Merkle nodes, not leaf hashes")
-        return self.rows(_split(leaves))
+        got = fold_packed(self.size, self.edge, leaves, STORED_FROM)
+        self.size += len(leaves) // HASH_SIZE
+        return got
 
     def rows(self, leaves: list[bytes]) -> list[tuple[int, int, bytes]]:
-        count = len(leaves)
-        got = fold(self.size, self.edge, leaves, STORED_FROM)
-        self.size += count
-        return got
+        """The rows of a batch's leaf hashes given one by one."""
+        return self.nodes(b"".join(leaves))
 
 
 # --- reading the tree: stored nodes, and the levels below them from the log --------------
@@ -412,7 +438,7 @@ def append_leaves(tree: Tree, start: int, count: int, leaves: bytes | list[tuple
         return
     if len(leaves) != count * HASH_SIZE:
         raise StoreError(f"append: {len(leaves) // HASH_SIZE} leaf hashes for {count} facts")
-    rows = fold(size, _edge(_Reader(tree), size), _split(leaves), STORED_FROM)
+    rows = fold_packed(size, _edge(_Reader(tree), size), leaves, STORED_FROM)
     if rows:
         tree.write(rows)
 

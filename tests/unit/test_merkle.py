@@ -207,13 +207,15 @@ def test_batching_does_not_change_the_tree(batches: list[int]) -> None:
 @settings(max_examples=80, deadline=None)
 @given(st.integers(0, 300), st.lists(st.integers(0, 150), min_size=1, max_size=8), st.integers(0, 7))
 def test_the_write_paths_fold_is_the_reference(size: int, batches: list[int], lowest: int) -> None:
-    """``merkle_store.fold`` and ``Folder`` (the import's) give ``merkle.fold``'s rows and edge."""
+    """``merkle_store.fold``, ``fold_packed`` (from the leaf hashes' packed bytes) and ``Folder``
+    (the import's) give ``merkle.fold``'s rows and edge."""
     from ledger.persistence import merkle_store
 
     leaves = [merkle.leaf_hash(b"%d" % i) for i in range(size + sum(batches))]
     ref_edge: dict[int, bytes] = {}
     merkle.fold(0, ref_edge, leaves[:size], 0)
     edge = dict(ref_edge)
+    packed_edge = dict(ref_edge)
     folder = merkle_store.Folder(size, ref_edge)
     at = size
     for count in batches:
@@ -221,6 +223,9 @@ def test_the_write_paths_fold_is_the_reference(size: int, batches: list[int], lo
         want = merkle.fold(at, ref_edge, list(part), 0)
         assert merkle_store.fold(at, edge, list(part), lowest) == [r for r in want if r[0] >= lowest]
         assert edge == ref_edge
+        packed = merkle_store.fold_packed(at, packed_edge, b"".join(part), lowest)
+        assert packed == [r for r in want if r[0] >= lowest]
+        assert packed_edge == ref_edge
         assert folder.rows(list(part)) == [r for r in want if r[0] >= merkle_store.STORED_FROM]
         at += count
 
