@@ -5,7 +5,7 @@ downtime stretches and a holiday lookup go in; the report comes out. Nothing
 here reads a clock, a store or (but through the lookup given) the ``holidays``
 package.
 
-Size: about 420 lines: the per-ticket, mean, engagement, recovery and quota passes share the
+Size: about 450 lines: the per-ticket, mean, engagement, recovery and quota passes share the
 collected facts, the clock and the digest of what they used; apart they would pass all of it.
 """
 
@@ -129,9 +129,15 @@ _LATER: Final = frozenset({TicketSeverityChanged, TicketResponded, TicketClassif
 
 
 def _collect(records: Iterable[Recorded], policy: Policy) -> _Facts:
-    """One pass, one branch per fact type; keeps what concerns this contract and its service."""
+    """One pass, one branch per fact type; keeps what concerns this contract and its service.
+
+    A ticket id names the contract of its first opening (by position): the ledger refuses an
+    opening of it for another contract (decisions, issue 18 point 2), so such an opening, if
+    given, makes no ticket of this contract (``support_index.Ticket.owner``, the follower's rule).
+    """
     out = _Facts()
     ours: set[str] = set()
+    claimed: dict[str, tuple[int, str]] = {}  # ticket -> (position, contract) of its first opening
     later: list[Recorded] = []
     contract, service = policy.contract_id, policy.service
     tickets, facts = out.tickets, out.facts
@@ -142,6 +148,9 @@ def _collect(records: Iterable[Recorded], policy: Policy) -> _Facts:
         kind = type(fact)
         if kind is TicketOpened:
             assert isinstance(fact, TicketOpened)
+            first = claimed.get(fact.ticket)
+            if first is None or pos < first[0]:
+                claimed[fact.ticket] = (pos, fact.contract)
             if fact.contract != contract:
                 continue
             tickets[fact.ticket].opened.append((to_us(fact.at), fact.severity, pos))
@@ -167,6 +176,10 @@ def _collect(records: Iterable[Recorded], policy: Policy) -> _Facts:
         else:
             continue
         facts[pos] = fact
+    for ticket in [t for t in ours if claimed[t][1] != contract]:  # another contract's ticket id
+        ours.discard(ticket)
+        for _, _, pos in tickets.pop(ticket).opened:
+            del facts[pos]
     # Facts about tickets never opened for this contract change nothing. By exact type, as above.
     for rec in later:
         f: Any = rec.fact  # one of _LATER's types, told apart by exact type below

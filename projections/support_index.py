@@ -8,7 +8,9 @@ names the facts ``projections.support.evaluate_support`` needs for one contract-
 so that the fold given only those gives the report it gives from every fact
 (``ledger support`` reads all of its contract's tickets and its service's facts):
 
-- the tickets whose earliest opening for the contract falls in the month, whole;
+- the tickets whose earliest opening for the contract falls in the month, whole, if the contract
+  is the ticket's (that of its first opening by position: the ledger refuses a ticket id for a
+  second contract, and the fold ignores such an opening);
 - with a quota, every ticket with time logged in the year before the month's end
   (the subscription year holding the month starts less than a year before it), whole:
   its kind decides whether its time is drawn;
@@ -25,6 +27,7 @@ from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import timedelta
+from operator import itemgetter
 from typing import Final
 from zoneinfo import ZoneInfo
 
@@ -49,6 +52,7 @@ TICKET_FACTS: Final = (TicketSeverityChanged, TicketResponded, TicketClassified,
                        SupportTimeLogged)
 SUPPORT_FACTS: Final = frozenset({TicketOpened, *TICKET_FACTS, SupportEngaged, RecoveryPerformed,
                                   HolidaysPinned})
+_POSITION: Final = itemgetter(2)  # of an opening (contract, at, position)
 # A subscription year starts less than this before the start of any month it holds.
 _YEAR_BACK: Final = timedelta(days=367) // timedelta(microseconds=1)
 
@@ -79,6 +83,11 @@ class Ticket:
         self.openings: list[tuple[str, int, int]] = []
         self.refs: list[int] = []
         self.logs: list[int] = []
+
+    def owner(self) -> str | None:
+        """The contract of its first opening by position: the ticket's (an opening for another
+        contract is one the ledger refuses; the fold ignores it, ``support._collect``)."""
+        return min(self.openings, key=_POSITION)[0] if self.openings else None
 
     def first_opening(self, contract: str) -> int | None:
         """The earliest opening for ``contract`` (the one the fold counts), or None."""
@@ -155,6 +164,8 @@ class SupportIndex:
         out: list[int] = []
         for ticket in self.of_contract.get(contract, ()):
             t = self.tickets[ticket]
+            if t.owner() != contract:
+                continue  # another contract's ticket id: the fold reads none of it for this one
             first = t.first_opening(contract)
             if (first is not None and ms <= first < me) or (
                     sec.quota is not None and any(ms - _YEAR_BACK <= at < me for at in t.logs)):

@@ -19,7 +19,9 @@ of a service to that service's group, a claim, version or ticket opening to its 
 a correction to the group of the service whose fact opened the id it names (found in
 ``ledger_names``), a ticket's other facts to its contract's, a pin to every group whose
 versions name the country. An opening whose id is first used in the page brings the
-corrections recorded before it (a resolution recorded before its incident), read by key.
+corrections recorded before it (a resolution recorded before its incident), read by key. An
+opening of a ticket id another contract opened first (which the ledger refuses, but a fold given
+it ignores: ``support_index.Ticket.owner``) brings that first opening: from the page, or by key.
 
 Size: over 400 lines because the directory, the group loads and the grouping the rebuild
 shares (``service_groups``) are one subject: what a page's facts are routed to and read with.
@@ -27,11 +29,13 @@ shares (``service_groups``) are one subject: what a page's facts are routed to a
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any, Final, Protocol
 from zoneinfo import ZoneInfo
 
@@ -296,6 +300,9 @@ def _fold_by_key(reader: GroupReader, wanted: dict[str, set[GroupKey]], upto: in
                 fold(key, rec)
 
 
+_POSITION: Final = attrgetter("position")
+
+
 # What a correction's name is filed under, by the correction's type (the key its ids are claimed under).
 _REF_NAME: Final[dict[type, Callable[[Any], str]]] = {
     IncidentResolved: lambda f: INCIDENT + f.incident,
@@ -430,6 +437,7 @@ class Directory:
         out: dict[GroupKey, list[Recorded]] = {}
         refs: dict[GroupKey, list[str]] = {}
         groups_of_country: dict[str, list[GroupKey]] = {}
+        sort: set[GroupKey] = set()  # groups given a fact out of position order (``_claimed``)
         of_service = self.group_of_service
         for rec in batch:
             f = rec.fact
@@ -471,7 +479,31 @@ class Directory:
                 out.setdefault(key, []).append(rec)
                 if t in _OPENINGS:
                     self._first_use(f, key, names, first, refs)
+                if t is TicketOpened:
+                    self._claimed(rec, key, names, batch, out, refs, sort)
+        for key in sort:  # in position order, each fact once
+            out[key] = sorted({r.position: r for r in out[key]}.values(), key=_POSITION)
         return out, refs
+
+    @staticmethod
+    def _claimed(rec: Recorded, key: GroupKey, names: dict[str, tuple[str, int]], batch: Sequence[Recorded],
+                 out: dict[GroupKey, list[Recorded]], refs: dict[GroupKey, list[str]], sort: set[GroupKey],
+                 ) -> None:
+        """An opening of a ticket id another contract's opening claimed first (one the ledger refuses):
+        its group must know that opening to leave the ticket out (``support_index.Ticket.owner``), so
+        it reads it by key if recorded before the batch, or is given it from the batch."""
+        f = rec.fact
+        assert isinstance(f, TicketOpened)
+        named = names.get(TICKET + f.ticket)
+        if named is None or ticket_owner(named[0]) == f.contract:
+            return
+        if named[1] < batch[0].position:
+            refs.setdefault(key, []).append(TICKET + f.ticket)
+            return
+        i = bisect_left(batch, named[1], key=_POSITION)
+        if i < len(batch) and batch[i].position == named[1]:
+            out[key].append(batch[i])
+            sort.add(key)
 
     @staticmethod
     def _first_use(fact: Fact, key: GroupKey, names: dict[str, tuple[str, int]], first: int,

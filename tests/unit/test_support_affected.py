@@ -283,3 +283,84 @@ def test_an_engagement_alone_reaches_back_to_the_stretches_it_answers() -> None:
         [fact("support_engaged", service="svc", level="l3", at="2026-02-10T10:05:00Z")],
         [fact("support_engaged", service="svc", level="l2", at="2026-02-10T10:01:00Z")],
     ])
+
+
+def _followed(records: Sequence[Recorded], cuts: Sequence[int], restart: int) -> MemoryView:
+    """The follower over ``records`` cut at ``cuts``, started afresh at every cut of parity ``restart``
+    (as the property above): after each cut its support rows equal the fold's."""
+    view = MemoryView(records)
+    projection = ReportingProjection(view)  # type: ignore[arg-type]
+    start = 0
+    for i, cut in enumerate(cuts):
+        if i % 2 == restart:
+            view.reader.records = list(records[:cut])
+            projection = ReportingProjection(view)  # type: ignore[arg-type]
+            assert projection.catch_up() == cut
+            view.reader.records = list(records)
+        else:
+            projection.apply(records[start:cut])
+        start = cut
+        assert view.support == full(records[:cut])
+    return view
+
+
+def _records(facts: Sequence[Fact]) -> list[Recorded]:
+    return [Recorded(position=i, recorded_at=RECORDED + timedelta(seconds=i), id=fact_id(f), fact=f)
+            for i, f in enumerate(facts, 1)]
+
+
+REGISTER_L = ContractRegistered(policy=load_policy(  # another service: another group
+    POLICY.replace('service = "svc"', 'service = "svc2"').format(
+        cid="c-lyon", tz="Europe/Paris", effective="", holidays="FR", high="2h").encode()))
+
+
+def _tickets(view: MemoryView, pair: Pair) -> list[tuple[str, str | None]]:
+    """The ticket lines of a held month: (ticket, responded_at)."""
+    return [(row[3], row[7]) for row in view.support.get(pair, ((), ()))[0]]
+
+
+def test_a_ticket_id_a_second_contract_opens_stays_the_first_ones() -> None:
+    # The saved failing example, minimal: t2 opened for c-toronto (not registered yet), then for
+    # c-paris (an opening the ledger refuses), then answered, all in one page. The ticket is
+    # c-toronto's: c-paris's January lists no ticket, the follower as the fold (it listed t2
+    # unanswered, the response routed to c-toronto's group only).
+    facts = [REGISTER_P,
+             fact("ticket_opened", contract="c-toronto", ticket="t2", at=_at(0), severity="high"),
+             fact("ticket_opened", contract="c-paris", ticket="t2", at=_at(0), severity="high"),
+             fact("ticket_responded", ticket="t2", at=_at(1))]
+    view = _followed(_records(facts), [4], restart=1)
+    assert _tickets(view, ("c-paris", "2026-01")) == []
+    # Registered, c-toronto lists it with its response; page by page, restarted between any two facts.
+    facts = [REGISTER_T, *facts]
+    for restart in (0, 1):
+        view = _followed(_records(facts), range(1, len(facts) + 1), restart)
+        assert _tickets(view, ("c-paris", "2026-01")) == []
+        assert _tickets(view, ("c-toronto", "2026-01")) == [("t2", _at(1).replace("+00:00", "Z"))]
+
+
+def test_a_ticket_id_claimed_in_another_group_before_the_page_is_read_by_key() -> None:
+    # c-lyon (another service: another group) opens t1 first; c-paris opens it a page later, after
+    # a response and a log recorded before either opening: c-paris's group reads c-lyon's opening
+    # by key and leaves the ticket out; a later response goes to c-lyon's group only.
+    facts = [REGISTER_P, REGISTER_L,
+             fact("ticket_responded", ticket="t1", at=_at(30)),
+             fact("support_time_logged", ticket="t1", at=_at(40), seconds=3600),
+             fact("ticket_opened", contract="c-lyon", ticket="t1", at=_at(20), severity="low"),
+             fact("ticket_opened", contract="c-paris", ticket="t1", at=_at(10), severity="high"),
+             TicketClassified(ticket="t1", kind="bug"),
+             fact("ticket_resolved", ticket="t1", at=_at(50))]
+    for cuts in ([5, 6, 8], [2, 4, 6, 7, 8], [8]):
+        for restart in (0, 1):
+            view = _followed(_records(facts), cuts, restart)
+            assert _tickets(view, ("c-paris", "2026-01")) == []
+            assert _tickets(view, ("c-lyon", "2026-01")) == [("t1", _at(30).replace("+00:00", "Z"))]
+
+
+def test_the_fold_counts_a_ticket_for_the_contract_of_its_first_opening() -> None:
+    # By position, not by ``at``: c-paris's opening is recorded second though it is earlier.
+    records = _records([REGISTER_P, REGISTER_L,
+                        fact("ticket_opened", contract="c-lyon", ticket="t1", at=_at(20), severity="low"),
+                        fact("ticket_opened", contract="c-paris", ticket="t1", at=_at(10), severity="high")])
+    rows = full(records)
+    assert [row[3] for row in rows[("c-lyon", "2026-01")][0]] == ["t1"]
+    assert rows[("c-paris", "2026-01")][0] == ()
