@@ -52,6 +52,17 @@ def _affected(records: list[Recorded], cut: int, rule: object) -> tuple[set[Pair
     return got.changed, got.fresh
 
 
+def _caught_up_to(records: list[Recorded], start: int) -> MemoryView:
+    """A view whose rows a follower wrote up to ``start`` (or the log's end), holding every record."""
+    start = min(start, len(records))
+    view = MemoryView(records)
+    if start:
+        view.reader.records = records[:start]
+        assert ReportingProjection(view).catch_up() == start  # type: ignore[arg-type]
+        view.reader.records = records
+    return view
+
+
 @SETTINGS
 @given(ledgers(), st.integers(0, 40))
 def test_merged_month_ranges_name_the_same_pairs(ledger: tuple[list[Recorded], list[int]], cut: int) -> None:
@@ -67,12 +78,7 @@ def test_a_restart_anywhere_then_pages_of_any_size_give_the_whole_fold(
 ) -> None:
     # Budget 0: every group is dropped after each page and loaded again by the next one.
     records, _ = ledger
-    start = min(start, len(records))
-    view = MemoryView(records)
-    if start:
-        view.reader.records = records[:start]
-        assert ReportingProjection(view).catch_up() == start  # type: ignore[arg-type]
-        view.reader.records = records
+    view = _caught_up_to(records, start)
     projection = ReportingProjection(view)  # type: ignore[arg-type]
     projection.state.groups.budget = budget
     assert projection.catch_up(page=page) == len(records)
@@ -130,12 +136,7 @@ def test_windows_of_any_depth_give_the_whole_fold(
     # Windows as short as they get (``WINDOW_BACK`` -1, 0 or 1 month): most changes reach before
     # the window and load it again from further back, then whole.
     records, _ = ledger
-    start = min(start, len(records))
-    view = MemoryView(records)
-    if start:
-        view.reader.records = records[:start]
-        assert ReportingProjection(view).catch_up() == start  # type: ignore[arg-type]
-        view.reader.records = records
+    view = _caught_up_to(records, start)
     saved = groups_module.WINDOW_BACK
     groups_module.WINDOW_BACK = back
     try:
