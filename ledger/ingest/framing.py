@@ -41,7 +41,10 @@ def _messages(stream: IO[bytes], read_ahead: int = READ_AHEAD) -> Iterator[bytes
         try:
             while not stop.is_set():
                 size = stream.read(4)
-                message = stream.read(int.from_bytes(size, "big")) if len(size) == 4 else b""
+                length = int.from_bytes(size, "big") if len(size) == 4 else 0
+                message = stream.read(length) if length else b""
+                if len(message) != length:
+                    message = b""  # the sender stopped part-way through a message: it said nothing
                 inbox.put(message)
                 if not message:
                     return

@@ -317,6 +317,19 @@ def test_frames_survive_writes_that_stop_part_way(monkeypatch: pytest.MonkeyPatc
     assert received == messages
 
 
+@pytest.mark.parametrize("cut", [1, 3, 4, 5, 99])
+def test_a_sender_stopped_part_way_through_a_frame_said_nothing(cut: int) -> None:
+    # A sender killed mid-write leaves a frame cut short (its size, or part of its message): the
+    # reader sees the stream end without a word, as if the sender had stopped between frames,
+    # never a truncated message to decode (the killed-reader test met that once in CI).
+    from ledger.ingest import framing
+
+    whole = b"a" * 100
+    frames = len(whole).to_bytes(4, "big") + whole
+    stream = io.BytesIO(frames + frames[:cut])
+    assert list(framing._messages(stream)) == [whole, b""]
+
+
 def test_a_damaged_batch_is_a_one_line_store_error() -> None:
     from ledger.ingest import strategy
 
