@@ -229,9 +229,14 @@ def window_start(us: int) -> int | None:
     """``WINDOW_MARGIN_DAYS`` before the start of the UTC month ``WINDOW_BACK`` months before that of a
     day before ``us`` (a contract's month starts within a day of the UTC one); None near the
     calendar's start."""
-    month = add_months(month_of(us - _DAY_US, _UTC), -WINDOW_BACK)
+    start = _utc_month_start(add_months(month_of(us - _DAY_US, _UTC), -WINDOW_BACK))
+    return None if start is None else start - WINDOW_MARGIN_DAYS * _DAY_US
+
+
+def _utc_month_start(month: str) -> int | None:
+    """The start of ``month`` (YYYY-MM) in UTC, in microseconds; None outside the calendar."""
     try:
-        return to_us(datetime(int(month[:4]), int(month[5:7]), 1, tzinfo=UTC)) - WINDOW_MARGIN_DAYS * _DAY_US
+        return to_us(datetime(int(month[:4]), int(month[5:7]), 1, tzinfo=UTC))
     except (ValueError, OverflowError):
         return None
 
@@ -254,10 +259,10 @@ def page_floor(recs: Iterable[Recorded], clock: datetime) -> int | None:
             at = to_us(f.starts_at)  # type: ignore[union-attr]
         elif t is CreditClaimFiled or (t is ContractAmended and f.policy.contract.effective_from):  # type: ignore[union-attr]
             month: str = f.month if t is CreditClaimFiled else f.policy.contract.effective_from  # type: ignore[union-attr,assignment]
-            try:
-                at = to_us(datetime(int(month[:4]), int(month[5:7]), 1, tzinfo=UTC))
-            except (ValueError, OverflowError):
+            start = _utc_month_start(month)
+            if start is None:
                 return None
+            at = start
         elif t in _WHOLE_TYPES or t in CONTRACT_TYPES:
             return None
         else:
