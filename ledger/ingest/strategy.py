@@ -156,7 +156,7 @@ def _in_child(
                     stdin = children[-1].stdout
                 children.append(subprocess.Popen(
                     [sys.executable, "-c", code], stdin=stdin, stdout=subprocess.PIPE, stderr=err,
-                    pass_fds=() if at is None or children else (at[0],),
+                    pass_fds=() if at is None or children else (at[0],), env={**_CHILD_MALLOC, **os.environ},
                 ))
                 if len(children) > 1:
                     stdin.close()  # the linking child's now: its end tells the reading child to stop
@@ -208,6 +208,15 @@ def _descriptor_above_2(fd: int) -> int:
     """A new descriptor for the same open file, numbered 3 or more (the caller closes it)."""
     return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
 
+
+# glibc's malloc gives the top of its heap back to the system whenever more than a threshold is
+# free there, and takes it back page by page (a fault each) at the next batch. A batch's buffers
+# are megabytes, made and dropped each batch: above 128 KiB they are mapped and unmapped each
+# time, and once glibc raises that bound, the heap's top is trimmed after each batch and faulted
+# back in during the next (the linking child: 13 MB a batch of 10,000, docs/decisions.md, issue
+# 19, hY). The children keep up to this much free memory instead (unless the environment says
+# otherwise); other C libraries ignore these variables.
+_CHILD_MALLOC: Final = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(64 << 20)}
 
 _PIPE_SIZE: Final = 1 << 20  # a batch is megabytes: fewer, larger reads and writes than a 64 KiB pipe's
 
