@@ -395,3 +395,28 @@ def test_the_reading_child_killed_mid_import_keeps_nothing(ledger: Ledger, tmp_p
     assert killed
     assert snapshot(ledger) == before
     assert children() <= known
+
+
+def test_the_children_keep_their_heap_between_batches(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # glibc trimmed the linking child's heap after each batch and faulted it back in during the
+    # next (docs/decisions.md, issue 19, hY): both children are started with malloc thresholds
+    # above a batch's buffers, and a setting of the caller's own environment wins.
+    from ledger.ingest import strategy
+
+    envs: list[dict[str, str]] = []
+    real = subprocess.Popen
+
+    def recording(*args: object, **kwargs: object) -> subprocess.Popen[bytes]:
+        envs.append(dict(kwargs["env"]))  # type: ignore[call-overload]
+        return real(*args, **kwargs)  # type: ignore[call-overload,no-any-return]
+
+    monkeypatch.setattr(strategy.subprocess, "Popen", recording)
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "12345")
+    assert ledger.import_file(io.BytesIO(data(lines(300))), parallel_from=1).appended == 300
+    assert len(envs) == 2  # the reading and the linking child
+    for env in envs:
+        assert env["MALLOC_MMAP_THRESHOLD_"] == str(32 << 20)
+        assert env["MALLOC_TRIM_THRESHOLD_"] == "12345"
+        assert env["PATH"] == os.environ["PATH"]
