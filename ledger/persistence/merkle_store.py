@@ -32,9 +32,10 @@ from ledger import merkle
 from ledger.errors import StoreError
 from ledger.events import FACT_TAGS, decode_state, export_line
 from ledger.merkle import Key
-from ledger.persistence.port import LedgerRecorder, Tree
+from ledger.persistence.port import LedgerRecorder
 
 if TYPE_CHECKING:
+    from ledger.persistence.port import Tree
     from ledger.persistence.rows import Prepared  # the write path's rows: a report makes none
 
 T = TypeVar("T")

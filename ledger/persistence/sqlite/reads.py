@@ -15,7 +15,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import msgspec
 
@@ -23,10 +23,13 @@ from ledger.errors import StoreError
 from ledger.events import Recorded, decode_state
 from ledger.persistence.keys import prefix_end
 from ledger.persistence.paged import OLD_FORMAT, PagedReader
-from ledger.persistence.port import LedgerRecorder, ReportingView, Snapshot, Tree, WriteSession
+from ledger.persistence.port import LedgerRecorder, ReportingView, WriteSession
 from ledger.persistence.sqlite import tree
 from ledger.runtime import LOCK_WAIT, env_seconds
 from ledger.text import printable
+
+if TYPE_CHECKING:  # types only (ledger.persistence.port)
+    from ledger.persistence.port import Snapshot, Tree
 
 EVENTS: Final = "stored_events"  # the library's table of the log
 
