@@ -190,8 +190,9 @@ class SQLiteReads(PagedReader):
     def merkle_sizes(self) -> tuple[int | None, int]:
         with self.datastore.transaction(commit=False) as c:  # one read transaction: one instant
             size = tree.SQLiteTree(c, self.events_table_name).covered()
-            c.execute(f"SELECT COALESCE(MAX(rowid), 0) FROM {self.events_table_name}")  # noqa: S608
-            return size, int(c.fetchone()[0])
+            # The statement ``max_notification_id`` prepares too (one statement fewer to compile).
+            c.execute(f"SELECT MAX(rowid) FROM {self.events_table_name}")  # noqa: S608
+            return size, int(c.fetchone()[0] or 0)
 
 
 class _Connection:
