@@ -8,7 +8,6 @@ builds the context, subcommands receive it with ``make_pass_decorator``).
 from __future__ import annotations
 
 import importlib
-import math
 import os
 import sys
 from collections.abc import Callable
@@ -222,13 +221,3 @@ def replay_options(command: F) -> F:
 def month_option(ctx: click.Context, param: click.Parameter, value: str) -> str:
     """``--month``, read by the one month parser (``ledger.calendar.parse_month``)."""
     return check_month(value, "--month")
-
-
-class Seconds(click.FloatRange):
-    """Seconds within bounds: click's FloatRange alone lets nan through (it compares false)."""
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        seconds = float(super().convert(value, param, ctx))
-        if math.isnan(seconds):
-            self.fail(f"{value!r} is not a number of seconds", param, ctx)
-        return seconds

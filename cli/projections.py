@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import click
 
-from cli.context import Context, Seconds, pass_ctx
+from cli.context import Context, pass_ctx
+
+
+class Seconds(click.FloatRange):
+    """Seconds within bounds: click's FloatRange alone lets nan through (it compares false).
+
+    Here, where ``--interval`` uses it: a class costs every command's start-up (issue 17).
+    """
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        seconds = float(super().convert(value, param, ctx))
+        if math.isnan(seconds):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        return seconds
 
 
 @click.group()

@@ -317,7 +317,7 @@ class Ledger:
 
     def log_checkpoint(self, size: int) -> LogCheckpoint | None:
         """The first ``size`` facts' Merkle root (O(log n) reads), or None where the tree is not built."""
-        from ledger.persistence.merkle_store import root_of
+        from ledger.persistence.merkle_read import root_of
         from projections.model import LogCheckpoint
 
         root = root_of(self.recorder, size)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Final
 
 
@@ -18,7 +19,14 @@ _UNSAFE: Final = (
     *range(0x00, 0x20), 0x7F, *range(0x80, 0xA0), 0x061C, 0x200E, 0x200F, 0x2028, 0x2029,
     *range(0x202A, 0x202F), *range(0x2066, 0x206A),
 )
-_TABLE: Final = {code: _escape(code) for code in _UNSAFE}
+
+
+@cache
+def _table() -> dict[int, str]:
+    """The escapes, made on first use: 0.3M instructions that a report whose texts are all
+    printable (``str.isprintable``: none of ``_UNSAFE`` is) does not need (issue 17)."""
+    return {code: _escape(code) for code in _UNSAFE}
+
 
 # A spreadsheet reads a cell starting with one of these as a formula (OWASP, CSV injection).
 _FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
@@ -26,11 +34,11 @@ _FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
 
 def printable(text: str) -> str:
     """``text`` with control, line-breaking and bidi characters escaped (``\\n``, ``\\x1b``, ``\\u202e``)."""
-    return text.translate(_TABLE)
+    return text if text.isprintable() else text.translate(_table())
 
 
 def csv_text(text: str) -> str:
     """A CSV cell for text from facts or policies: no formula, no control character."""
     if text.startswith(_FORMULA_START):
         text = "'" + text
-    return text.translate(_TABLE)
+    return text if text.isprintable() else text.translate(_table())

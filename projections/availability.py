@@ -14,7 +14,7 @@ How it works, in three passes (all O(n log n) in the number of relevant facts), 
    interval cites their facts instead (docs/decisions.md, issue 17).
 
 This module adds the figures up; ``projections.explain`` writes the walk-through.
-No floats anywhere: durations are integers, ratios are ``Fraction``.
+No floats anywhere: durations are integers, ratios are exact integer pairs (``Ratio``).
 The interpretations where INTERFACE.md is silent are in docs/decisions.md
 ("Availability, maintenance, exclusions and credits").
 """
@@ -24,9 +24,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import Decimal
-from fractions import Fraction
 from functools import lru_cache
-from math import floor
+from math import gcd
 from typing import Final
 from zoneinfo import ZoneInfo
 
@@ -34,7 +33,7 @@ from ledger.calendar import HolidayBook, HolidayLookup, holiday_dates, month_bou
 from ledger.events import Recorded
 from ledger.policy import Policy
 from projections.collect import Facts, collect
-from projections.credit import Stretch, evaluate_credit
+from projections.credit import Ratio, Stretch, below, evaluate_credit
 from projections.digest import digest
 from projections.explain import Figures, walk_through
 from projections.model import Credit, Evaluation, Explanation, HolidayUse, Interval, Report
@@ -56,20 +55,26 @@ HolidaysUsed = dict[tuple[str, int], tuple[str, frozenset[date]]]
 _RECORDING_FLAGS: Final = frozenset({"backdated_notice", "claim_recorded_late"})
 
 
-def _availability(policy: Policy, t: int, m: int, d: int) -> tuple[Fraction, str]:
+def _lowest(n: int, d: int) -> Ratio:
+    """n / d in lowest terms (the explanation prints it), for d > 0."""
+    g = gcd(n, d)
+    return n // g, d // g
+
+
+def _availability(policy: Policy, t: int, m: int, d: int) -> tuple[Ratio, str]:
     """Exact availability in percent and the formula with the numbers put in."""
     ts, ms, ds = seconds(t), seconds(m), seconds(d)
     if policy.formula == "downtime_over_total":
-        return Fraction(100 * (t - d), t), f"A = (T - D) / T = ({ts} - {ds}) / {ts}"
+        return _lowest(100 * (t - d), t), f"A = (T - D) / T = ({ts} - {ds}) / {ts}"
     text = f"A = (T - M - D) / (T - M) = ({ts} - {ms} - {ds}) / ({ts} - {ms})"
     if t == m:
         # The whole month was maintenance: no time was due, so none was missed (D is 0 here).
-        return Fraction(100), text + " -- T - M = 0: nothing was due, A = 100 %"
-    return Fraction(100 * (t - m - d), t - m), text
+        return (100, 1), text + " -- T - M = 0: nothing was due, A = 100 %"
+    return _lowest(100 * (t - m - d), t - m), text
 
 
-def _truncate4(value: Fraction) -> str:
-    scaled = floor(value * 10_000)  # value >= 0, so floor truncates toward zero
+def _truncate4(value: Ratio) -> str:
+    scaled = value[0] * 10_000 // value[1]  # value >= 0, so floor truncates toward zero
     return f"{scaled // 10_000}.{scaled % 10_000:04d}"
 
 
@@ -103,7 +108,7 @@ def quiet_report(
     )
 
 
-_FULL: Final = _truncate4(Fraction(100))  # a quiet month's availability text
+_FULL: Final = _truncate4((100, 1))  # a quiet month's availability text
 
 
 @lru_cache(maxsize=1024)
@@ -117,7 +122,7 @@ def _bounds_us(month: str, tz: ZoneInfo) -> tuple[int, int]:
 def quiet_credit(policy: Policy) -> Credit:
     """The credit of a month without facts: A = 100 %, no stretch, no claim, whatever the month."""
     # The month only sets the claim deadline, which nothing is compared with here.
-    return evaluate_credit(policy, "2000-01", Fraction(100), [], []).credit
+    return evaluate_credit(policy, "2000-01", (100, 1), [], []).credit
 
 
 
@@ -214,7 +219,7 @@ def evaluate_with_stretches(
     d, m, x = totals["downtime"], totals["maintenance"], totals["excused"]
     a_exact, formula_text = _availability(policy, t, m, d)
     a_text = _truncate4(a_exact)
-    target_met = a_exact >= Fraction(policy.target)
+    target_met = not below(a_exact, policy.target)
 
     runs = stretches(timeline, ms, horizon)
     credit = evaluate_credit(policy, month, a_exact, runs, facts.claims)

@@ -1,16 +1,18 @@
 """Service credits (INTERFACE.md sections 3 and 5): tier, long-outage credit, cap, claim.
 
 Pure functions of the month's exact availability, its downtime stretches and the
-claims on file. Money is carried as ``Fraction`` (fees are decimal strings, so
-this is exact) and rounded half-up to 0.01 once, at the very end.
+claims on file. Exact numbers are carried as integer pairs (``Ratio``: numerator,
+denominator): fees and percentages are decimal strings, so each amount is exact, and
+money is rounded half-up to 0.01 once, at the very end. Not ``fractions.Fraction``:
+importing it compiles its string-parsing pattern, 4M instructions of every report's
+start-up (issue 17), and a month's figures need only products, one sum, comparisons and
+decimal text, each written out below (held to ``Fraction`` by ``tests/unit/test_ratio.py``).
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from decimal import Decimal
-from fractions import Fraction
-from math import floor
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -20,6 +22,7 @@ from ledger.policy import Policy, Tiers, format_duration
 from projections.model import ClaimStatus, Credit, Finding, Step
 
 _US_PER_DAY = 86_400 * 1_000_000
+Ratio = tuple[int, int]  # an exact number: (numerator, denominator), the denominator > 0
 
 
 class Stretch(msgspec.Struct, frozen=True):
@@ -47,24 +50,29 @@ class CreditOutcome(msgspec.Struct, frozen=True):
     claim_events: tuple[int, ...]  # the claim the status rests on (the digest covers it)
 
 
-def fees(policy: Policy) -> tuple[Fraction, Fraction]:
+def below(value: Ratio, threshold: Decimal) -> bool:
+    """``value < threshold``, exactly (a Decimal is the ratio of two integers)."""
+    p, q = threshold.as_integer_ratio()
+    return value[0] * q < p * value[1]
+
+
+def fees(policy: Policy) -> tuple[Ratio, Ratio]:
     """Exact (monthly, annual) fee, derived from whichever the policy file states."""
     c = policy.source.contract
     # Policy.monthly_fee is annual / 12 in a 28-digit Decimal context: not exact. Re-derive.
     if c.monthly_fee is not None:
-        monthly = Fraction(Decimal(c.monthly_fee))
-        return monthly, monthly * 12
-    annual = Fraction(Decimal(c.annual_fee or "0"))
-    return annual / 12, annual
+        n, d = Decimal(c.monthly_fee).as_integer_ratio()
+        return (n, d), (12 * n, d)
+    n, d = Decimal(c.annual_fee or "0").as_integer_ratio()
+    return (n, 12 * d), (n, d)
 
 
-def money(value: Fraction) -> str:
+def money(value: Ratio) -> str:
     """A non-negative amount rounded half-up to 0.01, as "1200.00"."""
-    if value < 0:
+    n, d = value
+    if n < 0:
         raise ValueError("money amounts here are never negative")
-    # floor(value * 100 + 1/2), half-up, exact: in integers (Fraction arithmetic cost more
-    # than the rest of a busy month's credit).
-    cents = (200 * value.numerator + value.denominator) // (2 * value.denominator)
+    cents = (200 * n + d) // (2 * d)  # floor(value * 100 + 1/2): half-up, exact
     return f"{cents // 100}.{cents % 100:02d}"
 
 
@@ -80,9 +88,9 @@ def claim_deadline(month: str, tz: ZoneInfo, days: int) -> datetime:
     return local_midnight(first_of_next_month(year, mon) + timedelta(days=days), tz)
 
 
-def choose_tier(availability: Fraction, tiers: tuple[Tiers, ...]) -> Tiers | None:
+def choose_tier(availability: Ratio, tiers: tuple[Tiers, ...]) -> Tiers | None:
     """Among tiers with availability < below (exact), the one with the lowest ``below``."""
-    matching = [t for t in tiers if availability < Fraction(t.below)]
+    matching = [t for t in tiers if below(availability, t.below)]
     return min(matching, key=lambda t: t.below) if matching else None
 
 
@@ -106,7 +114,7 @@ def claim_status(claims: list[Claim], deadline: datetime) -> tuple[ClaimStatus, 
 def evaluate_credit(
     policy: Policy,
     month: str,
-    availability: Fraction,
+    availability: Ratio,
     stretches: list[Stretch],
     claims: list[Claim],
 ) -> CreditOutcome:
@@ -146,21 +154,22 @@ def evaluate_credit(
             )
         )
 
-    long_total = Fraction(0)
+    # The long-outage credit is the daily rate (annual / 365) times the days all stretches earn.
+    daily = (annual[0], annual[1] * 365)
+    long_days = 0
     if rules.long_outage_over is not None:
         over_us = rules.long_outage_over // timedelta(microseconds=1)
-        daily = annual / 365
         for s in stretches:
             length = s.end_us - s.start_us
             if length <= over_us:
                 continue
             days = credited_days(length, rules.long_outage_per_started_day)
-            long_total += daily * days
+            long_days += days
             kind = "started" if rules.long_outage_per_started_day else "full"
             steps.append(
                 Step(
                     figure="long outage",
-                    value=money(daily * days),
+                    value=money((daily[0] * days, daily[1])),
                     how=(
                         f"downtime of {format_duration(timedelta(microseconds=length))} > "
                         f"{format_duration(rules.long_outage_over)}: {days} {kind} day(s) x daily rate "
@@ -169,7 +178,7 @@ def evaluate_credit(
                     events=s.events,
                 )
             )
-        if long_total == 0:
+        if long_days * annual[0] == 0:
             steps.append(
                 Step(
                     figure="long outage",
@@ -179,15 +188,19 @@ def evaluate_credit(
                 )
             )
 
-    base = Fraction(pct) / 100 * monthly
-    amount = base + long_total
+    long_total = (daily[0] * long_days, daily[1])
+    p, q = pct.as_integer_ratio()
+    base = (p * monthly[0], q * 100 * monthly[1])  # pct / 100 x monthly
+    # base + long_total over the product of their denominators
+    amount = (base[0] * long_total[1] + long_total[0] * base[1], base[1] * long_total[1])
     how = (
         f"{percent_text(pct)} % x monthly fee {money(monthly)} = {money(base)}"
         f" + long outage {money(long_total)}"
     )
     if rules.cap_percent is not None:
-        cap = Fraction(rules.cap_percent) / 100 * monthly
-        if amount > cap:
+        p, q = rules.cap_percent.as_integer_ratio()
+        cap = (p * monthly[0], q * 100 * monthly[1])  # cap_percent / 100 x monthly
+        if amount[0] * cap[1] > cap[0] * amount[1]:  # amount > cap
             how += f", capped at {percent_text(rules.cap_percent)} % of the monthly fee = {money(cap)}"
             amount = cap
         else:
@@ -238,7 +251,7 @@ def evaluate_credit(
                 )
 
     amount_text = money(amount)
-    payable = amount > 0 and status in ("automatic", "filed_in_time")
+    payable = amount[0] > 0 and status in ("automatic", "filed_in_time")
     steps.append(
         Step(
             figure="amount",
@@ -259,8 +272,8 @@ def evaluate_credit(
     )
 
 
-def float_free(value: Fraction, places: int = 6) -> str:
-    """A Fraction shown truncated to ``places`` decimals, for explanations only (never compared)."""
-    scaled = floor(value * 10**places)
+def float_free(value: Ratio, places: int = 6) -> str:
+    """A ratio shown truncated to ``places`` decimals, for explanations only (never compared)."""
+    scaled = value[0] * 10**places // value[1]  # floor: the denominator is positive
     whole, frac = divmod(scaled, 10**places)
     return f"{whole}.{frac:0{places}d}"

@@ -7,13 +7,13 @@ the sentences only ever read figures the fold has already computed.
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta
-from fractions import Fraction
+from math import gcd
 
 import msgspec
 
 from ledger.events import MaintenanceAnnounced
 from ledger.policy import Policy, format_duration
-from projections.credit import percent_text
+from projections.credit import Ratio, percent_text
 from projections.model import Step
 from projections.timeline import from_us, seconds
 
@@ -81,10 +81,17 @@ class Figures(msgspec.Struct, frozen=True):
     excused: int
     downtime: int
     events: dict[str, set[int]]  # by interval kind: the facts behind each figure
-    exact: Fraction  # A, exact
+    exact: Ratio  # A, exact, in lowest terms
     truncated: str  # A as reported
     formula: str  # the formula with the numbers put in
     target_met: bool
+
+
+def _hours(us: int) -> str:
+    """``us`` microseconds in hours as an exact fraction in lowest terms: "744", "1489/2"."""
+    g = gcd(us, 3_600_000_000)
+    n, d = us // g, 3_600_000_000 // g
+    return str(n) if d == 1 else f"{n}/{d}"
 
 
 def _events(*sets: set[int]) -> tuple[int, ...]:
@@ -113,7 +120,7 @@ def walk_through(policy: Policy, f: Figures) -> list[Step]:
         Step(
             figure="T",
             value=f"{seconds(t)} s",
-            how=f"{Fraction(t, 3_600_000_000)} h in the month (daylight saving included)",
+            how=f"{_hours(t)} h in the month (daylight saving included)",
         ),
         Step(
             figure="outage",
@@ -145,7 +152,7 @@ def walk_through(policy: Policy, f: Figures) -> list[Step]:
         Step(
             figure="A",
             value=f"{f.truncated} %",
-            how=f"exact A = {f.exact.numerator}/{f.exact.denominator} %, truncated toward zero to 4 decimals",
+            how=f"exact A = {f.exact[0]}/{f.exact[1]} %, truncated toward zero to 4 decimals",
         ),
         Step(
             figure="target",

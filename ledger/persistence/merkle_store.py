@@ -1,8 +1,9 @@
-"""The log's Merkle tree (``ledger.merkle``) in the store: append hook, reads, build and check.
+"""The log's Merkle tree (``ledger.merkle``) in the store: append hook, build and check.
 
 Size: the stored layout (tiles: nodes of 64 leaves and up), the leaf lines built at link
-time, the reads that recompute a tile's lower levels from the log, the build and the
-check belong together: each relies on the same layout.
+time, the build and the check belong together: each relies on the same layout. The reads
+(a root, a proof, the leaf lines read back, ``TreeView``, ``root_of``) are in
+``merkle_read``, which a report imports alone (issue 17), and are named here too.
 
 Table ``ledger_merkle (level, idx, hash)``: one row per complete perfect subtree of
 ``STORED_FROM`` levels or more (64 leaves and up), written by the transaction that
@@ -22,8 +23,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 import msgspec.inspect as mi
@@ -32,51 +32,29 @@ from ledger import merkle
 from ledger.errors import StoreError
 from ledger.events import FACT_TAGS, decode_state, export_line
 from ledger.merkle import Key
-from ledger.persistence.port import LedgerRecorder, Tree
+
+# The reads (a report imports them alone), named here too: this module is where the tree is named.
+from ledger.persistence.merkle_read import _LINE, HASH_SIZE, Row, _Reader
+from ledger.persistence.merkle_read import NOT_BUILT as NOT_BUILT
+from ledger.persistence.merkle_read import STORED_FROM as STORED_FROM
+from ledger.persistence.merkle_read import TABLE as TABLE
+from ledger.persistence.merkle_read import TILE as TILE
+from ledger.persistence.merkle_read import TreeView as TreeView
+from ledger.persistence.merkle_read import leaf_line as leaf_line
+from ledger.persistence.merkle_read import root_of as root_of
+from ledger.persistence.merkle_read import tiles as tiles
+from ledger.persistence.port import LedgerRecorder
 
 if TYPE_CHECKING:
+    from ledger.persistence.port import Tree
     from ledger.persistence.rows import Prepared  # the write path's rows: a report makes none
 
-T = TypeVar("T")
-TABLE: Final = "ledger_merkle"
-HASH_SIZE: Final = 32
-Row = tuple[int, int, bytes]  # a stored node: level, index, hash
-STORED_FROM: Final = 6  # the lowest level stored: a node covers 64 leaves
-TILE: Final = 1 << STORED_FROM
 BUILD_BATCH: Final = 320 * TILE  # leaves per transaction when building a tree from the log (20,480)
-NOT_BUILT: Final = (
-    "this store's Merkle tree is not built yet (the store was made by an earlier version): "
-    "run `ledger init` once, with the role that owns its tables"
-)
 
 
-def tiles(size: int) -> int:
-    """The leaves of ``size`` that complete tiles hold (``size`` rounded down to 64)."""
-    return size >> STORED_FROM << STORED_FROM
+# --- leaves at link (what they are: ``merkle_read``'s comment on leaves) -----------------
 
-
-# --- leaves ------------------------------------------------------------------------------
-#
-# The leaf is the ``ledger events`` line: the content's members with id, position and
-# recorded_at merged in, keys sorted. ``export_line`` decodes the fact into its struct and
-# encodes it back; at append the three members are spliced into the canonical content
-# instead (``leaf_hashes``), and on reads the stored state's raw JSON members are merged
-# (``leaf_line``). Both give the same bytes (``tests/integration/test_merkle_store.py``);
-# ``ledger verify``, ``checkpoint verify`` and ``build`` use ``export_line`` itself.
-
-_STATE: Final = msgspec.json.Decoder(tuple[msgspec.Raw, datetime, dict[str, msgspec.Raw], msgspec.Raw])
 _MEMBERS: Final = msgspec.json.Decoder(dict[str, msgspec.Raw])
-_LINE: Final = msgspec.json.Encoder(order="sorted")
-_INSTANT: Final = msgspec.json.Encoder()
-
-
-def leaf_line(position: int, state: bytes) -> bytes:
-    """The ``ledger events`` line of the stored row at ``position``, byte for byte (``export_line``)."""
-    id_json, recorded_at, body, _ = _STATE.decode(state)
-    body["id"] = id_json
-    body["position"] = msgspec.Raw(b"%d" % position)
-    body["recorded_at"] = msgspec.Raw(_INSTANT.encode(recorded_at))
-    return _LINE.encode(body)
 
 
 def _merged_line(canon: bytes, id_json: bytes, position: int, at_json: bytes) -> bytes:
@@ -348,46 +326,6 @@ class Folder:
         return self.nodes(b"".join(leaves))
 
 
-# --- reading the tree: stored nodes, and the levels below them from the log --------------
-
-
-class _Reader:
-    """``merkle.Reader`` over a transaction: stored nodes, and nodes below ``STORED_FROM`` from the log.
-
-    A lower node lies in one tile; each tile a read needs is one range read of the log
-    (``tiles_read`` counts them: a root needs at most one, a proof at most two).
-    """
-
-    def __init__(self, tree: Tree) -> None:
-        self.tree = tree
-        self.tiles_read = 0
-
-    def __call__(self, keys: Sequence[Key]) -> Mapping[Key, bytes]:
-        stored = [k for k in keys if k[0] >= STORED_FROM]
-        got: dict[Key, bytes] = dict(self.tree.read(stored)) if stored else {}
-        low = [k for k in keys if k[0] < STORED_FROM]
-        if low:
-            got.update(self._lower(low))
-        return got
-
-    def _lower(self, keys: list[Key]) -> dict[Key, bytes]:
-        spans: dict[int, tuple[int, int]] = {}  # tile -> 0-based leaves [first, end) it must read
-        for level, idx in keys:
-            first, end = idx << level, (idx + 1) << level
-            tile = first >> STORED_FROM
-            lo, hi = spans.get(tile, (first, end))
-            spans[tile] = (min(lo, first), max(hi, end))
-        leaves: dict[int, bytes] = {}
-        for first, end in spans.values():
-            self.tiles_read += 1
-            states = self.tree.states(first + 1, end)
-            if len(states) != end - first:
-                return {}  # the log is shorter than the tree asked for: the node is missing
-            for position, state in states:
-                leaves[position - 1] = merkle.leaf_hash(leaf_line(position, state))
-        return {(level, idx): merkle.build([leaves[i] for i in range(idx << level, (idx + 1) << level)])
-                for level, idx in keys}
-
 
 def _edge(read: Callable[[Sequence[Key]], Mapping[Key, bytes]], size: int) -> dict[int, bytes]:
     """The right edge of the tree of ``size`` (``merkle.fold``'s ``edge``)."""
@@ -442,62 +380,6 @@ def append_leaves(tree: Tree, start: int, count: int, leaves: bytes | list[tuple
     if rows:
         tree.write(rows)
 
-
-class TreeView:
-    """What the proofs read: the stored tree, checked to cover the log."""
-
-    def __init__(self, recorder: LedgerRecorder) -> None:
-        self.recorder = recorder
-
-    def size(self) -> int:
-        """The log's size; StoreError if the tree does not cover it."""
-        covered, end = self.recorder.merkle_sizes()
-        if covered is None or covered < tiles(end):
-            raise StoreError(NOT_BUILT)
-        return end
-
-    def root(self, size: int) -> bytes:
-        with self.recorder.merkle_tree() as tree:
-            return _named(lambda: merkle.root(size, _Reader(tree)))
-
-    def inclusion(self, index: int, size: int) -> tuple[bytes, list[bytes], bytes]:
-        """(leaf hash, audit path, root) of 0-based leaf ``index`` in the tree of ``size``."""
-        with self.recorder.merkle_tree() as tree:
-            states = tree.states(index + 1, index + 1)
-            if not states:
-                raise StoreError(f"the log has no fact at position {index + 1}")
-            leaf = merkle.leaf_hash(leaf_line(*states[0]))
-            read = _Reader(tree)
-            path = _named(lambda: merkle.inclusion_path(index, size, read))
-            return leaf, path, _named(lambda: merkle.root(size, read))
-
-    def consistency(self, old: int, new: int) -> tuple[bytes, bytes, list[bytes]]:
-        """(old root, new root, proof)."""
-        with self.recorder.merkle_tree() as tree:
-            read = _Reader(tree)
-            return (_named(lambda: merkle.root(old, read)), _named(lambda: merkle.root(new, read)),
-                    _named(lambda: merkle.consistency_path(old, new, read)))
-
-
-def root_of(recorder: LedgerRecorder, size: int) -> str | None:
-    """The root of the first ``size`` facts as ``sha256:<hex>``, or None where the tree is not built.
-
-    What a report names its log by (``Ledger.log_checkpoint``): here, not in ``ledger.checkpoint``,
-    whose signatures and proofs a report does not import (issue 17).
-    """
-    view = TreeView(recorder)
-    try:
-        view.size()
-        return merkle.hex_hash(view.root(size))
-    except StoreError:
-        return None
-
-
-def _named(fn: Callable[[], T]) -> T:
-    try:
-        return fn()
-    except merkle.MissingNode as exc:
-        raise StoreError(f"{NOT_BUILT} ({exc})") from None
 
 
 # --- from the log: the root of a checkpoint, the build, the check -------------------------

@@ -97,28 +97,31 @@ class WriteSession(Protocol):
         ...
 
 
-class Tree(Protocol):
-    """The log's Merkle tree rows (``ledger_merkle``: level, idx, hash) as one transaction sees them."""
+# Types only (issue 17: a Protocol class costs every command's start-up); nothing checks them at run time.
+if TYPE_CHECKING:
 
-    def covered(self) -> int | None:
-        """The leaves its stored nodes cover (a multiple of 64), or None if the store has no tree table."""
-        ...
+    class Tree(Protocol):
+        """The log's Merkle tree rows (``ledger_merkle``: level, idx, hash) as one transaction sees them."""
 
-    def lower(self) -> int | None:
-        """The leaves the earlier layout's level-0 rows cover (a store made by it), None if there are none."""
-        ...
+        def covered(self) -> int | None:
+            """The leaves its stored nodes cover (a multiple of 64), None if the store has no tree table."""
+            ...
 
-    def states(self, start: int, stop: int) -> list[tuple[int, bytes]]:
-        """(position, stored state) of the log from ``start`` to ``stop`` inclusive (one range read)."""
-        ...
+        def lower(self) -> int | None:
+            """The leaves the earlier layout's level-0 rows cover (a store made by it), None if none."""
+            ...
 
-    def read(self, keys: Sequence[tuple[int, int]]) -> Mapping[tuple[int, int], bytes]:
-        """The hashes of the nodes at ``keys`` that are stored (one query)."""
-        ...
+        def states(self, start: int, stop: int) -> list[tuple[int, bytes]]:
+            """(position, stored state) of the log from ``start`` to ``stop`` inclusive (one range read)."""
+            ...
 
-    def write(self, rows: Sequence[tuple[int, int, bytes]]) -> None:
-        """Insert (level, idx, hash) rows."""
-        ...
+        def read(self, keys: Sequence[tuple[int, int]]) -> Mapping[tuple[int, int], bytes]:
+            """The hashes of the nodes at ``keys`` that are stored (one query)."""
+            ...
+
+        def write(self, rows: Sequence[tuple[int, int, bytes]]) -> None:
+            """Insert (level, idx, hash) rows."""
+            ...
 
 
 @runtime_checkable
@@ -160,25 +163,28 @@ class IdConflict(StoreError):
     """Rows written as if none of their ids were recorded met one that is: nothing was kept."""
 
 
-class Snapshot(Protocol):
-    """The store's tables as of one instant, every row as stored: nothing decoded, converted or left out.
+if TYPE_CHECKING:
 
-    What ``ledger.verify`` checks, so values come as the database holds them (in SQLite
-    any column may hold any type once someone edits the file) and rows in an order
-    that needs no trust in them: NULL positions first, where a database can hold one.
-    """
+    class Snapshot(Protocol):
+        """The store's tables as of one instant, every row as stored: nothing decoded, converted or left out.
 
-    def events(self) -> Iterator[tuple[object, object, object, object]]:
-        """Every row of the log, (position, originator_id, topic, state), by position."""
-        ...
+        What ``ledger.verify`` checks, so values come as the database holds them (in SQLite
+        any column may hold any type once someone edits the file) and rows in an order
+        that needs no trust in them: NULL positions first, where a database can hold one.
+        """
 
-    def index(self) -> Iterator[tuple[object, object]]:
-        """Every row of the key index, (position, key), by position and then key."""
-        ...
+        def events(self) -> Iterator[tuple[object, object, object, object]]:
+            """Every row of the log, (position, originator_id, topic, state), by position."""
+            ...
 
-    def names(self) -> Iterator[tuple[object, object, object]]:
-        """Every row of the names table, (name, scope, position), in no particular order."""
-        ...
+        def index(self) -> Iterator[tuple[object, object]]:
+            """Every row of the key index, (position, key), by position and then key."""
+            ...
+
+        def names(self) -> Iterator[tuple[object, object, object]]:
+            """Every row of the names table, (name, scope, position), in no particular order."""
+            ...
+
 
 class LedgerRecorder(ABC):
     """What the ledger needs from a backend beyond the eventsourcing recorder API."""

@@ -24,10 +24,12 @@ NOT_FOR_REPORT = ("holidays", "eventsourcing", "ledger.ingest", "ledger.persiste
                   "cli.commands",
                   # click translates its --help and --version texts with gettext, which imports locale
                   "locale",
-                  # signatures and proofs (a report names its log by merkle_store.root_of)
-                  "ledger.checkpoint",
+                  # signatures and proofs, the tree's writes (a report names its log by merkle_read.root_of)
+                  "ledger.checkpoint", "ledger.persistence.merkle_store",
                   # what a new fact or policy must hold, the write path's row tuples
-                  "ledger.admission", "ledger.policy_check", "ledger.persistence.rows")
+                  "ledger.admission", "ledger.policy_check", "ledger.persistence.rows",
+                  # exact ratios are integer pairs (projections.credit): the import compiles a pattern
+                  "fractions")
 
 _PROBE = """
 import sys

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from fractions import Fraction
 from typing import Any
 
 from ledger.events import FACT_TYPES, Fact, Recorded, fact_id
@@ -16,6 +17,11 @@ from projections.model import Evaluation
 def policy(text: str) -> Policy:
     """A resolved policy from TOML text (validated like a real policy file)."""
     return resolve(load_policy(text.encode()))
+
+
+def pair(value: Fraction) -> tuple[int, int]:
+    """A Fraction as the (numerator, denominator) pair ``projections.credit`` computes with."""
+    return value.numerator, value.denominator
 
 
 def ts(text: str) -> datetime:

@@ -21,7 +21,7 @@ from projections.credit import (
     money,
     percent_text,
 )
-from tests.unit.factories import SEED_A, SEED_B, SEED_C_EN, SEED_D, policy, ts
+from tests.unit.factories import SEED_A, SEED_B, SEED_C_EN, SEED_D, pair, policy, ts
 
 H = 3_600_000_000  # one hour in microseconds
 D_TIERS = (
@@ -43,7 +43,7 @@ D_TIERS = (
     ],
 )
 def test_money_rounds_half_up_exactly(value: Fraction, text: str) -> None:
-    assert money(value) == text
+    assert money(pair(value)) == text
 
 
 @pytest.mark.parametrize(("value", "text"), [("100", "100"), ("25.00", "25"), ("0", "0"), ("12.50", "12.5")])
@@ -64,10 +64,10 @@ def test_percent_text_has_no_exponent(value: str, text: str) -> None:
     ],
 )
 def test_lowest_matching_threshold_wins(availability: Fraction, percent: Decimal | None) -> None:
-    tier = choose_tier(availability, D_TIERS)
+    tier = choose_tier(pair(availability), D_TIERS)
     assert (tier.percent if tier else None) == percent
     # Order of the tiers in the file does not matter.
-    tier = choose_tier(availability, tuple(reversed(D_TIERS)))
+    tier = choose_tier(pair(availability), tuple(reversed(D_TIERS)))
     assert (tier.percent if tier else None) == percent
 
 
@@ -100,15 +100,15 @@ def test_claim_status_earliest_in_time_claim_wins() -> None:
 
 def test_exact_fees_from_annual_fee() -> None:
     # 3600 / 12 = 300 exactly; policy.monthly_fee would be a 28-digit Decimal for 1000 / 12.
-    assert fees(policy(SEED_D)) == (Fraction(300), Fraction(3600))
+    assert tuple(Fraction(*r) for r in fees(policy(SEED_D))) == (Fraction(300), Fraction(3600))
     pol = policy(SEED_D.replace('"3600.00"', '"1000.00"'))
-    assert fees(pol) == (Fraction(1000, 12), Fraction(1000))
-    out = evaluate_credit(pol, "2026-06", Fraction("99.94"), [], [])
+    assert tuple(Fraction(*r) for r in fees(pol)) == (Fraction(1000, 12), Fraction(1000))
+    out = evaluate_credit(pol, "2026-06", pair(Fraction("99.94")), [], [])
     assert out.credit.amount == "20.83"  # 25 % of 83.333... rounded once
 
 
 def test_no_credits_section_is_best_efforts() -> None:
-    out = evaluate_credit(policy(SEED_C_EN), "2026-03", Fraction(50), [], [])
+    out = evaluate_credit(policy(SEED_C_EN), "2026-03", pair(Fraction(50)), [], [])
     c = out.credit
     assert (c.percent, c.amount, c.long_outage_amount, c.claim, c.payable) == (
         "0",
@@ -123,7 +123,7 @@ def test_no_credits_section_is_best_efforts() -> None:
 def test_long_outage_daily_rate_per_started_day() -> None:
     pol = policy(SEED_B)  # annual 6000 CHF: daily rate 6000 / 365 = 16.4383...
     stretches = [Stretch(0, 26 * H, (1, 2)), Stretch(30 * H, 54 * H, (3, 4)), Stretch(60 * H, 61 * H, (5,))]
-    out = evaluate_credit(pol, "2026-11", Fraction("96.3888"), stretches, [])
+    out = evaluate_credit(pol, "2026-11", pair(Fraction("96.3888")), stretches, [])
     # 26 h -> 2 started days; exactly 24 h is not "over 24 h"; 1 h is short.
     # 10 % x 500 = 50 + 2 x 6000/365 = 32.8767... -> 82.876712... -> 82.88
     assert out.credit.long_outage_amount == "32.88"
@@ -133,7 +133,7 @@ def test_long_outage_daily_rate_per_started_day() -> None:
 
 def test_long_outage_full_days_only() -> None:
     pol = policy(SEED_B.replace("per_started_day = true", "per_started_day = false"))
-    out = evaluate_credit(pol, "2026-11", Fraction(100), [Stretch(0, 47 * H, ())], [])
+    out = evaluate_credit(pol, "2026-11", pair(Fraction(100)), [Stretch(0, 47 * H, ())], [])
     assert out.credit.long_outage_amount == "16.44"  # one full day: 16.438356...
     assert out.credit.percent == "0"
     assert out.credit.amount == "16.44"
@@ -141,7 +141,7 @@ def test_long_outage_full_days_only() -> None:
 
 def test_cap_applies_before_the_single_rounding() -> None:
     pol = policy(SEED_B.replace('cap_percent = "100"', 'cap_percent = "20"'))
-    out = evaluate_credit(pol, "2026-11", Fraction(90), [Stretch(0, 100 * H, ())], [])
+    out = evaluate_credit(pol, "2026-11", pair(Fraction(90)), [Stretch(0, 100 * H, ())], [])
     # 10 % x 500 + 5 x 16.438... = 132.19 > cap 20 % x 500 = 100
     assert out.credit.amount == "100.00"
     assert out.credit.long_outage_amount == "82.19"
@@ -150,7 +150,7 @@ def test_cap_applies_before_the_single_rounding() -> None:
 def test_late_claim_keeps_the_entitlement_but_is_not_payable() -> None:
     pol = policy(SEED_A)
     claim = Claim(at=ts("2026-11-04T00:01:00+01:00"), recorded_at=ts("2026-11-04T00:01:00+01:00"), position=3)
-    out = evaluate_credit(pol, "2026-10", Fraction("99.9"), [], [claim])
+    out = evaluate_credit(pol, "2026-10", pair(Fraction("99.9")), [], [claim])
     assert (out.credit.percent, out.credit.amount, out.credit.claim, out.credit.payable) == (
         "100",
         "149.00",
@@ -162,5 +162,5 @@ def test_late_claim_keeps_the_entitlement_but_is_not_payable() -> None:
 
 
 def test_nothing_owed_is_not_payable_even_when_automatic() -> None:
-    out = evaluate_credit(policy(SEED_D), "2026-06", Fraction(100), [], [])
+    out = evaluate_credit(policy(SEED_D), "2026-06", pair(Fraction(100)), [], [])
     assert (out.credit.amount, out.credit.claim, out.credit.payable) == ("0.00", "automatic", False)

@@ -33,6 +33,16 @@ def test_printable_escapes_as_python_writes_escapes(text: str) -> None:
     )
 
 
+@given(hostile)
+def test_printable_skips_the_table_only_for_text_it_would_not_change(text: str) -> None:
+    # ``printable`` returns printable text (str.isprintable) as it is, without the escape table:
+    # the same as translating it with the whole table (issue 17: the table is made on first use).
+    table = {ord(c): printable(c) for c in UNSAFE}
+    assert printable(text) == text.translate(table)
+    assert csv_text(text) == csv_text(text).translate(table)
+    assert all(not c.isprintable() for c in UNSAFE)
+
+
 def test_printable_spellings() -> None:
     assert printable("a\x1b[2Jb\x07\x7f\x85\x9b") == "a\\x1b[2Jb\\x07\\x7f\\x85\\x9b"
     assert printable("\u202eevil\u2066x\u2069\u2028\u061c") == "\\u202eevil\\u2066x\\u2069\\u2028\\u061c"

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from datetime import UTC, datetime
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import msgspec
 import psycopg
@@ -40,7 +40,7 @@ from ledger.persistence.chain import GENESIS
 from ledger.persistence.consistency import OPENING_TAGS, Lookup, first_uses
 from ledger.persistence.keys import CONTRACT, prefix_end
 from ledger.persistence.merkle_store import STORED_FROM, append_leaves
-from ledger.persistence.port import PAGE, IdConflict, Packed, Snapshot, Tree
+from ledger.persistence.port import PAGE, IdConflict, Packed
 from ledger.persistence.postgres.connect import LedgerDatastore, connect, connection_params
 from ledger.persistence.postgres.schema import (
     ANALYZE_FUNCTION,
@@ -60,6 +60,9 @@ from ledger.persistence.sql import OLD_FORMAT, SQLRecorder
 from ledger.runtime import LOCK_WAIT, env_seconds
 from ledger.text import printable
 from ledger.urls import redact
+
+if TYPE_CHECKING:  # types only (ledger.persistence.port)
+    from ledger.persistence.port import Snapshot, Tree
 
 ANALYZE_AFTER: Final = 50_000  # an append of at least this many facts refreshes the planner's statistics
 UNIT: Final = "\x1f"  # separates ids sent as one parameter (no id holds a control character)

@@ -8,7 +8,7 @@ from typing import Any, Final
 
 from psycopg.sql import SQL, Composed, Identifier
 
-from ledger.persistence.merkle_store import STORED_FROM, TABLE
+from ledger.persistence.merkle_read import STORED_FROM, TABLE
 from ledger.persistence.postgres.schema import append_only_statements, ident
 
 

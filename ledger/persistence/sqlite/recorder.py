@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Generator, Iterator, Sequence
 from contextlib import closing, contextmanager
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from eventsourcing.persistence import OperationalError
 from eventsourcing.sqlite import (
@@ -35,7 +35,7 @@ from ledger.persistence.consistency import OPENING_TAGS, Lookup, first_uses
 from ledger.persistence.keys import CONTRACT
 from ledger.persistence.merkle_store import TABLE as TREE_TABLE
 from ledger.persistence.merkle_store import append_leaves
-from ledger.persistence.port import PAGE, IdConflict, Packed, Snapshot, Tree
+from ledger.persistence.port import PAGE, IdConflict, Packed
 from ledger.persistence.rows import Head
 from ledger.persistence.sql import OLD_FORMAT, SQLRecorder
 from ledger.persistence.sqlite import tree
@@ -49,6 +49,9 @@ from ledger.persistence.sqlite.reads import (
 from ledger.persistence.sqlite.view import SQLiteReportingView, existing_view, open_view
 from ledger.runtime import LOCK_WAIT, env_seconds
 from ledger.text import printable
+
+if TYPE_CHECKING:  # types only (ledger.persistence.port)
+    from ledger.persistence.port import Snapshot, Tree
 
 # Page size of a new store. Rows of the log are a few hundred bytes and every import appends
 # to one B-tree hot spot per service in the key index; 16 KiB pages make a 1M-event import

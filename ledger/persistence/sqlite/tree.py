@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from ledger.persistence.merkle_store import STORED_FROM, TABLE
+from ledger.persistence.merkle_read import STORED_FROM, TABLE
 
 DDL: Final = (
     f"CREATE TABLE IF NOT EXISTS {TABLE} (level INTEGER NOT NULL, idx INTEGER NOT NULL, "
