@@ -343,9 +343,12 @@ def _group_reports(
     for cid, months in known.all_held().items():
         for m in months:
             positions = known.positions_for(cid, m)
-            missing = [p for p in positions if p not in kept]
-            fetched = {p: decode_state(p, s) for p, s in reader.read_position_states(missing)}
-            records = [kept[p] if p in kept else fetched[p] for p in positions]
+            try:  # every fact kept (within the budget, nearly always): no read
+                records = list(map(kept.__getitem__, positions))
+            except KeyError:
+                missing = [p for p in positions if p not in kept]
+                fetched = {p: decode_state(p, s) for p, s in reader.read_position_states(missing)}
+                records = [kept[p] if p in kept else fetched[p] for p in positions]
             reports.extend(evaluator.evaluate_or_failure((cid, m), head, records))
     return reports
 
