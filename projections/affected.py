@@ -180,6 +180,7 @@ class _Service:
     sorted_upto: int = 0  # steps[:sorted_upto] are sorted; appends after that are not
     quiet: list[int] | None = None  # instants when nothing is down (None: recompute)
     ats: list[int] = field(default_factory=list)  # steps' instants, once sorted
+    items: list[int] = field(default_factory=list)  # and their positions (what ``positions_for`` slices)
     # In a window (``Known.floor``): the last step's instant before the floor (None: none). The
     # state there is the real one (each probe's last report before the floor is held), so quiet
     # instants from it on are exact, earlier ones not.
@@ -542,7 +543,7 @@ class Known:
         j = bisect_left(quiet, end)
         hi = quiet[j] if j < len(quiet) else _INF
         a, b = bisect_right(s.ats, lo), bisect_right(s.ats, hi)
-        out.extend(st[4] for st in s.steps[a:b])
+        out.extend(s.items[a:b])
         windows = False
         for mid, items in s.windows.items():
             if any(st <= hi and en >= lo for _, st, en in self.window_spans[mid]):
@@ -602,6 +603,7 @@ class Known:
             s.steps.sort()
             s.sorted_upto = len(s.steps)
         s.ats = [st[0] for st in s.steps]
+        s.items = [st[4] for st in s.steps]
         if self.floor is not None:
             k = bisect_left(s.ats, self.floor)
             s.trust = s.ats[k - 1] if k else None

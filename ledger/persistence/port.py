@@ -304,6 +304,26 @@ class LedgerRecorder(ABC):
         for position in sorted(rows):
             yield position, rows[position]
 
+    def read_key_parts_states(self, parts: Sequence[tuple[Sequence[str], Sequence[tuple[str, str]]]],
+                              upto: int) -> list[tuple[int, int, bytes]]:
+        """(part, position, stored state) of the facts each part names up to ``upto``, by part (its index
+        in ``parts``), then position. A part is keys and key ranges ``[lo, hi)``: with ranges, each of
+        its facts comes once (as ``keys.read_service_states`` gives them); with keys alone, as
+        ``read_keyed_states`` gives them. A backend may read every part in one statement (a rebuild's
+        group on PostgreSQL: two statements instead of four or more); here, a read per keys and range.
+        """
+        out: list[tuple[int, int, bytes]] = []
+        for part, (keys, ranges) in enumerate(parts):
+            if not ranges:
+                if keys:
+                    out.extend((part, p, state) for p, state in self.read_keyed_states(keys, upto))
+                continue
+            rows = dict(self.read_keyed_states(keys, upto)) if keys else {}
+            for lo, hi in ranges:
+                rows.update(self.read_key_range_states(lo, hi, upto))
+            out.extend((part, position, rows[position]) for position in sorted(rows))
+        return out
+
     @abstractmethod
     def unclosed_openings(self, prefix: str, since: str, until: str, upto: int) -> list[int]:
         """Positions of the incident openings under ``prefix`` (``keys.openings_prefix``) at ``since`` or

@@ -25,10 +25,12 @@ import sys
 import tempfile
 import threading
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack, contextmanager, suppress
 from datetime import datetime
+from operator import itemgetter
 from typing import IO, Final
 
 import msgspec
@@ -47,8 +49,9 @@ from ledger.persistence.keys import (
     holidays_key,
     month_keys,
     opened_key,
-    read_service_states,
+    prefix_end,
     reference_key,
+    service_ranges,
     ticket_key,
     tickets_key,
 )
@@ -62,6 +65,7 @@ from projections.tracked.groups import service_groups
 from projections.tracked.projection import LedgerLike
 from projections.tracked.rows import Failed, Item, SupportRows, split, view_rows
 
+_PART: Final = itemgetter(0)  # a row's part (``LedgerRecorder.read_key_parts_states``)
 _TICKET_TYPES: Final = frozenset({TicketOpened, *TICKET_FACTS})  # what the ticket read below may repeat
 # The facts whose ids corrections refer to: ``reference_key`` is None for every other type
 # (``tests/unit/test_rebuild_reads.py``), so the rest skip its match statement.
@@ -299,10 +303,15 @@ def _group_reports(
             kept[position] = rec
             room -= cost
 
-    # The services' facts, claims, versions and old-layout tickets (``o:``), then what refers to
-    # their ids: ``read_related``'s two reads, the first with ``take`` inlined (once per fact).
+    # The services' facts, claims, versions and old-layout tickets (``o:``) with their probe reports
+    # (``keys.read_service_states``), and the contracts' ticket openings (``u:`` by month): one read
+    # of two parts (one statement on PostgreSQL). The first part's loop has ``take`` inlined.
     keys = [*month_keys(services, contracts, versions=True), *(tickets_key(c) for c in contracts)]
-    for position, state in read_service_states(reader, keys, head):
+    probes = [(prefix, prefix_end(prefix)) for prefix in service_ranges(keys)]
+    opened = [(prefix, prefix_end(prefix)) for prefix in (opened_key(c, "") for c in contracts)]
+    rows = reader.read_key_parts_states([(keys, probes), ((), opened)], head)
+    split = bisect_left(rows, 1, key=_PART)
+    for _, position, state in rows[:split]:
         rec = decode_state(position, state)
         add(rec)
         kind = type(rec.fact)
@@ -314,35 +323,32 @@ def _group_reports(
         if cost <= room:
             kept[position] = rec
             room -= cost
-    if refs:
-        for position, state in reader.read_keyed_states(sorted(refs), head):
-            take(position, state)
-    # Then every fact about the tickets the contracts opened (``u:`` by month; an opening is
-    # under ``t:`` too, so this read brings it with its ticket's facts, each once).
-    tickets = sorted({ticket_key(r.fact.ticket) for c in contracts
-                      for r in reader.read_key_prefix(opened_key(c, ""), head)
-                      if isinstance(r.fact, TicketOpened)})
-    if tickets:
-        for position, state in reader.read_keyed_states(tickets, head):
-            if position not in ticketed:
-                take(position, state)
-    # Then the pinned holidays of the countries the group's business calendars and support clocks
-    # name (known from its versions).
+    # Then, in one more read of three parts: what refers to the facts' ids; every fact about the
+    # tickets the contracts opened (an opening is under ``t:`` too, so this part brings it with its
+    # ticket's facts, each once); the pinned holidays of the countries the group's business calendars
+    # and support clocks name (known from its versions, all read by now: no later part holds one).
+    tickets = sorted({ticket_key(r.fact.ticket) for _, position, state in rows[split:]
+                      if isinstance((r := decode_state(position, state)).fact, TicketOpened)})
     countries = sorted({v.policy.calendar.holidays for vs in known.versions.values() for v in vs
                         if v.policy.calendar is not None and v.policy.calendar.holidays is not None}
                        | {country for cid in contracts for v in known.versions.get(cid, ())
                           for country in support_countries(v.policy)})
-    if countries:
-        for position, state in reader.read_keyed_states([holidays_key(c) for c in countries], head):
-            take(position, state)
+    if refs or tickets or countries:
+        related = [(sorted(refs), ()), (tickets, ()), ([holidays_key(c) for c in countries], ())]
+        for part, position, state in reader.read_key_parts_states(related, head):
+            if part != 1 or position not in ticketed:
+                take(position, state)
     evaluator = Evaluator(known, store_errors=getattr(reader, "store_errors", None))
     reports: list[Item] = []
     for cid, months in known.all_held().items():
         for m in months:
             positions = known.positions_for(cid, m)
-            missing = [p for p in positions if p not in kept]
-            fetched = {p: decode_state(p, s) for p, s in reader.read_position_states(missing)}
-            records = [kept[p] if p in kept else fetched[p] for p in positions]
+            try:  # every fact kept (within the budget, nearly always): no read
+                records = list(map(kept.__getitem__, positions))
+            except KeyError:
+                missing = [p for p in positions if p not in kept]
+                fetched = {p: decode_state(p, s) for p, s in reader.read_position_states(missing)}
+                records = [kept[p] if p in kept else fetched[p] for p in positions]
             reports.extend(evaluator.evaluate_or_failure((cid, m), head, records))
     return reports
 

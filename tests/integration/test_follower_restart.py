@@ -124,6 +124,35 @@ def test_many_ranges_and_edges_in_one_read_equal_one_read_each(ledger: Ledger) -
     assert sum(map(len, ledger.recorder.first_keys_by_name(prefixes, head, 10))) >= 5
 
 
+def test_parts_in_one_read_equal_each_part_read_alone(ledger: Ledger) -> None:
+    # `read_key_parts_states` (a rebuild's group in two statements on PostgreSQL) against the keyed
+    # and range reads it stands for, part by part: keys alone, ranges alone, both, empty parts, a key
+    # in two parts, a key and a range over the same facts, bounds below the head.
+    register(ledger)
+    ledger.append_facts(demo_facts(MONTH))
+    head = ledger.recorder.last_position()
+    services = sorted({k[2:] for k in _keys_under(ledger, "s:", head)})
+    assert services
+    keys = [f"s:{services[0]}", "k:no-such-contract", f"s:{services[-1]}"]
+    ranges = [(probe_prefix(s), probe_prefix(s)[:-1] + "0") for s in services[:2]]
+    ranges += [("u:", "u;"), ("zz:", "zz;")]
+    parts: list[tuple[list[str], list[tuple[str, str]]]] = [
+        (keys, ranges[:1]), ([], ranges), (keys[:1], []), ([], []), (["t:no-such-ticket"], []),
+        (keys[1:], ranges[2:]), (["s:" + services[0]], [("s:", "s;")])]
+    for chosen in (parts, parts[:1], [], parts[3:5], parts[2:3], [parts[1], parts[1]]):
+        for upto in (head, head - 7, 1):
+            got = ledger.recorder.read_key_parts_states(chosen, upto)
+            expected: list[tuple[int, int, bytes]] = []
+            for n, (part_keys, part_ranges) in enumerate(chosen):
+                rows = dict(ledger.recorder.read_keyed_states(part_keys, upto)) if part_keys else {}
+                for lo, hi in part_ranges:
+                    rows.update(ledger.recorder.read_key_range_states(lo, hi, upto))
+                expected.extend((n, p, rows[p]) for p in sorted(rows))
+            assert [(n, p, bytes(s)) for n, p, s in got] == expected
+            assert got == LedgerRecorder.read_key_parts_states(ledger.recorder, chosen, upto)
+    assert len(ledger.recorder.read_key_parts_states(parts, head)) > 10
+
+
 def _keys_under(ledger: Ledger, prefix: str, upto: int) -> list[str]:
     from ledger.persistence.keys import index_keys
 

@@ -399,6 +399,7 @@ class _KeyedReader(_Reader):
         return out
 
     first_keys_by_name = LedgerRecorder.first_keys_by_name  # the port's own, on ``edge_keys``
+    read_key_parts_states = LedgerRecorder.read_key_parts_states  # the port's own, on the reads above
 
     def read_position_states(self, positions: Sequence[int]) -> Iterator[tuple[int, bytes]]:
         self.fetched += len(positions)
