@@ -48,7 +48,7 @@ from benchmarks.run import (
     settle,
     verdict,
 )
-from ledger.persistence.merkle_store import tiles
+from ledger.persistence.merkle_read import tiles
 
 IMPORT_MAX: Final = 1.10  # with the tree / without it
 FLAT_MAX: Final = 1.5  # larger store / smaller store
@@ -173,7 +173,7 @@ def _fill_last_tile(led: Any) -> None:
     """
     import io
 
-    from ledger.persistence.merkle_store import TILE
+    from ledger.persistence.merkle_read import TILE
 
     missing = (TILE - 1 - led.recorder.last_position() % TILE) % TILE
     line = (b'{"id":"bench-fill-%d","type":"%s","service":"svc-0000","probe":"fill",'

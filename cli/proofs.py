@@ -17,7 +17,7 @@ from cli.context import Context, Failure, pass_ctx
 from ledger import checkpoint as cp
 from ledger.application import Ledger
 from ledger.errors import BadInput
-from ledger.persistence import merkle_store
+from ledger.persistence import merkle_read, merkle_store
 from ledger.verify import VerifyResult
 
 
@@ -104,8 +104,8 @@ def verify_tree(ledger: Ledger, result: VerifyResult) -> VerifyResult:
     if not result.ok:
         return result
     problems = merkle_store.check(ledger.recorder)
-    if problems == [merkle_store.NOT_BUILT]:
-        click.echo(f"note: {merkle_store.NOT_BUILT}", err=True)
+    if problems == [merkle_read.NOT_BUILT]:
+        click.echo(f"note: {merkle_read.NOT_BUILT}", err=True)
         return result
     if problems:
         return msgspec.structs.replace(result, ok=False, problem=problems[0])

@@ -17,7 +17,7 @@ from ledger import merkle
 from ledger.errors import BadInput, StoreError
 from ledger.events import Recorded
 from ledger.hashing import sha256
-from ledger.persistence import merkle_store
+from ledger.persistence import merkle_read, merkle_store
 from ledger.persistence.port import LedgerRecorder
 
 if TYPE_CHECKING:  # imported where used: cryptography costs the CLI's start-up
@@ -68,7 +68,7 @@ def _size(recorder: LedgerRecorder, size: int | None, option: str = "--size") ->
 
 def make(recorder: LedgerRecorder, size: int | None = None) -> dict[str, Any]:
     """The checkpoint of the first ``size`` facts (default: the whole log), from the stored tree."""
-    view = merkle_store.TreeView(recorder)
+    view = merkle_read.TreeView(recorder)
     view.size()  # a store whose tree is not built says so
     n = _size(recorder, size)
     at = msgspec.to_builtins(_record(recorder, n).recorded_at)
@@ -199,7 +199,7 @@ def verify(recorder: LedgerRecorder, cp: Checkpoint, name: str) -> str:
         raise Mismatch(f"{name}: position {cp.size} was recorded at {at}, "
                        f"the checkpoint says {cp.recorded_at}")
     try:
-        stored = merkle.hex_hash(merkle_store.TreeView(recorder).root(cp.size))
+        stored = merkle.hex_hash(merkle_read.TreeView(recorder).root(cp.size))
     except StoreError:
         stored = None  # a store whose tree is not built: the log alone decides
     if stored is not None and stored != computed:
@@ -210,7 +210,7 @@ def verify(recorder: LedgerRecorder, cp: Checkpoint, name: str) -> str:
 
 def inclusion(recorder: LedgerRecorder, position: int, size: int | None = None) -> dict[str, Any]:
     """``{"position", "size", "leaf_hash", "path", "root"}``: RFC 9162 2.1.3 audit path, leaf to root."""
-    view = merkle_store.TreeView(recorder)
+    view = merkle_read.TreeView(recorder)
     view.size()
     n = _size(recorder, size)
     if not 1 <= position <= n:
@@ -222,7 +222,7 @@ def inclusion(recorder: LedgerRecorder, position: int, size: int | None = None) 
 
 def consistency(recorder: LedgerRecorder, old: int, new: int) -> dict[str, Any]:
     """``{"from", "to", "from_root", "to_root", "path"}``: RFC 9162 2.1.4 consistency proof."""
-    view = merkle_store.TreeView(recorder)
+    view = merkle_read.TreeView(recorder)
     view.size()
     _size(recorder, new, "--to")
     if old < 1:

@@ -3,7 +3,7 @@
 Size: the stored layout (tiles: nodes of 64 leaves and up), the leaf lines built at link
 time, the build and the check belong together: each relies on the same layout. The reads
 (a root, a proof, the leaf lines read back, ``TreeView``, ``root_of``) are in
-``merkle_read``, which a report imports alone (issue 17), and are named here too.
+``merkle_read``, which a report imports alone (issue 17); readers import them from there.
 
 Table ``ledger_merkle (level, idx, hash)``: one row per complete perfect subtree of
 ``STORED_FROM`` levels or more (64 leaves and up), written by the transaction that
@@ -32,17 +32,16 @@ from ledger import merkle
 from ledger.errors import StoreError
 from ledger.events import FACT_TAGS, decode_state, export_line
 from ledger.merkle import Key
-
-# The reads (a report imports them alone), named here too: this module is where the tree is named.
-from ledger.persistence.merkle_read import _LINE, HASH_SIZE, Row, _Reader
-from ledger.persistence.merkle_read import NOT_BUILT as NOT_BUILT
-from ledger.persistence.merkle_read import STORED_FROM as STORED_FROM
-from ledger.persistence.merkle_read import TABLE as TABLE
-from ledger.persistence.merkle_read import TILE as TILE
-from ledger.persistence.merkle_read import TreeView as TreeView
-from ledger.persistence.merkle_read import leaf_line as leaf_line
-from ledger.persistence.merkle_read import root_of as root_of
-from ledger.persistence.merkle_read import tiles as tiles
+from ledger.persistence.merkle_read import (
+    _LINE,
+    HASH_SIZE,
+    NOT_BUILT,
+    STORED_FROM,
+    TILE,
+    Row,
+    _Reader,
+    tiles,
+)
 from ledger.persistence.port import LedgerRecorder
 
 if TYPE_CHECKING:

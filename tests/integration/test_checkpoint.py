@@ -22,7 +22,7 @@ from tests.integration.test_merkle_store import lines
 from tests.integration.test_tamper import PostgresTamper, SQLiteTamper, Tamper
 from tests.lines import import_lines
 
-N = 100  # over a tile (64 leaves): the stored nodes start at level 6 (``merkle_store.STORED_FROM``)
+N = 100  # over a tile (64 leaves): the stored nodes start at level 6 (``merkle_read.STORED_FROM``)
 
 
 def run(runner: CliRunner, url: str, *args: str) -> Result:

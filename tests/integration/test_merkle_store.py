@@ -12,7 +12,7 @@ from ledger import merkle
 from ledger.application import Ledger
 from ledger.errors import LedgerError, StoreError
 from ledger.events import decode_state, export_line
-from ledger.persistence import merkle_store
+from ledger.persistence import merkle_read, merkle_store
 from tests import rfc9162
 from tests.lines import import_lines
 from tests.unit.factories import fact
@@ -37,7 +37,7 @@ def expected_root(led: Ledger, size: int | None = None) -> bytes:
 
 
 def assert_tree(led: Ledger) -> None:
-    view = merkle_store.TreeView(led.recorder)
+    view = merkle_read.TreeView(led.recorder)
     size = view.size()
     assert size == led.recorder.last_position()
     assert view.root(size) == expected_root(led)
@@ -45,7 +45,7 @@ def assert_tree(led: Ledger) -> None:
 
 
 def test_every_append_route_keeps_the_tree(ledger: Ledger, tmp_path: Path) -> None:
-    assert merkle_store.TreeView(ledger.recorder).size() == 0
+    assert merkle_read.TreeView(ledger.recorder).size() == 0
     ledger.append(fact("probe_failed", service="svc", probe="x", at="2026-10-04T09:00:00Z", id="one"))
     assert_tree(ledger)
     ledger.append_facts([
@@ -68,7 +68,7 @@ def test_every_append_route_keeps_the_tree(ledger: Ledger, tmp_path: Path) -> No
         result = ledger.import_file(f, parallel_from=1)
     assert (result.appended, result.skipped) == (63, 37)
     assert_tree(ledger)
-    view = merkle_store.TreeView(ledger.recorder)
+    view = merkle_read.TreeView(ledger.recorder)
     n = view.size()
     for old in (1, 2, 5, 100, n - 1):
         old_root, new_root, proof = view.consistency(old, n)
@@ -90,7 +90,7 @@ def test_a_failed_import_leaves_no_node(ledger: Ledger) -> None:
         assert tree.covered() == 0
     import_lines(ledger, lines(60, 10))
     with ledger.recorder.merkle_tree() as tree:
-        assert tree.covered() == merkle_store.TILE
+        assert tree.covered() == merkle_read.TILE
 
 
 def _drop_tree(led: Ledger) -> None:
@@ -112,8 +112,8 @@ def test_a_store_without_a_tree_is_built_once_by_init(ledger: Ledger) -> None:
     _drop_tree(ledger)
     import_lines(ledger, lines(20, 115))  # appends go on; the tree waits for the build
     with pytest.raises(StoreError, match="not built yet"):
-        merkle_store.TreeView(ledger.recorder).size()
-    assert merkle_store.check(ledger.recorder) == [merkle_store.NOT_BUILT]
+        merkle_read.TreeView(ledger.recorder).size()
+    assert merkle_store.check(ledger.recorder) == [merkle_read.NOT_BUILT]
     assert merkle_store.to_build(ledger.recorder) == 128
     seen: list[int] = []
     assert merkle_store.build(ledger.recorder, seen.append) == 128  # two tiles; 7 facts beyond
@@ -131,7 +131,7 @@ def test_a_small_store_without_a_tree_gets_its_table(ledger: Ledger) -> None:
     _drop_tree(ledger)
     assert merkle_store.to_build(ledger.recorder) == 0
     with pytest.raises(StoreError, match="not built yet"):
-        merkle_store.TreeView(ledger.recorder).size()
+        merkle_read.TreeView(ledger.recorder).size()
     assert merkle_store.build(ledger.recorder) == 0
     assert merkle_store.to_build(ledger.recorder) is None
     assert_tree(ledger)
@@ -211,7 +211,7 @@ def test_leaf_lines_are_the_exported_lines(ledger: Ledger) -> None:
     states = list(ledger.recorder.read_raw())
     assert len(states) > 100
     for (position, _, _, state), rec in zip(states, ledger.records(), strict=True):
-        assert merkle_store.leaf_line(position, state) == export_line(rec)
+        assert merkle_read.leaf_line(position, state) == export_line(rec)
 
 
 def test_link_leaves_are_the_exported_lines(ledger: Ledger) -> None:
@@ -249,7 +249,7 @@ def test_tricky_flat_contents_splice_exactly(ledger: Ledger) -> None:
     ]
     import_lines(ledger, tricky)
     assert_tree(ledger)
-    view = merkle_store.TreeView(ledger.recorder)
+    view = merkle_read.TreeView(ledger.recorder)
     for position in (1, 2, 3):
         leaf, path, root = view.inclusion(position - 1, 3)
         assert leaf == rfc9162.leaf(export_line(next(ledger.recorder.read_records(position, position))))
@@ -263,18 +263,18 @@ def test_proofs_read_at_most_two_tiles(ledger: Ledger) -> None:
     n = ledger.recorder.last_position()
     with ledger.recorder.merkle_tree() as tree:
         for size in (1, 63, 64, 65, 200, 256, n):
-            read = merkle_store._Reader(tree)
+            read = merkle_read._Reader(tree)
             assert merkle.root(size, read) == expected_root(ledger, size)
             assert read.tiles_read <= 1
         for index, size in ((0, n), (5, n), (64, n), (130, n), (n - 1, n), (70, 200), (199, 256)):
-            read = merkle_store._Reader(tree)
+            read = merkle_read._Reader(tree)
             path = merkle.inclusion_path(index, size, read)
             assert read.tiles_read <= 2
             line = export_line(next(ledger.recorder.read_records(index + 1, index + 1)))
             root = expected_root(ledger, size)
             assert rfc9162.verify_inclusion(index, size, rfc9162.leaf(line), path, root)
         for old, new in ((1, n), (63, n), (64, n), (65, 200), (100, 300), (129, 256), (200, n)):
-            read = merkle_store._Reader(tree)
+            read = merkle_read._Reader(tree)
             proof = merkle.consistency_path(old, new, read)
             assert read.tiles_read <= 2
             roots = expected_root(ledger, old), expected_root(ledger, new)
@@ -287,7 +287,7 @@ def test_a_store_of_the_earlier_layout(ledger: Ledger) -> None:
     import_lines(ledger, lines(0, 150))
     url = ledger.url or ""
     leaves = [rfc9162.leaf(export_line(rec)) for rec in ledger.records()]
-    old_rows = [r for r in merkle.extend(0, leaves, lambda keys: {}) if r[0] < merkle_store.STORED_FROM]
+    old_rows = [r for r in merkle.extend(0, leaves, lambda keys: {}) if r[0] < merkle_read.STORED_FROM]
     if url.startswith("postgresql"):
         with psycopg.connect(url, autocommit=True) as pg, pg.cursor() as cur:
             cur.executemany("INSERT INTO ledger_merkle (level, idx, hash) VALUES (%s, %s, %s)", old_rows)
@@ -366,7 +366,7 @@ def test_the_writer_folds_only_leaf_hashes() -> None:
     leaves = [bytes([i]) * 32 for i in range(100)]
     folder = merkle_store.Folder(0, {})
     rows = folder.nodes(b"".join(leaves))
-    assert rows == [r for r in merkle.extend(0, leaves, lambda keys: {}) if r[0] >= merkle_store.STORED_FROM]
+    assert rows == [r for r in merkle.extend(0, leaves, lambda keys: {}) if r[0] >= merkle_read.STORED_FROM]
     with pytest.raises(StoreError, match="not leaf hashes"):
         folder.nodes([(6, 1, leaves[0])])
 

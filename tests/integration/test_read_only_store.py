@@ -24,7 +24,7 @@ from ledger.checkpoint import inclusion
 from ledger.errors import StoreError
 from ledger.events import ProbeFailed
 from ledger.persistence.keys import CONTRACT, contract_key, service_key
-from ledger.persistence.merkle_store import root_of
+from ledger.persistence.merkle_read import root_of
 from ledger.persistence.sqlite.reads import SQLiteReader
 from ledger.verify import verify
 from projections.model import to_json

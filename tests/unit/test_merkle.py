@@ -209,7 +209,7 @@ def test_batching_does_not_change_the_tree(batches: list[int]) -> None:
 def test_the_write_paths_fold_is_the_reference(size: int, batches: list[int], lowest: int) -> None:
     """``merkle_store.fold``, ``fold_packed`` (from the leaf hashes' packed bytes) and ``Folder``
     (the import's) give ``merkle.fold``'s rows and edge."""
-    from ledger.persistence import merkle_store
+    from ledger.persistence import merkle_read, merkle_store
 
     leaves = [merkle.leaf_hash(b"%d" % i) for i in range(size + sum(batches))]
     ref_edge: dict[int, bytes] = {}
@@ -226,7 +226,7 @@ def test_the_write_paths_fold_is_the_reference(size: int, batches: list[int], lo
         packed = merkle_store.fold_packed(at, packed_edge, b"".join(part), lowest)
         assert packed == [r for r in want if r[0] >= lowest]
         assert packed_edge == ref_edge
-        assert folder.rows(list(part)) == [r for r in want if r[0] >= merkle_store.STORED_FROM]
+        assert folder.rows(list(part)) == [r for r in want if r[0] >= merkle_read.STORED_FROM]
         at += count
 
 

@@ -39,7 +39,8 @@ from ledger.events import Recorded, decode_state
 from ledger.persistence.chain import GENESIS
 from ledger.persistence.consistency import OPENING_TAGS, Lookup, first_uses
 from ledger.persistence.keys import CONTRACT, prefix_end
-from ledger.persistence.merkle_store import STORED_FROM, append_leaves
+from ledger.persistence.merkle_read import STORED_FROM
+from ledger.persistence.merkle_store import append_leaves
 from ledger.persistence.port import PAGE, IdConflict, Packed
 from ledger.persistence.postgres.connect import LedgerDatastore, connect, connection_params
 from ledger.persistence.postgres.schema import (

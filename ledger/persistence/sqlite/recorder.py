@@ -33,7 +33,7 @@ from ledger.events import decode_state, decode_stored
 from ledger.persistence.chain import GENESIS
 from ledger.persistence.consistency import OPENING_TAGS, Lookup, first_uses
 from ledger.persistence.keys import CONTRACT
-from ledger.persistence.merkle_store import TABLE as TREE_TABLE
+from ledger.persistence.merkle_read import TABLE as TREE_TABLE
 from ledger.persistence.merkle_store import append_leaves
 from ledger.persistence.port import PAGE, IdConflict, Packed
 from ledger.persistence.rows import Head
