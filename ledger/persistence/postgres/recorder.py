@@ -231,10 +231,9 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, SQLRecorder):
         # sending them back as an array did the same in two round trips, and cost a rebuild
         # worker 15 % more time passing a million positions through Python.)
         self.sql_keyed_states = SQL(
-            "SELECT notification_id, state FROM {schema}.{table} WHERE notification_id = ANY(ARRAY("
-            "SELECT position FROM {schema}.{index} WHERE key = ANY(%s::text::text[]) AND position <= %s)) "
+            "SELECT notification_id, state FROM {schema}.{table} WHERE notification_id = ANY(ARRAY({keyed})) "
             "ORDER BY notification_id"
-        ).format(schema=schema, table=table, index=index)
+        ).format(schema=schema, table=table, keyed=self._keyed_positions())
         self.sql_prefix_positions = self._prefix_positions(SQL("key"))
         self.sql_range_states = self._range_states(SQL("key"))
         self._parts_queries: dict[tuple[tuple[int, bool, bool], ...], Composed] = {}  # ``_parts_query``
@@ -248,39 +247,32 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, SQLRecorder):
         # planner cannot pull up: OFFSET 0). A join of the ranges with the index let it merge a
         # thousand probe ranges with the whole index (19 s a statement at 10M events), and a hash
         # of the distinct positions planned for the estimate spilled (70 s); 1.6 s for 2,000 ranges.
-        self.sql_ranges_positions = SQL(
-            "SELECT x.position FROM unnest(%s::text[], %s::text[]) AS r(lo, hi), LATERAL ("
-            "SELECT position FROM {schema}.{index} WHERE key >= r.lo AND key < r.hi AND position <= %s "
-            "OFFSET 0) AS x"
-        ).format(schema=schema, index=index)
+        self.sql_ranges_positions = self._ranges_positions(SQL("::text[]"))
         # ``edge_keys``: one index seek per range, in one statement.
         self.sql_edge_keys = tuple(SQL(
-            'SELECT (SELECT key FROM {schema}.{index} WHERE key COLLATE "C" >= r.lo '
-            'AND key COLLATE "C" < r.hi AND position <= %s ORDER BY key COLLATE "C" {order} LIMIT 1) '
-            "FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS r(lo, hi, n) ORDER BY r.n"
-        ).format(schema=schema, index=index, order=SQL(order)) for order in ("ASC", "DESC"))
+            "SELECT ({first}) FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS r(lo, hi, n) "
+            "ORDER BY r.n"
+        ).format(first=self._first_key(SQL("r.lo"), SQL("r.hi"), SQL("%s"), order))
+            for order in ("ASC", "DESC"))
         # ``first_keys_by_name``: a skip scan, one index seek per name, in one statement.
         self.sql_first_by_name = SQL(
             "WITH RECURSIVE r(n, hi, k) AS ("
-            'SELECT b.n, b.hi, (SELECT key FROM {schema}.{index} WHERE key COLLATE "C" >= b.lo '
-            'AND key COLLATE "C" < b.hi AND position <= %(upto)s ORDER BY key COLLATE "C" LIMIT 1) '
+            "SELECT b.n, b.hi, ({first}) "
             "FROM unnest(%(lo)s::text[], %(hi)s::text[]) WITH ORDINALITY AS b(lo, hi, n) "
             "UNION ALL "
-            'SELECT r.n, r.hi, (SELECT key FROM {schema}.{index} WHERE key COLLATE "C" >= '
-            "left(r.k, length(r.k) - %(skip)s) || 'A' "
-            'AND key COLLATE "C" < r.hi AND position <= %(upto)s ORDER BY key COLLATE "C" LIMIT 1) '
+            "SELECT r.n, r.hi, ({next}) "
             "FROM r WHERE r.k IS NOT NULL) "
             'SELECT n, k FROM r WHERE k IS NOT NULL ORDER BY n, k COLLATE "C"'
-        ).format(schema=schema, index=index)
+        ).format(first=self._first_key(SQL("b.lo"), SQL("b.hi"), SQL("%(upto)s"), "ASC"),
+                 next=self._first_key(SQL("left(r.k, length(r.k) - %(skip)s) || 'A'"), SQL("r.hi"),
+                                      SQL("%(upto)s"), "ASC"))
         self.sql_first_filed = SQL(
             "SELECT e.notification_id, e.state FROM {schema}.{index} i JOIN {schema}.{table} e "
             "ON e.notification_id = i.position WHERE i.key = %s AND i.position <= %s "
             "AND e.topic = ANY(%s::text[]) ORDER BY i.position LIMIT 1"
         ).format(schema=schema, table=table, index=index)
-        self.sql_edge_key = tuple(SQL(
-            'SELECT key FROM {schema}.{index} WHERE key COLLATE "C" >= %s AND key COLLATE "C" < %s '
-            'AND position <= %s ORDER BY key COLLATE "C" {order} LIMIT 1'
-        ).format(schema=schema, index=index, order=SQL(order)) for order in ("ASC", "DESC"))
+        self.sql_edge_key = tuple(self._first_key(SQL("%s"), SQL("%s"), SQL("%s"), order)
+                                  for order in ("ASC", "DESC"))
         # ``unclosed_openings``: as ``ledger.persistence.sqlite.reads.UNCLOSED`` says.
         self.sql_unclosed = SQL(
             'SELECT o.position FROM {schema}.{index} o WHERE o.key COLLATE "C" >= %(lo)s '
@@ -514,6 +506,30 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, SQLRecorder):
             "ORDER BY position"
         ).format(schema=Identifier(self.datastore.schema), index=Identifier("ledger_index"), key=key)
 
+    def _first_key(self, lo: SQL, hi: SQL, upto: SQL, order: str) -> Composed:
+        """The first (``ASC``) or last (``DESC``) key from ``lo`` to before ``hi`` up to ``upto``: one
+        index seek, keys compared as bytes (``edge_key``, ``edge_keys``, ``first_keys_by_name``)."""
+        return SQL(
+            'SELECT key FROM {schema}.{index} WHERE key COLLATE "C" >= {lo} AND key COLLATE "C" < {hi} '
+            'AND position <= {upto} ORDER BY key COLLATE "C" {order} LIMIT 1'
+        ).format(schema=Identifier(self.datastore.schema), index=Identifier("ledger_index"), lo=lo, hi=hi,
+                 upto=upto, order=SQL(order))
+
+    def _keyed_positions(self) -> Composed:
+        """Positions under the keys of one ``text[]`` literal (``text_array``), up to a position."""
+        return SQL(
+            "SELECT position FROM {schema}.{index} WHERE key = ANY(%s::text::text[]) AND position <= %s"
+        ).format(schema=Identifier(self.datastore.schema), index=Identifier("ledger_index"))
+
+    def _ranges_positions(self, cast: SQL) -> Composed:
+        """Positions under key ranges given as two arrays (lower and upper bounds, ``cast`` to ``text[]``),
+        each range its own index range scan (``sql_ranges_positions``' comment says why)."""
+        return SQL(
+            "SELECT x.position FROM unnest(%s{cast}, %s{cast}) AS r(lo, hi), LATERAL ("
+            "SELECT position FROM {schema}.{index} WHERE key >= r.lo AND key < r.hi AND position <= %s "
+            "OFFSET 0) AS x"
+        ).format(schema=Identifier(self.datastore.schema), index=Identifier("ledger_index"), cast=cast)
+
     def _range_states(self, key: SQL) -> Composed:
         """The rows under keys from one bound to the next, in one statement (as ``sql_keyed_states``)."""
         return SQL(
@@ -595,13 +611,8 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, SQLRecorder):
         made once per shape (a rebuild's groups have two)."""
         query = self._parts_queries.get(shape)
         if query is None:
-            schema, index = Identifier(self.datastore.schema), Identifier("ledger_index")
-            keyed = SQL("SELECT position FROM {schema}.{index} WHERE key = ANY(%s::text::text[]) "
-                        "AND position <= %s").format(schema=schema, index=index)
-            ranged = SQL("SELECT x.position FROM unnest(%s::text::text[], %s::text::text[]) AS r(lo, hi), "
-                         "LATERAL (SELECT position FROM {schema}.{index} WHERE key >= r.lo AND key < r.hi "
-                         "AND position <= %s OFFSET 0) AS x").format(schema=schema, index=index)
-            table = Identifier(self.events_table_name)
+            schema, table = Identifier(self.datastore.schema), Identifier(self.events_table_name)
+            keyed, ranged = self._keyed_positions(), self._ranges_positions(SQL("::text::text[]"))
             branches = []
             for part, has_keys, has_ranges in shape:
                 positions = SQL(" UNION ALL ").join([q for q, has in ((keyed, has_keys), (ranged, has_ranges))
