@@ -25,7 +25,6 @@ from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
-from math import gcd
 from typing import Final
 from zoneinfo import ZoneInfo
 
@@ -33,7 +32,7 @@ from ledger.calendar import HolidayBook, HolidayLookup, holiday_dates, month_bou
 from ledger.events import Recorded
 from ledger.policy import Policy
 from projections.collect import Facts, collect
-from projections.credit import Ratio, Stretch, below, evaluate_credit
+from projections.credit import Ratio, Stretch, below, evaluate_credit, lowest
 from projections.digest import digest
 from projections.explain import Figures, walk_through
 from projections.model import Credit, Evaluation, Explanation, HolidayUse, Interval, Report
@@ -55,22 +54,16 @@ HolidaysUsed = dict[tuple[str, int], tuple[str, frozenset[date]]]
 _RECORDING_FLAGS: Final = frozenset({"backdated_notice", "claim_recorded_late"})
 
 
-def _lowest(n: int, d: int) -> Ratio:
-    """n / d in lowest terms (the explanation prints it), for d > 0."""
-    g = gcd(n, d)
-    return n // g, d // g
-
-
 def _availability(policy: Policy, t: int, m: int, d: int) -> tuple[Ratio, str]:
     """Exact availability in percent and the formula with the numbers put in."""
     ts, ms, ds = seconds(t), seconds(m), seconds(d)
     if policy.formula == "downtime_over_total":
-        return _lowest(100 * (t - d), t), f"A = (T - D) / T = ({ts} - {ds}) / {ts}"
+        return lowest(100 * (t - d), t), f"A = (T - D) / T = ({ts} - {ds}) / {ts}"
     text = f"A = (T - M - D) / (T - M) = ({ts} - {ms} - {ds}) / ({ts} - {ms})"
     if t == m:
         # The whole month was maintenance: no time was due, so none was missed (D is 0 here).
         return (100, 1), text + " -- T - M = 0: nothing was due, A = 100 %"
-    return _lowest(100 * (t - m - d), t - m), text
+    return lowest(100 * (t - m - d), t - m), text
 
 
 def _truncate4(value: Ratio) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from decimal import Decimal
+from math import gcd
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -23,6 +24,12 @@ from projections.model import ClaimStatus, Credit, Finding, Step
 
 _US_PER_DAY = 86_400 * 1_000_000
 Ratio = tuple[int, int]  # an exact number: (numerator, denominator), the denominator > 0
+
+
+def lowest(n: int, d: int) -> Ratio:
+    """n / d in lowest terms (the explanation prints it), for d > 0."""
+    g = gcd(n, d)
+    return n // g, d // g
 
 
 class Stretch(msgspec.Struct, frozen=True):

@@ -7,13 +7,12 @@ the sentences only ever read figures the fold has already computed.
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta
-from math import gcd
 
 import msgspec
 
 from ledger.events import MaintenanceAnnounced
 from ledger.policy import Policy, format_duration
-from projections.credit import Ratio, percent_text
+from projections.credit import Ratio, lowest, percent_text
 from projections.model import Step
 from projections.timeline import from_us, seconds
 
@@ -89,8 +88,7 @@ class Figures(msgspec.Struct, frozen=True):
 
 def _hours(us: int) -> str:
     """``us`` microseconds in hours as an exact fraction in lowest terms: "744", "1489/2"."""
-    g = gcd(us, 3_600_000_000)
-    n, d = us // g, 3_600_000_000 // g
+    n, d = lowest(us, 3_600_000_000)
     return str(n) if d == 1 else f"{n}/{d}"
 
 
