@@ -41,4 +41,4 @@ def csv_text(text: str) -> str:
     """A CSV cell for text from facts or policies: no formula, no control character."""
     if text.startswith(_FORMULA_START):
         text = "'" + text
-    return text if text.isprintable() else text.translate(_table())
+    return printable(text)
