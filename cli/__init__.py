@@ -9,6 +9,9 @@ finds nothing to free, and the command's later full collections would otherwise 
 every object of every module: together about 8M instructions of a 300M report. Any
 other process importing ``cli`` (tests, tools, an embedding server) keeps its collector
 as it was: ``sys.argv[0]`` is ``-m`` only while the parents of a ``-m`` module import.
+
+The CLI's process also imports ``zoneinfo`` first, with its search path read from the
+disk cache instead of ``sysconfig`` (``ledger.tzpath``).
 """
 
 import gc
@@ -19,6 +22,9 @@ _paused = bool(sys.argv) and (sys.argv[0] == "-m"
                               or os.path.basename(sys.argv[0]).removesuffix(".exe") == "ledger")
 if _paused:
     gc.disable()
+    from ledger.tzpath import import_zoneinfo
+
+    import_zoneinfo()  # before any module imports zoneinfo (ledger/tzpath.py)
 
 
 def resume_gc() -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from contextlib import suppress
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache, lru_cache
 from typing import Final
@@ -23,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
+from ledger.cache import cache_root, cached_text
 from ledger.errors import BadInput
 
 _DAY = timedelta(days=1)
@@ -170,23 +170,15 @@ def supported_holidays() -> dict[str, list[str]]:
     return msgspec.json.decode(_cached("supported", compute), type=dict[str, list[str]])
 
 
-CACHE_ENV: Final = "LEDGER_CACHE_DIR"
-_END: Final = "#end\n"
-
-
 def holidays_cache_dir() -> str | None:
     """Where computed holiday tables are kept, one directory per ``holidays`` version (None: no cache).
 
-    ``$LEDGER_CACHE_DIR`` (empty: no cache), else ``$XDG_CACHE_HOME/availability-ledger``,
-    else ``~/.cache/availability-ledger``; None when the package's version cannot be read
-    without importing it.
+    Under ``ledger.cache.cache_root``; None when there is no cache or the package's version
+    cannot be read without importing it.
     """
-    root = os.environ.get(CACHE_ENV)
-    if root is None:
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        root = os.path.join(base, "availability-ledger")
+    root = cache_root()
     version = _holidays_version()
-    if not root or version is None:
+    if root is None or version is None:
         return None
     return os.path.join(root, f"holidays-{version}")
 
@@ -210,31 +202,9 @@ def _holidays_version() -> str | None:
 
 
 def _cached(name: str, compute: Callable[[], str]) -> str:
-    """The text stored under ``name`` in the cache, else ``compute()`` (stored when the cache is writable)."""
+    """The text cached under ``name`` for the installed ``holidays`` release, else ``compute()``."""
     where = holidays_cache_dir()
-    path = os.path.join(where, name) if where is not None else None
-    if path is not None:
-        try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-            if text.endswith(_END):  # a file cut short is never read as whole
-                return text[: -len(_END)]
-        except OSError:
-            pass
-    text = compute()
-    if path is not None:
-        # Written aside and renamed: a reader sees a whole file or none; a cache that
-        # cannot be written (read-only home) only costs the next run the same import.
-        tmp = f"{path}.{os.getpid()}.tmp"
-        try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(text + _END)
-            os.replace(tmp, path)
-        except OSError:
-            with suppress(OSError):
-                os.unlink(tmp)
-    return text
+    return cached_text(os.path.join(where, name) if where is not None else None, compute)
 
 
 def is_business_day(day: date, calendar: CalendarRules, holidays: HolidayLookup | None = None) -> bool:
