@@ -34,7 +34,7 @@ from ledger.events import (
     Text,
     Timestamp,
 )
-from ledger.policy_check import check_policy
+from ledger.policy_check import _HOLIDAYS, _HOLIDAYS_RE, check_policy
 
 _encoder: Final = msgspec.json.Encoder(order="sorted")  # as ledger.events encodes: canonical JSON
 _FIELD_RE: Final = r"`\$\.([^`]*)`"  # messages only: compiled when first used (re's cache)
@@ -213,11 +213,18 @@ def _contract(fact: ContractRegistered) -> ContractRegistered:
     return fact
 
 
+_DATE_RE: Final = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"  # fromisoformat alone also reads "20261001"
+
+
 def _pinned(fact: HolidaysPinned) -> HolidaysPinned:
     """Each date a real day of the pinned year; the list in its one canonical form (sorted, once)."""
+    if not re.fullmatch(_HOLIDAYS_RE, fact.country):  # as a policy names a holiday calendar
+        raise BadInput(f"field `country`: expected {_HOLIDAYS}, got {fact.country!r}")
     days: set[date] = set()
     for i, text in enumerate(fact.dates):
         try:
+            if not re.fullmatch(_DATE_RE, text):
+                raise ValueError(text)
             day = date.fromisoformat(text)
         except ValueError:
             raise BadInput(f"field `dates[{i}]`: not a date (YYYY-MM-DD): {text!r}") from None

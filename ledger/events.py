@@ -36,7 +36,8 @@ Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
 # Free text: no control character but tab, line feed and carriage return (``check_text``).
 Text = Annotated[str, msgspec.Meta(max_length=10_000)]
-MonthStr = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$")]
+# A month "YYYY-MM" (``ledger.admission`` checks a new one whole; no pattern, as for ``Name``).
+MonthStr = Annotated[str, msgspec.Meta(max_length=64)]
 
 Impact = Literal["outage", "degraded", "none"]
 ExclusionCategory = Literal[
@@ -173,9 +174,10 @@ class ContractAmended(_Fact, frozen=True, tag="contract_amended"):
 # --- support commitments (INTERFACE.md section 6.1) ------------------------------------
 
 TicketKind = Literal["account", "bug", "global_issue"]
-# A country code as policies write it: "CA", "CA-ON".
-CountryCode = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")]
-DateStr = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
+# A country code as policies write it, "CA", "CA-ON"; a date "YYYY-MM-DD" (``ledger.admission``
+# checks a new one whole).
+CountryCode = Annotated[str, msgspec.Meta(max_length=64)]
+DateStr = Annotated[str, msgspec.Meta(max_length=64)]
 # Time logged on one ticket at once: at most a (leap) year.
 MAX_LOGGED_SECONDS: Final = 366 * 86_400
 

@@ -20,6 +20,7 @@ from ledger.policy import (
     MAX_DAYS,
     Policy,
     PolicyFile,
+    SupportSection,
     _bounded_duration,
     resolve,
 )
@@ -34,6 +35,8 @@ _TEXT_CONTROL: Final = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
 _CURRENCY_RE: Final = r"[A-Z]{3}"
 _HOURS_RE: Final = r"[0-2][0-9]:[0-5][0-9]-[0-2][0-9]:[0-5][0-9]"
 _HOLIDAYS_RE: Final = r"[A-Z]{2}(?:-[A-Z0-9]{1,3})?"
+_MONTH_DAY_RE: Final = r"[0-9]{2}-[0-9]{2}"
+_HOLIDAYS: Final = 'a country code like "CA" or "CA-ON"'
 _policy_encoder: Final = msgspec.json.Encoder(order="sorted")
 
 
@@ -98,14 +101,32 @@ def check_policy(pf: PolicyFile) -> Policy:
                            "(business hours and holidays)")
     if cal is not None:
         _whole(_HOURS_RE, cal.business_hours, "calendar.business_hours", 'hours like "09:00-17:00"')
-        _whole(_HOLIDAYS_RE, cal.holidays, "calendar.holidays", 'a country code like "CA" or "CA-ON"')
+        _whole(_HOLIDAYS_RE, cal.holidays, "calendar.holidays", _HOLIDAYS)
     if cr is not None:
         for i, t in enumerate(cr.tiers):
             _whole(_DECIMAL_RE, t.below, f"credits.tiers[{i}].below", _DECIMAL)
             _whole(_DECIMAL_RE, t.percent, f"credits.tiers[{i}].percent", _DECIMAL)
         if cr.long_outage is not None:
             _bounded_duration(cr.long_outage.over, "credits.long_outage.over")
+    if pf.support is not msgspec.UNSET:
+        _check_support(pf.support)
     return resolve(pf)
+
+
+def _check_support(sec: SupportSection) -> None:
+    """The [support] section's names and codes, before ``resolve`` reads them."""
+    if sec.timezone is not None:
+        _name(sec.timezone, "support.timezone")
+    _whole(_HOLIDAYS_RE, sec.holidays, "support.holidays", _HOLIDAYS)
+    for i, c in enumerate(sec.closures):
+        _whole(_HOLIDAYS_RE, c.holidays, f"support.closures[{i}].holidays", _HOLIDAYS)
+    for i, t in enumerate(sec.targets):
+        _name(t.severity, f"support.targets[{i}].severity")
+    if sec.engagement is not None:
+        _name(sec.engagement.level, "support.engagement.level")
+    if sec.quota is not None:
+        _whole(_DECIMAL_RE, sec.quota.hours_per, "support.quota.hours_per", _DECIMAL)
+        _whole(_MONTH_DAY_RE, sec.quota.year_starts, "support.quota.year_starts", 'a day "MM-DD"')
 
 
 def load_policy(data: bytes, source: str = "policy") -> PolicyFile:

@@ -320,7 +320,7 @@ def test_policy_counts_and_size_are_bounded() -> None:
     (b'service = "web"', b'service = "web\\u0085"', "contract.service"),
 ])
 def test_policy_fields_match_whole(old: bytes, new: bytes, field: str) -> None:
-    # The types' patterns end in `$`, which lets a trailing line feed through.
+    # A msgspec pattern's `$` would let a trailing line feed through: these are matched whole.
     with pytest.raises(BadInput, match=rf"^policy: field `{field}`: "):
         load_policy(policy_toml().replace(old, new))
 
@@ -328,6 +328,33 @@ def test_policy_fields_match_whole(old: bytes, new: bytes, field: str) -> None:
 def test_business_hours_match_whole() -> None:
     with pytest.raises(BadInput, match=r"^policy: field `calendar.business_hours`: "):
         load_policy(policy_toml(rest='[calendar]\nbusiness_hours = "09:00-17:00\\n"'))
+
+
+@pytest.mark.parametrize(("rest", "field"), [
+    ('[calendar]\nholidays = "CA\\n"', "calendar.holidays"),
+    ('[calendar]\nholidays = "ca"', "calendar.holidays"),
+    ('[calendar]\nbusiness_hours = "9:00-17:00"', "calendar.business_hours"),
+    ('[credits]\ntiers = [{ below = "99.9\\n", percent = "10" }]', "credits.tiers[0].below"),
+    ('[credits]\ntiers = [{ below = "99.9", percent = "1e1" }]', "credits.tiers[0].percent"),
+    ('[credits]\ncap_percent = "50\\n"', "credits.cap_percent"),
+])
+def test_policy_sections_match_whole(rest: str, field: str) -> None:
+    with pytest.raises(BadInput, match=rf"^policy: field `{re.escape(field)}`: "):
+        load_policy(policy_toml(rest=rest))
+
+
+@pytest.mark.parametrize(("fields", "field"), [
+    ({"country": "CA\n"}, "country"),
+    ({"country": "ca"}, "country"),
+    ({"country": "CA-"}, "country"),
+    ({"dates": ["2026-07-01\n"]}, "dates[0]"),
+    ({"dates": ["20260701"]}, "dates[0]"),  # date.fromisoformat alone reads the basic form
+    ({"dates": ["2026-07-01", "2026-7-01"]}, "dates[1]"),
+])
+def test_a_holiday_pin_matches_whole(fields: dict[str, object], field: str) -> None:
+    line = json.dumps({"type": "holidays_pinned", "country": "CA", "year": 2026, "dates": ["2026-07-01"],
+                       **fields})
+    refused(line, rf"^field `{re.escape(field)}`: ")
 
 
 # --- 5. duplicate keys -----------------------------------------------------------------------
@@ -523,7 +550,6 @@ def test_policy_text_and_names_refuse_control_characters() -> None:
     for char in ("\\u0000", "\\u001b", "\\u007f", "\\u0085"):
         with pytest.raises(BadInput, match=r"^policy: field `contract.customer`: must not contain control"):
             load_policy(policy_toml().replace(b'"Acme"', f'"A{char}"'.encode()))
-        # (C0 and DEL by the type's pattern, C1 by check_policy: either way the field is named)
         with pytest.raises(BadInput, match=r"^policy: field `availability.probes\[1\]`: "):
             load_policy(policy_toml(availability=f'probes = ["a", "b{char}"]'))
     pf = load_policy(policy_toml().replace(b'"Acme"', b'"Acme\\tInc\\r\\nLine two"'))
