@@ -459,7 +459,8 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, SQLRecorder):
         # and no dict is built per row; reads of whole service histories are dominated by it.
         with self.datastore.get_connection() as conn, conn.cursor(binary=True, row_factory=tuple_row) as curs:
             if self._generic_sessions is not None and conn not in self._generic_sessions:
-                curs.execute("SET plan_cache_mode = force_generic_plan")  # once a session (``serve_rebuild``)
+                if conn.info.server_version >= _GENERIC_PLANS_FROM:  # once a session (``serve_rebuild``)
+                    curs.execute("SET plan_cache_mode = force_generic_plan")
                 self._generic_sessions.add(conn)
             curs.execute(query, params)
             return curs.fetchall()
@@ -514,7 +515,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, SQLRecorder):
         of bounds counted as ten rows, not one), though both are the same plan. Planning was a
         quarter of the statement's server CPU (a hundred groups replayed: 0.18 s against 0.24 s).
         Worker processes alone, whose every statement is the rebuild's: other sessions keep the
-        server's choice.
+        server's choice. A server before 12 has no such setting: its sessions are left as they are.
         """
         self._generic_sessions = weakref.WeakSet()
 
@@ -806,6 +807,9 @@ _ORDER_PROBES: Final = ("k:-1", "k:0", "k:A", "k:Z", "k:_", "k:a", "k:z", "k:é"
 
 
 # --- append-only enforcement and least-privilege roles --------------------------
+
+_GENERIC_PLANS_FROM: Final = 120000  # the first server version with plan_cache_mode (12)
+
 
 def text_array(values: Sequence[str]) -> str:
     """A ``text[]`` literal of ``values``, sent as one string: psycopg's list dumper costs about
