@@ -513,7 +513,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, SQLRecorder):
         A rebuild's keyed read of a group (``read_key_parts_states``) was planned afresh at every
         run: the server keeps custom plans when the generic one's estimate is higher (each unnest
         of bounds counted as ten rows, not one), though both are the same plan. Planning was a
-        quarter of the statement's server CPU (a hundred groups replayed: 0.18 s against 0.24 s).
+        quarter of the group reads' server CPU (a hundred groups replayed: 0.18 s against 0.24 s).
         Worker processes alone, whose every statement is the rebuild's: other sessions keep the
         server's choice. A server before 12 has no such setting: its sessions are left as they are.
         """
@@ -806,10 +806,10 @@ def open_postgres(url: str, *, pool_size: int = 2, create: bool = True) -> Postg
 _ORDER_PROBES: Final = ("k:-1", "k:0", "k:A", "k:Z", "k:_", "k:a", "k:z", "k:é", "k;")
 
 
-# --- append-only enforcement and least-privilege roles --------------------------
-
 _GENERIC_PLANS_FROM: Final = 120000  # the first server version with plan_cache_mode (12)
 
+
+# --- append-only enforcement and least-privilege roles --------------------------
 
 def text_array(values: Sequence[str]) -> str:
     """A ``text[]`` literal of ``values``, sent as one string: psycopg's list dumper costs about
