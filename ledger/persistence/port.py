@@ -390,6 +390,11 @@ class LedgerRecorder(ABC):
     def existing_view(self) -> tuple[ReportingView, set[str]] | None:
         """The view and which of its tables exist, if its tracking table was ever made (creates nothing)."""
 
+    def serve_rebuild(self) -> None:
+        """From now on this process's sessions serve a rebuild's worker alone (its reads and its
+        fills of the view): a backend may tune them for it; by default nothing changes."""
+        return None
+
     def reachable(self, url: str) -> None:
         """Raise one of ``connection_errors`` at once if the store at ``url`` cannot be reached now."""
         return None

@@ -359,7 +359,9 @@ _worker_view: list[ReportingView] = []  # and its view, opened when it first fil
 
 def _open_worker_ledger(reopen: Callable[[], LedgerLike], parent: int) -> None:
     _die_with_parent(parent)
-    _worker_ledger.append(reopen())
+    ledger = reopen()
+    ledger.recorder.serve_rebuild()  # its sessions run this rebuild's statements alone
+    _worker_ledger.append(ledger)
     atexit.register(_leave_worker)
 
 

@@ -153,6 +153,33 @@ def test_parts_in_one_read_equal_each_part_read_alone(ledger: Ledger) -> None:
     assert len(ledger.recorder.read_key_parts_states(parts, head)) > 10
 
 
+def test_serving_a_rebuild_reads_the_same(ledger: Ledger) -> None:
+    # A rebuild worker's recorder (`serve_rebuild`): the same rows from every read it makes; on
+    # PostgreSQL its sessions keep one generic plan a statement, set once each by its reads.
+    register(ledger)
+    ledger.append_facts(demo_facts(MONTH))
+    head = ledger.recorder.last_position()
+    services = sorted({k[2:] for k in _keys_under(ledger, "s:", head)})
+    parts: list[tuple[list[str], list[tuple[str, str]]]] = [
+        ([f"s:{s}" for s in services], [(probe_prefix(s), probe_prefix(s)[:-1] + "0") for s in services]),
+        ([], [("u:", "u;")])]
+    uptos = [upto for upto in (head, head - 7) for _ in range(7)]  # past psycopg's five runs: prepared
+    before = [ledger.recorder.read_key_parts_states(parts, upto) for upto in uptos]
+    positions = sorted({p for _, p, _ in before[0]})
+    read_before = list(ledger.recorder.read_position_states(positions))
+    ledger.recorder.serve_rebuild()
+    after = [ledger.recorder.read_key_parts_states(parts, upto) for upto in uptos]
+    assert after == before
+    assert len(before[0]) > 10
+    assert list(ledger.recorder.read_position_states(positions)) == read_before
+    from ledger.persistence.postgres.recorder import PostgresLedgerRecorder
+
+    if isinstance(ledger.recorder, PostgresLedgerRecorder):
+        for _ in range(3):  # whichever of the pool's sessions answers
+            rows = ledger.recorder._fetch("SELECT current_setting('plan_cache_mode')", ())
+            assert rows == [("force_generic_plan",)]
+
+
 def _keys_under(ledger: Ledger, prefix: str, upto: int) -> list[str]:
     from ledger.persistence.keys import index_keys
 

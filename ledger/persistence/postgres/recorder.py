@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from datetime import UTC, datetime
@@ -169,6 +170,8 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, SQLRecorder):
 
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events") -> None:
         super().__init__(datastore, events_table_name=events_table_name)
+        # The sessions told to keep generic plans (``serve_rebuild``); None: none are.
+        self._generic_sessions: weakref.WeakSet[Connection[DictRow]] | None = None
         schema = Identifier(self.datastore.schema)
         table = Identifier(self.events_table_name)
         self.sql_create_statements.extend(
@@ -455,6 +458,10 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, SQLRecorder):
         # Binary results and plain tuples: bytea arrives as bytes (not hex text to parse)
         # and no dict is built per row; reads of whole service histories are dominated by it.
         with self.datastore.get_connection() as conn, conn.cursor(binary=True, row_factory=tuple_row) as curs:
+            if self._generic_sessions is not None and conn not in self._generic_sessions:
+                if conn.info.server_version >= _GENERIC_PLANS_FROM:  # once a session (``serve_rebuild``)
+                    curs.execute("SET plan_cache_mode = force_generic_plan")
+                self._generic_sessions.add(conn)
             curs.execute(query, params)
             return curs.fetchall()
 
@@ -498,6 +505,19 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, SQLRecorder):
         self.sql_prefix_positions = self._prefix_positions(SQL('key COLLATE "C"'))
         self.sql_range_states = self._range_states(SQL('key COLLATE "C"'))
         self.sql_prefixes_positions = None  # one prefix at a time, as compared above
+
+    def serve_rebuild(self) -> None:
+        """Sessions that plan each statement once (``plan_cache_mode = force_generic_plan``), set on
+        each the first time this recorder reads with it (``_fetch``).
+
+        A rebuild's keyed read of a group (``read_key_parts_states``) was planned afresh at every
+        run: the server keeps custom plans when the generic one's estimate is higher (each unnest
+        of bounds counted as ten rows, not one), though both are the same plan. Planning was a
+        quarter of the group reads' server CPU (a hundred groups replayed: 0.18 s against 0.24 s).
+        Worker processes alone, whose every statement is the rebuild's: other sessions keep the
+        server's choice. A server before 12 has no such setting: its sessions are left as they are.
+        """
+        self._generic_sessions = weakref.WeakSet()
 
     def _prefix_positions(self, key: SQL) -> Composed:
         """Positions under keys from one bound to the next, ``key`` being how keys are compared."""
@@ -784,6 +804,9 @@ def open_postgres(url: str, *, pool_size: int = 2, create: bool = True) -> Postg
 # Keys of one kind in byte order, with what a linguistic collation reorders: punctuation,
 # digits, case, accents, and the character after the kind's separator.
 _ORDER_PROBES: Final = ("k:-1", "k:0", "k:A", "k:Z", "k:_", "k:a", "k:z", "k:é", "k;")
+
+
+_GENERIC_PLANS_FROM: Final = 120000  # the first server version with plan_cache_mode (12)
 
 
 # --- append-only enforcement and least-privilege roles --------------------------
