@@ -336,7 +336,7 @@ def test_a_damaged_batch_is_a_one_line_store_error() -> None:
     frame = b"\x93\x03\x00\x95\xc4\x01x"  # an array of three holding a cut-off array of five
     stream = io.BytesIO(len(frame).to_bytes(4, "big") + frame)
     with pytest.raises(StoreError, match=r"^import: the process preparing lines sent a damaged batch$"):
-        list(strategy._receive(stream, None, 2))
+        list(strategy._receive(stream, None, 2, strategy._decode_packed))
 
 
 def test_a_regular_file_is_read_by_the_child_from_where_it_stands(
