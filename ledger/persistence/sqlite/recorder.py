@@ -9,6 +9,7 @@ is deleted, and a rolled-back import leaves no gap.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import math
 import os
@@ -305,25 +306,43 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, SQLiteReads, SQLRecorder):
         wait = env_seconds(LOCK_WAIT)
         with self.datastore.transaction(commit=True) as c:
             c.execute(f"PRAGMA busy_timeout = {math.ceil(wait * 1000)}")
-            started = time.monotonic()
+            # Statement journals in memory, not in temporary files: an INSERT of many rows
+            # (``_insert_flat``) keeps one, the prior content of each page it changes, so that a
+            # failing row can take back the statement's earlier rows; SQLite spills one of more
+            # than 64 KiB to a file (writes and reads the kernel does for nothing: it is dropped
+            # at the statement's end). Only a transaction begun after the setting takes it: hence
+            # before the first write; the connection's own setting is back for whoever uses it
+            # next. A statement journal never holds anything a crash needs (the WAL does).
+            c.execute("PRAGMA temp_store")
+            temp_store = int(c.fetchone()[0])
+            c.execute("PRAGMA temp_store = MEMORY")
             try:
-                # A write as the first statement takes SQLite's write lock at once, so
-                # concurrent importers queue on the busy timeout instead of failing later.
-                c.execute("UPDATE ledger_index SET key = key WHERE 0")
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise
-                pool = self.datastore.pool
-                holder = None if pool.is_sqlite_memory_mode else _lock_holder(pool.db_name)
-                raise LockWaitTimeout(
-                    f"gave up waiting for the write lock after {time.monotonic() - started:.1f} s "
-                    f"(LEDGER_LOCK_WAIT): held by {_describe_process(holder)}; nothing was written"
-                ) from None
-            # A large import touches many pages of the log's primary key and of the key index
-            # (one hot spot per service); a bigger page cache, bounded whatever the store's
-            # size, keeps them in memory until the commit.
-            c.execute("PRAGMA cache_size = -65536")
-            yield _Session(self, c)
+                yield from self._locked(c)
+            finally:
+                with contextlib.suppress(sqlite3.Error):
+                    c.execute(f"PRAGMA temp_store = {temp_store}")
+
+    def _locked(self, c: SQLiteCursor) -> Iterator[_Session]:
+        """The write lock taken in ``c``'s transaction, then the session."""
+        started = time.monotonic()
+        try:
+            # A write as the first statement takes SQLite's write lock at once, so
+            # concurrent importers queue on the busy timeout instead of failing later.
+            c.execute("UPDATE ledger_index SET key = key WHERE 0")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            pool = self.datastore.pool
+            holder = None if pool.is_sqlite_memory_mode else _lock_holder(pool.db_name)
+            raise LockWaitTimeout(
+                f"gave up waiting for the write lock after {time.monotonic() - started:.1f} s "
+                f"(LEDGER_LOCK_WAIT): held by {_describe_process(holder)}; nothing was written"
+            ) from None
+        # A large import touches many pages of the log's primary key and of the key index
+        # (one hot spot per service); a bigger page cache, bounded whatever the store's
+        # size, keeps them in memory until the commit.
+        c.execute("PRAGMA cache_size = -65536")
+        yield _Session(self, c)
 
     @contextmanager
     def snapshot(self) -> Iterator[Snapshot]:
