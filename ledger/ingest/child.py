@@ -87,8 +87,8 @@ def link_main(link: tuple[tuple[Any, ...], str]) -> None:
         for message in _messages(sys.stdin.buffer, READ_AHEAD):
             if not message:
                 return  # the reading process stopped without a word: the writer sees the stream end
-            kind, consumed, raw = _frame(message)
-            rows = _decode_rows(raw) if kind == _ROWS else None
+            kind, consumed, payload = _decode(message)
+            rows = payload if kind == _ROWS and not isinstance(payload, str) else None
             if rows is None:  # the end, a bad line or a failure: for the writer, and the last message
                 _send(outbox, message)
                 return
@@ -101,8 +101,8 @@ def link_main(link: tuple[tuple[Any, ...], str]) -> None:
         _send_quietly(outbox, encode((_FAILED, 0, f"{type(exc).__name__}: {exc}")))
 
 
-_frame: Final = msgspec.msgpack.Decoder(tuple[int, int, msgspec.Raw]).decode
-_decode_rows: Final = msgspec.msgpack.Decoder(list[Prepared] | None).decode
+# A message in one pass: prepared rows (typed), a bad line's or a failure's words, or None (the end).
+_decode: Final = msgspec.msgpack.Decoder(tuple[int, int, list[Prepared] | str | None]).decode
 
 
 def _stdin_reader() -> Callable[[], bytes]:

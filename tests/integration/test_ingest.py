@@ -239,6 +239,38 @@ def test_packed_import_restarts_checking_when_a_later_batch_meets_a_recorded_id(
     assert sum(seen) == len(body)  # each input byte reported once, though read twice
 
 
+@pytest.mark.parametrize("n", [1, 99, 100, 101, 10_250])
+def test_every_row_is_recorded_in_order_whatever_the_batch_length(
+    pair: tuple[Ledger, Ledger], n: int
+) -> None:
+    # SQLite inserts the log and the key index 100 rows a statement, then the rows left in one
+    # (``sqlite.recorder._insert_flat``): a batch of any length keeps its rows, in order, each
+    # at its position, as PostgreSQL's COPY does; the second ledger imports them in-process.
+    a, b = pair
+    rows = lines(n)
+    for led in pair:
+        import_lines(led, lines(3, start=n))  # positions 1-3 taken, so the import starts at 4
+    via_child = a.import_file(io.BytesIO(data(rows)), parallel_from=1)
+    assert via_child == import_lines(b, rows)
+    assert (via_child.appended, via_child.first_position, via_child.last_position) == (n, 4, n + 3)
+    assert list(a.recorder.read_raw()) == list(b.recorder.read_raw())
+    assert verify(a.recorder).ok
+
+
+def test_an_sqlite_import_leaves_the_connections_temp_store_as_it_was(tmp_path: Path) -> None:
+    # The write session keeps statement journals in memory (PRAGMA temp_store) for its own
+    # transaction only: a connection the pool hands out next has its own setting back.
+    led = open_ledger(f"sqlite:///{tmp_path / 'ledger.db'}", clock=StepClock())
+    try:
+        led.import_file(io.BytesIO(data(lines(300))), parallel_from=1)
+        import_lines(led, lines(2, start=300))
+        with led.recorder.datastore.transaction(commit=False) as c:  # type: ignore[attr-defined]
+            c.execute("PRAGMA temp_store")
+            assert c.fetchone()[0] == 0
+    finally:
+        led.close()
+
+
 def test_packed_import_of_a_repeat_across_batches(pair: tuple[Ledger, Ledger]) -> None:
     a, b = pair
     rows = lines(25000)
@@ -336,7 +368,7 @@ def test_a_damaged_batch_is_a_one_line_store_error() -> None:
     frame = b"\x93\x03\x00\x95\xc4\x01x"  # an array of three holding a cut-off array of five
     stream = io.BytesIO(len(frame).to_bytes(4, "big") + frame)
     with pytest.raises(StoreError, match=r"^import: the process preparing lines sent a damaged batch$"):
-        list(strategy._receive(stream, None, 2))
+        list(strategy._receive(stream, None, 2, strategy._decode_packed))
 
 
 def test_a_regular_file_is_read_by_the_child_from_where_it_stands(

@@ -9,6 +9,7 @@ is deleted, and a rolled-back import leaves no gap.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import math
 import os
@@ -18,7 +19,8 @@ import sys
 import time
 from collections.abc import Generator, Iterator, Sequence
 from contextlib import closing, contextmanager
-from typing import TYPE_CHECKING, Any, Final
+from itertools import chain
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from eventsourcing.persistence import OperationalError
 from eventsourcing.sqlite import (
@@ -65,6 +67,34 @@ NAMES_TABLE: Final = (
     "CREATE TABLE IF NOT EXISTS ledger_names ("
     "name TEXT NOT NULL PRIMARY KEY, scope TEXT NOT NULL, position INTEGER NOT NULL) WITHOUT ROWID"
 )
+
+
+# Rows per INSERT statement of the log and the key index: one statement of many VALUES rows
+# does one bind-step-reset round (and one release of the interpreter lock) where executemany
+# does one a row; the rows go in in the same order, so each gets the same rowid. 100 rows of
+# the log bind 400 parameters, under SQLite's limit (32766 since 3.32, 999 before).
+ROWS_PER_INSERT: Final = 100
+INSERT_INDEX: Final = "INSERT INTO ledger_index (key, position) VALUES "
+
+
+def _values(width: int, rows: int) -> str:
+    """``(?,?),(?,?)...``: ``rows`` rows of ``width`` parameters."""
+    return ",".join(["(" + ",".join("?" * width) + ")"] * rows)
+
+
+def _insert_flat(c: Any, head: str, width: int, flat: Sequence[object]) -> None:
+    """Rows given as one flat list of ``width`` values each, inserted in order through ``head``.
+
+    ``head`` is ``INSERT ... VALUES``; whole statements of ``ROWS_PER_INSERT`` rows, then
+    one of the rows left.
+    """
+    step = width * ROWS_PER_INSERT
+    whole = len(flat) - len(flat) % step
+    if whole:
+        statements = [flat[i : i + step] for i in range(0, whole, step)]
+        c.executemany(head + _values(width, ROWS_PER_INSERT), statements)
+    if whole < len(flat):
+        c.execute(head + _values(width, (len(flat) - whole) // width), flat[whole:])
 
 
 def _chunks(values: Sequence[str], size: int = 500) -> Iterator[list[str]]:
@@ -127,13 +157,15 @@ class _Session:
         # The recorder's own insert runs one statement per event to learn each rowid; under
         # the write lock they are known in advance, so one executemany does the same work.
         try:
-            self.c.executemany(self.recorder.insert_events_statement, packed.events)
+            # The log's values come flat (``packing.pack_rows``).
+            _insert_flat(self.c, self.recorder.insert_events_head, 4, cast("list[object]", packed.events))
         except sqlite3.IntegrityError as exc:  # only rows packed as if none were recorded meet one
             raise IdConflict(f"import: {exc}") from None
         self.c.execute(f"SELECT MAX(rowid) FROM {self.recorder.events_table_name}")  # noqa: S608
         end = int(self.c.fetchone()[0])
         packed.check(end)
-        self.c.executemany("INSERT INTO ledger_index (key, position) VALUES (?, ?)", packed.index)
+        index = cast("list[tuple[str, int]]", packed.index)
+        _insert_flat(self.c, INSERT_INDEX, 2, list(chain.from_iterable(index)))
         if names:
             self.c.executemany(INSERT_NAMES, names)
         append_leaves(self.tree(), packed.start, packed.count, packed.leaves)  # the tree, in this transaction
@@ -215,6 +247,8 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, SQLiteReads, SQLRecorder):
             "WHERE rowid >= ? AND rowid <= ? ORDER BY rowid LIMIT ?"
         )
         self.names_missing: str | None = None  # why appends are refused, if the names table is missing
+        # The library's one-row insert (``INSERT INTO <table> VALUES (?,?,?,?)``) for many rows.
+        self.insert_events_head = f"INSERT INTO {self.events_table_name} VALUES "  # noqa: S608
 
     def construct_create_table_statements(self) -> list[str]:
         statements = super().construct_create_table_statements()
@@ -272,25 +306,43 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, SQLiteReads, SQLRecorder):
         wait = env_seconds(LOCK_WAIT)
         with self.datastore.transaction(commit=True) as c:
             c.execute(f"PRAGMA busy_timeout = {math.ceil(wait * 1000)}")
-            started = time.monotonic()
+            # Statement journals in memory, not in temporary files: an INSERT of many rows
+            # (``_insert_flat``) keeps one, the prior content of each page it changes, so that a
+            # failing row can take back the statement's earlier rows; SQLite spills one of more
+            # than 64 KiB to a file (writes and reads the kernel does for nothing: it is dropped
+            # at the statement's end). Only a transaction begun after the setting takes it: hence
+            # before the first write; the connection's own setting is back for whoever uses it
+            # next. A statement journal never holds anything a crash needs (the WAL does).
+            c.execute("PRAGMA temp_store")
+            temp_store = int(c.fetchone()[0])
+            c.execute("PRAGMA temp_store = MEMORY")
             try:
-                # A write as the first statement takes SQLite's write lock at once, so
-                # concurrent importers queue on the busy timeout instead of failing later.
-                c.execute("UPDATE ledger_index SET key = key WHERE 0")
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise
-                pool = self.datastore.pool
-                holder = None if pool.is_sqlite_memory_mode else _lock_holder(pool.db_name)
-                raise LockWaitTimeout(
-                    f"gave up waiting for the write lock after {time.monotonic() - started:.1f} s "
-                    f"(LEDGER_LOCK_WAIT): held by {_describe_process(holder)}; nothing was written"
-                ) from None
-            # A large import touches many pages of the log's primary key and of the key index
-            # (one hot spot per service); a bigger page cache, bounded whatever the store's
-            # size, keeps them in memory until the commit.
-            c.execute("PRAGMA cache_size = -65536")
-            yield _Session(self, c)
+                yield from self._locked(c)
+            finally:
+                with contextlib.suppress(sqlite3.Error):
+                    c.execute(f"PRAGMA temp_store = {temp_store}")
+
+    def _locked(self, c: SQLiteCursor) -> Iterator[_Session]:
+        """The write lock taken in ``c``'s transaction, then the session."""
+        started = time.monotonic()
+        try:
+            # A write as the first statement takes SQLite's write lock at once, so
+            # concurrent importers queue on the busy timeout instead of failing later.
+            c.execute("UPDATE ledger_index SET key = key WHERE 0")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            pool = self.datastore.pool
+            holder = None if pool.is_sqlite_memory_mode else _lock_holder(pool.db_name)
+            raise LockWaitTimeout(
+                f"gave up waiting for the write lock after {time.monotonic() - started:.1f} s "
+                f"(LEDGER_LOCK_WAIT): held by {_describe_process(holder)}; nothing was written"
+            ) from None
+        # A large import touches many pages of the log's primary key and of the key index
+        # (one hot spot per service); a bigger page cache, bounded whatever the store's
+        # size, keeps them in memory until the commit.
+        c.execute("PRAGMA cache_size = -65536")
+        yield _Session(self, c)
 
     @contextmanager
     def snapshot(self) -> Iterator[Snapshot]:
