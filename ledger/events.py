@@ -20,7 +20,7 @@ import msgspec
 
 from ledger.calendar import FIRST_YEAR, LAST_YEAR
 from ledger.hashing import sha256
-from ledger.policy import PolicyFile
+from ledger.policy import HolidaysCode, MonthStr, PolicyFile
 
 # The types say what a stored fact may hold, and a stored fact is read back with them: a
 # constraint added here would make facts recorded before it unreadable. What a *new* fact
@@ -36,8 +36,6 @@ Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
 # Free text: no control character but tab, line feed and carriage return (``check_text``).
 Text = Annotated[str, msgspec.Meta(max_length=10_000)]
-# A month "YYYY-MM" (``ledger.admission`` checks a new one whole; no pattern, as for ``Name``).
-MonthStr = Annotated[str, msgspec.Meta(max_length=64)]
 
 Impact = Literal["outage", "degraded", "none"]
 ExclusionCategory = Literal[
@@ -174,9 +172,9 @@ class ContractAmended(_Fact, frozen=True, tag="contract_amended"):
 # --- support commitments (INTERFACE.md section 6.1) ------------------------------------
 
 TicketKind = Literal["account", "bug", "global_issue"]
-# A country code as policies write it, "CA", "CA-ON"; a date "YYYY-MM-DD" (``ledger.admission``
-# checks a new one whole).
-CountryCode = Annotated[str, msgspec.Meta(max_length=64)]
+# A date "YYYY-MM-DD". This, a claim's month ("YYYY-MM", ``MonthStr``) and a pin's country
+# (``HolidaysCode``, as policies name holiday calendars) are bounded here and checked whole by
+# ``ledger.admission`` where a new fact comes in: no msgspec pattern, as for ``Name``.
 DateStr = Annotated[str, msgspec.Meta(max_length=64)]
 # Time logged on one ticket at once: at most a (leap) year.
 MAX_LOGGED_SECONDS: Final = 366 * 86_400
@@ -235,7 +233,7 @@ class RecoveryPerformed(_Fact, frozen=True, tag="recovery_performed"):
 
 
 class HolidaysPinned(_Fact, frozen=True, tag="holidays_pinned"):
-    country: CountryCode
+    country: HolidaysCode
     year: Annotated[int, msgspec.Meta(ge=FIRST_YEAR, le=LAST_YEAR)]
     dates: tuple[DateStr, ...]
 
