@@ -10,7 +10,9 @@ with the tree switched off from outside (a ``sitecustomize`` on ``PYTHONPATH`` t
 runs load, replacing by no-ops the leaf hashing at link (in the import child), the right
 edge read under the lock (without it the writer has no ``Folder`` and folds nothing) and
 the recorders' append hook that inserts the nodes), so the two runs differ by exactly the
-tree's work.
+tree's work. The same ``sitecustomize`` writes each interpreter's ``getrusage`` at exit
+(the reading child, the linking child, the writer): the per-process CPU seconds are printed
+beside the totals, medians with / without, so that a change shows in the process it concerns.
 
 Checkpoint and proofs: a store of each size is filled by ``ledger import``; then, in
 one process, ``checkpoint.make`` (the whole log), ``inclusion`` of random positions and
@@ -69,12 +71,32 @@ if os.environ.get("LEDGER_BENCH_NO_TREE"):
     sqlite_recorder.append_leaves = lambda *args: None
     if os.environ.get("LEDGER_BENCH_STORE", "").startswith("postgresql"):
         postgres_recorder.append_leaves = lambda *args: None
+if os.environ.get("LEDGER_BENCH_USAGE"):
+    import atexit
+    import resource
+    import sys
+
+    def _usage():
+        used = resource.getrusage(resource.RUSAGE_SELF)
+        command = " ".join(sys.orig_argv)
+        role = "reader" if "child_main" in command else "linker" if "link_main" in command else "writer"
+        with open(os.environ["LEDGER_BENCH_USAGE"], "a") as out:
+            out.write(f"{role} {used.ru_utime + used.ru_stime}\\n")
+
+    atexit.register(_usage)
 '''
+ROLES: Final = ("reader", "linker", "writer")  # the import's processes, as the hook names them
 
 
-def _import(url: str, path: Path, hook: Path, tree: bool) -> tuple[float, float]:
-    """Wall and CPU seconds (the command's and its import child's; not a server's) of one import."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hook), str(ROOT)]), "LEDGER_BENCH_STORE": url}
+def _import(url: str, path: Path, hook: Path, tree: bool) -> tuple[float, float, dict[str, float]]:
+    """Wall and CPU seconds (the command's and its import children's; not a server's) of one import.
+
+    And each process's CPU seconds by its role (``ROLES``), as the hook wrote them at its exit.
+    """
+    usage = hook / "usage"
+    usage.unlink(missing_ok=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hook), str(ROOT)]), "LEDGER_BENCH_STORE": url,
+           "LEDGER_BENCH_USAGE": str(usage)}
     if not tree:
         env["LEDGER_BENCH_NO_TREE"] = "1"
     old = os.environ.copy()
@@ -82,10 +104,14 @@ def _import(url: str, path: Path, hook: Path, tree: bool) -> tuple[float, float]
     os.environ.update(env)
     try:
         wall, cpu, _ = timed(ledger_cmd(url, "import", "--quiet", str(path)))
-        return wall, cpu
     finally:
         os.environ.clear()
         os.environ.update(old)
+    per: dict[str, float] = {}
+    for line in usage.read_text().splitlines():
+        role, seconds = line.split()
+        per[role] = per.get(role, 0.0) + float(seconds)
+    return wall, cpu, per
 
 
 def _tree_rows(url: str) -> int:
@@ -111,6 +137,7 @@ def measure_import(cfg: Config, store: str, size: int, rounds: int, hook: Path) 
     pairs: list[tuple[float, float]] = []
     cpus: list[tuple[float, float]] = []
     loads: list[str] = []
+    per: dict[bool, list[dict[str, float]]] = {True: [], False: []}
     for i in range(rounds):
         times: dict[bool, tuple[float, float]] = {}
         for tree in ((True, False) if i % 2 == 0 else (False, True)):
@@ -118,7 +145,9 @@ def measure_import(cfg: Config, store: str, size: int, rounds: int, hook: Path) 
                 register_contracts(url, contracts)
                 settle(url)
                 loads.append(load())
-                times[tree] = _import(url, path, hook, tree)
+                wall, cpu, roles = _import(url, path, hook, tree)
+                times[tree] = wall, cpu
+                per[tree].append(roles)
                 rows = _tree_rows(url)
                 # The leaves the stored nodes cover (tiles of 64); the contracts were registered with it.
                 expected = tiles(size + len(contracts) if tree else len(contracts))
@@ -129,11 +158,15 @@ def measure_import(cfg: Config, store: str, size: int, rounds: int, hook: Path) 
     cpu_ratio = statistics.median(w / wo for w, wo in cpus)
     shown = ", ".join(f"{w:.2f}/{wo:.2f} s {w / wo:.3f}" for w, wo in pairs)
     cpu_shown = ", ".join(f"{w:.2f}/{wo:.2f} s {w / wo:.3f}" for w, wo in cpus)
+    medians = {tree: {role: statistics.median(r.get(role, 0.0) for r in runs) for role in ROLES}
+               for tree, runs in per.items()}
+    per_shown = ", ".join(f"{role} {medians[True][role]:.2f}/{medians[False][role]:.2f} s" for role in ROLES)
     emit(cfg, f"merkle import {store} {size} events: with tree / without, median of {rounds} alternated "
               f"pairs {ratio:.3f} ({shown}); CPU (client processes) {cpu_ratio:.3f} ({cpu_shown}); "
+              f"CPU per process, medians {per_shown}; "
               f"{loads[0]} .. {loads[-1]}; wall (target <= {IMPORT_MAX:.2f}) {verdict(ratio <= IMPORT_MAX)}",
          figure="merkle_import", store=store, events=size, ratio=ratio, pairs=pairs, cpu_ratio=cpu_ratio,
-         cpu_pairs=cpus, ok=ratio <= IMPORT_MAX)
+         cpu_pairs=cpus, per_process=medians, ok=ratio <= IMPORT_MAX)
 
 
 ROUNDS: Final = 8  # the stores of each size are timed in turn, this many times (CALLS spread over them)
