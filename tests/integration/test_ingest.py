@@ -271,6 +271,24 @@ def test_an_sqlite_import_leaves_the_connections_temp_store_as_it_was(tmp_path: 
         led.close()
 
 
+def test_an_sqlite_import_on_a_connection_whose_temp_database_is_open(tmp_path: Path) -> None:
+    # SQLite refuses to change temp_store inside a transaction once the connection's temporary
+    # database is open (a rebuild on the same pooled connection opens it): the import goes on
+    # with the connection's own setting, and leaves it as it was.
+    led = open_ledger(f"sqlite:///{tmp_path / 'ledger.db'}", clock=StepClock())
+    try:
+        with led.recorder.datastore.transaction(commit=True) as c:  # type: ignore[attr-defined]
+            c.execute("CREATE TEMP TABLE opened (x)")
+        result = import_lines(led, lines(3))
+        assert result.appended == 3
+        assert len(list(led.recorder.read_raw())) == 3
+        with led.recorder.datastore.transaction(commit=False) as c:  # type: ignore[attr-defined]
+            c.execute("PRAGMA temp_store")
+            assert c.fetchone()[0] == 0
+    finally:
+        led.close()
+
+
 def test_packed_import_of_a_repeat_across_batches(pair: tuple[Ledger, Ledger]) -> None:
     a, b = pair
     rows = lines(25000)

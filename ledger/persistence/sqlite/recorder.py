@@ -74,6 +74,7 @@ NAMES_TABLE: Final = (
 # does one a row; the rows go in in the same order, so each gets the same rowid. 100 rows of
 # the log bind 400 parameters, under SQLite's limit (32766 since 3.32, 999 before).
 ROWS_PER_INSERT: Final = 100
+_TEMP_STORE_MEMORY: Final = 2  # ``PRAGMA temp_store``'s value for MEMORY
 INSERT_INDEX: Final = "INSERT INTO ledger_index (key, position) VALUES "
 
 
@@ -313,14 +314,22 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder, SQLiteReads, SQLRecorder):
             # at the statement's end). Only a transaction begun after the setting takes it: hence
             # before the first write; the connection's own setting is back for whoever uses it
             # next. A statement journal never holds anything a crash needs (the WAL does).
+            # SQLite refuses the change inside a transaction once the connection's temporary
+            # database is open (an earlier rebuild on a pooled connection opens it): the session
+            # then keeps the connection's setting, which costs time, not correctness.
             c.execute("PRAGMA temp_store")
             temp_store = int(c.fetchone()[0])
-            c.execute("PRAGMA temp_store = MEMORY")
+            changed = False
+            if temp_store != _TEMP_STORE_MEMORY:
+                with contextlib.suppress(sqlite3.OperationalError):
+                    c.execute("PRAGMA temp_store = MEMORY")
+                    changed = True
             try:
                 yield from self._locked(c)
             finally:
-                with contextlib.suppress(sqlite3.Error):
-                    c.execute(f"PRAGMA temp_store = {temp_store}")
+                if changed:
+                    with contextlib.suppress(sqlite3.Error):
+                        c.execute(f"PRAGMA temp_store = {temp_store}")
 
     def _locked(self, c: SQLiteCursor) -> Iterator[_Session]:
         """The write lock taken in ``c``'s transaction, then the session."""
