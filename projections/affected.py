@@ -274,6 +274,9 @@ class Known:
     # other facts whole. Quiet instants from it on are exact (each probe's state there is); an
     # answer that rests on an earlier one raises ``BeforeFloor``. None: every fact.
     floor: int | None = None
+    # Probe facts' instants (microseconds) by position, kept where not None (a rebuild's index: its
+    # months' folds take them from here, ``collect``'s ``instants``, instead of converting again).
+    instants: dict[int, int] | None = None
 
     def see_clock(self, instant: datetime | None) -> None:
         """The ledger's latest recorded_at, for an index fed only part of the ledger (a rebuild's group)."""
@@ -298,6 +301,8 @@ class Known:
             # inlined (the same values; a rebuild folds a million of these).
             s = self.services[f.service]
             at = (f.at - EPOCH) // MICROSECOND
+            if self.instants is not None:
+                self.instants[item] = at
             if not s.first <= at <= s.last:
                 s.see(at)
                 self._moved_services.add(f.service)

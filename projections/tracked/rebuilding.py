@@ -284,7 +284,7 @@ def _group_reports(
     facts are kept up to ``FACT_BUDGET``; one past it is read and decoded again
     when its month comes, and dropped after.
     """
-    known = Known()
+    known = Known(instants={})  # its probe facts' instants, for the months' folds (``collect``)
     known.see_clock(clock)  # the ledger's latest recorded_at: the group's own facts may be older
     kept: dict[int, Recorded] = {}
     room = FACT_BUDGET
