@@ -284,9 +284,42 @@ class Known:
             self.recorded = instant
 
     def add_all(self, records: Iterable[Recorded]) -> None:
-        """Fold many records, in position order."""
+        """Fold many records, in position order (or references after their referents, as ``add``).
+
+        ``add`` for each, with its probe branch inlined into the loop and the index's fields held in
+        locals while probe facts come (written back before any other fact's ``add``): a rebuild's
+        group folds a thousand facts this way, nearly all probe reports, at about a call less each.
+        """
+        if self._before is not None:  # each step goes through ``_step`` (a follower's batch)
+            for rec in records:
+                self.add(rec)
+            return
+        services, instants, moved = self.services, self.instants, self._moved_services
+        position, recorded = self.position, self.recorded
+        failed, recovered, epoch, us = ProbeFailed, ProbeRecovered, EPOCH, MICROSECOND
         for rec in records:
-            self.add(rec)
+            f = rec.fact
+            kind = type(f)
+            if kind is not failed and kind is not recovered:
+                self.position, self.recorded = position, recorded
+                self.add(rec)
+                position, recorded = self.position, self.recorded
+                continue
+            item = rec.position
+            if item > position:
+                position = item
+            if recorded is None or rec.recorded_at > recorded:
+                recorded = rec.recorded_at
+            s = services[f.service]
+            at = (f.at - epoch) // us
+            if instants is not None:
+                instants[item] = at
+            if not s.first <= at <= s.last:
+                s.see(at)
+                moved.add(f.service)
+            s.steps.append((at, FAIL if kind is failed else RECOVER, "p:" + f.probe, 0, item))
+            s.quiet = None
+        self.position, self.recorded = position, recorded
 
     def add(self, rec: Recorded) -> None:
         """Fold one record (references may come after their referents, out of position order)."""
