@@ -44,6 +44,7 @@ from ledger.events import (
     Recorded,
     TicketOpened,
     decode_state,
+    decode_states,
 )
 from ledger.persistence.keys import (
     holidays_key,
@@ -66,6 +67,8 @@ from projections.tracked.projection import LedgerLike
 from projections.tracked.rows import Failed, Item, SupportRows, split, view_rows
 
 _PART: Final = itemgetter(0)  # a row's part (``LedgerRecorder.read_key_parts_states``)
+_POSITION: Final = itemgetter(1)  # its position
+_STATE: Final = itemgetter(2)  # and its stored state
 _TICKET_TYPES: Final = frozenset({TicketOpened, *TICKET_FACTS})  # what the ticket read below may repeat
 # The facts whose ids corrections refer to: ``reference_key`` is None for every other type
 # (``tests/unit/test_rebuild_reads.py``), so the rest skip its match statement.
@@ -314,11 +317,12 @@ def _group_reports(
     rows = reader.read_key_parts_states([(keys, probes), ((), opened)], head)
     split = bisect_left(rows, 1, key=_PART)
     first = rows[:split]
-    recs = [decode_state(position, state) for _, position, state in first]
+    positions, states = list(map(_POSITION, first)), list(map(_STATE, first))
+    recs = decode_states(positions, states)
     known.add_all(recs)
-    cost = 2 * sum(len(state) for _, _, state in first)
+    cost = 2 * sum(map(len, states))
     if cost <= room:
-        kept.update(zip([position for _, position, _ in first], recs, strict=True))
+        kept.update(zip(positions, recs, strict=True))
         room -= cost
     else:
         for (_, position, state), rec in zip(first, recs, strict=True):
