@@ -296,11 +296,10 @@ class Known:
             return
         services, instants, moved = self.services, self.instants, self._moved_services
         position, recorded = self.position, self.recorded
-        failed, recovered, epoch, us = ProbeFailed, ProbeRecovered, EPOCH, MICROSECOND
+        epoch, us = EPOCH, MICROSECOND
         for rec in records:
             f = rec.fact
-            kind = type(f)
-            if kind is not failed and kind is not recovered:
+            if type(f) is not ProbeFailed and type(f) is not ProbeRecovered:
                 self.position, self.recorded = position, recorded
                 self.add(rec)
                 position, recorded = self.position, self.recorded
@@ -317,7 +316,7 @@ class Known:
             if not s.first <= at <= s.last:
                 s.see(at)
                 moved.add(f.service)
-            s.steps.append((at, FAIL if kind is failed else RECOVER, "p:" + f.probe, 0, item))
+            s.steps.append((at, FAIL if type(f) is ProbeFailed else RECOVER, "p:" + f.probe, 0, item))
             s.quiet = None
         self.position, self.recorded = position, recorded
 
