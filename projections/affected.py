@@ -297,6 +297,7 @@ class Known:
         services, instants, moved = self.services, self.instants, self._moved_services
         position, recorded = self.position, self.recorded
         epoch, us = EPOCH, MICROSECOND
+        keys: dict[str, str] = {}  # each probe's step key, made once a call
         for rec in records:
             f = rec.fact
             if type(f) is not ProbeFailed and type(f) is not ProbeRecovered:
@@ -316,7 +317,10 @@ class Known:
             if not s.first <= at <= s.last:
                 s.see(at)
                 moved.add(f.service)
-            s.steps.append((at, FAIL if type(f) is ProbeFailed else RECOVER, "p:" + f.probe, 0, item))
+            key = keys.get(f.probe)
+            if key is None:
+                key = keys[f.probe] = "p:" + f.probe
+            s.steps.append((at, FAIL if type(f) is ProbeFailed else RECOVER, key, 0, item))
             s.quiet = None
         self.position, self.recorded = position, recorded
 

@@ -56,12 +56,13 @@ def collect(records: Iterable[ev.Recorded], policy: Policy, month: str,
     # ``to_us`` and ``probe_rank`` inlined (the same values; any other fact takes the match).
     probes, ignored, kept = out.probes, out.ignored_probes, out.facts
     failed, probe_facts = ev.ProbeFailed, (ev.ProbeFailed, ev.ProbeRecovered)
+    known_at = (instants if instants is not None else {}).get
     for rec in records:
         pos, fact = rec.position, rec.fact
         if isinstance(fact, probe_facts):
             if fact.service == service:
                 probe = fact.probe
-                at = instants.get(pos) if instants is not None else None
+                at = known_at(pos)
                 if at is None:
                     at = (fact.at - EPOCH) // MICROSECOND
                 if probe in wanted:
