@@ -314,8 +314,14 @@ class Known:
             at = (f.at - epoch) // us
             if instants is not None:
                 instants[item] = at
-            if not s.first <= at <= s.last:
-                s.see(at)
+            # ``see`` inlined: a service's facts mostly come in time order, each one widening its span.
+            if at > s.last:
+                s.last = at
+                if at < s.first:
+                    s.first = at
+                moved.add(f.service)
+            elif at < s.first:
+                s.first = at
                 moved.add(f.service)
             key = keys.get(f.probe)
             if key is None:
