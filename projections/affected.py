@@ -274,6 +274,9 @@ class Known:
     # other facts whole. Quiet instants from it on are exact (each probe's state there is); an
     # answer that rests on an earlier one raises ``BeforeFloor``. None: every fact.
     floor: int | None = None
+    # Probe facts' instants (microseconds) by position, kept where not None (a rebuild's index: its
+    # months' folds take them from here, ``collect``'s ``instants``, instead of converting again).
+    instants: dict[int, int] | None = None
 
     def see_clock(self, instant: datetime | None) -> None:
         """The ledger's latest recorded_at, for an index fed only part of the ledger (a rebuild's group)."""
@@ -281,9 +284,51 @@ class Known:
             self.recorded = instant
 
     def add_all(self, records: Iterable[Recorded]) -> None:
-        """Fold many records, in position order."""
+        """Fold many records, in position order (or references after their referents, as ``add``).
+
+        ``add`` for each, with its probe branch inlined into the loop and the index's fields held in
+        locals while probe facts come (written back before any other fact's ``add``): a rebuild's
+        group folds a thousand facts this way, nearly all probe reports, at about a call less each.
+        """
+        if self._before is not None:  # each step goes through ``_step`` (a follower's batch)
+            for rec in records:
+                self.add(rec)
+            return
+        services, instants, moved = self.services, self.instants, self._moved_services
+        position, recorded = self.position, self.recorded
+        epoch, us = EPOCH, MICROSECOND
+        keys: dict[str, str] = {}  # each probe's step key, made once a call
         for rec in records:
-            self.add(rec)
+            f = rec.fact
+            if type(f) is not ProbeFailed and type(f) is not ProbeRecovered:
+                self.position, self.recorded = position, recorded
+                self.add(rec)
+                position, recorded = self.position, self.recorded
+                continue
+            item = rec.position
+            if item > position:
+                position = item
+            if recorded is None or rec.recorded_at > recorded:
+                recorded = rec.recorded_at
+            s = services[f.service]
+            at = (f.at - epoch) // us
+            if instants is not None:
+                instants[item] = at
+            # ``see`` inlined: a service's facts mostly come in time order, each one widening its span.
+            if at > s.last:
+                s.last = at
+                if at < s.first:
+                    s.first = at
+                moved.add(f.service)
+            elif at < s.first:
+                s.first = at
+                moved.add(f.service)
+            key = keys.get(f.probe)
+            if key is None:
+                key = keys[f.probe] = "p:" + f.probe
+            s.steps.append((at, FAIL if type(f) is ProbeFailed else RECOVER, key, 0, item))
+            s.quiet = None
+        self.position, self.recorded = position, recorded
 
     def add(self, rec: Recorded) -> None:
         """Fold one record (references may come after their referents, out of position order)."""
@@ -298,6 +343,8 @@ class Known:
             # inlined (the same values; a rebuild folds a million of these).
             s = self.services[f.service]
             at = (f.at - EPOCH) // MICROSECOND
+            if self.instants is not None:
+                self.instants[item] = at
             if not s.first <= at <= s.last:
                 s.see(at)
                 self._moved_services.add(f.service)

@@ -21,7 +21,7 @@ The interpretations where INTERFACE.md is silent are in docs/decisions.md
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -123,6 +123,7 @@ def quiet_credit(policy: Policy) -> Credit:
 def _timeline(
     records: Iterable[Recorded], policy: Policy, month: str, replay_point: datetime | None,
     package: HolidayLookup = holiday_dates, package_source: str | None = None,
+    instants: Mapping[int, int] | None = None,
 ) -> tuple[Facts, Scope, list[Piece], HolidayBook]:
     """The collected facts, the month's scope, the swept timeline and the holidays it looked up.
 
@@ -137,7 +138,7 @@ def _timeline(
     # as recorded ends take it; an audit sees nothing after its replay point.
     limit = rp if rp is not None else None
 
-    facts = collect(records, policy, month)
+    facts = collect(records, policy, month, instants)
     book = HolidayBook({k: v[1] for k, v in facts.pins.items()}, package, package_source)
     scope = Scope(policy, ms, me, horizon, book)
 
@@ -196,10 +197,14 @@ def evaluate_with_stretches(
     replay_point: datetime | None = None,
     package: HolidayLookup = holiday_dates,
     package_source: str | None = None,
+    instants: Mapping[int, int] | None = None,
 ) -> tuple[Evaluation, list[Stretch], HolidaysUsed]:
     """``evaluate``, and the month's downtime stretches it found (``downtime_stretches``, for free)
-    with the holidays whose dates shaped them (the report's own, with their dates)."""
-    facts, scope, timeline, book = _timeline(records, policy, month, replay_point, package, package_source)
+    with the holidays whose dates shaped them (the report's own, with their dates).
+
+    ``instants``: probe facts' instants by position where the caller has them (``collect``)."""
+    facts, scope, timeline, book = _timeline(records, policy, month, replay_point, package, package_source,
+                                             instants)
     ms, me, horizon = scope.month_start, scope.month_end, scope.horizon
     pieces = clip(timeline, ms, horizon)
 

@@ -7,7 +7,7 @@ kept is grouped the way pass 2 (``projections.sources``) turns it into intervals
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 
 from ledger import events as ev
@@ -43,19 +43,28 @@ class Facts:
         self.facts: dict[int, ev.Fact] = {}  # position -> fact, for the digest
 
 
-def collect(records: Iterable[ev.Recorded], policy: Policy, month: str) -> Facts:
-    """One pass, one branch per fact type; keeps what concerns this service and contract."""
+def collect(records: Iterable[ev.Recorded], policy: Policy, month: str,
+            instants: Mapping[int, int] | None = None) -> Facts:
+    """One pass, one branch per fact type; keeps what concerns this service and contract.
+
+    ``instants``: probe facts' ``at`` in microseconds by position, where the caller has them
+    (``Known.instants``, a rebuild's); a position it lacks is converted here.
+    """
     out = Facts()
     service, wanted = policy.service, frozenset(policy.probes)
     # Probe facts are nearly all of a busy month's: taken first, with the dictionaries,
     # ``to_us`` and ``probe_rank`` inlined (the same values; any other fact takes the match).
     probes, ignored, kept = out.probes, out.ignored_probes, out.facts
     failed, probe_facts = ev.ProbeFailed, (ev.ProbeFailed, ev.ProbeRecovered)
+    known_at = (instants if instants is not None else {}).get
     for rec in records:
         pos, fact = rec.position, rec.fact
         if isinstance(fact, probe_facts):
             if fact.service == service:
-                probe, at = fact.probe, (fact.at - EPOCH) // MICROSECOND
+                probe = fact.probe
+                at = known_at(pos)
+                if at is None:
+                    at = (fact.at - EPOCH) // MICROSECOND
                 if probe in wanted:
                     probes[probe].append((at, FAIL if isinstance(fact, failed) else RECOVER, pos))
                 else:

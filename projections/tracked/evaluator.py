@@ -94,7 +94,8 @@ class Evaluator:
             # Most held months have no fact at all (every month up to the clock is held).
             return quiet_report(policy, version.version, month, as_of_position=upto, credit=quiet), [], {}
         evaluation, stretches, shaped = evaluate_with_stretches(records, policy, version.version, month,
-                                                                as_of_position=upto)
+                                                                as_of_position=upto,
+                                                                instants=self.known.instants)
         return evaluation.report, stretches, shaped
 
     def support(self, pair: Pair, upto: int, records: list[Recorded] | None = None,

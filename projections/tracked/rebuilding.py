@@ -44,6 +44,7 @@ from ledger.events import (
     Recorded,
     TicketOpened,
     decode_state,
+    decode_states,
 )
 from ledger.persistence.keys import (
     holidays_key,
@@ -66,11 +67,14 @@ from projections.tracked.projection import LedgerLike
 from projections.tracked.rows import Failed, Item, SupportRows, split, view_rows
 
 _PART: Final = itemgetter(0)  # a row's part (``LedgerRecorder.read_key_parts_states``)
+_POSITION: Final = itemgetter(1)  # its position
+_STATE: Final = itemgetter(2)  # and its stored state
 _TICKET_TYPES: Final = frozenset({TicketOpened, *TICKET_FACTS})  # what the ticket read below may repeat
 # The facts whose ids corrections refer to: ``reference_key`` is None for every other type
 # (``tests/unit/test_rebuild_reads.py``), so the rest skip its match statement.
 _OPENINGS: Final = frozenset({IncidentOpened, MaintenanceAnnounced, ForceMajeureDeclared, ExclusionDeclared,
                               TicketOpened})
+_NOTED: Final = _OPENINGS | _TICKET_TYPES  # the types the group's first read looks at again
 
 
 class RebuildResult(msgspec.Struct, frozen=True):
@@ -284,7 +288,7 @@ def _group_reports(
     facts are kept up to ``FACT_BUDGET``; one past it is read and decoded again
     when its month comes, and dropped after.
     """
-    known = Known()
+    known = Known(instants={})  # its probe facts' instants, for the months' folds (``collect``)
     known.see_clock(clock)  # the ledger's latest recorded_at: the group's own facts may be older
     kept: dict[int, Recorded] = {}
     room = FACT_BUDGET
@@ -305,24 +309,34 @@ def _group_reports(
 
     # The services' facts, claims, versions and old-layout tickets (``o:``) with their probe reports
     # (``keys.read_service_states``), and the contracts' ticket openings (``u:`` by month): one read
-    # of two parts (one statement on PostgreSQL). The first part's loop has ``take`` inlined.
+    # of two parts (one statement on PostgreSQL). The first part is ``take`` for each row, in steps over
+    # all of them: decoded, folded by ``Known.add_all``, kept (at once when all fit), then looked at.
     keys = [*month_keys(services, contracts, versions=True), *(tickets_key(c) for c in contracts)]
     probes = [(prefix, prefix_end(prefix)) for prefix in service_ranges(keys)]
     opened = [(prefix, prefix_end(prefix)) for prefix in (opened_key(c, "") for c in contracts)]
     rows = reader.read_key_parts_states([(keys, probes), ((), opened)], head)
     split = bisect_left(rows, 1, key=_PART)
-    for _, position, state in rows[:split]:
-        rec = decode_state(position, state)
-        add(rec)
+    first = rows[:split]
+    positions, states = list(map(_POSITION, first)), list(map(_STATE, first))
+    recs = decode_states(positions, states)
+    known.add_all(recs)
+    cost = 2 * sum(map(len, states))
+    if cost <= room:
+        kept.update(zip(positions, recs, strict=True))
+        room -= cost
+    else:
+        for (_, position, state), rec in zip(first, recs, strict=True):
+            cost = 2 * len(state)
+            if cost <= room:
+                kept[position] = rec
+                room -= cost
+    for rec in recs:
         kind = type(rec.fact)
-        if kind in _OPENINGS and (ref := reference_key(rec.fact)) is not None:
-            refs.add(ref)
-        if kind in _TICKET_TYPES:
-            ticketed.add(position)
-        cost = 2 * len(state)
-        if cost <= room:
-            kept[position] = rec
-            room -= cost
+        if kind in _NOTED:
+            if kind in _OPENINGS and (ref := reference_key(rec.fact)) is not None:
+                refs.add(ref)
+            if kind in _TICKET_TYPES:
+                ticketed.add(rec.position)
     # Then, in one more read of three parts: what refers to the facts' ids; every fact about the
     # tickets the contracts opened (an opening is under ``t:`` too, so this part brings it with its
     # ticket's facts, each once); the pinned holidays of the countries the group's business calendars

@@ -21,7 +21,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger.contracts import in_force
-from ledger.events import ContractAmended, ContractRegistered, Fact, Recorded, encode_state, fact_id
+from ledger.events import (
+    ContractAmended,
+    ContractRegistered,
+    Fact,
+    ProbeFailed,
+    ProbeRecovered,
+    Recorded,
+    decode_state,
+    decode_states,
+    encode_state,
+    fact_id,
+)
 from ledger.persistence.consistency import first_uses
 from ledger.persistence.keys import index_keys
 from ledger.persistence.port import LedgerRecorder
@@ -31,6 +42,7 @@ from ledger.policy_check import load_policy
 from projections.affected import Known, Pair, add_months, affected, month_of, months_from
 from projections.availability import evaluate
 from projections.model import Report, to_json
+from projections.timeline import to_us
 from projections.tracked import APP_NAME, Evaluator, ReportingProjection, rebuilding, view_rows
 from projections.tracked.groups import service_groups
 from projections.tracked.rebuilding import _group_reports
@@ -463,6 +475,50 @@ def test_any_split_into_pages_gives_the_rebuilt_tables(
                                  records[-1].recorded_at)
         rebuilt.update(_by_pair(view_rows(reports, text=True)))
     assert view.figures == rebuilt
+
+
+@SETTINGS
+@given(ledgers())
+def test_add_all_folds_as_add_does_one_at_a_time(ledger: tuple[list[Recorded], list[int]]) -> None:
+    # ``add_all`` inlines the probe branch of ``add`` and holds the index's fields in locals between
+    # the other facts' ``add``: the index must be the same field for field, and the instants it
+    # keeps for the months' folds (``collect``'s) each probe fact's ``to_us(at)``.
+    records, cuts = ledger
+    one, many = Known(instants={}), Known(instants={})
+    for rec in records:
+        one.add(rec)
+    cut = cuts[0] if cuts else len(records) // 2
+    many.add_all(records[:cut])
+    many.add_all(records[cut:])
+    assert _fields(one) == _fields(many)
+    assert many.instants == {r.position: to_us(r.fact.at) for r in records
+                             if isinstance(r.fact, ProbeFailed | ProbeRecovered)}
+    # After ``mark`` each step goes through ``_step`` (a follower's batch): the same as ``add``.
+    one.mark()
+    many.mark()
+    for rec in records[:cut]:
+        one.add(rec)
+    many.add_all(records[:cut])
+    assert _fields(one) == _fields(many)
+
+
+def _fields(known: Known) -> dict[str, Any]:
+    """A ``Known``'s fields, its support index's as theirs (it has no equality of its own), and what
+    it keeps by a service's identity by the service's name."""
+    name = {id(s): n for n, s in known.services.items()}
+    before = None if known._before is None else {name[k]: v for k, v in known._before.items()}
+    latest = {name[k]: v for k, v in known._latest.items()}
+    return {**vars(known), "support": vars(known.support), "_before": before, "_latest": latest}
+
+
+@SETTINGS
+@given(ledgers())
+def test_decode_states_decodes_as_decode_state(ledger: tuple[list[Recorded], list[int]]) -> None:
+    records, _ = ledger
+    states = [encode_state(r.id, r.recorded_at, r.fact, "0" * 64) for r in records]
+    positions = [r.position for r in records]
+    one_by_one = [decode_state(p, s) for p, s in zip(positions, states, strict=True)]
+    assert decode_states(positions, states) == one_by_one
 
 
 def full_reports(records: Sequence[Recorded]) -> dict[Pair, Report]:
