@@ -271,6 +271,7 @@ def _groups_reports(
     return reports
 
 
+DECODE_SLICE: Final = 4096  # rows of a group's first read decoded and folded at once
 # Decoded facts a rebuild worker keeps to fold each month without reading or decoding it again.
 FACT_BUDGET: Final = 32 * 1024 * 1024  # bytes, counted as twice each fact's stored state
 # (a decoded fact takes about twice its stored state: 475 bytes against 233 on average in
@@ -316,27 +317,30 @@ def _group_reports(
     opened = [(prefix, prefix_end(prefix)) for prefix in (opened_key(c, "") for c in contracts)]
     rows = reader.read_key_parts_states([(keys, probes), ((), opened)], head)
     split = bisect_left(rows, 1, key=_PART)
-    first = rows[:split]
-    positions, states = list(map(_POSITION, first)), list(map(_STATE, first))
-    recs = decode_states(positions, states)
-    known.add_all(recs)
-    cost = 2 * sum(map(len, states))
-    if cost <= room:
-        kept.update(zip(positions, recs, strict=True))
-        room -= cost
-    else:
-        for (_, position, state), rec in zip(first, recs, strict=True):
-            cost = 2 * len(state)
-            if cost <= room:
-                kept[position] = rec
-                room -= cost
-    for rec in recs:
-        kind = type(rec.fact)
-        if kind in _NOTED:
-            if kind in _OPENINGS and (ref := reference_key(rec.fact)) is not None:
-                refs.add(ref)
-            if kind in _TICKET_TYPES:
-                ticketed.add(rec.position)
+    # Decoded a slice at a time: the decoded facts beyond the budget stay bounded by the slice,
+    # not by the group's history (the read's raw rows are all here already).
+    for start in range(0, split, DECODE_SLICE):
+        chunk = rows[start : min(start + DECODE_SLICE, split)]
+        positions, states = list(map(_POSITION, chunk)), list(map(_STATE, chunk))
+        recs = decode_states(positions, states)
+        known.add_all(recs)
+        cost = 2 * sum(map(len, states))
+        if cost <= room:
+            kept.update(zip(positions, recs, strict=True))
+            room -= cost
+        else:
+            for position, state, rec in zip(positions, states, recs, strict=True):
+                cost = 2 * len(state)
+                if cost <= room:
+                    kept[position] = rec
+                    room -= cost
+        for rec in recs:
+            kind = type(rec.fact)
+            if kind in _NOTED:
+                if kind in _OPENINGS and (ref := reference_key(rec.fact)) is not None:
+                    refs.add(ref)
+                if kind in _TICKET_TYPES:
+                    ticketed.add(rec.position)
     # Then, in one more read of three parts: what refers to the facts' ids; every fact about the
     # tickets the contracts opened (an opening is under ``t:`` too, so this part brings it with its
     # ticket's facts, each once); the pinned holidays of the countries the group's business calendars

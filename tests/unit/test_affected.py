@@ -435,18 +435,21 @@ def test_rebuild_keeping_positions_only_gives_byte_identical_reports(
     known.add_all(records)
     groups = service_groups(known.versions)
     want = {pair: to_json(r) for pair, r in full_reports(records).items()}
-    # Every fact kept, none kept (each month read again by position), and some kept.
-    for budget in (rebuilding.FACT_BUDGET, 0, 600):
+    # Every fact kept, none kept (each month read again by position), and some kept; the group's
+    # first read decoded whole or a few rows at a time (``DECODE_SLICE``).
+    for budget, piece in ((rebuilding.FACT_BUDGET, rebuilding.DECODE_SLICE), (0, 3), (600, 1),
+                          (rebuilding.FACT_BUDGET, 2)):
         reader = _KeyedReader(records)
         got = {}
-        saved, rebuilding.FACT_BUDGET = rebuilding.FACT_BUDGET, budget  # type: ignore[misc]
+        saved = rebuilding.FACT_BUDGET, rebuilding.DECODE_SLICE
+        rebuilding.FACT_BUDGET, rebuilding.DECODE_SLICE = budget, piece  # type: ignore[misc]
         try:
             for services, contracts in groups:
                 for r in _group_reports(reader, sorted(services), sorted(contracts), len(records),  # type: ignore[arg-type]
                                         records[-1].recorded_at):
                     got[(r.contract, r.month)] = to_json(r)
         finally:
-            rebuilding.FACT_BUDGET = saved  # type: ignore[misc]
+            rebuilding.FACT_BUDGET, rebuilding.DECODE_SLICE = saved  # type: ignore[misc]
         assert got == want
         if budget == rebuilding.FACT_BUDGET:
             assert reader.fetched == 0
