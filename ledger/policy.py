@@ -492,10 +492,11 @@ def _support(sec: SupportSection, contract_tz: ZoneInfo) -> SupportRules:
     e, r, q = sec.engagement, sec.recovery, sec.quota
     quota = None
     if q is not None:
-        if Decimal(q.hours_per) <= 0:
-            raise BadInput(f"field `support.quota.hours_per`: must be above 0, got {q.hours_per!r}")
+        # The shape first: the types no longer hold it (no msgspec pattern), and Decimal reads more.
         if not re.fullmatch(_DECIMAL_RE, q.hours_per):
             raise BadInput(f"field `support.quota.hours_per`: expected {_DECIMAL}, got {q.hours_per!r}")
+        if Decimal(q.hours_per) <= 0:
+            raise BadInput(f"field `support.quota.hours_per`: must be above 0, got {q.hours_per!r}")
         mon, day = int(q.year_starts[:2]), int(q.year_starts[3:])
         try:
             date(2001, mon, day)  # not a leap year: "02-29" starts no year every year

@@ -124,8 +124,7 @@ def _check_support(sec: SupportSection) -> None:
         _name(t.severity, f"support.targets[{i}].severity")
     if sec.engagement is not None:
         _name(sec.engagement.level, "support.engagement.level")
-    if sec.quota is not None:
-        _whole(_DECIMAL_RE, sec.quota.hours_per, "support.quota.hours_per", _DECIMAL)
+    if sec.quota is not None:  # its hours_per: ``resolve`` checks the shape, for every policy
         _whole(_MONTH_DAY_RE, sec.quota.year_starts, "support.quota.year_starts", 'a day "MM-DD"')
 
 
