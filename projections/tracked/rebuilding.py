@@ -297,16 +297,19 @@ def _group_reports(
     ticketed: set[int] = set()
     refs: set[str] = set()
 
-    def take(position: int, state: bytes) -> None:
+    def keep(position: int, state: bytes, rec: Recorded) -> None:
         nonlocal room
-        rec = decode_state(position, state)
-        add(rec)
-        if type(rec.fact) in _TICKET_TYPES:
-            ticketed.add(position)
         cost = 2 * len(state)
         if cost <= room:
             kept[position] = rec
             room -= cost
+
+    def take(position: int, state: bytes) -> None:
+        rec = decode_state(position, state)
+        add(rec)
+        if type(rec.fact) in _TICKET_TYPES:
+            ticketed.add(position)
+        keep(position, state, rec)
 
     # The services' facts, claims, versions and old-layout tickets (``o:``) with their probe reports
     # (``keys.read_service_states``), and the contracts' ticket openings (``u:`` by month): one read
@@ -330,10 +333,7 @@ def _group_reports(
             room -= cost
         else:
             for position, state, rec in zip(positions, states, recs, strict=True):
-                cost = 2 * len(state)
-                if cost <= room:
-                    kept[position] = rec
-                    room -= cost
+                keep(position, state, rec)
         for rec in recs:
             kind = type(rec.fact)
             if kind in _NOTED:
