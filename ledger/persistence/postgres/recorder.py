@@ -431,7 +431,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder, SQLRecorder):
         wait = env_seconds(LOCK_WAIT)
         # Whole milliseconds, at least one: 0 would mean waiting for ever. And memory enough
         # for an insert's transition table (the append checks' trigger captures every row of
-        # a COPY, checked or not): at the default 4 MB a batch of 10,000 facts spilled to a
+        # a COPY, checked or not): at the default 4 MB a batch of 15,000 facts spilled to a
         # temporary file, about 0.13 us a row of the server's time (decisions.md, issue 17, hAG).
         curs.execute(
             "SELECT set_config('lock_timeout', %s, true), "
