@@ -185,3 +185,24 @@ def test_a_bad_wait_setting_is_one_line(store_url: str, runner: CliRunner, monke
     assert result.stderr.splitlines() == [
         f"error: LEDGER_LOCK_WAIT={value!r}: expected a number of seconds greater than 0"
     ]
+
+
+@pytest.mark.parametrize(("configured", "in_session"), [("4MB", "32MB"), ("64MB", "64MB")])
+def test_a_write_session_has_memory_for_its_transition_tables(pg_url: str, configured: str,
+                                                              in_session: str) -> None:
+    # Raised for the write's transaction only (an insert's rows then stay in memory for the
+    # append checks' trigger), never lowered.
+    from ledger.persistence.postgres.recorder import open_postgres
+
+    name = pg_url.rsplit("/", 1)[1]
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"ALTER DATABASE \"{name}\" SET work_mem = '{configured}'")
+    recorder = open_postgres(pg_url)
+    try:
+        with recorder.write_session() as session:
+            session.curs.execute("SHOW work_mem")
+            assert session.curs.fetchone() == {"work_mem": in_session}
+        with recorder.datastore.get_connection() as conn:
+            assert conn.execute("SHOW work_mem").fetchone() == {"work_mem": configured}
+    finally:
+        recorder.close()
