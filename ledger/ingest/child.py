@@ -31,6 +31,7 @@ from ledger.ingest.framing import (
 from ledger.ingest.lines import CHUNK, MAX_LINE, LineSplitter, prepare_chunk
 from ledger.persistence.append import batch_linker
 from ledger.persistence.chain import ChainStart
+from ledger.persistence.packing import rows_columns
 from ledger.persistence.port import BATCH, IdConflict
 from ledger.persistence.rows import Prepared
 
@@ -128,10 +129,12 @@ def _batch_packer(
 ) -> Callable[[int, list[Prepared]], tuple[int, int, object]]:
     """Each batch linked and packed from ``start`` on (``batch_linker``), framed for the writer."""
     link = batch_linker(start, packing)
+    columns = packing == "rows"  # SQLite's flat values go as columns (``packing.rows_columns``)
 
     def batch(consumed: int, rows: list[Prepared]) -> tuple[int, int, object]:
         packed, skipped, conflicts, items = link(rows)
-        return _PACKED, consumed, (packed.events, packed.index, packed.start, packed.count, skipped,
+        events = rows_columns(packed.events) if columns else packed.events  # type: ignore[arg-type]
+        return _PACKED, consumed, (events, packed.index, packed.start, packed.count, skipped,
                                    [(c.line, c.id, c.position) for c in conflicts], items, packed.leaves)
 
     return batch

@@ -40,6 +40,7 @@ from ledger.ingest.framing import _CONFLICT, _ERROR, _FAILED, READ_AHEAD, _messa
 from ledger.ingest.lines import CHUNK, MAX_LINE, LineSplitter, batched, prepare_chunk
 from ledger.persistence.append import PackedBatch
 from ledger.persistence.chain import ChainStart
+from ledger.persistence.packing import RowColumns, rows_from_columns
 from ledger.persistence.port import BATCH, Conflict, IdConflict, Packed
 from ledger.persistence.rows import Prepared
 
@@ -109,10 +110,16 @@ def packed_batches(
     (see ``append_packed``); a line the linking refused raises ``IdConflict``.
     """
     at = _readable_at(file)
+    columns = packing == "rows"  # SQLite's values come as columns (``packing.rows_columns``)
     for events, index, first, count, skipped, conflicts, items, leaves in _in_child(
         file, b"" if at is not None else file.read(CHUNK), progress, limit, batch_size,
-        (tuple(start), packing), at,
+        (tuple(start), packing), at, _decode_columns if columns else _decode_packed,
     ):
+        if columns:
+            try:
+                events = rows_from_columns(events)
+            except ValueError:
+                raise StoreError("import: the process preparing lines sent a damaged batch") from None
         # Lists after msgpack: the items are only unpacked, the conflicts become results.
         yield PackedBatch(Packed(events, index, first, count, leaves), skipped,
                           [Conflict(line, id_, position) for line, id_, position in conflicts], items)
@@ -132,6 +139,7 @@ def _readable_at(file: BinaryIO) -> tuple[int, int] | None:
 def _in_child(
     file: BinaryIO, head: bytes, progress: Callable[[int], None] | None, limit: int, batch_size: int,
     link: tuple[tuple[Any, ...], str] | None = None, at: tuple[int, int] | None = None,
+    decode_packed: Callable[[bytes], tuple[int, int, Any]] | None = None,
 ) -> Generator[Any, None, None]:
     # Fresh interpreters, not multiprocessing: nothing of this process (its connections,
     # threads or __main__ module) is copied or re-imported. A regular file (``at``) is read by
@@ -180,7 +188,7 @@ def _in_child(
             if link is None:
                 yield from _receive(last.stdout, progress, READ_AHEAD, _decode_prepared)
             else:
-                yield from _receive(last.stdout, progress, PACKED_READ_AHEAD, _decode_packed)
+                yield from _receive(last.stdout, progress, PACKED_READ_AHEAD, decode_packed or _decode_packed)
             finished = True
         except IdConflict:
             raise
@@ -264,3 +272,7 @@ def _receive(stream: IO[bytes], progress: Callable[[int], None] | None, read_ahe
 _SAID: Final = (_ERROR, _CONFLICT, _FAILED)
 _decode_prepared: Final = msgspec.msgpack.Decoder(tuple[int, int, list[Prepared] | str | None]).decode
 _decode_packed: Final = msgspec.msgpack.Decoder(tuple[int, int, Any]).decode
+# SQLite's: the log's values as typed columns, the states as ``bytearray`` (``packing.RowColumns``).
+_decode_columns: Final = msgspec.msgpack.Decoder(
+    tuple[int, int, tuple[RowColumns, Any, int, int, int, Any, Any, bytes] | str | None]
+).decode

@@ -32,6 +32,33 @@ def pack_rows(events: Sequence[tuple[str, int, str, bytes]], keys: Sequence[tupl
     return Packed(list(chain.from_iterable(events)), keys, start, len(events), leaves)
 
 
+# An import's linking child sends ``pack_rows``'s values to the writer as four columns (ids,
+# versions, topics, states), which the writer decodes with their types and puts back in a flat
+# list (``rows_from_columns``): the states then arrive as ``bytearray``, which the ``sqlite3``
+# module binds as it is, while each ``bytes`` value first goes through its adaptation lookup
+# (a failed ``__adapt__`` lookup on a type, an AttributeError formatted and dropped: about
+# 2,300 instructions, 0.3 us a row; docs/decisions.md, issue 17, hAD). Same values, same BLOBs.
+RowColumns = tuple[list[str], list[int], list[str], list[bytearray]]
+
+
+def rows_columns(flat: list[object]) -> tuple[list[object], list[object], list[object], list[object]]:
+    """``pack_rows``'s flat values (four a row) as their four columns."""
+    return flat[0::4], flat[1::4], flat[2::4], flat[3::4]
+
+
+def rows_from_columns(columns: RowColumns) -> list[object]:
+    """``rows_columns`` undone: the flat list ``pack_rows`` made, the states as decoded."""
+    ids, versions, topics, states = columns
+    if not len(ids) == len(versions) == len(topics) == len(states):
+        raise ValueError("columns of different lengths")
+    flat: list[object] = [None] * (4 * len(ids))
+    flat[0::4] = ids
+    flat[1::4] = versions
+    flat[2::4] = topics
+    flat[3::4] = states
+    return flat
+
+
 # PostgreSQL COPY's binary format: a signature, then per row its field count and each field
 # as a length and bytes, then a trailer. Built in one buffer by whoever links the rows (the
 # import's child, or the appending thread), so that the writer only sends it.

@@ -389,6 +389,43 @@ def test_a_damaged_batch_is_a_one_line_store_error() -> None:
         list(strategy._receive(stream, None, 2, strategy._decode_packed))
 
 
+def test_sqlite_rows_cross_as_columns_and_come_back_flat() -> None:
+    # The linking child sends SQLite's flat values as columns; the writer gets the same flat
+    # values, the states as bytearray (bound without the sqlite3 module's adaptation lookup).
+    import msgspec
+
+    from ledger.ingest import strategy
+    from ledger.ingest.framing import _PACKED, _ROWS
+    from ledger.persistence.packing import pack_rows, rows_columns, rows_from_columns
+
+    events = [("e1", 1, "probe_failed", b'["e1",1]'), ("e2", 1, "probe_ok", b'["e2",2]')]
+    packed = pack_rows(events, [("k", 5), ("k", 6)], 5, b"")
+    message = msgspec.msgpack.encode(
+        (_PACKED, 10, (rows_columns(packed.events), packed.index, 5, 2, 0, [], [], b""))  # type: ignore[arg-type]
+    )
+    end = msgspec.msgpack.encode((_ROWS, 0, None))
+    frames = b"".join(len(m).to_bytes(4, "big") + m for m in (message, end))
+    (payload,) = strategy._receive(io.BytesIO(frames), None, 2, strategy._decode_columns)
+    flat = rows_from_columns(payload[0])
+    assert flat == packed.events
+    assert [type(v) for v in flat[3::4]] == [bytearray, bytearray]
+    with pytest.raises(ValueError, match="columns"):
+        rows_from_columns((["e1"], [1], ["t"], []))
+
+
+def test_columns_of_different_lengths_are_a_damaged_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ledger.ingest import strategy
+    from ledger.persistence.chain import ChainStart
+
+    def one_batch(*args: object, **kwargs: object) -> object:
+        yield (["e1"], [1], ["t"], []), [], 1, 1, 0, [], [], b""
+
+    monkeypatch.setattr(strategy, "_in_child", one_batch)
+    start = ChainStart(1, "0" * 64, None, '"2026-10-04T09:00:00Z"')
+    with pytest.raises(StoreError, match=r"^import: the process preparing lines sent a damaged batch$"):
+        list(strategy.packed_batches(io.BytesIO(b""), start, "rows"))
+
+
 def test_a_regular_file_is_read_by_the_child_from_where_it_stands(
     pair: tuple[Ledger, Ledger], tmp_path: Path
 ) -> None:
