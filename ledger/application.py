@@ -340,9 +340,8 @@ class Ledger:
     def replay_upto(self, as_of: datetime | None, position: int | None) -> tuple[int, datetime | None]:
         """The position and replay point of ``--as-of`` / ``--position`` (the head and None without either).
 
-        A point before the first fact is refused in one line naming the option: position 0
-        and positions past the head are bad input, like any other outside 1..head; an
-        as-of before the first ``recorded_at`` replays nothing and says when the log starts.
+        Refused in one line naming the option: a position outside 1..head (0 included), an
+        as-of before the first ``recorded_at`` (saying when the log starts).
         """
         if as_of is not None and position is not None:
             raise BadInput("give --as-of or --position, not both")
