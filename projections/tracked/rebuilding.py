@@ -19,7 +19,6 @@ from __future__ import annotations
 import atexit
 import ctypes
 import multiprocessing
-import multiprocessing.forkserver
 import multiprocessing.util
 import os
 import signal
@@ -32,7 +31,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack, contextmanager, suppress
 from datetime import datetime
-from multiprocessing.context import BaseContext
 from operator import itemgetter
 from typing import IO, Final
 
@@ -61,6 +59,14 @@ from ledger.persistence.keys import (
 )
 from ledger.persistence.port import APP_NAME, Filling, LedgerRecorder, ReportingView
 from ledger.runtime import paused_gc
+from ledger.workers import (
+    FORK_SERVER,
+    REBUILD_MODULES,
+    fork_server_running,
+    start_fork_server,
+    stop_fork_server,
+    worker_context,
+)
 from projections.affected import Known
 from projections.model import Report
 from projections.support_index import TICKET_FACTS, support_countries
@@ -132,7 +138,9 @@ def rebuild(ledger: LedgerLike, *, workers: int | None = None) -> RebuildResult:
             workers = min(os.cpu_count() or 1, 8) if large else 1
         pool = None
         if workers > 1 and ledger.reopen is not None:
-            pool = _started_pool(stack, _worker_context(ledger), ledger.reopen, workers)
+            pool = _started_pool(stack, ledger, ledger.reopen, workers)
+        elif fork_server_running():  # started ahead by the command (``ledger.workers``), not needed
+            stop_fork_server(unused=True)
         view = ledger.recorder.open_view()
         with view.fence():
             head, pairs = _rebuild_fenced(ledger, view, pool)
@@ -170,14 +178,17 @@ def _rebuild_fenced(ledger: LedgerLike, view: ReportingView,
     return head, pairs
 
 
-def _started_pool(stack: ExitStack, context: BaseContext, reopen: Callable[[], LedgerLike],
+def _started_pool(stack: ExitStack, ledger: LedgerLike, reopen: Callable[[], LedgerLike],
                   workers: int) -> ProcessPoolExecutor:
-    """``workers`` processes, each with its own ledger (``reopen``), started now from a thread (a
-    process's start waits for the fork server's imports); ended when ``stack`` closes.
+    """``workers`` processes, each with its own ledger (``reopen``), forked from a fork server where
+    there is one (``ledger.workers``), started now from a thread (a process's start waits for the
+    server's imports); ended when ``stack`` closes, the server last.
     """
+    preload = [FORK_SERVER, *REBUILD_MODULES, type(ledger.recorder).__module__]
+    context = worker_context(preload)
     if isinstance(context, multiprocessing.context.ForkServerContext):
-        stack.callback(_stop_fork_server)  # last: after the pool's processes have ended
-        multiprocessing.forkserver.ensure_running()
+        stack.callback(stop_fork_server)  # last: after the pool's processes have ended
+        start_fork_server(preload)  # here, if the command did not (this thread outlives it)
     pool = stack.enter_context(ProcessPoolExecutor(
         workers, mp_context=context, initializer=_open_worker_ledger, initargs=(reopen, os.getpid())))
     starting = threading.Thread(target=_start_workers, args=(pool, workers), name="rebuild-start")
@@ -385,38 +396,6 @@ def _group_reports(
                 records = [kept[p] if p in kept else fetched[p] for p in positions]
             reports.extend(evaluator.evaluate_or_failure((cid, m), head, records))
     return reports
-
-
-def _worker_context(ledger: LedgerLike) -> BaseContext:
-    """How the workers start: forked from a fork server that has imported what they run, where there
-    is one (``forkserver``: a fresh interpreter started by this process, holding none of its
-    connections); otherwise spawned, each importing it all again.
-
-    Spawned, each worker imported the rebuild, the store's modules and their libraries itself
-    (about 0.25 CPU s a worker); the fork server imports them once and a worker's fork takes a few
-    milliseconds. Not forked from this process: it holds connections (a child's copy of one would
-    end the parent's session when freed) and threads.
-    """
-    if sys.platform != "linux":  # the server's end with this process (``fork_server``)
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    # Imported once by the server (a module missing there is skipped: the worker imports it then);
-    # ``fork_server`` is the server's own quick exit. Only where the server is not running yet.
-    context.set_forkserver_preload([FORK_SERVER, __name__, "ledger.bootstrap", "projections.availability",
-                                    type(ledger.recorder).__module__])
-    return context
-
-
-FORK_SERVER: Final = "projections.tracked.fork_server"
-
-
-def _stop_fork_server() -> None:
-    """End the fork server this process started, and wait for it: so that the workers' CPU, reaped
-    by the server, counts as this process's children's (``wait4``, ``RUSAGE_CHILDREN``), and no
-    process is left behind. A later rebuild starts another one."""
-    server = getattr(multiprocessing.forkserver, "_forkserver", None)
-    with suppress(Exception):
-        server._stop()  # type: ignore[union-attr]  # the standard library's own (used by its tests)
 
 
 def _start_workers(pool: ProcessPoolExecutor, workers: int) -> None:
