@@ -99,23 +99,24 @@ def _leave(exc: SystemExit) -> None:
     """End a command that left nothing running without the interpreter's teardown (a fast start's other half).
 
     Tearing down every imported module costs about a tenth of a short command; when no
-    other thread and no child process runs, the output is flushed and the process ends with
-    the same code, after multiprocessing's own exit handler where it was loaded (a rebuild's:
-    its finalizers remove the fork server's temporary directory). Otherwise (an import, a
-    server) it returns and the usual exit runs their clean-up. A rebuild's parent saved about
-    0.07 s of teardown at its end, when nothing else runs.
+    other thread and no child process machinery is loaded, the output is flushed and the
+    process ends with the same code. So does a command whose worker processes have all ended
+    and whose fork server was stopped (a rebuild's, ``ledger.workers.ended``), after the exit
+    handlers the usual exit runs (multiprocessing's removes the server's temporary directory):
+    about 0.07 s of a rebuild's end. Otherwise (an import, a server) it returns and the usual
+    exit runs their clean-up.
     """
     import threading
 
     if threading.active_count() > 1:
         return
-    if "multiprocessing" in sys.modules:
-        import multiprocessing
-        import multiprocessing.util
-
-        if multiprocessing.active_children():
+    if "multiprocessing" in sys.modules or "concurrent" in sys.modules:
+        workers = sys.modules.get("ledger.workers")
+        if workers is None or not workers.ended():
             return
-        multiprocessing.util._exit_function()  # type: ignore[attr-defined]  # what the usual exit runs
+        import atexit
+
+        atexit._run_exitfuncs()
     code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     if exc.code is not None and not isinstance(exc.code, int):
         print(exc.code, file=sys.stderr)

@@ -63,6 +63,15 @@ def fork_server_running() -> bool:
     return _server_pid() is not None
 
 
+_stopped: list[bool] = []  # whether this process stopped a fork server it had started
+
+
+def ended() -> bool:
+    """Whether this process stopped its fork server and has no worker process left (a command may
+    then end without the interpreter's teardown: ``cli.main._leave``)."""
+    return bool(_stopped) and not fork_server_running() and not multiprocessing.active_children()
+
+
 def stop_fork_server(*, unused: bool = False) -> None:
     """End the fork server and wait for it; ``unused``: it forked nothing, so it is killed at once
     (it may still be importing, and would see its end only after)."""
@@ -75,6 +84,7 @@ def stop_fork_server(*, unused: bool = False) -> None:
             os.kill(pid, signal.SIGKILL)
     with suppress(Exception):
         server._stop()  # the standard library's own (used by its tests): closes its pipe, waits
+    _stopped.append(True)
 
 
 def _server_pid() -> int | None:

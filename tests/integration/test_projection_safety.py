@@ -298,15 +298,18 @@ def test_a_rebuild_forks_its_workers_from_a_server_it_stops(ledger: Ledger, stor
 
 
 def test_a_command_that_used_worker_processes_ends_with_their_clean_up() -> None:
-    # ``cli.main._leave``: no interpreter teardown once the workers are gone, but multiprocessing's
-    # own exit handler (its temporary directory removed, as the usual exit does).
+    # ``cli.main._leave``: no interpreter teardown once the rebuild's workers and their fork server are
+    # gone, but the exit handlers (multiprocessing's removes its temporary directory); another command
+    # that loaded multiprocessing returns to the usual exit.
     script = ("import sys; from multiprocessing import util; from cli.main import _leave; "
-              "print(util.get_temp_dir(), flush=True); _leave(SystemExit(3)); print('returned')")
+              "from ledger import workers; print(util.get_temp_dir(), flush=True); _leave(SystemExit(3)); "
+              "print('returned without a stopped server', flush=True); workers.start_fork_server([]); "
+              "workers.stop_fork_server(); _leave(SystemExit(3)); print('returned')")
     proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
                           timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 3
     temp = proc.stdout.split()[0]
-    assert "returned" not in proc.stdout
+    assert proc.stdout.splitlines()[1:] == ["returned without a stopped server"]  # an import's, say
     assert not Path(temp).exists()
 
 
