@@ -17,6 +17,8 @@ import pytest
 from click.testing import CliRunner
 
 from tests.integration.test_checkpoint import N, bad, keypairs, ok_json, run, url  # noqa: F401
+from tests.integration.test_roles import Store, store  # noqa: F401
+from tests.integration.test_store_contract import snapshot
 
 needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl writes the keys")
 
@@ -152,3 +154,22 @@ def test_a_file_that_is_not_a_checkpoint(url: str, runner: CliRunner, tmp_path: 
     f = tmp_path / "cp.json"
     f.write_bytes(content)
     bad(run(runner, url, "checkpoint", "verify", str(f)), 2, "not a checkpoint")
+
+
+
+def test_every_role_checks_checkpoints_and_proofs(store: Store, runner: CliRunner, tmp_path: Path,  # noqa: F811
+                                                  keypairs: dict[str, tuple[Path, Path]]) -> None:  # noqa: F811
+    """The auditor's login (and every other role's) reads checkpoints and proofs, and writes nothing."""
+    private, public = keypairs["key"]
+    saved = tmp_path / "cp.json"
+    saved.write_text(run(runner, store.owner_url, "checkpoint", "--size", "5", "--sign", str(private)).stdout)
+    before = snapshot(store.owner)
+    last = str(store.owner.recorder.last_position())
+    for role, login in store.url.items():
+        for args in (("checkpoint", "--size", "5"),
+                     ("checkpoint", "verify", str(saved), "--key", str(public)),
+                     ("proof", "inclusion", "--position", "3"),
+                     ("proof", "consistency", "--from", "5", "--to", last)):
+            result = run(runner, login, *args)
+            assert result.exit_code == 0, (role, args, result.output)
+    assert snapshot(store.owner) == before
