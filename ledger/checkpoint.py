@@ -36,7 +36,7 @@ class Checkpoint(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     size: int
     root: str
-    recorded_at: str
+    recorded_at: str | None = None  # a report's or audit's checkpoint has only size and root
     key_id: str | None = None
     signature: str | None = None
 
@@ -153,6 +153,8 @@ def parse(data: bytes, name: str) -> Checkpoint:
         raise BadInput(f"{name}: not a checkpoint (field `size`: {cp.size} is below 1)")
     if (cp.key_id is None) != (cp.signature is None):
         raise BadInput(f"{name}: not a checkpoint (`key_id` and `signature` go together)")
+    if cp.signature is not None and cp.recorded_at is None:
+        raise BadInput(f"{name}: not a checkpoint (a signed checkpoint has `recorded_at`)")
     if cp.key_id is not None and merkle.parse_hash(cp.key_id) is None:
         raise BadInput(f"{name}: not a checkpoint (field `key_id`: expected sha256:<64 lower-case hex>)")
     if cp.signature is not None and _signature(cp.signature) is None:
@@ -206,7 +208,7 @@ def verify(recorder: LedgerRecorder, cp: Checkpoint, name: str) -> str:
         raise Mismatch(f"{name}: the log's first {cp.size} facts have root {computed}, "
                        f"the checkpoint says {cp.root}")
     at = msgspec.to_builtins(_record(recorder, cp.size).recorded_at)
-    if at != cp.recorded_at:
+    if cp.recorded_at is not None and at != cp.recorded_at:
         raise Mismatch(f"{name}: position {cp.size} was recorded at {at}, "
                        f"the checkpoint says {cp.recorded_at}")
     try:

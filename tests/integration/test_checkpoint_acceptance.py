@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.integration.test_checkpoint import N, bad, keypairs, ok_json, run, url  # noqa: F401
+from cli.demo import example_policy_paths
+from tests.integration.test_checkpoint import N, _swap, bad, keypairs, ok_json, raw, run, url  # noqa: F401
 from tests.integration.test_roles import Store, store  # noqa: F401
 from tests.integration.test_store_contract import snapshot
+from tests.integration.test_tamper import Tamper
 
 needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl writes the keys")
 
@@ -173,3 +175,29 @@ def test_every_role_checks_checkpoints_and_proofs(store: Store, runner: CliRunne
             result = run(runner, login, *args)
             assert result.exit_code == 0, (role, args, result.output)
     assert snapshot(store.owner) == before
+
+
+def test_a_reports_checkpoint_is_verified(url: str, raw: Tamper, runner: CliRunner, tmp_path: Path,  # noqa: F811
+                                          keypairs: dict[str, tuple[Path, Path]]) -> None:  # noqa: F811
+    """The `checkpoint` of a report or audit ({"size", "root"}) is what docs/auditors.md says to keep and
+    check with `ledger checkpoint verify`; a signed checkpoint still needs its `recorded_at`."""
+    assert run(runner, url, "contract", "register", str(example_policy_paths()[0])).exit_code == 0
+    month = ("--contract", "sla-a-2026", "--month", "2026-10", "--format", "json")
+    report = ok_json(run(runner, url, "report", *month))
+    audit = ok_json(run(runner, url, "audit", *month))
+    whole = {"size": N + 1, "root": ok_json(run(runner, url, "checkpoint"))["root"]}
+    assert report["checkpoint"] == audit["report"]["checkpoint"] == whole
+    saved = tmp_path / "report-checkpoint.json"
+    saved.write_text(json.dumps(report["checkpoint"]))
+    out = run(runner, url, "checkpoint", "verify", str(saved))
+    assert out.exit_code == 0, out.output
+    assert out.stdout == f"checkpoint ok: size {N + 1}, root {report['checkpoint']['root']}\n"
+    private, _ = keypairs["key"]
+    signed = ok_json(run(runner, url, "checkpoint", "--sign", str(private)))
+    del signed["recorded_at"]
+    unsigned_time = tmp_path / "signed.json"
+    unsigned_time.write_text(json.dumps(signed))
+    bad(run(runner, url, "checkpoint", "verify", str(unsigned_time)), 2,
+        "a signed checkpoint has `recorded_at`")
+    _swap(raw)
+    bad(run(runner, url, "checkpoint", "verify", str(saved)), 3, "checkpoint verify: ")
