@@ -100,13 +100,23 @@ def _leave(exc: SystemExit) -> None:
 
     Tearing down every imported module costs about a tenth of a short command; when no
     other thread and no child process machinery is loaded, the output is flushed and the
-    process ends with the same code. Otherwise (an import, a server, a rebuild) it returns
-    and the usual exit runs their clean-up.
+    process ends with the same code. So does a command whose worker processes have all ended
+    and whose fork server was stopped (a rebuild's, ``ledger.workers.ended``), after the exit
+    handlers the usual exit runs (multiprocessing's removes the server's temporary directory):
+    about 0.07 s of a rebuild's end. Otherwise (an import, a server) it returns and the usual
+    exit runs their clean-up.
     """
     import threading
 
-    if threading.active_count() > 1 or "multiprocessing" in sys.modules or "concurrent" in sys.modules:
+    if threading.active_count() > 1:
         return
+    if "multiprocessing" in sys.modules or "concurrent" in sys.modules:
+        workers = sys.modules.get("ledger.workers")
+        if workers is None or not workers.ended():
+            return
+        import atexit
+
+        atexit._run_exitfuncs()
     code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     if exc.code is not None and not isinstance(exc.code, int):
         print(exc.code, file=sys.stderr)

@@ -59,7 +59,11 @@ def checkpoint_verify(ctx: Context, file: str, key: str | None) -> None:
         line = cp.verify(ctx.ledger(create=False).recorder, saved, file)
     except cp.Mismatch as exc:
         raise Failure(f"checkpoint verify: {exc}", 3) from None
-    click.echo(line + (f", signed by {signed}" if signed else ""))
+    if signed:
+        line += f", signed by {signed}"
+    elif saved.signature is not None:  # without --key nothing vouches for the signature: say so
+        line += f", signature by {saved.key_id} not checked (give --key PUB.pem)"
+    click.echo(line)
 
 
 @click.group()

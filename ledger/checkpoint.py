@@ -36,7 +36,7 @@ class Checkpoint(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     size: int
     root: str
-    recorded_at: str
+    recorded_at: str | None = None  # a report's or audit's checkpoint has only size and root
     key_id: str | None = None
     signature: str | None = None
 
@@ -153,14 +153,29 @@ def parse(data: bytes, name: str) -> Checkpoint:
         raise BadInput(f"{name}: not a checkpoint (field `size`: {cp.size} is below 1)")
     if (cp.key_id is None) != (cp.signature is None):
         raise BadInput(f"{name}: not a checkpoint (`key_id` and `signature` go together)")
+    if cp.signature is not None and cp.recorded_at is None:
+        raise BadInput(f"{name}: not a checkpoint (a signed checkpoint has `recorded_at`)")
+    if cp.key_id is not None and merkle.parse_hash(cp.key_id) is None:
+        raise BadInput(f"{name}: not a checkpoint (field `key_id`: expected sha256:<64 lower-case hex>)")
+    if cp.signature is not None and _signature(cp.signature) is None:
+        raise BadInput(f"{name}: not a checkpoint (field `signature`: expected the base64 of 64 bytes)")
     return cp
+
+
+def _signature(text: str) -> bytes | None:
+    """The 64 bytes of an Ed25519 signature written in base64, or None if ``text`` is not one."""
+    import base64
+    import binascii
+
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return raw if len(raw) == 64 else None
 
 
 def check_signature(cp: Checkpoint, public_key: Ed25519PublicKey, name: str) -> str:
     """The key id, if ``public_key`` signed ``cp``; BadInput for a wrong key, Mismatch if altered."""
-    import base64
-    import binascii
-
     from cryptography.exceptions import InvalidSignature
 
     kid = key_id(_raw(public_key))
@@ -168,10 +183,8 @@ def check_signature(cp: Checkpoint, public_key: Ed25519PublicKey, name: str) -> 
         raise BadInput(f"{name}: the checkpoint is not signed (verify it without --key)")
     if cp.key_id != kid:
         raise BadInput(f"--key: a wrong key: {name} was signed by {cp.key_id}, this key is {kid}")
-    try:
-        signature = base64.b64decode(cp.signature, validate=True)
-    except (binascii.Error, ValueError):
-        raise BadInput(f"{name}: not a checkpoint (field `signature`: not base64)") from None
+    signature = _signature(cp.signature)
+    assert signature is not None, "parse checked it"
     body = {"recorded_at": cp.recorded_at, "root": cp.root, "size": cp.size}
     try:
         public_key.verify(signature, canonical(body))
@@ -195,7 +208,7 @@ def verify(recorder: LedgerRecorder, cp: Checkpoint, name: str) -> str:
         raise Mismatch(f"{name}: the log's first {cp.size} facts have root {computed}, "
                        f"the checkpoint says {cp.root}")
     at = msgspec.to_builtins(_record(recorder, cp.size).recorded_at)
-    if at != cp.recorded_at:
+    if cp.recorded_at is not None and at != cp.recorded_at:
         raise Mismatch(f"{name}: position {cp.size} was recorded at {at}, "
                        f"the checkpoint says {cp.recorded_at}")
     try:

@@ -227,6 +227,7 @@ def parse_hash(text: str) -> bytes | None:
     if body != body.lower():
         return None
     try:
-        return bytes.fromhex(body)
+        digest = bytes.fromhex(body)
     except ValueError:
         return None
+    return digest if len(digest) == 32 else None  # fromhex skips spaces: "sha256:00 00 ..." is not one

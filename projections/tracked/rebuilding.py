@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import ctypes
 import multiprocessing
+import multiprocessing.util
 import os
 import signal
 import sys
@@ -58,6 +59,14 @@ from ledger.persistence.keys import (
 )
 from ledger.persistence.port import APP_NAME, Filling, LedgerRecorder, ReportingView
 from ledger.runtime import paused_gc
+from ledger.workers import (
+    FORK_SERVER,
+    REBUILD_MODULES,
+    fork_server_running,
+    start_fork_server,
+    stop_fork_server,
+    worker_context,
+)
 from projections.affected import Known
 from projections.model import Report
 from projections.support_index import TICKET_FACTS, support_countries
@@ -114,60 +123,78 @@ def rebuild(ledger: LedgerLike, *, workers: int | None = None) -> RebuildResult:
     its own ledger with ``ledger.reopen`` (``ledger.bootstrap`` gives it).
     """
     started = time.perf_counter()
-    view = ledger.recorder.open_view()
-    with view.fence():
-        head, pairs = _rebuild_fenced(ledger, view, workers)
+    with ExitStack() as stack:
+        # The workers start first (from a first look at the head), so that their start overlaps
+        # this process's opening of the view, its fence, the contracts and the other copy's
+        # emptying. The pool outlives the view's swap: the workers' exits overlap it. Should the
+        # rebuild fail, they are stopped first, so none writes after the view's cleanup.
+        if workers is None:
+            # One worker per core on both stores. PostgreSQL once had two per core, to overlap
+            # each worker's wait on the server with another's fold (1M events: 23 s with two
+            # workers, 16 s with four); since a group is read by position in one statement, the
+            # fold is the work, and two workers beat four on 2 cores in 6 of 7 alternated runs
+            # (median 8.7 s against 9.6 s, and about 2 s less CPU).
+            large = ledger.recorder.last_position() >= PARALLEL_FROM_EVENTS
+            workers = min(os.cpu_count() or 1, 8) if large else 1
+        pool = None
+        if workers > 1 and ledger.reopen is not None:
+            pool = _started_pool(stack, ledger, ledger.reopen, workers)
+        elif fork_server_running():  # started ahead by the command (``ledger.workers``), not needed
+            stop_fork_server(unused=True)
+        view = ledger.recorder.open_view()
+        with view.fence():
+            head, pairs = _rebuild_fenced(ledger, view, pool)
     failed, _ = view.failures(0)
     return RebuildResult(events=head, pairs=pairs, seconds=time.perf_counter() - started, failed=failed)
 
 
-def _rebuild_fenced(ledger: LedgerLike, view: ReportingView, workers: int | None) -> tuple[int, int]:
+def _rebuild_fenced(ledger: LedgerLike, view: ReportingView,
+                    pool: ProcessPoolExecutor | None) -> tuple[int, int]:
     """``rebuild`` inside the fence: the head it rebuilt to, and the contract-months written."""
     head = ledger.recorder.last_position()
-    if workers is None:
-        # One worker per core on both stores. PostgreSQL once had two per core, to overlap
-        # each worker's wait on the server with another's fold (1M events: 23 s with two
-        # workers, 16 s with four); since a group is read by position in one statement, the
-        # fold is the work, and two workers beat four on 2 cores in 6 of 7 alternated runs
-        # (median 8.7 s against 9.6 s, and about 2 s less CPU).
-        workers = min(os.cpu_count() or 1, 8) if head >= PARALLEL_FROM_EVENTS else 1
     pairs = 0
-    # The pool outlives the view's swap: the workers' exits overlap it. Should the rebuild fail,
-    # they are stopped first, so none writes after the view's cleanup.
-    with ExitStack() as stack:
-        pool: ProcessPoolExecutor | None = None
-        if workers > 1 and ledger.reopen is not None:
-            context = multiprocessing.get_context("spawn")  # no fork: the parent holds connections
-            pool = stack.enter_context(ProcessPoolExecutor(
-                workers, mp_context=context, initializer=_open_worker_ledger,
-                initargs=(ledger.reopen, os.getpid())))
-            # Started now (a process per task submitted): their interpreters start while this one
-            # reads the contracts and empties the view's other copy.
-            for _ in range(workers):
-                pool.submit(int)
-        # The ledger's clock: every contract's rows run to its month (a group sees only its own facts).
-        last = ledger.recorder.read_records(head, head) if head else iter(())
-        clock = next((r.recorded_at for r in last), None)
-        groups = [(sorted(s), sorted(c)) for s, c in service_groups(ledger.contracts(head))]
-        chunks = [groups[i : i + GROUPS_PER_TASK] for i in range(0, len(groups), GROUPS_PER_TASK)]
-        with _rebuilding(view, Tracking(APP_NAME, head) if head else None) as (write, target):
-            parts: Iterable[list[tuple[int, bytes]]]
-            if pool is not None and len(chunks) > 1:
-                # Where the view can be filled from other processes (``target``: both stores today),
-                # each worker writes its own rows and hands back only their count.
-                n = len(chunks)
-                parts = pool.map(_evaluate_groups, chunks, [head] * n, [clock] * n, [target] * n)
-            else:
-                parts = (_groups_reports(ledger, chunk, head, clock) for chunk in chunks)
-            try:
-                for part in parts:
-                    write(part)
-                    pairs += sum(n for n, _ in part)
-            except BaseException:
-                if pool is not None:
-                    pool.shutdown(wait=True, cancel_futures=True)
-                raise
+    # The ledger's clock: every contract's rows run to its month (a group sees only its own facts).
+    last = ledger.recorder.read_records(head, head) if head else iter(())
+    clock = next((r.recorded_at for r in last), None)
+    groups = [(sorted(s), sorted(c)) for s, c in service_groups(ledger.contracts(head))]
+    chunks = [groups[i : i + GROUPS_PER_TASK] for i in range(0, len(groups), GROUPS_PER_TASK)]
+    with _rebuilding(view, Tracking(APP_NAME, head) if head else None) as (write, target):
+        parts: Iterable[list[tuple[int, bytes]]]
+        if pool is not None and len(chunks) > 1:
+            # Where the view can be filled from other processes (``target``: both stores today),
+            # each worker writes its own rows and hands back only their count.
+            n = len(chunks)
+            parts = pool.map(_evaluate_groups, chunks, [head] * n, [clock] * n, [target] * n)
+        else:
+            parts = (_groups_reports(ledger, chunk, head, clock) for chunk in chunks)
+        try:
+            for part in parts:
+                write(part)
+                pairs += sum(n for n, _ in part)
+        except BaseException:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+            raise
     return head, pairs
+
+
+def _started_pool(stack: ExitStack, ledger: LedgerLike, reopen: Callable[[], LedgerLike],
+                  workers: int) -> ProcessPoolExecutor:
+    """``workers`` processes, each with its own ledger (``reopen``), forked from a fork server where
+    there is one (``ledger.workers``), started now from a thread (a process's start waits for the
+    server's imports); ended when ``stack`` closes, the server last.
+    """
+    preload = [FORK_SERVER, *REBUILD_MODULES, type(ledger.recorder).__module__]
+    context = worker_context(preload)
+    if isinstance(context, multiprocessing.context.ForkServerContext):
+        stack.callback(stop_fork_server)  # last: after the pool's processes have ended
+        start_fork_server(preload)  # here, if the command did not (this thread outlives it)
+    pool = stack.enter_context(ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_open_worker_ledger, initargs=(reopen, os.getpid())))
+    starting = threading.Thread(target=_start_workers, args=(pool, workers), name="rebuild-start")
+    starting.start()
+    stack.callback(starting.join)
+    return pool
 
 
 GROUPS_PER_TASK: Final = 10
@@ -371,28 +398,45 @@ def _group_reports(
     return reports
 
 
+def _start_workers(pool: ProcessPoolExecutor, workers: int) -> None:
+    """Start the pool's processes (one no-op task each); a failure shows when their tasks run."""
+    with suppress(Exception):
+        for _ in range(workers):
+            pool.submit(int)
+
+
 _worker_ledger: list[LedgerLike] = []  # a worker process's own connection, opened once
 _worker_view: list[ReportingView] = []  # and its view, opened when it first fills it
 
 
 def _open_worker_ledger(reopen: Callable[[], LedgerLike], parent: int) -> None:
-    _die_with_parent(parent)
+    # A fork server's child: its parent is the server, which ends when ``parent`` does
+    # (``fork_server``), so the worker watches the server.
+    server = os.getppid()
+    _die_with_parent(server if server != parent and _parent_of(server) == parent else parent)
     ledger = reopen()
     ledger.recorder.serve_rebuild()  # its sessions run this rebuild's statements alone
     _worker_ledger.append(ledger)
+    # A fork server's child ends with ``os._exit`` once the pool lets it go, after these finalizers;
+    # a spawned one through the interpreter's exit, cut short by ``_leave_worker``.
+    multiprocessing.util.Finalize(None, _close_worker_ledger, exitpriority=10)
     atexit.register(_leave_worker)
 
 
+def _close_worker_ledger() -> None:
+    with suppress(Exception):
+        while _worker_ledger:
+            _worker_ledger.pop().close()
+
+
 def _leave_worker() -> None:
-    """A worker's exit without the interpreter's teardown: its ledger closed, then ``os._exit``.
+    """A spawned worker's exit without the interpreter's teardown: its ledger closed, then ``os._exit``.
 
     The rebuild waits for its workers to end before it returns; tearing down every module a
     worker imported took about 0.1-0.2 s of that wait (this runs after the pool's own exit
     handling, when the worker has nothing left to do).
     """
-    with suppress(Exception):
-        for ledger in _worker_ledger:
-            ledger.close()
+    _close_worker_ledger()
     with suppress(Exception):
         sys.stdout.flush()
         sys.stderr.flush()
@@ -419,6 +463,16 @@ def _die_with_parent(parent: int) -> None:
     if os.getppid() != parent:
         os._exit(1)
     threading.Thread(target=_watch_parent, args=(parent,), name="parent-watchdog", daemon=True).start()
+
+
+def _parent_of(pid: int) -> int | None:
+    """``pid``'s parent process (Linux: ``/proc``); None where that cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            data = stat.read()
+    except OSError:
+        return None
+    return int(data[data.rindex(b")") + 2 :].split()[1])
 
 
 def _watch_parent(parent: int) -> None:

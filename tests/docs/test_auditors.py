@@ -17,15 +17,15 @@ from tests.integration.test_merkle_store import lines
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def script() -> str:
+def script(which: int = 0) -> str:
+    """The page's first Python block (inclusion), or its second (consistency)."""
     text = (ROOT / "docs" / "auditors.md").read_text()
-    block = re.search(r"```python\n(.*?)```", text, re.S)
-    assert block is not None
-    return block.group(1)
+    return re.findall(r"```python\n(.*?)```", text, re.S)[which]
 
 
 def test_the_script_is_ten_lines_or_so() -> None:
     assert len(script().strip().splitlines()) <= 14
+    assert len(script(1).strip().splitlines()) <= 20
 
 
 def test_the_script_checks_inclusion_proofs(sqlite_url: str, runner: CliRunner, tmp_path: Path) -> None:
@@ -51,6 +51,49 @@ def test_the_script_checks_inclusion_proofs(sqlite_url: str, runner: CliRunner, 
     assert check(4, 13, events[3].replace("svc-3", "svc-4")) == 1  # an altered line
     cp = json.loads(runner.invoke(cli, ["--store", sqlite_url, "checkpoint", "--size", "12"]).stdout)
     assert check(4, 13, events[3], cp["root"]) == 1  # another log's root
+
+
+def test_the_script_checks_consistency_proofs(sqlite_url: str, runner: CliRunner, tmp_path: Path) -> None:
+    """Every pair of sizes up to 13, and proofs or checkpoints that do not go together."""
+    data = tmp_path / "in.ndjson"
+    data.write_bytes(b"\n".join(lines(0, 13)) + b"\n")
+    assert runner.invoke(cli, ["--store", sqlite_url, "import", str(data)]).exit_code == 0
+    (tmp_path / "extends.py").write_text(script(1))
+
+    def out(*args: str) -> str:
+        result = runner.invoke(cli, ["--store", sqlite_url, *args])
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    cps = {n: out("checkpoint", "--size", str(n)) for n in range(1, 14)}
+
+    def check(old: int | str, new: int | str, proof: str) -> int:
+        (tmp_path / "old.json").write_text(cps[old] if isinstance(old, int) else old)
+        (tmp_path / "new.json").write_text(cps[new] if isinstance(new, int) else new)
+        (tmp_path / "consistency.json").write_text(proof)
+        return subprocess.run([sys.executable, "-I", "extends.py", "old.json", "new.json"], cwd=tmp_path,
+                              capture_output=True, check=False).returncode
+
+    proofs = {(m, n): out("proof", "consistency", "--from", str(m), "--to", str(n))
+              for n in range(1, 14) for m in range(1, n + 1)}
+    for (m, n), proof in proofs.items():
+        assert check(m, n, proof) == 0, (m, n)
+    report_cp = json.dumps({"size": 5, "root": json.loads(cps[5])["root"]})  # a report's checkpoint
+    assert check(report_cp, 13, proofs[5, 13]) == 0
+    assert check(4, 13, proofs[5, 13]) == 1  # not the proof between these two
+    assert check(5, 12, proofs[5, 13]) == 1
+    other = json.dumps({**json.loads(cps[5]), "root": json.loads(cps[6])["root"]})
+    assert check(other, 13, proofs[5, 13]) == 1  # the log shown was not this one
+    for m, n in ((5, 13), (4, 13), (1, 2), (8, 12)):
+        body = json.loads(proofs[m, n])
+        for i in range(len(body["path"])):
+            path = list(body["path"])
+            path[i] = "sha256:" + ("0" * 64 if path[i] != "sha256:" + "0" * 64 else "1" * 64)
+            assert check(m, n, json.dumps({**body, "path": path})) == 1, (m, n, i)
+        assert check(m, n, json.dumps({**body, "path": body["path"][:-1]})) == 1
+        assert check(m, n, json.dumps({**body, "path": [*body["path"], body["path"][0]]})) == 1
+    assert check(3, 3, json.dumps({**json.loads(proofs[3, 3]), "path": [json.loads(cps[3])["root"]]})) == 1
+    assert check(6, 7, json.dumps({**json.loads(proofs[6, 7]), "path": []})) == 1
 
 
 @pytest.mark.parametrize("name", ["auditors.md"])

@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
+import psycopg
+import pytest
 from click.testing import CliRunner
 
 from cli.demo import demo_facts
@@ -155,7 +157,7 @@ def test_parts_in_one_read_equal_each_part_read_alone(ledger: Ledger) -> None:
 
 def test_serving_a_rebuild_reads_the_same(ledger: Ledger) -> None:
     # A rebuild worker's recorder (`serve_rebuild`): the same rows from every read it makes; on
-    # PostgreSQL its sessions keep one generic plan a statement, set once each by its reads.
+    # PostgreSQL its reads run on one session it keeps, which keeps one generic plan a statement.
     register(ledger)
     ledger.append_facts(demo_facts(MONTH))
     head = ledger.recorder.last_position()
@@ -175,9 +177,17 @@ def test_serving_a_rebuild_reads_the_same(ledger: Ledger) -> None:
     from ledger.persistence.postgres.recorder import PostgresLedgerRecorder
 
     if isinstance(ledger.recorder, PostgresLedgerRecorder):
-        for _ in range(3):  # whichever of the pool's sessions answers
+        # One session kept for the reads (the pool handed its sessions out in turn), planning once.
+        for _ in range(3):
             rows = ledger.recorder._fetch("SELECT current_setting('plan_cache_mode')", ())
             assert rows == [("force_generic_plan",)]
+        pids = {ledger.recorder._fetch("SELECT pg_backend_pid()", ())[0][0] for _ in range(5)}
+        assert len(pids) == 1
+        with pytest.raises(psycopg.errors.DivisionByZero):  # given back to the pool, which resets it
+            ledger.recorder._fetch("SELECT 1 / 0", ())
+        setting = ledger.recorder._fetch("SELECT current_setting('plan_cache_mode')", ())
+        assert setting == [("force_generic_plan",)]
+        assert list(ledger.recorder.read_position_states(positions)) == read_before
 
 
 def _keys_under(ledger: Ledger, prefix: str, upto: int) -> list[str]:

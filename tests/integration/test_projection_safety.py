@@ -276,6 +276,43 @@ def test_a_killed_rebuild_leaves_no_worker_and_no_connection(
     assert reporting.rebuild(ledger, workers=1).pairs == 15
 
 
+def test_a_rebuild_forks_its_workers_from_a_server_it_stops(ledger: Ledger, store_url: str) -> None:
+    # The workers come from a fork server that imported what they run (``_worker_context``); the
+    # rebuild ends it and waits for it, so no process is left and the workers' CPU is this
+    # process's children's. The rows are the one-process rebuild's.
+    import multiprocessing.forkserver
+
+    run_demo(ledger)
+    reporting.rebuild(ledger, workers=1)
+    one = rows_held(store_url)
+    rebuilding_groups = rebuilding.GROUPS_PER_TASK
+    rebuilding.GROUPS_PER_TASK = 1  # several tasks: the pool's path
+    try:
+        assert reporting.rebuild(ledger, workers=2).pairs == 15
+    finally:
+        rebuilding.GROUPS_PER_TASK = rebuilding_groups
+    assert rows_held(store_url) == one
+    server = getattr(multiprocessing.forkserver, "_forkserver")  # noqa: B009
+    assert server._forkserver_pid is None
+    assert not multiprocessing.active_children()
+
+
+def test_a_command_that_used_worker_processes_ends_with_their_clean_up() -> None:
+    # ``cli.main._leave``: no interpreter teardown once the rebuild's workers and their fork server are
+    # gone, but the exit handlers (multiprocessing's removes its temporary directory); another command
+    # that loaded multiprocessing returns to the usual exit.
+    script = ("import sys; from multiprocessing import util; from cli.main import _leave; "
+              "from ledger import workers; print(util.get_temp_dir(), flush=True); _leave(SystemExit(3)); "
+              "print('returned without a stopped server', flush=True); workers.start_fork_server([]); "
+              "workers.stop_fork_server(); _leave(SystemExit(3)); print('returned')")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 3
+    temp = proc.stdout.split()[0]
+    assert proc.stdout.splitlines()[1:] == ["returned without a stopped server"]  # an import's, say
+    assert not Path(temp).exists()
+
+
 def test_an_orphaned_worker_ends_by_its_watchdog_alone() -> None:
     # As where prctl is missing: the worker's thread sees its parent's pid change and ends it.
     child = ("import os, sys, time; from projections.tracked import rebuilding; sys.platform = 'other'; "

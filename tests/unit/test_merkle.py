@@ -183,7 +183,8 @@ def test_bad_ranges() -> None:
 def test_hash_text() -> None:
     digest = bytes(range(32))
     assert merkle.parse_hash(merkle.hex_hash(digest)) == digest
-    for bad in ("sha256:" + "A" * 64, "sha256:" + "0" * 63, "md5:" + "0" * 64, "sha256:" + "g" * 64):
+    for bad in ("sha256:" + "A" * 64, "sha256:" + "0" * 63, "md5:" + "0" * 64, "sha256:" + "g" * 64,
+                "sha256:" + "00" * 31 + "  ", "sha256: " + "00" * 31 + " "):  # fromhex skips spaces
         assert merkle.parse_hash(bad) is None
 
 
