@@ -330,28 +330,37 @@ class Ledger:
     def audit(self, contract: str, month: str, *, as_of: datetime | None = None,
               position: int | None = None) -> Audit:
         """Replay only what was recorded up to a point in time or a position, and explain it."""
-        if as_of is not None and position is not None:
-            raise BadInput("give --as-of or --position, not both")
-        last = self.recorder.last_position()
-        replay_point: datetime | None = None
-        if as_of is not None:
-            check_instant(as_of, "as_of")
-            upto = self.recorder.position_at(as_of)
-            replay_point = as_of
-        elif position is not None:
-            if position < 0 or position > last:
-                raise BadInput(f"--position {position}: the ledger holds positions 1 to {last}")
-            upto = position
-            replay_point = self._recorded_at(position) if position else None
-        else:
-            upto = last
-        if upto == 0:
-            raise NotFound("nothing was recorded at that point")
+        upto, replay_point = self.replay_upto(as_of, position)
         ev = self.evaluate(contract, month, upto=upto, replay_point=replay_point)
         from projections.model import Audit
 
         return Audit(as_of=as_of, as_of_position=upto, report=self.with_checkpoint(ev.report),
                      explanation=ev.explanation)
+
+    def replay_upto(self, as_of: datetime | None, position: int | None) -> tuple[int, datetime | None]:
+        """The position and replay point of ``--as-of`` / ``--position`` (the head and None without either).
+
+        Refused in one line naming the option: a position outside 1..head (0 included), an
+        as-of before the first ``recorded_at`` (saying when the log starts).
+        """
+        if as_of is not None and position is not None:
+            raise BadInput("give --as-of or --position, not both")
+        last = self.recorder.last_position()
+        if position is not None:
+            if not 1 <= position <= last:
+                held = f"the ledger holds positions 1 to {last}" if last else "nothing is recorded yet"
+                raise BadInput(f"--position {position}: {held}")
+            return position, self._recorded_at(position)
+        if as_of is None:
+            if last == 0:
+                raise NotFound("nothing is recorded yet")
+            return last, None
+        check_instant(as_of, "as_of")
+        upto = self.recorder.position_at(as_of)
+        if upto == 0:
+            first = f" (the first fact was recorded at {self._recorded_at(1).isoformat()})" if last else ""
+            raise NotFound(f"--as-of {as_of.isoformat()}: nothing was recorded by then{first}")
+        return upto, as_of
 
     def _recorded_at(self, position: int) -> datetime:
         for rec in self.recorder.read_records(position, position):

@@ -21,9 +21,8 @@ from typing import TYPE_CHECKING, Final, NamedTuple
 import msgspec
 
 from ledger.application import Ledger
-from ledger.calendar import check_instant, check_month, month_bounds
+from ledger.calendar import check_month, month_bounds
 from ledger.contracts import ContractVersion, contract_versions, find, in_force
-from ledger.errors import BadInput, NotFound
 from ledger.events import HolidaysPinned, Recorded
 from ledger.persistence.keys import (
     contract_key,
@@ -111,23 +110,9 @@ _POSITION: Final = attrgetter("position")
 
 def replay_upto(ledger: Ledger, as_of: datetime | None, position: int | None) -> tuple[int, datetime | None]:
     """The position and replay point of ``--as-of`` / ``--position`` (as ``ledger audit`` reads them)."""
-    if as_of is not None and position is not None:
-        raise BadInput("give --as-of or --position, not both")
-    last = ledger.recorder.last_position()
-    point: datetime | None
-    if as_of is not None:
-        check_instant(as_of, "as_of")
-        upto, point = ledger.recorder.position_at(as_of), as_of
-    elif position is not None:
-        if position < 0 or position > last:
-            raise BadInput(f"--position {position}: the ledger holds positions 1 to {last}")
-        upto = position
-        point = next(ledger.recorder.read_records(position, position)).recorded_at if position else None
-    else:
-        return last, None
-    if upto == 0:
-        raise NotFound("nothing was recorded at that point")
-    return upto, point
+    if as_of is None and position is None:
+        return ledger.recorder.last_position(), None
+    return ledger.replay_upto(as_of, position)
 
 
 def support_report(ledger: Ledger, contract: str, month: str, *, as_of: datetime | None = None,

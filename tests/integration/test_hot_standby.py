@@ -25,6 +25,13 @@ READS = (
     ("report", "--contract", "sla-a-2026", "--month", "2026-10", "--format", "json"),
     ("report", "--month", "2026-10", "--format", "csv"),
     ("audit", "--contract", "sla-b-2026", "--month", "2026-10", "--position", "40"),
+    ("audit", "--contract", "sla-a-2026", "--month", "2026-10", "--as-of", "2999-01-01T00:00:00Z",
+     "--format", "json"),
+    ("checkpoint",),
+    ("checkpoint", "--size", "10"),
+    ("proof", "inclusion", "--position", "5"),
+    ("proof", "consistency", "--from", "3", "--to", "40"),
+    ("report", "--contract", "sla-a-2026", "--month", "2026-10", "--format", "html"),
     ("events", "--service", "workspace"),
     ("verify", "--format", "json"),
     ("contract", "list"),
@@ -68,7 +75,7 @@ def pair() -> Iterator[tuple[str, str]]:
         yield on_primary, on_standby
 
 
-@pytest.mark.parametrize("args", READS, ids=lambda a: " ".join(a[:2]))
+@pytest.mark.parametrize("args", READS, ids=lambda a: " ".join(a[:3]) + f"-{len(a)}")
 def test_reads_on_the_standby_match_the_primary(pair: tuple[str, str], args: tuple[str, ...]) -> None:
     primary, standby = (_ledger(url, *args) for url in pair)
     assert primary.returncode == 0, primary.stderr
