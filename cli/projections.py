@@ -33,14 +33,14 @@ def projections() -> None:
 def rebuild(ctx: Context) -> None:
     """Reset the reporting tables and their tracking, and recompute every contract-month."""
     from ledger.urls import SQLITE_PREFIX
-    from ledger.workers import rebuild_modules, start_fork_server
+    from ledger.workers import rebuild_modules, recorder_module, start_fork_server
 
     if not ctx.url.startswith(SQLITE_PREFIX):
         # The workers' fork server imports while this process opens the store and the view (about
         # 0.1 s, issue 17); the rebuild stops it, at once if the store is too small for workers. Not
         # for SQLite: its store opens quickly, and a small one's rebuild would pay for a server it
         # does not use.
-        start_fork_server(rebuild_modules(ctx.url))
+        start_fork_server(rebuild_modules(recorder_module(ctx.url)))
     from cli.render import rebuild_line
     from ledger.bootstrap import writable
     from projections.tracked import rebuild as run_rebuild

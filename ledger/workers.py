@@ -33,9 +33,14 @@ _RECORDERS: Final = {True: "ledger.persistence.sqlite.recorder",
                      False: "ledger.persistence.postgres.recorder"}
 
 
-def rebuild_modules(url: str) -> list[str]:
-    """What the fork server of a rebuild of the store at ``url`` imports."""
-    return [FORK_SERVER, *REBUILD_MODULES, _RECORDERS[url.startswith(SQLITE_PREFIX)]]
+def recorder_module(url: str) -> str:
+    """The module of the recorder ``ledger.bootstrap`` opens for the store at ``url``."""
+    return _RECORDERS[url.startswith(SQLITE_PREFIX)]
+
+
+def rebuild_modules(recorder: str) -> list[str]:
+    """What a rebuild's fork server imports, for a store whose recorder is in module ``recorder``."""
+    return [FORK_SERVER, *REBUILD_MODULES, recorder]
 
 
 def worker_context(preload: list[str]) -> BaseContext:

@@ -60,9 +60,8 @@ from ledger.persistence.keys import (
 from ledger.persistence.port import APP_NAME, Filling, LedgerRecorder, ReportingView
 from ledger.runtime import paused_gc
 from ledger.workers import (
-    FORK_SERVER,
-    REBUILD_MODULES,
     fork_server_running,
+    rebuild_modules,
     start_fork_server,
     stop_fork_server,
     worker_context,
@@ -184,7 +183,7 @@ def _started_pool(stack: ExitStack, ledger: LedgerLike, reopen: Callable[[], Led
     there is one (``ledger.workers``), started now from a thread (a process's start waits for the
     server's imports); ended when ``stack`` closes, the server last.
     """
-    preload = [FORK_SERVER, *REBUILD_MODULES, type(ledger.recorder).__module__]
+    preload = rebuild_modules(type(ledger.recorder).__module__)
     context = worker_context(preload)
     if isinstance(context, multiprocessing.context.ForkServerContext):
         stack.callback(stop_fork_server)  # last: after the pool's processes have ended

@@ -26,6 +26,7 @@ from click.testing import CliRunner
 
 from benchmarks import generate
 from cli.demo.run import run_demo
+from ledger import workers
 from ledger.application import Ledger
 from ledger.bootstrap import open_ledger
 from ledger.events import ProbeFailed
@@ -295,6 +296,8 @@ def test_a_rebuild_forks_its_workers_from_a_server_it_stops(ledger: Ledger, stor
     server = getattr(multiprocessing.forkserver, "_forkserver")  # noqa: B009
     assert server._forkserver_pid is None
     assert not multiprocessing.active_children()
+    # The CLI's early start names the recorder's module from the URL: the one the rebuild preloads.
+    assert workers.recorder_module(store_url) == type(ledger.recorder).__module__
 
 
 def test_a_command_that_used_worker_processes_ends_with_their_clean_up() -> None:
