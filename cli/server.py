@@ -47,6 +47,7 @@ from ledger.feeds import LabelMap, facts_from
 from ledger.ingest.lines import prepare_facts
 from ledger.ingest.strategy import PARALLEL_FROM_BYTES, prepared_batches
 from ledger.persistence.port import AppendResult
+from ledger.text import printable
 
 T = TypeVar("T")
 
@@ -87,7 +88,9 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 def error_response(status: int, message: str) -> Response:
     headers = {"WWW-Authenticate": 'Bearer realm="ledger"'} if status == 401 else None
-    return json_response({"error": one_line(message)}, status, headers)
+    # What the message echoes (a contract id from the path) is shown as the CLI's stderr shows it:
+    # a bidi override or an escape sequence escaped, not handed raw to the terminal of whoever reads it.
+    return json_response({"error": printable(one_line(message))}, status, headers)
 
 
 def summary(result: AppendResult) -> dict[str, Any]:

@@ -236,6 +236,8 @@ def test_read_priority(tmp_path: Path, priority: str, nice: int) -> None:
 
 @pytest.mark.parametrize(("path", "query", "status", "message"), [
     ("/v1/contracts/nope/months/2026-10", "", 404, "contract `nope` is not registered"),
+    # An id echoed from the path is escaped as the CLI's error line escapes it (the JSON is the message).
+    ("/v1/contracts/%E2%80%AEx%1B%5B2J/months/2026-10", "", 404, "contract `\\u202ex\\x1b[2J` is not"),
     ("/v1/contracts/sla-a-2026/months/2026-13", "", 400, "month"),
     ("/v1/contracts/sla-a-2026/months/2026-10", "?position=x", 400, "position 'x'"),
     ("/v1/contracts/sla-a-2026/months/2026-10", "?as_of=2026-10-01T00:00:00", 400, "no offset"),
