@@ -18,6 +18,7 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 import jinja2
+import markupsafe
 import msgspec
 
 from cli.render import hms
@@ -32,6 +33,7 @@ from ledger.events import (
     Recorded,
     export_line,
 )
+from ledger.text import visible
 from projections.model import Audit, Explanation, Report
 
 HOUR_PX: Final = 36  # horizontal scale of the timeline: one hour
@@ -256,11 +258,22 @@ def _facts(records: Iterable[Recorded]) -> list[Fact]:
     ]
 
 
+def _finalize(value: Any) -> Any:
+    """Every value written into a page: text with its control and bidi characters shown escaped.
+
+    Markup (what a macro returns) was finalized value by value inside it.
+    """
+    if isinstance(value, str) and not isinstance(value, markupsafe.Markup):
+        return visible(value)
+    return value
+
+
 @cache
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.PackageLoader("cli", "templates"),
         autoescape=jinja2.select_autoescape(["html"], default=True, default_for_string=True),
+        finalize=_finalize,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,

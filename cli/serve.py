@@ -39,14 +39,18 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _token(name: str) -> str | None:
+    # An HTTP header's value arrives without surrounding blanks: a token kept with them would never match.
+    return os.environ.get(name, "").strip() or None
+
+
 def _tokens(insecure_local: bool, host: str) -> tuple[str | None, str | None]:
-    write, read = os.environ.get(WRITE_TOKEN_ENV) or None, os.environ.get(READ_TOKEN_ENV) or None
-    if write is None or read is None:
-        if not insecure_local:
-            raise BadInput(f"{WRITE_TOKEN_ENV} and {READ_TOKEN_ENV} must be set "
-                           "(or --insecure-local on a loopback address)")
-        if not is_loopback(host):
-            raise BadInput(f"--insecure-local: only on a loopback address, not {host}")
+    if insecure_local and not is_loopback(host):  # with tokens too: the flag asks for an open server
+        raise BadInput(f"--insecure-local: only on a loopback address, not {host}")
+    write, read = _token(WRITE_TOKEN_ENV), _token(READ_TOKEN_ENV)
+    if (write is None or read is None) and not insecure_local:
+        raise BadInput(f"{WRITE_TOKEN_ENV} and {READ_TOKEN_ENV} must be set "
+                       "(or --insecure-local on a loopback address)")
     return write, read
 
 

@@ -30,7 +30,7 @@ from starlette.routing import Route
 
 from cli import server_proofs
 from cli.group_commit import Job, Writer
-from cli.server_params import instant, wants_html, whole_number
+from cli.server_params import instant, single_values, wants_html, whole_number
 from cli.server_reads import (
     ReadPool,
     contract_list,
@@ -47,6 +47,7 @@ from ledger.feeds import LabelMap, facts_from
 from ledger.ingest.lines import prepare_facts
 from ledger.ingest.strategy import PARALLEL_FROM_BYTES, prepared_batches
 from ledger.persistence.port import AppendResult
+from ledger.text import printable
 
 T = TypeVar("T")
 
@@ -87,7 +88,9 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 def error_response(status: int, message: str) -> Response:
     headers = {"WWW-Authenticate": 'Bearer realm="ledger"'} if status == 401 else None
-    return json_response({"error": one_line(message)}, status, headers)
+    # What the message echoes (a contract id from the path) is shown as the CLI's stderr shows it:
+    # a bidi override or an escape sequence escaped, not handed raw to the terminal of whoever reads it.
+    return json_response({"error": printable(one_line(message))}, status, headers)
 
 
 def summary(result: AppendResult) -> dict[str, Any]:
@@ -208,7 +211,7 @@ def _hook(source: str) -> Callable[[Request], Awaitable[Response]]:
         _authorize(request, state, write=True)
         _content_type(request, JSON_TYPES)
         body = await _body(request, state.config.max_body)
-        service = request.query_params.get("service")
+        service = _query(request).get("service")
         labels = state.config.labels
         batches = await _prepare(body, lambda: list(prepare_facts(facts_from(source, body, labels, service))))
         return json_response(summary(await state.write(Job(batches, "event"))))
@@ -223,11 +226,15 @@ async def get_contracts(request: Request) -> Response:
     return Response(await state.compute(contract_list), media_type="application/json")
 
 
+def _query(request: Request) -> dict[str, str]:
+    return single_values(request.query_params.multi_items())
+
+
 def _month_query(request: Request) -> tuple[str, str, datetime | None, int | None]:
     """A month path's contract, month and replay point (``?as_of=`` or ``?position=``, as for `audit`)."""
     contract = request.path_params["contract"]
     month = check_month(request.path_params["month"], "month")
-    query = request.query_params
+    query = _query(request)
     unknown = sorted(set(query) - {"as_of", "position"})
     if unknown:
         raise BadInput(f"unknown query parameter `{unknown[0]}` (expected as_of or position)")
@@ -263,10 +270,11 @@ async def get_support(request: Request) -> Response:
 async def get_events(request: Request) -> Response:
     state = _state(request)
     _authorize(request, state, write=False)
-    unknown = sorted(set(request.query_params) - {"after"})
+    query = _query(request)
+    unknown = sorted(set(query) - {"after"})
     if unknown:
         raise BadInput(f"unknown query parameter `{unknown[0]}` (expected after)")
-    after = whole_number("position", request.query_params.get("after")) or 0
+    after = whole_number("position", query.get("after")) or 0
     last = await state.read(lambda ledger: ledger.recorder.last_position())
 
     async def stream() -> AsyncIterator[bytes]:
@@ -284,7 +292,7 @@ def _proof(call: server_proofs.Endpoint) -> Callable[[Request], Awaitable[Respon
     async def get(request: Request) -> Response:
         state = _state(request)
         _authorize(request, state, write=False)
-        query = dict(request.query_params)
+        query = _query(request)
         # The bytes the command prints: compact JSON and a line break.
         return json_response(await state.compute(call, query))
 
@@ -359,7 +367,10 @@ def create_app(opener: Callable[[], Ledger], config: ServerConfig,
     routes += [Route(path, _proof(f), methods=["GET"]) for path, f in server_proofs.ENDPOINTS.items()]
     handlers: dict[Any, Any] = {Exception: _http_error, HTTPException: _http_error, HttpError: _http_error,
                                 LedgerError: _http_error}
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
+    # `/v1/contracts/` is not a route: a JSON 404 as for any unknown path, not an empty redirect.
+    app.router.redirect_slashes = False
+    return app
 
 
 # --- the command ---------------------------------------------------------------------

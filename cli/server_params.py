@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Final
 
@@ -9,6 +10,16 @@ import msgspec
 
 from ledger.calendar import check_instant
 from ledger.errors import BadInput
+
+
+def single_values(items: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """A query string's parameters, each given once: ``?position=1&position=2`` is ambiguous, not the last."""
+    values: dict[str, str] = {}
+    for name, value in items:
+        if name in values:
+            raise BadInput(f"query parameter `{name}`: given more than once")
+        values[name] = value
+    return values
 
 
 def whole_number(name: str, text: str | None) -> int | None:
@@ -29,7 +40,9 @@ def instant(text: str | None) -> datetime | None:
     try:
         at = _INSTANT.decode(msgspec.json.encode(text))
     except msgspec.ValidationError:
-        raise BadInput(f"as_of {text!r}: expected an RFC 3339 timestamp with an offset") from None
+        # A `+` left raw in a query string arrives as a space: say so, not only that the offset is missing.
+        hint = " (write a `+` offset as %2B in a query string)" if " " in text else ""
+        raise BadInput(f"as_of {text!r}: expected an RFC 3339 timestamp with an offset{hint}") from None
     if at.tzinfo is None:
         raise BadInput(f"as_of {text!r}: the timestamp has no offset")
     return check_instant(at, "as_of")

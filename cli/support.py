@@ -13,7 +13,7 @@ import click
 
 from cli.context import Context, month_option, pass_ctx, replay_options, timestamp
 from ledger.errors import BadInput
-from ledger.text import printable
+from ledger.text import csv_text, printable
 from projections.support_model import MeanTarget, SupportReport, support_json
 
 if TYPE_CHECKING:
@@ -98,16 +98,16 @@ def many_support(reports: list[SupportReport], fmt: str, *, array: bool = True) 
 
 
 def support_csv(reports: list[SupportReport]) -> str:
-    """One row per ticket, header first."""
+    """One row per ticket, header first; text from facts and policies kept from starting a formula."""
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
     w.writerow(CSV_HEADER)
     for r in reports:
         for t in r.tickets:
-            w.writerow([r.contract, r.month, t.ticket, t.severity, t.kind, t.opened_at.isoformat(),
-                        t.responded_at.isoformat() if t.responded_at else "", t.target,
-                        t.deadline.isoformat() if t.deadline else "", str(t.response_seconds), t.status,
-                        " ".join(map(str, t.events))])
+            w.writerow([csv_text(r.contract), r.month, csv_text(t.ticket), csv_text(t.severity), t.kind,
+                        t.opened_at.isoformat(), t.responded_at.isoformat() if t.responded_at else "",
+                        csv_text(t.target), t.deadline.isoformat() if t.deadline else "",
+                        str(t.response_seconds), t.status, " ".join(map(str, t.events))])
     return out.getvalue()
 
 

@@ -28,6 +28,12 @@ def _table() -> dict[int, str]:
     return {code: _escape(code) for code in _UNSAFE}
 
 
+@cache
+def _page_table() -> dict[int, str]:
+    """The escapes of ``visible``: ``_table`` but tab, line feed and carriage return, blanks on a page."""
+    return {code: text for code, text in _table().items() if code not in (0x09, 0x0A, 0x0D)}
+
+
 # A spreadsheet reads a cell starting with one of these as a formula (OWASP, CSV injection).
 _FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
 
@@ -35,6 +41,16 @@ _FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
 def printable(text: str) -> str:
     """``text`` with control, line-breaking and bidi characters escaped (``\\n``, ``\\x1b``, ``\\u202e``)."""
     return text if text.isprintable() else text.translate(_table())
+
+
+def visible(text: str) -> str:
+    """``text`` for an HTML page: controls and bidi characters escaped as ``printable`` does, blanks kept.
+
+    Markup is the template engine's to escape; a right-to-left override is not markup, and
+    left as it is it would show the rest of its line (a reason, an id, a fact's JSON line)
+    reversed, figures included.
+    """
+    return text if text.isprintable() else text.translate(_page_table())
 
 
 def csv_text(text: str) -> str:

@@ -157,6 +157,9 @@ def test_text_from_facts_is_text_never_markup(browser: Browser, tmp_path: Path) 
         {"type": "incident_opened", "service": "workspace", "incident": "i-1", "impact": "outage",
          "at": "2026-10-10T10:00:00Z", "title": HOSTILE_TITLE},
         {"type": "incident_resolved", "incident": "i-1", "at": "2026-10-10T11:00:00Z"},
+        # A right-to-left override would draw the rest of its line reversed: shown escaped instead.
+        {"type": "incident_opened", "service": "workspace", "incident": "i-\u202e2", "impact": "outage",
+         "at": "2026-10-11T10:00:00Z", "title": "\u202e00.0021 EUR"},
         {"type": "force_majeure_declared", "service": "workspace", "declaration": HOSTILE_ID,
          "starts_at": "2026-10-10T10:30:00Z", "ends_at": "2026-10-10T12:00:00Z", "reason": HOSTILE_REASON},
     ]
@@ -179,6 +182,8 @@ def test_text_from_facts_is_text_never_markup(browser: Browser, tmp_path: Path) 
         text = dom.text()
         assert HOSTILE_REASON in text
         assert HOSTILE_ID in text
+        assert "\u202e" not in text
+        assert "incident i-\\u202e2" in text
         if command == "audit":
             assert HOSTILE_TITLE in text or json.dumps(HOSTILE_TITLE)[1:-1] in text
         excused = dom.find("g", class_="mark", data_kind="excused")

@@ -42,10 +42,15 @@ def server(module_store: str) -> Iterator[ServerProcess]:
     args = ["--store", module_store, "contract", "register", str(examples / "sla-a.toml")]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
-    proc = ServerProcess(module_store)
+    # Tokens padded with blanks, as an env file may hold them: every request of this module
+    # authenticates only if the server reads them as a client sends them (without).
+    proc = ServerProcess(module_store, env=PADDED_TOKENS, tokens=False)
     yield proc
     code, err = proc.stop()
     assert code == 0, err
+
+
+PADDED_TOKENS = {"LEDGER_WRITE_TOKEN": f" {WRITE_TOKEN}\t", "LEDGER_READ_TOKEN": f"{READ_TOKEN} "}
 
 
 def check(body: bytes, name: str, many: bool = False) -> Any:
@@ -231,6 +236,8 @@ def test_read_priority(tmp_path: Path, priority: str, nice: int) -> None:
 
 @pytest.mark.parametrize(("path", "query", "status", "message"), [
     ("/v1/contracts/nope/months/2026-10", "", 404, "contract `nope` is not registered"),
+    # An id echoed from the path is escaped as the CLI's error line escapes it (the JSON is the message).
+    ("/v1/contracts/%E2%80%AEx%1B%5B2J/months/2026-10", "", 404, "contract `\\u202ex\\x1b[2J` is not"),
     ("/v1/contracts/sla-a-2026/months/2026-13", "", 400, "month"),
     ("/v1/contracts/sla-a-2026/months/2026-10", "?position=x", 400, "position 'x'"),
     ("/v1/contracts/sla-a-2026/months/2026-10", "?as_of=2026-10-01T00:00:00", 400, "no offset"),
@@ -331,6 +338,12 @@ def _serve(store: str, *args: str, env: dict[str, str] | None = None) -> subproc
     (("--map", "region=eu"), {"LEDGER_WRITE_TOKEN": "w", "LEDGER_READ_TOKEN": "r"},
      "--map: unknown key `region`"),
     (("--listen", "nowhere"), {"LEDGER_WRITE_TOKEN": "w", "LEDGER_READ_TOKEN": "r"}, "--listen 'nowhere'"),
+    # The flag asks for an open server: refused off loopback even when both tokens are set.
+    (("--insecure-local", "--listen", "0.0.0.0:0"), {"LEDGER_WRITE_TOKEN": "w", "LEDGER_READ_TOKEN": "r"},
+     "--insecure-local: only on a loopback address, not 0.0.0.0"),
+    # A token of blanks is no token: no request could carry it.
+    ((), {"LEDGER_WRITE_TOKEN": " ", "LEDGER_READ_TOKEN": "r"},
+     "LEDGER_WRITE_TOKEN and LEDGER_READ_TOKEN must be set"),
 ])
 def test_refuses_to_start(tmp_path: Path, args: tuple[str, ...], env: dict[str, str], message: str) -> None:
     result = _serve(f"sqlite:///{tmp_path / 'l.db'}", *args, env=env)
@@ -537,3 +550,42 @@ def test_serving_runtime() -> None:
             "      sys.getswitchinterval() == SWITCH_INTERVAL < 0.005)\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, check=True)
     assert out.stdout.split() == [b"True", b"True", b"True"], out
+
+
+MONTH = "/v1/contracts/sla-a-2026/months/2026-10"
+
+
+@pytest.mark.parametrize("path", [
+    MONTH + "?position=1&position=2",
+    MONTH + "?as_of=2026-10-05T00:00:00Z&as_of=2026-10-06T00:00:00Z",
+    MONTH + "/support?position=1&position=1",
+    "/v1/events?after=0&after=1",
+    "/v1/checkpoint?size=1&size=2",
+    "/v1/proofs/inclusion?position=1&position=2",
+])
+def test_a_parameter_given_twice_is_bad_input(server: ServerProcess, path: str) -> None:
+    """Not the last one silently: a replay point or a range must be the one the caller meant."""
+    status, body, _ = server.request("GET", path, token=READ_TOKEN)
+    assert status == 400, body
+    name = path.rsplit("&", 1)[1].split("=")[0]
+    assert check(body, "Error")["error"] == f"query parameter `{name}`: given more than once"
+
+
+def test_an_offset_with_a_raw_plus_says_how_to_send_it(server: ServerProcess) -> None:
+    status, body, _ = server.request("GET", MONTH + "?as_of=2026-10-04T11:15:00+02:00", token=READ_TOKEN)
+    assert status == 400
+    assert "%2B" in check(body, "Error")["error"]
+    status, body, _ = server.request("GET", MONTH + "?as_of=2026-10-04T11:15:00%2B02:00", token=READ_TOKEN)
+    assert "%2B" not in body.decode()
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("GET", "/v1/contracts/"), ("GET", MONTH + "/"), ("GET", "/openapi.json/"), ("POST", "/v1/events/"),
+    ("GET", "/v1/events/"),
+])
+def test_a_trailing_slash_is_an_unknown_path(server: ServerProcess, method: str, path: str) -> None:
+    """A JSON 404 as for any path the interface does not name (was an empty 307 redirect)."""
+    status, body, headers = server.request(method, path, b"" if method == "POST" else None, token=None)
+    assert status == 404, (status, body)
+    assert headers["content-type"] == "application/json"
+    assert check(body, "Error") == {"error": "Not Found"}

@@ -9,7 +9,7 @@ import string
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.text import csv_text, printable
+from ledger.text import csv_text, printable, visible
 from ledger.urls import redact, scrub, url_secrets
 
 UNSAFE = {*map(chr, range(0x20)), "\x7f", *map(chr, range(0x80, 0xA0)), "\u061c", "\u200e", "\u200f",
@@ -47,6 +47,19 @@ def test_printable_spellings() -> None:
     assert printable("a\x1b[2Jb\x07\x7f\x85\x9b") == "a\\x1b[2Jb\\x07\\x7f\\x85\\x9b"
     assert printable("\u202eevil\u2066x\u2069\u2028\u061c") == "\\u202eevil\\u2066x\\u2069\\u2028\\u061c"
     assert printable("é 中文 🙂 \\n") == "é 中文 🙂 \\n"  # ordinary text and backslashes as they are
+
+
+@given(hostile)
+def test_visible_is_printable_but_the_blanks_of_a_page(text: str) -> None:
+    # For HTML pages: tab, LF and CR are blanks there and stay; every other control and bidi
+    # character is escaped as the terminal outputs escape it.
+    shown = visible(text)
+    assert not (UNSAFE - {"\t", "\n", "\r"}) & set(shown)
+    assert shown == "".join(c if c in "\t\n\r" else printable(c) for c in text)
+
+
+def test_visible_spellings() -> None:
+    assert visible("a\tb\nc\r\u202e12\x1b") == "a\tb\nc\r\\u202e12\\x1b"
 
 
 @given(hostile)
