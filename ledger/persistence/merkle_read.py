@@ -68,37 +68,53 @@ def leaf_line(position: int, state: bytes) -> bytes:
 class _Reader:
     """``merkle.Reader`` over a transaction: stored nodes, and nodes below ``STORED_FROM`` from the log.
 
-    A lower node lies in one tile; each tile a read needs is one range read of the log
-    (``tiles_read`` counts them: a root needs at most one, a proof at most two).
+    A lower node lies in one tile; each tile a read needs is one range read of the log, the
+    whole tile, whose leaves are hashed as nodes need them (``tiles_read`` counts the tiles,
+    ``queries`` the reads of stored nodes). What it has read or computed it keeps for the
+    transaction's life: a command's root and proof (or two roots and a consistency proof) ask
+    for many of the same nodes and tiles, and nothing is read twice (on a store of millions of
+    facts each read lands on pages no cache holds: proofs at 10M facts took 2.5 times as long
+    as at 100k, issue 19).
     """
 
     def __init__(self, tree: Tree) -> None:
         self.tree = tree
         self.tiles_read = 0
+        self.queries = 0
+        self._known: dict[Key, bytes] = {}
+        self._leaves: dict[int, bytes] = {}  # 0-based leaf hashes computed from the log
+        self._rows: dict[int, bytes] = {}  # the stored states of the tiles read, by 0-based leaf
+        self._tiles: set[int] = set()
 
     def __call__(self, keys: Sequence[Key]) -> Mapping[Key, bytes]:
-        stored = [k for k in keys if k[0] >= STORED_FROM]
-        got: dict[Key, bytes] = dict(self.tree.read(stored)) if stored else {}
-        low = [k for k in keys if k[0] < STORED_FROM]
+        known = self._known
+        missing = [k for k in keys if k not in known]
+        stored = [k for k in missing if k[0] >= STORED_FROM]
+        if stored:
+            self.queries += 1
+            known.update(self.tree.read(stored))
+        low = [k for k in missing if k[0] < STORED_FROM]
         if low:
-            got.update(self._lower(low))
-        return got
+            known.update(self._lower(low))
+        return {k: known[k] for k in keys if k in known}
 
     def _lower(self, keys: list[Key]) -> dict[Key, bytes]:
-        spans: dict[int, tuple[int, int]] = {}  # tile -> 0-based leaves [first, end) it must read
+        leaves, rows = self._leaves, self._rows
         for level, idx in keys:
             first, end = idx << level, (idx + 1) << level
             tile = first >> STORED_FROM
-            lo, hi = spans.get(tile, (first, end))
-            spans[tile] = (min(lo, first), max(hi, end))
-        leaves: dict[int, bytes] = {}
-        for first, end in spans.values():
-            self.tiles_read += 1
-            states = self.tree.states(first + 1, end)
-            if len(states) != end - first:
-                return {}  # the log is shorter than the tree asked for: the node is missing
-            for position, state in states:
-                leaves[position - 1] = merkle.leaf_hash(leaf_line(position, state))
+            if tile not in self._tiles:  # the whole tile at once: a later key may need its other leaves
+                self._tiles.add(tile)
+                self.tiles_read += 1
+                start = tile << STORED_FROM
+                for position, state in self.tree.states(start + 1, start + TILE):
+                    rows[position - 1] = state
+            for i in range(first, end):
+                if i not in leaves:
+                    stored = rows.get(i)
+                    if stored is None:
+                        return {}  # the log is shorter than the tree asked for: the node is missing
+                    leaves[i] = merkle.leaf_hash(leaf_line(i + 1, stored))
         return {(level, idx): merkle.build([leaves[i] for i in range(idx << level, (idx + 1) << level)])
                 for level, idx in keys}
 

@@ -281,6 +281,36 @@ def test_proofs_read_at_most_two_tiles(ledger: Ledger) -> None:
             assert rfc9162.verify_consistency(old, new, *roots, proof)
 
 
+def test_a_command_reads_each_tile_and_node_once(ledger: Ledger) -> None:
+    """A command's roots and proof share one reader: its tiles and nodes are read once, not per computation.
+
+    A consistency command computes both roots and the proof; an inclusion command the path and
+    the root. Each of them asks for the same tiles of the log again (on a store of millions of
+    facts each of those reads lands on pages no cache holds).
+    """
+    import_lines(ledger, lines(0, 300))
+    import_lines(ledger, lines(300, 37))
+    n = ledger.recorder.last_position()
+    with ledger.recorder.merkle_tree() as tree:
+        for old, new in ((1, n), (63, n), (65, 200), (100, 300), (129, 256), (200, n), (n - 1, n)):
+            read = merkle_read._Reader(tree)
+            roots = merkle.root(old, read), merkle.root(new, read)
+            proof = merkle.consistency_path(old, new, read)
+            assert roots == (expected_root(ledger, old), expected_root(ledger, new))
+            assert rfc9162.verify_consistency(old, new, *roots, proof)
+            assert read.tiles_read <= 2
+            assert read.queries <= 3
+        for index, size in ((0, n), (64, n), (130, n), (n - 1, n), (70, 200)):
+            read = merkle_read._Reader(tree)
+            path = merkle.inclusion_path(index, size, read)
+            root = merkle.root(size, read)
+            assert root == expected_root(ledger, size)
+            line = export_line(next(ledger.recorder.read_records(index + 1, index + 1)))
+            assert rfc9162.verify_inclusion(index, size, rfc9162.leaf(line), path, root)
+            assert read.tiles_read <= 2
+            assert read.queries <= 2
+
+
 def test_a_store_of_the_earlier_layout(ledger: Ledger) -> None:
     """A store whose tree was written with every level (the layout before tiles): it proves and
     verifies as it is, appends go on in the new layout, and verify still compares its lower rows."""
