@@ -109,3 +109,19 @@ def test_import_refuses_a_nul_in_a_reason(runner: CliRunner, url: str) -> None:
     assert one_line_error(result) == ("error: line 2: field `reason`: must not contain control characters "
                                       "other than tab, line feed and carriage return")
     assert run(runner, url, "events").stdout == before
+
+
+@pytest.mark.parametrize(("since", "until"), [("2026-10-05T00:00:00Z", "2026-10-04T00:00:00Z"),
+                                              ("2026-10-04T09:15:00Z", "2026-10-04T10:15:00+02:00")])
+def test_events_refuse_a_since_after_until(runner: CliRunner, url: str, since: str, until: str) -> None:
+    # It used to print the facts without a time of their own (here the contract), as if the
+    # empty range were a filter they pass.
+    result = runner.invoke(cli, ["--store", url, "events", "--since", since, "--until", until])
+    assert result.exit_code == 2
+    assert one_line_error(result) == (
+        f"error: --since {since}: after --until {until} (the range would be empty)")
+    assert result.stdout == ""
+    # The same instant at both ends is a range (it keeps what spans it); the order is by instant.
+    same = run(runner, url, "events", "--since", AT, "--until", AT.replace("09:15:00Z", "11:15:00+02:00"))
+    assert same.exit_code == 0
+    assert [line for line in same.stdout.splitlines() if '"contract_registered"' in line]
