@@ -111,17 +111,40 @@ def test_import_refuses_a_nul_in_a_reason(runner: CliRunner, url: str) -> None:
     assert run(runner, url, "events").stdout == before
 
 
-@pytest.mark.parametrize(("since", "until"), [("2026-10-05T00:00:00Z", "2026-10-04T00:00:00Z"),
-                                              ("2026-10-04T09:15:00Z", "2026-10-04T10:15:00+02:00")])
-def test_events_refuse_a_since_after_until(runner: CliRunner, url: str, since: str, until: str) -> None:
+
+def test_events_refuse_a_since_after_until(runner: CliRunner, url: str) -> None:
     # It used to print the facts without a time of their own (here the contract), as if the
     # empty range were a filter they pass.
-    result = runner.invoke(cli, ["--store", url, "events", "--since", since, "--until", until])
-    assert result.exit_code == 2
-    assert one_line_error(result) == (
-        f"error: --since {since}: after --until {until} (the range would be empty)")
-    assert result.stdout == ""
+    for since, until in [("2026-10-05T00:00:00Z", "2026-10-04T00:00:00Z"),
+                         ("2026-10-04T09:15:00Z", "2026-10-04T10:15:00+02:00")]:
+        result = runner.invoke(cli, ["--store", url, "events", "--since", since, "--until", until])
+        assert result.exit_code == 2
+        assert one_line_error(result) == (
+            f"error: --since {since}: after --until {until} (the range would be empty)")
+        assert result.stdout == ""
     # The same instant at both ends is a range (it keeps what spans it); the order is by instant.
     same = run(runner, url, "events", "--since", AT, "--until", AT.replace("09:15:00Z", "11:15:00+02:00"))
     assert same.exit_code == 0
     assert [line for line in same.stdout.splitlines() if '"contract_registered"' in line]
+
+
+NOT_UTF8 = "w\udcff"  # how Python reads the byte 0xFF of a command-line argument
+NOT_UTF8_ARGS = [
+    (["append", "probe_failed", "--service", NOT_UTF8, "--probe", "p", "--at", AT], "--service"),
+    (["append", "--json", f'{{"type":"probe_failed","service":"{NOT_UTF8}","probe":"p","at":"{AT}"}}'],
+     "--json"),
+    (["events", "--service", NOT_UTF8], "--service"),
+    (["events", f"--since={NOT_UTF8}"], "--since"),
+    (["report", "--contract", NOT_UTF8, "--month", "2026-10"], "--contract"),
+    (["audit", "--contract", "c1", "--month", "2026-10", "--as-of", NOT_UTF8], "--as-of"),
+]
+
+
+def test_an_argument_that_is_not_utf8_is_named(runner: CliRunner, url: str) -> None:
+    # It was `error: UnicodeEncodeError: 'utf-8' codec can't encode ...`, exit 1, naming nothing.
+    before = run(runner, url, "events").stdout
+    for args, named in NOT_UTF8_ARGS:
+        result = runner.invoke(cli, ["--store", url, *args])
+        assert result.exit_code == 2, args
+        assert one_line_error(result) == f"error: {named}: not valid UTF-8 text"
+    assert run(runner, url, "events").stdout == before
