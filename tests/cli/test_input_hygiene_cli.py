@@ -148,3 +148,34 @@ def test_an_argument_that_is_not_utf8_is_named(runner: CliRunner, url: str) -> N
         assert result.exit_code == 2, args
         assert one_line_error(result) == f"error: {named}: not valid UTF-8 text"
     assert run(runner, url, "events").stdout == before
+
+
+
+def _from(month: str, cid: str = "c1") -> str:
+    return POLICY.replace('"c1"', f'"{cid}"').replace('"100.00"', f'"100.00"\neffective_from = "{month}"')
+
+
+def test_what_the_store_refuses_in_a_policy_names_the_file(runner: CliRunner, url: str,
+                                                           tmp_path: Path) -> None:
+    # The file's own checks named it (`p.toml: field ...`); the checks against the store did not.
+    policy = tmp_path / "p.toml"
+    policy.write_text(_from("2026-10"))
+    assert run(runner, url, "contract", "amend", str(policy)).exit_code == 0
+    before = run(runner, url, "events").stdout
+    later = ("field `contract.effective_from`: 2026-09 is not after 2026-10, from which version 2 is in "
+             "force: each amendment starts a later month")
+    cases = [
+        (["register"], POLICY, 2,
+         "contract `c1` is already registered (version 2); use `ledger contract amend`"),
+        (["amend"], _from("2026-11", "c9"), 1, "contract `c9` is not registered; register it first"),
+        (["validate"], _from("2026-11", "c9"), 1, "contract `c9` is not registered; register it first"),
+        (["amend"], POLICY, 2, 'field `contract.effective_from`: required to amend a contract ("YYYY-MM")'),
+        (["amend"], _from("2026-09"), 2, later),
+        (["validate"], _from("2026-09"), 2, later),
+    ]
+    for command, text, code, message in cases:
+        policy.write_text(text)
+        result = runner.invoke(cli, ["--store", url, "contract", *command, str(policy)])
+        assert result.exit_code == code, (command, result.stderr)
+        assert one_line_error(result) == f"error: {policy}: {message}"
+    assert run(runner, url, "events").stdout == before
