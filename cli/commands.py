@@ -156,6 +156,10 @@ def events(ctx: Context, service: str | None, since: str | None, until: str | No
     from ledger.events import export_line
 
     start, end = timestamp(since, "--since"), timestamp(until, "--until")
+    if start is not None and end is not None and start > end:
+        # An empty range, most likely swapped: refused rather than answered with the facts
+        # that have no time of their own, which every range keeps.
+        raise BadInput(f"--since {since}: after --until {until} (the range would be empty)")
     out = sys.stdout.buffer
     for rec in selected(ctx.ledger(read_only=True), service, start, end, after, types):
         out.write(export_line(rec))

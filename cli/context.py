@@ -152,6 +152,7 @@ class LedgerGroup(_PlainHelp, click.Group):
         return super().get_command(ctx, cmd_name)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta[_ARGS] = list(args)  # as given, for ``_undecodable``
         try:
             return super().parse_args(ctx, args)
         except click.UsageError as exc:
@@ -174,10 +175,32 @@ class LedgerGroup(_PlainHelp, click.Group):
             # `ledger events | head`: the reader left; nothing worth a message.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise click.exceptions.Exit(1) from None
+        except UnicodeEncodeError as exc:
+            # An argument that is not UTF-8 reaches the command as lone surrogates (Python's
+            # reading of argv), which fail only where the text is encoded: name the argument.
+            where = _undecodable(ctx.meta.get(_ARGS, []))
+            if where is None:
+                raise Failure(_scrubbed(ctx, _describe(exc)), 1) from None
+            raise Failure(_scrubbed(ctx, f"{where}: not valid UTF-8 text"), 2) from None
         except Exception as exc:
             if os.environ.get("LEDGER_DEBUG"):
                 raise
             raise Failure(_scrubbed(ctx, _describe(exc)), 1) from None
+
+
+_ARGS = "ledger.args"
+
+
+def _undecodable(args: list[str]) -> str | None:
+    """The option (or argument) whose value was not UTF-8 on the command line; None if none was."""
+    for i, arg in enumerate(args):
+        if any("\udc80" <= c <= "\udcff" for c in arg):
+            if arg.startswith("--") and "=" in arg:
+                return arg.partition("=")[0]
+            if i and args[i - 1].startswith("-") and not arg.startswith("-"):
+                return args[i - 1]
+            return f"argument {arg!r}"
+    return None
 
 
 def _scrubbed(ctx: click.Context, message: str) -> str:

@@ -2,21 +2,37 @@
 
 from __future__ import annotations
 
-from typing import BinaryIO
+from collections.abc import Callable
+from typing import BinaryIO, TypeVar
 
 import click
 import msgspec
 
 from cli.context import Context, pass_ctx
+from ledger.errors import BadInput, NotFound
 from ledger.policy import PolicyFile
 from ledger.text import printable
+
+T = TypeVar("T")
+
+
+def _source(file: BinaryIO) -> str:
+    return str(getattr(file, "name", "policy"))
 
 
 def _policy(file: BinaryIO) -> PolicyFile:
     """The policy in a TOML file, its errors naming the file (or `policy` for stdin)."""
     from ledger.policy_check import load_policy
 
-    return load_policy(file.read(), source=getattr(file, "name", "policy"))
+    return load_policy(file.read(), source=_source(file))
+
+
+def _against_store(file: BinaryIO, check: Callable[[], T]) -> T:
+    """``check`` (the store's rules for a policy), its errors naming the file as ``_policy``'s do."""
+    try:
+        return check()
+    except (BadInput, NotFound) as exc:
+        raise type(exc)(f"{_source(file)}: {exc}") from None
 
 
 @click.group()
@@ -30,7 +46,7 @@ def contract() -> None:
 def contract_register(ctx: Context, file: BinaryIO) -> None:
     """Record version 1 of the contract in FILE.toml."""
     policy = _policy(file)
-    v = ctx.ledger().register_contract(policy)
+    v = _against_store(file, lambda: ctx.ledger().register_contract(policy))
     click.echo(f"contract {v.contract} version {v.version} at position {v.position}")
 
 
@@ -40,7 +56,7 @@ def contract_register(ctx: Context, file: BinaryIO) -> None:
 def contract_amend(ctx: Context, file: BinaryIO) -> None:
     """Record a new version of a contract, in force from its effective_from month."""
     policy = _policy(file)
-    v = ctx.ledger().amend_contract(policy)
+    v = _against_store(file, lambda: ctx.ledger().amend_contract(policy))
     click.echo(f"contract {v.contract} version {v.version} (from {v.effective_from}) "
                f"at position {v.position}")
 
@@ -51,7 +67,7 @@ def contract_amend(ctx: Context, file: BinaryIO) -> None:
 def contract_validate(ctx: Context, file: BinaryIO) -> None:
     """Run every check `register` or `amend` would run on a policy FILE, against the store; write nothing."""
     policy = _policy(file)
-    click.echo(ctx.ledger(create=False).validate_contract(policy))
+    click.echo(_against_store(file, lambda: ctx.ledger(create=False).validate_contract(policy)))
 
 
 @contract.command("list")

@@ -321,13 +321,28 @@ def decode_fact(data: bytes | str) -> Fact:
     except msgspec.DecodeError as exc:
         raise BadInput(f"not valid JSON: {exc}") from None
     except UnicodeDecodeError as exc:
-        raise BadInput(f"not valid UTF-8: {exc.reason} at byte {exc.start}") from None
+        raise BadInput(_not_utf8(data, exc)) from None
     except RecursionError:
         raise BadInput("JSON nested too deeply") from None
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
     fact, canon, _ = admit(fact, may_hold_control(raw))
     check_keys(raw, fact, canon, b"\\" in raw)
     return fact
+
+
+def _not_utf8(data: bytes | str, exc: UnicodeDecodeError) -> str:
+    """The message for a line that is not UTF-8, naming the offending byte of the line.
+
+    msgspec counts ``exc.start`` from the start of the string value that holds the byte,
+    not from the start of the line; decoding the line again finds it in the line. Counted
+    from 1, as msgspec counts the bytes of its JSON errors (``trailing characters (byte 8)``).
+    """
+    if isinstance(data, bytes | bytearray | memoryview):
+        try:
+            bytes(data).decode("utf-8")
+        except UnicodeDecodeError as whole:
+            exc = whole
+    return f"not valid UTF-8: {exc.reason} at byte {exc.start + 1} of the line"
 
 
 def fact_from_fields(fact_type: str, fields: dict[str, Any]) -> Fact:

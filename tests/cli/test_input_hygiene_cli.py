@@ -109,3 +109,73 @@ def test_import_refuses_a_nul_in_a_reason(runner: CliRunner, url: str) -> None:
     assert one_line_error(result) == ("error: line 2: field `reason`: must not contain control characters "
                                       "other than tab, line feed and carriage return")
     assert run(runner, url, "events").stdout == before
+
+
+
+def test_events_refuse_a_since_after_until(runner: CliRunner, url: str) -> None:
+    # It used to print the facts without a time of their own (here the contract), as if the
+    # empty range were a filter they pass.
+    for since, until in [("2026-10-05T00:00:00Z", "2026-10-04T00:00:00Z"),
+                         ("2026-10-04T09:15:00Z", "2026-10-04T10:15:00+02:00")]:
+        result = runner.invoke(cli, ["--store", url, "events", "--since", since, "--until", until])
+        assert result.exit_code == 2
+        assert one_line_error(result) == (
+            f"error: --since {since}: after --until {until} (the range would be empty)")
+        assert result.stdout == ""
+    # The same instant at both ends is a range (it keeps what spans it); the order is by instant.
+    same = run(runner, url, "events", "--since", AT, "--until", AT.replace("09:15:00Z", "11:15:00+02:00"))
+    assert same.exit_code == 0
+    assert [line for line in same.stdout.splitlines() if '"contract_registered"' in line]
+
+
+NOT_UTF8 = "w\udcff"  # how Python reads the byte 0xFF of a command-line argument
+NOT_UTF8_ARGS = [
+    (["append", "probe_failed", "--service", NOT_UTF8, "--probe", "p", "--at", AT], "--service"),
+    (["append", "--json", f'{{"type":"probe_failed","service":"{NOT_UTF8}","probe":"p","at":"{AT}"}}'],
+     "--json"),
+    (["events", "--service", NOT_UTF8], "--service"),
+    (["events", f"--since={NOT_UTF8}"], "--since"),
+    (["report", "--contract", NOT_UTF8, "--month", "2026-10"], "--contract"),
+    (["audit", "--contract", "c1", "--month", "2026-10", "--as-of", NOT_UTF8], "--as-of"),
+]
+
+
+def test_an_argument_that_is_not_utf8_is_named(runner: CliRunner, url: str) -> None:
+    # It was `error: UnicodeEncodeError: 'utf-8' codec can't encode ...`, exit 1, naming nothing.
+    before = run(runner, url, "events").stdout
+    for args, named in NOT_UTF8_ARGS:
+        result = runner.invoke(cli, ["--store", url, *args])
+        assert result.exit_code == 2, args
+        assert one_line_error(result) == f"error: {named}: not valid UTF-8 text"
+    assert run(runner, url, "events").stdout == before
+
+
+
+def _from(month: str, cid: str = "c1") -> str:
+    return POLICY.replace('"c1"', f'"{cid}"').replace('"100.00"', f'"100.00"\neffective_from = "{month}"')
+
+
+def test_what_the_store_refuses_in_a_policy_names_the_file(runner: CliRunner, url: str,
+                                                           tmp_path: Path) -> None:
+    # The file's own checks named it (`p.toml: field ...`); the checks against the store did not.
+    policy = tmp_path / "p.toml"
+    policy.write_text(_from("2026-10"))
+    assert run(runner, url, "contract", "amend", str(policy)).exit_code == 0
+    before = run(runner, url, "events").stdout
+    later = ("field `contract.effective_from`: 2026-09 is not after 2026-10, from which version 2 is in "
+             "force: each amendment starts a later month")
+    cases = [
+        (["register"], POLICY, 2,
+         "contract `c1` is already registered (version 2); use `ledger contract amend`"),
+        (["amend"], _from("2026-11", "c9"), 1, "contract `c9` is not registered; register it first"),
+        (["validate"], _from("2026-11", "c9"), 1, "contract `c9` is not registered; register it first"),
+        (["amend"], POLICY, 2, 'field `contract.effective_from`: required to amend a contract ("YYYY-MM")'),
+        (["amend"], _from("2026-09"), 2, later),
+        (["validate"], _from("2026-09"), 2, later),
+    ]
+    for command, text, code, message in cases:
+        policy.write_text(text)
+        result = runner.invoke(cli, ["--store", url, "contract", *command, str(policy)])
+        assert result.exit_code == code, (command, result.stderr)
+        assert one_line_error(result) == f"error: {policy}: {message}"
+    assert run(runner, url, "events").stdout == before

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -131,3 +133,31 @@ def test_events_piped_into_postgres_give_byte_identical_reports_and_as_of_audits
         assert outputs(runner, sqlite_url, "--as-of", middle) == outputs(runner, target, "--as-of", middle)
         last = str(len(exported.splitlines()) - 3)
         assert outputs(runner, sqlite_url, "--position", last) == outputs(runner, target, "--position", last)
+
+
+
+def test_postgres_back_to_sqlite_through_a_real_pipe(stores: tuple[str, str], runner: CliRunner,
+                                                     tmp_path: Any) -> None:
+    """`ledger events | ledger import -` between two processes, PostgreSQL to SQLite: the same log;
+    then a new fact recorded before the store's last is refused, the store unchanged."""
+    _, pg_url = stores
+    target = f"sqlite:///{tmp_path / 'back.db'}"
+    command = [sys.executable, "-m", "cli.main", "--store"]
+    with subprocess.Popen([*command, pg_url, "events"], stdout=subprocess.PIPE) as source:
+        moved = subprocess.run([*command, target, "import", "-"], stdin=source.stdout, capture_output=True,
+                               check=False)
+    assert (source.wait(), moved.returncode) == (0, 0), moved.stderr
+
+    def log(url: str) -> list[bytes]:
+        return [out(runner, url, *c) for c in (("events",), ("checkpoint",), ("verify",))]
+
+    assert log(target) == log(pg_url)
+    exported = out(runner, target, "events").splitlines()
+    first = json.loads(exported[0])["recorded_at"]
+    late = json.dumps({"type": "probe_failed", "service": "late", "probe": "p", "at": "2026-10-04T09:15:00Z",
+                       "recorded_at": first}).encode()
+    refused = subprocess.run([*command, target, "import", "-"], input=exported[-1] + b"\n" + late + b"\n",
+                             capture_output=True, check=False)
+    assert refused.returncode == 2
+    assert refused.stderr.decode().startswith(f"error: line 2: field `recorded_at`: {first[:19]}")
+    assert log(target) == log(pg_url)

@@ -442,3 +442,18 @@ def test_the_edges_of_time_are_evaluable(ledger: Ledger) -> None:
             ledger.report(cid, month)
             ledger.audit(cid, month, as_of=LATEST)
     # (No projection here: it would evaluate each of the 12,360 months the facts span.)
+
+
+def test_a_byte_that_is_not_utf8_is_named_where_it_is_in_the_line(ledger: Ledger) -> None:
+    # msgspec counts from the start of the string holding the byte: the message said "at byte 1"
+    # for the 36th byte of the line, on every path.
+    good = line("probe_failed", service="web", probe="p", at=AT)
+    bad = good.replace(b'"web"', b'"w\xffb"')
+    assert bad.index(b"\xff") == 35
+    import_refused(ledger, good + b"\n" + bad + b"\n",
+                   re.escape("line 2: not valid UTF-8: invalid start byte at byte 36 of the line"))
+    cut = bad.replace(b"w\xffb", b"web\xe2\x82")  # a truncated sequence, ending the string
+    where = cut.index(b"\xe2") + 1
+    with pytest.raises(BadInput, match=re.escape(
+            f"not valid UTF-8: invalid continuation byte at byte {where} of the line")):
+        decode_fact(cut)
