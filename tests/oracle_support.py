@@ -262,8 +262,10 @@ def mean_text(total_us: int, n: int) -> Decimal:
 
 def support_model(policy: dict[str, Any], facts: list[Fact], month: str, replay: Replay) -> dict[str, Any]:
     """The figures section 6.3 lists, as plain values (instants in us, seconds as Decimal)."""
-    contract, support = policy["contract"], policy["support"]
+    contract, support = policy["contract"], policy.get("support")
     ctz = ZoneInfo(contract["timezone"])
+    if support is None:  # promises nothing: every ticket of the month has an unknown severity
+        return _nothing_promised(contract, facts, month, replay)
     stz = ZoneInfo(support.get("timezone") or contract["timezone"])
     seen = [f for f in facts if f["position"] <= replay.position]
     ms, me = month_bounds(month, ctz)
@@ -343,7 +345,7 @@ def support_model(policy: dict[str, Any], facts: list[Fact], month: str, replay:
     engagements = None
     if support.get("engagement"):
         rule = support["engagement"]
-        pieces = _outage(policy, seen, horizon)
+        pieces = _downtime(policy, seen, horizon)
         stretches = [s for s, _ in union(pieces) if ms <= s < horizon]
         engaged = sorted(to_us(instant(f["at"])) for f in seen if f["type"] == "support_engaged"
                          and f["service"] == service and f["level"] == rule["level"])
@@ -405,6 +407,22 @@ def support_model(policy: dict[str, Any], facts: list[Fact], month: str, replay:
                                 | {c["holidays"] for c in support.get("closures", [])})}
 
 
+def _nothing_promised(contract: dict[str, Any], facts: list[Fact], month: str,
+                      replay: Replay) -> dict[str, Any]:
+    zone = ZoneInfo(contract["timezone"])
+    ms, me = month_bounds(month, zone)
+    opened: dict[str, int] = {}
+    for f in facts:
+        if f["position"] <= replay.position and f["type"] == "ticket_opened" \
+                and f["contract"] == contract["id"]:
+            at = to_us(instant(f["at"]))
+            opened[f["ticket"]] = min(opened.get(f["ticket"], at), at)
+    return {"tickets": [], "targets": [], "engagements": None, "recoveries": None, "quota": None,
+            "unknown_severity": sorted(t for t, at in opened.items() if ms <= at < me),
+            "holidays": Holidays([]), "as_of_position": replay.position, "month": month,
+            "timezone": contract["timezone"], "support_zone": zone, "countries": []}
+
+
 def _outage(policy: dict[str, Any], seen: list[Fact], horizon: int) -> list[tuple[int, int]]:
     """Outage of the contract's service (section 2) from probes and outage incidents; nothing excused."""
     service = policy["contract"]["service"]
@@ -457,3 +475,24 @@ def _outage(policy: dict[str, Any], seen: list[Fact], horizon: int) -> list[tupl
     for spans in incidents.values():
         out += spans
     return out
+
+
+def _downtime(policy: dict[str, Any], seen: list[Fact], horizon: int) -> list[tuple[int, int]]:
+    """D = outage - M - excused (section 2), for a policy whose business hours never matter."""
+    service = policy["contract"]["service"]
+    maintenance = policy.get("maintenance")
+    cancelled = {f["maintenance"] for f in seen if f["type"] == "maintenance_cancelled"}
+    revoked = {f["ref"] for f in seen if f["type"] == "exclusion_revoked"}
+    off: list[tuple[int, int]] = []
+    for f in seen:
+        if f["type"] == "maintenance_announced" and maintenance and f["service"] == service \
+                and f["maintenance"] not in cancelled:
+            announced, starts = to_us(instant(f["announced_at"])), to_us(instant(f["starts_at"]))
+            conforming = starts - announced >= duration_us(maintenance["min_notice"])
+            if conforming or maintenance["nonconforming"] == "emergency":
+                off.append((max(starts, announced), to_us(instant(f["ends_at"]))))
+        excludable = "force_majeure" in policy["availability"]["excludable"]
+        if f["type"] == "force_majeure_declared" and f["service"] == service \
+                and f["declaration"] not in revoked and excludable:
+            off.append((to_us(instant(f["starts_at"])), to_us(instant(f["ends_at"]))))
+    return subtract(union(_outage(policy, seen, horizon)), off)

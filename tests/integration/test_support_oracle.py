@@ -50,10 +50,13 @@ class Case:
     registered_here: bool  # `contract register` on the store under test, else the contract fact imported
     pin: tuple[str, int] | None = None  # `ledger calendar pin` of that country from that year, at the end
     contract_at: int = 0  # how many facts are recorded before the contract (when imported)
+    no_support: bool = False  # the policy registered has no [support]: it promises nothing
     replays: list[tuple[str, int]] = field(default_factory=list)  # ("position", i) / ("as_of", index)
 
 
 def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
     if isinstance(v, str):
         return json.dumps(v)
     if isinstance(v, list):
@@ -65,7 +68,9 @@ def _toml_value(v: Any) -> str:
 
 def policy_toml(policy: dict[str, Any]) -> str:
     out = []
-    for section in ("contract", "availability", "support"):
+    for section in ("contract", "availability", "maintenance", "support"):
+        if section not in policy:
+            continue
         out.append(f"[{section}]")
         out += [f"{k} = {_toml_value(v)}" for k, v in policy[section].items()]
     return "\n".join(out) + "\n"
@@ -112,7 +117,7 @@ def policies(draw: st.DrawFn) -> dict[str, Any]:
     else:
         contract["monthly_fee"] = draw(st.sampled_from(["500.00", "1200.00", "83.33"]))
     availability = {"target": "99.9", "formula": "downtime_over_total", "outage_when": "any",
-                    "probes": ["p"], "excludable": []}
+                    "probes": ["p"], "excludable": draw(st.sampled_from([[], ["force_majeure"]]))}
     support: dict[str, Any] = {}
     if draw(st.booleans()):
         support["timezone"] = draw(st.sampled_from(ZONES))
@@ -147,7 +152,11 @@ def policies(draw: st.DrawFn) -> dict[str, Any]:
         if draw(st.booleans()):
             quota["warn_below"] = draw(st.sampled_from(["2h", "30m", "100h"]))
         support["quota"] = quota
-    return {"contract": contract, "availability": availability, "support": support}
+    policy = {"contract": contract, "availability": availability, "support": support}
+    if draw(st.booleans()):
+        policy["maintenance"] = {"min_notice": "24h", "outside_business_hours": False,
+                                 "nonconforming": draw(st.sampled_from(["downtime", "emergency"]))}
+    return policy
 
 
 def _iso(us: int, tz: str) -> str:
@@ -258,6 +267,22 @@ def cases(draw: st.DrawFn) -> Case:
                 "impact": "outage"})
         e = s + draw(st.integers(1, 96)) * Q
         add(e, {"type": "incident_resolved", "incident": "inc-1", "at": _iso(e, zone)})
+    for i in range(draw(st.integers(0, 2))):  # maintenance and force majeure: outage that is not D
+        s = when()
+        e = s + draw(st.integers(1, 96)) * Q
+        if draw(st.booleans()):
+            notice = draw(st.sampled_from([1, 95, 96, 200])) * Q
+            add(s - notice, {"type": "maintenance_announced", "service": SERVICE, "maintenance": f"m-{i}",
+                             "announced_at": _iso(s - notice, zone), "starts_at": _iso(s, zone),
+                             "ends_at": _iso(e, zone)})
+            if not draw(st.integers(0, 3)):
+                add(s - Q, {"type": "maintenance_cancelled", "maintenance": f"m-{i}",
+                            "at": _iso(s - Q, zone)})
+        else:
+            add(s, {"type": "force_majeure_declared", "service": SERVICE, "declaration": f"fm-{i}",
+                    "starts_at": _iso(s, zone), "ends_at": _iso(e, zone), "reason": "storm"})
+            if not draw(st.integers(0, 3)):
+                add(None, {"type": "exclusion_revoked", "ref": f"fm-{i}", "reason": "not a storm"})
     for _ in range(draw(st.integers(0, 3))):
         t = when() + draw(st.sampled_from([0, 60 * US, 7 * 60 * US]))
         add(t, {"type": "support_engaged", "service": draw(st.sampled_from([SERVICE, SERVICE, "other"])),
@@ -296,6 +321,7 @@ def cases(draw: st.DrawFn) -> Case:
             fact["recorded_at"] = from_us(rec).isoformat().replace("+00:00", "Z")
         facts_out.append(fact)
     case = Case(policy, month, facts_out, registered_here)
+    case.no_support = not draw(st.integers(0, 15))
     if not registered_here and draw(st.booleans()):
         case.contract_at = draw(st.integers(0, len(facts_out)))
     if countries and draw(st.booleans()):
@@ -346,7 +372,8 @@ def run_case(case: Case, url: str, tmp: Path, outputs: list[str] | None = None) 
     """Every difference between the store's `ledger support` figures and the model's (outputs: the JSON)."""
     led = Cli(url)
     policy_file = tmp / "policy.toml"
-    policy_file.write_text(policy_toml(case.policy))
+    policy = {k: v for k, v in case.policy.items() if k != "support" or not case.no_support}
+    policy_file.write_text(policy_toml(policy))
     led("init")
     lines = [json.dumps(f) for f in case.facts]
     if case.registered_here:
@@ -395,13 +422,13 @@ def run_case(case: Case, url: str, tmp: Path, outputs: list[str] | None = None) 
             outputs.append(text)
         got = json.loads(text)
         heads.append(got)
-        want = support_model(case.policy, facts, case.month, replay)
+        want = support_model(policy, facts, case.month, replay)
         problems += [f"{' '.join(args) or 'head'}: {p}" for p in compare(got, want)]
     every = json.loads(led("support", "--month", case.month, "--format", "json"))
     if every != [heads[0]]:
         problems.append(f"support --month without --contract: {every}")
     hol = Holidays([f for f in facts if f["type"] == "holidays_pinned"])
-    sup = case.policy["support"]
+    sup = policy.get("support", {"closures": []})
     year = int(case.month[:4])
     for country in sorted({sup.get("holidays")} - {None} | {c["holidays"] for c in sup["closures"]}):
         shown = led("calendar", "show", "--country", country, "--year", str(year)).splitlines()
