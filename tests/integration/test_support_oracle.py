@@ -98,7 +98,8 @@ def hours_entry(draw: st.DrawFn) -> str:
     days = draw(st.sampled_from(["Mon-Fri", "Mon", "Sat,Sun", "Sat-Mon", "Tue,Thu", "Mon-Sun",
                                  "Wed-Fri,Sun"]))
     s = min(draw(MINUTES), 1425)
-    e = draw(st.one_of(st.integers(s // 15 + 1, 96).map(lambda q: q * 15), st.sampled_from([1440, s + 60])))
+    e = draw(st.one_of(st.integers(s // 15 + 1, 96).map(lambda q: q * 15),
+                       st.sampled_from([1440, min(s + 60, 1440)])))
     return f"{days} {_hhmm(s)}-{'24:00' if e == 1440 else _hhmm(e)}"
 
 
@@ -409,7 +410,7 @@ def run_case(case: Case, url: str, tmp: Path, outputs: list[str] | None = None) 
             at = k if how == "as_of_instant" else stamps[min(k // 3, len(stamps) - 1)] + (k % 3 - 1) * US
             at = max(at, stamps[0])
             pos = max(r["position"] for r in recorded if to_us(instant(r["recorded_at"])) <= at)
-            points.append((["--as-of", from_us(at).isoformat()], Replay(pos, at)))
+            points.append((["--as-of", _iso(at, policy["contract"]["timezone"])], Replay(pos, at)))
     heads: list[dict[str, Any]] = []
     registered = next(r["position"] for r in recorded if r["type"] == "contract_registered")
     for args, replay in points:
