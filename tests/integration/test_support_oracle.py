@@ -51,6 +51,7 @@ class Case:
     pin: tuple[str, int] | None = None  # `ledger calendar pin` of that country from that year, at the end
     contract_at: int = 0  # how many facts are recorded before the contract (when imported)
     no_support: bool = False  # the policy registered has no [support]: it promises nothing
+    amended: tuple[str, dict[str, Any]] | None = None  # (effective_from, [support]) of a version 2
     replays: list[tuple[str, int]] = field(default_factory=list)  # ("position", i) / ("as_of", index)
 
 
@@ -323,6 +324,11 @@ def cases(draw: st.DrawFn) -> Case:
         facts_out.append(fact)
     case = Case(policy, month, facts_out, registered_here)
     case.no_support = not draw(st.integers(0, 15))
+    if not draw(st.integers(0, 3)):  # a version 2 with other support terms, from this month or another
+        y, m = int(month[:4]), int(month[5:])
+        shift = draw(st.sampled_from([-1, 0, 1]))
+        y, m = (y, m + shift) if 1 <= m + shift <= 12 else (y + shift, (m + shift - 1) % 12 + 1)
+        case.amended = (f"{y:04d}-{m:02d}", draw(policies())["support"])
     if not registered_here and draw(st.booleans()):
         case.contract_at = draw(st.integers(0, len(facts_out)))
     if countries and draw(st.booleans()):
@@ -358,15 +364,29 @@ class Cli:
         return f"exit {out.exit_code}: {out.output!r} {out.exception!r}"
 
 
-def _contract_line(policy_file: Path, tmp: Path, recorded_at: datetime) -> dict[str, Any]:
-    """The `contract_registered` fact as `ledger events` prints it, to import with an early recorded_at."""
+def _contract_lines(files: list[Path], tmp: Path, recorded_at: datetime) -> list[str]:
+    """The contract's facts as `ledger events` prints them, to import with a recorded_at of ours."""
     scratch = Cli(f"sqlite:///{tmp / 'scratch.db'}")
     scratch("init")
-    scratch("contract", "register", str(policy_file))
-    line = json.loads(scratch("events").splitlines()[0])
-    line.pop("position")
-    line["recorded_at"] = recorded_at.isoformat().replace("+00:00", "Z")
-    return line
+    scratch("contract", "register", str(files[0]))
+    for file in files[1:]:
+        scratch("contract", "amend", str(file))
+    out = []
+    for text in scratch("events").splitlines():
+        line = json.loads(text)
+        line.pop("position")
+        line["recorded_at"] = recorded_at.isoformat().replace("+00:00", "Z")
+        out.append(json.dumps(line))
+    return out
+
+
+def _in_force(case: Case, policy: dict[str, Any], recorded: list[dict[str, Any]],
+              position: int) -> tuple[dict[str, Any], int]:
+    """The version in force for the case's month at a replay position (section 3), and its number."""
+    amended = next((r["position"] for r in recorded if r["type"] == "contract_amended"), None)
+    if case.amended and amended is not None and amended <= position and case.amended[0] <= case.month:
+        return {**policy, "support": case.amended[1]}, 2
+    return policy, 1
 
 
 def run_case(case: Case, url: str, tmp: Path, outputs: list[str] | None = None) -> list[str]:
@@ -375,15 +395,23 @@ def run_case(case: Case, url: str, tmp: Path, outputs: list[str] | None = None) 
     policy_file = tmp / "policy.toml"
     policy = {k: v for k, v in case.policy.items() if k != "support" or not case.no_support}
     policy_file.write_text(policy_toml(policy))
+    files = [policy_file]
+    if case.amended:
+        files.append(tmp / "amended.toml")
+        version2 = {**policy, "contract": {**policy["contract"], "effective_from": case.amended[0]},
+                    "support": case.amended[1]}
+        files[1].write_text(policy_toml(version2))
     led("init")
     lines = [json.dumps(f) for f in case.facts]
     if case.registered_here:
         led("contract", "register", str(policy_file))
+        for file in files[1:]:
+            led("contract", "amend", str(file))
     else:
         # registered among the facts (its service's and tickets' facts may come first)
         at = min(case.contract_at, len(case.facts))
         stamp = instant(case.facts[at]["recorded_at"]) if at < len(case.facts) else LATEST
-        lines.insert(at, json.dumps(_contract_line(policy_file, tmp, stamp)))
+        lines[at:at] = _contract_lines(files, tmp, stamp)
     if lines:
         led("import", "-q", "-", input=("\n".join(lines) + "\n").encode())
     if case.pin:
@@ -423,7 +451,9 @@ def run_case(case: Case, url: str, tmp: Path, outputs: list[str] | None = None) 
             outputs.append(text)
         got = json.loads(text)
         heads.append(got)
-        want = support_model(policy, facts, case.month, replay)
+        in_force, version = _in_force(case, policy, recorded, replay.position)
+        want = support_model(in_force, facts, case.month, replay)
+        want["policy_version"] = version
         problems += [f"{' '.join(args) or 'head'}: {p}" for p in compare(got, want)]
     every = json.loads(led("support", "--month", case.month, "--format", "json"))
     if every != [heads[0]]:
@@ -457,7 +487,7 @@ def compare(got: dict[str, Any], want: dict[str, Any]) -> list[str]:
 
     check("as_of_position", got["as_of_position"], want["as_of_position"])
     check("header", (got["contract"], got["month"], got["timezone"], got["policy_version"]),
-          (C, want["month"], want["timezone"], 1))
+          (C, want["month"], want["timezone"], want["policy_version"]))
     check("ticket ids", [t["ticket"] for t in got["tickets"]], [t["ticket"] for t in want["tickets"]])
     check("unknown_severity", sorted(got["unknown_severity"]), want["unknown_severity"])
     mine = {t["ticket"]: t for t in want["tickets"]}
