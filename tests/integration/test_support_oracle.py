@@ -1,15 +1,16 @@
 """`ledger support` against an independent model of INTERFACE.md section 6 (tests/oracle_support.py).
 
 Random policies (support zones with DST, `DAYS HH:MM-HH:MM` and continuous weekly spans, `24:00`,
-whole-day holidays, closures past midnight and from the day before, pinned holidays recorded
-part-way, per-ticket, business-day and mean targets, engagement, recovery, quota) and random facts
-(severity changes before and after the response, several responses, late responses recorded
-later, classifications, time logged, unknown tickets, another contract's tickets, downtime,
-engagements, recoveries) go through the real CLI (`init`, `contract register`, `import`,
-`events`, `support --format json`, with `--position` and `--as-of`) on both stores; every figure
-is compared with the model's. `SUPPORT_ORACLE_EXAMPLES` raises the number of examples.
+whole-day holidays, closures past midnight and from the day before, per-ticket, business-day and
+mean targets, engagement, recovery, quota, maintenance and force majeure, a version 2 from another
+month, no `[support]` at all) and random facts (severity changes before and after the response,
+several responses, late responses recorded later, classifications, time logged, unknown tickets,
+another contract's tickets, downtime, engagements, recoveries, pins recorded part-way and by
+`calendar pin`) go through the real CLI (`init`, `contract register`/`amend`, `import`, `events`,
+`support --format json` at the head, `--position` and `--as-of`, `support --month`, `calendar
+show`) on SQLite and PostgreSQL; every figure is compared with the model's, and the two stores'
+JSON with each other. `SUPPORT_ORACLE_EXAMPLES` raises the number of examples.
 """
-
 from __future__ import annotations
 
 import json
