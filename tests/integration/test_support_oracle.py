@@ -32,7 +32,7 @@ from cli.main import cli
 from tests.oracle_support import US, Holidays, Replay, from_us, instant, month_bounds, support_model, to_us
 from tests.pgserver import DatabasePool
 
-EXAMPLES = int(os.environ.get("SUPPORT_ORACLE_EXAMPLES", "3"))
+EXAMPLES = int(os.environ.get("SUPPORT_ORACLE_EXAMPLES", "4"))
 C, SERVICE = "c-1", "svc"
 ZONES = ("Europe/Zurich", "America/Toronto", "Australia/Sydney", "UTC", "Europe/London", "America/New_York")
 MONTHS = ("2025-03", "2025-10", "2025-11", "2025-12", "2026-01", "2026-03", "2026-04", "2026-10")
