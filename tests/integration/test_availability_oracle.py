@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from cli.main import cli
@@ -242,7 +242,7 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
     facts = draw(st.permutations(facts))
     return {"contract": cid, "service": service, "month": month, "versions": versions, "facts": facts,
             "threshold": threshold, "audit": draw(st.floats(0, 1)), "split": draw(st.floats(0, 1)),
-            "amend_first": draw(st.booleans())}
+            "amend_first": draw(st.booleans()), "next": draw(st.booleans())}
 
 
 def toml(pol: dict[str, Any]) -> str:
@@ -358,6 +358,11 @@ def _run_scenario(runner: CliRunner, url: str, tmp: Path, sc: dict[str, Any]) ->
     event(f"claim {expected.credit['claim']} payable {expected.credit['payable']}")
     event(f"long outage: {expected.credit['long_outage_amount'] != '0.00'}")
     event(f"target met: {expected.target_met}, threshold {sc['threshold']}")
+    if sc["next"]:  # the month after: what runs on past the end, stretches that began before it
+        later = next_month(month)
+        report = json.loads(ledger(runner, url, "report", "--contract", cid, "--month", later,
+                                   "--format", "json"))
+        check(report, evaluate(pols, events, later), f"report {cid} {later}")
     positions = sorted(e["position"] for e in events)
     first = contract_positions[0]
     candidates = [p for p in positions if p >= first]
@@ -379,8 +384,34 @@ def test_figures_equal_the_model(backend: str, runner: CliRunner, tmp_path: Path
             _run(runner, url, tmp_path)
 
 
+# A long outage measured past the month's end: incident d1's outage ends when it is opened
+# again as degraded (a recorded end, 03:00), d2's second opening is no end (cut at the month's
+# end). One 7 h stretch over 6 h: one started day (10.00); 29 h if the repeated opening
+# carried d2 on, 4 h if the degraded opening did not end d1.
+AT_THE_END = {
+    "contract": "cd1", "service": "sd1", "month": "2026-01", "threshold": False, "audit": 1.0, "split": 1.0,
+    "amend_first": True, "next": True,
+    "versions": [{"contract": {"id": "cd1", "customer": "X", "service": "sd1", "timezone": "UTC",
+                               "currency": "EUR", "annual_fee": "3650.00"},
+                  "availability": {"target": "99.9", "outage_when": "any", "probes": [], "excludable": []},
+                  "credits": {"tiers": [{"below": "10", "percent": "1"}],
+                              "long_outage": {"over": "6h", "per_started_day": True}}}],
+    "facts": [
+        {"type": "incident_opened", "service": "sd1", "incident": "d1", "impact": "outage",
+         "at": "2026-01-31T20:00:00Z"},
+        {"type": "incident_opened", "service": "sd1", "incident": "d1", "impact": "degraded",
+         "at": "2026-02-01T03:00:00Z"},
+        {"type": "incident_opened", "service": "sd1", "incident": "d2", "impact": "outage",
+         "at": "2026-01-31T21:00:00Z"},
+        {"type": "incident_opened", "service": "sd1", "incident": "d2", "impact": "outage",
+         "at": "2026-02-02T01:00:00+00:00"},
+    ],
+}
+
+
 def _run(runner: CliRunner, url: str, tmp: Path) -> None:
     @SETTINGS
+    @example(AT_THE_END)
     @given(scenarios())
     def examples(sc: dict[str, Any]) -> None:
         run_scenario(runner, url, tmp, sc)
