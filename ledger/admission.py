@@ -349,6 +349,10 @@ def fact_from_fields(fact_type: str, fields: dict[str, Any]) -> Fact:
     """Build a fact from loose command-line fields (values as strings)."""
     if fact_type not in FACT_TYPES:
         raise BadInput(f"unknown event type `{fact_type}`")
+    if FACT_TYPES[fact_type] in CONTRACT_TYPES:  # a whole policy is no loose field
+        verb = "register" if fact_type == "contract_registered" else "amend"
+        raise BadInput(f"`{fact_type}`: a policy is recorded from its TOML file "
+                       f"(`ledger contract {verb} FILE.toml`), or as a whole fact with `append --json`")
     payload: dict[str, Any] = {"type": fact_type, **fields}
     loose = _LOOSE.get(FACT_TYPES[fact_type], {})
     for name, shape in loose.items():

@@ -128,6 +128,21 @@ def test_events_refuse_a_since_after_until(runner: CliRunner, url: str) -> None:
     assert [line for line in same.stdout.splitlines() if '"contract_registered"' in line]
 
 
+@pytest.mark.parametrize(("kind", "verb"),
+                         [("contract_registered", "register"), ("contract_amended", "amend")])
+def test_append_of_a_contract_type_says_how_a_policy_is_recorded(runner: CliRunner, url: str, kind: str,
+                                                                  verb: str) -> None:
+    # It used to say "Object missing required field `policy`": no loose field can hold a policy.
+    before = run(runner, url, "events").stdout
+    for extra in ([], ["--policy", "x"], ["--contract", "c"]):
+        result = runner.invoke(cli, ["--store", url, "append", kind, *extra])
+        assert result.exit_code == 2
+        assert one_line_error(result) == (
+            f"error: `{kind}`: a policy is recorded from its TOML file (`ledger contract {verb} FILE.toml`), "
+            "or as a whole fact with `append --json`")
+    assert run(runner, url, "events").stdout == before
+
+
 NOT_UTF8 = "w\udcff"  # how Python reads the byte 0xFF of a command-line argument
 NOT_UTF8_ARGS = [
     (["append", "probe_failed", "--service", NOT_UTF8, "--probe", "p", "--at", AT], "--service"),
