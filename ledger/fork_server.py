@@ -12,14 +12,9 @@ them. Its children do not run these hooks: a fork server's child ends with ``os.
 from __future__ import annotations
 
 import atexit
-import ctypes
 import os
-import signal
-from contextlib import suppress
-from typing import Final
 
-PR_SET_PDEATHSIG: Final = 1  # linux/prctl.h
+from ledger.runtime import killed_with_parent
 
-with suppress(OSError, AttributeError):
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+killed_with_parent()
 atexit.register(os._exit, 0)

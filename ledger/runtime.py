@@ -4,11 +4,30 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Final
 
 from ledger.errors import StoreError
+
+PR_SET_PDEATHSIG: Final = 1  # linux/prctl.h
+
+
+def killed_with_parent() -> None:
+    """Ask Linux to send this process SIGKILL when the thread that started it ends (``PR_SET_PDEATHSIG``).
+
+    For helper processes that would not see their parent go (a rebuild's workers, their fork server);
+    nothing where ``prctl`` is missing. ``ctypes`` is imported here, not by every command that
+    imports this module (issue 17's start-up).
+    """
+    if sys.platform != "linux":
+        return
+    import ctypes
+    import signal
+
+    with suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 @contextmanager

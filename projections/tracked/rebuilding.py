@@ -17,11 +17,9 @@ a spool), its worker processes' start and end, and the group read they share bel
 from __future__ import annotations
 
 import atexit
-import ctypes
 import multiprocessing
 import multiprocessing.util
 import os
-import signal
 import sys
 import tempfile
 import threading
@@ -58,7 +56,7 @@ from ledger.persistence.keys import (
     tickets_key,
 )
 from ledger.persistence.port import APP_NAME, Filling, LedgerRecorder, ReportingView
-from ledger.runtime import paused_gc
+from ledger.runtime import killed_with_parent, paused_gc
 from ledger.workers import (
     fork_server_running,
     rebuild_modules,
@@ -442,7 +440,6 @@ def _leave_worker() -> None:
     os._exit(0)
 
 
-PR_SET_PDEATHSIG: Final = 1  # linux/prctl.h
 PARENT_POLL: Final = 0.5  # seconds between the watchdog's looks at the parent
 
 
@@ -455,10 +452,7 @@ def _die_with_parent(parent: int) -> None:
     worker when the parent ends (PR_SET_PDEATHSIG); a watchdog thread checks the
     parent's pid too, where prctl is missing, and for a parent gone before the call.
     """
-    if sys.platform == "linux":
-        with suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    killed_with_parent()
     if os.getppid() != parent:
         os._exit(1)
     threading.Thread(target=_watch_parent, args=(parent,), name="parent-watchdog", daemon=True).start()
