@@ -1,0 +1,292 @@
+"""Section 7 from outside (hAN): the real CLI against ``tests/oracle_proofs.py``, on both stores.
+
+Every answer of ``ledger checkpoint`` / ``proof inclusion`` / ``proof consistency`` is compared,
+element for element, with the proofs RFC 9162 2.1 defines (built by the oracle from the
+``ledger events`` lines), and checked by the RFC's verifiers; older sizes are asked again after
+more appends. Then the store is tampered with as its superuser would (triggers dropped, raw SQL):
+``checkpoint verify`` of a checkpoint taken before must exit 3 in one line, and ``ledger verify``
+must notice what the log or the tree lost. ``LEDGER_ORACLE_PROOFS=N`` checks every size up to N
+(default: the edges and a sample).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from click.testing import CliRunner, Result
+
+from cli.main import cli
+from tests import oracle_proofs as oracle
+from tests.integration.test_checkpoint import keypairs  # noqa: F401
+
+EVERY = int(os.environ.get("LEDGER_ORACLE_PROOFS", "0"))
+PROBES = ["p", "zürich", "a\u2028b", 'q"uote\\', "😀", "/slash"]
+
+
+def facts(rng: random.Random, start: int, count: int) -> list[bytes]:
+    """Probe facts of varied shape: ids given or derived, offsets, fractions, non-ASCII and escapes."""
+    out = []
+    for i in range(start, start + count):
+        at = f"2026-10-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:{rng.choice(['00', '07.25', '59.999999'])}"
+        at += rng.choice(["Z", "+02:00", "-05:30"])
+        body: dict[str, Any] = {"type": rng.choice(["probe_failed", "probe_recovered"]),
+                                "service": f"svc-{i % 5}", "probe": rng.choice(PROBES) + str(i), "at": at}
+        if rng.random() < 0.7:
+            body["id"] = f"f{i}"
+        out.append(json.dumps(body, ensure_ascii=False).encode())
+    return out
+
+
+def run(runner: CliRunner, url: str, *args: str, stdin: bytes | None = None) -> Result:
+    return runner.invoke(cli, ["--store", url, *args], input=stdin)
+
+
+def ok(result: Result) -> bytes:
+    assert result.exit_code == 0, result.output
+    return result.stdout_bytes
+
+
+def one_line(result: Result, code: int, words: str = "") -> str:
+    assert result.exit_code == code, (code, result.output)
+    assert result.stdout_bytes == b"", result.stdout
+    err = result.stderr.split("\n")
+    assert len(err) == 2, result.stderr  # one line, no traceback
+    assert err[1] == "", result.stderr
+    assert "Traceback" not in err[0], err[0]
+    assert words in err[0], err[0]
+    return err[0]
+
+
+def import_(runner: CliRunner, url: str, lines: list[bytes], rng: random.Random) -> None:
+    """Import ``lines`` cut into random batches (each batch one import, one transaction)."""
+    i = 0
+    while i < len(lines):
+        step = rng.choice([1, 3, 17, 64, 90])
+        ok(run(runner, url, "import", "-", stdin=b"\n".join(lines[i:i + step]) + b"\n"))
+        i += step
+
+
+def events(runner: CliRunner, url: str) -> list[bytes]:
+    out = ok(run(runner, url, "events"))
+    assert out.endswith(b"\n")
+    return out[:-1].split(b"\n")  # bytes: U+2028 inside a line is no line break
+
+
+def sample(rng: random.Random, n: int, light: bool) -> list[int]:
+    """Sizes 1..n: the edges of RFC trees and of the store's 64-leaf tiles, and a few at random.
+
+    ``light`` (PostgreSQL, where a command costs 20 ms): the tile edges only; the same code reads
+    both stores' tables, and SQLite's run covers the rest.
+    """
+    if EVERY:
+        return list(range(1, min(n, EVERY) + 1))
+    edges = {1, 2, 64, 65, n}
+    for k in () if light else (3, 4, 5, 8, 9, 16, 32, 63, 127, 128, 129, 191, 192, 193):
+        edges.update((k - 1, k, k + 1))
+    edges.update(rng.sample(range(1, n + 1), min(n, 2 if light else 6)))
+    return sorted(e for e in edges if 1 <= e <= n)
+
+
+def check_sizes(runner: CliRunner, url: str, lines: list[bytes],
+                rng: random.Random) -> dict[tuple[str, ...], bytes]:
+    """Checkpoints, inclusion and consistency proofs at sampled sizes against the oracle; what was printed."""
+    tree, seen = oracle.Tree(lines), {}
+    light = url.startswith("postgresql") and not EVERY
+    for n in sample(rng, len(lines), light):
+        args: tuple[str, ...] = ("checkpoint", "--size", str(n))
+        seen[args] = out = ok(run(runner, url, *args))
+        body = oracle.parse_checkpoint(out)
+        assert (body["size"], oracle.raw(body["root"])) == (n, tree.root(n))
+        assert body["recorded_at"] == json.loads(lines[n - 1])["recorded_at"]
+        for p in sorted({1, n, rng.randint(1, n)} if light else {1, n, (n + 1) // 2, rng.randint(1, n)}):
+            args = ("proof", "inclusion", "--position", str(p), "--size", str(n))
+            seen[args] = out = ok(run(runner, url, *args))
+            oracle.check_inclusion(out, tree, lines, p, n)
+        for m in sorted({1, n, rng.randint(1, n)} if light else
+                        {1, n, max(1, n - 1), oracle.split(n) if n > 1 else 1, rng.randint(1, n)}):
+            args = ("proof", "consistency", "--from", str(m), "--to", str(n))
+            seen[args] = out = ok(run(runner, url, *args))
+            oracle.check_consistency(out, tree, m, n)
+    return seen
+
+
+def test_proofs_are_the_rfcs_and_hold_after_appends(store_url: str, runner: CliRunner, tmp_path: Path,
+                                                    keypairs: dict[str, tuple[Path, Path]]) -> None:  # noqa: F811
+    rng = random.Random(19)
+    private, public = keypairs["key"]
+    first = facts(rng, 0, 70)
+    import_(runner, store_url, first, rng)
+    lines = events(runner, store_url)
+    assert len(lines) == 70
+    # The defaults: the whole log.
+    whole = oracle.parse_checkpoint(ok(run(runner, store_url, "checkpoint")))
+    assert whole["size"] == 70
+    inc = json.loads(ok(run(runner, store_url, "proof", "inclusion", "--position", "70")))
+    assert inc["size"] == 70
+    assert inc["root"] == whole["root"]
+    signed_out = ok(run(runner, store_url, "checkpoint", "--size", "65", "--sign", str(private)))
+    signed = oracle.parse_checkpoint(signed_out)
+    oracle.check_signature(signed, public.read_bytes())
+    saved = tmp_path / "signed.json"
+    saved.write_bytes(signed_out)
+    before = check_sizes(runner, store_url, lines, rng)
+    # More appends, one fact at a time and in batches, across the next tiles.
+    import_(runner, store_url, facts(rng, 70, 130), rng)
+    later = events(runner, store_url)
+    assert later[:70] == lines
+    assert len(later) == 200
+    for args, out in before.items():  # an older size answers as it did
+        assert ok(run(runner, store_url, *args)) == out, args
+    check_sizes(runner, store_url, later, rng)
+    tree = oracle.Tree(later)
+    for m in (1, 64, 65, 70, rng.randint(1, 199)):
+        out = ok(run(runner, store_url, "proof", "consistency", "--from", str(m), "--to", "200"))
+        oracle.check_consistency(out, tree, m, 200)
+        earlier = before.get(("checkpoint", "--size", str(m)))
+        if earlier is not None:  # the root the auditor was shown then
+            assert json.loads(out)["from_root"] == json.loads(earlier)["root"]
+    verified = ok(run(runner, store_url, "checkpoint", "verify", str(saved), "--key", str(public)))
+    assert verified.decode() == (f"checkpoint ok: size 65, root {signed['root']}, "
+                                 f"signed by {signed['key_id']}\n")
+    assert ok(run(runner, store_url, "verify")).startswith(b"ok: 200 events")
+
+
+# --- tampering, as the database's superuser ------------------------------------------------------
+
+T = 150  # two stored tiles (64 leaves each), their parent, and a partial tile
+
+
+class Superuser:
+    """Raw SQL on the store's tables with every trigger dropped first (``%s`` placeholders, ``POS``)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.pg = url.startswith("postgresql")
+        self.pos = "notification_id" if self.pg else "rowid"
+
+    def __call__(self, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        statement = statement.replace("POS", self.pos)
+        if self.pg:
+            with psycopg.connect(self.url) as conn:
+                for name, table in conn.execute("SELECT tgname, tgrelid::regclass::text FROM pg_trigger "
+                                                "WHERE NOT tgisinternal").fetchall():
+                    conn.execute(f'DROP TRIGGER "{name}" ON {table}')  # type: ignore[arg-type]
+                cur = conn.execute(statement.encode(), params)
+                return cur.fetchall() if cur.description else []
+        conn = sqlite3.connect(self.url.removeprefix("sqlite:///"))
+        try:
+            for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+                conn.execute(f'DROP TRIGGER "{name}"')
+            rows = conn.execute(statement.replace("%s", "?"), params).fetchall()
+            conn.commit()
+            return rows
+        finally:
+            conn.close()
+
+    def states(self) -> list[bytes]:
+        return [bytes(s) for _, s in self("SELECT POS, state FROM stored_events ORDER BY POS")]
+
+    def set_state(self, position: int, state: bytes) -> None:
+        self("UPDATE stored_events SET state = %s WHERE POS = %s", (state, position))
+
+    def delete(self, position: int) -> None:
+        self("DELETE FROM stored_events WHERE POS = %s", (position,))
+        self("DELETE FROM ledger_index WHERE position = %s", (position,))
+
+
+def _edit_byte(su: Superuser, new: bytes) -> None:
+    """One byte of position 75's stored content (inside its probe name) replaced by ``new``."""
+    state = su.states()[74]
+    at = state.index(b'"probe":"') + len(b'"probe":"')
+    su.set_state(75, state[:at] + new + state[at + 1:])
+
+
+def _swap(su: Superuser) -> None:
+    states = su.states()
+    su.set_state(10, states[139])
+    su.set_state(140, states[9])
+
+
+def _rewrite_all(su: Superuser) -> None:
+    """Position 30's time moved (its day kept: the key index holds), every later link recomputed, and
+    the stored tree recomputed to match."""
+    def edit(position: int, content: dict[str, Any]) -> None:
+        if position == 30:
+            content["at"] = content["at"][:17] + "31" + content["at"][19:]
+
+    states = oracle.relinked(su.states(), edit)
+    for position, state in enumerate(states, 1):
+        su.set_state(position, state)
+    su("DELETE FROM ledger_merkle")
+    for level, idx, h in oracle.tile_nodes([oracle.event_line(p, s) for p, s in enumerate(states, 1)]):
+        su("INSERT INTO ledger_merkle (level, idx, hash) VALUES (%s, %s, %s)", (level, idx, h))
+
+
+def _recorded_at(su: Superuser) -> None:
+    state = su.states()[T - 1]
+    at = state.index(b'Z",{') - 1  # the last digit of its recorded_at
+    su.set_state(T, state[:at] + (b"1" if state[at:at + 1] != b"1" else b"2") + state[at + 1:])
+
+
+# what: (the edit, `checkpoint verify` of the size-40 checkpoint, `ledger verify`)
+TAMPERING: dict[str, tuple[Callable[[Superuser], object], int, int]] = {
+    "one byte of a middle fact": (lambda su: _edit_byte(su, b"#"), 0, 3),
+    "a middle fact no longer UTF-8": (lambda su: _edit_byte(su, b"\xff"), 0, 3),
+    "a middle fact's state emptied": (lambda su: su.set_state(75, b""), 0, 3),
+    "two facts swapped": (_swap, 3, 3),
+    "the last fact deleted": (lambda su: su.delete(T), 0, 0),  # a valid shorter log (docs/reliability.md)
+    "a middle fact deleted": (lambda su: su.delete(75), 0, 3),
+    # Holds together: only a checkpoint held outside sees it.
+    "chain and tree rewritten after an edit": (_rewrite_all, 3, 0),
+    "the last recorded_at changed": (_recorded_at, 0, 3),
+    "the root's stored node changed": (lambda su: su("UPDATE ledger_merkle SET hash = %s WHERE level = 7",
+                                                     (bytes(32),)), 0, 3),
+    "the root's stored node deleted": (lambda su: su("DELETE FROM ledger_merkle WHERE level = 7"), 0, 3),
+}
+
+
+@pytest.fixture
+def tampered_store(store_url: str, runner: CliRunner) -> Iterator[str]:
+    rng = random.Random(7)
+    lines = facts(rng, 0, T)
+    ok(run(runner, store_url, "import", "-", stdin=b"\n".join(lines[:100]) + b"\n"))
+    ok(run(runner, store_url, "import", "-", stdin=b"\n".join(lines[100:]) + b"\n"))  # another recorded_at
+    return store_url
+
+
+@pytest.mark.parametrize("how", list(TAMPERING))
+def test_tampering_fails_a_checkpoint_taken_before(tampered_store: str, runner: CliRunner, tmp_path: Path,
+                                                   keypairs: dict[str, tuple[Path, Path]], how: str) -> None:  # noqa: F811
+    url, (edit, early_code, verify_code) = tampered_store, TAMPERING[how]
+    private, public = keypairs["key"]
+    whole, early = tmp_path / "whole.json", tmp_path / "early.json"
+    whole.write_bytes(ok(run(runner, url, "checkpoint", "--sign", str(private))))
+    early.write_bytes(ok(run(runner, url, "checkpoint", "--size", "40")))
+    lines = events(runner, url)
+    edit(Superuser(url))
+    one_line(run(runner, url, "checkpoint", "verify", str(whole), "--key", str(public)), 3,
+             f"checkpoint verify: {whole}: ")
+    if early_code:
+        one_line(run(runner, url, "checkpoint", "verify", str(early)), 3, f"checkpoint verify: {early}: ")
+    else:  # the first 40 facts are as they were: that checkpoint still holds
+        ok(run(runner, url, "checkpoint", "verify", str(early)))
+    if verify_code:
+        one_line(run(runner, url, "verify"), 3, "verify: ")
+    else:
+        ok(run(runner, url, "verify"))
+    if how == "chain and tree rewritten after an edit":  # today's proofs no longer reach the auditor's root
+        proof = json.loads(ok(run(runner, url, "proof", "consistency", "--from", "40", "--to", str(T))))
+        held = oracle.raw(json.loads(early.read_bytes())["root"])
+        assert not oracle.verify_consistency(40, T, held, oracle.raw(proof["to_root"]),
+                                             [oracle.raw(h) for h in proof["path"]])
+        assert events(runner, url)[29] != lines[29]
+        assert events(runner, url)[30:] == lines[30:]
+
