@@ -494,16 +494,21 @@ def check(recorder: LedgerRecorder, progress: Callable[[int], None] | None = Non
     """Recompute the tree from the log and compare it with the stored one; the problems found (few).
 
     Every stored node of the log's complete tiles is compared, and the rows of the lower
-    levels that a store made by the earlier layout holds.
+    levels that a store made by the earlier layout holds; a stored node beyond the log's
+    tiles is named too (nothing reads it, but the append completing its place would fail).
     """
     covered, end = recorder.merkle_sizes()
     if covered is None or (covered == 0 and tiles(end) > 0):
         return [NOT_BUILT]
     with recorder.merkle_tree() as tree:
         lower = tree.lower()
+        stray = tree.stray()
     problems: list[str] = []
     if covered != tiles(end):
         problems.append(f"the Merkle tree's nodes cover {covered} leaves, the log's tiles {tiles(end)}")
+    if stray is not None:  # nothing reads it, but the append that completes its place would fail on it
+        problems.append(f"the Merkle tree holds a node the log does not have "
+                        f"(level {stray[0]}, index {stray[1]})")
     if lower is not None and lower > end:
         problems.append(f"the Merkle tree holds {lower} leaves, the log {end} facts")
     upto = min(covered, tiles(end))
