@@ -303,3 +303,86 @@ def test_a_forged_node_is_noticed(tampered_store: str, runner: CliRunner, tmp_pa
                    (level, idx, bytes(32)))
     ok(run(runner, url, "checkpoint", "verify", str(saved)))  # the log and its tree still give that root
     one_line(run(runner, url, "verify"), 3, "verify: the Merkle tree")
+
+
+# --- bad input ----------------------------------------------------------------------------------
+
+
+def _pem(key: Any, private: bool) -> bytes:
+    from cryptography.hazmat.primitives import serialization as s
+
+    if private:
+        return bytes(key.private_bytes(s.Encoding.PEM, s.PrivateFormat.PKCS8, s.NoEncryption()))
+    return bytes(key.public_key().public_bytes(s.Encoding.PEM, s.PublicFormat.SubjectPublicKeyInfo))
+
+
+def test_bad_input_is_one_line_and_writes_nothing(store_url: str, runner: CliRunner, tmp_path: Path,
+                                                  keypairs: dict[str, tuple[Path, Path]]) -> None:  # noqa: F811
+    """Files that are not checkpoints, keys of other kinds, numbers out of range: exit 2, one line, the
+    log as it was; a well-formed checkpoint of another log: exit 3."""
+    from cryptography.hazmat.primitives.asymmetric import ec, x25519
+
+    url = store_url
+    import_(runner, url, facts(random.Random(3), 0, 20), random.Random(3))
+    before = events(runner, url)
+    good = ok(run(runner, url, "checkpoint", "--size", "5"))
+    body = json.loads(good)
+    files: dict[str, bytes] = {
+        "crlf": good.replace(b"\n", b"\r\n"),  # as a Windows editor saves it: still the checkpoint
+        "a report's": json.dumps({"size": 5, "root": body["root"]}).encode(),
+    }
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+        ok(run(runner, url, "checkpoint", "verify", str(tmp_path / name)))
+    not_checkpoints = {
+        "recorded_at not an instant": {**body, "recorded_at": "x"},
+        "recorded_at empty": {**body, "recorded_at": ""},
+        "recorded_at out of range": {**body, "recorded_at": "2026-13-40T25:61:00Z"},
+        "recorded_at without offset": {**body, "recorded_at": body["recorded_at"].rstrip("Z")},
+        "recorded_at a number": {**body, "recorded_at": 5},
+        "size a string": {**body, "size": "5"},
+        "root upper-case": {**body, "root": body["root"].upper()},
+        "root unprefixed": {**body, "root": body["root"][7:]},
+        "an origin line": {**body, "origin": "ledger"},
+        "no root": {"size": 5, "recorded_at": body["recorded_at"]},
+    }
+    for name, content in not_checkpoints.items():
+        f = tmp_path / name.replace(" ", "-")
+        f.write_bytes(json.dumps(content).encode())
+        one_line(run(runner, url, "checkpoint", "verify", str(f)), 2, f"{f}: not a checkpoint")
+    for name, raw_bytes in {"two checkpoints": good + good, "truncated": good[:40],
+                            "binary": bytes(range(256)), "empty": b""}.items():
+        f = tmp_path / name.replace(" ", "-")
+        f.write_bytes(raw_bytes)
+        one_line(run(runner, url, "checkpoint", "verify", str(f)), 2, f"{f}: not a checkpoint")
+    other = oracle.Tree([b"another log"] * 5)
+    f = tmp_path / "other.json"
+    f.write_bytes(oracle.canonical({**body, "root": oracle.text(other.root(5))}))
+    one_line(run(runner, url, "checkpoint", "verify", str(f)), 3, f"checkpoint verify: {f}: ")
+    # Keys.
+    private, public = keypairs["key"]
+    signed = tmp_path / "signed.json"
+    signed.write_bytes(ok(run(runner, url, "checkpoint", "--size", "5", "--sign", str(private))))
+    keys = {"ec.pem": _pem(ec.generate_private_key(ec.SECP256R1()), True),
+            "ec.pub.pem": _pem(ec.generate_private_key(ec.SECP256R1()), False),
+            "x25519.pem": _pem(x25519.X25519PrivateKey.generate(), True),
+            "x25519.pub.pem": _pem(x25519.X25519PrivateKey.generate(), False),
+            "garbage.pem": b"-----BEGIN PRIVATE KEY-----\n!!!!\n-----END PRIVATE KEY-----\n"}
+    for name, pem in keys.items():
+        (tmp_path / name).write_bytes(pem)
+        key = str(tmp_path / name)
+        one_line(run(runner, url, "checkpoint", "--sign", key), 2, f"--sign {key}")
+        one_line(run(runner, url, "checkpoint", "verify", str(signed), "--key", key), 2, f"--key {key}")
+    one_line(run(runner, url, "checkpoint", "--sign", str(public)), 2, "--sign")
+    one_line(run(runner, url, "checkpoint", "verify", str(signed), "--key", str(tmp_path)), 2, "--key")
+    one_line(run(runner, url, "checkpoint", "verify", str(tmp_path)), 2, str(tmp_path))
+    # Numbers.
+    for args in (("proof", "inclusion", "--position", "0"), ("proof", "inclusion", "--position", "21"),
+                 ("proof", "inclusion", "--position", "-1"), ("proof", "inclusion", "--position", "two"),
+                 ("proof", "inclusion", "--position", "6", "--size", "5"),
+                 ("proof", "consistency", "--from", "6", "--to", "5"),
+                 ("proof", "consistency", "--from", "20", "--to", "21"),
+                 ("checkpoint", "--size", "0"), ("checkpoint", "--size", "21"),
+                 ("checkpoint", "--size", "5.5")):
+        one_line(run(runner, url, *args), 2)
+    assert events(runner, url) == before
