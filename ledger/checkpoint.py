@@ -151,6 +151,9 @@ def parse(data: bytes, name: str) -> Checkpoint:
         raise BadInput(f"{name}: not a checkpoint (field `root`: expected sha256:<64 lower-case hex>)")
     if cp.size < 1:
         raise BadInput(f"{name}: not a checkpoint (field `size`: {cp.size} is below 1)")
+    if cp.recorded_at is not None and not _instant(cp.recorded_at):
+        raise BadInput(f"{name}: not a checkpoint (field `recorded_at`: expected an instant with its offset, "
+                       "as `ledger events` writes it)")
     if (cp.key_id is None) != (cp.signature is None):
         raise BadInput(f"{name}: not a checkpoint (`key_id` and `signature` go together)")
     if cp.signature is not None and cp.recorded_at is None:
@@ -160,6 +163,17 @@ def parse(data: bytes, name: str) -> Checkpoint:
     if cp.signature is not None and _signature(cp.signature) is None:
         raise BadInput(f"{name}: not a checkpoint (field `signature`: expected the base64 of 64 bytes)")
     return cp
+
+
+def _instant(text: str) -> bool:
+    """Whether ``text`` is an RFC 3339 instant with its offset (what a checkpoint's ``recorded_at`` is)."""
+    from datetime import datetime
+
+    try:
+        at = msgspec.json.decode(msgspec.json.encode(text), type=datetime)
+    except msgspec.ValidationError:
+        return False
+    return at.tzinfo is not None
 
 
 def _signature(text: str) -> bytes | None:
@@ -197,13 +211,17 @@ def verify(recorder: LedgerRecorder, cp: Checkpoint, name: str) -> str:
     """Check ``cp`` against the log itself (every fact up to its size, not the stored tree); a summary.
 
     Raises Mismatch if the log of that size has another root or recorded_at, or is
-    shorter, or if the stored tree disagrees with the log.
+    shorter, or lacks a fact or holds one that no longer decodes, or if the stored tree
+    (once built) disagrees with the log or lacks a node of that root.
     """
     last = int(recorder.last_position())
     if cp.size > last:
         raise Mismatch(f"{name}: the checkpoint covers {cp.size} facts, the log now holds {last}: "
                        "facts were removed")
-    computed = merkle.hex_hash(merkle_store.log_root(recorder, cp.size))
+    try:
+        computed = merkle.hex_hash(merkle_store.log_root(recorder, cp.size))
+    except merkle_store.LogAltered as exc:  # a fact deleted from the middle, or its state made invalid
+        raise Mismatch(f"{name}: {exc}: the log's first {cp.size} facts were altered") from None
     if computed != cp.root:
         raise Mismatch(f"{name}: the log's first {cp.size} facts have root {computed}, "
                        f"the checkpoint says {cp.root}")
@@ -211,10 +229,17 @@ def verify(recorder: LedgerRecorder, cp: Checkpoint, name: str) -> str:
     if cp.recorded_at is not None and at != cp.recorded_at:
         raise Mismatch(f"{name}: position {cp.size} was recorded at {at}, "
                        f"the checkpoint says {cp.recorded_at}")
+    view = merkle_read.TreeView(recorder)
     try:
-        stored = merkle.hex_hash(merkle_read.TreeView(recorder).root(cp.size))
+        view.size()
     except StoreError:
         stored = None  # a store whose tree is not built: the log alone decides
+    else:  # built: a node its root needs is missing only if someone removed it
+        try:
+            stored = merkle.hex_hash(view.root(cp.size))
+        except StoreError:
+            raise Mismatch(f"{name}: the stored Merkle tree lacks a node of the root of size {cp.size}: "
+                           "the tree was altered") from None
     if stored is not None and stored != computed:
         raise Mismatch(f"{name}: the stored Merkle tree has root {stored} for size {cp.size}, "
                        f"the log {computed}: the tree was altered")

@@ -400,23 +400,39 @@ def append_leaves(tree: Tree, start: int, count: int, leaves: bytes | list[tuple
 # --- from the log: the root of a checkpoint, the build, the check -------------------------
 
 
+class LogAltered(StoreError):
+    """The log cannot give the leaves asked for: a position is missing, or a stored fact no longer decodes."""
+
+
 def _log_leaves(recorder: LedgerRecorder, start: int, stop: int) -> Iterator[tuple[int, bytes]]:
     """(position, leaf hash) of the log from ``start`` to ``stop``, recomputed from the facts.
 
-    Through ``export_line`` of the decoded fact: the check does not trust the shortcuts.
+    Through ``export_line`` of the decoded fact: the check does not trust the shortcuts. A
+    stored state that does not decode (edited behind the ledger's back) is ``LogAltered``.
     """
-    for rec in recorder.read_records(start, stop):
+    records, last = recorder.read_records(start, stop), start - 1
+    while True:
+        try:
+            rec = next(records, None)
+        except (msgspec.DecodeError, ValueError, TypeError) as exc:  # not JSON, not UTF-8, NULL, wrong shape
+            raise LogAltered(f"the fact after position {last} is no longer a valid event ({exc})") from None
+        if rec is None:
+            return
+        last = rec.position
         yield rec.position, merkle.leaf_hash(export_line(rec))
 
 
 def log_root(recorder: LedgerRecorder, size: int) -> bytes:
-    """The root of the first ``size`` facts computed from the log itself, not from the stored tree."""
+    """The root of the first ``size`` facts computed from the log itself, not from the stored tree.
+
+    ``LogAltered`` if the log has no such first ``size`` facts (one missing, or no longer decoding).
+    """
     edge: dict[int, bytes] = {}
     count = folded = 0
     leaves: list[bytes] = []
     for position, leaf in _log_leaves(recorder, 1, size):
         if position != count + 1:
-            raise StoreError(f"the log has no fact at position {count + 1}")
+            raise LogAltered(f"the log has no fact at position {count + 1}")
         leaves.append(leaf)
         count += 1
         if len(leaves) == BUILD_BATCH:
@@ -424,7 +440,7 @@ def log_root(recorder: LedgerRecorder, size: int) -> bytes:
             folded, leaves = count, []
     merkle.fold(folded, edge, leaves, 64)
     if count != size:
-        raise StoreError(f"the log holds {count} facts, fewer than {size}")
+        raise LogAltered(f"the log holds {count} facts, fewer than {size}")
     return _edge_root(edge)
 
 
@@ -478,16 +494,21 @@ def check(recorder: LedgerRecorder, progress: Callable[[int], None] | None = Non
     """Recompute the tree from the log and compare it with the stored one; the problems found (few).
 
     Every stored node of the log's complete tiles is compared, and the rows of the lower
-    levels that a store made by the earlier layout holds.
+    levels that a store made by the earlier layout holds; a stored node beyond the log's
+    tiles is named too (nothing reads it, but the append completing its place would fail).
     """
     covered, end = recorder.merkle_sizes()
     if covered is None or (covered == 0 and tiles(end) > 0):
         return [NOT_BUILT]
     with recorder.merkle_tree() as tree:
         lower = tree.lower()
+        stray = tree.stray()
     problems: list[str] = []
     if covered != tiles(end):
         problems.append(f"the Merkle tree's nodes cover {covered} leaves, the log's tiles {tiles(end)}")
+    if stray is not None:  # nothing reads it, but the append that completes its place would fail on it
+        problems.append(f"the Merkle tree holds a node the log does not have "
+                        f"(level {stray[0]}, index {stray[1]})")
     if lower is not None and lower > end:
         problems.append(f"the Merkle tree holds {lower} leaves, the log {end} facts")
     upto = min(covered, tiles(end))

@@ -115,6 +115,10 @@ if TYPE_CHECKING:
             """(position, stored state) of the log from ``start`` to ``stop`` inclusive (one range read)."""
             ...
 
+        def stray(self) -> tuple[int, int] | None:
+            """(level, idx) of a stored node of 64 leaves or more that the log does not complete, if any."""
+            ...
+
         def read(self, keys: Sequence[tuple[int, int]]) -> Mapping[tuple[int, int], bytes]:
             """The hashes of the nodes at ``keys`` that are stored (one query)."""
             ...

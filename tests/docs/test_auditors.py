@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import subprocess
@@ -41,7 +42,9 @@ def test_the_script_checks_inclusion_proofs(sqlite_url: str, runner: CliRunner, 
         proof = json.loads(out.stdout)
         (tmp_path / "proof.json").write_text(out.stdout)
         (tmp_path / "line.txt").write_text(line + "\n")
-        done = subprocess.run([sys.executable, "-I", "check.py", root or proof["root"]], cwd=tmp_path,
+        held = {"size": size, "root": root or proof["root"]}  # the checkpoint the auditor holds
+        (tmp_path / "cp.json").write_text(json.dumps(held))
+        done = subprocess.run([sys.executable, "-I", "check.py", "cp.json"], cwd=tmp_path,
                               capture_output=True, check=False)
         return done.returncode
 
@@ -51,6 +54,40 @@ def test_the_script_checks_inclusion_proofs(sqlite_url: str, runner: CliRunner, 
     assert check(4, 13, events[3].replace("svc-3", "svc-4")) == 1  # an altered line
     cp = json.loads(runner.invoke(cli, ["--store", sqlite_url, "checkpoint", "--size", "12"]).stdout)
     assert check(4, 13, events[3], cp["root"]) == 1  # another log's root
+
+
+def test_the_script_takes_the_size_from_the_checkpoint(sqlite_url: str, runner: CliRunner,
+                                                       tmp_path: Path) -> None:
+    """A proof for another size than the auditor's checkpoint is refused (hAN). The page's script
+    read the size from the vendor's proof: a proof "position 1 of size 1" with the path [leaf 1]
+    reached the root of size 2 from the line of position 2, and the script said the line was at
+    position 1; "position 2 of size 2" did the same for the line of position 3 under a size-3 root."""
+    data = tmp_path / "in.ndjson"
+    data.write_bytes(b"\n".join(lines(0, 3)) + b"\n")
+    assert runner.invoke(cli, ["--store", sqlite_url, "import", str(data)]).exit_code == 0
+    events = runner.invoke(cli, ["--store", sqlite_url, "events"]).stdout.splitlines()
+    (tmp_path / "check.py").write_text(script())
+
+    def leaf(line: str) -> str:
+        return "sha256:" + hashlib.sha256(b"\0" + line.encode()).hexdigest()
+
+    def node(left: str, right: str) -> str:
+        both = bytes.fromhex(left[7:]) + bytes.fromhex(right[7:])
+        return "sha256:" + hashlib.sha256(b"\1" + both).hexdigest()
+
+    def check(held: int, proof: dict[str, object], line: str) -> int:
+        cp = runner.invoke(cli, ["--store", sqlite_url, "checkpoint", "--size", str(held)]).stdout
+        (tmp_path / "cp.json").write_text(cp)  # as `ledger checkpoint` printed it
+        (tmp_path / "proof.json").write_text(json.dumps(proof))
+        (tmp_path / "line.txt").write_text(line + "\n")
+        return subprocess.run([sys.executable, "-I", "check.py", "cp.json"], cwd=tmp_path,
+                              capture_output=True, check=False).returncode
+
+    two = node(leaf(events[0]), leaf(events[1]))
+    assert check(2, {"position": 2, "size": 2, "path": [leaf(events[0])]}, events[1]) == 0  # the honest proof
+    assert check(2, {"position": 1, "size": 1, "path": [leaf(events[0])]}, events[1]) == 1
+    assert check(3, {"position": 2, "size": 2, "path": [two]}, events[2]) == 1
+    assert check(3, {"position": 4, "size": 3, "path": [two]}, events[2]) == 1  # beyond the checkpoint
 
 
 def test_the_script_checks_consistency_proofs(sqlite_url: str, runner: CliRunner, tmp_path: Path) -> None:

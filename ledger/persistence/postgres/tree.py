@@ -33,6 +33,13 @@ class TreeSQL:
         self.covered = SQL("SELECT COALESCE(MAX(idx) + 1, 0) FROM {t} WHERE level = {k}").format(
             t=t, k=STORED_FROM)
         self.lower = SQL("SELECT MAX(idx) + 1 FROM {t} WHERE level = 0").format(t=t)
+        # A node of 64 leaves or more that the log does not complete (or with no place at all),
+        # the log's end read by the same statement: an append commits its facts and nodes together.
+        self.stray = SQL(
+            "SELECT level, idx FROM {t}, (SELECT COALESCE(MAX(notification_id), 0) AS n FROM {e}) AS log "
+            "WHERE level >= {k} AND (idx < 0 OR level > 62 OR idx + 1 > (log.n >> level::int)) "
+            "ORDER BY level, idx LIMIT 1"
+        ).format(t=t, k=STORED_FROM, e=Identifier(schema, events_table))
         self.states = SQL(
             "SELECT notification_id, state FROM {e} "
             "WHERE notification_id >= %s AND notification_id <= %s ORDER BY notification_id"
@@ -76,6 +83,11 @@ class PostgresTree:
         self.curs.execute(self.sql.lower)
         got = self._rows()[0][0]
         return None if got is None else int(got)
+
+    def stray(self) -> tuple[int, int] | None:
+        self.curs.execute(self.sql.stray)
+        got = self._rows()
+        return None if not got else (int(got[0][0]), int(got[0][1]))
 
     def states(self, start: int, stop: int) -> list[tuple[int, bytes]]:
         self.curs.execute(self.sql.states, (start, stop))

@@ -26,6 +26,13 @@ class SQLiteTree:
         self.sql_states = (
             f"SELECT rowid, state FROM {events_table} WHERE rowid >= ? AND rowid <= ? ORDER BY rowid"  # noqa: S608
         )
+        # A node of 64 leaves or more that the log does not complete (or with no place at all),
+        # the log's end read by the same statement: an append commits its facts and nodes together.
+        self.sql_stray = (
+            f"SELECT level, idx FROM {TABLE}, (SELECT COALESCE(MAX(rowid), 0) AS n FROM {events_table}) "  # noqa: S608
+            f"WHERE level >= {STORED_FROM} AND (idx < 0 OR level > 62 OR idx + 1 > (n >> level)) "
+            "ORDER BY level, idx LIMIT 1"
+        )
 
     def covered(self) -> int | None:
         self.c.execute(EXISTS)
@@ -38,6 +45,11 @@ class SQLiteTree:
         self.c.execute(LOWER)
         got = self.c.fetchone()[0]
         return None if got is None else int(got)
+
+    def stray(self) -> tuple[int, int] | None:
+        self.c.execute(self.sql_stray)
+        got = self.c.fetchone()
+        return None if got is None else (int(got[0]), int(got[1]))
 
     def states(self, start: int, stop: int) -> list[tuple[int, bytes]]:
         self.c.execute(self.sql_states, (start, stop))
