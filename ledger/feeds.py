@@ -23,6 +23,7 @@ import msgspec
 from ledger.admission import decode_fact
 from ledger.errors import BadInput
 from ledger.events import Fact
+from ledger.text import bom_refused, starts_with_bom
 
 Instant = Annotated[datetime, msgspec.Meta(tz=True)]
 T = TypeVar("T")
@@ -54,6 +55,8 @@ def parse_label_map(spec: str) -> LabelMap:
         except OSError as exc:
             raise BadInput(f"--map {spec}: cannot read it ({exc.strerror})") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            if starts_with_bom(Path(spec).read_bytes()):
+                raise BadInput(f"--map {spec}: line 1: {bom_refused('TOML')}") from None
             raise BadInput(f"--map {spec}: not valid TOML: {exc}") from None
         pairs = raw
         where = f"--map {spec}"
@@ -90,6 +93,8 @@ def _decode(decoder: msgspec.json.Decoder[T], data: bytes, what: str) -> T:
         field = (match.group(1) if match else "") or "payload"
         raise BadInput(f"{what}: field `{field}`: {_PATH.sub('', msg)}") from None
     except msgspec.DecodeError as exc:
+        if starts_with_bom(data):
+            raise BadInput(f"{what}: {bom_refused('JSON')}") from None
         raise BadInput(f"{what}: not valid JSON: {exc}") from None
     except UnicodeDecodeError as exc:
         raise BadInput(f"{what}: not valid UTF-8: {exc.reason} at byte {exc.start}") from None

@@ -53,6 +53,16 @@ def visible(text: str) -> str:
     return text if text.isprintable() else text.translate(_page_table())
 
 
+def starts_with_bom(data: bytes | str) -> bool:
+    """Whether ``data`` starts with a UTF-8 byte order mark (U+FEFF, the bytes EF BB BF)."""
+    return data.startswith("\ufeff") if isinstance(data, str) else data.startswith(b"\xef\xbb\xbf")
+
+
+def bom_refused(what: str) -> str:
+    """Why input starting with a byte order mark is refused (JSON, NDJSON and TOML alike: never skipped)."""
+    return f"a UTF-8 byte order mark (U+FEFF) at the start, which is not {what}; save as UTF-8 without a BOM"
+
+
 def csv_text(text: str) -> str:
     """A CSV cell for text from facts or policies: no formula, no control character."""
     if text.startswith(_FORMULA_START):

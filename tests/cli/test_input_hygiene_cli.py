@@ -194,3 +194,46 @@ def test_what_the_store_refuses_in_a_policy_names_the_file(runner: CliRunner, ur
         assert result.exit_code == code, (command, result.stderr)
         assert one_line_error(result) == f"error: {policy}: {message}"
     assert run(runner, url, "events").stdout == before
+
+
+BOM = b"\xef\xbb\xbf"
+BOM_JSON = ("a UTF-8 byte order mark (U+FEFF) at the start, which is not JSON; "
+            "save as UTF-8 without a BOM")
+
+
+def test_a_byte_order_mark_is_refused_and_named(runner: CliRunner, url: str, tmp_path: Path) -> None:
+    # It was "not valid JSON: JSON is malformed: invalid character (byte 0)" / "not valid TOML:
+    # Invalid statement (at line 1, column 1)": placed, but not saying what the character was.
+    before = run(runner, url, "events").stdout
+    line = f'{{"type":"probe_failed","service":"web","probe":"q","at":"{AT}"}}\n'.encode()
+    many = b"".join(f'{{"type":"probe_failed","service":"web","probe":"q{i}","at":"{AT}"}}\n'.encode()
+                    for i in range(60_000))  # over 4 MB: read and checked by a child process
+    for data, where in [(BOM + line, "line 1"), (BOM + many, "line 1"), (line + BOM + line, "line 2"),
+                        (BOM, "line 1")]:
+        f = tmp_path / "bom.ndjson"
+        f.write_bytes(data)
+        for args, stdin in [([str(f)], None), (["-"], data)]:
+            result = runner.invoke(cli, ["--store", url, "import", *args], input=stdin)
+            assert result.exit_code == 2
+            assert one_line_error(result) == f"error: {where}: {BOM_JSON}"
+    result = runner.invoke(cli, ["--store", url, "append", "--json", (BOM + line).decode()])
+    assert (result.exit_code, one_line_error(result)) == (2, f"error: {BOM_JSON}")
+    kuma = tmp_path / "kuma.json"
+    kuma.write_bytes(BOM + b'{"heartbeat":{"status":0}}')
+    result = runner.invoke(cli, ["--store", url, "import", "--from", "uptime-kuma", str(kuma)])
+    assert (result.exit_code, one_line_error(result)) == (2, f"error: uptime-kuma: {BOM_JSON}")
+    policy = tmp_path / "c3.toml"
+    policy.write_bytes(BOM + POLICY.replace('"c1"', '"c3"').encode())
+    for verb in ("register", "validate"):
+        result = runner.invoke(cli, ["--store", url, "contract", verb, str(policy)])
+        assert (result.exit_code, one_line_error(result)) == (
+            2, f"error: {policy}: line 1: {BOM_JSON.replace('JSON', 'TOML')}")
+    labels = tmp_path / "labels.toml"
+    labels.write_bytes(BOM + b'service = "job"\n')
+    result = runner.invoke(cli, ["--store", url, "import", "--from", "uptime-kuma", "--map", str(labels),
+                                 str(kuma)])
+    assert one_line_error(result).startswith(f"error: --map {labels}: line 1: a UTF-8 byte order mark")
+    assert run(runner, url, "events").stdout == before
+    # Only its spelling at the start is refused: U+FEFF inside a string is text like any other.
+    inside = f'{{"type":"probe_failed","service":"web","probe":"\ufeffq","at":"{AT}"}}'
+    assert run(runner, url, "append", "--json", inside).exit_code == 0

@@ -275,6 +275,12 @@ def test_bad_writes_keep_nothing(server: ServerProcess) -> None:
          b'{"type":"probe_failed","service":"s","probe":"p","at":"2026-10-04T09:15:00Z"}\n{"type":',
          NDJSON, 400, "line 2"),
         ("/v1/hooks/alertmanager", b'{"alerts": [', "application/json", 400, "not valid JSON"),
+        # A body that starts with a byte order mark is refused as `ledger import` refuses such a file.
+        ("/v1/events",
+         b'\xef\xbb\xbf{"type":"probe_failed","service":"s","probe":"p","at":"2026-10-04T09:15:00Z"}',
+         NDJSON, 400, "line 1: a UTF-8 byte order mark (U+FEFF) at the start, which is not JSON"),
+        ("/v1/hooks/alertmanager", b"\xef\xbb\xbf" + webhook(alert("bom")), "application/json", 400,
+         "alertmanager: a UTF-8 byte order mark (U+FEFF) at the start"),
         ("/v1/hooks/alertmanager", webhook(alert("ok1"), {**alert("ok2"), "labels": {"instance": "x"}}),
          "application/json", 400, "alerts[1].labels.service"),
         ("/v1/hooks/uptime-kuma", kuma(0, name="no-slash"), "application/json", 400, "monitor.name"),
