@@ -306,8 +306,11 @@ def refuse_non_ledger(path: str) -> None:
 
     A file that is no SQLite database at all is BadInput (``refuse_non_sqlite``).
     """
-    refuse_non_sqlite(path)
-    tables = sqlite_tables(path) if os.path.isfile(path) and sqlite_file(path) else None
+    if os.path.isfile(path) and sqlite_file(path):
+        tables = sqlite_tables(path)
+    else:
+        refuse_non_sqlite(path)
+        tables = None
     if tables is None or not {EVENTS, "ledger_index"} <= tables:
         why = "" if os.path.exists(path) else "no such file; "
         raise StoreError(f"not a ledger store: {printable(path)} ({why}`ledger init` creates one)")
