@@ -116,8 +116,11 @@ def check_policy(pf: PolicyFile) -> Policy:
 
 def _check_support(sec: SupportSection) -> None:
     """The [support] section's names and codes, before ``resolve`` reads them."""
+    from ledger.support_hours import check_span_spelling
+
     if sec.timezone is not None:
         _name(sec.timezone, "support.timezone")
+    check_span_spelling(sec.hours)
     _whole(_HOLIDAYS_RE, sec.holidays, "support.holidays", _HOLIDAYS)
     for i, c in enumerate(sec.closures):
         _whole(_HOLIDAYS_RE, c.holidays, f"support.closures[{i}].holidays", _HOLIDAYS)

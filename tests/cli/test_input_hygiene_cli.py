@@ -237,3 +237,23 @@ def test_a_byte_order_mark_is_refused_and_named(runner: CliRunner, url: str, tmp
     # Only its spelling at the start is refused: U+FEFF inside a string is text like any other.
     inside = f'{{"type":"probe_failed","service":"web","probe":"\ufeffq","at":"{AT}"}}'
     assert run(runner, url, "append", "--json", inside).exit_code == 0
+
+
+def test_a_support_span_spelled_otherwise_is_refused(runner: CliRunner, url: str, tmp_path: Path) -> None:
+    before = run(runner, url, "events").stdout
+    support = ('\n[support]\nhours = ["Mon 08:00 -Fri 17:00"]\n'
+               'targets = [{ severity = "s1", first_response = "1h" }]\n')
+    policy = tmp_path / "c4.toml"
+    policy.write_text(POLICY.replace('"c1"', '"c4"') + support)
+    message = ('field `support.hours[0]`: a span across days is written "Mon 08:00 - Fri 17:00" '
+               "(one space each side of the dash), got 'Mon 08:00 -Fri 17:00'")
+    for verb in ("register", "validate"):
+        result = runner.invoke(cli, ["--store", url, "contract", verb, str(policy)])
+        assert (result.exit_code, one_line_error(result)) == (2, f"error: {policy}: {message}")
+    amended = tmp_path / "c1.toml"
+    amended.write_text(_from("2026-11") + support)
+    result = runner.invoke(cli, ["--store", url, "contract", "amend", str(amended)])
+    assert (result.exit_code, one_line_error(result)) == (2, f"error: {amended}: {message}")
+    assert run(runner, url, "events").stdout == before
+    policy.write_text(policy.read_text().replace(" -Fri", " - Fri"))
+    assert run(runner, url, "contract", "register", str(policy)).exit_code == 0
