@@ -257,3 +257,24 @@ def test_a_support_span_spelled_otherwise_is_refused(runner: CliRunner, url: str
     assert run(runner, url, "events").stdout == before
     policy.write_text(policy.read_text().replace(" -Fri", " - Fri"))
     assert run(runner, url, "contract", "register", str(policy)).exit_code == 0
+
+
+def test_an_error_echoing_a_long_value_is_shortened(runner: CliRunner, url: str, tmp_path: Path) -> None:
+    # A 10,000-character id was echoed whole: 125 lines of an 80-column terminal for one error.
+    long = "x" * 10_000
+    result = runner.invoke(cli, ["--store", url, "report", "--contract", long, "--month", "2026-10"])
+    line = one_line_error(result)
+    assert result.exit_code == 1
+    assert line.startswith("error: contract `xxx")
+    assert line.endswith("xxx` is not registered")
+    assert "...[9,129 of 10,029 characters left out]..." in line
+    assert len(line) < 1_100
+    f = tmp_path / "long.ndjson"
+    f.write_text(f'{{"type":"{long}"}}\n')
+    result = runner.invoke(cli, ["--store", url, "import", str(f)])
+    assert result.exit_code == 2
+    assert one_line_error(result).startswith("error: line 1: field `type`: unknown event type 'xxx")
+    # A message that echoes a name the ledger accepts (at most 512 characters) stays whole.
+    name = "n" * 512
+    result = runner.invoke(cli, ["--store", url, "report", "--contract", name, "--month", "2026-10"])
+    assert one_line_error(result) == f"error: contract `{name}` is not registered"

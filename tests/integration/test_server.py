@@ -239,6 +239,9 @@ def test_read_priority(tmp_path: Path, priority: str, nice: int) -> None:
     # An id echoed from the path is escaped as the CLI's error line escapes it (the JSON is the message).
     ("/v1/contracts/%E2%80%AEx%1B%5B2J/months/2026-10", "", 404, "contract `\\u202ex\\x1b[2J` is not"),
     ("/v1/contracts/sla-a-2026/months/2026-13", "", 400, "month"),
+    # A long id is echoed shortened, as on the CLI's error line.
+    ("/v1/contracts/" + "x" * 10_000 + "/months/2026-10", "", 404,
+     "xxx...[9,129 of 10,029 characters left out]...xxx"),
     ("/v1/contracts/sla-a-2026/months/2026-10", "?position=x", 400, "position 'x'"),
     ("/v1/contracts/sla-a-2026/months/2026-10", "?as_of=2026-10-01T00:00:00", 400, "no offset"),
     ("/v1/contracts/sla-a-2026/months/2026-10", "?as_of=2026-10-01T00:00:00Z&position=1", 400, "not both"),
