@@ -35,7 +35,7 @@ from ledger.events import (
     Timestamp,
 )
 from ledger.policy_check import _HOLIDAYS, _HOLIDAYS_RE, check_policy
-from ledger.text import bom_refused, starts_with_bom
+from ledger.text import bom_or
 
 _encoder: Final = msgspec.json.Encoder(order="sorted")  # as ledger.events encodes: canonical JSON
 _FIELD_RE: Final = r"`\$\.([^`]*)`"  # messages only: compiled when first used (re's cache)
@@ -320,9 +320,7 @@ def decode_fact(data: bytes | str) -> Fact:
     except msgspec.ValidationError as exc:
         raise BadInput(_explain(exc)) from None
     except msgspec.DecodeError as exc:
-        if starts_with_bom(data):  # a line of an editor's "UTF-8 with BOM" file: say so, not "byte 0"
-            raise BadInput(bom_refused("JSON")) from None
-        raise BadInput(f"not valid JSON: {exc}") from None
+        raise BadInput(bom_or(data, "JSON", f"not valid JSON: {exc}")) from None
     except UnicodeDecodeError as exc:
         raise BadInput(_not_utf8(data, exc)) from None
     except RecursionError:

@@ -251,35 +251,15 @@ class Ledger:
         calendar's country (``calendar_pins``). The fold would ignore everything else, so
         the figures equal those from the whole ledger.
         """
-        from ledger.month_read import month_records
+        from ledger.month_read import month_records, versions_upto
 
-        version = in_force(self.versions_upto(contract, upto), month)
+        version = in_force(versions_upto(self.recorder, contract, upto), month)
         policy = resolve(version.policy)
         records = month_records(self.recorder, policy, month, upto, replay_point)
         pins = self.calendar_pins(version.policy, upto)
         if pins:
             records = sorted([*records, *pins], key=lambda r: r.position)
         return version, policy, records
-
-    def versions_upto(self, contract: str, upto: int) -> list[ContractVersion]:
-        """The versions of ``contract`` recorded up to position ``upto``; none: ``unregistered``."""
-        versions = contract_versions(self.recorder.read_keyed([contract_key(contract)], upto)).get(contract)
-        if not versions:
-            raise self.unregistered(contract, upto)
-        return versions
-
-    def unregistered(self, contract: str, upto: int) -> NotFound:
-        """NotFound for ``contract`` at position ``upto``; a replay before its registration names both.
-
-        Without the positions, a replay point before the registration said only "is not
-        registered", of a contract that `ledger contract list` shows.
-        """
-        last = self.recorder.last_position()
-        later = contract_versions(self.recorder.read_keyed([contract_key(contract)], last)).get(contract)
-        if upto >= last or not later:
-            return NotFound(f"contract `{contract}` is not registered")
-        return NotFound(f"contract `{contract}` was not registered yet at the replay point, position {upto} "
-                        f"(it was registered at position {later[0].position})")
 
     def calendar_pins(self, policy: PolicyFile, upto: int) -> list[Recorded]:
         """The ``holidays_pinned`` facts up to ``upto`` of the country a policy's business calendar names."""

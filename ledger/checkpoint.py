@@ -146,11 +146,9 @@ def parse(data: bytes, name: str) -> Checkpoint:
     try:
         cp = msgspec.json.decode(data.strip(), type=Checkpoint)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        from ledger.text import bom_refused, starts_with_bom  # an error's wording: not a report's import
+        from ledger.text import bom_or  # an error's wording: not a report's import
 
-        if starts_with_bom(data):
-            raise BadInput(f"{name}: not a checkpoint: {bom_refused('JSON')}") from None
-        raise BadInput(f"{name}: not a checkpoint ({exc})") from None
+        raise BadInput(f"{name}: not a checkpoint{bom_or(data, 'JSON', f' ({exc})', ': ')}") from None
     if merkle.parse_hash(cp.root) is None:
         raise BadInput(f"{name}: not a checkpoint (field `root`: expected sha256:<64 lower-case hex>)")
     if cp.size < 1:

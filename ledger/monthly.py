@@ -27,6 +27,7 @@ import msgspec
 
 from ledger.application import Ledger
 from ledger.calendar import check_month
+from ledger.month_read import unregistered
 from projections.model import Report
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ def _wanted(ledger: Ledger, upto: int, contracts: Sequence[str]) -> list[str]:
     wanted = sorted(set(contracts)) if contracts else sorted(versions)
     for cid in wanted:
         if cid not in versions:  # an unknown contract: NotFound before any work
-            raise ledger.unregistered(cid, upto)
+            raise unregistered(ledger.recorder, cid, upto)
     return wanted
 
 

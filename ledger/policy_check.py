@@ -24,7 +24,7 @@ from ledger.policy import (
     _bounded_duration,
     resolve,
 )
-from ledger.text import bom_refused, starts_with_bom
+from ledger.text import bom_or
 
 MAX_PROBES: Final = 100
 MAX_TIERS: Final = 100
@@ -143,9 +143,7 @@ def load_policy(data: bytes, source: str = "policy") -> PolicyFile:
             msg = f"field `{m.group(1)}`: " + re.sub(r"\s*-\s*at `\$\.[^`]*`", "", msg)
         raise BadInput(f"{source}: {msg}") from None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        if starts_with_bom(data):
-            raise BadInput(f"{source}: line 1: {bom_refused('TOML')}") from None
-        raise BadInput(f"{source}: not valid TOML: {exc}") from None
+        raise BadInput(f"{source}: {bom_or(data, 'TOML', f'not valid TOML: {exc}', 'line 1: ')}") from None
     except RecursionError:  # the TOML reader recurses once per level of nested arrays or tables
         raise BadInput(f"{source}: not valid TOML: arrays or tables nested too deeply") from None
     try:

@@ -24,6 +24,7 @@ from ledger.application import Ledger
 from ledger.calendar import check_month, month_bounds
 from ledger.contracts import ContractVersion, in_force
 from ledger.events import HolidaysPinned, Recorded
+from ledger.month_read import versions_upto
 from ledger.persistence.keys import (
     holidays_key,
     logged_key,
@@ -48,7 +49,7 @@ def _support_records(ledger: Ledger, contract: str, month: str,
                      upto: int) -> tuple[ContractVersion, Policy, list[Recorded], list[Recorded]]:
     """The version and policy in force, the service's facts and pins, and the ticket facts."""
     rec = ledger.recorder
-    version = in_force(ledger.versions_upto(contract, upto), month)
+    version = in_force(versions_upto(rec, contract, upto), month)
     policy = resolve(version.policy)
     service = version.policy.contract.service
     own = ledger.service_records([service], [contract], upto)

@@ -68,14 +68,16 @@ def shortened(message: str, limit: int = MAX_ERROR) -> str:
     return f"{message[:head]}...[{cut:,} of {len(message):,} characters left out]...{message[-tail:]}"
 
 
-def starts_with_bom(data: bytes | str) -> bool:
-    """Whether ``data`` starts with a UTF-8 byte order mark (U+FEFF, the bytes EF BB BF)."""
-    return data.startswith("\ufeff") if isinstance(data, str) else data.startswith(b"\xef\xbb\xbf")
+def bom_or(data: bytes | str, what: str, otherwise: str, where: str = "") -> str:
+    """Why ``data`` (``what``: JSON, TOML) did not parse: a leading byte order mark, or ``otherwise``.
 
-
-def bom_refused(what: str) -> str:
-    """Why input starting with a byte order mark is refused (JSON, NDJSON and TOML alike: never skipped)."""
-    return f"a UTF-8 byte order mark (U+FEFF) at the start, which is not {what}; save as UTF-8 without a BOM"
+    JSON, NDJSON and TOML alike: a BOM is refused, never skipped, and named (the parsers' own
+    words were "invalid character (byte 0)" and "Invalid statement").
+    """
+    if not (data.startswith("\ufeff") if isinstance(data, str) else data.startswith(b"\xef\xbb\xbf")):
+        return otherwise
+    return (f"{where}a UTF-8 byte order mark (U+FEFF) at the start, which is not {what}; "
+            "save as UTF-8 without a BOM")
 
 
 def csv_text(text: str) -> str:
