@@ -19,7 +19,7 @@ import msgspec
 
 from ledger.calendar import check_instant, check_month
 from ledger.errors import BadInput, LedgerError, one_line
-from ledger.text import printable
+from ledger.text import printable, shortened
 from ledger.urls import redact, scrub
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -64,8 +64,9 @@ class Failure(click.ClickException):
     """A one-line error with its own exit code (2: bad input, 1: anything else, 3: verify failed)."""
 
     def __init__(self, message: str, code: int = 1) -> None:
-        # Escaped whole: a message may echo input, which must not reach the terminal raw.
-        super().__init__(printable(one_line(message)))
+        # Escaped whole: a message may echo input, which must not reach the terminal raw; and
+        # bounded, so that a 10,000-character id cannot fill the terminal.
+        super().__init__(shortened(printable(one_line(message))))
         self.exit_code = code  # type: ignore[misc]  # click declares it on the class
 
     def show(self, file: Any = None) -> None:

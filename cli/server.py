@@ -47,7 +47,7 @@ from ledger.feeds import LabelMap, facts_from
 from ledger.ingest.lines import prepare_facts
 from ledger.ingest.strategy import PARALLEL_FROM_BYTES, prepared_batches
 from ledger.persistence.port import AppendResult
-from ledger.text import printable
+from ledger.text import printable, shortened
 
 T = TypeVar("T")
 
@@ -90,7 +90,7 @@ def error_response(status: int, message: str) -> Response:
     headers = {"WWW-Authenticate": 'Bearer realm="ledger"'} if status == 401 else None
     # What the message echoes (a contract id from the path) is shown as the CLI's stderr shows it:
     # a bidi override or an escape sequence escaped, not handed raw to the terminal of whoever reads it.
-    return json_response({"error": printable(one_line(message))}, status, headers)
+    return json_response({"error": shortened(printable(one_line(message)))}, status, headers)
 
 
 def summary(result: AppendResult) -> dict[str, Any]:

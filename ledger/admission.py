@@ -35,6 +35,7 @@ from ledger.events import (
     Timestamp,
 )
 from ledger.policy_check import _HOLIDAYS, _HOLIDAYS_RE, check_policy
+from ledger.text import bom_or
 
 _encoder: Final = msgspec.json.Encoder(order="sorted")  # as ledger.events encodes: canonical JSON
 _FIELD_RE: Final = r"`\$\.([^`]*)`"  # messages only: compiled when first used (re's cache)
@@ -319,7 +320,7 @@ def decode_fact(data: bytes | str) -> Fact:
     except msgspec.ValidationError as exc:
         raise BadInput(_explain(exc)) from None
     except msgspec.DecodeError as exc:
-        raise BadInput(f"not valid JSON: {exc}") from None
+        raise BadInput(bom_or(data, "JSON", f"not valid JSON: {exc}")) from None
     except UnicodeDecodeError as exc:
         raise BadInput(_not_utf8(data, exc)) from None
     except RecursionError:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, BinaryIO
 import msgspec
 
 from ledger.calendar import check_instant, check_month
-from ledger.contracts import ContractVersion, contract_versions, find, in_force
+from ledger.contracts import ContractVersion, contract_versions, in_force
 from ledger.errors import BadInput, NotFound
 from ledger.events import (
     ContractAmended,
@@ -251,10 +251,9 @@ class Ledger:
         calendar's country (``calendar_pins``). The fold would ignore everything else, so
         the figures equal those from the whole ledger.
         """
-        from ledger.month_read import month_records
+        from ledger.month_read import month_records, versions_upto
 
-        versions = find(contract_versions(self.recorder.read_keyed([contract_key(contract)], upto)), contract)
-        version = in_force(versions, month)
+        version = in_force(versions_upto(self.recorder, contract, upto), month)
         policy = resolve(version.policy)
         records = month_records(self.recorder, policy, month, upto, replay_point)
         pins = self.calendar_pins(version.policy, upto)

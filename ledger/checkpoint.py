@@ -146,7 +146,9 @@ def parse(data: bytes, name: str) -> Checkpoint:
     try:
         cp = msgspec.json.decode(data.strip(), type=Checkpoint)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise BadInput(f"{name}: not a checkpoint ({exc})") from None
+        from ledger.text import bom_or  # an error's wording: not a report's import
+
+        raise BadInput(f"{name}: not a checkpoint{bom_or(data, 'JSON', f' ({exc})', ': ')}") from None
     if merkle.parse_hash(cp.root) is None:
         raise BadInput(f"{name}: not a checkpoint (field `root`: expected sha256:<64 lower-case hex>)")
     if cp.size < 1:

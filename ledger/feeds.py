@@ -23,6 +23,7 @@ import msgspec
 from ledger.admission import decode_fact
 from ledger.errors import BadInput
 from ledger.events import Fact
+from ledger.text import bom_or
 
 Instant = Annotated[datetime, msgspec.Meta(tz=True)]
 T = TypeVar("T")
@@ -50,12 +51,12 @@ def parse_label_map(spec: str) -> LabelMap:
     """``service=instance,probe=job``, or the path of a TOML file holding those keys."""
     if spec.endswith(".toml") or (("=" not in spec) and Path(spec).is_file()):
         try:
-            raw: dict[str, Any] = tomllib.loads(Path(spec).read_text(encoding="utf-8"))
+            pairs: dict[str, Any] = tomllib.loads(Path(spec).read_text(encoding="utf-8"))
         except OSError as exc:
             raise BadInput(f"--map {spec}: cannot read it ({exc.strerror})") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise BadInput(f"--map {spec}: not valid TOML: {exc}") from None
-        pairs = raw
+            why = bom_or(Path(spec).read_bytes(), "TOML", f"not valid TOML: {exc}", "line 1: ")
+            raise BadInput(f"--map {spec}: {why}") from None
         where = f"--map {spec}"
     else:
         pairs = {}
@@ -90,7 +91,7 @@ def _decode(decoder: msgspec.json.Decoder[T], data: bytes, what: str) -> T:
         field = (match.group(1) if match else "") or "payload"
         raise BadInput(f"{what}: field `{field}`: {_PATH.sub('', msg)}") from None
     except msgspec.DecodeError as exc:
-        raise BadInput(f"{what}: not valid JSON: {exc}") from None
+        raise BadInput(f"{what}: {bom_or(data, 'JSON', f'not valid JSON: {exc}')}") from None
     except UnicodeDecodeError as exc:
         raise BadInput(f"{what}: not valid UTF-8: {exc.reason} at byte {exc.start}") from None
     except RecursionError:

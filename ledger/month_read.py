@@ -38,6 +38,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from ledger.calendar import month_bounds
+from ledger.contracts import ContractVersion, contract_versions
+from ledger.errors import NotFound
 from ledger.events import (
     IncidentOpened,
     IncidentResolved,
@@ -50,6 +52,7 @@ from ledger.events import (
 from ledger.persistence.keys import (
     BUCKETED,
     claims_key,
+    contract_key,
     index_keys,
     month_keys,
     openings_prefix,
@@ -70,6 +73,28 @@ from ledger.policy import Policy
 
 _BUCKETED_TAGS: Final = tuple(str(cls.__struct_config__.tag) for cls in BUCKETED)
 _US: Final = timedelta(microseconds=1)
+
+
+def versions_upto(recorder: LedgerRecorder, contract: str, upto: int) -> list[ContractVersion]:
+    """The versions of ``contract`` recorded up to position ``upto``; none: ``unregistered``."""
+    versions = contract_versions(recorder.read_keyed([contract_key(contract)], upto)).get(contract)
+    if not versions:
+        raise unregistered(recorder, contract, upto)
+    return versions
+
+
+def unregistered(recorder: LedgerRecorder, contract: str, upto: int) -> NotFound:
+    """NotFound for ``contract`` at position ``upto``; a replay before its registration names both.
+
+    Without the positions, a replay point before the registration said only "is not
+    registered", of a contract that `ledger contract list` shows.
+    """
+    last = recorder.last_position()
+    later = contract_versions(recorder.read_keyed([contract_key(contract)], last)).get(contract)
+    if upto >= last or not later:
+        return NotFound(f"contract `{contract}` is not registered")
+    return NotFound(f"contract `{contract}` was not registered yet at the replay point, position {upto} "
+                    f"(it was registered at position {later[0].position})")
 
 
 def _next_month(month: str) -> str:

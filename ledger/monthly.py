@@ -27,7 +27,7 @@ import msgspec
 
 from ledger.application import Ledger
 from ledger.calendar import check_month
-from ledger.contracts import find
+from ledger.month_read import unregistered
 from projections.model import Report
 
 if TYPE_CHECKING:
@@ -88,7 +88,8 @@ def _wanted(ledger: Ledger, upto: int, contracts: Sequence[str]) -> list[str]:
     versions = ledger.contracts(upto)
     wanted = sorted(set(contracts)) if contracts else sorted(versions)
     for cid in wanted:
-        find(versions, cid)  # an unknown contract: NotFound before any work
+        if cid not in versions:  # an unknown contract: NotFound before any work
+            raise unregistered(ledger.recorder, cid, upto)
     return wanted
 
 

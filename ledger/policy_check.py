@@ -24,6 +24,7 @@ from ledger.policy import (
     _bounded_duration,
     resolve,
 )
+from ledger.text import bom_or
 
 MAX_PROBES: Final = 100
 MAX_TIERS: Final = 100
@@ -115,8 +116,11 @@ def check_policy(pf: PolicyFile) -> Policy:
 
 def _check_support(sec: SupportSection) -> None:
     """The [support] section's names and codes, before ``resolve`` reads them."""
+    from ledger.support_hours import check_span_spelling
+
     if sec.timezone is not None:
         _name(sec.timezone, "support.timezone")
+    check_span_spelling(sec.hours)
     _whole(_HOLIDAYS_RE, sec.holidays, "support.holidays", _HOLIDAYS)
     for i, c in enumerate(sec.closures):
         _whole(_HOLIDAYS_RE, c.holidays, f"support.closures[{i}].holidays", _HOLIDAYS)
@@ -139,7 +143,7 @@ def load_policy(data: bytes, source: str = "policy") -> PolicyFile:
             msg = f"field `{m.group(1)}`: " + re.sub(r"\s*-\s*at `\$\.[^`]*`", "", msg)
         raise BadInput(f"{source}: {msg}") from None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise BadInput(f"{source}: not valid TOML: {exc}") from None
+        raise BadInput(f"{source}: {bom_or(data, 'TOML', f'not valid TOML: {exc}', 'line 1: ')}") from None
     except RecursionError:  # the TOML reader recurses once per level of nested arrays or tables
         raise BadInput(f"{source}: not valid TOML: arrays or tables nested too deeply") from None
     try:

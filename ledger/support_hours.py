@@ -133,6 +133,20 @@ def parse_hours(entries: Sequence[str], field: str = "support.hours") -> tuple[I
     return tuple(merge(spans))
 
 
+def check_span_spelling(entries: Sequence[str], field: str = "support.hours") -> None:
+    """Refuse a span across days not written as section 6.2 writes it: ``DAY HH:MM - DAY HH:MM``.
+
+    For policies coming in (``ledger.policy_check``); ``parse_hours`` still reads a recorded
+    policy's ``"Fri 16:00-Mon 05:00"`` or ``"Mon 08:00 -Fri 17:00"`` as the ledger always did.
+    """
+    for i, entry in enumerate(entries):
+        m = _SPAN_RE.fullmatch(entry)
+        spelled = f"{m[1]} {m[2]} - {m[3]} {m[4]}" if m is not None else entry
+        if entry != spelled:
+            raise BadInput(f"field `{field}[{i}]`: a span across days is written \"{spelled}\" "
+                           f"(one space each side of the dash), got {entry!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class Closure:
     """Closed during a window on (or from the day before) each holiday of ``country``."""

@@ -22,10 +22,10 @@ import msgspec
 
 from ledger.application import Ledger
 from ledger.calendar import check_month, month_bounds
-from ledger.contracts import ContractVersion, contract_versions, find, in_force
+from ledger.contracts import ContractVersion, in_force
 from ledger.events import HolidaysPinned, Recorded
+from ledger.month_read import versions_upto
 from ledger.persistence.keys import (
-    contract_key,
     holidays_key,
     logged_key,
     opened_key,
@@ -49,8 +49,7 @@ def _support_records(ledger: Ledger, contract: str, month: str,
                      upto: int) -> tuple[ContractVersion, Policy, list[Recorded], list[Recorded]]:
     """The version and policy in force, the service's facts and pins, and the ticket facts."""
     rec = ledger.recorder
-    versions = find(contract_versions(rec.read_keyed([contract_key(contract)], upto)), contract)
-    version = in_force(versions, month)
+    version = in_force(versions_upto(rec, contract, upto), month)
     policy = resolve(version.policy)
     service = version.policy.contract.service
     own = ledger.service_records([service], [contract], upto)

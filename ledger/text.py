@@ -53,6 +53,33 @@ def visible(text: str) -> str:
     return text if text.isprintable() else text.translate(_page_table())
 
 
+# An error line longer than this is shortened in its middle, where what it echoes (an id, a
+# value) runs on: its start names the field or line, its end says what was wrong. Above any
+# message echoing a name the ledger accepts (512 characters) with its context.
+MAX_ERROR: Final = 1000
+
+
+def shortened(message: str, limit: int = MAX_ERROR) -> str:
+    """``message`` whole up to ``limit`` characters; else its start and end, saying how much was left out."""
+    if len(message) <= limit:
+        return message
+    head, tail = limit * 3 // 5, limit * 3 // 10
+    cut = len(message) - head - tail
+    return f"{message[:head]}...[{cut:,} of {len(message):,} characters left out]...{message[-tail:]}"
+
+
+def bom_or(data: bytes | str, what: str, otherwise: str, where: str = "") -> str:
+    """Why ``data`` (``what``: JSON, TOML) did not parse: a leading byte order mark, or ``otherwise``.
+
+    JSON, NDJSON and TOML alike: a BOM is refused, never skipped, and named (the parsers' own
+    words were "invalid character (byte 0)" and "Invalid statement").
+    """
+    if not (data.startswith("\ufeff") if isinstance(data, str) else data.startswith(b"\xef\xbb\xbf")):
+        return otherwise
+    return (f"{where}a UTF-8 byte order mark (U+FEFF) at the start, which is not {what}; "
+            "save as UTF-8 without a BOM")
+
+
 def csv_text(text: str) -> str:
     """A CSV cell for text from facts or policies: no formula, no control character."""
     if text.startswith(_FORMULA_START):

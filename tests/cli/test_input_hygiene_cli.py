@@ -194,3 +194,87 @@ def test_what_the_store_refuses_in_a_policy_names_the_file(runner: CliRunner, ur
         assert result.exit_code == code, (command, result.stderr)
         assert one_line_error(result) == f"error: {policy}: {message}"
     assert run(runner, url, "events").stdout == before
+
+
+BOM = b"\xef\xbb\xbf"
+BOM_JSON = ("a UTF-8 byte order mark (U+FEFF) at the start, which is not JSON; "
+            "save as UTF-8 without a BOM")
+
+
+def test_a_byte_order_mark_is_refused_and_named(runner: CliRunner, url: str, tmp_path: Path) -> None:
+    # It was "not valid JSON: JSON is malformed: invalid character (byte 0)" / "not valid TOML:
+    # Invalid statement (at line 1, column 1)": placed, but not saying what the character was.
+    before = run(runner, url, "events").stdout
+    line = f'{{"type":"probe_failed","service":"web","probe":"q","at":"{AT}"}}\n'.encode()
+    many = b"".join(f'{{"type":"probe_failed","service":"web","probe":"q{i}","at":"{AT}"}}\n'.encode()
+                    for i in range(60_000))  # over 4 MB: read and checked by a child process
+    for data, where in [(BOM + line, "line 1"), (BOM + many, "line 1"), (line + BOM + line, "line 2"),
+                        (BOM, "line 1")]:
+        f = tmp_path / "bom.ndjson"
+        f.write_bytes(data)
+        for args, stdin in [([str(f)], None), (["-"], data)]:
+            result = runner.invoke(cli, ["--store", url, "import", *args], input=stdin)
+            assert result.exit_code == 2
+            assert one_line_error(result) == f"error: {where}: {BOM_JSON}"
+    result = runner.invoke(cli, ["--store", url, "append", "--json", (BOM + line).decode()])
+    assert (result.exit_code, one_line_error(result)) == (2, f"error: {BOM_JSON}")
+    kuma = tmp_path / "kuma.json"
+    kuma.write_bytes(BOM + b'{"heartbeat":{"status":0}}')
+    result = runner.invoke(cli, ["--store", url, "import", "--from", "uptime-kuma", str(kuma)])
+    assert (result.exit_code, one_line_error(result)) == (2, f"error: uptime-kuma: {BOM_JSON}")
+    policy = tmp_path / "c3.toml"
+    policy.write_bytes(BOM + POLICY.replace('"c1"', '"c3"').encode())
+    for verb in ("register", "validate"):
+        result = runner.invoke(cli, ["--store", url, "contract", verb, str(policy)])
+        assert (result.exit_code, one_line_error(result)) == (
+            2, f"error: {policy}: line 1: {BOM_JSON.replace('JSON', 'TOML')}")
+    labels = tmp_path / "labels.toml"
+    labels.write_bytes(BOM + b'service = "job"\n')
+    result = runner.invoke(cli, ["--store", url, "import", "--from", "uptime-kuma", "--map", str(labels),
+                                 str(kuma)])
+    assert one_line_error(result).startswith(f"error: --map {labels}: line 1: a UTF-8 byte order mark")
+    assert run(runner, url, "events").stdout == before
+    # Only its spelling at the start is refused: U+FEFF inside a string is text like any other.
+    inside = f'{{"type":"probe_failed","service":"web","probe":"\ufeffq","at":"{AT}"}}'
+    assert run(runner, url, "append", "--json", inside).exit_code == 0
+
+
+def test_a_support_span_spelled_otherwise_is_refused(runner: CliRunner, url: str, tmp_path: Path) -> None:
+    before = run(runner, url, "events").stdout
+    support = ('\n[support]\nhours = ["Mon 08:00 -Fri 17:00"]\n'
+               'targets = [{ severity = "s1", first_response = "1h" }]\n')
+    policy = tmp_path / "c4.toml"
+    policy.write_text(POLICY.replace('"c1"', '"c4"') + support)
+    message = ('field `support.hours[0]`: a span across days is written "Mon 08:00 - Fri 17:00" '
+               "(one space each side of the dash), got 'Mon 08:00 -Fri 17:00'")
+    for verb in ("register", "validate"):
+        result = runner.invoke(cli, ["--store", url, "contract", verb, str(policy)])
+        assert (result.exit_code, one_line_error(result)) == (2, f"error: {policy}: {message}")
+    amended = tmp_path / "c1.toml"
+    amended.write_text(_from("2026-11") + support)
+    result = runner.invoke(cli, ["--store", url, "contract", "amend", str(amended)])
+    assert (result.exit_code, one_line_error(result)) == (2, f"error: {amended}: {message}")
+    assert run(runner, url, "events").stdout == before
+    policy.write_text(policy.read_text().replace(" -Fri", " - Fri"))
+    assert run(runner, url, "contract", "register", str(policy)).exit_code == 0
+
+
+def test_an_error_echoing_a_long_value_is_shortened(runner: CliRunner, url: str, tmp_path: Path) -> None:
+    # A 10,000-character id was echoed whole: 125 lines of an 80-column terminal for one error.
+    long = "x" * 10_000
+    result = runner.invoke(cli, ["--store", url, "report", "--contract", long, "--month", "2026-10"])
+    line = one_line_error(result)
+    assert result.exit_code == 1
+    assert line.startswith("error: contract `xxx")
+    assert line.endswith("xxx` is not registered")
+    assert "...[9,129 of 10,029 characters left out]..." in line
+    assert len(line) < 1_100
+    f = tmp_path / "long.ndjson"
+    f.write_text(f'{{"type":"{long}"}}\n')
+    result = runner.invoke(cli, ["--store", url, "import", str(f)])
+    assert result.exit_code == 2
+    assert one_line_error(result).startswith("error: line 1: field `type`: unknown event type 'xxx")
+    # A message that echoes a name the ledger accepts (at most 512 characters) stays whole.
+    name = "n" * 512
+    result = runner.invoke(cli, ["--store", url, "report", "--contract", name, "--month", "2026-10"])
+    assert one_line_error(result) == f"error: contract `{name}` is not registered"

@@ -295,6 +295,7 @@ READ_ONLY = [
     ["projections", "status"],
     ["contract", "list"],
     ["contract", "show", "c"],
+    ["support", "--contract", "c", "--month", "2026-10"],
 ]
 
 
@@ -324,14 +325,19 @@ def test_read_only_commands_on_what_is_not_a_ledger(
         with sqlite3.connect(foreign) as conn:
             conn.execute("CREATE TABLE other (x)")
         conn.close()
-        text = tmp_path / "notes.db"
-        text.write_text("not a database\n")
-        cases += [(f"sqlite:///{foreign}", str(foreign)), (f"sqlite:///{text}", str(text))]
+        cases += [(f"sqlite:///{foreign}", str(foreign))]
         for url, shown in cases:
             before = _file_state(Path(shown))
             line = one_line_error(invoke(runner, url, *command))
             assert line.startswith(f"error: not a ledger store: {shown} ("), line
             assert _file_state(Path(shown)) == before
+        # A file SQLite cannot open is named for what it is not: `ledger init` (the hint above)
+        # refuses it too.
+        for text in _not_sqlite(tmp_path):
+            before = _file_state(text)
+            result = invoke(runner, f"sqlite:///{text}", *command)
+            assert (result.exit_code, one_line_error(result)) == (2, f"error: {text}: not a SQLite database")
+            assert _file_state(text) == before
     else:
         p = pg_parts(store_url)
         url = f"postgresql://{p['user']}:{SECRET}@{p['host']}:{p['port']}/{p['dbname']}"
@@ -341,6 +347,26 @@ def test_read_only_commands_on_what_is_not_a_ledger(
         line = one_line_error(invoke(runner, url, *command))
         assert line.startswith(f"error: not a ledger store: {shown} ("), line
         assert _pg_tables(store_url) == ["other"]
+
+
+def _not_sqlite(tmp_path: Path) -> list[Path]:
+    """Files that are no SQLite database: text, two bytes, and SQLite's header over something else."""
+    text, short, header = tmp_path / "notes.db", tmp_path / "short.db", tmp_path / "header.db"
+    text.write_text("not a database\n")
+    short.write_bytes(b"hi")
+    header.write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 20)
+    return [text, short, header]
+
+
+def test_writing_commands_leave_what_is_not_sqlite_as_it_was(runner: CliRunner, tmp_path: Path) -> None:
+    events = tmp_path / "e.ndjson"
+    events.write_text('{"type":"probe_failed","service":"s","probe":"p","at":"2026-10-04T09:15:00Z"}\n')
+    for text in _not_sqlite(tmp_path):
+        before = _file_state(text)
+        for command in (["init"], ["import", str(events)], ["demo"]):
+            result = invoke(runner, f"sqlite:///{text}", *command)
+            assert (result.exit_code, one_line_error(result)) == (2, f"error: {text}: not a SQLite database")
+            assert _file_state(text) == before
 
 
 def test_projections_status_creates_no_reporting_table(runner: CliRunner, store_url: str) -> None:

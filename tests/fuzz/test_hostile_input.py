@@ -320,7 +320,7 @@ REFUSED = [
                  b'"impact":"none","severity":' + b"9" * 400 + b"}", "severity", id="huge-integer"),
     pytest.param(b'{"type":"probe_failed","service":"first","service":"second","probe":"p",'
                  b'"at":"2026-10-04T09:15:00Z"}', "service", id="duplicate-key"),
-    pytest.param(b"\xef\xbb\xbf" + event(), "JSON", id="byte-order-mark"),
+    pytest.param(b"\xef\xbb\xbf" + event(), "byte order mark", id="byte-order-mark"),
     pytest.param(event().replace(b"}", b",}"), "JSON", id="trailing-comma"),
     pytest.param(b'{"type":"incident_opened","service":"w","incident":"i","at":"2026-10-04T09:15:00Z",'
                  b'"impact":"outage","severity":NaN}', "JSON", id="nan"),

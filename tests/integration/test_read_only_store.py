@@ -21,7 +21,7 @@ from cli.demo.run import run_demo
 from ledger.application import Ledger
 from ledger.bootstrap import open_ledger
 from ledger.checkpoint import inclusion
-from ledger.errors import StoreError
+from ledger.errors import BadInput, StoreError
 from ledger.events import ProbeFailed
 from ledger.persistence.keys import CONTRACT, contract_key, service_key
 from ledger.persistence.merkle_read import root_of
@@ -105,7 +105,8 @@ def test_the_reader_refuses_what_the_recorder_refuses(tmp_path: Path) -> None:
     sqlite3.connect(empty).close()
     for path in (missing, text, empty):
         for read_only in (False, True):
-            with pytest.raises(StoreError, match="not a ledger store"):
+            with pytest.raises(BadInput if path == text else StoreError,
+                               match="not a SQLite database" if path == text else "not a ledger store"):
                 open_ledger(f"sqlite:///{path}", create=False, read_only=read_only)
     assert not missing.exists()  # nothing created
     old = tmp_path / "old.db"

@@ -61,3 +61,29 @@ def test_on_an_empty_ledger_a_point_says_nothing_is_recorded(ledger: Ledger, sto
     as_of = (*args, "--as-of", "2026-10-01T00:00:00Z")
     _one_line(runner, store_url, as_of, 1, "--as-of 2026-10-01T00:00:00+00:00")
     assert ledger.recorder.last_position() == 0
+
+
+NAMED = ("support", "--month", "2026-10", "--contract", "sla-a-2026")
+
+
+@pytest.mark.parametrize("command", [*COMMANDS, NAMED], ids=lambda a: " ".join(a[:1] + a[-2:]))
+def test_a_point_before_the_registration_names_both_positions(ledger: Ledger, store_url: str,
+                                                              runner: CliRunner, clock: StepClock,
+                                                              command: tuple[str, ...]) -> None:
+    # It said only "contract `sla-a-2026` is not registered", of a contract registered since.
+    first = ledger.append(ProbeFailed(service="workspace", probe="paris", at=clock.now, id="before"))
+    assert first.first_position == 1
+    register(ledger)
+    registered = ledger.contracts()["sla-a-2026"][0].position
+    as_of = next(ledger.recorder.read_records(1, 1)).recorded_at.isoformat()
+    if "--contract" not in command:  # the whole month: the contracts registered by then, none
+        result = runner.invoke(cli, ["--store", store_url, *command, "--position", "1"])
+        assert (result.exit_code, result.stdout) == (0, "[]\n")
+        return
+    for point in (("--position", "1"), ("--as-of", as_of)):
+        line = _one_line(runner, store_url, (*command, *point), 1, "contract `sla-a-2026`")
+        assert line == ("error: contract `sla-a-2026` was not registered yet at the replay point, position 1 "
+                        f"(it was registered at position {registered})")
+    unknown = tuple("nope" if arg == "sla-a-2026" else arg for arg in command)
+    line = _one_line(runner, store_url, (*unknown, "--position", "1"), 1, "contract")
+    assert line == "error: contract `nope` is not registered"

@@ -239,6 +239,9 @@ def test_read_priority(tmp_path: Path, priority: str, nice: int) -> None:
     # An id echoed from the path is escaped as the CLI's error line escapes it (the JSON is the message).
     ("/v1/contracts/%E2%80%AEx%1B%5B2J/months/2026-10", "", 404, "contract `\\u202ex\\x1b[2J` is not"),
     ("/v1/contracts/sla-a-2026/months/2026-13", "", 400, "month"),
+    # A long id is echoed shortened, as on the CLI's error line.
+    ("/v1/contracts/" + "x" * 10_000 + "/months/2026-10", "", 404,
+     "xxx...[9,129 of 10,029 characters left out]...xxx"),
     ("/v1/contracts/sla-a-2026/months/2026-10", "?position=x", 400, "position 'x'"),
     ("/v1/contracts/sla-a-2026/months/2026-10", "?as_of=2026-10-01T00:00:00", 400, "no offset"),
     ("/v1/contracts/sla-a-2026/months/2026-10", "?as_of=2026-10-01T00:00:00Z&position=1", 400, "not both"),
@@ -275,6 +278,12 @@ def test_bad_writes_keep_nothing(server: ServerProcess) -> None:
          b'{"type":"probe_failed","service":"s","probe":"p","at":"2026-10-04T09:15:00Z"}\n{"type":',
          NDJSON, 400, "line 2"),
         ("/v1/hooks/alertmanager", b'{"alerts": [', "application/json", 400, "not valid JSON"),
+        # A body that starts with a byte order mark is refused as `ledger import` refuses such a file.
+        ("/v1/events",
+         b'\xef\xbb\xbf{"type":"probe_failed","service":"s","probe":"p","at":"2026-10-04T09:15:00Z"}',
+         NDJSON, 400, "line 1: a UTF-8 byte order mark (U+FEFF) at the start, which is not JSON"),
+        ("/v1/hooks/alertmanager", b"\xef\xbb\xbf" + webhook(alert("bom")), "application/json", 400,
+         "alertmanager: a UTF-8 byte order mark (U+FEFF) at the start"),
         ("/v1/hooks/alertmanager", webhook(alert("ok1"), {**alert("ok2"), "labels": {"instance": "x"}}),
          "application/json", 400, "alerts[1].labels.service"),
         ("/v1/hooks/uptime-kuma", kuma(0, name="no-slash"), "application/json", 400, "monitor.name"),

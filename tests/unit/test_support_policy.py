@@ -111,3 +111,21 @@ def test_a_recorded_policy_is_read_back_as_recorded() -> None:
     assert rules is not None
     assert rules.quota is not None
     assert rules.quota.year_starts == (1, 1)
+
+
+@pytest.mark.parametrize("span", ["Mon 08:00 -Fri 17:00", "Mon 08:00- Fri 17:00", "Mon 08:00-Fri 17:00",
+                                  "Fri 16:00-Mon 05:00"])
+def test_a_span_across_days_is_spelled_as_section_6_2_writes_it(span: str) -> None:
+    # "DAY HH:MM - DAY HH:MM": these were accepted, the stray space too.
+    hours = f'hours = ["Mon-Fri 08:00-12:00", "{span}"]\n'
+    spelled = " - ".join(part.strip() for part in re.split(r"(?<=[0-9]) ?- ?(?=[A-Z])", span))
+    with pytest.raises(BadInput) as info:
+        load_policy(BASE + b"[support]\n" + hours.encode())
+    assert str(info.value) == (f'policy: field `support.hours[1]`: a span across days is written "{spelled}" '
+                               f"(one space each side of the dash), got {span!r}")
+    # A policy recorded before the rule reads as it always did.
+    recorded = load_policy(BASE + b"[support]\n" + hours.replace(span, spelled).encode())
+    assert recorded.support is not msgspec.UNSET
+    old = msgspec.structs.replace(recorded, support=msgspec.structs.replace(
+        recorded.support, hours=("Mon-Fri 08:00-12:00", span)))
+    assert resolve(old).support == resolve(recorded).support

@@ -9,7 +9,7 @@ import string
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.text import csv_text, printable, visible
+from ledger.text import MAX_ERROR, csv_text, printable, shortened, visible
 from ledger.urls import redact, scrub, url_secrets
 
 UNSAFE = {*map(chr, range(0x20)), "\x7f", *map(chr, range(0x80, 0xA0)), "\u061c", "\u200e", "\u200f",
@@ -107,3 +107,14 @@ def test_redaction_examples() -> None:
     assert redact("postgresql://alice@h:5432/db") == "postgresql://alice@h:5432/db"
     assert redact("sqlite:///ledger.db") == "sqlite:///ledger.db"
     assert set(url_secrets("postgresql://alice:s3cr%40t@h/db")) == {"s3cr%40t", "s3cr@t"}
+
+
+@given(st.text(max_size=3000))
+def test_shortened_keeps_a_line_whole_up_to_the_limit_and_says_what_it_left_out(text: str) -> None:
+    short = shortened(text)
+    if len(text) <= MAX_ERROR:
+        assert short == text
+        return
+    assert len(short) <= MAX_ERROR + 60
+    cut = len(text) - 600 - 300
+    assert short == f"{text[:600]}...[{cut:,} of {len(text):,} characters left out]...{text[-300:]}"

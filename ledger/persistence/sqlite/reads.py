@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import msgspec
 
-from ledger.errors import StoreError
+from ledger.errors import BadInput, StoreError
 from ledger.events import Recorded, decode_state
 from ledger.persistence.keys import prefix_end
 from ledger.persistence.paged import OLD_FORMAT, PagedReader
@@ -302,10 +302,36 @@ _HEADER: Final = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite da
 
 
 def refuse_non_ledger(path: str) -> None:
-    """Raise StoreError unless ``path`` is a SQLite file holding a ledger (nothing is created or written)."""
-    if not (os.path.isfile(path) and sqlite_file(path) and holds_a_ledger(path)):
+    """Raise StoreError unless ``path`` is a SQLite file holding a ledger (nothing is created or written).
+
+    A file that is no SQLite database at all is BadInput (``refuse_non_sqlite``).
+    """
+    if os.path.isfile(path) and sqlite_file(path):
+        tables = sqlite_tables(path)
+    else:
+        refuse_non_sqlite(path)
+        tables = None
+    if tables is None or not {EVENTS, "ledger_index"} <= tables:
         why = "" if os.path.exists(path) else "no such file; "
         raise StoreError(f"not a ledger store: {printable(path)} ({why}`ledger init` creates one)")
+
+
+def refuse_non_sqlite(path: str) -> None:
+    """BadInput (exit 2) if ``path`` is a non-empty file without a SQLite database's header.
+
+    Named for what it is not, by read and write commands alike: ``ledger init`` refuses it too,
+    so a hint to run it would lead nowhere. An empty file is a new database.
+    """
+    try:
+        foreign = os.path.isfile(path) and os.path.getsize(path) > 0 and not sqlite_file(path)
+    except OSError:
+        foreign = False
+    if foreign:
+        raise _not_a_database(path)
+
+
+def _not_a_database(path: str) -> BadInput:
+    return BadInput(f"{printable(path)}: not a SQLite database")
 
 
 def sqlite_file(path: str) -> bool:
@@ -317,18 +343,25 @@ def sqlite_file(path: str) -> bool:
         return False
 
 
-def holds_a_ledger(path: str) -> bool:
-    """Whether the SQLite file at ``path`` has the ledger's tables (read without writing anything)."""
+def sqlite_tables(path: str) -> frozenset[str] | None:
+    """The tables of the SQLite file at ``path``, read without writing anything (None: it cannot be read).
+
+    BadInput as ``refuse_non_sqlite`` if SQLite finds no database behind the header.
+    """
     uri = "file:" + _uri_path(os.path.abspath(path)) + "?mode=ro"
     try:
         conn = sqlite3.connect(uri, uri=True, isolation_level=None)
         try:
-            names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            return frozenset(row[0] for row in rows)
         finally:
             conn.close()
+    except sqlite3.DatabaseError as exc:
+        if exc.sqlite_errorcode == sqlite3.SQLITE_NOTADB:
+            raise _not_a_database(path) from None
+        return None
     except sqlite3.Error:
-        return False
-    return {EVENTS, "ledger_index"} <= names
+        return None
 
 
 # What ``urllib.parse.quote`` leaves as it is (its default ``safe="/"``).

@@ -46,7 +46,9 @@ from ledger.persistence.sqlite.reads import (
     SQLiteReads,
     earlier_format,
     refuse_non_ledger,
+    refuse_non_sqlite,
     sqlite_file,
+    sqlite_tables,
 )
 from ledger.persistence.sqlite.view import SQLiteReportingView, existing_view, open_view
 from ledger.runtime import LOCK_WAIT, env_seconds
@@ -450,8 +452,10 @@ def open_sqlite(path: str, *, create: bool = True, lock_timeout: int | None = No
     """
     if not create:
         refuse_non_ledger(path)
-    if os.path.exists(path) and os.path.getsize(path) > 0 and not sqlite_file(path):
-        raise StoreError(f"{printable(path)}: not a SQLite database")
+    else:
+        refuse_non_sqlite(path)
+        if os.path.isfile(path) and sqlite_file(path):
+            sqlite_tables(path)  # a SQLite header over something else: refused as a file without one
     if create:
         _create_file(path)
     # Every statement's busy timeout (a write session sets its own: LEDGER_LOCK_WAIT).
