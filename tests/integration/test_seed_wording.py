@@ -379,6 +379,21 @@ def test_b_credit_rounds_half_up(runner: CliRunner, tmp_path: Path) -> None:
     assert (r["credit"]["amount"], r["credit"]["currency"]) == ("50.01", "CHF")
 
 
+# "Rounded once, at the end" (INTERFACE.md 5), with B's "tarif journalier": 6,000.12 a year, a cut of
+# 72 h + 1 s (4 started days): tier 50.001 + 4 x 16.438685 = 65.754740, together 115.755740 ->
+# 115.76, though the parts shown round to 50.00 and 65.75.
+def test_b_credit_rounded_once(runner: CliRunner, tmp_path: Path) -> None:
+    policy = (EXAMPLES / "sla-b.toml").read_bytes().replace(b'"6000.00"', b'"6000.12"')
+    r = _month(
+        runner,
+        tmp_path,
+        policy,
+        _down("biings", B_DOWN, "2026-10-10T10:00:00+02:00", seconds=259201),
+        "2026-10",
+    )
+    assert (r["credit"]["long_outage_amount"], r["credit"]["amount"]) == ("65.75", "115.76")
+
+
 # "Nous traitons les demandes du lundi au vendredi entre 8h et 17h (CET)", the "Cloud" column:
 # "Application coupée en production | 1 heure", "Dégradation sérieuse | 4 heures", "Impact modéré |
 # 1 jour ouvré", "Impact limité | 2 jours ouvrés"; Swiss holidays closed (CH: 14 May Ascension,
