@@ -123,6 +123,11 @@ def local_instant(day: date, clock: time, tz: ZoneInfo) -> datetime:
     if clock == time.max:
         # "24:00" closes a business day: that is the next local midnight, not 23:59:59.999999.
         return local_instant(day + _DAY, time(0), tz)
+    return wall_instant(day, clock, tz)
+
+
+def wall_instant(day: date, clock: time, tz: ZoneInfo) -> datetime:
+    """``local_instant`` for a time of day read off an instant: 23:59:59.999999 is itself, not "24:00"."""
     return datetime.combine(day, clock, tzinfo=tz).astimezone(UTC)
 
 
@@ -274,7 +279,7 @@ def add_business_days(instant: datetime, n: int, calendar: CalendarRules,
                 left -= 1
         # Keep the wall-clock time; a time that falls in a gap or fold on the target day is
         # resolved with fold=0 (see the module docstring), whatever fold the start had.
-        return local_instant(day, local.time().replace(tzinfo=None), calendar.timezone)
+        return wall_instant(day, local.time().replace(tzinfo=None), calendar.timezone)
     except OverflowError:
         return None
 

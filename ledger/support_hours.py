@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 # HolidayBook and package_version live with the calendar (the availability fold uses them too,
 # without importing this module); named here as well for the support fold.
 from ledger.calendar import HolidayBook as HolidayBook
-from ledger.calendar import holiday_dates, local_instant
+from ledger.calendar import holiday_dates, local_instant, wall_instant
 from ledger.calendar import package_version as package_version
 from ledger.errors import BadInput
 
@@ -337,7 +337,8 @@ def _business_days(cal: SupportCalendar, start: int, n: int, next_open_at: Calla
             days[key] = day
     else:
         day = found
-    due = to_us(local_instant(day, local.time().replace(tzinfo=None, fold=0), cal.timezone))
+    # The opening's time of day as it is: 23:59:59.999999 is not the sentinel for "24:00".
+    due = to_us(wall_instant(day, local.time().replace(tzinfo=None, fold=0), cal.timezone))
     return next_open_at(due)
 
 
