@@ -247,10 +247,12 @@ def verify(ctx: Context, expect: str | None, fmt: str) -> None:
 @click.command()
 @pass_ctx
 def demo(ctx: Context) -> None:
-    """Record a generated month for the four example contracts; print their availability, then their support.
+    """Record a generated month (2026-10) for the five example contracts; print their figures and support.
 
+    The five contracts are the four agreements' policies (C in English and in French):
+    their availability table first, then their support tables.
     The store must be empty or hold only the demo's facts (then nothing is added).
-    The support tables are ``ledger support --month M``'s, each ticket explained.
+    The support tables are those of `ledger support --month 2026-10`, each ticket explained.
     """
     from cli.demo.cast import demo_month
     from cli.demo.run import check_demo_store, run_demo
