@@ -194,3 +194,18 @@ def test_the_targets_performance_md_states_are_the_benchmarks() -> None:
     assert rows["`report-growth`"] == f"< {run.REPORT_GROWTH}"
     assert f">= {run.REBUILD_MIN:,.0f} events/s" in rows["`rebuild`"]
     assert f"<= {run.MEMORY_FLAT}" in rows["`memory`"]
+
+
+def test_every_name_where_things_plug_in_names_is_defined() -> None:
+    """docs/architecture.md, "Where things plug in": each code name it gives (`_KEY_FIELD`,
+    `Directory.owner`, ...) is defined in the sources, so a rename cannot leave the recipe behind."""
+    text = (ROOT / "docs" / "architecture.md").read_text().split("## Where things plug in", 1)[1]
+    names = {t for t in re.findall(r"`([A-Za-z_][\w.]*)`", text)
+             if not t.endswith(".py") and ("_" in t or t != t.lower())}
+    assert len(names) >= 20
+    source = "\n".join(p.read_text() for folder in ("ledger", "projections", "cli", "tests")
+                       for p in (ROOT / folder).rglob("*.py"))
+    for name in sorted(names):
+        last = name.rsplit(".", 1)[-1]
+        defined = rf"^\s*(?:def|class) {last}\b|^\s*{last}\b\s*(?::[^=\n]*)?=|^\s*{last}: "
+        assert re.search(defined, source, re.M), f"{name} is defined nowhere"
