@@ -143,8 +143,11 @@ def _size(file: BinaryIO) -> int | None:
 
 @click.command()
 @click.option("--service", help="Only events about this service (and the facts that refer to them).")
-@click.option("--since", metavar="TIMESTAMP", help="Only events whose time is at or after this.")
-@click.option("--until", metavar="TIMESTAMP", help="Only events whose time is before this.")
+@click.option("--since", metavar="TIMESTAMP",
+              help="Only events whose time (a window's: its end) is at or after this; facts with no time "
+                   "of their own (contracts, revocations, classifications, pins) are kept.")
+@click.option("--until", metavar="TIMESTAMP",
+              help="Only events whose time (a window's: its start) is before this.")
 @click.option("--after-position", "after", type=click.IntRange(min=0), metavar="N",
               help="Only events recorded after position N (an incremental export).")
 @click.option("--type", "types", multiple=True, metavar="TYPE", help="Only events of this type (repeatable).")

@@ -209,3 +209,20 @@ def test_every_name_where_things_plug_in_names_is_defined() -> None:
         last = name.rsplit(".", 1)[-1]
         defined = rf"^\s*(?:def|class) {last}\b|^\s*{last}\b\s*(?::[^=\n]*)?=|^\s*{last}: "
         assert re.search(defined, source, re.M), f"{name} is defined nowhere"
+
+
+def test_events_since_until_keep_what_their_help_says(sqlite_url: str, runner: CliRunner,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ledger events --help`: a point fact by its time, a window by its end (--since) and start
+    (--until), and facts with no time of their own always."""
+    monkeypatch.chdir(ROOT)
+    _invoke(runner, ["--store", sqlite_url, "contract", "register", "ledger/examples/sla-a.toml"])
+    _invoke(runner, ["--store", sqlite_url, "import", "tests/data/sample.ndjson"])
+    help_text = " ".join(_invoke(runner, ["events", "--help"]).split())
+    assert "(a window's: its end) is at or after this" in help_text
+    assert "(a window's: its start) is before this" in help_text
+    shown = _invoke(runner, ["--store", sqlite_url, "events", "--since", "2026-10-21T01:10:00Z",
+                             "--until", "2026-10-21T01:20:00Z"])
+    kept = [json.loads(line)["type"] for line in shown.splitlines()]
+    # mw-7 runs 01:00-02:00 (kept), INC-8 opens at 01:05 and resolves at 01:35 (both outside).
+    assert kept == ["contract_registered", "maintenance_announced"]
