@@ -143,8 +143,11 @@ def _size(file: BinaryIO) -> int | None:
 
 @click.command()
 @click.option("--service", help="Only events about this service (and the facts that refer to them).")
-@click.option("--since", metavar="TIMESTAMP", help="Only events whose time is at or after this.")
-@click.option("--until", metavar="TIMESTAMP", help="Only events whose time is before this.")
+@click.option("--since", metavar="TIMESTAMP",
+              help="Only events whose time (a window's: its end) is at or after this; facts with no time "
+                   "of their own (contracts, revocations, classifications, pins) are kept.")
+@click.option("--until", metavar="TIMESTAMP",
+              help="Only events whose time (a window's: its start) is before this.")
 @click.option("--after-position", "after", type=click.IntRange(min=0), metavar="N",
               help="Only events recorded after position N (an incremental export).")
 @click.option("--type", "types", multiple=True, metavar="TYPE", help="Only events of this type (repeatable).")
@@ -247,10 +250,12 @@ def verify(ctx: Context, expect: str | None, fmt: str) -> None:
 @click.command()
 @pass_ctx
 def demo(ctx: Context) -> None:
-    """Record a generated month for the four example contracts; print their availability, then their support.
+    """Record a generated month (2026-10) for the five example contracts; print their figures and support.
 
+    The five contracts are the four agreements' policies (C in English and in French):
+    their availability table first, then their support tables.
     The store must be empty or hold only the demo's facts (then nothing is added).
-    The support tables are ``ledger support --month M``'s, each ticket explained.
+    The support tables are those of `ledger support --month 2026-10`, each ticket explained.
     """
     from cli.demo.cast import demo_month
     from cli.demo.run import check_demo_store, run_demo

@@ -57,7 +57,12 @@ def cli(ctx: click.Context, store: str | None) -> None:
 @click.option("--intervals", is_flag=True, help="CSV: one row per interval instead of the summary row.")
 @pass_ctx
 def report(ctx: Context, contract_ids: tuple[str, ...], month: str, fmt: str, intervals: bool) -> None:
-    """The month's availability, every downtime exclusion with its reason, and the credit owed."""
+    """The month's availability, each interval of outage with why it counts, and the credit owed.
+
+    With one --contract, that contract's report. Without, or with several: every contract
+    named (or registered) in id order, in one call: json an array, ndjson one report a line,
+    csv one header, table one row each (html needs exactly one --contract).
+    """
     from projections.model import to_json
 
     if len(contract_ids) != 1 or fmt == "ndjson":  # several contracts: one call (cli/output.py)

@@ -63,7 +63,8 @@ def status(ctx: Context, fmt: str) -> None:
 @projections.command()
 @click.option("--once", is_flag=True, help="Catch up with the ledger's head and exit.")
 @click.option("--interval", type=Seconds(min=0.01, max=86400), default=1.0, show_default=True,
-              metavar="S", help="Seconds between polls (SQLite; PostgreSQL is notified of new events).")
+              metavar="S", help="At most S seconds between catch-ups (SQLite's head is also read "
+                                "every 50 ms; PostgreSQL is notified of new events).")
 @pass_ctx
 def run(ctx: Context, once: bool, interval: float) -> None:
     """Keep the reporting tables up to date (until SIGTERM or Ctrl-C, or once with --once).

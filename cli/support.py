@@ -170,7 +170,7 @@ def _country(value: str) -> str:
 @click.option("--years", required=True, metavar="YYYY-YYYY", help="The years to pin (or one year).")
 @pass_ctx
 def pin(ctx: Context, country: str, years: str) -> None:
-    """Record the installed ``holidays`` package's dates as holidays_pinned facts; prints their positions."""
+    """Record the installed `holidays` package's dates as holidays_pinned facts; prints their positions."""
     from ledger.calendar import FIRST_YEAR, LAST_YEAR
     from ledger.support_read import pin_facts
 
