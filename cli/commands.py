@@ -32,7 +32,7 @@ def init(ctx: Context, roles: bool) -> None:
     build_tree(ledger)  # an older store's Merkle tree, once (the roles are granted its table)
     if roles:
         click.echo("roles: " + ", ".join(make_roles(ledger.recorder)))
-    click.echo(f"ledger ready at {ctx.shown} ({ledger.recorder.last_position()} events)")
+    click.echo(f"ledger ready at {ctx.shown} ({_events(ledger.recorder.last_position())})")
 
 
 class _AppendCommand(click.Command):
@@ -128,7 +128,7 @@ def import_(ctx: Context, file: BinaryIO, quiet: bool, source: str = "ndjson", s
                    f"(position {c.position}); not imported", err=True)
     if not quiet:
         span = f" (positions {result.first_position}-{result.last_position})" if result.appended else ""
-        summary = (f"{result.appended} events, {result.skipped} already recorded, "
+        summary = (f"{_events(result.appended)}, {result.skipped} already recorded, "
                    f"{len(result.conflicts)} conflicting{span}")
         click.echo(f"dry run: would import {summary}; nothing written" if dry_run else f"imported {summary}",
                    err=True)
@@ -242,7 +242,7 @@ def verify(ctx: Context, expect: str | None, fmt: str) -> None:
         raise Failure(f"verify: {result.problem}", 3)
     if fmt == "json":
         return
-    click.echo(f"ok: {result.position} events, chain intact; head sha256:{result.head}")
+    click.echo(f"ok: {_events(result.position)}, chain intact; head sha256:{result.head}")
     if result.expected_at is not None:
         click.echo(f"expected sha256:{want} found at position {result.expected_at}")
 
@@ -266,3 +266,8 @@ def demo(ctx: Context) -> None:
     check_demo_store(ledger, ctx.shown)
     click.echo(summary_table(run_demo(ledger)), nl=False)
     click.echo("\n" + explained_tables(ledger, demo_month(), (), None, None), nl=False)
+
+
+def _events(n: int) -> str:
+    """``n`` events, in words: "1 event", "2 events"."""
+    return f"{n} event" if n == 1 else f"{n} events"

@@ -104,6 +104,13 @@ def test_import_from_stdin_then_reimport(runner: CliRunner, url: str) -> None:
     assert [e["id"] for e in events(runner, url)] == ["a1", "a2"]
 
 
+def test_one_event_is_counted_in_the_singular(runner: CliRunner, url: str) -> None:
+    assert run(runner, url, "import", "-", input=LINES.splitlines(keepends=True)[0]).stderr.startswith(
+        "imported 1 event, 0 already recorded")
+    assert run(runner, url, "verify").stdout.startswith("ok: 1 event, chain intact")
+    assert "(1 event)" in run(runner, url, "init").stdout
+
+
 def test_bad_line_names_the_line_and_keeps_nothing(runner: CliRunner, url: str, tmp_path: Path) -> None:
     path = tmp_path / "bad.ndjson"
     path.write_text(LINES + '{"type":"probe_failed","service":"web","probe":"x","at":"2026-10-04"}\n')

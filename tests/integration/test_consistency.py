@@ -512,7 +512,7 @@ def test_the_command_line_reports_each_conflict(runner: CliRunner, store_url: st
     assert result.exit_code == 0
     assert result.stderr.splitlines() == [
         "conflict: line 1: id e0 is already recorded with other content (position 1); not imported",
-        "imported 1 events, 3 already recorded, 1 conflicting (positions 4-4)",
+        "imported 1 event, 3 already recorded, 1 conflicting (positions 4-4)",
     ]
     quiet = run(runner, store_url, "import", "-q", str(path))
     assert quiet.stderr.splitlines() == [
