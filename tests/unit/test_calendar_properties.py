@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import pairwise
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 from hypothesis import HealthCheck, example, given, settings
@@ -26,9 +27,11 @@ from ledger.calendar import (
     month_bounds,
     wall_instant,
 )
+from ledger.persistence.keys import utc_month, utc_months
 from projections.affected import add_months, month_of
 from projections.credit import claim_deadline
-from projections.timeline import clock_for, local_at, to_us
+from projections.support import year_bounds_us
+from projections.timeline import clock_for, from_us, local_at, to_us
 from tests.unit.calendar_edges import (
     LAST,
     US,
@@ -41,7 +44,7 @@ from tests.unit.calendar_edges import (
     transitions,
 )
 
-SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 HOURS = ((time(9), time(17, 30)), (time(0), time.max), (time(0), time(12)), (time(12), time.max),
          (time(8, 15), time(20)))
 
@@ -234,3 +237,34 @@ def test_a_wall_clock_read_off_an_instant_gives_it_back(zi: tuple[str, datetime]
     # The fold's local clock (cached per hour) reads every edge instant as ``astimezone`` does.
     got, want = clock_for(tz)(to_us(t)), local_at(to_us(t), tz)
     assert (got.isoformat(), got.fold) == (want.isoformat(), want.fold)
+
+
+# --- the quota's year and the UTC buckets a month is read from -------------------------------
+
+
+@SETTINGS
+@given(zi=zone_and_instant(), starts=st.sampled_from([(1, 1), (3, 1), (2, 28), (3, 15), (10, 31), (12, 31)]))
+def test_a_quota_year_holds_the_instant_and_years_tile(zi: tuple[str, datetime],
+                                                       starts: tuple[int, int]) -> None:
+    zone, t = zi
+    tz = ZoneInfo(zone)
+    policy = SimpleNamespace(timezone=tz, support=SimpleNamespace(quota=SimpleNamespace(year_starts=starts)))
+    lo, hi = year_bounds_us(policy, to_us(t))  # type: ignore[arg-type]
+    assert lo <= to_us(t) < hi
+    for bound in (lo, hi):  # local midnight of MM-DD: the microsecond before is the day before
+        day = from_us(bound).astimezone(tz).date()
+        assert (day.month, day.day) == starts
+        assert from_us(bound - 1).astimezone(tz).date() == day - timedelta(days=1)
+    assert year_bounds_us(policy, hi)[0] == hi  # type: ignore[arg-type]
+    assert year_bounds_us(policy, lo - 1)[1] == lo  # type: ignore[arg-type]
+
+
+@SETTINGS
+@given(zone=st.sampled_from(ZONES), month=months())
+def test_a_month_is_read_from_the_utc_months_it_touches(zone: str, month: str) -> None:
+    lo, hi = month_bounds(month, ZoneInfo(zone))
+    got = utc_months(lo, hi)
+    assert got[0] == utc_month(lo)
+    assert got[-1] == utc_month(hi - US)
+    assert all(add_months(a, 1) == b for a, b in pairwise(got))
+    assert len(got) <= 2

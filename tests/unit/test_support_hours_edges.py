@@ -32,7 +32,7 @@ from ledger.support_hours import (
 )
 from tests.unit.calendar_edges import edge_instants, exists, first_occurrence, holiday_sets
 
-SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # Zones whose changes fall at 02:00/03:00 (or none): no span or window below starts or ends in one.
 ZONES = ("Europe/Zurich", "America/Toronto", "Australia/Sydney", "Australia/Lord_Howe", "Asia/Kolkata")
 YEARS = (2024, 2026, 2028, 2100)
@@ -146,3 +146,25 @@ def test_is_business_day_is_weekdays_without_holidays() -> None:
     cal = SupportCalendar(ZoneInfo("UTC"), parse_hours(["Mon-Sun 00:00-24:00"]), holidays="AA",
                           lookup=lambda c, y: frozenset({date(2026, 12, 5), date(2026, 12, 7)}))
     assert [is_business_day(cal, date(2026, 12, d)) for d in range(4, 9)] == [True, False, False, False, True]
+
+
+@SETTINGS
+@given(cs=calendars(), data=st.data())
+def test_one_timeline_answers_a_run_of_edge_questions_as_the_walk(cs: tuple[SupportCalendar, datetime],
+                                                                  data: st.DataObject) -> None:
+    cal, start = cs
+    zone = cal.timezone.key
+    clock = OpenTimeline(cal)  # reused: runs grow, restart, and are asked behind their start
+    for _ in range(data.draw(st.integers(1, 8))):
+        t = to_us(data.draw(edge_instants(zone, YEARS))) if data.draw(st.booleans()) else to_us(start)
+        amount = data.draw(st.one_of(st.sampled_from([0, 1, 3600 * 10**6]),
+                                     st.integers(0, 9 * 86_400 * 10**6)))
+        op = data.draw(st.integers(0, 3))
+        if op == 0:
+            assert clock.between(t, t + amount) == open_time_between(cal, t, t + amount)
+        elif op == 1:
+            assert clock.add(t, amount) == add_open_time(cal, t, amount)
+        elif op == 2:
+            assert clock.next_open(t) == next_open(cal, t)
+        else:
+            assert clock.add_business_days(t, amount % 4) == add_business_days(cal, t, amount % 4)
