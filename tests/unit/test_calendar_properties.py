@@ -76,6 +76,8 @@ def zone_and_instant(draw: st.DrawFn) -> tuple[str, datetime]:
          data=None)  # Friday 23:59:59.999999 local: Monday 23:59:59.999999 (bc6d72d)
 @example(zi=("Europe/Paris", datetime(2026, 10, 25, 1, 30, tzinfo=UTC)), n=0,
          data=None)  # 02:30 local, the second time that day (CET): zero days keep it as it is
+@example(zi=("Africa/Cairo", datetime(2024, 10, 31, 21, 30, tzinfo=UTC)), n=260,
+         data=None)  # Thu 23:30 the second time (EET) + 260 days: Thu 30 Oct 2025 23:30, the first time
 def test_business_days_walk_the_days_and_keep_the_time(zi: tuple[str, datetime], n: int,
                                                        data: st.DataObject | None) -> None:
     zone, start = zi
