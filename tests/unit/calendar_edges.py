@@ -18,9 +18,10 @@ from hypothesis import strategies as st
 US = timedelta(microseconds=1)
 LAST = time(23, 59, 59, 999_999)
 # Whole-hour DST (Paris, Zurich, Toronto, Sydney), a 30-minute DST (Lord Howe), a gap at
-# midnight (Santiago; Tehran in 2021, on weekdays), and zones without DST (Kolkata, UTC).
+# midnight (Santiago; Tehran in 2021 and Cairo, on weekdays; Cairo repeats a Thursday hour), and zones
+# without DST (Kolkata, UTC).
 ZONES = ("Europe/Paris", "Europe/Zurich", "America/Toronto", "Australia/Sydney", "Australia/Lord_Howe",
-         "America/Santiago", "Asia/Tehran", "Asia/Kolkata", "UTC")
+         "America/Santiago", "Asia/Tehran", "Africa/Cairo", "Asia/Kolkata", "UTC")
 # Leap (2024, 2028), a century that is not (2100), the first and last accepted years, and
 # years whose zones changed rules (Tehran 2021).
 YEARS = (1970, 2021, 2024, 2026, 2028, 2100, 2999)

@@ -33,8 +33,10 @@ from ledger.support_hours import (
 from tests.unit.calendar_edges import edge_instants, exists, first_occurrence, holiday_sets
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-# Zones whose changes fall at 02:00/03:00 (or none): no span or window below starts or ends in one.
-ZONES = ("Europe/Zurich", "America/Toronto", "Australia/Sydney", "Australia/Lord_Howe", "Asia/Kolkata")
+# Zones whose changes fall at 02:00/03:00, at midnight (Cairo: a Friday gap, a Thursday fold) or
+# none: no span or window below starts or ends inside one.
+ZONES = ("Europe/Zurich", "America/Toronto", "Australia/Sydney", "Australia/Lord_Howe", "Africa/Cairo",
+         "Asia/Kolkata")
 YEARS = (2024, 2026, 2028, 2100)
 HOURS = (("Mon-Fri 08:00-17:00",), ("Mon 05:00 - Fri 16:00",), ("Mon-Sun 00:00-24:00",),
          ("Fri 16:00 - Mon 05:00", "Wed 00:00-24:00"), ("Sat,Sun 00:00-24:00", "Mon-Fri 23:00-24:00"))
