@@ -33,6 +33,7 @@ ZONES = ("Europe/Paris", "America/Toronto", "Australia/Sydney", "Australia/Lord_
 BOUNDS = ("2026-02", "2026-03", "2026-09", "2026-10", "2028-01", "2028-02", "2100-02", "2025-12",
           "1970-01", "2999-11", "2026-03")
 Span = tuple[int, int]
+US = timedelta(microseconds=1)
 
 
 @cache
@@ -170,3 +171,46 @@ def test_adjacent_months_are_the_interval_arithmetic(case: tuple[str, str, list[
     lo = to_us(month_bounds(month, ZoneInfo(zone))[0])
     hi = to_us(month_bounds(add_months(month, 1), ZoneInfo(zone))[1])
     assert whole == [measure(x, lo, hi) for x in (outage, maintenance, excused, down)]
+
+
+@cache
+def claim_policy(zone: str, days: int) -> Policy:
+    return policy(f"""
+[contract]
+id = "c-1"
+customer = "X"
+service = "svc"
+timezone = "{zone}"
+currency = "EUR"
+monthly_fee = "100.00"
+
+[availability]
+target = "99.9"
+probes = ["p"]
+
+[credits]
+tiers = [{{ below = "99.9", percent = "10" }}]
+cap_percent = "100"
+claim_deadline_days = {days}
+""")
+
+
+@SETTINGS
+@given(zone=st.sampled_from(ZONES), month=st.sampled_from(BOUNDS), days=st.sampled_from([0, 1, 3, 27, 31]),
+       delta=st.sampled_from([-1, 0, 1]))
+def test_a_claim_is_in_time_up_to_the_midnight_ending_its_day(zone: str, month: str, days: int,
+                                                               delta: int) -> None:
+    tz = ZoneInfo(zone)
+    lo, hi = month_bounds(month, tz)
+    # The local midnight ending day ``days`` of the next month: the first instant of the day after.
+    day = hi.astimezone(tz).date() + timedelta(days=days)
+    deadline = datetime.combine(day, datetime.min.time(), tzinfo=tz).astimezone(UTC)
+    assert deadline.astimezone(tz).date() == day
+    assert (deadline - US).astimezone(tz).date() == day - timedelta(days=1)
+    outage = [fact("probe_failed", service="svc", probe="p", at=lo),
+              fact("probe_recovered", service="svc", probe="p", at=lo + timedelta(hours=9)),
+              fact("credit_claim_filed", contract="c-1", month=month, at=deadline + delta * US)]
+    records = [Recorded(position=i + 1, recorded_at=datetime(1969, 1, 1, tzinfo=UTC), id=fact_id(f), fact=f)
+               for i, f in enumerate(outage)]
+    credit = run(records, claim_policy(zone, days), month).report.credit
+    assert credit.claim == ("late" if delta > 0 else "filed_in_time")
