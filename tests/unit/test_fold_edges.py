@@ -12,7 +12,7 @@ local midnights, so adjacent months add up.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from functools import cache
 from zoneinfo import ZoneInfo
 
@@ -57,6 +57,11 @@ excludable = ["force_majeure"]
 [maintenance]
 min_notice = "24h"
 nonconforming = "downtime"
+
+[credits]
+tiers = [{{ below = "99.9", percent = "10" }}]
+cap_percent = "100"
+long_outage = {{ over = "2h", per_started_day = true }}
 """)
 
 
@@ -168,6 +173,12 @@ def test_adjacent_months_are_the_interval_arithmetic(case: tuple[str, str, list[
         for i in report.intervals:
             assert lo <= to_us(i.start) < to_us(i.end) <= hi
         whole = [a + b for a, b in zip(whole, want, strict=True)]
+        # Long outage: each unbroken stretch of D longer than 2 h that starts in the month, at its
+        # whole length (past the month's end too), earns the daily rate (1200 / 365) per started day.
+        days = sum(-(-(e - s) // 86_400_000_000) for s, e in union(down)
+                   if lo <= s < hi and e - s > 7_200_000_000)
+        assert Decimal(report.credit.long_outage_amount) == (Decimal(1200 * days) / 365).quantize(
+            Decimal("0.01"), rounding=ROUND_HALF_UP)
     lo = to_us(month_bounds(month, ZoneInfo(zone))[0])
     hi = to_us(month_bounds(add_months(month, 1), ZoneInfo(zone))[1])
     assert whole == [measure(x, lo, hi) for x in (outage, maintenance, excused, down)]
