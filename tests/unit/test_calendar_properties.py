@@ -27,7 +27,7 @@ from ledger.calendar import (
     month_bounds,
     wall_instant,
 )
-from ledger.persistence.keys import utc_month, utc_months
+from ledger.persistence.keys import utc_day, utc_instant, utc_month, utc_months
 from projections.affected import add_months, month_of
 from projections.credit import claim_deadline
 from projections.support import year_bounds_us
@@ -270,3 +270,15 @@ def test_a_month_is_read_from_the_utc_months_it_touches(zone: str, month: str) -
     assert got[-1] == utc_month(hi - US)
     assert all(add_months(a, 1) == b for a, b in pairwise(got))
     assert len(got) <= 2
+
+
+@SETTINGS
+@given(data=st.data(), zone=st.sampled_from(ZONES))
+def test_keys_spell_instants_in_their_order(data: st.DataObject, zone: str) -> None:
+    # Range reads by key rely on it: a key's instant text sorts as the instant does.
+    a, b = data.draw(st.lists(edge_instants(zone), min_size=2, max_size=2))
+    assert (utc_instant(a) < utc_instant(b)) == (a < b)
+    assert (utc_instant(a) == utc_instant(b)) == (a == b)
+    assert (utc_day(a) <= utc_day(b)) == (a.astimezone(UTC).date() <= b.astimezone(UTC).date())
+    assert utc_day(a) == utc_instant(a)[:10]
+    assert utc_month(a) == utc_instant(a)[:7]

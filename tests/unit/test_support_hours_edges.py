@@ -9,12 +9,15 @@ to DST gaps and folds (whole hours and Lord Howe's half hour), local 00:00 and
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from ledger.errors import BadInput
 from ledger.support_hours import (
     DAY_MIN,
     OpenTimeline,
@@ -170,3 +173,49 @@ def test_one_timeline_answers_a_run_of_edge_questions_as_the_walk(cs: tuple[Supp
             assert clock.next_open(t) == next_open(cal, t)
         else:
             assert clock.add_business_days(t, amount % 4) == add_business_days(cal, t, amount % 4)
+
+
+DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+clock_minutes = st.one_of(st.sampled_from([0, 1, 1439, 1440, 720]), st.integers(0, 1440))
+
+
+def _clock(m: int) -> str:
+    return f"{m // 60:02d}:{m % 60:02d}"
+
+
+@st.composite
+def entries(draw: st.DrawFn) -> tuple[str, object]:
+    """One ``hours`` entry and the model of its minutes of the week."""
+    if draw(st.booleans()):
+        groups = draw(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 6)), min_size=1, max_size=3))
+        text = ",".join(DAY_NAMES[a] if a == b else f"{DAY_NAMES[a]}-{DAY_NAMES[b]}" for a, b in groups)
+        days = {(a + k) % 7 for a, b in groups for k in range((b - a) % 7 + 1)}
+        lo, hi = sorted(draw(st.lists(clock_minutes, min_size=2, max_size=2, unique=True)))
+        lo = min(lo, 1439)
+        return f"{text} {_clock(lo)}-{_clock(hi)}", lambda w: w // DAY_MIN in days and lo <= w % DAY_MIN < hi
+    d1, d2 = draw(st.integers(0, 6)), draw(st.integers(0, 6))
+    m1, m2 = min(draw(clock_minutes), 1439), draw(clock_minutes)
+    start, stop = d1 * DAY_MIN + m1, d2 * DAY_MIN + m2
+    text = f"{DAY_NAMES[d1]} {_clock(m1)} - {DAY_NAMES[d2]} {_clock(m2)}"
+    if stop == start:  # "Sat 00:00 - Fri 24:00" too: empty, refused ("Mon 00:00 - Sun 24:00" is all week)
+        return text, None
+    return text, (lambda w: start <= w < stop) if stop > start else (lambda w: w >= start or w < stop)
+
+
+@SETTINGS
+@given(parts=st.lists(entries(), min_size=1, max_size=3), data=st.data())
+def test_weekly_spans_are_what_their_text_says(parts: list[tuple[str, object]], data: st.DataObject) -> None:
+    texts = [t for t, _ in parts]
+    if any(model is None for _, model in parts):
+        with pytest.raises(BadInput, match="empty span"):
+            parse_hours(texts)
+        return
+    spans = parse_hours(texts)
+    assert all(a < b for a, b in spans)
+    assert all(b < c for (_, b), (c, _) in itertools.pairwise(spans))  # merged: apart, in order
+    week = 7 * DAY_MIN
+    probes = {x for s, e in spans for x in (s - 1, s, e - 1, e)}
+    probes |= set(data.draw(st.lists(st.integers(0, week - 1))))
+    for w in sorted(p for p in probes if 0 <= p < week):
+        want = any(model(w) for _, model in parts)  # type: ignore[operator]
+        assert any(s <= w < e for s, e in spans) == want, (texts, w)
