@@ -273,13 +273,17 @@ def add_business_days(instant: datetime, n: int, calendar: CalendarRules,
         return None
     day, left = local.date(), n
     try:
+        if not n:  # moved by nothing: the instant itself, also the second time a fold shows its clock
+            return instant.astimezone(UTC)
         while left:
             day += _DAY
             if is_business_day(day, calendar, holidays):
                 left -= 1
         # Keep the wall-clock time; a time that falls in a gap or fold on the target day is
-        # resolved with fold=0 (see the module docstring), whatever fold the start had.
-        return wall_instant(day, local.time().replace(tzinfo=None), calendar.timezone)
+        # resolved with fold=0 (see the module docstring), whatever fold the start had: ``time()``
+        # carries the start's fold, which would pick a fold's second occurrence (as the support
+        # clock's ``_business_days`` does not).
+        return wall_instant(day, local.time().replace(tzinfo=None, fold=0), calendar.timezone)
     except OverflowError:
         return None
 

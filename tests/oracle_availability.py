@@ -99,7 +99,7 @@ class Calendar:
             day += timedelta(days=1)
             while not self.business_day(day):
                 day += timedelta(days=1)
-        return local(day, here.time().replace(tzinfo=None), self.tz) if n else instant
+        return local(day, here.time().replace(tzinfo=None, fold=0), self.tz) if n else instant
 
     def overlaps_business_hours(self, start: int, end: int) -> bool:
         first = (EPOCH + timedelta(microseconds=start)).astimezone(self.tz).date() - timedelta(days=1)

@@ -142,3 +142,13 @@ def test_holiday_calendars_are_cached_per_code_and_year() -> None:
     for _ in range(3):
         holiday_dates("BE", 2031)
     assert holiday_dates.cache_info().hits == before + 3
+
+
+def test_a_start_in_a_fold_lands_on_the_first_occurrence_like_the_support_clock() -> None:
+    # Found by helper hAT: Cairo repeats Thursday 23:00-24:00 at the end of October. 23:30 the
+    # second time (EET) + 260 business days is Thursday 30 October 2025 23:30, which the rule
+    # (fold=0) reads as its first occurrence (EEST, 20:30Z); the start's fold gave 21:30Z.
+    cairo = ZoneInfo("Africa/Cairo")
+    start = datetime(2024, 10, 31, 23, 30, tzinfo=cairo, fold=1)
+    assert add_business_days(start, 260, cal(None, tz=cairo)) == ts("2025-10-30T20:30:00+00:00")
+    assert add_business_days(start, 0, cal(None, tz=cairo)) == ts("2024-10-31T21:30:00+00:00")  # itself

@@ -156,11 +156,21 @@ def test_monotone(cal: SupportCalendar, a: int, b: int, d1: int, d2: int) -> Non
     assert x <= y
     assert x <= z
     assert open_time_between(cal, a, b) <= b - a
-    bd1, bd2 = add_business_days(cal, a, 1), add_business_days(cal, b, 1)
+    # Monotone in N, not in the start: "N business days" keeps the time of day, so a later
+    # start can be due earlier (Fri 16:59 + 1 is Mon 16:59; Sat 02:00 + 1 is Mon 02:00, open 08:00).
+    bd1, bd2 = add_business_days(cal, a, 1), add_business_days(cal, a, 2)
     assert bd1 is not None
     assert bd2 is not None
-    assert bd1 <= bd2
+    assert bd1 < bd2
     assert is_open(cal, bd1)
+
+
+def test_a_later_start_can_be_due_earlier_in_business_days() -> None:
+    # Found by helper hAT: test_monotone claimed the opposite for this calendar; INTERFACE.md 6.2
+    # keeps the opening's time of day, so the Saturday opening is due first.
+    cal = b_calendar(("Mon-Fri 08:00-17:00", "Sat 02:00-03:30", "Sun 00:00-24:00"))
+    assert add_business_days(cal, us("2026-10-16T16:59:00+02:00"), 1) == us("2026-10-19T16:59:00+02:00")
+    assert add_business_days(cal, us("2026-10-17T02:00:00+02:00"), 1) == us("2026-10-19T08:00:00+02:00")
 
 
 @settings(max_examples=60, deadline=None)
