@@ -1,0 +1,46 @@
+"""Write-path faults found from outside (helper hAR): a command stopped part-way, on both stores."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from cli.main import cli
+from ledger.application import Ledger
+from ledger.persistence import merkle_store
+from tests.integration.test_merkle_store import _drop_tree, assert_tree, lines
+from tests.lines import import_lines
+
+
+class _Stopped(Exception):
+    """Stands for the signal that ended ``ledger init`` between two of its build's transactions."""
+
+
+def _stop(_: int) -> None:
+    raise _Stopped
+
+
+def test_a_tree_build_stopped_part_way_is_behind_not_tampered(
+    ledger: Ledger, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A killed ``ledger init`` on an older store keeps the build's committed batches: ``verify``
+    passes with a note (it said 'tampered', exit 3), appends go on, and ``init`` finishes the tree."""
+    import_lines(ledger, lines(0, 300))
+    _drop_tree(ledger)
+    monkeypatch.setattr(merkle_store, "BUILD_BATCH", 128)
+    with pytest.raises(_Stopped):
+        merkle_store.build(ledger.recorder, _stop)  # the first batch committed, then stopped
+    assert merkle_store.tree_size(ledger.recorder) == 128
+    done = CliRunner().invoke(cli, ["--store", store_url, "verify"])
+    assert done.exit_code == 0, done.stderr
+    assert done.stdout.startswith("ok: 300 events, chain intact")
+    assert done.stderr == ("note: this store's Merkle tree is built only for the first 128 of the log's 256 "
+                           "facts in complete tiles (a `ledger init` was interrupted): run `ledger init` "
+                           "again, with the role that owns its tables\n")
+    import_lines(ledger, lines(300, 40))  # appends leave a tree that is behind alone
+    done = CliRunner().invoke(cli, ["--store", store_url, "init"])
+    assert done.exit_code == 0, done.stderr
+    assert "Merkle tree built for 340 facts" in done.stdout
+    done = CliRunner().invoke(cli, ["--store", store_url, "verify"])
+    assert (done.exit_code, done.stderr) == (0, "")
+    assert_tree(ledger)
