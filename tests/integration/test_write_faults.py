@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 
@@ -44,3 +46,23 @@ def test_a_tree_build_stopped_part_way_is_behind_not_tampered(
     done = CliRunner().invoke(cli, ["--store", store_url, "verify"])
     assert (done.exit_code, done.stderr) == (0, "")
     assert_tree(ledger)
+
+
+def test_a_sqlite_store_that_cannot_be_opened_is_not_called_no_ledger(tmp_path: Path) -> None:
+    """SQLite cannot make the store's ``-shm`` file (here a link into no directory is in its way; a
+    read-only directory or a full disk does the same): every command says why in one line, exit 1,
+    and the store is unchanged. Readers said 'not a ledger store (`ledger init` creates one)'."""
+    path = tmp_path / "ledger.db"
+    url = f"sqlite:///{path}"
+    done = CliRunner().invoke(cli, ["--store", url, "import", "-"], input=b"\n".join(lines(0, 5)))
+    assert done.exit_code == 0, done.stderr
+    before = path.read_bytes()
+    (tmp_path / "ledger.db-shm").symlink_to(tmp_path / "no such directory" / "shm")
+    for args in (["verify"], ["report", "--month", "2026-10"], ["checkpoint"], ["events"],
+                 ["projections", "rebuild"], ["append", "--json", lines(5, 1)[0].decode()], ["init"]):
+        done = CliRunner().invoke(cli, ["--store", url, *args])
+        assert done.exit_code == 1, (args, done.stderr)
+        assert done.stderr == (f"error: store: cannot read {path}: unable to open database file (SQLite "
+                               "makes a -shm file beside a ledger even to read it: is the directory "
+                               "read-only?)\n"), args
+    assert path.read_bytes() == before
