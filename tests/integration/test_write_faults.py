@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from cli.demo.run import run_demo
 from cli.main import cli
 from ledger.application import Ledger
 from ledger.persistence import merkle_store
@@ -66,3 +72,36 @@ def test_a_sqlite_store_that_cannot_be_opened_is_not_called_no_ledger(tmp_path: 
                                "makes a -shm file beside a ledger even to read it: is the directory "
                                "read-only?)\n"), args
     assert path.read_bytes() == before
+
+
+def test_a_rebuild_stopped_by_sigterm_cleans_up_as_ctrl_c_does(
+    ledger: Ledger, store_url: str, tmp_path: Path
+) -> None:
+    """SIGTERM (a service manager's stop) during ``projections rebuild``: one line, exit 1, nothing left
+    in the temporary directory, the view as it was. It ended at once (exit -15), leaving a pymp-*
+    directory behind on PostgreSQL (its fork server's) and the resource tracker's warning."""
+    run_demo(ledger)
+    assert CliRunner().invoke(cli, ["--store", store_url, "projections", "rebuild"]).exit_code == 0
+    status = CliRunner().invoke(cli, ["--store", store_url, "projections", "status"]).stdout
+    marker, tmp = tmp_path / "marker", tmp_path / "tmp"
+    tmp.mkdir()
+    code = (  # the rebuild held where it has read its head (a store with many contracts takes that long)
+        "import time; from pathlib import Path; from ledger.application import Ledger; "
+        "real = Ledger.contracts; "
+        f"Ledger.contracts = lambda self, upto=None: (Path({str(marker)!r}).touch(), time.sleep(20), "
+        "real(self, upto))[2]; from cli.main import main; main()"
+    )
+    root = Path(__file__).resolve().parents[2]
+    args = [sys.executable, "-c", code, "--store", store_url, "projections", "rebuild"]
+    with subprocess.Popen(args, cwd=root,
+                          env={**os.environ, "PYTHONPATH": str(root), "TMPDIR": str(tmp)},
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        deadline = time.monotonic() + 30
+        while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert marker.exists()
+    assert (proc.returncode, err) == (1, "error: projections rebuild: stopped by SIGTERM\n")
+    assert list(tmp.iterdir()) == []
+    assert CliRunner().invoke(cli, ["--store", store_url, "projections", "status"]).stdout == status
