@@ -347,9 +347,8 @@ def sqlite_tables(path: str) -> frozenset[str]:
     """The tables of the SQLite file at ``path``, read without writing anything.
 
     BadInput as ``refuse_non_sqlite`` if SQLite finds no database behind the header;
-    StoreError with SQLite's words if it cannot read the file (a read-only directory, a
-    full disk: a ledger in WAL mode needs its ``-shm`` file even to be read), which is no
-    reason to call it "not a ledger store" and send its owner to ``ledger init``.
+    StoreError with SQLite's words if it cannot read it (a read-only directory, a full disk:
+    WAL needs the ``-shm`` file even to read), not "not a ledger store" (``ledger init``).
     """
     uri = "file:" + _uri_path(os.path.abspath(path)) + "?mode=ro"
     try:
@@ -359,11 +358,9 @@ def sqlite_tables(path: str) -> frozenset[str]:
             return frozenset(row[0] for row in rows)
         finally:
             conn.close()
-    except sqlite3.DatabaseError as exc:
-        if exc.sqlite_errorcode == sqlite3.SQLITE_NOTADB:
-            raise _not_a_database(path) from None
-        raise _unreadable(path, exc) from None
     except sqlite3.Error as exc:
+        if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_NOTADB:
+            raise _not_a_database(path) from None
         raise _unreadable(path, exc) from None
 
 
