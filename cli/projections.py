@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import signal
+import threading
 from typing import Any
 
 import click
 
-from cli.context import Context, pass_ctx
+from cli.context import Context, Failure, pass_ctx
 
 
 class Seconds(click.FloatRange):
@@ -32,6 +34,21 @@ def projections() -> None:
 @pass_ctx
 def rebuild(ctx: Context) -> None:
     """Reset the reporting tables and their tracking, and recompute every contract-month."""
+    # SIGTERM stops it as Ctrl-C does, through the same unwinding: its workers, fork server and
+    # shadow tables are cleaned up (by default the process just ended, leaving a /tmp/pymp-*
+    # directory and the resource tracker's multi-line warning about leaked semaphores).
+    main = threading.current_thread() is threading.main_thread()  # only there can it be set
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main else None
+    try:
+        _rebuild(ctx)
+    except _Terminated:
+        raise Failure("projections rebuild: stopped by SIGTERM") from None
+    finally:
+        if main and previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _rebuild(ctx: Context) -> None:
     from ledger.urls import SQLITE_PREFIX
     from ledger.workers import rebuild_modules, recorder_module, start_fork_server
 
@@ -46,6 +63,14 @@ def rebuild(ctx: Context) -> None:
     from projections.tracked import rebuild as run_rebuild
 
     click.echo(rebuild_line(run_rebuild(writable(ctx.ledger(create=False)))))
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the rebuild is: a BaseException, so no ``except Exception`` swallows it."""
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise _Terminated
 
 
 @projections.command()

@@ -32,6 +32,13 @@ NOT_BUILT: Final = (
     "this store's Merkle tree is not built yet (the store was made by an earlier version): "
     "run `ledger init` once, with the role that owns its tables"
 )
+BEHIND: Final = "this store's Merkle tree is built only for the first "
+
+
+def behind(covered: int, end: int) -> str:
+    """A build by ``ledger init`` stopped part-way: its committed nodes cover the log's first leaves."""
+    return (f"{BEHIND}{covered} of the log's {end} facts in complete tiles (a `ledger init` was "
+            "interrupted): run `ledger init` again, with the role that owns its tables")
 
 
 def tiles(size: int) -> int:

@@ -92,7 +92,7 @@ def test_a_dry_run_of_a_webhook_payload(url: str, tmp_path: Path) -> None:
     path.write_text(json.dumps(payload))
     before = state(url)
     _, said = run(url, "import", "--from", "alertmanager", "--dry-run", str(path))
-    assert said.startswith("dry run: would import 1 events")
+    assert said.startswith("dry run: would import 1 event,")
     assert state(url) == before
 
 

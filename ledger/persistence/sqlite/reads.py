@@ -343,10 +343,12 @@ def sqlite_file(path: str) -> bool:
         return False
 
 
-def sqlite_tables(path: str) -> frozenset[str] | None:
-    """The tables of the SQLite file at ``path``, read without writing anything (None: it cannot be read).
+def sqlite_tables(path: str) -> frozenset[str]:
+    """The tables of the SQLite file at ``path``, read without writing anything.
 
-    BadInput as ``refuse_non_sqlite`` if SQLite finds no database behind the header.
+    BadInput as ``refuse_non_sqlite`` if SQLite finds no database behind the header;
+    StoreError with SQLite's words if it cannot read it (a read-only directory, a full disk:
+    WAL needs the ``-shm`` file even to read), not "not a ledger store" (``ledger init``).
     """
     uri = "file:" + _uri_path(os.path.abspath(path)) + "?mode=ro"
     try:
@@ -356,12 +358,16 @@ def sqlite_tables(path: str) -> frozenset[str] | None:
             return frozenset(row[0] for row in rows)
         finally:
             conn.close()
-    except sqlite3.DatabaseError as exc:
-        if exc.sqlite_errorcode == sqlite3.SQLITE_NOTADB:
+    except sqlite3.Error as exc:
+        if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_NOTADB:
             raise _not_a_database(path) from None
-        return None
-    except sqlite3.Error:
-        return None
+        raise _unreadable(path, exc) from None
+
+
+def _unreadable(path: str, exc: sqlite3.Error) -> StoreError:
+    hint = (" (SQLite makes a -shm file beside a ledger even to read it: is the directory read-only?)"
+            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_CANTOPEN else "")
+    return StoreError(f"store: cannot read {printable(path)}: {' '.join(str(exc).split())}{hint}")
 
 
 # What ``urllib.parse.quote`` leaves as it is (its default ``safe="/"``).

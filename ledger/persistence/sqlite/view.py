@@ -8,7 +8,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import ClassVar, Final
 
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore, SQLiteTrackingRecorder
 
 from ledger.persistence.port import (
@@ -188,7 +188,14 @@ class SQLiteReportingView(SQLiteTrackingRecorder, ReportingView):
 def open_view(datastore: SQLiteDatastore) -> SQLiteReportingView:
     """The reporting view in the ledger's SQLite file (tables created if needed)."""
     view = SQLiteReportingView(datastore)
-    view.create_table()
+    try:
+        view.create_table()
+    except IntegrityError:
+        # Another process made the tables between the library's look for its tracking table
+        # and its transaction (two `ledger init` at once on a new file): both insert the table's
+        # migration row, and the second finds it there. Looked at again, the tables exist.
+        view = SQLiteReportingView(datastore)
+        view.create_table()
     return view
 
 
