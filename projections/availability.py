@@ -158,8 +158,11 @@ def _timeline(
             continue
         if start < lo or (hi is not None and end > hi):  # a new source only where one is clipped
             start, end = max(start, lo), (min(end, hi) if hi is not None else end)
+            events = s.events
+            if hi is not None and s.end > hi and s.kind in ("probe", "incident"):
+                events = events[:-1]  # its closing fact is dated after the replay point: not yet
             if start < end:
-                window.append(Source(start, end, s.kind, s.name, s.label, s.events))
+                window.append(Source(start, end, s.kind, s.name, s.label, events))
         elif start < end:
             window.append(s)
     timeline = sweep(policy, window, horizon, cuts=(ms,))
