@@ -223,7 +223,9 @@ def evaluate_with_stretches(
     target_met = not below(a_exact, policy.target)
 
     runs = stretches(timeline, ms, horizon)
-    credit = evaluate_credit(policy, month, a_exact, runs, facts.claims)
+    # A claim dated after the replay point (recorded ahead of its `at`) was not filed yet.
+    claims = facts.claims if replay_point is None else [c for c in facts.claims if c.at <= replay_point]
+    credit = evaluate_credit(policy, month, a_exact, runs, claims)
 
     for probe in sorted(facts.ignored_probes):
         n = sum(1 for at in facts.ignored_probes[probe] if ms <= at < me)

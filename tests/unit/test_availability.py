@@ -883,3 +883,14 @@ def test_a_recovery_dated_after_the_replay_point_is_not_cited_yet() -> None:
     ev = led.evaluate(pol, "2026-10", replay_point=point)
     assert [list(i.events) for i in ev.report.intervals] == [[2], [1, 2]]
     assert to_json(msgspec.structs.replace(ev.report, as_of_position=2)) == without
+
+
+def test_a_claim_dated_after_the_replay_point_was_not_filed_yet() -> None:
+    """Replayed to a point, a claim recorded ahead of its `at` is not filed yet (helper hAW)."""
+    led = Ledger()
+    outage(led, "workspace", A_PROBES, "2026-10-06T10:00:00+02:00", "2026-10-06T12:00:00+02:00")
+    led.add("credit_claim_filed", contract="sla-a", month="2026-10", at="2026-11-02T12:00:00+01:00")
+    pol = policy(SEED_A)
+    claim = [led.evaluate(pol, "2026-10", replay_point=ts(t)).report.credit.claim
+             for t in ("2026-11-02T11:59:59.999999+01:00", "2026-11-02T12:00:00+01:00")]
+    assert claim == ["not_filed", "filed_in_time"]
