@@ -158,8 +158,11 @@ def _timeline(
             continue
         if start < lo or (hi is not None and end > hi):  # a new source only where one is clipped
             start, end = max(start, lo), (min(end, hi) if hi is not None else end)
+            events = s.events
+            if hi is not None and s.end > hi and s.kind in ("probe", "incident"):
+                events = events[:-1]  # its closing fact is dated after the replay point: not yet
             if start < end:
-                window.append(Source(start, end, s.kind, s.name, s.label, s.events))
+                window.append(Source(start, end, s.kind, s.name, s.label, events))
         elif start < end:
             window.append(s)
     timeline = sweep(policy, window, horizon, cuts=(ms,))
@@ -220,7 +223,9 @@ def evaluate_with_stretches(
     target_met = not below(a_exact, policy.target)
 
     runs = stretches(timeline, ms, horizon)
-    credit = evaluate_credit(policy, month, a_exact, runs, facts.claims)
+    # A claim dated after the replay point (recorded ahead of its `at`) was not filed yet.
+    claims = facts.claims if replay_point is None else [c for c in facts.claims if c.at <= replay_point]
+    credit = evaluate_credit(policy, month, a_exact, runs, claims)
 
     for probe in sorted(facts.ignored_probes):
         n = sum(1 for at in facts.ignored_probes[probe] if ms <= at < me)

@@ -278,6 +278,8 @@ def evaluate_support(
     ms, me = to_us(ms_dt), to_us(me_dt)
     rp = to_us(replay_point) if replay_point is not None else None
     horizon = max(ms, min(me, rp)) if rp is not None else me
+    # As the ledger knew it at the replay point: a fact dated after it (recorded ahead of its
+    # `at`) had not happened yet, as availability's outage stops at the horizon.
     facts = _collect(records, policy)
     rules = policy.support
     book = HolidayBook({k: v[1] for k, v in facts.pins.items()}, package, package_source)
@@ -294,10 +296,10 @@ def evaluate_support(
     month_tickets = []
     for ticket, t in facts.tickets.items():
         at, severity, pos = min(t.opened)  # opened twice: the earliest opening counts
-        if ms <= at < me:
+        if ms <= at < me and (rp is None or at <= rp):
             month_tickets.append((at, ticket, severity, pos, t))
     for at, ticket, severity, opened_pos, t in sorted(month_tickets):
-        first = min(t.responses) if t.responses else None
+        first = min((r for r in t.responses if rp is None or r[0] <= rp), default=None)
         upto = first[0] if first is not None else horizon
         events = {opened_pos}
         changes = sorted(c for c in t.changes if c[0] <= upto) if t.changes else t.changes
@@ -359,7 +361,8 @@ def evaluate_support(
     if rules is not None and rules.engagement_level is not None:
         assert rules.engagement_within is not None
         within = _us(rules.engagement_within)
-        level_at = sorted((at, pos) for at, level, pos in facts.engaged if level == rules.engagement_level)
+        level_at = sorted((at, pos) for at, level, pos in facts.engaged if level == rules.engagement_level
+                          and (rp is None or at <= rp))
         out_e: list[EngagementLine] = []
         for s in stretches:
             if not ms <= s.start_us < horizon:
@@ -384,7 +387,7 @@ def evaluate_support(
         allowed = _us(rules.max_data_loss)
         out_r: list[RecoveryLine] = []
         for at, restored, rid, pos in sorted(facts.recoveries):
-            if ms <= at < me:
+            if ms <= at < me and (rp is None or at <= rp):
                 loss = at - restored
                 out_r.append(RecoveryLine(rid, _local(at, tz), _local(restored, tz), seconds(loss),
                                           "met" if loss <= allowed else "breached", (pos,)))
@@ -400,7 +403,7 @@ def evaluate_support(
         for t in facts.tickets.values():
             kind = t.kind[1] if t.kind is not None else "account"
             for at, secs, pos in t.logs:
-                if ys <= at < min(me, ye):
+                if ys <= at < min(me, ye) and (rp is None or at <= rp):
                     if kind in q.exempt:
                         exempt += secs
                     else:

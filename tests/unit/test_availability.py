@@ -863,3 +863,34 @@ def test_maintenance_out_of_total_with_the_whole_month_in_maintenance() -> None:
     outage(led, "optimy", C_PROBES, "2026-02-28T00:00:00-05:00", "2026-04-02T00:00:00-04:00")
     # Even a whole month of emergency maintenance: T - M = 0, nothing was due, A = 100 %.
     assert figures(led, SEED_C_EN, "2026-03") == (2674800, 2674800, 2674800, 0, 0, "100.0000", True)
+
+
+def test_a_recovery_dated_after_the_replay_point_is_not_cited_yet() -> None:
+    """Replayed to a point, a recovery recorded ahead of its `at` had not happened (helper hAW).
+
+    The outage runs to the horizon as if the recovery were unknown, and the interval cites the
+    failure only: the same figures, reasons and digest as a log without that recovery.
+    """
+    pol = policy(SEED_B)
+    point = ts("2026-10-06T10:30:00+02:00")
+    led = Ledger()
+    led.add("probe_failed", service="biings", probe="ping", at="2026-10-06T10:00:00+02:00")
+    led.add("incident_opened", service="biings", incident="I", at="2026-10-06T09:00:00+02:00",
+            impact="outage")
+    without = to_json(led.evaluate(pol, "2026-10", replay_point=point).report)
+    led.add("probe_recovered", service="biings", probe="ping", at="2026-10-06T11:00:00+02:00")
+    led.add("incident_resolved", incident="I", at="2026-10-06T10:45:00+02:00")
+    ev = led.evaluate(pol, "2026-10", replay_point=point)
+    assert [list(i.events) for i in ev.report.intervals] == [[2], [1, 2]]
+    assert to_json(msgspec.structs.replace(ev.report, as_of_position=2)) == without
+
+
+def test_a_claim_dated_after_the_replay_point_was_not_filed_yet() -> None:
+    """Replayed to a point, a claim recorded ahead of its `at` is not filed yet (helper hAW)."""
+    led = Ledger()
+    outage(led, "workspace", A_PROBES, "2026-10-06T10:00:00+02:00", "2026-10-06T12:00:00+02:00")
+    led.add("credit_claim_filed", contract="sla-a", month="2026-10", at="2026-11-02T12:00:00+01:00")
+    pol = policy(SEED_A)
+    claim = [led.evaluate(pol, "2026-10", replay_point=ts(t)).report.credit.claim
+             for t in ("2026-11-02T11:59:59.999999+01:00", "2026-11-02T12:00:00+01:00")]
+    assert claim == ["not_filed", "filed_in_time"]
