@@ -101,6 +101,8 @@ def _stopped(signum: int, frame: object) -> None:
               help="The labels (Uptime Kuma: monitor tags) naming the service and the probe.")
 @click.option("--max-body", type=click.IntRange(1, 1 << 30), default=MAX_BODY, show_default=True,
               help="Largest request body in bytes (larger: 413).")
+@click.option("--body-timeout", type=click.FloatRange(0.1, 3600), default=30.0, show_default=True,
+              metavar="SECONDS", help="Time a request's body may take to arrive (longer: 408, nothing kept).")
 @click.option("--read-priority", type=click.Choice(READ_PRIORITIES), default="idle", show_default=True,
               envvar="LEDGER_READ_PRIORITY",
               help="CPU priority of the reads (reports, events, proofs) against the writes: idle (the "
@@ -108,8 +110,8 @@ def _stopped(signum: int, frame: object) -> None:
 @click.option("--insecure-local", is_flag=True,
               help=f"Start without {WRITE_TOKEN_ENV}/{READ_TOKEN_ENV} (loopback addresses only).")
 @pass_ctx
-def serve(ctx: Context, listen: str, label_map: str | None, max_body: int, read_priority: str,
-          insecure_local: bool) -> None:
+def serve(ctx: Context, listen: str, label_map: str | None, max_body: int, body_timeout: float,
+          read_priority: str, insecure_local: bool) -> None:
     """Serve the store over HTTP: webhooks and NDJSON in, contracts, reports and events out."""
     import uvicorn
 
@@ -123,7 +125,8 @@ def serve(ctx: Context, listen: str, label_map: str | None, max_body: int, read_
     open_ledger(ctx.url).close()  # a store that cannot be opened: one line now, not a failed startup
     sock = _bind(host, port)
     url = ctx.url
-    app = create_app(lambda: open_ledger(url), ServerConfig(write, read, labels, max_body, read_priority),
+    app = create_app(lambda: open_ledger(url), ServerConfig(write, read, labels, max_body, read_priority,
+                                                                 body_timeout),
                      started=serving_runtime)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                             timeout_graceful_shutdown=None, server_header=False)
