@@ -28,7 +28,7 @@ def _decimal_as_number(node: Any) -> Any:
 
 def _errors(*codes: int) -> dict[str, Any]:
     why = {400: "bad input: nothing kept", 401: "missing or wrong bearer token",
-           404: "no such contract or month", 408: "body not received within --body-timeout: nothing kept",
+           404: "no such contract or month", 408: "body not received within --request-timeout: nothing kept",
            413: "body larger than --max-body",
            503: "the store's append lock could not be had in time"}
     error = {"application/json": {"schema": _ERROR}}

@@ -68,7 +68,7 @@ class ServerConfig(msgspec.Struct, frozen=True):
     labels: LabelMap
     max_body: int
     read_priority: str = "idle"
-    body_timeout: float = 30.0  # seconds a request's body may take to arrive (then 408)
+    request_timeout: float = 30.0  # seconds a request's body may take to arrive (then 408)
 
 
 class HttpError(Exception):
@@ -178,7 +178,7 @@ async def _body(request: Request, config: ServerConfig) -> bytes:
     size = 0
     # uvicorn waits for a body as long as its client likes: a client that stops half-way would hold
     # its connection (and a write's memory) for ever. What it sent is dropped, the connection closed.
-    with anyio.move_on_after(config.body_timeout) as timer:
+    with anyio.move_on_after(config.request_timeout) as timer:
         try:
             async for chunk in request.stream():
                 size += len(chunk)
@@ -188,7 +188,7 @@ async def _body(request: Request, config: ServerConfig) -> bytes:
         except ClientDisconnect:  # nobody to answer: nothing kept, and no traceback in the log
             raise HttpError(400, "the client disconnected before the body's end") from None
     if timer.cancelled_caught:
-        raise HttpError(408, f"body not received within {config.body_timeout:g} s: nothing kept",
+        raise HttpError(408, f"body not received within {config.request_timeout:g} s: nothing kept",
                         {"Connection": "close"})
     return b"".join(chunks)
 

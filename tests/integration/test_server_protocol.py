@@ -43,7 +43,7 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         policy = str(ROOT / "ledger" / "examples" / "sla-a.toml")
         result = CliRunner().invoke(cli, ["--store", store, "contract", "register", policy])
         assert result.exit_code == 0, result.output
-        proc = ServerProcess(store, "--body-timeout", "1")
+        proc = ServerProcess(store, "--request-timeout", "1")
         yield proc
         code, err = proc.stop()
         assert code == 0, err
@@ -186,3 +186,44 @@ def test_many_writers_good_and_bad_bodies_while_reading(server: ServerProcess) -
             assert set(ids) <= set(new)
     assert sum(int(str(b["imported"])) for _, bad, _, b in answers if not bad) == len(new)
     assert set(new) == {i for ids, bad, _, _ in answers if not bad for i in ids}
+
+
+@pytest.mark.parametrize("sent", [b"", b"GET /v1/contracts HTTP/1.1\r\nHost: ledger\r\n"])
+def test_headers_that_never_end_time_out(server: ServerProcess, sent: bytes) -> None:
+    """A connection left silent, or a head that stops half-way, is answered 408 and closed."""
+    start = time.monotonic()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
+        conn.sendall(sent)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    assert time.monotonic() - start < 8
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 ")
+    assert b"connection: close" in head
+    assert json.loads(body) == {"error": "request headers not received within 1 s"}
+
+
+@pytest.mark.parametrize("extra", [
+    "X-Big: " + "a" * 70_000 + "\r\n",  # one header too long
+    "".join(f"X-{i}: v\r\n" for i in range(10_000)),  # too many
+])
+def test_a_head_too_large_is_431(server: ServerProcess, extra: str) -> None:
+    status, headers, body = exchange(server, request("GET", "/v1/contracts", extra, token=READ_TOKEN))
+    assert status == 431
+    assert headers["connection"] == "close"
+    assert json.loads(body) == {"error": "request line and headers over 65536 bytes"}
+    ok = exchange(server, request("GET", "/v1/contracts", "X-Fine: " + "a" * 8000 + "\r\n", token=READ_TOKEN))
+    assert ok[0] == 200
+
+
+@pytest.mark.parametrize("data", [
+    b"BREW /v1/contracts HTTP/1.1\r\nHost: ledger\r\n\r\n",  # no such method in HTTP
+    b"POST /v1/events HTTP/1.1\r\nHost: ledger\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+    b"POST /v1/events HTTP/1.1\r\nHost: ledger\r\nContent-Length: 3\r\nContent-Length: 5\r\n\r\nabcde",
+])
+def test_what_the_parser_refuses_is_a_json_400(server: ServerProcess, data: bytes) -> None:
+    status, headers, body = exchange(server, data)
+    assert status == 400
+    assert headers["content-type"] == "application/json"
+    assert json.loads(body) == {"error": "Invalid HTTP request received."}
