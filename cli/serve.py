@@ -127,15 +127,22 @@ def serve(ctx: Context, listen: str, label_map: str | None, max_body: int, reque
     open_ledger(ctx.url).close()  # a store that cannot be opened: one line now, not a failed startup
     sock = _bind(host, port)
     url = ctx.url
+    bound_host, bound_port = sock.getsockname()[:2]
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+
+    def started() -> None:
+        serving_runtime()
+        # Said once the app is up, and so once uvicorn handles SIGTERM/SIGINT (its handlers are in
+        # place before the app starts): a supervisor stopping the server as soon as it says it
+        # serves gets a clean stop, not the signal's default (killed, exit -15).
+        click.echo(f"ledger serving {ctx.shown} on http://{shown}:{bound_port}", err=True)
+
     app = create_app(lambda: open_ledger(url), ServerConfig(write, read, labels, max_body, read_priority,
                                                                  request_timeout),
-                     started=serving_runtime)
+                     started=started)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                             timeout_graceful_shutdown=None, server_header=False,
                             http=protocol(request_timeout))
-    bound_host, bound_port = sock.getsockname()[:2]
-    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-    click.echo(f"ledger serving {ctx.shown} on http://{shown}:{bound_port}", err=True)
     # uvicorn's own SIGTERM/SIGINT handling stops accepting and lets requests in flight finish,
     # then raises the signal again under the handlers found at start: these make that a clean exit.
     previous = {sig: signal.signal(sig, _stopped) for sig in (signal.SIGTERM, signal.SIGINT)}

@@ -7,10 +7,12 @@ client goes away, and many writers at once, good and bad bodies mixed with reads
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -83,7 +85,17 @@ def events(server: ServerProcess) -> list[dict[str, object]]:
 
 
 def test_the_routes_are_the_document_s(server: ServerProcess) -> None:
+    """Every route the app has is in the OpenAPI document with its methods, and nothing else is."""
+    from starlette.routing import Route
+
+    from cli.server import ServerConfig, create_app
+    from ledger.feeds import DEFAULT_MAP
+
+    app = create_app(lambda: None, ServerConfig(None, None, DEFAULT_MAP, 1))  # type: ignore[arg-type, return-value]
+    served = {r.path: set(r.methods or ()) for r in app.routes if isinstance(r, Route)}
     paths = document()["paths"]
+    assert served == {path: {m.upper() for m in ops} | ({"HEAD"} if "get" in ops else set())
+                      for path, ops in paths.items()}
     assert {p.replace("{contract}", "sla-a-2026").replace("{month}", "2026-10") for p in paths} == set(ROUTES)
     for path, operations in paths.items():
         concrete = path.replace("{contract}", "sla-a-2026").replace("{month}", "2026-10")
@@ -227,3 +239,13 @@ def test_what_the_parser_refuses_is_a_json_400(server: ServerProcess, data: byte
     assert status == 400
     assert headers["content-type"] == "application/json"
     assert json.loads(body) == {"error": "Invalid HTTP request received."}
+
+
+def test_stopped_as_soon_as_it_says_it_serves(tmp_path: Path) -> None:
+    """SIGTERM or SIGINT the moment the server has said where it listens: a clean stop, not a kill."""
+    store = f"sqlite:///{tmp_path / 'ledger.db'}"
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGTERM):
+        proc = ServerProcess(store)
+        proc.proc.send_signal(sig)
+        _, err = proc.proc.communicate(timeout=30)
+        assert (proc.proc.returncode, err.decode()) == (0, "ledger serve: stopped\n")
