@@ -28,7 +28,8 @@ def _decimal_as_number(node: Any) -> Any:
 
 def _errors(*codes: int) -> dict[str, Any]:
     why = {400: "bad input: nothing kept", 401: "missing or wrong bearer token",
-           404: "no such contract or month", 413: "body larger than --max-body",
+           404: "no such contract or month", 408: "body not received within --request-timeout: nothing kept",
+           413: "body larger than --max-body",
            503: "the store's append lock could not be had in time"}
     error = {"application/json": {"schema": _ERROR}}
     return {str(c): {"description": why[c], "content": error} for c in codes}
@@ -46,7 +47,7 @@ def _write(summary: str, body_type: str, body_schema: dict[str, Any], extra: lis
         "security": [{"write": []}],
         "parameters": extra or [],
         "requestBody": {"required": True, "content": {body_type: {"schema": body_schema}}},
-        "responses": {"200": _json("Summary", "what was recorded"), **_errors(400, 401, 413, 503)},
+        "responses": {"200": _json("Summary", "what was recorded"), **_errors(400, 401, 408, 413, 503)},
     }}
 
 

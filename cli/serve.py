@@ -101,6 +101,9 @@ def _stopped(signum: int, frame: object) -> None:
               help="The labels (Uptime Kuma: monitor tags) naming the service and the probe.")
 @click.option("--max-body", type=click.IntRange(1, 1 << 30), default=MAX_BODY, show_default=True,
               help="Largest request body in bytes (larger: 413).")
+@click.option("--request-timeout", type=click.FloatRange(0.1, 3600), default=30.0, show_default=True,
+              metavar="SECONDS", help="Time a request's headers, then its body, may take to arrive "
+                                      "(longer: 408, nothing kept).")
 @click.option("--read-priority", type=click.Choice(READ_PRIORITIES), default="idle", show_default=True,
               envvar="LEDGER_READ_PRIORITY",
               help="CPU priority of the reads (reports, events, proofs) against the writes: idle (the "
@@ -108,12 +111,13 @@ def _stopped(signum: int, frame: object) -> None:
 @click.option("--insecure-local", is_flag=True,
               help=f"Start without {WRITE_TOKEN_ENV}/{READ_TOKEN_ENV} (loopback addresses only).")
 @pass_ctx
-def serve(ctx: Context, listen: str, label_map: str | None, max_body: int, read_priority: str,
-          insecure_local: bool) -> None:
+def serve(ctx: Context, listen: str, label_map: str | None, max_body: int, request_timeout: float,
+          read_priority: str, insecure_local: bool) -> None:
     """Serve the store over HTTP: webhooks and NDJSON in, contracts, reports and events out."""
     import uvicorn
 
     from cli.server import ServerConfig, create_app
+    from cli.server_http import protocol
     from ledger.bootstrap import open_ledger
     from ledger.feeds import DEFAULT_MAP, parse_label_map
 
@@ -123,13 +127,22 @@ def serve(ctx: Context, listen: str, label_map: str | None, max_body: int, read_
     open_ledger(ctx.url).close()  # a store that cannot be opened: one line now, not a failed startup
     sock = _bind(host, port)
     url = ctx.url
-    app = create_app(lambda: open_ledger(url), ServerConfig(write, read, labels, max_body, read_priority),
-                     started=serving_runtime)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
-                            timeout_graceful_shutdown=None, server_header=False)
     bound_host, bound_port = sock.getsockname()[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-    click.echo(f"ledger serving {ctx.shown} on http://{shown}:{bound_port}", err=True)
+
+    def started() -> None:
+        serving_runtime()
+        # Said once the app is up, and so once uvicorn handles SIGTERM/SIGINT (its handlers are in
+        # place before the app starts): a supervisor stopping the server as soon as it says it
+        # serves gets a clean stop, not the signal's default (killed, exit -15).
+        click.echo(f"ledger serving {ctx.shown} on http://{shown}:{bound_port}", err=True)
+
+    app = create_app(lambda: open_ledger(url), ServerConfig(write, read, labels, max_body, read_priority,
+                                                                 request_timeout),
+                     started=started)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
+                            timeout_graceful_shutdown=None, server_header=False,
+                            http=protocol(request_timeout))
     # uvicorn's own SIGTERM/SIGINT handling stops accepting and lets requests in flight finish,
     # then raises the signal again under the handlers found at start: these make that a clean exit.
     previous = {sig: signal.signal(sig, _stopped) for sig in (signal.SIGTERM, signal.SIGINT)}

@@ -24,7 +24,7 @@ import anyio.to_thread
 import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
@@ -61,22 +61,24 @@ JSON_TYPES: Final = ("application/json",)
 
 class ServerConfig(msgspec.Struct, frozen=True):
     """What the app needs besides the ledger: tokens (None: not checked), label map, body limit,
-    and the read workers' CPU priority (``cli.server_reads.lower``)."""
+    the read workers' CPU priority (``cli.server_reads.lower``) and the time a body may take."""
 
     write_token: str | None
     read_token: str | None
     labels: LabelMap
     max_body: int
     read_priority: str = "idle"
+    request_timeout: float = 30.0  # seconds a request's body may take to arrive (then 408)
 
 
 class HttpError(Exception):
-    """An error answer: its status and one line."""
+    """An error answer: its status, one line and any headers it needs."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = one_line(message)
+        self.headers = headers
 
 
 _encoder: Final = msgspec.json.Encoder()
@@ -86,8 +88,9 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return Response(_encoder.encode(body) + b"\n", status, headers, media_type="application/json")
 
 
-def error_response(status: int, message: str) -> Response:
-    headers = {"WWW-Authenticate": 'Bearer realm="ledger"'} if status == 401 else None
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    if status == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": 'Bearer realm="ledger"'}
     # What the message echoes (a contract id from the path) is shown as the CLI's stderr shows it:
     # a bidi override or an escape sequence escaped, not handed raw to the terminal of whoever reads it.
     return json_response({"error": shortened(printable(one_line(message)))}, status, headers)
@@ -147,7 +150,10 @@ def _authorize(request: Request, state: _State, write: bool) -> None:
     tokens = [config.write_token] if write else [config.read_token, config.write_token]
     if all(t is None for t in tokens) or (not write and config.read_token is None):
         return  # --insecure-local without that token: open
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    given_all = request.headers.getlist("authorization")
+    if len(given_all) > 1:  # which one counts would be this server's guess, and a proxy's another
+        raise HttpError(401, "Authorization given more than once")
+    scheme, _, given = (given_all or [""])[0].partition(" ")
     if scheme.lower() != "bearer" or not given:
         raise HttpError(401, "missing bearer token (Authorization: Bearer TOKEN)")
     for token in tokens:
@@ -162,17 +168,28 @@ def _content_type(request: Request, accepted: tuple[str, ...]) -> None:
         raise HttpError(400, f"Content-Type: expected {' or '.join(accepted)}, got {given or 'none'}")
 
 
-async def _body(request: Request, limit: int) -> bytes:
+async def _body(request: Request, config: ServerConfig) -> bytes:
+    """The whole body, within the size limit and in time: read before the request queues for the writer."""
+    limit = config.max_body
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise HttpError(413, f"body too large: {length} bytes, the limit is {limit}")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HttpError(413, f"body too large: over {limit} bytes")
-        chunks.append(chunk)
+    # uvicorn waits for a body as long as its client likes: a client that stops half-way would hold
+    # its connection (and a write's memory) for ever. What it sent is dropped, the connection closed.
+    with anyio.move_on_after(config.request_timeout) as timer:
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise HttpError(413, f"body too large: over {limit} bytes")
+                chunks.append(chunk)
+        except ClientDisconnect:  # nobody to answer: nothing kept, and no traceback in the log
+            raise HttpError(400, "the client disconnected before the body's end") from None
+    if timer.cancelled_caught:
+        raise HttpError(408, f"body not received within {config.request_timeout:g} s: nothing kept",
+                        {"Connection": "close"})
     return b"".join(chunks)
 
 
@@ -197,7 +214,7 @@ async def post_events(request: Request) -> Response:
     state = _state(request)
     _authorize(request, state, write=True)
     _content_type(request, NDJSON_TYPES)
-    body = await _body(request, state.config.max_body)
+    body = await _body(request, state.config)
     if len(body) >= PARALLEL_FROM_BYTES:  # prepared in a child process, as `ledger import` would
         job = Job([], "line", lambda ledger: ledger.import_file(io.BytesIO(body)))
     else:
@@ -210,7 +227,7 @@ def _hook(source: str) -> Callable[[Request], Awaitable[Response]]:
         state = _state(request)
         _authorize(request, state, write=True)
         _content_type(request, JSON_TYPES)
-        body = await _body(request, state.config.max_body)
+        body = await _body(request, state.config)
         service = _query(request).get("service")
         labels = state.config.labels
         batches = await _prepare(body, lambda: list(prepare_facts(facts_from(source, body, labels, service))))
@@ -288,6 +305,10 @@ async def get_events(request: Request) -> Response:
     return StreamingResponse(stream(), media_type="application/x-ndjson")
 
 
+async def events(request: Request) -> Response:
+    return await (post_events if request.method == "POST" else get_events)(request)
+
+
 def _proof(call: server_proofs.Endpoint) -> Callable[[Request], Awaitable[Response]]:
     async def get(request: Request) -> Response:
         state = _state(request)
@@ -307,9 +328,9 @@ async def get_openapi(request: Request) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, HttpError):
-        return error_response(exc.status, exc.message)
-    if isinstance(exc, HTTPException):
-        return error_response(exc.status_code, exc.detail or "error")
+        return error_response(exc.status, exc.message, exc.headers)
+    if isinstance(exc, HTTPException):  # a 405's Allow kept
+        return error_response(exc.status_code, exc.detail or "error", dict(exc.headers or {}))
     if isinstance(exc, BadInput):
         return error_response(400, str(exc))
     if isinstance(exc, NotFound):
@@ -354,8 +375,8 @@ def create_app(opener: Callable[[], Ledger], config: ServerConfig,
             ledger.close()
 
     routes = [
-        Route("/v1/events", post_events, methods=["POST"]),
-        Route("/v1/events", get_events, methods=["GET"]),
+        # One route for both methods: a 405 on /v1/events then allows both (Allow: GET, HEAD, POST).
+        Route("/v1/events", events, methods=["GET", "POST"]),
         Route("/v1/hooks/alertmanager", _hook("alertmanager"), methods=["POST"]),
         Route("/v1/hooks/uptime-kuma", _hook("uptime-kuma"), methods=["POST"]),
         Route("/v1/imports/statuspage", _hook("statuspage"), methods=["POST"]),
