@@ -338,7 +338,10 @@ def evaluate(policies: list[tuple[int, dict[str, Any]]], facts: list[dict[str, A
         if first is not None and not (first == start and running):
             stretches.append(last - first)
 
-    credit = _credit(pol, a_pct, stretches, facts, month, tz, cid)
+    # A claim dated after the replay point (recorded ahead of its `at`) was not filed yet.
+    dated = facts if horizon is None else [f for f in facts if f["type"] != "credit_claim_filed"
+                                           or us(f["at"]) <= horizon]
+    credit = _credit(pol, a_pct, stretches, dated, month, tz, cid)
     return Expected(version, total, m + x + d, m, x, d, a_pct, a_text, target_met, credit, kinds)
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from fractions import Fraction
-from typing import Any
+from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 import holidays as holidays_package
@@ -250,6 +250,19 @@ class Replay:
     instant: int | None  # the replay point (us), None without a replay
 
 
+# Facts that happen at their `at`: one dated after the replay point (recorded ahead of it) had
+# not happened yet, as the ledger knew it then (docs/decisions.md, hAW).
+DATED: Final = frozenset({"ticket_opened", "ticket_responded", "support_engaged", "recovery_performed",
+                          "support_time_logged"})
+
+
+def known(f: Fact, replay: Replay) -> bool:
+    """Whether ``f`` counts at ``replay``: recorded by its position and, if dated, happened by its instant."""
+    if f["position"] > replay.position:
+        return False
+    return replay.instant is None or f["type"] not in DATED or to_us(instant(f["at"])) <= replay.instant
+
+
 def mean_text(total_us: int, n: int) -> Decimal:
     """The exact mean in seconds when its decimal ends, else cut toward zero at the microsecond."""
     den = Fraction(total_us, US * n).denominator
@@ -267,7 +280,7 @@ def support_model(policy: dict[str, Any], facts: list[Fact], month: str, replay:
     if support is None:  # promises nothing: every ticket of the month has an unknown severity
         return _nothing_promised(contract, facts, month, replay)
     stz = ZoneInfo(support.get("timezone") or contract["timezone"])
-    seen = [f for f in facts if f["position"] <= replay.position]
+    seen = [f for f in facts if known(f, replay)]
     ms, me = month_bounds(month, ctz)
     horizon = me if replay.instant is None else min(me, replay.instant)
     hol = Holidays([f for f in seen if f["type"] == "holidays_pinned"])
@@ -413,8 +426,7 @@ def _nothing_promised(contract: dict[str, Any], facts: list[Fact], month: str,
     ms, me = month_bounds(month, zone)
     opened: dict[str, int] = {}
     for f in facts:
-        if f["position"] <= replay.position and f["type"] == "ticket_opened" \
-                and f["contract"] == contract["id"]:
+        if known(f, replay) and f["type"] == "ticket_opened" and f["contract"] == contract["id"]:
             at = to_us(instant(f["at"]))
             opened[f["ticket"]] = min(opened.get(f["ticket"], at), at)
     return {"tickets": [], "targets": [], "engagements": None, "recoveries": None, "quota": None,
