@@ -15,9 +15,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-import msgspec
 
-from ledger.calendar import check_instant, check_month
+from ledger.calendar import check_instant, check_month, rfc3339
 from ledger.errors import BadInput, LedgerError, one_line
 from ledger.text import printable, shortened
 from ledger.urls import redact, scrub
@@ -225,10 +224,9 @@ def timestamp(value: str | None, option: str) -> datetime | None:
     """An RFC 3339 option value with an offset, inside the ledger's range (None stays None)."""
     if value is None:
         return None
-    try:
-        ts = msgspec.json.decode(msgspec.json.encode(value), type=datetime)
-    except msgspec.ValidationError:
-        raise BadInput(f"{option} {value!r}: expected an RFC 3339 timestamp with an offset") from None
+    ts = rfc3339(value)
+    if ts is None:
+        raise BadInput(f"{option} {value!r}: expected an RFC 3339 timestamp with an offset")
     if ts.tzinfo is None:
         raise BadInput(f"{option} {value!r}: the timestamp has no offset")
     return check_instant(ts, option)

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Final
 
-import msgspec
-
-from ledger.calendar import check_instant
+from ledger.calendar import check_instant, rfc3339
 from ledger.errors import BadInput
 
 
@@ -31,18 +28,14 @@ def whole_number(name: str, text: str | None) -> int | None:
     return int(text)
 
 
-_INSTANT: Final = msgspec.json.Decoder(datetime)
-
-
 def instant(text: str | None) -> datetime | None:
     if text is None:
         return None
-    try:
-        at = _INSTANT.decode(msgspec.json.encode(text))
-    except msgspec.ValidationError:
+    at = rfc3339(text)
+    if at is None:
         # A `+` left raw in a query string arrives as a space: say so, not only that the offset is missing.
         hint = " (write a `+` offset as %2B in a query string)" if " " in text else ""
-        raise BadInput(f"as_of {text!r}: expected an RFC 3339 timestamp with an offset{hint}") from None
+        raise BadInput(f"as_of {text!r}: expected an RFC 3339 timestamp with an offset{hint}")
     if at.tzinfo is None:
         raise BadInput(f"as_of {text!r}: the timestamp has no offset")
     return check_instant(at, "as_of")

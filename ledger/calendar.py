@@ -106,6 +106,17 @@ def in_range(instant: datetime) -> bool:
     return FIRST_YEAR < instant.year < LAST_YEAR or EARLIEST <= instant <= LATEST
 
 
+_RFC3339: Final = msgspec.json.Decoder(datetime)
+
+
+def rfc3339(text: str) -> datetime | None:
+    """``text`` read as an RFC 3339 timestamp (naive when it has no offset); None if it is none."""
+    try:
+        return _RFC3339.decode(msgspec.json.encode(text))
+    except msgspec.ValidationError:
+        return None
+
+
 def check_instant(instant: datetime, what: str) -> datetime:
     """``instant`` if ``in_range``, else BadInput naming ``what`` (a field or an option)."""
     if not in_range(instant):

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Final, Literal, TypeVar
 import msgspec
 
 from ledger.admission import decode_fact
+from ledger.calendar import rfc3339
 from ledger.errors import BadInput
 from ledger.events import Fact
 from ledger.text import bom_or
@@ -210,7 +211,6 @@ class _KumaPayload(msgspec.Struct):
 _KUMA: Final = msgspec.json.Decoder(_KumaPayload)
 # Uptime Kuma writes `heartbeat.time` in UTC without an offset ("2026-10-04 09:15:00.123").
 _KUMA_TIME: Final = re.compile(r"(\d{4})-(\d\d)-(\d\d)[ T](\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?")
-_INSTANT: Final = msgspec.json.Decoder(Instant)
 KUMA_DOWN, KUMA_UP = 0, 1
 _KUMA_IGNORED: Final = (2, 3)  # pending, maintenance: not a change of reachability
 
@@ -224,11 +224,11 @@ def _kuma_time(text: str) -> datetime:
         except ValueError as exc:
             raise BadInput(f"uptime-kuma: field `heartbeat.time`: {exc}") from None
         return at + timedelta(microseconds=int((frac or "0").ljust(6, "0")))
-    try:
-        return _INSTANT.decode(msgspec.json.encode(text))
-    except msgspec.ValidationError:
+    given = rfc3339(text)
+    if given is None or given.tzinfo is None:
         raise BadInput("uptime-kuma: field `heartbeat.time`: expected `YYYY-MM-DD HH:MM:SS[.fff]` (UTC) "
-                       f"or an RFC 3339 timestamp with an offset, got {text!r}") from None
+                       f"or an RFC 3339 timestamp with an offset, got {text!r}")
+    return given
 
 
 def _probe_of(monitor: _Monitor, labels: LabelMap) -> tuple[str, str]:

@@ -8,7 +8,7 @@ years and the ends of the accepted range (``tests.unit.calendar_edges``).
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from itertools import pairwise
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
@@ -25,6 +25,7 @@ from ledger.calendar import (
     local_instant,
     local_midnight,
     month_bounds,
+    rfc3339,
     wall_instant,
 )
 from ledger.persistence.keys import utc_day, utc_instant, utc_month, utc_months
@@ -282,3 +283,22 @@ def test_keys_spell_instants_in_their_order(data: st.DataObject, zone: str) -> N
     assert (utc_day(a) <= utc_day(b)) == (a.astimezone(UTC).date() <= b.astimezone(UTC).date())
     assert utc_day(a) == utc_instant(a)[:10]
     assert utc_month(a) == utc_instant(a)[:7]
+
+
+@given(st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
+                    timezones=st.none() | st.builds(lambda m: timezone(timedelta(minutes=m)),
+                                                    st.integers(-(24 * 60 - 1), 24 * 60 - 1))))
+def test_rfc3339_reads_back_what_isoformat_writes(at: datetime) -> None:
+    """The instant and its offset (or none: naive) come back to the microsecond (RFC 3339 offsets are
+    whole minutes; a zone's local mean time of seconds, Lord Howe's +10:36:20, has no spelling)."""
+    got = rfc3339(at.isoformat())
+    assert got == at
+    assert got is not None
+    assert got.utcoffset() == at.utcoffset()
+
+
+@given(st.text(max_size=40))
+def test_rfc3339_is_none_for_what_is_no_timestamp(text: str) -> None:
+    got = rfc3339(text)
+    assert got is None or got.isoformat()[:10] == text[:10]
+
